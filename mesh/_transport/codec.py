@@ -1,0 +1,170 @@
+"""Protobuf <-> core dataclasses. The only module (with the servicers) that touches mesh._proto types.
+
+Every decode validates: a field from the network that breaks a rule raises InvalidInput.
+"""
+
+from __future__ import annotations
+
+from mesh._proto import mesh_pb2 as pb
+from mesh.core import validate
+from mesh.core.membership import Liveness, Member, PeerInfo
+from mesh.core.status import StatusRecord
+from mesh.events import MemberEvent, MemberView
+
+LIVENESS_TO_PB = {
+    Liveness.ALIVE: pb.ALIVE,
+    Liveness.SUSPECT: pb.SUSPECT,
+    Liveness.DEAD: pb.DEAD,
+    Liveness.LEFT: pb.LEFT,
+}
+LIVENESS_FROM_PB = {v: k for k, v in LIVENESS_TO_PB.items()}
+
+
+def peer_to_pb(p: PeerInfo) -> pb.NodeRef:
+    return pb.NodeRef(
+        node_id=p.node_id,
+        name=p.name,
+        incarnation=p.incarnation,
+        address=p.address,
+        role=p.role,
+        started_at=p.started_at,
+    )
+
+
+def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
+    validate.ident(m.node_id, "node id")
+    validate.ident(m.incarnation, "incarnation")
+    validate.name(m.name)
+    if m.role:
+        validate.name(m.role, "role")
+    if m.address:
+        validate.address(m.address)
+    return PeerInfo(
+        node_id=m.node_id,
+        incarnation=m.incarnation,
+        name=m.name,
+        role=m.role,
+        address=m.address,
+        started_at=m.started_at,
+    )
+
+
+def status_to_pb(s: StatusRecord) -> pb.Status:
+    return pb.Status(
+        node_id=s.node_id,
+        incarnation=s.incarnation,
+        version=s.version,
+        name=s.name,
+        role=s.role,
+        action=s.action,
+        target=s.target,
+        phase=s.phase,
+        progress=s.progress,
+        note=s.note,
+        updated_at=s.updated_at,
+    )
+
+
+def status_from_pb(m: pb.Status) -> StatusRecord:
+    return StatusRecord(
+        node_id=m.node_id,
+        incarnation=m.incarnation,
+        name=m.name,
+        role=m.role,
+        action=m.action,
+        target=m.target,
+        phase=m.phase,
+        progress=m.progress,
+        note=m.note,
+        version=m.version,
+        updated_at=m.updated_at,
+    ).validated()
+
+
+def member_to_pb(m: Member, last_seen_wall: float, state_since_wall: float) -> pb.Member:
+    out = pb.Member(
+        node=peer_to_pb(m.info),
+        state=LIVENESS_TO_PB[m.state],
+        last_seen=last_seen_wall,
+        is_self=m.is_self,
+        state_since=state_since_wall,
+    )
+    if m.status is not None:
+        out.status.CopyFrom(status_to_pb(m.status))
+    return out
+
+
+STATE_TO_PB = {"alive": pb.ALIVE, "suspect": pb.SUSPECT, "dead": pb.DEAD, "left": pb.LEFT}
+KIND_TO_PB = {
+    "joined": pb.Event.JOINED,
+    "state": pb.Event.STATE,
+    "status": pb.Event.STATUS,
+    "snapshot": pb.Event.SNAPSHOT,
+}
+
+
+def view_to_pb(v: MemberView) -> pb.Member:
+    return pb.Member(
+        node=pb.NodeRef(
+            node_id=v.node_id, name=v.name, incarnation=v.incarnation, address=v.address, role=v.role
+        ),
+        state=STATE_TO_PB[v.state],
+        status=pb.Status(
+            node_id=v.node_id,
+            incarnation=v.incarnation,
+            version=v.status_version,
+            name=v.name,
+            role=v.role,
+            action=v.action,
+            target=v.target,
+            phase=v.phase,
+            progress=v.progress,
+            note=v.note,
+            updated_at=v.status_updated_at,
+        ),
+        last_seen=v.last_seen,
+        is_self=v.is_self,
+        state_since=v.state_since,
+    )
+
+
+def event_to_pb(e: MemberEvent) -> pb.Event:
+    return pb.Event(
+        kind=KIND_TO_PB[e.kind],
+        member=view_to_pb(e.member),
+        at=e.at,
+        previous=STATE_TO_PB.get(e.previous or "", pb.MEMBER_STATE_UNSPECIFIED),
+    )
+
+
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
+
+
+def view_from_pb(m: pb.Member) -> MemberView:
+    st = m.status
+    return MemberView(
+        name=m.node.name,
+        node_id=m.node.node_id,
+        role=m.node.role,
+        state=STATE_FROM_PB.get(m.state, "dead"),
+        action=st.action,
+        target=st.target,
+        phase=st.phase,
+        progress=st.progress,
+        note=st.note,
+        last_seen=m.last_seen,
+        is_self=m.is_self,
+        address=m.node.address,
+        incarnation=m.node.incarnation,
+        state_since=m.state_since,
+        status_version=st.version,
+        status_updated_at=st.updated_at,
+    )
+
+
+def event_from_pb(e: pb.Event) -> MemberEvent:
+    prev = STATE_FROM_PB.get(e.previous) if e.previous else None
+    return MemberEvent(
+        kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev
+    )

@@ -1,0 +1,109 @@
+"""Peer links: one long-lived bidi gRPC stream per pair of nodes, whichever side dialed.
+
+A `Link` hides which side of the RPC it is: it has a send queue drained by one writer, and the runtime's
+reader loop feeds incoming frames to the runtime. When both nodes dial each other at once, the link dialed by
+the smaller node id is kept on both sides (a rule both sides evaluate identically), the other is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from mesh._proto import mesh_pb2 as pb
+from mesh.core.membership import PeerInfo
+
+log = logging.getLogger("mesh.peer")
+
+# End-of-stream marker of grpc.aio reads (missing from the type stubs).
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
+
+# Frames queued to a peer that stopped reading (SIGSTOP, partition) are bounded; beyond this, heartbeats
+# (which only matter when fresh) are dropped first.
+QUEUE_SOFT_LIMIT = 1000
+MAX_FRAME_BYTES = 4 * 1024 * 1024
+
+# Keepalive pings let a half-open TCP connection (peer host vanished) be noticed by the transport too.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+    ("grpc.enable_retries", 0),
+]
+SERVER_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_FRAME_BYTES),
+    ("grpc.max_send_message_length", MAX_FRAME_BYTES),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.max_concurrent_streams", 256),
+]
+
+
+class Link:
+    """One peer link, either direction."""
+
+    def __init__(
+        self,
+        peer: PeerInfo,
+        dialer: str,
+        outbound: bool,
+        write: Callable[[pb.PeerFrame], Awaitable[None]],
+        finish: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.peer = peer
+        self.dialer = dialer
+        self.outbound = outbound
+        self._write = write
+        self._finish = finish
+        self._queue: asyncio.Queue[pb.PeerFrame | None] = asyncio.Queue()
+        self.closed = asyncio.Event()
+        self.superseded = False
+        self.frames_out = 0
+
+    def __repr__(self) -> str:
+        way = "out" if self.outbound else "in"
+        return f"<Link {way} {self.peer.name}/{self.peer.node_id[:6]} dialer={self.dialer[:6]}>"
+
+    def send(self, frame: pb.PeerFrame, droppable: bool = False) -> None:
+        """Queue a frame (never blocks). Droppable frames are shed when the peer is not reading."""
+        if self.closed.is_set():
+            return
+        if droppable and self._queue.qsize() > QUEUE_SOFT_LIMIT:
+            return
+        self._queue.put_nowait(frame)
+
+    def close(self) -> None:
+        """Flush what is queued, then end the stream."""
+        self._queue.put_nowait(None)
+
+    async def run_writer(self) -> None:
+        """Drain the queue into the stream until closed."""
+        try:
+            while True:
+                frame = await self._queue.get()
+                if frame is None:
+                    break
+                await self._write(frame)
+                self.frames_out += 1
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError, grpc.RpcError) as e:
+            log.debug("%r writer ended: %s", self, e)
+        finally:
+            with contextlib.suppress(Exception):
+                await self._finish()
+            self.closed.set()
+
+
+def frame(**fields: Any) -> pb.PeerFrame:
+    """Build a PeerFrame from keyword fields."""
+    return pb.PeerFrame(**fields)

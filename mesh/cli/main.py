@@ -1,0 +1,112 @@
+"""meshctl: the command line for sessions and people. One module per verb group; this file wires them.
+
+Exit codes: 0 success, 2 error (one line on stderr), 3 claim held by another session, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from mesh.errors import MeshError
+
+# Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
+_MODULES = (
+    "mesh.cli.node_cmds",
+    "mesh.cli.view_cmds",
+    "mesh.cli.status_cmds",
+    "mesh.cli.claim_cmds",
+    "mesh.cli.mail_cmds",
+    "mesh.cli.security_cmds",
+)
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """Options every verb takes (so they may follow the verb: `meshctl status --json`)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("common options")
+    g.add_argument(
+        "--home", type=Path, default=None, help="root of local state (default: $MESH_HOME or platform dir)"
+    )
+    g.add_argument("--mesh", default=None, help="mesh name (default: $MESH_MESH or 'default')")
+    g.add_argument(
+        "--node", default=None, help="which local node to talk to (default: $MESH_NODE or the only one)"
+    )
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="meshctl",
+        description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages).",
+    )
+    from mesh._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"meshctl {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+    parser.set_defaults(_common=common_parser())
+    for mod_name in _MODULES:
+        try:
+            mod = importlib.import_module(mod_name)
+        except ModuleNotFoundError as e:
+            if e.name == mod_name:
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def resolve_common(args: argparse.Namespace) -> None:
+    """Fill defaults from the environment: MESH_HOME, MESH_MESH, MESH_NODE."""
+    from mesh.config import DEFAULT_MESH, default_home
+
+    if getattr(args, "home", None) is None:
+        args.home = default_home()
+    args.mesh_explicit = getattr(args, "mesh", None) is not None or "MESH_MESH" in os.environ
+    if getattr(args, "mesh", None) is None:
+        args.mesh = os.environ.get("MESH_MESH", DEFAULT_MESH)
+    if getattr(args, "node", None) is None:
+        args.node = os.environ.get("MESH_NODE") or None
+
+
+def run(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a verb's coroutine; its result is the exit code."""
+    return asyncio.run(coro)
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args._argv = list(argv) if argv is not None else None
+    resolve_common(args)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except MeshError as e:
+        print(f"meshctl: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,236 @@
+"""meshctl up / down: start this session's node, leave gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mesh.cli.main import common_parser, run
+from mesh.errors import ConfigError, MeshError, NodeUnavailable
+
+READY_TIMEOUT = 30.0
+
+
+def register(sub: Any) -> None:
+    up = sub.add_parser(
+        "up",
+        parents=[common_parser()],
+        help="start this session's node",
+        description="Start a node for this session (foreground unless --detach).",
+    )
+    up.add_argument("--name", required=True, help="session name, unique among live nodes of the mesh")
+    up.add_argument("--role", default="", help="what this session works on (label)")
+    up.add_argument("--port", type=int, default=0, help="peer API port (0 = any free port)")
+    up.add_argument(
+        "--bind", default=None, help="peer API listen address (default 127.0.0.1; a LAN address for LAN)"
+    )
+    up.add_argument("--advertise", default=None, help="HOST:PORT peers should dial, if not the bind address")
+    up.add_argument(
+        "--peer", action="append", default=[], metavar="HOST:PORT", help="static seed (repeatable)"
+    )
+    up.add_argument("--no-mdns", action="store_true", help="do not use mDNS (seeds only)")
+    up.add_argument(
+        "--mdns-interface",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="interface address for mDNS (repeatable; default 127.0.0.1)",
+    )
+    up.add_argument(
+        "--preset",
+        choices=("local", "fast"),
+        default="local",
+        help="timing preset: local (suspect 3 s, dead 10 s) or fast (0.75 s / 2 s)",
+    )
+    up.add_argument("--heartbeat-interval", type=float, default=None, metavar="S")
+    up.add_argument("--suspect-after", type=float, default=None, metavar="S")
+    up.add_argument("--dead-after", type=float, default=None, metavar="S")
+    up.add_argument("--join-window", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
+    up.add_argument("--insecure", action="store_true", help=argparse.SUPPRESS)  # benchmarks: TLS off
+    up.add_argument(
+        "--watch-pid", type=int, default=None, metavar="PID", help="leave when this process exits"
+    )
+    up.add_argument("--detach", action="store_true", help="run in the background; return once ready")
+    up.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    up.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", parents=[common_parser()], help="leave gracefully and stop the node")
+    down.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the node to exit")
+    down.set_defaults(func=cmd_down)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    from mesh.config import NodeConfig
+
+    kw: dict[str, Any] = dict(
+        role=args.role,
+        mesh=args.mesh,
+        home=args.home,
+        port=args.port,
+        peers=tuple(args.peer),
+        mdns=not args.no_mdns,
+        watch_pid=args.watch_pid,
+        tls=not args.insecure,
+    )
+    if args.bind:
+        kw["bind"] = args.bind
+    if args.advertise:
+        kw["advertise"] = args.advertise
+    if args.mdns_interface:
+        kw["mdns_interfaces"] = tuple(args.mdns_interface)
+    for f in ("heartbeat_interval", "suspect_after", "dead_after", "join_window"):
+        v = getattr(args, f)
+        if v is not None:
+            kw[f] = v
+    preset = NodeConfig.fast if args.preset == "fast" else NodeConfig.local
+    if not args.name:
+        raise ConfigError("--name must not be empty")
+    return preset(args.name, **kw).with_env()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    if args.detach:
+        return _detach(args, config)
+    return run(_foreground(args, config))
+
+
+async def _foreground(args: argparse.Namespace, config: Any) -> int:
+    from mesh.node import Node
+
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    node = Node(config=config)
+    loop = asyncio.get_running_loop()
+    try:
+        await node.start()
+    except MeshError as e:
+        _report_ready(args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
+        raise
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(sig, node._rt.request_stop, f"signal {signal.Signals(sig).name}")
+    info = {
+        "ok": True,
+        "name": node.name,
+        "node_id": node.node_id,
+        "mesh": config.mesh,
+        "address": node.address,
+        "pid": os.getpid(),
+        "state_dir": node.state_dir,
+    }
+    _report_ready(args.ready_fd, info)
+    if args.ready_fd is None:
+        print(
+            f"node {node.name} ready — mesh {config.mesh}, peer API {node.address}, state {node.state_dir}",
+            file=sys.stderr,
+            flush=True,
+        )
+    reason = await node.wait_closed()
+    await node.stop(reason)
+    return 0
+
+
+def _report_ready(fd: int | None, info: dict[str, Any]) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, (json.dumps(info) + "\n").encode())
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _detach(args: argparse.Namespace, config: Any) -> int:
+    from mesh.paths import ensure_private_dir, node_dir
+
+    state_dir = ensure_private_dir(node_dir(config.home_dir, config.mesh, config.name))
+    log_path = state_dir / "node.log"
+    argv = [a for a in (args._argv if args._argv is not None else sys.argv[1:]) if a != "--detach"]
+    r, w = os.pipe()
+    cmd = [sys.executable, "-m", "mesh.cli.main", *argv, "--ready-fd", str(w)]
+    env = dict(os.environ)
+    env["MESH_HOME"] = str(config.home_dir)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(w,),
+            start_new_session=True,
+            env=env,
+        )
+    os.close(w)
+    data = b""
+    deadline = time.monotonic() + READY_TIMEOUT
+    with os.fdopen(r, "rb") as reader:
+        while time.monotonic() < deadline:
+            chunk = reader.readline()
+            data += chunk
+            if not chunk or chunk.endswith(b"\n"):
+                break
+    if not data:
+        code = proc.poll()
+        raise NodeUnavailable(f"node exited during start-up (code {code}); see {log_path}")
+    info = json.loads(data)
+    if not info.get("ok"):
+        proc.wait(timeout=5)
+        err = MeshError(info.get("error", "start-up failed"))
+        err.exit_code = int(info.get("exit", 2))
+        raise err
+    if args.json:
+        from mesh.cli.output import print_json
+
+        print_json(info | {"log": str(log_path)})
+    else:
+        print(
+            f"node {info['name']} ready (pid {info['pid']}) — mesh {info['mesh']}, "
+            f"peer API {info['address']}, log {log_path}"
+        )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return run(_down(args))
+
+
+async def _down(args: argparse.Namespace) -> int:
+    from mesh.client import Client
+    from mesh.paths import find_node
+
+    node = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+    async with Client(node) as c:
+        await c.shutdown("meshctl down")
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if not _pid_alive(node.pid, node.state_dir):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise NodeUnavailable(f"node {node.name} (pid {node.pid}) did not exit within {args.timeout:g}s")
+    if args.json:
+        from mesh.cli.output import print_json
+
+        print_json({"name": node.name, "left": True})
+    else:
+        print(f"node {node.name} left the mesh")
+    return 0
+
+
+def _pid_alive(pid: int, state_dir: Path) -> bool:
+    from mesh.paths import is_locked
+
+    return is_locked(state_dir)

@@ -1,0 +1,99 @@
+"""Output for meshctl: JSON for scripts, rich tables for people (rich is imported only when needed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from mesh.events import MemberEvent, MemberView
+
+STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
+
+
+def print_json(data: Any, file: TextIO | None = None) -> None:
+    """One JSON document (or line) on stdout."""
+    out = file or sys.stdout
+    out.write(json.dumps(data, ensure_ascii=False) + "\n")
+    out.flush()
+
+
+def ago(t: float, now: float | None = None) -> str:
+    """'now', '3s ago', '5m ago', '2h ago'."""
+    if t <= 0:
+        return "-"
+    d = (now or time.time()) - t
+    if d < 1.0:
+        return "now"
+    if d < 90:
+        return f"{d:.0f}s ago"
+    if d < 5400:
+        return f"{d / 60:.0f}m ago"
+    return f"{d / 3600:.1f}h ago"
+
+
+def members_table(members: list[MemberView], title: str | None = None) -> Any:
+    """A rich Table of members."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", expand=False, pad_edge=False)
+    for col in ("name", "role", "state", "action", "target", "phase", "progress", "note", "last seen"):
+        t.add_column(col, no_wrap=col in ("name", "state", "progress", "last seen"))
+    now = time.time()
+    for m in members:
+        name = f"{m.name} *" if m.is_self else m.name
+        style = STATE_STYLE.get(m.state, "")
+        progress = f"{m.progress}%" if m.action or m.progress else ""
+        t.add_row(
+            name,
+            m.role,
+            f"[{style}]{m.state}[/]",
+            m.action,
+            m.target,
+            m.phase,
+            progress,
+            m.note,
+            ago(m.last_seen, now),
+        )
+    return t
+
+
+def console(file: TextIO | None = None, width: int | None = None) -> Any:
+    from rich.console import Console
+
+    return Console(file=file or sys.stdout, width=width, highlight=False)
+
+
+def plain_members(members: list[MemberView], file: TextIO | None = None) -> None:
+    """Tab-separated rows for pipes (no colour, stable columns)."""
+    out = file or sys.stdout
+    now = time.time()
+    for m in members:
+        row = [
+            m.name,
+            m.role,
+            m.state,
+            m.action,
+            m.target,
+            m.phase,
+            str(m.progress),
+            m.note,
+            ago(m.last_seen, now),
+        ]
+        out.write("\t".join(row) + "\n")
+
+
+def event_line(ev: MemberEvent) -> str:
+    """One human line for a watch event."""
+    m = ev.member
+    stamp = time.strftime("%H:%M:%S", time.localtime(ev.at))
+    if ev.kind == "state":
+        return f"{stamp}  {m.name} is {m.state} (was {ev.previous})"
+    if ev.kind == "joined":
+        return f"{stamp}  {m.name} joined ({m.role or 'no role'}, {m.address})"
+    if ev.kind == "status":
+        bits = " ".join(x for x in (m.action, m.target, m.phase) if x)
+        note = f" — {m.note}" if m.note else ""
+        return f"{stamp}  {m.name}: {bits or '-'} {m.progress}%{note}"
+    return f"{stamp}  {m.name} {m.state}"

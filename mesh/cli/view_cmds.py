@@ -1,0 +1,96 @@
+"""meshctl status / watch: the whole mesh from any node, once or live."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mesh.cli.main import common_parser, run
+
+
+def register(sub: Any) -> None:
+    st = sub.add_parser("status", parents=[common_parser()], help="every node in the mesh, from any node")
+    st.set_defaults(func=cmd_status)
+    w = sub.add_parser("watch", parents=[common_parser()], help="live view of the mesh (Ctrl-C to stop)")
+    w.add_argument(
+        "--no-snapshot", action="store_true", help="only new events, not the current members first"
+    )
+    w.set_defaults(func=cmd_watch)
+
+
+def _target(args: argparse.Namespace) -> Any:
+    from mesh.paths import find_node
+
+    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return run(_status(args))
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from mesh.cli import output
+    from mesh.client import Client
+
+    async with Client(_target(args)) as c:
+        members = await c.members()
+    if args.json:
+        output.print_json([m.to_json() for m in members])
+    elif sys.stdout.isatty():
+        output.console().print(output.members_table(members))
+    else:
+        output.plain_members(members)
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    try:
+        return run(_watch(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from mesh.cli import output
+    from mesh.client import Client
+
+    node = _target(args)
+    async with Client(node) as c:
+        if args.json:
+            async for ev in c.watch(snapshot=not args.no_snapshot):
+                output.print_json(ev.to_json())
+        elif sys.stdout.isatty():
+            await _live(c, node.name, snapshot=not args.no_snapshot)
+        else:
+            async for ev in c.watch(snapshot=not args.no_snapshot):
+                print(output.event_line(ev), flush=True)
+    return 0
+
+
+async def _live(client: Any, node_name: str, snapshot: bool) -> None:
+    """A live table of the mesh with the latest events beneath it."""
+    from collections import deque
+
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from mesh.cli import output
+
+    members: dict[str, Any] = {}
+    recent: deque[str] = deque(maxlen=8)
+
+    def render() -> Any:
+        ms = sorted(members.values(), key=lambda m: (not m.is_self, m.name))
+        title = (
+            f"mesh via {node_name} — {sum(m.state == 'alive' for m in ms)}/{len(ms)} alive (Ctrl-C to quit)"
+        )
+        return Group(output.members_table(ms, title=title), Text("\n".join(recent), style="dim"))
+
+    with Live(render(), console=output.console(), refresh_per_second=4, transient=False) as live:
+        async for ev in client.watch(snapshot=True):
+            members[ev.member.node_id] = ev.member
+            if ev.kind != "snapshot":
+                recent.append(output.event_line(ev))
+            live.update(render())

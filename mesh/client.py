@@ -1,0 +1,124 @@
+"""A client for a node already running (`mesh.connect`): the same verbs as `Node`, over the control socket."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from mesh._proto import mesh_pb2 as pb
+from mesh._proto import mesh_pb2_grpc as pbg
+from mesh._transport.codec import event_from_pb, view_from_pb
+from mesh._transport.status import to_mesh_error
+from mesh.config import default_home
+from mesh.events import MemberEvent, MemberView
+from mesh.paths import RunningNode, find_node
+
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """Who the connected node is."""
+
+    name: str
+    node_id: str
+    incarnation: str
+    mesh: str
+    address: str
+    pid: int
+    state_dir: str
+    version: str
+
+
+class Client:
+    """Talks to one running node through its control socket."""
+
+    def __init__(self, node: RunningNode) -> None:
+        self.node = node
+        self._channel = grpc.aio.insecure_channel(f"unix:{node.socket}")
+        self._stub = pbg.ControlStub(self._channel)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the connection (the node keeps running)."""
+        await self._channel.close(None)
+
+    async def _call(self, method: Any, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            raise to_mesh_error(e) from None
+
+    async def info(self) -> NodeInfo:
+        """The node's identity and where it lives."""
+        r: pb.NodeInfo = await self._call(self._stub.Info, pb.Empty())
+        return NodeInfo(
+            name=r.node.name,
+            node_id=r.node.node_id,
+            incarnation=r.node.incarnation,
+            mesh=r.mesh,
+            address=r.node.address,
+            pid=r.pid,
+            state_dir=r.state_dir,
+            version=r.version,
+        )
+
+    async def members(self) -> list[MemberView]:
+        """Every member the node knows (self first)."""
+        r: pb.MemberList = await self._call(self._stub.Members, pb.Empty())
+        return [view_from_pb(m) for m in r.members]
+
+    async def heartbeat(
+        self,
+        action: str | None = None,
+        target: str | None = None,
+        phase: str | None = None,
+        progress: int | None = None,
+        note: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        """Publish this session's status; unset fields keep their value."""
+        if progress is not None and (isinstance(progress, bool) or not 0 <= progress <= 100):
+            from mesh.errors import InvalidInput
+
+            raise InvalidInput(f"progress must be a whole number from 0 to 100, not {progress!r}")
+        req = pb.StatusUpdate(
+            action=action, target=target, phase=phase, progress=progress, note=note, role=role
+        )
+        await self._call(self._stub.SetStatus, req)
+
+    async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+        """Stream membership and status events until the node stops."""
+        call = self._stub.Watch(pb.WatchRequest(snapshot=snapshot))
+        try:
+            async for ev in call:
+                yield event_from_pb(ev)
+        except grpc.aio.AioRpcError as e:
+            err = to_mesh_error(e)
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise err from None
+        finally:
+            call.cancel()
+
+    async def shutdown(self, reason: str = "meshctl down") -> None:
+        """Ask the node to leave gracefully."""
+        await self._call(self._stub.Shutdown, pb.ShutdownRequest(reason=reason))
+
+
+async def connect(name: str | None = None, *, mesh: str | None = None, home: Path | None = None) -> Client:
+    """Connect to a running node: by name, else the only one running under `home` (or $MESH_HOME)."""
+    node = find_node(home or default_home(), mesh, name)
+    return Client(node)

@@ -1,0 +1,171 @@
+"""Node configuration: one frozen dataclass, presets, cross-field validation.
+
+`meshctl up` flags, `MESH_*` environment variables and these fields are one set of names
+(`--dead-after` ↔ `MESH_DEAD_AFTER` ↔ `dead_after`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from mesh.core import validate
+from mesh.core.membership import Timing
+from mesh.errors import ConfigError
+
+PROTO_VERSION = 1
+DEFAULT_MESH = "default"
+
+
+def default_home() -> Path:
+    """Root of all local state: $MESH_HOME, else the platform's user data dir."""
+    env = os.environ.get("MESH_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("session-mesh", appauthor=False))
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start. Build with a preset (`local()`, `lan()`, `fast()`) and `replace`."""
+
+    name: str
+    """This session's name: unique among live nodes of the mesh; its state dir is keyed by it."""
+    role: str = ""
+    """What this session does (free label, e.g. `i-match`)."""
+    mesh: str = DEFAULT_MESH
+    """Mesh name; meshes with different names never see each other."""
+    home: Path | None = None
+    """Root of local state (None: $MESH_HOME or the platform default)."""
+    bind: str = "127.0.0.1"
+    """Address the peer API listens on (127.0.0.1 keeps the mesh on this machine)."""
+    port: int = 0
+    """Peer API port (0: any free port)."""
+    advertise: str = ""
+    """host:port peers should dial (default: bind address and the bound port)."""
+    peers: tuple[str, ...] = ()
+    """Static seeds (host:port) for where multicast does not reach."""
+    mdns: bool = True
+    """Announce and browse `_sessionmesh._tcp.local.` with zeroconf."""
+    mdns_interfaces: tuple[str, ...] = ("127.0.0.1",)
+    """Interfaces zeroconf binds to; 127.0.0.1 never multicasts on the real network."""
+    heartbeat_interval: float = 1.0
+    """Seconds between heartbeats on each peer link."""
+    suspect_after: float = 3.0
+    """Seconds of silence before a peer is suspect."""
+    dead_after: float = 10.0
+    """Seconds of silence before a peer is dead."""
+    forget_after: float = 900.0
+    """Seconds a dead or departed peer stays listed before it is dropped from status."""
+    join_window: float = 0.5
+    """How long start-up listens for peers (name conflicts, first view) before the node reports ready."""
+    watch_pid: int | None = None
+    """Leave gracefully when this process exits (the session the node serves)."""
+    tls: bool = True
+    """Mutually authenticated TLS on peer links (off only for measurements)."""
+
+    # ------------------------------------------------------------------ presets
+
+    @classmethod
+    def local(cls, name: str, **kw: Any) -> NodeConfig:
+        """One machine: loopback peer API, mDNS on 127.0.0.1, default timeouts."""
+        return cls(name=name, **kw).validate()
+
+    @classmethod
+    def lan(
+        cls, name: str, *, bind: str = "0.0.0.0", interfaces: tuple[str, ...] = (), **kw: Any
+    ) -> NodeConfig:
+        """Several machines: listen on `bind`, mDNS on the named interfaces (never all by default)."""
+        if not interfaces:
+            raise ConfigError("lan(): name the interfaces (IP addresses) mDNS may use")
+        return cls(name=name, bind=bind, mdns_interfaces=interfaces, **kw).validate()
+
+    @classmethod
+    def fast(cls, name: str, **kw: Any) -> NodeConfig:
+        """Quick failure detection (heartbeat 0.25 s, suspect 0.75 s, dead 2 s): small meshes, tests."""
+        base: dict[str, Any] = dict(heartbeat_interval=0.25, suspect_after=0.75, dead_after=2.0)
+        base.update(kw)
+        return cls(name=name, **base).validate()
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def timing(self) -> Timing:
+        """The failure detector's timing."""
+        return Timing(
+            heartbeat_interval=self.heartbeat_interval,
+            suspect_after=self.suspect_after,
+            dead_after=self.dead_after,
+            forget_after=self.forget_after,
+            tick_interval=min(0.25, self.heartbeat_interval / 2),
+        )
+
+    @property
+    def home_dir(self) -> Path:
+        """The resolved home directory."""
+        return self.home if self.home is not None else default_home()
+
+    def validate(self) -> NodeConfig:
+        """Check every field and the relations between them; returns self or raises ConfigError."""
+        validate.name(self.name)
+        validate.name(self.mesh, "mesh name")
+        if self.role:
+            validate.name(self.role, "role")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        for p in self.peers:
+            validate.address(p, "peer")
+        if self.advertise:
+            validate.address(self.advertise, "advertise address")
+        if not 0.01 <= self.heartbeat_interval <= 60:
+            raise ConfigError("heartbeat_interval must be between 0.01 and 60 seconds")
+        if self.suspect_after < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                "suspect_after must be at least twice heartbeat_interval (one lost beat is not a death)"
+            )
+        if self.dead_after <= self.suspect_after:
+            raise ConfigError("dead_after must be longer than suspect_after")
+        if self.forget_after < self.dead_after:
+            raise ConfigError("forget_after must be at least dead_after")
+        if not 0 <= self.join_window <= 30:
+            raise ConfigError("join_window must be 0-30 seconds")
+        if self.watch_pid is not None and self.watch_pid <= 0:
+            raise ConfigError(f"watch_pid must be a process id, not {self.watch_pid}")
+        if self.mdns and not self.mdns_interfaces:
+            raise ConfigError("mDNS needs at least one interface address")
+        return self
+
+    def with_env(self, environ: dict[str, str] | None = None) -> NodeConfig:
+        """Apply MESH_<FIELD> variables (e.g. MESH_DEAD_AFTER=20) on top of this config."""
+        env = os.environ if environ is None else environ
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            key = "MESH_" + f.name.upper()
+            if key not in env or f.name in ("name", "home"):
+                continue
+            raw = env[key]
+            changes[f.name] = _parse_env(f.name, raw, getattr(self, f.name))
+        return replace(self, **changes).validate() if changes else self
+
+
+def _parse_env(name: str, raw: str, current: Any) -> Any:
+    try:
+        if isinstance(current, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int) or name == "watch_pid":
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, tuple):
+            return tuple(x for x in raw.split(",") if x)
+        return raw
+    except ValueError:
+        raise ConfigError(f"MESH_{name.upper()}={raw!r} is not a valid {name}") from None

@@ -1,0 +1,282 @@
+"""Membership and failure detection, sans-IO.
+
+Every input carries `now` (monotonic seconds); outputs are events. The runtime feeds it what the peer links
+see (hello, any frame, status, leave, a reconnect refused) and calls `tick(now)` at least every
+`Timing.tick_interval`; it never decides a claim.
+
+Liveness per member:
+
+    (hello) ──▶ ALIVE ──silent ≥ suspect_after──▶ SUSPECT ──silent ≥ dead_after──▶ DEAD
+                  ▲  ◀──────────── any frame ─────────┘                            │
+                  └──────────────── any frame (it was only paused) ◀────────────────┘
+    leave ──▶ LEFT (final for that incarnation)        reconnect refused ──▶ DEAD at once
+    a hello with a new incarnation replaces the member (a restarted process is a new node).
+
+Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
+hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+from mesh.core.status import StatusRecord
+
+
+class Liveness(enum.Enum):
+    """How a member is doing, as this node sees it."""
+
+    ALIVE = "alive"
+    SUSPECT = "suspect"
+    DEAD = "dead"
+    LEFT = "left"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """Who a node is: stable id, per-process incarnation, name, role, where its peer API listens."""
+
+    node_id: str
+    incarnation: str
+    name: str
+    role: str = ""
+    address: str = ""
+    started_at: float = 0.0  # wall clock, display only
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Failure-detector timing (seconds)."""
+
+    heartbeat_interval: float = 1.0
+    suspect_after: float = 3.0
+    dead_after: float = 10.0
+    forget_after: float = 900.0
+    tick_interval: float = 0.25
+
+    @property
+    def max_tick_gap(self) -> float:
+        """Ticks further apart than this mean our own loop stalled."""
+        return max(4 * self.tick_interval, self.heartbeat_interval)
+
+
+def liveness_for(silence: float, timing: Timing) -> Liveness:
+    """The state a member deserves after `silence` seconds without a frame."""
+    if silence >= timing.dead_after:
+        return Liveness.DEAD
+    if silence >= timing.suspect_after:
+        return Liveness.SUSPECT
+    return Liveness.ALIVE
+
+
+@dataclass(slots=True)
+class Member:
+    """One node as this node sees it."""
+
+    info: PeerInfo
+    state: Liveness
+    last_heard: float  # monotonic
+    state_since: float  # monotonic
+    status: StatusRecord | None = None
+    is_self: bool = False
+    dead_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    """A node was heard from for the first time (or came back as a new incarnation)."""
+
+    node_id: str
+    restarted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LivenessChanged:
+    """A member moved between alive / suspect / dead / left."""
+
+    node_id: str
+    previous: Liveness
+    current: Liveness
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    """A member published a newer status record."""
+
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberForgotten:
+    """A dead or departed member has been out of the picture for `forget_after` and is dropped."""
+
+    node_id: str
+    name: str
+
+
+MembershipEvent = MemberJoined | LivenessChanged | StatusChanged | MemberForgotten
+
+
+@dataclass
+class Membership:
+    """The member table and its failure detector."""
+
+    me: PeerInfo
+    timing: Timing
+    now: float
+    status: StatusRecord | None = None
+    members: dict[str, Member] = field(default_factory=dict)
+    _last_now: float = 0.0
+    credited: float = 0.0  # total seconds of our own stalls credited to peers (observability)
+
+    def __post_init__(self) -> None:
+        self._last_now = self.now
+        self.members[self.me.node_id] = Member(
+            info=self.me, state=Liveness.ALIVE, last_heard=self.now, state_since=self.now,
+            status=self.status, is_self=True,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ inputs
+
+    def hello(self, info: PeerInfo, status: StatusRecord | None, now: float) -> list[MembershipEvent]:
+        """A link to `info` completed its handshake."""
+        events = self._advance(now)
+        old = self.members.get(info.node_id)
+        if old is not None and old.is_self:
+            return events
+        if old is None or old.info.incarnation != info.incarnation:
+            self.members[info.node_id] = Member(
+                info=info, state=Liveness.ALIVE, last_heard=now, state_since=now
+            )
+            events.append(MemberJoined(info.node_id, restarted=old is not None))
+            if old is not None and old.state is not Liveness.ALIVE:
+                events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted"))
+        else:
+            old.info = info
+            events += self._revive(old, now, "reconnected")
+        if status is not None:
+            events += self.status_update(status, now)
+        return events
+
+    def heard(self, node_id: str, now: float) -> list[MembershipEvent]:
+        """Any frame arrived from `node_id` on a live link."""
+        events = self._advance(now)
+        m = self.members.get(node_id)
+        if m is None or m.is_self:
+            return events
+        events += self._revive(m, now, "heard again")
+        return events
+
+    def status_update(self, record: StatusRecord, now: float) -> list[MembershipEvent]:
+        """A member published a status record (older or foreign records are ignored)."""
+        m = self.members.get(record.node_id)
+        if m is None or m.is_self or m.info.incarnation != record.incarnation:
+            return []
+        if not record.newer_than(m.status):
+            return []
+        m.status = record
+        return [StatusChanged(record.node_id)]
+
+    def set_own_status(self, record: StatusRecord) -> list[MembershipEvent]:
+        """This node's own status changed."""
+        self.status = record
+        self.members[self.me.node_id].status = record
+        return [StatusChanged(self.me.node_id)]
+
+    def left(self, node_id: str, now: float, reason: str = "left") -> list[MembershipEvent]:
+        """The member announced a graceful leave."""
+        events = self._advance(now)
+        m = self.members.get(node_id)
+        if m is None or m.is_self or m.state is Liveness.LEFT:
+            return events
+        events.append(self._move(m, Liveness.LEFT, now, reason))
+        return events
+
+    def refused(self, node_id: str, now: float) -> list[MembershipEvent]:
+        """Its link broke and a reconnect to its port was refused: the process is gone."""
+        events = self._advance(now)
+        m = self.members.get(node_id)
+        if m is None or m.is_self or m.state in (Liveness.DEAD, Liveness.LEFT):
+            return events
+        m.dead_reason = "connection refused"
+        events.append(self._move(m, Liveness.DEAD, now, "connection refused"))
+        return events
+
+    def tick(self, now: float) -> list[MembershipEvent]:
+        """Advance timers: suspect, dead, forget."""
+        events = self._advance(now)
+        for m in list(self.members.values()):
+            if m.is_self:
+                continue
+            if m.state in (Liveness.DEAD, Liveness.LEFT):
+                if now - m.state_since >= self.timing.forget_after:
+                    del self.members[m.info.node_id]
+                    events.append(MemberForgotten(m.info.node_id, m.info.name))
+                continue
+            want = liveness_for(now - m.last_heard, self.timing)
+            if want is not m.state:
+                if want is Liveness.DEAD:
+                    m.dead_reason = "silent"
+                events.append(self._move(m, want, now, f"silent {now - m.last_heard:.1f}s"))
+        return events
+
+    # ------------------------------------------------------------------ queries
+
+    def next_deadline(self) -> float | None:
+        """When `tick` next has something to do (the runtime ticks at least every tick_interval anyway)."""
+        times: list[float] = []
+        for m in self.members.values():
+            if m.is_self:
+                continue
+            if m.state is Liveness.ALIVE:
+                times.append(m.last_heard + self.timing.suspect_after)
+            elif m.state is Liveness.SUSPECT:
+                times.append(m.last_heard + self.timing.dead_after)
+            else:
+                times.append(m.state_since + self.timing.forget_after)
+        return min(times) if times else None
+
+    def live(self) -> list[Member]:
+        """Members not known to be dead or gone (self included)."""
+        return [m for m in self.members.values() if m.state in (Liveness.ALIVE, Liveness.SUSPECT)]
+
+    def holder_of_name(self, name: str) -> Member | None:
+        """The live member using `name`, if any."""
+        for m in self.live():
+            if m.info.name == name:
+                return m
+        return None
+
+    def snapshot(self) -> list[Member]:
+        """Copies of every member, self first, then by name."""
+        ms = [replace(m) for m in self.members.values()]
+        return sorted(ms, key=lambda m: (not m.is_self, m.info.name, m.info.node_id))
+
+    # ------------------------------------------------------------------ internals
+
+    def _advance(self, now: float) -> list[MembershipEvent]:
+        gap = now - self._last_now
+        if gap > self.timing.max_tick_gap:
+            # We were not running (loop stall, SIGSTOP, suspend): peers are not to blame for that silence.
+            stall = gap - self.timing.tick_interval
+            self.credited += stall
+            for m in self.members.values():
+                if not m.is_self and m.state in (Liveness.ALIVE, Liveness.SUSPECT):
+                    m.last_heard = min(now, m.last_heard + stall)
+        self._last_now = max(self._last_now, now)
+        return []
+
+    def _revive(self, m: Member, now: float, reason: str) -> list[MembershipEvent]:
+        m.last_heard = now
+        if m.state in (Liveness.SUSPECT, Liveness.DEAD):
+            m.dead_reason = ""
+            return [self._move(m, Liveness.ALIVE, now, reason)]
+        return []
+
+    def _move(self, m: Member, to: Liveness, now: float, reason: str) -> LivenessChanged:
+        ev = LivenessChanged(m.info.node_id, m.state, to, reason)
+        m.state = to
+        m.state_since = now
+        return ev

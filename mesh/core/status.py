@@ -1,0 +1,51 @@
+"""A node's status record: what it is doing, versioned so the newest always wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mesh.core import validate
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    """What a session publishes about itself; `version` orders updates within one incarnation."""
+
+    node_id: str
+    incarnation: str
+    name: str
+    role: str = ""
+    action: str = ""
+    target: str = ""
+    phase: str = ""
+    progress: int = 0
+    note: str = ""
+    version: int = 0
+    updated_at: float = 0.0  # wall clock, display only
+
+    def newer_than(self, other: StatusRecord | None) -> bool:
+        """True when this record should replace `other` (a new incarnation always does)."""
+        if other is None or other.node_id != self.node_id:
+            return True
+        if other.incarnation != self.incarnation:
+            return True
+        return self.version > other.version
+
+    def validated(self) -> StatusRecord:
+        """Check every field (raises InvalidInput)."""
+        validate.ident(self.node_id, "node id")
+        validate.ident(self.incarnation, "incarnation")
+        validate.name(self.name)
+        if self.role:
+            validate.name(self.role, "role")
+        validate.text(self.action, "action")
+        validate.text(self.target, "target")
+        validate.text(self.phase, "phase")
+        validate.text(self.note, "note", validate.NOTE_MAX)
+        validate.progress(self.progress)
+        return self
+
+    def update(self, *, wall: float, **changes: str | int | None) -> StatusRecord:
+        """A new version with the given fields changed (None = keep)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **given, version=self.version + 1, updated_at=wall).validated()  # type: ignore[arg-type]

@@ -1,0 +1,119 @@
+"""`Node`: a mesh node embedded in your asyncio program (core + runtime + transports + store)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from types import TracebackType
+from typing import Any
+
+from mesh._runtime import NodeRuntime
+from mesh.clock import Clock
+from mesh.config import NodeConfig
+from mesh.errors import InvalidInput, NodeUnavailable
+from mesh.events import MemberEvent, MemberView
+
+
+class Node:
+    """A session's node: `async with Node(name="session-4") as node:` joins; leaving the block leaves.
+
+    Keyword arguments are NodeConfig fields (`mesh=`, `peers=`, `mdns=`, `home=`, …); or pass `config=`.
+    """
+
+    def __init__(
+        self, name: str | None = None, role: str = "", *, config: NodeConfig | None = None,
+        clock: Clock | None = None, **options: Any,
+    ) -> None:  # fmt: skip
+        if config is None:
+            if not name:
+                raise InvalidInput("Node needs a name (or a config)")
+            config = NodeConfig(name=name, role=role, **options)
+        elif name or role or options:
+            changes: dict[str, Any] = dict(options)
+            if name:
+                changes["name"] = name
+            if role:
+                changes["role"] = role
+            config = replace(config, **changes)
+        self.config = config.validate()
+        self._rt = NodeRuntime(self.config, clock=clock)
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> Node:
+        """Join the mesh; returns once the node is ready."""
+        await self._rt.start()
+        self._started = True
+        return self
+
+    async def stop(self, reason: str = "stopped") -> None:
+        """Leave gracefully (peers see `left` at once) and close everything."""
+        if self._started:
+            self._started = False
+            await self._rt.stop(reason)
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop("left")
+
+    async def wait_closed(self) -> str:
+        """Wait until something asks this node to stop (meshctl down, watched pid exit); returns why."""
+        return await self._rt.wait_stop_requested()
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def node_id(self) -> str:
+        return self._rt.node_id
+
+    @property
+    def address(self) -> str:
+        """host:port of this node's peer API."""
+        return self._rt.address
+
+    @property
+    def state_dir(self) -> str:
+        return str(self._rt.state_dir)
+
+    # ------------------------------------------------------------------ verbs
+
+    def _check(self) -> None:
+        if not self._started:
+            raise NodeUnavailable(
+                "the node is not running (use `async with Node(...)` or `await node.start()`)"
+            )
+
+    async def heartbeat(
+        self,
+        action: str | None = None,
+        target: str | None = None,
+        phase: str | None = None,
+        progress: int | None = None,
+        note: str | None = None,
+        role: str | None = None,
+    ) -> None:
+        """Publish this session's status to every peer; unset fields keep their value."""
+        self._check()
+        self._rt.set_status(
+            action=action, target=target, phase=phase, progress=progress, note=note, role=role
+        )
+
+    async def members(self) -> list[MemberView]:
+        """Every member this node knows (self first), with liveness and status."""
+        self._check()
+        return self._rt.members()
+
+    async def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
+        """Live events: joins, liveness changes, status updates (optionally a snapshot first)."""
+        self._check()
+        async for ev in self._rt.watch(snapshot=snapshot):
+            yield ev

@@ -1,0 +1,185 @@
+"""Where a node keeps its state, and how a client finds running nodes.
+
+<home>/meshes/<mesh>/nodes/<name>/     one directory per node (0700), never shared
+    node.db        SQLite (WAL): identity, members ever seen, …
+    node.lock      held (flock) while the node runs: a second process with this name fails at once
+    node.json      pid, control socket, peer address — written when ready, removed on exit
+    node.log       log of a detached node
+    control.sock   control API (0600); if the path is too long for AF_UNIX, it lives in a short
+                   per-user runtime dir and node.json says where
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mesh.errors import AmbiguousNode, NodeNotFound
+
+_SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
+
+
+def mesh_dir(home: Path, mesh: str) -> Path:
+    """Directory of one mesh's local state."""
+    return home / "meshes" / mesh
+
+
+def node_dir(home: Path, mesh: str, name: str) -> Path:
+    """State directory of the node called `name` in `mesh`."""
+    return mesh_dir(home, mesh) / "nodes" / name
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700 for the leaf."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def control_socket_path(state_dir: Path) -> Path:
+    """A node's control socket: in its state dir if the path fits AF_UNIX, else a short private path."""
+    p = state_dir / "control.sock"
+    if len(str(p)) <= _SUN_PATH_MAX:
+        return p
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"session-mesh-{os.getuid()}"
+    ensure_private_dir(base)
+    return base / f"{digest}.sock"
+
+
+class NodeLock:
+    """An exclusive flock on node.lock, held for the node's life (released by the OS if it dies)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "node.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def holder_pid(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
+
+
+def is_locked(state_dir: Path) -> bool:
+    """Whether a live process holds the node's lock."""
+    path = state_dir / "node.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@dataclass(frozen=True)
+class RunningNode:
+    """What node.json says about a running node."""
+
+    name: str
+    mesh: str
+    node_id: str
+    pid: int
+    socket: Path
+    address: str
+    state_dir: Path
+
+
+def write_node_file(state_dir: Path, info: RunningNode) -> None:
+    """Publish a ready node's coordinates for clients (atomic rename)."""
+    data = {
+        "name": info.name,
+        "mesh": info.mesh,
+        "node_id": info.node_id,
+        "pid": info.pid,
+        "socket": str(info.socket),
+        "address": info.address,
+    }
+    tmp = state_dir / "node.json.tmp"
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, state_dir / "node.json")
+
+
+def remove_node_file(state_dir: Path) -> None:
+    """Withdraw the node's coordinates (on exit)."""
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir / "node.json").unlink()
+
+
+def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
+    """Nodes running under `home` (optionally one mesh): node.json present and the lock held."""
+    root = home / "meshes"
+    if not root.is_dir():
+        return []
+    pattern = f"{mesh}/nodes/*/node.json" if mesh else "*/nodes/*/node.json"
+    out: list[RunningNode] = []
+    for f in sorted(root.glob(pattern)):
+        sd = f.parent
+        if not is_locked(sd):
+            continue
+        try:
+            d = json.loads(f.read_text())
+            out.append(
+                RunningNode(
+                    name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
+                    socket=Path(d["socket"]), address=d["address"], state_dir=sd,
+                )
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+def find_node(home: Path, mesh: str | None, name: str | None) -> RunningNode:
+    """The node a client should talk to: by name, else the only one running; ambiguity is an error."""
+    nodes = running_nodes(home, mesh)
+    where = f"mesh {mesh!r}" if mesh else "any mesh"
+    if name:
+        hits = [n for n in nodes if n.name == name]
+        if not hits:
+            raise NodeNotFound(
+                f"no node named {name!r} is running under {home} ({where}); start one: meshctl up"
+            )
+        if len(hits) > 1:
+            meshes = ", ".join(sorted(n.mesh for n in hits))
+            raise AmbiguousNode(f"node {name!r} runs in several meshes ({meshes}); pass --mesh")
+        return hits[0]
+    if not nodes:
+        raise NodeNotFound(
+            f"no node is running under {home} ({where}); start one with: meshctl up --name NAME"
+        )
+    if len(nodes) > 1:
+        choices = ", ".join(f"{n.name} (mesh {n.mesh})" for n in nodes)
+        raise AmbiguousNode(
+            f"several nodes are running: {choices}; choose one with --node NAME or $MESH_NODE"
+        )
+    return nodes[0]
