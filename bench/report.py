@@ -108,11 +108,17 @@ def machine_info() -> dict[str, str]:
         "cores": str(os.cpu_count() or 0),
         "python": sys.version.split()[0],
     }
-    for dist in ("grpcio", "protobuf", "redis", "psutil", "zeroconf"):
+    # Client libraries under their distribution names ("redis-py", not "redis": that is the server's key).
+    for dist, label in (
+        ("grpcio", "grpcio"),
+        ("protobuf", "protobuf"),
+        ("redis", "redis-py"),
+        ("psutil", "psutil"),
+    ):
         try:
-            info[dist] = metadata.version(dist)
+            info[label] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            info[dist] = "not installed"
+            info[label] = "not installed"
     return info
 
 

@@ -390,7 +390,7 @@ def bench_etcd(ctx: Context) -> None:
     """etcd lock service: lock round p50/p99 (gRPC and JSON gateway), contended handovers/s."""
     binary = ensure_binary("etcd", "etcd-server")
     with tempfile.TemporaryDirectory(prefix="bench-etcd-") as d, running_etcd(binary, Path(d)) as server:
-        ctx.set_info("etcd", server.version)
+        ctx.set_info("etcd-server", server.version)
         ctx.log(f"etcd {server.version} on {server.target}, data in {d}")
         asyncio.run(_grpc_part(ctx, server))
         n = ctx.rounds(300, 100)
