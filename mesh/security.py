@@ -462,7 +462,8 @@ def _b64e(data: bytes) -> str:
 
 def _b64d(text: str, what: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # validate=True: the default silently drops characters outside the alphabet.
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidInput(f"join token is corrupt: bad {what} encoding") from e
 
@@ -484,11 +485,13 @@ def decode_token(token: str, *, now: dt.datetime | None = None) -> MeshCA:
     token = "".join(token.split())
     if len(token) > TOKEN_MAX:
         raise InvalidInput(f"join token is too long ({len(token)} characters)")
+    if re.match(r"smesh\d+:", token) and not token.startswith(TOKEN_PREFIX):
+        raise InvalidInput("join token from another session-mesh version; use one version on both machines")
     if not token.startswith(TOKEN_PREFIX):
         raise InvalidInput(f"not a session-mesh join token (it should start with {TOKEN_PREFIX!r})")
     body, sep, sum_text = token[len(TOKEN_PREFIX) :].rpartition(".")
     if not sep or not body:
-        raise InvalidInput("join token is truncated (no checksum part)")
+        raise InvalidInput("join token is truncated or corrupt (no checksum part): copy it again, whole")
     payload = _b64d(body, "payload")
     checksum = _b64d(sum_text, "checksum")
     if not hmac.compare_digest(checksum, hashlib.sha256(payload).digest()[:_CHECKSUM_BYTES]):
@@ -518,10 +521,14 @@ def join_token(home: Path, mesh: str) -> str:
 
 def _token_text(token_or_path: str | Path) -> str:
     text = str(token_or_path)
-    if text.strip().startswith(TOKEN_PREFIX):
+    if re.match(r"\s*smesh\d+:", text):
         return text
     path = Path(text).expanduser()
-    if not path.is_file():
+    try:
+        is_file = len(text) <= 4096 and path.is_file()
+    except OSError:  # e.g. a pasted token of another version is too long to be a file name
+        is_file = False
+    if not is_file:
         raise InvalidInput(f"{text[:40]!r} is neither a join token ({TOKEN_PREFIX}…) nor a readable file")
     if path.stat().st_size > TOKEN_MAX:
         raise InvalidInput(f"{path} is too large to be a join token")
