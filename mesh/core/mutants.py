@@ -1,0 +1,42 @@
+"""Deliberately broken variants of the claims protocol, switchable for tests only (all off by default).
+
+The simulator is only trusted if it finds a safety violation with each of these switched on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Mutants:
+    """Test-only switches; production code must always use ``Mutants()``."""
+
+    deadline_at_quorum: bool = False
+    """Start the proposer's lease deadline when the accept quorum arrives instead of when Prepare was sent."""
+    quorum_by_messages: bool = False
+    """Count promise/accept messages instead of distinct acceptor ids (duplicates form a quorum)."""
+    release_unmatched: bool = False
+    """An acceptor clears its lease on Release from the owner whatever the ballot (not exact owner+ballot)."""
+    no_renewal_qualifier: bool = False
+    """Treat any reported lease owned by this proposer as open, on any attempt and for any ballot."""
+    no_config_gap: bool = False
+    """Stewards of epoch e+1 accept config e+2 at once instead of waiting max D_A after adopting e+1."""
+    majority_of_seen: bool = False
+    """Count a quorum over the stewards this proposer has heard from lately, not the agreed steward set."""
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Every mutant switch name."""
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def only(cls, name: str) -> Mutants:
+        """A Mutants value with exactly ``name`` switched on."""
+        if name not in cls.names():
+            raise ValueError(f"unknown mutant {name!r}; known: {', '.join(cls.names())}")
+        return cls(**{name: True})
+
+    def any(self) -> bool:
+        """True if any switch is on."""
+        return any(getattr(self, n) for n in self.names())
