@@ -367,6 +367,8 @@ def check_batch(batch: MailBatch, *, peer_node: str, self_node: str) -> MailBatc
             _protocol(m.seq >= batch.floor, "seq below floor")
             prev = m.seq
             validate.ident(m.id, "message id")
+            # Ids embed their stream, so ids of different streams can never collide in an inbox.
+            _protocol(m.id.startswith(batch.stream + "-"), "message id not of the batch's stream")
             validate.name(m.from_name, "sender name")
             validate.name(m.to_name, "recipient name")
             if m.in_reply_to:

@@ -1,0 +1,547 @@
+"""Durable mailbox of one node: outbox, inbox, delivery cursors and the member directory in SQLite (WAL).
+
+The delivery rules live in `mesh.core.mailbox` (read its docstring); this module only makes their state
+durable. Every mutating method is one transaction and is durable against a process crash when it
+returns, so the runtime may send the ack returned by `store_incoming` (or report `enqueue`'s ids) at once.
+
+Durability: ``synchronous=NORMAL`` (default) survives any process crash (SIGKILL, OOM, exceptions): a
+WAL commit is in the OS page cache before the call returns. It can lose the last commits if the *host*
+loses power. ``synchronous="FULL"`` fsyncs every commit and survives that too, at the cost measured by
+`python -m bench.mail_store` (batched commits keep it affordable on local disks).
+
+Not thread-safe: call it from one thread at a time (the runtime's loop, or one single-thread executor).
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from mesh.core import validate
+from mesh.core.mailbox import (
+    BATCH_MAX,
+    INBOX_PAGE_MAX,
+    RECEIPT_MAX,
+    RETENTION,
+    SEND_MAX,
+    Envelope,
+    InboxMessage,
+    MailAck,
+    MailBatch,
+    Member,
+    OutboxEntry,
+    Outgoing,
+    OutState,
+    ReadReceipt,
+    ReceiptAck,
+    accept_batch,
+    batch_limit,
+    message_id,
+    new_stream_id,
+)
+from mesh.errors import ConfigError, InvalidInput, LimitExceeded, ProtocolError
+
+__all__ = ["SCHEMA_VERSION", "MailStore"]
+
+SCHEMA_VERSION = 1
+
+# States as small integers on disk; the partial index on state = 0 (queued) keeps `floor` and
+# `pending_for` O(log n) however large the delivered history grows.
+_STATE = {OutState.QUEUED: 0, OutState.DELIVERED: 1, OutState.READ: 2, OutState.EXPIRED: 3}
+_STATE_OF = {v: k for k, v in _STATE.items()}
+_CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    to_node TEXT NOT NULL,
+    to_name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    size INTEGER NOT NULL,  -- UTF-8 bytes of subject + body, for frame byte limits
+    sent_at REAL NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    broadcast INTEGER NOT NULL,
+    state INTEGER NOT NULL,
+    changed_at REAL NOT NULL,
+    UNIQUE (to_node, seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (to_node, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS outbox_id ON outbox (id);
+CREATE TABLE IF NOT EXISTS out_seq (to_node TEXT PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inbox (
+    local_seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    from_node TEXT NOT NULL,
+    from_name TEXT NOT NULL,
+    to_name TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    broadcast INTEGER NOT NULL,
+    read_at REAL,
+    receipt INTEGER NOT NULL DEFAULT 0  -- 0 none, 1 to send, 2 confirmed by the sender
+);
+CREATE INDEX IF NOT EXISTS inbox_unread ON inbox (local_seq) WHERE read_at IS NULL;
+CREATE INDEX IF NOT EXISTS inbox_receipts ON inbox (from_node) WHERE receipt = 1;
+CREATE TABLE IF NOT EXISTS in_cursor (
+    from_node TEXT NOT NULL, stream TEXT NOT NULL, upto INTEGER NOT NULL, PRIMARY KEY (from_node, stream)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS members (
+    node_id TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_name ON members (name, last_seen);
+"""
+
+_OUT_COLS = "id, to_node, to_name, seq, subject, body, sent_at, in_reply_to, broadcast, state, changed_at"
+_IN_COLS = (
+    "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
+    "broadcast, read_at"
+)
+
+
+class MailStore:
+    """The SQLite mailbox of one node (implements `mesh.core.mailbox.MailboxStore`)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        node_id: str,
+        name: str,
+        rng: random.Random | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    ) -> None:
+        """Open (or create) the mailbox at `path` for node `node_id`; `rng` seeds a new stream id only."""
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.node_id = validate.ident(node_id, "node id")
+        self.name = validate.name(name)
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute("PRAGMA temp_store=MEMORY")
+            with self._tx():
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+                if not meta:
+                    stream = new_stream_id(rng) if rng is not None else secrets.token_hex(8)
+                    self._db.executemany(
+                        "INSERT INTO meta VALUES (?, ?)",
+                        [
+                            ("schema", str(SCHEMA_VERSION)),
+                            ("node_id", self.node_id),
+                            ("stream", stream),
+                            ("counter", "0"),
+                        ],
+                    )
+                    meta = {"schema": str(SCHEMA_VERSION), "node_id": self.node_id, "stream": stream}
+                if meta["node_id"] != self.node_id:
+                    raise ConfigError(
+                        f"{self.path} is the mailbox of node {meta['node_id']}, not {self.node_id}"
+                    )
+                if int(meta["schema"]) != SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"{self.path} has mailbox schema {meta['schema']}; expected {SCHEMA_VERSION}"
+                    )
+                self.stream: str = meta["stream"]
+            self._load_counters()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ------------------------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrade mid-transaction.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            self._load_counters()  # caches may have moved ahead of what was rolled back
+            raise
+        self._db.execute("COMMIT")
+
+    def _load_counters(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
+        self._counter = int(row[0]) if row else 0
+        self._next_seq: dict[str, int] = dict(self._db.execute("SELECT to_node, next_seq FROM out_seq"))
+
+    def close(self) -> None:
+        """Close the database (a clean close also checkpoints the WAL)."""
+        self._db.close()
+
+    def __enter__(self) -> MailStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        """SQLite's `PRAGMA integrity_check` result ("ok" when sound)."""
+        return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -------------------------------------------------------------------------------------- outbox
+
+    def enqueue(self, items: Sequence[Outgoing], wall: float) -> list[str]:
+        """Queue validated messages (build them with `mesh.core.mailbox.outgoing`); one id per item."""
+        if len(items) > SEND_MAX:
+            raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
+        ids: list[str] = []
+        rows: list[tuple[Any, ...]] = []
+        touched: set[str] = set()
+        with self._tx() as db:
+            for it in items:
+                size = len(it.subject.encode()) + len(it.body.encode())
+                self._counter += 1
+                mid = message_id(self.stream, self._counter)
+                ids.append(mid)
+                for r in it.recipients:
+                    seq = self._next_seq.get(r.node_id, 1)
+                    self._next_seq[r.node_id] = seq + 1
+                    touched.add(r.node_id)
+                    rows.append(
+                        (
+                            mid,
+                            self._counter,
+                            r.node_id,
+                            r.name,
+                            seq,
+                            it.subject,
+                            it.body,
+                            size,
+                            wall,
+                            it.in_reply_to,
+                            int(it.broadcast),
+                            wall,
+                        )
+                    )
+            db.executemany(
+                "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"
+                " broadcast, state, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO out_seq VALUES (?, ?)"
+                " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
+                [(p, self._next_seq[p]) for p in touched],
+            )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
+        return ids
+
+    def floor(self, peer: str) -> int:
+        """Lowest queued seq for `peer` (next seq to allocate when none is queued)."""
+        row = self._db.execute(
+            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
+        ).fetchone()
+        return int(row[0]) if row[0] is not None else self._next_seq.get(peer, 1)
+
+    def pending_for(self, peer: str, after: int = 0, limit: int = BATCH_MAX) -> MailBatch | None:
+        """The next queued entries for `peer` with seq > after, in order (None when there are none)."""
+        limit = max(1, min(limit, BATCH_MAX))
+        floor = self._db.execute(
+            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
+        ).fetchone()[0]
+        if floor is None:
+            return None
+        rows = self._db.execute(
+            "SELECT id, seq, to_name, subject, body, sent_at, in_reply_to, broadcast, size FROM outbox"
+            " WHERE to_node = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
+            (peer, after, limit),
+        ).fetchall()
+        if not rows:
+            return None
+        n = batch_limit((r[8] for r in rows), limit)
+        envs = tuple(
+            Envelope(r[0], r[1], self.name, r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows[:n]
+        )
+        return MailBatch(self.node_id, peer, self.stream, int(floor), envs)
+
+    def peers_with_pending(self) -> list[str]:
+        """Node ids that have queued entries."""
+        return [
+            r[0] for r in self._db.execute("SELECT DISTINCT to_node FROM outbox WHERE state = 0 ORDER BY 1")
+        ]
+
+    def mark_delivered(self, ack: MailAck, wall: float) -> int:
+        """Apply a (checked) ack: queued entries up to ack.upto become delivered; returns how many."""
+        if ack.from_node != self.node_id or ack.stream != self.stream:
+            return 0  # an ack for a stream this mailbox no longer has
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE outbox SET state = 1, changed_at = ? WHERE to_node = ? AND state = 0 AND seq <= ?",
+                (wall, ack.to_node, ack.upto),
+            )
+            return cur.rowcount
+
+    def outbox(
+        self, *, state: OutState | None = None, to_name: str | None = None, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Outbox entries oldest first (the newest `limit` matching)."""
+        limit = _page(limit)
+        where: list[str] = []
+        args: list[Any] = []
+        if state is not None:
+            where.append("state = ?")
+            args.append(_STATE[state])
+        if to_name is not None:
+            where.append("to_name = ?")
+            args.append(to_name)
+        sql = f"SELECT {_OUT_COLS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY rowid DESC LIMIT ?"
+        rows = self._db.execute(sql, (*args, limit)).fetchall()
+        return [_out_entry(r) for r in reversed(rows)]
+
+    def expire(self, wall: float, retention: float = RETENTION) -> list[OutboxEntry]:
+        """Expire queued entries older than `retention` (a prefix of each pair's queue); returns them."""
+        cutoff = wall - retention
+        with self._tx() as db:
+            # Per pair: everything queued below the first entry that is still young.
+            rows = db.execute(
+                f"SELECT {_OUT_COLS} FROM outbox AS o WHERE state = 0 AND seq < COALESCE("
+                "(SELECT MIN(seq) FROM outbox AS y WHERE y.to_node = o.to_node AND y.state = 0"
+                " AND y.sent_at >= ?), 9223372036854775807) ORDER BY rowid",
+                (cutoff,),
+            ).fetchall()
+            db.executemany(
+                "UPDATE outbox SET state = 3, changed_at = ? WHERE to_node = ? AND seq = ?",
+                [(wall, r[1], r[3]) for r in rows],
+            )
+        return [_out_entry((*r[:9], _STATE[OutState.EXPIRED], wall)) for r in rows]
+
+    def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
+        """Sender side: record a (checked) read receipt; returns the ack to send back."""
+        with self._tx() as db:
+            for chunk in _chunks(receipt.ids):
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE outbox SET state = 2, changed_at = ? WHERE to_node = ? AND state != 2"
+                    f" AND id IN ({marks})",
+                    (wall, receipt.reader_node, *chunk),
+                )
+        return ReceiptAck(receipt.reader_node, receipt.sender_node, receipt.ids)
+
+    # --------------------------------------------------------------------------------------- inbox
+
+    def store_incoming(self, batch: MailBatch, wall: float) -> tuple[list[InboxMessage], MailAck]:
+        """Persist what is new in a (checked) batch, cursor included, in one transaction.
+
+        Returns the new messages (for live followers) and the cumulative ack to send once this returns.
+        """
+        try:
+            return self._store_incoming(batch, wall)
+        except sqlite3.IntegrityError:
+            raise ProtocolError(
+                f"bad mail frame: a message id from {batch.from_node} is already in the inbox under another"
+                " sender or seq"
+            ) from None
+
+    def _store_incoming(self, batch: MailBatch, wall: float) -> tuple[list[InboxMessage], MailAck]:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?",
+                (batch.from_node, batch.stream),
+            ).fetchone()
+            cursor0 = int(row[0]) if row else 0
+            fresh, cursor = accept_batch(cursor0, batch)
+            last = db.execute("SELECT COALESCE(MAX(local_seq), 0) FROM inbox").fetchone()[0]
+            new = [
+                InboxMessage(
+                    last + i + 1,
+                    m.id,
+                    batch.from_node,
+                    m.from_name,
+                    m.to_name,
+                    m.subject,
+                    m.body,
+                    m.sent_at,
+                    wall,
+                    m.in_reply_to,
+                    m.broadcast,
+                    None,
+                )
+                for i, m in enumerate(fresh)
+            ]
+            db.executemany(
+                # UNIQUE(id) is the second line of defence: with an honest sender the cursor already
+                # dropped every duplicate, so a clash means a peer reused an id: refuse the whole batch.
+                "INSERT INTO inbox (local_seq, id, from_node, from_name, to_name, stream, seq, subject, body,"
+                " sent_at, received_at, in_reply_to, broadcast)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        im.local_seq,
+                        im.id,
+                        im.from_node,
+                        im.from_name,
+                        im.to_name,
+                        batch.stream,
+                        m.seq,
+                        im.subject,
+                        im.body,
+                        im.sent_at,
+                        wall,
+                        im.in_reply_to,
+                        int(im.broadcast),
+                    )
+                    for im, m in zip(new, fresh, strict=True)
+                ],
+            )
+            if cursor != cursor0:
+                db.execute(
+                    "INSERT INTO in_cursor VALUES (?, ?, ?)"
+                    " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
+                    (batch.from_node, batch.stream, cursor),
+                )
+        return new, MailAck(batch.from_node, batch.to_node, batch.stream, cursor)
+
+    def inbox(
+        self,
+        *,
+        unread: bool = False,
+        from_name: str | None = None,
+        after: int | None = None,
+        limit: int = 100,
+    ) -> list[InboxMessage]:
+        """Inbox messages oldest first: the newest `limit`, or the first `limit` after local_seq `after`."""
+        limit = _page(limit)
+        where: list[str] = []
+        args: list[Any] = []
+        if unread:
+            where.append("read_at IS NULL")
+        if from_name is not None:
+            where.append("from_name = ?")
+            args.append(from_name)
+        if after is not None:
+            where.append("local_seq > ?")
+            args.append(after)
+        sql = f"SELECT {_IN_COLS} FROM inbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if after is not None:
+            rows = self._db.execute(sql + " ORDER BY local_seq LIMIT ?", (*args, limit)).fetchall()
+        else:
+            rows = self._db.execute(sql + " ORDER BY local_seq DESC LIMIT ?", (*args, limit)).fetchall()
+            rows.reverse()
+        return [_inbox_msg(r) for r in rows]
+
+    def get(self, message_id: str) -> InboxMessage | None:
+        """One inbox message by id."""
+        row = self._db.execute(f"SELECT {_IN_COLS} FROM inbox WHERE id = ?", (message_id,)).fetchone()
+        return _inbox_msg(row) if row else None
+
+    def unread_count(self) -> int:
+        """Unread messages in the inbox."""
+        return int(self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0])
+
+    def mark_read(self, ids: Sequence[str], wall: float) -> list[ReadReceipt]:
+        """Mark inbox messages read; returns receipts (one per sender, chunked) for those newly read."""
+        by_sender: dict[str, list[str]] = {}
+        with self._tx() as db:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT id, from_node FROM inbox WHERE read_at IS NULL AND id IN ({marks})"
+                    " ORDER BY local_seq",
+                    chunk,
+                ).fetchall()
+                db.execute(
+                    f"UPDATE inbox SET read_at = ?, receipt = 1 WHERE read_at IS NULL AND id IN ({marks})",
+                    (wall, *chunk),
+                )
+                for mid, sender in rows:
+                    by_sender.setdefault(sender, []).append(mid)
+        return [
+            ReadReceipt(self.node_id, s, tuple(mids[i : i + RECEIPT_MAX]), wall)
+            for s, mids in sorted(by_sender.items())
+            for i in range(0, len(mids), RECEIPT_MAX)
+        ]
+
+    def receipts_for(self, peer: str, limit: int = RECEIPT_MAX) -> ReadReceipt | None:
+        """Unconfirmed read receipts for messages from `peer` (send them on every connect)."""
+        rows = self._db.execute(
+            "SELECT id, read_at FROM inbox WHERE from_node = ? AND receipt = 1 ORDER BY local_seq LIMIT ?",
+            (peer, max(1, min(limit, RECEIPT_MAX))),
+        ).fetchall()
+        if not rows:
+            return None
+        return ReadReceipt(self.node_id, peer, tuple(r[0] for r in rows), max(r[1] for r in rows))
+
+    def confirm_receipts(self, ack: ReceiptAck) -> None:
+        """Recipient side: the sender recorded these receipts; stop resending them."""
+        with self._tx() as db:
+            for chunk in _chunks(list(ack.ids)):
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE inbox SET receipt = 2 WHERE receipt = 1 AND from_node = ? AND id IN ({marks})",
+                    (ack.sender_node, *chunk),
+                )
+
+    # ------------------------------------------------------------------------------------- members
+
+    def remember_member(self, node_id: str, name: str, wall: float) -> None:
+        """Record that `node_id` was seen under `name` (the latest name wins)."""
+        validate.ident(node_id, "node id")
+        validate.name(name)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO members VALUES (?, ?, ?, ?) ON CONFLICT (node_id) DO UPDATE SET"
+                " name = excluded.name, last_seen = MAX(last_seen, excluded.last_seen)",
+                (node_id, name, wall, wall),
+            )
+
+    def lookup_name(self, name: str) -> str | None:
+        """Node id most recently seen under `name` (None if never seen in this mesh)."""
+        row = self._db.execute(
+            "SELECT node_id FROM members WHERE name = ? ORDER BY last_seen DESC LIMIT 1", (name,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def members(self, seen_since: float | None = None) -> list[Member]:
+        """Every node seen (since a wall time), oldest first."""
+        rows = self._db.execute(
+            "SELECT node_id, name, first_seen, last_seen FROM members WHERE last_seen >= ?"
+            " ORDER BY first_seen, node_id",
+            (float("-inf") if seen_since is None else seen_since,),
+        ).fetchall()
+        return [Member(*r) for r in rows]
+
+
+def _out_entry(r: Sequence[Any]) -> OutboxEntry:
+    return OutboxEntry(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), _STATE_OF[r[9]], r[10])
+
+
+def _inbox_msg(r: Sequence[Any]) -> InboxMessage:
+    return InboxMessage(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _page(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= INBOX_PAGE_MAX:
+        raise InvalidInput(f"limit must be 0..{INBOX_PAGE_MAX}, not {limit!r}")
+    return limit
