@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import importlib
 import inspect
+import os
 import signal
 import sys
 import time
@@ -133,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         report.info["mode"] = "quick"
 
+    load_start = os.getloadavg()[0]
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         for sec in selected:
@@ -141,6 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("[run] interrupted: writing what was measured so far", file=sys.stderr)
         report.outcomes.append(rep.SectionOutcome("(run)", "failed", "interrupted"))
     finally:
+        # Other work on the machine skews every figure; the load at both ends says how quiet the run was.
+        report.info["load1 start/end"] = f"{load_start:.2f}/{os.getloadavg()[0]:.2f}"
         print(rep.render_markdown(report))
         if not args.no_write:
             json_path, md_path = rep.write(report, args.out)
