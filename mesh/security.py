@@ -69,6 +69,7 @@ __all__ = [
     "encode_token",
     "ensure_ca",
     "ensure_credentials",
+    "handshake_refusal",
     "has_credentials",
     "import_token",
     "join_token",
@@ -592,3 +593,32 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any], mesh: str | None 
         return validate.ident(bytes(names[0]).decode("ascii"), "node id")
     except (UnicodeDecodeError, InvalidInput):
         return None
+
+
+# What BoringSSL says (in the RPC's details) -> what it means for a mesh peer, most specific first.
+_REFUSALS = (
+    ("certificate has expired", "certificate expired (or clocks disagree)"),
+    ("certificate is not yet valid", "certificate not yet valid (clocks disagree)"),
+    ("unable to get local issuer certificate", "certificate not issued by this mesh's CA"),
+    ("certificate signature failure", "certificate not issued by this mesh's CA"),
+    ("self-signed certificate", "certificate not issued by this mesh's CA"),
+    ("Hostname Verification Check failed", "certificate is for another mesh name"),
+    ("CERTIFICATE_VERIFY_FAILED", "certificate rejected"),
+    ("Tls handshake failed", "TLS handshake failed"),
+)
+
+
+def handshake_refusal(err: grpc.RpcError) -> str | None:
+    """If a dial failed in the TLS handshake, a short reason to log once per peer address; else None.
+
+    Only the dialling side learns why (the accepting side's failure stays inside gRPC's C core), and a
+    plaintext or non-gRPC listener gives no reason, just a closed socket (None here).
+    """
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    details = err.details() if callable(getattr(err, "details", None)) else None
+    if code != grpc.StatusCode.UNAVAILABLE or not isinstance(details, str):
+        return None
+    for needle, reason in _REFUSALS:
+        if needle in details:
+            return reason
+    return None
