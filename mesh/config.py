@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,17 +139,17 @@ class NodeConfig:
             raise ConfigError("mDNS needs at least one interface address")
         return self
 
-    def with_env(self, environ: dict[str, str] | None = None) -> NodeConfig:
-        """Apply MESH_<FIELD> variables (e.g. MESH_DEAD_AFTER=20) on top of this config."""
+    @classmethod
+    def env_options(cls, environ: dict[str, str] | None = None) -> dict[str, Any]:
+        """Options given as MESH_<FIELD> variables (e.g. MESH_DEAD_AFTER=20), parsed to field types."""
         env = os.environ if environ is None else environ
-        changes: dict[str, Any] = {}
-        for f in fields(self):
+        out: dict[str, Any] = {}
+        defaults = cls(name="x")
+        for f in fields(cls):
             key = "MESH_" + f.name.upper()
-            if key not in env or f.name in ("name", "home"):
-                continue
-            raw = env[key]
-            changes[f.name] = _parse_env(f.name, raw, getattr(self, f.name))
-        return replace(self, **changes).validate() if changes else self
+            if key in env and f.name not in ("name",):
+                out[f.name] = _parse_env(f.name, env[key], getattr(defaults, f.name))
+        return out
 
 
 def _parse_env(name: str, raw: str, current: Any) -> Any:
@@ -160,6 +160,8 @@ def _parse_env(name: str, raw: str, current: Any) -> Any:
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
+        if name == "home":
+            return Path(raw).expanduser()
         if isinstance(current, int) or name == "watch_pid":
             return int(raw)
         if isinstance(current, float):

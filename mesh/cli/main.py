@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mesh.errors import MeshError
 
@@ -26,9 +26,16 @@ _MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (and exit 2), as every meshctl error is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def common_parser() -> argparse.ArgumentParser:
     """Options every verb takes (so they may follow the verb: `meshctl status --json`)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument(
         "--home", type=Path, default=None, help="root of local state (default: $MESH_HOME or platform dir)"
@@ -44,14 +51,14 @@ def common_parser() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="meshctl",
         description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages).",
     )
     from mesh._version import __version__
 
     parser.add_argument("--version", action="version", version=f"meshctl {__version__}")
-    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     parser.set_defaults(_common=common_parser())
     for mod_name in _MODULES:

@@ -28,8 +28,8 @@ def register(sub: Any) -> None:
         description="Start a node for this session (foreground unless --detach).",
     )
     up.add_argument("--name", required=True, help="session name, unique among live nodes of the mesh")
-    up.add_argument("--role", default="", help="what this session works on (label)")
-    up.add_argument("--port", type=int, default=0, help="peer API port (0 = any free port)")
+    up.add_argument("--role", default=None, help="what this session works on (label)")
+    up.add_argument("--port", type=int, default=None, help="peer API port (0 = any free port)")
     up.add_argument(
         "--bind", default=None, help="peer API listen address (default 127.0.0.1; a LAN address for LAN)"
     )
@@ -70,32 +70,35 @@ def register(sub: Any) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Any:
+    """NodeConfig from the preset, then MESH_* variables, then flags given on the command line (flags win)."""
     from mesh.config import NodeConfig
 
-    kw: dict[str, Any] = dict(
-        role=args.role,
-        mesh=args.mesh,
-        home=args.home,
-        port=args.port,
-        peers=tuple(args.peer),
-        mdns=not args.no_mdns,
-        watch_pid=args.watch_pid,
-        tls=not args.insecure,
-    )
-    if args.bind:
-        kw["bind"] = args.bind
-    if args.advertise:
-        kw["advertise"] = args.advertise
-    if args.mdns_interface:
-        kw["mdns_interfaces"] = tuple(args.mdns_interface)
-    for f in ("heartbeat_interval", "suspect_after", "dead_after", "join_window"):
-        v = getattr(args, f)
-        if v is not None:
-            kw[f] = v
-    preset = NodeConfig.fast if args.preset == "fast" else NodeConfig.local
     if not args.name:
         raise ConfigError("--name must not be empty")
-    return preset(args.name, **kw).with_env()
+    kw: dict[str, Any] = NodeConfig.env_options()
+    kw.update(mesh=args.mesh, home=args.home)
+    given = {
+        "role": args.role,
+        "port": args.port,
+        "bind": args.bind,
+        "advertise": args.advertise,
+        "watch_pid": args.watch_pid,
+        "heartbeat_interval": args.heartbeat_interval,
+        "suspect_after": args.suspect_after,
+        "dead_after": args.dead_after,
+        "join_window": args.join_window,
+    }
+    kw.update({k: v for k, v in given.items() if v is not None})
+    if args.peer:
+        kw["peers"] = tuple(args.peer)
+    if args.mdns_interface:
+        kw["mdns_interfaces"] = tuple(args.mdns_interface)
+    if args.no_mdns:
+        kw["mdns"] = False
+    if args.insecure:
+        kw["tls"] = False
+    preset = NodeConfig.fast if args.preset == "fast" else NodeConfig.local
+    return preset(args.name, **kw)
 
 
 def cmd_up(args: argparse.Namespace) -> int:

@@ -1,0 +1,155 @@
+"""The membership core, driven by hand: no event loop, no sleeps; time is an argument."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.core.membership import (
+    Liveness,
+    LivenessChanged,
+    MemberForgotten,
+    MemberJoined,
+    Membership,
+    PeerInfo,
+    StatusChanged,
+    Timing,
+    liveness_for,
+)
+from mesh.core.status import StatusRecord
+
+T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=60.0, tick_interval=0.25)
+ME = PeerInfo(node_id="me", incarnation="i0", name="me", address="127.0.0.1:1")
+B = PeerInfo(node_id="b", incarnation="i1", name="bee", address="127.0.0.1:2")
+
+
+def fresh(now: float = 0.0) -> Membership:
+    return Membership(me=ME, timing=T, now=now)
+
+
+def ticking(m: Membership, start: float, end: float, step: float = 0.25) -> list[object]:
+    """Tick at the runtime's cadence (a steady loop, no stall)."""
+    events: list[object] = []
+    t = start
+    while t <= end + 1e-9:
+        events += m.tick(t)
+        t += step
+    return events
+
+
+@pytest.mark.parametrize(
+    ("silence", "state"),
+    [(0.0, Liveness.ALIVE), (2.99, Liveness.ALIVE), (3.0, Liveness.SUSPECT), (9.99, Liveness.SUSPECT),
+     (10.0, Liveness.DEAD), (1e6, Liveness.DEAD)],
+)  # fmt: skip
+def test_liveness_table(silence: float, state: Liveness) -> None:
+    assert liveness_for(silence, T) is state
+
+
+def test_hello_joins_and_self_is_always_alive() -> None:
+    m = fresh()
+    assert m.hello(B, None, 0.1) == [MemberJoined("b")]
+    assert m.members["b"].state is Liveness.ALIVE
+    ticking(m, 0.25, 100.0)
+    assert m.members["me"].state is Liveness.ALIVE
+
+
+def test_silence_goes_suspect_then_dead_and_a_frame_revives() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    ev = ticking(m, 0.25, 3.0)
+    assert ev == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
+    assert m.heard("b", 3.1) == [LivenessChanged("b", Liveness.SUSPECT, Liveness.ALIVE, "heard again")]
+    ev = ticking(m, 3.25, 13.5)
+    assert [(e.previous, e.current) for e in ev if isinstance(e, LivenessChanged)] == [
+        (Liveness.ALIVE, Liveness.SUSPECT),
+        (Liveness.SUSPECT, Liveness.DEAD),
+    ]
+    assert m.members["b"].dead_reason == "silent"
+    # A paused process that comes back is alive again (honest), with its dead reason cleared.
+    assert m.heard("b", 13.6)[0].current is Liveness.ALIVE
+    assert m.members["b"].dead_reason == ""
+
+
+def test_refused_reconnect_is_dead_at_once() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    assert m.refused("b", 0.5) == [LivenessChanged("b", Liveness.ALIVE, Liveness.DEAD, "connection refused")]
+    assert m.refused("b", 0.6) == []
+
+
+def test_leave_is_final_for_the_incarnation() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    assert m.left("b", 1.0)[0].current is Liveness.LEFT
+    assert m.heard("b", 1.1) == []
+    assert ticking(m, 1.25, 30.0) == []
+    assert m.members["b"].state is Liveness.LEFT
+    # ...but the same node restarted (new incarnation) joins again.
+    ev = m.hello(PeerInfo("b", "i2", "bee"), None, 31.0)
+    assert MemberJoined("b", restarted=True) in ev
+    assert m.members["b"].state is Liveness.ALIVE
+
+
+def test_dead_and_left_are_forgotten_after_forget_after() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.left("b", 1.0)
+    assert ticking(m, 1.25, 60.75) == []
+    assert ticking(m, 61.0, 61.25) == [MemberForgotten("b", "bee")]
+    assert "b" not in m.members
+
+
+def test_own_stall_is_not_blamed_on_peers() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    ticking(m, 0.25, 2.0)
+    # Our loop stalls for 30 s (SIGSTOP, laptop sleep): the first tick after it must not call b dead.
+    assert m.tick(32.0) == []
+    assert m.members["b"].state is Liveness.ALIVE
+    assert m.credited > 29
+    # Real silence afterwards still counts.
+    ev = ticking(m, 32.25, 45.0)
+    assert [e.current for e in ev if isinstance(e, LivenessChanged)] == [Liveness.SUSPECT, Liveness.DEAD]
+
+
+def test_status_versions_and_foreign_records() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    s1 = StatusRecord(node_id="b", incarnation="i1", name="bee", action="build", version=1)
+    s0 = StatusRecord(node_id="b", incarnation="i1", name="bee", action="old", version=0)
+    assert m.status_update(s1, 0.1) == [StatusChanged("b")]
+    assert m.status_update(s0, 0.2) == []  # older: ignored
+    assert m.members["b"].status == s1
+    stale_incarnation = StatusRecord(node_id="b", incarnation="OLD", name="bee", version=99)
+    assert m.status_update(stale_incarnation, 0.3) == []
+    unknown = StatusRecord(node_id="zz", incarnation="i", name="zed", version=1)
+    assert m.status_update(unknown, 0.3) == []
+
+
+def test_name_holder_ignores_dead_members() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    assert m.holder_of_name("bee") is not None
+    assert m.holder_of_name("me") is not None and m.holder_of_name("me").is_self  # type: ignore[union-attr]
+    m.refused("b", 1.0)
+    assert m.holder_of_name("bee") is None
+
+
+def test_next_deadline_tracks_the_earliest_transition() -> None:
+    m = fresh()
+    assert m.next_deadline() is None
+    m.hello(B, None, 5.0)
+    assert m.next_deadline() == pytest.approx(8.0)
+    ticking(m, 5.25, 8.0)
+    assert m.next_deadline() == pytest.approx(15.0)
+
+
+def test_status_record_validation() -> None:
+    from mesh.errors import InvalidInput
+
+    r = StatusRecord(node_id="b", incarnation="i1", name="bee")
+    assert r.update(wall=1.0, progress=40, action="build").version == 1
+    with pytest.raises(InvalidInput, match="0 to 100"):
+        r.update(wall=1.0, progress=140)
+    with pytest.raises(InvalidInput, match="limit is 128"):
+        r.update(wall=1.0, target="x" * 129)

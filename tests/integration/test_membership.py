@@ -1,0 +1,223 @@
+"""Real node processes on loopback, driven through meshctl: the mesh you can start and see."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import FAST, MESHCTL, Mesh, until
+
+ABC = {"a", "b", "c"}
+
+
+def all_alive(mesh: Mesh, names: set[str]) -> bool:
+    return all({n for n, s in mesh.states(node).items() if s == "alive"} == names for node in names)
+
+
+def test_three_nodes_via_peer_seeds_see_each_other(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    # c knows only b: a is found through b's gossip.
+    mesh.up("c", "--no-mdns", "--peer", mesh.nodes["b"].address, *FAST)
+    until(lambda: all_alive(mesh, ABC), what="a, b, c all alive everywhere")
+    st = mesh.status("c")
+    assert set(st) == ABC
+    for m in st.values():
+        assert set(m) >= {"name", "node_id", "role", "state", "action", "target", "phase", "progress", "last_seen"}
+    assert st["c"]["is_self"] and not st["a"]["is_self"]
+
+
+def test_three_nodes_via_mdns_see_each_other(mesh: Mesh) -> None:
+    for n in sorted(ABC):
+        mesh.up(n, *FAST)
+    until(lambda: all_alive(mesh, ABC), what="mDNS: a, b, c all alive everywhere")
+
+
+def test_heartbeat_on_one_shows_on_the_others(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    mesh.up("c", "--no-mdns", "--peer", a.address, *FAST)
+    until(lambda: all_alive(mesh, ABC))
+    mesh.ctl("heartbeat", "--action", "build", "--target", "i-match", "--phase", "tests", "--progress", "40",
+             "--note", "green so far", node="b")  # fmt: skip
+    for viewer in ("a", "c"):
+        m = until(lambda v=viewer: (s := mesh.status(v)["b"])["action"] == "build" and s, what=f"{viewer} sees b")
+        assert (m["target"], m["phase"], m["progress"], m["note"]) == ("i-match", "tests", 40, "green so far")
+    # A partial update keeps the other fields.
+    mesh.ctl("heartbeat", "--progress", "60", node="b")
+    m = until(lambda: (s := mesh.status("a")["b"])["progress"] == 60 and s)
+    assert m["action"] == "build" and m["target"] == "i-match"
+
+
+def test_down_shows_left_not_dead(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    until(lambda: all_alive(mesh, {"a", "b"}))
+    r = mesh.ctl("down", node="b")
+    assert "left" in r.stdout
+    # `down` returns only once the node has left: the peer already shows it.
+    assert mesh.states("a")["b"] == "left"
+
+
+def test_sigterm_leaves_gracefully(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    until(lambda: all_alive(mesh, {"a", "b"}))
+    mesh.signal("b", signal.SIGTERM)
+    until(lambda: mesh.states("a")["b"] == "left", what="b left after SIGTERM")
+
+
+def test_sigkill_shows_dead_at_once(mesh: Mesh) -> None:
+    # Default timing (dead after 10 s): only the refused reconnect can make this quick.
+    a = mesh.up("a", "--no-mdns")
+    mesh.up("b", "--no-mdns", "--peer", a.address)
+    until(lambda: all_alive(mesh, {"a", "b"}))
+    mesh.signal("b", signal.SIGKILL)
+    until(lambda: mesh.states("a")["b"] == "dead", timeout=5, what="b dead after SIGKILL")
+    assert mesh.states("a")["a"] == "alive"
+
+
+def test_sigstop_suspect_then_back_to_alive_on_sigcont(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    until(lambda: all_alive(mesh, {"a", "b"}))
+    mesh.signal("b", signal.SIGSTOP)
+    until(lambda: mesh.states("a")["b"] == "suspect", what="b suspect while stopped")
+    mesh.signal("b", signal.SIGCONT)
+    until(lambda: mesh.states("a")["b"] == "alive", what="b alive after SIGCONT")
+
+
+def test_sigstop_long_enough_is_dead_then_alive_again(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    until(lambda: all_alive(mesh, {"a", "b"}))
+    mesh.signal("b", signal.SIGSTOP)
+    seen: list[str] = []
+
+    def dead() -> bool:
+        seen.append(mesh.states("a")["b"])
+        return seen[-1] == "dead"
+
+    until(dead, what="b dead while stopped")
+    assert "suspect" in seen or seen == ["dead"]  # suspect first, unless a poll missed it
+    assert seen.index("dead") >= 1 or seen == ["dead"]
+    # b itself does not blame a for its own stall: after SIGCONT both are alive again.
+    mesh.signal("b", signal.SIGCONT)
+    until(lambda: mesh.states("a")["b"] == "alive", what="b alive after SIGCONT")
+    assert mesh.states("b")["a"] == "alive"
+
+
+def test_other_mesh_never_appears(mesh: Mesh, tmp_path: Path) -> None:
+    mesh.up("a", *FAST)
+    other = Mesh(home=tmp_path / "other-home")
+    try:
+        other.up("x", "--peer", mesh.nodes["a"].address, *FAST)
+        mesh.up("b", *FAST)
+        until(lambda: all_alive(mesh, {"a", "b"}))
+        assert set(mesh.status("a")) == {"a", "b"}
+        assert set(other.status("x")) == {"x"}
+    finally:
+        other.cleanup()
+
+
+def test_second_live_node_with_same_name_fails_clearly(mesh: Mesh, tmp_path: Path) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    # Same home: the node lock says so at once.
+    r = mesh.ctl("up", "--name", "a", "--detach", "--no-mdns", check=False)
+    assert r.returncode == 2 and "already running" in r.stderr
+    # Another home (another machine, say): the mesh says the name is taken.
+    r = mesh.ctl("up", "--name", "a", "--detach", "--peer", a.address, home=tmp_path / "h2", check=False)
+    assert r.returncode == 2, r.stderr
+    assert "taken" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert set(mesh.status("a")) == {"a"}
+
+
+def test_watch_json_streams_changes(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    watcher = subprocess.Popen([*MESHCTL, "watch", "--json", "--node", "a"], env=mesh.env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert watcher.stdout is not None
+        first = json.loads(watcher.stdout.readline())
+        assert first["event"] == "snapshot" and first["member"]["name"] == "a"
+        mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+        mesh.ctl("heartbeat", "--action", "deploy", "--progress", "90", node="b")
+        mesh.ctl("down", node="b")
+        events: list[tuple[str, str, str, str, int]] = []
+        while not events or events[-1][:3] != ("state", "b", "left"):
+            ev = json.loads(watcher.stdout.readline())
+            m = ev["member"]
+            events.append((ev["event"], m["name"], m["state"], m["action"], m["progress"]))
+        assert events[0][:3] == ("joined", "b", "alive")
+        assert ("status", "b", "alive", "deploy", 90) in events
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0
+
+
+def test_watch_pid_leaves_when_the_session_exits(mesh: Mesh) -> None:
+    a = mesh.up("a", "--no-mdns", *FAST)
+    session = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        mesh.up("b", "--no-mdns", "--peer", a.address, "--watch-pid", str(session.pid), *FAST)
+        until(lambda: all_alive(mesh, {"a", "b"}))
+        assert session.stdin is not None
+        session.stdin.close()
+        session.wait(timeout=10)
+        until(lambda: mesh.states("a")["b"] == "left", what="b left after its session exited")
+    finally:
+        session.kill()
+
+
+def test_watch_pid_of_missing_process_is_refused(mesh: Mesh) -> None:
+    r = mesh.ctl("up", "--name", "a", "--detach", "--no-mdns", "--watch-pid", "999999999", check=False)
+    assert r.returncode == 2 and "no such process" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["heartbeat", "--progress", "140"], "0 to 100"),
+        (["heartbeat", "--progress", "lots"], "0 to 100"),
+        (["heartbeat", "--note", "x" * 600], "limit is 512"),
+        (["heartbeat", "--action", "bad\x07bell"], "control characters"),
+    ],
+)
+def test_bad_status_values_are_rejected(mesh: Mesh, args: list[str], needle: str) -> None:
+    mesh.up("a", "--no-mdns", *FAST)
+    before = mesh.status("a")["a"]
+    r = mesh.ctl(*args, node="a", check=False)
+    assert r.returncode == 2
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert mesh.status("a")["a"] == before | {"last_seen": mesh.status("a")["a"]["last_seen"]}
+
+
+@pytest.mark.parametrize(("name", "needle"), [("", "must not be empty"), ("bad name", "invalid name")])
+def test_bad_names_are_rejected(mesh: Mesh, name: str, needle: str) -> None:
+    r = mesh.ctl("up", "--name", name, "--detach", check=False)
+    assert r.returncode == 2 and needle in r.stderr
+
+
+def test_control_socket_is_private(mesh: Mesh) -> None:
+    mesh.up("a", "--no-mdns", *FAST)
+    info = json.loads((mesh.home / "meshes" / mesh.name / "nodes" / "a" / "node.json").read_text())
+    mode = stat.S_IMODE(os.stat(info["socket"]).st_mode)
+    assert mode == 0o600
+    assert stat.S_IMODE(os.stat(mesh.home / "meshes" / mesh.name / "nodes" / "a").st_mode) == 0o700
+
+
+def test_no_node_and_ambiguous_node_errors(mesh: Mesh) -> None:
+    r = mesh.ctl("status", check=False)
+    assert r.returncode == 2 and "no node is running" in r.stderr
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    r = mesh.ctl("status", check=False)
+    assert r.returncode == 2 and "several nodes" in r.stderr and "a (mesh" in r.stderr
+    assert mesh.ctl("status", "--json", node="b").returncode == 0
