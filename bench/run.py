@@ -99,6 +99,19 @@ def run_section(sec: Section, report: rep.Report, *, quick: bool) -> rep.Section
     return rep.SectionOutcome(sec.name, "ok", "", elapsed)
 
 
+def _with_needs(wanted: Sequence[str]) -> list[str]:
+    """`wanted` plus, transitively, the registered sections they name in `needs` (unknown needs ignored)."""
+    out: list[str] = []
+    todo = list(wanted)
+    while todo:
+        name = todo.pop()
+        if name in out or name not in REGISTRY:
+            continue
+        out.append(name)
+        todo.extend(REGISTRY[name].needs)
+    return out
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Turn SIGTERM into an exception so that every `finally` (servers, nodes, temp dirs) still runs.
     raise KeyboardInterrupt("SIGTERM")
@@ -112,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the registered sections and exit")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--no-refs", action="store_true", help="--only without the sections' needs")
     args = parser.parse_args(argv)
 
     report = rep.Report()
@@ -130,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if wanted:
         # Only the selected sections' outcomes matter; drop notes about modules that were not asked for.
         report.outcomes = [o for o in report.outcomes if o.status == "failed"]
+    if wanted and not args.no_refs:
+        wanted = _with_needs(wanted)
     selected = [s for s in REGISTRY.values() if not wanted or s.name in wanted]
     if args.quick:
         report.info["mode"] = "quick"

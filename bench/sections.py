@@ -6,7 +6,7 @@ A section is a plain function or a coroutine function taking a `Context`. It rec
 
     from bench.sections import Context, section
 
-    @section("claims", timeout_s=300)
+    @section("claims", timeout_s=300, needs=("etcd",))
     async def claims(ctx: Context) -> None:
         ...
         ctx.record("uncontended_p50", p50_ms, "ms", target=3.0,
@@ -42,19 +42,21 @@ class Section:
     fn: SectionFn
     timeout_s: float
     description: str
+    needs: tuple[str, ...] = ()
+    """Sections whose figures this one quotes as references; `--only` runs them too (before it)."""
 
 
 REGISTRY: dict[str, Section] = {}
 
 
-def section(name: str, *, timeout_s: float = 300.0) -> Callable[[F], F]:
+def section(name: str, *, timeout_s: float = 300.0, needs: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Register `fn` as benchmark section `name` (run in registration order, at most `timeout_s`)."""
 
     def register(fn: F) -> F:
         if name in REGISTRY and REGISTRY[name].fn is not fn:
             raise ValueError(f"benchmark section {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        REGISTRY[name] = Section(name, fn, timeout_s, doc[0] if doc else "")
+        REGISTRY[name] = Section(name, fn, timeout_s, doc[0] if doc else "", tuple(needs))
         return fn
 
     return register
