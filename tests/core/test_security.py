@@ -337,3 +337,52 @@ def test_any_single_edit_of_a_token_is_rejected_or_harmless(pos: int, ch: str, d
     # Only edits the decoder ignores (whitespace, or base64 bits dropped as padding) may pass, and then
     # the result must be exactly the original CA.
     assert ca.fingerprint == security.decode_token(_GOOD).fingerprint
+
+
+# --- meshctl init / join-token ----------------------------------------------------------------------------
+
+
+def _meshctl(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from mesh.cli.main import main
+
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_init_join_token_and_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MESH_MESH", raising=False)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    rc, out, _ = _meshctl(capsys, "init", "--home", a, "--mesh", "team", "--json")
+    created = json.loads(out)
+    assert rc == 0 and created["action"] == "created" and created["mesh"] == "team"
+    rc, out, _ = _meshctl(capsys, "init", "--home", a, "--mesh", "team", "--json")
+    again = json.loads(out)
+    assert rc == 0 and again["action"] == "exists" and again["fingerprint"] == created["fingerprint"]
+    rc, token, _ = _meshctl(capsys, "join-token", "--home", a, "--mesh", "team")
+    assert rc == 0 and token.startswith("smesh1:")
+    # No --mesh on the joining machine: the token names the mesh.
+    rc, out, _ = _meshctl(capsys, "init", "--home", b, "--from", token.strip(), "--json")
+    assert rc == 0 and json.loads(out)["fingerprint"] == created["fingerprint"]
+    rc, _, err = _meshctl(capsys, "init", "--home", b, "--mesh", "other", "--from", token.strip())
+    assert rc == 2 and "for mesh 'team'" in err
+    rc, _, err = _meshctl(capsys, "init", "--home", b, "--from", token.strip()[:-30])
+    assert rc == 2 and "corrupt" in err and err.count("\n") == 1
+    rc, out, _ = _meshctl(capsys, "init", "--home", a, "--mesh", "team", "--rotate", "--json")
+    assert rc == 0 and json.loads(out)["action"] == "rotated"
+    assert security.load_ca(Path(a), "team").fingerprint != created["fingerprint"]
+
+
+def test_cli_join_token_without_credentials_fails_and_out_file_is_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = _meshctl(capsys, "join-token", "--home", str(tmp_path), "--mesh", "none")
+    assert rc == 2 and out == "" and "meshctl init" in err
+    security.ensure_ca(tmp_path, "m")
+    rc, _, _ = _meshctl(
+        capsys, "join-token", "--home", str(tmp_path), "--mesh", "m", "--out", str(tmp_path / "t")
+    )
+    assert rc == 0 and _mode(tmp_path / "t") == 0o600
+    assert security.decode_token((tmp_path / "t").read_text()).mesh == "m"
