@@ -185,6 +185,9 @@ class NodeRuntime:
         for r in joined.result():
             if isinstance(r, NameTaken):
                 raise r
+        for addr in cfg.peers:
+            # A seed that was not up yet (or goes away before anyone else is known) is retried for our life.
+            self._spawn(self._keep_seed(addr), f"seed-{addr}")
         # Let dials already under way (gossip, mDNS) finish their handshake so the first view is complete.
         deadline = self.clock.now() + HELLO_TIMEOUT
         while self._dialing and self.clock.now() < deadline and not self._fatal.done():
@@ -550,6 +553,16 @@ class NodeRuntime:
                 delay = min(REDIAL_MAX, delay * 2)
         finally:
             self._redialing.discard(peer.node_id)
+
+    async def _keep_seed(self, address: str) -> None:
+        delay = REDIAL_MIN
+        while not self._stopping:
+            if not any(link.peer.address == address for link in self.links.values()):
+                await self._dial_quietly(address, None)
+            else:
+                delay = REDIAL_MIN
+            await asyncio.sleep(delay)
+            delay = min(REDIAL_MAX, delay * 2)
 
     def _on_candidate(self, node_id: str, address: str) -> None:
         """mDNS proposes a peer."""

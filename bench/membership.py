@@ -1,0 +1,211 @@
+"""Membership benchmarks: discovery time, failure detection, `meshctl status` wall time, RSS and idle CPU.
+
+Every node is a real `meshctl up` process on 127.0.0.1 under a throwaway home with a mesh name of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.procs import free_ports, managed_process, sample_usage
+from bench.sections import Context, section
+
+MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
+
+
+@dataclass
+class Cluster:
+    """N node processes of one mesh; `stack` owns them (killed on exit)."""
+
+    home: Path
+    mesh: str
+    stack: contextlib.ExitStack
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, MESH_HOME=str(self.home), MESH_MESH=self.mesh)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = self.home / f"{name}.log"
+        proc = self.stack.enter_context(
+            managed_process([*MESHCTL, "up", "--name", name, *args], log_path=log, env=self.env())
+        )
+        self.procs[name] = proc
+        return proc
+
+    def socket(self, name: str) -> Path | None:
+        f = self.home / "meshes" / self.mesh / "nodes" / name / "node.json"
+        try:
+            return Path(json.loads(f.read_text())["socket"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+@contextlib.contextmanager
+def cluster() -> Iterator[Cluster]:
+    with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp, contextlib.ExitStack() as stack:
+        yield Cluster(home=Path(tmp), mesh="bench-" + uuid.uuid4().hex[:8], stack=stack)
+
+
+async def _states(sock: Path) -> dict[str, str]:
+    from mesh.client import Client
+    from mesh.paths import RunningNode
+
+    node = RunningNode(name="?", mesh="?", node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent)
+    async with Client(node) as c:
+        return {m.name: m.state for m in await c.members()}
+
+
+async def _poll(c: Cluster, names: list[str], want: Any, timeout: float, interval: float = 0.01) -> float:
+    """Poll every node's member list until `want(name, states)` holds for all; returns when (monotonic)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        socks = [c.socket(n) for n in names]
+        if all(socks):
+            try:
+                results = await asyncio.gather(*(_states(s) for s in socks if s is not None))
+                if all(want(n, st) for n, st in zip(names, results, strict=True)):
+                    return time.monotonic()
+            except Exception:
+                pass
+        await asyncio.sleep(interval)
+    raise TimeoutError(f"condition not reached within {timeout}s")
+
+
+def _all_alive(names: list[str]) -> Any:
+    return lambda _n, st: {k for k, v in st.items() if v == "alive"} >= set(names)
+
+
+def _ready(c: Cluster, name: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while c.socket(name) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node {name} did not become ready")
+        time.sleep(0.01)
+
+
+def discovery_time(n: int, mdns: bool) -> tuple[float, float]:
+    """(seconds from the last node's start until all n list each other; same when all start at once)."""
+    out: list[float] = []
+    for staggered in (True, False):
+        with cluster() as c:
+            names = [f"n{i:02d}" for i in range(n)]
+            ports = free_ports(n)
+            t_first = t_last = time.monotonic()
+            for i, name in enumerate(names):
+                args = ["--port", str(ports[i])]
+                args += [] if mdns else ["--no-mdns", "--peer", f"127.0.0.1:{ports[0]}"]
+                t_last = time.monotonic()
+                c.start(name, *args)
+                if staggered and i < n - 1:
+                    _ready(c, name)
+            done = asyncio.run(_poll(c, names, _all_alive(names), timeout=30))
+            out.append(done - (t_last if staggered else t_first))
+    return out[0], out[1]
+
+
+def detection_time(n: int, sig: int, preset: list[str], timeout: float) -> float:
+    """Seconds from sending `sig` to one node until every other node shows it dead."""
+    with cluster() as c:
+        names = [f"n{i:02d}" for i in range(n)]
+        ports = free_ports(n)
+        for i, name in enumerate(names):
+            c.start(name, "--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}", *preset)
+        asyncio.run(_poll(c, names, _all_alive(names), timeout=30))
+        victim = names[-1]
+        rest = names[:-1]
+        t0 = time.monotonic()
+        os.kill(c.procs[victim].pid, sig)
+        done = asyncio.run(_poll(c, rest, lambda _n, st: st.get(victim) == "dead", timeout=timeout))
+        if sig == signal.SIGSTOP:
+            os.kill(c.procs[victim].pid, signal.SIGCONT)
+        return done - t0
+
+
+@section("membership", timeout_s=900)
+def membership(ctx: Context) -> None:
+    """Discovery, failure detection, status wall time, RSS and idle CPU (real node processes)."""
+    sizes = [3, 12] if not ctx.quick else [3]
+    for n in sizes:
+        for mdns in (True, False):
+            how = "mdns" if mdns else "peer"
+            staggered, at_once = discovery_time(n, mdns)
+            ctx.record(f"discovery_{n}_{how}", staggered, "s", target=1.5,
+                       note="last node's start -> all list each other")  # fmt: skip
+            ctx.record(f"discovery_{n}_{how}_all_at_once", at_once, "s",
+                       note=f"{n} nodes started together: first start -> all list each other")  # fmt: skip
+
+    n = 12 if not ctx.quick else 3
+    ctx.record(f"sigkill_dead_{n}", detection_time(n, signal.SIGKILL, [], 10), "s", target=1.0,
+               note="SIGKILL -> every peer shows dead (refused reconnect)")  # fmt: skip
+    ctx.record("sigstop_dead_default", detection_time(3, signal.SIGSTOP, [], 20), "s", target=11.0,
+               note="SIGSTOP -> dead everywhere, default timing (dead after 10 s)")  # fmt: skip
+    ctx.record("sigstop_dead_fast", detection_time(3, signal.SIGSTOP, ["--preset", "fast"], 10), "s",
+               target=2.0, note="same with --preset fast (dead after 2 s)")  # fmt: skip
+
+    with cluster() as c:
+        names = [f"n{i:02d}" for i in range(n)]
+        ports = free_ports(n)
+        for i, name in enumerate(names):
+            c.start(name, "--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}")
+        asyncio.run(_poll(c, names, _all_alive(names), timeout=30))
+        # meshctl status wall time (a fresh process each time, as an agent runs it).
+        walls = []
+        for _ in range(ctx.rounds(20, 5)):
+            t0 = time.perf_counter()
+            subprocess.run([*MESHCTL, "status", "--json", "--node", names[0]], env=c.env(), check=True,
+                           capture_output=True)  # fmt: skip
+            walls.append(time.perf_counter() - t0)
+        ctx.record("status_wall_median", statistics.median(walls) * 1000, "ms", target=250.0,
+                   note=f"median of {len(walls)} `meshctl status --json` runs, {n}-node mesh")  # fmt: skip
+        time.sleep(2.0)  # let start-up settle before sampling idle usage
+        usage = sample_usage([p.pid for p in c.procs.values()], ctx.rounds(10, 3))
+        rss = statistics.mean(u.rss_bytes for u in usage) / 2**20
+        pss = [u.pss_bytes for u in usage if u.pss_bytes]
+        cpu = statistics.mean(u.cpu_percent for u in usage)
+        ctx.record(f"rss_mb_{n}", rss, "MB", target=45.0, note="mean RSS per node")
+        if pss:
+            ctx.record(f"pss_mb_{n}", statistics.mean(pss) / 2**20, "MB", note="mean PSS per node")
+        ctx.record(f"idle_cpu_pct_{n}", cpu, "%", target=1.0, note="mean CPU per idle node (% of one core)")
+        # Load: two CPU hogs on the 2 cores for a while; count false suspicions / deaths of live nodes.
+        bad = _false_alarms_under_load(c, names, seconds=ctx.rounds(15, 4))
+        ctx.record("false_dead_under_load", bad[0], "count", target=0.0,
+                   note=f"{n} live nodes, 2 CPU hogs; also {bad[1]} false suspect")  # fmt: skip
+
+
+def _false_alarms_under_load(c: Cluster, names: list[str], seconds: float) -> tuple[int, int]:
+    hogs = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"import time\nt=time.time()+{seconds}\nwhile time.time()<t: pass"]
+        )
+        for _ in range(2)
+    ]
+    dead = suspect = 0
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            sock = c.socket(names[0])
+            assert sock is not None
+            states = asyncio.run(_states(sock))
+            dead += sum(1 for v in states.values() if v == "dead")
+            suspect += sum(1 for v in states.values() if v == "suspect")
+            time.sleep(0.2)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    return dead, suspect
