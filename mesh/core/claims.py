@@ -627,9 +627,12 @@ class ClaimsCore:
         a.accept_msgs += 1
         if self._vote(a, a.accepted, a.accept_msgs, now) is not VoteResult.WON:
             return []
+        if self._mut.deadline_at_quorum:
+            # The 2012 rule: the lease clock starts only now, so a late quorum still yields a full lease.
+            a.deadline = now + self._lc.lease
         if now >= a.deadline:  # correction 5: the deadline is data checked here, not a timer
             return self._fail(m.resource, slot, now, "attempt outlived its deadline")
-        until = now + self._lc.lease if self._mut.deadline_at_quorum else a.deadline
+        until = a.deadline
         slot.attempt = None
         slot.next_renew = a.started + self._lc.renew_every
         if a.renewal:
