@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -50,6 +50,9 @@ from mesh.paths import (
     write_node_file,
 )
 from mesh.store import Store, new_id
+
+if TYPE_CHECKING:
+    from mesh.security import Credentials
 
 log = logging.getLogger("mesh")
 
@@ -95,6 +98,9 @@ class NodeRuntime:
         self._hb_seq = 0
         self._stopping = False
         self.started_mono = 0.0
+        self.credentials: Credentials | None = None
+        self.created_credentials = False
+        self._refusals_logged: set[str] = set()
 
     # ================================================================== lifecycle
 
@@ -123,9 +129,22 @@ class NodeRuntime:
         now = self.clock.now()
         self.started_mono = now
 
+        if cfg.tls:
+            from mesh.security import ensure_credentials
+
+            self.credentials, created = ensure_credentials(self.home, cfg.mesh, self.node_id)
+            self.created_credentials = created
+            if created:
+                log.warning("created credentials for mesh %r (CA %s) under %s; other machines join with "
+                            "'meshctl join-token' / 'meshctl init --from TOKEN'", cfg.mesh,
+                            self.credentials.fingerprint, self.home)  # fmt: skip
         self._peer_server = grpc.aio.server(options=SERVER_OPTIONS)
         pbg.add_PeerServicer_to_server(_PeerServicer(self), self._peer_server)
-        port = self._peer_server.add_insecure_port(f"{cfg.bind}:{cfg.port}")
+        listen = f"{cfg.bind}:{cfg.port}"
+        if self.credentials is not None:
+            port = self._peer_server.add_secure_port(listen, self.credentials.server_credentials())
+        else:
+            port = self._peer_server.add_insecure_port(listen)
         if port == 0:
             raise ConfigError(
                 f"cannot listen on {cfg.bind}:{cfg.port} (in use or not an address of this host)"
@@ -606,7 +625,7 @@ class NodeRuntime:
         if expected is not None and expected in self.links:
             return
         self._dialing.add(address)
-        channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        channel = self._channel(address)
         handed_over = False
         try:
             stub = pbg.PeerStub(channel)
@@ -616,6 +635,7 @@ class NodeRuntime:
                 first = await asyncio.wait_for(call.read(), HELLO_TIMEOUT)
             except (grpc.aio.AioRpcError, TimeoutError) as e:
                 call.cancel()
+                self._log_refusal(address, e)
                 raise NodeUnavailable(f"peer {address} unreachable: {_why(e)}") from None
             if first is EOF or not isinstance(first, pb.PeerFrame):
                 raise NodeUnavailable(f"peer {address} closed the link")
@@ -652,6 +672,27 @@ class NodeRuntime:
             self._dialing.discard(address)
             if not handed_over:
                 await channel.close(None)
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        creds = self.credentials
+        return grpc.aio.secure_channel(
+            address, creds.channel_credentials(), options=CHANNEL_OPTIONS + creds.channel_options()
+        )
+
+    def _log_refusal(self, address: str, e: BaseException) -> None:
+        """Log a TLS handshake failure (another mesh's credentials?) once per address, not per try."""
+        if not isinstance(e, grpc.aio.AioRpcError) or self.credentials is None:
+            return
+        from mesh.security import handshake_refusal
+
+        reason = handshake_refusal(e)
+        if reason is not None and address not in self._refusals_logged:
+            self._refusals_logged.add(address)
+            log.warning(
+                "refused peer at %s: %s (a node of another mesh with the same name?)", address, reason
+            )
 
     async def _run_outbound(self, link: Link, call: Any, channel: grpc.aio.Channel) -> None:
         writer = asyncio.ensure_future(link.run_writer())
@@ -723,6 +764,15 @@ class _PeerServicer(pbg.PeerServicer):
         if first is EOF or not isinstance(first, pb.PeerFrame) or not first.HasField("hello"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be a hello")
             return
+        if rt.credentials is not None:
+            who = rt.credentials.peer_identity(context)
+            if who is None or who != first.hello.node.node_id:
+                log.warning("refused a link from %s: its certificate is not for node %r", context.peer(),
+                            first.hello.node.node_id[:64])  # fmt: skip
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, "certificate does not match the node id"
+                )
+                return
         try:
             info, status = rt.check_hello(first.hello)
         except _Refusal as r:

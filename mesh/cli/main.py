@@ -13,6 +13,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+# gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 from mesh.errors import MeshError
 
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.

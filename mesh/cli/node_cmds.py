@@ -194,6 +194,9 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
         err = MeshError(info.get("error", "start-up failed"))
         err.exit_code = int(info.get("exit", 2))
         raise err
+    if info.get("created_credentials"):
+        print(f"created credentials for mesh {info['mesh']!r} (first node here); other machines join with "
+              f"'meshctl join-token' and 'meshctl init --from TOKEN'", file=sys.stderr)  # fmt: skip
     if args.json:
         from mesh.cli.output import print_json
 

@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mesh import security
 from mesh.cli.main import common_parser
 from mesh.cli.output import print_json
 from mesh.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mesh.security import MeshCA
 
 
 def register(sub: Any) -> None:
@@ -50,7 +52,9 @@ def register(sub: Any) -> None:
     tok.set_defaults(func=cmd_join_token)
 
 
-def _report(args: argparse.Namespace, ca: security.MeshCA, action: str, message: str) -> int:
+def _report(args: argparse.Namespace, ca: MeshCA, action: str, message: str) -> int:
+    from mesh import security
+
     cdir = security.credentials_dir(args.home, ca.mesh)
     if getattr(args, "json", False):
         print_json({"mesh": ca.mesh, "fingerprint": ca.fingerprint, "action": action, "path": str(cdir)})
@@ -61,6 +65,8 @@ def _report(args: argparse.Namespace, ca: security.MeshCA, action: str, message:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """meshctl init [--from TOKEN-or-FILE] [--rotate] [--force]."""
+    from mesh import security
+
     home: Path = args.home
     if args.source is not None:
         if args.rotate:
@@ -104,6 +110,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_join_token(args: argparse.Namespace) -> int:
     """meshctl join-token [--out FILE]."""
+    from mesh import security
+
     token = security.join_token(args.home, args.mesh)
     if args.out is None:
         if getattr(args, "json", False):

@@ -47,12 +47,21 @@ class Mesh:
         env.update(self.extra_env)
         return env
 
-    def ctl(self, *args: str, node: str | None = None, home: Path | None = None, check: bool = True,
-            timeout: float = 30, input: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def ctl(
+        self,
+        *args: str,
+        node: str | None = None,
+        home: Path | None = None,
+        check: bool = True,
+        timeout: float = 30,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [*MESHCTL, *args]
         if node is not None:
             cmd += ["--node", node]
-        r = subprocess.run(cmd, env=self.env(home), capture_output=True, text=True, timeout=timeout, input=input)
+        r = subprocess.run(
+            cmd, env=self.env(home), capture_output=True, text=True, timeout=timeout, input=input
+        )
         if check and r.returncode != 0:
             raise AssertionError(f"meshctl {' '.join(args)} exited {r.returncode}: {r.stderr.strip()}")
         return r
@@ -60,7 +69,13 @@ class Mesh:
     def up(self, name: str, *args: str, home: Path | None = None) -> Proc:
         r = self.ctl("up", "--name", name, "--detach", "--json", *args, home=home)
         info = json.loads(r.stdout)
-        p = Proc(name=name, pid=info["pid"], address=info["address"], node_id=info["node_id"], home=home or self.home)
+        p = Proc(
+            name=name,
+            pid=info["pid"],
+            address=info["address"],
+            node_id=info["node_id"],
+            home=home or self.home,
+        )
         self.nodes[name] = p
         return p
 

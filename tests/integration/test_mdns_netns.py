@@ -22,8 +22,19 @@ def test_nodes_in_different_namespaces_discover_each_other(mesh: Mesh) -> None:
         try:
             for name, host in zip(names, hosts, strict=True):
                 # Each node binds its peer API and mDNS to its own namespace's address; no --peer seeds.
-                cmd = host.cmd(*MESHCTL, "up", "--name", name, "--detach", "--json", "--bind", host.ip,
-                               "--mdns-interface", host.ip, *FAST)  # fmt: skip
+                cmd = host.cmd(
+                    *MESHCTL,
+                    "up",
+                    "--name",
+                    name,
+                    "--detach",
+                    "--json",
+                    "--bind",
+                    host.ip,
+                    "--mdns-interface",
+                    host.ip,
+                    *FAST,
+                )
                 r = subprocess.run(cmd, env=mesh.env(), capture_output=True, text=True, timeout=30)
                 assert r.returncode == 0, r.stderr
                 info = json.loads(r.stdout)

@@ -30,7 +30,17 @@ def test_three_nodes_via_peer_seeds_see_each_other(mesh: Mesh) -> None:
     st = mesh.status("c", via_cli=True)
     assert set(st) == ABC
     for m in st.values():
-        assert set(m) >= {"name", "node_id", "role", "state", "action", "target", "phase", "progress", "last_seen"}
+        assert set(m) >= {
+            "name",
+            "node_id",
+            "role",
+            "state",
+            "action",
+            "target",
+            "phase",
+            "progress",
+            "last_seen",
+        }
     assert st["c"]["is_self"] and not st["a"]["is_self"]
 
 
@@ -45,10 +55,24 @@ def test_heartbeat_on_one_shows_on_the_others(mesh: Mesh) -> None:
     mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
     mesh.up("c", "--no-mdns", "--peer", a.address, *FAST)
     until(lambda: all_alive(mesh, ABC))
-    mesh.ctl("heartbeat", "--action", "build", "--target", "i-match", "--phase", "tests", "--progress", "40",
-             "--note", "green so far", node="b")  # fmt: skip
+    mesh.ctl(
+        "heartbeat",
+        "--action",
+        "build",
+        "--target",
+        "i-match",
+        "--phase",
+        "tests",
+        "--progress",
+        "40",
+        "--note",
+        "green so far",
+        node="b",
+    )
     for viewer in ("a", "c"):
-        m = until(lambda v=viewer: (s := mesh.status(v)["b"])["action"] == "build" and s, what=f"{viewer} sees b")
+        m = until(
+            lambda v=viewer: (s := mesh.status(v)["b"])["action"] == "build" and s, what=f"{viewer} sees b"
+        )
         assert (m["target"], m["phase"], m["progress"], m["note"]) == ("i-match", "tests", 40, "green so far")
     # A partial update keeps the other fields.
     mesh.ctl("heartbeat", "--progress", "60", node="b")
@@ -132,7 +156,9 @@ def test_second_live_node_with_same_name_fails_clearly(mesh: Mesh, tmp_path: Pat
     # Same home: the node lock says so at once.
     r = mesh.ctl("up", "--name", "a", "--detach", "--no-mdns", check=False)
     assert r.returncode == 2 and "already running" in r.stderr
-    # Another home (another machine, say): the mesh says the name is taken.
+    # Another home (another machine) that joined with the token: the mesh says the name is taken.
+    token = mesh.ctl("join-token").stdout.strip()
+    mesh.ctl("init", "--from", "-", home=tmp_path / "h2", input=token)
     r = mesh.ctl("up", "--name", "a", "--detach", "--peer", a.address, home=tmp_path / "h2", check=False)
     assert r.returncode == 2, r.stderr
     assert "taken" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -141,8 +167,13 @@ def test_second_live_node_with_same_name_fails_clearly(mesh: Mesh, tmp_path: Pat
 
 def test_watch_json_streams_changes(mesh: Mesh) -> None:
     a = mesh.up("a", "--no-mdns", *FAST)
-    watcher = subprocess.Popen([*MESHCTL, "watch", "--json", "--node", "a"], env=mesh.env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    watcher = subprocess.Popen(
+        [*MESHCTL, "watch", "--json", "--node", "a"],
+        env=mesh.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watcher.stdout is not None
         first = json.loads(watcher.stdout.readline())
