@@ -1,0 +1,648 @@
+"""Messaging core: limits, validation, acceptance, send window, and a Hypothesis model of a faulty network.
+
+`MailMachine` drives several mailboxes through sends, broadcasts, pumping, delivery with drop /
+duplicate / reorder, disconnect / reconnect, restarts, reads and ageing past the retention window, and
+checks after every step: exactly-once and per-sender order in every inbox, delivered/read only what the
+recipient really has, nothing lost. Its teardown heals everything and checks that every message not
+expired arrives. `tests/core/test_mailstore.py` runs the same machine on the SQLite store.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from mesh.core.mailbox import (
+    BATCH_BYTES_MAX,
+    BATCH_MAX,
+    BODY_MAX,
+    RESEND_AFTER,
+    RETENTION,
+    SUBJECT_MAX,
+    Envelope,
+    MailAck,
+    MailBatch,
+    MailboxStore,
+    MemoryMailbox,
+    OutState,
+    ReadReceipt,
+    ReceiptAck,
+    Recipient,
+    SendWindow,
+    accept_batch,
+    check_ack,
+    check_batch,
+    check_receipt,
+    check_receipt_ack,
+    outgoing,
+)
+from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
+
+A, B, C = Recipient("nodeA", "alice"), Recipient("nodeB", "bob"), Recipient("nodeC", "carol")
+WALL0 = 1_700_000_000.0
+
+
+def box(r: Recipient, seed: int = 0) -> MemoryMailbox:
+    return MemoryMailbox.create(r.node_id, r.name, random.Random(seed))
+
+
+def direct(frm: Recipient, to: Recipient, subject: str = "hi", body: str = "hello", reply: str = "") -> Any:
+    return outgoing([to], subject, body, sender_node=frm.node_id, in_reply_to=reply or None)
+
+
+def env(stream: str, seq: int, **kw: Any) -> Envelope:
+    fields: dict[str, Any] = dict(
+        id=f"{stream}-{seq}", seq=seq, from_name="alice", to_name="bob", subject="s", body="b", sent_at=WALL0
+    )
+    fields.update(kw)
+    return Envelope(**fields)
+
+
+def batch(seqs: list[int], floor: int = 1, stream: str = "00000000000000aa") -> MailBatch:
+    return MailBatch("nodeA", "nodeB", stream, floor, tuple(env(stream, s) for s in seqs))
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+def test_subject_limit_is_inclusive_and_errors_name_the_limit() -> None:
+    direct(A, B, subject="s" * SUBJECT_MAX)
+    with pytest.raises(LimitExceeded, match=f"201 characters; the limit is {SUBJECT_MAX}"):
+        direct(A, B, subject="s" * (SUBJECT_MAX + 1))
+
+
+def test_body_limit_counts_utf8_bytes_not_characters() -> None:
+    direct(A, B, body="x" * BODY_MAX)
+    direct(A, B, body="é" * (BODY_MAX // 2))  # 2 bytes each: exactly the limit
+    with pytest.raises(LimitExceeded, match=f"{BODY_MAX + 2} bytes"):
+        direct(A, B, body="é" * (BODY_MAX // 2 + 1))
+    with pytest.raises(LimitExceeded):
+        direct(A, B, body="x" * (BODY_MAX + 1))
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "match"),
+    [
+        ("", "b", "subject is empty"),
+        ("   ", "b", "subject is empty"),
+        ("two\nlines", "b", "control characters"),
+        ("ok", "bad \ud800 surrogate", "not valid Unicode"),
+        ("ok", "nul\x00", "NUL"),
+    ],
+)
+def test_bad_text_is_refused_not_truncated(subject: str, body: str, match: str) -> None:
+    with pytest.raises(InvalidInput, match=match):
+        direct(A, B, subject=subject, body=body)
+
+
+def test_body_may_be_empty_and_multiline() -> None:
+    assert direct(A, B, body="").body == ""
+    assert direct(A, B, body="a\nb\tc").body == "a\nb\tc"
+
+
+def test_recipients_and_reply_ids_are_validated() -> None:
+    with pytest.raises(InvalidInput, match="yourself"):
+        direct(A, A)
+    with pytest.raises(InvalidInput, match="recipient name"):
+        outgoing([Recipient("nodeB", "bad name")], "s", "b", sender_node="nodeA")
+    with pytest.raises(InvalidInput, match="reply-to"):
+        direct(A, B, reply="no spaces allowed")
+    with pytest.raises(InvalidInput, match="exactly one"):
+        outgoing([B, C], "s", "b", sender_node="nodeA")
+    bc = outgoing([A, B, C, B], "s", "b", sender_node="nodeA", broadcast=True)
+    assert bc.recipients == (B, C) and bc.broadcast  # self left out, duplicates merged
+    assert outgoing([A], "s", "b", sender_node="nodeA", broadcast=True).recipients == ()
+
+
+# ---------------------------------------------------------------------------- incoming checks
+
+
+def test_check_batch_accepts_what_a_mailbox_sends() -> None:
+    a = box(A)
+    a.enqueue([direct(A, B)] * 3, WALL0)
+    b = a.pending_for("nodeB")
+    assert b is not None
+    assert check_batch(b, peer_node="nodeA", self_node="nodeB") is b
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda b: MailBatch("nodeX", b.to_node, b.stream, b.floor, b.messages), "not from the link's peer"),
+        (lambda b: MailBatch(b.from_node, "nodeX", b.stream, b.floor, b.messages), "another node"),
+        (lambda b: MailBatch(b.from_node, b.to_node, b.stream, b.floor, ()), "batch of 0"),
+        (lambda b: MailBatch(b.from_node, b.to_node, b.stream, b.floor, b.messages * 51), "batch of 102"),
+        (lambda b: MailBatch(b.from_node, b.to_node, b.stream, b.floor, b.messages[::-1]), "not increasing"),
+        (lambda b: MailBatch(b.from_node, b.to_node, b.stream, 3, b.messages), "below floor"),
+        (lambda b: MailBatch(b.from_node, b.to_node, "ffffffffffffffff", b.floor, b.messages), "stream"),
+        (lambda b: MailBatch(b.from_node, b.to_node, "bad stream", b.floor, b.messages), "invalid stream"),
+    ],
+)
+def test_check_batch_refuses_broken_frames(mutate: Any, match: str) -> None:
+    good = batch([1, 2])
+    with pytest.raises(ProtocolError, match=match):
+        check_batch(mutate(good), peer_node="nodeA", self_node="nodeB")
+
+
+def test_check_batch_refuses_oversized_fields_and_frames() -> None:
+    big = "x" * (BODY_MAX + 1)
+    with pytest.raises(ProtocolError, match="limit"):
+        check_batch(
+            MailBatch("nodeA", "nodeB", "aa", 1, (env("aa", 1, body=big),)),
+            peer_node="nodeA",
+            self_node="nodeB",
+        )
+    n = BATCH_BYTES_MAX // BODY_MAX + 1
+    msgs = tuple(env("aa", i, body="x" * BODY_MAX) for i in range(1, n + 1))
+    with pytest.raises(ProtocolError, match="bytes"):
+        check_batch(MailBatch("nodeA", "nodeB", "aa", 1, msgs), peer_node="nodeA", self_node="nodeB")
+
+
+def test_acks_and_receipts_only_from_the_right_peer() -> None:
+    ack = MailAck("nodeA", "nodeB", "aa", 3)
+    assert check_ack(ack, peer_node="nodeB", self_node="nodeA") is ack
+    with pytest.raises(ProtocolError):
+        check_ack(ack, peer_node="nodeC", self_node="nodeA")
+    rc = ReadReceipt("nodeB", "nodeA", ("aa-1",), WALL0)
+    assert check_receipt(rc, peer_node="nodeB", self_node="nodeA") is rc
+    with pytest.raises(ProtocolError):
+        check_receipt(rc, peer_node="nodeC", self_node="nodeA")  # C cannot report B's reads
+    with pytest.raises(ProtocolError):
+        check_receipt(ReadReceipt("nodeB", "nodeA", ("bad id",), WALL0), peer_node="nodeB", self_node="nodeA")
+    rack = ReceiptAck("nodeB", "nodeA", ("aa-1",))
+    assert check_receipt_ack(rack, peer_node="nodeA", self_node="nodeB") is rack
+    with pytest.raises(ProtocolError):
+        check_receipt_ack(rack, peer_node="nodeC", self_node="nodeB")
+
+
+# ---------------------------------------------------------------------------------- acceptance
+
+
+@pytest.mark.parametrize(
+    ("cursor", "seqs", "floor", "accepted", "new_cursor"),
+    [
+        (0, [1, 2, 3], 1, [1, 2, 3], 3),  # in order
+        (2, [1, 2, 3, 4], 1, [3, 4], 4),  # a resend overlapping what is stored: duplicates skipped
+        (0, [2, 3], 1, [], 0),  # gap: nothing accepted, the sender will go back
+        (0, [1, 3, 4], 1, [1], 1),  # gap in the middle: stop there
+        (0, [5, 6], 5, [5, 6], 6),  # floor: 1-4 were acked or expired at the sender
+        (7, [5, 6, 8], 5, [8], 8),  # floor below the cursor changes nothing
+        (9, [5, 6], 5, [], 9),  # all duplicates
+    ],
+)
+def test_accept_batch(cursor: int, seqs: list[int], floor: int, accepted: list[int], new_cursor: int) -> None:
+    fresh, cur = accept_batch(cursor, batch(seqs, floor))
+    assert [m.seq for m in fresh] == accepted
+    assert cur == new_cursor
+
+
+# --------------------------------------------------------------------------------- send window
+
+
+def test_send_window_fills_acks_and_rewinds_on_stall() -> None:
+    w = SendWindow("nodeB", 1, now=0.0, window=250)
+    assert w.want() == (0, BATCH_MAX) and w.next_deadline() is None
+    w.on_sent(batch(list(range(1, 101))), 0.0)
+    w.on_sent(batch(list(range(101, 201))), 0.1)
+    assert w.want() == (200, 50)  # only 50 more fit in the window
+    w.on_sent(batch(list(range(201, 251))), 0.2)
+    assert w.want() is None
+    assert w.next_deadline() == RESEND_AFTER  # clock started when the first batch left
+    assert w.on_ack(MailAck("nodeA", "nodeB", "aa", 100), 1.0)
+    assert not w.on_ack(MailAck("nodeA", "nodeB", "aa", 50), 1.1)  # stale ack: no progress
+    assert w.want() == (250, 100)
+    assert not w.on_timer(1.0 + RESEND_AFTER - 0.01)
+    assert w.on_timer(1.0 + RESEND_AFTER)  # acks stalled: go back to the oldest unacked
+    assert w.want() == (100, 100)
+    w.on_ack(MailAck("nodeA", "nodeB", "aa", 250), 5.0)
+    assert w.in_flight == 0 and w.next_deadline() is None and not w.on_timer(100.0)
+
+
+def test_send_window_starts_at_floor_and_skips_expired() -> None:
+    w = SendWindow("nodeB", 11, now=0.0)
+    assert w.want() == (10, BATCH_MAX)
+    w.on_floor(21)
+    assert w.want() == (20, BATCH_MAX)
+    w.on_floor(5)
+    assert w.want() == (20, BATCH_MAX)
+    with pytest.raises(InvalidInput):
+        SendWindow("nodeB", 1, now=0.0, window=0)
+
+
+# ------------------------------------------------------------------------------ mailbox basics
+
+
+def test_direct_message_queued_delivered_read() -> None:
+    a, b = box(A, 1), box(B, 2)
+    (mid,) = a.enqueue([direct(A, B, "subj", "body")], WALL0)
+    assert mid == f"{a.stream}-1"
+    assert [e.state for e in a.outbox()] == [OutState.QUEUED]
+    bt = a.pending_for("nodeB")
+    assert bt is not None and bt.floor == 1 and [m.seq for m in bt.messages] == [1]
+    new, ack = b.store_incoming(bt, WALL0 + 1)
+    assert [m.id for m in new] == [mid] and ack == MailAck("nodeA", "nodeB", a.stream, 1)
+    assert b.unread_count() == 1
+    assert a.outbox()[0].state is OutState.QUEUED  # nothing is delivered before the ack arrives
+    assert a.mark_delivered(ack, WALL0 + 2) == 1
+    assert a.outbox()[0].state is OutState.DELIVERED and a.pending_for("nodeB") is None
+    (rc,) = b.mark_read([mid, mid, "nope-1"], WALL0 + 3)
+    assert rc == ReadReceipt("nodeB", "nodeA", (mid,), WALL0 + 3)
+    assert b.mark_read([mid], WALL0 + 4) == []  # already read: no second receipt
+    assert b.receipts_for("nodeA") == rc  # kept until the sender confirms
+    rack = a.apply_receipt(rc, WALL0 + 5)
+    assert a.outbox()[0].state is OutState.READ
+    b.confirm_receipts(rack)
+    assert b.receipts_for("nodeA") is None
+    m = b.get(mid)
+    assert m is not None and m.to_json() == {
+        "id": mid,
+        "from": "alice",
+        "to": "bob",
+        "subject": "subj",
+        "body": "body",
+        "sent_at": WALL0,
+        "in_reply_to": None,
+        "read": True,
+        "broadcast": False,
+        "received_at": WALL0 + 1,
+    }
+
+
+def test_broadcast_fans_out_to_every_known_member_with_one_id() -> None:
+    a = box(A)
+    a.enqueue([direct(A, B)], WALL0)
+    (mid,) = a.enqueue([outgoing([A, B, C], "all", "x", sender_node="nodeA", broadcast=True)], WALL0)
+    entries = a.outbox()
+    assert [(e.id, e.to_node, e.seq, e.broadcast) for e in entries][1:] == [
+        (mid, "nodeB", 2, True),
+        (mid, "nodeC", 1, True),
+    ]
+    assert a.peers_with_pending() == ["nodeB", "nodeC"]
+
+
+def test_resend_after_lost_ack_is_deduplicated() -> None:
+    a, b = box(A, 1), box(B, 2)
+    a.enqueue([direct(A, B, body=str(i)) for i in range(5)], WALL0)
+    first = a.pending_for("nodeB")
+    assert first is not None
+    b.store_incoming(first, WALL0)  # persisted; the ack is lost (crash between persist and ack)
+    again = a.pending_for("nodeB")
+    assert again == first
+    new, ack = b.store_incoming(again, WALL0)
+    assert new == [] and ack.upto == 5
+    assert [m.body for m in b.inbox()] == ["0", "1", "2", "3", "4"]
+
+
+def test_reply_links_to_the_original() -> None:
+    a, b = box(A, 1), box(B, 2)
+    (q,) = a.enqueue([direct(A, B, "q", "?")], WALL0)
+    b.store_incoming(a.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    b.enqueue([direct(B, A, "re: q", "!", reply=q)], WALL0)
+    a.store_incoming(b.pending_for("nodeA"), WALL0)  # type: ignore[arg-type]
+    assert a.inbox()[0].in_reply_to == q
+
+
+def test_batches_respect_count_and_byte_limits() -> None:
+    a = box(A)
+    a.enqueue([direct(A, B, body="x" * 100)] * 250, WALL0)
+    bt = a.pending_for("nodeB", 0, 1000)
+    assert bt is not None and len(bt.messages) == BATCH_MAX
+    assert [m.seq for m in a.pending_for("nodeB", 200, 7).messages] == list(range(201, 208))  # type: ignore[union-attr]
+    big = box(C)
+    big.enqueue([direct(C, B, body="x" * BODY_MAX)] * 40, WALL0)
+    bt = big.pending_for("nodeB")
+    assert bt is not None and len(bt.messages) == BATCH_BYTES_MAX // (BODY_MAX + 2)
+    check_batch(bt, peer_node="nodeC", self_node="nodeB")
+
+
+def test_expiry_is_visible_never_silent_and_expires_a_prefix_only() -> None:
+    a, b = box(A, 1), box(B, 2)
+    a.enqueue([direct(A, B, body="old")], WALL0)
+    a.enqueue([direct(A, B, body="young")], WALL0 + 100)
+    a.enqueue([direct(A, B, body="old-again")], WALL0)  # wall clock stepped back
+    assert a.expire(WALL0 + RETENTION - 1) == []
+    gone = a.expire(WALL0 + RETENTION + 1)
+    assert [e.body for e in gone] == ["old"]  # the third waits behind the young one: no hole in the stream
+    assert {e.body: e.state for e in a.outbox()}["old"] is OutState.EXPIRED
+    bt = a.pending_for("nodeB")
+    assert bt is not None and bt.floor == 2 and [m.seq for m in bt.messages] == [2, 3]
+    new, ack = b.store_incoming(bt, WALL0)  # the recipient skips the expired seq 1 via floor
+    assert [m.body for m in new] == ["young", "old-again"]
+    a.mark_delivered(MailAck("nodeA", "nodeB", a.stream, ack.upto), WALL0)
+    states = [e.state for e in a.outbox()]
+    assert states == [OutState.EXPIRED, OutState.DELIVERED, OutState.DELIVERED]  # the ack never "delivers" 1
+
+
+def test_acks_of_another_stream_are_ignored() -> None:
+    a = box(A, 1)
+    a.enqueue([direct(A, B)], WALL0)
+    assert a.mark_delivered(MailAck("nodeA", "nodeB", "0123456789abcdef", 5), WALL0) == 0
+    assert a.mark_delivered(MailAck("nodeX", "nodeB", a.stream, 5), WALL0) == 0
+    assert a.outbox()[0].state is OutState.QUEUED
+
+
+def test_recipient_that_lost_its_store_resumes_from_floor() -> None:
+    a, b = box(A, 1), box(B, 2)
+    a.enqueue([direct(A, B, body=str(i)) for i in range(3)], WALL0)
+    _, ack = b.store_incoming(a.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    a.mark_delivered(ack, WALL0)
+    a.enqueue([direct(A, B, body="after")], WALL0)
+    fresh_b = box(B, 3)  # state dir wiped
+    new, _ = fresh_b.store_incoming(a.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    assert [m.body for m in new] == ["after"]
+
+
+def test_sender_that_lost_its_store_gets_a_new_stream_and_is_not_deduplicated() -> None:
+    a1, b = box(A, 1), box(B, 2)
+    a1.enqueue([direct(A, B, body="one")], WALL0)
+    b.store_incoming(a1.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    a2 = box(A, 99)  # same node id, new mailbox
+    assert a2.stream != a1.stream
+    a2.enqueue([direct(A, B, body="two")], WALL0)
+    new, _ = b.store_incoming(a2.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    assert [m.body for m in new] == ["two"] and b.unread_count() == 2
+
+
+def test_inbox_queries() -> None:
+    a, c, b = box(A, 1), box(C, 3), box(B, 2)
+    a.enqueue([direct(A, B, body=f"a{i}") for i in range(3)], WALL0)
+    c.enqueue([direct(C, B, body=f"c{i}") for i in range(2)], WALL0)
+    b.store_incoming(a.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    b.store_incoming(c.pending_for("nodeB"), WALL0)  # type: ignore[arg-type]
+    assert [m.body for m in b.inbox()] == ["a0", "a1", "a2", "c0", "c1"]
+    assert [m.body for m in b.inbox(limit=2)] == ["c0", "c1"]  # newest last
+    assert [m.body for m in b.inbox(from_name="carol")] == ["c0", "c1"]
+    first = b.inbox()[0]
+    b.mark_read([first.id], WALL0)
+    assert [m.body for m in b.inbox(unread=True)] == ["a1", "a2", "c0", "c1"]
+    assert [m.body for m in b.inbox(after=first.local_seq + 1, limit=2)] == ["a2", "c0"]
+    assert b.unread_count() == 4
+    with pytest.raises(InvalidInput):
+        b.inbox(limit=-1)
+
+
+def test_members_directory() -> None:
+    a = box(A)
+    assert a.lookup_name("bob") is None
+    a.remember_member("nodeB", "bob", WALL0)
+    a.remember_member("nodeB2", "bob", WALL0 + 10)  # a new node took the name later
+    a.remember_member("nodeC", "carol", WALL0 + 5)
+    assert a.lookup_name("bob") == "nodeB2"
+    assert [m.node_id for m in a.members()] == ["nodeB", "nodeC", "nodeB2"]
+    assert [m.node_id for m in a.members(seen_since=WALL0 + 6)] == ["nodeB2"]
+
+
+# ------------------------------------------------------------------------ the faulty-network model
+
+NODES = (A, B, C)
+PAIRS = [(s, d) for s in range(3) for d in range(3) if s != d]
+Frame = tuple[str, Any]
+
+
+class MailMachine(RuleBasedStateMachine):
+    """Three mailboxes on a network that drops, duplicates and reorders frames; links break; nodes restart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.wall = WALL0
+        self.stores: list[MailboxStore] = [self.make_store(i) for i in range(3)]
+        self.links: dict[tuple[int, int], list[Frame]] = {p: [] for p in PAIRS}
+        self.windows: dict[tuple[int, int], SendWindow] = {}
+        self.sent: dict[tuple[int, int], list[str]] = {p: [] for p in PAIRS}
+        self.bodies = 0
+        for s, d in PAIRS:
+            if s < d:
+                self._connect(s, d)
+
+    # Backends override these two.
+    def make_store(self, i: int) -> MailboxStore:
+        return MemoryMailbox.create(NODES[i].node_id, NODES[i].name, random.Random(i))
+
+    def reopen(self, i: int) -> MailboxStore:
+        return self.stores[i]  # the in-memory model keeps its durable state across a restart
+
+    # ---------------------------------------------------------------------------------- plumbing
+
+    def connected(self, s: int, d: int) -> bool:
+        return (s, d) in self.windows
+
+    def _connect(self, s: int, d: int) -> None:
+        for x, y in ((s, d), (d, s)):
+            self.windows[(x, y)] = SendWindow(
+                NODES[y].node_id, self.stores[x].floor(NODES[y].node_id), now=self.now
+            )
+            rc = self.stores[x].receipts_for(NODES[y].node_id)  # unconfirmed receipts go again on connect
+            if rc is not None:
+                self.links[(x, y)].append(("receipt", rc))
+
+    def _disconnect(self, s: int, d: int) -> None:
+        for x, y in ((s, d), (d, s)):
+            self.windows.pop((x, y), None)
+            self.links[(x, y)].clear()  # a broken stream loses what was in flight
+
+    def _pump(self, s: int, d: int) -> bool:
+        w = self.windows.get((s, d))
+        if w is None:
+            return False
+        want = w.want()
+        if want is None:
+            return False
+        bt = self.stores[s].pending_for(NODES[d].node_id, *want)
+        if bt is None:
+            return False
+        w.on_sent(bt, self.now)
+        self.links[(s, d)].append(("batch", bt))
+        return True
+
+    def _process(self, s: int, d: int, frame: Frame) -> None:
+        kind, body = frame
+        me, peer = self.stores[d], NODES[s].node_id
+        back = self.links[(d, s)]
+        if kind == "batch":
+            check_batch(body, peer_node=peer, self_node=me.node_id)
+            _, ack = me.store_incoming(body, self.wall)
+            back.append(("ack", ack))  # only after the store returned: ack after persist
+        elif kind == "ack":
+            check_ack(body, peer_node=peer, self_node=me.node_id)
+            me.mark_delivered(body, self.wall)
+            w = self.windows.get((d, s))
+            if w is not None:
+                w.on_ack(body, self.now)
+        elif kind == "receipt":
+            check_receipt(body, peer_node=peer, self_node=me.node_id)
+            back.append(("rack", me.apply_receipt(body, self.wall)))
+        else:
+            check_receipt_ack(body, peer_node=peer, self_node=me.node_id)
+            me.confirm_receipts(body)
+
+    def _send(self, s: int, d: int) -> None:
+        self.bodies += 1
+        (mid,) = self.stores[s].enqueue([direct(NODES[s], NODES[d], body=f"m{self.bodies}")], self.wall)
+        self.sent[(s, d)].append(mid)
+
+    # ------------------------------------------------------------------------------------- rules
+
+    @rule(pair=st.sampled_from(PAIRS), n=st.integers(1, 3))
+    def send(self, pair: tuple[int, int], n: int) -> None:
+        for _ in range(n):
+            self._send(*pair)
+        self._pump(*pair)  # like the runtime: a live link sends at once
+
+    @rule(s=st.integers(0, 2))
+    def broadcast(self, s: int) -> None:
+        (mid,) = self.stores[s].enqueue(
+            [outgoing(NODES, "all", "everyone", sender_node=NODES[s].node_id, broadcast=True)], self.wall
+        )
+        for d in range(3):
+            if d != s:
+                self.sent[(s, d)].append(mid)
+                self._pump(s, d)
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def connect(self, pair: tuple[int, int]) -> None:
+        if not self.connected(*pair):
+            self._connect(*pair)
+            self._pump(*pair)
+            self._pump(pair[1], pair[0])
+
+    @rule(pair=st.sampled_from(PAIRS))
+    def disconnect(self, pair: tuple[int, int]) -> None:
+        self._disconnect(*pair)
+
+    @rule(pair=st.sampled_from(PAIRS), times=st.integers(1, 3))
+    def pump(self, pair: tuple[int, int], times: int) -> None:
+        for _ in range(times):
+            self._pump(*pair)
+
+    @rule(
+        link=st.integers(0, 5),
+        pick=st.integers(0, 7),
+        fault=st.sampled_from(["ok", "ok", "ok", "drop", "dup"]),
+    )
+    def deliver(self, link: int, pick: int, fault: str) -> None:
+        busy = [p for p in PAIRS if self.links[p]]
+        if not busy:
+            return
+        pair = busy[link % len(busy)]
+        frames = self.links[pair]
+        i = 0 if pick >= 4 else pick % len(frames)  # mostly in order; i > 0 reorders
+        frame = frames[i] if fault == "dup" else frames.pop(i)
+        if fault != "drop":
+            self._process(pair[0], pair[1], frame)
+            if frame[0] == "ack":
+                self._pump(pair[1], pair[0])  # an ack opens the window: the runtime sends more
+
+    @rule(i=st.integers(0, 2))
+    def restart(self, i: int) -> None:
+        for s, d in PAIRS:
+            if i in (s, d):
+                self._disconnect(s, d)
+        self.stores[i] = self.reopen(i)
+
+    @rule(dt=st.sampled_from([0.1, 1.0, RESEND_AFTER]))
+    def tick(self, dt: float) -> None:
+        self.now += dt
+        self.wall += dt
+        for w in self.windows.values():
+            w.on_timer(self.now)
+
+    @rule(i=st.integers(0, 2), k=st.integers(1, 3))
+    def read(self, i: int, k: int) -> None:
+        unread = self.stores[i].inbox(unread=True, limit=k)
+        for rc in self.stores[i].mark_read([m.id for m in unread], self.wall):
+            s = next(j for j, n in enumerate(NODES) if n.node_id == rc.sender_node)
+            if self.connected(i, s):
+                self.links[(i, s)].append(("receipt", rc))
+
+    @rule()
+    def wall_clock_steps_back(self) -> None:
+        self.wall -= RETENTION / 4  # NTP corrections happen; expiry must still never punch a hole
+
+    @rule()
+    def age(self) -> None:
+        self.wall += RETENTION / 3
+        for i, st_ in enumerate(self.stores):
+            st_.expire(self.wall)
+            for d in range(3):
+                w = self.windows.get((i, d))
+                if w is not None:
+                    w.on_floor(st_.floor(NODES[d].node_id))
+
+    # -------------------------------------------------------------------------------- invariants
+
+    def inbox_from(self, d: int, s: int) -> list[str]:
+        return [m.id for m in self.stores[d].inbox(limit=10_000) if m.from_node == NODES[s].node_id]
+
+    @invariant()
+    def exactly_once_in_order_and_nothing_claimed_falsely(self) -> None:
+        for s, d in PAIRS:
+            got = self.inbox_from(d, s)
+            assert len(got) == len(set(got)), "duplicate in inbox"
+            sent = self.sent[(s, d)]
+            pos = [sent.index(m) for m in got]
+            assert pos == sorted(pos), "per-sender order broken"
+            have = set(got)
+            read = {m.id for m in self.stores[d].inbox(limit=10_000) if m.read}
+            for e in self.stores[s].outbox(limit=10_000):
+                if e.to_node != NODES[d].node_id:
+                    continue
+                if e.state in (OutState.DELIVERED, OutState.READ):
+                    assert e.id in have, f"{e.id} marked {e.state} but not in the recipient's inbox"
+                if e.state is OutState.READ:
+                    assert e.id in read, f"{e.id} marked read but not read"
+
+    def teardown(self) -> None:
+        try:
+            self.heal_and_check()
+        finally:
+            for st_ in self.stores:
+                st_.close()
+
+    def heal_and_check(self) -> None:
+        for s, d in PAIRS:
+            self._disconnect(s, d)
+        for s, d in PAIRS:
+            if not self.connected(s, d):
+                self._connect(s, d)
+        for _ in range(10_000):
+            moved = False
+            for pair in PAIRS:
+                moved |= self._pump(*pair)
+                while self.links[pair]:
+                    self._process(pair[0], pair[1], self.links[pair].pop(0))
+                    moved = True
+            if not moved:
+                break
+        else:
+            raise AssertionError("did not quiesce")
+        for s, d in PAIRS:
+            outbox = {
+                e.id: e.state for e in self.stores[s].outbox(limit=10_000) if e.to_node == NODES[d].node_id
+            }
+            assert len(outbox) == len(self.sent[(s, d)])
+            got = self.inbox_from(d, s)
+            want = [m for m in self.sent[(s, d)] if outbox[m] is not OutState.EXPIRED or m in got]
+            assert got == want, "lost or reordered"
+            for mid, state in outbox.items():
+                assert state is not OutState.QUEUED, f"{mid} still queued after healing"
+                if self.stores[d].get(mid) is not None and self.stores[d].get(mid).read:  # type: ignore[union-attr]
+                    assert state is OutState.READ, f"{mid} read but the receipt never arrived"
+        assert all(self.stores[i].receipts_for(n.node_id) is None for i in range(3) for n in NODES)
+
+
+SIM = settings(
+    max_examples=120,
+    stateful_step_count=50,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestMailMachine = MailMachine.TestCase
+TestMailMachine.settings = SIM
