@@ -1,0 +1,131 @@
+"""Tests of the PaxosLease acceptor, ballots/tokens and the renewal qualifier, driven by hand from now=0."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.core.lease import (
+    MAX_ROUND,
+    Accepted,
+    AcceptorState,
+    AcceptReject,
+    Attempt,
+    Prepare,
+    PrepareReject,
+    Promise,
+    Propose,
+    ProposerSlot,
+    Release,
+    ballot_of,
+    report_is_open,
+    token_of,
+)
+from mesh.core.mutants import Mutants
+
+R = "task/x"
+
+
+def acc(mutants: Mutants = Mutants()) -> AcceptorState:  # noqa: B008
+    return AcceptorState(forget_after=100.0, mutants=mutants)
+
+
+def propose(a: AcceptorState, epoch: int, rnd: int, who: str, now: float, lease: float = 4.0) -> object:
+    return a.on_propose(Propose(R, epoch, rnd, who, who.upper(), lease, 60.0), now, epoch)
+
+
+@pytest.mark.parametrize(
+    ("earlier", "later"),
+    [((1, 1), (1, 2)), ((1, 5), (2, 1)), ((1, MAX_ROUND), (2, 0)), ((3, 7), (3, 8))],
+)
+def test_token_order_follows_ballot_order(earlier: tuple[int, int], later: tuple[int, int]) -> None:
+    assert token_of(*earlier) < token_of(*later)
+    assert ballot_of(token_of(*later)) == later
+
+
+def test_token_rejects_out_of_range() -> None:
+    with pytest.raises(ValueError):
+        token_of(1, MAX_ROUND + 1)
+
+
+def test_promise_needs_strictly_greater_number_even_from_another_proposer() -> None:
+    a = acc()
+    assert isinstance(a.on_prepare(Prepare(R, 1, 1, "p"), 0.0, 1), Promise)
+    r = a.on_prepare(Prepare(R, 1, 1, "q"), 0.0, 1)
+    assert isinstance(r, PrepareReject) and (r.promised_epoch, r.promised_round) == (1, 1)
+    assert isinstance(a.on_prepare(Prepare(R, 1, 0, "q"), 0.0, 1), PrepareReject)
+    assert isinstance(a.on_prepare(Prepare(R, 2, 0, "q"), 0.0, 2), Promise)
+
+
+def test_accept_exact_promised_ballot_only_from_its_proposer() -> None:
+    a = acc()
+    a.on_prepare(Prepare(R, 1, 3, "p"), 0.0, 1)
+    assert isinstance(propose(a, 1, 3, "q", 0.0), AcceptReject)
+    assert isinstance(propose(a, 1, 2, "p", 0.0), AcceptReject)
+    assert isinstance(propose(a, 1, 3, "p", 0.0), Accepted)
+
+
+def test_promise_reports_live_lease_with_relative_times_and_expires_as_data() -> None:
+    a = acc()
+    a.on_prepare(Prepare(R, 1, 1, "p"), 0.0, 1)
+    propose(a, 1, 1, "p", 1.0, lease=4.0)
+    r = a.on_prepare(Prepare(R, 1, 2, "q"), 2.0, 1)
+    assert isinstance(r, Promise)
+    assert (r.owner, r.owner_name, r.owner_epoch, r.owner_round) == ("p", "P", 1, 1)
+    assert r.lease_left == pytest.approx(3.0) and r.claim_left == pytest.approx(59.0)
+    r2 = a.on_prepare(Prepare(R, 1, 3, "q"), 5.0, 1)  # 1.0 + 4.0: expired exactly now
+    assert isinstance(r2, Promise) and r2.owner == ""
+
+
+@pytest.mark.parametrize(
+    ("owner", "ballot", "mutant", "cleared"),
+    [
+        ("p", (1, 2), False, True),
+        ("p", (1, 1), False, False),  # stale release of an older lease of the same owner
+        ("q", (1, 2), False, False),
+        ("p", (1, 1), True, True),  # the mutant clears on owner alone
+        ("q", (1, 2), True, False),
+    ],
+)
+def test_release_matches_exact_owner_and_ballot(
+    owner: str, ballot: tuple[int, int], mutant: bool, cleared: bool
+) -> None:
+    a = acc(Mutants(release_unmatched=mutant))
+    propose(a, 1, 2, "p", 0.0)
+    a.on_release(Release(R, *ballot, owner), 0.5)
+    assert (a.live_lease(R, 0.5) is None) is cleared
+
+
+def test_collect_forgets_idle_slots_but_keeps_promises_monotonic() -> None:
+    a = AcceptorState(forget_after=10.0, mutants=Mutants())
+    a.on_prepare(Prepare(R, 1, 9, "p"), 0.0, 1)
+    propose(a, 1, 9, "p", 0.0, lease=4.0)
+    a.collect(5.0)
+    assert len(a) == 1
+    a.collect(14.0)
+    assert len(a) == 0
+    # Forgotten, yet a smaller number still cannot win (fencing tokens keep increasing) — for any resource.
+    assert isinstance(a.on_prepare(Prepare(R, 1, 5, "q"), 15.0, 1), PrepareReject)
+    assert isinstance(a.on_prepare(Prepare("other", 1, 9, "q"), 15.0, 1), PrepareReject)
+    assert isinstance(a.on_prepare(Prepare(R, 1, 10, "q"), 15.0, 1), Promise)
+
+
+def _promise(owner: str, rnd: int) -> Promise:
+    return Promise(R, 1, 9, "p", owner=owner, owner_epoch=1, owner_round=rnd, lease_left=1.0)
+
+
+@pytest.mark.parametrize(
+    ("report", "renewal", "mutant", "open_"),
+    [
+        (Promise(R, 1, 9, "p"), False, False, True),  # nothing accepted
+        (_promise("q", 3), True, False, False),  # someone else's live lease always blocks
+        (_promise("p", 3), True, False, True),  # exactly the holding being renewed
+        (_promise("p", 2), True, False, False),  # our own lease, but not of this holding
+        (_promise("p", 3), False, False, False),  # a fresh attempt never treats our old lease as open
+        (_promise("p", 2), False, True, True),  # the mutant does
+        (_promise("q", 3), False, True, False),
+    ],
+)
+def test_renewal_qualifier(report: Promise, renewal: bool, mutant: bool, open_: bool) -> None:
+    slot = ProposerSlot(claim_ends=100.0, first_try=0.0, token=token_of(1, 3), holding_ballots={(1, 3)})
+    att = Attempt(ballot=(1, 9), renewal=renewal, started=0.0, deadline=2.0, timeout_at=0.5)
+    assert report_is_open(report, "p", att, slot, Mutants(no_renewal_qualifier=mutant)) is open_
