@@ -52,6 +52,7 @@ from mesh.paths import (
 from mesh.store import Store, new_id
 
 if TYPE_CHECKING:
+    from mesh._claims import ClaimsService
     from mesh.security import Credentials
 
 log = logging.getLogger("mesh")
@@ -99,6 +100,7 @@ class NodeRuntime:
         self._stopping = False
         self.started_mono = 0.0
         self.credentials: Credentials | None = None
+        self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
 
@@ -165,6 +167,9 @@ class NodeRuntime:
             node_id=self.node_id, incarnation=self.incarnation, name=cfg.name, role=cfg.role
         )
         self.membership = Membership(me=self.me, timing=cfg.timing, now=now, status=status)
+        from mesh._claims import ClaimsService
+
+        self.claims = ClaimsService(self, cfg.lease_config, bootstrap=cfg.bootstrap)
 
         from mesh._transport.control import serve_control
 
@@ -227,6 +232,7 @@ class NodeRuntime:
             ),
         )
         self.ready.set()
+        self.claims.start()
         log.info(
             "node %s (%s) ready: mesh %s, peer API %s, %d peer(s)",
             cfg.name,
@@ -252,6 +258,8 @@ class NodeRuntime:
         if self._stopping:
             await self.stopped.wait()
             return
+        if self.claims is not None and self.ready.is_set():
+            await self.claims.release_all()
         self._stopping = True
         log.info("leaving the mesh (%s)", reason)
         leave = frame(leave=pb.Leave(reason=reason[:128]))
@@ -265,6 +273,8 @@ class NodeRuntime:
 
     async def _teardown(self) -> None:
         self._stopping = True
+        if self.claims is not None:
+            self.claims.close()
         for w in self._watchers:
             w.queue.put_nowait(None)
         if self._discovery is not None:
@@ -407,7 +417,22 @@ class NodeRuntime:
             state_since=w - (now - m.state_since),
             status_version=st.version if st else 0,
             status_updated_at=st.updated_at if st else 0.0,
+            steward=f"{m.info.node_id}/{m.info.incarnation}" in self._stewards(),
+            claims=st.claims if st else (),
         )
+
+    def _stewards(self) -> tuple[str, ...]:
+        cfg = self.claims.core.config if self.claims is not None else None
+        return cfg.stewards if cfg is not None else ()
+
+    def publish_claims(self) -> None:
+        """The set of held claims changed: publish it in this node's status record."""
+        self.set_status(claims=tuple(self.claims.held_view()))
+
+    def publish_config(self) -> None:
+        """The steward config changed: watchers see every member's steward flag afresh."""
+        for m in self._m.members.values():
+            self._publish("status", m)
 
     def _publish(self, kind: str, m: Member, previous: str | None = None) -> None:
         if not self._watchers:
@@ -508,6 +533,7 @@ class NodeRuntime:
         ]
         if peers:
             link.send(frame(gossip=pb.Gossip(peers=peers)))
+        self.claims.on_link_up(link)
         return True
 
     def on_frame(self, link: Link, f: pb.PeerFrame) -> None:
@@ -528,6 +554,8 @@ class NodeRuntime:
                 except InvalidInput:
                     continue
                 self._on_gossip(info)
+        if f.claims:
+            self.claims.on_frames(link, f.claims)
         if f.HasField("leave"):
             self._apply(self._m.left(link.peer.node_id, now, f"left: {f.leave.reason[:128]}"))
 

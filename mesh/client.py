@@ -10,12 +10,14 @@ from typing import Any
 
 import grpc
 
+from mesh._claims import check_ttl, resource_name
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport.codec import event_from_pb, view_from_pb
 from mesh._transport.status import to_mesh_error
 from mesh.config import default_home
-from mesh.events import MemberEvent, MemberView
+from mesh.events import MemberEvent, MemberView, claim_json
+from mesh.lease import Lease, PendingClaim
 from mesh.paths import RunningNode, find_node
 
 DEFAULT_TIMEOUT = 10.0
@@ -33,6 +35,8 @@ class NodeInfo:
     pid: int
     state_dir: str
     version: str
+    epoch: int = 0
+    stewards: tuple[str, ...] = ()
 
 
 class Client:
@@ -73,6 +77,8 @@ class Client:
             pid=r.pid,
             state_dir=r.state_dir,
             version=r.version,
+            epoch=r.epoch,
+            stewards=tuple(r.stewards),
         )
 
     async def members(self) -> list[MemberView]:
@@ -112,6 +118,54 @@ class Client:
             raise err from None
         finally:
             call.cancel()
+
+    def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
+        """Claim TYPE/NAME through the node (see Node.claim); the node renews it while it lives."""
+        resource = resource_name(type, name)
+        check_ttl(ttl)
+
+        async def acquire() -> Lease:
+            r = await self.claim_once(resource, ttl, wait)
+
+            async def release() -> None:
+                await self._call(self._stub.Release, pb.ReleaseRequest(resource=resource))
+
+            return Lease(resource, r.token, r.expires_at, release, self._lease_events(resource))
+
+        return PendingClaim(acquire)
+
+    async def claim_once(self, resource: str, ttl: float, wait: float) -> pb.ClaimReply:
+        """The raw Claim RPC (meshctl uses it): raises ClaimDenied / NoQuorum."""
+        req = pb.ClaimRequest(resource=resource, ttl=ttl, wait=wait)
+        r: pb.ClaimReply = await self._call(self._stub.Claim, req, timeout=wait + 60.0)
+        return r
+
+    async def _lease_events(self, resource: str) -> AsyncIterator[str]:
+        kinds = {pb.LeaseEvent.HELD: "held", pb.LeaseEvent.RENEWED: "renewed", pb.LeaseEvent.LOST: "lost",
+                 pb.LeaseEvent.RELEASED: "released"}  # fmt: skip
+        call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))
+        try:
+            async for ev in call:
+                yield kinds.get(ev.kind, "held")
+        finally:
+            call.cancel()
+
+    async def release(self, type: str, name: str) -> bool:
+        """Release a claim the node holds; False if it held none."""
+        r: pb.ReleaseReply = await self._call(
+            self._stub.Release, pb.ReleaseRequest(resource=resource_name(type, name))
+        )
+        return r.released
+
+    async def claims(self) -> list[dict[str, Any]]:
+        """Every live claim in the mesh: [{type, name, holder, holder_node, token, expires_at}]."""
+        r: pb.ClaimList = await self._call(self._stub.Claims, pb.Empty())
+        return [claim_json(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+
+    async def recover_stewards(self) -> NodeInfo:
+        """Make this node the only steward of a new epoch (last resort; see README for the risk)."""
+        await self._call(self._stub.RecoverStewards, pb.RecoverRequest(i_understand=True), timeout=120.0)
+        return await self.info()
 
     async def shutdown(self, reason: str = "meshctl down") -> None:
         """Ask the node to leave gracefully."""

@@ -67,6 +67,12 @@ class NodeConfig:
     """Leave gracefully when this process exits (the session the node serves)."""
     tls: bool = True
     """Mutually authenticated TLS on peer links (off only for measurements)."""
+    lease: float = 10.0
+    """Claims: the short lease under every claim (D_P), renewed every third of it while the holder lives."""
+    rho: float = 0.01
+    """Claims: the largest clock-rate error assumed between any two nodes (1 %)."""
+    bootstrap: bool = False
+    """Create the first steward config without the per-home genesis lock (name exactly one such node)."""
 
     # ------------------------------------------------------------------ presets
 
@@ -105,6 +111,13 @@ class NodeConfig:
         )
 
     @property
+    def lease_config(self) -> Any:
+        """The claims core's timing (derived per DESIGN.md from `lease` and `rho`)."""
+        from mesh.core.claims import LeaseConfig
+
+        return LeaseConfig(lease=self.lease, rho=self.rho)
+
+    @property
     def home_dir(self) -> Path:
         """The resolved home directory."""
         return self.home if self.home is not None else default_home()
@@ -135,6 +148,10 @@ class NodeConfig:
             raise ConfigError("join_window must be 0-30 seconds")
         if self.watch_pid is not None and self.watch_pid <= 0:
             raise ConfigError(f"watch_pid must be a process id, not {self.watch_pid}")
+        if not 0.5 <= self.lease <= 600:
+            raise ConfigError("lease must be between 0.5 and 600 seconds")
+        if not 0 <= self.rho < 0.2:
+            raise ConfigError("rho must be between 0 and 0.2")
         if self.mdns and not self.mdns_interfaces:
             raise ConfigError("mDNS needs at least one interface address")
         return self

@@ -14,6 +14,19 @@ def iso(t: float | None) -> str | None:
     return _dt.datetime.fromtimestamp(t, _dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def claim_json(resource: str, holder: str, holder_node: str, token: int, expires_at: float) -> dict[str, Any]:
+    """The documented `claims --json` entry."""
+    type_, _, name = resource.partition("/")
+    return {
+        "type": type_,
+        "name": name,
+        "holder": holder,
+        "holder_node": holder_node,
+        "token": token,
+        "expires_at": iso(expires_at),
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class MemberView:
     """One node of the mesh as the answering node sees it."""
@@ -34,6 +47,8 @@ class MemberView:
     state_since: float = 0.0
     status_version: int = 0
     status_updated_at: float = 0.0
+    steward: bool = False
+    claims: tuple[tuple[str, int, float], ...] = ()  # (TYPE/NAME, fencing token, ends at)
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` shape."""
@@ -52,6 +67,8 @@ class MemberView:
             "address": self.address,
             "state_since": iso(self.state_since),
             "status_updated_at": iso(self.status_updated_at),
+            "steward": self.steward,
+            "claims": [claim_json(r, self.name, self.node_id, t, x) for r, t, x in self.claims],
         }
 
 

@@ -7,11 +7,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
+from mesh._claims import check_ttl, resource_name
 from mesh._runtime import NodeRuntime
 from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.errors import InvalidInput, NodeUnavailable
-from mesh.events import MemberEvent, MemberView
+from mesh.events import MemberEvent, MemberView, claim_json
+from mesh.lease import Lease, PendingClaim
 
 
 class Node:
@@ -111,6 +113,47 @@ class Node:
         """Every member this node knows (self first), with liveness and status."""
         self._check()
         return self._rt.members()
+
+    def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
+        """Claim work item TYPE/NAME for at most `ttl` s (renewed while this node lives).
+
+        `async with node.claim(...) as lease:` or `lease = await node.claim(...)`. Raises ClaimDenied
+        (holder, expires_at) if another session holds it after `wait` seconds of trying; NoQuorum if not
+        enough stewards can be reached to decide.
+        """
+        resource = resource_name(type, name)
+        check_ttl(ttl)
+
+        async def acquire() -> Lease:
+            self._check()
+            r = await self._rt.claims.claim(resource, ttl, wait)
+
+            async def release() -> None:
+                if self._started:
+                    self._rt.claims.release(resource)
+
+            async def events() -> AsyncIterator[str]:
+                async for ev in self._rt.claims.watch_lease(resource):
+                    yield ev.kind
+
+            return Lease(resource, r.token, r.expires_at, release, events())
+
+        return PendingClaim(acquire)
+
+    async def release(self, type: str, name: str) -> bool:
+        """Release a claim this node holds; False if it held none."""
+        self._check()
+        return self._rt.claims.release(resource_name(type, name)) is not None
+
+    async def claims(self) -> list[dict[str, Any]]:
+        """Every live claim in the mesh: [{type, name, holder, holder_node, token, expires_at}]."""
+        self._check()
+        return [
+            claim_json(r, v.name, v.node_id, t, x)
+            for v in self._rt.members()
+            if v.state in ("alive", "suspect")
+            for r, t, x in v.claims
+        ]
 
     async def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
         """Live events: joins, liveness changes, status updates (optionally a snapshot first)."""

@@ -101,6 +101,7 @@ class Status(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     incarnation: _builtins.str
     version: _builtins.int
@@ -113,6 +114,8 @@ class Status(_message.Message):
     note: _builtins.str
     updated_at: _builtins.float
     """wall clock, display only"""
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldClaim]: ...
     def __init__(
         self,
         *,
@@ -127,14 +130,529 @@ class Status(_message.Message):
         progress: _builtins.int = ...,
         note: _builtins.str = ...,
         updated_at: _builtins.float = ...,
+        claims: _abc.Iterable[Global___HeldClaim] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "incarnation", b"incarnation", "name", b"name", "node_id", b"node_id", "note", b"note", "phase", b"phase", "progress", b"progress", "role", b"role", "target", b"target", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "claims", b"claims", "incarnation", b"incarnation", "name", b"name", "node_id", b"node_id", "note", b"note", "phase", b"phase", "progress", b"progress", "role", b"role", "target", b"target", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Status: _TypeAlias = Status  # noqa: Y015
+
+@_typing.final
+class ClaimPrepare(_message.Message):
+    """---------------------------------------------------------------- claims (PaxosLease over stewards)
+    Field names mirror the dataclasses of mesh/core/lease.py and mesh/core/stewards.py one to one.
+    Identities (proposer, owner, stewards) are "<node_id>/<incarnation>". Durations are relative seconds.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimPrepare: _TypeAlias = ClaimPrepare  # noqa: Y015
+
+@_typing.final
+class ClaimPromise(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    OWNER_NAME_FIELD_NUMBER: _builtins.int
+    OWNER_EPOCH_FIELD_NUMBER: _builtins.int
+    OWNER_ROUND_FIELD_NUMBER: _builtins.int
+    LEASE_LEFT_FIELD_NUMBER: _builtins.int
+    CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    owner: _builtins.str
+    owner_name: _builtins.str
+    owner_epoch: _builtins.int
+    owner_round: _builtins.int
+    lease_left: _builtins.float
+    claim_left: _builtins.float
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        owner_name: _builtins.str = ...,
+        owner_epoch: _builtins.int = ...,
+        owner_round: _builtins.int = ...,
+        lease_left: _builtins.float = ...,
+        claim_left: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease_left", b"lease_left", "owner", b"owner", "owner_epoch", b"owner_epoch", "owner_name", b"owner_name", "owner_round", b"owner_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimPromise: _TypeAlias = ClaimPromise  # noqa: Y015
+
+@_typing.final
+class ClaimPrepareReject(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    PROMISED_EPOCH_FIELD_NUMBER: _builtins.int
+    PROMISED_ROUND_FIELD_NUMBER: _builtins.int
+    CONFIG_EPOCH_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    promised_epoch: _builtins.int
+    promised_round: _builtins.int
+    config_epoch: _builtins.int
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        promised_epoch: _builtins.int = ...,
+        promised_round: _builtins.int = ...,
+        config_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimPrepareReject: _TypeAlias = ClaimPrepareReject  # noqa: Y015
+
+@_typing.final
+class ClaimPropose(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    OWNER_NAME_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    owner_name: _builtins.str
+    lease: _builtins.float
+    claim_left: _builtins.float
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        owner_name: _builtins.str = ...,
+        lease: _builtins.float = ...,
+        claim_left: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimPropose: _TypeAlias = ClaimPropose  # noqa: Y015
+
+@_typing.final
+class ClaimAccepted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAccepted: _TypeAlias = ClaimAccepted  # noqa: Y015
+
+@_typing.final
+class ClaimAcceptReject(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    PROMISED_EPOCH_FIELD_NUMBER: _builtins.int
+    PROMISED_ROUND_FIELD_NUMBER: _builtins.int
+    CONFIG_EPOCH_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    promised_epoch: _builtins.int
+    promised_round: _builtins.int
+    config_epoch: _builtins.int
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        promised_epoch: _builtins.int = ...,
+        promised_round: _builtins.int = ...,
+        config_epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimAcceptReject: _TypeAlias = ClaimAcceptReject  # noqa: Y015
+
+@_typing.final
+class ClaimRelease(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    owner: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        owner: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "owner", b"owner", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRelease: _TypeAlias = ClaimRelease  # noqa: Y015
+
+@_typing.final
+class CfgPrepare(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgPrepare: _TypeAlias = CfgPrepare  # noqa: Y015
+
+@_typing.final
+class CfgPromise(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    ACCEPTED_ROUND_FIELD_NUMBER: _builtins.int
+    ACCEPTED_STEWARDS_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    accepted_round: _builtins.int
+    @_builtins.property
+    def accepted_stewards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        accepted_round: _builtins.int = ...,
+        accepted_stewards: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_round", b"accepted_round", "accepted_stewards", b"accepted_stewards", "epoch", b"epoch", "proposer", b"proposer", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgPromise: _TypeAlias = CfgPromise  # noqa: Y015
+
+@_typing.final
+class CfgReject(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    CURRENT_EPOCH_FIELD_NUMBER: _builtins.int
+    PROMISED_ROUND_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    current_epoch: _builtins.int
+    promised_round: _builtins.int
+    wait: _builtins.float
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        current_epoch: _builtins.int = ...,
+        promised_round: _builtins.int = ...,
+        wait: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_epoch", b"current_epoch", "epoch", b"epoch", "promised_round", b"promised_round", "proposer", b"proposer", "round", b"round", "wait", b"wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgReject: _TypeAlias = CfgReject  # noqa: Y015
+
+@_typing.final
+class CfgAccept(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    STEWARDS_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    @_builtins.property
+    def stewards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+        stewards: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "round", b"round", "stewards", b"stewards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgAccept: _TypeAlias = CfgAccept  # noqa: Y015
+
+@_typing.final
+class CfgAccepted(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    round: _builtins.int
+    proposer: _builtins.str
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        proposer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgAccepted: _TypeAlias = CfgAccepted  # noqa: Y015
+
+@_typing.final
+class ConfigAnnounce(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEWARDS_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    @_builtins.property
+    def stewards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        stewards: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "stewards", b"stewards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigAnnounce: _TypeAlias = ConfigAnnounce  # noqa: Y015
+
+@_typing.final
+class ClaimMsg(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PREPARE_FIELD_NUMBER: _builtins.int
+    PROMISE_FIELD_NUMBER: _builtins.int
+    PREPARE_REJECT_FIELD_NUMBER: _builtins.int
+    PROPOSE_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    ACCEPT_REJECT_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    CFG_PREPARE_FIELD_NUMBER: _builtins.int
+    CFG_PROMISE_FIELD_NUMBER: _builtins.int
+    CFG_REJECT_FIELD_NUMBER: _builtins.int
+    CFG_ACCEPT_FIELD_NUMBER: _builtins.int
+    CFG_ACCEPTED_FIELD_NUMBER: _builtins.int
+    CONFIG_ANNOUNCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def prepare(self) -> Global___ClaimPrepare: ...
+    @_builtins.property
+    def promise(self) -> Global___ClaimPromise: ...
+    @_builtins.property
+    def prepare_reject(self) -> Global___ClaimPrepareReject: ...
+    @_builtins.property
+    def propose(self) -> Global___ClaimPropose: ...
+    @_builtins.property
+    def accepted(self) -> Global___ClaimAccepted: ...
+    @_builtins.property
+    def accept_reject(self) -> Global___ClaimAcceptReject: ...
+    @_builtins.property
+    def release(self) -> Global___ClaimRelease: ...
+    @_builtins.property
+    def cfg_prepare(self) -> Global___CfgPrepare: ...
+    @_builtins.property
+    def cfg_promise(self) -> Global___CfgPromise: ...
+    @_builtins.property
+    def cfg_reject(self) -> Global___CfgReject: ...
+    @_builtins.property
+    def cfg_accept(self) -> Global___CfgAccept: ...
+    @_builtins.property
+    def cfg_accepted(self) -> Global___CfgAccepted: ...
+    @_builtins.property
+    def config_announce(self) -> Global___ConfigAnnounce: ...
+    def __init__(
+        self,
+        *,
+        prepare: Global___ClaimPrepare | None = ...,
+        promise: Global___ClaimPromise | None = ...,
+        prepare_reject: Global___ClaimPrepareReject | None = ...,
+        propose: Global___ClaimPropose | None = ...,
+        accepted: Global___ClaimAccepted | None = ...,
+        accept_reject: Global___ClaimAcceptReject | None = ...,
+        release: Global___ClaimRelease | None = ...,
+        cfg_prepare: Global___CfgPrepare | None = ...,
+        cfg_promise: Global___CfgPromise | None = ...,
+        cfg_reject: Global___CfgReject | None = ...,
+        cfg_accept: Global___CfgAccept | None = ...,
+        cfg_accepted: Global___CfgAccepted | None = ...,
+        config_announce: Global___ConfigAnnounce | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce"]  # noqa: Y015
+    _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
+
+Global___ClaimMsg: _TypeAlias = ClaimMsg  # noqa: Y015
+
+@_typing.final
+class HeldClaim(_message.Message):
+    """A claim a node holds, as published in its status record."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """TYPE/NAME"""
+    token: _builtins.int
+    """fencing token"""
+    expires_at: _builtins.float
+    """wall clock: when the claim's max life ends (display only)"""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        token: _builtins.int = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeldClaim: _TypeAlias = HeldClaim  # noqa: Y015
 
 @_typing.final
 class Hello(_message.Message):
@@ -287,6 +805,7 @@ class PeerFrame(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LEAVE_FIELD_NUMBER: _builtins.int
     GOSSIP_FIELD_NUMBER: _builtins.int
+    CLAIMS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -299,6 +818,8 @@ class PeerFrame(_message.Message):
     def leave(self) -> Global___Leave: ...
     @_builtins.property
     def gossip(self) -> Global___Gossip: ...
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimMsg]: ...
     def __init__(
         self,
         *,
@@ -308,10 +829,11 @@ class PeerFrame(_message.Message):
         status: Global___Status | None = ...,
         leave: Global___Leave | None = ...,
         gossip: Global___Gossip | None = ...,
+        claims: _abc.Iterable[Global___ClaimMsg] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "reject", b"reject", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "reject", b"reject", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -344,11 +866,13 @@ class Member(_message.Message):
     LAST_SEEN_FIELD_NUMBER: _builtins.int
     IS_SELF_FIELD_NUMBER: _builtins.int
     STATE_SINCE_FIELD_NUMBER: _builtins.int
+    STEWARD_FIELD_NUMBER: _builtins.int
     state: Global___MemberState.ValueType
     last_seen: _builtins.float
     """wall clock of the last frame heard (now for self)"""
     is_self: _builtins.bool
     state_since: _builtins.float
+    steward: _builtins.bool
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -362,10 +886,11 @@ class Member(_message.Message):
         last_seen: _builtins.float = ...,
         is_self: _builtins.bool = ...,
         state_since: _builtins.float = ...,
+        steward: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_self", b"is_self", "last_seen", b"last_seen", "node", b"node", "state", b"state", "state_since", b"state_since", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_self", b"is_self", "last_seen", b"last_seen", "node", b"node", "state", b"state", "state_since", b"state_since", "status", b"status", "steward", b"steward"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -400,12 +925,20 @@ class NodeInfo(_message.Message):
     STATE_DIR_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEWARDS_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     state_dir: _builtins.str
     pid: _builtins.int
     version: _builtins.str
+    epoch: _builtins.int
+    """steward config epoch this node has adopted (0: none yet)"""
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
+    @_builtins.property
+    def stewards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """steward names ("?" + id prefix when not a known member)"""
+
     def __init__(
         self,
         *,
@@ -414,10 +947,12 @@ class NodeInfo(_message.Message):
         state_dir: _builtins.str = ...,
         pid: _builtins.int = ...,
         version: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        stewards: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -555,6 +1090,246 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class ClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """TYPE/NAME"""
+    ttl: _builtins.float
+    """the claim's maximum life, seconds"""
+    wait: _builtins.float
+    """keep trying this long while another holds it (0: answer at once)"""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        ttl: _builtins.float = ...,
+        wait: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource", "ttl", b"ttl", "wait", b"wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimRequest: _TypeAlias = ClaimRequest  # noqa: Y015
+
+@_typing.final
+class ClaimReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANTED_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    HOLDER_NODE_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    granted: _builtins.bool
+    resource: _builtins.str
+    holder: _builtins.str
+    """holder's session name"""
+    holder_node: _builtins.str
+    """holder's node id"""
+    token: _builtins.int
+    """fencing token (granted only)"""
+    expires_at: _builtins.float
+    """wall clock: when the claim ends (0: unknown)"""
+    def __init__(
+        self,
+        *,
+        granted: _builtins.bool = ...,
+        resource: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        holder_node: _builtins.str = ...,
+        token: _builtins.int = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimReply: _TypeAlias = ClaimReply  # noqa: Y015
+
+@_typing.final
+class ReleaseRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseRequest: _TypeAlias = ReleaseRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    released: _builtins.bool
+    token: _builtins.int
+    def __init__(
+        self,
+        *,
+        released: _builtins.bool = ...,
+        token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseReply: _TypeAlias = ReleaseReply  # noqa: Y015
+
+@_typing.final
+class ClaimEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    HOLDER_NODE_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    holder: _builtins.str
+    holder_node: _builtins.str
+    token: _builtins.int
+    expires_at: _builtins.float
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        holder_node: _builtins.str = ...,
+        token: _builtins.int = ...,
+        expires_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimEntry: _TypeAlias = ClaimEntry  # noqa: Y015
+
+@_typing.final
+class ClaimList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLAIMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimEntry]: ...
+    def __init__(
+        self,
+        *,
+        claims: _abc.Iterable[Global___ClaimEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimList: _TypeAlias = ClaimList  # noqa: Y015
+
+@_typing.final
+class LeaseWatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseWatchRequest: _TypeAlias = LeaseWatchRequest  # noqa: Y015
+
+@_typing.final
+class LeaseEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Kind:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _KindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[LeaseEvent._Kind.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        KIND_UNSPECIFIED: LeaseEvent._Kind.ValueType  # 0
+        HELD: LeaseEvent._Kind.ValueType  # 1
+        RENEWED: LeaseEvent._Kind.ValueType  # 2
+        LOST: LeaseEvent._Kind.ValueType  # 3
+        RELEASED: LeaseEvent._Kind.ValueType  # 4
+
+    class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
+    KIND_UNSPECIFIED: LeaseEvent.Kind.ValueType  # 0
+    HELD: LeaseEvent.Kind.ValueType  # 1
+    RENEWED: LeaseEvent.Kind.ValueType  # 2
+    LOST: LeaseEvent.Kind.ValueType  # 3
+    RELEASED: LeaseEvent.Kind.ValueType  # 4
+
+    KIND_FIELD_NUMBER: _builtins.int
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    kind: Global___LeaseEvent.Kind.ValueType
+    resource: _builtins.str
+    token: _builtins.int
+    def __init__(
+        self,
+        *,
+        kind: Global___LeaseEvent.Kind.ValueType = ...,
+        resource: _builtins.str = ...,
+        token: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LeaseEvent: _TypeAlias = LeaseEvent  # noqa: Y015
+
+@_typing.final
+class RecoverRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    I_UNDERSTAND_FIELD_NUMBER: _builtins.int
+    i_understand: _builtins.bool
+    def __init__(
+        self,
+        *,
+        i_understand: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["i_understand", b"i_understand"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecoverRequest: _TypeAlias = RecoverRequest  # noqa: Y015
 
 @_typing.final
 class ShutdownRequest(_message.Message):

@@ -132,6 +132,31 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
                 _registered_method=True)
+        self.Claim = channel.unary_unary(
+                '/mesh.v1.Control/Claim',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimReply.FromString,
+                _registered_method=True)
+        self.Release = channel.unary_unary(
+                '/mesh.v1.Control/Release',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.ReleaseRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ReleaseReply.FromString,
+                _registered_method=True)
+        self.Claims = channel.unary_unary(
+                '/mesh.v1.Control/Claims',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+                _registered_method=True)
+        self.WatchLease = channel.unary_stream(
+                '/mesh.v1.Control/WatchLease',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.LeaseWatchRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.LeaseEvent.FromString,
+                _registered_method=True)
+        self.RecoverStewards = channel.unary_unary(
+                '/mesh.v1.Control/RecoverStewards',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.RecoverRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.NodeInfo.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -167,6 +192,38 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Claim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Release(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Claims(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLease(self, request, context):
+        """Events of one lease this node holds (lost/released), so a client can stop acting in time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecoverStewards(self, request, context):
+        """Last resort when a steward majority is gone for good (see README: what it risks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +251,31 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.ShutdownRequest.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+            ),
+            'Claim': grpc.unary_unary_rpc_method_handler(
+                    servicer.Claim,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimReply.SerializeToString,
+            ),
+            'Release': grpc.unary_unary_rpc_method_handler(
+                    servicer.Release,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.ReleaseRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ReleaseReply.SerializeToString,
+            ),
+            'Claims': grpc.unary_unary_rpc_method_handler(
+                    servicer.Claims,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.SerializeToString,
+            ),
+            'WatchLease': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLease,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.LeaseWatchRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.LeaseEvent.SerializeToString,
+            ),
+            'RecoverStewards': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecoverStewards,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.RecoverRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.NodeInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -331,6 +413,141 @@ class Control:
             '/mesh.v1.Control/Shutdown',
             mesh_dot___proto_dot_mesh__pb2.ShutdownRequest.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Claim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Claim',
+            mesh_dot___proto_dot_mesh__pb2.ClaimRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ClaimReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Release(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Release',
+            mesh_dot___proto_dot_mesh__pb2.ReleaseRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ReleaseReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Claims(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Claims',
+            mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.Control/WatchLease',
+            mesh_dot___proto_dot_mesh__pb2.LeaseWatchRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.LeaseEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecoverStewards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/RecoverStewards',
+            mesh_dot___proto_dot_mesh__pb2.RecoverRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.NodeInfo.FromString,
             options,
             channel_credentials,
             insecure,

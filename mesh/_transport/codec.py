@@ -5,10 +5,15 @@ Every decode validates: a field from the network that breaks a rule raises Inval
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from typing import Any
+
 from mesh._proto import mesh_pb2 as pb
 from mesh.core import validate
 from mesh.core.membership import Liveness, Member, PeerInfo
 from mesh.core.status import StatusRecord
+from mesh.errors import InvalidInput
 from mesh.events import MemberEvent, MemberView
 
 LIVENESS_TO_PB = {
@@ -62,6 +67,7 @@ def status_to_pb(s: StatusRecord) -> pb.Status:
         progress=s.progress,
         note=s.note,
         updated_at=s.updated_at,
+        claims=[pb.HeldClaim(resource=r, token=t, expires_at=x) for r, t, x in s.claims],
     )
 
 
@@ -78,6 +84,7 @@ def status_from_pb(m: pb.Status) -> StatusRecord:
         note=m.note,
         version=m.version,
         updated_at=m.updated_at,
+        claims=tuple((c.resource, c.token, c.expires_at) for c in m.claims[:257]),
     ).validated()
 
 
@@ -121,10 +128,12 @@ def view_to_pb(v: MemberView) -> pb.Member:
             progress=v.progress,
             note=v.note,
             updated_at=v.status_updated_at,
+            claims=[pb.HeldClaim(resource=r, token=t, expires_at=x) for r, t, x in v.claims],
         ),
         last_seen=v.last_seen,
         is_self=v.is_self,
         state_since=v.state_since,
+        steward=v.steward,
     )
 
 
@@ -160,6 +169,8 @@ def view_from_pb(m: pb.Member) -> MemberView:
         state_since=m.state_since,
         status_version=st.version,
         status_updated_at=st.updated_at,
+        steward=m.steward,
+        claims=tuple((c.resource, c.token, c.expires_at) for c in st.claims),
     )
 
 
@@ -168,3 +179,75 @@ def event_from_pb(e: pb.Event) -> MemberEvent:
     return MemberEvent(
         kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev
     )
+
+
+# ---------------------------------------------------------------- claims messages
+# Each core message dataclass maps to the proto message whose fields have the same names.
+
+_CLAIM_PB: dict[type, tuple[str, type]] = {}
+
+
+def _claim_table() -> dict[type, tuple[str, type]]:
+    if not _CLAIM_PB:
+        from mesh.core import lease, stewards
+
+        for cls, field_name, pb_cls in (
+            (lease.Prepare, "prepare", pb.ClaimPrepare),
+            (lease.Promise, "promise", pb.ClaimPromise),
+            (lease.PrepareReject, "prepare_reject", pb.ClaimPrepareReject),
+            (lease.Propose, "propose", pb.ClaimPropose),
+            (lease.Accepted, "accepted", pb.ClaimAccepted),
+            (lease.AcceptReject, "accept_reject", pb.ClaimAcceptReject),
+            (lease.Release, "release", pb.ClaimRelease),
+            (stewards.CfgPrepare, "cfg_prepare", pb.CfgPrepare),
+            (stewards.CfgPromise, "cfg_promise", pb.CfgPromise),
+            (stewards.CfgReject, "cfg_reject", pb.CfgReject),
+            (stewards.CfgAccept, "cfg_accept", pb.CfgAccept),
+            (stewards.CfgAccepted, "cfg_accepted", pb.CfgAccepted),
+            (stewards.ConfigAnnounce, "config_announce", pb.ConfigAnnounce),
+        ):
+            _CLAIM_PB[cls] = (field_name, pb_cls)
+    return _CLAIM_PB
+
+
+_MAX_TEXT = 512
+_MAX_LIST = 16
+_MAX_INT = 1 << 62
+
+
+def claim_to_pb(msg: Any) -> pb.ClaimMsg:
+    """A core claims message as a ClaimMsg."""
+    field_name, pb_cls = _claim_table()[type(msg)]
+    values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    return pb.ClaimMsg(**{field_name: pb_cls(**values)})
+
+
+def claim_from_pb(m: pb.ClaimMsg) -> Any:
+    """A ClaimMsg as the core's dataclass; every field checked for type and bounds (InvalidInput)."""
+    which = m.WhichOneof("msg")
+    if which is None:
+        raise InvalidInput("empty claims message")
+    by_field = {name: c for c, (name, _) in _claim_table().items()}
+    cls = by_field[which]
+    inner = getattr(m, which)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(inner, f.name)
+        if isinstance(v, str):
+            if len(v) > _MAX_TEXT:
+                raise InvalidInput(f"claims field {f.name} too long")
+        elif isinstance(v, float):
+            if not math.isfinite(v) or not -1e9 < v < 1e9:
+                raise InvalidInput(f"claims field {f.name} out of range")
+        elif isinstance(v, int):
+            if not -_MAX_INT < v < _MAX_INT:
+                raise InvalidInput(f"claims field {f.name} out of range")
+        else:  # repeated string
+            v = tuple(v)
+            if len(v) > _MAX_LIST or any(len(x) > _MAX_TEXT for x in v):
+                raise InvalidInput(f"claims field {f.name} too long")
+        values[f.name] = v
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:
+        raise InvalidInput(f"bad claims message: {e}") from None

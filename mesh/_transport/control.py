@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from mesh._claims import ClaimResult, check_ttl, split_resource
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import codec
@@ -24,6 +25,27 @@ if TYPE_CHECKING:
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
+def info_pb(rt: NodeRuntime) -> pb.NodeInfo:
+    assert rt.me is not None
+    cfg = rt.claims.core.config if rt.claims is not None else None
+    return pb.NodeInfo(
+        node=codec.peer_to_pb(rt.me),
+        mesh=rt.config.mesh,
+        state_dir=str(rt.state_dir),
+        pid=os.getpid(),
+        version=__version__,
+        epoch=cfg.epoch if cfg else 0,
+        stewards=[rt.claims.name_of(s) for s in cfg.stewards] if cfg else [],
+    )
+
+
+def claim_reply(r: ClaimResult) -> pb.ClaimReply:
+    return pb.ClaimReply(
+        granted=r.granted, resource=r.resource, holder=r.holder, holder_node=r.holder_node, token=r.token,
+        expires_at=r.expires_at,
+    )  # fmt: skip
+
+
 class ControlServicer(pbg.ControlServicer):
     """Serves one node's control API."""
 
@@ -34,13 +56,7 @@ class ControlServicer(pbg.ControlServicer):
     async def Info(self, request: pb.Empty, context: Ctx) -> pb.NodeInfo:
         rt = self.rt
         assert rt.me is not None
-        return pb.NodeInfo(
-            node=codec.peer_to_pb(rt.me),
-            mesh=rt.config.mesh,
-            state_dir=str(rt.state_dir),
-            pid=os.getpid(),
-            version=__version__,
-        )
+        return info_pb(rt)
 
     @unary
     async def Members(self, request: pb.Empty, context: Ctx) -> pb.MemberList:
@@ -63,6 +79,48 @@ class ControlServicer(pbg.ControlServicer):
     async def Watch(self, request: pb.WatchRequest, context: Ctx) -> AsyncIterator[pb.Event]:
         async for ev in self.rt.watch(snapshot=request.snapshot):
             yield event_to_pb(ev)
+
+    @unary
+    async def Claim(self, request: pb.ClaimRequest, context: Ctx) -> pb.ClaimReply:
+        split_resource(request.resource)
+        result = await self.rt.claims.claim(request.resource, check_ttl(request.ttl), request.wait)
+        return claim_reply(result)
+
+    @unary
+    async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseReply:
+        split_resource(request.resource)
+        token = self.rt.claims.release(request.resource)
+        return pb.ReleaseReply(released=token is not None, token=token or 0)
+
+    @unary
+    async def Claims(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:
+        out = []
+        for v in self.rt.members():
+            if v.state not in ("alive", "suspect"):
+                continue
+            for r, t, x in v.claims:
+                out.append(
+                    pb.ClaimEntry(resource=r, holder=v.name, holder_node=v.node_id, token=t, expires_at=x)
+                )
+        out.sort(key=lambda e: e.resource)
+        return pb.ClaimList(claims=out)
+
+    @streaming
+    async def WatchLease(self, request: pb.LeaseWatchRequest, context: Ctx) -> AsyncIterator[pb.LeaseEvent]:
+        split_resource(request.resource)
+        kinds = {"held": pb.LeaseEvent.HELD, "renewed": pb.LeaseEvent.RENEWED, "lost": pb.LeaseEvent.LOST,
+                 "released": pb.LeaseEvent.RELEASED}  # fmt: skip
+        async for ev in self.rt.claims.watch_lease(request.resource):
+            yield pb.LeaseEvent(kind=kinds[ev.kind], resource=ev.resource, token=ev.token)
+
+    @unary
+    async def RecoverStewards(self, request: pb.RecoverRequest, context: Ctx) -> pb.NodeInfo:
+        if not request.i_understand:
+            raise InvalidInput(
+                "steward recovery must be confirmed (it is unsafe if the old stewards are alive)"
+            )
+        await self.rt.claims.recover()
+        return info_pb(self.rt)
 
     @unary
     async def Shutdown(self, request: pb.ShutdownRequest, context: Ctx) -> pb.Empty:

@@ -9,11 +9,23 @@ from typing import Any, TypeVar
 
 import grpc
 
-from mesh.errors import ERROR_CLASS_KEY, MeshError, NodeUnavailable, from_status
+from mesh.errors import ERROR_CLASS_KEY, ClaimDenied, MeshError, NodeUnavailable, from_status
+
+HOLDER_KEY = "mesh-holder"
+EXPIRES_KEY = "mesh-expires-at"
 
 log = logging.getLogger("mesh.rpc")
 
 T = TypeVar("T")
+
+
+def _trailers(e: MeshError) -> tuple[tuple[str, str], ...]:
+    md: list[tuple[str, str]] = [(ERROR_CLASS_KEY, type(e).__name__)]
+    if isinstance(e, ClaimDenied):
+        md.append((HOLDER_KEY, e.holder))
+        if e.expires_at:
+            md.append((EXPIRES_KEY, repr(e.expires_at)))
+    return tuple(md)
 
 
 def unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
@@ -24,7 +36,7 @@ def unary(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         try:
             return await fn(self, request, context)
         except MeshError as e:
-            context.set_trailing_metadata(((ERROR_CLASS_KEY, type(e).__name__),))
+            context.set_trailing_metadata(_trailers(e))
             await context.abort(e.grpc_status, str(e))
             raise  # unreachable: abort raises
 
@@ -42,7 +54,7 @@ def streaming(fn: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterato
             async for item in fn(self, request, context):
                 yield item
         except MeshError as e:
-            context.set_trailing_metadata(((ERROR_CLASS_KEY, type(e).__name__),))
+            context.set_trailing_metadata(_trailers(e))
             await context.abort(e.grpc_status, str(e))
 
     return wrapper
@@ -50,11 +62,15 @@ def streaming(fn: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterato
 
 def to_mesh_error(e: grpc.aio.AioRpcError) -> MeshError:
     """The MeshError a server raised (or NodeUnavailable when the node could not be reached)."""
-    cls_name = None
     items: Any = e.trailing_metadata() or ()
-    for key, value in items:
-        if key == ERROR_CLASS_KEY:
-            cls_name = str(value)
+    md = {str(k): str(v) for k, v in items}
+    cls_name = md.get(ERROR_CLASS_KEY)
+    if cls_name == "ClaimDenied":
+        try:
+            expires = float(md[EXPIRES_KEY]) if EXPIRES_KEY in md else None
+        except ValueError:
+            expires = None
+        return ClaimDenied(e.details() or "", holder=md.get(HOLDER_KEY, ""), expires_at=expires)
     if cls_name is None and e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
         return NodeUnavailable(f"node unavailable: {e.details()}")
     if cls_name is None and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -238,6 +238,7 @@ class ClaimsCore:
         self._rng = rng
         self._mut = mutants
         self._config: StewardConfig | None = None
+        self._genesis_epoch = 1  # no epoch came before the first: no gap to keep after it
         self._adopted_at = 0.0
         self._acceptor = AcceptorState(config.forget_after, mutants)
         self._next_gc = 0.0
@@ -261,11 +262,15 @@ class ClaimsCore:
         """True while this node runs a reconfiguration."""
         return self._cfg_prop is not None
 
-    def genesis(self, stewards: tuple[str, ...], now: float) -> list[Effect]:
-        """Create epoch 1 (the arbiter that lets exactly one node do this is outside the core)."""
+    def genesis(self, stewards: tuple[str, ...], now: float, epoch: int = 1) -> list[Effect]:
+        """Create the first config (the arbiter that lets exactly one node do this is outside the core).
+
+        ``epoch`` > 1 restarts a mesh above the epochs it used before, so fencing tokens keep increasing.
+        """
         if self._config is not None:
             raise ConfigError("genesis on a node that already has a steward config")
-        return self._run(self._adopt(StewardConfig(1, tuple(stewards)), now), now)
+        self._genesis_epoch = epoch
+        return self._run(self._adopt(StewardConfig(epoch, tuple(stewards)), now), now)
 
     def adopt(self, config: StewardConfig, now: float) -> list[Effect]:
         """Adopt a config learned from a peer (ignored unless newer than ours)."""
@@ -391,7 +396,7 @@ class ClaimsCore:
 
     def _gap_wait(self, now: float) -> float:
         assert self._config is not None
-        if self._mut.no_config_gap or self._config.epoch <= 1:
+        if self._mut.no_config_gap or self._config.epoch <= self._genesis_epoch:
             return 0.0
         return max(0.0, self._adopted_at + self._lc.acceptor_lease - now)
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from mesh.core import validate
+from mesh.errors import InvalidInput
+
+MAX_CLAIMS_SHOWN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,7 @@ class StatusRecord:
     note: str = ""
     version: int = 0
     updated_at: float = 0.0  # wall clock, display only
+    claims: tuple[tuple[str, int, float], ...] = ()  # (TYPE/NAME, fencing token, ends at wall clock)
 
     def newer_than(self, other: StatusRecord | None) -> bool:
         """True when this record should replace `other` (a new incarnation always does)."""
@@ -43,9 +48,15 @@ class StatusRecord:
         validate.text(self.phase, "phase")
         validate.text(self.note, "note", validate.NOTE_MAX)
         validate.progress(self.progress)
+        if len(self.claims) > MAX_CLAIMS_SHOWN:
+            raise InvalidInput(f"a status lists at most {MAX_CLAIMS_SHOWN} claims")
+        for resource, token, _ in self.claims:
+            validate.text(resource, "claim", 240)
+            if token < 0:
+                raise InvalidInput("claim token must not be negative")
         return self
 
-    def update(self, *, wall: float, **changes: str | int | None) -> StatusRecord:
+    def update(self, *, wall: float, **changes: Any) -> StatusRecord:
         """A new version with the given fields changed (None = keep)."""
         given = {k: v for k, v in changes.items() if v is not None}
-        return replace(self, **given, version=self.version + 1, updated_at=wall).validated()  # type: ignore[arg-type]
+        return replace(self, **given, version=self.version + 1, updated_at=wall).validated()

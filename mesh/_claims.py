@@ -1,0 +1,420 @@
+"""Claims in the runtime: carries the sans-IO ClaimsCore out over the peer links.
+
+    meshctl claim / node.claim() ──▶ ClaimsService.claim ──▶ core.claim ──Send──▶ peer links (batched)
+    peer frames (claims) ──▶ core.receive ──effects──▶ waiters, lease events, status (held claims), gossip
+    one timer task ticks the core at its next deadline; a steward manager proposes one change at a time
+
+Genesis (who creates the first steward config) is decided by a file lock next to the mesh's local state:
+the node holding `<home>/meshes/<mesh>/genesis.lock` creates it if, once joined, it has learned none from a
+peer; other nodes wait for the config to reach them. `--bootstrap` makes a node the genesis node without
+the lock (a LAN mesh: name exactly one). The epoch starts above the highest this home has seen, so fencing
+tokens keep increasing even across a restart of the whole mesh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import random
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from mesh._proto import mesh_pb2 as pb
+from mesh._transport import codec
+from mesh._transport.peer import Link, frame
+from mesh.clock import wall
+from mesh.core.claims import (
+    ClaimsCore,
+    ConfigAnnounce,
+    ConfigChanged,
+    Denied,
+    Effect,
+    Granted,
+    LeaseConfig,
+    Lost,
+    Released,
+    Renewed,
+    Send,
+    StewardConfig,
+    Unavailable,
+)
+from mesh.core.membership import Liveness
+from mesh.core.steward_policy import Candidate, next_change
+from mesh.errors import ClaimDenied, ConfigError, InvalidInput, MeshError, NoQuorum
+from mesh.paths import mesh_dir
+
+if TYPE_CHECKING:
+    from mesh._runtime import NodeRuntime
+
+log = logging.getLogger("mesh.claims")
+
+TYPE_RULE = "1-32 characters from a-z 0-9 _ - starting with a letter"
+NAME_RULE = "1-200 characters from A-Z a-z 0-9 . _ - / @ : + starting with a letter or digit"
+_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@:+-]{0,199}")
+MAX_TTL = 7 * 24 * 3600.0
+EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
+MANAGE_EVERY = 1.0
+
+
+def resource_name(type_: str, name: str) -> str:
+    """`TYPE/NAME`, validated (InvalidInput names the rule)."""
+    if not isinstance(type_, str) or not _TYPE.fullmatch(type_):
+        raise InvalidInput(f"invalid claim type {type_!r}: use {TYPE_RULE}")
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or "//" in name or name.endswith("/"):
+        raise InvalidInput(f"invalid claim name {name!r}: use {NAME_RULE}")
+    return f"{type_}/{name}"
+
+
+def split_resource(resource: str) -> tuple[str, str]:
+    """`TYPE/NAME` -> (TYPE, NAME), validated."""
+    type_, sep, name = resource.partition("/")
+    if not sep:
+        raise InvalidInput(f"invalid claim {resource!r}: expected TYPE/NAME")
+    resource_name(type_, name)
+    return type_, name
+
+
+def check_ttl(ttl: float) -> float:
+    """A claim's maximum life in seconds: positive and at most 7 days."""
+    if not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
+        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {ttl!r} s")
+    return float(ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """The answer to a claim: granted (token) or not (holder and when it ends)."""
+
+    granted: bool
+    resource: str
+    holder: str
+    holder_node: str
+    token: int
+    expires_at: float  # wall clock; 0 when unknown
+
+
+@dataclass(slots=True)
+class _Held:
+    token: int
+    claim_ends: float  # local monotonic
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseEvent:
+    """What happened to a held lease: held, renewed, lost, released."""
+
+    kind: str
+    resource: str
+    token: int
+
+
+class ClaimsService:
+    """A node's claims: proposer for its own, acceptor when it is a steward, config gossip, steward upkeep."""
+
+    def __init__(self, rt: NodeRuntime, lease: LeaseConfig, bootstrap: bool = False) -> None:
+        self.rt = rt
+        self.me = f"{rt.node_id}/{rt.incarnation}"
+        self.lease = lease
+        self.core = ClaimsCore(self.me, rt.config.name, lease, random.Random())
+        self.bootstrap = bootstrap
+        self.held: dict[str, _Held] = {}
+        self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
+        self._wake = asyncio.Event()
+        self._genesis_fd: int | None = None
+        self._dead_since: dict[str, float] = {}
+        self._ready_at = 0.0
+        self._last_manage = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._ready_at = self.rt.clock.now()
+        self.rt._spawn(self._timer(), "claims-timer")
+
+    async def release_all(self) -> None:
+        """On leave: release every held claim (peers stop waiting at once) and flush."""
+        now = self.rt.clock.now()
+        for resource in list(self.held):
+            self.apply(self.core.release(resource, now))
+        self._wake.set()
+
+    def close(self) -> None:
+        for qs in self._lease_watchers.values():
+            for q in qs:
+                q.put_nowait(None)
+        if self._genesis_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._genesis_fd)
+            self._genesis_fd = None
+
+    # ------------------------------------------------------------------ effects
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out the core's effects; sends to one peer ride in one frame."""
+        outbox: dict[str, list[pb.ClaimMsg]] = {}
+        status_changed = False
+        for e in effects:
+            if isinstance(e, Send):
+                outbox.setdefault(e.to, []).append(codec.claim_to_pb(e.msg))
+            elif isinstance(e, Granted):
+                slot = self.core.held(self.rt.clock.now()).get(e.resource)
+                ends = slot.claim_ends if slot else e.until
+                self.held[e.resource] = _Held(e.token, ends)
+                log.info("acquired %s token=%d", e.resource, e.token)
+                self._resolve(e.resource, e)
+                self._lease_event(LeaseEvent("held", e.resource, e.token))
+                status_changed = True
+            elif isinstance(e, Renewed):
+                self._lease_event(LeaseEvent("renewed", e.resource, e.token))
+            elif isinstance(e, Lost):
+                self.held.pop(e.resource, None)
+                log.warning("lost %s token=%d (could not renew in time)", e.resource, e.token)
+                self._lease_event(LeaseEvent("lost", e.resource, e.token), final=True)
+                status_changed = True
+            elif isinstance(e, Released):
+                self.held.pop(e.resource, None)
+                log.info("released %s token=%d", e.resource, e.token)
+                self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
+                status_changed = True
+            elif isinstance(e, Denied | Unavailable):
+                self._resolve(e.resource, e)
+                if isinstance(e, Unavailable) and e.resource.startswith("@"):
+                    log.info("steward change not made: %s", e.reason)
+            elif isinstance(e, ConfigChanged):
+                self._config_changed(e.config)
+        for to, msgs in outbox.items():
+            self._route(to, msgs)
+        if status_changed:
+            self.rt.publish_claims()
+        self._wake.set()
+
+    def _route(self, to: str, msgs: list[pb.ClaimMsg]) -> None:
+        node_id, _, incarnation = to.partition("/")
+        link = self.rt.links.get(node_id)
+        if link is not None and link.peer.incarnation == incarnation:
+            link.send(frame(claims=msgs))
+        # Otherwise the message is lost, which the protocol tolerates (the attempt times out and retries).
+
+    def _resolve(self, resource: str, e: Effect) -> None:
+        for fut in self._waiters.pop(resource, []):
+            if not fut.done():
+                fut.set_result(e)
+
+    def _lease_event(self, ev: LeaseEvent, final: bool = False) -> None:
+        for q in self._lease_watchers.get(ev.resource, []):
+            q.put_nowait(ev)
+            if final:
+                q.put_nowait(None)
+        if final:
+            self._lease_watchers.pop(ev.resource, None)
+
+    def _config_changed(self, cfg: StewardConfig) -> None:
+        names = [self.name_of(s) for s in cfg.stewards]
+        log.info("steward config epoch %d: %s", cfg.epoch, ", ".join(names))
+        self._remember_epoch(cfg.epoch)
+        announce = frame(claims=[codec.claim_to_pb(ConfigAnnounce(cfg.epoch, cfg.stewards))])
+        for link in self.rt.links.values():
+            link.send(announce)
+        self.rt.publish_config()
+
+    # ------------------------------------------------------------------ peer side
+
+    def on_link_up(self, link: Link) -> None:
+        cfg = self.core.config
+        if cfg is not None:
+            link.send(frame(claims=[codec.claim_to_pb(ConfigAnnounce(cfg.epoch, cfg.stewards))]))
+
+    def on_frames(self, link: Link, msgs: Any) -> None:
+        """Claims messages from a peer; the sender identity is the link's, never what a message says."""
+        sender = f"{link.peer.node_id}/{link.peer.incarnation}"
+        now = self.rt.clock.now()
+        effects: list[Effect] = []
+        for m in msgs[:256]:
+            effects += self.core.receive(sender, codec.claim_from_pb(m), now)
+        self.apply(effects)
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer(self) -> None:
+        while True:
+            now = self.rt.clock.now()
+            self.apply(self.core.tick(now))
+            if now - self._last_manage >= MANAGE_EVERY:
+                self._last_manage = now
+                self._manage(now)
+            deadline = self.core.next_deadline()
+            now = self.rt.clock.now()
+            timeout = MANAGE_EVERY if deadline is None else min(MANAGE_EVERY, max(0.0, deadline - now))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _manage(self, now: float) -> None:
+        """Genesis if we are the arbiter and nobody told us a config; else steward upkeep if we lead."""
+        cfg = self.core.config
+        if cfg is None:
+            if now - self._ready_at >= 0.3 and self._may_genesis():
+                epoch = self._highest_epoch() + 1
+                log.info("creating the steward config (epoch %d) with this node as first steward", epoch)
+                self.apply(self.core.genesis((self.me,), now, epoch=epoch))
+            return
+        if self.me not in cfg.stewards or self.core.reconfiguring:
+            return
+        m = self.rt.membership
+        assert m is not None
+        live: list[Candidate] = []
+        ident_state: dict[str, tuple[Liveness, float]] = {}
+        for mem in m.members.values():
+            ident = f"{mem.info.node_id}/{mem.info.incarnation}"
+            ident_state[ident] = (mem.state, mem.state_since)
+            if mem.state is Liveness.ALIVE:
+                host = mem.info.address.rpartition(":")[0]
+                live.append(Candidate(ident, mem.info.started_at, host))
+        # The oldest live steward leads upkeep; the others stay quiet (one change at a time anyway).
+        live_stewards = [c for c in live if c.identity in cfg.stewards]
+        leader = min(live_stewards, key=lambda c: (c.started_at, c.identity)) if live_stewards else None
+        if leader is None or leader.identity != self.me:
+            return
+        dead: list[str] = []
+        for s in cfg.stewards:
+            state = ident_state.get(s)
+            if state is None or state[0] is Liveness.LEFT:
+                dead.append(s)  # gone for good (left, forgotten, or restarted as a new incarnation)
+            elif state[0] is Liveness.DEAD and now - state[1] >= EVICT_AFTER:
+                dead.append(s)
+        change = next_change(cfg.stewards, live, dead)
+        if change is not None:
+            try:
+                self.apply(self.core.propose_config(change, now))
+            except ConfigError as e:
+                log.debug("no steward change now: %s", e)
+
+    def _may_genesis(self) -> bool:
+        if self.bootstrap:
+            return True
+        if self._genesis_fd is None:
+            path = mesh_dir(self.rt.home, self.rt.config.mesh) / "genesis.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._genesis_fd = fd
+        return True
+
+    def _epoch_file(self) -> Any:
+        return mesh_dir(self.rt.home, self.rt.config.mesh) / "epoch"
+
+    def _highest_epoch(self) -> int:
+        try:
+            return int(self._epoch_file().read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _remember_epoch(self, epoch: int) -> None:
+        if epoch <= self._highest_epoch():
+            return
+        path = self._epoch_file()
+        tmp = path.with_name(f"epoch.{os.getpid()}.tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_text(str(epoch))
+            os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ API
+
+    def name_of(self, identity: str) -> str:
+        """Session name of an identity, if it is a member we know."""
+        m = self.rt.membership
+        node_id = identity.partition("/")[0]
+        if m is not None:
+            mem = m.members.get(node_id)
+            if mem is not None:
+                return mem.info.name
+        return "?" + node_id[:8]
+
+    async def claim(self, resource: str, ttl: float, wait: float) -> ClaimResult:
+        """Claim `resource` for at most `ttl` s; with `wait`, keep trying while someone else holds it."""
+        check_ttl(ttl)
+        if not 0 <= wait <= MAX_TTL:
+            raise InvalidInput(f"wait must be 0 to 7 days, not {wait!r} s")
+        loop = asyncio.get_running_loop()
+        deadline = self.rt.clock.now() + wait
+        patience = self.lease.claim_patience + 2 * self.lease.attempt_timeout + 1.0
+        while True:
+            fut: asyncio.Future[Effect] = loop.create_future()
+            self._waiters.setdefault(resource, []).append(fut)
+            self.apply(self.core.claim(resource, ttl, self.rt.clock.now()))
+            try:
+                e = await asyncio.wait_for(asyncio.shield(fut), patience)
+            except TimeoutError:
+                e = Unavailable(resource, "no answer from the stewards")
+            now = self.rt.clock.now()
+            if isinstance(e, Granted):
+                h = self.held.get(resource)
+                ends = h.claim_ends if h else now + ttl
+                return ClaimResult(True, resource, self.rt.config.name, self.rt.node_id, e.token,
+                                   wall() + (ends - now))  # fmt: skip
+            if now >= deadline:
+                if isinstance(e, Denied):
+                    exp = wall() + e.remaining if e.remaining else 0.0
+                    node = e.holder.partition("/")[0]
+                    raise ClaimDenied(
+                        f"{resource} is held by {e.holder_name or node}"
+                        + (f" until {_clock(exp)}" if exp else ""),
+                        holder=e.holder_name or node,
+                        expires_at=exp or None,
+                    )
+                reason = e.reason if isinstance(e, Unavailable) else "no answer"
+                raise NoQuorum(f"cannot decide {resource} now: {reason}")
+            # Someone holds it (or the stewards are busy): try again soon, with jitter.
+            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(0.1, 0.5)))
+
+    def release(self, resource: str) -> int | None:
+        """Release a held claim; returns its token (None if this node did not hold it)."""
+        h = self.held.get(resource)
+        self.apply(self.core.release(resource, self.rt.clock.now()))
+        return h.token if h else None
+
+    def held_view(self) -> list[tuple[str, int, float]]:
+        """(resource, token, ends at wall) for every claim held."""
+        now, w = self.rt.clock.now(), wall()
+        return [(r, h.token, w + (h.claim_ends - now)) for r, h in sorted(self.held.items())]
+
+    async def watch_lease(self, resource: str) -> AsyncIterator[LeaseEvent]:
+        """Events of a held lease until it is lost or released."""
+        h = self.held.get(resource)
+        if h is None:
+            raise MeshError(f"this node does not hold {resource}")
+        q: asyncio.Queue[LeaseEvent | None] = asyncio.Queue()
+        self._lease_watchers.setdefault(resource, []).append(q)
+        yield LeaseEvent("held", resource, h.token)
+        while True:
+            ev = await q.get()
+            if ev is None:
+                return
+            yield ev
+
+    async def recover(self) -> StewardConfig:
+        """Make this node the only steward of a new epoch, after waiting out any lease the old set granted."""
+        cfg = self.core.config
+        epoch = max(cfg.epoch if cfg else 0, self._highest_epoch()) + 1
+        wait = self.lease.acceptor_lease
+        log.warning("steward recovery: waiting %.1f s for leases of the old stewards to expire", wait)
+        await asyncio.sleep(wait)
+        new = StewardConfig(epoch, (self.me,))
+        self.apply(self.core.adopt(new, self.rt.clock.now()))
+        return new
+
+
+def _clock(t: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(t))

@@ -1,0 +1,196 @@
+"""meshctl claim / release / claims / stewards: work items only one session may hold at a time."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from typing import Any
+
+from mesh.cli.main import common_parser, run
+from mesh.errors import InvalidInput
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """'90m', '2h', '30s', '1d', '45' (seconds) -> seconds."""
+    m = _DURATION.fullmatch(text.strip().lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 30s, 90m, 2h, 1d)")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def register(sub: Any) -> None:
+    c = sub.add_parser(
+        "claim",
+        parents=[common_parser()],
+        help="claim a work item (exit 3 if another holds it)",
+        description="Claim TYPE NAME (e.g. `service i-match`). Exit 0 with the fencing token when "
+        "granted; exit 3 printing the holder and when its claim ends if another session holds it.",
+    )
+    c.add_argument("type", help="kind of item, e.g. service, file, task")
+    c.add_argument("name", help="the item, e.g. i-match or src/app.py")
+    c.add_argument(
+        "--ttl", type=duration, default=3600.0, help="the claim's maximum life (default 1h; max 7d)"
+    )
+    c.add_argument("--wait", type=duration, default=0.0, help="keep trying this long while another holds it")
+    c.set_defaults(func=cmd_claim)
+
+    r = sub.add_parser("release", parents=[common_parser()], help="release a work item this session holds")
+    r.add_argument("type")
+    r.add_argument("name")
+    r.set_defaults(func=cmd_release)
+
+    ls = sub.add_parser("claims", parents=[common_parser()], help="every live claim in the mesh")
+    ls.set_defaults(func=cmd_claims)
+
+    st = sub.add_parser(
+        "stewards",
+        parents=[common_parser()],
+        help="show the steward set (claim voters)",
+        description="Show the stewards: the nodes whose votes grant claims. --recover makes "
+        "this node the only steward of a new epoch: a last resort when a steward majority is "
+        "gone for good. It waits one acceptor lease first, but if old stewards are in fact "
+        "alive (partitioned, paused) two sessions could hold one item: only use it when "
+        "they are really gone.",
+    )
+    st.add_argument("--recover", action="store_true", help="last resort: see the description")
+    st.add_argument("--yes", action="store_true", help="confirm --recover without asking")
+    st.set_defaults(func=cmd_stewards)
+
+
+def _node(args: argparse.Namespace) -> Any:
+    from mesh.paths import find_node
+
+    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "unknown"
+
+
+def cmd_claim(args: argparse.Namespace) -> int:
+    return run(_claim(args))
+
+
+async def _claim(args: argparse.Namespace) -> int:
+    from mesh._claims import check_ttl, resource_name
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+    from mesh.errors import ClaimDenied
+    from mesh.events import iso
+
+    resource = resource_name(args.type, args.name)
+    check_ttl(args.ttl)
+    async with Client(_node(args)) as c:
+        try:
+            r = await c.claim_once(resource, args.ttl, args.wait)
+        except ClaimDenied as e:
+            if args.json:
+                print_json(
+                    {
+                        "granted": False,
+                        "type": args.type,
+                        "name": args.name,
+                        "holder": e.holder,
+                        "token": None,
+                        "expires_at": iso(e.expires_at),
+                    }
+                )
+            else:
+                until = f" until {_clock(e.expires_at)}" if e.expires_at else ""
+                print(f"{resource} is held by {e.holder}{until}", file=sys.stderr)
+            return 3
+    if args.json:
+        print_json(
+            {
+                "granted": True,
+                "type": args.type,
+                "name": args.name,
+                "holder": r.holder,
+                "token": r.token,
+                "expires_at": iso(r.expires_at),
+            }
+        )
+    else:
+        print(f"claimed {resource} — token {r.token}, until {_clock(r.expires_at)}")
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    return run(_release(args))
+
+
+async def _release(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+
+    async with Client(_node(args)) as c:
+        released = await c.release(args.type, args.name)
+    if args.json:
+        print_json({"released": released, "type": args.type, "name": args.name})
+    elif released:
+        print(f"released {args.type}/{args.name}")
+    else:
+        print(f"{args.type}/{args.name} was not held by this session (nothing to release)")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    return run(_claims(args))
+
+
+async def _claims(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+
+    async with Client(_node(args)) as c:
+        claims = await c.claims()
+    if args.json:
+        print_json(claims)
+        return 0
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        from mesh.cli.output import console
+
+        t = Table(pad_edge=False)
+        for col in ("type", "name", "holder", "token", "ends"):
+            t.add_column(col)
+        for cl in claims:
+            t.add_row(cl["type"], cl["name"], cl["holder"], str(cl["token"]), cl["expires_at"] or "")
+        console().print(t if claims else "no live claims")
+    else:
+        for cl in claims:
+            print("\t".join([cl["type"], cl["name"], cl["holder"], str(cl["token"]), cl["expires_at"] or ""]))
+    return 0
+
+
+def cmd_stewards(args: argparse.Namespace) -> int:
+    if args.recover and not args.yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("--recover needs --yes when not run from a terminal")
+        answer = input("Only if the old stewards are gone for good. Make this node the only steward? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not recovered")
+            return 2
+    return run(_stewards(args))
+
+
+async def _stewards(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+
+    async with Client(_node(args)) as c:
+        if args.recover:
+            info = await c.recover_stewards()
+        else:
+            info = await c.info()
+    if args.json:
+        print_json({"epoch": info.epoch, "stewards": list(info.stewards)})
+    else:
+        print(f"epoch {info.epoch}: " + (", ".join(info.stewards) or "no steward config yet"))
+    return 0
