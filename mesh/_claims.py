@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import random
@@ -131,6 +132,13 @@ class ClaimsService:
         self._dead_since: dict[str, float] = {}
         self._ready_at = 0.0
         self._last_manage = 0.0
+        # Test/soak aid: MESH_CLAIM_HISTORY=DIR appends every acquire/renew/release/loss, stamped with the
+        # node's CLOCK_BOOTTIME (shared by all processes of a host), for an interval-overlap checker.
+        hist_dir = os.environ.get("MESH_CLAIM_HISTORY")
+        self._history: Any = None
+        if hist_dir:
+            path = os.path.join(hist_dir, f"{rt.config.name}-{rt.incarnation}.jsonl")
+            self._history = open(path, "a", buffering=1)  # noqa: SIM115 - closed in close()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,7 +153,16 @@ class ClaimsService:
             self.apply(self.core.release(resource, now))
         self._wake.set()
 
+    def _record(self, ev: str, resource: str, token: int, until: float | None = None) -> None:
+        if self._history is not None:
+            rec = {"ev": ev, "node": self.rt.config.name, "id": self.me, "resource": resource, "token": token,
+                   "t": self.rt.clock.now(), "until": until}  # fmt: skip
+            self._history.write(json.dumps(rec) + "\n")
+
     def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
         for qs in self._lease_watchers.values():
             for q in qs:
                 q.put_nowait(None)
@@ -168,19 +185,23 @@ class ClaimsService:
                 ends = slot.claim_ends if slot else e.until
                 self.held[e.resource] = _Held(e.token, ends)
                 log.info("acquired %s token=%d", e.resource, e.token)
+                self._record("acquired", e.resource, e.token, e.until)
                 self._resolve(e.resource, e)
                 self._lease_event(LeaseEvent("held", e.resource, e.token))
                 status_changed = True
             elif isinstance(e, Renewed):
+                self._record("renewed", e.resource, e.token, e.until)
                 self._lease_event(LeaseEvent("renewed", e.resource, e.token))
             elif isinstance(e, Lost):
                 self.held.pop(e.resource, None)
                 log.warning("lost %s token=%d (could not renew in time)", e.resource, e.token)
+                self._record("lost", e.resource, e.token)
                 self._lease_event(LeaseEvent("lost", e.resource, e.token), final=True)
                 status_changed = True
             elif isinstance(e, Released):
                 self.held.pop(e.resource, None)
                 log.info("released %s token=%d", e.resource, e.token)
+                self._record("released", e.resource, e.token)
                 self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
                 status_changed = True
             elif isinstance(e, Denied | Unavailable):
