@@ -54,6 +54,18 @@ def register(sub: Any) -> None:
     up.add_argument("--heartbeat-interval", type=float, default=None, metavar="S")
     up.add_argument("--suspect-after", type=float, default=None, metavar="S")
     up.add_argument("--dead-after", type=float, default=None, metavar="S")
+    up.add_argument(
+        "--lease",
+        type=float,
+        default=None,
+        metavar="S",
+        help="claims: the short lease under each claim (default 10 s; a dead holder frees in this)",
+    )
+    up.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="create the first steward config here (LAN: name exactly one node; one host: automatic)",
+    )
     up.add_argument("--join-window", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
     up.add_argument("--insecure", action="store_true", help=argparse.SUPPRESS)  # benchmarks: TLS off
     up.add_argument(
@@ -87,6 +99,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "suspect_after": args.suspect_after,
         "dead_after": args.dead_after,
         "join_window": args.join_window,
+        "lease": args.lease,
     }
     kw.update({k: v for k, v in given.items() if v is not None})
     if args.peer:
@@ -97,6 +110,8 @@ def build_config(args: argparse.Namespace) -> Any:
         kw["mdns"] = False
     if args.insecure:
         kw["tls"] = False
+    if args.bootstrap:
+        kw["bootstrap"] = True
     preset = NodeConfig.fast if args.preset == "fast" else NodeConfig.local
     return preset(args.name, **kw)
 
