@@ -77,6 +77,7 @@ class SimParams:
     pause_after_propose: float = 0.0
     release_delay: float = 0.0
     link_cut_rate: float = 0.0
+    persistence: float = 0.5
     reconfig_nemesis: float = 0.0
 
     @classmethod
@@ -90,7 +91,7 @@ class SimParams:
             duration=rng.uniform(25.0, 45.0),
             clock_spread=rng.uniform(0.1, 0.35) if beyond_rho else 0.01,
             drop=rng.choice([0.0, 0.02, 0.1, 0.25]),
-            dup=rng.choice([0.0, 0.05, 0.2]),
+            dup=rng.choice([0.0, 0.05, 0.2, 0.4]),
             long_delay=rng.choice([0.0, 0.02, 0.1]),
             max_long_delay=rng.choice([1.0, 3.0, 6.0]),
             crash_rate=rng.choice([0.0, 0.05, 0.15]),
@@ -100,9 +101,10 @@ class SimParams:
             reconfig_rate=rng.choice([0.0, 0.1, 0.3]),
             double_reconfig=rng.choice([0.0, 0.5, 1.0]),
             claim_rate=rng.choice([2.0, 5.0, 10.0]),
-            pause_after_propose=rng.choice([0.0, 0.0, 0.05, 0.2]),
+            pause_after_propose=rng.choice([0.0, 0.05, 0.2]),
             release_delay=rng.choice([0.0, 0.0, 0.2, 0.5]),
             link_cut_rate=rng.choice([0.0, 0.1, 0.3]),
+            persistence=rng.choice([0.0, 0.5, 0.8]),
             reconfig_nemesis=rng.choice([0.0, 0.0, 0.1, 0.3]),
         )
 
@@ -245,8 +247,10 @@ class Simulation:
                 self._log(f"{node.ident} {type(e).__name__} {e.resource}")
             elif isinstance(e, Denied):
                 self.stats.denied += 1
+                self._maybe_wait(node, e.resource)
             elif isinstance(e, Unavailable):
                 self.stats.unavailable += 1
+                self._maybe_wait(node, e.resource)
             elif isinstance(e, ConfigChanged):
                 self._log(f"{node.ident} adopted {e.config}")
                 if e.config.epoch > self.stats.epoch:
@@ -259,6 +263,11 @@ class Simulation:
                     if other is not node:
                         self._push(self.t + self.rng.uniform(0.01, 0.3), "gossip", other.ident, e.config)
         self._schedule_tick(node)
+
+    def _maybe_wait(self, node: SimNode, resource: str) -> None:
+        """Like ``meshctl claim --wait``: a refused claimant often tries again soon."""
+        if resource.startswith("r") and self.rng.random() < self.p.persistence:
+            self._push(self.t + self.rng.uniform(0.1, 1.5), "claim", node.ident, resource)
 
     def _granted(self, node: SimNode, e: Granted) -> None:
         mine = self.beliefs.get(e.resource, {}).get(node.ident)
@@ -311,7 +320,8 @@ class Simulation:
         if nd is None:
             node.tick_at = None
             return
-        at = max(self.t, node.true(nd) + 1e-9)
+        # A resumed loop drains the I/O buffered while it was stopped before its due timers fire.
+        at = max(self.t, node.true(nd) + 1e-9, node.paused_until + 0.006)
         if node.tick_at is None or at < node.tick_at or node.tick_at <= self.t:
             node.tick_at = at
             self._push(at, "tick", node.ident, at)
@@ -343,7 +353,9 @@ class Simulation:
     def _deferred(self, node: SimNode, ev: _Ev) -> bool:
         """A paused node handles nothing until it resumes: its events wait."""
         if node.paused_until > self.t:
-            self._push(node.paused_until + self.rng.uniform(0, 0.01), ev.kind, *ev.data)
+            # After SIGCONT an event loop mostly handles the I/O already buffered before its due timers.
+            late = 0.006 if ev.kind == "tick" else 0.0
+            self._push(node.paused_until + late + self.rng.uniform(0, 0.005), ev.kind, *ev.data)
             return True
         return False
 
