@@ -147,11 +147,43 @@ class ClaimsService:
         self.rt._spawn(self._timer(), "claims-timer")
 
     async def release_all(self) -> None:
-        """On leave: release every held claim (peers stop waiting at once) and flush."""
+        """On leave: release every held claim (peers stop waiting at once); hand off stewardship if needed."""
         now = self.rt.clock.now()
         for resource in list(self.held):
             self.apply(self.core.release(resource, now))
         self._wake.set()
+        await self._hand_off()
+
+    async def _hand_off(self, patience: float = 3.0) -> None:
+        """A leaving steward whose absence would leave no live majority asks to be removed first.
+
+        ({a, b} without b has no quorum: every claim would stall until recovery.) Bounded: if the change
+        cannot be made in time (e.g. the gap after the last change has not passed), we leave anyway.
+        """
+        cfg = self.core.config
+        m = self.rt.membership
+        if cfg is None or m is None or self.me not in cfg.stewards or len(cfg.stewards) < 2:
+            return
+        alive = {
+            f"{x.info.node_id}/{x.info.incarnation}" for x in m.members.values() if x.state is Liveness.ALIVE
+        }
+        others = [s for s in cfg.stewards if s != self.me and s in alive]
+        if len(others) > len(cfg.stewards) // 2:
+            return
+        try:
+            self.apply(
+                self.core.propose_config(tuple(s for s in cfg.stewards if s != self.me), self.rt.clock.now())
+            )
+        except ConfigError:
+            return
+        deadline = self.rt.clock.now() + patience
+        while self.rt.clock.now() < deadline:
+            now_cfg = self.core.config
+            if now_cfg is not None and now_cfg.epoch > cfg.epoch:
+                log.info("handed stewardship over before leaving (epoch %d)", now_cfg.epoch)
+                return
+            await asyncio.sleep(0.02)
+        log.warning("left as a steward without handing over: the remaining stewards may lack a quorum")
 
     def _record(self, ev: str, resource: str, token: int, until: float | None = None) -> None:
         if self._history is not None:
