@@ -50,6 +50,7 @@ from mesh.paths import (
     write_node_file,
 )
 from mesh.store import Store, new_id
+from mesh.testing import faults
 
 if TYPE_CHECKING:
     from mesh._claims import ClaimsService
@@ -103,6 +104,8 @@ class NodeRuntime:
         self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
+        # Test-only partitions (MESH_TEST_FAULTS=FILE, see mesh/testing/faults.py); None in normal use.
+        self._faults = faults.from_env(self.config.name)
 
     # ================================================================== lifecycle
 
@@ -540,6 +543,8 @@ class NodeRuntime:
         """Everything a peer sends after its Hello."""
         if self.links.get(link.peer.node_id) is not link:
             return  # a superseded duplicate link; its twin carries the traffic
+        if self._faults is not None and self._faults.drops(link.peer.name):
+            return
         now = self.clock.now()
         self._apply(self._m.heard(link.peer.node_id, now))
         if f.HasField("status"):

@@ -72,6 +72,7 @@ class CheckReport:
     losses: int = 0
     empty_grants: int = 0
     handovers: int = 0
+    takeovers: int = 0  # handovers from a holder that never released (killed, paused, cut off)
     max_concurrent: int = 0
     handover_gaps: list[float] = field(default_factory=list)
     per_resource: dict[str, int] = field(default_factory=dict)
@@ -93,6 +94,7 @@ class CheckReport:
         lines = [
             f"records={self.records} acquisitions={self.acquisitions} renewals={self.renewals} "
             f"releases={self.releases} losses={self.losses} handovers={self.handovers} "
+            f"takeovers={self.takeovers} "
             f"max_concurrent={self.max_concurrent} empty_grants={self.empty_grants} "
             f"bad_lines={self.bad_lines} violations={len(self.violations)}"
         ]
@@ -178,6 +180,7 @@ def check_intervals(ivs: Sequence[Interval], report: CheckReport | None = None) 
                     rep.violations.append(Violation("token", resource, prev, iv))
                 if iv.ident != prev.ident:
                     rep.handovers += 1
+                    rep.takeovers += prev.ended_by != "released"
                     rep.handover_gaps.append(iv.start - prev.end)
             prev = iv
     return rep

@@ -39,6 +39,7 @@ class Mesh:
     name: str = field(default_factory=lambda: "t-" + uuid.uuid4().hex[:10])
     nodes: dict[str, Proc] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    up_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per name, for restart()
 
     def env(self, home: Path | None = None) -> dict[str, str]:
         env = dict(os.environ)
@@ -77,7 +78,12 @@ class Mesh:
             home=home or self.home,
         )
         self.nodes[name] = p
+        self.up_args[name] = args
         return p
+
+    def restart(self, name: str) -> Proc:
+        """Start `name` again with the flags it was first started with (same home: same node id)."""
+        return self.up(name, *self.up_args[name], home=self.nodes[name].home)
 
     def status(self, node: str, via_cli: bool = False) -> dict[str, dict[str, Any]]:
         """`meshctl status --json` as a dict by name (polls use the same API in-process: much faster)."""

@@ -1,0 +1,286 @@
+"""Claims under a nemesis with real node processes (shared by tests/integration/test_nemesis.py, bench.soak).
+
+N `meshctl up` processes on 127.0.0.1 (seeds, no mDNS, fast membership, a short lease) log every claim
+event to MESH_CLAIM_HISTORY. One claimant task per node (in this process, through the node's control socket)
+competes for a few resources: claim → hold a random time → release. Meanwhile the nemesis, one fault at a
+time and every kind once per shuffled cycle:
+
+- kill:      SIGKILL a random node, restart it a moment later (same name and home: same node id, new
+             incarnation; a steward restarted this way is replaced by reconfiguration);
+- pause:     SIGSTOP a node that holds a claim (any node if none does) for longer than the lease — up to
+             past the acceptors' D_A, so others take the resource over — then SIGCONT;
+- partition: cut a minority (1-2 nodes, a holder among them when there is one) off from the rest, both ways,
+             through the test-only partition file (MESH_TEST_FAULTS, mesh/testing/faults.py), then heal.
+
+Afterwards every node is killed and `claims_checker` reads the histories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.integration.claims_checker import CheckReport, check_dir
+from tests.integration.harness import FAST, Mesh, wait_pid_gone
+
+KINDS = ("kill", "pause", "partition")
+
+
+@dataclass
+class NemesisConfig:
+    """What to run: sizes, timing, and the seed of the nemesis schedule (process timing is not seeded)."""
+
+    seconds: float = 25.0
+    nodes: int = 5
+    resources: int = 3
+    lease: float = 2.0
+    seed: int = 0
+    kinds: tuple[str, ...] = KINDS
+    log: bool = False
+
+    @property
+    def acceptor_lease(self) -> float:
+        """D_A as the node derives it (rho 1 %)."""
+        return float(math.ceil((self.lease + 1) * 1.01 / 0.99))
+
+
+@dataclass
+class NemesisResult:
+    """What happened and what the checker found."""
+
+    seconds: float
+    actions: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    report: CheckReport = field(default_factory=CheckReport)
+    history_dir: Path | None = None
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct loopback ports free right now."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Nemesis:
+    """One run: start the nodes, run claimants and faults for `seconds`, stop everything, check."""
+
+    def __init__(self, mesh: Mesh, history: Path, cfg: NemesisConfig) -> None:
+        self.mesh = mesh
+        self.history = history
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed)
+        self.names = [f"n{i}" for i in range(cfg.nodes)]
+        self.resources = [f"job/r{i}" for i in range(cfg.resources)]
+        self.partition_file = history.parent / "partition"
+        self.holding: dict[str, set[str]] = {n: set() for n in self.names}
+        self.stopped: set[str] = set()
+        self.actions: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self._stop = asyncio.Event()
+
+    def say(self, msg: str) -> None:
+        if self.cfg.log:
+            print(f"[nemesis {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ nodes
+
+    def start_nodes(self) -> None:
+        """Start every node (fixed ports so a restarted node is found at the same seed address)."""
+        self.history.mkdir(parents=True, exist_ok=True)
+        self.partition_file.write_text("")
+        self.mesh.extra_env.update(
+            MESH_CLAIM_HISTORY=str(self.history), MESH_TEST_FAULTS=str(self.partition_file)
+        )
+        ports = free_ports(len(self.names))
+        seeds = [a for p in ports for a in ("--peer", f"127.0.0.1:{p}")]
+        for name, port in zip(self.names, ports, strict=True):
+            self.mesh.up(
+                name, "--no-mdns", "--port", str(port), *seeds, *FAST, "--lease", str(self.cfg.lease)
+            )
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every node lists every other alive and knows a steward config of min(3, n) stewards."""
+        from mesh.client import connect
+
+        want = min(3, len(self.names))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ok = True
+                for name in self.names:
+                    async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
+                        info = await c.info()
+                        alive = {m.name for m in await c.members() if m.state == "alive"}
+                    ok = ok and len(info.stewards) >= want and alive >= set(self.names)
+                if ok:
+                    return
+            except Exception as e:  # settling; reported on timeout
+                last: Exception | None = e
+            else:
+                last = None
+            if time.monotonic() > deadline:
+                raise AssertionError(f"mesh not ready within {timeout} s (last error: {last!r})")
+            await asyncio.sleep(0.2)
+
+    # ------------------------------------------------------------------ claimants
+
+    async def claimant(self, name: str) -> None:
+        """Claim a random resource, hold it a random short time, release; forever until stopped."""
+        from mesh.client import Client, connect
+        from mesh.errors import ClaimDenied, MeshError, NoQuorum
+
+        rng = random.Random(f"{self.cfg.seed}-{name}")
+        client: Client | None = None
+        try:
+            while not self._stop.is_set():
+                if client is None:
+                    try:
+                        client = await connect(name, mesh=self.mesh.name, home=self.mesh.home)
+                    except MeshError:
+                        await asyncio.sleep(0.2)
+                        continue
+                resource = rng.choice(self.resources)
+                ttl, wait = rng.uniform(1.0, 6.0), rng.uniform(0.5, 2.0)
+                try:
+                    await asyncio.wait_for(client.claim_once(resource, ttl, wait), wait + 6.0)
+                except ClaimDenied:
+                    self.outcomes["denied"] += 1
+                    continue
+                except NoQuorum:
+                    self.outcomes["no_quorum"] += 1
+                    await asyncio.sleep(0.1)
+                    continue
+                except (MeshError, TimeoutError):
+                    self.outcomes["node_unavailable"] += 1
+                    await client.close()
+                    client = None
+                    await asyncio.sleep(0.2)
+                    continue
+                self.outcomes["granted"] += 1
+                self.holding[name].add(resource)
+                try:
+                    await asyncio.sleep(rng.uniform(0.0, 2.0))
+                    type_, _, item = resource.partition("/")
+                    if await asyncio.wait_for(client.release(type_, item), 3.0):
+                        self.outcomes["released"] += 1
+                    else:
+                        self.outcomes["release_not_held"] += 1  # lost or ended (ttl) meanwhile
+                except (MeshError, TimeoutError):
+                    self.outcomes["release_failed"] += 1
+                    await client.close()
+                    client = None
+                finally:
+                    self.holding[name].discard(resource)
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.close()
+
+    # ------------------------------------------------------------------ faults
+
+    def _victim(self, prefer_holder: bool) -> str:
+        holders = [n for n in self.names if self.holding[n] and n not in self.stopped]
+        pool = holders if prefer_holder and holders else [n for n in self.names if n not in self.stopped]
+        return self.rng.choice(sorted(pool))
+
+    async def kill(self) -> None:
+        victim = self._victim(prefer_holder=self.rng.random() < 0.5)
+        pid = self.mesh.nodes[victim].pid
+        self.say(f"SIGKILL {victim} (pid {pid}) holding {sorted(self.holding[victim])}")
+        os.kill(pid, signal.SIGKILL)
+        self.stopped.add(victim)
+        await asyncio.to_thread(wait_pid_gone, pid)
+        await asyncio.sleep(self.rng.uniform(0.0, 2.0))
+        await asyncio.to_thread(self.mesh.restart, victim)
+        self.stopped.discard(victim)
+        self.say(f"restarted {victim} (pid {self.mesh.nodes[victim].pid})")
+
+    async def pause(self) -> None:
+        victim = self._victim(prefer_holder=True)
+        pid = self.mesh.nodes[victim].pid
+        hold = self.rng.uniform(self.cfg.lease + 0.5, self.cfg.acceptor_lease + 1.5)
+        self.say(f"SIGSTOP {victim} for {hold:.1f} s holding {sorted(self.holding[victim])}")
+        os.kill(pid, signal.SIGSTOP)
+        self.stopped.add(victim)
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            self.stopped.discard(victim)
+
+    async def partition(self) -> None:
+        first = self._victim(prefer_holder=True)
+        others = [n for n in self.names if n != first]
+        size = self.rng.randint(1, max(1, (len(self.names) - 1) // 2))
+        minority = sorted([first, *self.rng.sample(others, size - 1)])
+        majority = [n for n in self.names if n not in minority]
+        hold = self.rng.uniform(self.cfg.acceptor_lease * 0.5, self.cfg.acceptor_lease + 2.0)
+        self.say(f"partition {minority} | {majority} for {hold:.1f} s")
+        self.partition_file.write_text(" ".join(minority) + "\n" + " ".join(majority) + "\n")
+        try:
+            await asyncio.sleep(hold)
+        finally:
+            self.partition_file.write_text("")
+
+    async def nemesis(self, end: float) -> None:
+        faults = {"kill": self.kill, "pause": self.pause, "partition": self.partition}
+        while True:
+            cycle = list(self.cfg.kinds)
+            self.rng.shuffle(cycle)
+            for kind in cycle:
+                await asyncio.sleep(self.rng.uniform(0.3, 1.5))
+                if time.monotonic() >= end:
+                    return
+                await faults[kind]()
+                self.actions[kind] += 1
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> NemesisResult:
+        """Claimants and nemesis for `seconds`, then stop all nodes and check the histories."""
+        await asyncio.to_thread(self.start_nodes)
+        await self.wait_ready()
+        t0 = time.monotonic()
+        tasks = [asyncio.create_task(self.claimant(n)) for n in self.names]
+        try:
+            await self.nemesis(t0 + self.cfg.seconds)
+        finally:
+            self._stop.set()
+            for pid in [p.pid for p in self.mesh.nodes.values()]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            self.partition_file.write_text("")
+            done, pending = await asyncio.wait(tasks, timeout=12.0)
+            for t in pending:
+                t.cancel()
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+        elapsed = time.monotonic() - t0
+        await asyncio.to_thread(self.mesh.cleanup)
+        return NemesisResult(elapsed, self.actions, self.outcomes, check_dir(self.history), self.history)
+
+
+def run_nemesis(home: Path, cfg: NemesisConfig) -> NemesisResult:
+    """Run one nemesis round under `home` (a fresh directory); nodes are always killed at the end."""
+    mesh = Mesh(home=home / "home")
+    try:
+        return asyncio.run(Nemesis(mesh, home / "history", cfg).run())
+    finally:
+        mesh.cleanup()
