@@ -78,6 +78,7 @@ class SimParams:
     release_delay: float = 0.0
     link_cut_rate: float = 0.0
     persistence: float = 0.5
+    reclaim: float = 0.3
     reconfig_nemesis: float = 0.0
 
     @classmethod
@@ -102,10 +103,11 @@ class SimParams:
             double_reconfig=rng.choice([0.0, 0.5, 1.0]),
             claim_rate=rng.choice([2.0, 5.0, 10.0]),
             pause_after_propose=rng.choice([0.0, 0.05, 0.2]),
-            release_delay=rng.choice([0.0, 0.0, 0.2, 0.5]),
+            release_delay=rng.choice([0.0, 0.3, 0.7, 1.0]),
             link_cut_rate=rng.choice([0.0, 0.1, 0.3]),
             persistence=rng.choice([0.0, 0.5, 0.8]),
-            reconfig_nemesis=rng.choice([0.0, 0.0, 0.1, 0.3]),
+            reclaim=rng.choice([0.0, 0.3, 0.7]),
+            reconfig_nemesis=rng.choice([0.0, 0.2, 0.5]),
         )
 
 
@@ -203,6 +205,7 @@ class Simulation:
         self.trace: list[str] | None = None
         self._last_config_at = -1e9
         self.cut: dict[tuple[int, int], float] = {}
+        self._stalls: dict[tuple[str, str, int, int], float | None] = {}
 
     # ---- setup -------------------------------------------------------------------------------------
 
@@ -307,13 +310,21 @@ class Simulation:
             src.paused_until = self.t + self.rng.uniform(0.5, p.max_pause)
             self._log(f"pause {src.ident} after Propose until {src.paused_until:.3f}")
         for _ in range(copies):
-            if isinstance(msg, Release) and self.rng.random() < p.release_delay:
-                d = self.rng.uniform(0.5, 3 * self.lc.acceptor_lease)
+            if isinstance(msg, Release) and self._release_stall(src, msg) is not None:
+                d = (self._release_stall(src, msg) or 0.0) + self.rng.uniform(0.0, 0.01)
             elif self.rng.random() < p.long_delay:
                 d = self.rng.uniform(0.1, p.max_long_delay)
             else:
                 d = self.rng.uniform(0.0005, 0.03)
             self._push(self.t + d, "deliver", src.ident, to, msg)
+
+    def _release_stall(self, src: SimNode, msg: Release) -> float | None:
+        """A stalled connection holds every copy of one Release back by about the same time."""
+        key = (src.ident, msg.resource, msg.epoch, msg.round)
+        if key not in self._stalls:
+            stalled = self.rng.random() < self.p.release_delay
+            self._stalls[key] = self.rng.uniform(0.5, 3 * self.lc.acceptor_lease) if stalled else None
+        return self._stalls[key]
 
     def _schedule_tick(self, node: SimNode) -> None:
         nd = node.core.next_deadline()
@@ -447,6 +458,8 @@ class Simulation:
         now = node.local(self.t)
         if res in node.core.held(now) and self.rng.random() < 0.5:
             self._apply(node, node.core.release(res, now))
+            if self.rng.random() < self.p.reclaim:
+                self._push(self.t + self.rng.uniform(0.1, 6.0), "claim", node.ident, res)
         elif self.rng.random() < 0.8:
             self._apply(node, node.core.claim(res, self.rng.choice([0.5, 2.0, 6.0, 20.0]), now))
 
@@ -518,18 +531,21 @@ class Simulation:
         fresh = [n.ident for n in self.nodes if n.alive and n.ident not in cur.stewards and n is not h]
         if not fresh:
             return
+        removable = [st for st in cur.stewards if st != spared]
+        if not removable:
+            return
         add = (*cur.stewards, self.rng.choice(fresh))
-        gone = self.rng.choice([st for st in cur.stewards if st != spared])
+        gone = self.rng.choice(removable)
         self._log(f"strike: pause {holder}; {node.ident} adds then removes {gone}")
         try:
             self._apply(node, node.core.propose_config(add, node.local(self.t)))
         except ConfigError:
             return
         self._push(self.t + self.rng.uniform(0.05, 0.3), "remove", node.ident, gone)
-        for _ in range(4):
+        for _ in range(6):
             other = self._random_live(exclude=h)
             if other is not None:
-                self._push(self.t + self.rng.uniform(0.2, 2.5), "claim", other.ident, res)
+                self._push(self.t + self.rng.uniform(0.2, 1.8), "claim", other.ident, res)
 
     def _reconfig(self, follow_up: bool) -> None:
         if not follow_up and self.rng.random() >= self.p.reconfig_rate * 3:
