@@ -57,8 +57,12 @@ def secure_channel(address: str, creds: security.Credentials) -> grpc.aio.Channe
 
 async def link_call(
     channel: grpc.aio.Channel, frames: Sequence[pb.PeerFrame | bytes], timeout: float = CALL_TIMEOUT
-) -> tuple[grpc.StatusCode, list[bytes]]:
-    """Send `frames` on one Peer.Link stream (bytes go out raw), half-close, read all: (status, replies)."""
+) -> tuple[grpc.StatusCode | None, list[bytes]]:
+    """Send `frames` on one Peer.Link stream (bytes go out raw), half-close, read all: (status, replies).
+
+    The status is None when the server ended the stream while we were still writing: the client library then
+    reports its own INTERNAL error and the server's status is lost (the node's log is checked instead).
+    """
     raw = channel.stream_stream(
         "/mesh.v1.Peer/Link", request_serializer=lambda b: b, response_deserializer=lambda b: b
     )
@@ -68,13 +72,23 @@ async def link_call(
         for f in frames:
             await call.write(f if isinstance(f, bytes) else f.SerializeToString())
         await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        # The server ended the call while we were still writing: the client library reports that as its own
+        # INTERNAL/"execute_batch" error; what the server said is the call's final status, read below.
+        pass
+    try:
         async for r in call:
             replies.append(r)
     except grpc.aio.AioRpcError as e:
-        return e.code(), replies
-    except asyncio.InvalidStateError:  # the server ended the call while we were still writing
-        pass
-    return await call.code(), replies
+        return _server_code(e.code(), e.details()), replies
+    return _server_code(await call.code(), await call.details()), replies
+
+
+def _server_code(code: grpc.StatusCode, details: str | None) -> grpc.StatusCode | None:
+    """The status the server sent, or None where the client library replaced it with its own write error."""
+    if code == grpc.StatusCode.INTERNAL and (details or "").startswith("Internal error from Core"):
+        return None
+    return code
 
 
 def node_json(proc: Proc, mesh: Mesh) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""Every bound on what a peer or a control client can make a node hold or do, in one place.
+
+A peer is authenticated (mutual TLS with the mesh CA) before any of these apply, so they do not stop an
+attacker outside the mesh (the handshake does); they stop a buggy or runaway member, or a stolen leaf, from
+taking a node down: memory, CPU, log volume and store writes all stay bounded. Exceeding one gets the
+gRPC status in the comment and one log line; the node carries on. Per-field rules (name syntax, text
+lengths, progress range, finite times) live in `mesh.core.validate`.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- both servers
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""Largest gRPC message either API accepts or sends (RESOURCE_EXHAUSTED, from gRPC itself).
+
+gRPC buffers and parses a whole message before our code sees it, so this is the memory one message can
+force. Real frames are far smaller: a hello or status < 2 KiB, a full gossip list (MAX_GOSSIP_PEERS refs)
+~60 KiB. gRPC's default is 4 MiB; 1 MiB still leaves a wide margin for batched traffic while cutting what
+MAX_LINKS_PER_PEER streams x peers can pin at once by four."""
+
+# ---------------------------------------------------------------- peer API (per authenticated identity)
+
+HELLO_TIMEOUT = 3.0
+"""Seconds an accepted Link may wait for its Hello (and a dialer for the answer); then it is closed."""
+
+MAX_LINKS_PER_PEER = 4
+"""Concurrent Link streams one node id (the certificate's CN) may hold open (RESOURCE_EXHAUSTED).
+
+A pair needs one link; a simultaneous dial from both ends briefly makes two, and a reconnect overlaps the
+old stream while it drains. More than four is a loop gone wrong or a slow-loris."""
+
+PEER_ACCEPT_RATE = 2.0
+PEER_ACCEPT_BURST = 20
+"""New Link streams per second one node id may open, sustained / in a burst (RESOURCE_EXHAUSTED).
+
+Each accepted link may rejoin the member under a new incarnation (a log line, events, a store write).
+Legitimate redials back off from 0.2 s to 5 s, so twenty in a row is already a reconnect storm."""
+
+LINK_FRAME_RATE = 2000.0
+LINK_FRAME_BURST = 4000
+"""Frames per second one link may deliver, sustained / in a burst (token bucket; RESOURCE_EXHAUSTED and the
+link is closed). Membership needs a few per second (heartbeats, status, gossip); claims and messages ride
+the same stream and batch into frames. An unbatched stream tops out near 9k frames/s here, so a peer that
+saturates a link trips it, and normal traffic is hundreds of times below it."""
+
+LINK_BYTE_RATE = 8 * 1024 * 1024
+LINK_BYTE_BURST = 16 * 1024 * 1024
+"""Bytes per second one link may deliver (serialized frame sizes), sustained / in a burst (token bucket;
+RESOURCE_EXHAUSTED and the link is closed): bounds parse work when frames are large."""
+
+MAX_GOSSIP_PEERS = 256
+"""Node refs in one Gossip frame (RESOURCE_EXHAUSTED). A mesh is tens of nodes; the list is a hint."""
+
+MAX_GOSSIP_DIALS = 32
+"""Dials started from gossip that may be under way at once; further hints are dropped (they come again
+with the next gossip). Stops one frame of fake addresses from making the node dial hundreds of hosts."""
+
+REJECT_DETAIL_MAX = 256
+"""Characters of a peer's Reject detail kept (the rest is cut) before it reaches an error or the log."""
+
+PEER_MAX_CONCURRENT_RPCS = 1024
+"""RPCs the peer server runs at once over all peers (RESOURCE_EXHAUSTED from gRPC): a backstop for
+identities minted with a stolen CA key, which MAX_LINKS_PER_PEER alone cannot bound."""
+
+PEER_MAX_STREAMS_PER_CONNECTION = 32
+"""HTTP/2 concurrent streams per TCP connection (further streams wait at the client). A node opens one
+channel per peer and one Link on it."""
+
+# ---------------------------------------------------------------- control API (unix socket, same uid)
+
+CONTROL_MAX_CONCURRENT_RPCS = 256
+"""RPCs the control server runs at once (RESOURCE_EXHAUSTED from gRPC); meshctl uses one at a time."""
+
+MAX_WATCHERS = 64
+"""Concurrent Watch streams (RESOURCE_EXHAUSTED): each holds a queue and gets every event."""
+
+WATCH_QUEUE_MAX = 10_000
+"""Events queued for one watcher that is not reading; beyond it the watch ends (RESOURCE_EXHAUSTED) instead
+of growing without bound. A reader that keeps up never holds more than a handful."""
