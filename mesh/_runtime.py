@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from mesh import limits
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
-from mesh._transport import codec
+from mesh._transport import codec, guard
 from mesh._transport import peer as _peer
 from mesh._transport.peer import CHANNEL_OPTIONS, EOF, SERVER_OPTIONS, Link, frame
 from mesh.clock import BootClock, Clock, wall
@@ -38,7 +39,15 @@ from mesh.core.membership import (
     StatusChanged,
 )
 from mesh.core.status import StatusRecord
-from mesh.errors import ConfigError, InvalidInput, MeshError, NameTaken, NodeUnavailable
+from mesh.errors import (
+    ConfigError,
+    InvalidInput,
+    LimitExceeded,
+    MeshError,
+    NameTaken,
+    NodeUnavailable,
+    ProtocolError,
+)
 from mesh.events import MemberEvent, MemberView
 from mesh.paths import (
     NodeLock,
@@ -58,7 +67,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mesh")
 
-HELLO_TIMEOUT = 3.0
+HELLO_TIMEOUT = limits.HELLO_TIMEOUT
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
 
@@ -66,6 +75,7 @@ REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
 @dataclass
 class _Watcher:
     queue: asyncio.Queue[MemberEvent | None]
+    overflowed: bool = False
 
 
 class NodeRuntime:
@@ -104,6 +114,8 @@ class NodeRuntime:
         self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
+        self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
+        self._admission = guard.PeerAdmission()  # inbound Link streams per peer identity
         # Test-only partitions (MESH_TEST_FAULTS=FILE, see mesh/testing/faults.py); None in normal use.
         self._faults = faults.from_env(self.config.name)
 
@@ -143,7 +155,11 @@ class NodeRuntime:
                 log.warning("created credentials for mesh %r (CA %s) under %s; other machines join with "
                             "'meshctl join-token' / 'meshctl init --from TOKEN'", cfg.mesh,
                             self.credentials.fingerprint, self.home)  # fmt: skip
-        self._peer_server = grpc.aio.server(options=SERVER_OPTIONS)
+        self._peer_server = grpc.aio.server(
+            options=SERVER_OPTIONS,
+            interceptors=[guard.SafeDecode()],
+            maximum_concurrent_rpcs=limits.PEER_MAX_CONCURRENT_RPCS,
+        )
         pbg.add_PeerServicer_to_server(_PeerServicer(self), self._peer_server)
         listen = f"{cfg.bind}:{cfg.port}"
         if self.credentials is not None:
@@ -442,10 +458,17 @@ class NodeRuntime:
             return
         ev = MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous)
         for w in self._watchers:
-            w.queue.put_nowait(ev)
+            if w.queue.qsize() < limits.WATCH_QUEUE_MAX:
+                w.queue.put_nowait(ev)
+            elif not w.overflowed:  # a watcher that stopped reading: end it rather than grow without bound
+                w.overflowed = True
+                w.queue.put_nowait(None)
 
     async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
         """Events as they happen (after a snapshot of every member, if asked), until the node stops."""
+        if len(self._watchers) >= limits.MAX_WATCHERS:
+            log.warning("refused a watch: %d watchers already", len(self._watchers))
+            raise LimitExceeded(f"too many watchers (at most {limits.MAX_WATCHERS})")
         w = _Watcher(asyncio.Queue())
         if snapshot:
             for m in self._m.snapshot():
@@ -455,6 +478,9 @@ class NodeRuntime:
             while True:
                 ev = await w.queue.get()
                 if ev is None:
+                    if w.overflowed:
+                        log.warning("ended a watch that fell %d events behind", limits.WATCH_QUEUE_MAX)
+                        raise LimitExceeded(f"watch fell {limits.WATCH_QUEUE_MAX} events behind; watch again")
                     return
                 yield ev
         finally:
@@ -549,11 +575,14 @@ class NodeRuntime:
         self._apply(self._m.heard(link.peer.node_id, now))
         if f.HasField("status"):
             record = codec.status_from_pb(f.status)
-            if record.node_id != link.peer.node_id:
-                raise InvalidInput("a peer may only publish its own status")
+            if record.node_id != link.peer.node_id or record.incarnation != link.peer.incarnation:
+                raise InvalidInput("a peer may only publish its own status (this incarnation's)")
             self._apply(self._m.status_update(record, now))
         if f.HasField("gossip"):
-            for ref in f.gossip.peers[:256]:
+            if len(f.gossip.peers) > limits.MAX_GOSSIP_PEERS:
+                n, most = len(f.gossip.peers), limits.MAX_GOSSIP_PEERS
+                raise LimitExceeded(f"gossip lists {n} peers (at most {most})")
+            for ref in f.gossip.peers:
                 try:
                     info = codec.peer_from_pb(ref)
                 except InvalidInput:
@@ -562,7 +591,8 @@ class NodeRuntime:
         if f.claims:
             self.claims.on_frames(link, f.claims)
         if f.HasField("leave"):
-            self._apply(self._m.left(link.peer.node_id, now, f"left: {f.leave.reason[:128]}"))
+            reason = validate.text(f.leave.reason, "leave reason")  # it goes to the log and to watchers
+            self._apply(self._m.left(link.peer.node_id, now, f"left: {reason}"))
 
     def link_down(self, link: Link) -> None:
         """A link ended (EOF, error, or we closed it)."""
@@ -632,7 +662,14 @@ class NodeRuntime:
             and m.state in (Liveness.DEAD, Liveness.LEFT)
         ):
             return
-        self._spawn(self._dial_quietly(info.address, info.node_id), f"dial-{info.address}")
+        if self._gossip_dials >= limits.MAX_GOSSIP_DIALS or info.address in self._dialing:
+            return  # a hint, not an order: it comes again with the next gossip
+        self._gossip_dials += 1
+        task = self._spawn(self._dial_quietly(info.address, info.node_id), f"dial-{info.address}")
+        task.add_done_callback(self._gossip_dial_done)
+
+    def _gossip_dial_done(self, _: asyncio.Task[Any]) -> None:
+        self._gossip_dials -= 1
 
     def _gossip_new(self, info: PeerInfo) -> None:
         msg = frame(gossip=pb.Gossip(peers=[codec.peer_to_pb(info)]))
@@ -674,9 +711,10 @@ class NodeRuntime:
                 raise NodeUnavailable(f"peer {address} closed the link")
             if first.HasField("reject"):
                 call.cancel()
+                detail = repr(first.reject.detail[: limits.REJECT_DETAIL_MAX])[1:-1]  # no raw control chars
                 if first.reject.reason == pb.Reject.NAME_TAKEN:
-                    raise NameTaken(f"cannot join mesh {self.config.mesh!r}: {first.reject.detail}")
-                raise NodeUnavailable(f"peer {address} refused the link: {first.reject.detail}")
+                    raise NameTaken(f"cannot join mesh {self.config.mesh!r}: {detail}")
+                raise NodeUnavailable(f"peer {address} refused the link: {detail}")
             if not first.HasField("hello"):
                 call.cancel()
                 raise NodeUnavailable(f"peer {address} broke the protocol (no hello)")
@@ -729,15 +767,19 @@ class NodeRuntime:
 
     async def _run_outbound(self, link: Link, call: Any, channel: grpc.aio.Channel) -> None:
         writer = asyncio.ensure_future(link.run_writer())
+        budget = guard.FrameBudget(self.clock.now())
         try:
             while True:
                 f = await call.read()
                 if f is EOF:
                     break
                 try:
+                    budget.charge(f.ByteSize(), self.clock.now())
                     self.on_frame(link, f)
                 except MeshError as e:
-                    log.warning("bad frame from %s: %s", link.peer.name, e)
+                    # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.
+                    log.warning("closing the link to %s: bad frame: %s", link.peer.name, e)
+                    break
         except grpc.aio.AioRpcError as e:
             log.debug("%r ended: %s", link, _why(e))
         finally:
@@ -787,32 +829,52 @@ class _PeerServicer(pbg.PeerServicer):
 
     def __init__(self, rt: NodeRuntime) -> None:
         self.rt = rt
+        self._log_limit = guard.LogLimiter()
+
+    def _refusal(self, key: str, msg: str, *args: Any) -> None:
+        """Log a refused link or frame: a few lines per peer, then one per 10 s (no flood)."""
+        if self._log_limit.allow(key, self.rt.clock.now()):
+            log.warning(msg, *args)
 
     async def Link(self, request_iterator: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        rt = self.rt
+        # Admission by the certificate's identity before anything is read, so that streams held open without
+        # a hello (slow-loris) count too. Plaintext (benchmarks only) has no identity: count by address.
+        who = rt.credentials.peer_identity(context) if rt.credentials is not None else None
+        key = who or str(context.peer())
+        try:
+            rt._admission.admit(key, rt.clock.now())
+        except LimitExceeded as e:
+            self._refusal(key, "refused a link from %s (%s): %s", key, context.peer(), e)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+        try:
+            await self._serve(context, who, key)
+        finally:
+            rt._admission.release(key)
+
+    async def _serve(self, context: grpc.aio.ServicerContext[Any, Any], who: str | None, key: str) -> None:
         rt = self.rt
         try:
             first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT)
         except TimeoutError:
             return
         if first is EOF or not isinstance(first, pb.PeerFrame) or not first.HasField("hello"):
+            why = first.reason if isinstance(first, guard.Undecodable) else "not a hello"
+            self._refusal(key, "refused a link from %s: first frame %s", key, why)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first frame must be a hello")
             return
-        if rt.credentials is not None:
-            who = rt.credentials.peer_identity(context)
-            if who is None or who != first.hello.node.node_id:
-                log.warning("refused a link from %s: its certificate is not for node %r", context.peer(),
-                            first.hello.node.node_id[:64])  # fmt: skip
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED, "certificate does not match the node id"
-                )
-                return
+        if rt.credentials is not None and (who is None or who != first.hello.node.node_id):
+            self._refusal(key, "refused a link from %s: its certificate is not for node %r", context.peer(),
+                          first.hello.node.node_id[:64])  # fmt: skip
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "certificate does not match the node id")
+            return
         try:
             info, status = rt.check_hello(first.hello)
         except _Refusal as r:
             await context.write(frame(reject=pb.Reject(reason=r.reason, detail=r.detail)))  # type: ignore[arg-type]
             return
         except InvalidInput as e:
-            log.warning("refused a link from %s: %s", context.peer(), e)
+            self._refusal(key, "refused a link from %s: %s", key, e)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad hello: {e}")
             return
         if rt._stopping or rt.membership is None:
@@ -828,24 +890,37 @@ class _PeerServicer(pbg.PeerServicer):
             return
         reader = asyncio.ensure_future(self._read_loop(link, context))
         writer = asyncio.ensure_future(link.run_writer())
+        violation: MeshError | None = None
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled():
+                violation = reader.result()
         finally:
             link.close()
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(writer, 1.0)
             rt.link_down(link)
+        if violation is not None:
+            self._refusal(key, "closed the link from %s: %s", link.peer.name, violation)
+            await context.abort(violation.grpc_status, str(violation))
 
-    async def _read_loop(self, link: _peer.Link, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    async def _read_loop(
+        self, link: _peer.Link, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> MeshError | None:
+        """Feed frames to the runtime until the peer ends; the first violation ends the link (returned)."""
+        budget = guard.FrameBudget(self.rt.clock.now())
         while True:
             try:
                 f = await context.read()
             except grpc.aio.AioRpcError:
-                return
+                return None
             if f is EOF:
-                return
+                return None
+            if isinstance(f, guard.Undecodable):
+                return ProtocolError(f"undecodable frame: {f.reason}")
             try:
+                budget.charge(f.ByteSize(), self.rt.clock.now())
                 self.rt.on_frame(link, f)
             except MeshError as e:
-                log.warning("bad frame from %s: %s", link.peer.name, e)
+                return e

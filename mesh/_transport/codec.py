@@ -44,6 +44,7 @@ def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
         validate.name(m.role, "role")
     if m.address:
         validate.address(m.address)
+    validate.wall_time(m.started_at, "started_at")  # stewards are chosen by age: NaN would break the sort
     return PeerInfo(
         node_id=m.node_id,
         incarnation=m.incarnation,
@@ -72,6 +73,10 @@ def status_to_pb(s: StatusRecord) -> pb.Status:
 
 
 def status_from_pb(m: pb.Status) -> StatusRecord:
+    # Wall times are display only, but every node renders them (datetime, JSON): NaN/inf must not get in.
+    validate.wall_time(m.updated_at, "updated_at")
+    for c in m.claims[:257]:
+        validate.wall_time(c.expires_at, "claim expires_at")
     return StatusRecord(
         node_id=m.node_id,
         incarnation=m.incarnation,

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from mesh import limits
 from mesh._claims import ClaimResult, check_ttl, split_resource
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
-from mesh._transport import codec
+from mesh._transport import codec, guard
 from mesh._transport.codec import event_to_pb, view_to_pb
 from mesh._transport.status import streaming, unary
 from mesh._version import __version__
+from mesh.core import validate
 from mesh.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -124,13 +126,21 @@ class ControlServicer(pbg.ControlServicer):
 
     @unary
     async def Shutdown(self, request: pb.ShutdownRequest, context: Ctx) -> pb.Empty:
-        self.rt.request_stop(request.reason or "meshctl down")
+        reason = validate.text(request.reason, "reason")  # it is logged and sent to every peer
+        self.rt.request_stop(reason or "meshctl down")
         return pb.Empty()
 
 
 async def serve_control(rt: NodeRuntime, path: Path) -> grpc.aio.Server:
     """Start the control server on a unix socket that only this user can use."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
+        ],
+        interceptors=[guard.SafeDecode()],
+        maximum_concurrent_rpcs=limits.CONTROL_MAX_CONCURRENT_RPCS,
+    )
     pbg.add_ControlServicer_to_server(ControlServicer(rt), server)
     # umask first, so the socket is never briefly open to others between bind and chmod.
     old = os.umask(0o177)

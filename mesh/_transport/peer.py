@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from mesh import limits
 from mesh._proto import mesh_pb2 as pb
 from mesh.core.membership import PeerInfo
 
@@ -26,7 +27,7 @@ EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]
 # Frames queued to a peer that stopped reading (SIGSTOP, partition) are bounded; beyond this, heartbeats
 # (which only matter when fresh) are dropped first.
 QUEUE_SOFT_LIMIT = 1000
-MAX_FRAME_BYTES = 4 * 1024 * 1024
+MAX_FRAME_BYTES = limits.MAX_MESSAGE_BYTES  # see mesh/limits.py for why 1 MiB
 
 # Keepalive pings let a half-open TCP connection (peer host vanished) be noticed by the transport too.
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -46,7 +47,7 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
-    ("grpc.max_concurrent_streams", 256),
+    ("grpc.max_concurrent_streams", limits.PEER_MAX_STREAMS_PER_CONNECTION),
 ]
 
 

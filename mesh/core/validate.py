@@ -5,6 +5,7 @@ Pure functions: each returns the cleaned value or raises InvalidInput naming the
 
 from __future__ import annotations
 
+import math
 import re
 
 from mesh.errors import InvalidInput
@@ -17,20 +18,41 @@ ID_MAX = 64
 NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_HOST = re.compile(r"[A-Za-z0-9._:%-]{1,255}")  # IPv4, IPv6 (with a %zone), or a DNS name
+
+
+def _shown(value: object) -> str:
+    """A rejected value as error messages (and so logs) show it: repr'd (no raw control characters), cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def name(value: str, field: str = "name") -> str:
     """A session, role or mesh name."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInput(f"invalid {field} {value!r}: use {NAME_RULE}")
+        raise InvalidInput(f"invalid {field} {_shown(value)}: use {NAME_RULE}")
     return value
 
 
 def ident(value: str, field: str = "id") -> str:
     """A node id or incarnation (opaque, url-safe)."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise InvalidInput(f"invalid {field} {value!r}: 1-64 characters from A-Z a-z 0-9 _ -")
+        raise InvalidInput(f"invalid {field} {_shown(value)}: 1-64 characters from A-Z a-z 0-9 _ -")
     return value
+
+
+WALL_MAX = 1e10  # unix seconds, year 2286: far beyond any real clock, still a valid datetime everywhere
+
+
+def wall_time(value: float, field: str) -> float:
+    """A wall-clock time from a peer (display only): finite and from 0 to WALL_MAX.
+
+    NaN, infinities or absurd values would otherwise break whoever renders them (a datetime, JSON) or sorts
+    by them, on every node the record reaches.
+    """
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= WALL_MAX:
+        raise InvalidInput(f"{field} must be a unix time from 0 to {WALL_MAX:.0e}, not {_shown(value)}")
+    return float(value)
 
 
 def text(value: str, field: str, limit: int = TEXT_MAX) -> str:
@@ -52,15 +74,18 @@ def progress(value: int) -> int:
 def address(value: str, field: str = "address") -> tuple[str, int]:
     """host:port (IPv6 hosts in brackets) -> (host, port)."""
     if not value or len(value) > ADDRESS_MAX:
-        raise InvalidInput(f"invalid {field} {value!r}: expected HOST:PORT")
+        raise InvalidInput(f"invalid {field} {_shown(value)}: expected HOST:PORT")
     host, sep, port_s = value.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
-        raise InvalidInput(f"invalid {field} {value!r}: expected HOST:PORT")
+    if not sep or not host or not port_s.isascii() or not port_s.isdigit() or len(port_s) > 5:
+        raise InvalidInput(f"invalid {field} {_shown(value)}: expected HOST:PORT")
     port = int(port_s)
     if not 0 < port < 65536:
-        raise InvalidInput(f"invalid {field} {value!r}: port must be 1-65535")
+        raise InvalidInput(f"invalid {field} {_shown(value)}: port must be 1-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if any(c.isspace() for c in host):
-        raise InvalidInput(f"invalid {field} {value!r}: host has spaces")
+        raise InvalidInput(f"invalid {field} {_shown(value)}: host has spaces")
+    # Addresses travel in gossip and end up in logs and dials: an IP literal or a DNS name, nothing else.
+    if not _HOST.fullmatch(host):
+        raise InvalidInput(f"invalid {field} {_shown(value)}: host must be an IP address or a DNS name")
     return host, port
