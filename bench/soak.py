@@ -24,11 +24,16 @@ def summary(res: NemesisResult, cfg: NemesisConfig) -> str:
     rep = res.report
     gaps = sorted(rep.handover_gaps)
     o = res.outcomes
+    settle = sorted(res.settle_times)
     rows = [
         ("seed", str(cfg.seed)),
         ("nodes / resources / lease", f"{cfg.nodes} / {cfg.resources} / {cfg.lease:g} s"),
         ("duration", f"{res.seconds:.0f} s"),
-        *((f"nemesis: {k}", str(res.actions[k])) for k in cfg.kinds),
+        *(
+            (f"nemesis: {k}", str(res.actions[k]))
+            for k in (*cfg.kinds, "recover")
+            if res.actions[k] or k != "recover"
+        ),
         ("claims granted / denied / no quorum", f"{o['granted']} / {o['denied']} / {o['no_quorum']}"),
         ("claim calls failed (node down)", str(res.outcomes["node_unavailable"])),
         ("acquisitions (histories)", str(rep.acquisitions)),
@@ -36,6 +41,8 @@ def summary(res: NemesisResult, cfg: NemesisConfig) -> str:
         ("handovers", str(rep.handovers)),
         ("takeovers (holder never released)", str(rep.takeovers)),
         ("handover gap p50 / max", f"{_p(gaps, 50):.2f} s / {rep.max_gap:.2f} s"),
+        ("steward set whole again p50 / max", f"{_p(settle, 50):.1f} s / {_p(settle, 100):.1f} s"),
+        ("faults it never recovered from", str(res.actions["unsettled"] + res.actions["recover"])),
         ("max concurrent holders", str(rep.max_concurrent)),
         ("unreadable history lines", str(rep.bad_lines)),
         ("VIOLATIONS", str(len(rep.violations))),

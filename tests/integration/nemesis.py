@@ -47,6 +47,7 @@ class NemesisConfig:
     seed: int = 0
     kinds: tuple[str, ...] = KINDS
     log: bool = False
+    settle_timeout: float = 20.0
 
     @property
     def acceptor_lease(self) -> float:
@@ -62,6 +63,7 @@ class NemesisResult:
     actions: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     report: CheckReport = field(default_factory=CheckReport)
+    settle_times: list[float] = field(default_factory=list)
     history_dir: Path | None = None
 
 
@@ -92,6 +94,7 @@ class Nemesis:
         self.stopped: set[str] = set()
         self.actions: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        self.settle_times: list[float] = []
         self._stop = asyncio.Event()
 
     def say(self, msg: str) -> None:
@@ -238,6 +241,55 @@ class Nemesis:
         finally:
             self.partition_file.write_text("")
 
+    async def steward_state(self) -> tuple[bool, int]:
+        """(whole again?, most stewards any node sees as live current identities)."""
+        from mesh.client import connect
+
+        idents: set[str] = set()
+        epochs: set[int] = set()
+        sizes: set[int] = set()
+        views: list[set[str]] = []
+        for name in self.names:
+            async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
+                info = await asyncio.wait_for(c.info(), 2.0)
+                members = await asyncio.wait_for(c.members(), 2.0)
+            idents.add(f"{info.node_id}/{info.incarnation}")
+            epochs.add(info.epoch)
+            sizes.add(len(info.stewards))
+            views.append(
+                {f"{m.node_id}/{m.incarnation}" for m in members if m.steward and m.state == "alive"}
+            )
+        live = [len(v & idents) for v in views]
+        want = min(3, len(self.names))
+        whole = len(epochs) == 1 and sizes == {want} and min(live) == want
+        return whole, max(live)
+
+    async def settle(self, timeout: float) -> None:
+        """After a fault: wait for a whole steward set; run the recovery if its majority is gone."""
+        from mesh.client import connect
+
+        t0 = time.monotonic()
+        live = 0
+        while time.monotonic() - t0 < timeout:
+            with contextlib.suppress(Exception):
+                whole, live = await self.steward_state()
+                if whole:
+                    self.settle_times.append(time.monotonic() - t0)
+                    self.say(f"steward set whole after {self.settle_times[-1]:.1f} s")
+                    return
+            await asyncio.sleep(0.2)
+        if live * 2 > min(3, len(self.names)) or live == 0:
+            self.say(f"steward set not whole after {timeout:.0f} s (a live majority remains)")
+            self.actions["unsettled"] += 1
+            return
+        # A live minority of the stewards is all that is left (faults outpaced replacement): the documented
+        # recovery. (0 live means we could not tell: never recover blind, it is unsafe if they live.)
+        name = self.rng.choice(self.names)
+        self.say(f"steward majority gone ({live} live): recovery (meshctl stewards --recover) on {name}")
+        self.actions["recover"] += 1
+        async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
+            await c.recover_stewards()
+
     async def nemesis(self, end: float) -> None:
         faults = {"kill": self.kill, "pause": self.pause, "partition": self.partition}
         while True:
@@ -249,6 +301,7 @@ class Nemesis:
                     return
                 await faults[kind]()
                 self.actions[kind] += 1
+                await self.settle(self.cfg.settle_timeout)
 
     # ------------------------------------------------------------------ run
 
@@ -274,7 +327,8 @@ class Nemesis:
                     raise t.exception()  # type: ignore[misc]
         elapsed = time.monotonic() - t0
         await asyncio.to_thread(self.mesh.cleanup)
-        return NemesisResult(elapsed, self.actions, self.outcomes, check_dir(self.history), self.history)
+        report = check_dir(self.history)
+        return NemesisResult(elapsed, self.actions, self.outcomes, report, self.settle_times, self.history)
 
 
 def run_nemesis(home: Path, cfg: NemesisConfig) -> NemesisResult:

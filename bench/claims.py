@@ -1,0 +1,264 @@
+"""Claims benchmarks on real node processes: uncontended latency, contended handovers, SIGKILL → reclaim.
+
+Every node is a foreground `meshctl up` process on 127.0.0.1 (TLS on, seeds, no mDNS) under a throwaway
+home. Figures come from a long-lived `mesh.client.Client` on one node's control socket — the path
+`meshctl claim` and the embedding take — so they include the control hop (unix-socket gRPC) as well as the
+PaxosLease rounds (Prepare + Accept to the stewards over the peer links).
+
+- uncontended: claim + release rounds on one resource; the claim call, the release call and the round are
+  timed. The steward set grows by itself (3 stewards, 5 once the mesh has ≥ 7 nodes, one change per D_A):
+  a 12-node mesh is measured while it has 3 stewards and again once it has 5. The claimant's node is not
+  a steward where the mesh has one that is not (all acceptors remote). The etcd lock round
+  (grant + lock + unlock + revoke) is compared with our claim + release round.
+- contended: 4 claimants on 4 nodes loop claim(wait) → release on one resource; a handover is a grant to
+  a different claimant than the previous one (as etcd's reference counts it).
+- SIGKILL → reclaim: a non-steward holder is SIGKILLed; another node, claiming with --wait, gets it after
+  the acceptors' lease D_A runs out. Target: lease + 2 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bench import refs
+from bench.membership import Cluster, cluster
+from bench.procs import free_ports, summarize_s
+from bench.sections import Context, section
+
+_RES_TYPE = "bench"
+
+
+@dataclass
+class Mesh:
+    """A running cluster with its node names (n00 first; every node seeds from n00)."""
+
+    c: Cluster
+    names: list[str]
+    args: dict[str, list[str]]
+
+    def start(self, name: str) -> None:
+        self.c.start(name, *self.args[name])
+
+
+@contextlib.contextmanager
+def mesh(n: int, lease: float | None = None) -> Iterator[Mesh]:
+    """`n` node processes of a fresh mesh (default lease unless `lease`); killed on exit."""
+    with cluster() as c:
+        names = [f"n{i:02d}" for i in range(n)]
+        ports = free_ports(n)
+        extra = ["--lease", str(lease)] if lease else []
+        args = {
+            name: ["--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}", *extra]
+            for i, name in enumerate(names)
+        }
+        m = Mesh(c, names, args)
+        for name in names:
+            m.start(name)
+        yield m
+
+
+async def _client(m: Mesh, name: str, timeout: float = 20.0) -> Any:
+    from mesh.client import connect
+    from mesh.errors import MeshError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            c = await connect(name, mesh=m.c.mesh, home=m.c.home)
+            await c.info()
+            return c
+        except MeshError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def _answers(m: Mesh, name: str) -> None:
+    """Until `name`'s node answers on its control socket."""
+    c = await _client(m, name)
+    await c.close()
+
+
+async def _wait_stewards(m: Mesh, want: int, timeout: float) -> tuple[float, Any]:
+    """Wait until every node knows a config of `want` stewards; (seconds waited, info of n00)."""
+    t0 = time.monotonic()
+    clients = [await _client(m, n) for n in m.names]
+    try:
+        while True:
+            infos = await asyncio.gather(*(c.info() for c in clients))
+            if all(len(i.stewards) == want and i.epoch == infos[0].epoch for i in infos):
+                return time.monotonic() - t0, infos[0]
+            if time.monotonic() - t0 > timeout:
+                got = sorted({len(i.stewards) for i in infos})
+                raise TimeoutError(f"{want} stewards not reached within {timeout:.0f} s (have {got})")
+            await asyncio.sleep(0.05)
+    finally:
+        for c in clients:
+            await c.close()
+
+
+async def _non_stewards(m: Mesh, stewards: tuple[str, ...]) -> list[str]:
+    out = []
+    for name in m.names:
+        c = await _client(m, name)
+        try:
+            i = await c.info()
+        finally:
+            await c.close()
+        if f"{i.node_id}/{i.incarnation}" not in stewards:
+            out.append(name)
+    return out
+
+
+@dataclass
+class Rounds:
+    claim: list[float]
+    release: list[float]
+    round: list[float]
+    epoch_changed: bool
+
+
+async def uncontended(m: Mesh, node: str, n: int, warmup: int) -> Rounds:
+    """`n` timed claim + release rounds on one resource through `node`'s control socket."""
+    c = await _client(m, node)
+    item = f"u-{random.getrandbits(32):x}"
+    resource = f"{_RES_TYPE}/{item}"
+    out = Rounds([], [], [], False)
+    pc = time.perf_counter
+    try:
+        epoch0 = (await c.info()).epoch
+        for i in range(warmup + n):
+            t0 = pc()
+            await c.claim_once(resource, 60.0, 5.0)
+            t1 = pc()
+            await c.release(_RES_TYPE, item)
+            t2 = pc()
+            if i >= warmup:
+                out.claim.append(t1 - t0)
+                out.release.append(t2 - t1)
+                out.round.append(t2 - t0)
+        out.epoch_changed = (await c.info()).epoch != epoch0
+    finally:
+        await c.close()
+    return out
+
+
+def _record_latency(ctx: Context, tag: str, r: Rounds, what: str) -> None:
+    cl, rel, rnd = summarize_s(r.claim), summarize_s(r.release), summarize_s(r.round)
+    note = f"n={cl.n}; {what}" + ("; a steward change ran meanwhile" if r.epoch_changed else "")
+    ctx.record(f"claim_p50_{tag}", cl.p50_ms, "ms", target=3.0, note=note)
+    ctx.record(f"claim_p99_{tag}", cl.p99_ms, "ms", target=10.0, note=f"max {cl.max_ms:.2f} ms")
+    ctx.record(f"release_p50_{tag}", rel.p50_ms, "ms", note=f"p99 {rel.p99_ms:.2f} ms")
+    ctx.record(f"round_p50_{tag}", rnd.p50_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P50, ref_is_target=True,
+               note="claim + release vs etcd grant + lock + unlock + revoke")  # fmt: skip
+    ctx.record(f"round_p99_{tag}", rnd.p99_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P99)
+
+
+async def contended(m: Mesh, nodes: list[str], seconds: float) -> tuple[int, int, float]:
+    """(acquisitions, handovers, elapsed) for claimants on `nodes` looping claim → release on one item."""
+    clients = [await _client(m, n) for n in nodes]
+    item = f"c-{random.getrandbits(32):x}"
+    resource = f"{_RES_TYPE}/{item}"
+    last: int | None = None
+    acquisitions = handovers = 0
+    start = time.perf_counter()
+    stop_at = start + seconds
+    end = start
+
+    async def worker(i: int) -> None:
+        nonlocal last, acquisitions, handovers, end
+        from mesh.errors import ClaimDenied, NoQuorum
+
+        while time.perf_counter() < stop_at:
+            try:
+                await clients[i].claim_once(resource, 60.0, max(0.1, stop_at - time.perf_counter()))
+            except (ClaimDenied, NoQuorum):
+                continue
+            acquisitions += 1
+            if last is not None and last != i:
+                handovers += 1
+            last = i
+            end = time.perf_counter()
+            await clients[i].release(_RES_TYPE, item)
+
+    try:
+        await asyncio.gather(*(worker(i) for i in range(len(clients))))
+    finally:
+        for c in clients:
+            await c.close()
+    return acquisitions, handovers, end - start
+
+
+async def sigkill_reclaim(m: Mesh, holder: str, claimant: str) -> float:
+    """Seconds from SIGKILL of `holder` (holding a claim) until `claimant`'s node is granted it."""
+    item = f"k-{random.getrandbits(32):x}"
+    resource = f"{_RES_TYPE}/{item}"
+    h = await _client(m, holder)
+    try:
+        await h.claim_once(resource, 3600.0, 5.0)
+    finally:
+        await h.close()
+    # Kill at a random point of the renewal cycle (the acceptors' lease runs from the last renewal).
+    await asyncio.sleep(random.uniform(0.3, 4.0))
+    c = await _client(m, claimant)
+    try:
+        os.kill(m.c.procs[holder].pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        await c.claim_once(resource, 60.0, 60.0)
+        return time.monotonic() - t0
+    finally:
+        await c.close()
+
+
+def _reclaims(ctx: Context, m: Mesh, holder: str, claimant: str, trials: int, lease: float) -> None:
+    times: list[float] = []
+    for _ in range(trials):
+        times.append(asyncio.run(sigkill_reclaim(m, holder, claimant)))
+        m.c.procs[holder].wait(timeout=10)
+        m.start(holder)  # same name and home: same node id, new incarnation
+        asyncio.run(_answers(m, holder))
+    tag = f"lease{lease:g}"
+    ctx.record(f"sigkill_reclaim_{tag}", max(times), "s", target=lease + 2.0,
+               note="worst of " + ", ".join(f"{t:.2f}" for t in times) + " s; 5 nodes")  # fmt: skip
+
+
+@section("claims", timeout_s=600, needs=("etcd",))
+def bench_claims(ctx: Context) -> None:
+    """Claims: uncontended claim p50/p99 (3/5/12 nodes, 3 and 5 stewards), contended handovers, reclaim."""
+    n, warmup = ctx.rounds(500, 100), 20
+    for size in (3, 5, 12):
+        with mesh(size) as m:
+            waited, info = asyncio.run(_wait_stewards(m, 3, 60))
+            ctx.log(f"{size} nodes: 3 stewards after {waited:.1f} s (epoch {info.epoch})")
+            node = (asyncio.run(_non_stewards(m, info.stewards)) or m.names)[-1]
+            where = "claimant's node is a steward" if size == 3 else "claimant's node is not a steward"
+            r = asyncio.run(uncontended(m, node, n, warmup))
+            _record_latency(ctx, f"{size}n_3s", r, f"{size} nodes, 3 stewards, {where}")
+            if size >= 7:
+                waited, info = asyncio.run(_wait_stewards(m, 5, 90))
+                ctx.log(f"{size} nodes: 5 stewards after {waited:.1f} s more (epoch {info.epoch})")
+                node = (asyncio.run(_non_stewards(m, info.stewards)) or m.names)[-1]
+                r = asyncio.run(uncontended(m, node, n, warmup))
+                _record_latency(ctx, f"{size}n_5s", r, f"{size} nodes, 5 stewards, {where}")
+            if size == 5:
+                secs = 3.0 if ctx.quick else 10.0
+                acq, hand, el = asyncio.run(contended(m, m.names[1:], secs))
+                ctx.record("contended_handovers", hand / el, "1/s", higher_is_better=True,
+                           ref=refs.ETCD_CONTENDED_HANDOVERS,
+                           note=f"4 claimants on 4 nodes, {el:.1f} s, {acq} grants "
+                                f"({acq / el:.0f}/s), {hand} to another claimant")  # fmt: skip
+                others = asyncio.run(_non_stewards(m, info.stewards))
+                if len(others) >= 2:
+                    _reclaims(ctx, m, others[0], others[1], ctx.rounds(3, 1), 10.0)
+    with mesh(5, lease=2.0) as m:
+        _, info = asyncio.run(_wait_stewards(m, 3, 60))
+        others = asyncio.run(_non_stewards(m, info.stewards))
+        _reclaims(ctx, m, others[0], others[1], ctx.rounds(5, 2), 2.0)
