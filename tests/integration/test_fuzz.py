@@ -67,7 +67,10 @@ INCS = ("inc-1", "inc-2", "inc-3")
 # Destructive by design (allowed to change state): called deliberately at the end, never at random.
 DESTRUCTIVE = {"Shutdown", "RecoverStewards"}
 STATUS_KEYS = ("action", "target", "phase", "progress", "note", "role", "status_version", "status_updated_at")
-BUDGET_S = 40.0  # hard cap on the random phases (Hypothesis example counts below normally finish well inside)
+
+# Hard caps per random phase, in seconds: the example counts normally finish inside them; on a slow CI
+# machine a cap ends its phase early instead of the run taking minutes. With the fixed parts: ~30-45 s.
+BUDGET_S = {"peer": 12.0, "peer-claims": 7.0, "control-status": 5.0, "control-raw": 5.0}
 
 HOSTILE_TEXTS = [
     "",
@@ -185,6 +188,10 @@ class Target:
         nid = f"fuzz-{self.identities}"
         return nid, self.ca.issue(nid)
 
+    def phase(self, name: str) -> None:
+        """Start a random phase: its own time budget."""
+        self.deadline = time.monotonic() + BUDGET_S[name]
+
     def out_of_time(self) -> bool:
         return time.monotonic() > self.deadline
 
@@ -211,7 +218,7 @@ def target(mesh: Mesh) -> Any:
         ca=security.load_ca(mesh.home, mesh.name),
         expected_self={},
         b_as_seen={},
-        deadline=time.monotonic() + BUDGET_S,
+        deadline=0.0,
     )
     before = t.members()
     t.expected_self = {k: before[a.node_id][k] for k in STATUS_KEYS}
@@ -344,7 +351,7 @@ def test_hostile_peers_and_control_clients_change_nothing(target: Target) -> Non
         items += draw(st.lists(st.one_of(frames(mesh_name, ids), raw_frames(mesh_name)), max_size=5))
         return items
 
-    @settings(max_examples=250, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=200, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(sessions())
     def peer_sessions(items: list[pb.PeerFrame | bytes]) -> None:
@@ -359,7 +366,33 @@ def test_hostile_peers_and_control_clients_change_nothing(target: Target) -> Non
         assert code in PEER_ALLOWED, (code, items[:3])
         t.check_intact(f"peer session {items!r:.300}")
 
+    # Claims messages only (past a good hello), so that they reach the claims core rather than being cut
+    # short by another bad field of the same frame.
+    claim_sessions = st.lists(
+        st.builds(lambda cs: pb.PeerFrame(claims=cs), st.lists(claim_msgs(), min_size=1, max_size=6)),
+        min_size=1,
+        max_size=4,
+    )
+
+    @settings(max_examples=80, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(claim_sessions, st.sampled_from(INCS))
+    def claims_sessions(frames_: list[pb.PeerFrame], inc: str) -> None:
+        if t.out_of_time():
+            return
+        me, creds = t.fresh()
+        for f in frames_:
+            _as(f, me)
+        items: list[pb.PeerFrame | bytes] = [hello(mesh_name, me, f"c{t.identities}", inc), *frames_]
+        code = _run(t.loop, _session(t.a.address, creds, items))
+        t.count("peer-claims", code)
+        assert code in PEER_ALLOWED, (code, items[:3])
+        t.check_intact(f"claims session {items!r:.300}")
+
+    t.phase("peer")
     peer_sessions()
+    t.phase("peer-claims")
+    claims_sessions()
     _peer_bounds(t)
     _control_fuzz(t)
     _final_checks(t)
@@ -462,8 +495,12 @@ def _peer_bounds(t: Target) -> None:
 
     n = limits.PEER_ACCEPT_BURST + 10
     codes = _run(t.loop, reconnects(n))
-    assert set(codes) <= {OK, EXHAUSTED, None} and codes.count(OK) >= limits.PEER_ACCEPT_BURST - 1, codes
-    assert codes[-1] == EXHAUSTED, codes
+    assert set(codes) <= {OK, EXHAUSTED, None}, codes
+    # The burst gets in (plus what refills meanwhile, at 2/s); the rest is refused (None: refused so fast that
+    # the client was still writing its hello; the node's log says why, once).
+    assert limits.PEER_ACCEPT_BURST - 1 <= codes.count(OK) <= limits.PEER_ACCEPT_BURST + 5, codes
+    assert codes[-1] != OK, codes
+    assert "new links/s from one peer" in node_log(t.a, t.mesh)
     t.check_intact("rapid reconnects")
 
 
@@ -536,7 +573,7 @@ def _control_fuzz(t: Target) -> None:
     )
     set_status = service.methods_by_name["SetStatus"]
 
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(update=updates)
     def status_updates(update: pb.StatusUpdate) -> None:
@@ -555,7 +592,7 @@ def _control_fuzz(t: Target) -> None:
         adopt_if_own_status(set_status, code, replies)
         t.check_intact(f"SetStatus {update!r:.300}")
 
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))  # fmt: skip
     @given(
         method=st.sampled_from(methods), payload=st.one_of(st.binary(max_size=48), raw_frames(t.mesh.name))
@@ -569,7 +606,9 @@ def _control_fuzz(t: Target) -> None:
         adopt_if_own_status(method, code, replies)
         t.check_intact(f"{method.name} {payload!r:.200}")
 
+    t.phase("control-status")
     status_updates()
+    t.phase("control-raw")
     raw_requests()
 
     # Watch storms: many watchers opened and cancelled at once, and more than the limit held open.
