@@ -306,8 +306,11 @@ class ClaimsService:
             now = self.rt.clock.now()
             timeout = MANAGE_EVERY if deadline is None else min(MANAGE_EVERY, max(0.0, deadline - now))
             self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the
+            # timeout, which left this loop running after stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     def _manage(self, now: float) -> None:
         """Genesis if we are the arbiter and nobody told us a config; else steward upkeep if we lead."""
@@ -406,7 +409,8 @@ class ClaimsService:
             self._waiters.setdefault(resource, []).append(fut)
             self.apply(self.core.claim(resource, ttl, self.rt.clock.now()))
             try:
-                e = await asyncio.wait_for(asyncio.shield(fut), patience)
+                async with asyncio.timeout(patience):
+                    e = await asyncio.shield(fut)
             except TimeoutError:
                 e = Unavailable(resource, "no answer from the stewards")
             now = self.rt.clock.now()

@@ -464,8 +464,11 @@ class NodeRuntime:
                 w.overflowed = True
                 w.queue.put_nowait(None)
 
-    async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Events as they happen (after a snapshot of every member, if asked), until the node stops."""
+    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+        """Events as they happen (after a snapshot of every member, if asked), until the node stops.
+
+        Subscribed when called, not at the first `anext`: nothing that happens in between is missed.
+        """
         if len(self._watchers) >= limits.MAX_WATCHERS:
             log.warning("refused a watch: %d watchers already", len(self._watchers))
             raise LimitExceeded(f"too many watchers (at most {limits.MAX_WATCHERS})")
@@ -474,6 +477,9 @@ class NodeRuntime:
             for m in self._m.snapshot():
                 w.queue.put_nowait(MemberEvent(kind="snapshot", member=self.view(m), at=wall()))
         self._watchers.append(w)
+        return self._drain(w)
+
+    async def _drain(self, w: _Watcher) -> AsyncIterator[MemberEvent]:
         try:
             while True:
                 ev = await w.queue.get()
@@ -484,7 +490,8 @@ class NodeRuntime:
                     return
                 yield ev
         finally:
-            self._watchers.remove(w)
+            if w in self._watchers:
+                self._watchers.remove(w)
 
     def members(self) -> list[MemberView]:
         """Every member this node knows, self first."""
@@ -702,7 +709,8 @@ class NodeRuntime:
             call = stub.Link()
             try:
                 await call.write(self._hello())
-                first = await asyncio.wait_for(call.read(), HELLO_TIMEOUT)
+                async with asyncio.timeout(HELLO_TIMEOUT):
+                    first = await call.read()
             except (grpc.aio.AioRpcError, TimeoutError) as e:
                 call.cancel()
                 self._log_refusal(address, e)
@@ -785,7 +793,8 @@ class NodeRuntime:
         finally:
             link.close()
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(writer, 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer
             call.cancel()
             await channel.close(None)
             self.link_down(link)
@@ -813,7 +822,8 @@ async def _port_refused(address: str) -> bool:
     except InvalidInput:
         return False
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), PROBE_TIMEOUT)
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(host, port)
     except ConnectionRefusedError:
         return True
     except (OSError, TimeoutError):
@@ -855,7 +865,8 @@ class _PeerServicer(pbg.PeerServicer):
     async def _serve(self, context: grpc.aio.ServicerContext[Any, Any], who: str | None, key: str) -> None:
         rt = self.rt
         try:
-            first = await asyncio.wait_for(context.read(), HELLO_TIMEOUT)
+            async with asyncio.timeout(HELLO_TIMEOUT):
+                first = await context.read()
         except TimeoutError:
             return
         if first is EOF or not isinstance(first, pb.PeerFrame) or not first.HasField("hello"):
@@ -899,7 +910,8 @@ class _PeerServicer(pbg.PeerServicer):
             link.close()
             reader.cancel()
             with contextlib.suppress(BaseException):
-                await asyncio.wait_for(writer, 1.0)
+                async with asyncio.timeout(1.0):
+                    await writer
             rt.link_down(link)
         if violation is not None:
             self._refusal(key, "closed the link from %s: %s", link.peer.name, violation)

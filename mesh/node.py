@@ -155,8 +155,7 @@ class Node:
             for r, t, x in v.claims
         ]
 
-    async def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
-        """Live events: joins, liveness changes, status updates (optionally a snapshot first)."""
+    def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
+        """Live events from now on: joins, liveness changes, status updates (optionally a snapshot first)."""
         self._check()
-        async for ev in self._rt.watch(snapshot=snapshot):
-            yield ev
+        return self._rt.watch(snapshot=snapshot)

@@ -1,0 +1,124 @@
+"""The embedding API: `from mesh import Node` in one asyncio program, real gRPC over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import mesh
+from mesh import ClaimDenied, Node, NodeConfig
+
+
+def cfg(name: str, home: Path, mesh_name: str, **kw: object) -> NodeConfig:
+    return NodeConfig.fast(name, home=home, mesh=mesh_name, mdns=False, lease=1.0, join_window=0.0, **kw)
+
+
+@pytest.fixture
+def mesh_name() -> str:
+    return "emb-" + uuid.uuid4().hex[:8]
+
+
+async def wait_for(pred: object, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        r = pred()  # type: ignore[operator]
+        if asyncio.iscoroutine(r):
+            r = await r
+        if r:
+            return
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_two_nodes_heartbeat_members_watch(tmp_path: Path, mesh_name: str) -> None:
+    async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
+        events = a.watch()
+        async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
+            ev = await asyncio.wait_for(anext(events), 5)
+            while ev.kind != "joined":  # status events (a's own, steward changes) may come first
+                ev = await asyncio.wait_for(anext(events), 5)
+            assert ev.member.name == "b"
+            await b.heartbeat(action="build", target="i-match", phase="tests", progress=40)
+
+            async def seen() -> bool:
+                ms = {m.name: m for m in await a.members()}
+                return ms["b"].action == "build" and ms["b"].progress == 40
+
+            await wait_for(seen)
+            with pytest.raises(mesh.InvalidInput, match="0 to 100"):
+                await b.heartbeat(progress=140)
+        ev = await asyncio.wait_for(_next_state(events, "b"), 5)
+        assert ev == "left"
+
+
+async def _next_state(events: AsyncIterator[mesh.MemberEvent], name: str) -> str:
+    async for ev in events:
+        if ev.kind == "state" and ev.member.name == name:
+            return ev.member.state
+    raise AssertionError("watch ended")
+
+
+async def test_claim_context_manager_denied_and_released(tmp_path: Path, mesh_name: str) -> None:
+    async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
+        async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
+            await wait_for(
+                lambda: a._rt.claims.core.config is not None and b._rt.claims.core.config is not None
+            )
+            async with a.claim("service", "i-match", ttl=60) as lease:
+                assert lease.token > 0 and lease.resource == "service/i-match" and not lease.lost.is_set()
+                with pytest.raises(ClaimDenied) as denied:
+                    await b.claim("service", "i-match", ttl=60)
+                assert denied.value.holder == "a" and denied.value.expires_at is not None
+                await wait_for(lambda: _holders_are(b, "service/i-match", ["a"]))
+            # Released on leaving the block: b gets it now, with a larger token.
+            second = await b.claim("service", "i-match", ttl=60)
+            assert second.token > lease.token
+            await second.release()
+
+
+async def _holders_are(node: Node, resource: str, want: list[str]) -> bool:
+    return await _holders(node, resource) == want
+
+
+async def _holders(node: Node, resource: str) -> list[str]:
+    return [c["holder"] for c in await node.claims() if f"{c['type']}/{c['name']}" == resource]
+
+
+async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_name: str) -> None:
+    a = await Node(config=cfg("a", tmp_path, mesh_name)).start()  # genesis: the only steward
+    try:
+        async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
+            await wait_for(lambda: b._rt.claims.core.config is not None)
+            lease = await b.claim("task", "t1", ttl=60)
+            # The steward dies without a word (no leave): b cannot renew and must say so within a lease.
+            await a._rt._teardown()
+            await asyncio.wait_for(lease.lost.wait(), 5)
+            assert lease.lost.is_set()
+    finally:
+        await a._rt._teardown()
+
+
+async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None:
+    async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
+        await wait_for(lambda: a._rt.claims.core.config is not None)
+        async with await mesh.connect("a", mesh=mesh_name, home=tmp_path) as client:
+            info = await client.info()
+            assert info.name == "a" and info.node_id == a.node_id
+            await client.heartbeat(action="review", progress=10)
+            assert (await a.members())[0].action == "review"
+            async with client.claim("file", "src/app.py", ttl=30) as lease:
+                assert lease.token > 0
+                assert await _holders(a, "file/src/app.py") == ["a"]
+            await wait_for(lambda: _empty(a))
+        with pytest.raises(mesh.NodeNotFound):
+            await mesh.connect("nobody", mesh=mesh_name, home=tmp_path)
+
+
+async def _empty(node: Node) -> bool:
+    return not await node.claims()
