@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mesh.core.lease import Accepted as Accepted
 from mesh.core.lease import (
@@ -560,7 +560,10 @@ class ClaimsCore:
         if now - slot.first_try >= self._lc.claim_patience:
             del self._slots[resource]
             return [*out, Unavailable(resource, reason)]
-        slot.retry_at = now + self._rng.uniform(0.0, self._lc.backoff_max)
+        # A first refusal usually only means our ballot number was stale (the rejection taught us a higher
+        # one): retry at once. Later refusals mean a live competitor: randomised backoff.
+        slot.outvoted += 1
+        slot.retry_at = now if slot.outvoted == 1 else now + self._rng.uniform(0.0, self._lc.backoff_max)
         return out
 
     def _on_lease_proposer(self, sender: str, m: LeaseMsg, now: float) -> list[Effect]:
@@ -728,11 +731,13 @@ class ClaimsCore:
         if now >= self._next_gc:
             self._acceptor.collect(now)
             self._next_gc = now + self._lc.forget_after / 2
-        reply = (
-            self._acceptor.on_prepare(m, now, cur.epoch)
-            if isinstance(m, Prepare)
-            else self._acceptor.on_propose(m, now, cur.epoch)
-        )
+        if isinstance(m, Prepare):
+            reply: ClaimMsg = self._acceptor.on_prepare(m, now, cur.epoch)
+        else:
+            # Never exclude for less than our own D_A (a longer exclusion is always safe).
+            lease = m.lease if m.lease >= self._lc.acceptor_lease else self._lc.acceptor_lease
+            claim_left = m.claim_left if m.claim_left >= 0 else 0.0
+            reply = self._acceptor.on_propose(replace(m, lease=lease, claim_left=claim_left), now, cur.epoch)
         return [Send(sender, reply)]
 
     def _tick(self, now: float) -> list[Effect]:

@@ -187,9 +187,18 @@ class AcceptorState:
         return s.accepted
 
     def on_prepare(self, m: Prepare, now: float, config_epoch: int) -> Promise | PrepareReject:
-        """Promise ``m``'s number if strictly greater than any promised before."""
+        """Promise ``m``'s number if strictly greater than any promised before.
+
+        While another owner's lease is live here, a Prepare only gets that lease REPORTED, without raising
+        the promised number: the reporting reply always blocks its proposer (a foreign live lease is never
+        open), so it can never help that attempt win, and the holder's renewals are not starved by
+        claimants that will be denied anyway.
+        """
         s = self._slots.get(m.resource)
         promised = s.promised if s else self._floor
+        held = self.live_lease(m.resource, now)
+        if held is not None and held.owner != m.proposer:
+            return self._report(m, held, now)
         if not (m.epoch, m.round) > promised:
             return PrepareReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
@@ -198,6 +207,10 @@ class AcceptorState:
         lease = self.live_lease(m.resource, now)
         if lease is None:
             return Promise(m.resource, m.epoch, m.round, m.proposer)
+        return self._report(m, lease, now)
+
+    @staticmethod
+    def _report(m: Prepare, lease: AcceptedLease, now: float) -> Promise:
         return Promise(
             m.resource,
             m.epoch,
@@ -282,6 +295,7 @@ class ProposerSlot:
     holding_ballots: set[BallotNo] = field(default_factory=set)
     attempt: Attempt | None = None
     retry_at: float | None = None
+    outvoted: int = 0
 
     @property
     def holding(self) -> bool:

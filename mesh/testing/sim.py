@@ -107,7 +107,7 @@ class SimParams:
             link_cut_rate=rng.choice([0.0, 0.1, 0.3]),
             persistence=rng.choice([0.0, 0.5, 0.8]),
             reclaim=rng.choice([0.0, 0.3, 0.7]),
-            reconfig_nemesis=rng.choice([0.0, 0.2, 0.5]),
+            reconfig_nemesis=rng.choice([0.2, 0.5, 1.0]),
         )
 
 

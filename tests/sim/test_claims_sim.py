@@ -67,24 +67,31 @@ def test_run_is_replayable_from_its_seed() -> None:
     assert Simulation(8).run() != Simulation(7).run()
 
 
+def _quiet(**kw: float) -> SimParams:
+    base: dict[str, float] = dict(
+        nodes=5, resources=2, duration=40.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, claim_rate=3.0,
+        persistence=0.0, reclaim=0.0,
+    )  # fmt: skip
+    base.update(kw)
+    return SimParams(**base)  # type: ignore[arg-type]
+
+
 def test_benign_network_is_live() -> None:
-    quiet = SimParams(
-        nodes=5,
-        resources=2,
-        duration=40.0,
-        drop=0.0,
-        dup=0.0,
-        long_delay=0.0,
-        crash_rate=0.0,
-        pause_rate=0.0,
-        partition_rate=0.0,
-        reconfig_rate=0.0,
-        double_reconfig=0.0,
-        claim_rate=3.0,
-    )
-    st = Simulation(3, params=quiet).run()
+    st = Simulation(3, params=_quiet()).run()
     assert st.grants > 10 and st.denied > 10
     assert st.unavailable == 0 and st.lost == 0
+
+
+def test_contention_settles_mostly() -> None:
+    """Persistent claimants duel for two resources; randomised backoff keeps give-ups rare."""
+    outcomes = unavailable = 0
+    for seed in range(5):
+        st = Simulation(seed, params=_quiet(persistence=0.8, reclaim=0.5, claim_rate=5.0, drop=0.02)).run()
+        assert st.lost == 0
+        outcomes += st.grants + st.denied + st.unavailable
+        unavailable += st.unavailable
+    assert unavailable <= 0.05 * outcomes
 
 
 def test_reconfiguration_under_faults_makes_progress() -> None:
