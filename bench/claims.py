@@ -32,6 +32,7 @@ from bench import refs
 from bench.membership import Cluster, cluster
 from bench.procs import free_ports, summarize_s
 from bench.sections import Context, section
+from mesh.errors import MeshError
 
 _RES_TYPE = "bench"
 
@@ -105,17 +106,15 @@ async def _wait_stewards(m: Mesh, want: int, timeout: float) -> tuple[float, Any
             await c.close()
 
 
-async def _non_stewards(m: Mesh, stewards: tuple[str, ...]) -> list[str]:
-    out = []
-    for name in m.names:
-        c = await _client(m, name)
-        try:
-            i = await c.info()
-        finally:
-            await c.close()
-        if f"{i.node_id}/{i.incarnation}" not in stewards:
-            out.append(name)
-    return out
+async def _non_stewards(m: Mesh) -> list[str]:
+    """Names of the nodes that are not stewards now (as n00 sees the current incarnations)."""
+    c = await _client(m, m.names[0])
+    try:
+        members = await c.members()
+    finally:
+        await c.close()
+    stewards = {v.name for v in members if v.steward}
+    return [n for n in m.names if n not in stewards]
 
 
 @dataclass
@@ -124,6 +123,7 @@ class Rounds:
     release: list[float]
     round: list[float]
     epoch_changed: bool
+    control: list[float]  # Info() round trips: the control-socket hop alone, for comparison
 
 
 async def uncontended(m: Mesh, node: str, n: int, warmup: int) -> Rounds:
@@ -131,10 +131,14 @@ async def uncontended(m: Mesh, node: str, n: int, warmup: int) -> Rounds:
     c = await _client(m, node)
     item = f"u-{random.getrandbits(32):x}"
     resource = f"{_RES_TYPE}/{item}"
-    out = Rounds([], [], [], False)
+    out = Rounds([], [], [], False, [])
     pc = time.perf_counter
     try:
         epoch0 = (await c.info()).epoch
+        for _ in range(n):
+            t0 = pc()
+            await c.info()
+            out.control.append(pc() - t0)
         for i in range(warmup + n):
             t0 = pc()
             await c.claim_once(resource, 60.0, 5.0)
@@ -156,7 +160,14 @@ def _record_latency(ctx: Context, tag: str, r: Rounds, what: str) -> None:
     note = f"n={cl.n}; {what}" + ("; a steward change ran meanwhile" if r.epoch_changed else "")
     ctx.record(f"claim_p50_{tag}", cl.p50_ms, "ms", target=3.0, note=note)
     ctx.record(f"claim_p99_{tag}", cl.p99_ms, "ms", target=10.0, note=f"max {cl.max_ms:.2f} ms")
+    ctl = summarize_s(r.control)
     ctx.record(f"release_p50_{tag}", rel.p50_ms, "ms", note=f"p99 {rel.p99_ms:.2f} ms")
+    ctx.record(
+        f"control_rtt_p50_{tag}",
+        ctl.p50_ms,
+        "ms",
+        note=f"Info() on the control socket; p99 {ctl.p99_ms:.2f} ms",
+    )
     ctx.record(f"round_p50_{tag}", rnd.p50_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P50, ref_is_target=True,
                note="claim + release vs etcd grant + lock + unlock + revoke")  # fmt: skip
     ctx.record(f"round_p99_{tag}", rnd.p99_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P99)
@@ -220,14 +231,24 @@ async def sigkill_reclaim(m: Mesh, holder: str, claimant: str) -> float:
 
 def _reclaims(ctx: Context, m: Mesh, holder: str, claimant: str, trials: int, lease: float) -> None:
     times: list[float] = []
+    failed: list[str] = []
     for _ in range(trials):
-        times.append(asyncio.run(sigkill_reclaim(m, holder, claimant)))
+        try:
+            times.append(asyncio.run(asyncio.wait_for(sigkill_reclaim(m, holder, claimant), 3 * lease + 20)))
+        except (MeshError, TimeoutError) as e:
+            failed.append(repr(e))
+            ctx.log(f"reclaim trial failed: {e!r}")
         m.c.procs[holder].wait(timeout=10)
         m.start(holder)  # same name and home: same node id, new incarnation
         asyncio.run(_answers(m, holder))
+        time.sleep(lease)  # let the restarted node learn the steward config before it claims again
     tag = f"lease{lease:g}"
-    ctx.record(f"sigkill_reclaim_{tag}", max(times), "s", target=lease + 2.0,
-               note="worst of " + ", ".join(f"{t:.2f}" for t in times) + " s; 5 nodes")  # fmt: skip
+    note = f"worst of {', '.join(f'{t:.2f}' for t in times)} s; holder and claimant not stewards; 5 nodes"
+    if failed:
+        note += f"; {len(failed)} trial(s) failed: {failed[0]}"
+    # A failed trial counts as the full trial timeout, so the figure cannot look better than it was.
+    worst = max([*times, *([3 * lease + 20] if failed else [])], default=0.0)
+    ctx.record(f"sigkill_reclaim_{tag}", worst, "s", target=lease + 2.0, note=note)
 
 
 @section("claims", timeout_s=600, needs=("etcd",))
@@ -238,14 +259,14 @@ def bench_claims(ctx: Context) -> None:
         with mesh(size) as m:
             waited, info = asyncio.run(_wait_stewards(m, 3, 60))
             ctx.log(f"{size} nodes: 3 stewards after {waited:.1f} s (epoch {info.epoch})")
-            node = (asyncio.run(_non_stewards(m, info.stewards)) or m.names)[-1]
+            node = (asyncio.run(_non_stewards(m)) or m.names)[-1]
             where = "claimant's node is a steward" if size == 3 else "claimant's node is not a steward"
             r = asyncio.run(uncontended(m, node, n, warmup))
             _record_latency(ctx, f"{size}n_3s", r, f"{size} nodes, 3 stewards, {where}")
             if size >= 7:
                 waited, info = asyncio.run(_wait_stewards(m, 5, 90))
                 ctx.log(f"{size} nodes: 5 stewards after {waited:.1f} s more (epoch {info.epoch})")
-                node = (asyncio.run(_non_stewards(m, info.stewards)) or m.names)[-1]
+                node = (asyncio.run(_non_stewards(m)) or m.names)[-1]
                 r = asyncio.run(uncontended(m, node, n, warmup))
                 _record_latency(ctx, f"{size}n_5s", r, f"{size} nodes, 5 stewards, {where}")
             if size == 5:
@@ -255,10 +276,10 @@ def bench_claims(ctx: Context) -> None:
                            ref=refs.ETCD_CONTENDED_HANDOVERS,
                            note=f"4 claimants on 4 nodes, {el:.1f} s, {acq} grants "
                                 f"({acq / el:.0f}/s), {hand} to another claimant")  # fmt: skip
-                others = asyncio.run(_non_stewards(m, info.stewards))
+                others = asyncio.run(_non_stewards(m))
                 if len(others) >= 2:
                     _reclaims(ctx, m, others[0], others[1], ctx.rounds(3, 1), 10.0)
     with mesh(5, lease=2.0) as m:
         _, info = asyncio.run(_wait_stewards(m, 3, 60))
-        others = asyncio.run(_non_stewards(m, info.stewards))
+        others = asyncio.run(_non_stewards(m))
         _reclaims(ctx, m, others[0], others[1], ctx.rounds(5, 2), 2.0)
