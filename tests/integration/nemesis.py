@@ -214,7 +214,14 @@ class Nemesis:
         self.stopped.discard(victim)
         self.say(f"restarted {victim} (pid {self.mesh.nodes[victim].pid})")
 
+    async def _some_holder(self, timeout: float = 3.0) -> None:
+        """Give the claimants a moment to hold something: a fault that hits a holder is the interesting one."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout and not any(self.holding[n] for n in self.names):
+            await asyncio.sleep(0.05)
+
     async def pause(self) -> None:
+        await self._some_holder()
         victim = self._victim(prefer_holder=True)
         pid = self.mesh.nodes[victim].pid
         hold = self.rng.uniform(self.cfg.lease + 0.5, self.cfg.acceptor_lease + 1.5)
@@ -228,6 +235,7 @@ class Nemesis:
             self.stopped.discard(victim)
 
     async def partition(self) -> None:
+        await self._some_holder()
         first = self._victim(prefer_holder=True)
         others = [n for n in self.names if n != first]
         size = self.rng.randint(1, max(1, (len(self.names) - 1) // 2))
