@@ -215,7 +215,7 @@ class Nemesis:
         self.say(f"restarted {victim} (pid {self.mesh.nodes[victim].pid})")
 
     async def _some_holder(self, timeout: float = 3.0) -> None:
-        """Give the claimants a moment to hold something: a fault that hits a holder is the interesting one."""
+        """Give the claimants a moment to hold something (a fault that hits a holder is the useful one)."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout and not any(self.holding[n] for n in self.names):
             await asyncio.sleep(0.05)
