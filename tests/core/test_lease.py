@@ -129,3 +129,18 @@ def test_renewal_qualifier(report: Promise, renewal: bool, mutant: bool, open_: 
     slot = ProposerSlot(claim_ends=100.0, first_try=0.0, token=token_of(1, 3), holding_ballots={(1, 3)})
     att = Attempt(ballot=(1, 9), renewal=renewal, started=0.0, deadline=2.0, timeout_at=0.5)
     assert report_is_open(report, "p", att, slot, Mutants(no_renewal_qualifier=mutant)) is open_
+
+
+def test_prepare_from_non_owner_during_live_lease_only_reports_it() -> None:
+    a = acc()
+    a.on_prepare(Prepare(R, 1, 1, "p"), 0.0, 1)
+    propose(a, 1, 1, "p", 0.0, lease=4.0)
+    r = a.on_prepare(Prepare(R, 1, 50, "q"), 1.0, 1)
+    assert isinstance(r, Promise) and r.owner == "p"
+    assert a.promised(R) == (1, 1)  # not raised: q is blocked by the report anyway
+    # so the holder's renewal is not starved by claimants that will be denied
+    assert isinstance(a.on_prepare(Prepare(R, 1, 2, "p"), 1.0, 1), Promise)
+    assert isinstance(propose(a, 1, 2, "p", 1.0), Accepted)
+    # once the lease is gone, q's numbers count again
+    assert isinstance(a.on_prepare(Prepare(R, 1, 50, "q"), 5.1, 1), Promise)
+    assert a.promised(R) == (1, 50)
