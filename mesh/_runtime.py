@@ -63,7 +63,7 @@ from mesh.testing import faults
 
 if TYPE_CHECKING:
     from mesh._claims import ClaimsService
-    from mesh.security import Credentials
+    from mesh._tls import Credentials
 
 log = logging.getLogger("mesh")
 
@@ -147,14 +147,18 @@ class NodeRuntime:
         self.started_mono = now
 
         if cfg.tls:
-            from mesh.security import ensure_credentials
+            from mesh._tls import node_credentials
 
-            self.credentials, created = ensure_credentials(self.home, cfg.mesh, self.node_id)
+            self.credentials, created = node_credentials(self.home, cfg.mesh, self.node_id, self.state_dir)
             self.created_credentials = created
             if created:
-                log.warning("created credentials for mesh %r (CA %s) under %s; other machines join with "
-                            "'meshctl join-token' / 'meshctl init --from TOKEN'", cfg.mesh,
-                            self.credentials.fingerprint, self.home)  # fmt: skip
+                log.warning(
+                    "created credentials for mesh %r (CA %s) under %s; other machines join with "
+                    "'meshctl join-token' / 'meshctl init --from TOKEN'",
+                    cfg.mesh,
+                    self.credentials.fingerprint,
+                    self.home,
+                )
         self._peer_server = grpc.aio.server(
             options=SERVER_OPTIONS,
             interceptors=[guard.SafeDecode()],
@@ -764,7 +768,7 @@ class NodeRuntime:
         """Log a TLS handshake failure (another mesh's credentials?) once per address, not per try."""
         if not isinstance(e, grpc.aio.AioRpcError) or self.credentials is None:
             return
-        from mesh.security import handshake_refusal
+        from mesh._tls import handshake_refusal
 
         reason = handshake_refusal(e)
         if reason is not None and address not in self._refusals_logged:

@@ -46,16 +46,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from mesh._tls import (
+    Credentials,
+    credentials_dir,
+    handshake_refusal,
+    peer_identity,
+    server_name,
+    store_leaf,
+)
 from mesh.core import validate
 from mesh.errors import AuthError, InvalidInput
-from mesh.paths import mesh_dir
 
 __all__ = [
     "CA_VALIDITY",
@@ -88,12 +94,10 @@ LEAF_VALIDITY = dt.timedelta(days=30)
 CLOCK_SLACK = dt.timedelta(hours=1)
 TOKEN_PREFIX = "smesh1:"
 TOKEN_MAX = 16_384  # a real token is ~1.3 kB; anything far larger is not one
-SAN_SUFFIX = "sessionmesh.invalid"
 _CA_CERT = "ca.crt"
 _CA_KEY = "ca.key"
 _LOCK = ".lock"
 _ORG = "session mesh"
-_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CHECKSUM_BYTES = 8
 
 
@@ -101,64 +105,8 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def credentials_dir(home: Path, mesh: str) -> Path:
-    """Directory holding a mesh's CA: `<home>/meshes/<mesh>/credentials`."""
-    return mesh_dir(home, validate.name(mesh, "mesh name")) / "credentials"
-
-
-def server_name(mesh: str) -> str:
-    """The DNS name every leaf of `mesh` carries and every client verifies (TLS target name override)."""
-    label = mesh.lower()
-    if not _DNS_LABEL.fullmatch(label):
-        # Mesh names allow '_' and '.' and 64 characters; a DNS label does not. The CA is what
-        # authenticates, so a hashed label only has to be stable, not readable.
-        label = "h-" + hashlib.sha256(mesh.encode()).hexdigest()[:24]
-    return f"{label}.{SAN_SUFFIX}"
-
-
 def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()[:16]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """One node's TLS identity in one mesh: the mesh CA certificate plus a leaf issued for this node."""
-
-    mesh: str
-    node_id: str
-    ca_pem: bytes
-    cert_pem: bytes
-    key_pem: bytes
-    fingerprint: str
-    """Short SHA-256 fingerprint of the mesh CA certificate: show it in logs/status (not secret)."""
-    not_after: dt.datetime
-    """When the leaf expires (UTC)."""
-    not_before: dt.datetime
-
-    def server_credentials(self) -> grpc.ServerCredentials:
-        """Server side of mutual TLS: present our leaf and require a client leaf of the same CA."""
-        return grpc.ssl_server_credentials(
-            [(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem, require_client_auth=True
-        )
-
-    def channel_credentials(self) -> grpc.ChannelCredentials:
-        """Client side of mutual TLS: trust only the mesh CA and present our leaf."""
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
-        )
-
-    def channel_options(self) -> list[tuple[str, str]]:
-        """Channel options to add: peers are dialled by IP, so verify the mesh's fixed name instead."""
-        return [("grpc.ssl_target_name_override", server_name(self.mesh))]
-
-    def peer_identity(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
-        """The authenticated peer's node id, if its certificate is for this mesh (see `peer_identity`)."""
-        return peer_identity(context, self.mesh)
-
-    def renewal_due(self, now: dt.datetime | None = None) -> bool:
-        """Whether less than a third of the leaf's life remains (re-issue, then rebuild server/channels)."""
-        now = now or _utcnow()
-        return now >= self.not_after - (self.not_after - self.not_before) / 3
 
 
 @dataclass(frozen=True)
@@ -573,52 +521,32 @@ def import_token(
 # --- peers ------------------------------------------------------------------------------------------------
 
 
-def peer_identity(context: grpc.aio.ServicerContext[Any, Any], mesh: str | None = None) -> str | None:
-    """The node id in the TLS-authenticated peer's certificate, or None (plaintext, no cert, bad id).
+# --- `python -m mesh.security issue`: a node's leaf, issued in a short-lived process -----------------------
 
-    With `mesh`, the certificate must also carry that mesh's name (defence in depth: the handshake has
-    already proved it was issued by our CA).
-    """
-    auth = context.auth_context()
-    if b"ssl" not in [bytes(v) for v in auth.get("transport_security_type", [])]:
-        return None
-    if mesh is not None and server_name(mesh).encode() not in [
-        bytes(v) for v in auth.get("x509_subject_alternative_name", [])
-    ]:
-        return None
-    names = list(auth.get("x509_common_name", []))
-    if len(names) != 1:
-        return None
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mesh.security")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    iss = sub.add_parser(
+        "issue", help="issue a node's leaf (creating the mesh CA if needed) into its state dir"
+    )
+    iss.add_argument("--home", type=Path, required=True)
+    iss.add_argument("--mesh", required=True)
+    iss.add_argument("--node-id", required=True)
+    iss.add_argument("--state-dir", type=Path, required=True)
+    args = ap.parse_args(argv)
     try:
-        return validate.ident(bytes(names[0]).decode("ascii"), "node id")
-    except (UnicodeDecodeError, InvalidInput):
-        return None
+        creds, created = ensure_credentials(args.home, args.mesh, args.node_id)
+    except (AuthError, InvalidInput) as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    store_leaf(creds, args.state_dir)
+    print(json.dumps({"created": created, "fingerprint": creds.fingerprint}))
+    return 0
 
 
-# What BoringSSL says (in the RPC's details) -> what it means for a mesh peer, most specific first.
-_REFUSALS = (
-    ("certificate has expired", "certificate expired (or clocks disagree)"),
-    ("certificate is not yet valid", "certificate not yet valid (clocks disagree)"),
-    ("unable to get local issuer certificate", "certificate not issued by this mesh's CA"),
-    ("certificate signature failure", "certificate not issued by this mesh's CA"),
-    ("self-signed certificate", "certificate not issued by this mesh's CA"),
-    ("Hostname Verification Check failed", "certificate is for another mesh name"),
-    ("CERTIFICATE_VERIFY_FAILED", "certificate rejected"),
-    ("Tls handshake failed", "TLS handshake failed"),
-)
-
-
-def handshake_refusal(err: grpc.RpcError) -> str | None:
-    """If a dial failed in the TLS handshake, a short reason to log once per peer address; else None.
-
-    Only the dialling side learns why (the accepting side's failure stays inside gRPC's C core), and a
-    plaintext or non-gRPC listener gives no reason, just a closed socket (None here).
-    """
-    code = err.code() if callable(getattr(err, "code", None)) else None
-    details = err.details() if callable(getattr(err, "details", None)) else None
-    if code != grpc.StatusCode.UNAVAILABLE or not isinstance(details, str):
-        return None
-    for needle, reason in _REFUSALS:
-        if needle in details:
-            return reason
-    return None
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -148,6 +148,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         "address": node.address,
         "pid": os.getpid(),
         "state_dir": node.state_dir,
+        "created_credentials": node._rt.created_credentials,
     }
     _report_ready(args.ready_fd, info)
     if args.ready_fd is None:

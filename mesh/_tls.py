@@ -1,0 +1,213 @@
+"""TLS credentials as the node runtime uses them, without the `cryptography` package.
+
+Issuing and checking certificates (mesh.security) needs `cryptography`, which costs a node ~10 MB of memory
+for its whole life. A running node only needs PEM bytes for gRPC, so this module holds what it uses, and a
+node reuses its cached leaf (in its private state dir) until a third of its life is left; a new leaf is
+issued in a short-lived child process (`python -m mesh.security issue …`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from mesh.core import validate
+from mesh.errors import AuthError, InvalidInput
+from mesh.paths import mesh_dir
+
+SAN_SUFFIX = "sessionmesh.invalid"
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+LEAF_DIR = "tls"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def credentials_dir(home: Path, mesh: str) -> Path:
+    """Directory holding a mesh's CA: `<home>/meshes/<mesh>/credentials`."""
+    return mesh_dir(home, validate.name(mesh, "mesh name")) / "credentials"
+
+
+def server_name(mesh: str) -> str:
+    """The DNS name every leaf of `mesh` carries and every client verifies (TLS target name override)."""
+    label = mesh.lower()
+    if not _DNS_LABEL.fullmatch(label):
+        # Mesh names allow '_' and '.' and 64 characters; a DNS label does not. The CA is what
+        # authenticates, so a hashed label only has to be stable, not readable.
+        label = "h-" + hashlib.sha256(mesh.encode()).hexdigest()[:24]
+    return f"{label}.{SAN_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One node's TLS identity in one mesh: the mesh CA certificate plus a leaf issued for this node."""
+
+    mesh: str
+    node_id: str
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+    fingerprint: str
+    """Short SHA-256 fingerprint of the mesh CA certificate: show it in logs/status (not secret)."""
+    not_after: dt.datetime
+    """When the leaf expires (UTC)."""
+    not_before: dt.datetime
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        """Server side of mutual TLS: present our leaf and require a client leaf of the same CA."""
+        return grpc.ssl_server_credentials(
+            [(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem, require_client_auth=True
+        )
+
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """Client side of mutual TLS: trust only the mesh CA and present our leaf."""
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
+        )
+
+    def channel_options(self) -> list[tuple[str, str]]:
+        """Channel options to add: peers are dialled by IP, so verify the mesh's fixed name instead."""
+        return [("grpc.ssl_target_name_override", server_name(self.mesh))]
+
+    def peer_identity(self, context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
+        """The authenticated peer's node id, if its certificate is for this mesh (see `peer_identity`)."""
+        return peer_identity(context, self.mesh)
+
+    def renewal_due(self, now: dt.datetime | None = None) -> bool:
+        """Whether less than a third of the leaf's life remains (re-issue, then rebuild server/channels)."""
+        now = now or _utcnow()
+        return now >= self.not_after - (self.not_after - self.not_before) / 3
+
+
+def peer_identity(context: grpc.aio.ServicerContext[Any, Any], mesh: str | None = None) -> str | None:
+    """The node id in the TLS-authenticated peer's certificate, or None (plaintext, no cert, bad id).
+
+    With `mesh`, the certificate must also carry that mesh's name (defence in depth: the handshake has
+    already proved it was issued by our CA).
+    """
+    auth = context.auth_context()
+    if b"ssl" not in [bytes(v) for v in auth.get("transport_security_type", [])]:
+        return None
+    if mesh is not None and server_name(mesh).encode() not in [
+        bytes(v) for v in auth.get("x509_subject_alternative_name", [])
+    ]:
+        return None
+    names = list(auth.get("x509_common_name", []))
+    if len(names) != 1:
+        return None
+    try:
+        return validate.ident(bytes(names[0]).decode("ascii"), "node id")
+    except (UnicodeDecodeError, InvalidInput):
+        return None
+
+
+# What BoringSSL says (in the RPC's details) -> what it means for a mesh peer, most specific first.
+_REFUSALS = (
+    ("certificate has expired", "certificate expired (or clocks disagree)"),
+    ("certificate is not yet valid", "certificate not yet valid (clocks disagree)"),
+    ("unable to get local issuer certificate", "certificate not issued by this mesh's CA"),
+    ("certificate signature failure", "certificate not issued by this mesh's CA"),
+    ("self-signed certificate", "certificate not issued by this mesh's CA"),
+    ("Hostname Verification Check failed", "certificate is for another mesh name"),
+    ("CERTIFICATE_VERIFY_FAILED", "certificate rejected"),
+    ("Tls handshake failed", "TLS handshake failed"),
+)
+
+
+def handshake_refusal(err: grpc.RpcError) -> str | None:
+    """If a dial failed in the TLS handshake, a short reason to log once per peer address; else None.
+
+    Only the dialling side learns why (the accepting side's failure stays inside gRPC's C core), and a
+    plaintext or non-gRPC listener gives no reason, just a closed socket (None here).
+    """
+    code = err.code() if callable(getattr(err, "code", None)) else None
+    details = err.details() if callable(getattr(err, "details", None)) else None
+    if code != grpc.StatusCode.UNAVAILABLE or not isinstance(details, str):
+        return None
+    for needle, reason in _REFUSALS:
+        if needle in details:
+            return reason
+    return None
+
+
+# --- the node's cached leaf -------------------------------------------------------------------------------
+
+
+def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Credentials | None:
+    """This node's cached credentials, if they are for this CA and node and not due for renewal."""
+    d = state_dir / LEAF_DIR
+    try:
+        meta = json.loads((d / "leaf.json").read_text())
+        cert, key = (d / "leaf.crt").read_bytes(), (d / "leaf.key").read_bytes()
+        ca_pem = (credentials_dir(home, mesh) / "ca.crt").read_bytes()
+    except (OSError, ValueError):
+        return None
+    if meta.get("ca_sha256") != hashlib.sha256(ca_pem).hexdigest() or meta.get("node_id") != node_id:
+        return None
+    try:
+        creds = Credentials(
+            mesh=mesh,
+            node_id=node_id,
+            ca_pem=ca_pem,
+            cert_pem=cert,
+            key_pem=key,
+            fingerprint=str(meta["fingerprint"]),
+            not_after=dt.datetime.fromtimestamp(float(meta["not_after"]), dt.UTC),
+            not_before=dt.datetime.fromtimestamp(float(meta["not_before"]), dt.UTC),
+        )
+    except (KeyError, ValueError, TypeError):
+        return None
+    return None if creds.renewal_due() else creds
+
+
+def store_leaf(creds: Credentials, state_dir: Path) -> None:
+    """Cache a freshly issued leaf (key 0600 in the node's private state dir)."""
+    d = state_dir / LEAF_DIR
+    d.mkdir(mode=0o700, exist_ok=True)
+    for name, data in (("leaf.crt", creds.cert_pem), ("leaf.key", creds.key_pem)):
+        tmp = d / (name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, d / name)
+    meta = {
+        "node_id": creds.node_id,
+        "fingerprint": creds.fingerprint,
+        "ca_sha256": hashlib.sha256(creds.ca_pem).hexdigest(),
+        "not_before": creds.not_before.timestamp(),
+        "not_after": creds.not_after.timestamp(),
+    }
+    (d / "leaf.json").write_text(json.dumps(meta))
+
+
+def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tuple[Credentials, bool]:
+    """Its cached leaf, or a new one issued by a child process; returns (credentials, created_ca)."""
+    cached = load_cached_leaf(home, mesh, node_id, state_dir)
+    if cached is not None:
+        return cached, False
+    cmd = [
+        sys.executable, "-m", "mesh.security", "issue", "--home", str(home), "--mesh", mesh,
+        "--node-id", node_id, "--state-dir", str(state_dir),
+    ]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        raise AuthError(
+            lines[-1] if lines else f"could not issue this node's certificate (exit {r.returncode})"
+        )
+    out: dict[str, Any] = json.loads(r.stdout)
+    creds = load_cached_leaf(home, mesh, node_id, state_dir)
+    if creds is None:
+        raise AuthError("issued this node's certificate but could not load it back")
+    return creds, bool(out.get("created"))
