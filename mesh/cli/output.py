@@ -38,11 +38,12 @@ def members_table(members: list[MemberView], title: str | None = None) -> Any:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    for col in ("name", "role", "state", "action", "target", "phase", "progress", "note", "last seen"):
+    cols = ("name", "role", "state", "action", "target", "phase", "progress", "note", "claims", "last seen")
+    for col in cols:
         t.add_column(col, no_wrap=col in ("name", "state", "progress", "last seen"))
     now = time.time()
     for m in members:
-        name = f"{m.name} *" if m.is_self else m.name
+        name = m.name + (" *" if m.is_self else "") + (" (steward)" if m.steward else "")
         style = STATE_STYLE.get(m.state, "")
         progress = f"{m.progress}%" if m.action or m.progress else ""
         t.add_row(
@@ -97,3 +98,35 @@ def event_line(ev: MemberEvent) -> str:
         note = f" — {m.note}" if m.note else ""
         return f"{stamp}  {m.name}: {bits or '-'} {m.progress}%{note}"
     return f"{stamp}  {m.name} {m.state}"
+
+
+def state_markdown(
+    members: list[MemberView], node_name: str, mesh: str, extra: list[str] | None = None
+) -> str:
+    """The whole picture as Markdown (what CURRENT_STATE.md used to be), rendered from live state."""
+    from mesh.events import iso
+
+    now = time.time()
+    lines = [f"# Mesh `{mesh}` — state as seen by {node_name}", "", f"_{iso(now)}_", "", "## Sessions", ""]
+    lines += [
+        "| session | role | state | doing | progress | note | claims | last seen |",
+        "|---|---|---|---|---:|---|---|---|",
+    ]
+    for m in members:
+        doing = " / ".join(x for x in (m.action, m.target, m.phase) if x)
+        who = m.name + (" (steward)" if m.steward else "")
+        claims = ", ".join(f"`{r}`" for r, _, _ in m.claims)
+        seen = ago(m.last_seen, now)
+        lines.append(
+            f"| {who} | {m.role} | {m.state} | {doing} | {m.progress}% | {m.note} | {claims} | {seen} |"
+        )
+    lines += ["", "## Claims", ""]
+    held = [(r, m.name, t, x) for m in members if m.state in ("alive", "suspect") for r, t, x in m.claims]
+    if held:
+        lines += ["| item | holder | token | ends |", "|---|---|---:|---|"]
+        lines += [f"| `{r}` | {h} | {t} | {iso(x)} |" for r, h, t, x in sorted(held)]
+    else:
+        lines.append("No live claims.")
+    if extra:
+        lines += ["", *extra]
+    return "\n".join(lines) + "\n"

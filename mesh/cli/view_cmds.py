@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from mesh.cli.main import common_parser, run
@@ -12,6 +14,11 @@ from mesh.cli.main import common_parser, run
 def register(sub: Any) -> None:
     st = sub.add_parser("status", parents=[common_parser()], help="every node in the mesh, from any node")
     st.set_defaults(func=cmd_status)
+    sm = sub.add_parser(
+        "state", parents=[common_parser()], help="the whole picture as Markdown (CURRENT_STATE.md)"
+    )
+    sm.add_argument("--out", default=None, help="write to this file instead of stdout")
+    sm.set_defaults(func=cmd_state)
     w = sub.add_parser("watch", parents=[common_parser()], help="live view of the mesh (Ctrl-C to stop)")
     w.add_argument(
         "--no-snapshot", action="store_true", help="only new events, not the current members first"
@@ -42,6 +49,31 @@ async def _status(args: argparse.Namespace) -> int:
     else:
         output.plain_members(members)
     return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    text = asyncio.run(_state(args))
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def _state(args: argparse.Namespace) -> str:
+    from mesh.cli import output
+    from mesh.client import Client
+
+    node = _target(args)
+    async with Client(node) as c:
+        members = await c.members()
+        extra = await _state_extra(c)
+    return output.state_markdown(members, node.name, node.mesh, extra)
+
+
+async def _state_extra(client: Any) -> list[str]:
+    """More sections for `state` (messages, when this node has them)."""
+    return []
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
