@@ -13,7 +13,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mesh.core.mailbox import BATCH_MAX, Recipient, outgoing
 from mesh.mailstore import MailStore
@@ -21,15 +21,15 @@ from mesh.mailstore import MailStore
 BODY = "x" * 200
 
 
-def run(messages: int, synchronous: str, per_send: int) -> dict[str, Any]:
+def run(messages: int, synchronous: Literal["NORMAL", "FULL"], per_send: int) -> dict[str, Any]:
     """Move `messages` through a sender and a recipient store; returns rates."""
     with tempfile.TemporaryDirectory() as tmp:
         a = MailStore(
             Path(tmp) / "a.db", node_id="nodeA", name="a", rng=random.Random(1), synchronous=synchronous
-        )  # type: ignore[arg-type]
+        )
         b = MailStore(
             Path(tmp) / "b.db", node_id="nodeB", name="b", rng=random.Random(2), synchronous=synchronous
-        )  # type: ignore[arg-type]
+        )
         msg = outgoing([Recipient("nodeB", "b")], "bench", BODY, sender_node="nodeA")
         t_enq = t_flow = 0.0
         sent = 0

@@ -626,6 +626,7 @@ class _Out:
     broadcast: bool
     state: OutState = OutState.QUEUED
     changed_at: float = 0.0
+    order: int = 0  # insertion order across all pairs (the outbox lists in it)
 
     def entry(self) -> OutboxEntry:
         return OutboxEntry(
@@ -658,6 +659,7 @@ class MemoryMailbox:
     name: str
     stream: str
     _counter: int = 0
+    _rows: int = 0
     _out: dict[str, list[_Out]] = field(default_factory=dict)  # by recipient node, seq order
     _next_seq: dict[str, int] = field(default_factory=dict)
     _in: list[_In] = field(default_factory=list)
@@ -685,7 +687,10 @@ class MemoryMailbox:
                 self._out.setdefault(r.node_id, []).append(
                     _Out(mid, r.node_id, r.name, seq, it.subject, it.body, wall, it.in_reply_to, it.broadcast)
                 )
-                self._out[r.node_id][-1].changed_at = wall
+                last = self._out[r.node_id][-1]
+                last.changed_at = wall
+                self._rows += 1
+                last.order = self._rows
         return ids
 
     def _queued(self, peer: str) -> list[_Out]:
@@ -834,7 +839,7 @@ class MemoryMailbox:
         limit = _page(limit)
         rows = sorted(
             (o for q in self._out.values() for o in q),
-            key=lambda o: (int(o.id.rsplit("-", 1)[1]), o.to_node),
+            key=lambda o: o.order,
         )
         sel = [
             o.entry()
@@ -846,7 +851,7 @@ class MemoryMailbox:
     def expire(self, wall: float, retention: float = RETENTION) -> list[OutboxEntry]:
         """Expire queued entries older than `retention` (a prefix of each pair's queue)."""
         cutoff = wall - retention
-        out: list[OutboxEntry] = []
+        out: list[_Out] = []
         for q in self._out.values():
             for o in q:
                 if o.state is not OutState.QUEUED:
@@ -854,8 +859,8 @@ class MemoryMailbox:
                 if o.sent_at >= cutoff:
                     break
                 o.state, o.changed_at = OutState.EXPIRED, wall
-                out.append(o.entry())
-        return out
+                out.append(o)
+        return [o.entry() for o in sorted(out, key=lambda o: o.order)]
 
     def remember_member(self, node_id: str, name: str, wall: float) -> None:
         """Record that `node_id` was seen under `name`."""

@@ -1,0 +1,356 @@
+"""SQLite mailbox: restart, crash (SIGKILL mid-write), integrity, lockstep equality with the in-memory
+reference model, and the faulty-network model of test_mailbox run on real database files."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from mesh.core.mailbox import (
+    RETENTION,
+    MailAck,
+    MailboxStore,
+    MemoryMailbox,
+    OutState,
+    Recipient,
+    SendWindow,
+    outgoing,
+)
+from mesh.errors import ConfigError, ProtocolError
+from mesh.mailstore import MailStore
+from tests.core.test_mailbox import NODES, PAIRS, SIM, WALL0, MailMachine
+
+A, B, C = NODES
+
+
+def open_store(path: Path, r: Recipient, seed: int = 0, **kw: Any) -> MailStore:
+    return MailStore(path, node_id=r.node_id, name=r.name, rng=random.Random(seed), **kw)
+
+
+def direct(frm: Recipient, to: Recipient, body: str = "hello", subject: str = "hi") -> Any:
+    return outgoing([to], subject, body, sender_node=frm.node_id)
+
+
+def test_flow_and_restart_keep_everything(tmp_path: Path) -> None:
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    ids = a.enqueue([direct(A, B, body=f"m{i}") for i in range(3)], WALL0)
+    stream = a.stream
+    a.close()
+    a = open_store(tmp_path / "a.db", A, 7)  # the seed only matters for a new mailbox
+    assert a.stream == stream and a.floor("nodeB") == 1
+    (more,) = a.enqueue([direct(A, B, body="m3")], WALL0)
+    assert more == f"{stream}-4" and more not in ids  # the counter survived the restart
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.seq for m in bt.messages] == [1, 2, 3, 4]
+    new, ack = b.store_incoming(bt, WALL0 + 1)
+    assert len(new) == 4 and ack.upto == 4
+    b.close()
+    b = open_store(tmp_path / "b.db", B)
+    new, ack2 = b.store_incoming(bt, WALL0 + 2)  # the ack was lost and the sender restarted: resend
+    assert new == [] and ack2 == ack
+    assert [m.body for m in b.inbox()] == ["m0", "m1", "m2", "m3"] and b.unread_count() == 4
+    assert a.mark_delivered(ack, WALL0 + 3) == 4
+    assert a.pending_for("nodeB") is None and a.floor("nodeB") == 5 and a.peers_with_pending() == []
+    receipts = b.mark_read([ids[0], ids[2]], WALL0 + 4)
+    assert [r.ids for r in receipts] == [(ids[0], ids[2])]
+    b.close()
+    b = open_store(tmp_path / "b.db", B)
+    rc = b.receipts_for("nodeA")  # still owed after a restart
+    assert rc is not None and rc.ids == (ids[0], ids[2])
+    b.confirm_receipts(a.apply_receipt(rc, WALL0 + 5))
+    assert b.receipts_for("nodeA") is None
+    assert [e.state for e in a.outbox()] == [
+        OutState.READ,
+        OutState.DELIVERED,
+        OutState.READ,
+        OutState.DELIVERED,
+    ]
+    assert [e.id for e in a.outbox(state=OutState.READ)] == [ids[0], ids[2]]
+    for s in (a, b):
+        assert s.integrity_check() == "ok"
+        s.close()
+
+
+def test_a_mailbox_belongs_to_one_node(tmp_path: Path) -> None:
+    open_store(tmp_path / "m.db", A).close()
+    with pytest.raises(ConfigError, match="mailbox of node nodeA"):
+        open_store(tmp_path / "m.db", B)
+    with pytest.raises(ConfigError, match="synchronous"):
+        open_store(tmp_path / "x.db", A, synchronous="OFF")
+
+
+def test_wal_and_synchronous_settings(tmp_path: Path) -> None:
+    for sync, level in (("NORMAL", 1), ("FULL", 2)):
+        s = open_store(tmp_path / f"{sync}.db", A, synchronous=sync)
+        assert s._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        s.close()
+
+
+def test_a_reused_id_from_another_stream_position_is_refused_not_stored(tmp_path: Path) -> None:
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    a.enqueue([direct(A, B)], WALL0)
+    bt = a.pending_for("nodeB")
+    assert bt is not None
+    b.store_incoming(bt, WALL0)
+    # A buggy peer replays the same id under a new seq: the whole frame is refused, nothing half-stored.
+    from dataclasses import replace
+
+    evil = replace(bt, messages=(replace(bt.messages[0], seq=2),))
+    with pytest.raises(ProtocolError, match="already in the inbox"):
+        b.store_incoming(evil, WALL0)
+    assert len(b.inbox()) == 1 and b.integrity_check() == "ok"
+    assert b.store_incoming(bt, WALL0)[1].upto == 1  # the cursor did not move
+
+
+def test_members_survive_restart(tmp_path: Path) -> None:
+    s = open_store(tmp_path / "m.db", A)
+    s.remember_member("nodeB", "bob", WALL0)
+    s.remember_member("nodeB", "bob", WALL0 + 5)
+    s.remember_member("nodeC", "carol", WALL0 + 1)
+    s.remember_member("nodeD", "bob", WALL0 + 3)
+    s.close()
+    s = open_store(tmp_path / "m.db", A)
+    assert s.lookup_name("bob") == "nodeB" and s.lookup_name("dave") is None
+    assert [(m.node_id, m.first_seen, m.last_seen) for m in s.members()] == [
+        ("nodeB", WALL0, WALL0 + 5),
+        ("nodeC", WALL0 + 1, WALL0 + 1),
+        ("nodeD", WALL0 + 3, WALL0 + 3),
+    ]
+    assert [m.node_id for m in s.members(seen_since=WALL0 + 2)] == ["nodeB", "nodeD"]
+    s.close()
+
+
+_CHILD = textwrap.dedent(
+    """
+    import random, sys
+    from mesh.core.mailbox import Recipient, outgoing
+    from mesh.mailstore import MailStore
+    d = sys.argv[1]
+    a = MailStore(d + "/a.db", node_id="nodeA", name="alice", rng=random.Random(1))
+    b = MailStore(d + "/b.db", node_id="nodeB", name="bob", rng=random.Random(2))
+    msg = outgoing([Recipient("nodeB", "bob")], "s", "x" * 200, sender_node="nodeA")
+    total = 0
+    while True:
+        a.enqueue([msg] * 37, 1.0)  # 37: batches and enqueues go out of step, crashes land anywhere
+        total += 37
+        batch = a.pending_for("nodeB", 0, 100)
+        new, ack = b.store_incoming(batch, 2.0)
+        a.mark_delivered(ack, 3.0)
+        print(total, ack.upto, flush=True)
+    """
+)
+
+
+def test_sigkill_at_any_point_loses_nothing_and_resend_dedupes(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    last = (0, 0)
+    for line in proc.stdout:
+        last = tuple(int(x) for x in line.split())  # type: ignore[assignment]
+        if last[0] >= 3000:
+            break
+    proc.send_signal(signal.SIGKILL)  # mid-loop: somewhere inside a write, or between persist and ack
+    proc.wait()
+    proc.stdout.close()
+    a = open_store(tmp_path / "a.db", A)
+    b = open_store(tmp_path / "b.db", B)
+    assert a.integrity_check() == "ok" and b.integrity_check() == "ok"
+    queued_total = len(a.outbox(limit=10_000))
+    assert queued_total >= last[0]  # every enqueue that returned is still there
+    seqs = [m for m in b._db.execute("SELECT seq FROM inbox ORDER BY local_seq")]
+    assert [s for (s,) in seqs] == list(range(1, len(seqs) + 1))  # contiguous, in order, no duplicate
+    cursor = b._db.execute("SELECT upto FROM in_cursor").fetchone()[0]
+    assert cursor == len(seqs) >= last[1]  # every ack that was sent covers persisted messages
+    delivered = a.outbox(state=OutState.DELIVERED, limit=10_000)
+    assert all(e.seq <= cursor for e in delivered) and len(delivered) >= last[1]
+    # Reconnect after the crash: resend from the oldest unacked; everything arrives exactly once.
+    w = SendWindow("nodeB", a.floor("nodeB"), now=0.0)
+    while (want := w.want()) and (bt := a.pending_for("nodeB", *want)):
+        w.on_sent(bt, 0.0)
+        _, ack = b.store_incoming(bt, 5.0)
+        a.mark_delivered(ack, 5.0)
+        w.on_ack(ack, 0.0)
+    assert b.unread_count() == queued_total
+    assert len({m.id for m in b.inbox(limit=10_000)}) == queued_total
+    assert a.outbox(state=OutState.QUEUED, limit=10_000) == []
+    a.close()
+    b.close()
+
+
+def test_expire_in_sql_matches_prefix_rule(tmp_path: Path) -> None:
+    a = open_store(tmp_path / "a.db", A)
+    a.enqueue([direct(A, B, body="old")], WALL0)
+    a.enqueue([direct(A, C, body="c-old")], WALL0)
+    a.enqueue([direct(A, B, body="young")], WALL0 + 100)
+    a.enqueue([direct(A, B, body="old-again")], WALL0)
+    gone = a.expire(WALL0 + RETENTION + 1)
+    assert sorted(e.body for e in gone) == ["c-old", "old"]
+    assert all(e.state is OutState.EXPIRED for e in gone)
+    assert a.floor("nodeB") == 2 and a.floor("nodeC") == 2 and a.peers_with_pending() == ["nodeB"]
+    assert a.mark_delivered(MailAck("nodeA", "nodeB", a.stream, 3), WALL0) == 2
+    assert [e.state for e in a.outbox(to_name="bob")] == [
+        OutState.EXPIRED,
+        OutState.DELIVERED,
+        OutState.DELIVERED,
+    ]
+    a.close()
+
+
+# ------------------------------------------------------------------ lockstep with the reference model
+
+
+class Lockstep(RuleBasedStateMachine):
+    """Every call goes to MemoryMailbox and MailStore alike; their answers must be identical."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="mailstore-"))
+        self.mem = [MemoryMailbox.create(n.node_id, n.name, random.Random(i)) for i, n in enumerate(NODES)]
+        self.sql = [open_store(self.dir / f"{i}.db", n, i) for i, n in enumerate(NODES)]
+        self.wall = WALL0
+
+    def both(self, i: int, method: str, *args: Any, **kw: Any) -> Any:
+        got_m = getattr(self.mem[i], method)(*args, **kw)
+        got_s = getattr(self.sql[i], method)(*args, **kw)
+        assert got_m == got_s, f"{method}{args}: memory {got_m!r} != sqlite {got_s!r}"
+        return got_m
+
+    @rule(pair=st.sampled_from(PAIRS), n=st.integers(1, 4), bc=st.sampled_from([False, False, True]))
+    def enqueue(self, pair: tuple[int, int], n: int, bc: bool) -> None:
+        s, d = pair
+        if bc:
+            items = [
+                outgoing(NODES, "all", f"b{k}", sender_node=NODES[s].node_id, broadcast=True)
+                for k in range(n)
+            ]
+        else:
+            items = [direct(NODES[s], NODES[d], body="é" * k) for k in range(n)]
+        self.both(s, "enqueue", items, self.wall)
+
+    @rule(pick=st.integers(0, 5), after=st.sampled_from([0, 0, 0, 1, 3]), limit=st.sampled_from([1, 3, 100]))
+    def transfer(self, pick: int, after: int, limit: int) -> None:
+        busy = [
+            (s, d) for s in range(3) for d in range(3) if NODES[d].node_id in self.mem[s].peers_with_pending()
+        ]
+        if not busy:
+            return
+        s, d = busy[pick % len(busy)]
+        bt = self.both(s, "pending_for", NODES[d].node_id, after, limit)
+        if bt is not None:
+            _, ack = self.both(d, "store_incoming", bt, self.wall)
+            if limit != 3:  # sometimes the ack is lost
+                self.both(s, "mark_delivered", ack, self.wall)
+
+    @rule(i=st.integers(0, 2), k=st.sampled_from([0, 1, 3, 100]), unread=st.booleans())
+    def read(self, i: int, k: int, unread: bool) -> None:
+        msgs = self.both(i, "inbox", unread=unread, limit=k + 1)
+        for rc in self.both(i, "mark_read", [m.id for m in msgs[:k]], self.wall):
+            s = next(j for j, n in enumerate(NODES) if n.node_id == rc.sender_node)
+            if k != 100:  # otherwise left for resend_receipts
+                self.both(i, "confirm_receipts", self.both(s, "apply_receipt", rc, self.wall))
+
+    @rule(i=st.integers(0, 2), d=st.integers(0, 2))
+    def resend_receipts(self, i: int, d: int) -> None:
+        rc = self.both(i, "receipts_for", NODES[d].node_id)
+        if rc is not None:
+            self.both(i, "confirm_receipts", self.both(d, "apply_receipt", rc, self.wall))
+
+    @rule(dt=st.sampled_from([1.0] * 8 + [RETENTION / 2, -RETENTION / 3]))
+    def time_passes(self, dt: float) -> None:
+        self.wall += dt
+        for i in range(3):
+            self.both(i, "expire", self.wall)
+
+    @rule(i=st.integers(0, 2))
+    def restart_sql(self, i: int) -> None:
+        self.sql[i].close()
+        self.sql[i] = open_store(self.dir / f"{i}.db", NODES[i], 99)
+
+    @rule(i=st.integers(0, 2), name=st.sampled_from(["alice", "bob", "zed"]))
+    def member(self, i: int, name: str) -> None:
+        self.wall += 1
+        self.both(i, "remember_member", f"n{name}{int(self.wall) % 3}", name, self.wall)
+        self.both(i, "lookup_name", name)
+
+    @rule(i=st.integers(0, 2), state=st.sampled_from(OutState), to=st.sampled_from(["alice", "bob", None]))
+    def outbox_filters(self, i: int, state: OutState, to: str | None) -> None:
+        self.both(i, "outbox", state=state, to_name=to, limit=5)
+
+    @invariant()
+    def same_views(self) -> None:
+        for i in range(3):
+            self.both(i, "outbox", limit=10_000)
+            self.both(i, "inbox", limit=10_000)
+            self.both(i, "unread_count")
+            self.both(i, "peers_with_pending")
+            self.both(i, "members")
+            for n in NODES:
+                self.both(i, "floor", n.node_id)
+
+    def teardown(self) -> None:
+        for s in self.sql:
+            assert s.integrity_check() == "ok"
+            s.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestLockstep = Lockstep.TestCase
+TestLockstep.settings = settings(
+    max_examples=60,
+    stateful_step_count=30,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+# ---------------------------------------------------------------- the faulty network, on real files
+
+
+class SqlMailMachine(MailMachine):
+    """test_mailbox's network model with SQLite mailboxes; a restart closes and reopens the file."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="mailnet-"))
+        super().__init__()
+
+    def make_store(self, i: int) -> MailboxStore:
+        return open_store(self.dir / f"{i}.db", NODES[i], i)
+
+    def reopen(self, i: int) -> MailboxStore:
+        self.stores[i].close()
+        return open_store(self.dir / f"{i}.db", NODES[i], 1000 + i)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+            for i in range(3):
+                with sqlite3.connect(self.dir / f"{i}.db") as db:
+                    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+TestSqlMailMachine = SqlMailMachine.TestCase
+TestSqlMailMachine.settings = settings(SIM, max_examples=40)
