@@ -330,6 +330,16 @@ class MailStore:
             )
         return [_out_entry((*r[:9], _STATE[OutState.EXPIRED], wall)) for r in rows]
 
+    def prune(self, wall: float, keep: float = RETENTION) -> int:
+        """Forget delivered/read/expired outbox entries older than `keep` (queued ones never go).
+
+        A full scan: call it rarely (hourly), not per frame.
+        """
+        with self._tx() as db:
+            return db.execute(
+                "DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (wall - keep,)
+            ).rowcount
+
     def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
         """Sender side: record a (checked) read receipt; returns the ack to send back."""
         with self._tx() as db:

@@ -593,6 +593,10 @@ class MailboxStore(Protocol):
         """Expire queued entries older than `retention`; returns them."""
         ...
 
+    def prune(self, wall: float, keep: float = RETENTION) -> int:
+        """Forget delivered/read/expired outbox entries older than `keep`; returns how many."""
+        ...
+
     def remember_member(self, node_id: str, name: str, wall: float) -> None:
         """Record that `node_id` was seen under `name`."""
         ...
@@ -861,6 +865,16 @@ class MemoryMailbox:
                 o.state, o.changed_at = OutState.EXPIRED, wall
                 out.append(o)
         return [o.entry() for o in sorted(out, key=lambda o: o.order)]
+
+    def prune(self, wall: float, keep: float = RETENTION) -> int:
+        """Forget delivered/read/expired outbox entries older than `keep` (queued ones never go)."""
+        cutoff = wall - keep
+        n = 0
+        for peer, q in self._out.items():
+            kept = [o for o in q if o.state is OutState.QUEUED or o.changed_at >= cutoff]
+            n += len(q) - len(kept)
+            self._out[peer] = kept
+        return n
 
     def remember_member(self, node_id: str, name: str, wall: float) -> None:
         """Record that `node_id` was seen under `name`."""

@@ -336,6 +336,9 @@ def test_expiry_is_visible_never_silent_and_expires_a_prefix_only() -> None:
     a.mark_delivered(MailAck("nodeA", "nodeB", a.stream, ack.upto), WALL0)
     states = [e.state for e in a.outbox()]
     assert states == [OutState.EXPIRED, OutState.DELIVERED, OutState.DELIVERED]  # the ack never "delivers" 1
+    assert a.prune(WALL0 + RETENTION * 2, keep=RETENTION) == 2  # delivered at WALL0; expired later stays
+    assert a.prune(WALL0 + RETENTION * 3, keep=RETENTION) == 1
+    assert a.outbox() == [] and a.floor("nodeB") == 4  # seqs are never reused after pruning
 
 
 def test_acks_of_another_stream_are_ignored() -> None:

@@ -280,6 +280,7 @@ class Lockstep(RuleBasedStateMachine):
         self.wall += dt
         for i in range(3):
             self.both(i, "expire", self.wall)
+            self.both(i, "prune", self.wall, RETENTION * 2)
 
     @rule(i=st.integers(0, 2))
     def restart_sql(self, i: int) -> None:
