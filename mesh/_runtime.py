@@ -516,7 +516,13 @@ class NodeRuntime:
 
     def _hello(self) -> pb.PeerFrame:
         assert self.me is not None
-        hello = pb.Hello(mesh=self.config.mesh, proto_version=PROTO_VERSION, node=codec.peer_to_pb(self.me))
+        hello = pb.Hello(
+            mesh=self.config.mesh,
+            proto_version=PROTO_VERSION,
+            node=codec.peer_to_pb(self.me),
+            lease=self.config.lease,
+            rho=self.config.rho,
+        )
         if self._m.status is not None:
             hello.status.CopyFrom(codec.status_to_pb(self._m.status))
         return frame(hello=hello)
@@ -528,6 +534,12 @@ class NodeRuntime:
         if hello.proto_version != PROTO_VERSION:
             raise _Refusal(
                 pb.Reject.BAD_VERSION, f"protocol {PROTO_VERSION} expected, got {hello.proto_version}"
+            )
+        if hello.lease != self.config.lease or hello.rho != self.config.rho:
+            raise _Refusal(
+                pb.Reject.TIMING_MISMATCH,
+                f"claims timing differs: lease {hello.lease:g}s rho {hello.rho:g}, here "
+                f"{self.config.lease:g}s rho {self.config.rho:g} (all nodes of a mesh need the same --lease)",
             )
         info = codec.peer_from_pb(hello.node)
         status = codec.status_from_pb(hello.status) if hello.HasField("status") else None
@@ -726,6 +738,9 @@ class NodeRuntime:
                 detail = repr(first.reject.detail[: limits.REJECT_DETAIL_MAX])[1:-1]  # no raw control chars
                 if first.reject.reason == pb.Reject.NAME_TAKEN:
                     raise NameTaken(f"cannot join mesh {self.config.mesh!r}: {detail}")
+                if address not in self._refusals_logged:
+                    self._refusals_logged.add(address)
+                    log.warning("peer %s refused the link: %s", address, detail)
                 raise NodeUnavailable(f"peer {address} refused the link: {detail}")
             if not first.HasField("hello"):
                 call.cancel()

@@ -197,8 +197,8 @@ def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tu
     if cached is not None:
         return cached, False
     cmd = [
-        sys.executable, "-m", "mesh.security", "issue", "--home", str(home), "--mesh", mesh,
-        "--node-id", node_id, "--state-dir", str(state_dir),
+        sys.executable, "-m", "mesh.security", "issue", f"--home={home}", f"--mesh={mesh}",
+        f"--node-id={node_id}", f"--state-dir={state_dir}",  # "=" form: an id may start with "-"
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:

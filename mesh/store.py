@@ -19,8 +19,14 @@ CREATE INDEX IF NOT EXISTS members_by_name ON members(name);
 
 
 def new_id() -> str:
-    """A fresh random id (node id or incarnation): 16 url-safe characters, 96 bits."""
-    return secrets.token_urlsafe(12)
+    """A fresh random id (node id or incarnation): 16 url-safe characters, ~95 bits, starting alphanumeric.
+
+    (An id starting with "-" would read as an option on any command line it is passed on.)
+    """
+    while True:
+        ident = secrets.token_urlsafe(12)
+        if ident[0].isalnum():
+            return ident
 
 
 class Store:

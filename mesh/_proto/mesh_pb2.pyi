@@ -664,8 +664,13 @@ class Hello(_message.Message):
     PROTO_VERSION_FIELD_NUMBER: _builtins.int
     NODE_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    LEASE_FIELD_NUMBER: _builtins.int
+    RHO_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     proto_version: _builtins.int
+    lease: _builtins.float
+    """Claims timing must be the same on every node (safety rests on it): a mismatch refuses the link."""
+    rho: _builtins.float
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -677,10 +682,12 @@ class Hello(_message.Message):
         proto_version: _builtins.int = ...,
         node: Global___NodeRef | None = ...,
         status: Global___Status | None = ...,
+        lease: _builtins.float = ...,
+        rho: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -705,6 +712,8 @@ class Reject(_message.Message):
         BAD_VERSION: Reject._Reason.ValueType  # 3
         SELF: Reject._Reason.ValueType  # 4
         """the dialer reached itself"""
+        TIMING_MISMATCH: Reject._Reason.ValueType  # 5
+        """claims lease/rho differ from this mesh's"""
 
     class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
     REASON_UNSPECIFIED: Reject.Reason.ValueType  # 0
@@ -714,6 +723,8 @@ class Reject(_message.Message):
     BAD_VERSION: Reject.Reason.ValueType  # 3
     SELF: Reject.Reason.ValueType  # 4
     """the dialer reached itself"""
+    TIMING_MISMATCH: Reject.Reason.ValueType  # 5
+    """claims lease/rho differ from this mesh's"""
 
     REASON_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
