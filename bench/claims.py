@@ -23,6 +23,7 @@ import contextlib
 import os
 import random
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +89,18 @@ async def _answers(m: Mesh, name: str) -> None:
     await c.close()
 
 
+def _log_tails(m: Mesh) -> None:
+    """On a stall: the steward/config lines of every node's log, to stderr (the home is deleted after)."""
+    for name in m.names:
+        try:
+            lines = (m.c.home / f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        keep = [ln for ln in lines if any(w in ln for w in ("steward", "config", "genesis", "ERROR"))]
+        for ln in keep[-8:]:
+            print(f"[claims] {name}: {ln}", file=sys.stderr)
+
+
 async def _wait_stewards(m: Mesh, want: int, timeout: float) -> tuple[float, Any]:
     """Wait until every node knows a config of `want` stewards; (seconds waited, info of n00)."""
     t0 = time.monotonic()
@@ -99,6 +112,7 @@ async def _wait_stewards(m: Mesh, want: int, timeout: float) -> tuple[float, Any
                 return time.monotonic() - t0, infos[0]
             if time.monotonic() - t0 > timeout:
                 got = sorted({len(i.stewards) for i in infos})
+                _log_tails(m)
                 raise TimeoutError(f"{want} stewards not reached within {timeout:.0f} s (have {got})")
             await asyncio.sleep(0.05)
     finally:
