@@ -10,7 +10,8 @@ import os
 import random
 from pathlib import Path
 
-from tests.integration.nemesis import KINDS, NemesisConfig, run_nemesis
+from tests.integration.harness import FAST, Mesh, until
+from tests.integration.nemesis import KINDS, NemesisConfig, free_ports, run_nemesis
 
 
 def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) -> None:
@@ -27,3 +28,27 @@ def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) ->
     assert all(res.actions[k] >= 1 for k in KINDS), detail
     assert rep.acquisitions >= 10 and rep.handovers >= 5, detail
     assert rep.takeovers >= 1, detail
+
+
+def test_the_partition_file_cuts_nodes_off_and_heals(tmp_path: Path) -> None:
+    # The nemesis's partitions are only evidence if the fault hook really cuts links: check it does.
+    m = Mesh(home=tmp_path / "home")
+    part = tmp_path / "partition"
+    part.write_text("")
+    m.extra_env["MESH_TEST_FAULTS"] = str(part)
+    try:
+        ports = free_ports(3)
+        seeds = [a for p in ports for a in ("--peer", f"127.0.0.1:{p}")]
+        for i, port in enumerate(ports):
+            m.up(f"p{i}", "--no-mdns", "--port", str(port), *seeds, *FAST)
+        until(
+            lambda: set(m.states("p0").values()) == {"alive"} and len(m.states("p0")) == 3, what="all alive"
+        )
+        part.write_text("p0 p1\np2\n")
+        until(lambda: m.states("p0")["p2"] in ("suspect", "dead"), timeout=10, what="p2 cut off from p0")
+        until(lambda: m.states("p2")["p0"] in ("suspect", "dead"), timeout=10, what="p0 cut off from p2")
+        assert m.states("p0")["p1"] == "alive"  # the same side stays connected
+        part.write_text("")
+        until(lambda: m.states("p0")["p2"] == "alive" and m.states("p2")["p0"] == "alive", what="healed")
+    finally:
+        m.cleanup()
