@@ -63,6 +63,7 @@ from mesh.testing import faults
 
 if TYPE_CHECKING:
     from mesh._claims import ClaimsService
+    from mesh._mail import MailService
     from mesh._tls import Credentials
 
 log = logging.getLogger("mesh")
@@ -112,6 +113,7 @@ class NodeRuntime:
         self.started_mono = 0.0
         self.credentials: Credentials | None = None
         self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
+        self.mail: MailService = None  # type: ignore[assignment]  # set in start()
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
         self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
@@ -193,6 +195,9 @@ class NodeRuntime:
         from mesh._claims import ClaimsService
 
         self.claims = ClaimsService(self, cfg.lease_config, bootstrap=cfg.bootstrap)
+        from mesh._mail import MailService
+
+        self.mail = MailService(self)
 
         from mesh._transport.control import serve_control
 
@@ -256,6 +261,7 @@ class NodeRuntime:
         )
         self.ready.set()
         self.claims.start()
+        self.mail.start()
         log.info(
             "node %s (%s) ready: mesh %s, peer API %s, %d peer(s)",
             cfg.name,
@@ -298,6 +304,8 @@ class NodeRuntime:
         self._stopping = True
         if self.claims is not None:
             self.claims.close()
+        if self.mail is not None:
+            self.mail.close()
         for w in self._watchers:
             w.queue.put_nowait(None)
         if self._discovery is not None:
@@ -442,6 +450,7 @@ class NodeRuntime:
             status_updated_at=st.updated_at if st else 0.0,
             steward=f"{m.info.node_id}/{m.info.incarnation}" in self._stewards(),
             claims=st.claims if st else (),
+            unread=self.mail.store.unread_count() if m.is_self and self.mail is not None else 0,
         )
 
     def _stewards(self) -> tuple[str, ...]:
@@ -451,6 +460,10 @@ class NodeRuntime:
     def publish_claims(self) -> None:
         """The set of held claims changed: publish it in this node's status record."""
         self.set_status(claims=tuple(self.claims.held_view()))
+
+    def publish_unread(self) -> None:
+        """This node's unread count changed: watchers see its own member afresh."""
+        self._publish("status", self._m.members[self.node_id])
 
     def publish_config(self) -> None:
         """The steward config changed: watchers see every member's steward flag afresh."""
@@ -586,6 +599,7 @@ class NodeRuntime:
         if peers:
             link.send(frame(gossip=pb.Gossip(peers=peers)))
         self.claims.on_link_up(link)
+        self.mail.on_link_up(link)
         return True
 
     def on_frame(self, link: Link, f: pb.PeerFrame) -> None:
@@ -613,6 +627,8 @@ class NodeRuntime:
                 self._on_gossip(info)
         if f.claims:
             self.claims.on_frames(link, f.claims)
+        if f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks:
+            self.mail.on_frame(link, f)
         if f.HasField("leave"):
             reason = validate.text(f.leave.reason, "leave reason")  # it goes to the log and to watchers
             self._apply(self._m.left(link.peer.node_id, now, f"left: {reason}"))
@@ -624,6 +640,8 @@ class NodeRuntime:
             del self.links[pid]
         else:
             return
+        if self.mail is not None and not self._stopping:
+            self.mail.on_link_down(pid)
         if self._stopping or link.superseded:
             return
         m = self._m.members.get(pid)

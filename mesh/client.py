@@ -167,6 +167,63 @@ class Client:
         await self._call(self._stub.RecoverStewards, pb.RecoverRequest(i_understand=True), timeout=120.0)
         return await self.info()
 
+    # ------------------------------------------------------------------ messages
+
+    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> str:
+        """Queue a direct message durably in the node's outbox; returns its id."""
+        req = pb.SendRequest(to=to, subject=subject, body=body, in_reply_to=reply_to or "")
+        r: pb.SendReply = await self._call(self._stub.Send, req)
+        return r.id
+
+    async def send_request(self, req: pb.SendRequest) -> pb.SendReply:
+        """The raw Send RPC (meshctl uses it)."""
+        r: pb.SendReply = await self._call(self._stub.Send, req)
+        return r
+
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> str:
+        """Queue a message to every member known now (offline ones included); returns its id."""
+        req = pb.SendRequest(all=True, subject=subject, body=body, in_reply_to=reply_to or "")
+        r: pb.SendReply = await self._call(self._stub.Send, req)
+        return r.id
+
+    async def messages(
+        self, unread: bool = False, follow: bool = False, from_name: str | None = None, limit: int = 100
+    ) -> AsyncIterator[pb.InboxItem]:
+        """Inbox items oldest first; with follow, then new ones as they arrive (until cancelled)."""
+        req = pb.InboxRequest(unread=unread, follow=follow, limit=limit)
+        if from_name:
+            setattr(req, "from", from_name)
+        call = self._stub.Inbox(req, timeout=None if follow else DEFAULT_TIMEOUT)
+        try:
+            async for item in call:
+                yield item
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise to_mesh_error(e) from None
+        finally:
+            call.cancel()
+
+    async def mark_read(self, ids: list[str] | None = None) -> int:
+        """Mark messages read (all unread if `ids` is None); read receipts go back to the senders."""
+        req = pb.MarkReadRequest(all=ids is None, ids=ids or [])
+        r: pb.MarkReadReply = await self._call(self._stub.MarkRead, req)
+        return r.marked
+
+    async def outbox(
+        self, state: str | None = None, to: str | None = None, limit: int = 100
+    ) -> list[pb.OutboxItem]:
+        """Outbox entries oldest first, with their delivery state (queued, delivered, read, expired)."""
+        r: pb.OutboxList = await self._call(
+            self._stub.Outbox, pb.OutboxRequest(state=state or "", to=to or "", limit=limit)
+        )
+        return list(r.items)
+
+    async def counts(self) -> tuple[int, int]:
+        """(unread messages, queued outgoing messages)."""
+        r: pb.MailCounts = await self._call(self._stub.Counts, pb.Empty())
+        return r.unread, r.queued
+
     async def shutdown(self, reason: str = "meshctl down") -> None:
         """Ask the node to leave gracefully."""
         await self._call(self._stub.Shutdown, pb.ShutdownRequest(reason=reason))

@@ -49,6 +49,7 @@ class MemberView:
     status_updated_at: float = 0.0
     steward: bool = False
     claims: tuple[tuple[str, int, float], ...] = ()  # (TYPE/NAME, fencing token, ends at)
+    unread: int = 0  # unread messages (known for the answering node itself only)
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` shape."""
@@ -68,6 +69,7 @@ class MemberView:
             "state_since": iso(self.state_since),
             "status_updated_at": iso(self.status_updated_at),
             "steward": self.steward,
+            "unread": self.unread if self.is_self else None,
             "claims": [claim_json(r, self.name, self.node_id, t, x) for r, t, x in self.claims],
         }
 

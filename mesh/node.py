@@ -11,6 +11,7 @@ from mesh._claims import check_ttl, resource_name
 from mesh._runtime import NodeRuntime
 from mesh.clock import Clock
 from mesh.config import NodeConfig
+from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.errors import InvalidInput, NodeUnavailable
 from mesh.events import MemberEvent, MemberView, claim_json
 from mesh.lease import Lease, PendingClaim
@@ -154,6 +155,39 @@ class Node:
             if v.state in ("alive", "suspect")
             for r, t, x in v.claims
         ]
+
+    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> str:
+        """Queue a message to session `to` durably; returns its id (delivery continues in the background).
+
+        Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
+        is offline gets it when it returns (within the retention window, 7 days).
+        """
+        self._check()
+        mid, _ = await self._rt.mail.send(to, subject, body, reply_to)
+        return mid
+
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> str:
+        """Queue a message to every member known now, offline ones included; returns its id."""
+        self._check()
+        mid, _ = await self._rt.mail.broadcast(subject, body, reply_to)
+        return mid
+
+    def messages(
+        self, unread: bool = False, follow: bool = False, from_name: str | None = None
+    ) -> AsyncIterator[InboxMessage]:
+        """The inbox oldest first; with `follow`, then every new message as it arrives."""
+        self._check()
+        return self._rt.mail.messages(unread=unread, follow=follow, from_name=from_name)
+
+    async def mark_read(self, ids: list[str] | None = None) -> int:
+        """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""
+        self._check()
+        return self._rt.mail.mark_read(ids)
+
+    async def outbox(self, state: str | None = None, to: str | None = None) -> list[OutboxEntry]:
+        """What this node sent, with each message's delivery state (queued, delivered, read, expired)."""
+        self._check()
+        return self._rt.mail.outbox(state, to)
 
     def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
         """Live events from now on: joins, liveness changes, status updates (optionally a snapshot first)."""

@@ -655,6 +655,168 @@ class HeldClaim(_message.Message):
 Global___HeldClaim: _TypeAlias = HeldClaim  # noqa: Y015
 
 @_typing.final
+class MailEnvelope(_message.Message):
+    """---------------------------------------------------------------- messages (durable outbox -> inbox)
+    Field names mirror mesh/core/mailbox.py. Ids are "<stream>-<n>"; seq counts per (sender -> recipient).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    FROM_NAME_FIELD_NUMBER: _builtins.int
+    TO_NAME_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    seq: _builtins.int
+    from_name: _builtins.str
+    to_name: _builtins.str
+    subject: _builtins.str
+    body: _builtins.str
+    sent_at: _builtins.float
+    in_reply_to: _builtins.str
+    broadcast: _builtins.bool
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        from_name: _builtins.str = ...,
+        to_name: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        body: _builtins.str = ...,
+        sent_at: _builtins.float = ...,
+        in_reply_to: _builtins.str = ...,
+        broadcast: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "from_name", b"from_name", "id", b"id", "in_reply_to", b"in_reply_to", "sent_at", b"sent_at", "seq", b"seq", "subject", b"subject", "to_name", b"to_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailEnvelope: _TypeAlias = MailEnvelope  # noqa: Y015
+
+@_typing.final
+class MailBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_NODE_FIELD_NUMBER: _builtins.int
+    TO_NODE_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    FLOOR_FIELD_NUMBER: _builtins.int
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    from_node: _builtins.str
+    to_node: _builtins.str
+    stream: _builtins.str
+    floor: _builtins.int
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___MailEnvelope]: ...
+    def __init__(
+        self,
+        *,
+        from_node: _builtins.str = ...,
+        to_node: _builtins.str = ...,
+        stream: _builtins.str = ...,
+        floor: _builtins.int = ...,
+        messages: _abc.Iterable[Global___MailEnvelope] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["floor", b"floor", "from_node", b"from_node", "messages", b"messages", "stream", b"stream", "to_node", b"to_node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailBatch: _TypeAlias = MailBatch  # noqa: Y015
+
+@_typing.final
+class MailAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_NODE_FIELD_NUMBER: _builtins.int
+    TO_NODE_FIELD_NUMBER: _builtins.int
+    STREAM_FIELD_NUMBER: _builtins.int
+    UPTO_FIELD_NUMBER: _builtins.int
+    from_node: _builtins.str
+    to_node: _builtins.str
+    stream: _builtins.str
+    upto: _builtins.int
+    def __init__(
+        self,
+        *,
+        from_node: _builtins.str = ...,
+        to_node: _builtins.str = ...,
+        stream: _builtins.str = ...,
+        upto: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_node", b"from_node", "stream", b"stream", "to_node", b"to_node", "upto", b"upto"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailAck: _TypeAlias = MailAck  # noqa: Y015
+
+@_typing.final
+class ReadReceipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READER_NODE_FIELD_NUMBER: _builtins.int
+    SENDER_NODE_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    READ_AT_FIELD_NUMBER: _builtins.int
+    reader_node: _builtins.str
+    sender_node: _builtins.str
+    read_at: _builtins.float
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        reader_node: _builtins.str = ...,
+        sender_node: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        read_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "read_at", b"read_at", "reader_node", b"reader_node", "sender_node", b"sender_node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadReceipt: _TypeAlias = ReadReceipt  # noqa: Y015
+
+@_typing.final
+class ReceiptAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    READER_NODE_FIELD_NUMBER: _builtins.int
+    SENDER_NODE_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    reader_node: _builtins.str
+    sender_node: _builtins.str
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        reader_node: _builtins.str = ...,
+        sender_node: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "reader_node", b"reader_node", "sender_node", b"sender_node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReceiptAck: _TypeAlias = ReceiptAck  # noqa: Y015
+
+@_typing.final
 class Hello(_message.Message):
     """---------------------------------------------------------------- peer API"""
 
@@ -817,6 +979,10 @@ class PeerFrame(_message.Message):
     LEAVE_FIELD_NUMBER: _builtins.int
     GOSSIP_FIELD_NUMBER: _builtins.int
     CLAIMS_FIELD_NUMBER: _builtins.int
+    MAIL_FIELD_NUMBER: _builtins.int
+    MAIL_ACKS_FIELD_NUMBER: _builtins.int
+    RECEIPTS_FIELD_NUMBER: _builtins.int
+    RECEIPT_ACKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -831,6 +997,14 @@ class PeerFrame(_message.Message):
     def gossip(self) -> Global___Gossip: ...
     @_builtins.property
     def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___ClaimMsg]: ...
+    @_builtins.property
+    def mail(self) -> Global___MailBatch: ...
+    @_builtins.property
+    def mail_acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___MailAck]: ...
+    @_builtins.property
+    def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadReceipt]: ...
+    @_builtins.property
+    def receipt_acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptAck]: ...
     def __init__(
         self,
         *,
@@ -841,10 +1015,14 @@ class PeerFrame(_message.Message):
         leave: Global___Leave | None = ...,
         gossip: Global___Gossip | None = ...,
         claims: _abc.Iterable[Global___ClaimMsg] | None = ...,
+        mail: Global___MailBatch | None = ...,
+        mail_acks: _abc.Iterable[Global___MailAck] | None = ...,
+        receipts: _abc.Iterable[Global___ReadReceipt] | None = ...,
+        receipt_acks: _abc.Iterable[Global___ReceiptAck] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -878,12 +1056,15 @@ class Member(_message.Message):
     IS_SELF_FIELD_NUMBER: _builtins.int
     STATE_SINCE_FIELD_NUMBER: _builtins.int
     STEWARD_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
     state: Global___MemberState.ValueType
     last_seen: _builtins.float
     """wall clock of the last frame heard (now for self)"""
     is_self: _builtins.bool
     state_since: _builtins.float
     steward: _builtins.bool
+    unread: _builtins.int
+    """for this node only: messages not yet read"""
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -898,10 +1079,11 @@ class Member(_message.Message):
         is_self: _builtins.bool = ...,
         state_since: _builtins.float = ...,
         steward: _builtins.bool = ...,
+        unread: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_self", b"is_self", "last_seen", b"last_seen", "node", b"node", "state", b"state", "state_since", b"state_since", "status", b"status", "steward", b"steward"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_self", b"is_self", "last_seen", b"last_seen", "node", b"node", "state", b"state", "state_since", b"state_since", "status", b"status", "steward", b"steward", "unread", b"unread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1341,6 +1523,285 @@ class RecoverRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecoverRequest: _TypeAlias = RecoverRequest  # noqa: Y015
+
+@_typing.final
+class SendRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    to: _builtins.str
+    """a session name; empty with all = true"""
+    all: _builtins.bool
+    """broadcast to every member known now (offline ones included)"""
+    subject: _builtins.str
+    body: _builtins.str
+    in_reply_to: _builtins.str
+    def __init__(
+        self,
+        *,
+        to: _builtins.str = ...,
+        all: _builtins.bool = ...,
+        subject: _builtins.str = ...,
+        body: _builtins.str = ...,
+        in_reply_to: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendRequest: _TypeAlias = SendRequest  # noqa: Y015
+
+@_typing.final
+class SendReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    RECIPIENTS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    @_builtins.property
+    def recipients(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        recipients: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "recipients", b"recipients"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendReply: _TypeAlias = SendReply  # noqa: Y015
+
+@_typing.final
+class InboxItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    READ_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
+    RECEIVED_AT_FIELD_NUMBER: _builtins.int
+    LOCAL_SEQ_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    to: _builtins.str
+    subject: _builtins.str
+    body: _builtins.str
+    sent_at: _builtins.float
+    in_reply_to: _builtins.str
+    read: _builtins.bool
+    broadcast: _builtins.bool
+    received_at: _builtins.float
+    local_seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        to: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        body: _builtins.str = ...,
+        sent_at: _builtins.float = ...,
+        in_reply_to: _builtins.str = ...,
+        read: _builtins.bool = ...,
+        broadcast: _builtins.bool = ...,
+        received_at: _builtins.float = ...,
+        local_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "from", b"from", "id", b"id", "in_reply_to", b"in_reply_to", "local_seq", b"local_seq", "read", b"read", "received_at", b"received_at", "sent_at", b"sent_at", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboxItem: _TypeAlias = InboxItem  # noqa: Y015
+
+@_typing.final
+class InboxRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNREAD_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
+    unread: _builtins.bool
+    limit: _builtins.int
+    follow: _builtins.bool
+    """after the current page, stream new messages as they arrive"""
+    def __init__(
+        self,
+        *,
+        unread: _builtins.bool = ...,
+        limit: _builtins.int = ...,
+        follow: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "from", b"from", "limit", b"limit", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InboxRequest: _TypeAlias = InboxRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDS_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    all: _builtins.bool
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        all: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "ids", b"ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadRequest: _TypeAlias = MarkReadRequest  # noqa: Y015
+
+@_typing.final
+class MarkReadReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MARKED_FIELD_NUMBER: _builtins.int
+    marked: _builtins.int
+    def __init__(
+        self,
+        *,
+        marked: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked", b"marked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MarkReadReply: _TypeAlias = MarkReadReply  # noqa: Y015
+
+@_typing.final
+class OutboxItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    BROADCAST_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    to: _builtins.str
+    subject: _builtins.str
+    sent_at: _builtins.float
+    in_reply_to: _builtins.str
+    broadcast: _builtins.bool
+    state: _builtins.str
+    changed_at: _builtins.float
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        to: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        sent_at: _builtins.float = ...,
+        in_reply_to: _builtins.str = ...,
+        broadcast: _builtins.bool = ...,
+        state: _builtins.str = ...,
+        changed_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "changed_at", b"changed_at", "id", b"id", "in_reply_to", b"in_reply_to", "sent_at", b"sent_at", "state", b"state", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxItem: _TypeAlias = OutboxItem  # noqa: Y015
+
+@_typing.final
+class OutboxRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    to: _builtins.str
+    limit: _builtins.int
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        to: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "state", b"state", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxRequest: _TypeAlias = OutboxRequest  # noqa: Y015
+
+@_typing.final
+class OutboxList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutboxItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___OutboxItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OutboxList: _TypeAlias = OutboxList  # noqa: Y015
+
+@_typing.final
+class MailCounts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNREAD_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
+    unread: _builtins.int
+    queued: _builtins.int
+    def __init__(
+        self,
+        *,
+        unread: _builtins.int = ...,
+        queued: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queued", b"queued", "unread", b"unread"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MailCounts: _TypeAlias = MailCounts  # noqa: Y015
 
 @_typing.final
 class ShutdownRequest(_message.Message):

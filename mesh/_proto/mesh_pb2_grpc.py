@@ -157,6 +157,31 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.RecoverRequest.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.Send = channel.unary_unary(
+                '/mesh.v1.Control/Send',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.SendRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.SendReply.FromString,
+                _registered_method=True)
+        self.Inbox = channel.unary_stream(
+                '/mesh.v1.Control/Inbox',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.InboxRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.InboxItem.FromString,
+                _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/mesh.v1.Control/MarkRead',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.MarkReadReply.FromString,
+                _registered_method=True)
+        self.Outbox = channel.unary_unary(
+                '/mesh.v1.Control/Outbox',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.OutboxRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.OutboxList.FromString,
+                _registered_method=True)
+        self.Counts = channel.unary_unary(
+                '/mesh.v1.Control/Counts',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.MailCounts.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -224,6 +249,36 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Send(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Inbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MarkRead(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Outbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Counts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -276,6 +331,31 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.RecoverStewards,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.RecoverRequest.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.NodeInfo.SerializeToString,
+            ),
+            'Send': grpc.unary_unary_rpc_method_handler(
+                    servicer.Send,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.SendRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.SendReply.SerializeToString,
+            ),
+            'Inbox': grpc.unary_stream_rpc_method_handler(
+                    servicer.Inbox,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.InboxRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.InboxItem.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.MarkReadRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.MarkReadReply.SerializeToString,
+            ),
+            'Outbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.Outbox,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.OutboxRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.OutboxList.SerializeToString,
+            ),
+            'Counts': grpc.unary_unary_rpc_method_handler(
+                    servicer.Counts,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.MailCounts.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -548,6 +628,141 @@ class Control:
             '/mesh.v1.Control/RecoverStewards',
             mesh_dot___proto_dot_mesh__pb2.RecoverRequest.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Send(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Send',
+            mesh_dot___proto_dot_mesh__pb2.SendRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.SendReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Inbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.Control/Inbox',
+            mesh_dot___proto_dot_mesh__pb2.InboxRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.InboxItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/MarkRead',
+            mesh_dot___proto_dot_mesh__pb2.MarkReadRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.MarkReadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Outbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Outbox',
+            mesh_dot___proto_dot_mesh__pb2.OutboxRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.OutboxList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Counts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Counts',
+            mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.MailCounts.FromString,
             options,
             channel_credentials,
             insecure,

@@ -139,6 +139,7 @@ def view_to_pb(v: MemberView) -> pb.Member:
         is_self=v.is_self,
         state_since=v.state_since,
         steward=v.steward,
+        unread=v.unread,
     )
 
 
@@ -175,6 +176,7 @@ def view_from_pb(m: pb.Member) -> MemberView:
         status_version=st.version,
         status_updated_at=st.updated_at,
         steward=m.steward,
+        unread=m.unread,
         claims=tuple((c.resource, c.token, c.expires_at) for c in st.claims),
     )
 

@@ -19,6 +19,7 @@ from mesh._transport.codec import event_to_pb, view_to_pb
 from mesh._transport.status import streaming, unary
 from mesh._version import __version__
 from mesh.core import validate
+from mesh.core.mailbox import InboxMessage
 from mesh.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -46,6 +47,15 @@ def claim_reply(r: ClaimResult) -> pb.ClaimReply:
         granted=r.granted, resource=r.resource, holder=r.holder, holder_node=r.holder_node, token=r.token,
         expires_at=r.expires_at,
     )  # fmt: skip
+
+
+def inbox_item(m: InboxMessage) -> pb.InboxItem:
+    item = pb.InboxItem(
+        id=m.id, to=m.to_name, subject=m.subject, body=m.body, sent_at=m.sent_at, in_reply_to=m.in_reply_to,
+        read=m.read, broadcast=m.broadcast, received_at=m.received_at, local_seq=m.local_seq,
+    )  # fmt: skip
+    setattr(item, "from", m.from_name)  # "from" is a Python keyword
+    return item
 
 
 class ControlServicer(pbg.ControlServicer):
@@ -123,6 +133,58 @@ class ControlServicer(pbg.ControlServicer):
             )
         await self.rt.claims.recover()
         return info_pb(self.rt)
+
+    @unary
+    async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
+        reply_to = request.in_reply_to or None
+        if request.all:
+            if request.to:
+                raise InvalidInput("give a recipient or --all, not both")
+            mid, names = await self.rt.mail.broadcast(request.subject, request.body, reply_to)
+        else:
+            if not request.to:
+                raise InvalidInput("a recipient name is needed (or --all)")
+            mid, names = await self.rt.mail.send(request.to, request.subject, request.body, reply_to)
+        return pb.SendReply(id=mid, recipients=names)
+
+    @streaming
+    async def Inbox(self, request: pb.InboxRequest, context: Ctx) -> AsyncIterator[pb.InboxItem]:
+        limit = request.limit or 100
+        if request.follow:
+            async for m in self.rt.mail.messages(
+                unread=request.unread, follow=True, from_name=getattr(request, "from") or None
+            ):
+                yield inbox_item(m)
+            return
+        for m in self.rt.mail.inbox(
+            unread=request.unread, from_name=getattr(request, "from") or None, limit=limit
+        ):
+            yield inbox_item(m)
+
+    @unary
+    async def MarkRead(self, request: pb.MarkReadRequest, context: Ctx) -> pb.MarkReadReply:
+        if request.all == bool(request.ids):
+            raise InvalidInput("give message ids or all, not both (and not neither)")
+        n = self.rt.mail.mark_read(None if request.all else list(request.ids))
+        return pb.MarkReadReply(marked=n)
+
+    @unary
+    async def Outbox(self, request: pb.OutboxRequest, context: Ctx) -> pb.OutboxList:
+        entries = self.rt.mail.outbox(request.state or None, request.to or None, request.limit or 100)
+        return pb.OutboxList(
+            items=[
+                pb.OutboxItem(
+                    id=e.id, to=e.to_name, subject=e.subject, sent_at=e.sent_at, in_reply_to=e.in_reply_to,
+                    broadcast=e.broadcast, state=e.state.value, changed_at=e.changed_at,
+                )
+                for e in entries
+            ]
+        )  # fmt: skip
+
+    @unary
+    async def Counts(self, request: pb.Empty, context: Ctx) -> pb.MailCounts:
+        unread, queued = self.rt.mail.counts()
+        return pb.MailCounts(unread=unread, queued=queued)
 
     @unary
     async def Shutdown(self, request: pb.ShutdownRequest, context: Ctx) -> pb.Empty:

@@ -1,0 +1,361 @@
+"""Messages in the runtime: the durable mailbox (mesh.mailstore) carried over the peer links.
+
+    send / broadcast ──▶ one SQLite transaction per burst (group commit) ──▶ pump each recipient's link
+    link up ──▶ SendWindow from the store's floor: resend everything unacked, oldest first (the recipient
+                dedupes), plus read receipts not yet confirmed
+    MailBatch ──▶ store_incoming (persist first) ──▶ MailAck back ──▶ followers (inbox --follow)
+    MailAck ──▶ mark delivered (only ever on an ack) ──▶ pump more (window)
+    ReadReceipt / ReceiptAck ──▶ sender's outbox shows `read` / receipt no longer resent
+
+A message is `queued` until the recipient's node acknowledges it after writing it to its own inbox, so
+"delivered" is never claimed for a node that is dead or unreachable; it waits (7 days by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from mesh._proto import mesh_pb2 as pb
+from mesh._transport.peer import Link, frame
+from mesh.clock import wall
+from mesh.core import mailbox as mb
+from mesh.errors import InvalidInput, LimitExceeded, UnknownRecipient
+from mesh.mailstore import MailStore
+
+if TYPE_CHECKING:
+    from mesh._runtime import NodeRuntime
+
+log = logging.getLogger("mesh.mail")
+
+EXPIRE_EVERY = 60.0
+PRUNE_EVERY = 3600.0
+MAX_FOLLOWERS = 64
+
+
+# ---------------------------------------------------------------- wire <-> core
+
+
+def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
+    return pb.MailBatch(
+        from_node=b.from_node,
+        to_node=b.to_node,
+        stream=b.stream,
+        floor=b.floor,
+        messages=[
+            pb.MailEnvelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in b.messages
+        ],
+    )  # fmt: skip
+
+
+def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
+    if len(m.messages) > mb.BATCH_MAX:
+        raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
+    return mb.MailBatch(
+        from_node=m.from_node,
+        to_node=m.to_node,
+        stream=m.stream,
+        floor=m.floor,
+        messages=tuple(
+            mb.Envelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in m.messages
+        ),
+    )  # fmt: skip
+
+
+def ack_to_pb(a: mb.MailAck) -> pb.MailAck:
+    return pb.MailAck(from_node=a.from_node, to_node=a.to_node, stream=a.stream, upto=a.upto)
+
+
+def ack_from_pb(m: pb.MailAck) -> mb.MailAck:
+    return mb.MailAck(from_node=m.from_node, to_node=m.to_node, stream=m.stream, upto=m.upto)
+
+
+def receipt_to_pb(r: mb.ReadReceipt) -> pb.ReadReceipt:
+    return pb.ReadReceipt(
+        reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids), read_at=r.read_at
+    )
+
+
+def receipt_from_pb(m: pb.ReadReceipt) -> mb.ReadReceipt:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a read receipt carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReadReceipt(
+        reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids), read_at=m.read_at
+    )
+
+
+def rack_to_pb(r: mb.ReceiptAck) -> pb.ReceiptAck:
+    return pb.ReceiptAck(reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids))
+
+
+def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a receipt ack carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
+
+
+# ---------------------------------------------------------------- service
+
+
+class MailService:
+    """A node's mailbox: durable outbox and inbox, delivery over the links, followers of new mail."""
+
+    def __init__(self, rt: NodeRuntime) -> None:
+        self.rt = rt
+        self.me = rt.node_id
+        self.store = MailStore(rt.state_dir / "mail.db", node_id=rt.node_id, name=rt.config.name)
+        self.windows: dict[str, mb.SendWindow] = {}
+        self._batch: list[tuple[mb.Outgoing, asyncio.Future[str]]] = []
+        self._flush_scheduled = False
+        self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
+        self._wake = asyncio.Event()
+        self._next_expire = 0.0
+        self._next_prune = 0.0
+
+    def start(self) -> None:
+        self.rt._spawn(self._timer(), "mail-timer")
+
+    def close(self) -> None:
+        for q in self._followers:
+            q.put_nowait(None)
+        for _, fut in self._batch:
+            if not fut.done():
+                fut.set_exception(InvalidInput("the node stopped before the message was queued"))
+        self._batch.clear()
+        self.store.close()
+
+    # ------------------------------------------------------------------ members and links
+
+    def remember(self, node_id: str, name: str) -> None:
+        """A member was seen (the name -> node directory, for sending to nodes that are away)."""
+        self.store.remember_member(node_id, name, wall())
+
+    def on_link_up(self, link: Link) -> None:
+        peer = link.peer.node_id
+        self.remember(peer, link.peer.name)
+        self.windows[peer] = mb.SendWindow(peer, self.store.floor(peer), now=self.rt.clock.now())
+        self._pump(peer)
+        rc = self.store.receipts_for(peer)
+        if rc is not None:
+            link.send(frame(receipts=[receipt_to_pb(rc)]))
+
+    def on_link_down(self, peer: str) -> None:
+        self.windows.pop(peer, None)
+
+    def _pump(self, peer: str) -> None:
+        """Send what the window allows, oldest unacked first."""
+        link = self.rt.links.get(peer)
+        w = self.windows.get(peer)
+        if link is None or w is None or link.closed.is_set():
+            return
+        now = self.rt.clock.now()
+        while (want := w.want()) is not None:
+            batch = self.store.pending_for(peer, *want)
+            if batch is None:
+                break
+            link.send(frame(mail=batch_to_pb(batch)))
+            w.on_sent(batch, now)
+        self._wake.set()
+
+    # ------------------------------------------------------------------ frames from peers
+
+    def on_frame(self, link: Link, f: pb.PeerFrame) -> None:
+        peer = link.peer.node_id
+        w_now = wall()
+        if f.HasField("mail"):
+            batch = mb.check_batch(batch_from_pb(f.mail), peer_node=peer, self_node=self.me)
+            new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
+            link.send(frame(mail_acks=[ack_to_pb(ack)]))
+            for msg in new:
+                for q in self._followers:
+                    q.put_nowait(msg)
+            if new:
+                self.rt.publish_unread()
+        for a in f.mail_acks[:16]:
+            ack = mb.check_ack(ack_from_pb(a), peer_node=peer, self_node=self.me)
+            self.store.mark_delivered(ack, w_now)
+            w = self.windows.get(peer)
+            if w is not None and w.on_ack(ack, self.rt.clock.now()):
+                self._pump(peer)
+        for r in f.receipts[:16]:
+            rc = mb.check_receipt(receipt_from_pb(r), peer_node=peer, self_node=self.me)
+            link.send(frame(receipt_acks=[rack_to_pb(self.store.apply_receipt(rc, w_now))]))
+        for ra in f.receipt_acks[:16]:
+            self.store.confirm_receipts(
+                mb.check_receipt_ack(rack_from_pb(ra), peer_node=peer, self_node=self.me)
+            )
+
+    # ------------------------------------------------------------------ API
+
+    def resolve(self, name: str) -> mb.Recipient:
+        """A session name -> the node it is (a live member first, else the last node seen with that name)."""
+        m = self.rt.membership
+        if m is not None:
+            live = m.holder_of_name(name)
+            if live is not None:
+                return mb.Recipient(live.info.node_id, name)
+        node = self.store.lookup_name(name)
+        if node is None:
+            raise UnknownRecipient(
+                f"no session named {name!r} has been seen in mesh {self.rt.config.mesh!r} "
+                "(see `meshctl status`; names are case-sensitive)"
+            )
+        return mb.Recipient(node, name)
+
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None
+    ) -> tuple[str, list[str]]:
+        """Queue a direct message durably; returns (id, [recipient name])."""
+        rcpt = self.resolve(to)
+        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None)
+        return await self._enqueue(out), [rcpt.name]
+
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> tuple[str, list[str]]:
+        """Queue a message to every member known now (offline ones too); returns (id, names)."""
+        seen = self.store.members(seen_since=wall() - mb.RETENTION)
+        rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
+        out = mb.outgoing(
+            rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True
+        )
+        return await self._enqueue(out), [r.name for r in out.recipients]
+
+    async def _enqueue(self, out: mb.Outgoing) -> str:
+        # Group commit: sends arriving in the same loop turn share one SQLite transaction.
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._batch.append((out, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        while self._batch:
+            part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
+            try:
+                ids = self.store.enqueue([o for o, _ in part], wall())
+            except Exception as e:  # a bad message fails alone, not its neighbours
+                if len(part) == 1:
+                    if not part[0][1].done():
+                        part[0][1].set_exception(e)
+                    continue
+                self._batch = part[1:] + self._batch
+                part = part[:1]
+                try:
+                    ids = self.store.enqueue([part[0][0]], wall())
+                except Exception as e1:
+                    if not part[0][1].done():
+                        part[0][1].set_exception(e1)
+                    continue
+            peers: set[str] = set()
+            for (o, fut), mid in zip(part, ids, strict=True):
+                if not fut.done():
+                    fut.set_result(mid)
+                peers.update(r.node_id for r in o.recipients)
+            for p in peers:
+                self._pump(p)
+
+    def inbox(
+        self, unread: bool = False, from_name: str | None = None, limit: int = 100
+    ) -> list[mb.InboxMessage]:
+        return self.store.inbox(unread=unread, from_name=from_name or None, limit=limit)
+
+    def follow(self) -> asyncio.Queue[mb.InboxMessage | None]:
+        """A queue of messages as they arrive (None when the node stops); `unfollow` it when done."""
+        if len(self._followers) >= MAX_FOLLOWERS:
+            raise LimitExceeded(f"too many inbox followers (at most {MAX_FOLLOWERS})")
+        q: asyncio.Queue[mb.InboxMessage | None] = asyncio.Queue()
+        self._followers.append(q)
+        return q
+
+    def unfollow(self, q: asyncio.Queue[mb.InboxMessage | None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._followers.remove(q)
+
+    async def messages(
+        self, unread: bool = False, follow: bool = False, from_name: str | None = None
+    ) -> AsyncIterator[mb.InboxMessage]:
+        """The inbox (oldest first), then — with follow — new messages as they arrive."""
+        q = self.follow() if follow else None
+        try:
+            last = 0
+            for msg in self.inbox(unread=unread, from_name=from_name, limit=mb.INBOX_PAGE_MAX):
+                last = max(last, msg.local_seq)
+                yield msg
+            while q is not None:
+                got = await q.get()
+                if got is None:
+                    return
+                if got.local_seq > last and (not from_name or got.from_name == from_name):
+                    yield got
+        finally:
+            if q is not None:
+                self.unfollow(q)
+
+    def mark_read(self, ids: list[str] | None) -> int:
+        """Mark messages read (all unread when `ids` is None); read receipts go back to their senders."""
+        if ids is None:
+            ids = [m.id for m in self.store.inbox(unread=True, limit=mb.INBOX_PAGE_MAX)]
+        if len(ids) > mb.RECEIPT_MAX:
+            raise LimitExceeded(f"mark at most {mb.RECEIPT_MAX} messages at once")
+        receipts = self.store.mark_read(ids, wall())
+        for rc in receipts:
+            link = self.rt.links.get(rc.sender_node)
+            if link is not None:
+                link.send(frame(receipts=[receipt_to_pb(rc)]))
+        self.rt.publish_unread()
+        return sum(len(rc.ids) for rc in receipts) if receipts else 0
+
+    def outbox(
+        self, state: str | None = None, to: str | None = None, limit: int = 100
+    ) -> list[mb.OutboxEntry]:
+        st = None
+        if state:
+            try:
+                st = mb.OutState(state)
+            except ValueError:
+                raise InvalidInput(
+                    f"state must be one of queued, delivered, read, expired; not {state!r}"
+                ) from None
+        return self.store.outbox(state=st, to_name=to or None, limit=limit)
+
+    def counts(self) -> tuple[int, int]:
+        """(unread in the inbox, queued in the outbox)."""
+        queued = len(self.store.outbox(state=mb.OutState.QUEUED, limit=mb.INBOX_PAGE_MAX))
+        return self.store.unread_count(), queued
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer(self) -> None:
+        while True:
+            now = self.rt.clock.now()
+            for peer, w in list(self.windows.items()):
+                if w.on_timer(now):
+                    self._pump(peer)
+            if now >= self._next_expire:
+                self._next_expire = now + EXPIRE_EVERY
+                expired = self.store.expire(wall())
+                if expired:
+                    log.warning("%d message(s) expired undelivered after the retention window", len(expired))
+                    for peer, w in self.windows.items():
+                        w.on_floor(self.store.floor(peer))
+            if now >= self._next_prune:
+                self._next_prune = now + PRUNE_EVERY
+                self.store.prune(wall())
+            deadlines = [d for w in self.windows.values() if (d := w.next_deadline()) is not None]
+            timeout = min([1.0, *(max(0.0, d - now) for d in deadlines)])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()

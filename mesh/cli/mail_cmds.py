@@ -1,0 +1,220 @@
+"""meshctl send / inbox / read / outbox: messages between sessions, never lost, honest about delivery."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from mesh.cli.main import common_parser, run
+from mesh.errors import InvalidInput
+
+
+def register(sub: Any) -> None:
+    s = sub.add_parser(
+        "send",
+        parents=[common_parser()],
+        help="send a message to a session (or --all)",
+        description="Queue a message durably in this node's outbox and return its id. It is "
+        "delivered when the recipient's node is reachable (an offline session gets it when it "
+        "returns, within 7 days). `meshctl outbox` shows queued / delivered / read.",
+    )
+    s.add_argument(
+        "args",
+        nargs="+",
+        metavar="TO SUBJECT BODY",
+        help="recipient session, subject, body ('-' reads the body from stdin); with --all: SUBJECT BODY",
+    )
+    s.add_argument(
+        "--all", action="store_true", help="broadcast to every member of the mesh (offline ones too)"
+    )
+    s.add_argument("--reply-to", default=None, metavar="ID", help="the id of the message this answers")
+    s.set_defaults(func=cmd_send)
+
+    i = sub.add_parser("inbox", parents=[common_parser()], help="read messages (newest last)")
+    i.add_argument("--unread", action="store_true", help="only unread messages")
+    i.add_argument("--from", dest="from_name", default=None, metavar="NAME", help="only from this session")
+    i.add_argument("--follow", "-f", action="store_true", help="keep streaming new messages (Ctrl-C to stop)")
+    i.add_argument("--mark-read", action="store_true", help="mark the listed messages read")
+    i.add_argument("--limit", type=int, default=100, help="at most this many (newest), default 100")
+    i.set_defaults(func=cmd_inbox)
+
+    r = sub.add_parser("read", parents=[common_parser()], help="show one message and mark it read")
+    r.add_argument("id", help="message id (from `meshctl inbox`)")
+    r.set_defaults(func=cmd_read)
+
+    o = sub.add_parser(
+        "outbox", parents=[common_parser()], help="what this session sent, and its delivery state"
+    )
+    o.add_argument("--state", choices=("queued", "delivered", "read", "expired"), default=None)
+    o.add_argument("--to", default=None, metavar="NAME")
+    o.add_argument("--limit", type=int, default=100)
+    o.set_defaults(func=cmd_outbox)
+
+
+def _node(args: argparse.Namespace) -> Any:
+    from mesh.paths import find_node
+
+    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+
+
+def _item_json(m: Any) -> dict[str, Any]:
+    from mesh.events import iso
+
+    return {
+        "id": m.id,
+        "from": getattr(m, "from"),
+        "to": m.to,
+        "subject": m.subject,
+        "body": m.body,
+        "sent_at": iso(m.sent_at),
+        "in_reply_to": m.in_reply_to or None,
+        "read": m.read,
+        "broadcast": m.broadcast,
+        "received_at": iso(m.received_at),
+    }
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    want = 2 if args.all else 3
+    if len(args.args) != want:
+        shape = "SUBJECT BODY" if args.all else "TO SUBJECT BODY"
+        raise InvalidInput(f"send takes {shape}, got {len(args.args)} argument(s)")
+    *head, body = args.args
+    if body == "-":
+        body = sys.stdin.read()
+    return run(_send(args, head, body))
+
+
+async def _send(args: argparse.Namespace, head: list[str], body: str) -> int:
+    from mesh._proto import mesh_pb2 as pb
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+
+    to, subject = ("", head[0]) if args.all else (head[0], head[1])
+    req = pb.SendRequest(to=to, all=args.all, subject=subject, body=body, in_reply_to=args.reply_to or "")
+    async with Client(_node(args)) as c:
+        r = await c.send_request(req)
+    if args.json:
+        print_json({"id": r.id, "queued": True, "recipients": list(r.recipients)})
+    else:
+        who = ", ".join(r.recipients) or "nobody yet (no other member known)"
+        print(f"queued {r.id} for {who}")
+    return 0
+
+
+def cmd_inbox(args: argparse.Namespace) -> int:
+    try:
+        return run(_inbox(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+async def _inbox(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+
+    if not 1 <= args.limit <= 10_000:
+        raise InvalidInput("--limit must be 1-10000")
+    async with Client(_node(args)) as c:
+        items = []
+        async for m in c.messages(
+            unread=args.unread, follow=args.follow, from_name=args.from_name, limit=args.limit
+        ):
+            if args.follow:
+                _show(m, args.json)
+                if args.mark_read:
+                    await c.mark_read([m.id])
+            else:
+                items.append(m)
+        if args.follow:
+            return 0
+        if args.mark_read and items:
+            await c.mark_read([m.id for m in items if not m.read])
+    if args.json:
+        print_json([_item_json(m) for m in items])
+    elif not items:
+        print("no messages" + (" unread" if args.unread else ""))
+    else:
+        for m in items:
+            _show(m, False)
+    return 0
+
+
+def _show(m: Any, as_json: bool) -> None:
+    from mesh.cli.output import print_json
+
+    if as_json:
+        print_json(_item_json(m))
+        return
+    when = time.strftime("%m-%d %H:%M", time.localtime(m.sent_at))
+    flag = " " if m.read else "*"
+    scope = " (all)" if m.broadcast else ""
+    reply = f" re:{m.in_reply_to}" if m.in_reply_to else ""
+    print(f"{flag} {when}  {getattr(m, 'from')}{scope} — {m.subject}{reply}   [{m.id}]")
+    for line in m.body.splitlines() or [""]:
+        print(f"      {line}")
+    sys.stdout.flush()
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    return run(_read(args))
+
+
+async def _read(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+    from mesh.errors import MessageError
+
+    async with Client(_node(args)) as c:
+        found = None
+        async for m in c.messages(limit=10_000):
+            if m.id == args.id:
+                found = m
+        if found is None:
+            raise MessageError(f"no message {args.id!r} in this inbox")
+        if not found.read:
+            await c.mark_read([found.id])
+    if args.json:
+        print_json(_item_json(found) | {"read": True})
+    else:
+        print(f"From: {getattr(found, 'from')}\nSubject: {found.subject}\nId: {found.id}\n")
+        print(found.body)
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    return run(_outbox(args))
+
+
+async def _outbox(args: argparse.Namespace) -> int:
+    from mesh.cli.output import print_json
+    from mesh.client import Client
+    from mesh.events import iso
+
+    async with Client(_node(args)) as c:
+        items = await c.outbox(args.state, args.to, args.limit)
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": e.id,
+                    "to": e.to,
+                    "subject": e.subject,
+                    "sent_at": iso(e.sent_at),
+                    "state": e.state,
+                    "changed_at": iso(e.changed_at),
+                    "broadcast": e.broadcast,
+                    "in_reply_to": e.in_reply_to or None,
+                }
+                for e in items
+            ]
+        )
+    elif not items:
+        print("outbox empty")
+    else:
+        for e in items:
+            when = time.strftime("%m-%d %H:%M", time.localtime(e.sent_at))
+            print(f"{e.state:<9} {when}  to {e.to} — {e.subject}   [{e.id}]")
+    return 0
