@@ -1,0 +1,177 @@
+"""Messages on real node processes: never lost, never shown twice, per-sender order, honest delivery state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.harness import FAST, Mesh, until
+
+NO_MDNS = ["--no-mdns", *FAST]
+
+
+def in_send_order(ids: list[str]) -> list[str]:
+    """Concurrent sends are ordered by the sender's node as they arrive: id `<stream>-<n>` says the order."""
+    return sorted(ids, key=lambda i: int(i.rsplit("-", 1)[1]))
+
+
+def pair(mesh: Mesh) -> None:
+    a = mesh.up("a", *NO_MDNS)
+    mesh.up("b", *NO_MDNS, "--peer", a.address)
+    until(lambda: mesh.states("a").get("b") == "alive" and mesh.states("b").get("a") == "alive")
+
+
+def inbox(mesh: Mesh, node: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(mesh.ctl("inbox", "--json", "--limit", "10000", node=node).stdout)
+    return out
+
+
+def outbox(mesh: Mesh, node: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = json.loads(mesh.ctl("outbox", "--json", "--limit", "10000", node=node).stdout)
+    return out
+
+
+async def _send_many(home: Path, mesh_name: str, node: str, to: str, n: int, tag: str) -> list[str]:
+    from mesh.client import connect
+
+    ids: list[str] = []
+    async with await connect(node, mesh=mesh_name, home=home) as c:
+        for start in range(0, n, 50):  # chunks: concurrent sends share a transaction
+            chunk = range(start, min(n, start + 50))
+            ids += await asyncio.gather(*(c.send(to, f"{tag} {i:05d}", "x" * 200) for i in chunk))
+    return ids
+
+
+def test_send_inbox_outbox_and_read_receipt(mesh: Mesh) -> None:
+    pair(mesh)
+    r = json.loads(mesh.ctl("send", "b", "build", "i-match is green", "--json", node="a").stdout)
+    assert r["queued"] and r["recipients"] == ["b"]
+    msg = until(lambda: inbox(mesh, "b"), what="b has the message")[0]
+    assert (msg["id"], msg["from"], msg["to"], msg["subject"], msg["body"]) == (
+        r["id"],
+        "a",
+        "b",
+        "build",
+        "i-match is green",
+    )
+    assert msg["read"] is False and msg["in_reply_to"] is None
+    assert mesh.status("b")["b"]["unread"] == 1
+    until(lambda: outbox(mesh, "a")[0]["state"] == "delivered", what="delivered (acked by b's node)")
+    shown = json.loads(mesh.ctl("read", r["id"], "--json", node="b").stdout)
+    assert shown["body"] == "i-match is green"
+    until(lambda: outbox(mesh, "a")[0]["state"] == "read", what="the read receipt reached a")
+    assert mesh.status("b")["b"]["unread"] == 0
+    # A reply links to what it answers; the body can come from stdin.
+    mesh.ctl("send", "a", "re: build", "-", "--reply-to", r["id"], node="b", input="thanks\n")
+    reply = until(lambda: inbox(mesh, "a"))[0]
+    assert reply["in_reply_to"] == r["id"] and reply["body"] == "thanks\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["send", "nobody", "s", "b"], "no session named 'nobody'"),
+        (["send", "b", "", "body"], "subject is empty"),
+        (["send", "b", "s", "x" * 70_000], "limit is 65536 bytes"),
+        (["send", "b", "s"], "send takes TO SUBJECT BODY"),
+    ],
+)
+def test_bad_messages_are_refused_and_queue_nothing(mesh: Mesh, args: list[str], needle: str) -> None:
+    pair(mesh)
+    r = mesh.ctl(*args, node="a", check=False)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert outbox(mesh, "a") == []
+
+
+def test_recipient_killed_mid_burst_gets_everything_once_in_order(mesh: Mesh) -> None:
+    pair(mesh)
+    n = 600
+
+    async def burst_and_kill() -> list[str]:
+        sending = asyncio.ensure_future(_send_many(mesh.home, mesh.name, "a", "b", n, "burst"))
+        # Kill the recipient while messages are in flight (some delivered, some not).
+        while len(inbox(mesh, "b")) < 50:
+            await asyncio.sleep(0.01)
+        mesh.signal("b", signal.SIGKILL)
+        return await sending
+
+    ids = asyncio.run(burst_and_kill())
+    assert len(set(ids)) == n
+    states = {e["state"] for e in outbox(mesh, "a")}
+    assert "queued" in states  # b is dead: nothing more is claimed delivered
+    mesh.up("b", *NO_MDNS, "--peer", mesh.nodes["a"].address)  # same name and home: same node, same inbox
+    until(lambda: len(inbox(mesh, "b")) == n, timeout=60, what="all messages after b restarts")
+    got = inbox(mesh, "b")
+    assert [m["id"] for m in got] == in_send_order(ids)  # exactly once, in the sender's order
+    until(lambda: {e["state"] for e in outbox(mesh, "a")} == {"delivered"}, what="all delivered")
+
+
+def test_sender_killed_with_a_queued_outbox_delivers_after_restart(mesh: Mesh) -> None:
+    pair(mesh)
+    mesh.ctl("down", node="b")
+    ids = asyncio.run(_send_many(mesh.home, mesh.name, "a", "b", 40, "queued"))
+    assert {e["state"] for e in outbox(mesh, "a")} == {"queued"}
+    mesh.signal("a", signal.SIGKILL)
+    b = mesh.up("b", *NO_MDNS)
+    mesh.up("a", *NO_MDNS, "--peer", b.address)
+    until(lambda: len(inbox(mesh, "b")) == 40, timeout=30, what="the queued outbox is delivered")
+    assert [m["id"] for m in inbox(mesh, "b")] == in_send_order(ids)
+
+
+def test_paused_recipient_gets_messages_after_it_resumes(mesh: Mesh) -> None:
+    pair(mesh)
+    mesh.signal("b", signal.SIGSTOP)  # cut off: nothing it receives is processed, nothing is acked
+    try:
+        ids = asyncio.run(_send_many(mesh.home, mesh.name, "a", "b", 30, "cut"))
+        until(lambda: mesh.states("a")["b"] in ("suspect", "dead"), what="a notices b is gone")
+        assert {e["state"] for e in outbox(mesh, "a")} == {"queued"}
+    finally:
+        mesh.signal("b", signal.SIGCONT)
+    until(lambda: len(inbox(mesh, "b")) == 30, timeout=30, what="delivered after the heal")
+    assert [m["id"] for m in inbox(mesh, "b")] == in_send_order(ids)
+    until(lambda: {e["state"] for e in outbox(mesh, "a")} == {"delivered"})
+
+
+def test_broadcast_reaches_a_node_that_was_down(mesh: Mesh) -> None:
+    a = mesh.up("a", *NO_MDNS)
+    mesh.up("b", *NO_MDNS, "--peer", a.address)
+    mesh.up("c", *NO_MDNS, "--peer", a.address)
+    until(lambda: len([s for s in mesh.states("a").values() if s == "alive"]) == 3)
+    mesh.ctl("down", node="c")
+    r = json.loads(mesh.ctl("send", "--all", "standup", "in 5 minutes", "--json", node="b").stdout)
+    assert sorted(r["recipients"]) == ["a", "c"]
+    until(lambda: [m["id"] for m in inbox(mesh, "a")] == [r["id"]])
+    mesh.up("c", *NO_MDNS, "--peer", a.address)
+    got = until(lambda: inbox(mesh, "c"), what="c gets the broadcast when it returns")
+    assert got[0]["id"] == r["id"] and got[0]["broadcast"] is True
+    assert {(e["to"], e["state"]) for e in outbox(mesh, "b")} >= {("a", "delivered")}
+    until(
+        lambda: {(e["to"], e["state"]) for e in outbox(mesh, "b")} == {("a", "delivered"), ("c", "delivered")}
+    )
+
+
+def test_inbox_follow_streams_new_messages(mesh: Mesh) -> None:
+    import subprocess
+
+    from tests.integration.harness import MESHCTL
+
+    pair(mesh)
+    follower = subprocess.Popen(
+        [*MESHCTL, "inbox", "--follow", "--json", "--node", "b"],
+        env=mesh.env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follower.stdout is not None
+        mesh.ctl("send", "b", "live", "pushed to you", node="a")
+        line = json.loads(follower.stdout.readline())
+        assert (line["from"], line["subject"]) == ("a", "live")
+    finally:
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 0
