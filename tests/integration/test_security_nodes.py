@@ -47,6 +47,8 @@ def hello(mesh_name: str, node_id: str, name: str, incarnation: str = "inc-1") -
             mesh=mesh_name,
             proto_version=PROTO_VERSION,
             node=pb.NodeRef(node_id=node_id, name=name, incarnation=incarnation, address="127.0.0.1:9"),
+            lease=10.0,  # the default claims timing: a mismatch is refused before anything else
+            rho=0.01,
         )
     )
 
