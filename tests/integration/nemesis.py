@@ -95,6 +95,7 @@ class Nemesis:
         self.actions: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.settle_times: list[float] = []
+        self.last_steward_view = ""
         self._stop = asyncio.Event()
 
     def say(self, msg: str) -> None:
@@ -257,6 +258,7 @@ class Nemesis:
         epochs: set[int] = set()
         sizes: set[int] = set()
         views: list[set[str]] = []
+        stewards_seen: set[tuple[str, ...]] = set()
         for name in self.names:
             async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
                 info = await asyncio.wait_for(c.info(), 2.0)
@@ -264,10 +266,15 @@ class Nemesis:
             idents.add(f"{info.node_id}/{info.incarnation}")
             epochs.add(info.epoch)
             sizes.add(len(info.stewards))
+            stewards_seen.add(info.stewards)
             views.append(
                 {f"{m.node_id}/{m.incarnation}" for m in members if m.steward and m.state == "alive"}
             )
         live = [len(v & idents) for v in views]
+        self.last_steward_view = (
+            f"epochs {sorted(epochs)} sizes {sorted(sizes)} live stewards per view {live} "
+            f"sets {sorted({','.join(i) for i in stewards_seen})}"
+        )
         want = min(3, len(self.names))
         whole = len(epochs) == 1 and sizes == {want} and min(live) == want
         return whole, max(live)
@@ -287,13 +294,13 @@ class Nemesis:
                     return
             await asyncio.sleep(0.2)
         if live * 2 > min(3, len(self.names)) or live == 0:
-            self.say(f"steward set not whole after {timeout:.0f} s (a live majority remains)")
+            self.say(f"steward set not whole after {timeout:.0f} s: {self.last_steward_view}")
             self.actions["unsettled"] += 1
             return
         # A live minority of the stewards is all that is left (faults outpaced replacement): the documented
         # recovery. (0 live means we could not tell: never recover blind, it is unsafe if they live.)
         name = self.rng.choice(self.names)
-        self.say(f"steward majority gone ({live} live): recovery (meshctl stewards --recover) on {name}")
+        self.say(f"steward majority gone ({self.last_steward_view}): meshctl stewards --recover on {name}")
         self.actions["recover"] += 1
         async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
             await c.recover_stewards()
