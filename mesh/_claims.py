@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import random
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ from mesh.core.claims import (
 )
 from mesh.core.membership import Liveness
 from mesh.core.steward_policy import Candidate, next_change
+from mesh.core.validate import MAX_TTL, check_ttl
 from mesh.errors import ClaimDenied, ConfigError, InvalidInput, MeshError, NoQuorum
 from mesh.paths import mesh_dir
 
@@ -54,38 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mesh.claims")
 
-TYPE_RULE = "1-32 characters from a-z 0-9 _ - starting with a letter"
-NAME_RULE = "1-200 characters from A-Z a-z 0-9 . _ - / @ : + starting with a letter or digit"
-_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@:+-]{0,199}")
-MAX_TTL = 7 * 24 * 3600.0
 EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
 MANAGE_EVERY = 1.0
-
-
-def resource_name(type_: str, name: str) -> str:
-    """`TYPE/NAME`, validated (InvalidInput names the rule)."""
-    if not isinstance(type_, str) or not _TYPE.fullmatch(type_):
-        raise InvalidInput(f"invalid claim type {type_!r}: use {TYPE_RULE}")
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or "//" in name or name.endswith("/"):
-        raise InvalidInput(f"invalid claim name {name!r}: use {NAME_RULE}")
-    return f"{type_}/{name}"
-
-
-def split_resource(resource: str) -> tuple[str, str]:
-    """`TYPE/NAME` -> (TYPE, NAME), validated."""
-    type_, sep, name = resource.partition("/")
-    if not sep:
-        raise InvalidInput(f"invalid claim {resource!r}: expected TYPE/NAME")
-    resource_name(type_, name)
-    return type_, name
-
-
-def check_ttl(ttl: float) -> float:
-    """A claim's maximum life in seconds: positive and at most 7 days."""
-    if not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
-        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {ttl!r} s")
-    return float(ttl)
 
 
 @dataclass(frozen=True, slots=True)

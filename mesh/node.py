@@ -7,11 +7,11 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from mesh._claims import check_ttl, resource_name
 from mesh._runtime import NodeRuntime
 from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.validate import check_ttl, resource_name
 from mesh.errors import InvalidInput, NodeUnavailable
 from mesh.events import MemberEvent, MemberView, claim_json
 from mesh.lease import Lease, PendingClaim

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from mesh import limits
-from mesh._claims import ClaimResult, check_ttl, split_resource
+from mesh._claims import ClaimResult
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import codec, guard
@@ -20,6 +20,7 @@ from mesh._transport.status import streaming, unary
 from mesh._version import __version__
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage
+from mesh.core.validate import check_ttl, split_resource
 from mesh.errors import InvalidInput
 
 if TYPE_CHECKING:

@@ -77,9 +77,9 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
 
 async def _claim(args: argparse.Namespace) -> int:
-    from mesh._claims import check_ttl, resource_name
     from mesh.cli.output import print_json
     from mesh.client import Client
+    from mesh.core.validate import check_ttl, resource_name
     from mesh.errors import ClaimDenied
     from mesh.events import iso
 

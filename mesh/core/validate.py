@@ -89,3 +89,37 @@ def address(value: str, field: str = "address") -> tuple[str, int]:
     if not _HOST.fullmatch(host):
         raise InvalidInput(f"invalid {field} {_shown(value)}: host must be an IP address or a DNS name")
     return host, port
+
+
+# ---- claims: TYPE/NAME and a claim's maximum life
+
+CLAIM_TYPE_RULE = "1-32 characters from a-z 0-9 _ - starting with a letter"
+CLAIM_NAME_RULE = "1-200 characters from A-Z a-z 0-9 . _ - / @ : + starting with a letter or digit"
+_CLAIM_TYPE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_CLAIM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/@:+-]{0,199}")
+MAX_TTL = 7 * 24 * 3600.0
+
+
+def resource_name(type_: str, name: str) -> str:
+    """`TYPE/NAME`, validated (InvalidInput names the rule)."""
+    if not isinstance(type_, str) or not _CLAIM_TYPE.fullmatch(type_):
+        raise InvalidInput(f"invalid claim type {type_!r}: use {CLAIM_TYPE_RULE}")
+    if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name) or "//" in name or name.endswith("/"):
+        raise InvalidInput(f"invalid claim name {name!r}: use {CLAIM_NAME_RULE}")
+    return f"{type_}/{name}"
+
+
+def split_resource(resource: str) -> tuple[str, str]:
+    """`TYPE/NAME` -> (TYPE, NAME), validated."""
+    type_, sep, name = resource.partition("/")
+    if not sep:
+        raise InvalidInput(f"invalid claim {resource!r}: expected TYPE/NAME")
+    resource_name(type_, name)
+    return type_, name
+
+
+def check_ttl(ttl: float) -> float:
+    """A claim's maximum life in seconds: positive and at most 7 days."""
+    if not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
+        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {ttl!r} s")
+    return float(ttl)
