@@ -55,6 +55,7 @@ def members_table(members: list[MemberView], title: str | None = None) -> Any:
             m.phase,
             progress,
             m.note,
+            ", ".join(r for r, _, _ in m.claims),
             ago(m.last_seen, now),
         )
     return t
@@ -80,6 +81,7 @@ def plain_members(members: list[MemberView], file: TextIO | None = None) -> None
             m.phase,
             str(m.progress),
             m.note,
+            ",".join(r for r, _, _ in m.claims),
             ago(m.last_seen, now),
         ]
         out.write("\t".join(row) + "\n")
