@@ -137,3 +137,25 @@ def test_bad_claims_are_rejected_and_change_nothing(mesh: Mesh, args: list[str],
     assert r.returncode == 2, r.stdout
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert json.loads(mesh.ctl("claims", "--json", node="a").stdout) == []
+
+
+def test_recover_when_the_steward_majority_is_gone_for_good(mesh: Mesh) -> None:
+    lease = ["--lease", "1"]
+    a = mesh.up("a", "--no-mdns", *FAST, *lease)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST, *lease)
+    mesh.up("c", "--no-mdns", "--peer", a.address, *FAST, *lease)
+    until(
+        lambda: len(json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["stewards"]) == 3, timeout=30
+    )
+    mesh.signal("b", signal.SIGKILL)
+    mesh.signal("c", signal.SIGKILL)
+    # Two of three stewards gone: claims stall rather than risk two holders.
+    r = mesh.ctl("claim", "task", "t9", node="a", check=False, timeout=60)
+    assert r.returncode == 2 and "cannot decide" in r.stderr
+    # Recovery must be confirmed; then a is the only steward of a new epoch and claims work again.
+    assert mesh.ctl("stewards", "--recover", node="a", check=False).returncode == 2
+    before = json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["epoch"]
+    after = json.loads(mesh.ctl("stewards", "--recover", "--yes", "--json", node="a").stdout)
+    assert after["epoch"] > before and after["stewards"] == ["a"]
+    code, got = claim(mesh, "a", "task", "t9")
+    assert code == 0 and got["holder"] == "a"
