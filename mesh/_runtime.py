@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh")
 
 HELLO_TIMEOUT = limits.HELLO_TIMEOUT
+UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
 
@@ -116,6 +117,7 @@ class NodeRuntime:
         self.mail: MailService = None  # type: ignore[assignment]  # set in start()
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
+        self._unread_pending = False
         self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
         self._admission = guard.PeerAdmission()  # inbound Link streams per peer identity
         # Test-only partitions (MESH_TEST_FAULTS=FILE, see mesh/testing/faults.py); None in normal use.
@@ -450,7 +452,9 @@ class NodeRuntime:
             status_updated_at=st.updated_at if st else 0.0,
             steward=f"{m.info.node_id}/{m.info.incarnation}" in self._stewards(),
             claims=st.claims if st else (),
-            unread=self.mail.store.unread_count() if m.is_self and self.mail is not None else 0,
+            unread=self.mail.store.unread_count()
+            if m.is_self and self.mail is not None
+            else (st.unread if st else 0),
         )
 
     def _stewards(self) -> tuple[str, ...]:
@@ -462,8 +466,21 @@ class NodeRuntime:
         self.set_status(claims=tuple(self.claims.held_view()))
 
     def publish_unread(self) -> None:
-        """This node's unread count changed: watchers see its own member afresh."""
-        self._publish("status", self._m.members[self.node_id])
+        """This node's unread count changed: publish it in its status, at most about once a second."""
+        if self._unread_pending:
+            return
+        self._unread_pending = True
+
+        def publish() -> None:
+            self._unread_pending = False
+            if self._stopping or self.mail is None:
+                return
+            n = self.mail.store.unread_count()
+            st = self._m.status
+            if st is not None and st.unread != n:
+                self.set_status(unread=n)
+
+        asyncio.get_running_loop().call_later(UNREAD_DEBOUNCE, publish)
 
     def publish_config(self) -> None:
         """The steward config changed: watchers see every member's steward flag afresh."""

@@ -49,7 +49,7 @@ class MemberView:
     status_updated_at: float = 0.0
     steward: bool = False
     claims: tuple[tuple[str, int, float], ...] = ()  # (TYPE/NAME, fencing token, ends at)
-    unread: int = 0  # unread messages (known for the answering node itself only)
+    unread: int = 0  # unread messages in its inbox (exact for the answering node, ~1 s behind for others)
 
     def to_json(self) -> dict[str, Any]:
         """The documented `status --json` shape."""
@@ -69,7 +69,7 @@ class MemberView:
             "state_since": iso(self.state_since),
             "status_updated_at": iso(self.status_updated_at),
             "steward": self.steward,
-            "unread": self.unread if self.is_self else None,
+            "unread": self.unread,
             "claims": [claim_json(r, self.name, self.node_id, t, x) for r, t, x in self.claims],
         }
 

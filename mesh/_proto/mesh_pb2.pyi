@@ -102,6 +102,7 @@ class Status(_message.Message):
     NOTE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     CLAIMS_FIELD_NUMBER: _builtins.int
+    UNREAD_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     incarnation: _builtins.str
     version: _builtins.int
@@ -114,6 +115,8 @@ class Status(_message.Message):
     note: _builtins.str
     updated_at: _builtins.float
     """wall clock, display only"""
+    unread: _builtins.int
+    """messages in its inbox not yet read (published at most ~once a second)"""
     @_builtins.property
     def claims(self) -> _containers.RepeatedCompositeFieldContainer[Global___HeldClaim]: ...
     def __init__(
@@ -131,10 +134,11 @@ class Status(_message.Message):
         note: _builtins.str = ...,
         updated_at: _builtins.float = ...,
         claims: _abc.Iterable[Global___HeldClaim] | None = ...,
+        unread: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "claims", b"claims", "incarnation", b"incarnation", "name", b"name", "node_id", b"node_id", "note", b"note", "phase", b"phase", "progress", b"progress", "role", b"role", "target", b"target", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "claims", b"claims", "incarnation", b"incarnation", "name", b"name", "node_id", b"node_id", "note", b"note", "phase", b"phase", "progress", b"progress", "role", b"role", "target", b"target", "unread", b"unread", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

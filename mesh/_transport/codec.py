@@ -69,6 +69,7 @@ def status_to_pb(s: StatusRecord) -> pb.Status:
         note=s.note,
         updated_at=s.updated_at,
         claims=[pb.HeldClaim(resource=r, token=t, expires_at=x) for r, t, x in s.claims],
+        unread=s.unread,
     )
 
 
@@ -90,6 +91,7 @@ def status_from_pb(m: pb.Status) -> StatusRecord:
         version=m.version,
         updated_at=m.updated_at,
         claims=tuple((c.resource, c.token, c.expires_at) for c in m.claims[:257]),
+        unread=m.unread,
     ).validated()
 
 

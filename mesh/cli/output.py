@@ -38,7 +38,19 @@ def members_table(members: list[MemberView], title: str | None = None) -> Any:
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", expand=False, pad_edge=False)
-    cols = ("name", "role", "state", "action", "target", "phase", "progress", "note", "claims", "last seen")
+    cols = (
+        "name",
+        "role",
+        "state",
+        "action",
+        "target",
+        "phase",
+        "progress",
+        "note",
+        "claims",
+        "unread",
+        "last seen",
+    )
     for col in cols:
         t.add_column(col, no_wrap=col in ("name", "state", "progress", "last seen"))
     now = time.time()
@@ -56,6 +68,7 @@ def members_table(members: list[MemberView], title: str | None = None) -> Any:
             progress,
             m.note,
             ", ".join(r for r, _, _ in m.claims),
+            str(m.unread) if m.unread else "",
             ago(m.last_seen, now),
         )
     return t

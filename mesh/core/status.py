@@ -27,6 +27,7 @@ class StatusRecord:
     version: int = 0
     updated_at: float = 0.0  # wall clock, display only
     claims: tuple[tuple[str, int, float], ...] = ()  # (TYPE/NAME, fencing token, ends at wall clock)
+    unread: int = 0  # messages in its inbox not yet read
 
     def newer_than(self, other: StatusRecord | None) -> bool:
         """True when this record should replace `other` (a new incarnation always does)."""
@@ -48,6 +49,8 @@ class StatusRecord:
         validate.text(self.phase, "phase")
         validate.text(self.note, "note", validate.NOTE_MAX)
         validate.progress(self.progress)
+        if not 0 <= self.unread < 1 << 31:
+            raise InvalidInput("unread count out of range")
         if len(self.claims) > MAX_CLAIMS_SHOWN:
             raise InvalidInput(f"a status lists at most {MAX_CLAIMS_SHOWN} claims")
         for resource, token, _ in self.claims:

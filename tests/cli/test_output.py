@@ -54,6 +54,7 @@ def test_status_table_has_every_column_in_place() -> None:
         "40%",
         "",
         "service/i-match",
+        "",
         "now",
     ]
     row2 = [c.strip() for c in lines[1].split("│")[1:-1]]

@@ -61,6 +61,7 @@ def test_send_inbox_outbox_and_read_receipt(mesh: Mesh) -> None:
     )
     assert msg["read"] is False and msg["in_reply_to"] is None
     assert mesh.status("b")["b"]["unread"] == 1
+    until(lambda: mesh.status("a")["b"]["unread"] == 1, what="b's unread count reaches a")
     until(lambda: outbox(mesh, "a")[0]["state"] == "delivered", what="delivered (acked by b's node)")
     shown = json.loads(mesh.ctl("read", r["id"], "--json", node="b").stdout)
     assert shown["body"] == "i-match is green"
