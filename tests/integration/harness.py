@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh.paths import is_locked
+
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
 # Fast failure detection so the tests take seconds, not minutes (the defaults are covered by the benchmarks).
 FAST = ["--heartbeat-interval", "0.2", "--suspect-after", "1.0", "--dead-after", "3.0"]
@@ -39,6 +41,7 @@ class Mesh:
     name: str = field(default_factory=lambda: "t-" + uuid.uuid4().hex[:10])
     nodes: dict[str, Proc] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    homes: set[Path] = field(default_factory=set)
     up_args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # per name, for restart()
 
     def env(self, home: Path | None = None) -> dict[str, str]:
@@ -58,6 +61,7 @@ class Mesh:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         cmd = [*MESHCTL, *args]
+        self.homes.add(home or self.home)
         if node is not None:
             cmd += ["--node", node]
         r = subprocess.run(
@@ -101,12 +105,20 @@ class Mesh:
         os.kill(self.nodes[name].pid, sig)
 
     def cleanup(self) -> None:
-        for p in self.nodes.values():
+        # Every node started under a home this test used, including ones a test did not expect to start.
+        pids = {p.pid for p in self.nodes.values()}
+        for home in self.homes:
+            for lock in home.glob("meshes/*/nodes/*/node.lock"):
+                with contextlib.suppress(OSError, ValueError):
+                    pid = int(lock.read_text().strip() or 0)
+                    if pid and is_locked(lock.parent):
+                        pids.add(pid)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGCONT)
-                os.kill(p.pid, signal.SIGKILL)
-        for p in self.nodes.values():
-            wait_pid_gone(p.pid)
+                os.kill(pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGKILL)
+        for pid in pids:
+            wait_pid_gone(pid)
 
 
 def wait_pid_gone(pid: int, timeout: float = 10) -> None:
