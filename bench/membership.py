@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import statistics
@@ -48,11 +47,11 @@ class Cluster:
         return proc
 
     def socket(self, name: str) -> Path | None:
-        f = self.home / "meshes" / self.mesh / "nodes" / name / "node.json"
-        try:
-            return Path(json.loads(f.read_text())["socket"])
-        except (OSError, ValueError, KeyError):
-            return None
+        """The node's control socket once it exists (it serves before the node's start-up join completes)."""
+        from mesh.paths import control_socket_path
+
+        p = control_socket_path(self.home / "meshes" / self.mesh / "nodes" / name)
+        return p if p.exists() else None
 
 
 @contextlib.contextmanager
@@ -92,7 +91,7 @@ def _all_alive(names: list[str]) -> Any:
 
 def _ready(c: Cluster, name: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while c.socket(name) is None:
+    while not (c.home / "meshes" / c.mesh / "nodes" / name / "node.json").exists():
         if time.monotonic() > deadline:
             raise TimeoutError(f"node {name} did not become ready")
         time.sleep(0.01)

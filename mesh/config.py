@@ -14,19 +14,9 @@ from typing import Any
 from mesh.core import validate
 from mesh.core.membership import Timing
 from mesh.errors import ConfigError
+from mesh.paths import DEFAULT_MESH, default_home
 
 PROTO_VERSION = 1
-DEFAULT_MESH = "default"
-
-
-def default_home() -> Path:
-    """Root of all local state: $MESH_HOME, else the platform's user data dir."""
-    env = os.environ.get("MESH_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("session-mesh", appauthor=False))
 
 
 @dataclass(frozen=True)
@@ -61,7 +51,7 @@ class NodeConfig:
     """Seconds of silence before a peer is dead."""
     forget_after: float = 900.0
     """Seconds a dead or departed peer stays listed before it is dropped from status."""
-    join_window: float = 0.5
+    join_window: float = 0.3
     """How long start-up listens for peers (name conflicts, first view) before the node reports ready."""
     watch_pid: int | None = None
     """Leave gracefully when this process exits (the session the node serves)."""

@@ -23,6 +23,17 @@ from pathlib import Path
 from mesh.errors import AmbiguousNode, NodeNotFound
 
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
+DEFAULT_MESH = "default"
+
+
+def default_home() -> Path:
+    """Root of all local state: $MESH_HOME, else the platform's user data dir."""
+    env = os.environ.get("MESH_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("session-mesh", appauthor=False))
 
 
 def mesh_dir(home: Path, mesh: str) -> Path:

@@ -18,6 +18,18 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from mesh.errors import MeshError
 
+# Which module registers each verb: only that one is imported to run it (meshctl starts faster).
+_VERBS = {
+    "up": "mesh.cli.node_cmds", "down": "mesh.cli.node_cmds",
+    "status": "mesh.cli.view_cmds", "watch": "mesh.cli.view_cmds", "state": "mesh.cli.view_cmds",
+    "heartbeat": "mesh.cli.status_cmds",
+    "claim": "mesh.cli.claim_cmds", "release": "mesh.cli.claim_cmds", "claims": "mesh.cli.claim_cmds",
+    "stewards": "mesh.cli.claim_cmds",
+    "send": "mesh.cli.mail_cmds", "inbox": "mesh.cli.mail_cmds", "read": "mesh.cli.mail_cmds",
+    "outbox": "mesh.cli.mail_cmds",
+    "init": "mesh.cli.security_cmds", "join-token": "mesh.cli.security_cmds",
+}  # fmt: skip
+
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
 _MODULES = (
     "mesh.cli.node_cmds",
@@ -51,7 +63,8 @@ def common_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every verb, or — when `verb` is known — only for that one (the rest is not imported)."""
     import importlib
 
     parser = _Parser(
@@ -64,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
     parser.set_defaults(_common=common_parser())
-    for mod_name in _MODULES:
+    modules = (_VERBS[verb],) if verb in _VERBS else _MODULES
+    for mod_name in modules:
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as e:
@@ -77,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_common(args: argparse.Namespace) -> None:
     """Fill defaults from the environment: MESH_HOME, MESH_MESH, MESH_NODE."""
-    from mesh.config import DEFAULT_MESH, default_home
+    from mesh.paths import DEFAULT_MESH, default_home
 
     if getattr(args, "home", None) is None:
         args.home = default_home()
@@ -97,7 +111,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb)
     args = parser.parse_args(argv)
     args._argv = list(argv) if argv is not None else None
     resolve_common(args)
