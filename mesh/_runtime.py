@@ -304,10 +304,6 @@ class NodeRuntime:
 
     async def _teardown(self) -> None:
         self._stopping = True
-        if self.claims is not None:
-            self.claims.close()
-        if self.mail is not None:
-            self.mail.close()
         for w in self._watchers:
             w.queue.put_nowait(None)
         if self._discovery is not None:
@@ -323,6 +319,11 @@ class NodeRuntime:
             await self._peer_server.stop(0.2)
         if self._control_server is not None:
             await self._control_server.stop(0.2)
+        # Services close after their tasks and every RPC that could touch them have ended.
+        if self.claims is not None:
+            self.claims.close()
+        if self.mail is not None:
+            self.mail.close()
         if self.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
