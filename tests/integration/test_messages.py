@@ -176,3 +176,19 @@ def test_inbox_follow_streams_new_messages(mesh: Mesh) -> None:
     finally:
         follower.send_signal(signal.SIGINT)
         assert follower.wait(timeout=10) == 0
+
+
+def test_partition_and_heal_delivers_everything_once(mesh: Mesh, tmp_path: Path) -> None:
+    part = tmp_path / "partition"
+    part.write_text("")
+    mesh.extra_env["MESH_TEST_FAULTS"] = str(part)  # test-only hook: frames between groups are dropped
+    pair(mesh)
+    part.write_text("a\nb\n")  # a | b: the links stay open, nothing crosses them
+    until(lambda: mesh.states("a")["b"] in ("suspect", "dead"), what="a stops hearing b")
+    ids = asyncio.run(_send_many(mesh.home, mesh.name, "a", "b", 30, "part"))
+    assert inbox(mesh, "b") == []
+    assert {e["state"] for e in outbox(mesh, "a")} == {"queued"}  # nothing claimed delivered across a cut
+    part.write_text("")  # heal
+    until(lambda: len(inbox(mesh, "b")) == 30, timeout=30, what="delivered after the heal")
+    assert [m["id"] for m in inbox(mesh, "b")] == in_send_order(ids)
+    until(lambda: {e["state"] for e in outbox(mesh, "a")} == {"delivered"})
