@@ -1,0 +1,297 @@
+"""Message benchmarks: direct throughput and latency, broadcast to 11 peers, `meshctl send` wall time.
+
+Every node is a real `meshctl up` process (TLS on, the default) on 127.0.0.1 under a throwaway home with a
+mesh name of its own; this process drives them through their control sockets (`mesh.client.Client`), as an
+embedding tool would. Bodies are 200 bytes; every message is durable (SQLite WAL) on both sides.
+
+- `direct_throughput`: N sends from this process to node `a` (many in flight at once, so the node's group
+  commit batches them), all addressed to `b`; from the first send until `b` has stored the last one
+  (its `received_at`, a wall stamp on the same host). `send_accept_rate`: until the last send returned
+  (each returns once durably queued in `a`'s outbox).
+- `delivery_p50/p99`: one message at a time; from just before `send` to the moment `b`'s followed inbox
+  stream (`messages(follow=True)`, opened here) yields it.
+- `broadcast_11_p50`: 12-node mesh, one broadcast at a time; until all 11 followers have it.
+- `meshctl_send_wall_median`: a fresh `meshctl send` process per run, as an agent runs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench import refs
+from bench.membership import MESHCTL, Cluster, _all_alive, _poll, cluster
+from bench.procs import free_ports, summarize_s
+from bench.sections import Context, section
+
+if TYPE_CHECKING:
+    from mesh.client import Client
+
+BODY = "x" * 200
+INFLIGHT = 600  # concurrent sends from this process: enough for the node to commit them in groups
+CLIENTS = 2  # control-socket channels the senders are spread over
+
+
+def _client(c: Cluster, name: str) -> Client:
+    from mesh.client import Client
+    from mesh.paths import RunningNode
+
+    sock = c.socket(name)
+    if sock is None:
+        raise RuntimeError(f"node {name} has no control socket")
+    node = RunningNode(
+        name=name, mesh=c.mesh, node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent
+    )
+    return Client(node)
+
+
+def _start(c: Cluster, names: list[str]) -> None:
+    ports = free_ports(len(names))
+    seed = f"127.0.0.1:{ports[0]}"
+    for name, port in zip(names, ports, strict=True):
+        c.start(name, "--no-mdns", "--port", str(port), "--peer", seed)
+
+
+async def _newest(client: Client) -> tuple[int, float]:
+    """(local_seq, received_at) of the newest inbox message, (0, 0.0) when empty."""
+    last = (0, 0.0)
+    async for item in client.messages(limit=1):
+        last = (item.local_seq, item.received_at)
+    return last
+
+
+async def _wait_seq(client: Client, want: int, timeout: float, interval: float = 0.05) -> float:
+    """Poll the newest inbox local_seq until it reaches `want`; returns that message's received_at."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seq, received_at = await _newest(client)
+        if seq >= want:
+            return received_at
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"inbox reached local_seq {seq}, wanted {want} within {timeout:.0f} s")
+        await asyncio.sleep(interval)
+
+
+async def _run_window(n: int, inflight: int, one: Callable[[int], Awaitable[object]]) -> None:
+    """Call `one(i)` for i in range(n) with at most `inflight` calls outstanding."""
+    it = iter(range(n))
+
+    async def worker() -> None:
+        for i in it:
+            await one(i)
+
+    await asyncio.gather(*(worker() for _ in range(min(inflight, n))))
+
+
+class _Follower:
+    """A followed inbox: stamps every message by subject with perf_counter as the stream yields it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.seen: dict[str, float] = {}
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for item in self.client.messages(follow=True):
+            self.seen[item.subject] = time.perf_counter()
+            self.changed.set()
+
+    async def wait_for(self, subject: str, timeout: float = 10.0) -> float:
+        async with asyncio.timeout(timeout):
+            while subject not in self.seen:
+                if self.task.done():
+                    self.task.result()
+                    raise RuntimeError("inbox follow stream ended")
+                self.changed.clear()
+                await self.changed.wait()
+        return self.seen[subject]
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.task
+
+
+async def _delivery_latency(c: Cluster, n: int, warmup: int) -> tuple[list[float], list[float]]:
+    """(send -> followed inbox yields it, send -> send returned) in seconds, one message at a time."""
+    a, b = _client(c, "a"), _client(c, "b")
+    follower = _Follower(b)
+    delivered: list[float] = []
+    queued: list[float] = []
+    try:
+        for i in range(warmup + n):
+            subject = f"lat {i}"
+            t0 = time.perf_counter()
+            await a.send("b", subject, BODY)
+            t_q = time.perf_counter()
+            t1 = await follower.wait_for(subject)
+            if i >= warmup:
+                delivered.append(t1 - t0)
+                queued.append(t_q - t0)
+    finally:
+        await follower.stop()
+        await a.close()
+        await b.close()
+    return delivered, queued
+
+
+async def _direct_throughput(c: Cluster, n: int) -> tuple[float, float, float]:
+    """(end-to-end msgs/s, sender acceptance msgs/s, seconds) for `n` concurrent sends a -> b."""
+
+    senders = [_client(c, "a") for _ in range(CLIENTS)]
+    b = _client(c, "b")
+    try:
+        base, _ = await _newest(b)
+
+        async def one(i: int) -> object:
+            s = senders[i % CLIENTS]
+            return await s.send("b", f"tp {i}", BODY)
+
+        w0 = time.time()
+        t0 = time.perf_counter()
+        await _run_window(n, INFLIGHT, one)
+        t_accept = time.perf_counter() - t0
+        last_received = await _wait_seq(b, base + n, timeout=240)
+        e2e = last_received - w0
+        return n / e2e, n / t_accept, e2e
+    finally:
+        for s in senders:
+            await s.close()
+        await b.close()
+
+
+def _meshctl_send_walls(c: Cluster, runs: int) -> list[float]:
+    walls = []
+    for i in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([*MESHCTL, "send", "--node", "a", "b", f"cli {i}", BODY], env=c.env(), check=True,
+                       capture_output=True, timeout=30)  # fmt: skip
+        walls.append(time.perf_counter() - t0)
+    return walls
+
+
+async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_tp: int) -> dict[str, float]:
+    from mesh._proto import mesh_pb2 as pb
+
+    src = _client(c, names[0])
+    rcpts = [_client(c, n) for n in names[1:]]
+    followers = [_Follower(r) for r in rcpts]
+    out: dict[str, float] = {}
+    try:
+        # The sender's member directory must hold all 11 before a broadcast reaches them all.
+        deadline = time.monotonic() + 30
+        while True:
+            rep = await src.send_request(pb.SendRequest(all=True, subject="bc warm", body=BODY))
+            if len(rep.recipients) == len(rcpts):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broadcast reached only {len(rep.recipients)} of {len(rcpts)} peers")
+            await asyncio.sleep(0.2)
+        await asyncio.gather(*(f.wait_for("bc warm") for f in followers))
+        all_lat: list[float] = []
+        per_rcpt: list[float] = []
+        for i in range(warmup + rounds):
+            subject = f"bc {i}"
+            t0 = time.perf_counter()
+            await src.broadcast(subject, BODY)
+            got = await asyncio.gather(*(f.wait_for(subject) for f in followers))
+            if i >= warmup:
+                all_lat.append(max(got) - t0)
+                per_rcpt.extend(g - t0 for g in got)
+        s = summarize_s(all_lat)
+        out["all_p50"], out["all_p99"], out["all_max"] = s.p50_ms, s.p99_ms, s.max_ms
+        out["one_p50"] = summarize_s(per_rcpt).p50_ms
+        for f in followers:
+            await f.stop()
+        followers = []
+        # Throughput: many broadcasts in flight; until every recipient's inbox holds all of them.
+        bases = [(await _newest(r))[0] for r in rcpts]
+        w0 = time.time()
+        t0 = time.perf_counter()
+        await _run_window(n_tp, INFLIGHT // 2, lambda i: src.broadcast(f"bt {i}", BODY))
+        t_accept = time.perf_counter() - t0
+        lasts = await asyncio.gather(
+            *(_wait_seq(r, base + n_tp, timeout=240) for r, base in zip(rcpts, bases, strict=True))
+        )
+        e2e = max(lasts) - w0
+        out["tp_broadcasts"] = n_tp / e2e
+        out["tp_deliveries"] = n_tp * len(rcpts) / e2e
+        out["tp_accept"] = n_tp / t_accept
+    finally:
+        for f in followers:
+            await f.stop()
+        await src.close()
+        for r in rcpts:
+            await r.close()
+    return out
+
+
+def _link_trouble(c: Cluster) -> str:
+    """Lines of the nodes' logs that say a link was cut for exceeding a limit (they skew the figures)."""
+    hits = []
+    for log in sorted(Path(c.home).glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "frames/s" in line or "MiB/s" in line or "RESOURCE_EXHAUSTED" in line:
+                hits.append(f"{log.stem}: {line.strip()}")
+    return "; ".join(hits[:3])
+
+
+@section("messages", timeout_s=600, needs=("redis",))
+async def messages(ctx: Context) -> None:
+    """Direct throughput and latency, broadcast to 11 peers, meshctl send wall time (real nodes, TLS)."""
+    with cluster() as c:
+        names = ["a", "b"]
+        _start(c, names)
+        await _poll(c, names, _all_alive(names), timeout=30)
+
+        n_lat = ctx.rounds(500, 100)
+        delivered, queued = await _delivery_latency(c, n_lat, warmup=30)
+        s = summarize_s(delivered)
+        ctx.record("delivery_p50", s.p50_ms, "ms", target=2.0, ref=refs.REDIS_STREAMS_P50,
+                   note=f"n={n_lat}, one at a time; send -> b's followed inbox yields it")  # fmt: skip
+        ctx.record("delivery_p99", s.p99_ms, "ms", ref=refs.REDIS_STREAMS_P99,
+                   note=f"n={n_lat}; max {s.max_ms:.2f} ms")  # fmt: skip
+        q = summarize_s(queued)
+        ctx.record("send_return_p50", q.p50_ms, "ms",
+                   note="send -> returned (durably in a's outbox), one at a time")  # fmt: skip
+
+        walls = _meshctl_send_walls(c, ctx.rounds(20, 5))
+        ctx.record("meshctl_send_wall_median", statistics.median(walls) * 1000, "ms",
+                   note=f"median of {len(walls)} `meshctl send b SUBJECT BODY` processes")  # fmt: skip
+
+        n_tp = ctx.rounds(100_000, 10_000)
+        e2e, accept, secs = await _direct_throughput(c, n_tp)
+        trouble = _link_trouble(c)
+        note = f"n={n_tp} in {secs:.2f} s; {INFLIGHT} sends in flight over {CLIENTS} clients; a -> b durable"
+        ctx.record("direct_throughput", e2e, "msg/s", target=20_000, higher_is_better=True,
+                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+                   note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
+        ctx.record("direct_throughput_vs_pubsub", e2e, "msg/s", higher_is_better=True,
+                   ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
+        ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
+                   note="sends durably queued in a's outbox per second (same run)")  # fmt: skip
+
+    with cluster() as c:
+        names = ["n00", *(f"n{i:02d}" for i in range(1, 12))]
+        _start(c, names)
+        await _poll(c, names, _all_alive(names), timeout=60)
+        rounds = ctx.rounds(20, 5)
+        n_btp = ctx.rounds(2000, 200)
+        r = await _broadcast(c, names, rounds, warmup=3, n_tp=n_btp)
+        ctx.record("broadcast_11_p50", r["all_p50"], "ms",
+                   note=f"n={rounds}; broadcast -> all 11 followers have it; one recipient p50 "
+                        f"{r['one_p50']:.2f} ms")  # fmt: skip
+        ctx.record("broadcast_11_p99", r["all_p99"], "ms", note=f"n={rounds}; max {r['all_max']:.2f} ms")
+        ctx.record("broadcast_11_throughput", r["tp_broadcasts"], "msg/s", higher_is_better=True,
+                   note=f"n={n_btp} broadcasts, {r['tp_deliveries']:,.0f} deliveries/s; accepted "
+                        f"{r['tp_accept']:,.0f}/s")  # fmt: skip
+        trouble = _link_trouble(c)
+        if trouble:
+            ctx.log(f"link limits hit during broadcast: {trouble}")
