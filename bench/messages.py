@@ -167,6 +167,35 @@ async def _direct_throughput(c: Cluster, n: int) -> tuple[float, float, float]:
         await b.close()
 
 
+async def _embedded_throughput(c: Cluster, n: int, chunk: int) -> tuple[float, float, float]:
+    """(end-to-end msgs/s, acceptance msgs/s, seconds): sender `a` embedded here (`mesh.Node`) -> node `b`."""
+    from mesh import Node
+
+    b_port, a_port = free_ports(2)
+    c.start("b", "--no-mdns", "--port", str(b_port))
+    await _poll(c, ["b"], lambda _n, _st: True, timeout=30)
+    node = Node(name="a", mesh=c.mesh, home=c.home, port=a_port, peers=(f"127.0.0.1:{b_port}",), mdns=False)
+    await node.start()
+    b = _client(c, "b")
+    try:
+        await _poll(c, ["b"], _all_alive(["a", "b"]), timeout=30)
+        await node.send("b", "warm", BODY)
+        await _wait_seq(b, 1, timeout=30)
+        base_seq, _ = await _newest(b)
+        w0 = time.time()
+        t0 = time.perf_counter()
+        for i in range(0, n, chunk):
+            # One gather = one loop turn of sends = one group-committed transaction in the node.
+            await asyncio.gather(*(node.send("b", f"emb {j}", BODY) for j in range(i, min(n, i + chunk))))
+        t_accept = time.perf_counter() - t0
+        last_received = await _wait_seq(b, base_seq + n, timeout=240, interval=0.02)
+        e2e = last_received - w0
+        return n / e2e, n / t_accept, e2e
+    finally:
+        await b.close()
+        await node.stop()
+
+
 def _meshctl_send_walls(c: Cluster, runs: int) -> list[float]:
     walls = []
     for i in range(runs):
@@ -266,10 +295,11 @@ async def messages(ctx: Context) -> None:
         ctx.record("meshctl_send_wall_median", statistics.median(walls) * 1000, "ms",
                    note=f"median of {len(walls)} `meshctl send b SUBJECT BODY` processes")  # fmt: skip
 
-        n_tp = ctx.rounds(100_000, 10_000)
+        n_tp = ctx.rounds(20_000, 3_000)
         e2e, accept, secs = await _direct_throughput(c, n_tp)
         trouble = _link_trouble(c)
-        note = f"n={n_tp} in {secs:.2f} s; {INFLIGHT} sends in flight over {CLIENTS} clients; a -> b durable"
+        note = (f"n={n_tp} in {secs:.2f} s; control API (a unary Send RPC per message), {INFLIGHT}"
+                f" in flight over {CLIENTS} clients; two meshctl processes")  # fmt: skip
         ctx.record("direct_throughput", e2e, "msg/s", target=20_000, higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
                    note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
@@ -277,6 +307,21 @@ async def messages(ctx: Context) -> None:
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
         ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
                    note="sends durably queued in a's outbox per second (same run)")  # fmt: skip
+
+    with cluster() as c:
+        n_emb = ctx.rounds(100_000, 20_000)
+        chunk = 1000
+        e2e, accept, secs = await _embedded_throughput(c, n_emb, chunk)
+        trouble = _link_trouble(c)
+        note = (f"n={n_emb} in {secs:.2f} s; sender embedded in the bench process (mesh.Node), {chunk} sends"
+                " per gather; recipient a meshctl process")  # fmt: skip
+        ctx.record("direct_throughput_embedded", e2e, "msg/s", target=20_000, higher_is_better=True,
+                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+                   note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
+        ctx.record("direct_throughput_embedded_vs_pubsub", e2e, "msg/s", higher_is_better=True,
+                   ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as the figure above")  # fmt: skip
+        ctx.record("send_accept_rate_embedded", accept, "msg/s", higher_is_better=True,
+                   note="node.send() calls durably queued per second (same run)")  # fmt: skip
 
     with cluster() as c:
         names = ["n00", *(f"n{i:02d}" for i in range(1, 12))]
