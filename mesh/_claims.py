@@ -56,6 +56,7 @@ log = logging.getLogger("mesh.claims")
 
 EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
 MANAGE_EVERY = 1.0
+IDLE_WAKE = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +270,15 @@ class ClaimsService:
         while True:
             now = self.rt.clock.now()
             self.apply(self.core.tick(now))
-            if now - self._last_manage >= MANAGE_EVERY:
+            # Upkeep matters only before the first config and on stewards; an idle non-steward sleeps longer.
+            cfg = self.core.config
+            every = MANAGE_EVERY if cfg is None or self.me in cfg.stewards else IDLE_WAKE
+            if now - self._last_manage >= every:
                 self._last_manage = now
                 self._manage(now)
             deadline = self.core.next_deadline()
             now = self.rt.clock.now()
-            timeout = MANAGE_EVERY if deadline is None else min(MANAGE_EVERY, max(0.0, deadline - now))
+            timeout = every if deadline is None else min(every, max(0.0, deadline - now))
             self._wake.clear()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the
             # timeout, which left this loop running after stop().

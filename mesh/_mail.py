@@ -354,7 +354,8 @@ class MailService:
                 self._next_prune = now + PRUNE_EVERY
                 self.store.prune(wall())
             deadlines = [d for w in self.windows.values() if (d := w.next_deadline()) is not None]
-            timeout = min([1.0, *(max(0.0, d - now) for d in deadlines)])
+            # Idle, this wakes only for expiry; a send or an ack sets _wake.
+            timeout = min([EXPIRE_EVERY, *(max(0.0, d - now) for d in deadlines)])
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

@@ -97,7 +97,7 @@ class NodeConfig:
             suspect_after=self.suspect_after,
             dead_after=self.dead_after,
             forget_after=self.forget_after,
-            tick_interval=min(0.25, self.heartbeat_interval / 2),
+            tick_interval=min(0.5, self.heartbeat_interval / 2),  # transitions themselves are timed exactly
         )
 
     @property

@@ -58,7 +58,7 @@ class Timing:
     @property
     def max_tick_gap(self) -> float:
         """Ticks further apart than this mean our own loop stalled."""
-        return max(4 * self.tick_interval, self.heartbeat_interval)
+        return max(4 * self.tick_interval, 2 * self.heartbeat_interval)
 
 
 def liveness_for(silence: float, timing: Timing) -> Liveness:
