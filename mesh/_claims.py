@@ -57,6 +57,7 @@ log = logging.getLogger("mesh.claims")
 EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
 MANAGE_EVERY = 1.0
 IDLE_WAKE = 5.0
+ANNOUNCE_EVERY = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class ClaimsService:
         self._dead_since: dict[str, float] = {}
         self._ready_at = 0.0
         self._last_manage = 0.0
+        self._next_announce = 0.0
         # Test/soak aid: MESH_CLAIM_HISTORY=DIR appends every acquire/renew/release/loss, stamped with the
         # node's CLOCK_BOOTTIME (shared by all processes of a host), for an interval-overlap checker.
         hist_dir = os.environ.get("MESH_CLAIM_HISTORY")
@@ -289,6 +291,13 @@ class ClaimsService:
     def _manage(self, now: float) -> None:
         """Genesis if we are the arbiter and nobody told us a config; else steward upkeep if we lead."""
         cfg = self.core.config
+        if cfg is not None and now >= self._next_announce:
+            # Re-announce now and then: an announce sent on a link that was being replaced is lost, and a
+            # node that never hears one could not claim at all.
+            self._next_announce = now + ANNOUNCE_EVERY
+            announce = frame(claims=[codec.claim_to_pb(ConfigAnnounce(cfg.epoch, cfg.stewards))])
+            for link in self.rt.links.values():
+                link.send(announce, droppable=True)
         if cfg is None:
             if now - self._ready_at >= 0.3 and self._may_genesis():
                 epoch = self._highest_epoch() + 1

@@ -34,6 +34,8 @@ log = logging.getLogger("mesh.mail")
 EXPIRE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
 MAX_FOLLOWERS = 64
+GROUP_COMMIT_BUSY = 0.002  # a flush this recent means sends are streaming in
+GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 
 
 # ---------------------------------------------------------------- wire <-> core
@@ -118,6 +120,7 @@ class MailService:
         self.windows: dict[str, mb.SendWindow] = {}
         self._batch: list[tuple[mb.Outgoing, asyncio.Future[str]]] = []
         self._flush_scheduled = False
+        self._last_flush = 0.0
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
         self._next_expire = 0.0
@@ -231,16 +234,23 @@ class MailService:
         return await self._enqueue(out), [r.name for r in out.recipients]
 
     async def _enqueue(self, out: mb.Outgoing) -> str:
-        # Group commit: sends arriving in the same loop turn share one SQLite transaction.
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        # Group commit: sends arriving in the same loop turn share one SQLite transaction. Under load (a
+        # flush moments ago), wait GROUP_COMMIT_WAIT so the sends of the next RPCs join it too: one
+        # transaction, one frame, one ack for many messages; when idle, flush at once (no added latency).
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
         self._batch.append((out, fut))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            if loop.time() - self._last_flush < GROUP_COMMIT_BUSY:
+                loop.call_later(GROUP_COMMIT_WAIT, self._flush)
+            else:
+                loop.call_soon(self._flush)
         return await fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
+        self._last_flush = asyncio.get_running_loop().time()
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:

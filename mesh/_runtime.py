@@ -69,6 +69,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh")
 
 HELLO_TIMEOUT = limits.HELLO_TIMEOUT
+CLAIMS_PUBLISH_DELAY = 0.05
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
@@ -118,6 +119,7 @@ class NodeRuntime:
         self.created_credentials = False
         self._refusals_logged: set[str] = set()
         self._unread_pending = False
+        self._claims_pending = False
         self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
         self._admission = guard.PeerAdmission()  # inbound Link streams per peer identity
         # Test-only partitions (MESH_TEST_FAULTS=FILE, see mesh/testing/faults.py); None in normal use.
@@ -463,8 +465,21 @@ class NodeRuntime:
         return cfg.stewards if cfg is not None else ()
 
     def publish_claims(self) -> None:
-        """The set of held claims changed: publish it in this node's status record."""
-        self.set_status(claims=tuple(self.claims.held_view()))
+        """The set of held claims changed: publish it in this node's status record, shortly.
+
+        Deferred a moment so the status fan-out to every peer does not delay the claim's own answer, and a
+        burst of grants and releases is one update.
+        """
+        if self._claims_pending:
+            return
+        self._claims_pending = True
+
+        def publish() -> None:
+            self._claims_pending = False
+            if not self._stopping and self.claims is not None:
+                self.set_status(claims=tuple(self.claims.held_view()))
+
+        asyncio.get_running_loop().call_later(CLAIMS_PUBLISH_DELAY, publish)
 
     def publish_unread(self) -> None:
         """This node's unread count changed: publish it in its status, at most about once a second."""

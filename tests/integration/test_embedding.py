@@ -114,7 +114,7 @@ async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None
             assert (await a.members())[0].action == "review"
             async with client.claim("file", "src/app.py", ttl=30) as lease:
                 assert lease.token > 0
-                assert await _holders(a, "file/src/app.py") == ["a"]
+                await wait_for(lambda: _holders_are(a, "file/src/app.py", ["a"]))
             await wait_for(lambda: _empty(a))
         with pytest.raises(mesh.NodeNotFound):
             await mesh.connect("nobody", mesh=mesh_name, home=tmp_path)
