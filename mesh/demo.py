@@ -54,7 +54,14 @@ def main() -> int:
             started.append(name)
         for name, _, hb in SESSIONS:
             run("heartbeat", "--node", name, *hb)
-        time.sleep(0.3)  # demo pacing only: let the status updates reach every peer before printing
+        print("\n$ meshctl claim service i-match --node session-1   (then session-2 tries the same)")
+        run("claim", "service", "i-match", "--ttl", "2h", "--node", "session-1")
+        subprocess.run([*ctl, "claim", "service", "i-match", "--node", "session-2"], env=env)
+        print("\n$ meshctl send session-2 'i-match' 'green: can you update the docs?' --node session-1")
+        run("send", "session-2", "i-match", "green: can you update the docs?", "--node", "session-1")
+        time.sleep(0.3)  # demo pacing only: let the updates reach every peer before printing
+        print("\n$ meshctl inbox --node session-2")
+        run("inbox", "--node", "session-2")
         print("\n$ meshctl status --node session-3")
         run("status", "--node", "session-3")
         print("\n$ meshctl watch --node session-1" + ("   (Ctrl-C to stop)" if seconds is None else ""))

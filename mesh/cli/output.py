@@ -95,6 +95,7 @@ def plain_members(members: list[MemberView], file: TextIO | None = None) -> None
             str(m.progress),
             m.note,
             ",".join(r for r, _, _ in m.claims),
+            str(m.unread),
             ago(m.last_seen, now),
         ]
         out.write("\t".join(row) + "\n")
