@@ -58,6 +58,10 @@ EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction pro
 MANAGE_EVERY = 1.0
 IDLE_WAKE = 5.0
 ANNOUNCE_EVERY = 5.0
+WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds the item
+REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
+REGRAB_PAUSE = (0.1, 0.2)  # ...first yields this long (if a peer said it waits), so a waiter's retry can land
+WANTED_FOR = 2.0  # a peer's "I wait for it" counts this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,8 @@ class ClaimsService:
         self._ready_at = 0.0
         self._last_manage = 0.0
         self._next_announce = 0.0
+        self._released_at: dict[str, float] = {}
+        self._wanted: dict[str, float] = {}
         # Test/soak aid: MESH_CLAIM_HISTORY=DIR appends every acquire/renew/release/loss, stamped with the
         # node's CLOCK_BOOTTIME (shared by all processes of a host), for an interval-overlap checker.
         hist_dir = os.environ.get("MESH_CLAIM_HISTORY")
@@ -385,6 +391,13 @@ class ClaimsService:
         if not 0 <= wait <= MAX_TTL:
             raise InvalidInput(f"wait must be 0 to 7 days, not {wait!r} s")
         loop = asyncio.get_running_loop()
+        released = self._released_at.pop(resource, None)
+        now = self.rt.clock.now()
+        wanted = now - self._wanted.get(resource, -1e9) < WANTED_FOR
+        if released is not None and now - released < REGRAB_WINDOW and wanted:
+            # Re-claiming what we just released: give sessions waiting for it a turn first (fairness), else a
+            # release-then-claim loop would win every time against waiters that poll.
+            await asyncio.sleep(random.uniform(*REGRAB_PAUSE))
         deadline = self.rt.clock.now() + wait
         patience = self.lease.claim_patience + 2 * self.lease.attempt_timeout + 1.0
         while True:
@@ -414,13 +427,33 @@ class ClaimsService:
                     )
                 reason = e.reason if isinstance(e, Unavailable) else "no answer"
                 raise NoQuorum(f"cannot decide {resource} now: {reason}")
-            # Someone holds it (or the stewards are busy): try again soon, with jitter.
-            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(0.1, 0.5)))
+            # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again soon.
+            if isinstance(e, Denied):
+                self._tell_holder(e.holder, resource)
+            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
+
+    def _tell_holder(self, holder: str, resource: str) -> None:
+        link = self.rt.links.get(holder.partition("/")[0])
+        if link is not None:
+            link.send(frame(wants=[resource]), droppable=True)
+
+    def on_wants(self, resources: Any) -> None:
+        """Peers wait for these items (they were denied because this node holds them)."""
+        now = self.rt.clock.now()
+        for r in resources[:64]:
+            if r in self.held or r in self._released_at:
+                self._wanted[r] = now
 
     def release(self, resource: str) -> int | None:
         """Release a held claim; returns its token (None if this node did not hold it)."""
         h = self.held.get(resource)
         self.apply(self.core.release(resource, self.rt.clock.now()))
+        if h is not None:
+            now = self.rt.clock.now()
+            self._released_at[resource] = now
+            if len(self._released_at) > 256:  # forget stale entries; they only matter for REGRAB_WINDOW
+                self._released_at = {r: t for r, t in self._released_at.items() if now - t < REGRAB_WINDOW}
+                self._wanted = {r: t for r, t in self._wanted.items() if now - t < WANTED_FOR}
         return h.token if h else None
 
     def held_view(self) -> list[tuple[str, int, float]]:

@@ -660,6 +660,8 @@ class NodeRuntime:
                 self._on_gossip(info)
         if f.claims:
             self.claims.on_frames(link, f.claims)
+        if f.wants:
+            self.claims.on_wants(f.wants)
         if f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks:
             self.mail.on_frame(link, f)
         if f.HasField("leave"):

@@ -987,6 +987,7 @@ class PeerFrame(_message.Message):
     MAIL_ACKS_FIELD_NUMBER: _builtins.int
     RECEIPTS_FIELD_NUMBER: _builtins.int
     RECEIPT_ACKS_FIELD_NUMBER: _builtins.int
+    WANTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -1009,6 +1010,12 @@ class PeerFrame(_message.Message):
     def receipts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReadReceipt]: ...
     @_builtins.property
     def receipt_acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReceiptAck]: ...
+    @_builtins.property
+    def wants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Claims this node is waiting for (sent to the holder's node): a holder that re-claims an item right
+        after releasing it yields briefly when someone waits, so waiters make progress.
+        """
+
     def __init__(
         self,
         *,
@@ -1023,10 +1030,11 @@ class PeerFrame(_message.Message):
         mail_acks: _abc.Iterable[Global___MailAck] | None = ...,
         receipts: _abc.Iterable[Global___ReadReceipt] | None = ...,
         receipt_acks: _abc.Iterable[Global___ReceiptAck] | None = ...,
+        wants: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "wants", b"wants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
