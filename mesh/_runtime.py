@@ -414,8 +414,8 @@ class NodeRuntime:
                 assert m is not None
                 log.info("%s %s (%s) at %s", "rejoined" if ev.restarted else "joined", m.info.name,
                          m.info.node_id, m.info.address)  # fmt: skip
-                if self.store is not None:
-                    self.store.remember(m.info.node_id, m.info.name, m.info.role, wall())
+                if self.mail is not None:
+                    self.mail.remember(m.info.node_id, m.info.name)
                 self._gossip_new(m.info)
                 self._publish("joined", m)
             elif isinstance(ev, LivenessChanged):
@@ -423,8 +423,8 @@ class NodeRuntime:
                     continue
                 log.info("%s is %s (%s)", m.info.name, ev.current.value, ev.reason)
                 self._publish("state", m, previous=ev.previous.value)
-                if ev.current in (Liveness.DEAD, Liveness.LEFT) and self.store is not None:
-                    self.store.remember(m.info.node_id, m.info.name, m.info.role, wall())
+                if ev.current in (Liveness.DEAD, Liveness.LEFT) and self.mail is not None:
+                    self.mail.remember(m.info.node_id, m.info.name)  # last seen, for broadcast retention
             elif isinstance(ev, StatusChanged):
                 if m is not None:
                     self._publish("status", m)

@@ -8,13 +8,6 @@ from pathlib import Path
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    node_id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL DEFAULT '',
-    last_seen REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS members_by_name ON members(name);
 """
 
 
@@ -30,7 +23,7 @@ def new_id() -> str:
 
 
 class Store:
-    """Identity and the members this node has ever seen (so a name can be resolved while its node is away)."""
+    """The node's identity. (Members ever seen live in the mail store, which resolves names for sending.)"""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -50,22 +43,6 @@ class Store:
         nid = new_id()
         self.db.execute("INSERT INTO identity(key, value) VALUES('node_id', ?)", (nid,))
         return nid
-
-    def remember(self, node_id: str, name: str, role: str, wall: float) -> None:
-        """Record that `name` was seen as `node_id` at `wall`."""
-        self.db.execute(
-            "INSERT INTO members(node_id, name, role, last_seen) VALUES(?,?,?,?) "
-            "ON CONFLICT(node_id) DO UPDATE SET name=excluded.name, role=excluded.role, "
-            "last_seen=excluded.last_seen",
-            (node_id, name, role, wall),
-        )
-
-    def lookup(self, name: str) -> list[tuple[str, float]]:
-        """Node ids ever seen with `name`, newest first."""
-        rows = self.db.execute(
-            "SELECT node_id, last_seen FROM members WHERE name=? ORDER BY last_seen DESC", (name,)
-        ).fetchall()
-        return [(str(r[0]), float(r[1])) for r in rows]
 
     def integrity_ok(self) -> bool:
         row = self.db.execute("PRAGMA integrity_check").fetchone()
