@@ -1,10 +1,17 @@
 """The claims facade the node runtime drives: PaxosLease per resource over an epoch-versioned steward set.
 
 Sans-IO: every call takes ``now`` (seconds on the node's CLOCK_BOOTTIME-like monotonic clock) and returns
-effects. ``Send`` effects to other identities must be delivered (best effort: loss, delay, duplication
-and reordering are all tolerated); messages a core sends to itself are delivered inside the core.
+effects, to be carried out IN ORDER. ``Persist`` must be written durably (atomically, fsynced) before any
+later effect of the same list is carried out: it backs the replies that follow it. ``Send`` effects to
+other identities must be delivered (best effort: loss, delay, duplication and reordering are all
+tolerated). ``to`` is either an identity ``node_id/incarnation`` (that incarnation only) or a steward's
+bare node id (whatever incarnation of it runs); messages a core sends to itself are delivered inside.
 Call ``tick(now)`` no later than ``next_deadline()``. Gossip each ``ConfigChanged.config`` to every peer
 and feed configs learned from peers to ``adopt``.
+
+Identities: this node proposes (and owns leases) as ``me`` = ``node_id/incarnation``; it votes as a
+steward under its node id (see ``mesh.core.stewards`` for why stewards are node ids and how config
+changes hand the live leases over).
 """
 
 from __future__ import annotations
@@ -35,15 +42,21 @@ from mesh.core.quorum import VoteResult, tally, tally_messages
 from mesh.core.stewards import (
     CfgAccept,
     CfgAccepted,
-    CfgAcceptorState,
+    CfgInstall,
+    CfgInstalled,
     CfgMsg,
     CfgPrepare,
     CfgPromise,
     CfgProposal,
     CfgReject,
     ConfigAnnounce,
+    SnapLease,
     StewardConfig,
-    one_change,
+    StewardState,
+    best_quorum,
+    cfg_acceptor_step,
+    merge_snapshots,
+    node_of,
 )
 from mesh.errors import ConfigError
 
@@ -52,6 +65,8 @@ __all__ = [
     "Accepted",
     "CfgAccept",
     "CfgAccepted",
+    "CfgInstall",
+    "CfgInstalled",
     "CfgPrepare",
     "CfgPromise",
     "CfgReject",
@@ -65,6 +80,7 @@ __all__ = [
     "HeldLease",
     "LeaseConfig",
     "Lost",
+    "Persist",
     "Prepare",
     "PrepareReject",
     "Promise",
@@ -74,6 +90,7 @@ __all__ = [
     "Renewed",
     "Send",
     "StewardConfig",
+    "StewardState",
     "Unavailable",
 ]
 
@@ -81,6 +98,10 @@ ClaimMsg = LeaseMsg | CfgMsg
 NO_MUTANTS = Mutants()
 CONFIG_RESOURCE = "@config"
 """``Unavailable.resource`` used when a reconfiguration gives up."""
+FLOOR_CHUNK = 1 << 16
+"""Lease rounds reserved per write of the durable ballot floor (one fsync per this many promises)."""
+SNAPSHOT_MAX = 2000
+"""Leases one steward reports in a hand-off; beyond it the hand-off carries a blackout instead."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +140,11 @@ class LeaseConfig:
         put("claim_patience", 4 * self.attempt_timeout)
         put("forget_after", 10 * self.acceptor_lease)
 
+    @property
+    def stretch(self) -> float:
+        """(1+rho)/(1-rho): a duration measured on one clock, made safe to run on any other."""
+        return (1 + self.rho) / (1 - self.rho)
+
     def validate(self) -> LeaseConfig:
         """Raise ConfigError unless the values are consistent (containment included); return self."""
         if not self.lease > 0:
@@ -149,10 +175,17 @@ class LeaseConfig:
 
 @dataclass(frozen=True)
 class Send:
-    """Deliver ``msg`` to identity ``to``."""
+    """Deliver ``msg`` to ``to`` (an identity, or a steward's node id)."""
 
     to: str
     msg: ClaimMsg
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write this node's steward state durably BEFORE carrying out the effects that follow."""
+
+    state: StewardState
 
 
 @dataclass(frozen=True)
@@ -201,10 +234,15 @@ class Released:
 
 @dataclass(frozen=True)
 class Unavailable:
-    """No steward quorum answered in time (or contention did not settle); the caller may retry."""
+    """No steward quorum answered in time (or contention did not settle); the caller may retry.
+
+    ``wait`` > 0: the stewards answered that they do not serve yet (a hand-off or restart) and will in
+    about that many seconds.
+    """
 
     resource: str
     reason: str
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -214,7 +252,7 @@ class ConfigChanged:
     config: StewardConfig
 
 
-Effect = Send | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged
+Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged
 
 
 @dataclass(frozen=True)
@@ -230,24 +268,40 @@ class ClaimsCore:
     """Proposer + (if a steward) acceptor of every resource's PaxosLease, and of the steward config Paxos."""
 
     def __init__(
-        self, me: str, name: str, config: LeaseConfig, rng: random.Random, mutants: Mutants = NO_MUTANTS
+        self,
+        me: str,
+        name: str,
+        config: LeaseConfig,
+        rng: random.Random,
+        mutants: Mutants = NO_MUTANTS,
+        state: StewardState | None = None,
+        now: float = 0.0,
     ) -> None:
+        """``state``: this node's durable steward state from its previous life (None: it never had one)."""
         self.me = me
+        self.node = node_of(me)
         self.name = name
         self._lc = config.validate()
         self._rng = rng
         self._mut = mutants
-        self._config: StewardConfig | None = None
-        self._genesis_epoch = 1  # no epoch came before the first: no gap to keep after it
-        self._adopted_at = 0.0
-        self._acceptor = AcceptorState(config.forget_after, mutants)
+        self._durable = state or StewardState()
+        self._config: StewardConfig | None = self._durable.config
+        self._adopted_at = now
+        # PaxosLease's restart rule: whatever this acceptor promised or accepted in an earlier life (and any
+        # hand-off it installed) has run out one D_A from now; until then it serves no lease ballot.
+        self._quarantine_until = now + self._lc.acceptor_lease if state is not None else now
+        self._installed = self._config is not None and self._config.epoch == 1
+        self._blackout_until = now
+        floor = (0, 0) if mutants.no_ballot_floor else self._durable.floor
+        self._acceptor = AcceptorState(config.forget_after, mutants, floor=floor)
+        self._vote_at = now
         self._next_gc = 0.0
         self._slots: dict[str, ProposerSlot] = {}
         self._hint: dict[str, BallotNo] = {}
-        self._proposed_at: dict[str, dict[BallotNo, float]] = {}
-        self._cfg_acc: CfgAcceptorState | None = None
         self._cfg_prop: CfgProposal | None = None
         self._cfg_hint = 0
+        self._installs: dict[str, tuple[CfgInstall, float]] = {}  # new steward -> (hand-off, resend until)
+        self._next_install = 0.0
         self._seen: dict[str, float] = {}
 
     # ---- public API ----------------------------------------------------------------------------------
@@ -258,31 +312,63 @@ class ClaimsCore:
         return self._config
 
     @property
+    def durable(self) -> StewardState:
+        """The state this node must not forget (what the last ``Persist`` carried)."""
+        return self._durable
+
+    @property
     def reconfiguring(self) -> bool:
         """True while this node runs a reconfiguration."""
         return self._cfg_prop is not None
 
-    def genesis(self, stewards: tuple[str, ...], now: float, epoch: int = 1) -> list[Effect]:
-        """Create the first config (the arbiter that lets exactly one node do this is outside the core).
+    def serves(self, now: float) -> bool:
+        """Whether this node votes on lease ballots right now."""
+        return self.serve_wait(now) == 0.0
 
-        ``epoch`` > 1 restarts a mesh above the epochs it used before, so fencing tokens keep increasing.
-        """
+    def serve_wait(self, now: float) -> float:
+        """Seconds until this node votes on lease ballots (0: now; inf: it is not a steward)."""
+        cur = self._config
+        if cur is None or self.node not in cur.stewards or self._fenced():
+            return math.inf
+        until = self._quarantine_until
+        if not self._mut.no_lease_handoff:
+            until = max(until, self._blackout_until)
+            if not self._installed:
+                until = max(until, self._adopted_at + self._lc.acceptor_lease)
+        return max(0.0, until - now)
+
+    def genesis(self, stewards: tuple[str, ...], now: float, epoch: int = 1) -> list[Effect]:
+        """Create the first config (the arbiter that lets exactly one node do this is outside the core)."""
         if self._config is not None:
             raise ConfigError("genesis on a node that already has a steward config")
-        self._genesis_epoch = epoch
-        return self._run(self._adopt(StewardConfig(epoch, tuple(stewards)), now), now)
+        cfg = StewardConfig(epoch, tuple(stewards))
+        return self._run(self._adopt(cfg, now, snapshot=(), blackout=0.0), now)
+
+    def force_config(self, config: StewardConfig, now: float) -> list[Effect]:
+        """The operator's last resort: adopt ``config`` as if chosen and handed over empty.
+
+        Only safe once every lease the old stewards may have granted has run out (the caller waits D_A)
+        and if the old stewards are really gone.
+        """
+        if self._config is not None and config.epoch <= self._config.epoch:
+            raise ConfigError("a forced config must be newer than the current one")
+        return self._run(self._adopt(config, now, snapshot=(), blackout=0.0), now)
 
     def adopt(self, config: StewardConfig, now: float) -> list[Effect]:
         """Adopt a config learned from a peer (ignored unless newer than ours)."""
         return self._run(self._adopt(config, now), now)
 
     def propose_config(self, stewards: tuple[str, ...], now: float) -> list[Effect]:
-        """Ask the stewards to choose ``stewards`` (one add or remove away from ours) as the next epoch."""
+        """Ask the stewards to choose ``stewards`` (any non-empty set of node ids) as the next epoch."""
         cur = self._config
         if cur is None:
             raise ConfigError("no steward config yet")
-        if not one_change(cur.stewards, stewards):
-            raise ConfigError("a reconfiguration must add or remove exactly one steward")
+        try:
+            StewardConfig(cur.epoch + 1, tuple(stewards))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if tuple(stewards) == cur.stewards:
+            raise ConfigError("the proposed steward set is the current one")
         p = self._cfg_prop
         if p is not None:
             if p.target == tuple(stewards):
@@ -317,7 +403,7 @@ class ClaimsCore:
         return self._run(self._release(resource, now), now)
 
     def receive(self, sender: str, msg: ClaimMsg, now: float) -> list[Effect]:
-        """Handle a message from identity ``sender``."""
+        """Handle a message from identity ``sender`` (``node_id/incarnation``)."""
         return self._run(self._receive(sender, msg, now), now)
 
     def tick(self, now: float) -> list[Effect]:
@@ -339,7 +425,12 @@ class ClaimsCore:
         p = self._cfg_prop
         if p is not None:
             ts.append(p.give_up_at)
-            ts.append(p.retry_at if p.retry_at is not None else p.timeout_at)
+            if p.finalize_at is not None:
+                ts.append(p.finalize_at)
+            else:
+                ts.append(p.retry_at if p.retry_at is not None else p.timeout_at)
+        if self._installs:
+            ts.append(self._next_install)
         r = self._recover_at()
         if r is not None:
             ts.append(r)
@@ -358,13 +449,14 @@ class ClaimsCore:
     # ---- plumbing ------------------------------------------------------------------------------------
 
     def _run(self, effects: list[Effect], now: float) -> list[Effect]:
-        """Deliver self-addressed sends inside the core; return everything else."""
+        """Deliver self-addressed sends inside the core; return everything else, in order."""
         out: list[Effect] = []
         queue = deque(effects)
         while queue:
             e = queue.popleft()
-            if isinstance(e, Send) and e.to == self.me:
-                queue.extend(self._receive(self.me, e.msg, now))
+            if isinstance(e, Send) and (e.to == self.me or e.to == self.node):
+                # Effects the handler returns come before anything queued after this send.
+                queue.extendleft(reversed(self._receive(self.me, e.msg, now)))
             else:
                 out.append(e)
         return out
@@ -373,42 +465,66 @@ class ClaimsCore:
         assert self._config is not None
         return [Send(s, msg) for s in self._config.stewards]
 
+    def _persist(self, state: StewardState) -> list[Effect]:
+        if state == self._durable:
+            return []
+        self._durable = state
+        return [Persist(state)]
+
     # ---- configuration -------------------------------------------------------------------------------
 
-    def _adopt(self, cfg: StewardConfig, now: float) -> list[Effect]:
-        if self._config is not None and cfg.epoch <= self._config.epoch:
-            return []
-        self._config = cfg
-        self._adopted_at = now
-        if self._cfg_acc is not None and self._cfg_acc.epoch <= cfg.epoch:
-            self._cfg_acc = None
-        if self._cfg_prop is not None and self._cfg_prop.epoch <= cfg.epoch:
-            self._cfg_prop = None
-        out: list[Effect] = [ConfigChanged(cfg)]
-        # Promises gathered under the old voter set mean nothing now: restart every attempt in the new epoch.
-        for r in sorted(self._slots):
-            s = self._slots[r]
-            if s.attempt is not None:
-                out += self._drop_attempt_ballot(r, s)
-                s.attempt = None
-                out += self._start(r, s, now)
+    def _adopt(
+        self,
+        cfg: StewardConfig,
+        now: float,
+        snapshot: tuple[SnapLease, ...] | None = None,
+        blackout: float = 0.0,
+    ) -> list[Effect]:
+        """Adopt ``cfg`` if newer; with ``snapshot`` (a hand-off for cfg's epoch), install it."""
+        out: list[Effect] = []
+        cur = self._config
+        if cur is None or cfg.epoch > cur.epoch:
+            self._config = cfg
+            self._adopted_at = now
+            self._installed = cfg.epoch == 1  # nothing came before the first epoch: nothing to hand over
+            vote = self._durable.vote
+            if vote.epoch <= cfg.epoch:
+                vote = replace(vote, epoch=0, promised_round=-1, promised_by="", accepted_round=-1,
+                               accepted_stewards=())  # fmt: skip
+            out += self._persist(replace(self._durable, config=cfg, vote=vote))
+            if self._cfg_prop is not None and self._cfg_prop.epoch <= cfg.epoch:
+                self._cfg_prop = None
+            out.append(ConfigChanged(cfg))
+            # Promises gathered under the old voter set mean nothing now: restart every attempt anew.
+            for r in sorted(self._slots):
+                s = self._slots[r]
+                if s.attempt is not None:
+                    out += self._drop_attempt_ballot(r, s)
+                    s.attempt = None
+                    out += self._start(r, s, now)
+        elif cfg.epoch < cur.epoch or cfg != cur:
+            return out
+        if snapshot is not None and self.node in cfg.stewards and not self._installed:
+            self._acceptor.install(snapshot, now)
+            self._blackout_until = max(self._blackout_until, now + min(blackout, self._lc.acceptor_lease))
+            self._installed = True
         return out
-
-    def _gap_wait(self, now: float) -> float:
-        assert self._config is not None
-        if self._mut.no_config_gap or self._config.epoch <= self._genesis_epoch:
-            return 0.0
-        return max(0.0, self._adopted_at + self._lc.acceptor_lease - now)
-
-    def _cfg_state(self, epoch: int) -> CfgAcceptorState:
-        if self._cfg_acc is None or self._cfg_acc.epoch != epoch:
-            self._cfg_acc = CfgAcceptorState(epoch=epoch)
-        return self._cfg_acc
 
     def _fenced(self) -> bool:
         """True once this steward accepted a value for the next epoch: it refuses current-epoch ballots."""
-        a, c = self._cfg_acc, self._config
-        return a is not None and c is not None and a.epoch > c.epoch and a.accepted_round >= 0
+        v, c = self._durable.vote, self._config
+        return c is not None and v.epoch > c.epoch and v.accepted_round >= 0
+
+    def _forgot(self, now: float) -> float:
+        """How long leases this acceptor accepted and then forgot (an earlier life) may still run."""
+        return max(0.0, self._quarantine_until - now)
+
+    def _partial(self, now: float) -> float:
+        """How long older epochs' leases this acceptor never learned (no or partial hand-off) may run."""
+        until = self._blackout_until
+        if not self._installed:
+            until = max(until, self._adopted_at + self._lc.acceptor_lease)
+        return max(0.0, until - now)
 
     def _cfg_round(self, now: float) -> list[Effect]:
         p = self._cfg_prop
@@ -417,6 +533,7 @@ class ClaimsCore:
         p.round = self._cfg_hint
         p.phase, p.retry_at, p.timeout_at = "prepare", None, now + self._lc.attempt_timeout
         p.promised, p.refused, p.accepted, p.best = set(), set(), None, (-1, ())
+        p.finalize_at = None
         return self._to_stewards(CfgPrepare(p.epoch, p.round, self.me))
 
     def _cfg_backoff(self, now: float, at_least: float = 0.0) -> None:
@@ -426,39 +543,30 @@ class ClaimsCore:
         p.retry_at = now + at_least + self._rng.uniform(0.0, self._lc.backoff_max)
 
     def _recover_at(self) -> float | None:
-        a = self._cfg_acc
-        if a is None or a.accepted_round < 0 or self._cfg_prop is not None or not self._fenced():
+        v = self._durable.vote
+        if v.accepted_round < 0 or self._cfg_prop is not None or not self._fenced():
             return None
-        return a.accepted_at + 3 * self._lc.attempt_timeout + self._lc.backoff_max
+        return self._vote_at + 3 * self._lc.attempt_timeout + self._lc.backoff_max
 
     def _on_cfg_acceptor(self, sender: str, m: CfgPrepare | CfgAccept, now: float) -> list[Effect]:
         cur = self._config
-        cur_epoch = cur.epoch if cur else 0
         out: list[Effect] = []
-
-        def reject(promised: int = -1, wait: float = 0.0) -> list[Effect]:
-            return [*out, Send(sender, CfgReject(m.epoch, m.round, m.proposer, cur_epoch, promised, wait))]
-
-        if cur is None or self.me not in cur.stewards or m.epoch != cur.epoch + 1:
-            if cur is not None and m.epoch <= cur.epoch:
-                out.append(Send(sender, ConfigAnnounce(cur.epoch, cur.stewards)))
-            return reject()
-        wait = self._gap_wait(now)
-        if wait > 0:
-            return reject(wait=wait)
-        st = self._cfg_state(m.epoch)
-        if isinstance(m, CfgPrepare):
-            if m.round <= st.promised_round:
-                return reject(st.promised_round)
-            st.promised_round, st.promised_by = m.round, m.proposer
-            promise = CfgPromise(m.epoch, m.round, m.proposer, st.accepted_round, st.accepted_stewards)
-            return [Send(sender, promise)]
-        exact = m.round == st.promised_round and m.proposer == st.promised_by
-        if not (exact or m.round > st.promised_round):
-            return reject(st.promised_round)
-        st.promised_round, st.promised_by = m.round, m.proposer
-        st.accepted_round, st.accepted_stewards, st.accepted_at = m.round, m.stewards, now
-        return [Send(sender, CfgAccepted(m.epoch, m.round, m.proposer))]
+        if cur is not None and m.epoch <= cur.epoch:
+            out.append(Send(sender, ConfigAnnounce(cur.epoch, cur.stewards)))
+        state, reply = cfg_acceptor_step(self._durable, self.node, m)
+        if isinstance(reply, CfgAccepted):
+            self._vote_at = now
+            snap, complete = self._acceptor.snapshot(now, SNAPSHOT_MAX)
+            blackout = (
+                self._forgot(now) if complete else self._lc.acceptor_lease
+            )  # what did not fit: excluded
+            partial = self._partial(now)
+            if self._mut.no_lease_handoff:
+                snap, blackout, partial = (), 0.0, 0.0
+            reply = replace(reply, snapshot=snap, blackout=blackout, partial=partial)
+        out += self._persist(state)  # durable BEFORE the reply leaves
+        out.append(Send(sender, reply))
+        return out
 
     def _on_cfg_proposer(
         self, sender: str, m: CfgPromise | CfgAccepted | CfgReject, now: float
@@ -466,46 +574,90 @@ class ClaimsCore:
         p = self._cfg_prop
         if p is None or m.epoch != p.epoch or m.round != p.round or m.proposer != self.me:
             return []
+        voter = node_of(sender)
         out: list[Effect] = []
         if isinstance(m, CfgReject):
             self._cfg_hint = max(self._cfg_hint, m.promised_round)
-            if m.wait > 0:
-                self._cfg_backoff(now, m.wait)
-                return []
             if self._config is not None and m.current_epoch < self._config.epoch:
                 out.append(Send(sender, ConfigAnnounce(self._config.epoch, self._config.stewards)))
             assert p.refused is not None
-            p.refused.add(sender)
-            yes = p.promised if p.phase == "prepare" else p.accepted
+            p.refused.add(voter)
+            yes = p.promised if p.phase == "prepare" else set(p.accepted or {})
             if tally(p.voters, yes or set(), p.refused) is VoteResult.LOST:
                 self._cfg_backoff(now)
             return out
         if isinstance(m, CfgPromise):
             if p.phase != "prepare" or p.promised is None:
                 return []
-            p.promised.add(sender)
+            p.promised.add(voter)
             if m.accepted_round > p.best[0]:
                 p.best = (m.accepted_round, m.accepted_stewards)
             if tally(p.voters, p.promised, p.refused or set()) is not VoteResult.WON:
                 return []
             # Paxos: a value possibly chosen already must be carried forward.
             p.value = p.best[1] if p.best[0] >= 0 else p.target
-            p.phase, p.accepted, p.refused = "accept", set(), set()
+            p.phase, p.accepted, p.refused = "accept", {}, set()
             p.timeout_at = now + self._lc.attempt_timeout
             return self._to_stewards(CfgAccept(p.epoch, p.round, self.me, p.value))
         if p.phase != "accept" or p.accepted is None:
             return []
-        p.accepted.add(sender)
-        if tally(p.voters, p.accepted, p.refused or set()) is not VoteResult.WON:
+        p.accepted[voter] = m
+        if tally(p.voters, set(p.accepted), p.refused or set()) is not VoteResult.WON:
             return []
-        assert self._config is not None
+        got = [a for v, a in sorted(p.accepted.items()) if v in p.voters]
+        q = best_quorum(got, len(p.voters) // 2 + 1)
+        assert q is not None
+        clean = max(max(a.blackout for a in q), min(a.partial for a in q)) == 0
+        if not clean and len(got) < len(p.voters):
+            # A majority accepted, but its hand-off would stall the new epoch: give the other stewards a
+            # moment, in case their (complete) answers make a cleaner majority.
+            if p.finalize_at is None:
+                p.finalize_at = now + self._lc.attempt_timeout / 4
+            return []
+        return self._cfg_chosen(now)
+
+    def _cfg_chosen(self, now: float) -> list[Effect]:
+        """The proposal's value is chosen: adopt it, hand the leases over, tell everyone."""
+        p = self._cfg_prop
+        assert p is not None and p.accepted is not None and self._config is not None
+        got = [a for v, a in sorted(p.accepted.items()) if v in p.voters]
+        q = best_quorum(got, len(p.voters) // 2 + 1)
+        assert q is not None
         old = self._config.stewards
+        snapshot, blackout = merge_snapshots(
+            [a.snapshot for a in q],
+            [a.blackout for a in q],
+            [a.partial for a in q],
+            self._lc.stretch,
+            self._lc.acceptor_lease,
+        )
         chosen = StewardConfig(p.epoch, p.value)
-        out = self._adopt(chosen, now)
-        for s in dict.fromkeys((*old, *chosen.stewards)):
-            if s != self.me:
+        install = CfgInstall(chosen.epoch, chosen.stewards, snapshot, blackout)
+        out = self._adopt(chosen, now, snapshot=snapshot, blackout=blackout)
+        self._installs = {
+            s: (install, now + self._lc.acceptor_lease) for s in chosen.stewards if s != self.node
+        }
+        self._next_install = now + self._lc.attempt_timeout
+        for s in chosen.stewards:
+            if s != self.node:
+                out.append(Send(s, install))
+        for s in old:
+            if s != self.node and s not in chosen.stewards:
                 out.append(Send(s, ConfigAnnounce(chosen.epoch, chosen.stewards)))
         return out
+
+    def _on_install(self, sender: str, m: CfgInstall, now: float) -> list[Effect]:
+        try:
+            cfg = StewardConfig(m.epoch, tuple(m.stewards))
+        except ValueError:
+            return []
+        lc = self._lc
+        snap = tuple(
+            replace(s, lease_left=min(max(0.0, s.lease_left), lc.acceptor_lease)) for s in m.snapshot
+        )
+        blackout = min(max(0.0, m.blackout), lc.acceptor_lease)
+        out = self._adopt(cfg, now, snapshot=snap, blackout=blackout)
+        return [*out, Send(sender, CfgInstalled(m.epoch))]
 
     # ---- lease proposer ------------------------------------------------------------------------------
 
@@ -535,7 +687,7 @@ class ClaimsCore:
         if not self._mut.majority_of_seen:
             return frozenset(self._config.stewards)
         horizon = now - self._lc.lease
-        seen = {s for s in self._config.stewards if s == self.me or self._seen.get(s, -math.inf) >= horizon}
+        seen = {s for s in self._config.stewards if s == self.node or self._seen.get(s, -math.inf) >= horizon}
         return frozenset(seen | (a.responders & set(self._config.stewards)))
 
     def _vote(self, a: Attempt, yes: set[str], yes_msgs: int, now: float) -> VoteResult:
@@ -551,11 +703,20 @@ class ClaimsCore:
             return []
         return self._to_stewards(Release(resource, a.ballot[0], a.ballot[1], self.me))
 
-    def _fail(self, resource: str, slot: ProposerSlot, now: float, reason: str) -> list[Effect]:
+    def _fail(
+        self, resource: str, slot: ProposerSlot, now: float, reason: str, wait: float = 0.0
+    ) -> list[Effect]:
         out = self._drop_attempt_ballot(resource, slot)
         slot.attempt = None
         if slot.holding:
-            slot.retry_at = now + self._rng.uniform(0.0, self._lc.backoff_max / 4)
+            slot.retry_at = now + (wait or self._rng.uniform(0.0, self._lc.backoff_max / 4))
+            return out
+        if wait > 0:
+            # The stewards said when they serve again: retrying earlier is pointless, later is slow.
+            if now + wait - slot.first_try > self._lc.claim_patience:
+                del self._slots[resource]
+                return [*out, Unavailable(resource, reason, wait)]
+            slot.retry_at = now + wait
             return out
         if now - slot.first_try >= self._lc.claim_patience:
             del self._slots[resource]
@@ -583,25 +744,33 @@ class ClaimsCore:
         out: list[Effect] = []
         if slot.holding and now >= slot.until:
             return self._lose(m.resource, slot)
-        a.responders.add(sender)
+        voter = node_of(sender)
+        a.responders.add(voter)
         if isinstance(m, PrepareReject | AcceptReject):
             if isinstance(m, AcceptReject) != (a.phase == "accept"):
                 return []
-            a.refused.add(sender)
+            a.refused.add(voter)
             a.refuse_msgs += 1
+            if m.wait > 0:
+                a.waits[voter] = m.wait
             if self._config is not None and m.config_epoch < self._config.epoch:
                 out.append(Send(sender, ConfigAnnounce(self._config.epoch, self._config.stewards)))
             yes = a.promised if a.phase == "prepare" else a.accepted
             n = a.promise_msgs if a.phase == "prepare" else a.accept_msgs
             if self._vote(a, yes, n, now) is VoteResult.LOST:
-                out += self._fail(m.resource, slot, now, "outvoted by a competing claim")
+                if a.waits:
+                    w = min(a.waits.values())
+                    out += self._fail(m.resource, slot, now, f"the stewards are taking over (they serve "
+                                      f"again in {math.ceil(w)} s)", wait=w)  # fmt: skip
+                else:
+                    out += self._fail(m.resource, slot, now, "outvoted by a competing claim")
             return out
         if isinstance(m, Promise):
             if a.phase != "prepare":
                 return []
-            a.promised.add(sender)
+            a.promised.add(voter)
             a.promise_msgs += 1
-            a.reports[sender] = m
+            a.reports[voter] = m
             if self._vote(a, a.promised, a.promise_msgs, now) is not VoteResult.WON:
                 return []
             if now >= a.deadline:
@@ -616,6 +785,7 @@ class ClaimsCore:
             if blocking:
                 return self._blocked(m.resource, slot, blocking, now)
             a.phase, a.refused, a.refuse_msgs = "accept", set(), 0
+            a.waits.clear()
             if a.renewal:
                 slot.holding_ballots.add(a.ballot)
             prop = Propose(
@@ -631,7 +801,7 @@ class ClaimsCore:
         # Accepted
         if a.phase != "accept":
             return []
-        a.accepted.add(sender)
+        a.accepted.add(voter)
         a.accept_msgs += 1
         if self._vote(a, a.accepted, a.accept_msgs, now) is not VoteResult.WON:
             return []
@@ -696,13 +866,20 @@ class ClaimsCore:
 
     def _receive(self, sender: str, m: ClaimMsg, now: float) -> list[Effect]:
         if sender != self.me:
-            self._seen[sender] = now
+            self._seen[node_of(sender)] = now
         if isinstance(m, ConfigAnnounce):
             try:
                 cfg = StewardConfig(m.epoch, tuple(m.stewards))
             except ValueError:
                 return []
             return self._adopt(cfg, now)
+        if isinstance(m, CfgInstall):
+            return self._on_install(sender, m, now)
+        if isinstance(m, CfgInstalled):
+            got = self._installs.get(node_of(sender))
+            if got is not None and got[0].epoch <= m.epoch:
+                del self._installs[node_of(sender)]
+            return []
         if isinstance(m, CfgPrepare | CfgAccept):
             return self._on_cfg_acceptor(sender, m, now)
         if isinstance(m, CfgPromise | CfgAccepted | CfgReject):
@@ -717,16 +894,23 @@ class ClaimsCore:
 
     def _on_lease_acceptor(self, sender: str, m: Prepare | Propose, now: float) -> list[Effect]:
         cur = self._config
-        if cur is None or self.me not in cur.stewards or m.epoch != cur.epoch or self._fenced():
+        wait = self.serve_wait(now)
+        if cur is None or m.epoch != cur.epoch or wait > 0:
             out: list[Effect] = []
             if cur is not None and m.epoch < cur.epoch:
                 out.append(Send(sender, ConfigAnnounce(cur.epoch, cur.stewards)))
             pe, pr = self._acceptor.promised(m.resource)
             ce = cur.epoch if cur else 0
+            # A steward of this epoch that does not serve YET says when it will (not a ballot conflict).
+            w = wait if cur is not None and m.epoch == cur.epoch and math.isfinite(wait) else 0.0
             if isinstance(m, Prepare):
-                out.append(Send(sender, PrepareReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce)))
+                out.append(
+                    Send(sender, PrepareReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce, w))
+                )
             else:
-                out.append(Send(sender, AcceptReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce)))
+                out.append(
+                    Send(sender, AcceptReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce, w))
+                )
             return out
         if now >= self._next_gc:
             self._acceptor.collect(now)
@@ -738,7 +922,13 @@ class ClaimsCore:
             lease = m.lease if m.lease >= self._lc.acceptor_lease else self._lc.acceptor_lease
             claim_left = m.claim_left if m.claim_left >= 0 else 0.0
             reply = self._acceptor.on_propose(replace(m, lease=lease, claim_left=claim_left), now, cur.epoch)
-        return [Send(sender, reply)]
+        out = []
+        n = self._acceptor.promised(m.resource)
+        if n > self._durable.floor:
+            # Reserve ahead, durably, before the reply: a restarted acceptor never goes below this.
+            out += self._persist(replace(self._durable, floor=(n[0], n[1] + FLOOR_CHUNK)))
+        out.append(Send(sender, reply))
+        return out
 
     def _tick(self, now: float) -> list[Effect]:
         out: list[Effect] = []
@@ -768,6 +958,9 @@ class ClaimsCore:
             elif s.holding and now >= s.next_renew:
                 out += self._start(r, s, now)
         p = self._cfg_prop
+        if p is not None and p.finalize_at is not None and now >= p.finalize_at:
+            out += self._cfg_chosen(now)
+            p = self._cfg_prop
         if p is not None:
             if now >= p.give_up_at:
                 self._cfg_prop = None
@@ -775,15 +968,24 @@ class ClaimsCore:
             elif p.retry_at is not None:
                 if now >= p.retry_at:
                     out += self._cfg_round(now)
-            elif now >= p.timeout_at:
+            elif now >= p.timeout_at and p.finalize_at is None:
                 self._cfg_backoff(now)
+        if self._installs and now >= self._next_install:
+            # A new steward that missed its hand-off would sit out a whole D_A: resend until it says so.
+            cur = self._config
+            for node, (msg, until) in sorted(self._installs.items()):
+                if now >= until or cur is None or cur.epoch != msg.epoch:
+                    del self._installs[node]
+                else:
+                    out.append(Send(node, msg))
+            self._next_install = now + self._lc.attempt_timeout
         r_at = self._recover_at()
-        if r_at is not None and now >= r_at and self._config is not None and self._cfg_acc is not None:
+        if r_at is not None and now >= r_at and self._config is not None:
             # A value we accepted was never announced (its proposer may be gone): finish the decree ourselves.
             cur = self._config
             self._cfg_prop = CfgProposal(
                 epoch=cur.epoch + 1,
-                target=self._cfg_acc.accepted_stewards,
+                target=self._durable.vote.accepted_stewards,
                 voters=frozenset(cur.stewards),
                 give_up_at=now + self._lc.config_patience,
             )

@@ -8,10 +8,9 @@ majority for the same number, and the winning number alone is a fencing token:
 
 Tokens strictly increase across successive holders of one resource: a new holder's promise majority
 intersects the previous holder's accept majority, and the intersecting acceptor promised only a greater
-number (acceptors keep their promised number for as long as they live, see ``AcceptorState``); across
-epochs the epoch is the most significant part; a restarted proposer is a new identity that learns the
-current numbers from promises and rejections, and a restarted steward is a new identity that only
-joins in a later epoch.
+number (acceptors keep their promised number for as long as they live, see ``AcceptorState``, and a
+durable floor across their restarts); across epochs the epoch is the most significant part; a restarted
+proposer is a new identity that learns the current numbers from promises and rejections.
 
 Deadlines are data: every handler takes ``now`` and compares against stored deadlines (correction 5).
 """
@@ -21,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh.core.mutants import Mutants
+from mesh.core.stewards import SnapLease
 
 ROUND_BITS = 40
 MAX_ROUND = (1 << ROUND_BITS) - 1
@@ -72,7 +72,11 @@ class Promise:
 
 @dataclass(frozen=True)
 class PrepareReject:
-    """Phase 1b refusal: a greater-or-equal number was promised, or the epochs disagree."""
+    """Phase 1b refusal: a greater-or-equal number was promised, or the epochs disagree.
+
+    ``wait`` > 0: the acceptor does not serve yet (restart quarantine or a hand-off still under way) and
+    will in about that many seconds; nothing about the ballot was wrong.
+    """
 
     resource: str
     epoch: int
@@ -81,6 +85,7 @@ class PrepareReject:
     promised_epoch: int
     promised_round: int
     config_epoch: int
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ class Accepted:
 
 @dataclass(frozen=True)
 class AcceptReject:
-    """Phase 2b refusal."""
+    """Phase 2b refusal (``wait`` as in PrepareReject)."""
 
     resource: str
     epoch: int
@@ -117,6 +122,7 @@ class AcceptReject:
     promised_epoch: int
     promised_round: int
     config_epoch: int
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -165,11 +171,54 @@ class AcceptorState:
     without ever letting a smaller number win.
     """
 
-    def __init__(self, forget_after: float, mutants: Mutants) -> None:
+    def __init__(self, forget_after: float, mutants: Mutants, floor: BallotNo = (0, 0)) -> None:
         self._slots: dict[str, AcceptorSlot] = {}
-        self._floor: BallotNo = (0, 0)
+        self._floor: BallotNo = floor
         self._forget_after = forget_after
         self._mutants = mutants
+
+    def snapshot(self, now: float, limit: int) -> tuple[tuple[SnapLease, ...], bool]:
+        """Live accepted leases for a hand-off (at most ``limit``; True if all of them fit)."""
+        out: list[SnapLease] = []
+        for r in sorted(self._slots):
+            lease = self.live_lease(r, now)
+            if lease is None:
+                continue
+            if len(out) >= limit:
+                return tuple(out), False
+            out.append(
+                SnapLease(
+                    resource=r,
+                    owner=lease.owner,
+                    owner_name=lease.owner_name,
+                    epoch=lease.ballot[0],
+                    round=lease.ballot[1],
+                    lease_left=lease.expires - now,
+                    claim_left=max(0.0, lease.claim_ends - now),
+                )
+            )
+        return tuple(out), True
+
+    def install(self, snapshot: tuple[SnapLease, ...], now: float) -> None:
+        """Take a hand-off's leases in as accepted here (keeping a longer or higher one already here)."""
+        for s in snapshot:
+            n = (s.epoch, s.round)
+            slot = self._slots.get(s.resource)
+            if slot is None:
+                slot = self._slots[s.resource] = AcceptorSlot(
+                    promised=max(self._floor, n), promised_by=s.owner
+                )
+            slot.touched = now
+            mine = self.live_lease(s.resource, now)
+            expires = now + max(0.0, s.lease_left)
+            if mine is not None and mine.ballot > n:
+                mine.expires = max(mine.expires, expires)
+                continue
+            if mine is not None:
+                expires = max(expires, mine.expires)
+            if n > slot.promised:
+                slot.promised, slot.promised_by = n, s.owner
+            slot.accepted = AcceptedLease(s.owner, s.owner_name, n, expires, now + max(0.0, s.claim_left))
 
     def _slot(self, resource: str) -> AcceptorSlot | None:
         return self._slots.get(resource)
@@ -281,6 +330,7 @@ class Attempt:
     accepted: set[str] = field(default_factory=set)
     accept_msgs: int = 0
     responders: set[str] = field(default_factory=set)
+    waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
 
 
 @dataclass

@@ -20,10 +20,15 @@ class Mutants:
     """An acceptor clears its lease on Release from the owner whatever the ballot (not exact owner+ballot)."""
     no_renewal_qualifier: bool = False
     """Treat any reported lease owned by this proposer as open, on any attempt and for any ballot."""
-    no_config_gap: bool = False
-    """Stewards of epoch e+1 accept config e+2 at once instead of waiting max D_A after adopting e+1."""
+    no_lease_handoff: bool = False
+    """Stewards of a new epoch serve at once: no snapshot of the old stewards' leases, no blackout."""
     majority_of_seen: bool = False
     """Count a quorum over the stewards this proposer has heard from lately, not the agreed steward set."""
+    genesis_anywhere: bool = False
+    """Any home's genesis lock holder may create the first config, not only the home that created the mesh."""
+    no_ballot_floor: bool = False
+    """A restarted steward forgets which lease ballots it promised (no durable floor): PaxosLease's diskless
+    acceptor, whose restart rule keeps leases exclusive but lets fencing tokens go backwards."""
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

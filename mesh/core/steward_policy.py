@@ -1,67 +1,94 @@
-"""Which single steward change the mesh should make next (a pure rule, table-tested).
+"""Which steward set the mesh should have, and who acts on it (pure rules, table-tested).
 
-The steward set only ever changes by one add or remove (quorums of consecutive epochs must intersect).
-Even-sized sets are fragile — {A, B} needs both, so one departure stalls every claim until recovery — so
-the rule avoids them: it grows 1 → 2 only when a third steward can follow at once, and replaces a dead
-steward by adding a live node first and removing the dead one after (never shrinking to a pair when a
-replacement is missing: {A, B, C} with C dead still has a quorum of two).
+Config changes hand the live leases over (``mesh.core.stewards``), so a change may add and remove any
+number of stewards at once: the set goes straight to its target. Even-sized sets are fragile ({A, B}
+needs both, {A, B, C, D} needs three), so the rule never proposes one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A live node that could be a steward."""
+    """A live node that could be a steward (``node`` is its node id)."""
 
-    identity: str
+    node: str
     started_at: float
     host: str
 
 
 def target_size(live_nodes: int) -> int:
-    """3 stewards (5 once the mesh has at least 7 live nodes); fewer only when there are fewer nodes."""
+    """3 stewards (5 once the mesh has at least 7 live nodes); 1 in a mesh of one or two."""
     if live_nodes >= 7:
         return 5
-    return min(3, max(1, live_nodes))
+    return 3 if live_nodes >= 3 else 1
 
 
-def next_change(
-    current: Sequence[str], live: Sequence[Candidate], dead: Sequence[str]
+def next_config(
+    current: Sequence[str], live: Sequence[Candidate], gone: Collection[str]
 ) -> tuple[str, ...] | None:
-    """The next steward set (one change from `current`), or None if nothing should change now."""
-    cur = list(current)
-    live_ids = {c.identity for c in live}
-    dead_stewards = [s for s in cur if s in dead]
-    live_stewards = [s for s in cur if s in live_ids]
-    spare = [c for c in live if c.identity not in cur]
-    hosts = {c.host for c in live if c.identity in cur}
-    # Oldest first, preferring a host that has no steward yet (a LAN mesh survives losing one machine).
-    spare.sort(key=lambda c: (c.host in hosts, c.started_at, c.identity))
-    want = target_size(len(live))
+    """The steward set to move to now (any number of changes at once), or None if ``current`` is right.
 
-    if dead_stewards:
-        if len(cur) > max(want, len(live_stewards)) and len(cur) % 2 == 0:
-            return tuple(s for s in cur if s != dead_stewards[0])  # even and over: drop a dead one
-        if spare:
-            return (*cur, spare[0].identity)  # replacement first
-        rest = len(cur) - 1
-        # Drop a dead one without a replacement only toward an odd set that keeps a live majority.
-        if rest >= 1 and len(live_stewards) > rest // 2 and (rest % 2 == 1 or len(dead_stewards) >= 2):
-            return tuple(s for s in cur if s != dead_stewards[0])
+    ``live``: live nodes (stewards included); ``gone``: stewards to replace (left, dead long enough, or
+    proven dead). Other stewards that are not live right now (suspect, freshly dead) are kept unless the
+    set is over its target, and then dropped before anyone else. Live stewards are never dropped just
+    because the mesh got smaller (it keeps its odd set), only to avoid an even size.
+    """
+    by_id = {c.node: c for c in live}
+    if not by_id:
         return None
-    if len(cur) < want and spare:
-        if len(cur) % 2 == 1 and len(spare) < 2:
-            return None  # odd -> even only when the next odd size can follow straight away
-        return (*cur, spare[0].identity)
-    if len(cur) % 2 == 0 and spare:
-        return (*cur, spare[0].identity)  # an even set left over from before: make it odd
-    if len(cur) > want and (len(cur) % 2 == 0 or len(cur) - 2 >= want):
-        # Shrink toward the target through odd sizes only (5 -> 4 -> 3, never 3 -> 2).
-        age = {c.identity: c.started_at for c in live}
-        youngest = max(cur, key=lambda s: (age.get(s, float("inf")), s))
-        return tuple(s for s in cur if s != youngest)
-    return None
+    keep = [s for s in current if s not in gone]
+    hosts = {by_id[s].host for s in keep if s in by_id}
+    # Oldest first, preferring a host that has no steward yet (a LAN mesh survives losing one machine).
+    spares = sorted(
+        (c for c in live if c.node not in keep), key=lambda c: (c.host in hosts, c.started_at, c.node)
+    )
+    want = target_size(len(by_id))
+    while len(keep) < want and spares:
+        keep.append(spares.pop(0).node)
+
+    def droppable() -> list[str]:
+        # Stewards not live now first, then live ones youngest first.
+        away = [s for s in keep if s not in by_id]
+        here = sorted((s for s in keep if s in by_id), key=lambda s: (-by_id[s].started_at, s))
+        return away + here
+
+    while len(keep) > want and any(s not in by_id for s in keep):
+        keep.remove(droppable()[0])
+    if len(keep) % 2 == 0:
+        if spares:
+            keep.append(spares.pop(0).node)
+        else:
+            keep.remove(droppable()[0])
+    if not keep or set(keep) == set(current):
+        return None
+    return tuple(keep)
+
+
+def can_decide(current: Sequence[str], voters: Collection[str]) -> bool:
+    """Whether ``voters`` (live stewards, dead ones a proxy answers for) are a majority of ``current``."""
+    return len(set(current) & set(voters)) > len(current) // 2
+
+
+def upkeep_leader(current: Sequence[str], live: Sequence[Candidate]) -> str | None:
+    """Who runs steward upkeep: the oldest live steward, else (no steward alive) the oldest live node."""
+    stewards = [c for c in live if c.node in current]
+    pool = stewards or list(live)
+    if not pool:
+        return None
+    return min(pool, key=lambda c: (c.started_at, c.node)).node
+
+
+def formation(live: Sequence[Candidate], me: str, limit: int = 3) -> tuple[str, ...]:
+    """The first config: this node and up to ``limit - 1`` more of the nodes it sees, oldest first.
+
+    Never an even size (a pair would stall if either left): one or three.
+    """
+    others = sorted((c for c in live if c.node != me), key=lambda c: (c.started_at, c.node))
+    chosen = [me, *(c.node for c in others[: limit - 1])]
+    if len(chosen) % 2 == 0:
+        chosen.pop()
+    return tuple(chosen)

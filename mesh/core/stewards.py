@@ -1,22 +1,58 @@
-"""Steward configurations (epochs) and the single-decree Paxos that chooses config e+1 among stewards of e.
+"""Steward configurations (epochs), the Paxos that chooses config e+1, the lease hand-off, durable state.
 
-Rules (DESIGN "Reconfiguration"):
-- one change at a time: config e+1 adds or removes exactly one steward of config e, so any majority
-  of e and any majority of e+1 intersect;
-- a steward that accepts a value for e+1 refuses epoch-e lease ballots from then on;
-- a steward of e (e >= 2) refuses to take part in choosing e+1 until max D_A has passed since it adopted
-  e, so leases granted in epoch e-1 have expired before e+1 (which need not intersect e-1) exists.
+Stewards are NODE IDS (a steward restarted under the same node id is the same acceptor: it reloads its
+durable state and sits out one D_A before it serves lease ballots again, PaxosLease's restart rule). Lease
+owners stay ``node_id/incarnation``: a restarted proposer never inherits a lease.
+
+Config e+1 may be ANY set (grow straight to the target, replace several at once). Its safety comes from a
+hand-off instead of quorum intersection between epochs:
+
+- config e+1 is chosen by single-decree Paxos among the stewards of e (durable acceptor state, written
+  before the reply);
+- a steward of e that accepts a value for e+1 refuses epoch-e lease ballots from then on ("fenced"), and
+  its CfgAccepted carries a snapshot of its live accepted leases plus how long what it knows is
+  incomplete: ``blackout`` for leases it FORGOT (restart quarantine; a dead steward answered for by a
+  proxy), ``partial`` for older epochs' leases it never LEARNED (it adopted e without a hand-off, or its
+  own hand-off still carries a blackout);
+- the proposer merges the snapshots of the accepting majority (per resource the highest ballot, the
+  longest exclusion, scaled by (1+rho)/(1-rho) for clock rates) with a blackout of
+  max(max blackout, min partial), and installs the result on every steward of e+1 (``CfgInstall``);
+- a steward of e+1 serves lease ballots only once it installed a snapshot for e+1 (and its blackout ran
+  out), or one D_A after it adopted e+1 without one.
+
+Why any epoch-e lease still believed is seen by every e+1 quorum: its holder's accept majority M and the
+accepting majority Q of e+1 intersect in some steward s; s accepted the lease before it accepted e+1
+(afterwards it refuses epoch-e ballots), so the snapshot s took at that accept holds the lease (or a
+higher-ballot exclusion of the same resource) with at least the time the holder still believes it
+(containment, D_P(1+rho) <= D_A(1-rho)). Every merged snapshot therefore excludes the resource for others
+at least as long as the holder believes it, and every serving e+1 steward installed one, or waited D_A
+after adopting e+1 (after every epoch-e lease had run out at its acceptors). A steward that cannot say
+what it accepted (restarted, or a dead steward answered for by a proxy) reports a blackout of the time its
+forgotten leases may still run, so the new stewards serve only after that: the MAXIMUM over the majority,
+since an epoch-e lease may live on that steward alone within it. Leases of older epochs are different:
+every steward of e that installed a hand-off for e knows all of them that can still be believed (or
+carries the blackout that covers them), so ONE complete steward in the majority is enough: the MINIMUM of
+``partial``. (Taking the maximum there too would let one slow steward chain blackouts through every
+following change.) No exclusion ever needs more than D_A on any clock from any later moment
+(containment), so every handed-over time is capped at D_A and quick successive changes never compound.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+def node_of(identity: str) -> str:
+    """The node id of an identity ``node_id/incarnation`` (a bare node id is its own node id)."""
+    return identity.partition("/")[0]
 
 
 @dataclass(frozen=True)
 class StewardConfig:
-    """The agreed steward (acceptor) set of one epoch."""
+    """The agreed steward (acceptor) set of one epoch: node ids."""
 
     epoch: int
     stewards: tuple[str, ...]
@@ -24,44 +60,82 @@ class StewardConfig:
     def __post_init__(self) -> None:
         if self.epoch < 1 or not self.stewards or len(set(self.stewards)) != len(self.stewards):
             raise ValueError(f"bad steward config {self!r}")
+        if any(not s or "/" in s for s in self.stewards):
+            raise ValueError(f"stewards are node ids: {self.stewards!r}")
+
+    def majority(self) -> int:
+        """How many stewards form a quorum."""
+        return len(self.stewards) // 2 + 1
 
 
-def one_change(old: Sequence[str], new: Sequence[str]) -> bool:
-    """True if ``new`` adds or removes exactly one steward of ``old`` (and is not empty)."""
-    return bool(new) and len(set(old) ^ set(new)) == 1 and len(set(new)) == len(new)
+# ---- the hand-off --------------------------------------------------------------------------------------
 
 
-def target_size(node_count: int) -> int:
-    """How many stewards a mesh of ``node_count`` nodes should have: 3, or 5 once it has >= 7 nodes."""
-    return 5 if node_count >= 7 else min(3, max(1, node_count))
+@dataclass(frozen=True)
+class SnapLease:
+    """A live lease as an acceptor reports it in a hand-off; times are relative seconds."""
+
+    resource: str
+    owner: str
+    owner_name: str
+    epoch: int
+    round: int
+    lease_left: float
+    claim_left: float
 
 
-def pick_next_change(
-    current: Sequence[str], live: Sequence[tuple[str, float, str]], dead: Sequence[str] = ()
-) -> tuple[str, ...] | None:
-    """The next single change toward a healthy steward set, or None if it is healthy.
+def merge_snapshots(
+    snapshots: Sequence[Sequence[SnapLease]],
+    blackouts: Sequence[float],
+    partials: Sequence[float],
+    stretch: float,
+    cap: float,
+) -> tuple[tuple[SnapLease, ...], float]:
+    """One hand-off from an accepting majority's: per resource the highest ballot and longest exclusion.
 
-    ``live`` lists live nodes as ``(identity, started_at, host)``; ``dead`` lists identities declared dead.
-    Dead stewards are removed first; then the set grows (oldest live node, preferring a host not yet
-    represented) or shrinks (youngest steward) toward ``target_size``.
+    ``stretch`` = (1+rho)/(1-rho): the times were measured on other clocks and will run on others again;
+    ``cap`` (D_A) bounds every time (see the module docstring). The blackout is max(blackouts, min(partials)).
+    Two owners of one resource can appear (a stale accept beside the believed lease); keeping the
+    highest ballot's owner with the longest time of any is safe either way: if the believed lease is the
+    lower one, its holder cannot renew through the other owner's exclusion and stops at its own deadline,
+    which the exclusion outlasts.
     """
-    cur = list(current)
-    for d in dead:
-        if d in cur and len(cur) > 1:
-            cur.remove(d)
-            return tuple(cur)
-    want = target_size(len(live))
-    if len(cur) < want:
-        hosts = {h for i, _, h in live if i in cur}
-        cands = sorted((i for i in live if i[0] not in cur), key=lambda c: (c[2] in hosts, c[1], c[0]))
-        if cands:
-            return (*cur, cands[0][0])
-    if len(cur) > want:
-        age = {i: t for i, t, _ in live}
-        youngest = max(cur, key=lambda s: (age.get(s, float("inf")), s))
-        cur.remove(youngest)
-        return tuple(cur)
-    return None
+    best: dict[str, SnapLease] = {}
+    longest: dict[str, tuple[float, float]] = {}
+    for snap in snapshots:
+        for s in snap:
+            b = best.get(s.resource)
+            if b is None or (s.epoch, s.round) > (b.epoch, b.round):
+                best[s.resource] = s
+            lease, claim = longest.get(s.resource, (0.0, 0.0))
+            longest[s.resource] = (max(lease, s.lease_left), max(claim, s.claim_left))
+    out = tuple(
+        replace(best[r], lease_left=min(cap, longest[r][0] * stretch), claim_left=longest[r][1])
+        for r in sorted(best)
+    )
+    black = max(max(blackouts, default=0.0), min(partials, default=0.0))
+    return out, min(cap, black * stretch)
+
+
+def best_quorum(accepted: Sequence[CfgAccepted], majority: int) -> list[CfgAccepted] | None:
+    """The subset (of at least ``majority``) whose hand-off has the shortest blackout; None if too few.
+
+    Any majority of the stewards that accepted the chosen value is a valid source (each of them is fenced),
+    so a steward still in its restart quarantine need not stall the new epoch when enough others answered.
+    blackout(Q) = max(max blackout, min partial): for each bound on the blackouts, the best Q takes every
+    steward within it (more members can only lower the minimum of partial).
+    """
+    if len(accepted) < majority:
+        return None
+    best: tuple[float, list[CfgAccepted]] | None = None
+    for bound in sorted({a.blackout for a in accepted}):
+        q = [a for a in accepted if a.blackout <= bound]
+        if len(q) < majority:
+            continue
+        cost = max(bound, min(a.partial for a in q))
+        if best is None or cost < best[0]:
+            best = (cost, q)
+    return best[1] if best else None
 
 
 # ---- config Paxos messages (target epoch = the epoch being chosen) ---------------------------------------
@@ -89,14 +163,13 @@ class CfgPromise:
 
 @dataclass(frozen=True)
 class CfgReject:
-    """Refusal: wrong epoch, a greater round promised, or the post-adoption gap has ``wait`` s to run."""
+    """Refusal: wrong epoch, or a greater round promised."""
 
     epoch: int
     round: int
     proposer: str
     current_epoch: int
     promised_round: int
-    wait: float
 
 
 @dataclass(frozen=True)
@@ -111,11 +184,32 @@ class CfgAccept:
 
 @dataclass(frozen=True)
 class CfgAccepted:
-    """Phase 2b."""
+    """Phase 2b, with the hand-off: the acceptor's live leases, and for how long what it knows is
+    incomplete: ``blackout`` (leases it forgot) and ``partial`` (older epochs' leases it never learned)."""
 
     epoch: int
     round: int
     proposer: str
+    snapshot: tuple[SnapLease, ...] = ()
+    blackout: float = 0.0
+    partial: float = 0.0
+
+
+@dataclass(frozen=True)
+class CfgInstall:
+    """A chosen config with the merged hand-off, sent to each of its stewards."""
+
+    epoch: int
+    stewards: tuple[str, ...]
+    snapshot: tuple[SnapLease, ...] = ()
+    blackout: float = 0.0
+
+
+@dataclass(frozen=True)
+class CfgInstalled:
+    """A steward of ``epoch`` has its hand-off (the proposer stops resending CfgInstall to it)."""
+
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -126,24 +220,152 @@ class ConfigAnnounce:
     stewards: tuple[str, ...]
 
 
-CfgMsg = CfgPrepare | CfgPromise | CfgReject | CfgAccept | CfgAccepted | ConfigAnnounce
+CfgMsg = (
+    CfgPrepare | CfgPromise | CfgReject | CfgAccept | CfgAccepted | CfgInstall | CfgInstalled | ConfigAnnounce
+)
 
 
-@dataclass
-class CfgAcceptorState:
-    """This steward's Paxos acceptor state for choosing ``epoch``."""
+# ---- durable acceptor state ------------------------------------------------------------------------------
 
-    epoch: int
+
+@dataclass(frozen=True)
+class CfgVote:
+    """A steward's Paxos acceptor state for choosing config ``epoch``."""
+
+    epoch: int = 0
     promised_round: int = -1
     promised_by: str = ""
     accepted_round: int = -1
     accepted_stewards: tuple[str, ...] = ()
-    accepted_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StewardState:
+    """What a node must never forget as an acceptor; written (atomically, fsynced) before any reply it backs.
+
+    ``floor``: lease ballots up to this number may have been promised or accepted. It is reserved ahead
+    in chunks, so it is written rarely; a restarted acceptor promises nothing at or below it, so fencing
+    tokens never go backwards across its restarts.
+    """
+
+    config: StewardConfig | None = None
+    vote: CfgVote = field(default_factory=CfgVote)
+    floor: tuple[int, int] = (0, 0)
+
+    def to_json(self) -> str:
+        """A stable JSON text of this state."""
+        d: dict[str, Any] = {"v": 1, "floor": list(self.floor)}
+        if self.config is not None:
+            d["config"] = {"epoch": self.config.epoch, "stewards": list(self.config.stewards)}
+        v = self.vote
+        d["vote"] = {
+            "epoch": v.epoch,
+            "promised_round": v.promised_round,
+            "promised_by": v.promised_by,
+            "accepted_round": v.accepted_round,
+            "accepted_stewards": list(v.accepted_stewards),
+        }
+        return json.dumps(d, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> StewardState:
+        """Parse ``to_json``'s text; ValueError if it is not exactly that shape."""
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict) or d.get("v") != 1:
+                raise ValueError("unknown version")
+            fl = d["floor"]
+            floor = (_int(fl[0]), _int(fl[1]))
+            config = None
+            if "config" in d:
+                c = d["config"]
+                config = StewardConfig(_int(c["epoch"]), tuple(_str(s) for s in c["stewards"]))
+            v = d["vote"]
+            vote = CfgVote(
+                epoch=_int(v["epoch"]),
+                promised_round=_int(v["promised_round"]),
+                promised_by=_str(v["promised_by"]),
+                accepted_round=_int(v["accepted_round"]),
+                accepted_stewards=tuple(_str(s) for s in v["accepted_stewards"]),
+            )
+        except (KeyError, IndexError, TypeError, AttributeError, json.JSONDecodeError) as e:
+            raise ValueError(f"garbled steward state: {e!r}") from None
+        if len(fl) != 2 or min(floor) < 0:
+            raise ValueError("garbled steward state: floor")
+        return cls(config=config, vote=vote, floor=floor)
+
+
+def _int(x: object) -> int:
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise TypeError(f"not an integer: {x!r}")
+    return x
+
+
+def _str(x: object) -> str:
+    if not isinstance(x, str):
+        raise TypeError(f"not a string: {x!r}")
+    return x
+
+
+def cfg_acceptor_step(
+    st: StewardState, node: str, m: CfgPrepare | CfgAccept
+) -> tuple[StewardState, CfgPromise | CfgReject | CfgAccepted]:
+    """The config acceptor ``node`` (state ``st``) handles ``m``: its new state and its reply.
+
+    Pure, so the steward itself and a proxy holding a dead steward's lock run the very same rule over
+    the very same durable state. The caller persists the new state (if changed) BEFORE sending the reply,
+    and fills in the hand-off of a CfgAccepted.
+    """
+    cur = st.config
+    cur_epoch = cur.epoch if cur else 0
+    vote = st.vote if st.vote.epoch == m.epoch else CfgVote(epoch=m.epoch)
+    if cur is None or node not in cur.stewards or m.epoch != cur.epoch + 1:
+        return st, CfgReject(m.epoch, m.round, m.proposer, cur_epoch, -1)
+    if isinstance(m, CfgPrepare):
+        if m.round <= vote.promised_round:
+            return st, CfgReject(m.epoch, m.round, m.proposer, cur_epoch, vote.promised_round)
+        vote = replace(vote, promised_round=m.round, promised_by=m.proposer)
+        reply: CfgPromise | CfgAccepted = CfgPromise(
+            m.epoch, m.round, m.proposer, vote.accepted_round, vote.accepted_stewards
+        )
+        return replace(st, vote=vote), reply
+    exact = m.round == vote.promised_round and m.proposer == vote.promised_by
+    if not (exact or m.round > vote.promised_round):
+        return st, CfgReject(m.epoch, m.round, m.proposer, cur_epoch, vote.promised_round)
+    try:
+        StewardConfig(m.epoch, m.stewards)
+    except ValueError:
+        return st, CfgReject(m.epoch, m.round, m.proposer, cur_epoch, vote.promised_round)
+    vote = replace(
+        vote,
+        promised_round=m.round,
+        promised_by=m.proposer,
+        accepted_round=m.round,
+        accepted_stewards=m.stewards,
+    )
+    return replace(st, vote=vote), CfgAccepted(m.epoch, m.round, m.proposer)
+
+
+def proxy_step(
+    st: StewardState, node: str, m: CfgPrepare | CfgAccept, current: StewardConfig, blackout: float
+) -> tuple[StewardState, CfgPromise | CfgReject | CfgAccepted]:
+    """A proxy (holding dead steward ``node``'s lock) answers for it as a CONFIG acceptor.
+
+    The dead steward may have died before learning ``current``; adopting a newer config on its behalf is
+    what it would have done. Its lease state died with it, so an accept carries a blackout (one D_A from
+    now: every lease it accepted was accepted before it died, i.e. before now).
+    """
+    if current.epoch > (st.config.epoch if st.config else 0):
+        st = replace(st, config=current)
+    st, reply = cfg_acceptor_step(st, node, m)
+    if isinstance(reply, CfgAccepted):
+        reply = replace(reply, blackout=blackout)
+    return st, reply
 
 
 @dataclass
 class CfgProposal:
-    """An in-flight reconfiguration run by this node."""
+    """An in-flight reconfiguration run by this node (votes are tallied by steward node id)."""
 
     epoch: int
     target: tuple[str, ...]
@@ -156,5 +378,6 @@ class CfgProposal:
     value: tuple[str, ...] = ()
     promised: set[str] | None = None
     best: tuple[int, tuple[str, ...]] = (-1, ())
-    accepted: set[str] | None = None
+    accepted: dict[str, CfgAccepted] | None = None
     refused: set[str] | None = None
+    finalize_at: float | None = None  # a majority accepted; waiting briefly for a cleaner hand-off

@@ -18,6 +18,9 @@ from mesh.core.claims import (
     Granted,
     LeaseConfig,
     Lost,
+    Persist,
+    Prepare,
+    PrepareReject,
     Promise,
     Released,
     Renewed,
@@ -27,11 +30,23 @@ from mesh.core.claims import (
 )
 from mesh.core.lease import ballot_of, token_of
 from mesh.core.mutants import Mutants
-from mesh.core.stewards import CfgAccept, ConfigAnnounce, one_change, pick_next_change, target_size
+from mesh.core.stewards import (
+    CfgAccept,
+    CfgAccepted,
+    CfgInstall,
+    CfgPrepare,
+    CfgPromise,
+    ConfigAnnounce,
+    SnapLease,
+    StewardState,
+    merge_snapshots,
+    proxy_step,
+)
 from mesh.errors import ConfigError
 
 FAST = LeaseConfig.fast()
-STEWARDS = ("a/1", "b/1", "c/1")
+STEWARDS = ("a", "b", "c")
+IDS = ("a/1", "b/1", "c/1")
 
 
 class Cluster:
@@ -54,12 +69,20 @@ class Cluster:
                 self.events[ident].append(e)
         return [e for e in effects if not isinstance(e, Send)]
 
+    def resolve(self, to: str) -> str | None:
+        """A send to a bare node id reaches whatever incarnation of it runs here."""
+        if to in self.cores:
+            return to
+        hits = [i for i in self.cores if i.split("/")[0] == to]
+        return hits[0] if hits else None
+
     def pump(self, now: float, keep: Callable[[str, Send], bool] = lambda s, e: True) -> None:
         while self.queue:
             src, e = self.queue.pop(0)
-            if e.to in self.down or src in self.down or not keep(src, e) or e.to not in self.cores:
+            to = self.resolve(e.to)
+            if to is None or to in self.down or src in self.down or not keep(src, e):
                 continue
-            self.take(e.to, self.cores[e.to].receive(src, e.msg, now))
+            self.take(to, self.cores[to].receive(src, e.msg, now))
 
     def call(self, ident: str, fn: str, *args: object, now: float) -> list[Effect]:
         out = self.take(ident, getattr(self.cores[ident], fn)(*args, now))
@@ -90,7 +113,7 @@ class Cluster:
 
 
 def cluster(extra: tuple[str, ...] = ("p/1", "q/1"), mutants: Mutants = Mutants()) -> Cluster:  # noqa: B008
-    c = Cluster(STEWARDS + extra, mutants)
+    c = Cluster(IDS + extra, mutants)
     c.take("a/1", c.cores["a/1"].genesis(STEWARDS, 0.0))
     for i in c.cores:
         if i != "a/1":
@@ -218,9 +241,9 @@ def _duplicate_promise_run(mutants: Mutants) -> list[Effect]:
     """p's Prepare reaches only b; b's Promise is delivered twice."""
     c = cluster(mutants=mutants)
     c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
-    sends = [e for _, e in c.queue if e.to == "b/1"]
+    sends = [e for _, e in c.queue if e.to == "b"]
     c.queue.clear()
-    promise = c.cores["b/1"].receive("p/1", sends[0].msg, 0.0)
+    promise = [e for e in c.cores["b/1"].receive("p/1", sends[0].msg, 0.0) if isinstance(e, Send)]
     assert isinstance(promise[0], Send) and isinstance(promise[0].msg, Promise)
     out = c.cores["p/1"].receive("b/1", promise[0].msg, 0.0)
     out += c.cores["p/1"].receive("b/1", promise[0].msg, 0.0)
@@ -239,7 +262,7 @@ def test_late_accept_quorum_after_deadline_is_not_a_grant() -> None:
     # The Accepted replies were held up; they arrive after the deadline (a paused loop): no grant.
     p = c.cores["p/1"]
     late = 0.1 + FAST.lease
-    assert not only(p.receive("a/1", Accepted("task/1", 1, 1, "p/1"), late), Granted)
+    assert not only(p.receive("a/1", Accepted("task/1", 1, 1, "p/1"), late), Granted)  # by node id: a
     assert not only(p.receive("b/1", Accepted("task/1", 1, 1, "p/1"), late), Granted)
 
 
@@ -263,58 +286,116 @@ def test_competing_claimants_both_make_progress_eventually() -> None:
     assert len(granted) >= 1
 
 
-# ---- stewards / reconfiguration -----------------------------------------------------------------------
+# ---- stewards / reconfiguration with hand-off -----------------------------------------------------------
+
+MORE = ("p/1", "q/1", "d/1", "e/1", "f/1")
 
 
-def test_reconfiguration_must_be_one_change() -> None:
-    c = cluster()
-    with pytest.raises(ConfigError):
-        c.call("p/1", "propose_config", ("a/1", "b/1", "p/1", "q/1", "c/1"), now=0.0)
-    with pytest.raises(ConfigError):
-        c.call("p/1", "propose_config", ("a/1", "b/1", "p/1"), now=0.0)
-
-
-def test_add_steward_then_gap_before_the_next_change() -> None:
-    c = cluster()
-    out = c.call("p/1", "propose_config", (*STEWARDS, "p/1"), now=0.0)
+def test_a_change_may_replace_every_steward_at_once_and_hands_the_leases_over() -> None:
+    c = cluster(extra=MORE)
+    (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    out = c.call("a/1", "propose_config", ("d", "e", "f"), now=0.1)
     (cc,) = only(out, ConfigChanged)
-    assert isinstance(cc, ConfigChanged) and cc.config == StewardConfig(2, (*STEWARDS, "p/1"))
-    for i in STEWARDS:
-        assert c.cores[i].config == cc.config  # announced to old and new stewards
-    # Epoch 2 stewards refuse epoch 3 until D_A has passed since they adopted epoch 2.
-    c.call("q/1", "adopt", cc.config, now=0.1)
-    assert c.call("q/1", "propose_config", ("a/1", "b/1", "p/1"), now=0.1) == []
-    c.run_until(FAST.acceptor_lease - 0.2, start=0.15)
-    assert c.cores["q/1"].config == cc.config
-    c.run_until(FAST.acceptor_lease + 1.5, start=FAST.acceptor_lease - 0.15)
-    cfg = c.cores["q/1"].config
-    assert cfg is not None and cfg.epoch == 3 and cfg.stewards == ("a/1", "b/1", "p/1")
+    assert isinstance(cc, ConfigChanged) and cc.config == StewardConfig(2, ("d", "e", "f"))
+    for n in ("d/1", "e/1", "f/1"):
+        assert c.cores[n].config == cc.config and c.cores[n].serves(0.1)  # installed: serving at once
+    # The old stewards now refuse epoch-1 ballots; the new ones know p holds task/1.
+    (d,) = only(c.settle("q/1", "claim", "task/1", 5.0, now=0.2, window=0.6), Denied)
+    assert isinstance(d, Denied) and d.holder == "p/1"
+    # The holder renews through the new stewards, keeping its token.
+    renewed: list[Effect] = []
+    t = 0.2
+    while t < 3.0:
+        t += 0.05
+        c.tick_all(t)
+        renewed += c.drain("p/1")
+    assert isinstance(g, Granted)
+    assert only(renewed, Renewed) and not only(renewed, Lost)
+    assert all(r.token == g.token for r in only(renewed, Renewed))  # type: ignore[attr-defined]
 
 
-def test_no_config_gap_mutant_chooses_back_to_back() -> None:
-    c = cluster(mutants=Mutants(no_config_gap=True))
-    c.call("p/1", "propose_config", (*STEWARDS, "p/1"), now=0.0)
-    c.call("p/1", "propose_config", ("a/1", "b/1", "p/1"), now=0.1)
-    cfg = c.cores["p/1"].config
-    assert cfg is not None and cfg.epoch == 3
+def test_changes_follow_each_other_without_a_gap() -> None:
+    c = cluster(extra=MORE)
+    c.call("a/1", "propose_config", ("a", "b", "c", "d", "e"), now=0.0)
+    c.call("d/1", "propose_config", ("d", "e", "f"), now=0.05)
+    cfg = c.cores["f/1"].config
+    assert cfg is not None and (cfg.epoch, cfg.stewards) == (3, ("d", "e", "f"))
+    (g,) = only(c.settle("q/1", "claim", "task/9", 5.0, now=0.1), Granted)
+    assert isinstance(g, Granted) and ballot_of(g.token)[0] == 3
+
+
+def test_a_steward_that_learned_its_epoch_only_by_gossip_waits_one_acceptor_lease() -> None:
+    c = cluster(extra=MORE)
+    c.down.add("d/1")  # d misses the install
+    c.call("a/1", "propose_config", ("a", "b", "d"), now=0.0)
+    c.down.clear()
+    c.call("d/1", "adopt", StewardConfig(2, ("a", "b", "d")), now=0.1)
+    d = c.cores["d/1"]
+    assert not d.serves(0.1) and d.serve_wait(0.1) == pytest.approx(FAST.acceptor_lease)
+    (reply,) = d.receive("q/1", Prepare("r", 2, 1, "q/1"), 0.2)
+    assert isinstance(reply, Send) and isinstance(reply.msg, PrepareReject) and reply.msg.wait > 3.5
+    assert d.serves(0.1 + FAST.acceptor_lease)
+
+
+def test_stewards_taking_over_make_a_claim_wait_not_fail_as_outvoted() -> None:
+    c = cluster(extra=MORE)
+    c.down |= {"d/1", "e/1", "f/1"}
+    c.call("a/1", "propose_config", ("d", "e", "f"), now=0.0)
+    c.down.clear()
+    for n in ("d/1", "e/1", "f/1"):
+        c.call(n, "adopt", StewardConfig(2, ("d", "e", "f")), now=0.0)
+    c.call("q/1", "adopt", StewardConfig(2, ("d", "e", "f")), now=0.0)
+    (u,) = only(c.call("q/1", "claim", "task/1", 60.0, now=0.1), Unavailable)
+    # Not "outvoted": the stewards said when they serve, so the caller knows how long to wait.
+    assert isinstance(u, Unavailable) and "taking over" in u.reason
+    assert u.wait == pytest.approx(FAST.acceptor_lease - 0.1)
+    assert only(c.settle("q/1", "claim", "task/1", 60.0, now=0.1 + u.wait), Granted)
+
+
+def test_no_lease_handoff_mutant_lets_new_stewards_grant_a_held_resource() -> None:
+    c = cluster(extra=MORE, mutants=Mutants(no_lease_handoff=True))
+    only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    c.call("a/1", "propose_config", ("d", "e", "f"), now=0.1)
+    assert only(c.settle("q/1", "claim", "task/1", 5.0, now=0.2, window=0.6), Granted)
+    assert c.cores["p/1"].held(0.3)  # two believed holders: the simulator must catch this mutant
 
 
 def test_steward_that_accepted_next_config_refuses_current_epoch_ballots() -> None:
     c = cluster()
     a = c.cores["a/1"]
-    a.receive("p/1", CfgAccept(2, 1, "p/1", (*STEWARDS, "p/1")), 0.0)
+    a.receive("p/1", CfgPrepare(2, 1, "p/1"), 0.0)
+    out = a.receive("p/1", CfgAccept(2, 1, "p/1", ("a", "b", "c", "p", "q")), 0.0)
+    assert [type(e) for e in out] == [Persist, Send]  # durable before the reply
     (reply,) = a.receive("q/1", c.cores["q/1"].claim("r", 5.0, 0.0)[0].msg, 0.0)  # type: ignore[union-attr]
     assert isinstance(reply, Send) and type(reply.msg).__name__ == "PrepareReject"
+
+
+def test_accepting_the_next_config_reports_live_leases_and_blackout() -> None:
+    c = cluster()
+    only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    a = c.cores["a/1"]
+    a.receive("q/1", CfgPrepare(2, 1, "q/1"), 0.5)
+    out = a.receive("q/1", CfgAccept(2, 1, "q/1", ("a", "b", "q")), 0.5)
+    (reply,) = [e for e in out if isinstance(e, Send)]
+    assert isinstance(reply.msg, CfgAccepted)
+    (snap,) = reply.msg.snapshot
+    assert (snap.resource, snap.owner, snap.owner_name, snap.epoch, snap.round) == (
+        "task/1",
+        "p/1",
+        "name-p",
+        1,
+        1,
+    )
+    assert snap.lease_left == pytest.approx(FAST.acceptor_lease - 0.5)
+    assert reply.msg.blackout == 0.0
 
 
 def test_tokens_increase_across_epochs_and_stale_epoch_learns_the_config() -> None:
     c = cluster()
     (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
     c.call("p/1", "release", "task/1", now=0.1)
-    c.call("a/1", "propose_config", (*STEWARDS, "q/1"), now=0.2)
-    # q/1 is told about epoch 2 in the announcement; p/1 (not a steward) has not heard yet.
-    assert c.cores["p/1"].config is not None and c.cores["p/1"].config.epoch == 1
-    c.run_until(2.0, start=0.25)
+    c.call("a/1", "propose_config", (*STEWARDS, "q", "p"), now=0.2)
+    c.cores["p/1"]._config = StewardConfig(1, STEWARDS)  # p missed the news
     out = c.call("p/1", "claim", "task/1", 60.0, now=2.0)
     c.run_until(3.0, start=2.05)
     grants = only(out + c.drain("p/1"), Granted)
@@ -323,29 +404,78 @@ def test_tokens_increase_across_epochs_and_stale_epoch_learns_the_config() -> No
     assert c.cores["p/1"].config is not None and c.cores["p/1"].config.epoch == 2
 
 
+def test_reconfiguration_rejects_bad_sets() -> None:
+    c = cluster()
+    with pytest.raises(ConfigError):
+        c.call("p/1", "propose_config", (), now=0.0)
+    with pytest.raises(ConfigError):
+        c.call("p/1", "propose_config", ("a", "a"), now=0.0)
+    with pytest.raises(ConfigError):
+        c.call("p/1", "propose_config", STEWARDS, now=0.0)
+    with pytest.raises(ConfigError):
+        c.call("p/1", "propose_config", ("a/1",), now=0.0)  # identities are not steward ids
+
+
 def test_announce_with_bad_config_is_ignored() -> None:
     c = cluster()
     assert c.cores["p/1"].receive("q/1", ConfigAnnounce(5, ()), 0.0) == []
     assert c.cores["p/1"].config == StewardConfig(1, STEWARDS)
 
 
-@pytest.mark.parametrize(("nodes", "want"), [(1, 1), (2, 2), (3, 3), (6, 3), (7, 5), (12, 5)])
-def test_target_size(nodes: int, want: int) -> None:
-    assert target_size(nodes) == want
+# ---- restarts under the same node id --------------------------------------------------------------------
 
 
-def test_pick_next_change_evicts_dead_then_grows_with_oldest_on_new_host() -> None:
-    live = [("a", 1.0, "h1"), ("b", 2.0, "h1"), ("c", 3.0, "h2"), ("d", 0.5, "h1"), ("e", 4.0, "h3")]
-    assert pick_next_change(("a", "b", "x"), live, dead=("x",)) == ("a", "b")
-    # grow: prefer a host not yet represented, then the oldest
-    assert pick_next_change(("a", "b"), live) == ("a", "b", "c")
-    assert pick_next_change(("a", "b", "c"), live) is None
-    many = [*live, ("f", 5.0, "h4"), ("g", 6.0, "h5")]
-    assert pick_next_change(("a", "b", "c"), many) == ("a", "b", "c", "e")
-    assert pick_next_change(("a", "b", "c", "e", "f", "g"), many) == ("a", "b", "c", "e", "f")
-    for cur in (("a", "b"), ("a", "b", "x")):
-        nxt = pick_next_change(cur, live, dead=("x",))
-        assert nxt is not None and one_change(cur, nxt)
+def test_a_restarted_steward_keeps_its_votes_and_sits_out_one_acceptor_lease() -> None:
+    c = cluster()
+    (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    state = c.cores["b/1"].durable
+    assert state.config == StewardConfig(1, STEWARDS) and state.floor > (1, 1)
+    # b restarts (same node id "b", new incarnation): durable state back, lease state gone.
+    del c.cores["b/1"]
+    c.cores["b/2"] = ClaimsCore("b/2", "name-b", FAST, random.Random(9), state=state, now=1.0)
+    c.events["b/2"] = []
+    b = c.cores["b/2"]
+    assert b.config == StewardConfig(1, STEWARDS)
+    assert not b.serves(1.0) and b.serves(1.0 + FAST.acceptor_lease)
+    (r,) = b.receive("q/1", Prepare("task/1", 1, 5, "q/1"), 1.0 + FAST.acceptor_lease)
+    assert isinstance(r, Send) and isinstance(r.msg, PrepareReject)  # at or below its floor: refused
+    assert (r.msg.promised_epoch, r.msg.promised_round) == state.floor
+    assert isinstance(g, Granted)
+
+
+def test_steward_state_round_trips_and_garbage_is_refused() -> None:
+    st = StewardState(config=StewardConfig(3, ("a", "b", "c")), floor=(3, 70000))
+    assert StewardState.from_json(st.to_json()) == st
+    assert StewardState.from_json(StewardState().to_json()) == StewardState()
+    for bad in ("", "{", "[]", '{"v": 2}', st.to_json().replace('"floor": [3, 70000]', '"floor": [3]'),
+                st.to_json().replace("70000", '"x"'),
+                st.to_json().replace('"epoch": 3', '"epoch": 0')):  # fmt: skip
+        with pytest.raises(ValueError):
+            StewardState.from_json(bad)
+
+
+def test_proxy_answers_for_a_dead_steward_with_a_blackout() -> None:
+    cur = StewardConfig(4, ("a", "b", "c"))
+    st = StewardState(config=StewardConfig(3, ("a", "b")))  # died before learning epoch 4
+    st, promise = proxy_step(st, "c", CfgPrepare(5, 1, "p/1"), cur, blackout=4.0)
+    assert isinstance(promise, CfgPromise) and st.config == cur and st.vote.promised_round == 1
+    st, acc = proxy_step(st, "c", CfgAccept(5, 1, "p/1", ("a", "d", "e")), cur, blackout=4.0)
+    assert isinstance(acc, CfgAccepted) and acc.blackout == 4.0 and acc.snapshot == ()
+    assert st.vote.accepted_stewards == ("a", "d", "e")
+    # The same durable rules: a lower round is refused afterwards.
+    _, rej = proxy_step(st, "c", CfgPrepare(5, 1, "q/1"), cur, blackout=4.0)
+    assert type(rej).__name__ == "CfgReject"
+
+
+def test_merge_keeps_highest_ballot_and_longest_time_stretched() -> None:
+    a = SnapLease("r", "p/1", "P", 1, 5, 2.0, 50.0)
+    b = SnapLease("r", "q/1", "Q", 1, 7, 1.0, 10.0)
+    x = SnapLease("s", "p/1", "P", 1, 2, 3.0, 5.0)
+    merged, black = merge_snapshots([[a, x], [b]], [0.0, 1.5], [0.5, 3.0], 1.1, cap=2.1)
+    assert [m.resource for m in merged] == ["r", "s"]
+    assert (merged[0].owner, merged[0].round) == ("q/1", 7)
+    assert merged[0].lease_left == pytest.approx(2.1) and merged[0].claim_left == 50.0  # capped at D_A
+    assert black == pytest.approx(1.65)
 
 
 def test_messages_are_plain_values() -> None:
@@ -355,6 +485,7 @@ def test_messages_are_plain_values() -> None:
 
     for m in claims.ClaimMsg.__args__:  # type: ignore[attr-defined]
         for f in fields(m):
-            assert f.type in ("str", "int", "float", "tuple[str, ...]"), (m, f)
+            assert f.type in ("str", "int", "float", "tuple[str, ...]", "tuple[SnapLease, ...]"), (m, f)
     msg: ClaimMsg = Promise("r", 1, 1, "p")
     assert msg == Promise("r", 1, 1, "p")
+    assert CfgInstall(2, ("a",)) == CfgInstall(2, ("a",))
