@@ -418,11 +418,15 @@ class NodeRuntime:
                     self.mail.remember(m.info.node_id, m.info.name)
                 self._gossip_new(m.info)
                 self._publish("joined", m)
+                if self.claims is not None:
+                    self.claims.on_members_changed()
             elif isinstance(ev, LivenessChanged):
                 if m is None:
                     continue
                 log.info("%s is %s (%s)", m.info.name, ev.current.value, ev.reason)
                 self._publish("state", m, previous=ev.previous.value)
+                if self.claims is not None:
+                    self.claims.on_members_changed()
                 if ev.current in (Liveness.DEAD, Liveness.LEFT) and self.mail is not None:
                     self.mail.remember(m.info.node_id, m.info.name)  # last seen, for broadcast retention
             elif isinstance(ev, StatusChanged):
@@ -453,7 +457,7 @@ class NodeRuntime:
             state_since=w - (now - m.state_since),
             status_version=st.version if st else 0,
             status_updated_at=st.updated_at if st else 0.0,
-            steward=f"{m.info.node_id}/{m.info.incarnation}" in self._stewards(),
+            steward=m.info.node_id in self._stewards(),
             claims=st.claims if st else (),
             unread=self.mail.store.unread_count()
             if m.is_self and self.mail is not None

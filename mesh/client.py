@@ -36,6 +36,8 @@ class NodeInfo:
     version: str
     epoch: int = 0
     stewards: tuple[str, ...] = ()
+    steward_note: str = ""
+    """Empty when claims can be decided; else why not (no config yet, stewards missing) and what to do."""
 
 
 class Client:
@@ -78,6 +80,7 @@ class Client:
             version=r.version,
             epoch=r.epoch,
             stewards=tuple(r.stewards),
+            steward_note=r.steward_note,
         )
 
     async def members(self) -> list[MemberView]:

@@ -7,6 +7,7 @@
     ├── AmbiguousNode          several nodes match; say which                   FAILED_PRECONDITION
     ├── NameTaken              another live node already has this name          ALREADY_EXISTS
     ├── NodeUnavailable        the node is not reachable / is shutting down     UNAVAILABLE
+    ├── StateError             local state unreadable: refuse rather than guess  FAILED_PRECONDITION
     ├── ClaimError             claims
     │   ├── ClaimDenied        another session holds it (holder, expires)       FAILED_PRECONDITION
     │   ├── ClaimLost          a held lease could not be renewed                ABORTED
@@ -72,6 +73,12 @@ class NodeUnavailable(MeshError):
     """The node cannot be reached or is shutting down."""
 
     grpc_status = grpc.StatusCode.UNAVAILABLE
+
+
+class StateError(MeshError):
+    """A local state file (steward state, the home's epoch) is unreadable: never guessed, never rewritten."""
+
+    grpc_status = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class ClaimError(MeshError):

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +72,21 @@ class NodeLock:
         self.path = state_dir / "node.lock"
         self._fd: int | None = None
 
-    def acquire(self) -> bool:
+    def acquire(self, patience: float = 2.0) -> bool:
+        """Take the lock. If it is busy although its recorded process is gone, a peer of this home holds it
+        for a moment (answering for this dead node, see mesh._steward_store): wait up to ``patience`` s."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pid = self.holder_pid()
+                if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
+                    os.close(fd)
+                    return False
+                time.sleep(0.02)
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -95,6 +104,16 @@ class NodeLock:
             return int(self.path.read_text().strip() or 0) or None
         except (OSError, ValueError):
             return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_locked(state_dir: Path) -> bool:

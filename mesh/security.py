@@ -375,6 +375,9 @@ def ensure_ca(home: Path, mesh: str, *, now: dt.datetime | None = None) -> tuple
             return _read(cdir, mesh, now), False
         ca = create_ca(mesh, now=now)
         _store(cdir, ca)
+        from mesh._steward_store import mark_genesis_home
+
+        mark_genesis_home(home, mesh)  # only the creating home may ever create the first steward config
     log.info("created credentials for mesh %r (CA %s) in %s", mesh, ca.fingerprint, cdir)
     return ca, True
 
@@ -514,6 +517,9 @@ def import_token(
                     f"pass --force to replace them with the token's (CA {ca.fingerprint})"
                 )
         _store(cdir, ca)
+        from mesh._steward_store import unmark_genesis_home
+
+        unmark_genesis_home(home, ca.mesh)  # an imported mesh was created elsewhere: never genesis here
     log.info("imported credentials for mesh %r (CA %s) into %s", ca.mesh, ca.fingerprint, cdir)
     return ca, True
 

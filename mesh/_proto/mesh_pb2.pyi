@@ -148,7 +148,8 @@ Global___Status: _TypeAlias = Status  # noqa: Y015
 class ClaimPrepare(_message.Message):
     """---------------------------------------------------------------- claims (PaxosLease over stewards)
     Field names mirror the dataclasses of mesh/core/lease.py and mesh/core/stewards.py one to one.
-    Identities (proposer, owner, stewards) are "<node_id>/<incarnation>". Durations are relative seconds.
+    Proposers and lease owners are "<node_id>/<incarnation>"; stewards are node ids (a steward restarted
+    under its node id is the same acceptor). Durations are relative seconds.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -234,6 +235,7 @@ class ClaimPrepareReject(_message.Message):
     PROMISED_EPOCH_FIELD_NUMBER: _builtins.int
     PROMISED_ROUND_FIELD_NUMBER: _builtins.int
     CONFIG_EPOCH_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -241,6 +243,8 @@ class ClaimPrepareReject(_message.Message):
     promised_epoch: _builtins.int
     promised_round: _builtins.int
     config_epoch: _builtins.int
+    wait: _builtins.float
+    """> 0: this steward does not serve yet (restart, hand-off) and will in about this long"""
     def __init__(
         self,
         *,
@@ -251,10 +255,11 @@ class ClaimPrepareReject(_message.Message):
         promised_epoch: _builtins.int = ...,
         promised_round: _builtins.int = ...,
         config_epoch: _builtins.int = ...,
+        wait: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -336,6 +341,7 @@ class ClaimAcceptReject(_message.Message):
     PROMISED_EPOCH_FIELD_NUMBER: _builtins.int
     PROMISED_ROUND_FIELD_NUMBER: _builtins.int
     CONFIG_EPOCH_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -343,6 +349,7 @@ class ClaimAcceptReject(_message.Message):
     promised_epoch: _builtins.int
     promised_round: _builtins.int
     config_epoch: _builtins.int
+    wait: _builtins.float
     def __init__(
         self,
         *,
@@ -353,10 +360,11 @@ class ClaimAcceptReject(_message.Message):
         promised_epoch: _builtins.int = ...,
         promised_round: _builtins.int = ...,
         config_epoch: _builtins.int = ...,
+        wait: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_epoch", b"config_epoch", "epoch", b"epoch", "promised_epoch", b"promised_epoch", "promised_round", b"promised_round", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -456,13 +464,11 @@ class CfgReject(_message.Message):
     PROPOSER_FIELD_NUMBER: _builtins.int
     CURRENT_EPOCH_FIELD_NUMBER: _builtins.int
     PROMISED_ROUND_FIELD_NUMBER: _builtins.int
-    WAIT_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     round: _builtins.int
     proposer: _builtins.str
     current_epoch: _builtins.int
     promised_round: _builtins.int
-    wait: _builtins.float
     def __init__(
         self,
         *,
@@ -471,11 +477,10 @@ class CfgReject(_message.Message):
         proposer: _builtins.str = ...,
         current_epoch: _builtins.int = ...,
         promised_round: _builtins.int = ...,
-        wait: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_epoch", b"current_epoch", "epoch", b"epoch", "promised_round", b"promised_round", "proposer", b"proposer", "round", b"round", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["current_epoch", b"current_epoch", "epoch", b"epoch", "promised_round", b"promised_round", "proposer", b"proposer", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -511,29 +516,131 @@ class CfgAccept(_message.Message):
 Global___CfgAccept: _TypeAlias = CfgAccept  # noqa: Y015
 
 @_typing.final
+class SnapLease(_message.Message):
+    """A live lease in a hand-off (mesh/core/stewards.py SnapLease)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
+    OWNER_NAME_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    LEASE_LEFT_FIELD_NUMBER: _builtins.int
+    CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    owner: _builtins.str
+    owner_name: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    lease_left: _builtins.float
+    claim_left: _builtins.float
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        owner: _builtins.str = ...,
+        owner_name: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+        lease_left: _builtins.float = ...,
+        claim_left: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease_left", b"lease_left", "owner", b"owner", "owner_name", b"owner_name", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SnapLease: _TypeAlias = SnapLease  # noqa: Y015
+
+@_typing.final
 class CfgAccepted(_message.Message):
+    """The accept, with the steward's hand-off: its live leases, and how long what it knows is incomplete."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     PROPOSER_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    BLACKOUT_FIELD_NUMBER: _builtins.int
+    PARTIAL_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     round: _builtins.int
     proposer: _builtins.str
+    blackout: _builtins.float
+    partial: _builtins.float
+    @_builtins.property
+    def snapshot(self) -> _containers.RepeatedCompositeFieldContainer[Global___SnapLease]: ...
     def __init__(
         self,
         *,
         epoch: _builtins.int = ...,
         round: _builtins.int = ...,
         proposer: _builtins.str = ...,
+        snapshot: _abc.Iterable[Global___SnapLease] | None = ...,
+        blackout: _builtins.float = ...,
+        partial: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blackout", b"blackout", "epoch", b"epoch", "partial", b"partial", "proposer", b"proposer", "round", b"round", "snapshot", b"snapshot"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CfgAccepted: _TypeAlias = CfgAccepted  # noqa: Y015
+
+@_typing.final
+class CfgInstall(_message.Message):
+    """A chosen config with the merged hand-off, for each of its stewards (acknowledged by CfgInstalled)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    STEWARDS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_FIELD_NUMBER: _builtins.int
+    BLACKOUT_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    blackout: _builtins.float
+    @_builtins.property
+    def stewards(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def snapshot(self) -> _containers.RepeatedCompositeFieldContainer[Global___SnapLease]: ...
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        stewards: _abc.Iterable[_builtins.str] | None = ...,
+        snapshot: _abc.Iterable[Global___SnapLease] | None = ...,
+        blackout: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blackout", b"blackout", "epoch", b"epoch", "snapshot", b"snapshot", "stewards", b"stewards"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgInstall: _TypeAlias = CfgInstall  # noqa: Y015
+
+@_typing.final
+class CfgInstalled(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CfgInstalled: _TypeAlias = CfgInstalled  # noqa: Y015
 
 @_typing.final
 class ConfigAnnounce(_message.Message):
@@ -575,6 +682,8 @@ class ClaimMsg(_message.Message):
     CFG_ACCEPT_FIELD_NUMBER: _builtins.int
     CFG_ACCEPTED_FIELD_NUMBER: _builtins.int
     CONFIG_ANNOUNCE_FIELD_NUMBER: _builtins.int
+    CFG_INSTALL_FIELD_NUMBER: _builtins.int
+    CFG_INSTALLED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def prepare(self) -> Global___ClaimPrepare: ...
     @_builtins.property
@@ -601,6 +710,10 @@ class ClaimMsg(_message.Message):
     def cfg_accepted(self) -> Global___CfgAccepted: ...
     @_builtins.property
     def config_announce(self) -> Global___ConfigAnnounce: ...
+    @_builtins.property
+    def cfg_install(self) -> Global___CfgInstall: ...
+    @_builtins.property
+    def cfg_installed(self) -> Global___CfgInstalled: ...
     def __init__(
         self,
         *,
@@ -617,12 +730,14 @@ class ClaimMsg(_message.Message):
         cfg_accept: Global___CfgAccept | None = ...,
         cfg_accepted: Global___CfgAccepted | None = ...,
         config_announce: Global___ConfigAnnounce | None = ...,
+        cfg_install: Global___CfgInstall | None = ...,
+        cfg_installed: Global___CfgInstalled | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce", "cfg_install", "cfg_installed"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 
@@ -1132,12 +1247,15 @@ class NodeInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     STEWARDS_FIELD_NUMBER: _builtins.int
+    STEWARD_NOTE_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     state_dir: _builtins.str
     pid: _builtins.int
     version: _builtins.str
     epoch: _builtins.int
     """steward config epoch this node has adopted (0: none yet)"""
+    steward_note: _builtins.str
+    """empty when claims can be decided; else why not, and what to do"""
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -1154,10 +1272,11 @@ class NodeInfo(_message.Message):
         version: _builtins.str = ...,
         epoch: _builtins.int = ...,
         stewards: _abc.Iterable[_builtins.str] | None = ...,
+        steward_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "steward_note", b"steward_note", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -213,6 +213,8 @@ def _claim_table() -> dict[type, tuple[str, type]]:
             (stewards.CfgReject, "cfg_reject", pb.CfgReject),
             (stewards.CfgAccept, "cfg_accept", pb.CfgAccept),
             (stewards.CfgAccepted, "cfg_accepted", pb.CfgAccepted),
+            (stewards.CfgInstall, "cfg_install", pb.CfgInstall),
+            (stewards.CfgInstalled, "cfg_installed", pb.CfgInstalled),
             (stewards.ConfigAnnounce, "config_announce", pb.ConfigAnnounce),
         ):
             _CLAIM_PB[cls] = (field_name, pb_cls)
@@ -224,11 +226,45 @@ _MAX_LIST = 16
 _MAX_INT = 1 << 62
 
 
+_MAX_SNAPSHOT = 2000  # leases in one hand-off (mesh.core.claims.SNAPSHOT_MAX)
+
+
+def _plain(v: Any) -> Any:
+    """Tuples of nested dataclasses (a hand-off's leases) become lists of field dicts."""
+    if isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]):
+        return [dataclasses.asdict(x) for x in v]
+    return v
+
+
 def claim_to_pb(msg: Any) -> pb.ClaimMsg:
     """A core claims message as a ClaimMsg."""
     field_name, pb_cls = _claim_table()[type(msg)]
-    values = {f.name: getattr(msg, f.name) for f in dataclasses.fields(msg)}
+    values = {f.name: _plain(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
     return pb.ClaimMsg(**{field_name: pb_cls(**values)})
+
+
+def _check_scalar(name: str, v: Any) -> Any:
+    if isinstance(v, str):
+        if len(v) > _MAX_TEXT:
+            raise InvalidInput(f"claims field {name} too long")
+    elif isinstance(v, float):
+        if not math.isfinite(v) or not -1e9 < v < 1e9:
+            raise InvalidInput(f"claims field {name} out of range")
+    elif isinstance(v, int) and not -_MAX_INT < v < _MAX_INT:
+        raise InvalidInput(f"claims field {name} out of range")
+    return v
+
+
+def _snapshot(items: Any) -> tuple[Any, ...]:
+    from mesh.core.stewards import SnapLease
+
+    if len(items) > _MAX_SNAPSHOT:
+        raise InvalidInput("claims hand-off too long")
+    out = []
+    for it in items:
+        vals = {f.name: _check_scalar(f.name, getattr(it, f.name)) for f in dataclasses.fields(SnapLease)}
+        out.append(SnapLease(**vals))
+    return tuple(out)
 
 
 def claim_from_pb(m: pb.ClaimMsg) -> Any:
@@ -242,18 +278,13 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         v = getattr(inner, f.name)
-        if isinstance(v, str):
-            if len(v) > _MAX_TEXT:
-                raise InvalidInput(f"claims field {f.name} too long")
-        elif isinstance(v, float):
-            if not math.isfinite(v) or not -1e9 < v < 1e9:
-                raise InvalidInput(f"claims field {f.name} out of range")
-        elif isinstance(v, int):
-            if not -_MAX_INT < v < _MAX_INT:
-                raise InvalidInput(f"claims field {f.name} out of range")
+        if isinstance(v, str | float | int):
+            v = _check_scalar(f.name, v)
+        elif f.name == "snapshot":
+            v = _snapshot(v)
         else:  # repeated string
             v = tuple(v)
-            if len(v) > _MAX_LIST or any(len(x) > _MAX_TEXT for x in v):
+            if len(v) > _MAX_LIST or any(not isinstance(x, str) or len(x) > _MAX_TEXT for x in v):
                 raise InvalidInput(f"claims field {f.name} too long")
         values[f.name] = v
     try:

@@ -40,6 +40,7 @@ def info_pb(rt: NodeRuntime) -> pb.NodeInfo:
         version=__version__,
         epoch=cfg.epoch if cfg else 0,
         stewards=[rt.claims.name_of(s) for s in cfg.stewards] if cfg else [],
+        steward_note=rt.claims.steward_note() if rt.claims is not None else "",
     )
 
 

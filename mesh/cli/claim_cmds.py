@@ -190,7 +190,9 @@ async def _stewards(args: argparse.Namespace) -> int:
         else:
             info = await c.info()
     if args.json:
-        print_json({"epoch": info.epoch, "stewards": list(info.stewards)})
+        print_json({"epoch": info.epoch, "stewards": list(info.stewards), "note": info.steward_note})
     else:
         print(f"epoch {info.epoch}: " + (", ".join(info.stewards) or "no steward config yet"))
+        if info.steward_note:
+            print(info.steward_note)
     return 0

@@ -42,12 +42,17 @@ async def _status(args: argparse.Namespace) -> int:
 
     async with Client(_target(args)) as c:
         members = await c.members()
+        note = (await c.info()).steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])
     elif sys.stdout.isatty():
         output.console().print(output.members_table(members))
+        if note:
+            output.console().print(f"stewards: {note}")
     else:
         output.plain_members(members)
+    if note and not sys.stdout.isatty():
+        print(f"stewards: {note}", file=sys.stderr)  # claims cannot be decided now: say why, off the data
     return 0
 
 

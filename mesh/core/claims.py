@@ -284,13 +284,16 @@ class ClaimsCore:
         self._lc = config.validate()
         self._rng = rng
         self._mut = mutants
-        self._durable = state or StewardState()
+        self._durable = replace(state, clean=False) if state is not None else StewardState()
         self._config: StewardConfig | None = self._durable.config
         self._adopted_at = now
-        # PaxosLease's restart rule: whatever this acceptor promised or accepted in an earlier life (and any
-        # hand-off it installed) has run out one D_A from now; until then it serves no lease ballot.
-        self._quarantine_until = now + self._lc.acceptor_lease if state is not None else now
-        self._installed = self._config is not None and self._config.epoch == 1
+        # PaxosLease's restart rule: whatever this acceptor accepted in an earlier life (and any hand-off it
+        # installed) has run out one D_A from now; until then it serves no lease ballot. (What it promised
+        # is covered by the durable floor.) A clean stop with nothing live needs no wait.
+        clean = state is not None and state.clean
+        self._quarantine_until = now + self._lc.acceptor_lease if state is not None and not clean else now
+        self._installed = self._config is not None and (self._config.epoch == 1 or clean)
+        self._stopping = False
         self._blackout_until = now
         floor = (0, 0) if mutants.no_ballot_floor else self._durable.floor
         self._acceptor = AcceptorState(config.forget_after, mutants, floor=floor)
@@ -321,6 +324,15 @@ class ClaimsCore:
         """True while this node runs a reconfiguration."""
         return self._cfg_prop is not None
 
+    def clean_stop(self, now: float) -> StewardState | None:
+        """The state to persist at a graceful stop if this acceptor holds nothing live (else None)."""
+        if self._acceptor.snapshot(now, 1)[0] or self._forgot(now) > 0 or self._partial(now) > 0:
+            return None
+        if self._config is not None and self.node in self._config.stewards and not self.serves(now):
+            return None
+        self._stopping = True  # it votes on nothing more in this life, so nothing can make the mark untrue
+        return replace(self._durable, clean=True)
+
     def serves(self, now: float) -> bool:
         """Whether this node votes on lease ballots right now."""
         return self.serve_wait(now) == 0.0
@@ -328,7 +340,7 @@ class ClaimsCore:
     def serve_wait(self, now: float) -> float:
         """Seconds until this node votes on lease ballots (0: now; inf: it is not a steward)."""
         cur = self._config
-        if cur is None or self.node not in cur.stewards or self._fenced():
+        if cur is None or self.node not in cur.stewards or self._fenced() or self._stopping:
             return math.inf
         until = self._quarantine_until
         if not self._mut.no_lease_handoff:

@@ -251,10 +251,14 @@ class StewardState:
     config: StewardConfig | None = None
     vote: CfgVote = field(default_factory=CfgVote)
     floor: tuple[int, int] = (0, 0)
+    clean: bool = False
+    """Written at a graceful stop when this acceptor held no live lease and knew its epoch's hand-off:
+    the next start needs no quarantine (it forgets nothing that matters; the floor covers its promises).
+    Cleared durably at that start, before it serves."""
 
     def to_json(self) -> str:
         """A stable JSON text of this state."""
-        d: dict[str, Any] = {"v": 1, "floor": list(self.floor)}
+        d: dict[str, Any] = {"v": 1, "floor": list(self.floor), "clean": self.clean}
         if self.config is not None:
             d["config"] = {"epoch": self.config.epoch, "stewards": list(self.config.stewards)}
         v = self.vote
@@ -276,6 +280,9 @@ class StewardState:
                 raise ValueError("unknown version")
             fl = d["floor"]
             floor = (_int(fl[0]), _int(fl[1]))
+            clean = d.get("clean", False)
+            if not isinstance(clean, bool):
+                raise TypeError("clean")
             config = None
             if "config" in d:
                 c = d["config"]
@@ -292,7 +299,7 @@ class StewardState:
             raise ValueError(f"garbled steward state: {e!r}") from None
         if len(fl) != 2 or min(floor) < 0:
             raise ValueError("garbled steward state: floor")
-        return cls(config=config, vote=vote, floor=floor)
+        return cls(config=config, vote=vote, floor=floor, clean=clean)
 
 
 def _int(x: object) -> int:

@@ -443,6 +443,20 @@ def test_a_restarted_steward_keeps_its_votes_and_sits_out_one_acceptor_lease() -
     assert isinstance(g, Granted)
 
 
+def test_a_clean_stop_with_nothing_live_restarts_without_quarantine_once() -> None:
+    c = cluster()
+    (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    assert c.cores["b/1"].clean_stop(0.5) is None  # it still excludes others for p's lease
+    c.call("p/1", "release", "task/1", now=0.6)
+    st = c.cores["b/1"].clean_stop(0.7)
+    assert st is not None and st.clean and not c.cores["b/1"].serves(0.7)  # it votes on nothing more
+    b2 = ClaimsCore("b/2", "name-b", FAST, random.Random(9), state=st, now=1.0)
+    assert b2.serves(1.0) and not b2.durable.clean  # the mark is good for one start only
+    b3 = ClaimsCore("b/3", "name-b", FAST, random.Random(9), state=b2.durable, now=2.0)
+    assert not b3.serves(2.0)
+    assert isinstance(g, Granted)
+
+
 def test_steward_state_round_trips_and_garbage_is_refused() -> None:
     st = StewardState(config=StewardConfig(3, ("a", "b", "c")), floor=(3, 70000))
     assert StewardState.from_json(st.to_json()) == st
