@@ -400,6 +400,10 @@ def rotate(home: Path, mesh: str, *, now: dt.datetime | None = None) -> MeshCA:
     cdir = _private_dir(credentials_dir(home, mesh))
     ca = create_ca(mesh, now=now)
     with _locked(cdir, exclusive=True):
+        if not _exists(cdir):  # nothing to rotate: this creates the mesh here
+            from mesh._steward_store import mark_genesis_home
+
+            mark_genesis_home(home, mesh)
         _store(cdir, ca)
     log.info("rotated credentials for mesh %r: new CA %s", mesh, ca.fingerprint)
     return ca

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mesh.paths import is_locked
 from tests.integration.harness import FAST, MESHCTL, Mesh, until
+from tests.integration.nemesis import free_ports
 
 LEASE = ["--lease", "2"]
 
@@ -139,19 +142,35 @@ def test_bad_claims_are_rejected_and_change_nothing(mesh: Mesh, args: list[str],
     assert json.loads(mesh.ctl("claims", "--json", node="a").stdout) == []
 
 
+def second_home(mesh: Mesh) -> Path:
+    """Another home of the same mesh: credentials imported with a join token (it never creates a config)."""
+    token = mesh.home.parent / "token"
+    mesh.ctl("join-token", "--out", str(token))
+    home2 = mesh.home.parent / "home2"
+    mesh.ctl("init", "--from", str(token), home=home2)
+    return home2
+
+
 def test_recover_when_the_steward_majority_is_gone_for_good(mesh: Mesh) -> None:
+    """Stewards of ANOTHER home die: their death cannot be proven here, so only the operator may recover."""
     lease = ["--lease", "1"]
+    mesh.ctl("init")
+    home2 = second_home(mesh)
     a = mesh.up("a", "--no-mdns", *FAST, *lease)
-    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST, *lease)
-    mesh.up("c", "--no-mdns", "--peer", a.address, *FAST, *lease)
+    until(lambda: json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["epoch"], what="a config")
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST, *lease, home=home2)
+    mesh.up("c", "--no-mdns", "--peer", a.address, *FAST, *lease, home=home2)
     until(
         lambda: len(json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["stewards"]) == 3, timeout=30
     )
     mesh.signal("b", signal.SIGKILL)
     mesh.signal("c", signal.SIGKILL)
-    # Two of three stewards gone: claims stall rather than risk two holders.
+    # Two of three stewards gone: claims stall rather than risk two holders, and say what to do.
     r = mesh.ctl("claim", "task", "t9", node="a", check=False, timeout=60)
-    assert r.returncode == 2 and "cannot decide" in r.stderr
+    assert r.returncode == 2 and "cannot decide" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    note = until(lambda: (n := json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["note"]) and n)
+    assert "b" in note and "c" in note and "cannot be proven dead" in note and "--recover" in note
+    assert "stewards --recover" in mesh.ctl("status", node="a").stderr
     # Recovery must be confirmed; then a is the only steward of a new epoch and claims work again.
     assert mesh.ctl("stewards", "--recover", node="a", check=False).returncode == 2
     before = json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["epoch"]
@@ -159,3 +178,119 @@ def test_recover_when_the_steward_majority_is_gone_for_good(mesh: Mesh) -> None:
     assert after["epoch"] > before and after["stewards"] == ["a"]
     code, got = claim(mesh, "a", "task", "t9")
     assert code == 0 and got["holder"] == "a"
+
+
+def test_two_homes_that_cannot_see_each_other_grant_at_most_once(mesh: Mesh) -> None:
+    """Issue 8's repro: init in G1, join-token, init --from in G2, one node in each, no way to meet."""
+    mesh.ctl("init")
+    home2 = second_home(mesh)
+    assert not (home2 / "meshes" / mesh.name / "genesis-home").exists()
+    mesh.up("g1", "--no-mdns", *FAST, *LEASE)
+    mesh.up("g2", "--no-mdns", *FAST, *LEASE, home=home2)
+    code, got = claim(mesh, "g1", "task", "deploy")
+    assert code == 0 and got["holder"] == "g1"
+    r = mesh.ctl("claim", "task", "deploy", node="g2", home=home2, check=False, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "waiting for the steward config" in r.stderr, r.stderr
+    info = json.loads(mesh.ctl("stewards", "--json", node="g2", home=home2).stdout)
+    assert info["epoch"] == 0 and "waiting for the steward config" in info["note"]
+    # A node of G2 that can reach G1 learns G1's config and is told who holds the item.
+    mesh.up("g3", "--no-mdns", "--peer", mesh.nodes["g1"].address, *FAST, *LEASE, home=home2)
+    r = until(
+        lambda: (
+            (x := mesh.ctl("claim", "task", "deploy", "--json", node="g3", home=home2, check=False))
+            and x.returncode == 3
+            and x
+        ),
+        timeout=30,
+        what="g3 told g1 holds it",
+    )
+    assert json.loads(r.stdout)["holder"] == "g1"
+
+
+def _state_file(mesh: Mesh, *parts: str) -> Path:
+    return mesh.home.joinpath("meshes", mesh.name, *parts)
+
+
+def test_tokens_never_go_backwards_across_restarts_and_damaged_files_refuse_a_start(mesh: Mesh) -> None:
+    mesh.up("a", "--no-mdns", *FAST, *LEASE)
+    _, first = claim(mesh, "a", "task", "t1")
+    mesh.ctl("down", node="a")
+    # A clean stop: the same node is back as its own steward at once, and its tokens go on upward.
+    mesh.restart("a")
+    _, second = claim(mesh, "a", "task", "t1")
+    assert second["token"] > first["token"]
+    # A killed steward restarts under its node id: it sits out one acceptor lease, then goes on upward.
+    mesh.signal("a", signal.SIGKILL)
+    until(lambda: not is_locked(_state_file(mesh, "nodes", "a")), what="a's lock freed")
+    mesh.restart("a")
+    code, third = claim(mesh, "a", "task", "t1", "--wait", "20s")
+    assert code == 0 and third["token"] > second["token"]
+    mesh.ctl("down", node="a")
+    epoch = _state_file(mesh, "epoch")
+    assert int(epoch.read_text()) >= 1
+    # Damaged files are never read as "nothing": the node refuses to start, in one line.
+    for path, garbage in ((epoch, "banana\n"), (_state_file(mesh, "nodes", "a", "steward.json"), "{")):
+        good = path.read_text()
+        path.write_text(garbage)
+        r = mesh.ctl("up", "--name", "a", "--detach", "--no-mdns", *FAST, *LEASE, check=False)
+        assert r.returncode == 2, r.stdout
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path.name) in lines[0] and "garbled" in lines[0], r.stderr
+        path.write_text(good)
+    mesh.restart("a")
+    _, fourth = claim(mesh, "a", "task", "t1", "--wait", "20s")
+    assert fourth["token"] > third["token"]
+
+
+def test_a_lone_steward_killed_is_replaced_without_an_operator(mesh: Mesh) -> None:
+    """The genesis steward is killed while it is the only one: its home proves it dead; b recovers."""
+    a = mesh.up("a", "--no-mdns", *FAST, *LEASE)
+    until(lambda: json.loads(mesh.ctl("stewards", "--json", node="a").stdout)["epoch"], what="a config")
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST, *LEASE)
+    assert json.loads(mesh.ctl("stewards", "--json", node="b").stdout)["stewards"] == ["a"]
+    _, held = claim(mesh, "a", "task", "lone")
+    mesh.signal("a", signal.SIGKILL)
+    code, got = claim(mesh, "b", "task", "lone", "--wait", "30s")
+    assert code == 0 and got["holder"] == "b" and got["token"] > held["token"]
+    info = json.loads(mesh.ctl("stewards", "--json", node="b").stdout)
+    assert info["stewards"] == ["b"] and info["epoch"] > 1 and info["note"] == ""
+
+
+def test_a_steward_majority_killed_in_a_five_node_mesh_is_replaced_without_an_operator(mesh: Mesh) -> None:
+    nodes = five(mesh)
+    stewards = until(
+        lambda: len(s := json.loads(mesh.ctl("stewards", "--json", node="e").stdout)["stewards"]) == 3 and s,
+        timeout=30,
+    )
+    for s in stewards[:2]:
+        mesh.signal(s, signal.SIGKILL)
+    alive = [n for n in nodes if n not in stewards[:2]]
+    code, got = claim(mesh, alive[-1], "task", "after", "--wait", "40s")
+    assert code == 0 and got["holder"] == alive[-1]
+    info = json.loads(mesh.ctl("stewards", "--json", node=alive[0]).stdout)
+    assert len(info["stewards"]) == 3 and not set(info["stewards"]) & set(stewards[:2])
+
+
+def five(mesh: Mesh) -> list[str]:
+    a = mesh.up("a", "--no-mdns", *FAST, *LEASE)
+    for n in "bcde":
+        mesh.up(n, "--no-mdns", "--peer", a.address, *FAST, *LEASE)
+    until(lambda: all(len(mesh.status(n)) == 5 for n in "abcde"), what="five nodes")
+    return list("abcde")
+
+
+def test_claims_issued_while_the_mesh_forms_wait_for_it(mesh: Mesh) -> None:
+    """Three sessions start together and claim at once: exactly one gets it, nobody is told 'no config'."""
+    import concurrent.futures
+
+    mesh.ctl("init")
+    ports = free_ports(3)
+    seeds = [x for p in ports for x in ("--peer", f"127.0.0.1:{p}")]
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        list(ex.map(lambda i: mesh.up(f"s{i}", "--no-mdns", "--port", str(ports[i]), *seeds, *FAST, *LEASE),
+                    range(3)))  # fmt: skip
+        results = list(ex.map(lambda i: claim(mesh, f"s{i}", "service", "i-match"), range(3)))
+    assert sorted(code for code, _ in results) == [0, 3, 3], results
+    winner = next(got["holder"] for code, got in results if code == 0)
+    assert all(got["holder"] == winner for _, got in results)
