@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
 .PHONY: all venv proto proto-check lint typecheck test test-fast demo bench soak clean
 
@@ -50,8 +51,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench.run
 
+# Long claims nemesis; `make soak SOAK_ARGS=--churn` runs the churn nemesis (sessions come and go).
 soak: $(STAMP)
-	$(PY) -m bench.soak
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh.claims")
 
 EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
-PROVEN_GRACE = 2.0  # a steward proven dead (its lock is free) is replaced after this; a quick restart rejoins
+PROVEN_GRACE = 1.0  # a steward proven dead (its lock is free) is replaced after this; a quick restart rejoins
 MANAGE_EVERY = 1.0
 IDLE_WAKE = 5.0
 ANNOUNCE_EVERY = 5.0
@@ -180,24 +180,26 @@ class ClaimsService:
                 store.save_steward_state(self.rt.state_dir, self.rt.node_id, state)
 
     async def _hand_off(self, patience: float = 3.0) -> None:
-        """A leaving steward asks to be replaced first (bounded: it leaves anyway if that takes too long)."""
-        cfg = self.core.config
-        if cfg is None or self.rt.node_id not in cfg.stewards or self.core.reconfiguring:
-            return
-        live = [c for c in self._live() if c.node != self.rt.node_id]
-        target = next_config(cfg.stewards, live, {self.rt.node_id})
-        if target is None or not can_decide(cfg.stewards, {c.node for c in live} | {self.rt.node_id}):
-            return
-        try:
-            self.apply(self.core.propose_config(target, self.rt.clock.now()))
-        except ConfigError:
-            return
+        """A leaving steward asks to be replaced first (bounded: it leaves anyway if that takes too long).
+
+        Stewards leaving at the same time race; a change another one made may keep this node in the set,
+        so it tries again from whatever config is current until one without it is chosen.
+        """
+        me = self.rt.node_id
         deadline = self.rt.clock.now() + patience
         while self.rt.clock.now() < deadline:
-            now_cfg = self.core.config
-            if now_cfg is not None and now_cfg.epoch > cfg.epoch:
-                log.info("handed stewardship over before leaving (epoch %d)", now_cfg.epoch)
+            cfg = self.core.config
+            if cfg is None or me not in cfg.stewards:
+                if cfg is not None:
+                    log.info("handed stewardship over before leaving (epoch %d)", cfg.epoch)
                 return
+            if not self.core.reconfiguring:
+                live = [c for c in self._live() if c.node != me]
+                target = next_config(cfg.stewards, live, {me})
+                if target is None or not can_decide(cfg.stewards, {c.node for c in live} | {me}):
+                    return
+                with contextlib.suppress(ConfigError):
+                    self.apply(self.core.propose_config(target, self.rt.clock.now()))
             await asyncio.sleep(0.02)
         log.warning("left as a steward without handing over: the remaining stewards may lack a quorum")
 
@@ -627,10 +629,13 @@ class ClaimsService:
                 ends = h.claim_ends if h else now + ttl
                 return ClaimResult(True, resource, self.rt.config.name, self.rt.node_id, e.token,
                                    wall() + (ends - now))  # fmt: skip
-            if isinstance(e, Unavailable) and e.wait > 0 and now + min(e.wait, 0.5) < forming_deadline:
-                # New stewards take over (or restarted ones sit out their quarantine): they said when.
-                await asyncio.sleep(min(e.wait, max(0.0, forming_deadline - now)))
-                continue
+            if isinstance(e, Unavailable) and now < forming_deadline and not e.resource.startswith("@"):
+                # New stewards take over (restarted ones sit out their quarantine: they said for how long),
+                # or a steward just died and is being replaced: a claim rides that out, within its budget.
+                pause = min(e.wait, 0.5) if e.wait > 0 else random.uniform(0.05, 0.2)
+                if now + pause < forming_deadline:
+                    await asyncio.sleep(pause)
+                    continue
             if now >= deadline:
                 if isinstance(e, Denied):
                     exp = wall() + e.remaining if e.remaining else 0.0

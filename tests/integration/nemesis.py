@@ -6,7 +6,8 @@ competes for a few resources: claim → hold a random time → release. Meanwhil
 time and every kind once per shuffled cycle:
 
 - kill:      SIGKILL a random node, restart it a moment later (same name and home: same node id, new
-             incarnation; a steward restarted this way is replaced by reconfiguration);
+             incarnation; a steward restarted this way is the same acceptor again after one D_A, or is
+             replaced if upkeep found it proven dead first);
 - pause:     SIGSTOP a node that holds a claim (any node if none does) for longer than the lease — up to
              past the acceptors' D_A, so others take the resource over — then SIGCONT;
 - partition: cut a minority (1-2 nodes, a holder among them when there is one) off from the rest, both ways,
@@ -263,13 +264,11 @@ class Nemesis:
             async with await connect(name, mesh=self.mesh.name, home=self.mesh.home) as c:
                 info = await asyncio.wait_for(c.info(), 2.0)
                 members = await asyncio.wait_for(c.members(), 2.0)
-            idents.add(f"{info.node_id}/{info.incarnation}")
+            idents.add(info.node_id)  # stewards are node ids: a restarted steward is the same one
             epochs.add(info.epoch)
             sizes.add(len(info.stewards))
             stewards_seen.add(info.stewards)
-            views.append(
-                {f"{m.node_id}/{m.incarnation}" for m in members if m.steward and m.state == "alive"}
-            )
+            views.append({m.node_id for m in members if m.steward and m.state == "alive"})
         live = [len(v & idents) for v in views]
         self.last_steward_view = (
             f"epochs {sorted(epochs)} sizes {sorted(sizes)} live stewards per view {live} "
