@@ -30,6 +30,7 @@ MODULES: tuple[str, ...] = (
     "bench.refs.redis",
     "bench.membership",
     "bench.claims",
+    "bench.formation",
     "bench.messages",
     "bench.security",
 )

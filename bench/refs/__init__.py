@@ -10,6 +10,8 @@ ETCD_LOCK_UNLOCK_P50 = "etcd.lock_unlock_p50"
 ETCD_LOCK_UNLOCK_P99 = "etcd.lock_unlock_p99"
 ETCD_CONTENDED_HANDOVERS = "etcd.contended_handovers"
 ETCD_HTTP_LOCK_ROUND_P50 = "etcd.http_lock_round_p50"
+ETCD_FORMATION = "etcd.formation_s"
+ETCD_TAKEOVER = "etcd.takeover_s"
 
 REDIS_PUBSUB_THROUGHPUT = "redis.pubsub_throughput"
 REDIS_PUBSUB_P50 = "redis.pubsub_latency_p50"

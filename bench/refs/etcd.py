@@ -21,9 +21,17 @@ lock is a FIFO queue of keys; a waiter watches its predecessor's key from the re
 etcd's mvcc `syncWatchersLoop` catches up on a ~100 ms tick — so handovers run at tens per second, not at
 the ~1 ms an uncontended Lock takes. That is etcd's behaviour for every client, not a client artefact.
 
-Server: Debian's etcd-server (3.4.x), single member, data dir in a temp dir on the local disk with
-etcd's defaults (every write fsyncs its WAL before the reply — etcd's real durability, which is part of
-what a lock costs there). Started with free ports, stopped at the end whatever happens.
+Server: Debian's etcd-server (3.4.x), data dirs in a temp dir on the local disk with etcd's defaults
+(every write fsyncs its WAL before the reply — etcd's real durability, which is part of what a lock costs
+there). The reference is a THREE-member cluster on loopback — it replicates every lock through Raft to a
+majority, the same work our claims do (a steward majority) — measured through a client of one member;
+the single-member figures are reported beside it (suffix ``_1m``; one member replicates nothing).
+Started with free ports, stopped at the end whatever happens.
+
+Also measured on the 3-member cluster, as references for issue 8's figures: ``formation_s``, the time from
+the third member's start until the cluster is healthy (it elected a leader and serves), and
+``takeover_s``, the time another client waits for a lock whose holder died right after taking it (its
+lease, TTL 10 s like our default lease, is never kept alive again).
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,10 +146,12 @@ class EtcdClient:
 
 @dataclass(frozen=True)
 class EtcdServer:
-    """A running single-member etcd."""
+    """A running etcd (one member, or the member the client talks to)."""
 
     client_port: int
     version: str
+    members: int = 1
+    formation_s: float = 0.0  # from the last member's start until every member is healthy
 
     @property
     def target(self) -> str:
@@ -172,38 +182,51 @@ def _healthy(port: int) -> bool:
 
 
 @contextmanager
-def running_etcd(binary: str, workdir: Path, *, start_timeout_s: float = 20.0) -> Iterator[EtcdServer]:
-    """Start etcd on free loopback ports with its data under `workdir`; stop it on exit."""
-    client_port, peer_port = free_ports(2)
-    client_url = f"http://{LOOPBACK}:{client_port}"
-    peer_url = f"http://{LOOPBACK}:{peer_port}"
-    argv = [
-        binary,
-        "--name=bench",
-        f"--data-dir={workdir / 'data'}",
-        f"--listen-client-urls={client_url}",
-        f"--advertise-client-urls={client_url}",
-        f"--listen-peer-urls={peer_url}",
-        f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=bench={peer_url}",
-        "--initial-cluster-state=new",
-        "--logger=zap",
-        "--log-level=warn",
-    ]
-    log = workdir / "etcd.log"
-    with managed_process(argv, log_path=log) as proc:
+def running_etcd(
+    binary: str, workdir: Path, *, members: int = 1, start_timeout_s: float = 20.0
+) -> Iterator[EtcdServer]:
+    """Start an etcd cluster of `members` on free loopback ports, data under `workdir`; stop it on exit."""
+    ports = free_ports(2 * members)
+    clients, peers = ports[:members], ports[members:]
+    names = [f"m{i}" for i in range(members)]
+    cluster = ",".join(f"{n}=http://{LOOPBACK}:{p}" for n, p in zip(names, peers, strict=True))
+    with ExitStack() as stack:
+        procs = []
+        for i, name in enumerate(names):
+            client_url, peer_url = f"http://{LOOPBACK}:{clients[i]}", f"http://{LOOPBACK}:{peers[i]}"
+            argv = [
+                binary,
+                f"--name={name}",
+                f"--data-dir={workdir / name}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster={cluster}",
+                "--initial-cluster-state=new",
+                "--logger=zap",
+                "--log-level=warn",
+            ]
+            procs.append(stack.enter_context(managed_process(argv, log_path=workdir / f"{name}.log")))
+            last_start = time.monotonic()
         try:
             wait_until(
-                lambda: proc.poll() is not None or _healthy(client_port),
+                lambda: any(p.poll() is not None for p in procs) or all(_healthy(c) for c in clients),
                 start_timeout_s,
-                interval_s=0.05,
+                interval_s=0.01,
                 what="etcd healthy",
             )
         except TimeoutError:
-            raise RuntimeError(f"etcd did not become healthy; log tail:\n{tail(log)}") from None
-        if proc.poll() is not None:
-            raise RuntimeError(f"etcd exited with {proc.returncode}; log tail:\n{tail(log)}")
-        yield EtcdServer(client_port, etcd_version(binary))
+            raise RuntimeError(
+                f"etcd did not become healthy; log tail:\n{tail(workdir / 'm0.log')}"
+            ) from None
+        formed = time.monotonic() - last_start
+        for p, name in zip(procs, names, strict=True):
+            if p.poll() is not None:
+                raise RuntimeError(
+                    f"etcd exited with {p.returncode}; log tail:\n{tail(workdir / f'{name}.log')}"
+                )
+        yield EtcdServer(clients[0], etcd_version(binary), members, formed)
 
 
 # -- measurements --------------------------------------------------------------------------------------------
@@ -353,7 +376,25 @@ def http_rounds(port: int, n: int, warmup: int, name: bytes) -> list[float]:
     return out
 
 
-async def _grpc_part(ctx: Context, server: EtcdServer) -> None:
+async def takeover(target: str, ttl_s: int = 10) -> float:
+    """Seconds another client waits for a lock whose holder died right after taking it (lease not kept)."""
+    holder, waiter = EtcdClient(target), EtcdClient(target)
+    name = f"bench/takeover/{random.getrandbits(32):x}".encode()
+    try:
+        lease = await holder.lease_grant(ttl_s)
+        await holder.lock(name, lease)
+        t0 = time.perf_counter()  # the holder is "dead" from here: nothing keeps its lease alive
+        lease2 = await waiter.lease_grant(60)
+        await waiter.lock(name, lease2, timeout_s=3 * ttl_s)
+        dt = time.perf_counter() - t0
+        await waiter.lease_revoke(lease2)
+        return dt
+    finally:
+        await holder.close()
+        await waiter.close()
+
+
+async def _grpc_part(ctx: Context, server: EtcdServer, suffix: str = "") -> None:
     n = ctx.rounds(1000, 200)
     warmup = 50
     tag = random.Random().getrandbits(32)
@@ -372,11 +413,11 @@ async def _grpc_part(ctx: Context, server: EtcdServer) -> None:
             )
         )
         note = f"n={n}; p50 per step ms: {steps}"
-        ctx.record("lock_round_p50", r.p50_ms, "ms", note=note)
-        ctx.record("lock_round_p99", r.p99_ms, "ms", note=f"n={n}; max {r.max_ms:.2f} ms")
+        ctx.record(f"lock_round_p50{suffix}", r.p50_ms, "ms", note=note)
+        ctx.record(f"lock_round_p99{suffix}", r.p99_ms, "ms", note=f"n={n}; max {r.max_ms:.2f} ms")
         s = summarize_s(await session_rounds(client, n, warmup, f"bench/session/{tag:x}".encode()))
-        ctx.record("lock_unlock_p50", s.p50_ms, "ms", note=f"n={n}; lock+unlock on a held lease")
-        ctx.record("lock_unlock_p99", s.p99_ms, "ms", note=f"n={n}")
+        ctx.record(f"lock_unlock_p50{suffix}", s.p50_ms, "ms", note=f"n={n}; lock+unlock on a held lease")
+        ctx.record(f"lock_unlock_p99{suffix}", s.p99_ms, "ms", note=f"n={n}")
     finally:
         await client.close()
     duration = 3.0 if ctx.quick else 10.0
@@ -384,7 +425,7 @@ async def _grpc_part(ctx: Context, server: EtcdServer) -> None:
     if c.overlaps:
         ctx.log(f"WARNING: {c.overlaps} overlapping holds observed in etcd's lock (client-side view)")
     ctx.record(
-        "contended_handovers",
+        f"contended_handovers{suffix}",
         c.handovers / c.elapsed_s,
         "1/s",
         higher_is_better=True,
@@ -396,12 +437,26 @@ async def _grpc_part(ctx: Context, server: EtcdServer) -> None:
 def bench_etcd(ctx: Context) -> None:
     """etcd lock service: lock round p50/p99 (gRPC and JSON gateway), contended handovers/s."""
     binary = ensure_binary("etcd", "etcd-server")
-    with tempfile.TemporaryDirectory(prefix="bench-etcd-") as d, running_etcd(binary, Path(d)) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-etcd-") as d,
+        running_etcd(binary, Path(d), members=1) as one,
+    ):
+        ctx.log(f"etcd {one.version}, one member on {one.target}")
+        asyncio.run(_grpc_part(ctx, one, suffix="_1m"))
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-etcd3-") as d,
+        running_etcd(binary, Path(d), members=3) as server,
+    ):
         ctx.set_info("etcd-server", server.version)
-        ctx.log(f"etcd {server.version} on {server.target}, data in {d}")
+        ctx.log(f"etcd {server.version}, three members (client on {server.target}), data in {d}")
+        ctx.record("formation_s", server.formation_s, "s", note="3rd member's start -> all 3 healthy")
         asyncio.run(_grpc_part(ctx, server))
+        t = asyncio.run(takeover(server.target))
+        ctx.record(
+            "takeover_s", t, "s", note="holder dead right after locking; lease TTL 10 s, not kept alive"
+        )
         n = ctx.rounds(300, 100)
-        h = summarize_s(http_rounds(server.client_port, n, 20, b"bench/http"))
+        h = summarize_s(http_rounds(server.client_port, n, 20, b"bench/http"))  # three members
         ctx.record(
             "http_lock_round_p50", h.p50_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P50, note=f"n={n}; JSON gateway"
         )
