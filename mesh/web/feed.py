@@ -1,10 +1,11 @@
 """The page's picture of the mesh, kept current from ONE upstream watch that every open page shares.
 
 A `Feed` connects to a node through a `Connector` (a client of a running node for `meshctl web`, the node
-itself for `up --web`), takes the watch stream with a snapshot first, follows the inbox, and polls the
-little that has no event (outbox delivery states, forgotten members, the steward epoch) once a second —
-only while a page is open. Each change bumps `version`; the JSON of the picture is built once per version
-and handed to every page as is, so three pages cost one serialisation, not three.
+itself for `up --web`), takes the watch stream with a snapshot first, follows the inbox, reads the steward
+epoch when a steward flag changes, and polls the little that has no event at all (outbox delivery states,
+read flags, forgotten members) once a second — only while a page is open. Each change bumps `version`; the
+JSON of the picture is built once per version and handed to every page as is, so three pages cost one
+serialisation, not three.
 
 When the node goes away (restart, `meshctl down`), the feed says so in the picture and reconnects by itself;
 the first events after a reconnect are a fresh snapshot, so nothing stale survives a restart.
@@ -17,7 +18,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ class Feed:
         self._cache: tuple[int, bytes] = (-1, b"")
         self._pages = 0
         self._page_opened = asyncio.Event()
-        self._need_info = True
+        self._info_wanted = asyncio.Event()
         self._last_unread = -1
 
     # ------------------------------------------------------------------ what pages see
@@ -106,7 +107,8 @@ class Feed:
         return self._cache[1]
 
     def snapshot(self) -> dict[str, Any]:
-        """The picture as a JSON-ready dict (documented in mesh/web/README-shaped docstring of app.js)."""
+        """The picture as a JSON-ready dict: {version, now, node, upstream, members (as `status --json`),
+        stewards {epoch, members [{name, state}]}, claims (as `claims --json`), messages, board, activity}."""
         members = sorted(self._members.values(), key=_member_order)
         claims = [
             claim_json(r, m.name, m.node_id, t, x)
@@ -115,7 +117,11 @@ class Feed:
             for r, t, x in m.claims
         ]
         claims.sort(key=lambda c: (c["expires_at"] or "", c["type"], c["name"]))
-        stewards = self._steward_names or [m.name for m in members if m.steward]
+        # Members flagged as stewards are the exact live incarnations; a name the config still lists beyond
+        # them is an earlier run of that session (or one this node never met), shown as gone.
+        stewards = [{"name": m.name, "state": m.state} for m in members if m.steward]
+        extra = Counter(self._steward_names) - Counter(s["name"] for s in stewards)
+        stewards += [{"name": n, "state": "gone"} for n in sorted(extra.elements())]
         return {
             "version": self.version,
             "now": iso(time.time()),
@@ -126,7 +132,7 @@ class Feed:
                 "error": self._up.error,
             },
             "members": [m.to_json() for m in members],
-            "stewards": {"epoch": self._epoch, "names": stewards},
+            "stewards": {"epoch": self._epoch, "members": stewards},
             "claims": claims,
             "messages": self._messages(),
             "board": self._board,
@@ -211,11 +217,12 @@ class Feed:
                     fresh = False
                     self._members.clear()
                     self._inbox.clear()
-                    self._need_info = True
+                    self._info_wanted.set()
                     self._up = _Upstream(True, time.time(), "")
                     helpers = [
                         asyncio.create_task(self._follow_inbox(source), name="web-inbox"),
                         asyncio.create_task(self._poll(source), name="web-poll"),
+                        asyncio.create_task(self._follow_info(source), name="web-info"),
                     ]
                 self._on_event(ev)
         finally:
@@ -234,7 +241,7 @@ class Feed:
         prev = self._members.get(m.node_id)
         self._members[m.node_id] = m
         if prev is not None and prev.steward != m.steward:
-            self._need_info = True
+            self._info_wanted.set()
         if m.is_self and m.unread != self._last_unread:
             self._last_unread = m.unread
         if ev.kind == "joined":
@@ -270,7 +277,7 @@ class Feed:
             self._touch()
 
     async def _poll(self, source: MeshSource) -> None:
-        """What has no event: outbox delivery states, the steward epoch, read flags, forgotten members."""
+        """What has no event, while a page is open: outbox delivery states, read flags, forgotten members."""
         last_reconcile = time.monotonic()
         unread_seen = self._last_unread
         while True:
@@ -279,9 +286,6 @@ class Feed:
             out = _outbox_rows(await source.outbox())
             if out != self._outbox:
                 self._outbox, changed = out, True
-            if self._need_info:
-                self._need_info = False
-                changed |= await self._load_info(source)
             if self._last_unread != unread_seen:
                 # Someone read messages (or new ones came): the read flags of shown ones may have changed.
                 unread_seen = self._last_unread
@@ -302,16 +306,19 @@ class Feed:
                 self._touch()
             await asyncio.sleep(POLL_INTERVAL)
 
-    async def _load_info(self, source: MeshSource) -> bool:
+    async def _follow_info(self, source: MeshSource) -> None:
+        """The steward epoch: read on connect and whenever a member's steward flag changes."""
         info = getattr(source, "info", None)
-        if info is None:  # an embedded Node has no info() until issue 9's MeshAPI: names from the flags
-            return False
-        i = await info()
-        epoch, names = int(i.epoch) or None, list(i.stewards)
-        if (epoch, names) == (self._epoch, self._steward_names):
-            return False
-        self._epoch, self._steward_names = epoch, names
-        return True
+        if info is None:  # an embedded Node has no info() until issue 9's MeshAPI: stewards from the flags
+            return
+        while True:
+            await self._info_wanted.wait()
+            self._info_wanted.clear()
+            i = await info()
+            epoch, names = int(i.epoch) or None, list(i.stewards)
+            if (epoch, names) != (self._epoch, self._steward_names):
+                self._epoch, self._steward_names = epoch, names
+                self._touch()
 
     def _messages(self) -> list[dict[str, Any]]:
         rows = [*self._inbox.values(), *self._outbox]

@@ -137,6 +137,7 @@ class PageServer:
             req = await asyncio.wait_for(_read_request(reader), HEAD_TIMEOUT)
         except _BadRequest as e:
             await self._respond(writer, e.status, f"{e}\n".encode())
+            await _linger(reader, writer)
             return
         status, why = self._check(req)
         if status:
@@ -217,6 +218,21 @@ class PageServer:
             gone.cancel()
             self.streams -= 1
             self.feed.page_closed()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """After refusing a request we did not read in full: say so, then read a little of the rest.
+
+    Closing with unread input makes the kernel send a reset, which can destroy the refusal before the
+    client reads it; reading (at most 64 KiB, for at most a second) lets the answer arrive intact.
+    """
+    with contextlib.suppress(Exception):
+        writer.write_eof()
+    budget = 64 * 1024
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            while budget > 0 and (chunk := await reader.read(min(budget, 16 * 1024))):
+                budget -= len(chunk)
 
 
 def _head(status: int, headers: list[tuple[str, str]]) -> bytes:

@@ -153,8 +153,8 @@
     const foot = el("p", "foot");
     if (m.state === "alive") foot.append(el("span", null, "heard now"));
     else if (m.state === "suspect") foot.append(live("ago", m.last_seen, "silent, last heard "));
-    else if (m.state === "dead") foot.append(live("ago", m.state_since, "dead since ", ""), " · last heard " + clock(m.last_seen));
-    else foot.append(live("ago", m.state_since, "left ", ""));
+    else if (m.state === "dead") foot.append(live("ago", m.state_since, "died "), " · last heard " + clock(m.last_seen));
+    else foot.append(live("ago", m.state_since, "left "));
     if (m.status_updated_at) foot.append(" · ", live("ago", m.status_updated_at, "status "));
     li.append(foot);
     return li;
@@ -205,15 +205,16 @@
     $("no-claims").hidden = claims.length > 0;
   }
 
-  function renderStewards(s, byName) {
+  function renderStewards(s) {
     $("epoch").textContent = s.stewards.epoch ? "epoch " + s.stewards.epoch : "";
-    const names = s.stewards.names;
+    const stewards = s.stewards.members;
     $("stewards").replaceChildren(
-      ...(names.length
-        ? names.map((n) => {
+      ...(stewards.length
+        ? stewards.map((st) => {
             const li = el("li");
-            const st = byName.get(n);
-            li.append(el("span", "name", n), " ", st ? badge(st.state) : el("span", "muted", "not known here"));
+            li.append(el("span", "name", st.name), " ");
+            if (st.state === "gone") li.append(el("span", "muted", "an earlier run, no longer here"));
+            else li.append(badge(st.state));
             return li;
           })
         : [el("li", "empty", "No steward set yet.")]),
@@ -291,7 +292,6 @@
   function render(s) {
     offset = ms(s.now) - Date.now();
     const first = lastSeq === null;
-    const byName = new Map(s.members.map((m) => [m.name, m]));
     $("mesh-name").textContent = s.node.mesh;
     $("served-by").textContent = "node " + s.node.name;
     const count = (st) => s.members.filter((m) => m.state === st).length;
@@ -317,7 +317,7 @@
 
     renderCards(s.members, first);
     renderClaims(s.claims);
-    renderStewards(s, byName);
+    renderStewards(s);
     renderBoard(s.board);
     renderMessages(s.messages, s.node.name);
     renderActivity(s.activity);
