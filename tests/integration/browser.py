@@ -68,7 +68,7 @@ class Page:
 
     async def screenshot(self, path: Path) -> None:
         r = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path.write_bytes(base64.b64decode(r["data"]))
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(r["data"]))
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +77,8 @@ async def chromium(profile: Path, width: int = 1400, height: int = 1000) -> Asyn
     from websockets.asyncio.client import connect
 
     binary = chromium_or_skip()
-    profile.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
+    await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
+    proc = subprocess.Popen(  # noqa: ASYNC220 — a browser for the whole test, not a call to await
         [binary, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -20,9 +20,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.integration.browser import chromium, chromium_or_skip, until_page
 from tests.integration.harness import FAST, MESHCTL, Mesh, until
@@ -123,17 +120,24 @@ def test_live_page_in_chromium_on_a_three_node_mesh(mesh: Mesh, tmp_path: Path) 
     s2 = mesh.up("session-2", *NO_MDNS, "--role", "docs", "--peer", s1.address)
     mesh.up("session-3", *NO_MDNS, "--role", "review", "--peer", s1.address)
     names = {"session-1", "session-2", "session-3"}
-    until(lambda: all(set(mesh.states(n)) == names and set(mesh.states(n).values()) == {"alive"} for n in names),
-          what="three nodes see each other alive")  # fmt: skip
+
+    def all_alive() -> bool:
+        return all(mesh.states(n) == dict.fromkeys(names, "alive") for n in names)
+
+    until(all_alive, what="three nodes see each other alive")
     mesh.ctl("heartbeat", "--action", "build", "--target", "i-match", "--phase", "tests", "--progress", "40",
              "--note", "unit tests green, integration running", node="session-1")  # fmt: skip
     mesh.ctl("heartbeat", "--action", "write", "--target", "README", "--phase", "tour", "--progress", "70",
              "--note", "tour section", node="session-2")  # fmt: skip
     mesh.ctl("heartbeat", "--action", "review", "--target", "PR-42", "--phase", "reading", "--progress", "15",
              node="session-3")  # fmt: skip
+
     # Claims need a steward config; it forms within seconds of the mesh.
-    until(lambda: mesh.ctl("claim", "service", "i-match", "--ttl", "2h", node="session-1", check=False).returncode
-          == 0, timeout=30, interval=0.3, what="the claim is granted")  # fmt: skip
+    def claimed() -> bool:
+        r = mesh.ctl("claim", "service", "i-match", "--ttl", "2h", node="session-1", check=False)
+        return r.returncode == 0
+
+    until(claimed, timeout=30, interval=0.3, what="the claim is granted")
     mesh.ctl("send", "session-1", "i-match", "green: can you update the docs?", node="session-2")
     mesh.ctl("send", "--all", "standup", "in 5 minutes", node="session-3")
 
@@ -143,68 +147,69 @@ def test_live_page_in_chromium_on_a_three_node_mesh(mesh: Mesh, tmp_path: Path) 
 
 async def _look(mesh: Mesh, url: str, tmp_path: Path, names: set[str], s2_address: str) -> None:
     """What the browser shows; the meshctl calls in here are short and block the loop only briefly."""
-    if True:
-        port = URL_RE.fullmatch(url).group(1)  # type: ignore[union-attr]
-        async with chromium(tmp_path / "chromium-profile") as page:
-            await page.call("Page.navigate", url=url)
-            shown = await until_page(
-                page, DOM,
-                lambda d: {c["name"] for c in d["cards"]} == names
-                and all(c["state"] == "alive" for c in d["cards"])
-                and any("service/i-match" in c for c in d["claims"])
-                and len(d["messages"]) >= 2,
-                timeout=20, what="three live sessions, the claim and the messages",
-            )  # fmt: skip
-            cards = {c["name"]: c for c in shown["cards"]}
-            one = cards["session-1"]
-            assert one["progress"] == "40" and one["badge"] == "● alive"
-            for needle in ("build", "i-match", "tests", "unit tests green, integration running", "40%"):
-                assert needle in one["text"], (needle, one["text"])
-            assert cards["session-2"]["progress"] == "70" and "tour section" in cards["session-2"]["text"]
-            claim = next(c for c in shown["claims"] if "service/i-match" in c)
-            assert "session-1" in claim and re.search(r"\d+ h \d\d min|\d+:\d\d", claim), claim
-            assert "session-1" in shown["stewards"] and "No board yet" in shown["board"]
-            # Messages: sender → recipient and subject; the body of a message to this node's own session.
-            direct = next(m for m in shown["messages"] if "session-2 → session-1" in m)
-            assert "i-match" in direct and "green: can you update the docs?" in direct
-            assert any("session-3 → all" in m and "standup" in m for m in shown["messages"])
-            assert "3 of 3 sessions alive" in shown["summary"] and shown["conn"] == "live"
-            # Everything the page loaded came from the page's own server.
-            assert shown["resources"] and all(r.startswith(f"http://127.0.0.1:{port}/") for r in shown["resources"])
+    port = URL_RE.fullmatch(url).group(1)  # type: ignore[union-attr]
+    async with chromium(tmp_path / "chromium-profile") as page:
+        await page.call("Page.navigate", url=url)
+        shown = await until_page(
+            page, DOM,
+            lambda d: {c["name"] for c in d["cards"]} == names
+            and all(c["state"] == "alive" for c in d["cards"])
+            and any("service/i-match" in c for c in d["claims"])
+            and len(d["messages"]) >= 2,
+            timeout=20, what="three live sessions, the claim and the messages",
+        )  # fmt: skip
+        cards = {c["name"]: c for c in shown["cards"]}
+        one = cards["session-1"]
+        assert one["progress"] == "40" and one["badge"] == "● alive"
+        for needle in ("build", "i-match", "tests", "unit tests green, integration running", "40%"):
+            assert needle in one["text"], (needle, one["text"])
+        assert cards["session-2"]["progress"] == "70" and "tour section" in cards["session-2"]["text"]
+        claim = next(c for c in shown["claims"] if "service/i-match" in c)
+        assert "session-1" in claim and re.search(r"\d+ h \d\d min|\d+:\d\d", claim), claim
+        assert "session-1" in shown["stewards"] and "No board yet" in shown["board"]
+        # Messages: sender → recipient and subject; the body of a message to this node's own session.
+        direct = next(m for m in shown["messages"] if "session-2 → session-1" in m)
+        assert "i-match" in direct and "green: can you update the docs?" in direct
+        assert any("session-3 → all" in m and "standup" in m for m in shown["messages"])
+        assert "3 of 3 sessions alive" in shown["summary"] and shown["conn"] == "live"
+        # Everything the page loaded came from the page's own server.
+        ours = f"http://127.0.0.1:{port}/"
+        assert shown["resources"] and all(r.startswith(ours) for r in shown["resources"])
 
-            # A heartbeat on another node reaches the page by itself.
-            mesh.ctl("heartbeat", "--progress", "90", "--note", "tests green", node="session-2")
-            await until_page(
-                page, DOM,
-                lambda d: any(c["name"] == "session-2" and c["progress"] == "90" and "tests green" in c["text"]
-                              for c in d["cards"]),
-                timeout=5, what="session-2's heartbeat on the page",
-            )  # fmt: skip
+        # A heartbeat on another node reaches the page by itself.
+        mesh.ctl("heartbeat", "--progress", "90", "--note", "tests green", node="session-2")
+        await until_page(
+            page, DOM,
+            lambda d: any(c["name"] == "session-2" and c["progress"] == "90"
+                          and "tests green" in c["text"] for c in d["cards"]),
+            timeout=5, what="session-2's heartbeat on the page",
+        )  # fmt: skip
 
-            # A killed session is marked dead, plainly, and stays on the page.
-            mesh.signal("session-3", signal.SIGKILL)
-            shown = await until_page(
-                page, DOM, lambda d: any(c["name"] == "session-3" and c["state"] == "dead" for c in d["cards"]),
-                timeout=15, what="session-3 shown dead",
-            )  # fmt: skip
-            dead = next(c for c in shown["cards"] if c["name"] == "session-3")
-            assert dead["badge"] == "✕ dead" and "died" in dead["text"]
-            assert "1 dead" in shown["summary"] and "session-3 is dead" in shown["activity"]
-            if os.environ.get("MESH_WEB_SCREENSHOT"):
-                # Still, as a person would see it a moment later (no change highlight in mid-fade).
-                features = [{"name": "prefers-reduced-motion", "value": "reduce"}]
-                await page.call("Emulation.setEmulatedMedia", features=features)
-                await page.screenshot(Path(os.environ["MESH_WEB_SCREENSHOT"]))
+        # A killed session is marked dead, plainly, and stays on the page.
+        mesh.signal("session-3", signal.SIGKILL)
+        shown = await until_page(
+            page, DOM,
+            lambda d: any(c["name"] == "session-3" and c["state"] == "dead" for c in d["cards"]),
+            timeout=15, what="session-3 shown dead",
+        )  # fmt: skip
+        dead = next(c for c in shown["cards"] if c["name"] == "session-3")
+        assert dead["badge"] == "✕ dead" and "died" in dead["text"]
+        assert "1 dead" in shown["summary"] and "session-3 is dead" in shown["activity"]
+        if os.environ.get("MESH_WEB_SCREENSHOT"):
+            # Still, as a person would see it a moment later (no change highlight in mid-fade).
+            features = [{"name": "prefers-reduced-motion", "value": "reduce"}]
+            await page.call("Emulation.setEmulatedMedia", features=features)
+            await page.screenshot(Path(os.environ["MESH_WEB_SCREENSHOT"]))
 
-            # The node restarts: the page says so, then reconnects by itself with a fresh picture.
-            mesh.ctl("down", node="session-1")
-            await until_page(page, DOM, lambda d: d["conn"] == "node", timeout=10,
-                             what="the page says the node is not answering")  # fmt: skip
-            mesh.up("session-1", *NO_MDNS, "--role", "i-match", "--peer", s2_address)
-            mesh.ctl("heartbeat", "--note", "after the restart", node="session-2")
-            await until_page(
-                page, DOM,
-                lambda d: d["conn"] == "live"
-                and any(c["name"] == "session-2" and "after the restart" in c["text"] for c in d["cards"]),
-                timeout=20, what="the page live again after the node restarted",
-            )  # fmt: skip
+        # The node restarts: the page says so, then reconnects by itself with a fresh picture.
+        mesh.ctl("down", node="session-1")
+        await until_page(page, DOM, lambda d: d["conn"] == "node", timeout=10,
+                         what="the page says the node is not answering")  # fmt: skip
+        mesh.up("session-1", *NO_MDNS, "--role", "i-match", "--peer", s2_address)
+        mesh.ctl("heartbeat", "--note", "after the restart", node="session-2")
+        await until_page(
+            page, DOM,
+            lambda d: d["conn"] == "live"
+            and any(c["name"] == "session-2" and "after the restart" in c["text"] for c in d["cards"]),
+            timeout=20, what="the page live again after the node restarted",
+        )  # fmt: skip

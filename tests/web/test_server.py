@@ -96,7 +96,7 @@ async def test_read_only(page: Any, method: str) -> None:
 async def test_headers_forbid_remote_loads_and_leaking_the_token(page: Any) -> None:
     _, p = page
     for path in ("/", "/app.js", "/app.css", "/api/state", "/nope"):
-        status, headers, _ = await request(p, path)
+        _, headers, _ = await request(p, path)
         csp = headers["content-security-policy"]
         assert "default-src 'none'" in csp and "connect-src 'self'" in csp, path
         assert not re.search(r"https?:|\*|//", csp), f"CSP allows a remote source: {csp}"
@@ -183,7 +183,7 @@ async def test_bad_requests_are_refused_without_harm(page: Any, monkeypatch: pyt
     for raw, want in (
         (b"GARBAGE\r\n\r\n", 400),
         (b"GET / SPDY/9\r\nHost: x\r\n\r\n", 400),
-        (b"GET /?token=" + p.server.token.encode() + b" HTTP/1.1\r\n" + b"X: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"GET /?token=%s HTTP/1.1\r\nX: %s\r\n\r\n" % (p.server.token.encode(), b"a" * 20000), 431),
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     ):
         reader, writer = await asyncio.open_connection("127.0.0.1", p.server.port)
@@ -226,7 +226,7 @@ async def open_sse(p: LivePage) -> tuple[asyncio.StreamReader, asyncio.StreamWri
     return reader, writer
 
 
-class sse:  # noqa: N801 — used as `async with sse(page) as events`
+class sse:  # used as `async with sse(page) as events`
     def __init__(self, p: LivePage) -> None:
         self.p = p
 
