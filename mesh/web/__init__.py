@@ -20,7 +20,10 @@ from typing import Any
 from mesh.web.feed import Connector, Feed, MeshSource
 from mesh.web.server import PageServer
 
-__all__ = ["Connector", "Feed", "LivePage", "MeshSource", "PageServer", "client_connector", "node_connector"]
+__all__ = [
+    "Connector", "Feed", "LivePage", "MeshSource", "PageServer", "client_connector", "node_connector",
+    "serve_node",
+]  # fmt: skip
 
 
 def client_connector(home: Path, mesh: str | None, name: str) -> Connector:
@@ -82,3 +85,21 @@ class LivePage:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+async def serve_node(node: Any, port: int | None) -> LivePage | None:
+    """`up --web [PORT]`: the page served by the node process itself (None when not asked for).
+
+    Call it before `node.start()`: the port is bound at once (a busy one fails `up` before the node joins),
+    and the page follows the node as soon as it is up.
+    """
+    if port is None:
+        return None
+    from mesh.errors import ConfigError
+
+    page = LivePage(node_connector(node), node_name=node.name, mesh=node.config.mesh, port=port)
+    try:
+        await page.start()
+    except OSError as e:
+        raise ConfigError(f"--web: cannot listen on 127.0.0.1:{port}: {e.strerror or e}") from None
+    return page

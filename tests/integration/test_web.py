@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.integration.browser import chromium, chromium_or_skip, until_page
 from tests.integration.harness import FAST, MESHCTL, Mesh, until
 
@@ -213,3 +215,31 @@ async def _look(mesh: Mesh, url: str, tmp_path: Path, names: set[str], s2_addres
             and any(c["name"] == "session-2" and "after the restart" in c["text"] for c in d["cards"]),
             timeout=20, what="the page live again after the node restarted",
         )  # fmt: skip
+
+
+def test_up_web_serves_the_page_from_the_node_process(mesh: Mesh) -> None:
+    a = mesh.up("a", *NO_MDNS, "--web")
+    r = mesh.ctl("up", "--name", "b", "--detach", "--web", *NO_MDNS, "--peer", a.address)
+    url = r.stdout.splitlines()[0]
+    assert URL_RE.fullmatch(url), r.stdout  # the first line of `up --web` is the page's URL
+    api = url.replace("/?", "/api/state?")
+
+    def both_shown() -> bool:
+        status, body = get(api)
+        state = json.loads(body)
+        names = {m["name"]: m["state"] for m in state["members"]}
+        return status == 200 and state["upstream"]["connected"] and names == {"a": "alive", "b": "alive"}
+
+    until(both_shown, what="b's own page shows a and b alive")
+    # A busy port fails `up` with one line, before the node joins.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        r = mesh.ctl("up", "--name", "c", "--detach", "--web", port, *NO_MDNS, check=False)
+    assert r.returncode == 2 and "cannot listen" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "c" not in mesh.states("a")
+    # The page goes with the node.
+    mesh.ctl("down", node="b")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(api, timeout=5)
