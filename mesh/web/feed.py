@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,7 +34,7 @@ MESSAGES_MAX = 25  # recent messages shown
 BODY_MAX = 2_000  # characters of a message body sent to the page (bodies go up to 64 KiB)
 POLL_INTERVAL = 1.0  # outbox states and the steward epoch have no event: polled while a page is open
 RECONCILE_EVERY = 10.0  # members the node has forgotten (no event either) are dropped this often
-COALESCE = 0.03  # a burst of events (a snapshot, a steward change) becomes one update
+COALESCE = 0.01  # a burst of events (a snapshot, a steward change: one loop turn) becomes one update
 RECONNECT_MAX = 1.0  # seconds between attempts to reach a node that went away
 
 
@@ -194,7 +194,10 @@ class Feed:
                 reason = f"node {self.node_name} closed the stream"
             except MeshError as e:
                 reason = str(e)
-            except (OSError, ConnectionError) as e:  # a socket that vanished under us
+            except OSError as e:  # a socket that vanished under us
+                reason = f"{type(e).__name__}: {e}"
+            except Exception as e:  # a bug must not leave the page frozen: say it, then try again
+                log.exception("web: following node %s failed", self.node_name)
                 reason = f"{type(e).__name__}: {e}"
             if time.monotonic() - started > 2.0:
                 delay = 0.05
@@ -220,17 +223,16 @@ class Feed:
                     self._info_wanted.set()
                     self._up = _Upstream(True, time.time(), "")
                     helpers = [
-                        asyncio.create_task(self._follow_inbox(source), name="web-inbox"),
-                        asyncio.create_task(self._poll(source), name="web-poll"),
-                        asyncio.create_task(self._follow_info(source), name="web-info"),
+                        asyncio.create_task(_keep(self._follow_inbox, source), name="web-inbox"),
+                        asyncio.create_task(_keep(self._poll, source), name="web-poll"),
                     ]
+                    if hasattr(source, "info"):  # an embedded Node has none until issue 9's MeshAPI
+                        helpers.append(asyncio.create_task(_keep(self._follow_info, source), name="web-info"))
                 self._on_event(ev)
         finally:
             for t in helpers:
                 t.cancel()
-            for t in helpers:
-                with contextlib.suppress(asyncio.CancelledError, MeshError, OSError):
-                    await t
+            await asyncio.gather(*helpers, return_exceptions=True)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
@@ -308,13 +310,15 @@ class Feed:
 
     async def _follow_info(self, source: MeshSource) -> None:
         """The steward epoch: read on connect and whenever a member's steward flag changes."""
-        info = getattr(source, "info", None)
-        if info is None:  # an embedded Node has no info() until issue 9's MeshAPI: stewards from the flags
-            return
+        info = source.info  # type: ignore[attr-defined]
         while True:
             await self._info_wanted.wait()
             self._info_wanted.clear()
-            i = await info()
+            try:
+                i = await info()
+            except BaseException:
+                self._info_wanted.set()  # not read: read it again when this follower restarts
+                raise
             epoch, names = int(i.epoch) or None, list(i.stewards)
             if (epoch, names) != (self._epoch, self._steward_names):
                 self._epoch, self._steward_names = epoch, names
@@ -326,7 +330,23 @@ class Feed:
         return [_public_message(e, self.node_name) for e in rows[:MESSAGES_MAX]]
 
 
-# ---------------------------------------------------------------------- pure helpers
+# ---------------------------------------------------------------------- helpers
+
+
+async def _keep(follow: Callable[[MeshSource], Awaitable[None]], source: MeshSource) -> None:
+    """Run one of the feed's followers for as long as the connection lasts, restarting it if it fails.
+
+    A transient error (a call that timed out, a stream the node ended) must not leave part of the page
+    stale until the next reconnect; the watch stream alone decides when the connection is over.
+    """
+    while True:
+        try:
+            await follow(source)
+        except (MeshError, OSError) as e:
+            log.debug("web: %s ended (%s); again shortly", getattr(follow, "__name__", follow), e)
+        except Exception:
+            log.exception("web: %s failed; again shortly", getattr(follow, "__name__", follow))
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 async def _board(source: MeshSource) -> list[dict[str, Any]] | None:
