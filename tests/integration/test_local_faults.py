@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Mesh
+from tests.integration.harness import FAST, Mesh, until
+from tests.integration.nemesis import free_ports
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare a directory as another user")
@@ -49,5 +51,96 @@ def test_mesh_option_is_a_name_not_a_glob(tmp_path: Path, verb: tuple[str, ...])
         assert r.returncode == 2
         assert r.stderr.count("\n") == 1 and "mesh name" in r.stderr and "Traceback" not in r.stderr
         assert m.ctl("status", "--json", node="a").returncode == 0  # still running: nothing was stopped
+    finally:
+        m.cleanup()
+
+
+def _mesh_dir(m: Mesh) -> Path:
+    return m.home / "meshes" / m.name
+
+
+def _one_line_refusal(r: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["garbage-cert", "garbage-key", "meta-list", "meta-huge-time", "meta-garbage", "swapped-key"],
+)
+def test_damaged_leaf_cache_is_reissued(tmp_path: Path, damage: str) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}", *FAST)
+        until(lambda: m.states("b").get("a") == "alive", what="a alive in b's view")
+        m.ctl("down", node="a")
+        tls = _mesh_dir(m) / "nodes" / "a" / "tls"
+        other = _mesh_dir(m) / "nodes" / "b" / "tls"
+        if damage == "garbage-cert":
+            (tls / "leaf.crt").write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n")
+        elif damage == "garbage-key":
+            (tls / "leaf.key").write_bytes(os.urandom(300))
+        elif damage == "meta-list":
+            (tls / "leaf.json").write_text("[1, 2, 3]")
+        elif damage == "meta-huge-time":
+            meta = json.loads((tls / "leaf.json").read_text())
+            meta["not_after"] = 1e300
+            (tls / "leaf.json").write_text(json.dumps(meta))
+        elif damage == "meta-garbage":
+            (tls / "leaf.json").write_bytes(b"\xff\xfe{{")
+        else:  # a key that parses but belongs to another node's certificate
+            (tls / "leaf.key").write_bytes((other / "leaf.key").read_bytes())
+        m.restart("a")
+        # It serves, and its peer (same CA) accepts its new leaf.
+        until(lambda: m.states("b").get("a") == "alive", what="a alive again in b's view")
+    finally:
+        m.cleanup()
+
+
+def test_world_readable_ca_key_is_refused(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        m.up("a", "--no-mdns")
+        m.ctl("down", node="a")
+        key = _mesh_dir(m) / "credentials" / "ca.key"
+        os.chmod(key, 0o644)
+        r = m.ctl("up", "--name", "a", "--no-mdns", "--detach", check=False)
+        _one_line_refusal(r, "readable by others", "chmod 600")
+    finally:
+        m.cleanup()
+
+
+def test_garbage_ca_key_is_refused(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        m.up("a", "--no-mdns")
+        m.ctl("down", node="a")
+        key = _mesh_dir(m) / "credentials" / "ca.key"
+        key.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+        r = m.ctl("up", "--name", "a", "--no-mdns", "--detach", check=False)
+        _one_line_refusal(r, "damaged", "init --from")
+    finally:
+        m.cleanup()
+
+
+def test_deleted_credentials_are_not_silently_replaced(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        m.up("a", "--no-mdns")
+        m.ctl("down", node="a")
+        creds = _mesh_dir(m) / "credentials"
+        ca_before = (creds / "ca.crt").read_bytes()
+        shutil.rmtree(creds)
+        r = m.ctl("up", "--name", "a", "--no-mdns", "--detach", check=False)
+        _one_line_refusal(r, "are gone", "init --from")
+        assert not creds.exists()  # nothing was created behind the user's back
+        # The operator's explicit choice still works: a new CA, said so.
+        m.ctl("init", "--force")
+        m.up("a", "--no-mdns")
+        assert (creds / "ca.crt").read_bytes() != ca_before
     finally:
         m.cleanup()
