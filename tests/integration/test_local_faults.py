@@ -144,3 +144,78 @@ def test_deleted_credentials_are_not_silently_replaced(tmp_path: Path) -> None:
         assert (creds / "ca.crt").read_bytes() != ca_before
     finally:
         m.cleanup()
+
+
+def test_port_of_another_node_is_refused(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        r = m.ctl("up", "--name", "b", "--no-mdns", "--port", str(port), "--detach", check=False)
+        _one_line_refusal(r, f"127.0.0.1:{port}", "in use")
+        assert m.ctl("status", "--json", node="a").returncode == 0
+    finally:
+        m.cleanup()
+
+
+def test_port_of_another_program_is_refused(tmp_path: Path) -> None:
+    import socket
+
+    m = Mesh(home=tmp_path / "home")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        try:
+            r = m.ctl("up", "--name", "a", "--no-mdns", "--port", str(port), "--detach", check=False)
+            _one_line_refusal(r, "in use")
+            r = m.ctl("up", "--name", "a", "--no-mdns", "--port", str(port), check=False)  # foreground too
+            _one_line_refusal(r, "in use")
+        finally:
+            m.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--bind", "999.1.1.1"), ("bind address", "not an IP address")),
+        (("--mdns-interface", "abc"), ("mDNS interface", "not an IP address")),
+        (("--peer", "nowhere"), ("peer",)),
+    ],
+)
+def test_bad_addresses_are_one_line(tmp_path: Path, args: tuple[str, ...], words: tuple[str, ...]) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        r = m.ctl("up", "--name", "a", *args, "--detach", check=False)
+        _one_line_refusal(r, *words)
+    finally:
+        m.cleanup()
+
+
+def test_half_open_connections_are_dropped(tmp_path: Path) -> None:
+    """Connections that never finish a TLS handshake are closed by the node (bounded), not held for 120 s."""
+    import socket
+    import time
+
+    m = Mesh(home=tmp_path / "home")
+    socks: list[socket.socket] = []
+    try:
+        p = m.up("a", "--no-mdns")
+        host, _, port = p.address.rpartition(":")
+        for _ in range(50):
+            socks.append(socket.create_connection((host, int(port))))
+        closed = 0
+        deadline = time.monotonic() + 30
+        for s in socks:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except (TimeoutError, OSError):
+                pass
+        assert closed == len(socks), f"only {closed} of {len(socks)} half-open connections were closed"
+        assert m.ctl("status", "--json", node="a").returncode == 0
+    finally:
+        for s in socks:
+            s.close()
+        m.cleanup()
