@@ -107,7 +107,7 @@ class Feed:
         return self._cache[1]
 
     def snapshot(self) -> dict[str, Any]:
-        """The picture as a JSON-ready dict: {version, now, node, upstream, members (as `status --json`),
+        """The picture as a JSON-ready dict: {version, node, upstream, members (as `status --json`),
         stewards {epoch, members [{name, state}]}, claims (as `claims --json`), messages, board, activity}."""
         members = sorted(self._members.values(), key=_member_order)
         claims = [
@@ -124,7 +124,6 @@ class Feed:
         stewards += [{"name": n, "state": "gone"} for n in sorted(extra.elements())]
         return {
             "version": self.version,
-            "now": iso(time.time()),
             "node": {"name": self.node_name, "mesh": self.mesh, "software": self.software},
             "upstream": {
                 "connected": self._up.connected,

@@ -6,7 +6,6 @@
   const q = (path) => path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
   const $ = (id) => document.getElementById(id);
   const cards = new Map(); // node_id -> {el, key}
-  let offset = 0; // server clock minus browser clock, ms (same host, but a tab may have slept)
   let lastSeq = null; // newest activity entry drawn; null until the first picture
   let source = null;
   let retryTimer = null;
@@ -35,7 +34,7 @@
 
   // ------------------------------------------------------------------ time
 
-  const now = () => Date.now() + offset;
+  const now = () => Date.now(); // the page and its server share this host's clock
   const ms = (iso) => (iso ? Date.parse(iso) : NaN);
 
   function span(sec) {
@@ -272,6 +271,10 @@
 
   function renderActivity(entries) {
     const list = $("activity");
+    if (entries.length && lastSeq !== null && entries[0].seq < lastSeq) {
+      list.replaceChildren(); // numbering started over: a new feed behind the same page
+      lastSeq = 0;
+    }
     const fresh = lastSeq === null ? entries : entries.filter((e) => e.seq > lastSeq);
     // Entries arrive newest first; prepend oldest-first so the newest ends on top.
     for (const e of fresh.slice().reverse()) {
@@ -290,7 +293,6 @@
   // ------------------------------------------------------------------ the whole picture
 
   function render(s) {
-    offset = ms(s.now) - Date.now();
     const first = lastSeq === null;
     $("mesh-name").textContent = s.node.mesh;
     $("served-by").textContent = "node " + s.node.name;
