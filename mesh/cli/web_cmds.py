@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import threading
 from typing import Any
@@ -54,7 +55,10 @@ async def _web(args: argparse.Namespace) -> int:
         print(f"serving the live page of {where}; Ctrl-C to stop", file=sys.stderr, flush=True)
         if not args.no_open:
             open_browser(url)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # Ctrl-C arrives as KeyboardInterrupt
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
     finally:
         await page.close()
     return 0
