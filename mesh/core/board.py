@@ -79,7 +79,7 @@ import unicodedata
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId
 from mesh.core.hlc import HybridClock, Stamp, check_stamp
@@ -203,6 +203,8 @@ def _shown(value: object) -> str:
 
 
 def _bad_char(value: str, allow_newline: bool = False) -> str | None:
+    if value.isprintable():  # the common case, fast: no Cc, no separators, no format characters
+        return None
     for c in value:
         if c == "\n" and allow_newline:
             continue
@@ -547,11 +549,12 @@ class _Step:
 class _Entity:
     """A task or a milestone: registers by field name; `created` is None while headless."""
 
-    __slots__ = ("created", "id", "regs", "steps")
+    __slots__ = ("created", "id", "regs", "steps", "updated")
 
     def __init__(self, eid: str) -> None:
         self.id = eid
         self.created: Key | None = None
+        self.updated = 0  # wall_ms of the latest operation applied to it
         self.regs: dict[str, Reg] = {}
         self.steps: dict[str, _Step] = {}
 
@@ -593,9 +596,9 @@ class Applied:
 # ---------------------------------------------------------------- views
 
 
-@dataclass(frozen=True, slots=True)
-class TaskRow:
-    """One task as the board shows it."""
+class TaskRow(NamedTuple):
+    """One task as the board shows it (a named tuple: a view builds 10,000 of these, and a tuple is
+    built ~5x faster than a frozen dataclass; ``row._asdict()`` gives the JSON shape)."""
 
     id: str
     short_id: str
@@ -661,6 +664,14 @@ class BoardView:
 
 
 _RANK = {TaskState.OPEN: 0, TaskState.DONE: 1, TaskState.DROPPED: 2}
+# Plain dict lookups: calling an enum class costs ~1 us, which a 10k-task view pays three times per task.
+_TASK_STATE = {s.value: s for s in TaskState}
+_PRIORITY = {p.value: p for p in Priority}
+_ROW_STATE = {
+    TaskState.OPEN: RowState.OPEN,
+    TaskState.DONE: RowState.DONE,
+    TaskState.DROPPED: RowState.DROPPED,
+}
 
 
 # ---------------------------------------------------------------- the board
@@ -788,6 +799,9 @@ class Board:
     def _effect(self, op: Op) -> None:
         key = _key(op)
         b = op.body
+        table = self._tasks if isinstance(b, _TASK_BODIES) else self._milestones
+        ent = self._entity(table, op.target)
+        ent.updated = max(ent.updated, key[0])
         if isinstance(b, AddTask):
             t = self._entity(self._tasks, op.id)
             t.created = key
@@ -1138,7 +1152,7 @@ class Board:
             if t.created is None:
                 continue
             regs = t.regs
-            state = TaskState(regs["state"][1])
+            state = _TASK_STATE[regs["state"][1]]
             mid = regs["milestone"][1]
             sid = regs["step"][1]
             if mid and state is not TaskState.DROPPED:
@@ -1154,7 +1168,7 @@ class Board:
                 continue
             if state is TaskState.DROPPED and not include_dropped:
                 continue
-            prio = Priority(regs["priority"][1])
+            prio = _PRIORITY[regs["priority"][1]]
             if priorities is not None and prio not in priorities:
                 continue
             task_role = regs["role"][1]
@@ -1163,7 +1177,7 @@ class Board:
             if milestone is not None and mid != milestone:
                 continue
             who, until = claims.get(t.id, ("", None))
-            shown = RowState(state.value)
+            shown = _ROW_STATE[state]
             if state is TaskState.OPEN and who:
                 shown = RowState.CLAIMED
             else:
@@ -1171,28 +1185,27 @@ class Board:
             if holder is not None and who != holder:
                 continue
             origin, _, seq = t.id.partition("-")
-            row = TaskRow(
-                id=t.id,
-                short_id=f"{shorts.get(origin, origin)}-{seq}",
-                title=regs["title"][1],
-                priority=prio,
-                state=shown,
-                holder=who,
-                until=until,
-                milestone=mid,
-                milestone_title=mtitles.get(mid, ""),
-                step=sid,
-                role=task_role,
-                note=regs["note"][1],
-                created_ms=t.created[0],
-                updated_ms=max(k[0] for k, _ in regs.values()),
-                origin=origin,
+            row = TaskRow(  # positional: ~2x faster than keywords for a 16-field row
+                t.id,
+                f"{shorts.get(origin, origin)}-{seq}",
+                regs["title"][1],
+                prio,
+                shown,
+                who,
+                until,
+                mid,
+                mtitles.get(mid, ""),
+                sid,
+                task_role,
+                regs["note"][1],
+                t.created[0],
+                t.updated,
+                origin,
             )
             groups[prio].append((_RANK[state], t.created, row))
-        out_groups = tuple(
-            (p, tuple(row for _, _, row in sorted(rows, key=lambda r: (r[0], r[1]))))
-            for p, rows in groups.items()
-        )
+        for rows in groups.values():
+            rows.sort()  # (rank, created) is unique per task, so rows themselves are never compared
+        out_groups = tuple((p, tuple(row for _, _, row in rows)) for p, rows in groups.items())
         return BoardView(out_groups, self._milestone_rows(per_milestone, per_step))
 
     def _milestone_rows(
