@@ -458,6 +458,15 @@ class Context:
         return seq <= dict(self.vv).get(origin, 0) or (origin, seq) in self.dots
 
 
+def _check_context(ctx: Context) -> None:
+    if not isinstance(ctx, Context):
+        raise InvalidField("context", f"expected a Context, not {type(ctx).__name__}")
+    for origin, seq in (*ctx.vv, *ctx.dots):
+        _check_id(origin, "replica", _REPLICA)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
+            raise InvalidField("context", f"context seq out of range: {_shown(seq)}")
+
+
 class _Ctx:
     """The mutable form: `vv[o] = n` means 1..n all in; `dots[o]` holds ids past the gap."""
 
@@ -682,6 +691,8 @@ class Board:
 
     def __init__(self, replica: str, clock: HybridClock | None = None) -> None:
         _check_id(replica, "replica", _REPLICA)
+        if clock is not None and clock.node != replica:
+            raise InvalidField("clock", "the board's clock must stamp with the board's replica id")
         self.replica = replica
         self.clock = clock or HybridClock(replica)
         self._tasks: dict[str, _Entity] = {}
@@ -741,6 +752,8 @@ class Board:
 
     def apply_delta(self, delta: Delta) -> list[Applied]:
         """Apply a peer's delta (one batch of it); merge its context when it carries one."""
+        if delta.context is not None:
+            _check_context(delta.context)
         done = [self.apply(op) for op in delta.ops]
         if delta.context is not None:
             self._ctx.merge(delta.context)
@@ -1302,7 +1315,7 @@ def op_from_dict(data: Mapping[str, Any]) -> Op:
             )
         elif name == "state" and value is not None:
             enum = TaskState if cls is SetTaskState else MilestoneState
-            value = enum(value) if value in enum._value2member_map_ else value
+            value = enum(value) if isinstance(value, str) and value in enum._value2member_map_ else value
         args[name] = value
     try:
         built = cls(**args)
@@ -1328,9 +1341,7 @@ def context_from_dict(data: Mapping[str, Any]) -> Context:
         for item in items:
             if not (isinstance(item, list | tuple) and len(item) == 2):
                 raise InvalidField("context", f"context {name} holds [replica, seq] pairs")
-            origin, seq = item
-            _check_id(origin, "replica", _REPLICA)
-            if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-                raise InvalidField("context", f"context seq out of range: {_shown(seq)}")
-            pairs[name].append((origin, seq))
-    return Context(tuple(sorted(pairs["vv"])), tuple(sorted(pairs["dots"])))
+            pairs[name].append((item[0], item[1]))
+    ctx = Context(tuple(pairs["vv"]), tuple(pairs["dots"]))
+    _check_context(ctx)
+    return Context(tuple(sorted(ctx.vv)), tuple(sorted(ctx.dots)))

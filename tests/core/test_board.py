@@ -33,7 +33,7 @@ from mesh.core.board import (
     split_delta,
 )
 from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId
-from mesh.core.hlc import Stamp
+from mesh.core.hlc import HybridClock, Stamp
 
 A, B, C = "0aaaaaaa", "1bbbbbbb", "2ccccccc"
 T0 = 1_700_000_000_000
@@ -540,6 +540,19 @@ def test_codec_rejects_bad_input(change: Any, fragment: str) -> None:
 def test_context_codec_rejects_bad_input(data: Any) -> None:
     with pytest.raises(InvalidField):
         context_from_dict(data)
+
+
+def test_unhashable_and_mistyped_values_from_a_peer() -> None:
+    (a,) = replicas(A)
+    t = a.add_task(T0, "t")
+    d = op_to_dict(a.done(T0, t.id))
+    d["body"]["state"] = []
+    with pytest.raises(InvalidField, match="state"):
+        op_from_dict(d)
+    with pytest.raises(InvalidField, match="context"):
+        a.apply_delta(Delta((), Context(((A, -1),), ())))
+    with pytest.raises(InvalidField, match="clock"):
+        Board(A, clock=HybridClock(B))
 
 
 def test_task_state_op_from_a_peer_is_validated() -> None:
