@@ -351,15 +351,26 @@ async def _keep(follow: Callable[[MeshSource], Awaitable[None]], source: MeshSou
 async def _board(source: MeshSource) -> list[dict[str, Any]] | None:
     """The task board, by priority, once the API has one (issue 12); None shows "no board yet".
 
-    To add it: give the source a `board()` verb returning tasks as dicts with at least
-    {id, title, priority (P0-P3), state, holder, milestone, role}; this function returns them sorted and
-    app.js `renderBoard` draws them. Nothing else changes.
+    To add it: give the source a `board()` verb returning the board (`mesh.core.board.BoardView`, whose
+    `tasks()` are rows with id, title, priority P0-P3, state, holder, until, milestone(_title), role) or a
+    list of such rows or dicts; this function flattens them in board order and app.js `renderBoard` draws
+    them grouped by priority. Nothing else changes (claims on tasks already show under Claims).
     """
     fn = getattr(source, "board", None)
     if fn is None:
         return None
-    tasks = [t if isinstance(t, dict) else t.to_json() for t in await fn()]
-    return sorted(tasks, key=lambda t: (str(t.get("priority", "P9")), str(t.get("title", ""))))
+    got = await fn()
+    rows = got.tasks() if hasattr(got, "tasks") else got
+    tasks = [_as_dict(t) for t in rows]
+    return sorted(tasks, key=lambda t: str(t.get("priority", "P9")))  # stable: board order within each
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict):
+        return row
+    if hasattr(row, "to_json"):
+        return dict(row.to_json())
+    return dict(row._asdict())  # a NamedTuple row
 
 
 _STATE_RANK = {"alive": 0, "suspect": 0, "dead": 1, "left": 2}

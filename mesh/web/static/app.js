@@ -221,8 +221,8 @@
   }
 
   function renderBoard(board) {
-    // Issue 12: once the API has a board, the feed sends tasks [{id, title, priority, state, holder,
-    // milestone, role}] sorted by priority; until then it sends null and this says so.
+    // Issue 12: once the API has a board, the feed sends its task rows [{id, title, priority, state,
+    // holder, milestone_title, role, …}] in board order; until then it sends null and this says so.
     const box = $("board");
     if (board === null || board === undefined) {
       box.replaceChildren(el("p", "empty", "No board yet: tasks by priority appear here once the mesh has a board."));
@@ -246,7 +246,8 @@
         const li = el("li", "task st-" + (t.state || "open"));
         li.append(el("span", "title", t.title), " ", el("span", "tag", t.state || "open"));
         if (t.holder) li.append(" ", el("span", "muted", "by " + t.holder));
-        if (t.milestone) li.append(" ", el("span", "muted", "· " + t.milestone));
+        if (t.milestone_title || t.milestone) li.append(" ", el("span", "muted", "· " + (t.milestone_title || t.milestone)));
+        if (t.role) li.append(" ", el("span", "role", t.role));
         ul.append(li);
       }
       out.push(ul);
