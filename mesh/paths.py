@@ -7,6 +7,8 @@
     node.log       log of a detached node
     control.sock   control API (0600); if the path is too long for AF_UNIX, it lives in a short
                    per-user runtime dir and node.json says where
+    hooks.sock     the hook wire (JSON lines for agent hooks, 0600; same placement rule as control.sock)
+    hooks.json     what this session's agent has already been told (the hook wire's cursor)
 """
 
 from __future__ import annotations
@@ -55,13 +57,22 @@ def ensure_private_dir(path: Path) -> Path:
 
 def control_socket_path(state_dir: Path) -> Path:
     """A node's control socket: in its state dir if the path fits AF_UNIX, else a short private path."""
-    p = state_dir / "control.sock"
+    return _socket_path(state_dir, "control")
+
+
+def hook_socket_path(state_dir: Path) -> Path:
+    """A node's hook-wire socket (placed like the control socket)."""
+    return _socket_path(state_dir, "hooks")
+
+
+def _socket_path(state_dir: Path, kind: str) -> Path:
+    p = state_dir / f"{kind}.sock"
     if len(str(p)) <= _SUN_PATH_MAX:
         return p
     digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
     base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"session-mesh-{os.getuid()}"
     ensure_private_dir(base)
-    return base / f"{digest}.sock"
+    return base / (f"{digest}.sock" if kind == "control" else f"{digest}.{kind}.sock")
 
 
 class NodeLock:
@@ -123,6 +134,8 @@ class RunningNode:
     socket: Path
     address: str
     state_dir: Path
+    hook_socket: Path | None = None  # the hook wire (older nodes have none)
+    watch_pid: int | None = None  # the session process it serves (--watch-pid): how an MCP server finds it
 
 
 def write_node_file(state_dir: Path, info: RunningNode) -> None:
@@ -135,6 +148,10 @@ def write_node_file(state_dir: Path, info: RunningNode) -> None:
         "socket": str(info.socket),
         "address": info.address,
     }
+    if info.hook_socket is not None:
+        data["hook_socket"] = str(info.hook_socket)
+    if info.watch_pid is not None:
+        data["watch_pid"] = info.watch_pid
     tmp = state_dir / "node.json.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, state_dir / "node.json")
@@ -163,6 +180,8 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
                 RunningNode(
                     name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
                     socket=Path(d["socket"]), address=d["address"], state_dir=sd,
+                    hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
+                    watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
                 )
             )  # fmt: skip
         except (OSError, ValueError, KeyError):
