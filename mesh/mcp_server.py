@@ -44,14 +44,15 @@ MAX_LIST = 32
 class Session:
     """Finds this session's node (again, if it restarts) and keeps a client to it."""
 
-    def __init__(self, home: Path | None = None, mesh: str | None = None) -> None:
+    def __init__(self, home: Path | None = None, mesh: str | None = None, name: str | None = None) -> None:
         self.home = home or default_home()
         self.mesh = mesh
+        self.name = name  # else $MESH_NODE, read at each call (the environment is the session's)
         self._node: RunningNode | None = None
         self._client: Client | None = None
 
     def find(self) -> RunningNode:
-        name = os.environ.get("MESH_NODE") or None
+        name = self.name or os.environ.get("MESH_NODE") or None
         if name:
             return find_node(self.home, self.mesh, name)
         nodes = running_nodes(self.home, self.mesh)

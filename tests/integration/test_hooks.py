@@ -26,7 +26,8 @@ from tests.integration.harness import Mesh, until, wait_pid_gone
 EVENT = {
     "claude-code": {"start": "SessionStart", "prompt": "UserPromptSubmit", "pre": "PreToolUse",
                     "post": "PostToolUse", "end": "SessionEnd"},
-    "codex": {"start": "SessionStart", "prompt": "UserPromptSubmit", "pre": "PreToolUse", "post": "PostToolUse"},
+    "codex": {"start": "SessionStart", "prompt": "UserPromptSubmit", "pre": "PreToolUse",
+              "post": "PostToolUse"},
     "gemini": {"start": "SessionStart", "prompt": "BeforeAgent", "pre": "BeforeTool", "post": "AfterTool",
                "end": "SessionEnd"},
 }  # fmt: skip
@@ -285,7 +286,8 @@ def test_node_follows_the_agent_process(mesh: Mesh, project: Path) -> None:
     agent = (
         "import json, subprocess, sys, time\n"
         f"r = subprocess.run(['sh', '-c', {commands['SessionStart']!r}], capture_output=True, text=True,\n"
-        f"    input=json.dumps({{'session_id': {sid!r}, 'cwd': {str(project)!r}, 'hook_event_name': 'SessionStart',"
+        f"    input=json.dumps({{'session_id': {sid!r}, 'cwd': {str(project)!r},"
+        " 'hook_event_name': 'SessionStart',"
         " 'source': 'startup', 'model': 'm', 'permission_mode': 'default', 'transcript_path': None}))\n"
         "print(r.stdout, flush=True)\n"
         "sys.stdin.read()\n"  # the agent runs until we close its stdin
@@ -329,7 +331,8 @@ def test_hook_wire_refuses_bad_requests_and_keeps_its_cursor_across_restarts(mes
                 data += chunk
         return [json.loads(x) for x in data.splitlines()]
 
-    bad = ask(b"[]\n", b"{bad\n", b'{"op": 3}\n', b'{"op": "check"}\n', b'{"op": "check", "path": "/etc/x"}\n',
+    bad = ask(b"[]\n", b"{bad\n", b'{"op": 3}\n', b'{"op": "check"}\n',
+              b'{"op": "check", "path": "/etc/x"}\n',
               b'{"op": "check", "path": "../x"}\n', b'{"op": "heartbeat", "progress": 101}\n',
               b'{"op": "heartbeat", "action": "a\\u0000b"}\n', b'{"op": "claim", "paths": ["src/*.py"]}\n',
               b'{"op": "claim", "paths": []}\n', b'{"op": "delivered", "ids": "x"}\n',
