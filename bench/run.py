@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "bench.claims",
     "bench.messages",
     "bench.security",
+    "bench.hooks",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

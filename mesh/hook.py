@@ -23,15 +23,18 @@ MESH_HOOKS_OFF=pre,post (any of start, prompt, pre, post, end) turns pieces off 
 
 from __future__ import annotations
 
-import hashlib
+# The hook's whole life is on the agent's clock: import what every run needs, and only that. `_socket` is
+# the C module under `socket` (whose Python layer pulls in enum, selectors, …); hashlib and subprocess are
+# imported where they are used (a note, the node's start).
+import _socket
 import json
 import os
-import re
-import socket
-import subprocess
 import sys
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself costs a few ms at every hook run; annotations are strings anyway
+if TYPE_CHECKING:
+    from typing import Any
 
 AGENTS = ("claude-code", "codex", "gemini")
 EVENTS: dict[str, dict[str, str]] = {
@@ -70,7 +73,7 @@ START_TIMEOUT = 20.0  # s: starting the node at session start (that event may ta
 STDIN_MAX = 32 * 1024 * 1024  # a Write's tool_input carries the whole file
 ANSWER_MAX = 1024 * 1024
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "fish", "busybox"})
-_NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_NAME_OK = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class WireError(Exception):
@@ -114,11 +117,24 @@ def node_name(agent: str, event: dict[str, Any], env: dict[str, str]) -> str:
     session gets the same name, so the same node id and inbox back), distinct between sessions."""
     if env.get("MESH_NODE"):
         return env["MESH_NODE"]
-    base = _NAME_BAD.sub("-", os.path.basename(project_dir(agent, event, env))).strip("-._")[:40]
-    sid = re.sub(r"[^A-Za-z0-9]", "", session_id(event, env))[:8]
+    base = _slug(os.path.basename(project_dir(agent, event, env))).strip("-._")[:40]
+    sid = "".join(c for c in session_id(event, env) if c.isascii() and c.isalnum())[:8]
     if not sid:
+        import hashlib
+
         sid = hashlib.sha256(session_id(event, env).encode()).hexdigest()[:8]
     return f"{base or 'session'}-{sid}"
+
+
+def _slug(text: str) -> str:
+    """Runs of characters a node name cannot hold become one '-'."""
+    out: list[str] = []
+    for c in text:
+        if c in _NAME_OK:
+            out.append(c)
+        elif not out or out[-1] != "-":
+            out.append("-")
+    return "".join(out)
 
 
 def node_file(home: str, mesh: str, name: str) -> str:
@@ -169,7 +185,7 @@ class Wire:
 
     def __init__(self, path: str, deadline: float) -> None:
         self.deadline = deadline
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         self._buf = b""
         try:
             self.sock.settimeout(self._left())
@@ -258,6 +274,8 @@ class Hook:
 
     def note_once(self, key: str, text: str) -> None:
         """Tell the person (systemMessage) why the mesh is not helping — once per session and reason."""
+        import hashlib
+
         said = os.path.join(self.home, "hooks", "said")
         digest = hashlib.sha256(f"{self.agent}|{session_id(self.event, self.env)}|{key}".encode()).hexdigest()
         try:
@@ -339,6 +357,8 @@ class Hook:
             return False
 
     def _start_node(self) -> str:
+        import subprocess
+
         cmd = [sys.executable, "-m", "mesh.cli.main", "up", "--name", self.name, "--role", ROLE[self.agent],
                "--detach", "--watch-pid", str(agent_pid(self.env))]  # fmt: skip
         env = dict(self.env)
