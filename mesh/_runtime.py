@@ -174,13 +174,17 @@ class NodeRuntime:
         )
         pbg.add_PeerServicer_to_server(_PeerServicer(self), self._peer_server)
         listen = f"{cfg.bind}:{cfg.port}"
-        if self.credentials is not None:
-            port = self._peer_server.add_secure_port(listen, self.credentials.server_credentials())
-        else:
-            port = self._peer_server.add_insecure_port(listen)
+        try:
+            if self.credentials is not None:
+                port = self._peer_server.add_secure_port(listen, self.credentials.server_credentials())
+            else:
+                port = self._peer_server.add_insecure_port(listen)
+        except RuntimeError:  # grpc.aio reports a failed bind this way
+            port = 0
         if port == 0:
             raise ConfigError(
-                f"cannot listen on {cfg.bind}:{cfg.port} (in use or not an address of this host)"
+                f"cannot listen on {cfg.bind}:{cfg.port}: the port is in use (by another node or program) "
+                "or the address is not one of this host's; choose another --port/--bind (0 = any free port)"
             )
         host = cfg.bind if cfg.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.address = cfg.advertise or f"{host}:{port}"

@@ -65,6 +65,16 @@ PEER_MAX_CONCURRENT_RPCS = 1024
 identities minted with a stolen CA key, which MAX_LINKS_PER_PEER alone cannot bound."""
 
 PEER_MAX_STREAMS_PER_CONNECTION = 32
+
+PEER_MAX_CONNECTIONS = 512
+"""TCP connections the peer server holds at once (a pair of nodes needs one; the rest is headroom)."""
+
+HANDSHAKE_TIMEOUT_MS = 5_000
+"""How long a TLS handshake may take before the connection is dropped. gRPC's default, 120 s, let rounds of
+half-open connections (a scanner, a node without our CA) grow a node's memory from 52 to 115 MB."""
+
+IDLE_CONNECTION_MS = 30_000
+"""A connection with no RPC on it this long is closed (a peer link always has its stream open)."""
 """HTTP/2 concurrent streams per TCP connection (further streams wait at the client). A node opens one
 channel per peer and one Link on it."""
 

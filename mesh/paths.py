@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,24 +56,64 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def control_socket_path(state_dir: Path) -> Path:
-    """A node's control socket: in its state dir if the path fits AF_UNIX, else a short private path."""
-    return _socket_path(state_dir, "control")
+def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
+    """A node's socket: in its state dir if the path fits AF_UNIX, else in a short private directory."""
+    p = state_dir / name
+    if len(str(p)) <= _SUN_PATH_MAX:
+        return p
+    digest = hashlib.sha256(f"{state_dir}/{name}".encode()).hexdigest()[:16]
+    return short_private_dir() / f"{digest}.sock"
 
 
 def hook_socket_path(state_dir: Path) -> Path:
     """A node's hook-wire socket (placed like the control socket)."""
-    return _socket_path(state_dir, "hooks")
+    return control_socket_path(state_dir, "hooks.sock")
 
 
-def _socket_path(state_dir: Path, kind: str) -> Path:
-    p = state_dir / f"{kind}.sock"
-    if len(str(p)) <= _SUN_PATH_MAX:
-        return p
-    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"session-mesh-{os.getuid()}"
-    ensure_private_dir(base)
-    return base / (f"{digest}.sock" if kind == "control" else f"{digest}.{kind}.sock")
+def short_private_dir() -> Path:
+    """A short directory only this user can use, for sockets whose natural path is too long for AF_UNIX.
+
+    `$XDG_RUNTIME_DIR/session-mesh` or `$TMPDIR/session-mesh-<uid>`, but only if it is really ours: a real
+    directory (not a symlink), owned by this uid, mode 0700. In a shared /tmp another user could create that
+    name first (0777), then swap in a socket of their own and receive our clients' connections; such a
+    directory is never used — a fresh private one (mkdtemp, 0700) is made instead, and node.json says where.
+    """
+    uid = os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "session-mesh" if runtime else Path(tempfile.gettempdir()) / f"session-mesh-{uid}"
+    # A socket name (16 hex + ".sock") must still fit below it; else fall back to /tmp itself.
+    where = None if len(str(base)) <= _SUN_PATH_MAX - 40 else "/tmp"
+
+    def fresh() -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"session-mesh-{uid}-", dir=where))
+
+    if where is not None:
+        return fresh()
+    try:
+        base.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return fresh()
+    return base if _private_dir_ok(base, uid) else fresh()
+
+
+def _private_dir_ok(path: Path, uid: int) -> bool:
+    """True if `path` is a real directory owned by `uid` with no access for anyone else (fixed if ours)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        return False  # a symlink, a file, or someone else's: never trust it
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)  # not a symlink (lstat above); /tmp's sticky bit stops a swap since
+        except OSError:
+            return False
+        # Another user may have had access until now and left a socket or a link behind: start clean.
+        return not any(path.iterdir())
+    return True
 
 
 class NodeLock:
@@ -165,6 +206,10 @@ def remove_node_file(state_dir: Path) -> None:
 
 def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
     """Nodes running under `home` (optionally one mesh): node.json present and the lock held."""
+    if mesh is not None:
+        from mesh.core.validate import name as valid_name
+
+        valid_name(mesh, "mesh name")  # it becomes part of a glob: '*' must not match every mesh
     root = home / "meshes"
     if not root.is_dir():
         return []
