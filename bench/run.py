@@ -33,6 +33,7 @@ MODULES: tuple[str, ...] = (
     "bench.messages",
     "bench.security",
     "bench.web",
+    "bench.hooks",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -54,6 +54,7 @@ from mesh.paths import (
     RunningNode,
     control_socket_path,
     ensure_private_dir,
+    hook_socket_path,
     node_dir,
     remove_node_file,
     write_node_file,
@@ -105,6 +106,7 @@ class NodeRuntime:
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
         self._control_server: grpc.aio.Server | None = None
+        self._hookwire: Any = None  # the hook wire server (mesh._transport.hookwire)
         self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialing: set[str] = set()  # addresses being dialed
@@ -213,6 +215,9 @@ class NodeRuntime:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._control_server = await serve_control(self, self.socket_path)
+        from mesh._transport.hookwire import serve_hookwire
+
+        self._hookwire = await serve_hookwire(self, hook_socket_path(self.state_dir))
 
         self._spawn(self._timer_loop(), "timers")
         if cfg.watch_pid is not None:
@@ -265,6 +270,8 @@ class NodeRuntime:
                 socket=self.socket_path,
                 address=self.address,
                 state_dir=self.state_dir,
+                hook_socket=self._hookwire.path,
+                watch_pid=cfg.watch_pid,
             ),
         )
         self.ready.set()
@@ -325,6 +332,8 @@ class NodeRuntime:
             await self._peer_server.stop(0.2)
         if self._control_server is not None:
             await self._control_server.stop(0.2)
+        if self._hookwire is not None:
+            await self._hookwire.close()
         # Services close after their tasks and every RPC that could touch them have ended.
         if self.claims is not None:
             self.claims.close()

@@ -7,6 +7,8 @@
     node.log       log of a detached node
     control.sock   control API (0600); if the path is too long for AF_UNIX, it lives in a short
                    per-user runtime dir and node.json says where
+    hooks.sock     the hook wire (JSON lines for agent hooks, 0600; same placement rule as control.sock)
+    hooks.json     what this session's agent has already been told (the hook wire's cursor)
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
         return p
     digest = hashlib.sha256(f"{state_dir}/{name}".encode()).hexdigest()[:16]
     return short_private_dir() / f"{digest}.sock"
+
+
+def hook_socket_path(state_dir: Path) -> Path:
+    """A node's hook-wire socket (placed like the control socket)."""
+    return control_socket_path(state_dir, "hooks.sock")
 
 
 def short_private_dir() -> Path:
@@ -168,6 +175,8 @@ class RunningNode:
     socket: Path
     address: str
     state_dir: Path
+    hook_socket: Path | None = None  # the hook wire (older nodes have none)
+    watch_pid: int | None = None  # the session process it serves (--watch-pid): how an MCP server finds it
 
 
 def write_node_file(state_dir: Path, info: RunningNode) -> None:
@@ -180,6 +189,10 @@ def write_node_file(state_dir: Path, info: RunningNode) -> None:
         "socket": str(info.socket),
         "address": info.address,
     }
+    if info.hook_socket is not None:
+        data["hook_socket"] = str(info.hook_socket)
+    if info.watch_pid is not None:
+        data["watch_pid"] = info.watch_pid
     tmp = state_dir / "node.json.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, state_dir / "node.json")
@@ -212,6 +225,8 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
                 RunningNode(
                     name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
                     socket=Path(d["socket"]), address=d["address"], state_dir=sd,
+                    hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
+                    watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
                 )
             )  # fmt: skip
         except (OSError, ValueError, KeyError):

@@ -29,6 +29,7 @@ _VERBS = {
     "outbox": "mesh.cli.mail_cmds",
     "init": "mesh.cli.security_cmds", "join-token": "mesh.cli.security_cmds",
     "web": "mesh.cli.web_cmds",
+    "hooks": "mesh.cli.hooks_cmds", "mcp": "mesh.cli.mcp_cmds",
 }  # fmt: skip
 
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
@@ -40,6 +41,8 @@ _MODULES = (
     "mesh.cli.mail_cmds",
     "mesh.cli.security_cmds",
     "mesh.cli.web_cmds",
+    "mesh.cli.hooks_cmds",
+    "mesh.cli.mcp_cmds",
 )
 
 
