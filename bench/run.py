@@ -33,6 +33,8 @@ MODULES: tuple[str, ...] = (
     "bench.formation",
     "bench.messages",
     "bench.security",
+    "bench.web",
+    "bench.hooks",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

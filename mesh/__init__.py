@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         UnknownRecipient,
     )
     from mesh.events import MemberEvent, MemberView
+    from mesh.lease import Lease
     from mesh.node import Node
 
 _WHERE = {
@@ -42,6 +43,7 @@ _WHERE = {
     "NodeConfig": "mesh.config",
     "MemberEvent": "mesh.events",
     "MemberView": "mesh.events",
+    "Lease": "mesh.lease",
     "Node": "mesh.node",
     **{
         n: "mesh.errors"
@@ -71,6 +73,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "InvalidInput",
+    "Lease",
     "LimitExceeded",
     "MemberEvent",
     "MemberView",

@@ -54,6 +54,7 @@ from mesh.paths import (
     RunningNode,
     control_socket_path,
     ensure_private_dir,
+    hook_socket_path,
     node_dir,
     remove_node_file,
     write_node_file,
@@ -105,6 +106,7 @@ class NodeRuntime:
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
         self._control_server: grpc.aio.Server | None = None
+        self._hookwire: Any = None  # the hook wire server (mesh._transport.hookwire)
         self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialing: set[str] = set()  # addresses being dialed
@@ -172,13 +174,17 @@ class NodeRuntime:
         )
         pbg.add_PeerServicer_to_server(_PeerServicer(self), self._peer_server)
         listen = f"{cfg.bind}:{cfg.port}"
-        if self.credentials is not None:
-            port = self._peer_server.add_secure_port(listen, self.credentials.server_credentials())
-        else:
-            port = self._peer_server.add_insecure_port(listen)
+        try:
+            if self.credentials is not None:
+                port = self._peer_server.add_secure_port(listen, self.credentials.server_credentials())
+            else:
+                port = self._peer_server.add_insecure_port(listen)
+        except RuntimeError:  # grpc.aio reports a failed bind this way
+            port = 0
         if port == 0:
             raise ConfigError(
-                f"cannot listen on {cfg.bind}:{cfg.port} (in use or not an address of this host)"
+                f"cannot listen on {cfg.bind}:{cfg.port}: the port is in use (by another node or program) "
+                "or the address is not one of this host's; choose another --port/--bind (0 = any free port)"
             )
         host = cfg.bind if cfg.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.address = cfg.advertise or f"{host}:{port}"
@@ -209,6 +215,9 @@ class NodeRuntime:
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         self._control_server = await serve_control(self, self.socket_path)
+        from mesh._transport.hookwire import serve_hookwire
+
+        self._hookwire = await serve_hookwire(self, hook_socket_path(self.state_dir))
 
         self._spawn(self._timer_loop(), "timers")
         if cfg.watch_pid is not None:
@@ -261,6 +270,8 @@ class NodeRuntime:
                 socket=self.socket_path,
                 address=self.address,
                 state_dir=self.state_dir,
+                hook_socket=self._hookwire.path,
+                watch_pid=cfg.watch_pid,
             ),
         )
         self.ready.set()
@@ -321,6 +332,8 @@ class NodeRuntime:
             await self._peer_server.stop(0.2)
         if self._control_server is not None:
             await self._control_server.stop(0.2)
+        if self._hookwire is not None:
+            await self._hookwire.close()
         # Services close after their tasks and every RPC that could touch them have ended.
         if self.claims is not None:
             self.claims.close()

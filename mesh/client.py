@@ -14,9 +14,10 @@ from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport.codec import event_from_pb, view_from_pb
 from mesh._transport.status import to_mesh_error
+from mesh.clock import BootClock, Clock
 from mesh.core.validate import check_ttl, resource_name
 from mesh.events import MemberEvent, MemberView, claim_json
-from mesh.lease import Lease, PendingClaim
+from mesh.lease import Lease, LeaseUpdate, PendingClaim
 from mesh.paths import RunningNode, default_home, find_node
 
 DEFAULT_TIMEOUT = 10.0
@@ -36,6 +37,7 @@ class NodeInfo:
     version: str
     epoch: int = 0
     stewards: tuple[str, ...] = ()
+    node_now: float = 0.0
     steward_note: str = ""
     """Empty when claims can be decided; else why not (no config yet, stewards missing) and what to do."""
 
@@ -43,8 +45,9 @@ class NodeInfo:
 class Client:
     """Talks to one running node through its control socket."""
 
-    def __init__(self, node: RunningNode) -> None:
+    def __init__(self, node: RunningNode, clock: Clock | None = None) -> None:
         self.node = node
+        self.clock = clock or BootClock()
         self._channel = grpc.aio.insecure_channel(f"unix:{node.socket}")
         self._stub = pbg.ControlStub(self._channel)
 
@@ -80,6 +83,7 @@ class Client:
             version=r.version,
             epoch=r.epoch,
             stewards=tuple(r.stewards),
+            node_now=r.node_now,
             steward_note=r.steward_note,
         )
 
@@ -127,12 +131,17 @@ class Client:
         check_ttl(ttl)
 
         async def acquire() -> Lease:
+            asked = self.clock.now()
             r = await self.claim_once(resource, ttl, wait)
 
             async def release() -> None:
                 await self._call(self._stub.Release, pb.ReleaseRequest(resource=resource))
 
-            return Lease(resource, r.token, r.expires_at, release, self._lease_events(resource))
+            offset = await self._clock_offset(asked, r.node_now)
+            return Lease(
+                resource, r.token, r.expires_at, release, self._lease_events(resource),
+                valid_until=r.valid_until, clock=self.clock, offset=offset,
+            )  # fmt: skip
 
         return PendingClaim(acquire)
 
@@ -142,13 +151,27 @@ class Client:
         r: pb.ClaimReply = await self._call(self._stub.Claim, req, timeout=wait + 60.0)
         return r
 
-    async def _lease_events(self, resource: str) -> AsyncIterator[str]:
+    async def _clock_offset(self, asked: float, node_now: float) -> float:
+        """What to add to the node's clock readings to get ours, erring only toward EARLIER instants.
+
+        On one host both processes read CLOCK_BOOTTIME: the node's reading taken while it answered lies
+        between our readings before and after the call, and the offset is 0. Otherwise (another time
+        namespace) a quick Info call brackets the node's clock: its reading happened no earlier than our
+        reading before the call, so `before - node_now` can only map node instants earlier than they are.
+        """
+        if not node_now or asked <= node_now <= self.clock.now():
+            return 0.0
+        before = self.clock.now()
+        info = await self.info()
+        return min(0.0, before - info.node_now) if info.node_now else 0.0
+
+    async def _lease_events(self, resource: str) -> AsyncIterator[LeaseUpdate]:
         kinds = {pb.LeaseEvent.HELD: "held", pb.LeaseEvent.RENEWED: "renewed", pb.LeaseEvent.LOST: "lost",
                  pb.LeaseEvent.RELEASED: "released"}  # fmt: skip
         call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))
         try:
             async for ev in call:
-                yield kinds.get(ev.kind, "held")
+                yield LeaseUpdate(kinds.get(ev.kind, "held"), ev.valid_until, ev.node_now)
         finally:
             call.cancel()
 

@@ -14,7 +14,7 @@ from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.validate import check_ttl, resource_name
 from mesh.errors import InvalidInput, NodeUnavailable
 from mesh.events import MemberEvent, MemberView, claim_json
-from mesh.lease import Lease, PendingClaim
+from mesh.lease import Lease, LeaseUpdate, PendingClaim
 
 
 class Node:
@@ -133,11 +133,15 @@ class Node:
                 if self._started:
                     self._rt.claims.release(resource)
 
-            async def events() -> AsyncIterator[str]:
+            async def updates() -> AsyncIterator[LeaseUpdate]:
                 async for ev in self._rt.claims.watch_lease(resource):
-                    yield ev.kind
+                    yield LeaseUpdate(ev.kind, ev.valid_until)
 
-            return Lease(resource, r.token, r.expires_at, release, events())
+            # The node's clock is this process's clock: no mapping needed.
+            return Lease(
+                resource, r.token, r.expires_at, release, updates(), valid_until=r.valid_until,
+                clock=self._rt.clock,
+            )  # fmt: skip
 
         return PendingClaim(acquire)
 

@@ -1247,6 +1247,7 @@ class NodeInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     STEWARDS_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     STEWARD_NOTE_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     state_dir: _builtins.str
@@ -1254,6 +1255,8 @@ class NodeInfo(_message.Message):
     version: _builtins.str
     epoch: _builtins.int
     """steward config epoch this node has adopted (0: none yet)"""
+    node_now: _builtins.float
+    """the node's monotonic clock (CLOCK_BOOTTIME) when it answered"""
     steward_note: _builtins.str
     """empty when claims can be decided; else why not, and what to do"""
     @_builtins.property
@@ -1272,11 +1275,12 @@ class NodeInfo(_message.Message):
         version: _builtins.str = ...,
         epoch: _builtins.int = ...,
         stewards: _abc.Iterable[_builtins.str] | None = ...,
+        node_now: _builtins.float = ...,
         steward_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "steward_note", b"steward_note", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "node_now", b"node_now", "pid", b"pid", "state_dir", b"state_dir", "steward_note", b"steward_note", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1453,6 +1457,8 @@ class ClaimReply(_message.Message):
     HOLDER_NODE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
     resource: _builtins.str
     holder: _builtins.str
@@ -1463,6 +1469,12 @@ class ClaimReply(_message.Message):
     """fencing token (granted only)"""
     expires_at: _builtins.float
     """wall clock: when the claim ends (0: unknown)"""
+    valid_until: _builtins.float
+    """Granted: the lease is certainly held until this instant of the node's monotonic clock (CLOCK_BOOTTIME,
+    shared by every process of the host); node_now is that clock when the node answered, so a client maps
+    the instant onto its own clock conservatively.
+    """
+    node_now: _builtins.float
     def __init__(
         self,
         *,
@@ -1472,10 +1484,12 @@ class ClaimReply(_message.Message):
         holder_node: _builtins.str = ...,
         token: _builtins.int = ...,
         expires_at: _builtins.float = ...,
+        valid_until: _builtins.float = ...,
+        node_now: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1618,19 +1632,26 @@ class LeaseEvent(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     kind: Global___LeaseEvent.Kind.ValueType
     resource: _builtins.str
     token: _builtins.int
+    valid_until: _builtins.float
+    """HELD/RENEWED: new validity on the node's monotonic clock (see ClaimReply)"""
+    node_now: _builtins.float
     def __init__(
         self,
         *,
         kind: Global___LeaseEvent.Kind.ValueType = ...,
         resource: _builtins.str = ...,
         token: _builtins.int = ...,
+        valid_until: _builtins.float = ...,
+        node_now: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -40,6 +40,7 @@ def info_pb(rt: NodeRuntime) -> pb.NodeInfo:
         version=__version__,
         epoch=cfg.epoch if cfg else 0,
         stewards=[rt.claims.name_of(s) for s in cfg.stewards] if cfg else [],
+        node_now=rt.clock.now(),
         steward_note=rt.claims.steward_note() if rt.claims is not None else "",
     )
 
@@ -47,7 +48,7 @@ def info_pb(rt: NodeRuntime) -> pb.NodeInfo:
 def claim_reply(r: ClaimResult) -> pb.ClaimReply:
     return pb.ClaimReply(
         granted=r.granted, resource=r.resource, holder=r.holder, holder_node=r.holder_node, token=r.token,
-        expires_at=r.expires_at,
+        expires_at=r.expires_at, valid_until=r.valid_until, node_now=r.node_now,
     )  # fmt: skip
 
 
@@ -125,7 +126,10 @@ class ControlServicer(pbg.ControlServicer):
         kinds = {"held": pb.LeaseEvent.HELD, "renewed": pb.LeaseEvent.RENEWED, "lost": pb.LeaseEvent.LOST,
                  "released": pb.LeaseEvent.RELEASED}  # fmt: skip
         async for ev in self.rt.claims.watch_lease(request.resource):
-            yield pb.LeaseEvent(kind=kinds[ev.kind], resource=ev.resource, token=ev.token)
+            yield pb.LeaseEvent(
+                kind=kinds[ev.kind], resource=ev.resource, token=ev.token, valid_until=ev.valid_until,
+                node_now=self.rt.clock.now(),
+            )  # fmt: skip
 
     @unary
     async def RecoverStewards(self, request: pb.RecoverRequest, context: Ctx) -> pb.NodeInfo:
