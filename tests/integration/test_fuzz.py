@@ -302,16 +302,24 @@ def claim_msgs() -> st.SearchStrategy[pb.ClaimMsg]:
         FieldDescriptor.TYPE_BOOL: st.booleans(),
     }
 
-    def variant(field: Any) -> st.SearchStrategy[pb.ClaimMsg]:
-        cls = getattr(pb, field.message_type.name)
+    def fields_of(desc: Any) -> dict[str, st.SearchStrategy[Any]]:
         kwargs: dict[str, st.SearchStrategy[Any]] = {}
-        for inner in field.message_type.fields:
-            base = by_type.get(inner.type, st.nothing())
+        for inner in desc.fields:
+            if inner.type == FieldDescriptor.TYPE_MESSAGE:  # a hand-off's leases: messages of scalars
+                base: st.SearchStrategy[Any] = st.builds(
+                    getattr(pb, inner.message_type.name), **fields_of(inner.message_type)
+                )
+            else:
+                base = by_type.get(inner.type, st.nothing())
             repeated = getattr(inner, "is_repeated", None)
             if repeated is None:
                 repeated = inner.label == FieldDescriptor.LABEL_REPEATED
             kwargs[inner.name] = st.lists(base, max_size=20) if repeated else base
-        return st.builds(lambda **kw: pb.ClaimMsg(**{field.name: cls(**kw)}), **kwargs)
+        return kwargs
+
+    def variant(field: Any) -> st.SearchStrategy[pb.ClaimMsg]:
+        cls = getattr(pb, field.message_type.name)
+        return st.builds(lambda **kw: pb.ClaimMsg(**{field.name: cls(**kw)}), **fields_of(field.message_type))
 
     return st.one_of([variant(f) for f in pb.ClaimMsg.DESCRIPTOR.fields])
 
