@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mesh.config import NodeConfig
     from mesh.errors import (
         AmbiguousNode,
+        AuthError,
         ClaimDenied,
         ClaimError,
         ClaimLost,
@@ -26,10 +27,13 @@ if TYPE_CHECKING:
         InvalidInput,
         LimitExceeded,
         MeshError,
+        MessageError,
         NameTaken,
         NodeNotFound,
         NodeUnavailable,
         NoQuorum,
+        PermissionDenied,
+        ProtocolError,
         UnknownRecipient,
     )
     from mesh.events import MemberEvent, MemberView
@@ -47,6 +51,7 @@ _WHERE = {
         n: "mesh.errors"
         for n in (
             "AmbiguousNode",
+            "AuthError",
             "ClaimDenied",
             "ClaimError",
             "ClaimLost",
@@ -54,10 +59,13 @@ _WHERE = {
             "InvalidInput",
             "LimitExceeded",
             "MeshError",
+            "MessageError",
             "NameTaken",
+            "NoQuorum",
             "NodeNotFound",
             "NodeUnavailable",
-            "NoQuorum",
+            "PermissionDenied",
+            "ProtocolError",
             "UnknownRecipient",
         )
     },
@@ -65,6 +73,7 @@ _WHERE = {
 
 __all__ = [
     "AmbiguousNode",
+    "AuthError",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
@@ -75,6 +84,7 @@ __all__ = [
     "MemberEvent",
     "MemberView",
     "MeshError",
+    "MessageError",
     "NameTaken",
     "NoQuorum",
     "Node",
@@ -82,6 +92,8 @@ __all__ = [
     "NodeInfo",
     "NodeNotFound",
     "NodeUnavailable",
+    "PermissionDenied",
+    "ProtocolError",
     "UnknownRecipient",
     "__version__",
     "connect",

@@ -23,6 +23,7 @@ from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import codec, guard
 from mesh._transport import peer as _peer
+from mesh._transport.errors import abort
 from mesh._transport.peer import CHANNEL_OPTIONS, EOF, SERVER_OPTIONS, Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
@@ -987,7 +988,7 @@ class _PeerServicer(pbg.PeerServicer):
             rt.link_down(link)
         if violation is not None:
             self._refusal(key, "closed the link from %s: %s", link.peer.name, violation)
-            await context.abort(violation.grpc_status, str(violation))
+            await abort(context, violation)
 
     async def _read_loop(
         self, link: _peer.Link, context: grpc.aio.ServicerContext[Any, Any]

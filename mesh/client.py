@@ -13,7 +13,7 @@ import grpc
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport.codec import event_from_pb, view_from_pb
-from mesh._transport.status import to_mesh_error
+from mesh._transport.errors import to_mesh_error
 from mesh.core.validate import check_ttl, resource_name
 from mesh.events import MemberEvent, MemberView, claim_json
 from mesh.lease import Lease, PendingClaim

@@ -16,7 +16,7 @@ from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import codec, guard
 from mesh._transport.codec import event_to_pb, view_to_pb
-from mesh._transport.status import streaming, unary
+from mesh._transport.errors import streaming, unary
 from mesh._version import __version__
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage

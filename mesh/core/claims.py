@@ -14,6 +14,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, replace
 
+from mesh.core.errors import ConfigError
 from mesh.core.lease import Accepted as Accepted
 from mesh.core.lease import (
     AcceptorState,
@@ -45,7 +46,6 @@ from mesh.core.stewards import (
     StewardConfig,
     one_change,
 )
-from mesh.errors import ConfigError
 
 __all__ = [
     "AcceptReject",

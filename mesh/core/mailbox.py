@@ -45,7 +45,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from mesh.core import validate
-from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
 
 __all__ = [
     "BATCH_BYTES_MAX",
