@@ -294,13 +294,17 @@ class MailService:
             self._followers.remove(q)
 
     async def messages(
-        self, unread: bool = False, follow: bool = False, from_name: str | None = None
+        self,
+        unread: bool = False,
+        follow: bool = False,
+        from_name: str | None = None,
+        limit: int | None = None,
     ) -> AsyncIterator[mb.InboxMessage]:
-        """The inbox (oldest first), then — with follow — new messages as they arrive."""
+        """The inbox (oldest first; the newest `limit`), then — with follow — new messages as they arrive."""
         q = self.follow() if follow else None
         try:
             last = 0
-            for msg in self.inbox(unread=unread, from_name=from_name, limit=mb.INBOX_PAGE_MAX):
+            for msg in self.inbox(unread=unread, from_name=from_name, limit=limit or mb.INBOX_PAGE_MAX):
                 last = max(last, msg.local_seq)
                 yield msg
             while q is not None:
@@ -328,7 +332,7 @@ class MailService:
         return sum(len(rc.ids) for rc in receipts) if receipts else 0
 
     def outbox(
-        self, state: str | None = None, to: str | None = None, limit: int = 100
+        self, state: str | None = None, to: str | None = None, limit: int | None = None
     ) -> list[mb.OutboxEntry]:
         st = None
         if state:
@@ -338,7 +342,7 @@ class MailService:
                 raise InvalidInput(
                     f"state must be one of queued, delivered, read, expired; not {state!r}"
                 ) from None
-        return self.store.outbox(state=st, to_name=to or None, limit=limit)
+        return self.store.outbox(state=st, to_name=to or None, limit=limit or mb.INBOX_PAGE_MAX)
 
     def counts(self) -> tuple[int, int]:
         """(unread in the inbox, queued in the outbox)."""

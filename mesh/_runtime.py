@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +49,6 @@ from mesh.errors import (
     NodeUnavailable,
     ProtocolError,
 )
-from mesh.events import MemberEvent, MemberView
 from mesh.paths import (
     NodeLock,
     RunningNode,
@@ -61,6 +60,7 @@ from mesh.paths import (
 )
 from mesh.store import Store, new_id
 from mesh.testing import faults
+from mesh.views import MemberEvent, MemberView
 
 if TYPE_CHECKING:
     from mesh._claims import ClaimsService
@@ -105,7 +105,7 @@ class NodeRuntime:
         self._fatal: asyncio.Future[MeshError] | None = None
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
-        self._control_server: grpc.aio.Server | None = None
+        self._servers: list[grpc.aio.Server] = []  # the node's faces (control socket), stopped with it
         self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialing: set[str] = set()  # addresses being dialed
@@ -128,8 +128,12 @@ class NodeRuntime:
 
     # ================================================================== lifecycle
 
-    async def start(self) -> None:
-        """Start servers and discovery, join the mesh; return once ready (raise if it cannot start)."""
+    async def start(self, serve: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Start servers and discovery, join the mesh; return once ready (raise if it cannot start).
+
+        `serve` runs once the services exist, before the join: the node's faces (its control socket) start
+        there, so they answer while the node is still joining.
+        """
         cfg = self.config
         ensure_private_dir(self.state_dir)
         if not self._lock.acquire():
@@ -139,12 +143,12 @@ class NodeRuntime:
                 + (f" (pid {pid})" if pid else "")
             )
         try:
-            await self._start()
+            await self._start(serve)
         except BaseException:
             await self._teardown()
             raise
 
-    async def _start(self) -> None:
+    async def _start(self, serve: Callable[[], Awaitable[None]] | None) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self._fatal = loop.create_future()
@@ -204,12 +208,11 @@ class NodeRuntime:
 
         self.mail = MailService(self)
 
-        from mesh._transport.control import serve_control
-
         self.socket_path = control_socket_path(self.state_dir)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-        self._control_server = await serve_control(self, self.socket_path)
+        if serve is not None:
+            await serve()
 
         self._spawn(self._timer_loop(), "timers")
         if cfg.watch_pid is not None:
@@ -276,6 +279,15 @@ class NodeRuntime:
             len(self.links),
         )
 
+    def add_server(self, server: grpc.aio.Server) -> None:
+        """A face's server: stopped on teardown before the services close (no RPC outlives them)."""
+        self._servers.append(server)
+
+    @property
+    def serving(self) -> bool:
+        """True from the moment the services exist until the node stops."""
+        return self.mail is not None and not self._stopping
+
     def request_stop(self, reason: str = "requested") -> None:
         """Ask the node to leave gracefully (safe from signal handlers and RPCs)."""
         if not self._stop_requested.is_set():
@@ -320,8 +332,8 @@ class NodeRuntime:
                 await t
         if self._peer_server is not None:
             await self._peer_server.stop(0.2)
-        if self._control_server is not None:
-            await self._control_server.stop(0.2)
+        for server in self._servers:
+            await server.stop(0.2)
         # Services close after their tasks and every RPC that could touch them have ended.
         if self.claims is not None:
             self.claims.close()

@@ -1,20 +1,44 @@
-"""Protobuf <-> core dataclasses. The only module (with the servicers) that touches mesh._proto types.
+"""Protobuf <-> the mesh's own values: the one place where wire types and mesh types meet.
 
-Every decode validates: a field from the network that breaks a rule raises InvalidInput.
+    peer links   PeerInfo, StatusRecord, claims messages, mail batches/acks/receipts   (decoders validate:
+                 a peer's field that breaks a rule raises ProtocolError, or LimitExceeded for a count)
+    control API  MemberView, MemberEvent, NodeInfo, ClaimView, LeaseEvent, Sent, InboxMessage, OutboxEntry
+
+The servicers, the runtime's link layer and the Client build request/reply envelopes; every value inside
+one is converted here, in both directions.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from mesh._proto import mesh_pb2 as pb
+from mesh.core import mailbox as mb
 from mesh.core import validate
-from mesh.core.membership import Liveness, Member, PeerInfo
+from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.membership import Liveness, PeerInfo
 from mesh.core.status import StatusRecord
-from mesh.errors import InvalidInput
-from mesh.events import MemberEvent, MemberView
+from mesh.views import ClaimView, LeaseEvent, MemberEvent, MemberView, NodeInfo, Sent
+
+R = TypeVar("R")
+
+
+def _from_peer(fn: Callable[..., R]) -> Callable[..., R]:
+    """A decoder of what a peer sent: a rule it breaks is the peer's protocol violation, not our input."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> R:
+        try:
+            return fn(*args)
+        except InvalidInput as e:
+            raise ProtocolError(str(e)) from None
+
+    return wrapper
+
 
 LIVENESS_TO_PB = {
     Liveness.ALIVE: pb.ALIVE,
@@ -36,6 +60,7 @@ def peer_to_pb(p: PeerInfo) -> pb.NodeRef:
     )
 
 
+@_from_peer
 def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
     validate.ident(m.node_id, "node id")
     validate.ident(m.incarnation, "incarnation")
@@ -73,6 +98,7 @@ def status_to_pb(s: StatusRecord) -> pb.Status:
     )
 
 
+@_from_peer
 def status_from_pb(m: pb.Status) -> StatusRecord:
     # Wall times are display only, but every node renders them (datetime, JSON): NaN/inf must not get in.
     validate.wall_time(m.updated_at, "updated_at")
@@ -93,19 +119,6 @@ def status_from_pb(m: pb.Status) -> StatusRecord:
         claims=tuple((c.resource, c.token, c.expires_at) for c in m.claims[:257]),
         unread=m.unread,
     ).validated()
-
-
-def member_to_pb(m: Member, last_seen_wall: float, state_since_wall: float) -> pb.Member:
-    out = pb.Member(
-        node=peer_to_pb(m.info),
-        state=LIVENESS_TO_PB[m.state],
-        last_seen=last_seen_wall,
-        is_self=m.is_self,
-        state_since=state_since_wall,
-    )
-    if m.status is not None:
-        out.status.CopyFrom(status_to_pb(m.status))
-    return out
 
 
 STATE_TO_PB = {"alive": pb.ALIVE, "suspect": pb.SUSPECT, "dead": pb.DEAD, "left": pb.LEFT}
@@ -231,6 +244,7 @@ def claim_to_pb(msg: Any) -> pb.ClaimMsg:
     return pb.ClaimMsg(**{field_name: pb_cls(**values)})
 
 
+@_from_peer
 def claim_from_pb(m: pb.ClaimMsg) -> Any:
     """A ClaimMsg as the core's dataclass; every field checked for type and bounds (InvalidInput)."""
     which = m.WhichOneof("msg")
@@ -260,3 +274,207 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
         return cls(**values)
     except (ValueError, TypeError) as e:
         raise InvalidInput(f"bad claims message: {e}") from None
+
+
+# ---------------------------------------------------------------- mail messages (peer links)
+
+
+def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
+    return pb.MailBatch(
+        from_node=b.from_node,
+        to_node=b.to_node,
+        stream=b.stream,
+        floor=b.floor,
+        messages=[
+            pb.MailEnvelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in b.messages
+        ],
+    )  # fmt: skip
+
+
+def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
+    if len(m.messages) > mb.BATCH_MAX:
+        raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
+    return mb.MailBatch(
+        from_node=m.from_node,
+        to_node=m.to_node,
+        stream=m.stream,
+        floor=m.floor,
+        messages=tuple(
+            mb.Envelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in m.messages
+        ),
+    )  # fmt: skip
+
+
+def ack_to_pb(a: mb.MailAck) -> pb.MailAck:
+    return pb.MailAck(from_node=a.from_node, to_node=a.to_node, stream=a.stream, upto=a.upto)
+
+
+def ack_from_pb(m: pb.MailAck) -> mb.MailAck:
+    return mb.MailAck(from_node=m.from_node, to_node=m.to_node, stream=m.stream, upto=m.upto)
+
+
+def receipt_to_pb(r: mb.ReadReceipt) -> pb.ReadReceipt:
+    return pb.ReadReceipt(
+        reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids), read_at=r.read_at
+    )
+
+
+def receipt_from_pb(m: pb.ReadReceipt) -> mb.ReadReceipt:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a read receipt carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReadReceipt(
+        reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids), read_at=m.read_at
+    )
+
+
+def rack_to_pb(r: mb.ReceiptAck) -> pb.ReceiptAck:
+    return pb.ReceiptAck(reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids))
+
+
+def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a receipt ack carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
+
+
+# ---------------------------------------------------------------- control API values
+
+
+def info_to_pb(i: NodeInfo) -> pb.NodeInfo:
+    return pb.NodeInfo(
+        node=pb.NodeRef(node_id=i.node_id, name=i.name, incarnation=i.incarnation, address=i.address),
+        mesh=i.mesh,
+        state_dir=i.state_dir,
+        pid=i.pid,
+        version=i.version,
+        epoch=i.epoch,
+        stewards=list(i.stewards),
+    )
+
+
+def info_from_pb(r: pb.NodeInfo) -> NodeInfo:
+    return NodeInfo(
+        name=r.node.name,
+        node_id=r.node.node_id,
+        incarnation=r.node.incarnation,
+        mesh=r.mesh,
+        address=r.node.address,
+        pid=r.pid,
+        state_dir=r.state_dir,
+        version=r.version,
+        epoch=r.epoch,
+        stewards=tuple(r.stewards),
+    )
+
+
+def status_changes_to_pb(**changes: Any) -> pb.StatusUpdate:
+    """heartbeat() keywords (None = keep) as a StatusUpdate (a negative progress cannot be encoded)."""
+    return pb.StatusUpdate(**{k: v for k, v in changes.items() if v is not None})
+
+
+def status_changes_from_pb(m: pb.StatusUpdate) -> dict[str, Any]:
+    """The fields a StatusUpdate sets, as heartbeat() keywords."""
+    return {
+        f: getattr(m, f) for f in ("action", "target", "phase", "progress", "note", "role") if m.HasField(f)
+    }
+
+
+def claim_reply_to_pb(c: ClaimView) -> pb.ClaimReply:
+    return pb.ClaimReply(
+        granted=True, resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
+        expires_at=c.expires_at,
+    )  # fmt: skip
+
+
+def claim_reply_from_pb(r: pb.ClaimReply) -> ClaimView:
+    return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at)
+
+
+def claims_to_pb(claims: list[ClaimView]) -> pb.ClaimList:
+    return pb.ClaimList(
+        claims=[
+            pb.ClaimEntry(resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
+                          expires_at=c.expires_at)
+            for c in claims
+        ]
+    )  # fmt: skip
+
+
+def claims_from_pb(r: pb.ClaimList) -> list[ClaimView]:
+    return [ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+
+
+_LEASE_KIND_TO_PB = {
+    "held": pb.LeaseEvent.HELD,
+    "renewed": pb.LeaseEvent.RENEWED,
+    "lost": pb.LeaseEvent.LOST,
+    "released": pb.LeaseEvent.RELEASED,
+}
+_LEASE_KIND_FROM_PB = {v: k for k, v in _LEASE_KIND_TO_PB.items()}
+
+
+def lease_event_to_pb(e: LeaseEvent) -> pb.LeaseEvent:
+    return pb.LeaseEvent(kind=_LEASE_KIND_TO_PB[e.kind], resource=e.resource, token=e.token)
+
+
+def lease_event_from_pb(m: pb.LeaseEvent) -> LeaseEvent:
+    return LeaseEvent(_LEASE_KIND_FROM_PB.get(m.kind, "held"), m.resource, m.token)
+
+
+def sent_to_pb(s: Sent) -> pb.SendReply:
+    return pb.SendReply(id=s.id, recipients=list(s.recipients))
+
+
+def sent_from_pb(r: pb.SendReply) -> Sent:
+    return Sent(r.id, tuple(r.recipients))
+
+
+def inbox_to_pb(m: mb.InboxMessage) -> pb.InboxItem:
+    item = pb.InboxItem(
+        id=m.id, to=m.to_name, subject=m.subject, body=m.body, sent_at=m.sent_at, in_reply_to=m.in_reply_to,
+        read=m.read, broadcast=m.broadcast, received_at=m.received_at, local_seq=m.local_seq,
+        from_node=m.from_node, read_at=m.read_at or 0.0,
+    )  # fmt: skip
+    setattr(item, "from", m.from_name)  # "from" is a Python keyword
+    return item
+
+
+def inbox_from_pb(i: pb.InboxItem) -> mb.InboxMessage:
+    return mb.InboxMessage(
+        local_seq=i.local_seq, id=i.id, from_node=i.from_node, from_name=getattr(i, "from"), to_name=i.to,
+        subject=i.subject, body=i.body, sent_at=i.sent_at, received_at=i.received_at,
+        in_reply_to=i.in_reply_to, broadcast=i.broadcast,
+        read_at=(i.read_at or i.received_at) if i.read else None,
+    )  # fmt: skip
+
+
+def outbox_to_pb(entries: list[mb.OutboxEntry]) -> pb.OutboxList:
+    return pb.OutboxList(
+        items=[
+            pb.OutboxItem(
+                id=e.id, to=e.to_name, subject=e.subject, sent_at=e.sent_at, in_reply_to=e.in_reply_to,
+                broadcast=e.broadcast, state=e.state.value, changed_at=e.changed_at, to_node=e.to_node,
+                seq=e.seq, body=e.body,
+            )
+            for e in entries
+        ]
+    )  # fmt: skip
+
+
+def outbox_from_pb(r: pb.OutboxList) -> list[mb.OutboxEntry]:
+    return [
+        mb.OutboxEntry(
+            id=e.id, to_node=e.to_node, to_name=e.to, seq=e.seq, subject=e.subject, body=e.body,
+            sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast, state=mb.OutState(e.state),
+            changed_at=e.changed_at,
+        )
+        for e in r.items
+    ]  # fmt: skip

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
 from mesh.errors import ConfigError, MeshError, NodeUnavailable
 
 READY_TIMEOUT = 30.0
@@ -139,7 +139,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         _report_ready(args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
         raise
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, node._rt.request_stop, f"signal {signal.Signals(sig).name}")
+        loop.add_signal_handler(sig, node.request_stop, f"signal {signal.Signals(sig).name}")
     info = {
         "ok": True,
         "name": node.name,
@@ -148,7 +148,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         "address": node.address,
         "pid": os.getpid(),
         "state_dir": node.state_dir,
-        "created_credentials": node._rt.created_credentials,
+        "created_credentials": node.created_credentials,
     }
     _report_ready(args.ready_fd, info)
     if args.ready_fd is None:
@@ -230,12 +230,9 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 async def _down(args: argparse.Namespace) -> int:
-    from mesh.client import Client
-    from mesh.paths import find_node
-
-    node = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-    async with Client(node) as c:
-        await c.shutdown("meshctl down")
+    async with connect(args) as api:
+        await api.shutdown("meshctl down")
+    node = api.node
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if not _pid_alive(node.pid, node.state_dir):

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.times import iso
 
 __all__ = [
     "BATCH_BYTES_MAX",
@@ -230,18 +231,18 @@ class InboxMessage:
         return self.read_at is not None
 
     def to_json(self) -> dict[str, Any]:
-        """The documented `meshctl inbox --json` shape (plus broadcast, received_at)."""
+        """The documented `meshctl inbox --json` shape (times as RFC 3339 strings)."""
         return {
             "id": self.id,
             "from": self.from_name,
             "to": self.to_name,
             "subject": self.subject,
             "body": self.body,
-            "sent_at": self.sent_at,
+            "sent_at": iso(self.sent_at),
             "in_reply_to": self.in_reply_to or None,
             "read": self.read,
             "broadcast": self.broadcast,
-            "received_at": self.received_at,
+            "received_at": iso(self.received_at),
         }
 
 
@@ -262,16 +263,16 @@ class OutboxEntry:
     changed_at: float  # wall time of the last state change (sent_at while queued)
 
     def to_json(self) -> dict[str, Any]:
-        """`meshctl outbox --json` shape."""
+        """The documented `meshctl outbox --json` shape (times as RFC 3339 strings)."""
         return {
             "id": self.id,
             "to": self.to_name,
             "subject": self.subject,
-            "sent_at": self.sent_at,
-            "in_reply_to": self.in_reply_to or None,
-            "broadcast": self.broadcast,
+            "sent_at": iso(self.sent_at),
             "state": self.state.value,
-            "changed_at": self.changed_at,
+            "changed_at": iso(self.changed_at),
+            "broadcast": self.broadcast,
+            "in_reply_to": self.in_reply_to or None,
         }
 
 

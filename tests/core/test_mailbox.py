@@ -265,11 +265,11 @@ def test_direct_message_queued_delivered_read() -> None:
         "to": "bob",
         "subject": "subj",
         "body": "body",
-        "sent_at": WALL0,
+        "sent_at": "2023-11-14T22:13:20.000Z",  # WALL0: JSON times are RFC 3339 (README)
         "in_reply_to": None,
         "read": True,
         "broadcast": False,
-        "received_at": WALL0 + 1,
+        "received_at": "2023-11-14T22:13:21.000Z",
     }
 
 

@@ -87,7 +87,7 @@ async def _holders_are(node: Node, resource: str, want: list[str]) -> bool:
 
 
 async def _holders(node: Node, resource: str) -> list[str]:
-    return [c["holder"] for c in await node.claims() if f"{c['type']}/{c['name']}" == resource]
+    return [c.holder for c in await node.claims() if c.resource == resource]
 
 
 async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_name: str) -> None:

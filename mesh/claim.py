@@ -1,4 +1,4 @@
-"""`Lease`: a claim this session holds, as the embedding API hands it out.
+"""A claim as the API hands it out: `claim()` returns a `PendingClaim`; awaited, it is a held `Lease`.
 
     async with node.claim("service", "i-match", ttl=3600) as lease:   # raises ClaimDenied(holder, expires)
         write_with_fence(lease.token)                                   # let the resource reject old tokens
@@ -14,7 +14,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mesh.core.validate import check_ttl, resource_name
+
+if TYPE_CHECKING:
+    from mesh.api import MeshAPI
 
 
 class Lease:
@@ -27,6 +32,8 @@ class Lease:
         expires_at: float,
         release: Callable[[], Awaitable[None]],
         events: AsyncIterator[str] | None = None,
+        *,
+        holder: str = "",
     ) -> None:
         self.resource = resource
         self.type, _, self.name = resource.partition("/")
@@ -34,6 +41,8 @@ class Lease:
         """Fencing token: strictly increasing per item across holders; pass it to what you protect."""
         self.expires_at = expires_at
         """Wall-clock time the claim's maximum life (its TTL) ends."""
+        self.holder = holder
+        """The holding session's name (this one)."""
         self.lost = asyncio.Event()
         """Set when the lease could not be renewed: stop acting on the item."""
         self.released = False
@@ -99,3 +108,32 @@ class PendingClaim:
     ) -> None:
         if self._lease is not None:
             await self._lease.release()
+
+
+def pending_claim(
+    api: MeshAPI,
+    type: str,
+    name: str,
+    ttl: float,
+    wait: float,
+    release: Callable[[], Awaitable[None]] | None = None,
+) -> PendingClaim:
+    """`api.claim(...)` for any MeshAPI: claim once, then follow the lease's events until lost or released."""
+    resource = resource_name(type, name)
+    check_ttl(ttl)
+
+    async def acquire() -> Lease:
+        granted = await api.claim_once(resource, ttl, wait)
+
+        async def kinds() -> AsyncIterator[str]:
+            async for ev in api.lease_events(resource):
+                yield ev.kind
+
+        async def give_up() -> None:
+            await api.release(type, name)
+
+        return Lease(
+            resource, granted.token, granted.expires_at, release or give_up, kinds(), holder=granted.holder
+        )
+
+    return PendingClaim(acquire)
