@@ -50,7 +50,7 @@ from mesh.errors import ClaimDenied, ConfigError, InvalidInput, MeshError, NoQuo
 from mesh.paths import mesh_dir
 
 if TYPE_CHECKING:
-    from mesh._runtime import NodeRuntime
+    from mesh._runtime.runtime import NodeRuntime
 
 log = logging.getLogger("mesh.claims")
 

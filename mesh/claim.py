@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.core.validate import check_ttl, resource_name
 
 if TYPE_CHECKING:
-    from mesh.api import MeshAPI
+    from mesh.views import ClaimView, LeaseEvent
 
 
 class Lease:
@@ -110,8 +110,18 @@ class PendingClaim:
             await self._lease.release()
 
 
+class _Claims(Protocol):
+    """The part of MeshAPI that `claim()` is built on."""
+
+    async def claim_once(self, resource: str, ttl: float = ..., wait: float = ...) -> ClaimView: ...
+
+    def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]: ...
+
+    async def release(self, type: str, name: str) -> bool: ...
+
+
 def pending_claim(
-    api: MeshAPI,
+    api: _Claims,
     type: str,
     name: str,
     ttl: float,

@@ -13,7 +13,7 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from mesh._runtime import NodeRuntime
+from mesh._runtime.runtime import NodeRuntime
 from mesh._version import __version__
 from mesh.claim import Lease, PendingClaim, pending_claim
 from mesh.clock import Clock

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from mesh._proto import mesh_pb2 as pb
@@ -343,6 +343,44 @@ def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
     if len(m.ids) > mb.RECEIPT_MAX:
         raise LimitExceeded(f"a receipt ack carries at most {mb.RECEIPT_MAX} ids")
     return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
+
+
+# ---------------------------------------------------------------- service messages <-> one frame
+
+_RECEIPTS_PER_FRAME = 16  # acks, receipts, receipt acks per frame, at most (a peer sending more is cut)
+
+
+def service_messages(f: pb.PeerFrame) -> list[object]:
+    """The service messages a frame carries (mail), decoded, in the order a service applies them."""
+    out: list[object] = []
+    if f.HasField("mail"):
+        out.append(batch_from_pb(f.mail))
+    out += [ack_from_pb(a) for a in f.mail_acks[:_RECEIPTS_PER_FRAME]]
+    out += [receipt_from_pb(r) for r in f.receipts[:_RECEIPTS_PER_FRAME]]
+    out += [rack_from_pb(r) for r in f.receipt_acks[:_RECEIPTS_PER_FRAME]]
+    return out
+
+
+def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
+    """One frame carrying service messages (at most one mail batch)."""
+    mail: pb.MailBatch | None = None
+    acks: list[pb.MailAck] = []
+    receipts: list[pb.ReadReceipt] = []
+    racks: list[pb.ReceiptAck] = []
+    for m in msgs:
+        if isinstance(m, mb.MailBatch):
+            if mail is not None:
+                raise ValueError("one mail batch per frame")
+            mail = batch_to_pb(m)
+        elif isinstance(m, mb.MailAck):
+            acks.append(ack_to_pb(m))
+        elif isinstance(m, mb.ReadReceipt):
+            receipts.append(receipt_to_pb(m))
+        elif isinstance(m, mb.ReceiptAck):
+            racks.append(rack_to_pb(m))
+        else:
+            raise TypeError(f"not a service message: {type(m).__name__}")
+    return pb.PeerFrame(mail=mail, mail_acks=acks, receipts=receipts, receipt_acks=racks)
 
 
 # ---------------------------------------------------------------- control API values

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
 
 
@@ -43,6 +44,11 @@ class PeerInfo:
     role: str = ""
     address: str = ""
     started_at: float = 0.0  # wall clock, display only
+
+    @property
+    def identity(self) -> Identity:
+        """This life of the node (a restart is a new incarnation, so a new identity)."""
+        return Identity(self.node_id, self.incarnation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,11 +36,11 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.add(node.module)
-            for a in node.names:
-                sub = f"{node.module}.{a.name}"
-                if _exists(sub):
-                    out.add(sub)
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            found = {s for s in subs if _exists(s)}
+            out |= found
+            if found != subs:  # names defined by the module itself (not only its submodules)
+                out.add(node.module)
     return out
 
 
@@ -75,3 +75,72 @@ def test_the_core_and_the_errors_load_without_grpc() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def graph() -> dict[str, set[str]]:
+    """mesh module -> the mesh modules it imports (any depth, TYPE_CHECKING included: a knot is a knot)."""
+    mods = {module_name(p): p for p in sources()}
+    return {m: {i for i in imports(p) if i in mods and i != m} for m, p in mods.items()}
+
+
+def circles(g: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(frozenset(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+# The claims service still takes the runtime (until it moves onto the ServiceContext, as mail did).
+KNOWN_CIRCLES = {frozenset({"mesh._claims", "mesh._runtime.runtime"})}
+
+
+def test_no_import_circles() -> None:
+    assert set(circles(graph())) == KNOWN_CIRCLES
+
+
+def test_production_imports_nothing_from_mesh_testing() -> None:
+    g = graph()
+    bad = {(m, i) for m, deps in g.items() if not m.startswith("mesh.testing") for i in deps}
+    assert not {(m, i) for m, i in bad if i.startswith("mesh.testing")}
+
+
+def test_faces_and_services_keep_to_their_side() -> None:
+    g = graph()
+    wire = {m for m in g if m.startswith(("mesh._proto", "mesh._transport"))}
+    for m, deps in g.items():
+        if m.startswith("mesh.cli"):
+            assert not any(d.startswith("mesh._proto") for d in deps), m  # the CLI speaks the API only
+            assert not any(d.startswith(("mesh._runtime", "mesh._services")) for d in deps), m
+        if m.startswith("mesh._transport"):
+            assert not any(d.startswith(("mesh._services", "mesh._claims", "mesh._runtime")) for d in deps), m
+        if m.startswith("mesh._services"):
+            assert not deps & wire, m  # services hand core messages to their context; the codec encodes
+            assert not any(d.startswith("mesh._runtime") for d in deps), m
