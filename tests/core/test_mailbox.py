@@ -28,7 +28,6 @@ from mesh.core.mailbox import (
     MailAck,
     MailBatch,
     MailboxStore,
-    MemoryMailbox,
     OutState,
     ReadReceipt,
     ReceiptAck,
@@ -42,6 +41,7 @@ from mesh.core.mailbox import (
     outgoing,
 )
 from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.testing.mailbox import MemoryMailbox
 
 A, B, C = Recipient("nodeA", "alice"), Recipient("nodeB", "bob"), Recipient("nodeC", "carol")
 WALL0 = 1_700_000_000.0
