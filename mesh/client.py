@@ -15,7 +15,7 @@ import grpc
 
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
-from mesh._transport import codec
+from mesh._transport import api_codec, codec
 from mesh._transport.errors import to_mesh_error
 from mesh.claim import PendingClaim, pending_claim
 from mesh.core import validate
@@ -72,12 +72,12 @@ class Client:
 
     async def info(self) -> NodeInfo:
         """Who the node is, where it lives, and the steward set it has adopted."""
-        return codec.info_from_pb(await self._call(self._stub.Info, pb.Empty()))
+        return api_codec.info_from_pb(await self._call(self._stub.Info, pb.Empty()))
 
     async def members(self) -> list[MemberView]:
         """Every member the node knows (itself first), with liveness and status."""
         r: pb.MemberList = await self._call(self._stub.Members, pb.Empty())
-        return [codec.view_from_pb(m) for m in r.members]
+        return [api_codec.view_from_pb(m) for m in r.members]
 
     async def heartbeat(
         self,
@@ -91,7 +91,7 @@ class Client:
         """Publish this session's status to every peer (unset fields keep their value); the new record."""
         if progress is not None:
             validate.progress(progress)  # a negative one could not even be encoded
-        req = codec.status_changes_to_pb(
+        req = api_codec.status_changes_to_pb(
             action=action, target=target, phase=phase, progress=progress, note=note, role=role
         )
         return codec.status_from_pb(await self._call(self._stub.SetStatus, req))
@@ -99,7 +99,7 @@ class Client:
     async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
         """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
         async for ev in self._stream(self._stub.Watch(pb.WatchRequest(snapshot=snapshot))):
-            yield codec.event_from_pb(ev)
+            yield api_codec.event_from_pb(ev)
 
     async def shutdown(self, reason: str = "meshctl down") -> None:
         """Ask the node to leave the mesh gracefully (peers see `left` at once)."""
@@ -114,7 +114,7 @@ class Client:
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         req = pb.ClaimRequest(resource=resource, ttl=ttl, wait=wait)
-        return codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
+        return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -124,30 +124,30 @@ class Client:
 
     async def claims(self) -> list[ClaimView]:
         """Every live claim in the mesh, by item."""
-        return codec.claims_from_pb(await self._call(self._stub.Claims, pb.Empty()))
+        return api_codec.claims_from_pb(await self._call(self._stub.Claims, pb.Empty()))
 
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))
         async for ev in self._stream(call):
-            yield codec.lease_event_from_pb(ev)
+            yield api_codec.lease_event_from_pb(ev)
 
     async def recover_stewards(self) -> NodeInfo:
         """Last resort: make this node the only steward of a new epoch (see README for the risk)."""
         req = pb.RecoverRequest(i_understand=True)
-        return codec.info_from_pb(await self._call(self._stub.RecoverStewards, req, timeout=120.0))
+        return api_codec.info_from_pb(await self._call(self._stub.RecoverStewards, req, timeout=120.0))
 
     # ------------------------------------------------------------------ messages
 
     async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
         """Queue a message to session `to` durably in the node's outbox."""
         req = pb.SendRequest(to=to, subject=subject, body=body, in_reply_to=reply_to or "")
-        return codec.sent_from_pb(await self._call(self._stub.Send, req))
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
 
     async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
         """Queue a message to every member known now, offline ones included."""
         req = pb.SendRequest(all=True, subject=subject, body=body, in_reply_to=reply_to or "")
-        return codec.sent_from_pb(await self._call(self._stub.Send, req))
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
 
     async def messages(
         self,
@@ -162,7 +162,7 @@ class Client:
             setattr(req, "from", from_name)
         call = self._stub.Inbox(req, timeout=None if follow else DEFAULT_TIMEOUT)
         async for item in self._stream(call):
-            yield codec.inbox_from_pb(item)
+            yield api_codec.inbox_from_pb(item)
 
     async def mark_read(self, ids: list[str] | None = None) -> int:
         """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""
@@ -175,7 +175,7 @@ class Client:
     ) -> list[OutboxEntry]:
         """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
         req = pb.OutboxRequest(state=state or "", to=to or "", limit=limit or 0)
-        return codec.outbox_from_pb(await self._call(self._stub.Outbox, req))
+        return api_codec.outbox_from_pb(await self._call(self._stub.Outbox, req))
 
     async def counts(self) -> MailCounts:
         """Unread messages in the inbox, and sent messages still queued."""

@@ -24,7 +24,7 @@ from mesh._transport import codec
 from mesh._transport.peer import Link, frame
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.membership import PeerInfo
+from mesh.core.membership import Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.status import StatusRecord
 
 log = logging.getLogger("mesh")
@@ -45,6 +45,11 @@ class LinkTable:
         self.on_gossip: Callable[[PeerInfo], None] = lambda info: None
         self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
         self._filters = taps.frame_filters()
+        hub.listeners.append(self._on_member)
+
+    def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
+        if isinstance(ev, MemberJoined) and m is not None:
+            self.gossip_new(m.info)
 
     def attach(self, service: PeerService) -> None:
         """Route `service.accepts` to `service`, and tell it about links coming and going."""

@@ -38,7 +38,7 @@ from mesh._transport.peer import SERVER_OPTIONS, Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
 from mesh.core.errors import ConfigError, NameTaken
-from mesh.core.membership import Member, MemberJoined, Membership, MembershipEvent, PeerInfo
+from mesh.core.membership import Membership, PeerInfo
 from mesh.core.status import StatusRecord
 from mesh.paths import (
     NodeLock,
@@ -182,14 +182,9 @@ class NodeRuntime:
         self.claims = ClaimsService(self, cfg.lease_config, bootstrap=cfg.bootstrap)
         links.claims = self.claims
         ctx.show_stewards(lambda: cfg_.stewards if (cfg_ := self.claims.core.config) else ())
-        hub.listeners.append(self._on_member_event)
         self.socket_path = control_socket_path(self.state_dir)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
-
-    def _on_member_event(self, ev: MembershipEvent, m: Member | None) -> None:
-        if isinstance(ev, MemberJoined) and m is not None and self.link_table is not None:
-            self.link_table.gossip_new(m.info)
 
     async def _join(self) -> None:
         """Timers, discovery and seeds; return once joined (a name conflict found meanwhile raises)."""
@@ -324,10 +319,6 @@ class NodeRuntime:
     @property
     def membership(self) -> Membership | None:
         return self.hub.core if self.hub is not None else None
-
-    @property
-    def ready(self) -> asyncio.Event:
-        return self.life.ready
 
     def _broadcast(self, f: pb.PeerFrame, droppable: bool) -> None:
         if self.link_table is not None:

@@ -17,7 +17,7 @@ import grpc
 from mesh import limits
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
-from mesh._transport import codec, guard
+from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
 from mesh.api import MeshAPI
 from mesh.core.validate import split_resource
@@ -34,26 +34,26 @@ class ControlServicer(pbg.ControlServicer):
 
     @unary
     async def Info(self, request: pb.Empty, context: Ctx) -> pb.NodeInfo:
-        return codec.info_to_pb(await self.api.info())
+        return api_codec.info_to_pb(await self.api.info())
 
     @unary
     async def Members(self, request: pb.Empty, context: Ctx) -> pb.MemberList:
-        return pb.MemberList(members=[codec.view_to_pb(v) for v in await self.api.members()])
+        return pb.MemberList(members=[api_codec.view_to_pb(v) for v in await self.api.members()])
 
     @unary
     async def SetStatus(self, request: pb.StatusUpdate, context: Ctx) -> pb.Status:
-        record = await self.api.heartbeat(**codec.status_changes_from_pb(request))
+        record = await self.api.heartbeat(**api_codec.status_changes_from_pb(request))
         return codec.status_to_pb(record)
 
     @streaming
     async def Watch(self, request: pb.WatchRequest, context: Ctx) -> AsyncIterator[pb.Event]:
         async for ev in self.api.watch(snapshot=request.snapshot):
-            yield codec.event_to_pb(ev)
+            yield api_codec.event_to_pb(ev)
 
     @unary
     async def Claim(self, request: pb.ClaimRequest, context: Ctx) -> pb.ClaimReply:
         granted = await self.api.claim_once(request.resource, request.ttl, request.wait)
-        return codec.claim_reply_to_pb(granted)
+        return api_codec.claim_reply_to_pb(granted)
 
     @unary
     async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseReply:
@@ -62,12 +62,12 @@ class ControlServicer(pbg.ControlServicer):
 
     @unary
     async def Claims(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:
-        return codec.claims_to_pb(await self.api.claims())
+        return api_codec.claims_to_pb(await self.api.claims())
 
     @streaming
     async def WatchLease(self, request: pb.LeaseWatchRequest, context: Ctx) -> AsyncIterator[pb.LeaseEvent]:
         async for ev in self.api.lease_events(request.resource):
-            yield codec.lease_event_to_pb(ev)
+            yield api_codec.lease_event_to_pb(ev)
 
     @unary
     async def RecoverStewards(self, request: pb.RecoverRequest, context: Ctx) -> pb.NodeInfo:
@@ -75,7 +75,7 @@ class ControlServicer(pbg.ControlServicer):
             raise InvalidInput(
                 "steward recovery must be confirmed (it is unsafe if the old stewards are alive)"
             )
-        return codec.info_to_pb(await self.api.recover_stewards())
+        return api_codec.info_to_pb(await self.api.recover_stewards())
 
     @unary
     async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
@@ -88,7 +88,7 @@ class ControlServicer(pbg.ControlServicer):
             if not request.to:
                 raise InvalidInput("a recipient name is needed (or --all)")
             sent = await self.api.send(request.to, request.subject, request.body, reply_to)
-        return codec.sent_to_pb(sent)
+        return api_codec.sent_to_pb(sent)
 
     @streaming
     async def Inbox(self, request: pb.InboxRequest, context: Ctx) -> AsyncIterator[pb.InboxItem]:
@@ -98,7 +98,7 @@ class ControlServicer(pbg.ControlServicer):
             from_name=getattr(request, "from") or None,
             limit=request.limit or None,
         ):
-            yield codec.inbox_to_pb(m)
+            yield api_codec.inbox_to_pb(m)
 
     @unary
     async def MarkRead(self, request: pb.MarkReadRequest, context: Ctx) -> pb.MarkReadReply:
@@ -109,7 +109,7 @@ class ControlServicer(pbg.ControlServicer):
     @unary
     async def Outbox(self, request: pb.OutboxRequest, context: Ctx) -> pb.OutboxList:
         entries = await self.api.outbox(request.state or None, request.to or None, request.limit or None)
-        return codec.outbox_to_pb(entries)
+        return api_codec.outbox_to_pb(entries)
 
     @unary
     async def Counts(self, request: pb.Empty, context: Ctx) -> pb.MailCounts:
