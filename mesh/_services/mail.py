@@ -1,4 +1,4 @@
-"""Messages in the runtime: the durable mailbox (mesh.mailstore) carried over the peer links.
+"""The mail service: the durable mailbox (mesh.mailstore) carried over the peer links, on a ServiceContext.
 
     send / broadcast ──▶ one SQLite transaction per burst (group commit) ──▶ pump each recipient's link
     link up ──▶ SendWindow from the store's floor: resend everything unacked, oldest first (the recipient
