@@ -257,6 +257,8 @@ _RECEIPTS_PER_FRAME = 16  # acks, receipts, receipt acks per frame, at most (a p
 
 def service_messages(f: pb.PeerFrame) -> list[object]:
     """The service messages a frame carries (mail), decoded, in the order a service applies them."""
+    if not (f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
+        return []  # most frames: heartbeats, status, claims
     out: list[object] = []
     if f.HasField("mail"):
         out.append(batch_from_pb(f.mail))
@@ -268,6 +270,12 @@ def service_messages(f: pb.PeerFrame) -> list[object]:
 
 def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
     """One frame carrying service messages (at most one mail batch)."""
+    if len(msgs) == 1:  # the common case: one batch, one ack or one receipt
+        (m,) = msgs
+        if isinstance(m, mb.MailBatch):
+            return pb.PeerFrame(mail=batch_to_pb(m))
+        if isinstance(m, mb.MailAck):
+            return pb.PeerFrame(mail_acks=[ack_to_pb(m)])
     mail: pb.MailBatch | None = None
     acks: list[pb.MailAck] = []
     receipts: list[pb.ReadReceipt] = []
