@@ -32,6 +32,8 @@ MODULES: tuple[str, ...] = (
     "bench.claims",
     "bench.messages",
     "bench.security",
+    "bench.web",
+    "bench.hooks",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

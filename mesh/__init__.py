@@ -23,12 +23,15 @@ if TYPE_CHECKING:
     from mesh.core.mailbox import InboxMessage, OutboxEntry
     from mesh.core.status import StatusRecord
     from mesh.errors import (
+        AmbiguousId,
         AmbiguousNode,
         AuthError,
         ClaimDenied,
         ClaimError,
         ClaimLost,
         ConfigError,
+        ConflictingOp,
+        InvalidField,
         InvalidInput,
         LimitExceeded,
         MeshError,
@@ -37,8 +40,10 @@ if TYPE_CHECKING:
         NodeNotFound,
         NodeUnavailable,
         NoQuorum,
+        PatternError,
         PermissionDenied,
         ProtocolError,
+        UnknownId,
         UnknownRecipient,
     )
     from mesh.node import Node
@@ -62,12 +67,15 @@ _WHERE = {
     **{
         n: "mesh.errors"
         for n in (
+            "AmbiguousId",
             "AmbiguousNode",
             "AuthError",
             "ClaimDenied",
             "ClaimError",
             "ClaimLost",
             "ConfigError",
+            "ConflictingOp",
+            "InvalidField",
             "InvalidInput",
             "LimitExceeded",
             "MeshError",
@@ -76,14 +84,17 @@ _WHERE = {
             "NoQuorum",
             "NodeNotFound",
             "NodeUnavailable",
+            "PatternError",
             "PermissionDenied",
             "ProtocolError",
+            "UnknownId",
             "UnknownRecipient",
         )
     },
 }
 
 __all__ = [
+    "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
     "ClaimDenied",
@@ -92,7 +103,9 @@ __all__ = [
     "ClaimView",
     "Client",
     "ConfigError",
+    "ConflictingOp",
     "InboxMessage",
+    "InvalidField",
     "InvalidInput",
     "Lease",
     "LeaseEvent",
@@ -111,11 +124,13 @@ __all__ = [
     "NodeNotFound",
     "NodeUnavailable",
     "OutboxEntry",
+    "PatternError",
     "PendingClaim",
     "PermissionDenied",
     "ProtocolError",
     "Sent",
     "StatusRecord",
+    "UnknownId",
     "UnknownRecipient",
     "__version__",
     "connect",

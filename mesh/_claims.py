@@ -74,21 +74,25 @@ class ClaimResult:
     holder_node: str
     token: int
     expires_at: float  # wall clock; 0 when unknown
+    valid_until: float = 0.0  # granted: certainly held until then on the node's clock (see mesh.lease)
+    node_now: float = 0.0  # the node's clock when it answered
 
 
 @dataclass(slots=True)
 class _Held:
     token: int
     claim_ends: float  # local monotonic
+    valid_until: float  # local monotonic: the holder's conservative belief (see valid_until())
 
 
 @dataclass(frozen=True, slots=True)
 class LeaseEvent:
-    """What happened to a held lease: held, renewed, lost, released."""
+    """What happened to a held lease: held, renewed (with its validity on the node clock), lost, released."""
 
     kind: str
     resource: str
     token: int
+    valid_until: float = 0.0
 
 
 class ClaimsService:
@@ -194,15 +198,20 @@ class ClaimsService:
             elif isinstance(e, Granted):
                 slot = self.core.held(self.rt.clock.now()).get(e.resource)
                 ends = slot.claim_ends if slot else e.until
-                self.held[e.resource] = _Held(e.token, ends)
+                valid = self.valid_until(e.until)
+                self.held[e.resource] = _Held(e.token, ends, valid)
                 log.info("acquired %s token=%d", e.resource, e.token)
                 self._record("acquired", e.resource, e.token, e.until)
                 self._resolve(e.resource, e)
-                self._lease_event(LeaseEvent("held", e.resource, e.token))
+                self._lease_event(LeaseEvent("held", e.resource, e.token, valid))
                 status_changed = True
             elif isinstance(e, Renewed):
+                valid = self.valid_until(e.until)
+                h = self.held.get(e.resource)
+                if h is not None:
+                    h.valid_until = max(h.valid_until, valid)
                 self._record("renewed", e.resource, e.token, e.until)
-                self._lease_event(LeaseEvent("renewed", e.resource, e.token))
+                self._lease_event(LeaseEvent("renewed", e.resource, e.token, valid))
             elif isinstance(e, Lost):
                 self.held.pop(e.resource, None)
                 log.warning("lost %s token=%d (could not renew in time)", e.resource, e.token)
@@ -226,6 +235,14 @@ class ClaimsService:
         if status_changed:
             self.rt.publish_claims()
         self._wake.set()
+
+    def valid_until(self, until: float) -> float:
+        """The holder's conservative validity for a core deadline ``until`` = t_prepare_sent + D_P.
+
+        valid_until = t_prepare_sent + D_P * (1 - rho): the core's own belief, shortened by the clock-rate
+        bound, so that an API holder acting on it stops a little before the node itself would.
+        """
+        return until - self.lease.rho * self.lease.lease
 
     def _route(self, to: str, msgs: list[pb.ClaimMsg]) -> None:
         node_id, _, incarnation = to.partition("/")
@@ -413,8 +430,9 @@ class ClaimsService:
             if isinstance(e, Granted):
                 h = self.held.get(resource)
                 ends = h.claim_ends if h else now + ttl
+                valid = h.valid_until if h else self.valid_until(e.until)
                 return ClaimResult(True, resource, self.rt.config.name, self.rt.node_id, e.token,
-                                   wall() + (ends - now))  # fmt: skip
+                                   wall() + (ends - now), valid, now)  # fmt: skip
             if now >= deadline:
                 if isinstance(e, Denied):
                     exp = wall() + e.remaining if e.remaining else 0.0
@@ -468,7 +486,7 @@ class ClaimsService:
             raise MeshError(f"this node does not hold {resource}")
         q: asyncio.Queue[LeaseEvent | None] = asyncio.Queue()
         self._lease_watchers.setdefault(resource, []).append(q)
-        yield LeaseEvent("held", resource, h.token)
+        yield LeaseEvent("held", resource, h.token, h.valid_until)
         while True:
             ev = await q.get()
             if ev is None:

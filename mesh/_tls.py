@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
+import ssl
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ import grpc
 from mesh.core import validate
 from mesh.errors import AuthError, InvalidInput
 from mesh.paths import mesh_dir
+
+log = logging.getLogger("mesh")
 
 SAN_SUFFIX = "sessionmesh.invalid"
 _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -145,13 +150,20 @@ def handshake_refusal(err: grpc.RpcError) -> str | None:
 
 
 def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Credentials | None:
-    """This node's cached credentials, if they are for this CA and node and not due for renewal."""
+    """This node's cached credentials, if they are for this CA and node, intact, and not due for renewal.
+
+    Anything damaged (unreadable, not JSON, a list, absurd times, a certificate or key that does not parse
+    or does not match) is treated as no cache: a fresh leaf is issued instead of failing later in gRPC with
+    a misleading "failed to bind".
+    """
     d = state_dir / LEAF_DIR
     try:
         meta = json.loads((d / "leaf.json").read_text())
         cert, key = (d / "leaf.crt").read_bytes(), (d / "leaf.key").read_bytes()
         ca_pem = (credentials_dir(home, mesh) / "ca.crt").read_bytes()
     except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
         return None
     if meta.get("ca_sha256") != hashlib.sha256(ca_pem).hexdigest() or meta.get("node_id") != node_id:
         return None
@@ -166,9 +178,72 @@ def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Cr
             not_after=dt.datetime.fromtimestamp(float(meta["not_after"]), dt.UTC),
             not_before=dt.datetime.fromtimestamp(float(meta["not_before"]), dt.UTC),
         )
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError, OSError):
         return None
-    return None if creds.renewal_due() else creds
+    if creds.not_after <= creds.not_before or creds.renewal_due():
+        return None
+    return creds if _pair_ok(d / "leaf.crt", d / "leaf.key") else None
+
+
+def _pair_ok(cert: Path, key: Path) -> bool:
+    """A PEM certificate and the private key that belongs to it (checked by the stdlib, no cryptography)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError, ValueError):
+        return False
+    return True
+
+
+CA_MARK = "ca.sha256"
+"""In the mesh's local dir: the SHA-256 of the CA this home's nodes ran with (to notice it vanishing)."""
+
+
+def check_ca_files(home: Path, mesh: str) -> None:
+    """Refuse to start on credentials that are damaged, exposed, or gone after this home has used them.
+
+    Missing credentials in a home whose nodes already ran in this mesh would silently create a NEW CA and
+    cut this node off from every peer (and split the mesh): refuse and say how to restore them instead.
+    """
+    cdir = credentials_dir(home, mesh)
+    crt, key = cdir / "ca.crt", cdir / "ca.key"
+    mark = mesh_dir(home, mesh) / CA_MARK
+    if not crt.is_file() or not key.is_file():
+        if mark.is_file():
+            raise AuthError(
+                f"the credentials of mesh {mesh!r} are gone from {cdir} (this home used them before): "
+                "restore them from a backup or import them again ('meshctl init --from TOKEN'); "
+                "'meshctl init --force' starts a new CA that the other nodes will refuse"
+            )
+        return
+    mode = stat.S_IMODE(key.stat().st_mode)
+    if mode & 0o077:
+        raise AuthError(f"{key} is readable by others (mode {mode:o}); run 'chmod 600 {key}'")
+    if not _pair_ok(crt, key):
+        raise AuthError(
+            f"the mesh CA in {cdir} is damaged (ca.crt and ca.key do not load as a matching pair): restore "
+            "them, or import them again with 'meshctl init --from TOKEN --force'"
+        )
+
+
+def _remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
+    mark = mesh_dir(home, mesh) / CA_MARK
+    digest = hashlib.sha256(ca_pem).hexdigest()
+    try:
+        old = mark.read_text().strip()
+    except OSError:
+        old = ""
+    if old == digest:
+        return
+    if old:
+        log.warning(
+            "the CA of mesh %r changed since this home last ran a node (init --rotate/--force?): nodes still "
+            "on the old CA will refuse this one until they are given the new token",
+            mesh,
+        )
+    tmp = mark.with_name(f"{CA_MARK}.{os.getpid()}.tmp")
+    tmp.write_text(digest)
+    os.replace(tmp, mark)
 
 
 def store_leaf(creds: Credentials, state_dir: Path) -> None:
@@ -193,8 +268,10 @@ def store_leaf(creds: Credentials, state_dir: Path) -> None:
 
 def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tuple[Credentials, bool]:
     """Its cached leaf, or a new one issued by a child process; returns (credentials, created_ca)."""
+    check_ca_files(home, mesh)
     cached = load_cached_leaf(home, mesh, node_id, state_dir)
     if cached is not None:
+        _remember_ca(home, mesh, cached.ca_pem)
         return cached, False
     cmd = [
         sys.executable, "-m", "mesh.security", "issue", f"--home={home}", f"--mesh={mesh}",
@@ -210,4 +287,5 @@ def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tu
     creds = load_cached_leaf(home, mesh, node_id, state_dir)
     if creds is None:
         raise AuthError("issued this node's certificate but could not load it back")
+    _remember_ca(home, mesh, creds.ca_pem)
     return creds, bool(out.get("created"))

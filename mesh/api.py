@@ -82,6 +82,10 @@ class MeshAPI(Protocol):
         """Every live claim in the mesh, by item."""
         ...
 
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        ...
+
     def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         ...
@@ -110,8 +114,13 @@ class MeshAPI(Protocol):
         follow: bool = False,
         from_name: str | None = None,
         limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come."""
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead: a reader that
+        keeps its place pages forward without missing any.
+        """
         ...
 
     async def mark_read(self, ids: list[str] | None = None) -> int:

@@ -1,29 +1,69 @@
 """A claim as the API hands it out: `claim()` returns a `PendingClaim`; awaited, it is a held `Lease`.
 
     async with node.claim("service", "i-match", ttl=3600) as lease:   # raises ClaimDenied(holder, expires)
-        write_with_fence(lease.token)                                   # let the resource reject old tokens
-        if lease.lost.is_set(): stop()
+        while lease.is_valid():                                         # checked on THIS process's clock
+            do_a_bounded_step(fence=lease.token)                        # let the resource reject old tokens
 
-`lease.lost` is set if the lease could not be renewed in time (the node lost contact with a steward majority
-for a lease period): stop acting on the item at once. Leaving the block releases the claim.
+A lease is certainly still held until ``lease.valid_until``, an instant on the holder's own monotonic clock
+(CLOCK_BOOTTIME, which counts suspend; every process of one host reads the same clock). The node computes it
+conservatively from when the renewal round that confirmed the lease STARTED (PaxosLease: the proposer's
+timer starts before it asks the stewards):
+
+    valid_until = t_prepare_sent + D_P * (1 - rho)
+
+for lease length D_P (10 s by default) and clock-rate bound rho (1 %); every confirmed renewal moves it
+forward (renewals start D_P/3 after the previous round started, so a healthy holder has about
+D_P * (2/3 - rho) = 6.6 s of slack). ``lease.lost`` is set by THIS process's own timer when ``valid_until``
+passes without a renewal having been reported, whether or not the node says anything (a paused node says
+nothing) — and at once, on the first look after resuming, if this process itself was paused past it. A lost
+lease is given back to the node (best effort) so that nobody keeps renewing work nobody does.
+
+A client of a node (``mesh.connect``) talks only to a node on its own host (a unix socket), so both read the
+same clock; the client still maps the node's instants onto its own clock conservatively
+(`Client._clock_offset`), so even a process in another time namespace never believes longer than the node.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mesh.clock import BootClock, Clock
 from mesh.core.validate import check_ttl, resource_name
 
 if TYPE_CHECKING:
     from mesh.views import ClaimView, LeaseEvent
 
+log = logging.getLogger("mesh")
+
+_RECHECK = 1.0
+"""The lease timer re-reads the clock at least this often: asyncio's timers run on CLOCK_MONOTONIC, which
+stops during a system suspend, while validity is on CLOCK_BOOTTIME."""
+
+
+class _LostEvent(asyncio.Event):
+    """`lease.lost`: also set on the first look after the lease's validity has run out on the clock.
+
+    A process that was paused past ``valid_until`` sees ``lost.is_set()`` true at once on resume, before its
+    timer task has had a chance to run.
+    """
+
+    def __init__(self, expired: Callable[[], bool]) -> None:
+        super().__init__()
+        self._expired = expired
+
+    def is_set(self) -> bool:
+        if not super().is_set() and self._expired():
+            self.set()
+        return super().is_set()
+
 
 class Lease:
-    """A held claim: its fencing token, when it ends, and an event that fires if it is lost."""
+    """A held claim: its fencing token, until when it is certainly valid, and an event set when it is lost."""
 
     def __init__(
         self,
@@ -31,54 +71,122 @@ class Lease:
         token: int,
         expires_at: float,
         release: Callable[[], Awaitable[None]],
-        events: AsyncIterator[str] | None = None,
+        updates: AsyncIterator[LeaseEvent] | None = None,
         *,
+        valid_until: float,
+        clock: Clock | None = None,
+        offset: float = 0.0,
         holder: str = "",
     ) -> None:
+        """`valid_until` is on the node's clock; `offset` maps node instants onto `clock` (never later)."""
         self.resource = resource
         self.type, _, self.name = resource.partition("/")
         self.token = token
         """Fencing token: strictly increasing per item across holders; pass it to what you protect."""
         self.expires_at = expires_at
-        """Wall-clock time the claim's maximum life (its TTL) ends."""
+        """Wall-clock time the claim's maximum life (its TTL) ends (display only)."""
         self.holder = holder
         """The holding session's name (this one)."""
-        self.lost = asyncio.Event()
-        """Set when the lease could not be renewed: stop acting on the item."""
+        self._clock = clock or BootClock()
+        self._offset = offset
+        self.valid_until = valid_until + offset
+        """Until this instant of this process's monotonic clock (CLOCK_BOOTTIME) the lease is surely held."""
+        self.lost = _LostEvent(self._expired)
+        """Set when the lease is lost (not renewed in time, or the node said so): stop acting on the item."""
         self.released = False
         self._release = release
-        self._watch: asyncio.Task[None] | None = None
-        if events is not None:
-            self._watch = asyncio.get_running_loop().create_task(self._follow(events))
+        self._changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._timer()))
+        if updates is not None:
+            self._tasks.append(loop.create_task(self._follow(updates)))
 
     def __repr__(self) -> str:
-        state = "lost" if self.lost.is_set() else "released" if self.released else "held"
+        state = "released" if self.released else "lost" if self.lost.is_set() else "held"
         return f"<Lease {self.resource} token={self.token} {state}>"
 
-    async def _follow(self, events: AsyncIterator[str]) -> None:
+    def remaining(self) -> float:
+        """Seconds the lease is certainly still held (0 once lost or released)."""
+        if self.released or self.lost.is_set():
+            return 0.0
+        return max(0.0, self.valid_until - self._clock.now())
+
+    def is_valid(self) -> bool:
+        """True while the lease is certainly held: not released, not lost, and `valid_until` not passed."""
+        return not self.released and not self.lost.is_set()
+
+    def _expired(self) -> bool:
+        return not self.released and self._clock.now() >= self.valid_until
+
+    def _extend(self, valid_until: float) -> None:
+        """A renewal was confirmed: move validity forward (never back)."""
+        if not self.lost.is_set() and not self.released:
+            self.valid_until = max(self.valid_until, valid_until + self._offset)
+            self._changed.set()
+
+    def _lose(self, why: str) -> None:
+        if not self.released and not asyncio.Event.is_set(self.lost):
+            log.warning("lease %s token=%d lost: %s", self.resource, self.token, why)
+        self.lost.set()
+        self._changed.set()
+
+    async def _timer(self) -> None:
+        """Set `lost` when validity runs out, on this process's own clock; then hand the lease back."""
+        try:
+            while not self.released:
+                left = self.valid_until - self._clock.now()
+                if left <= 0 or self.lost.is_set():
+                    break
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, _RECHECK)):
+                        await self._changed.wait()
+            if self.released:
+                return
+            self._lose("its validity ran out without a confirmed renewal")
+            # Give it back: the node may still be renewing (it was paused, or reports late), but nobody acts
+            # on this lease any more, so nobody should hold it.
+            with contextlib.suppress(Exception):
+                await self._give_back()
+        except asyncio.CancelledError:
+            pass
+
+    async def _follow(self, updates: AsyncIterator[LeaseEvent]) -> None:
         with contextlib.suppress(Exception):
-            async for kind in events:
-                if kind == "lost":
-                    self.lost.set()
+            async for u in updates:
+                if u.kind in ("held", "renewed") and u.valid_until:
+                    self._extend(u.valid_until)
+                elif u.kind == "lost":
+                    self._lose("the node could not renew it")
                     return
-                if kind == "released":
+                elif u.kind == "released":
+                    if not self.released:
+                        self._lose("it was released through another client of the node")
                     return
-        # The node went away: we can no longer vouch for the lease.
-        if not self.released:
-            self.lost.set()
+        # The node's stream ended: nothing more will extend the lease, and the timer ends it on time.
+
+    async def _give_back(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        await self._release()
 
     async def release(self) -> None:
         """Give the claim up (idempotent)."""
         if self.released:
             return
-        self.released = True
         try:
-            await self._release()
+            await self._give_back()
         finally:
-            if self._watch is not None:
-                self._watch.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._watch
+            self._changed.set()
+            for t in self._tasks:
+                if t is not asyncio.current_task():
+                    t.cancel()
+            for t in self._tasks:
+                if t is not asyncio.current_task():
+                    with contextlib.suppress(BaseException):
+                        await t
 
     async def __aenter__(self) -> Lease:
         return self
@@ -126,24 +234,30 @@ def pending_claim(
     name: str,
     ttl: float,
     wait: float,
+    *,
+    clock: Clock,
     release: Callable[[], Awaitable[None]] | None = None,
+    clock_offset: Callable[[float, float], Awaitable[float]] | None = None,
 ) -> PendingClaim:
-    """`api.claim(...)` for any MeshAPI: claim once, then follow the lease's events until lost or released."""
+    """`api.claim(...)` for any MeshAPI: claim once, then follow the lease's events until lost or released.
+
+    `clock` is the holder's clock; `clock_offset(asked, node_now)` maps the node's clock onto it (never
+    later) when the node is another process — `asked` is `clock` read just before the claim was asked.
+    """
     resource = resource_name(type, name)
     check_ttl(ttl)
 
     async def acquire() -> Lease:
+        asked = clock.now()
         granted = await api.claim_once(resource, ttl, wait)
-
-        async def kinds() -> AsyncIterator[str]:
-            async for ev in api.lease_events(resource):
-                yield ev.kind
+        offset = await clock_offset(asked, granted.node_now) if clock_offset is not None else 0.0
 
         async def give_up() -> None:
             await api.release(type, name)
 
         return Lease(
-            resource, granted.token, granted.expires_at, release or give_up, kinds(), holder=granted.holder
-        )
+            resource, granted.token, granted.expires_at, release or give_up, api.lease_events(resource),
+            valid_until=granted.valid_until, clock=clock, offset=offset, holder=granted.holder,
+        )  # fmt: skip
 
     return PendingClaim(acquire)

@@ -18,6 +18,7 @@ from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec
 from mesh._transport.errors import to_mesh_error
 from mesh.claim import PendingClaim, pending_claim
+from mesh.clock import BootClock, Clock
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.status import StatusRecord
@@ -33,8 +34,9 @@ DEFAULT_TIMEOUT = 10.0
 class Client:
     """Talks to one running node through its control socket."""
 
-    def __init__(self, node: RunningNode) -> None:
+    def __init__(self, node: RunningNode, clock: Clock | None = None) -> None:
         self.node = node
+        self.clock = clock or BootClock()
         self._channel = grpc.aio.insecure_channel(f"unix:{node.socket}")
         self._stub = pbg.ControlStub(self._channel)
 
@@ -109,12 +111,26 @@ class Client:
 
     def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
         """Claim TYPE/NAME through the node (see MeshAPI.claim); the node renews it while it lives."""
-        return pending_claim(self, type, name, ttl, wait)
+        return pending_claim(self, type, name, ttl, wait, clock=self.clock, clock_offset=self._clock_offset)
 
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         req = pb.ClaimRequest(resource=resource, ttl=ttl, wait=wait)
         return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
+
+    async def _clock_offset(self, asked: float, node_now: float) -> float:
+        """What to add to the node's clock readings to get ours, erring only toward EARLIER instants.
+
+        On one host both processes read CLOCK_BOOTTIME: the node's reading taken while it answered lies
+        between our readings before and after the call, and the offset is 0. Otherwise (another time
+        namespace) a quick Info call brackets the node's clock: its reading happened no earlier than our
+        reading before the call, so `before - node_now` can only map node instants earlier than they are.
+        """
+        if not node_now or asked <= node_now <= self.clock.now():
+            return 0.0
+        before = self.clock.now()
+        info = await self.info()
+        return min(0.0, before - info.node_now) if info.node_now else 0.0
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -125,6 +141,10 @@ class Client:
     async def claims(self) -> list[ClaimView]:
         """Every live claim in the mesh, by item."""
         return api_codec.claims_from_pb(await self._call(self._stub.Claims, pb.Empty()))
+
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        return api_codec.claims_from_pb(await self._call(self._stub.Held, pb.Empty()))
 
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
@@ -155,9 +175,13 @@ class Client:
         follow: bool = False,
         from_name: str | None = None,
         limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come."""
-        req = pb.InboxRequest(unread=unread, follow=follow, limit=limit or 0)
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead.
+        """
+        req = pb.InboxRequest(unread=unread, follow=follow, limit=limit or 0, after=after)
         if from_name:
             setattr(req, "from", from_name)
         call = self._stub.Inbox(req, timeout=None if follow else DEFAULT_TIMEOUT)

@@ -144,6 +144,9 @@ class NodeConfig:
             raise ConfigError("rho must be between 0 and 0.2")
         if self.mdns and not self.mdns_interfaces:
             raise ConfigError("mDNS needs at least one interface address")
+        _ip_literal(self.bind, "bind address", allow_any=True)
+        for ip in self.mdns_interfaces:
+            _ip_literal(ip, "mDNS interface address")
         return self
 
     @classmethod
@@ -178,3 +181,17 @@ def _parse_env(name: str, raw: str, current: Any) -> Any:
         return raw
     except ValueError:
         raise ConfigError(f"MESH_{name.upper()}={raw!r} is not a valid {name}") from None
+
+
+def _ip_literal(value: str, field: str, allow_any: bool = False) -> None:
+    """An IPv4/IPv6 address of this host's kind (checked here: deeper down it surfaces as a traceback)."""
+    import ipaddress
+
+    if allow_any and value == "localhost":
+        return
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise ConfigError(f"{field} {value[:64]!r} is not an IP address (like 127.0.0.1 or ::1)") from None
+    if ip.is_unspecified and not allow_any:
+        raise ConfigError(f"{field} must be a specific address, not {value}")

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 from mesh.core.errors import (
+    AmbiguousId,
     AmbiguousNode,
     AuthError,
     ClaimDenied,
     ClaimError,
     ClaimLost,
     ConfigError,
+    ConflictingOp,
+    InvalidField,
     InvalidInput,
     LimitExceeded,
     MeshError,
@@ -20,18 +23,23 @@ from mesh.core.errors import (
     NodeNotFound,
     NodeUnavailable,
     NoQuorum,
+    PatternError,
     PermissionDenied,
     ProtocolError,
+    UnknownId,
     UnknownRecipient,
 )
 
 __all__ = [
+    "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
     "ConfigError",
+    "ConflictingOp",
+    "InvalidField",
     "InvalidInput",
     "LimitExceeded",
     "MeshError",
@@ -40,7 +48,9 @@ __all__ = [
     "NoQuorum",
     "NodeNotFound",
     "NodeUnavailable",
+    "PatternError",
     "PermissionDenied",
     "ProtocolError",
+    "UnknownId",
     "UnknownRecipient",
 ]

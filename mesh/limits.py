@@ -65,6 +65,16 @@ PEER_MAX_CONCURRENT_RPCS = 1024
 identities minted with a stolen CA key, which MAX_LINKS_PER_PEER alone cannot bound."""
 
 PEER_MAX_STREAMS_PER_CONNECTION = 32
+
+PEER_MAX_CONNECTIONS = 512
+"""TCP connections the peer server holds at once (a pair of nodes needs one; the rest is headroom)."""
+
+HANDSHAKE_TIMEOUT_MS = 5_000
+"""How long a TLS handshake may take before the connection is dropped. gRPC's default, 120 s, let rounds of
+half-open connections (a scanner, a node without our CA) grow a node's memory from 52 to 115 MB."""
+
+IDLE_CONNECTION_MS = 30_000
+"""A connection with no RPC on it this long is closed (a peer link always has its stream open)."""
 """HTTP/2 concurrent streams per TCP connection (further streams wait at the client). A node opens one
 channel per peer and one Link on it."""
 
@@ -79,3 +89,30 @@ MAX_WATCHERS = 64
 WATCH_QUEUE_MAX = 10_000
 """Events queued for one watcher that is not reading; beyond it the watch ends (RESOURCE_EXHAUSTED) instead
 of growing without bound. A reader that keeps up never holds more than a handful."""
+
+# ---------------------------------------------------------------- hook wire (local, 0600, JSON lines)
+
+HOOK_LINE_MAX = 64 * 1024
+"""Longest request line on the hook wire; a longer one gets `{"error": …}` and the connection closes.
+
+Hook requests are a few hundred bytes (an op, a path or two, a heartbeat); 64 KiB leaves room for a
+claim of many paths while bounding what one local client can make the node buffer."""
+
+HOOK_MAX_CONNECTIONS = 64
+"""Concurrent hook-wire connections; more are closed at once (hooks fail open, so nothing breaks).
+
+Hooks are short-lived processes, a few per tool call; agents run tool calls in parallel, but rarely more
+than a handful at a time."""
+
+HOOK_IDLE_TIMEOUT = 10.0
+"""Seconds a hook-wire connection may sit without sending a request before it is closed."""
+
+HOOK_MAX_PATHS = 32
+"""Paths in one hook-wire claim, release or check (InvalidInput beyond)."""
+
+HOOK_PATH_MAX = 1024
+"""Characters in one path on the hook wire (InvalidInput beyond)."""
+
+HOOK_HEARTBEAT_EVERY = 3.0
+"""Seconds between status updates published for hook heartbeats (one per tool call would fan out to
+every peer each time); a newer one within the interval replaces the pending one and goes out at its end."""

@@ -57,16 +57,21 @@ class Node:
 
     async def start(self) -> Node:
         """Join the mesh; returns once the node is ready."""
-        await self._rt.start(self._serve_control)
+        await self._rt.start(self._serve_faces)
         self._started = True
         return self
 
-    async def _serve_control(self) -> None:
-        # Imported here: an embedded program that never starts a node need not load the servicer.
+    async def _serve_faces(self) -> None:
+        # Imported here: an embedded program that never starts a node need not load the servers.
         from mesh._transport.control import serve_control
+        from mesh._transport.hookwire import serve_hookwire
 
-        assert self._rt.socket_path is not None
-        self._rt.add_server(await serve_control(self, self._rt.socket_path))
+        rt = self._rt
+        assert rt.socket_path is not None and rt.hook_socket_path is not None
+        control = await serve_control(self, rt.socket_path)
+        rt.add_face(lambda: control.stop(0.2))
+        hooks = await serve_hookwire(self, rt.hook_socket_path)
+        rt.add_face(hooks.close)
 
     async def stop(self, reason: str = "stopped") -> None:
         """Leave gracefully (peers see `left` at once) and close everything."""
@@ -139,6 +144,7 @@ class Node:
             version=__version__,
             epoch=cfg.epoch if cfg else 0,
             stewards=tuple(rt.claims.name_of(s) for s in cfg.stewards) if cfg else (),
+            node_now=rt.clock.now(),
         )
 
     async def members(self) -> list[MemberView]:
@@ -178,13 +184,16 @@ class Node:
             if self._rt.serving:  # a stopped node's claims went with it
                 self._rt.claims.release(resource)
 
-        return pending_claim(self, type, name, ttl, wait, release)
+        # The node's clock is this process's clock: its instants need no mapping.
+        return pending_claim(self, type, name, ttl, wait, clock=self._rt.clock, release=release)
 
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         split_resource(resource)
         r = await self._check().claims.claim(resource, check_ttl(ttl), wait)
-        return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at)
+        return ClaimView(
+            r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now
+        )
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -197,11 +206,17 @@ class Node:
         ]
         return sorted(live, key=lambda c: c.resource)
 
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        rt = self._check()
+        return [ClaimView(r, self.name, rt.node_id, t, x) for r, t, x in rt.claims.held_view()]
+
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         split_resource(resource)
-        async for ev in self._check().claims.watch_lease(resource):
-            yield LeaseEvent(ev.kind, ev.resource, ev.token)
+        rt = self._check()
+        async for ev in rt.claims.watch_lease(resource):
+            yield LeaseEvent(ev.kind, ev.resource, ev.token, ev.valid_until, rt.clock.now())
 
     async def recover_stewards(self) -> NodeInfo:
         """Last resort: make this node the only steward of a new epoch (see README for the risk)."""
@@ -230,9 +245,15 @@ class Node:
         follow: bool = False,
         from_name: str | None = None,
         limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come."""
-        return self._check().mail.messages(unread=unread, follow=follow, from_name=from_name, limit=limit)
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead.
+        """
+        return self._check().mail.messages(
+            unread=unread, follow=follow, from_name=from_name, limit=limit, after=after
+        )
 
     async def mark_read(self, ids: list[str] | None = None) -> int:
         """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""

@@ -7,6 +7,8 @@
     node.log       log of a detached node
     control.sock   control API (0600); if the path is too long for AF_UNIX, it lives in a short
                    per-user runtime dir and node.json says where
+    hooks.sock     the hook wire (JSON lines for agent hooks, 0600; same placement rule as control.sock)
+    hooks.json     what this session's agent has already been told (the hook wire's cursor)
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,15 +56,64 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def control_socket_path(state_dir: Path) -> Path:
-    """A node's control socket: in its state dir if the path fits AF_UNIX, else a short private path."""
-    p = state_dir / "control.sock"
+def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
+    """A node's socket: in its state dir if the path fits AF_UNIX, else in a short private directory."""
+    p = state_dir / name
     if len(str(p)) <= _SUN_PATH_MAX:
         return p
-    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:16]
-    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"session-mesh-{os.getuid()}"
-    ensure_private_dir(base)
-    return base / f"{digest}.sock"
+    digest = hashlib.sha256(f"{state_dir}/{name}".encode()).hexdigest()[:16]
+    return short_private_dir() / f"{digest}.sock"
+
+
+def hook_socket_path(state_dir: Path) -> Path:
+    """A node's hook-wire socket (placed like the control socket)."""
+    return control_socket_path(state_dir, "hooks.sock")
+
+
+def short_private_dir() -> Path:
+    """A short directory only this user can use, for sockets whose natural path is too long for AF_UNIX.
+
+    `$XDG_RUNTIME_DIR/session-mesh` or `$TMPDIR/session-mesh-<uid>`, but only if it is really ours: a real
+    directory (not a symlink), owned by this uid, mode 0700. In a shared /tmp another user could create that
+    name first (0777), then swap in a socket of their own and receive our clients' connections; such a
+    directory is never used — a fresh private one (mkdtemp, 0700) is made instead, and node.json says where.
+    """
+    uid = os.getuid()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "session-mesh" if runtime else Path(tempfile.gettempdir()) / f"session-mesh-{uid}"
+    # A socket name (16 hex + ".sock") must still fit below it; else fall back to /tmp itself.
+    where = None if len(str(base)) <= _SUN_PATH_MAX - 40 else "/tmp"
+
+    def fresh() -> Path:
+        return Path(tempfile.mkdtemp(prefix=f"session-mesh-{uid}-", dir=where))
+
+    if where is not None:
+        return fresh()
+    try:
+        base.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return fresh()
+    return base if _private_dir_ok(base, uid) else fresh()
+
+
+def _private_dir_ok(path: Path, uid: int) -> bool:
+    """True if `path` is a real directory owned by `uid` with no access for anyone else (fixed if ours)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+        return False  # a symlink, a file, or someone else's: never trust it
+    if st.st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)  # not a symlink (lstat above); /tmp's sticky bit stops a swap since
+        except OSError:
+            return False
+        # Another user may have had access until now and left a socket or a link behind: start clean.
+        return not any(path.iterdir())
+    return True
 
 
 class NodeLock:
@@ -123,6 +175,8 @@ class RunningNode:
     socket: Path
     address: str
     state_dir: Path
+    hook_socket: Path | None = None  # the hook wire (older nodes have none)
+    watch_pid: int | None = None  # the session process it serves (--watch-pid): how an MCP server finds it
 
 
 def write_node_file(state_dir: Path, info: RunningNode) -> None:
@@ -135,6 +189,10 @@ def write_node_file(state_dir: Path, info: RunningNode) -> None:
         "socket": str(info.socket),
         "address": info.address,
     }
+    if info.hook_socket is not None:
+        data["hook_socket"] = str(info.hook_socket)
+    if info.watch_pid is not None:
+        data["watch_pid"] = info.watch_pid
     tmp = state_dir / "node.json.tmp"
     tmp.write_text(json.dumps(data))
     os.replace(tmp, state_dir / "node.json")
@@ -148,6 +206,10 @@ def remove_node_file(state_dir: Path) -> None:
 
 def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
     """Nodes running under `home` (optionally one mesh): node.json present and the lock held."""
+    if mesh is not None:
+        from mesh.core.validate import name as valid_name
+
+        valid_name(mesh, "mesh name")  # it becomes part of a glob: '*' must not match every mesh
     root = home / "meshes"
     if not root.is_dir():
         return []
@@ -163,6 +225,8 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
                 RunningNode(
                     name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
                     socket=Path(d["socket"]), address=d["address"], state_dir=sd,
+                    hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
+                    watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
                 )
             )  # fmt: skip
         except (OSError, ValueError, KeyError):

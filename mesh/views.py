@@ -26,13 +26,21 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ClaimView:
-    """A live claim: who holds TYPE/NAME, its fencing token, and when its maximum life ends."""
+    """A live claim: who holds TYPE/NAME, its fencing token, and when its maximum life ends.
+
+    A claim just granted to this node (`claim_once`) also says until when the lease is certainly held, on
+    the node's monotonic clock (CLOCK_BOOTTIME), and that clock's reading when the node answered, so that
+    a `Lease` can map the instant onto its own clock (see mesh.claim). Claims listed by `claims()` leave
+    both at 0: only the holder knows them.
+    """
 
     resource: str  # TYPE/NAME
     holder: str  # the holder's session name
     holder_node: str  # the holder's node id
     token: int
     expires_at: float  # unix seconds; 0 when unknown
+    valid_until: float = 0.0  # granted here: certainly held until then on the node's monotonic clock
+    node_now: float = 0.0  # the node's monotonic clock when it answered
 
     @property
     def type(self) -> str:
@@ -126,11 +134,17 @@ class MemberEvent:
 
 @dataclass(frozen=True, slots=True)
 class LeaseEvent:
-    """What happened to a lease this node holds: `held`, `renewed`, `lost`, `released`."""
+    """What happened to a lease this node holds: `held`, `renewed`, `lost`, `released`.
 
-    kind: str
+    `held` and `renewed` carry the lease's new validity on the node's monotonic clock (CLOCK_BOOTTIME);
+    `node_now` is that clock when the node reported it (see mesh.claim for how a holder uses both).
+    """
+
+    kind: str  # held | renewed | lost | released
     resource: str
     token: int
+    valid_until: float = 0.0  # held/renewed: certainly held until then (0 for lost/released)
+    node_now: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +161,7 @@ class NodeInfo:
     version: str
     epoch: int = 0
     stewards: tuple[str, ...] = ()  # steward names ("?" + id prefix when not a known member)
+    node_now: float = 0.0  # the node's monotonic clock (CLOCK_BOOTTIME) when it answered
 
     def to_json(self) -> dict[str, Any]:
         return {

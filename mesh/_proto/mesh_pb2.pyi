@@ -1132,12 +1132,15 @@ class NodeInfo(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     EPOCH_FIELD_NUMBER: _builtins.int
     STEWARDS_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     state_dir: _builtins.str
     pid: _builtins.int
     version: _builtins.str
     epoch: _builtins.int
     """steward config epoch this node has adopted (0: none yet)"""
+    node_now: _builtins.float
+    """the node's monotonic clock (CLOCK_BOOTTIME) when it answered"""
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -1154,10 +1157,11 @@ class NodeInfo(_message.Message):
         version: _builtins.str = ...,
         epoch: _builtins.int = ...,
         stewards: _abc.Iterable[_builtins.str] | None = ...,
+        node_now: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "pid", b"pid", "state_dir", b"state_dir", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "node_now", b"node_now", "pid", b"pid", "state_dir", b"state_dir", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1334,6 +1338,8 @@ class ClaimReply(_message.Message):
     HOLDER_NODE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
     resource: _builtins.str
     holder: _builtins.str
@@ -1344,6 +1350,12 @@ class ClaimReply(_message.Message):
     """fencing token (granted only)"""
     expires_at: _builtins.float
     """wall clock: when the claim ends (0: unknown)"""
+    valid_until: _builtins.float
+    """Granted: the lease is certainly held until this instant of the node's monotonic clock (CLOCK_BOOTTIME,
+    shared by every process of the host); node_now is that clock when the node answered, so a client maps
+    the instant onto its own clock conservatively.
+    """
+    node_now: _builtins.float
     def __init__(
         self,
         *,
@@ -1353,10 +1365,12 @@ class ClaimReply(_message.Message):
         holder_node: _builtins.str = ...,
         token: _builtins.int = ...,
         expires_at: _builtins.float = ...,
+        valid_until: _builtins.float = ...,
+        node_now: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1499,19 +1513,26 @@ class LeaseEvent(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    NODE_NOW_FIELD_NUMBER: _builtins.int
     kind: Global___LeaseEvent.Kind.ValueType
     resource: _builtins.str
     token: _builtins.int
+    valid_until: _builtins.float
+    """HELD/RENEWED: new validity on the node's monotonic clock (see ClaimReply)"""
+    node_now: _builtins.float
     def __init__(
         self,
         *,
         kind: Global___LeaseEvent.Kind.ValueType = ...,
         resource: _builtins.str = ...,
         token: _builtins.int = ...,
+        valid_until: _builtins.float = ...,
+        node_now: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1655,22 +1676,28 @@ class InboxRequest(_message.Message):
     FROM_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     unread: _builtins.bool
     limit: _builtins.int
     follow: _builtins.bool
     """after the current page, stream new messages as they arrive"""
+    after: _builtins.int
+    """page forward: the first `limit` messages after this local_seq (oldest first)"""
     def __init__(
         self,
         *,
         unread: _builtins.bool = ...,
         limit: _builtins.int = ...,
         follow: _builtins.bool = ...,
+        after: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after", b"_after", "after", b"after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "from", b"from", "limit", b"limit", "unread", b"unread"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after", b"_after", "after", b"after", "follow", b"follow", "from", b"from", "limit", b"limit", "unread", b"unread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after: _TypeAlias = _typing.Literal["after"]  # noqa: Y015
+    _WhichOneofArgType__after: _TypeAlias = _typing.Literal["_after", b"_after"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after) -> _WhichOneofReturnType__after | None: ...
 
 Global___InboxRequest: _TypeAlias = InboxRequest  # noqa: Y015
 

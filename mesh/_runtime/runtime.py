@@ -3,7 +3,8 @@ tasks, servers and the node's lock.
 
     start:  lock ─▶ node.db (identity) ─▶ TLS credentials ─▶ peer server (PeerServicer)
             ─▶ member table (MemberHub), links (LinkTable), handshake, dialer
-            ─▶ services (mail, claims) on a ServiceContext ─▶ the node's faces (`serve`)      JOINING
+            ─▶ services (mail, claims) on a ServiceContext ─▶ the node's faces (`serve`:
+               control socket, hook wire)                                                       JOINING
             ─▶ timers, pid watch, mDNS ─▶ seeds dialed, join window ─▶ node.json              READY
     stop:   claims released ─▶ leave sent on every link ─▶ tasks cancelled ─▶ servers stopped
             ─▶ services closed ─▶ store closed, lock released                                  STOPPED
@@ -45,6 +46,7 @@ from mesh.paths import (
     RunningNode,
     control_socket_path,
     ensure_private_dir,
+    hook_socket_path,
     node_dir,
     remove_node_file,
     write_node_file,
@@ -84,7 +86,8 @@ class NodeRuntime:
         self.mail: MailService = None  # type: ignore[assignment]  # set in start()
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
-        self._servers: list[grpc.aio.Server] = []  # the node's faces (control socket), stopped with it
+        self.hook_socket_path: Path | None = None
+        self._faces: list[Callable[[], Awaitable[None]]] = []  # how to stop each face (control, hook wire)
         self._discovery: Any = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -141,13 +144,17 @@ class NodeRuntime:
             maximum_concurrent_rpcs=limits.PEER_MAX_CONCURRENT_RPCS,
         )
         listen = f"{cfg.bind}:{cfg.port}"
-        if self.credentials is not None:
-            port = server.add_secure_port(listen, self.credentials.server_credentials())
-        else:
-            port = server.add_insecure_port(listen)
+        try:
+            if self.credentials is not None:
+                port = server.add_secure_port(listen, self.credentials.server_credentials())
+            else:
+                port = server.add_insecure_port(listen)
+        except RuntimeError:  # grpc.aio reports a failed bind this way
+            port = 0
         if port == 0:
             raise ConfigError(
-                f"cannot listen on {cfg.bind}:{cfg.port} (in use or not an address of this host)"
+                f"cannot listen on {cfg.bind}:{cfg.port}: the port is in use (by another node or program) "
+                "or the address is not one of this host's; choose another --port/--bind (0 = any free port)"
             )
         host = cfg.bind if cfg.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.address = cfg.advertise or f"{host}:{port}"
@@ -183,6 +190,7 @@ class NodeRuntime:
         links.claims = self.claims
         ctx.show_stewards(lambda: cfg_.stewards if (cfg_ := self.claims.core.config) else ())
         self.socket_path = control_socket_path(self.state_dir)
+        self.hook_socket_path = hook_socket_path(self.state_dir)
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -225,11 +233,13 @@ class NodeRuntime:
         assert self.socket_path is not None
         write_node_file(self.state_dir, RunningNode(name=cfg.name, mesh=cfg.mesh, node_id=self.node_id,
                         pid=os.getpid(), socket=self.socket_path, address=self.address,
-                        state_dir=self.state_dir))  # fmt: skip
+                        state_dir=self.state_dir, hook_socket=self.hook_socket_path,
+                        watch_pid=cfg.watch_pid))  # fmt: skip
 
-    def add_server(self, server: grpc.aio.Server) -> None:
-        """A face's server: stopped on teardown before the services close (no RPC outlives them)."""
-        self._servers.append(server)
+    def add_face(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """A face started (control socket, hook wire): `stop` runs on teardown before the services close,
+        so no request outlives them."""
+        self._faces.append(stop)
 
     # ------------------------------------------------------------------ stop
 
@@ -282,8 +292,8 @@ class NodeRuntime:
                 await t
         if self._peer_server is not None:
             await self._peer_server.stop(0.2)
-        for server in self._servers:
-            await server.stop(0.2)
+        for stop_face in self._faces:
+            await stop_face()
         # Services close after their tasks and every RPC that could touch them have ended.
         if self.claims is not None:
             self.claims.close()

@@ -212,9 +212,9 @@ class MailService:
                 self._pump(p)
 
     def inbox(
-        self, unread: bool = False, from_name: str | None = None, limit: int = 100
+        self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
     ) -> list[mb.InboxMessage]:
-        return self.store.inbox(unread=unread, from_name=from_name or None, limit=limit)
+        return self.store.inbox(unread=unread, from_name=from_name or None, after=after, limit=limit)
 
     def follow(self) -> asyncio.Queue[mb.InboxMessage | None]:
         """A queue of messages as they arrive (None when the node stops); `unfollow` it when done."""
@@ -234,12 +234,15 @@ class MailService:
         follow: bool = False,
         from_name: str | None = None,
         limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[mb.InboxMessage]:
-        """The inbox (oldest first; the newest `limit`), then — with follow — new messages as they arrive."""
+        """The inbox (oldest first; the newest `limit`, or the first `limit` after local_seq `after`), then —
+        with follow — new messages as they arrive."""
         q = self.follow() if follow else None
         try:
-            last = 0
-            for msg in self.inbox(unread=unread, from_name=from_name, limit=limit or mb.INBOX_PAGE_MAX):
+            last = after or 0
+            page = limit or mb.INBOX_PAGE_MAX
+            for msg in self.inbox(unread=unread, from_name=from_name, limit=page, after=after):
                 last = max(last, msg.local_seq)
                 yield msg
             while q is not None:

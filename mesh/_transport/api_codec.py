@@ -105,6 +105,7 @@ def info_to_pb(i: NodeInfo) -> pb.NodeInfo:
         version=i.version,
         epoch=i.epoch,
         stewards=list(i.stewards),
+        node_now=i.node_now,
     )
 
 
@@ -120,6 +121,7 @@ def info_from_pb(r: pb.NodeInfo) -> NodeInfo:
         version=r.version,
         epoch=r.epoch,
         stewards=tuple(r.stewards),
+        node_now=r.node_now,
     )
 
 
@@ -138,12 +140,12 @@ def status_changes_from_pb(m: pb.StatusUpdate) -> dict[str, Any]:
 def claim_reply_to_pb(c: ClaimView) -> pb.ClaimReply:
     return pb.ClaimReply(
         granted=True, resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
-        expires_at=c.expires_at,
+        expires_at=c.expires_at, valid_until=c.valid_until, node_now=c.node_now,
     )  # fmt: skip
 
 
 def claim_reply_from_pb(r: pb.ClaimReply) -> ClaimView:
-    return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at)
+    return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now)
 
 
 def claims_to_pb(claims: list[ClaimView]) -> pb.ClaimList:
@@ -170,11 +172,14 @@ _LEASE_KIND_FROM_PB = {v: k for k, v in _LEASE_KIND_TO_PB.items()}
 
 
 def lease_event_to_pb(e: LeaseEvent) -> pb.LeaseEvent:
-    return pb.LeaseEvent(kind=_LEASE_KIND_TO_PB[e.kind], resource=e.resource, token=e.token)
+    return pb.LeaseEvent(
+        kind=_LEASE_KIND_TO_PB[e.kind], resource=e.resource, token=e.token, valid_until=e.valid_until,
+        node_now=e.node_now,
+    )  # fmt: skip
 
 
 def lease_event_from_pb(m: pb.LeaseEvent) -> LeaseEvent:
-    return LeaseEvent(_LEASE_KIND_FROM_PB.get(m.kind, "held"), m.resource, m.token)
+    return LeaseEvent(_LEASE_KIND_FROM_PB.get(m.kind, "held"), m.resource, m.token, m.valid_until, m.node_now)
 
 
 def sent_to_pb(s: Sent) -> pb.SendReply:

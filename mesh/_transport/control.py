@@ -64,6 +64,10 @@ class ControlServicer(pbg.ControlServicer):
     async def Claims(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:
         return api_codec.claims_to_pb(await self.api.claims())
 
+    @unary
+    async def Held(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:
+        return api_codec.claims_to_pb(await self.api.held())
+
     @streaming
     async def WatchLease(self, request: pb.LeaseWatchRequest, context: Ctx) -> AsyncIterator[pb.LeaseEvent]:
         async for ev in self.api.lease_events(request.resource):
@@ -97,6 +101,7 @@ class ControlServicer(pbg.ControlServicer):
             follow=request.follow,
             from_name=getattr(request, "from") or None,
             limit=request.limit or None,
+            after=request.after if request.HasField("after") else None,
         ):
             yield api_codec.inbox_to_pb(m)
 

@@ -31,6 +31,7 @@ from mesh.core.errors import (
     NoQuorum,
     PermissionDenied,
     ProtocolError,
+    UnknownId,
     UnknownRecipient,
     error_classes,
 )
@@ -42,6 +43,7 @@ STATUS: dict[type[MeshError], grpc.StatusCode] = {
     MeshError: S.UNKNOWN,
     ConfigError: S.INVALID_ARGUMENT,  # and InvalidInput
     NodeNotFound: S.NOT_FOUND,
+    UnknownId: S.NOT_FOUND,
     AmbiguousNode: S.FAILED_PRECONDITION,
     NameTaken: S.ALREADY_EXISTS,
     NodeUnavailable: S.UNAVAILABLE,
@@ -87,7 +89,11 @@ def status_of(e: MeshError) -> grpc.StatusCode:
 def from_status(code: grpc.StatusCode, details: str, class_name: str | None = None) -> MeshError:
     """Rebuild the MeshError a server raised, from its status (and class name, if it sent one)."""
     cls = error_classes().get(class_name or "") or _BY_STATUS.get(code, MeshError)
-    return cls(details)
+    # Built from the message alone: classes whose constructor takes more (a core's InvalidField(field,
+    # message), UnknownId(kind, given)) keep their class defaults for what did not travel.
+    err = cls.__new__(cls)
+    MeshError.__init__(err, details)
+    return err
 
 
 def _trailers(e: MeshError) -> tuple[tuple[str, str], ...]:

@@ -48,6 +48,12 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
     ("grpc.http2.max_ping_strikes", 0),
     ("grpc.max_concurrent_streams", limits.PEER_MAX_STREAMS_PER_CONNECTION),
+    # One process per port: with SO_REUSEPORT a second node on the same port started "fine" and the kernel
+    # spread connections over both.
+    ("grpc.so_reuseport", 0),
+    ("grpc.server_handshake_timeout_ms", limits.HANDSHAKE_TIMEOUT_MS),
+    ("grpc.max_connection_idle_ms", limits.IDLE_CONNECTION_MS),
+    ("grpc.max_allowed_incoming_connections", limits.PEER_MAX_CONNECTIONS),
 ]
 
 

@@ -32,6 +32,8 @@ _VERBS = {
     "send": "mesh.cli.mail_cmds", "inbox": "mesh.cli.mail_cmds", "read": "mesh.cli.mail_cmds",
     "outbox": "mesh.cli.mail_cmds",
     "init": "mesh.cli.security_cmds", "join-token": "mesh.cli.security_cmds",
+    "web": "mesh.cli.web_cmds",
+    "hooks": "mesh.cli.hooks_cmds", "mcp": "mesh.cli.mcp_cmds",
 }  # fmt: skip
 
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
@@ -42,6 +44,9 @@ _MODULES = (
     "mesh.cli.claim_cmds",
     "mesh.cli.mail_cmds",
     "mesh.cli.security_cmds",
+    "mesh.cli.web_cmds",
+    "mesh.cli.hooks_cmds",
+    "mesh.cli.mcp_cmds",
 )
 
 

@@ -72,6 +72,8 @@ def register(sub: Any) -> None:
         "--watch-pid", type=int, default=None, metavar="PID", help="leave when this process exits"
     )
     up.add_argument("--detach", action="store_true", help="run in the background; return once ready")
+    up.add_argument("--web", nargs="?", const=0, type=int, default=None, metavar="PORT",
+                    help="also serve the live page from the node (URL printed first)")  # fmt: skip
     up.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     up.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
@@ -125,6 +127,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 async def _foreground(args: argparse.Namespace, config: Any) -> int:
     from mesh.node import Node
+    from mesh.web import serve_node
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -134,6 +137,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
     node = Node(config=config)
     loop = asyncio.get_running_loop()
     try:
+        web = await serve_node(node, args.web)  # binds first: a busy port fails before the node joins
         await node.start()
     except MeshError as e:
         _report_ready(args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
@@ -149,15 +153,20 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         "pid": os.getpid(),
         "state_dir": node.state_dir,
         "created_credentials": node.created_credentials,
+        "web": web.url if web else None,
     }
     _report_ready(args.ready_fd, info)
     if args.ready_fd is None:
+        if web:
+            print(web.url, flush=True)
         print(
             f"node {node.name} ready — mesh {config.mesh}, peer API {node.address}, state {node.state_dir}",
             file=sys.stderr,
             flush=True,
         )
     reason = await node.wait_closed()
+    if web:
+        await web.close()
     await node.stop(reason)
     return 0
 
@@ -210,6 +219,8 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
         err = MeshError(info.get("error", "start-up failed"))
         err.exit_code = int(info.get("exit", 2))
         raise err
+    if info.get("web") and not args.json:
+        print(info["web"], flush=True)
     if info.get("created_credentials"):
         print(f"created credentials for mesh {info['mesh']!r} (first node here); other machines join with "
               f"'meshctl join-token' and 'meshctl init --from TOKEN'", file=sys.stderr)  # fmt: skip

@@ -3,7 +3,11 @@
     MeshError
     ├── ConfigError            bad option / value given by the caller          INVALID_ARGUMENT
     │   └── InvalidInput       a field failed validation (name, size, range)   INVALID_ARGUMENT
+    │       └── InvalidField   a core's value check; names the `field`         INVALID_ARGUMENT
+    │           ├── PatternError  a path-claim pattern is malformed (globs)    INVALID_ARGUMENT
+    │           └── AmbiguousId   a short id matches several (board)           INVALID_ARGUMENT
     ├── NodeNotFound           no running node matches (meshctl, connect())     NOT_FOUND
+    ├── UnknownId              no task or milestone has this id (board)         NOT_FOUND
     ├── AmbiguousNode          several nodes match; say which                   FAILED_PRECONDITION
     ├── NameTaken              another live node already has this name          ALREADY_EXISTS
     ├── NodeUnavailable        the node is not reachable / is shutting down     UNAVAILABLE
@@ -17,21 +21,26 @@
     ├── AuthError              credentials missing or wrong                     UNAUTHENTICATED
     │   └── PermissionDenied   authenticated, but not allowed                   PERMISSION_DENIED
     └── ProtocolError          a peer broke the protocol (not the caller)       INVALID_ARGUMENT
+        └── ConflictingOp      two different operations under one id (board)    INVALID_ARGUMENT
 
 The right-hand column is how each class travels over gRPC; that table lives at the transport edge
 (`mesh._transport.errors`), so these classes stay importable without grpc. `exit_code` is what meshctl
-exits with when the error ends a command.
+exits with when the error ends a command. `InvalidField` is also a `ValueError` and `UnknownId` a
+`LookupError`, so plain Python callers of a core can catch them without knowing the mesh.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
     "ConfigError",
+    "ConflictingOp",
+    "InvalidField",
     "InvalidInput",
     "LimitExceeded",
     "MeshError",
@@ -40,8 +49,10 @@ __all__ = [
     "NoQuorum",
     "NodeNotFound",
     "NodeUnavailable",
+    "PatternError",
     "PermissionDenied",
     "ProtocolError",
+    "UnknownId",
     "UnknownRecipient",
 ]
 
@@ -67,8 +78,53 @@ class InvalidInput(ConfigError):
     """A field failed validation (name, size, range)."""
 
 
+class InvalidField(InvalidInput, ValueError):
+    """A value a core checks failed validation; `field` names it (the message names the rule)."""
+
+    field: str = (
+        ""  # class defaults: an error rebuilt from its status (mesh.connect) carries only the message
+    )
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class PatternError(InvalidField):
+    """A path-claim pattern is malformed; `pattern` is the offending input."""
+
+    pattern: str = ""
+
+    def __init__(self, pattern: str, message: str) -> None:
+        super().__init__("pattern", message)
+        self.pattern = pattern
+
+
+class AmbiguousId(InvalidField):
+    """A short id matches several ids; `choices` lists them."""
+
+    choices: tuple[str, ...] = ()
+
+    def __init__(self, field: str, given: str, choices: tuple[str, ...]) -> None:
+        shown = ", ".join(choices[:5]) + (", ..." if len(choices) > 5 else "")
+        super().__init__(field, f"{field} {given!r} is ambiguous: it could be {shown}")
+        self.choices = choices
+
+
 class NodeNotFound(MeshError):
     """No running node matches the request."""
+
+
+class UnknownId(MeshError, LookupError):
+    """No task or milestone has this id."""
+
+    kind: str = ""
+    given: str = ""
+
+    def __init__(self, kind: str, given: str) -> None:
+        super().__init__(f"no {kind} has the id {given!r}")
+        self.kind = kind
+        self.given = given
 
 
 class AmbiguousNode(MeshError):
@@ -128,6 +184,10 @@ class PermissionDenied(AuthError):
 
 class ProtocolError(MeshError):
     """A peer broke the protocol (what it sent was malformed or not its to send); the link ends."""
+
+
+class ConflictingOp(ProtocolError):
+    """A peer sent an operation whose id is already known with different content (a protocol breach)."""
 
 
 def error_classes() -> dict[str, type[MeshError]]:

@@ -1,0 +1,357 @@
+"""The hook wire: JSON lines on a second private unix socket, so agent hooks never load gRPC.
+
+Agent hooks run as a new process on every tool call; importing grpc alone costs more than the whole hook
+may take. So the node also serves this tiny protocol, which a standard-library client (`mesh/hook.py`)
+speaks:
+
+    client ──{"op": "check", "path": "src/app/x.py"}\\n──▶ node
+    client ◀──{"ok": true, "conflict": null}\\n────────── node      (or {"error": "…"})
+
+One request per line, answers in order, any number per connection. Lines are bounded
+(limits.HOOK_LINE_MAX), every field is validated, a bad request gets `{"error": …}` (the connection
+stays open, except after an oversized line). The socket is 0600 next to control.sock; node.json says where.
+Like the control socket, it is a face of the node's one API: every op is a few `MeshAPI` calls on the
+node's own `Node` (path claims through `mesh.pathclaims`, the same code the MCP server runs).
+
+Ops (all answers carry "ok": true unless they are an error):
+    info                                   → name, mesh, node_id
+    digest   {mark}                        → text: the session-start digest (≤ 1 KB); with mark (default)
+                                             the messages shown count as delivered to the agent
+    new                                    → text: messages and claims by others new since the last
+                                             digest/new ("" when nothing is); advances the cursor
+    check    {path}                        → conflict: the live claim by another session covering path
+    heartbeat {action,target,phase,progress,note} → published: false when coalesced (see limits)
+    claim    {paths, ttl}                  → granted, claims | conflict (all or none)
+    release  {paths} | {all: true}         → released: count
+    delivered {ids}                        → marked: messages marked delivered (read) and passed
+    leave    {reason}                      → releases every claim, then the node leaves (down)
+
+The cursor ("what the agent has already been told") lives in the node's state dir (hooks.json), so a
+restarted hook process, or a restarted node under the same name, never repeats a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh import briefing, limits, pathclaims
+from mesh.api import MeshAPI
+from mesh.clock import wall
+from mesh.core import validate
+from mesh.core.mailbox import InboxMessage
+from mesh.core.validate import split_resource
+from mesh.errors import InvalidInput, MeshError
+from mesh.views import NodeInfo
+
+log = logging.getLogger("mesh.hooks")
+
+STATE_FILE = "hooks.json"
+SEEN_MAX = 512  # claim grants remembered as "already told" (older ones are long gone anyway)
+NEWS_NOTES_MAX = 10  # messages per `new` answer; the rest come next time (still in order)
+DIGEST_NOTES_MAX = 3
+DEFAULT_TTL = 3600.0
+
+
+# ---------------------------------------------------------------------- the cursor
+
+
+@dataclass
+class _Cursor:
+    """What this session's agent has been told: inbox position and claim grants already reported."""
+
+    path: Path
+    seq: int = 0
+    seen: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> _Cursor:
+        try:
+            d = json.loads(path.read_text())
+            seq = d.get("seq", 0)
+            seen = d.get("seen", [])
+            if isinstance(seq, int) and isinstance(seen, list) and all(isinstance(s, str) for s in seen):
+                return cls(path, seq, seen[-SEEN_MAX:])
+            log.warning("ignored a malformed %s", path)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            log.warning("ignored an unreadable %s: %s", path, e)
+        return cls(path)
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seq": self.seq, "seen": self.seen[-SEEN_MAX:]}))
+        os.replace(tmp, self.path)
+
+
+def _notes(msgs: list[InboxMessage]) -> list[briefing.Note]:
+    return [briefing.Note(m.id, m.from_name, m.subject, m.body, m.broadcast) for m in msgs]
+
+
+# ---------------------------------------------------------------------- the server
+
+
+class HookWire:
+    """Serves the hook wire for one node, on that node's MeshAPI (`me` is who the node is)."""
+
+    def __init__(self, api: MeshAPI, me: NodeInfo, path: Path) -> None:
+        self.api = api
+        self.me = me
+        self.path = path
+        self.cursor = _Cursor.load(Path(me.state_dir) / STATE_FILE)
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.Task[Any]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()  # coalesced heartbeats on their way
+        self._last_beat = -1e9
+        self._pending_beat: dict[str, Any] | None = None
+        self._beat_timer: asyncio.TimerHandle | None = None
+        self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
+            "info": self._info,
+            "digest": self._digest,
+            "new": self._new,
+            "check": self._check,
+            "heartbeat": self._heartbeat,
+            "claim": self._claim,
+            "release": self._release,
+            "delivered": self._delivered,
+            "leave": self._leave,
+        }
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)  # never briefly open to others between bind and chmod
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=limits.HOOK_LINE_MAX
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._beat_timer is not None:
+            self._beat_timer.cancel()
+        if self._server is not None:
+            self._server.close()
+        for t in [*self._conns, *self._publishing]:
+            t.cancel()
+        for t in [*self._conns, *self._publishing]:
+            with contextlib.suppress(BaseException):
+                await t
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if len(self._conns) >= limits.HOOK_MAX_CONNECTIONS:
+            writer.close()
+            return
+        assert task is not None
+        self._conns.add(task)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(limits.HOOK_IDLE_TIMEOUT):
+                        line = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    await self._send(writer, {"error": f"request longer than {limits.HOOK_LINE_MAX} bytes"})
+                    return
+                except TimeoutError:
+                    return
+                if not line:
+                    return
+                await self._send(writer, await self.handle_line(line))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._conns.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+        await writer.drain()
+
+    async def handle_line(self, line: bytes) -> dict[str, Any]:
+        """One request line → one answer (never raises for bad input)."""
+        try:
+            req = json.loads(line)
+        except ValueError:
+            return {"error": "not a JSON object"}
+        if not isinstance(req, dict):
+            return {"error": "not a JSON object"}
+        op = req.get("op")
+        handler = self._ops.get(op) if isinstance(op, str) else None
+        if handler is None:
+            return {"error": f"unknown op {str(op)[:40]!r}; ops: {', '.join(sorted(self._ops))}"}
+        try:
+            return {"ok": True} | await handler(req)
+        except MeshError as e:
+            return {"error": str(e)}
+        except Exception:
+            log.exception("hook wire: %s failed", op)
+            return {"error": f"{op} failed inside the node (see its log)"}
+
+    # ------------------------------------------------------------------ ops
+
+    async def _info(self, req: dict[str, Any]) -> dict[str, Any]:
+        me = self.me
+        return {"name": me.name, "mesh": me.mesh, "node_id": me.node_id}
+
+    async def _digest(self, req: dict[str, Any]) -> dict[str, Any]:
+        mark = _bool(req, "mark", True)
+        api, me = self.api, self.me
+        members = await api.members()
+        shown = [m async for m in api.messages(unread=True, limit=DIGEST_NOTES_MAX)]
+        total = (await api.counts()).unread
+        text = briefing.digest(me.name, me.mesh, members, _notes(shown), total, wall())
+        if mark:
+            # Everything up to now counts as told: the digest listed the unread (or their count) and the
+            # claims; what arrives later is news for the next prompt.
+            newest = [m async for m in api.messages(limit=1)]
+            self.cursor.seq = max(self.cursor.seq, newest[-1].local_seq if newest else 0)
+            self.cursor.seen = [c.key for c in briefing.live_claims(members, others_only=True)]
+            self.cursor.save()
+            await self._mark_read([m.id for m in shown])
+        return {"text": text, "name": me.name, "shown": [m.id for m in shown]}
+
+    async def _new(self, req: dict[str, Any]) -> dict[str, Any]:
+        api = self.api
+        msgs = [m async for m in api.messages(after=self.cursor.seq, limit=NEWS_NOTES_MAX)]
+        fresh = [m for m in msgs if not m.read]  # read elsewhere (meshctl read): the agent saw it
+        members = await api.members()
+        seen = set(self.cursor.seen)
+        claims = [c for c in briefing.live_claims(members, others_only=True) if c.key not in seen]
+        if msgs or claims:
+            # Advance before answering: a message is handed out at most once, even if this hook dies
+            # before printing it (it stays in the inbox, unread, and the digest counts it).
+            self.cursor.seq = max(m.local_seq for m in msgs) if msgs else self.cursor.seq
+            self.cursor.seen.extend(c.key for c in claims)
+            self.cursor.seen = self.cursor.seen[-SEEN_MAX:]
+            self.cursor.save()
+            await self._mark_read([m.id for m in fresh])
+        text = briefing.news(_notes(fresh), claims, wall())
+        return {"text": text, "ids": [m.id for m in fresh]}
+
+    async def _check(self, req: dict[str, Any]) -> dict[str, Any]:
+        path = pathclaims.normalise(_path(req.get("path")))
+        c = pathclaims.path_conflict(await self.api.members(), path)
+        return {"conflict": pathclaims.conflict_json(c, path) if c is not None else None}
+
+    async def _heartbeat(self, req: dict[str, Any]) -> dict[str, Any]:
+        changes: dict[str, Any] = {}
+        for f in ("action", "target", "phase"):
+            if f in req:
+                changes[f] = validate.text(_str(req, f), f)
+        if "note" in req:
+            changes["note"] = validate.text(_str(req, "note"), "note", validate.NOTE_MAX)
+        if "progress" in req:
+            changes["progress"] = validate.progress(req["progress"])
+        if not changes:
+            return {"published": False}
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._last_beat >= limits.HOOK_HEARTBEAT_EVERY and self._beat_timer is None:
+            self._last_beat = now
+            await self.api.heartbeat(**changes)
+            return {"published": True}
+        # Within the interval: keep the newest, publish it when the interval ends (one fan-out, not many).
+        self._pending_beat = (self._pending_beat or {}) | changes
+        if self._beat_timer is None:
+            self._beat_timer = loop.call_at(self._last_beat + limits.HOOK_HEARTBEAT_EVERY, self._flush_beat)
+        return {"published": False}
+
+    def _flush_beat(self) -> None:
+        self._beat_timer = None
+        pending, self._pending_beat = self._pending_beat, None
+        if pending:
+            self._last_beat = asyncio.get_running_loop().time()
+            task = asyncio.get_running_loop().create_task(self._publish(pending))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, changes: dict[str, Any]) -> None:
+        with contextlib.suppress(MeshError):
+            await self.api.heartbeat(**changes)
+
+    async def _claim(self, req: dict[str, Any]) -> dict[str, Any]:
+        paths = _paths(req)
+        ttl = validate.check_ttl(req.get("ttl", DEFAULT_TTL))
+        return await pathclaims.claim_paths(self.api, paths, ttl)
+
+    async def _release(self, req: dict[str, Any]) -> dict[str, Any]:
+        if _bool(req, "all", False):
+            resources = [c.resource for c in await self.api.held()]
+        else:
+            resources = [pathclaims.resource(p) for p in _paths(req)]
+        return {"released": await self._release_all(resources)}
+
+    async def _delivered(self, req: dict[str, Any]) -> dict[str, Any]:
+        ids = req.get("ids")
+        if not isinstance(ids, list) or not ids or len(ids) > 100 or not all(isinstance(i, str) for i in ids):
+            raise InvalidInput("ids must be a list of 1-100 message ids")
+        for i in ids:
+            validate.text(i, "message id", 64)
+        return {"marked": await self._mark_read(list(ids))}
+
+    async def _leave(self, req: dict[str, Any]) -> dict[str, Any]:
+        reason = validate.text(_str(req, "reason", "session ended"), "reason") or "session ended"
+        released = await self._release_all([c.resource for c in await self.api.held()])
+        await self.api.shutdown(reason)
+        return {"released": released}
+
+    # ------------------------------------------------------------------ helpers over the API
+
+    async def _release_all(self, resources: list[str]) -> int:
+        released = 0
+        for r in resources:
+            released += await self.api.release(*split_resource(r))
+        return released
+
+    async def _mark_read(self, ids: list[str]) -> int:
+        return await self.api.mark_read(ids) if ids else 0
+
+
+def _str(req: dict[str, Any], key: str, default: str = "") -> str:
+    v = req.get(key, default)
+    if not isinstance(v, str):
+        raise InvalidInput(f"{key} must be a string")
+    return v
+
+
+def _bool(req: dict[str, Any], key: str, default: bool) -> bool:
+    v = req.get(key, default)
+    if not isinstance(v, bool):
+        raise InvalidInput(f"{key} must be true or false")
+    return v
+
+
+def _path(v: Any) -> str:
+    if not isinstance(v, str) or not v or len(v) > limits.HOOK_PATH_MAX:
+        raise InvalidInput(f"a path must be a string of 1-{limits.HOOK_PATH_MAX} characters")
+    return v
+
+
+def _paths(req: dict[str, Any]) -> list[str]:
+    v = req.get("paths")
+    if not isinstance(v, list) or not v or len(v) > limits.HOOK_MAX_PATHS:
+        raise InvalidInput(f"paths must be a list of 1-{limits.HOOK_MAX_PATHS} paths")
+    return [_path(p) for p in v]
+
+
+async def serve_hookwire(api: MeshAPI, path: Path) -> HookWire:
+    """Start the hook wire for a node, served on its API (the node's own `Node`)."""
+    wire = HookWire(api, await api.info(), path)
+    await wire.start()
+    return wire
