@@ -141,6 +141,10 @@ def test_faces_and_services_keep_to_their_side() -> None:
             assert not any(d.startswith(("mesh._runtime", "mesh._services")) for d in deps), m
         if m.startswith("mesh._transport"):
             assert not any(d.startswith(("mesh._services", "mesh._claims", "mesh._runtime")) for d in deps), m
+        if m.startswith(("mesh.web", "mesh.mcp_server", "mesh.pathclaims", "mesh.briefing")):
+            # The new faces stand on MeshAPI (a Client, or the Node), never below it.
+            below = ("mesh._proto", "mesh._transport", "mesh._runtime", "mesh._services", "mesh._claims")
+            assert not any(d.startswith(below) for d in deps), m
         if m.startswith("mesh._services"):
             assert not deps & wire, m  # services hand core messages to their context; the codec encodes
             assert not any(d.startswith("mesh._runtime") for d in deps), m
