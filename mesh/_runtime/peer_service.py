@@ -1,4 +1,4 @@
-"""The peer API servicer: accepts links that peers dial (the inbound half of `Dialer`).
+"""The peer API server and servicer: accepts links that peers dial (the inbound half of `Dialer`).
 
 Admission by the certificate's identity comes before anything is read (so streams held open without a
 Hello count too); the first frame must be a Hello that passes the Handshake; then frames go to the link
@@ -23,9 +23,9 @@ from mesh._runtime.links import LinkTable
 from mesh._transport import guard
 from mesh._transport import peer as _peer
 from mesh._transport.errors import abort
-from mesh._transport.peer import EOF, frame
+from mesh._transport.peer import EOF, SERVER_OPTIONS, frame
 from mesh.clock import Clock
-from mesh.core.errors import LimitExceeded, MeshError, ProtocolError
+from mesh.core.errors import ConfigError, LimitExceeded, MeshError, ProtocolError
 
 if TYPE_CHECKING:
     from mesh._tls import Credentials
@@ -33,6 +33,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh")
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def peer_server(bind: str, port: int, credentials: Credentials | None) -> tuple[grpc.aio.Server, int]:
+    """The peer API's server, bound (not started) on bind:port; the port it got (port 0: any free one)."""
+    server = grpc.aio.server(
+        options=SERVER_OPTIONS,
+        interceptors=[guard.SafeDecode()],
+        maximum_concurrent_rpcs=limits.PEER_MAX_CONCURRENT_RPCS,
+    )
+    listen = f"{bind}:{port}"
+    try:
+        if credentials is not None:
+            got = server.add_secure_port(listen, credentials.server_credentials())
+        else:
+            got = server.add_insecure_port(listen)
+    except RuntimeError:  # grpc.aio reports a failed bind this way
+        got = 0
+    if got == 0:
+        raise ConfigError(
+            f"cannot listen on {bind}:{port}: the port is in use (by another node or program) "
+            "or the address is not one of this host's; choose another --port/--bind (0 = any free port)"
+        )
+    return server, got
 
 
 class PeerServicer(pbg.PeerServicer):

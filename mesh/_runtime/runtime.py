@@ -31,14 +31,13 @@ from mesh._runtime.hello import Handshake
 from mesh._runtime.lifecycle import Lifecycle, Phase
 from mesh._runtime.links import LinkTable
 from mesh._runtime.members import MemberHub
-from mesh._runtime.peer_service import PeerServicer
+from mesh._runtime.peer_service import PeerServicer, peer_server
 from mesh._runtime.pidwatch import watch_pid
 from mesh._services.mail import MailService
-from mesh._transport import guard
-from mesh._transport.peer import SERVER_OPTIONS, Link, frame
+from mesh._transport.peer import Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
-from mesh.core.errors import ConfigError, NameTaken
+from mesh.core.errors import NameTaken
 from mesh.core.membership import Membership, PeerInfo
 from mesh.core.status import StatusRecord
 from mesh.paths import (
@@ -138,24 +137,8 @@ class NodeRuntime:
                 log.warning("created credentials for mesh %r (CA %s) under %s; other machines join with "
                             "'meshctl join-token' / 'meshctl init --from TOKEN'",
                             cfg.mesh, self.credentials.fingerprint, self.home)  # fmt: skip
-        server = self._peer_server = grpc.aio.server(
-            options=SERVER_OPTIONS,
-            interceptors=[guard.SafeDecode()],
-            maximum_concurrent_rpcs=limits.PEER_MAX_CONCURRENT_RPCS,
-        )
-        listen = f"{cfg.bind}:{cfg.port}"
-        try:
-            if self.credentials is not None:
-                port = server.add_secure_port(listen, self.credentials.server_credentials())
-            else:
-                port = server.add_insecure_port(listen)
-        except RuntimeError:  # grpc.aio reports a failed bind this way
-            port = 0
-        if port == 0:
-            raise ConfigError(
-                f"cannot listen on {cfg.bind}:{cfg.port}: the port is in use (by another node or program) "
-                "or the address is not one of this host's; choose another --port/--bind (0 = any free port)"
-            )
+        server, port = peer_server(cfg.bind, cfg.port, self.credentials)
+        self._peer_server = server
         host = cfg.bind if cfg.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.address = cfg.advertise or f"{host}:{port}"
         me = PeerInfo(self.node_id, self.incarnation, cfg.name, cfg.role, self.address, started_at=wall())
