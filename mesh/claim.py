@@ -155,6 +155,11 @@ class Lease:
     async def _follow(self, updates: AsyncIterator[LeaseEvent]) -> None:
         with contextlib.suppress(Exception):
             async for u in updates:
+                if u.token and u.token != self.token:
+                    # The node's events follow the ITEM: a different token means the node has since held it
+                    # under another grant (a later claim on the same node). That validity is not ours.
+                    self._lose("the node now holds the item under another grant")
+                    return
                 if u.kind in ("held", "renewed") and u.valid_until:
                     self._extend(u.valid_until)
                 elif u.kind == "lost":
