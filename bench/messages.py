@@ -207,8 +207,6 @@ def _meshctl_send_walls(c: Cluster, runs: int) -> list[float]:
 
 
 async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_tp: int) -> dict[str, float]:
-    from mesh._proto import mesh_pb2 as pb
-
     src = _client(c, names[0])
     rcpts = [_client(c, n) for n in names[1:]]
     followers = [_Follower(r) for r in rcpts]
@@ -217,7 +215,7 @@ async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_t
         # The sender's member directory must hold all 11 before a broadcast reaches them all.
         deadline = time.monotonic() + 30
         while True:
-            rep = await src.send_request(pb.SendRequest(all=True, subject="bc warm", body=BODY))
+            rep = await src.broadcast("bc warm", BODY)
             if len(rep.recipients) == len(rcpts):
                 break
             if time.monotonic() > deadline:

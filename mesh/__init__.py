@@ -4,7 +4,8 @@
     async with Node(name="session-4", role="i-match") as node:
         await node.heartbeat(action="build", target="i-match", phase="tests", progress=40)
 
-Names are imported on first use (PEP 562), so `meshctl` starts without loading what a verb does not need.
+`Node` (embedded) and `connect()` (a running node) both implement `MeshAPI`. Names are imported on first use
+(PEP 562), so `meshctl` starts without loading what a verb does not need.
 """
 
 from __future__ import annotations
@@ -15,69 +16,108 @@ from typing import TYPE_CHECKING, Any
 from mesh._version import __version__
 
 if TYPE_CHECKING:
-    from mesh.client import Client, NodeInfo, connect
+    from mesh.api import MeshAPI
+    from mesh.claim import Lease, PendingClaim
+    from mesh.client import Client, connect
     from mesh.config import NodeConfig
+    from mesh.core.mailbox import InboxMessage, OutboxEntry
+    from mesh.core.status import StatusRecord
     from mesh.errors import (
+        AmbiguousId,
         AmbiguousNode,
+        AuthError,
         ClaimDenied,
         ClaimError,
         ClaimLost,
         ConfigError,
+        ConflictingOp,
+        InvalidField,
         InvalidInput,
         LimitExceeded,
         MeshError,
+        MessageError,
         NameTaken,
         NodeNotFound,
         NodeUnavailable,
         NoQuorum,
+        PatternError,
+        PermissionDenied,
+        ProtocolError,
+        StateError,
+        UnknownId,
         UnknownRecipient,
     )
-    from mesh.events import MemberEvent, MemberView
-    from mesh.lease import Lease
     from mesh.node import Node
+    from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
 
 _WHERE = {
+    "MeshAPI": "mesh.api",
+    "Lease": "mesh.claim",
+    "PendingClaim": "mesh.claim",
     "Client": "mesh.client",
-    "NodeInfo": "mesh.client",
     "connect": "mesh.client",
     "NodeConfig": "mesh.config",
-    "MemberEvent": "mesh.events",
-    "MemberView": "mesh.events",
-    "Lease": "mesh.lease",
+    "InboxMessage": "mesh.core.mailbox",
+    "OutboxEntry": "mesh.core.mailbox",
+    "StatusRecord": "mesh.core.status",
     "Node": "mesh.node",
+    **{
+        n: "mesh.views"
+        for n in ("ClaimView", "LeaseEvent", "MailCounts", "MemberEvent", "MemberView", "NodeInfo", "Sent")
+    },
     **{
         n: "mesh.errors"
         for n in (
+            "AmbiguousId",
             "AmbiguousNode",
+            "AuthError",
             "ClaimDenied",
             "ClaimError",
             "ClaimLost",
             "ConfigError",
+            "ConflictingOp",
+            "InvalidField",
             "InvalidInput",
             "LimitExceeded",
             "MeshError",
+            "MessageError",
             "NameTaken",
+            "NoQuorum",
             "NodeNotFound",
             "NodeUnavailable",
-            "NoQuorum",
+            "PatternError",
+            "PermissionDenied",
+            "ProtocolError",
+            "StateError",
+            "UnknownId",
             "UnknownRecipient",
         )
     },
 }
 
 __all__ = [
+    "AmbiguousId",
     "AmbiguousNode",
+    "AuthError",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
+    "ClaimView",
     "Client",
     "ConfigError",
+    "ConflictingOp",
+    "InboxMessage",
+    "InvalidField",
     "InvalidInput",
     "Lease",
+    "LeaseEvent",
     "LimitExceeded",
+    "MailCounts",
     "MemberEvent",
     "MemberView",
+    "MeshAPI",
     "MeshError",
+    "MessageError",
     "NameTaken",
     "NoQuorum",
     "Node",
@@ -85,6 +125,15 @@ __all__ = [
     "NodeInfo",
     "NodeNotFound",
     "NodeUnavailable",
+    "OutboxEntry",
+    "PatternError",
+    "PendingClaim",
+    "PermissionDenied",
+    "ProtocolError",
+    "Sent",
+    "StateError",
+    "StatusRecord",
+    "UnknownId",
     "UnknownRecipient",
     "__version__",
     "connect",

@@ -67,7 +67,7 @@ from mesh.core.validate import MAX_TTL, check_ttl
 from mesh.errors import ClaimDenied, ConfigError, InvalidInput, MeshError, NoQuorum, StateError
 
 if TYPE_CHECKING:
-    from mesh._runtime import NodeRuntime
+    from mesh._runtime.runtime import NodeRuntime
 
 log = logging.getLogger("mesh.claims")
 
@@ -94,7 +94,7 @@ class ClaimResult:
     holder_node: str
     token: int
     expires_at: float  # wall clock; 0 when unknown
-    valid_until: float = 0.0  # granted: certainly held until then on the node's clock (see mesh.lease)
+    valid_until: float = 0.0  # granted: certainly held until then on the node's clock (see mesh.claim)
     node_now: float = 0.0  # the node's clock when it answered
 
 

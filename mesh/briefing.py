@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from mesh.events import MemberView
+from mesh.views import MemberView
 
 DIGEST_BUDGET = 1024  # bytes: the issue's "~1 KB" for the session-start digest
 NEWS_BUDGET = 1536  # bytes per prompt (messages are the point; still bounded)
@@ -18,8 +18,8 @@ BODY_CHARS = 240  # a message body is cut to this in the context (the inbox keep
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimView:
-    """A live claim as the agent sees it."""
+class ClaimNote:
+    """A live claim as the agent sees it (with what its holder says it does)."""
 
     resource: str  # TYPE/NAME
     holder: str
@@ -47,14 +47,14 @@ class Note:
     broadcast: bool = False
 
 
-def live_claims(members: Iterable[MemberView], *, others_only: bool = False) -> list[ClaimView]:
+def live_claims(members: Iterable[MemberView], *, others_only: bool = False) -> list[ClaimNote]:
     """Claims of live (alive or suspect) members, sorted by resource."""
     out = []
     for m in members:
         if m.state not in ("alive", "suspect") or (others_only and m.is_self):
             continue
         for resource, token, ends in m.claims:
-            out.append(ClaimView(resource, m.name, m.node_id, token, ends, m.action, m.target, m.phase))
+            out.append(ClaimNote(resource, m.name, m.node_id, token, ends, m.action, m.target, m.phase))
     out.sort(key=lambda c: (c.resource, c.holder))
     return out
 
@@ -78,7 +78,7 @@ def doing(action: str, target: str, phase: str) -> str:
     return words or "no status"
 
 
-def refusal(claim: ClaimView, path: str, now: float) -> str:
+def refusal(claim: ClaimNote, path: str, now: float) -> str:
     """Why an edit is refused: who holds the path, what it does, when its claim ends."""
     what = doing(claim.action, claim.target, claim.phase)
     ends = until(claim.expires_at, now)
@@ -153,7 +153,7 @@ def digest(
     return _fit(lines, budget)
 
 
-def news(notes: Sequence[Note], claims: Sequence[ClaimView], now: float, budget: int = NEWS_BUDGET) -> str:
+def news(notes: Sequence[Note], claims: Sequence[ClaimNote], now: float, budget: int = NEWS_BUDGET) -> str:
     """What is new since the last time (messages, claims by others); empty when nothing is."""
     if not notes and not claims:
         return ""

@@ -1,9 +1,12 @@
-"""A client for a node already running (`mesh.connect`): the same verbs as `Node`, over the control socket."""
+"""`Client` (`mesh.connect`): the MeshAPI of a node already running, over its control socket.
+
+Same verbs, signatures and return types as the embedded `Node` (both implement `mesh.api.MeshAPI`); every
+value crosses the socket through `mesh._transport.codec`, every error through `mesh._transport.errors`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,34 +15,20 @@ import grpc
 
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
-from mesh._transport.codec import event_from_pb, view_from_pb
-from mesh._transport.status import to_mesh_error
+from mesh._transport import api_codec, codec
+from mesh._transport.errors import to_mesh_error
+from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
-from mesh.core.validate import check_ttl, resource_name
-from mesh.events import MemberEvent, MemberView, claim_json
-from mesh.lease import Lease, LeaseUpdate, PendingClaim
+from mesh.core import validate
+from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.status import StatusRecord
+from mesh.core.validate import resource_name
 from mesh.paths import RunningNode, default_home, find_node
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+
+__all__ = ["Client", "NodeInfo", "connect"]
 
 DEFAULT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
-    """Who the connected node is."""
-
-    name: str
-    node_id: str
-    incarnation: str
-    mesh: str
-    address: str
-    pid: int
-    state_dir: str
-    version: str
-    epoch: int = 0
-    stewards: tuple[str, ...] = ()
-    node_now: float = 0.0
-    steward_note: str = ""
-    """Empty when claims can be decided; else why not (no config yet, stewards missing) and what to do."""
 
 
 class Client:
@@ -63,34 +52,34 @@ class Client:
         """Close the connection (the node keeps running)."""
         await self._channel.close(None)
 
-    async def _call(self, method: Any, request: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    async def _call(self, method: Any, request: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
         try:
             return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as e:
             raise to_mesh_error(e) from None
 
+    async def _stream(self, call: Any) -> AsyncIterator[Any]:
+        """Replies of a server-streaming call until it ends; ending it from this side is a clean end."""
+        try:
+            async for reply in call:
+                yield reply
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.CANCELLED:
+                return
+            raise to_mesh_error(e) from None
+        finally:
+            call.cancel()
+
+    # ------------------------------------------------------------------ the node and the mesh
+
     async def info(self) -> NodeInfo:
-        """The node's identity and where it lives."""
-        r: pb.NodeInfo = await self._call(self._stub.Info, pb.Empty())
-        return NodeInfo(
-            name=r.node.name,
-            node_id=r.node.node_id,
-            incarnation=r.node.incarnation,
-            mesh=r.mesh,
-            address=r.node.address,
-            pid=r.pid,
-            state_dir=r.state_dir,
-            version=r.version,
-            epoch=r.epoch,
-            stewards=tuple(r.stewards),
-            node_now=r.node_now,
-            steward_note=r.steward_note,
-        )
+        """Who the node is, where it lives, and the steward set it has adopted."""
+        return api_codec.info_from_pb(await self._call(self._stub.Info, pb.Empty()))
 
     async def members(self) -> list[MemberView]:
-        """Every member the node knows (self first)."""
+        """Every member the node knows (itself first), with liveness and status."""
         r: pb.MemberList = await self._call(self._stub.Members, pb.Empty())
-        return [view_from_pb(m) for m in r.members]
+        return [api_codec.view_from_pb(m) for m in r.members]
 
     async def heartbeat(
         self,
@@ -100,56 +89,34 @@ class Client:
         progress: int | None = None,
         note: str | None = None,
         role: str | None = None,
-    ) -> None:
-        """Publish this session's status; unset fields keep their value."""
-        if progress is not None and (isinstance(progress, bool) or not 0 <= progress <= 100):
-            from mesh.errors import InvalidInput
-
-            raise InvalidInput(f"progress must be a whole number from 0 to 100, not {progress!r}")
-        req = pb.StatusUpdate(
+    ) -> StatusRecord:
+        """Publish this session's status to every peer (unset fields keep their value); the new record."""
+        if progress is not None:
+            validate.progress(progress)  # a negative one could not even be encoded
+        req = api_codec.status_changes_to_pb(
             action=action, target=target, phase=phase, progress=progress, note=note, role=role
         )
-        await self._call(self._stub.SetStatus, req)
+        return codec.status_from_pb(await self._call(self._stub.SetStatus, req))
 
     async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Stream membership and status events until the node stops."""
-        call = self._stub.Watch(pb.WatchRequest(snapshot=snapshot))
-        try:
-            async for ev in call:
-                yield event_from_pb(ev)
-        except grpc.aio.AioRpcError as e:
-            err = to_mesh_error(e)
-            if e.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise err from None
-        finally:
-            call.cancel()
+        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+        async for ev in self._stream(self._stub.Watch(pb.WatchRequest(snapshot=snapshot))):
+            yield api_codec.event_from_pb(ev)
+
+    async def shutdown(self, reason: str = "meshctl down") -> None:
+        """Ask the node to leave the mesh gracefully (peers see `left` at once)."""
+        await self._call(self._stub.Shutdown, pb.ShutdownRequest(reason=reason))
+
+    # ------------------------------------------------------------------ claims
 
     def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
-        """Claim TYPE/NAME through the node (see Node.claim); the node renews it while it lives."""
-        resource = resource_name(type, name)
-        check_ttl(ttl)
+        """Claim TYPE/NAME through the node (see MeshAPI.claim); the node renews it while it lives."""
+        return pending_claim(self, type, name, ttl, wait, clock=self.clock, clock_offset=self._clock_offset)
 
-        async def acquire() -> Lease:
-            asked = self.clock.now()
-            r = await self.claim_once(resource, ttl, wait)
-
-            async def release() -> None:
-                await self._call(self._stub.Release, pb.ReleaseRequest(resource=resource))
-
-            offset = await self._clock_offset(asked, r.node_now)
-            return Lease(
-                resource, r.token, r.expires_at, release, self._lease_events(resource),
-                valid_until=r.valid_until, clock=self.clock, offset=offset,
-            )  # fmt: skip
-
-        return PendingClaim(acquire)
-
-    async def claim_once(self, resource: str, ttl: float, wait: float) -> pb.ClaimReply:
-        """The raw Claim RPC (meshctl uses it): raises ClaimDenied / NoQuorum."""
+    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         req = pb.ClaimRequest(resource=resource, ttl=ttl, wait=wait)
-        r: pb.ClaimReply = await self._call(self._stub.Claim, req, timeout=wait + 60.0)
-        return r
+        return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
 
     async def _clock_offset(self, asked: float, node_now: float) -> float:
         """What to add to the node's clock readings to get ours, erring only toward EARLIER instants.
@@ -165,93 +132,79 @@ class Client:
         info = await self.info()
         return min(0.0, before - info.node_now) if info.node_now else 0.0
 
-    async def _lease_events(self, resource: str) -> AsyncIterator[LeaseUpdate]:
-        kinds = {pb.LeaseEvent.HELD: "held", pb.LeaseEvent.RENEWED: "renewed", pb.LeaseEvent.LOST: "lost",
-                 pb.LeaseEvent.RELEASED: "released"}  # fmt: skip
-        call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))
-        try:
-            async for ev in call:
-                yield LeaseUpdate(kinds.get(ev.kind, "held"), ev.valid_until, ev.node_now)
-        finally:
-            call.cancel()
-
     async def release(self, type: str, name: str) -> bool:
-        """Release a claim the node holds; False if it held none."""
-        r: pb.ReleaseReply = await self._call(
-            self._stub.Release, pb.ReleaseRequest(resource=resource_name(type, name))
-        )
+        """Release a claim this node holds; False if it held none."""
+        req = pb.ReleaseRequest(resource=resource_name(type, name))
+        r: pb.ReleaseReply = await self._call(self._stub.Release, req)
         return r.released
 
-    async def claims(self) -> list[dict[str, Any]]:
-        """Every live claim in the mesh: [{type, name, holder, holder_node, token, expires_at}]."""
-        r: pb.ClaimList = await self._call(self._stub.Claims, pb.Empty())
-        return [claim_json(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+    async def claims(self) -> list[ClaimView]:
+        """Every live claim in the mesh, by item."""
+        return api_codec.claims_from_pb(await self._call(self._stub.Claims, pb.Empty()))
+
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        return api_codec.claims_from_pb(await self._call(self._stub.Held, pb.Empty()))
+
+    async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
+        """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
+        call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))
+        async for ev in self._stream(call):
+            yield api_codec.lease_event_from_pb(ev)
 
     async def recover_stewards(self) -> NodeInfo:
-        """Make this node the only steward of a new epoch (last resort; see README for the risk)."""
-        await self._call(self._stub.RecoverStewards, pb.RecoverRequest(i_understand=True), timeout=120.0)
-        return await self.info()
+        """Last resort: make this node the only steward of a new epoch (see README for the risk)."""
+        req = pb.RecoverRequest(i_understand=True)
+        return api_codec.info_from_pb(await self._call(self._stub.RecoverStewards, req, timeout=120.0))
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> str:
-        """Queue a direct message durably in the node's outbox; returns its id."""
+    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to session `to` durably in the node's outbox."""
         req = pb.SendRequest(to=to, subject=subject, body=body, in_reply_to=reply_to or "")
-        r: pb.SendReply = await self._call(self._stub.Send, req)
-        return r.id
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
 
-    async def send_request(self, req: pb.SendRequest) -> pb.SendReply:
-        """The raw Send RPC (meshctl uses it)."""
-        r: pb.SendReply = await self._call(self._stub.Send, req)
-        return r
-
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> str:
-        """Queue a message to every member known now (offline ones included); returns its id."""
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to every member known now, offline ones included."""
         req = pb.SendRequest(all=True, subject=subject, body=body, in_reply_to=reply_to or "")
-        r: pb.SendReply = await self._call(self._stub.Send, req)
-        return r.id
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
 
     async def messages(
-        self, unread: bool = False, follow: bool = False, from_name: str | None = None, limit: int = 100
-    ) -> AsyncIterator[pb.InboxItem]:
-        """Inbox items oldest first; with follow, then new ones as they arrive (until cancelled)."""
-        req = pb.InboxRequest(unread=unread, follow=follow, limit=limit)
+        self,
+        unread: bool = False,
+        follow: bool = False,
+        from_name: str | None = None,
+        limit: int | None = None,
+        after: int | None = None,
+    ) -> AsyncIterator[InboxMessage]:
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead.
+        """
+        req = pb.InboxRequest(unread=unread, follow=follow, limit=limit or 0, after=after)
         if from_name:
             setattr(req, "from", from_name)
         call = self._stub.Inbox(req, timeout=None if follow else DEFAULT_TIMEOUT)
-        try:
-            async for item in call:
-                yield item
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.CANCELLED:
-                return
-            raise to_mesh_error(e) from None
-        finally:
-            call.cancel()
+        async for item in self._stream(call):
+            yield api_codec.inbox_from_pb(item)
 
     async def mark_read(self, ids: list[str] | None = None) -> int:
-        """Mark messages read (all unread if `ids` is None); read receipts go back to the senders."""
+        """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""
         req = pb.MarkReadRequest(all=ids is None, ids=ids or [])
         r: pb.MarkReadReply = await self._call(self._stub.MarkRead, req)
         return r.marked
 
     async def outbox(
-        self, state: str | None = None, to: str | None = None, limit: int = 100
-    ) -> list[pb.OutboxItem]:
-        """Outbox entries oldest first, with their delivery state (queued, delivered, read, expired)."""
-        r: pb.OutboxList = await self._call(
-            self._stub.Outbox, pb.OutboxRequest(state=state or "", to=to or "", limit=limit)
-        )
-        return list(r.items)
+        self, state: str | None = None, to: str | None = None, limit: int | None = None
+    ) -> list[OutboxEntry]:
+        """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        req = pb.OutboxRequest(state=state or "", to=to or "", limit=limit or 0)
+        return api_codec.outbox_from_pb(await self._call(self._stub.Outbox, req))
 
-    async def counts(self) -> tuple[int, int]:
-        """(unread messages, queued outgoing messages)."""
+    async def counts(self) -> MailCounts:
+        """Unread messages in the inbox, and sent messages still queued."""
         r: pb.MailCounts = await self._call(self._stub.Counts, pb.Empty())
-        return r.unread, r.queued
-
-    async def shutdown(self, reason: str = "meshctl down") -> None:
-        """Ask the node to leave gracefully."""
-        await self._call(self._stub.Shutdown, pb.ShutdownRequest(reason=reason))
+        return MailCounts(r.unread, r.queued)
 
 
 async def connect(name: str | None = None, *, mesh: str | None = None, home: Path | None = None) -> Client:

@@ -23,17 +23,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mesh.core import validate
+from mesh.core.errors import ConfigError, InvalidInput, LimitExceeded, ProtocolError
 from mesh.core.mailbox import (
     BATCH_MAX,
     INBOX_PAGE_MAX,
     RECEIPT_MAX,
     RETENTION,
     SEND_MAX,
+    Contact,
     Envelope,
     InboxMessage,
     MailAck,
     MailBatch,
-    Member,
     OutboxEntry,
     Outgoing,
     OutState,
@@ -44,7 +45,6 @@ from mesh.core.mailbox import (
     message_id,
     new_stream_id,
 )
-from mesh.errors import ConfigError, InvalidInput, LimitExceeded, ProtocolError
 
 __all__ = ["SCHEMA_VERSION", "MailStore"]
 
@@ -528,14 +528,14 @@ class MailStore:
         ).fetchone()
         return str(row[0]) if row else None
 
-    def members(self, seen_since: float | None = None) -> list[Member]:
+    def members(self, seen_since: float | None = None) -> list[Contact]:
         """Every node seen (since a wall time), oldest first."""
         rows = self._db.execute(
             "SELECT node_id, name, first_seen, last_seen FROM members WHERE last_seen >= ?"
             " ORDER BY first_seen, node_id",
             (float("-inf") if seen_since is None else seen_since,),
         ).fetchall()
-        return [Member(*r) for r in rows]
+        return [Contact(*r) for r in rows]
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

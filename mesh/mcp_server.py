@@ -4,13 +4,13 @@ Tool definitions ride along on every turn of the agent, so there are few tools w
 set_status, claim, release, send, inbox (six; the seventh slot is kept for the work board once it exists).
 The session's identity is its node's — never a token the agent must keep: $MESH_NODE, else the node that
 watches this process's agent (its --watch-pid is one of our ancestors), else the only node running.
-Items and other verbs go through the node's control API (`mesh.connect`); path claims go through the hook
-wire, so path overlap is decided in one place (mesh._transport.hookwire.claim_paths).
+Every tool is a few calls of the one API (`MeshAPI`, here a `Client` of the session's node); path claims run
+`mesh.pathclaims.claim_paths` over it, the same code the hook wire runs on the node, so path overlap is
+decided one way for both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
@@ -18,11 +18,13 @@ from typing import Any
 
 from mcp.server import MCPServer
 
+from mesh import pathclaims
+from mesh.api import MeshAPI
 from mesh.client import Client
 from mesh.core.validate import resource_name, split_resource
-from mesh.errors import AmbiguousNode, ClaimDenied, InvalidInput, MeshError, NodeNotFound
-from mesh.events import iso
+from mesh.errors import AmbiguousNode, ClaimDenied, InvalidInput, MeshError
 from mesh.paths import RunningNode, default_home, find_node, running_nodes
+from mesh.views import iso
 
 INSTRUCTIONS = """\
 Session mesh: you are one of several coding sessions working on this project at once; this server \
@@ -64,7 +66,7 @@ class Session:
         except AmbiguousNode as e:
             raise AmbiguousNode(f"{e} (set MESH_NODE in this MCP server's environment)") from None
 
-    async def client(self) -> tuple[RunningNode, Client]:
+    async def client(self) -> tuple[RunningNode, MeshAPI]:
         node = self.find()
         if (
             self._client is None
@@ -75,24 +77,6 @@ class Session:
                 await self._client.close()
             self._node, self._client = node, Client(node)
         return node, self._client
-
-    async def hookwire(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One request on the node's hook wire (path claims are decided there)."""
-        node, _ = await self.client()
-        if node.hook_socket is None:
-            raise NodeNotFound(f"node {node.name} is too old for path claims (no hook wire); restart it")
-        reader, writer = await asyncio.open_unix_connection(str(node.hook_socket))
-        try:
-            writer.write(json.dumps(request).encode() + b"\n")
-            await writer.drain()
-            async with asyncio.timeout(30.0):
-                line = await reader.readline()
-        finally:
-            writer.close()
-        answer = json.loads(line)
-        if "error" in answer:
-            raise InvalidInput(str(answer["error"]))
-        return dict(answer)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -209,7 +193,7 @@ def build_server(session: Session | None = None) -> MCPServer:
                     await c.release(*split_resource(g["claim"]))
                 return {"granted": False, "holder": e.holder, "until": iso(e.expires_at), "why": str(e)}
             if pats:
-                answer = await s.hookwire({"op": "claim", "paths": pats, "ttl": ttl_minutes * 60.0})
+                answer = await pathclaims.claim_paths(c, pats, ttl_minutes * 60.0)
                 if not answer.get("granted"):
                     for g in got:
                         await c.release(*split_resource(g["claim"]))
@@ -234,8 +218,8 @@ def build_server(session: Session | None = None) -> MCPServer:
             n = 0
             for r in _items(items):
                 n += await c.release(*split_resource(r))
-            if paths:
-                n += int((await s.hookwire({"op": "release", "paths": _paths(paths)}))["released"])
+            for r in [pathclaims.resource(p) for p in _paths(paths)]:
+                n += await c.release(*split_resource(r))
             return {"released": n}
 
         return await guarded(go)
@@ -246,7 +230,7 @@ def build_server(session: Session | None = None) -> MCPServer:
         async def go() -> Any:
             _, c = await s.client()
             mid = await (c.broadcast(subject, body) if to == "*" else c.send(to, subject, body))
-            return {"queued": mid}
+            return {"queued": mid.id}
 
         return await guarded(go)
 
@@ -260,7 +244,7 @@ def build_server(session: Session | None = None) -> MCPServer:
             if unread_ids:
                 await c.mark_read(unread_ids)
             return [
-                {"id": m.id, "from": getattr(m, "from"), "subject": m.subject, "body": m.body,
+                {"id": m.id, "from": m.from_name, "subject": m.subject, "body": m.body,
                  "sent": iso(m.sent_at), "all": m.broadcast or None, "reply_to": m.in_reply_to or None}
                 for m in msgs
             ]  # fmt: skip

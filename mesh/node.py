@@ -1,20 +1,31 @@
-"""`Node`: a mesh node embedded in your asyncio program (core + runtime + transports + store)."""
+"""`Node`: a mesh node embedded in your asyncio program, and the MeshAPI over its runtime.
+
+`Node` is the one facade over the runtime and its services: the embedding program calls it directly, and
+the node's control socket serves this same object to `mesh.connect()` clients and meshctl (so a claim
+list, say, is aggregated in one place for every face).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
-from mesh._runtime import NodeRuntime
+from mesh._runtime.runtime import NodeRuntime
+from mesh._version import __version__
+from mesh.claim import Lease, PendingClaim, pending_claim
 from mesh.clock import Clock
 from mesh.config import NodeConfig
+from mesh.core import validate
 from mesh.core.mailbox import InboxMessage, OutboxEntry
-from mesh.core.validate import check_ttl, resource_name
+from mesh.core.status import StatusRecord
+from mesh.core.validate import check_ttl, resource_name, split_resource
 from mesh.errors import InvalidInput, NodeUnavailable
-from mesh.events import MemberEvent, MemberView, claim_json
-from mesh.lease import Lease, LeaseUpdate, PendingClaim
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+
+__all__ = ["Lease", "Node"]
 
 
 class Node:
@@ -46,9 +57,21 @@ class Node:
 
     async def start(self) -> Node:
         """Join the mesh; returns once the node is ready."""
-        await self._rt.start()
+        await self._rt.start(self._serve_faces)
         self._started = True
         return self
+
+    async def _serve_faces(self) -> None:
+        # Imported here: an embedded program that never starts a node need not load the servers.
+        from mesh._transport.control import serve_control
+        from mesh._transport.hookwire import serve_hookwire
+
+        rt = self._rt
+        assert rt.socket_path is not None and rt.hook_socket_path is not None
+        control = await serve_control(self, rt.socket_path)
+        rt.add_face(lambda: control.stop(0.2))
+        hooks = await serve_hookwire(self, rt.hook_socket_path)
+        rt.add_face(hooks.close)
 
     async def stop(self, reason: str = "stopped") -> None:
         """Leave gracefully (peers see `left` at once) and close everything."""
@@ -63,6 +86,10 @@ class Node:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop("left")
+
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the node to leave (safe from a signal handler): `wait_closed()` returns `reason`."""
+        self._rt.request_stop(reason)
 
     async def wait_closed(self) -> str:
         """Wait until something asks this node to stop (meshctl down, watched pid exit); returns why."""
@@ -87,13 +114,43 @@ class Node:
     def state_dir(self) -> str:
         return str(self._rt.state_dir)
 
-    # ------------------------------------------------------------------ verbs
+    @property
+    def created_credentials(self) -> bool:
+        """True if this start created the mesh's credentials (the first node under this home)."""
+        return self._rt.created_credentials
 
-    def _check(self) -> None:
-        if not self._started:
+    def _check(self) -> NodeRuntime:
+        # Serving from the moment its services exist (the control socket answers during the join) until stop.
+        if not self._rt.serving:
             raise NodeUnavailable(
                 "the node is not running (use `async with Node(...)` or `await node.start()`)"
             )
+        return self._rt
+
+    # ------------------------------------------------------------------ the node and the mesh
+
+    async def info(self) -> NodeInfo:
+        """Who the node is, where it lives, and the steward set it has adopted."""
+        rt = self._check()
+        cfg = rt.claims.core.config
+        return NodeInfo(
+            name=self.config.name,
+            node_id=rt.node_id,
+            incarnation=rt.incarnation,
+            mesh=self.config.mesh,
+            address=rt.address,
+            pid=os.getpid(),
+            state_dir=str(rt.state_dir),
+            version=__version__,
+            epoch=cfg.epoch if cfg else 0,
+            stewards=tuple(rt.claims.name_of(s) for s in cfg.stewards) if cfg else (),
+            node_now=rt.clock.now(),
+            steward_note=rt.claims.steward_note(),
+        )
+
+    async def members(self) -> list[MemberView]:
+        """Every member the node knows (itself first), with liveness and status."""
+        return self._check().members()
 
     async def heartbeat(
         self,
@@ -103,97 +160,112 @@ class Node:
         progress: int | None = None,
         note: str | None = None,
         role: str | None = None,
-    ) -> None:
-        """Publish this session's status to every peer; unset fields keep their value."""
-        self._check()
-        self._rt.set_status(
+    ) -> StatusRecord:
+        """Publish this session's status to every peer (unset fields keep their value); the new record."""
+        return self._check().set_status(
             action=action, target=target, phase=phase, progress=progress, note=note, role=role
         )
 
-    async def members(self) -> list[MemberView]:
-        """Every member this node knows (self first), with liveness and status."""
-        self._check()
-        return self._rt.members()
+    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+        return self._check().watch(snapshot=snapshot)
+
+    async def shutdown(self, reason: str = "meshctl down") -> None:
+        """Ask the node to leave the mesh gracefully: `wait_closed()` returns, its owner stops it."""
+        validate.text(reason, "reason")  # it is logged and sent to every peer
+        self._check().request_stop(reason or "meshctl down")
+
+    # ------------------------------------------------------------------ claims
 
     def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
-        """Claim work item TYPE/NAME for at most `ttl` s (renewed while this node lives).
-
-        `async with node.claim(...) as lease:` or `lease = await node.claim(...)`. Raises ClaimDenied
-        (holder, expires_at) if another session holds it after `wait` seconds of trying; NoQuorum if not
-        enough stewards can be reached to decide.
-        """
+        """Claim TYPE/NAME for at most `ttl` s (renewed while this node lives); see MeshAPI.claim."""
         resource = resource_name(type, name)
-        check_ttl(ttl)
 
-        async def acquire() -> Lease:
-            self._check()
-            r = await self._rt.claims.claim(resource, ttl, wait)
+        async def release() -> None:
+            if self._rt.serving:  # a stopped node's claims went with it
+                self._rt.claims.release(resource)
 
-            async def release() -> None:
-                if self._started:
-                    self._rt.claims.release(resource)
+        # The node's clock is this process's clock: its instants need no mapping.
+        return pending_claim(self, type, name, ttl, wait, clock=self._rt.clock, release=release)
 
-            async def updates() -> AsyncIterator[LeaseUpdate]:
-                async for ev in self._rt.claims.watch_lease(resource):
-                    yield LeaseUpdate(ev.kind, ev.valid_until)
-
-            # The node's clock is this process's clock: no mapping needed.
-            return Lease(
-                resource, r.token, r.expires_at, release, updates(), valid_until=r.valid_until,
-                clock=self._rt.clock,
-            )  # fmt: skip
-
-        return PendingClaim(acquire)
+    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
+        split_resource(resource)
+        r = await self._check().claims.claim(resource, check_ttl(ttl), wait)
+        return ClaimView(
+            r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now
+        )
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
-        self._check()
-        return self._rt.claims.release(resource_name(type, name)) is not None
+        return self._check().claims.release(resource_name(type, name)) is not None
 
-    async def claims(self) -> list[dict[str, Any]]:
-        """Every live claim in the mesh: [{type, name, holder, holder_node, token, expires_at}]."""
-        self._check()
-        return [
-            claim_json(r, v.name, v.node_id, t, x)
-            for v in self._rt.members()
-            if v.state in ("alive", "suspect")
-            for r, t, x in v.claims
+    async def claims(self) -> list[ClaimView]:
+        """Every live claim in the mesh, by item (from each holder's published status)."""
+        live = [
+            c for v in self._check().members() if v.state in ("alive", "suspect") for c in v.claim_views()
         ]
+        return sorted(live, key=lambda c: c.resource)
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> str:
-        """Queue a message to session `to` durably; returns its id (delivery continues in the background).
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        rt = self._check()
+        return [ClaimView(r, self.name, rt.node_id, t, x) for r, t, x in rt.claims.held_view()]
+
+    async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
+        """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
+        split_resource(resource)
+        rt = self._check()
+        async for ev in rt.claims.watch_lease(resource):
+            yield LeaseEvent(ev.kind, ev.resource, ev.token, ev.valid_until, rt.clock.now())
+
+    async def recover_stewards(self) -> NodeInfo:
+        """Last resort: make this node the only steward of a new epoch (see README for the risk)."""
+        await self._check().claims.recover()
+        return await self.info()
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to session `to` durably (delivery continues in the background).
 
         Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
         is offline gets it when it returns (within the retention window, 7 days).
         """
-        self._check()
-        mid, _ = await self._rt.mail.send(to, subject, body, reply_to)
-        return mid
+        mid, names = await self._check().mail.send(to, subject, body, reply_to)
+        return Sent(mid, tuple(names))
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> str:
-        """Queue a message to every member known now, offline ones included; returns its id."""
-        self._check()
-        mid, _ = await self._rt.mail.broadcast(subject, body, reply_to)
-        return mid
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to every member known now, offline ones included."""
+        mid, names = await self._check().mail.broadcast(subject, body, reply_to)
+        return Sent(mid, tuple(names))
 
     def messages(
-        self, unread: bool = False, follow: bool = False, from_name: str | None = None
+        self,
+        unread: bool = False,
+        follow: bool = False,
+        from_name: str | None = None,
+        limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox oldest first; with `follow`, then every new message as it arrives."""
-        self._check()
-        return self._rt.mail.messages(unread=unread, follow=follow, from_name=from_name)
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead.
+        """
+        return self._check().mail.messages(
+            unread=unread, follow=follow, from_name=from_name, limit=limit, after=after
+        )
 
     async def mark_read(self, ids: list[str] | None = None) -> int:
         """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""
-        self._check()
-        return self._rt.mail.mark_read(ids)
+        return self._check().mail.mark_read(ids)
 
-    async def outbox(self, state: str | None = None, to: str | None = None) -> list[OutboxEntry]:
-        """What this node sent, with each message's delivery state (queued, delivered, read, expired)."""
-        self._check()
-        return self._rt.mail.outbox(state, to)
+    async def outbox(
+        self, state: str | None = None, to: str | None = None, limit: int | None = None
+    ) -> list[OutboxEntry]:
+        """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        return self._check().mail.outbox(state, to, limit)
 
-    def watch(self, snapshot: bool = False) -> AsyncIterator[MemberEvent]:
-        """Live events from now on: joins, liveness changes, status updates (optionally a snapshot first)."""
-        self._check()
-        return self._rt.watch(snapshot=snapshot)
+    async def counts(self) -> MailCounts:
+        """Unread messages in the inbox, and sent messages still queued."""
+        return MailCounts(*self._check().mail.counts())

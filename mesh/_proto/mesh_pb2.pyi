@@ -1747,6 +1747,8 @@ class InboxItem(_message.Message):
     BROADCAST_FIELD_NUMBER: _builtins.int
     RECEIVED_AT_FIELD_NUMBER: _builtins.int
     LOCAL_SEQ_FIELD_NUMBER: _builtins.int
+    FROM_NODE_FIELD_NUMBER: _builtins.int
+    READ_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     to: _builtins.str
     subject: _builtins.str
@@ -1757,6 +1759,10 @@ class InboxItem(_message.Message):
     broadcast: _builtins.bool
     received_at: _builtins.float
     local_seq: _builtins.int
+    from_node: _builtins.str
+    """the sender's node id"""
+    read_at: _builtins.float
+    """wall clock when marked read (0: unread)"""
     def __init__(
         self,
         *,
@@ -1770,10 +1776,12 @@ class InboxItem(_message.Message):
         broadcast: _builtins.bool = ...,
         received_at: _builtins.float = ...,
         local_seq: _builtins.int = ...,
+        from_node: _builtins.str = ...,
+        read_at: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "from", b"from", "id", b"id", "in_reply_to", b"in_reply_to", "local_seq", b"local_seq", "read", b"read", "received_at", b"received_at", "sent_at", b"sent_at", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "from", b"from", "from_node", b"from_node", "id", b"id", "in_reply_to", b"in_reply_to", "local_seq", b"local_seq", "read", b"read", "read_at", b"read_at", "received_at", b"received_at", "sent_at", b"sent_at", "subject", b"subject", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1787,22 +1795,28 @@ class InboxRequest(_message.Message):
     FROM_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
     unread: _builtins.bool
     limit: _builtins.int
     follow: _builtins.bool
     """after the current page, stream new messages as they arrive"""
+    after: _builtins.int
+    """page forward: the first `limit` messages after this local_seq (oldest first)"""
     def __init__(
         self,
         *,
         unread: _builtins.bool = ...,
         limit: _builtins.int = ...,
         follow: _builtins.bool = ...,
+        after: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after", b"_after", "after", b"after"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["follow", b"follow", "from", b"from", "limit", b"limit", "unread", b"unread"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after", b"_after", "after", b"after", "follow", b"follow", "from", b"from", "limit", b"limit", "unread", b"unread"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after: _TypeAlias = _typing.Literal["after"]  # noqa: Y015
+    _WhichOneofArgType__after: _TypeAlias = _typing.Literal["_after", b"_after"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after) -> _WhichOneofReturnType__after | None: ...
 
 Global___InboxRequest: _TypeAlias = InboxRequest  # noqa: Y015
 
@@ -1860,6 +1874,9 @@ class OutboxItem(_message.Message):
     BROADCAST_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     CHANGED_AT_FIELD_NUMBER: _builtins.int
+    TO_NODE_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     to: _builtins.str
     subject: _builtins.str
@@ -1868,6 +1885,11 @@ class OutboxItem(_message.Message):
     broadcast: _builtins.bool
     state: _builtins.str
     changed_at: _builtins.float
+    to_node: _builtins.str
+    """the recipient's node id"""
+    seq: _builtins.int
+    """position in the (sender -> recipient) stream"""
+    body: _builtins.str
     def __init__(
         self,
         *,
@@ -1879,10 +1901,13 @@ class OutboxItem(_message.Message):
         broadcast: _builtins.bool = ...,
         state: _builtins.str = ...,
         changed_at: _builtins.float = ...,
+        to_node: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        body: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "changed_at", b"changed_at", "id", b"id", "in_reply_to", b"in_reply_to", "sent_at", b"sent_at", "state", b"state", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "changed_at", b"changed_at", "id", b"id", "in_reply_to", b"in_reply_to", "sent_at", b"sent_at", "seq", b"seq", "state", b"state", "subject", b"subject", "to", b"to", "to_node", b"to_node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

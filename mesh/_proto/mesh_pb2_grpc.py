@@ -147,6 +147,11 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
                 _registered_method=True)
+        self.Held = channel.unary_unary(
+                '/mesh.v1.Control/Held',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+                _registered_method=True)
         self.WatchLease = channel.unary_stream(
                 '/mesh.v1.Control/WatchLease',
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.LeaseWatchRequest.SerializeToString,
@@ -235,6 +240,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Held(self, request, context):
+        """The claims this node holds now, exactly (Claims lists them as published, a moment later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchLease(self, request, context):
         """Events of one lease this node holds (lost/released), so a client can stop acting in time.
         """
@@ -319,6 +331,11 @@ def add_ControlServicer_to_server(servicer, server):
             ),
             'Claims': grpc.unary_unary_rpc_method_handler(
                     servicer.Claims,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.SerializeToString,
+            ),
+            'Held': grpc.unary_unary_rpc_method_handler(
+                    servicer.Held,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.SerializeToString,
             ),
@@ -572,6 +589,33 @@ class Control:
             request,
             target,
             '/mesh.v1.Control/Claims',
+            mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Held(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Held',
             mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
             options,

@@ -1,28 +1,39 @@
-"""Protobuf <-> core dataclasses. The only module (with the servicers) that touches mesh._proto types.
+"""Protobuf <-> the mesh's own values on peer links (the control API's are in `api_codec`): the one place,
+with it, where wire types and mesh types meet.
 
-Every decode validates: a field from the network that breaks a rule raises InvalidInput.
+    PeerInfo, StatusRecord, claims messages, mail batches/acks/receipts, and service messages <-> one frame.
+    Decoders validate: a peer's field that breaks a rule raises ProtocolError (LimitExceeded for a count).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from mesh._proto import mesh_pb2 as pb
+from mesh.core import mailbox as mb
 from mesh.core import validate
-from mesh.core.membership import Liveness, Member, PeerInfo
+from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.membership import PeerInfo
 from mesh.core.status import StatusRecord
-from mesh.errors import InvalidInput
-from mesh.events import MemberEvent, MemberView
 
-LIVENESS_TO_PB = {
-    Liveness.ALIVE: pb.ALIVE,
-    Liveness.SUSPECT: pb.SUSPECT,
-    Liveness.DEAD: pb.DEAD,
-    Liveness.LEFT: pb.LEFT,
-}
-LIVENESS_FROM_PB = {v: k for k, v in LIVENESS_TO_PB.items()}
+R = TypeVar("R")
+
+
+def _from_peer(fn: Callable[..., R]) -> Callable[..., R]:
+    """A decoder of what a peer sent: a rule it breaks is the peer's protocol violation, not our input."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any) -> R:
+        try:
+            return fn(*args)
+        except InvalidInput as e:
+            raise ProtocolError(str(e)) from None
+
+    return wrapper
 
 
 def peer_to_pb(p: PeerInfo) -> pb.NodeRef:
@@ -36,6 +47,7 @@ def peer_to_pb(p: PeerInfo) -> pb.NodeRef:
     )
 
 
+@_from_peer
 def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
     validate.ident(m.node_id, "node id")
     validate.ident(m.incarnation, "incarnation")
@@ -73,6 +85,7 @@ def status_to_pb(s: StatusRecord) -> pb.Status:
     )
 
 
+@_from_peer
 def status_from_pb(m: pb.Status) -> StatusRecord:
     # Wall times are display only, but every node renders them (datetime, JSON): NaN/inf must not get in.
     validate.wall_time(m.updated_at, "updated_at")
@@ -93,101 +106,6 @@ def status_from_pb(m: pb.Status) -> StatusRecord:
         claims=tuple((c.resource, c.token, c.expires_at) for c in m.claims[:257]),
         unread=m.unread,
     ).validated()
-
-
-def member_to_pb(m: Member, last_seen_wall: float, state_since_wall: float) -> pb.Member:
-    out = pb.Member(
-        node=peer_to_pb(m.info),
-        state=LIVENESS_TO_PB[m.state],
-        last_seen=last_seen_wall,
-        is_self=m.is_self,
-        state_since=state_since_wall,
-    )
-    if m.status is not None:
-        out.status.CopyFrom(status_to_pb(m.status))
-    return out
-
-
-STATE_TO_PB = {"alive": pb.ALIVE, "suspect": pb.SUSPECT, "dead": pb.DEAD, "left": pb.LEFT}
-KIND_TO_PB = {
-    "joined": pb.Event.JOINED,
-    "state": pb.Event.STATE,
-    "status": pb.Event.STATUS,
-    "snapshot": pb.Event.SNAPSHOT,
-}
-
-
-def view_to_pb(v: MemberView) -> pb.Member:
-    return pb.Member(
-        node=pb.NodeRef(
-            node_id=v.node_id, name=v.name, incarnation=v.incarnation, address=v.address, role=v.role
-        ),
-        state=STATE_TO_PB[v.state],
-        status=pb.Status(
-            node_id=v.node_id,
-            incarnation=v.incarnation,
-            version=v.status_version,
-            name=v.name,
-            role=v.role,
-            action=v.action,
-            target=v.target,
-            phase=v.phase,
-            progress=v.progress,
-            note=v.note,
-            updated_at=v.status_updated_at,
-            claims=[pb.HeldClaim(resource=r, token=t, expires_at=x) for r, t, x in v.claims],
-        ),
-        last_seen=v.last_seen,
-        is_self=v.is_self,
-        state_since=v.state_since,
-        steward=v.steward,
-        unread=v.unread,
-    )
-
-
-def event_to_pb(e: MemberEvent) -> pb.Event:
-    return pb.Event(
-        kind=KIND_TO_PB[e.kind],
-        member=view_to_pb(e.member),
-        at=e.at,
-        previous=STATE_TO_PB.get(e.previous or "", pb.MEMBER_STATE_UNSPECIFIED),
-    )
-
-
-STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
-KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
-
-
-def view_from_pb(m: pb.Member) -> MemberView:
-    st = m.status
-    return MemberView(
-        name=m.node.name,
-        node_id=m.node.node_id,
-        role=m.node.role,
-        state=STATE_FROM_PB.get(m.state, "dead"),
-        action=st.action,
-        target=st.target,
-        phase=st.phase,
-        progress=st.progress,
-        note=st.note,
-        last_seen=m.last_seen,
-        is_self=m.is_self,
-        address=m.node.address,
-        incarnation=m.node.incarnation,
-        state_since=m.state_since,
-        status_version=st.version,
-        status_updated_at=st.updated_at,
-        steward=m.steward,
-        unread=m.unread,
-        claims=tuple((c.resource, c.token, c.expires_at) for c in st.claims),
-    )
-
-
-def event_from_pb(e: pb.Event) -> MemberEvent:
-    prev = STATE_FROM_PB.get(e.previous) if e.previous else None
-    return MemberEvent(
-        kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev
-    )
 
 
 # ---------------------------------------------------------------- claims messages
@@ -267,6 +185,7 @@ def _snapshot(items: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+@_from_peer
 def claim_from_pb(m: pb.ClaimMsg) -> Any:
     """A ClaimMsg as the core's dataclass; every field checked for type and bounds (InvalidInput)."""
     which = m.WhichOneof("msg")
@@ -291,3 +210,118 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
         return cls(**values)
     except (ValueError, TypeError) as e:
         raise InvalidInput(f"bad claims message: {e}") from None
+
+
+# ---------------------------------------------------------------- mail messages (peer links)
+
+
+def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
+    return pb.MailBatch(
+        from_node=b.from_node,
+        to_node=b.to_node,
+        stream=b.stream,
+        floor=b.floor,
+        messages=[
+            pb.MailEnvelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in b.messages
+        ],
+    )  # fmt: skip
+
+
+def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
+    if len(m.messages) > mb.BATCH_MAX:
+        raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
+    return mb.MailBatch(
+        from_node=m.from_node,
+        to_node=m.to_node,
+        stream=m.stream,
+        floor=m.floor,
+        messages=tuple(
+            mb.Envelope(
+                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+            )
+            for e in m.messages
+        ),
+    )  # fmt: skip
+
+
+def ack_to_pb(a: mb.MailAck) -> pb.MailAck:
+    return pb.MailAck(from_node=a.from_node, to_node=a.to_node, stream=a.stream, upto=a.upto)
+
+
+def ack_from_pb(m: pb.MailAck) -> mb.MailAck:
+    return mb.MailAck(from_node=m.from_node, to_node=m.to_node, stream=m.stream, upto=m.upto)
+
+
+def receipt_to_pb(r: mb.ReadReceipt) -> pb.ReadReceipt:
+    return pb.ReadReceipt(
+        reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids), read_at=r.read_at
+    )
+
+
+def receipt_from_pb(m: pb.ReadReceipt) -> mb.ReadReceipt:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a read receipt carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReadReceipt(
+        reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids), read_at=m.read_at
+    )
+
+
+def rack_to_pb(r: mb.ReceiptAck) -> pb.ReceiptAck:
+    return pb.ReceiptAck(reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids))
+
+
+def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
+    if len(m.ids) > mb.RECEIPT_MAX:
+        raise LimitExceeded(f"a receipt ack carries at most {mb.RECEIPT_MAX} ids")
+    return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
+
+
+# ---------------------------------------------------------------- service messages <-> one frame
+
+_RECEIPTS_PER_FRAME = 16  # acks, receipts, receipt acks per frame, at most (a peer sending more is cut)
+
+
+def service_messages(f: pb.PeerFrame) -> list[object]:
+    """The service messages a frame carries (mail), decoded, in the order a service applies them."""
+    if not (f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
+        return []  # most frames: heartbeats, status, claims
+    out: list[object] = []
+    if f.HasField("mail"):
+        out.append(batch_from_pb(f.mail))
+    out += [ack_from_pb(a) for a in f.mail_acks[:_RECEIPTS_PER_FRAME]]
+    out += [receipt_from_pb(r) for r in f.receipts[:_RECEIPTS_PER_FRAME]]
+    out += [rack_from_pb(r) for r in f.receipt_acks[:_RECEIPTS_PER_FRAME]]
+    return out
+
+
+def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
+    """One frame carrying service messages (at most one mail batch)."""
+    if len(msgs) == 1:  # the common case: one batch, one ack or one receipt
+        (m,) = msgs
+        if isinstance(m, mb.MailBatch):
+            return pb.PeerFrame(mail=batch_to_pb(m))
+        if isinstance(m, mb.MailAck):
+            return pb.PeerFrame(mail_acks=[ack_to_pb(m)])
+    mail: pb.MailBatch | None = None
+    acks: list[pb.MailAck] = []
+    receipts: list[pb.ReadReceipt] = []
+    racks: list[pb.ReceiptAck] = []
+    for m in msgs:
+        if isinstance(m, mb.MailBatch):
+            if mail is not None:
+                raise ValueError("one mail batch per frame")
+            mail = batch_to_pb(m)
+        elif isinstance(m, mb.MailAck):
+            acks.append(ack_to_pb(m))
+        elif isinstance(m, mb.ReadReceipt):
+            receipts.append(receipt_to_pb(m))
+        elif isinstance(m, mb.ReceiptAck):
+            racks.append(rack_to_pb(m))
+        else:
+            raise TypeError(f"not a service message: {type(m).__name__}")
+    return pb.PeerFrame(mail=mail, mail_acks=acks, receipts=receipts, receipt_acks=racks)

@@ -10,6 +10,8 @@ speaks:
 One request per line, answers in order, any number per connection. Lines are bounded
 (limits.HOOK_LINE_MAX), every field is validated, a bad request gets `{"error": …}` (the connection
 stays open, except after an oversized line). The socket is 0600 next to control.sock; node.json says where.
+Like the control socket, it is a face of the node's one API: every op is a few `MeshAPI` calls on the
+node's own `Node` (path claims through `mesh.pathclaims`, the same code the MCP server runs).
 
 Ops (all answers carry "ok": true unless they are an error):
     info                                   → name, mesh, node_id
@@ -38,18 +40,16 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from mesh import briefing, limits, pathclaims
+from mesh.api import MeshAPI
 from mesh.clock import wall
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage
-from mesh.errors import ClaimDenied, InvalidInput, MeshError
-from mesh.events import MemberView
-
-if TYPE_CHECKING:
-    from mesh._claims import ClaimResult
-    from mesh._runtime import NodeRuntime
+from mesh.core.validate import split_resource
+from mesh.errors import InvalidInput, MeshError
+from mesh.views import NodeInfo
 
 log = logging.getLogger("mesh.hooks")
 
@@ -58,135 +58,6 @@ SEEN_MAX = 512  # claim grants remembered as "already told" (older ones are long
 NEWS_NOTES_MAX = 10  # messages per `new` answer; the rest come next time (still in order)
 DIGEST_NOTES_MAX = 3
 DEFAULT_TTL = 3600.0
-
-
-class HookBackend(Protocol):
-    """The narrow face of a node the hook wire needs (so it can sit on any implementation of the API)."""
-
-    name: str
-    mesh: str
-    node_id: str
-    state_dir: Path
-
-    def members(self) -> list[MemberView]: ...
-    async def claim(self, resource: str, ttl: float) -> ClaimResult: ...
-    def release(self, resource: str) -> bool: ...
-    def held(self) -> list[str]: ...
-    def set_status(self, **changes: Any) -> None: ...
-    def inbox(self, after: int, limit: int) -> list[InboxMessage]: ...
-    def unread(self, limit: int) -> list[InboxMessage]: ...
-    def unread_count(self) -> int: ...
-    def last_seq(self) -> int: ...
-    def mark_read(self, ids: list[str]) -> int: ...
-    def leave(self, reason: str) -> None: ...
-
-
-class RuntimeBackend:
-    """HookBackend over the node runtime (swap for the typed MeshAPI once it lands)."""
-
-    def __init__(self, rt: NodeRuntime) -> None:
-        self.rt = rt
-        self.name = rt.config.name
-        self.mesh = rt.config.mesh
-        self.node_id = rt.node_id
-        self.state_dir = rt.state_dir
-
-    def members(self) -> list[MemberView]:
-        return self.rt.members()
-
-    async def claim(self, resource: str, ttl: float) -> ClaimResult:
-        return await self.rt.claims.claim(resource, ttl, 0.0)
-
-    def release(self, resource: str) -> bool:
-        return self.rt.claims.release(resource) is not None
-
-    def held(self) -> list[str]:
-        return sorted(self.rt.claims.held)
-
-    def set_status(self, **changes: Any) -> None:
-        self.rt.set_status(**changes)
-
-    def inbox(self, after: int, limit: int) -> list[InboxMessage]:
-        return self.rt.mail.store.inbox(after=after, limit=limit)
-
-    def unread(self, limit: int) -> list[InboxMessage]:
-        return self.rt.mail.store.inbox(unread=True, limit=limit)
-
-    def unread_count(self) -> int:
-        return self.rt.mail.store.unread_count()
-
-    def last_seq(self) -> int:
-        newest = self.rt.mail.store.inbox(limit=1)
-        return newest[-1].local_seq if newest else 0
-
-    def mark_read(self, ids: list[str]) -> int:
-        return self.rt.mail.mark_read(ids) if ids else 0
-
-    def leave(self, reason: str) -> None:
-        self.rt.request_stop(reason)
-
-
-# ---------------------------------------------------------------------- path claims (the swap point)
-
-
-def path_conflict(members: list[MemberView], path: str) -> briefing.ClaimView | None:
-    """The live claim of another session whose path overlaps `path` (normalised), if any."""
-    for c in briefing.live_claims(members, others_only=True):
-        type_, _, name = c.resource.partition("/")
-        if type_ == pathclaims.PATH_TYPE and pathclaims.overlaps(name, path):
-            return c
-    return None
-
-
-async def claim_paths(backend: HookBackend, patterns: list[str], ttl: float) -> dict[str, Any]:
-    """Claim path patterns for this session: all granted, or none (what was granted here is released).
-
-    SWAP: until acceptors refuse overlapping path leases and the claims protocol takes several items at
-    once, overlap with other sessions' claims is checked against the live status views first (a claim
-    granted a moment ago elsewhere may not be visible yet), then each path is claimed as an item of type
-    `path` (exact name). Replace this body with one multi-item path claim when that lands.
-    """
-    names = [pathclaims.claim_name(p) for p in patterns]
-    members = backend.members()
-    for name in names:
-        c = path_conflict(members, name)
-        if c is not None:
-            return {"granted": False, "conflict": _conflict_json(c, name)}
-    granted: list[ClaimResult] = []
-    try:
-        for name in names:
-            granted.append(await backend.claim(f"{pathclaims.PATH_TYPE}/{name}", ttl))
-    except ClaimDenied as e:
-        for g in granted:
-            backend.release(g.resource)
-        return {
-            "granted": False,
-            "conflict": {"holder": e.holder, "resource": "", "path": "", "expires_at": e.expires_at or 0.0,
-                         "reason": str(e)},
-        }  # fmt: skip
-    except BaseException:
-        for g in granted:
-            backend.release(g.resource)
-        raise
-    return {
-        "granted": True,
-        "claims": [{"resource": g.resource, "token": g.token, "expires_at": g.expires_at} for g in granted],
-    }
-
-
-def _conflict_json(c: briefing.ClaimView, path: str) -> dict[str, Any]:
-    return {
-        "holder": c.holder,
-        "holder_node": c.holder_node,
-        "resource": c.resource,
-        "token": c.token,
-        "expires_at": c.expires_at,
-        "action": c.action,
-        "target": c.target,
-        "phase": c.phase,
-        "path": path,
-        "reason": briefing.refusal(c, path, wall()),
-    }
 
 
 # ---------------------------------------------------------------------- the cursor
@@ -229,14 +100,16 @@ def _notes(msgs: list[InboxMessage]) -> list[briefing.Note]:
 
 
 class HookWire:
-    """Serves the hook wire for one node."""
+    """Serves the hook wire for one node, on that node's MeshAPI (`me` is who the node is)."""
 
-    def __init__(self, backend: HookBackend, path: Path) -> None:
-        self.backend = backend
+    def __init__(self, api: MeshAPI, me: NodeInfo, path: Path) -> None:
+        self.api = api
+        self.me = me
         self.path = path
-        self.cursor = _Cursor.load(backend.state_dir / STATE_FILE)
+        self.cursor = _Cursor.load(Path(me.state_dir) / STATE_FILE)
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[Any]] = set()
+        self._publishing: set[asyncio.Task[Any]] = set()  # coalesced heartbeats on their way
         self._last_beat = -1e9
         self._pending_beat: dict[str, Any] | None = None
         self._beat_timer: asyncio.TimerHandle | None = None
@@ -269,9 +142,9 @@ class HookWire:
             self._beat_timer.cancel()
         if self._server is not None:
             self._server.close()
-        for t in list(self._conns):
+        for t in [*self._conns, *self._publishing]:
             t.cancel()
-        for t in list(self._conns):
+        for t in [*self._conns, *self._publishing]:
             with contextlib.suppress(BaseException):
                 await t
         with contextlib.suppress(FileNotFoundError):
@@ -333,30 +206,31 @@ class HookWire:
     # ------------------------------------------------------------------ ops
 
     async def _info(self, req: dict[str, Any]) -> dict[str, Any]:
-        b = self.backend
-        return {"name": b.name, "mesh": b.mesh, "node_id": b.node_id}
+        me = self.me
+        return {"name": me.name, "mesh": me.mesh, "node_id": me.node_id}
 
     async def _digest(self, req: dict[str, Any]) -> dict[str, Any]:
         mark = _bool(req, "mark", True)
-        b = self.backend
-        members = b.members()
-        shown = b.unread(DIGEST_NOTES_MAX)
-        total = b.unread_count()
-        text = briefing.digest(b.name, b.mesh, members, _notes(shown), total, wall())
+        api, me = self.api, self.me
+        members = await api.members()
+        shown = [m async for m in api.messages(unread=True, limit=DIGEST_NOTES_MAX)]
+        total = (await api.counts()).unread
+        text = briefing.digest(me.name, me.mesh, members, _notes(shown), total, wall())
         if mark:
             # Everything up to now counts as told: the digest listed the unread (or their count) and the
             # claims; what arrives later is news for the next prompt.
-            self.cursor.seq = max(self.cursor.seq, b.last_seq())
+            newest = [m async for m in api.messages(limit=1)]
+            self.cursor.seq = max(self.cursor.seq, newest[-1].local_seq if newest else 0)
             self.cursor.seen = [c.key for c in briefing.live_claims(members, others_only=True)]
             self.cursor.save()
-            b.mark_read([m.id for m in shown])
-        return {"text": text, "name": b.name, "shown": [m.id for m in shown]}
+            await self._mark_read([m.id for m in shown])
+        return {"text": text, "name": me.name, "shown": [m.id for m in shown]}
 
     async def _new(self, req: dict[str, Any]) -> dict[str, Any]:
-        b = self.backend
-        msgs = b.inbox(self.cursor.seq, NEWS_NOTES_MAX)
+        api = self.api
+        msgs = [m async for m in api.messages(after=self.cursor.seq, limit=NEWS_NOTES_MAX)]
         fresh = [m for m in msgs if not m.read]  # read elsewhere (meshctl read): the agent saw it
-        members = b.members()
+        members = await api.members()
         seen = set(self.cursor.seen)
         claims = [c for c in briefing.live_claims(members, others_only=True) if c.key not in seen]
         if msgs or claims:
@@ -366,14 +240,14 @@ class HookWire:
             self.cursor.seen.extend(c.key for c in claims)
             self.cursor.seen = self.cursor.seen[-SEEN_MAX:]
             self.cursor.save()
-            b.mark_read([m.id for m in fresh])
+            await self._mark_read([m.id for m in fresh])
         text = briefing.news(_notes(fresh), claims, wall())
         return {"text": text, "ids": [m.id for m in fresh]}
 
     async def _check(self, req: dict[str, Any]) -> dict[str, Any]:
         path = pathclaims.normalise(_path(req.get("path")))
-        c = path_conflict(self.backend.members(), path)
-        return {"conflict": _conflict_json(c, path) if c is not None else None}
+        c = pathclaims.path_conflict(await self.api.members(), path)
+        return {"conflict": pathclaims.conflict_json(c, path) if c is not None else None}
 
     async def _heartbeat(self, req: dict[str, Any]) -> dict[str, Any]:
         changes: dict[str, Any] = {}
@@ -390,7 +264,7 @@ class HookWire:
         now = loop.time()
         if now - self._last_beat >= limits.HOOK_HEARTBEAT_EVERY and self._beat_timer is None:
             self._last_beat = now
-            self.backend.set_status(**changes)
+            await self.api.heartbeat(**changes)
             return {"published": True}
         # Within the interval: keep the newest, publish it when the interval ends (one fan-out, not many).
         self._pending_beat = (self._pending_beat or {}) | changes
@@ -403,20 +277,25 @@ class HookWire:
         pending, self._pending_beat = self._pending_beat, None
         if pending:
             self._last_beat = asyncio.get_running_loop().time()
-            with contextlib.suppress(MeshError):
-                self.backend.set_status(**pending)
+            task = asyncio.get_running_loop().create_task(self._publish(pending))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish(self, changes: dict[str, Any]) -> None:
+        with contextlib.suppress(MeshError):
+            await self.api.heartbeat(**changes)
 
     async def _claim(self, req: dict[str, Any]) -> dict[str, Any]:
         paths = _paths(req)
         ttl = validate.check_ttl(req.get("ttl", DEFAULT_TTL))
-        return await claim_paths(self.backend, paths, ttl)
+        return await pathclaims.claim_paths(self.api, paths, ttl)
 
     async def _release(self, req: dict[str, Any]) -> dict[str, Any]:
         if _bool(req, "all", False):
-            resources = self.backend.held()
+            resources = [c.resource for c in await self.api.held()]
         else:
             resources = [pathclaims.resource(p) for p in _paths(req)]
-        return {"released": sum(1 for r in resources if self.backend.release(r))}
+        return {"released": await self._release_all(resources)}
 
     async def _delivered(self, req: dict[str, Any]) -> dict[str, Any]:
         ids = req.get("ids")
@@ -424,15 +303,24 @@ class HookWire:
             raise InvalidInput("ids must be a list of 1-100 message ids")
         for i in ids:
             validate.text(i, "message id", 64)
-        return {"marked": self.backend.mark_read(list(ids))}
+        return {"marked": await self._mark_read(list(ids))}
 
     async def _leave(self, req: dict[str, Any]) -> dict[str, Any]:
         reason = validate.text(_str(req, "reason", "session ended"), "reason") or "session ended"
-        released = 0
-        for r in self.backend.held():
-            released += self.backend.release(r)
-        self.backend.leave(reason)
+        released = await self._release_all([c.resource for c in await self.api.held()])
+        await self.api.shutdown(reason)
         return {"released": released}
+
+    # ------------------------------------------------------------------ helpers over the API
+
+    async def _release_all(self, resources: list[str]) -> int:
+        released = 0
+        for r in resources:
+            released += await self.api.release(*split_resource(r))
+        return released
+
+    async def _mark_read(self, ids: list[str]) -> int:
+        return await self.api.mark_read(ids) if ids else 0
 
 
 def _str(req: dict[str, Any], key: str, default: str = "") -> str:
@@ -462,8 +350,8 @@ def _paths(req: dict[str, Any]) -> list[str]:
     return [_path(p) for p in v]
 
 
-async def serve_hookwire(rt: NodeRuntime, path: Path) -> HookWire:
-    """Start the hook wire for a node runtime."""
-    wire = HookWire(RuntimeBackend(rt), path)
+async def serve_hookwire(api: MeshAPI, path: Path) -> HookWire:
+    """Start the hook wire for a node, served on its API (the node's own `Node`)."""
+    wire = HookWire(api, await api.info(), path)
     await wire.start()
     return wire

@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
 from mesh.errors import InvalidInput
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
@@ -62,12 +62,6 @@ def register(sub: Any) -> None:
     st.set_defaults(func=cmd_stewards)
 
 
-def _node(args: argparse.Namespace) -> Any:
-    from mesh.paths import find_node
-
-    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-
-
 def _clock(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "unknown"
 
@@ -78,16 +72,15 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
 async def _claim(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
     from mesh.core.validate import check_ttl, resource_name
     from mesh.errors import ClaimDenied
-    from mesh.events import iso
+    from mesh.views import iso
 
     resource = resource_name(args.type, args.name)
     check_ttl(args.ttl)
-    async with Client(_node(args)) as c:
+    async with connect(args) as api:
         try:
-            r = await c.claim_once(resource, args.ttl, args.wait)
+            granted = await api.claim_once(resource, args.ttl, args.wait)
         except ClaimDenied as e:
             if args.json:
                 print_json(
@@ -105,18 +98,9 @@ async def _claim(args: argparse.Namespace) -> int:
                 print(f"{resource} is held by {e.holder}{until}", file=sys.stderr)
             return 3
     if args.json:
-        print_json(
-            {
-                "granted": True,
-                "type": args.type,
-                "name": args.name,
-                "holder": r.holder,
-                "token": r.token,
-                "expires_at": iso(r.expires_at),
-            }
-        )
+        print_json({"granted": True, **granted.to_json()})
     else:
-        print(f"claimed {resource} — token {r.token}, until {_clock(r.expires_at)}")
+        print(f"claimed {resource} — token {granted.token}, until {_clock(granted.expires_at)}")
     return 0
 
 
@@ -126,10 +110,9 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 async def _release(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
 
-    async with Client(_node(args)) as c:
-        released = await c.release(args.type, args.name)
+    async with connect(args) as api:
+        released = await api.release(args.type, args.name)
     if args.json:
         print_json({"released": released, "type": args.type, "name": args.name})
     elif released:
@@ -145,13 +128,13 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 async def _claims(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
 
-    async with Client(_node(args)) as c:
-        claims = await c.claims()
+    async with connect(args) as api:
+        claims = await api.claims()
     if args.json:
-        print_json(claims)
+        print_json([c.to_json() for c in claims])
         return 0
+    rows = [[c.type, c.name, c.holder, str(c.token), c.to_json()["expires_at"] or ""] for c in claims]
     if sys.stdout.isatty():
         from rich.table import Table
 
@@ -160,12 +143,12 @@ async def _claims(args: argparse.Namespace) -> int:
         t = Table(pad_edge=False)
         for col in ("type", "name", "holder", "token", "ends"):
             t.add_column(col)
-        for cl in claims:
-            t.add_row(cl["type"], cl["name"], cl["holder"], str(cl["token"]), cl["expires_at"] or "")
+        for row in rows:
+            t.add_row(*row)
         console().print(t if claims else "no live claims")
     else:
-        for cl in claims:
-            print("\t".join([cl["type"], cl["name"], cl["holder"], str(cl["token"]), cl["expires_at"] or ""]))
+        for row in rows:
+            print("\t".join(row))
     return 0
 
 
@@ -182,13 +165,9 @@ def cmd_stewards(args: argparse.Namespace) -> int:
 
 async def _stewards(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
 
-    async with Client(_node(args)) as c:
-        if args.recover:
-            info = await c.recover_stewards()
-        else:
-            info = await c.info()
+    async with connect(args) as api:
+        info = await (api.recover_stewards() if args.recover else api.info())
     if args.json:
         print_json({"epoch": info.epoch, "stewards": list(info.stewards), "note": info.steward_note})
     else:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
 from mesh.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mesh.core.mailbox import InboxMessage
 
 
 def register(sub: Any) -> None:
@@ -53,29 +56,6 @@ def register(sub: Any) -> None:
     o.set_defaults(func=cmd_outbox)
 
 
-def _node(args: argparse.Namespace) -> Any:
-    from mesh.paths import find_node
-
-    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-
-
-def _item_json(m: Any) -> dict[str, Any]:
-    from mesh.events import iso
-
-    return {
-        "id": m.id,
-        "from": getattr(m, "from"),
-        "to": m.to,
-        "subject": m.subject,
-        "body": m.body,
-        "sent_at": iso(m.sent_at),
-        "in_reply_to": m.in_reply_to or None,
-        "read": m.read,
-        "broadcast": m.broadcast,
-        "received_at": iso(m.received_at),
-    }
-
-
 def cmd_send(args: argparse.Namespace) -> int:
     want = 2 if args.all else 3
     if len(args.args) != want:
@@ -88,19 +68,18 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 async def _send(args: argparse.Namespace, head: list[str], body: str) -> int:
-    from mesh._proto import mesh_pb2 as pb
     from mesh.cli.output import print_json
-    from mesh.client import Client
 
-    to, subject = ("", head[0]) if args.all else (head[0], head[1])
-    req = pb.SendRequest(to=to, all=args.all, subject=subject, body=body, in_reply_to=args.reply_to or "")
-    async with Client(_node(args)) as c:
-        r = await c.send_request(req)
+    async with connect(args) as api:
+        if args.all:
+            sent = await api.broadcast(head[0], body, args.reply_to)
+        else:
+            sent = await api.send(head[0], head[1], body, args.reply_to)
     if args.json:
-        print_json({"id": r.id, "queued": True, "recipients": list(r.recipients)})
+        print_json(sent.to_json())
     else:
-        who = ", ".join(r.recipients) or "nobody yet (no other member known)"
-        print(f"queued {r.id} for {who}")
+        who = ", ".join(sent.recipients) or "nobody yet (no other member known)"
+        print(f"queued {sent.id} for {who}")
     return 0
 
 
@@ -113,27 +92,26 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 
 async def _inbox(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
 
     if not 1 <= args.limit <= 10_000:
         raise InvalidInput("--limit must be 1-10000")
-    async with Client(_node(args)) as c:
+    async with connect(args) as api:
         items = []
-        async for m in c.messages(
+        async for m in api.messages(
             unread=args.unread, follow=args.follow, from_name=args.from_name, limit=args.limit
         ):
             if args.follow:
                 _show(m, args.json)
                 if args.mark_read:
-                    await c.mark_read([m.id])
+                    await api.mark_read([m.id])
             else:
                 items.append(m)
         if args.follow:
             return 0
         if args.mark_read and items:
-            await c.mark_read([m.id for m in items if not m.read])
+            await api.mark_read([m.id for m in items if not m.read])
     if args.json:
-        print_json([_item_json(m) for m in items])
+        print_json([m.to_json() for m in items])
     elif not items:
         print("no messages" + (" unread" if args.unread else ""))
     else:
@@ -142,17 +120,17 @@ async def _inbox(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(m: Any, as_json: bool) -> None:
+def _show(m: InboxMessage, as_json: bool) -> None:
     from mesh.cli.output import print_json
 
     if as_json:
-        print_json(_item_json(m))
+        print_json(m.to_json())
         return
     when = time.strftime("%m-%d %H:%M", time.localtime(m.sent_at))
     flag = " " if m.read else "*"
     scope = " (all)" if m.broadcast else ""
     reply = f" re:{m.in_reply_to}" if m.in_reply_to else ""
-    print(f"{flag} {when}  {getattr(m, 'from')}{scope} — {m.subject}{reply}   [{m.id}]")
+    print(f"{flag} {when}  {m.from_name}{scope} — {m.subject}{reply}   [{m.id}]")
     for line in m.body.splitlines() or [""]:
         print(f"      {line}")
     sys.stdout.flush()
@@ -164,22 +142,21 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 async def _read(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
     from mesh.errors import MessageError
 
-    async with Client(_node(args)) as c:
+    async with connect(args) as api:
         found = None
-        async for m in c.messages(limit=10_000):
+        async for m in api.messages(limit=10_000):
             if m.id == args.id:
                 found = m
         if found is None:
             raise MessageError(f"no message {args.id!r} in this inbox")
         if not found.read:
-            await c.mark_read([found.id])
+            await api.mark_read([found.id])
     if args.json:
-        print_json(_item_json(found) | {"read": True})
+        print_json(found.to_json() | {"read": True})
     else:
-        print(f"From: {getattr(found, 'from')}\nSubject: {found.subject}\nId: {found.id}\n")
+        print(f"From: {found.from_name}\nSubject: {found.subject}\nId: {found.id}\n")
         print(found.body)
     return 0
 
@@ -190,31 +167,15 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 async def _outbox(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.client import Client
-    from mesh.events import iso
 
-    async with Client(_node(args)) as c:
-        items = await c.outbox(args.state, args.to, args.limit)
+    async with connect(args) as api:
+        items = await api.outbox(args.state, args.to, args.limit)
     if args.json:
-        print_json(
-            [
-                {
-                    "id": e.id,
-                    "to": e.to,
-                    "subject": e.subject,
-                    "sent_at": iso(e.sent_at),
-                    "state": e.state,
-                    "changed_at": iso(e.changed_at),
-                    "broadcast": e.broadcast,
-                    "in_reply_to": e.in_reply_to or None,
-                }
-                for e in items
-            ]
-        )
+        print_json([e.to_json() for e in items])
     elif not items:
         print("outbox empty")
     else:
         for e in items:
             when = time.strftime("%m-%d %H:%M", time.localtime(e.sent_at))
-            print(f"{e.state:<9} {when}  to {e.to} — {e.subject}   [{e.id}]")
+            print(f"{e.state.value:<9} {when}  to {e.to_name} — {e.subject}   [{e.id}]")
     return 0

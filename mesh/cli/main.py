@@ -11,12 +11,16 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 # gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from mesh.errors import MeshError
+
+if TYPE_CHECKING:
+    from mesh.client import Client
+    from mesh.paths import RunningNode
 
 # Which module registers each verb: only that one is imported to run it (meshctl starts faster).
 _VERBS = {
@@ -105,6 +109,20 @@ def resolve_common(args: argparse.Namespace) -> None:
         args.mesh = os.environ.get("MESH_MESH", DEFAULT_MESH)
     if getattr(args, "node", None) is None:
         args.node = os.environ.get("MESH_NODE") or None
+
+
+def target(args: argparse.Namespace) -> RunningNode:
+    """The running node a verb talks to: --node / $MESH_NODE, else the only one (in --mesh, if given)."""
+    from mesh.paths import find_node
+
+    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+
+
+def connect(args: argparse.Namespace) -> Client:
+    """A MeshAPI client of that node (`async with connect(args) as api:`)."""
+    from mesh.client import Client
+
+    return Client(target(args))
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:

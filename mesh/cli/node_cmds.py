@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
 from mesh.errors import ConfigError, MeshError, NodeUnavailable
 
 READY_TIMEOUT = 30.0
@@ -143,7 +143,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         _report_ready(args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
         raise
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.add_signal_handler(sig, node._rt.request_stop, f"signal {signal.Signals(sig).name}")
+        loop.add_signal_handler(sig, node.request_stop, f"signal {signal.Signals(sig).name}")
     info = {
         "ok": True,
         "name": node.name,
@@ -152,7 +152,7 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         "address": node.address,
         "pid": os.getpid(),
         "state_dir": node.state_dir,
-        "created_credentials": node._rt.created_credentials,
+        "created_credentials": node.created_credentials,
         "web": web.url if web else None,
     }
     _report_ready(args.ready_fd, info)
@@ -188,7 +188,7 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
     log_path = state_dir / "node.log"
     argv = [a for a in (args._argv if args._argv is not None else sys.argv[1:]) if a != "--detach"]
     r, w = os.pipe()
-    cmd = [sys.executable, "-m", "mesh.cli.main", *argv, "--ready-fd", str(w)]
+    cmd = [sys.executable, "-m", _entry_module(), *argv, "--ready-fd", str(w)]
     env = dict(os.environ)
     env["MESH_HOME"] = str(config.home_dir)
     with open(log_path, "ab") as log:
@@ -236,17 +236,24 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
     return 0
 
 
+def _entry_module() -> str:
+    """The module the detached node runs: this meshctl's own entry if it says it is one (a test entry that
+    installs taps before the real main), else mesh.cli.main."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(main, "MESHCTL_ENTRY", False):
+        return str(spec.name)
+    return "mesh.cli.main"
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     return run(_down(args))
 
 
 async def _down(args: argparse.Namespace) -> int:
-    from mesh.client import Client
-    from mesh.paths import find_node
-
-    node = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-    async with Client(node) as c:
-        await c.shutdown("meshctl down")
+    async with connect(args) as api:
+        await api.shutdown("meshctl down")
+    node = api.node
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         if not _pid_alive(node.pid, node.state_dir):

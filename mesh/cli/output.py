@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from mesh.events import MemberEvent, MemberView
+from mesh.views import MemberEvent, MemberView
 
 STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
 
@@ -120,7 +120,7 @@ def state_markdown(
     members: list[MemberView], node_name: str, mesh: str, extra: list[str] | None = None
 ) -> str:
     """The whole picture as Markdown (what CURRENT_STATE.md used to be), rendered from live state."""
-    from mesh.events import iso
+    from mesh.views import iso
 
     now = time.time()
     lines = [f"# Mesh `{mesh}` — state as seen by {node_name}", "", f"_{iso(now)}_", "", "## Sessions", ""]

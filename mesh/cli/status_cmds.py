@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
+from mesh.core import validate
+from mesh.errors import InvalidInput
 
 
-def _progress(value: str) -> int:
+def _progress(text: str) -> int:
+    """--progress N: the API's one rule (mesh.core.validate.progress), reported as a usage error."""
     try:
-        n = int(value)
+        value: Any = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 100, not {value!r}") from None
-    if not 0 <= n <= 100:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 100, not {n}")
-    return n
+        value = text
+    try:
+        return validate.progress(value)
+    except InvalidInput as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def register(sub: Any) -> None:
@@ -39,14 +43,11 @@ def cmd_heartbeat(args: argparse.Namespace) -> int:
 
 async def _heartbeat(args: argparse.Namespace) -> int:
     from mesh.cli import output
-    from mesh.client import Client
-    from mesh.paths import find_node
 
-    node = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-    async with Client(node) as c:
-        await c.heartbeat(
+    async with connect(args) as api:
+        await api.heartbeat(
             action=args.action, target=args.target, phase=args.phase, progress=args.progress, note=args.note
         )
     if args.json:
-        output.print_json({"ok": True, "node": node.name})
+        output.print_json({"ok": True, "node": api.node.name})
     return 0

@@ -6,9 +6,12 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, run
+from mesh.cli.main import common_parser, connect, run
+
+if TYPE_CHECKING:
+    from mesh.api import MeshAPI
 
 
 def register(sub: Any) -> None:
@@ -26,23 +29,16 @@ def register(sub: Any) -> None:
     w.set_defaults(func=cmd_watch)
 
 
-def _target(args: argparse.Namespace) -> Any:
-    from mesh.paths import find_node
-
-    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     return run(_status(args))
 
 
 async def _status(args: argparse.Namespace) -> int:
     from mesh.cli import output
-    from mesh.client import Client
 
-    async with Client(_target(args)) as c:
-        members = await c.members()
-        note = (await c.info()).steward_note
+    async with connect(args) as api:
+        members = await api.members()
+        note = (await api.info()).steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])
     elif sys.stdout.isatty():
@@ -67,16 +63,14 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 async def _state(args: argparse.Namespace) -> str:
     from mesh.cli import output
-    from mesh.client import Client
 
-    node = _target(args)
-    async with Client(node) as c:
-        members = await c.members()
-        extra = await _state_extra(c)
-    return output.state_markdown(members, node.name, node.mesh, extra)
+    async with connect(args) as api:
+        members = await api.members()
+        extra = await _state_extra(api)
+    return output.state_markdown(members, api.node.name, api.node.mesh, extra)
 
 
-async def _state_extra(client: Any) -> list[str]:
+async def _state_extra(api: MeshAPI) -> list[str]:
     """More sections for `state` (messages, when this node has them)."""
     return []
 
@@ -90,22 +84,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace) -> int:
     from mesh.cli import output
-    from mesh.client import Client
 
-    node = _target(args)
-    async with Client(node) as c:
+    async with connect(args) as api:
         if args.json:
-            async for ev in c.watch(snapshot=not args.no_snapshot):
+            async for ev in api.watch(snapshot=not args.no_snapshot):
                 output.print_json(ev.to_json())
         elif sys.stdout.isatty():
-            await _live(c, node.name, snapshot=not args.no_snapshot)
+            await _live(api, api.node.name, snapshot=not args.no_snapshot)
         else:
-            async for ev in c.watch(snapshot=not args.no_snapshot):
+            async for ev in api.watch(snapshot=not args.no_snapshot):
                 print(output.event_line(ev), flush=True)
     return 0
 
 
-async def _live(client: Any, node_name: str, snapshot: bool) -> None:
+async def _live(api: MeshAPI, node_name: str, snapshot: bool) -> None:
     """A live table of the mesh with the latest events beneath it."""
     from collections import deque
 
@@ -126,7 +118,7 @@ async def _live(client: Any, node_name: str, snapshot: bool) -> None:
         return Group(output.members_table(ms, title=title), Text("\n".join(recent), style="dim"))
 
     with Live(render(), console=output.console(), refresh_per_second=4, transient=False) as live:
-        async for ev in client.watch(snapshot=True):
+        async for ev in api.watch(snapshot=True):
             members[ev.member.node_id] = ev.member
             if ev.kind != "snapshot":
                 recent.append(output.event_line(ev))

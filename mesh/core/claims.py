@@ -21,6 +21,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, replace
 
+from mesh.core.errors import ConfigError
 from mesh.core.lease import Accepted as Accepted
 from mesh.core.lease import (
     AcceptorState,
@@ -58,7 +59,6 @@ from mesh.core.stewards import (
     merge_snapshots,
     node_of,
 )
-from mesh.errors import ConfigError
 
 __all__ = [
     "AcceptReject",

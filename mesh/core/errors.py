@@ -1,36 +1,91 @@
-"""Errors raised by the pure cores (globs, board, stats): standard library only, so no core imports grpc.
+"""One error tree for the whole mesh, pure Python (the core raises these too; no transport is imported).
 
-    CoreError
-    ├── InvalidField       a value failed validation; names the field and the rule  -> InvalidInput
-    │   ├── PatternError   a path-claim pattern is malformed (mesh.core.globs)       -> InvalidInput
-    │   └── AmbiguousId    a short id matches several tasks or milestones            -> InvalidInput
-    ├── UnknownId          no task or milestone has this id                          -> NOT_FOUND
-    └── ConflictingOp      a peer sent two different operations under one id         -> ProtocolError
+    MeshError
+    ├── ConfigError            bad option / value given by the caller          INVALID_ARGUMENT
+    │   └── InvalidInput       a field failed validation (name, size, range)   INVALID_ARGUMENT
+    │       └── InvalidField   a core's value check; names the `field`         INVALID_ARGUMENT
+    │           ├── PatternError  a path-claim pattern is malformed (globs)    INVALID_ARGUMENT
+    │           └── AmbiguousId   a short id matches several (board)           INVALID_ARGUMENT
+    ├── NodeNotFound           no running node matches (meshctl, connect())     NOT_FOUND
+    ├── UnknownId              no task or milestone has this id (board)         NOT_FOUND
+    ├── AmbiguousNode          several nodes match; say which                   FAILED_PRECONDITION
+    ├── NameTaken              another live node already has this name          ALREADY_EXISTS
+    ├── NodeUnavailable        the node is not reachable / is shutting down     UNAVAILABLE
+    ├── StateError             local state unreadable: refuse rather than guess FAILED_PRECONDITION
+    ├── ClaimError             claims                                           FAILED_PRECONDITION
+    │   ├── ClaimDenied        another session holds it (holder, expires)       FAILED_PRECONDITION
+    │   ├── ClaimLost          a held lease could not be renewed                ABORTED
+    │   └── NoQuorum           not enough stewards reachable to decide          UNAVAILABLE
+    ├── MessageError           messaging                                        FAILED_PRECONDITION
+    │   └── UnknownRecipient   the name was never seen in this mesh             NOT_FOUND
+    ├── LimitExceeded          a rate / size / count limit was hit              RESOURCE_EXHAUSTED
+    ├── AuthError              credentials missing or wrong                     UNAUTHENTICATED
+    │   └── PermissionDenied   authenticated, but not allowed                   PERMISSION_DENIED
+    └── ProtocolError          a peer broke the protocol (not the caller)       INVALID_ARGUMENT
+        └── ConflictingOp      two different operations under one id (board)    INVALID_ARGUMENT
 
-The arrow says what the runtime turns each into at its edge (`mesh.errors` carries the gRPC status and the
-CLI exit code: 2 for every one of them). `mesh.errors` imports grpc, which a core must not, hence this
-separate tree. `InvalidField` is also a `ValueError` and `UnknownId` a `LookupError`, so plain Python
-callers can catch them without knowing the mesh.
+The right-hand column is how each class travels over gRPC; that table lives at the transport edge
+(`mesh._transport.errors`), so these classes stay importable without grpc. `exit_code` is what meshctl
+exits with when the error ends a command. `InvalidField` is also a `ValueError` and `UnknownId` a
+`LookupError`, so plain Python callers of a core can catch them without knowing the mesh.
 """
 
 from __future__ import annotations
 
-__all__ = ["AmbiguousId", "ConflictingOp", "CoreError", "InvalidField", "PatternError", "UnknownId"]
+__all__ = [
+    "AmbiguousId",
+    "AmbiguousNode",
+    "AuthError",
+    "ClaimDenied",
+    "ClaimError",
+    "ClaimLost",
+    "ConfigError",
+    "ConflictingOp",
+    "InvalidField",
+    "InvalidInput",
+    "LimitExceeded",
+    "MeshError",
+    "MessageError",
+    "NameTaken",
+    "NoQuorum",
+    "NodeNotFound",
+    "NodeUnavailable",
+    "PatternError",
+    "PermissionDenied",
+    "ProtocolError",
+    "StateError",
+    "UnknownId",
+    "UnknownRecipient",
+]
 
 
-class CoreError(Exception):
-    """Base of every error a pure core raises."""
+class MeshError(Exception):
+    """Base of every error the mesh raises."""
 
-    def __init__(self, message: str) -> None:
+    exit_code: int = 2
+
+    def __init__(self, message: str = "") -> None:
         super().__init__(message)
         self.message = message
 
     def __str__(self) -> str:
-        return self.message
+        return self.message or self.__class__.__name__
 
 
-class InvalidField(CoreError, ValueError):
-    """A value failed validation; `field` names it (the message names the rule)."""
+class ConfigError(MeshError):
+    """A bad option or value given by the caller."""
+
+
+class InvalidInput(ConfigError):
+    """A field failed validation (name, size, range)."""
+
+
+class InvalidField(InvalidInput, ValueError):
+    """A value a core checks failed validation; `field` names it (the message names the rule)."""
+
+    field: str = (
+        ""  # class defaults: an error rebuilt from its status (mesh.connect) carries only the message
+    )
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -40,6 +95,8 @@ class InvalidField(CoreError, ValueError):
 class PatternError(InvalidField):
     """A path-claim pattern is malformed; `pattern` is the offending input."""
 
+    pattern: str = ""
+
     def __init__(self, pattern: str, message: str) -> None:
         super().__init__("pattern", message)
         self.pattern = pattern
@@ -48,14 +105,23 @@ class PatternError(InvalidField):
 class AmbiguousId(InvalidField):
     """A short id matches several ids; `choices` lists them."""
 
+    choices: tuple[str, ...] = ()
+
     def __init__(self, field: str, given: str, choices: tuple[str, ...]) -> None:
         shown = ", ".join(choices[:5]) + (", ..." if len(choices) > 5 else "")
         super().__init__(field, f"{field} {given!r} is ambiguous: it could be {shown}")
         self.choices = choices
 
 
-class UnknownId(CoreError, LookupError):
+class NodeNotFound(MeshError):
+    """No running node matches the request."""
+
+
+class UnknownId(MeshError, LookupError):
     """No task or milestone has this id."""
+
+    kind: str = ""
+    given: str = ""
 
     def __init__(self, kind: str, given: str) -> None:
         super().__init__(f"no {kind} has the id {given!r}")
@@ -63,5 +129,79 @@ class UnknownId(CoreError, LookupError):
         self.given = given
 
 
-class ConflictingOp(CoreError):
+class AmbiguousNode(MeshError):
+    """Several running nodes match; the caller must say which."""
+
+
+class NameTaken(MeshError):
+    """Another live node in this mesh already has this name."""
+
+
+class NodeUnavailable(MeshError):
+    """The node cannot be reached or is shutting down."""
+
+
+class StateError(MeshError):
+    """A local state file (steward state, the home's epoch) is unreadable: never guessed, never rewritten."""
+
+
+class ClaimError(MeshError):
+    """Base of claim errors."""
+
+
+class ClaimDenied(ClaimError):
+    """Another session holds the item."""
+
+    exit_code = 3
+
+    def __init__(self, message: str = "", *, holder: str = "", expires_at: float | None = None) -> None:
+        super().__init__(message or f"held by {holder}")
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class ClaimLost(ClaimError):
+    """A held lease could not be renewed in time; stop acting on the item."""
+
+
+class NoQuorum(ClaimError):
+    """Not enough stewards are reachable to decide a claim."""
+
+
+class MessageError(MeshError):
+    """Base of messaging errors."""
+
+
+class UnknownRecipient(MessageError):
+    """The recipient name was never seen in this mesh."""
+
+
+class LimitExceeded(MeshError):
+    """A size, count or rate limit was hit."""
+
+
+class AuthError(MeshError):
+    """Credentials are missing or wrong."""
+
+
+class PermissionDenied(AuthError):
+    """Authenticated, but not allowed to do this."""
+
+
+class ProtocolError(MeshError):
+    """A peer broke the protocol (what it sent was malformed or not its to send); the link ends."""
+
+
+class ConflictingOp(ProtocolError):
     """A peer sent an operation whose id is already known with different content (a protocol breach)."""
+
+
+def error_classes() -> dict[str, type[MeshError]]:
+    """Every MeshError subclass by name (to rebuild the exact class an error travelled as)."""
+    out: dict[str, type[MeshError]] = {}
+    stack: list[type[MeshError]] = [MeshError]
+    while stack:
+        cls = stack.pop()
+        out[cls.__name__] = cls
+        stack.extend(cls.__subclasses__())
+    return out

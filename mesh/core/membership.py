@@ -4,7 +4,7 @@ Every input carries `now` (monotonic seconds); outputs are events. The runtime f
 see (hello, any frame, status, leave, a reconnect refused) and calls `tick(now)` at least every
 `Timing.tick_interval`; it never decides a claim.
 
-Liveness per member:
+Liveness per member (the table is TRANSITIONS below):
 
     (hello) ──▶ ALIVE ──silent ≥ suspect_after──▶ SUSPECT ──silent ≥ dead_after──▶ DEAD
                   ▲  ◀──────────── any frame ─────────┘                            │
@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
 
 
@@ -44,6 +45,11 @@ class PeerInfo:
     address: str = ""
     started_at: float = 0.0  # wall clock, display only
 
+    @property
+    def identity(self) -> Identity:
+        """This life of the node (a restart is a new incarnation, so a new identity)."""
+        return Identity(self.node_id, self.incarnation)
+
 
 @dataclass(frozen=True, slots=True)
 class Timing:
@@ -59,6 +65,31 @@ class Timing:
     def max_tick_gap(self) -> float:
         """Ticks further apart than this mean our own loop stalled."""
         return max(4 * self.tick_interval, 2 * self.heartbeat_interval)
+
+
+class Sign(enum.Enum):
+    """What the failure detector learns about a member."""
+
+    HEARD = "heard"  # a frame arrived on a live link
+    FRESH = "fresh"  # silent less than suspect_after (its silence was our own stall, credited back)
+    QUIET = "quiet"  # silent at least suspect_after
+    SILENT = "silent"  # silent at least dead_after
+    REFUSED = "refused"  # its link broke and a reconnect to its port was refused: the process is gone
+    LEAVE = "leave"  # it announced a graceful leave
+
+
+A, S, D, L = Liveness.ALIVE, Liveness.SUSPECT, Liveness.DEAD, Liveness.LEFT
+
+# The whole liveness state machine. A (state, sign) pair not listed changes nothing: LEFT is final for an
+# incarnation, a DEAD member only comes back by being heard, and a hello with a new incarnation replaces
+# the member altogether (see Membership.hello).
+TRANSITIONS: dict[tuple[Liveness, Sign], Liveness] = {
+    (A, Sign.QUIET): S, (A, Sign.SILENT): D, (A, Sign.REFUSED): D, (A, Sign.LEAVE): L,
+    (S, Sign.HEARD): A, (S, Sign.FRESH): A, (S, Sign.SILENT): D, (S, Sign.REFUSED): D, (S, Sign.LEAVE): L,
+    (D, Sign.HEARD): A, (D, Sign.LEAVE): L,
+}  # fmt: skip
+
+SILENCE_SIGN = {Liveness.ALIVE: Sign.FRESH, Liveness.SUSPECT: Sign.QUIET, Liveness.DEAD: Sign.SILENT}
 
 
 def liveness_for(silence: float, timing: Timing) -> Liveness:
@@ -189,19 +220,16 @@ class Membership:
         """The member announced a graceful leave."""
         events = self._advance(now)
         m = self.members.get(node_id)
-        if m is None or m.is_self or m.state is Liveness.LEFT:
-            return events
-        events.append(self._move(m, Liveness.LEFT, now, reason))
+        if m is not None and not m.is_self:
+            events += self._sign(m, Sign.LEAVE, now, reason)
         return events
 
     def refused(self, node_id: str, now: float) -> list[MembershipEvent]:
         """Its link broke and a reconnect to its port was refused: the process is gone."""
         events = self._advance(now)
         m = self.members.get(node_id)
-        if m is None or m.is_self or m.state in (Liveness.DEAD, Liveness.LEFT):
-            return events
-        m.dead_reason = "connection refused"
-        events.append(self._move(m, Liveness.DEAD, now, "connection refused"))
+        if m is not None and not m.is_self:
+            events += self._sign(m, Sign.REFUSED, now, "connection refused")
         return events
 
     def tick(self, now: float) -> list[MembershipEvent]:
@@ -215,11 +243,8 @@ class Membership:
                     del self.members[m.info.node_id]
                     events.append(MemberForgotten(m.info.node_id, m.info.name))
                 continue
-            want = liveness_for(now - m.last_heard, self.timing)
-            if want is not m.state:
-                if want is Liveness.DEAD:
-                    m.dead_reason = "silent"
-                events.append(self._move(m, want, now, f"silent {now - m.last_heard:.1f}s"))
+            sign = SILENCE_SIGN[liveness_for(now - m.last_heard, self.timing)]
+            events += self._sign(m, sign, now, f"silent {now - m.last_heard:.1f}s")
         return events
 
     # ------------------------------------------------------------------ queries
@@ -270,13 +295,18 @@ class Membership:
 
     def _revive(self, m: Member, now: float, reason: str) -> list[MembershipEvent]:
         m.last_heard = now
-        if m.state in (Liveness.SUSPECT, Liveness.DEAD):
-            m.dead_reason = ""
-            return [self._move(m, Liveness.ALIVE, now, reason)]
-        return []
+        return self._sign(m, Sign.HEARD, now, reason)
 
-    def _move(self, m: Member, to: Liveness, now: float, reason: str) -> LivenessChanged:
+    def _sign(self, m: Member, sign: Sign, now: float, reason: str) -> list[MembershipEvent]:
+        """Move `m` as TRANSITIONS says for `sign` (nothing if the pair is not listed)."""
+        to = TRANSITIONS.get((m.state, sign))
+        if to is None:
+            return []
         ev = LivenessChanged(m.info.node_id, m.state, to, reason)
         m.state = to
         m.state_since = now
-        return ev
+        if to is Liveness.DEAD:
+            m.dead_reason = "connection refused" if sign is Sign.REFUSED else "silent"
+        elif to is Liveness.ALIVE:
+            m.dead_reason = ""
+        return [ev]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from mesh.core import validate
-from mesh.errors import InvalidInput
+from mesh.core.errors import InvalidInput
 
 MAX_CLAIMS_SHOWN = 256
 

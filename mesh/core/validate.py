@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 
-from mesh.errors import InvalidInput
+from mesh.core.errors import InvalidInput
 
 NAME_MAX = 64
 TEXT_MAX = 128

@@ -1,9 +1,9 @@
-"""Test-only fault injection for real node processes: a partition file the runtime consults per peer frame.
+"""Fault injection for real node processes: a partition file, consulted per peer frame (a `mesh.taps` filter).
 
-Off unless `MESH_TEST_FAULTS=FILE` is set in the node's environment. The file holds one group of node names
-per line (names separated by spaces); a node drops every frame from a peer that the file puts in another
-group (heartbeats, gossip and claims alike), so writing the same file for every node cuts the links both
-ways without closing them. Nodes the file does not name are unaffected; an empty or missing file heals.
+The file holds one group of node names per line (names separated by spaces); a node drops every frame from
+a peer that the file puts in another group (heartbeats, gossip and claims alike), so writing the same file
+for every node cuts the links both ways without closing them. Nodes the file does not name are unaffected;
+an empty or missing file heals. Installed from outside (tests/integration/meshctl.py), never by the node.
 """
 
 from __future__ import annotations
@@ -13,22 +13,21 @@ import time
 
 
 class PartitionFile:
-    """Which peers' frames to drop, re-read when the file changes (checked at most every 50 ms)."""
+    """A frame filter: which peers' frames to drop, re-read when the file changes (at most every 50 ms)."""
 
-    def __init__(self, path: str, me: str) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.me = me
         self._checked = 0.0
-        self._mtime: float | None = None
+        self._mtime: int | None = None
         self._group: dict[str, int] = {}
 
-    def drops(self, peer: str) -> bool:
-        """True when `peer` and this node are in different groups of the partition file."""
+    def __call__(self, me: str, peer: str) -> bool:
+        """True when `peer` and `me` are in different groups of the partition file."""
         now = time.monotonic()
         if now - self._checked >= 0.05:
             self._checked = now
             self._reload()
-        mine, theirs = self._group.get(self.me), self._group.get(peer)
+        mine, theirs = self._group.get(me), self._group.get(peer)
         return mine is not None and theirs is not None and mine != theirs
 
     def _reload(self) -> None:
@@ -46,9 +45,3 @@ class PartitionFile:
         except OSError:
             return
         self._group = {name: i for i, line in enumerate(lines) for name in line.split()}
-
-
-def from_env(me: str) -> PartitionFile | None:
-    """The partition file named by MESH_TEST_FAULTS, or None (the normal case: no fault injection)."""
-    path = os.environ.get("MESH_TEST_FAULTS")
-    return PartitionFile(path, me) if path else None

@@ -1,5 +1,8 @@
 """The live page: one node's view of the whole mesh, for people, in a browser on 127.0.0.1.
 
+A face of the one API: the page reads a `MeshAPI` (a `Client` of a running node for `meshctl web`, the
+`Node` itself for `up --web`) and nothing below it.
+
     async with LivePage(client_connector(home, mesh, "session-1"), node_name="session-1", mesh=mesh) as page:
         print(page.url)          # http://127.0.0.1:PORT/?token=…
         ...                      # serves until the block ends
@@ -15,22 +18,23 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
-from mesh.web.feed import Connector, Feed, MeshSource
+from mesh.api import MeshAPI
+from mesh.web.feed import Connector, Feed
 from mesh.web.server import PageServer
 
-__all__ = [
-    "Connector", "Feed", "LivePage", "MeshSource", "PageServer", "client_connector", "node_connector",
-    "serve_node",
-]  # fmt: skip
+if TYPE_CHECKING:
+    from mesh.node import Node
+
+__all__ = ["Connector", "Feed", "LivePage", "PageServer", "client_connector", "node_connector", "serve_node"]
 
 
 def client_connector(home: Path, mesh: str | None, name: str) -> Connector:
     """For `meshctl web`: the running node `name`, found afresh at every (re)connect (a restart moves it)."""
 
     @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[MeshSource]:
+    async def connect() -> AsyncIterator[MeshAPI]:
         from mesh.client import Client
         from mesh.paths import find_node
 
@@ -40,11 +44,11 @@ def client_connector(home: Path, mesh: str | None, name: str) -> Connector:
     return connect
 
 
-def node_connector(node: Any) -> Connector:
+def node_connector(node: MeshAPI) -> Connector:
     """For a page served by the node process itself (`up --web`, embedders): the `Node` object."""
 
     @contextlib.asynccontextmanager
-    async def connect() -> AsyncIterator[MeshSource]:
+    async def connect() -> AsyncIterator[MeshAPI]:
         yield node
 
     return connect
@@ -87,7 +91,7 @@ class LivePage:
         await self.close()
 
 
-async def serve_node(node: Any, port: int | None) -> LivePage | None:
+async def serve_node(node: Node, port: int | None) -> LivePage | None:
     """`up --web [PORT]`: the page served by the node process itself (None when not asked for).
 
     Call it before `node.start()`: the port is bound at once (a busy one fails `up` before the node joins),

@@ -1,11 +1,11 @@
 """The page's picture of the mesh, kept current from ONE upstream watch that every open page shares.
 
-A `Feed` connects to a node through a `Connector` (a client of a running node for `meshctl web`, the node
-itself for `up --web`), takes the watch stream with a snapshot first, follows the inbox, reads the steward
-epoch when a steward flag changes, and polls the little that has no event at all (outbox delivery states,
-read flags, forgotten members) once a second — only while a page is open. Each change bumps `version`; the
-JSON of the picture is built once per version and handed to every page as is, so three pages cost one
-serialisation, not three.
+A `Feed` connects to a node through a `Connector` that opens a `MeshAPI` (a client of a running node for
+`meshctl web`, the node itself for `up --web`), takes the watch stream with a snapshot first, follows the
+inbox, reads the steward epoch when a steward flag changes, and polls the little that has no event at all
+(outbox delivery states, read flags, forgotten members) once a second — only while a page is open. Each
+change bumps `version`; the JSON of the picture is built once per version and handed to every page as is,
+so three pages cost one serialisation, not three.
 
 When the node goes away (restart, `meshctl down`), the feed says so in the picture and reconnects by itself;
 the first events after a reconnect are a fresh snapshot, so nothing stale survives a restart.
@@ -19,13 +19,15 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from mesh.api import MeshAPI
+from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.errors import MeshError
-from mesh.events import MemberEvent, MemberView, claim_json, iso
+from mesh.views import ClaimView, MemberEvent, MemberView, iso
 
 log = logging.getLogger("mesh.web")
 
@@ -36,29 +38,11 @@ POLL_INTERVAL = 1.0  # outbox states and the steward epoch have no event: polled
 RECONCILE_EVERY = 10.0  # members the node has forgotten (no event either) are dropped this often
 COALESCE = 0.01  # a burst of events (a snapshot, a steward change: one loop turn) becomes one update
 RECONNECT_MAX = 1.0  # seconds between attempts to reach a node that went away
+OUTBOX_MAX = 100  # outbox entries polled (one per recipient): the newest, enough for MESSAGES_MAX rows
 
 
-class MeshSource(Protocol):
-    """What the page reads: the verbs `Node` and `mesh.connect()`'s `Client` already share.
-
-    Issue 9 brings one typed API (`MeshAPI`) that both implement; replacing this Protocol with it is the
-    only change the page then needs. A source may also offer `info()` (the steward epoch; `Client` has it)
-    and, once the mesh has a task board (issue 12), `board()` — see `_board()` below.
-    """
-
-    async def members(self) -> list[MemberView]: ...
-
-    def watch(self, snapshot: bool = ...) -> AsyncIterator[MemberEvent]: ...
-
-    def messages(
-        self, unread: bool = ..., follow: bool = ..., from_name: str | None = ...
-    ) -> AsyncIterator[Any]: ...
-
-    async def outbox(self, state: str | None = ..., to: str | None = ...) -> Sequence[Any]: ...
-
-
-Connector = Callable[[], AbstractAsyncContextManager[MeshSource]]
-"""Opens the node for one connected period (`async with connector() as source:`)."""
+Connector = Callable[[], AbstractAsyncContextManager[MeshAPI]]
+"""Opens the node's API for one connected period (`async with connector() as source:`)."""
 
 
 @dataclass
@@ -111,7 +95,7 @@ class Feed:
         stewards {epoch, members [{name, state}]}, claims (as `claims --json`), messages, board, activity}."""
         members = sorted(self._members.values(), key=_member_order)
         claims = [
-            claim_json(r, m.name, m.node_id, t, x)
+            ClaimView(r, m.name, m.node_id, t, x).to_json()
             for m in members
             if m.state in ("alive", "suspect")
             for r, t, x in m.claims
@@ -207,7 +191,7 @@ class Feed:
             await asyncio.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
 
-    async def _follow(self, source: MeshSource) -> None:
+    async def _follow(self, source: MeshAPI) -> None:
         events = source.watch(snapshot=True)
         fresh = True
         helpers: list[asyncio.Task[None]] = []
@@ -224,9 +208,8 @@ class Feed:
                     helpers = [
                         asyncio.create_task(_keep(self._follow_inbox, source), name="web-inbox"),
                         asyncio.create_task(_keep(self._poll, source), name="web-poll"),
+                        asyncio.create_task(_keep(self._follow_info, source), name="web-info"),
                     ]
-                    if hasattr(source, "info"):  # an embedded Node has none until issue 9's MeshAPI
-                        helpers.append(asyncio.create_task(_keep(self._follow_info, source), name="web-info"))
                 self._on_event(ev)
         finally:
             for t in helpers:
@@ -268,23 +251,23 @@ class Feed:
         if prev.steward != m.steward:
             self._note(m, "steward", "became a steward" if m.steward else "is no longer a steward", at)
 
-    async def _follow_inbox(self, source: MeshSource) -> None:
+    async def _follow_inbox(self, source: MeshAPI) -> None:
         """This node's inbox: what is there now, then each new message as it arrives."""
-        async for item in source.messages(follow=True):
+        async for item in source.messages(follow=True, limit=MESSAGES_MAX * 4):
             self._inbox[item.id] = _inbox_entry(item)
             if len(self._inbox) > MESSAGES_MAX * 4:  # keep it bounded: only the newest are shown
                 for old in sorted(self._inbox.values(), key=lambda e: e["sent_at"])[:MESSAGES_MAX]:
                     del self._inbox[old["id"]]
             self._touch()
 
-    async def _poll(self, source: MeshSource) -> None:
+    async def _poll(self, source: MeshAPI) -> None:
         """What has no event, while a page is open: outbox delivery states, read flags, forgotten members."""
         last_reconcile = time.monotonic()
         unread_seen = self._last_unread
         while True:
             await self._page_opened.wait()
             changed = False
-            out = _outbox_rows(await source.outbox())
+            out = _outbox_rows(await source.outbox(limit=OUTBOX_MAX))
             if out != self._outbox:
                 self._outbox, changed = out, True
             if self._last_unread != unread_seen:
@@ -307,14 +290,13 @@ class Feed:
                 self._touch()
             await asyncio.sleep(POLL_INTERVAL)
 
-    async def _follow_info(self, source: MeshSource) -> None:
+    async def _follow_info(self, source: MeshAPI) -> None:
         """The steward epoch: read on connect and whenever a member's steward flag changes."""
-        info = source.info  # type: ignore[attr-defined]
         while True:
             await self._info_wanted.wait()
             self._info_wanted.clear()
             try:
-                i = await info()
+                i = await source.info()
             except BaseException:
                 self._info_wanted.set()  # not read: read it again when this follower restarts
                 raise
@@ -332,7 +314,7 @@ class Feed:
 # ---------------------------------------------------------------------- helpers
 
 
-async def _keep(follow: Callable[[MeshSource], Awaitable[None]], source: MeshSource) -> None:
+async def _keep(follow: Callable[[MeshAPI], Awaitable[None]], source: MeshAPI) -> None:
     """Run one of the feed's followers for as long as the connection lasts, restarting it if it fails.
 
     A transient error (a call that timed out, a stream the node ended) must not leave part of the page
@@ -348,10 +330,10 @@ async def _keep(follow: Callable[[MeshSource], Awaitable[None]], source: MeshSou
         await asyncio.sleep(POLL_INTERVAL)
 
 
-async def _board(source: MeshSource) -> list[dict[str, Any]] | None:
+async def _board(source: MeshAPI) -> list[dict[str, Any]] | None:
     """The task board, by priority, once the API has one (issue 12); None shows "no board yet".
 
-    To add it: give the source a `board()` verb returning the board (`mesh.core.board.BoardView`, whose
+    To add it: give MeshAPI a `board()` verb returning the board (`mesh.core.board.BoardView`, whose
     `tasks()` are rows with id, title, priority P0-P3, state, holder, until, milestone(_title), role) or a
     list of such rows or dicts; this function flattens them in board order and app.js `renderBoard` draws
     them grouped by priority. Nothing else changes (claims on tasks already show under Claims).
@@ -389,34 +371,34 @@ def _doing_text(m: MemberView) -> str:
     return text + (f" — {m.note}" if m.note else "")
 
 
-def _inbox_entry(m: Any) -> dict[str, Any]:
-    """An inbox item from either face (`InboxMessage` embedded, the protobuf item over the socket)."""
+def _inbox_entry(m: InboxMessage) -> dict[str, Any]:
+    """An inbox message as the feed keeps it."""
     return {
         "id": m.id,
         "dir": "in",
-        "from": getattr(m, "from_name", None) or getattr(m, "from", ""),
-        "to": getattr(m, "to_name", None) or getattr(m, "to", ""),
+        "from": m.from_name,
+        "to": m.to_name,
         "subject": m.subject,
         "body": m.body[:BODY_MAX],
         "truncated": len(m.body) > BODY_MAX,
-        "sent_at": float(m.sent_at),
-        "read": bool(m.read),
-        "broadcast": bool(m.broadcast),
+        "sent_at": m.sent_at,
+        "read": m.read,
+        "broadcast": m.broadcast,
     }
 
 
-def _outbox_rows(entries: Sequence[Any]) -> list[dict[str, Any]]:
+def _outbox_rows(entries: Sequence[OutboxEntry]) -> list[dict[str, Any]]:
     """Outbox entries (one per recipient) grouped per message: a broadcast is one row with its states."""
     by_id: dict[str, dict[str, Any]] = {}
     for e in entries:
-        state = getattr(e.state, "value", e.state)
+        state = e.state.value
         row = by_id.get(e.id)
         if row is None:
             row = by_id[e.id] = {
                 "id": e.id, "dir": "out", "to": [], "subject": e.subject, "sent_at": float(e.sent_at),
                 "broadcast": bool(e.broadcast), "states": {},
             }  # fmt: skip
-        row["to"].append(getattr(e, "to_name", None) or getattr(e, "to", ""))
+        row["to"].append(e.to_name)
         row["states"][state] = row["states"].get(state, 0) + 1
     return list(by_id.values())
 

@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from mesh.lease import Lease, LeaseUpdate
+from mesh.claim import Lease
 from mesh.testing.clock import ManualClock
+from mesh.views import LeaseEvent
+
+
+def LeaseUpdate(kind: str, valid_until: float = 0.0, node_now: float = 0.0) -> LeaseEvent:
+    """A lease event of the lease under test (the API's one LeaseEvent; this file predates it)."""
+    return LeaseEvent(kind, "service/x", 7, valid_until, node_now)
 
 
 class Feed:
     """Lease updates the test pushes, as a node's stream would deliver them."""
 
     def __init__(self) -> None:
-        self.q: asyncio.Queue[LeaseUpdate | None] = asyncio.Queue()
+        self.q: asyncio.Queue[LeaseEvent | None] = asyncio.Queue()
 
-    async def __aiter__(self) -> AsyncIterator[LeaseUpdate]:
+    async def __aiter__(self) -> AsyncIterator[LeaseEvent]:
         while True:
             u = await self.q.get()
             if u is None:
@@ -118,3 +124,15 @@ async def test_released_lease_is_not_reported_lost() -> None:
     await lease.release()
     clock.set(20.0)
     assert not lease.lost.is_set() and not lease.is_valid() and released == ["x"]
+
+
+async def test_events_of_another_grant_never_extend_this_lease() -> None:
+    """The node's event stream follows the item: if it already holds a NEWER grant of it (token 8) when this
+    lease's stream starts, that validity must not extend this lease (token 7): this lease is over."""
+    clock = ManualClock(0.0)
+    feed = Feed()
+    lease, _ = make(clock, valid_until=10.0, feed=feed)
+    await feed.q.put(LeaseEvent("held", "service/x", 8, 50.0, 1.0))
+    await asyncio.wait_for(lease.lost.wait(), 5)
+    assert lease.valid_until == 10.0 and not lease.is_valid()
+    await lease.release()

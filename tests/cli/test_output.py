@@ -6,7 +6,7 @@ import io
 import time
 
 from mesh.cli import output
-from mesh.events import MemberView
+from mesh.views import MemberView
 
 
 def member(name: str, **kw: object) -> MemberView:

@@ -12,7 +12,7 @@ import pytest
 
 from mesh import agents, briefing, hook, pathclaims
 from mesh.errors import ConfigError, InvalidInput
-from mesh.events import MemberView
+from mesh.views import MemberView
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
 

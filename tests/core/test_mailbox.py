@@ -28,7 +28,6 @@ from mesh.core.mailbox import (
     MailAck,
     MailBatch,
     MailboxStore,
-    MemoryMailbox,
     OutState,
     ReadReceipt,
     ReceiptAck,
@@ -42,6 +41,7 @@ from mesh.core.mailbox import (
     outgoing,
 )
 from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.testing.mailbox import MemoryMailbox
 
 A, B, C = Recipient("nodeA", "alice"), Recipient("nodeB", "bob"), Recipient("nodeC", "carol")
 WALL0 = 1_700_000_000.0
@@ -265,11 +265,11 @@ def test_direct_message_queued_delivered_read() -> None:
         "to": "bob",
         "subject": "subj",
         "body": "body",
-        "sent_at": WALL0,
+        "sent_at": "2023-11-14T22:13:20.000Z",  # WALL0: JSON times are RFC 3339 (README)
         "in_reply_to": None,
         "read": True,
         "broadcast": False,
-        "received_at": WALL0 + 1,
+        "received_at": "2023-11-14T22:13:21.000Z",
     }
 
 

@@ -24,7 +24,6 @@ from mesh.core.mailbox import (
     RETENTION,
     MailAck,
     MailboxStore,
-    MemoryMailbox,
     OutState,
     Recipient,
     SendWindow,
@@ -32,6 +31,7 @@ from mesh.core.mailbox import (
 )
 from mesh.errors import ConfigError, ProtocolError
 from mesh.mailstore import MailStore
+from mesh.testing.mailbox import MemoryMailbox
 from tests.core.test_mailbox import NODES, PAIRS, SIM, WALL0, MailMachine
 
 A, B, C = NODES

@@ -153,3 +153,16 @@ def test_status_record_validation() -> None:
         r.update(wall=1.0, progress=140)
     with pytest.raises(InvalidInput, match="limit is 128"):
         r.update(wall=1.0, target="x" * 129)
+
+
+def test_the_liveness_table_is_the_whole_state_machine() -> None:
+    from mesh.core.membership import TRANSITIONS, Sign
+
+    # LEFT is final for an incarnation; only being heard brings a dead member back.
+    assert not [k for k in TRANSITIONS if k[0] is Liveness.LEFT]
+    assert {s for (st, s) in TRANSITIONS if st is Liveness.DEAD} == {Sign.HEARD, Sign.LEAVE}
+    # Every sign a live member can get leads somewhere or is listed as no change on purpose.
+    for st in (Liveness.ALIVE, Liveness.SUSPECT):
+        assert TRANSITIONS[(st, Sign.LEAVE)] is Liveness.LEFT
+        assert TRANSITIONS[(st, Sign.REFUSED)] is Liveness.DEAD
+        assert TRANSITIONS[(st, Sign.SILENT)] is Liveness.DEAD

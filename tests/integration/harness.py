@@ -22,6 +22,10 @@ from typing import Any
 from mesh.paths import is_locked
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
+# Nodes of a test that injects faults start through the test entry, which installs the taps first.
+TEST_MESHCTL = [sys.executable, "-m", "tests.integration.meshctl"]
+TEST_ENV = ("MESH_TEST_FAULTS",)
+ROOT = Path(__file__).resolve().parents[2]
 # Fast failure detection so the tests take seconds, not minutes (the defaults are covered by the benchmarks).
 FAST = ["--heartbeat-interval", "0.2", "--suspect-after", "1.0", "--dead-after", "3.0"]
 
@@ -49,6 +53,8 @@ class Mesh:
         env.update({"MESH_HOME": str(home or self.home), "MESH_MESH": self.name, "MESH_JOIN_WINDOW": "0.3"})
         env.pop("MESH_NODE", None)
         env.update(self.extra_env)
+        if any(k in self.extra_env for k in TEST_ENV):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
         return env
 
     def ctl(
@@ -60,7 +66,10 @@ class Mesh:
         timeout: float = 30,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [*MESHCTL, *args]
+        entry = (
+            TEST_MESHCTL if args[:1] == ("up",) and any(k in self.extra_env for k in TEST_ENV) else MESHCTL
+        )
+        cmd = [*entry, *args]
         self.homes.add(home or self.home)
         if node is not None:
             cmd += ["--node", node]

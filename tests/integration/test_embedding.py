@@ -87,7 +87,7 @@ async def _holders_are(node: Node, resource: str, want: list[str]) -> bool:
 
 
 async def _holders(node: Node, resource: str) -> list[str]:
-    return [c["holder"] for c in await node.claims() if f"{c['type']}/{c['name']}" == resource]
+    return [c.holder for c in await node.claims() if c.resource == resource]
 
 
 async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_name: str) -> None:
@@ -118,6 +118,34 @@ async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None
             await wait_for(lambda: _empty(a))
         with pytest.raises(mesh.NodeNotFound):
             await mesh.connect("nobody", mesh=mesh_name, home=tmp_path)
+
+
+async def test_held_and_paging_forward_agree_on_both_faces(tmp_path: Path, mesh_name: str) -> None:
+    # held() and messages(after=...) came with the hook wire; the Client must answer as the Node does.
+    async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
+        await wait_for(lambda: a._rt.claims.core.config is not None)
+        async with await mesh.connect("a", mesh=mesh_name, home=tmp_path) as client:
+            assert await a.held() == await client.held() == []
+            granted = await client.claim_once("task/x", 60.0)
+            for face in (a, client):
+                # Exact at once (claims() shows it only once the status is published).
+                assert [(c.resource, c.holder, c.token) for c in await face.held()] == [
+                    ("task/x", "a", granted.token)
+                ]
+            async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
+                for i in range(5):
+                    await b.send("a", f"s{i}", "body")
+                await wait_for(lambda: _inbox_size(a, 5))
+            seqs = [m.local_seq async for m in a.messages()]
+            for face in (a, client):
+                page = [m.subject async for m in face.messages(after=seqs[1], limit=2)]
+                assert page == ["s2", "s3"]  # the first two after it, not the newest two
+                assert [m.subject async for m in face.messages(after=seqs[-1])] == []
+            assert await client.release("task", "x") and await a.held() == []
+
+
+async def _inbox_size(node: Node, n: int) -> bool:
+    return len([m async for m in node.messages()]) == n
 
 
 async def _empty(node: Node) -> bool:

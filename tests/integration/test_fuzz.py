@@ -152,7 +152,7 @@ class Target:
         per[name] = per.get(name, 0) + 1
 
     def members(self) -> dict[str, dict[str, Any]]:
-        from mesh._transport.codec import view_from_pb
+        from mesh._transport.api_codec import view_from_pb
 
         async def get() -> Any:
             raw = self.control.unary_unary(

@@ -12,9 +12,9 @@ import asyncio
 import signal
 from pathlib import Path
 
+from mesh.claim import Lease
 from mesh.client import connect
 from mesh.clock import BootClock
-from mesh.lease import Lease
 from tests.integration.harness import FAST, Mesh, until
 from tests.integration.nemesis import free_ports
 

@@ -43,7 +43,8 @@ async def _send_many(home: Path, mesh_name: str, node: str, to: str, n: int, tag
     async with await connect(node, mesh=mesh_name, home=home) as c:
         for start in range(0, n, 50):  # chunks: concurrent sends share a transaction
             chunk = range(start, min(n, start + 50))
-            ids += await asyncio.gather(*(c.send(to, f"{tag} {i:05d}", "x" * 200) for i in chunk))
+            sent = await asyncio.gather(*(c.send(to, f"{tag} {i:05d}", "x" * 200) for i in chunk))
+            ids += [s.id for s in sent]
     return ids
 
 

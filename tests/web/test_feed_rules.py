@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mesh.core.mailbox import InboxMessage, OutboxEntry, OutState
-from mesh.events import MemberView
+from mesh.views import MemberView
 from mesh.web import feed
 
 

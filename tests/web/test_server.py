@@ -143,6 +143,19 @@ async def test_state_json_has_the_whole_picture(page: Any) -> None:
     assert state["node"] == {"name": "solo", "mesh": p.feed.mesh, "software": p.feed.software}
 
 
+async def test_the_page_of_an_embedded_node_shows_its_steward_epoch(page: Any) -> None:
+    # The page reads the node's MeshAPI, so `up --web` (the Node itself) shows the epoch as meshctl web does.
+    node, p = page
+    info = await poll(node.info, lambda i: i.epoch > 0)
+
+    async def built() -> dict[str, Any]:
+        _, _, body = await request(p, "/api/state")
+        return json.loads(body)  # type: ignore[no-any-return]
+
+    state = await poll(built, lambda s: s["stewards"]["epoch"] == info.epoch)
+    assert state["stewards"]["members"] == [{"name": "solo", "state": "alive"}]
+
+
 async def test_event_stream_sends_a_snapshot_then_each_change(page: Any) -> None:
     node, p = page
     async with sse(p) as events:

@@ -1,4 +1,4 @@
-"""`Lease`: a claim this session holds, as the embedding API hands it out.
+"""A claim as the API hands it out: `claim()` returns a `PendingClaim`; awaited, it is a held `Lease`.
 
     async with node.claim("service", "i-match", ttl=3600) as lease:   # raises ClaimDenied(holder, expires)
         while lease.is_valid():                                         # checked on THIS process's clock
@@ -19,8 +19,8 @@ nothing) — and at once, on the first look after resuming, if this process itse
 lease is given back to the node (best effort) so that nobody keeps renewing work nobody does.
 
 A client of a node (``mesh.connect``) talks only to a node on its own host (a unix socket), so both read the
-same clock; the client still maps the node's instants onto its own clock conservatively (below), so even a
-process in another time namespace never believes longer than the node.
+same clock; the client still maps the node's instants onto its own clock conservatively
+(`Client._clock_offset`), so even a process in another time namespace never believes longer than the node.
 """
 
 from __future__ import annotations
@@ -29,26 +29,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.clock import BootClock, Clock
+from mesh.core.validate import check_ttl, resource_name
+
+if TYPE_CHECKING:
+    from mesh.views import ClaimView, LeaseEvent
 
 log = logging.getLogger("mesh")
 
 _RECHECK = 1.0
 """The lease timer re-reads the clock at least this often: asyncio's timers run on CLOCK_MONOTONIC, which
 stops during a system suspend, while validity is on CLOCK_BOOTTIME."""
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseUpdate:
-    """What the node reports about a held lease: held/renewed (with its new validity), lost, released."""
-
-    kind: str  # "held" | "renewed" | "lost" | "released"
-    valid_until: float = 0.0  # on the NODE's clock (0 for lost/released)
-    node_now: float = 0.0  # the node's clock when it reported this
 
 
 class _LostEvent(asyncio.Event):
@@ -77,11 +71,12 @@ class Lease:
         token: int,
         expires_at: float,
         release: Callable[[], Awaitable[None]],
-        updates: AsyncIterator[LeaseUpdate] | None = None,
+        updates: AsyncIterator[LeaseEvent] | None = None,
         *,
         valid_until: float,
         clock: Clock | None = None,
         offset: float = 0.0,
+        holder: str = "",
     ) -> None:
         """`valid_until` is on the node's clock; `offset` maps node instants onto `clock` (never later)."""
         self.resource = resource
@@ -90,6 +85,8 @@ class Lease:
         """Fencing token: strictly increasing per item across holders; pass it to what you protect."""
         self.expires_at = expires_at
         """Wall-clock time the claim's maximum life (its TTL) ends (display only)."""
+        self.holder = holder
+        """The holding session's name (this one)."""
         self._clock = clock or BootClock()
         self._offset = offset
         self.valid_until = valid_until + offset
@@ -155,9 +152,14 @@ class Lease:
         except asyncio.CancelledError:
             pass
 
-    async def _follow(self, updates: AsyncIterator[LeaseUpdate]) -> None:
+    async def _follow(self, updates: AsyncIterator[LeaseEvent]) -> None:
         with contextlib.suppress(Exception):
             async for u in updates:
+                if u.token and u.token != self.token:
+                    # The node's events follow the ITEM: a different token means the node has since held it
+                    # under another grant (a later claim on the same node). That validity is not ours.
+                    self._lose("the node now holds the item under another grant")
+                    return
                 if u.kind in ("held", "renewed") and u.valid_until:
                     self._extend(u.valid_until)
                 elif u.kind == "lost":
@@ -219,3 +221,48 @@ class PendingClaim:
     ) -> None:
         if self._lease is not None:
             await self._lease.release()
+
+
+class _Claims(Protocol):
+    """The part of MeshAPI that `claim()` is built on."""
+
+    async def claim_once(self, resource: str, ttl: float = ..., wait: float = ...) -> ClaimView: ...
+
+    def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]: ...
+
+    async def release(self, type: str, name: str) -> bool: ...
+
+
+def pending_claim(
+    api: _Claims,
+    type: str,
+    name: str,
+    ttl: float,
+    wait: float,
+    *,
+    clock: Clock,
+    release: Callable[[], Awaitable[None]] | None = None,
+    clock_offset: Callable[[float, float], Awaitable[float]] | None = None,
+) -> PendingClaim:
+    """`api.claim(...)` for any MeshAPI: claim once, then follow the lease's events until lost or released.
+
+    `clock` is the holder's clock; `clock_offset(asked, node_now)` maps the node's clock onto it (never
+    later) when the node is another process — `asked` is `clock` read just before the claim was asked.
+    """
+    resource = resource_name(type, name)
+    check_ttl(ttl)
+
+    async def acquire() -> Lease:
+        asked = clock.now()
+        granted = await api.claim_once(resource, ttl, wait)
+        offset = await clock_offset(asked, granted.node_now) if clock_offset is not None else 0.0
+
+        async def give_up() -> None:
+            await api.release(type, name)
+
+        return Lease(
+            resource, granted.token, granted.expires_at, release or give_up, api.lease_events(resource),
+            valid_until=granted.valid_until, clock=clock, offset=offset, holder=granted.holder,
+        )  # fmt: skip
+
+    return PendingClaim(acquire)

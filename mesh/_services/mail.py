@@ -1,4 +1,4 @@
-"""Messages in the runtime: the durable mailbox (mesh.mailstore) carried over the peer links.
+"""The mail service: the durable mailbox (mesh.mailstore) carried over the peer links, on a ServiceContext.
 
     send / broadcast ──▶ one SQLite transaction per burst (group commit) ──▶ pump each recipient's link
     link up ──▶ SendWindow from the store's floor: resend everything unacked, oldest first (the recipient
@@ -16,18 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Sequence
 
-from mesh._proto import mesh_pb2 as pb
-from mesh._transport.peer import Link, frame
+from mesh._services.context import ServiceContext
 from mesh.clock import wall
 from mesh.core import mailbox as mb
-from mesh.errors import InvalidInput, LimitExceeded, UnknownRecipient
+from mesh.core.errors import InvalidInput, LimitExceeded, UnknownRecipient
+from mesh.core.membership import Liveness, LivenessChanged, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.mailstore import MailStore
-
-if TYPE_CHECKING:
-    from mesh._runtime import NodeRuntime
 
 log = logging.getLogger("mesh.mail")
 
@@ -36,87 +32,18 @@ PRUNE_EVERY = 3600.0
 MAX_FOLLOWERS = 64
 GROUP_COMMIT_BUSY = 0.002  # a flush this recent means sends are streaming in
 GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
-
-
-# ---------------------------------------------------------------- wire <-> core
-
-
-def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
-    return pb.MailBatch(
-        from_node=b.from_node,
-        to_node=b.to_node,
-        stream=b.stream,
-        floor=b.floor,
-        messages=[
-            pb.MailEnvelope(
-                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
-                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
-            )
-            for e in b.messages
-        ],
-    )  # fmt: skip
-
-
-def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
-    if len(m.messages) > mb.BATCH_MAX:
-        raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
-    return mb.MailBatch(
-        from_node=m.from_node,
-        to_node=m.to_node,
-        stream=m.stream,
-        floor=m.floor,
-        messages=tuple(
-            mb.Envelope(
-                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
-                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
-            )
-            for e in m.messages
-        ),
-    )  # fmt: skip
-
-
-def ack_to_pb(a: mb.MailAck) -> pb.MailAck:
-    return pb.MailAck(from_node=a.from_node, to_node=a.to_node, stream=a.stream, upto=a.upto)
-
-
-def ack_from_pb(m: pb.MailAck) -> mb.MailAck:
-    return mb.MailAck(from_node=m.from_node, to_node=m.to_node, stream=m.stream, upto=m.upto)
-
-
-def receipt_to_pb(r: mb.ReadReceipt) -> pb.ReadReceipt:
-    return pb.ReadReceipt(
-        reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids), read_at=r.read_at
-    )
-
-
-def receipt_from_pb(m: pb.ReadReceipt) -> mb.ReadReceipt:
-    if len(m.ids) > mb.RECEIPT_MAX:
-        raise LimitExceeded(f"a read receipt carries at most {mb.RECEIPT_MAX} ids")
-    return mb.ReadReceipt(
-        reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids), read_at=m.read_at
-    )
-
-
-def rack_to_pb(r: mb.ReceiptAck) -> pb.ReceiptAck:
-    return pb.ReceiptAck(reader_node=r.reader_node, sender_node=r.sender_node, ids=list(r.ids))
-
-
-def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
-    if len(m.ids) > mb.RECEIPT_MAX:
-        raise LimitExceeded(f"a receipt ack carries at most {mb.RECEIPT_MAX} ids")
-    return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
-
-
-# ---------------------------------------------------------------- service
+UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 
 
 class MailService:
     """A node's mailbox: durable outbox and inbox, delivery over the links, followers of new mail."""
 
-    def __init__(self, rt: NodeRuntime) -> None:
-        self.rt = rt
-        self.me = rt.node_id
-        self.store = MailStore(rt.state_dir / "mail.db", node_id=rt.node_id, name=rt.config.name)
+    accepts: tuple[type, ...] = (mb.MailBatch, mb.MailAck, mb.ReadReceipt, mb.ReceiptAck)
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.me = ctx.me.node_id
+        self.store = MailStore(ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name)
         self.windows: dict[str, mb.SendWindow] = {}
         self._batch: list[tuple[mb.Outgoing, asyncio.Future[str]]] = []
         self._flush_scheduled = False
@@ -125,9 +52,11 @@ class MailService:
         self._wake = asyncio.Event()
         self._next_expire = 0.0
         self._next_prune = 0.0
+        ctx.show_unread(self.store.unread_count)
+        ctx.on_member(self._on_member)
 
     def start(self) -> None:
-        self.rt._spawn(self._timer(), "mail-timer")
+        self.ctx.spawn(self._timer(), "mail-timer")
 
     def close(self) -> None:
         for q in self._followers:
@@ -140,78 +69,84 @@ class MailService:
 
     # ------------------------------------------------------------------ members and links
 
-    def remember(self, node_id: str, name: str) -> None:
-        """A member was seen (the name -> node directory, for sending to nodes that are away)."""
-        self.store.remember_member(node_id, name, wall())
+    def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
+        """The name -> node directory, for sending to nodes that are away (last seen, for retention)."""
+        if m is None:
+            return
+        if isinstance(ev, MemberJoined) or (
+            isinstance(ev, LivenessChanged) and ev.current in (Liveness.DEAD, Liveness.LEFT)
+        ):
+            self.store.remember_member(m.info.node_id, m.info.name, wall())
 
-    def on_link_up(self, link: Link) -> None:
-        peer = link.peer.node_id
-        self.remember(peer, link.peer.name)
-        self.windows[peer] = mb.SendWindow(peer, self.store.floor(peer), now=self.rt.clock.now())
-        self._pump(peer)
-        rc = self.store.receipts_for(peer)
+    def on_link_up(self, peer: PeerInfo) -> None:
+        self.store.remember_member(peer.node_id, peer.name, wall())
+        self.windows[peer.node_id] = mb.SendWindow(
+            peer.node_id, self.store.floor(peer.node_id), now=self.ctx.clock.now()
+        )
+        self._pump(peer.node_id)
+        rc = self.store.receipts_for(peer.node_id)
         if rc is not None:
-            link.send(frame(receipts=[receipt_to_pb(rc)]))
+            self.ctx.send(peer.node_id, rc)
 
-    def on_link_down(self, peer: str) -> None:
-        self.windows.pop(peer, None)
+    def on_link_down(self, peer: PeerInfo) -> None:
+        self.windows.pop(peer.node_id, None)
 
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
-        link = self.rt.links.get(peer)
         w = self.windows.get(peer)
-        if link is None or w is None or link.closed.is_set():
+        if w is None or not self.ctx.linked(peer):
             return
-        now = self.rt.clock.now()
+        now = self.ctx.clock.now()
         while (want := w.want()) is not None:
             batch = self.store.pending_for(peer, *want)
             if batch is None:
                 break
-            link.send(frame(mail=batch_to_pb(batch)))
+            self.ctx.send(peer, batch)
             w.on_sent(batch, now)
         self._wake.set()
 
     # ------------------------------------------------------------------ frames from peers
 
-    def on_frame(self, link: Link, f: pb.PeerFrame) -> None:
-        peer = link.peer.node_id
+    def on_messages(self, sender: PeerInfo, msgs: Sequence[object]) -> None:
+        """Mail frames from a peer, in frame order: a batch, then acks, receipts, receipt acks."""
+        peer = sender.node_id
         w_now = wall()
-        if f.HasField("mail"):
-            batch = mb.check_batch(batch_from_pb(f.mail), peer_node=peer, self_node=self.me)
-            new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
-            link.send(frame(mail_acks=[ack_to_pb(ack)]))
-            for msg in new:
-                for q in self._followers:
-                    q.put_nowait(msg)
-            if new:
-                self.rt.publish_unread()
-        for a in f.mail_acks[:16]:
-            ack = mb.check_ack(ack_from_pb(a), peer_node=peer, self_node=self.me)
-            self.store.mark_delivered(ack, w_now)
-            w = self.windows.get(peer)
-            if w is not None and w.on_ack(ack, self.rt.clock.now()):
-                self._pump(peer)
-        for r in f.receipts[:16]:
-            rc = mb.check_receipt(receipt_from_pb(r), peer_node=peer, self_node=self.me)
-            link.send(frame(receipt_acks=[rack_to_pb(self.store.apply_receipt(rc, w_now))]))
-        for ra in f.receipt_acks[:16]:
-            self.store.confirm_receipts(
-                mb.check_receipt_ack(rack_from_pb(ra), peer_node=peer, self_node=self.me)
-            )
+        for msg in msgs:
+            if isinstance(msg, mb.MailBatch):
+                batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
+                new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
+                self.ctx.send(peer, ack)
+                for m in new:
+                    for q in self._followers:
+                        q.put_nowait(m)
+                if new:
+                    self._publish_unread()
+            elif isinstance(msg, mb.MailAck):
+                ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
+                self.store.mark_delivered(ack, w_now)
+                w = self.windows.get(peer)
+                if w is not None and w.on_ack(ack, self.ctx.clock.now()):
+                    self._pump(peer)
+            elif isinstance(msg, mb.ReadReceipt):
+                rc = mb.check_receipt(msg, peer_node=peer, self_node=self.me)
+                self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
+            elif isinstance(msg, mb.ReceiptAck):
+                self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
+
+    def _publish_unread(self) -> None:
+        self.ctx.publish_status("unread", self.store.unread_count, UNREAD_DEBOUNCE)
 
     # ------------------------------------------------------------------ API
 
     def resolve(self, name: str) -> mb.Recipient:
         """A session name -> the node it is (a live member first, else the last node seen with that name)."""
-        m = self.rt.membership
-        if m is not None:
-            live = m.holder_of_name(name)
-            if live is not None:
-                return mb.Recipient(live.info.node_id, name)
+        live = self.ctx.members.holder_of_name(name)
+        if live is not None:
+            return mb.Recipient(live.info.node_id, name)
         node = self.store.lookup_name(name)
         if node is None:
             raise UnknownRecipient(
-                f"no session named {name!r} has been seen in mesh {self.rt.config.mesh!r} "
+                f"no session named {name!r} has been seen in mesh {self.ctx.mesh!r} "
                 "(see `meshctl status`; names are case-sensitive)"
             )
         return mb.Recipient(node, name)
@@ -277,9 +212,9 @@ class MailService:
                 self._pump(p)
 
     def inbox(
-        self, unread: bool = False, from_name: str | None = None, limit: int = 100
+        self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
     ) -> list[mb.InboxMessage]:
-        return self.store.inbox(unread=unread, from_name=from_name or None, limit=limit)
+        return self.store.inbox(unread=unread, from_name=from_name or None, after=after, limit=limit)
 
     def follow(self) -> asyncio.Queue[mb.InboxMessage | None]:
         """A queue of messages as they arrive (None when the node stops); `unfollow` it when done."""
@@ -294,13 +229,20 @@ class MailService:
             self._followers.remove(q)
 
     async def messages(
-        self, unread: bool = False, follow: bool = False, from_name: str | None = None
+        self,
+        unread: bool = False,
+        follow: bool = False,
+        from_name: str | None = None,
+        limit: int | None = None,
+        after: int | None = None,
     ) -> AsyncIterator[mb.InboxMessage]:
-        """The inbox (oldest first), then — with follow — new messages as they arrive."""
+        """The inbox (oldest first; the newest `limit`, or the first `limit` after local_seq `after`), then —
+        with follow — new messages as they arrive."""
         q = self.follow() if follow else None
         try:
-            last = 0
-            for msg in self.inbox(unread=unread, from_name=from_name, limit=mb.INBOX_PAGE_MAX):
+            last = after or 0
+            page = limit or mb.INBOX_PAGE_MAX
+            for msg in self.inbox(unread=unread, from_name=from_name, limit=page, after=after):
                 last = max(last, msg.local_seq)
                 yield msg
             while q is not None:
@@ -321,14 +263,12 @@ class MailService:
             raise LimitExceeded(f"mark at most {mb.RECEIPT_MAX} messages at once")
         receipts = self.store.mark_read(ids, wall())
         for rc in receipts:
-            link = self.rt.links.get(rc.sender_node)
-            if link is not None:
-                link.send(frame(receipts=[receipt_to_pb(rc)]))
-        self.rt.publish_unread()
+            self.ctx.send(rc.sender_node, rc)  # no link: it is resent when the sender is back
+        self._publish_unread()
         return sum(len(rc.ids) for rc in receipts) if receipts else 0
 
     def outbox(
-        self, state: str | None = None, to: str | None = None, limit: int = 100
+        self, state: str | None = None, to: str | None = None, limit: int | None = None
     ) -> list[mb.OutboxEntry]:
         st = None
         if state:
@@ -338,7 +278,7 @@ class MailService:
                 raise InvalidInput(
                     f"state must be one of queued, delivered, read, expired; not {state!r}"
                 ) from None
-        return self.store.outbox(state=st, to_name=to or None, limit=limit)
+        return self.store.outbox(state=st, to_name=to or None, limit=limit or mb.INBOX_PAGE_MAX)
 
     def counts(self) -> tuple[int, int]:
         """(unread in the inbox, queued in the outbox)."""
@@ -349,7 +289,7 @@ class MailService:
 
     async def _timer(self) -> None:
         while True:
-            now = self.rt.clock.now()
+            now = self.ctx.clock.now()
             for peer, w in list(self.windows.items()):
                 if w.on_timer(now):
                     self._pump(peer)

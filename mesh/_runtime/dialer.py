@@ -1,0 +1,288 @@
+"""Outbound links: dialing a candidate, redialing a lost peer, keeping seeds, following gossip hints.
+
+seeds (config) ─┐
+mDNS candidate ─┼──▶ dial(address) ── Hello both ways ──▶ LinkTable.register ──▶ read loop
+gossip hint ────┘         (Handshake checks theirs)
+link lost ──▶ redial: a refused TCP connect means the process is gone (dead at once); else retry
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from mesh import limits
+from mesh._proto import mesh_pb2 as pb
+from mesh._proto import mesh_pb2_grpc as pbg
+from mesh._runtime.hello import Handshake, Refusal
+from mesh._runtime.lifecycle import Lifecycle
+from mesh._runtime.links import LinkTable
+from mesh._runtime.members import MemberHub, is_gone
+from mesh._services.context import Spawn
+from mesh._transport import guard
+from mesh._transport.peer import CHANNEL_OPTIONS, EOF, Link
+from mesh.clock import Clock
+from mesh.core import validate
+from mesh.core.errors import InvalidInput, MeshError, NameTaken, NodeUnavailable, ProtocolError
+from mesh.core.membership import Liveness, PeerInfo
+
+if TYPE_CHECKING:
+    from mesh._tls import Credentials
+
+log = logging.getLogger("mesh")
+
+HELLO_TIMEOUT = limits.HELLO_TIMEOUT
+PROBE_TIMEOUT = 1.0
+REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
+
+
+class Dialer:
+    """Opens and keeps the links this node dials."""
+
+    def __init__(
+        self,
+        *,
+        me: PeerInfo,
+        mesh: str,
+        credentials: Credentials | None,
+        clock: Clock,
+        life: Lifecycle,
+        links: LinkTable,
+        hub: MemberHub,
+        handshake: Handshake,
+        spawn: Spawn,
+    ) -> None:
+        self.me = me
+        self.mesh = mesh
+        self.credentials = credentials
+        self.clock = clock
+        self.life = life
+        self.links = links
+        self.hub = hub
+        self.handshake = handshake
+        self.spawn = spawn
+        self.dialing: set[str] = set()  # addresses being dialed
+        self._redialing: set[str] = set()  # node ids with a redial loop
+        self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
+        self._refusals_logged: set[str] = set()
+
+    # ------------------------------------------------------------------ what proposes a dial
+
+    def on_candidate(self, node_id: str, address: str) -> None:
+        """mDNS proposes a peer."""
+        if self.life.stopping or node_id == self.me.node_id or node_id in self.links.links:
+            return
+        self.spawn(self.dial_quietly(address, node_id), f"dial-{address}")
+
+    def on_gossip(self, info: PeerInfo) -> None:
+        """A peer told us about a member: a hint, not an order (it comes again with the next gossip)."""
+        if info.node_id == self.me.node_id or info.node_id in self.links.links or self.life.stopping:
+            return
+        m = self.hub.core.members.get(info.node_id)
+        if (
+            m is not None
+            and m.info.incarnation == info.incarnation
+            and m.state in (Liveness.DEAD, Liveness.LEFT)
+        ):
+            return
+        if self._gossip_dials >= limits.MAX_GOSSIP_DIALS or info.address in self.dialing:
+            return
+        self._gossip_dials += 1
+        task = self.spawn(self.dial_quietly(info.address, info.node_id), f"dial-{info.address}")
+        task.add_done_callback(self._gossip_dial_done)
+
+    def _gossip_dial_done(self, _: asyncio.Task[Any]) -> None:
+        self._gossip_dials -= 1
+
+    def on_lost(self, peer: PeerInfo) -> None:
+        """A link to a peer that may still be alive ended: redial it (one loop per peer)."""
+        if peer.node_id in self._redialing:
+            return
+        self._redialing.add(peer.node_id)
+        self.spawn(self._redial(peer), f"redial-{peer.name}")
+
+    async def _redial(self, peer: PeerInfo) -> None:
+        """Probe the peer's port: refused means the process is gone (dead now); then keep trying to relink."""
+        delay = REDIAL_MIN
+        try:
+            while not self.life.stopping:
+                if is_gone(self.hub.core.members.get(peer.node_id), peer.incarnation):
+                    return
+                if peer.node_id in self.links.links:
+                    return
+                if await _port_refused(peer.address):
+                    self.hub.apply(self.hub.core.refused(peer.node_id, self.clock.now()))
+                else:
+                    with contextlib.suppress(MeshError):
+                        await self.dial(peer.address, peer.node_id)
+                    if peer.node_id in self.links.links:
+                        return
+                await asyncio.sleep(delay)
+                delay = min(REDIAL_MAX, delay * 2)
+        finally:
+            self._redialing.discard(peer.node_id)
+
+    async def keep_seed(self, address: str) -> None:
+        """A seed is retried for the node's life whenever no link to it is open."""
+        delay = REDIAL_MIN
+        while not self.life.stopping:
+            if not any(link.peer.address == address for link in self.links.links.values()):
+                await self.dial_quietly(address, None)
+            else:
+                delay = REDIAL_MIN
+            await asyncio.sleep(delay)
+            delay = min(REDIAL_MAX, delay * 2)
+
+    # ------------------------------------------------------------------ dialing
+
+    async def dial_quietly(self, address: str, expected: str | None) -> None:
+        try:
+            await self.dial(address, expected)
+        except NameTaken as e:
+            if not self.life.ready.is_set():
+                self.life.fail(e)
+            else:
+                log.warning("%s", e)
+        except MeshError as e:
+            log.debug("dial %s failed: %s", address, e)
+
+    async def dial(self, address: str, expected: str | None) -> None:
+        """Open a link to `address` (no-op if one is open or being opened)."""
+        if address in self.dialing or address == self.me.address or self.life.stopping:
+            return
+        if expected is not None and expected in self.links.links:
+            return
+        self.dialing.add(address)
+        channel = self._channel(address)
+        handed_over = False
+        try:
+            call = pbg.PeerStub(channel).Link()
+            try:
+                await call.write(self.handshake.hello())
+                async with asyncio.timeout(HELLO_TIMEOUT):
+                    first = await call.read()
+            except (grpc.aio.AioRpcError, TimeoutError) as e:
+                call.cancel()
+                self._log_refusal(address, e)
+                raise NodeUnavailable(f"peer {address} unreachable: {why(e)}") from None
+            info, status = self._accept_answer(address, call, first)
+
+            async def finish() -> None:
+                with contextlib.suppress(Exception):
+                    await call.done_writing()
+
+            link = Link(info, dialer=self.me.node_id, outbound=True, write=call.write, finish=finish)
+            if not self.links.register(link, status):
+                call.cancel()
+                return
+            handed_over = True
+            self.spawn(self._run_outbound(link, call, channel), f"link-{info.name}")
+        finally:
+            self.dialing.discard(address)
+            if not handed_over:
+                await channel.close(None)
+
+    def _accept_answer(self, address: str, call: Any, first: Any) -> tuple[PeerInfo, Any]:
+        """The dialed peer's first frame: its Hello (checked), or a Reject (raised as the matching error)."""
+        if first is EOF or not isinstance(first, pb.PeerFrame):
+            raise NodeUnavailable(f"peer {address} closed the link")
+        if first.HasField("reject"):
+            call.cancel()
+            detail = repr(first.reject.detail[: limits.REJECT_DETAIL_MAX])[1:-1]  # no raw control chars
+            if first.reject.reason == pb.Reject.NAME_TAKEN:
+                raise NameTaken(f"cannot join mesh {self.mesh!r}: {detail}")
+            if address not in self._refusals_logged:
+                self._refusals_logged.add(address)
+                log.warning("peer %s refused the link: %s", address, detail)
+            raise NodeUnavailable(f"peer {address} refused the link: {detail}")
+        if not first.HasField("hello"):
+            call.cancel()
+            raise NodeUnavailable(f"peer {address} broke the protocol (no hello)")
+        try:
+            return self.handshake.check(first.hello)
+        except Refusal as r:
+            call.cancel()
+            if r.reason == pb.Reject.NAME_TAKEN:
+                raise NameTaken(r.detail) from None
+            raise NodeUnavailable(r.detail) from None
+        except ProtocolError as e:
+            call.cancel()
+            raise NodeUnavailable(f"peer {address} sent a bad hello: {e}") from None
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        if self.credentials is None:
+            return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+        creds = self.credentials
+        return grpc.aio.secure_channel(
+            address, creds.channel_credentials(), options=CHANNEL_OPTIONS + creds.channel_options()
+        )
+
+    def _log_refusal(self, address: str, e: BaseException) -> None:
+        """Log a TLS handshake failure (another mesh's credentials?) once per address, not per try."""
+        if not isinstance(e, grpc.aio.AioRpcError) or self.credentials is None:
+            return
+        from mesh._tls import handshake_refusal
+
+        reason = handshake_refusal(e)
+        if reason is not None and address not in self._refusals_logged:
+            self._refusals_logged.add(address)
+            log.warning(
+                "refused peer at %s: %s (a node of another mesh with the same name?)", address, reason
+            )
+
+    async def _run_outbound(self, link: Link, call: Any, channel: grpc.aio.Channel) -> None:
+        writer = asyncio.ensure_future(link.run_writer())
+        budget = guard.FrameBudget(self.clock.now())
+        try:
+            while True:
+                f = await call.read()
+                if f is EOF:
+                    break
+                try:
+                    budget.charge(f.ByteSize(), self.clock.now())
+                    self.links.on_frame(link, f)
+                except MeshError as e:
+                    # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.
+                    log.warning("closing the link to %s: bad frame: %s", link.peer.name, e)
+                    break
+        except grpc.aio.AioRpcError as e:
+            log.debug("%r ended: %s", link, why(e))
+        finally:
+            link.close()
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(1.0):
+                    await writer
+            call.cancel()
+            await channel.close(None)
+            self.links.link_down(link)
+
+
+def why(e: BaseException) -> str:
+    if isinstance(e, grpc.aio.AioRpcError):
+        return f"{e.code().name}: {e.details()}"
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    return str(e)
+
+
+async def _port_refused(address: str) -> bool:
+    """True if a TCP connect to `address` is actively refused (nothing listens: the process is gone)."""
+    try:
+        host, port = validate.address(address)
+    except InvalidInput:
+        return False
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            _, writer = await asyncio.open_connection(host, port)
+    except ConnectionRefusedError:
+        return True
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return False

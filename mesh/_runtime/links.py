@@ -1,0 +1,176 @@
+"""The link table: one live link per peer, and everything a peer sends after its Hello.
+
+    register(link) ── tie-break (the link dialed by the smaller node id wins) ──▶ membership hello,
+                      gossip of the live members to the newcomer, services' on_link_up
+    on_frame(link, f) ── frame filters (taps) ──▶ heard, status, gossip (a hint for the dialer),
+                      claims, service messages (decoded by the codec, routed by type), leave
+    link_down(link) ──▶ services' on_link_down; a redial if the peer may still be alive
+
+A frame that breaks the protocol raises (ProtocolError, LimitExceeded): the caller ends the link.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from mesh import limits, taps
+from mesh._proto import mesh_pb2 as pb
+from mesh._runtime.lifecycle import Lifecycle
+from mesh._runtime.members import MemberHub, is_gone
+from mesh._services.context import PeerService
+from mesh._transport import codec
+from mesh._transport.peer import Link, frame
+from mesh.core import validate
+from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.membership import Member, MemberJoined, MembershipEvent, PeerInfo
+from mesh.core.status import StatusRecord
+
+log = logging.getLogger("mesh")
+
+
+class LinkTable:
+    """Live links by peer node id; the one place frames enter the node."""
+
+    def __init__(self, me: PeerInfo, hub: MemberHub, life: Lifecycle, clock_now: Callable[[], float]) -> None:
+        self.me = me
+        self.hub = hub
+        self.life = life
+        self.now = clock_now
+        self.links: dict[str, Link] = {}
+        self.services: list[PeerService] = []
+        self._routes: dict[type, PeerService] = {}
+        self.claims: Any = None  # the claims service speaks frames still (until it takes a context)
+        self.on_gossip: Callable[[PeerInfo], None] = lambda info: None
+        self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
+        self._filters = taps.frame_filters()
+        hub.listeners.append(self._on_member)
+
+    def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
+        if isinstance(ev, MemberJoined) and m is not None:
+            self.gossip_new(m.info)
+
+    def attach(self, service: PeerService) -> None:
+        """Route `service.accepts` to `service`, and tell it about links coming and going."""
+        self.services.append(service)
+        for t in service.accepts:
+            self._routes[t] = service
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, node_id: str, f: pb.PeerFrame, droppable: bool = False) -> bool:
+        """Queue `f` on the link to `node_id`; False if there is none."""
+        link = self.links.get(node_id)
+        if link is None or link.closed.is_set():
+            return False
+        link.send(f, droppable)
+        return True
+
+    def broadcast(self, f: pb.PeerFrame, droppable: bool = False) -> None:
+        for link in self.links.values():
+            link.send(f, droppable)
+
+    def gossip_new(self, info: PeerInfo) -> None:
+        """Tell every other peer about a member that just joined."""
+        msg = frame(gossip=pb.Gossip(peers=[codec.peer_to_pb(info)]))
+        for pid, link in self.links.items():
+            if pid != info.node_id:
+                link.send(msg)
+
+    # ------------------------------------------------------------------ links coming and going
+
+    def register(self, link: Link, status: StatusRecord | None) -> bool:
+        """Adopt a link whose handshake completed; False if an existing link to that peer wins."""
+        if self.life.stopping:
+            return False
+        pid = link.peer.node_id
+        cur = self.links.get(pid)
+        if cur is not None and not cur.closed.is_set():
+            keep_dialer = min(self.me.node_id, pid)
+            same_incarnation = cur.peer.incarnation == link.peer.incarnation
+            if same_incarnation and cur.dialer == keep_dialer and link.dialer != keep_dialer:
+                return False
+            cur.superseded = True
+            cur.close()
+        self.links[pid] = link
+        self.hub.apply(self.hub.core.hello(link.peer, status, self.now()))
+        # Tell the newcomer about everyone else we see alive (one seed is enough to find the whole mesh).
+        peers = [
+            codec.peer_to_pb(m.info)
+            for m in self.hub.core.live()
+            if not m.is_self and m.info.node_id != pid and m.info.address
+        ]
+        if peers:
+            link.send(frame(gossip=pb.Gossip(peers=peers)))
+        if self.claims is not None:
+            self.claims.on_link_up(link)
+        for s in self.services:
+            s.on_link_up(link.peer)
+        return True
+
+    def link_down(self, link: Link) -> None:
+        """A link ended (EOF, error, or we closed it)."""
+        pid = link.peer.node_id
+        if self.links.get(pid) is not link:
+            return
+        del self.links[pid]
+        if self.life.stopping:
+            return
+        for s in self.services:
+            s.on_link_down(link.peer)
+        if link.superseded or is_gone(self.hub.core.members.get(pid), link.peer.incarnation):
+            return
+        self.on_lost(link.peer)
+
+    # ------------------------------------------------------------------ frames
+
+    def on_frame(self, link: Link, f: pb.PeerFrame) -> None:
+        """Everything a peer sends after its Hello."""
+        if self.links.get(link.peer.node_id) is not link:
+            return  # a superseded duplicate link; its twin carries the traffic
+        if self._filters and any(drop(self.me.name, link.peer.name) for drop in self._filters):
+            return
+        peer = link.peer
+        now = self.now()
+        hub = self.hub
+        hub.apply(hub.core.heard(peer.node_id, now))
+        if f.HasField("status"):
+            record = codec.status_from_pb(f.status)
+            if record.node_id != peer.node_id or record.incarnation != peer.incarnation:
+                raise ProtocolError("a peer may only publish its own status (this incarnation's)")
+            hub.apply(hub.core.status_update(record, now))
+        if f.HasField("gossip"):
+            if len(f.gossip.peers) > limits.MAX_GOSSIP_PEERS:
+                n, most = len(f.gossip.peers), limits.MAX_GOSSIP_PEERS
+                raise LimitExceeded(f"gossip lists {n} peers (at most {most})")
+            for ref in f.gossip.peers:
+                try:
+                    info = codec.peer_from_pb(ref)
+                except ProtocolError:
+                    continue  # one bad hint does not spoil the others
+                self.on_gossip(info)
+        if self.claims is not None:
+            if f.claims:
+                self.claims.on_frames(link, f.claims)
+            if f.wants:
+                self.claims.on_wants(f.wants)
+        if self._routes:
+            self._route(peer, codec.service_messages(f))
+        if f.HasField("leave"):
+            try:
+                reason = validate.text(f.leave.reason, "leave reason")  # it goes to the log and to watchers
+            except InvalidInput as e:
+                raise ProtocolError(str(e)) from None
+            hub.apply(hub.core.left(peer.node_id, now, f"left: {reason}"))
+
+    def _route(self, peer: PeerInfo, msgs: list[object]) -> None:
+        if not msgs:
+            return
+        by_service: dict[int, tuple[PeerService, list[object]]] = {}
+        for m in msgs:
+            s = self._routes.get(type(m))
+            if s is not None:
+                by_service.setdefault(id(s), (s, []))[1].append(m)
+        for s, batch in by_service.values():
+            s.on_messages(peer, batch)

@@ -1,0 +1,227 @@
+"""Membership in the runtime: drives the sans-IO Membership core and publishes what it decides.
+
+link frames ──(hello, heard, status, left, refused)──▶ Membership core ──events──▶ apply()
+apply() ──▶ log lines, listeners (gossip, the mail directory), watchers (watch pub/sub)
+timer: heartbeats on every link + core.tick(now), waking at the core's next deadline
+own status: set_status() now, or schedule_status() (a field fed by a service, debounced)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from mesh import limits
+from mesh._proto import mesh_pb2 as pb
+from mesh._runtime.lifecycle import Lifecycle
+from mesh._transport import codec
+from mesh._transport.peer import frame
+from mesh.clock import Clock, wall
+from mesh.core.errors import LimitExceeded
+from mesh.core.membership import (
+    Liveness,
+    LivenessChanged,
+    Member,
+    MemberForgotten,
+    MemberJoined,
+    Membership,
+    MembershipEvent,
+    StatusChanged,
+)
+from mesh.core.status import StatusRecord
+from mesh.views import MemberEvent, MemberView
+
+log = logging.getLogger("mesh")
+
+Broadcast = Callable[[pb.PeerFrame, bool], None]  # (frame, droppable) to every live link
+Listener = Callable[[MembershipEvent, Member | None], None]
+
+
+@dataclass
+class _Watcher:
+    queue: asyncio.Queue[MemberEvent | None]
+    overflowed: bool = False
+
+
+class MemberHub:
+    """The member table as the node's faces see it, and the node's own status."""
+
+    def __init__(self, core: Membership, clock: Clock, life: Lifecycle, broadcast: Broadcast) -> None:
+        self.core = core
+        self.clock = clock
+        self.life = life
+        self.broadcast = broadcast
+        self.listeners: list[Listener] = []
+        # What views show beyond the core: the steward set (node ids), and this node's exact unread count.
+        self.stewards: Callable[[], Collection[str]] = tuple
+        self.own_unread: Callable[[], int | None] = lambda: None
+        self._watchers: list[_Watcher] = []
+        self._pending: set[str] = set()
+        self._hb_seq = 0
+
+    # ------------------------------------------------------------------ the core's events
+
+    def apply(self, events: list[MembershipEvent]) -> None:
+        for ev in events:
+            m = self.core.members.get(ev.node_id)
+            if isinstance(ev, MemberJoined):
+                assert m is not None
+                log.info("%s %s (%s) at %s", "rejoined" if ev.restarted else "joined", m.info.name,
+                         m.info.node_id, m.info.address)  # fmt: skip
+                self._tell(ev, m)
+                self._publish("joined", m)
+            elif isinstance(ev, LivenessChanged):
+                if m is None:
+                    continue
+                log.info("%s is %s (%s)", m.info.name, ev.current.value, ev.reason)
+                self._publish("state", m, previous=ev.previous.value)
+                self._tell(ev, m)
+            elif isinstance(ev, StatusChanged):
+                if m is not None:
+                    self._publish("status", m)
+            elif isinstance(ev, MemberForgotten):
+                log.info("forgot %s (%s)", ev.name, ev.node_id)
+
+    def _tell(self, ev: MembershipEvent, m: Member | None) -> None:
+        for listener in self.listeners:
+            listener(ev, m)
+
+    async def run_timer(self) -> None:
+        """Heartbeats on every link, and the failure detector's tick, until the node stops."""
+        timing = self.core.timing
+        next_beat = self.clock.now()
+        while True:
+            now = self.clock.now()
+            if now >= next_beat:
+                self._hb_seq += 1
+                self.broadcast(frame(heartbeat=pb.Heartbeat(seq=self._hb_seq)), True)
+                next_beat = now + timing.heartbeat_interval
+            self.apply(self.core.tick(now))
+            wake = min(next_beat, now + timing.tick_interval)
+            md = self.core.next_deadline()
+            if md is not None:
+                wake = min(wake, max(md, now + 0.001))
+            await asyncio.sleep(max(0.0, wake - self.clock.now()))
+
+    # ------------------------------------------------------------------ views
+
+    def view(self, m: Member) -> MemberView:
+        """A member as the public API shows it (monotonic times mapped to wall clock)."""
+        now, w = self.clock.now(), wall()
+        st = m.status
+        unread = self.own_unread() if m.is_self else None
+        return MemberView(
+            name=m.info.name,
+            node_id=m.info.node_id,
+            role=(st.role if st and st.role else m.info.role),
+            state=m.state.value,
+            action=st.action if st else "",
+            target=st.target if st else "",
+            phase=st.phase if st else "",
+            progress=st.progress if st else 0,
+            note=st.note if st else "",
+            last_seen=w if m.is_self else w - (now - m.last_heard),
+            is_self=m.is_self,
+            address=m.info.address,
+            incarnation=m.info.incarnation,
+            state_since=w - (now - m.state_since),
+            status_version=st.version if st else 0,
+            status_updated_at=st.updated_at if st else 0.0,
+            steward=m.info.node_id in self.stewards(),
+            claims=st.claims if st else (),
+            unread=unread if unread is not None else (st.unread if st else 0),
+        )
+
+    def members(self) -> list[MemberView]:
+        """Every member this node knows, self first."""
+        return [self.view(m) for m in self.core.snapshot()]
+
+    def refresh(self) -> None:
+        """Something every view shows changed (the steward set): watchers see every member afresh."""
+        for m in self.core.members.values():
+            self._publish("status", m)
+
+    # ------------------------------------------------------------------ watch pub/sub
+
+    def _publish(self, kind: str, m: Member, previous: str | None = None) -> None:
+        if not self._watchers:
+            return
+        ev = MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous)
+        for w in self._watchers:
+            if w.queue.qsize() < limits.WATCH_QUEUE_MAX:
+                w.queue.put_nowait(ev)
+            elif not w.overflowed:  # a watcher that stopped reading: end it rather than grow without bound
+                w.overflowed = True
+                w.queue.put_nowait(None)
+
+    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+        """Events as they happen (after a snapshot of every member, if asked), until the node stops.
+
+        Subscribed when called, not at the first `anext`: nothing that happens in between is missed.
+        """
+        if len(self._watchers) >= limits.MAX_WATCHERS:
+            log.warning("refused a watch: %d watchers already", len(self._watchers))
+            raise LimitExceeded(f"too many watchers (at most {limits.MAX_WATCHERS})")
+        w = _Watcher(asyncio.Queue())
+        if snapshot:
+            for m in self.core.snapshot():
+                w.queue.put_nowait(MemberEvent(kind="snapshot", member=self.view(m), at=wall()))
+        self._watchers.append(w)
+        return self._drain(w)
+
+    async def _drain(self, w: _Watcher) -> AsyncIterator[MemberEvent]:
+        try:
+            while True:
+                ev = await w.queue.get()
+                if ev is None:
+                    if w.overflowed:
+                        log.warning("ended a watch that fell %d events behind", limits.WATCH_QUEUE_MAX)
+                        raise LimitExceeded(f"watch fell {limits.WATCH_QUEUE_MAX} events behind; watch again")
+                    return
+                yield ev
+        finally:
+            if w in self._watchers:
+                self._watchers.remove(w)
+
+    def close(self) -> None:
+        """End every watch (the node stops)."""
+        for w in self._watchers:
+            w.queue.put_nowait(None)
+
+    # ------------------------------------------------------------------ this node's status
+
+    def set_status(self, **changes: Any) -> StatusRecord:
+        """Publish a new version of this node's status (validated) to every peer."""
+        current = self.core.status
+        assert current is not None
+        record = current.update(wall=wall(), **changes)
+        self.apply(self.core.set_own_status(record))
+        self.broadcast(frame(status=codec.status_to_pb(record)), False)
+        return record
+
+    def schedule_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
+        """Publish status field `field` as `value()` in `delay` s: a burst of changes is one update.
+
+        Deferred so that the fan-out to every peer does not delay the answer that caused it.
+        """
+        if field in self._pending:
+            return
+        self._pending.add(field)
+
+        def publish() -> None:
+            self._pending.discard(field)
+            if self.life.stopping or self.core.status is None:
+                return
+            new = value()
+            if getattr(self.core.status, field) != new:
+                self.set_status(**{field: new})
+
+        asyncio.get_running_loop().call_later(delay, publish)
+
+
+def is_gone(m: Member | None, incarnation: str) -> bool:
+    """True when `m` is no longer the live incarnation a link or a dial was for."""
+    return m is None or m.state is Liveness.LEFT or m.info.incarnation != incarnation

@@ -1,0 +1,101 @@
+"""What a service (mail, claims, the ones to come) may use of its node, and what it offers the node.
+
+    ServiceContext — lent by the runtime (mesh/_runtime/context.py implements it):
+        who and where    me / identity, name, mesh, home (mesh-wide local state), state_dir (the node's own)
+        time             clock (monotonic `now()`; wall time is `mesh.clock.wall`)
+        peers            send(node_id, *msgs) / broadcast(*msgs): core messages, encoded by the codec;
+                         linked(node_id); members: the member table, read-only
+        membership       on_member(listener): every join and liveness change
+        work             spawn(coro, name): a task the node cancels when it stops
+        its status       publish_status(field, value, delay): a field of this node's status, debounced
+    PeerService — what a service that talks to peers implements: the message types it accepts (routed to
+        `on_messages` by the runtime's link table) and the links coming and going.
+
+Services import this module, never the runtime: the runtime builds them (the arrow points one way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from mesh.clock import Clock
+from mesh.core.identity import Identity
+from mesh.core.membership import Member, MembershipEvent, PeerInfo
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
+MemberListener = Callable[[MembershipEvent, Member | None], None]
+
+
+class MemberTable(Protocol):
+    """The member table, read-only (the Membership core satisfies it)."""
+
+    @property
+    def members(self) -> Mapping[str, Member]: ...
+
+    def live(self) -> list[Member]: ...
+
+    def holder_of_name(self, name: str) -> Member | None: ...
+
+
+class ServiceContext(Protocol):
+    """All a service may use of its node."""
+
+    me: PeerInfo
+    identity: Identity
+    name: str
+    mesh: str
+    home: Path
+    state_dir: Path
+    clock: Clock
+    spawn: Spawn
+
+    @property
+    def members(self) -> MemberTable: ...
+
+    def linked(self, node_id: str) -> bool:
+        """True while a live link to `node_id` is open."""
+        ...
+
+    def send(self, node_id: str, *msgs: object, droppable: bool = False) -> bool:
+        """Send core messages to `node_id` in one frame; False (nothing sent) when it has no live link."""
+        ...
+
+    def broadcast(self, *msgs: object, droppable: bool = False) -> None:
+        """Send core messages to every live link, in one frame each."""
+        ...
+
+    def on_member(self, listener: MemberListener) -> None:
+        """Call `listener` with every membership event (joins, liveness changes) and the member."""
+        ...
+
+    def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
+        """Publish field `field` of this node's status as `value()` within `delay` s (bursts coalesce)."""
+        ...
+
+    def refresh_views(self) -> None:
+        """Something every member view shows changed (the steward set): watchers get them afresh."""
+        ...
+
+    def show_stewards(self, stewards: Callable[[], Collection[str]]) -> None:
+        """Where member views learn which identities are stewards."""
+        ...
+
+    def show_unread(self, unread: Callable[[], int]) -> None:
+        """Where this node's own view learns its exact unread count."""
+        ...
+
+
+class PeerService(Protocol):
+    """A service that talks to peers; the runtime's link table feeds it."""
+
+    accepts: tuple[type, ...]
+    """The peer message types (core dataclasses) routed to `on_messages`."""
+
+    def on_link_up(self, peer: PeerInfo) -> None: ...
+
+    def on_link_down(self, peer: PeerInfo) -> None: ...
+
+    def on_messages(self, peer: PeerInfo, msgs: Sequence[object]) -> None: ...

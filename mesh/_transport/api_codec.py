@@ -1,0 +1,235 @@
+"""Protobuf <-> the control API's values (MeshAPI's answers and arguments), in both directions.
+
+    MemberView, MemberEvent, NodeInfo, StatusRecord changes, ClaimView, LeaseEvent, Sent, InboxMessage,
+    OutboxEntry, MailCounts
+
+The control servicer and the Client build the RPC envelopes; every value inside one is converted here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mesh._proto import mesh_pb2 as pb
+from mesh.core import mailbox as mb
+from mesh.views import ClaimView, LeaseEvent, MemberEvent, MemberView, NodeInfo, Sent
+
+STATE_TO_PB = {"alive": pb.ALIVE, "suspect": pb.SUSPECT, "dead": pb.DEAD, "left": pb.LEFT}
+KIND_TO_PB = {
+    "joined": pb.Event.JOINED,
+    "state": pb.Event.STATE,
+    "status": pb.Event.STATUS,
+    "snapshot": pb.Event.SNAPSHOT,
+}
+
+
+def view_to_pb(v: MemberView) -> pb.Member:
+    return pb.Member(
+        node=pb.NodeRef(
+            node_id=v.node_id, name=v.name, incarnation=v.incarnation, address=v.address, role=v.role
+        ),
+        state=STATE_TO_PB[v.state],
+        status=pb.Status(
+            node_id=v.node_id,
+            incarnation=v.incarnation,
+            version=v.status_version,
+            name=v.name,
+            role=v.role,
+            action=v.action,
+            target=v.target,
+            phase=v.phase,
+            progress=v.progress,
+            note=v.note,
+            updated_at=v.status_updated_at,
+            claims=[pb.HeldClaim(resource=r, token=t, expires_at=x) for r, t, x in v.claims],
+        ),
+        last_seen=v.last_seen,
+        is_self=v.is_self,
+        state_since=v.state_since,
+        steward=v.steward,
+        unread=v.unread,
+    )
+
+
+def event_to_pb(e: MemberEvent) -> pb.Event:
+    return pb.Event(
+        kind=KIND_TO_PB[e.kind],
+        member=view_to_pb(e.member),
+        at=e.at,
+        previous=STATE_TO_PB.get(e.previous or "", pb.MEMBER_STATE_UNSPECIFIED),
+    )
+
+
+STATE_FROM_PB = {v: k for k, v in STATE_TO_PB.items()}
+KIND_FROM_PB = {v: k for k, v in KIND_TO_PB.items()}
+
+
+def view_from_pb(m: pb.Member) -> MemberView:
+    st = m.status
+    return MemberView(
+        name=m.node.name,
+        node_id=m.node.node_id,
+        role=m.node.role,
+        state=STATE_FROM_PB.get(m.state, "dead"),
+        action=st.action,
+        target=st.target,
+        phase=st.phase,
+        progress=st.progress,
+        note=st.note,
+        last_seen=m.last_seen,
+        is_self=m.is_self,
+        address=m.node.address,
+        incarnation=m.node.incarnation,
+        state_since=m.state_since,
+        status_version=st.version,
+        status_updated_at=st.updated_at,
+        steward=m.steward,
+        unread=m.unread,
+        claims=tuple((c.resource, c.token, c.expires_at) for c in st.claims),
+    )
+
+
+def event_from_pb(e: pb.Event) -> MemberEvent:
+    prev = STATE_FROM_PB.get(e.previous) if e.previous else None
+    return MemberEvent(
+        kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev
+    )
+
+
+def info_to_pb(i: NodeInfo) -> pb.NodeInfo:
+    return pb.NodeInfo(
+        node=pb.NodeRef(node_id=i.node_id, name=i.name, incarnation=i.incarnation, address=i.address),
+        mesh=i.mesh,
+        state_dir=i.state_dir,
+        pid=i.pid,
+        version=i.version,
+        epoch=i.epoch,
+        stewards=list(i.stewards),
+        node_now=i.node_now,
+        steward_note=i.steward_note,
+    )
+
+
+def info_from_pb(r: pb.NodeInfo) -> NodeInfo:
+    return NodeInfo(
+        name=r.node.name,
+        node_id=r.node.node_id,
+        incarnation=r.node.incarnation,
+        mesh=r.mesh,
+        address=r.node.address,
+        pid=r.pid,
+        state_dir=r.state_dir,
+        version=r.version,
+        epoch=r.epoch,
+        stewards=tuple(r.stewards),
+        node_now=r.node_now,
+        steward_note=r.steward_note,
+    )
+
+
+def status_changes_to_pb(**changes: Any) -> pb.StatusUpdate:
+    """heartbeat() keywords (None = keep) as a StatusUpdate (a negative progress cannot be encoded)."""
+    return pb.StatusUpdate(**{k: v for k, v in changes.items() if v is not None})
+
+
+def status_changes_from_pb(m: pb.StatusUpdate) -> dict[str, Any]:
+    """The fields a StatusUpdate sets, as heartbeat() keywords."""
+    return {
+        f: getattr(m, f) for f in ("action", "target", "phase", "progress", "note", "role") if m.HasField(f)
+    }
+
+
+def claim_reply_to_pb(c: ClaimView) -> pb.ClaimReply:
+    return pb.ClaimReply(
+        granted=True, resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
+        expires_at=c.expires_at, valid_until=c.valid_until, node_now=c.node_now,
+    )  # fmt: skip
+
+
+def claim_reply_from_pb(r: pb.ClaimReply) -> ClaimView:
+    return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now)
+
+
+def claims_to_pb(claims: list[ClaimView]) -> pb.ClaimList:
+    return pb.ClaimList(
+        claims=[
+            pb.ClaimEntry(resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
+                          expires_at=c.expires_at)
+            for c in claims
+        ]
+    )  # fmt: skip
+
+
+def claims_from_pb(r: pb.ClaimList) -> list[ClaimView]:
+    return [ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+
+
+_LEASE_KIND_TO_PB = {
+    "held": pb.LeaseEvent.HELD,
+    "renewed": pb.LeaseEvent.RENEWED,
+    "lost": pb.LeaseEvent.LOST,
+    "released": pb.LeaseEvent.RELEASED,
+}
+_LEASE_KIND_FROM_PB = {v: k for k, v in _LEASE_KIND_TO_PB.items()}
+
+
+def lease_event_to_pb(e: LeaseEvent) -> pb.LeaseEvent:
+    return pb.LeaseEvent(
+        kind=_LEASE_KIND_TO_PB[e.kind], resource=e.resource, token=e.token, valid_until=e.valid_until,
+        node_now=e.node_now,
+    )  # fmt: skip
+
+
+def lease_event_from_pb(m: pb.LeaseEvent) -> LeaseEvent:
+    return LeaseEvent(_LEASE_KIND_FROM_PB.get(m.kind, "held"), m.resource, m.token, m.valid_until, m.node_now)
+
+
+def sent_to_pb(s: Sent) -> pb.SendReply:
+    return pb.SendReply(id=s.id, recipients=list(s.recipients))
+
+
+def sent_from_pb(r: pb.SendReply) -> Sent:
+    return Sent(r.id, tuple(r.recipients))
+
+
+def inbox_to_pb(m: mb.InboxMessage) -> pb.InboxItem:
+    item = pb.InboxItem(
+        id=m.id, to=m.to_name, subject=m.subject, body=m.body, sent_at=m.sent_at, in_reply_to=m.in_reply_to,
+        read=m.read, broadcast=m.broadcast, received_at=m.received_at, local_seq=m.local_seq,
+        from_node=m.from_node, read_at=m.read_at or 0.0,
+    )  # fmt: skip
+    setattr(item, "from", m.from_name)  # "from" is a Python keyword
+    return item
+
+
+def inbox_from_pb(i: pb.InboxItem) -> mb.InboxMessage:
+    return mb.InboxMessage(
+        local_seq=i.local_seq, id=i.id, from_node=i.from_node, from_name=getattr(i, "from"), to_name=i.to,
+        subject=i.subject, body=i.body, sent_at=i.sent_at, received_at=i.received_at,
+        in_reply_to=i.in_reply_to, broadcast=i.broadcast,
+        read_at=(i.read_at or i.received_at) if i.read else None,
+    )  # fmt: skip
+
+
+def outbox_to_pb(entries: list[mb.OutboxEntry]) -> pb.OutboxList:
+    return pb.OutboxList(
+        items=[
+            pb.OutboxItem(
+                id=e.id, to=e.to_name, subject=e.subject, sent_at=e.sent_at, in_reply_to=e.in_reply_to,
+                broadcast=e.broadcast, state=e.state.value, changed_at=e.changed_at, to_node=e.to_node,
+                seq=e.seq, body=e.body,
+            )
+            for e in entries
+        ]
+    )  # fmt: skip
+
+
+def outbox_from_pb(r: pb.OutboxList) -> list[mb.OutboxEntry]:
+    return [
+        mb.OutboxEntry(
+            id=e.id, to_node=e.to_node, to_name=e.to, seq=e.seq, subject=e.subject, body=e.body,
+            sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast, state=mb.OutState(e.state),
+            changed_at=e.changed_at,
+        )
+        for e in r.items
+    ]  # fmt: skip

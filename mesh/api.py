@@ -1,0 +1,138 @@
+"""`MeshAPI`: the one typed API of a session's node. Every face stands on it.
+
+    Node (embedded, mesh/node.py) ─┐
+                                   ├── implement MeshAPI: same names, signatures, defaults, return types
+    Client (mesh.connect()) ───────┘    (tests/arch/test_api.py compares them)
+    control socket (mesh/_transport/control.py) serves a MeshAPI (the node's own Node) to Clients
+    meshctl, and the faces to come (agent hooks, MCP, the web page), use only MeshAPI
+
+Verbs are coroutines; streams (`watch`, `messages`, `lease_events`) are async iterators; what they return
+is in `mesh.views` (and the core's message and status records). Errors are `mesh.errors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol, runtime_checkable
+
+from mesh.claim import PendingClaim
+from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.status import StatusRecord
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+
+__all__ = ["MeshAPI"]
+
+
+@runtime_checkable
+class MeshAPI(Protocol):
+    """What a session can do with its node, embedded or over the node's control socket."""
+
+    # ------------------------------------------------------------------ the node and the mesh
+
+    async def info(self) -> NodeInfo:
+        """Who the node is, where it lives, and the steward set it has adopted."""
+        ...
+
+    async def members(self) -> list[MemberView]:
+        """Every member the node knows (itself first), with liveness and status."""
+        ...
+
+    async def heartbeat(
+        self,
+        action: str | None = None,
+        target: str | None = None,
+        phase: str | None = None,
+        progress: int | None = None,
+        note: str | None = None,
+        role: str | None = None,
+    ) -> StatusRecord:
+        """Publish this session's status to every peer (unset fields keep their value); the new record."""
+        ...
+
+    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+        ...
+
+    async def shutdown(self, reason: str = "meshctl down") -> None:
+        """Ask the node to leave the mesh gracefully (peers see `left` at once)."""
+        ...
+
+    # ------------------------------------------------------------------ claims
+
+    def claim(self, type: str, name: str, *, ttl: float = 3600.0, wait: float = 0.0) -> PendingClaim:
+        """Claim TYPE/NAME: `async with api.claim(...) as lease` or `lease = await api.claim(...)`.
+
+        Raises ClaimDenied (holder, expires_at) if another session holds it after `wait` seconds of trying,
+        NoQuorum if not enough stewards can be reached to decide. The node renews the lease while it lives.
+        """
+        ...
+
+    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release.
+
+        For tools that exit right after (meshctl claim). Raises as `claim` does.
+        """
+        ...
+
+    async def release(self, type: str, name: str) -> bool:
+        """Release a claim this node holds; False if it held none."""
+        ...
+
+    async def claims(self) -> list[ClaimView]:
+        """Every live claim in the mesh, by item."""
+        ...
+
+    async def held(self) -> list[ClaimView]:
+        """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
+        ...
+
+    def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
+        """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
+        ...
+
+    async def recover_stewards(self) -> NodeInfo:
+        """Last resort: make this node the only steward of a new epoch (see README for the risk)."""
+        ...
+
+    # ------------------------------------------------------------------ messages
+
+    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to session `to` durably (delivery continues in the background).
+
+        Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
+        is offline gets it when it returns (within the retention window, 7 days).
+        """
+        ...
+
+    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
+        """Queue a message to every member known now, offline ones included."""
+        ...
+
+    def messages(
+        self,
+        unread: bool = False,
+        follow: bool = False,
+        from_name: str | None = None,
+        limit: int | None = None,
+        after: int | None = None,
+    ) -> AsyncIterator[InboxMessage]:
+        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+
+        With `after` (a message's `local_seq`), the first `limit` messages after it instead: a reader that
+        keeps its place pages forward without missing any.
+        """
+        ...
+
+    async def mark_read(self, ids: list[str] | None = None) -> int:
+        """Mark messages read (all unread if `ids` is None); read receipts travel back to the senders."""
+        ...
+
+    async def outbox(
+        self, state: str | None = None, to: str | None = None, limit: int | None = None
+    ) -> list[OutboxEntry]:
+        """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        ...
+
+    async def counts(self) -> MailCounts:
+        """Unread messages in the inbox, and sent messages still queued."""
+        ...

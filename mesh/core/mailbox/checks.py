@@ -1,0 +1,174 @@
+"""Pure rules of messaging: what a valid message is, what a peer may send, what a recipient accepts.
+
+Peer frames that break a rule raise ProtocolError (the peer broke the protocol); a caller's bad message
+raises InvalidInput or LimitExceeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mesh.core import validate
+from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_MAX, BODY_MAX, RECEIPT_MAX, SUBJECT_MAX
+from mesh.core.mailbox.records import (
+    Envelope,
+    MailAck,
+    MailBatch,
+    Outgoing,
+    ReadReceipt,
+    ReceiptAck,
+    Recipient,
+)
+
+
+def _subject(value: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("subject must be text")
+    if len(value) > SUBJECT_MAX:
+        raise LimitExceeded(f"subject is {len(value)} characters; the limit is {SUBJECT_MAX}")
+    if not value.strip():
+        raise InvalidInput("subject is empty")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidInput("subject contains control characters (it is one line)")
+    return value
+
+
+def _body_bytes(value: str) -> int:
+    if not isinstance(value, str):
+        raise InvalidInput("body must be text")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"body is not valid Unicode text: {exc.reason}") from None
+    if size > BODY_MAX:
+        raise LimitExceeded(f"body is {size} bytes (UTF-8); the limit is {BODY_MAX} bytes")
+    if "\x00" in value:
+        raise InvalidInput("body contains a NUL character")
+    return size
+
+
+def outgoing(
+    recipients: Iterable[Recipient],
+    subject: str,
+    body: str,
+    *,
+    sender_node: str,
+    in_reply_to: str | None = None,
+    broadcast: bool = False,
+) -> Outgoing:
+    """Validate a message to send: limits, names, reply id (raises InvalidInput / LimitExceeded).
+
+    A broadcast leaves the sender out of its own recipients; a direct message to oneself is an error.
+    A broadcast with no other member is valid and queues nothing.
+    """
+    _subject(subject)
+    _body_bytes(body)
+    reply = in_reply_to or ""
+    if reply:
+        validate.ident(reply, "reply-to id")
+    seen: dict[str, Recipient] = {}
+    for r in recipients:
+        validate.ident(r.node_id, "recipient node id")
+        validate.name(r.name, "recipient name")
+        if r.node_id == sender_node:
+            if broadcast:
+                continue
+            raise InvalidInput(f"cannot send a message to yourself ({r.name})")
+        seen.setdefault(r.node_id, r)
+    if not broadcast and len(seen) != 1:
+        raise InvalidInput("a direct message has exactly one recipient")
+    return Outgoing(tuple(seen.values()), subject, body, reply, broadcast)
+
+
+def _protocol(cond: bool, what: str) -> None:
+    if not cond:
+        raise ProtocolError(f"bad mail frame: {what}")
+
+
+def check_batch(batch: MailBatch, *, peer_node: str, self_node: str) -> MailBatch:
+    """Validate a batch received from `peer_node` (raises ProtocolError: the peer broke the protocol)."""
+    _protocol(batch.from_node == peer_node, "batch not from the link's peer")
+    _protocol(batch.to_node == self_node, "batch addressed to another node")
+    _protocol(0 < len(batch.messages) <= BATCH_MAX, f"batch of {len(batch.messages)} messages")
+    _protocol(isinstance(batch.floor, int) and batch.floor >= 1, "floor")
+    try:
+        validate.ident(batch.stream, "stream")
+        total = 0
+        prev = 0
+        for m in batch.messages:
+            _protocol(isinstance(m.seq, int) and m.seq > prev, "seqs not increasing")
+            _protocol(m.seq >= batch.floor, "seq below floor")
+            prev = m.seq
+            validate.ident(m.id, "message id")
+            # Ids embed their stream, so ids of different streams can never collide in an inbox.
+            _protocol(m.id.startswith(batch.stream + "-"), "message id not of the batch's stream")
+            validate.name(m.from_name, "sender name")
+            validate.name(m.to_name, "recipient name")
+            if m.in_reply_to:
+                validate.ident(m.in_reply_to, "reply-to id")
+            _protocol(isinstance(m.sent_at, float | int), "sent_at")
+            _subject(m.subject)
+            total += _body_bytes(m.body) + len(m.subject.encode("utf-8"))
+    except (InvalidInput, LimitExceeded) as exc:
+        raise ProtocolError(f"bad mail frame: {exc}") from None
+    _protocol(len(batch.messages) == 1 or total <= BATCH_BYTES_MAX, f"batch of {total} bytes")
+    return batch
+
+
+def check_ack(ack: MailAck, *, peer_node: str, self_node: str) -> MailAck:
+    """Validate an ack received from `peer_node` (it must acknowledge this node's outbox)."""
+    _protocol(ack.to_node == peer_node and ack.from_node == self_node, "ack for another pair")
+    _protocol(isinstance(ack.upto, int) and ack.upto >= 0, "ack upto")
+    return ack
+
+
+def check_receipt(receipt: ReadReceipt, *, peer_node: str, self_node: str) -> ReadReceipt:
+    """Validate a read receipt received from `peer_node` (only the reader can report its reads)."""
+    _protocol(
+        receipt.reader_node == peer_node and receipt.sender_node == self_node, "receipt for another pair"
+    )
+    _protocol(0 < len(receipt.ids) <= RECEIPT_MAX, f"receipt of {len(receipt.ids)} ids")
+    try:
+        for i in receipt.ids:
+            validate.ident(i, "message id")
+    except InvalidInput as exc:
+        raise ProtocolError(f"bad mail frame: {exc}") from None
+    return receipt
+
+
+def check_receipt_ack(ack: ReceiptAck, *, peer_node: str, self_node: str) -> ReceiptAck:
+    """Validate a receipt ack received from `peer_node`."""
+    _protocol(ack.sender_node == peer_node and ack.reader_node == self_node, "receipt ack for another pair")
+    _protocol(len(ack.ids) <= RECEIPT_MAX, f"receipt ack of {len(ack.ids)} ids")
+    return ack
+
+
+def accept_batch(cursor: int, batch: MailBatch) -> tuple[list[Envelope], int]:
+    """Which envelopes of `batch` to persist, given the persisted cursor of (sender, stream).
+
+    Returns (new envelopes in order, new cursor). Duplicates (seq <= cursor) are skipped; a gap stops
+    acceptance (go-back-N: the sender will resend from the oldest unacked entry).
+    """
+    cur = max(cursor, batch.floor - 1)
+    fresh: list[Envelope] = []
+    for m in batch.messages:
+        if m.seq <= cur:
+            continue
+        if m.seq != cur + 1:
+            break
+        fresh.append(m)
+        cur = m.seq
+    return fresh, cur
+
+
+def batch_limit(sizes: Iterable[int], limit: int) -> int:
+    """How many of the next messages (their byte sizes, in order) fit in one frame (at least one)."""
+    total = 0
+    n = 0
+    for s in sizes:
+        if n >= limit or (n and total + s > BATCH_BYTES_MAX):
+            break
+        total += s
+        n += 1
+    return n

@@ -1,0 +1,24 @@
+"""Every bound of the messaging core (bytes, counts, seconds); the runtime and stores use these too."""
+
+from __future__ import annotations
+
+SUBJECT_MAX = 200
+"""Characters in a subject (one line: no control characters)."""
+BODY_MAX = 64 * 1024
+"""Bytes of a body, UTF-8 encoded."""
+BATCH_MAX = 100
+"""Messages per peer frame: the per-message cost of a gRPC frame is what limits throughput, so batch."""
+BATCH_BYTES_MAX = 1024 * 1024
+"""Subject + body bytes per frame (a frame carries at least one message); stays under gRPC's 4 MiB."""
+SEND_MAX = 1000
+"""Messages per `enqueue` call (one transaction)."""
+RECEIPT_MAX = 1000
+"""Message ids per read receipt or receipt ack frame."""
+INBOX_PAGE_MAX = 10_000
+"""Rows per inbox/outbox query."""
+WINDOW = 8 * BATCH_MAX
+"""Messages in flight (sent, not yet acked) per peer link: enough to cover the ack round trip."""
+RESEND_AFTER = 2.0
+"""Seconds without ack progress on a live link before the sender rewinds to the oldest unacked entry."""
+RETENTION = 7 * 24 * 3600.0
+"""Seconds (wall) a queued message waits for its recipient before it becomes `expired`."""

@@ -1,0 +1,193 @@
+"""Messaging records: what travels between nodes (wire records) and what a mailbox keeps (local records).
+
+Wire records hold plain str/int/float/bool fields only, so that they map 1:1 onto protobuf messages.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from mesh.core.times import iso
+
+
+class OutState(StrEnum):
+    """Delivery state of one outbox entry, as the sender sees it."""
+
+    QUEUED = "queued"  # durable in the sender's outbox, no ack from the recipient node yet
+    DELIVERED = "delivered"  # the recipient node acked after persisting it to its inbox
+    READ = "read"  # the recipient's read receipt came back
+    EXPIRED = "expired"  # not acked within the retention window; no longer sent
+
+
+# ---------------------------------------------------------------- wire records
+
+
+# Plain str/int/float/bool fields only, so that they map 1:1 onto protobuf messages.
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One message to one recipient, as it travels in a MailBatch."""
+
+    id: str  # "<stream>-<n>": the same for every recipient of a broadcast
+    seq: int  # per (sender node -> recipient node) pair, from 1
+    from_name: str
+    to_name: str
+    subject: str
+    body: str
+    sent_at: float  # wall clock at the sender
+    in_reply_to: str = ""  # "" = not a reply
+    broadcast: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MailBatch:
+    """Consecutive outbox entries of one pair, in seq order (one peer frame)."""
+
+    from_node: str
+    to_node: str
+    stream: str  # the sender mailbox's stream id
+    floor: int  # every seq below this is acked or expired at the sender: the recipient may skip to it
+    messages: tuple[Envelope, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MailAck:
+    """Cumulative ack, recipient -> sender: every seq <= upto of this stream is in the recipient's inbox."""
+
+    from_node: str  # the sender whose outbox this acknowledges
+    to_node: str  # the recipient that persisted
+    stream: str
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    """Recipient -> sender: these messages (the sender's ids) were read."""
+
+    reader_node: str
+    sender_node: str
+    ids: tuple[str, ...]
+    read_at: float  # wall
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptAck:
+    """Sender -> recipient: the receipts for these ids are recorded; stop resending them."""
+
+    reader_node: str
+    sender_node: str
+    ids: tuple[str, ...]
+
+
+# ---------------------------------------------------------------- local records
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A member a message is addressed to."""
+
+    node_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A validated message to send (build it with `outgoing()`)."""
+
+    recipients: tuple[Recipient, ...]
+    subject: str
+    body: str
+    in_reply_to: str = ""
+    broadcast: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A node ever seen in this mesh (an entry of the name -> node id directory)."""
+
+    node_id: str
+    name: str
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboxMessage:
+    """A message in this node's inbox."""
+
+    local_seq: int  # position in this inbox, increasing (use it to follow new messages)
+    id: str
+    from_node: str
+    from_name: str
+    to_name: str
+    subject: str
+    body: str
+    sent_at: float
+    received_at: float
+    in_reply_to: str
+    broadcast: bool
+    read_at: float | None
+
+    @property
+    def read(self) -> bool:
+        """True once marked read."""
+        return self.read_at is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `meshctl inbox --json` shape (times as RFC 3339 strings)."""
+        return {
+            "id": self.id,
+            "from": self.from_name,
+            "to": self.to_name,
+            "subject": self.subject,
+            "body": self.body,
+            "sent_at": iso(self.sent_at),
+            "in_reply_to": self.in_reply_to or None,
+            "read": self.read,
+            "broadcast": self.broadcast,
+            "received_at": iso(self.received_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One (message, recipient) entry of this node's outbox."""
+
+    id: str
+    to_node: str
+    to_name: str
+    seq: int
+    subject: str
+    body: str
+    sent_at: float
+    in_reply_to: str
+    broadcast: bool
+    state: OutState
+    changed_at: float  # wall time of the last state change (sent_at while queued)
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `meshctl outbox --json` shape (times as RFC 3339 strings)."""
+        return {
+            "id": self.id,
+            "to": self.to_name,
+            "subject": self.subject,
+            "sent_at": iso(self.sent_at),
+            "state": self.state.value,
+            "changed_at": iso(self.changed_at),
+            "broadcast": self.broadcast,
+            "in_reply_to": self.in_reply_to or None,
+        }
+
+
+def new_stream_id(rng: random.Random) -> str:
+    """A fresh mailbox stream id: 64 random bits as 16 hex digits."""
+    return f"{rng.getrandbits(64):016x}"
+
+
+def message_id(stream: str, n: int) -> str:
+    """The id of a mailbox's n-th message."""
+    return f"{stream}-{n}"
