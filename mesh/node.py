@@ -191,10 +191,7 @@ class Node:
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         split_resource(resource)
-        r = await self._check().claims.claim(resource, check_ttl(ttl), wait)
-        return ClaimView(
-            r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now
-        )
+        return await self._check().claims.claim(resource, check_ttl(ttl), wait)
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -209,15 +206,13 @@ class Node:
 
     async def held(self) -> list[ClaimView]:
         """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
-        rt = self._check()
-        return [ClaimView(r, self.name, rt.node_id, t, x) for r, t, x in rt.claims.held_view()]
+        return self._check().claims.held_claims()
 
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         split_resource(resource)
-        rt = self._check()
-        async for ev in rt.claims.watch_lease(resource):
-            yield LeaseEvent(ev.kind, ev.resource, ev.token, ev.valid_until, rt.clock.now())
+        async for ev in self._check().claims.watch_lease(resource):
+            yield ev
 
     async def recover_stewards(self) -> NodeInfo:
         """Last resort: make this node the only steward of a new epoch (see README for the risk)."""

@@ -1,13 +1,15 @@
 """Taps: code installed from outside, before a node starts, that sees or filters what its runtime does.
 
-Production installs none. The tests inject faults this way: their entry module (tests/integration/meshctl.py)
-adds a frame filter that drops frames between the two sides of a partition, then runs the real `meshctl`.
+Production installs none. The tests use them from their entry module (tests/integration/meshctl.py), then
+run the real `meshctl`: a frame filter drops frames between the two sides of a partition; a lease observer
+writes every acquire/renew/release/loss to a history file for the claim-safety checker.
 A tap is process-wide: every node this process starts afterwards consults it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 FrameFilter = Callable[[str, str], bool]
 """(this node's name, the sending peer's name) -> True to drop the frame as if the network lost it."""
@@ -23,3 +25,33 @@ def add_frame_filter(drop: FrameFilter) -> None:
 def frame_filters() -> tuple[FrameFilter, ...]:
     """The filters installed so far (a runtime takes them when it is built)."""
     return tuple(_frame_filters)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseNote:
+    """Something happened to a lease a node holds, stamped with the node's monotonic clock (CLOCK_BOOTTIME,
+    shared by every process of a host, so the notes of many nodes can be laid on one time line)."""
+
+    ev: str  # acquired | renewed | released | lost
+    node: str  # the node's name
+    owner: str  # the node's identity "node_id/incarnation" (a restarted node is a new owner)
+    resource: str
+    token: int
+    t: float  # when, on the node's clock
+    until: float | None  # acquired/renewed: the node believes the lease until then (same clock)
+
+
+LeaseObserver = Callable[[LeaseNote], None]
+"""Called by the claims service of a node started after it was added, for every LeaseNote, in order."""
+
+_lease_observers: list[LeaseObserver] = []
+
+
+def add_lease_observer(observe: LeaseObserver) -> None:
+    """Call `observe` with every LeaseNote of nodes started after this call."""
+    _lease_observers.append(observe)
+
+
+def lease_observers() -> tuple[LeaseObserver, ...]:
+    """The observers installed so far (a claims service takes them when it is built)."""
+    return tuple(_lease_observers)

@@ -54,12 +54,18 @@ class RuntimeContext:
         link = self._links.links.get(node_id)
         return link is not None and not link.closed.is_set()
 
-    def send(self, node_id: str, *msgs: object, droppable: bool = False) -> bool:
-        """Send core messages to `node_id` in one frame; False (nothing sent) when it has no live link.
+    def send(self, to: str | Identity, *msgs: object, droppable: bool = False) -> bool:
+        """Send core messages to `to` in one frame; False (nothing sent) when it has no live link.
 
+        A node id reaches whatever incarnation of it is linked; an Identity only that incarnation.
         Delivery is the service's business: a message to a peer without a link is simply not sent.
         """
-        return self._links.send(node_id, codec.frame_of(msgs), droppable)
+        if isinstance(to, Identity):
+            link = self._links.links.get(to.node_id)
+            if link is None or link.peer.incarnation != to.incarnation:
+                return False
+            to = to.node_id
+        return self._links.send(to, codec.frame_of(msgs), droppable)
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         """Send core messages to every live link, in one frame each."""
@@ -74,7 +80,7 @@ class RuntimeContext:
         self._hub.refresh()
 
     def show_stewards(self, stewards: Callable[[], Collection[str]]) -> None:
-        """Where member views learn which identities are stewards."""
+        """Where member views learn which nodes (ids) are stewards."""
         self._hub.stewards = stewards
 
     def on_member(self, listener: MemberListener) -> None:

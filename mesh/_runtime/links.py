@@ -3,7 +3,7 @@
     register(link) ── tie-break (the link dialed by the smaller node id wins) ──▶ membership hello,
                       gossip of the live members to the newcomer, services' on_link_up
     on_frame(link, f) ── frame filters (taps) ──▶ heard, status, gossip (a hint for the dialer),
-                      claims, service messages (decoded by the codec, routed by type), leave
+                      service messages (claims, mail: decoded by the codec, routed by type), leave
     link_down(link) ──▶ services' on_link_down; a redial if the peer may still be alive
 
 A frame that breaks the protocol raises (ProtocolError, LimitExceeded): the caller ends the link.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
@@ -41,7 +40,6 @@ class LinkTable:
         self.links: dict[str, Link] = {}
         self.services: list[PeerService] = []
         self._routes: dict[type, PeerService] = {}
-        self.claims: Any = None  # the claims service speaks frames still (until it takes a context)
         self.on_gossip: Callable[[PeerInfo], None] = lambda info: None
         self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
         self._filters = taps.frame_filters()
@@ -103,8 +101,6 @@ class LinkTable:
         ]
         if peers:
             link.send(frame(gossip=pb.Gossip(peers=peers)))
-        if self.claims is not None:
-            self.claims.on_link_up(link)
         for s in self.services:
             s.on_link_up(link.peer)
         return True
@@ -150,11 +146,6 @@ class LinkTable:
                 except ProtocolError:
                     continue  # one bad hint does not spoil the others
                 self.on_gossip(info)
-        if self.claims is not None:
-            if f.claims:
-                self.claims.on_frames(link, f.claims)
-            if f.wants:
-                self.claims.on_wants(f.wants)
         if self._routes:
             self._route(peer, codec.service_messages(f))
         if f.HasField("leave"):

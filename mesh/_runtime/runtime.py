@@ -33,6 +33,7 @@ from mesh._runtime.links import LinkTable
 from mesh._runtime.members import MemberHub
 from mesh._runtime.peer_service import PeerServicer, peer_server
 from mesh._runtime.pidwatch import watch_pid
+from mesh._services.claims import ClaimsService
 from mesh._services.mail import MailService
 from mesh._transport.peer import Link, frame
 from mesh.clock import BootClock, Clock, wall
@@ -54,12 +55,9 @@ from mesh.store import Store, new_id
 from mesh.views import MemberEvent, MemberView
 
 if TYPE_CHECKING:
-    from mesh._claims import ClaimsService
     from mesh._tls import Credentials
 
 log = logging.getLogger("mesh")
-
-CLAIMS_PUBLISH_DELAY = 0.05  # held claims reach the status record this soon (after the claim's answer)
 
 
 class NodeRuntime:
@@ -167,12 +165,8 @@ class NodeRuntime:
                              spawn=self._spawn, links=links, hub=hub)  # fmt: skip
         self.mail = MailService(ctx)
         links.attach(self.mail)
-        from mesh._claims import ClaimsService
-
-        self.claims = ClaimsService(self, cfg.lease_config, bootstrap=cfg.bootstrap)
-        links.claims = self.claims
-        hub.listeners.append(lambda ev, m: self.claims.on_members_changed())  # steward upkeep at once
-        ctx.show_stewards(lambda: cfg_.stewards if (cfg_ := self.claims.core.config) else ())
+        self.claims = ClaimsService(ctx, cfg.lease_config, bootstrap=cfg.bootstrap)
+        links.attach(self.claims)
         self.socket_path = control_socket_path(self.state_dir)
         self.hook_socket_path = hook_socket_path(self.state_dir)
         with contextlib.suppress(FileNotFoundError):
@@ -304,7 +298,7 @@ class NodeRuntime:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
-    # ------------------------------------------------------------------ for the Node facade and claims
+    # ------------------------------------------------------------------ for the Node facade
 
     @property
     def links(self) -> dict[str, Link]:
@@ -329,13 +323,3 @@ class NodeRuntime:
     def set_status(self, **changes: Any) -> StatusRecord:
         assert self.hub is not None
         return self.hub.set_status(**changes)
-
-    def publish_claims(self) -> None:
-        """The set of held claims changed: publish it in this node's status record, shortly."""
-        if self.hub is not None:
-            self.hub.schedule_status("claims", lambda: tuple(self.claims.held_view()), CLAIMS_PUBLISH_DELAY)
-
-    def publish_config(self) -> None:
-        """The steward config changed: watchers see every member's steward flag afresh."""
-        if self.hub is not None:
-            self.hub.refresh()

@@ -3,8 +3,8 @@
     ServiceContext — lent by the runtime (mesh/_runtime/context.py implements it):
         who and where    me / identity, name, mesh, home (mesh-wide local state), state_dir (the node's own)
         time             clock (monotonic `now()`; wall time is `mesh.clock.wall`)
-        peers            send(node_id, *msgs) / broadcast(*msgs): core messages, encoded by the codec;
-                         linked(node_id); members: the member table, read-only
+        peers            send(node_id or Identity, *msgs) / broadcast(*msgs): core messages, encoded by the
+                         codec; linked(node_id); members: the member table, read-only
         membership       on_member(listener): every join and liveness change
         work             spawn(coro, name): a task the node cancels when it stops
         its status       publish_status(field, value, delay): a field of this node's status, debounced
@@ -59,8 +59,11 @@ class ServiceContext(Protocol):
         """True while a live link to `node_id` is open."""
         ...
 
-    def send(self, node_id: str, *msgs: object, droppable: bool = False) -> bool:
-        """Send core messages to `node_id` in one frame; False (nothing sent) when it has no live link."""
+    def send(self, to: str | Identity, *msgs: object, droppable: bool = False) -> bool:
+        """Send core messages to `to` in one frame; False (nothing sent) when it has no live link.
+
+        A node id reaches whatever incarnation of it is linked; an Identity only that incarnation.
+        """
         ...
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
@@ -80,7 +83,7 @@ class ServiceContext(Protocol):
         ...
 
     def show_stewards(self, stewards: Callable[[], Collection[str]]) -> None:
-        """Where member views learn which identities are stewards."""
+        """Where member views learn which nodes (ids) are stewards."""
         ...
 
     def show_unread(self, unread: Callable[[], int]) -> None:

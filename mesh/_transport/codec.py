@@ -1,7 +1,8 @@
 """Protobuf <-> the mesh's own values on peer links (the control API's are in `api_codec`): the one place,
 with it, where wire types and mesh types meet.
 
-    PeerInfo, StatusRecord, claims messages, mail batches/acks/receipts, and service messages <-> one frame.
+    PeerInfo, StatusRecord, claims messages (and the `wants` hint), mail batches/acks/receipts, and service
+    messages <-> one frame.
     Decoders validate: a peer's field that breaks a rule raises ProtocolError (LimitExceeded for a count).
 """
 
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from mesh._proto import mesh_pb2 as pb
 from mesh.core import mailbox as mb
 from mesh.core import validate
+from mesh.core.claim_types import Wants
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.core.membership import PeerInfo
 from mesh.core.status import StatusRecord
@@ -284,13 +286,19 @@ def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
 # ---------------------------------------------------------------- service messages <-> one frame
 
 _RECEIPTS_PER_FRAME = 16  # acks, receipts, receipt acks per frame, at most (a peer sending more is cut)
+_CLAIMS_PER_FRAME = 256  # claims messages per frame, at most (a peer sending more is cut)
+_WANTS_PER_FRAME = 64
 
 
 def service_messages(f: pb.PeerFrame) -> list[object]:
-    """The service messages a frame carries (mail), decoded, in the order a service applies them."""
-    if not (f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
-        return []  # most frames: heartbeats, status, claims
+    """The service messages a frame carries (claims, mail), decoded, in the order a service applies them."""
     out: list[object] = []
+    if f.claims:
+        out += [claim_from_pb(m) for m in f.claims[:_CLAIMS_PER_FRAME]]
+    if f.wants:
+        out.append(Wants(tuple(w for w in f.wants[:_WANTS_PER_FRAME] if len(w) <= _MAX_TEXT)))
+    if not (f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
+        return out  # most frames: heartbeats, status, claims
     if f.HasField("mail"):
         out.append(batch_from_pb(f.mail))
     out += [ack_from_pb(a) for a in f.mail_acks[:_RECEIPTS_PER_FRAME]]
@@ -307,12 +315,21 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
             return pb.PeerFrame(mail=batch_to_pb(m))
         if isinstance(m, mb.MailAck):
             return pb.PeerFrame(mail_acks=[ack_to_pb(m)])
+    table = _claim_table()
+    if all(type(m) in table for m in msgs):  # a claims core's sends to one peer
+        return pb.PeerFrame(claims=[claim_to_pb(m) for m in msgs])
     mail: pb.MailBatch | None = None
     acks: list[pb.MailAck] = []
     receipts: list[pb.ReadReceipt] = []
     racks: list[pb.ReceiptAck] = []
+    claims: list[pb.ClaimMsg] = []
+    wants: list[str] = []
     for m in msgs:
-        if isinstance(m, mb.MailBatch):
+        if type(m) in table:
+            claims.append(claim_to_pb(m))
+        elif isinstance(m, Wants):
+            wants += m.resources
+        elif isinstance(m, mb.MailBatch):
             if mail is not None:
                 raise ValueError("one mail batch per frame")
             mail = batch_to_pb(m)
@@ -324,4 +341,6 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
             racks.append(rack_to_pb(m))
         else:
             raise TypeError(f"not a service message: {type(m).__name__}")
-    return pb.PeerFrame(mail=mail, mail_acks=acks, receipts=receipts, receipt_acks=racks)
+    return pb.PeerFrame(
+        mail=mail, mail_acks=acks, receipts=receipts, receipt_acks=racks, claims=claims, wants=wants
+    )

@@ -118,12 +118,8 @@ def circles(g: dict[str, set[str]]) -> list[frozenset[str]]:
     return out
 
 
-# The claims service still takes the runtime (until it moves onto the ServiceContext, as mail did).
-KNOWN_CIRCLES = {frozenset({"mesh._claims", "mesh._runtime.runtime"})}
-
-
 def test_no_import_circles() -> None:
-    assert set(circles(graph())) == KNOWN_CIRCLES
+    assert circles(graph()) == []
 
 
 def test_production_imports_nothing_from_mesh_testing() -> None:
@@ -140,10 +136,10 @@ def test_faces_and_services_keep_to_their_side() -> None:
             assert not any(d.startswith("mesh._proto") for d in deps), m  # the CLI speaks the API only
             assert not any(d.startswith(("mesh._runtime", "mesh._services")) for d in deps), m
         if m.startswith("mesh._transport"):
-            assert not any(d.startswith(("mesh._services", "mesh._claims", "mesh._runtime")) for d in deps), m
+            assert not any(d.startswith(("mesh._services", "mesh._runtime")) for d in deps), m
         if m.startswith(("mesh.web", "mesh.mcp_server", "mesh.pathclaims", "mesh.briefing")):
             # The new faces stand on MeshAPI (a Client, or the Node), never below it.
-            below = ("mesh._proto", "mesh._transport", "mesh._runtime", "mesh._services", "mesh._claims")
+            below = ("mesh._proto", "mesh._transport", "mesh._runtime", "mesh._services")
             assert not any(d.startswith(below) for d in deps), m
         if m.startswith("mesh._services"):
             assert not deps & wire, m  # services hand core messages to their context; the codec encodes

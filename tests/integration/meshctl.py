@@ -1,6 +1,9 @@
 """`meshctl` for tests: installs the test-only taps its environment asks for, then runs the real meshctl.
 
     MESH_TEST_FAULTS=FILE    drop frames between the groups of a partition file (mesh.testing.faults)
+    MESH_CLAIM_HISTORY=DIR   append every acquire/renew/release/loss of each node to
+                             DIR/NAME-INCARNATION.jsonl (JSON lines stamped with the node's CLOCK_BOOTTIME,
+                             which every process of the host shares) for tests/integration/claims_checker.py
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -8,21 +11,47 @@ these; `up --detach` starts the node's own process through this same module, so 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
+from typing import IO
 
 from mesh import taps
 from mesh.cli.main import main
 from mesh.testing.faults import PartitionFile
 
 MESHCTL_ENTRY = True  # `up --detach` re-runs this module for the node process
-TEST_ENV = ("MESH_TEST_FAULTS",)
+TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY")
+
+
+class HistoryWriter:
+    """A lease observer: each node's notes, one JSON line each, to a file of its own (line-buffered, so a
+    SIGKILLed node's history is complete up to its death)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._files: dict[str, IO[str]] = {}
+
+    def __call__(self, n: taps.LeaseNote) -> None:
+        f = self._files.get(n.owner)
+        if f is None:
+            incarnation = n.owner.partition("/")[2]
+            f = self._files[n.owner] = open(  # noqa: SIM115 - open for the node's life
+                self.directory / f"{n.node}-{incarnation}.jsonl", "a", buffering=1
+            )
+        rec = {"ev": n.ev, "node": n.node, "id": n.owner, "resource": n.resource, "token": n.token, "t": n.t,
+               "until": n.until}  # fmt: skip
+        f.write(json.dumps(rec) + "\n")
 
 
 def install() -> None:
     path = os.environ.get("MESH_TEST_FAULTS")
     if path:
         taps.add_frame_filter(PartitionFile(path))
+    history = os.environ.get("MESH_CLAIM_HISTORY")
+    if history:
+        taps.add_lease_observer(HistoryWriter(Path(history)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,437 @@
+"""The claims service: the sans-IO ClaimsCore carried out on a ServiceContext.
+
+    meshctl claim / node.claim() ──▶ ClaimsService.claim ──▶ core.claim ──Send──▶ ctx.send (one frame a peer)
+    claims messages from peers ──▶ core.receive ──effects──▶ waiters, lease events, observers (taps),
+                                   this node's status (held claims), config gossip (ctx.broadcast)
+    one timer task ticks the core at its next deadline; steward upkeep runs on every membership change
+
+Durable state (``mesh._steward_store``): this node's steward state (config, config-Paxos votes, the
+reserved lease-ballot floor) is written before the replies it backs; the home's epoch file records that
+this home has seen a config. Either one unreadable: the node refuses to start (StateError).
+
+Who the stewards are is kept up by the node itself (genesis, upkeep, proven-death recovery, the hand-off at
+leave): ``mesh._services.stewardship``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mesh import _steward_store as store
+from mesh import taps
+from mesh._services.context import ServiceContext
+from mesh._services.stewardship import Stewardship
+from mesh.clock import wall
+from mesh.core.claim_types import CLAIM_MESSAGES, Wants
+from mesh.core.claims import (
+    ClaimsCore,
+    ConfigAnnounce,
+    ConfigChanged,
+    Denied,
+    Effect,
+    Granted,
+    LeaseConfig,
+    Lost,
+    Persist,
+    Released,
+    Renewed,
+    Send,
+    StewardConfig,
+    Unavailable,
+)
+from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StateError
+from mesh.core.identity import Identity
+from mesh.core.membership import Member, MembershipEvent, PeerInfo
+from mesh.core.validate import MAX_TTL, check_ttl
+from mesh.views import ClaimView, LeaseEvent
+
+log = logging.getLogger("mesh.claims")
+
+MANAGE_EVERY = 1.0
+IDLE_WAKE = 5.0
+FORMING_WAIT = 5.0  # a claim without --wait waits this long for a config / a hand-off
+WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds it
+REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
+REGRAB_PAUSE = (0.1, 0.2)  # ...first yields this long (if a peer said it waits), so a waiter's retry can land
+WANTED_FOR = 2.0  # a peer's "I wait for it" counts this long
+PUBLISH_DELAY = 0.05  # held claims reach the status record this soon (after the claim's answer)
+
+
+@dataclass(slots=True)
+class _Held:
+    token: int
+    claim_ends: float  # local monotonic
+    valid_until: float  # local monotonic: the holder's conservative belief (see valid_until())
+
+
+def check_state(home: Path, mesh: str, state_dir: Path, node_id: str) -> Any:
+    """Read this node's durable claims state; StateError (one clear line) if any of it is unreadable."""
+    store.read_home_epoch(home, mesh)
+    return store.load_steward_state(state_dir, node_id)
+
+
+class ClaimsService:
+    """A node's claims: proposer for its own, acceptor when it is a steward, config gossip, steward upkeep."""
+
+    accepts: tuple[type, ...] = (*CLAIM_MESSAGES, Wants)
+
+    def __init__(self, ctx: ServiceContext, lease: LeaseConfig, bootstrap: bool = False) -> None:
+        self.ctx = ctx
+        self.me: Identity = ctx.identity
+        self.node_id = ctx.identity.node_id
+        self.lease = lease
+        self.home, self.mesh = ctx.home, ctx.mesh
+        durable = check_state(self.home, self.mesh, ctx.state_dir, self.node_id)
+        self._started = ctx.clock.now()
+        self.core = ClaimsCore(
+            str(self.me), ctx.name, lease, random.Random(), state=durable, now=self._started
+        )
+        if durable is not None and durable.clean:
+            # A clean stop is good for ONE start: cleared durably before this node serves anything.
+            store.save_steward_state(ctx.state_dir, self.node_id, self.core.durable)
+        if durable is not None and durable.config is not None:
+            log.info("steward config epoch %d from this node's state", durable.config.epoch)
+        self.held: dict[str, _Held] = {}
+        self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._config_waiters: list[asyncio.Future[None]] = []
+        self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
+        self._wake = asyncio.Event()
+        self._manage_soon = False
+        self._last_manage = 0.0
+        self._released_at: dict[str, float] = {}
+        self._wanted: dict[str, float] = {}
+        self._observers = taps.lease_observers()
+        ctx.show_stewards(lambda: cfg.stewards if (cfg := self.core.config) else ())
+        ctx.on_member(self._on_member)
+        self.stewards = Stewardship(ctx, self.core, lease, bootstrap, self.apply, self.name_of)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.stewards.ready()
+        cfg = self.core.config
+        if cfg is not None:
+            self._config_changed(cfg)
+        self.ctx.spawn(self._timer(), "claims-timer")
+
+    async def release_all(self) -> None:
+        """On leave: release every held claim (peers stop waiting at once); hand off stewardship if needed."""
+        now = self.ctx.clock.now()
+        for resource in list(self.held):
+            self.apply(self.core.release(resource, now))
+        self._wake.set()
+        await self.stewards.hand_off()
+        state = self.core.clean_stop(self.ctx.clock.now())
+        if state is not None:
+            with contextlib.suppress(OSError):
+                store.save_steward_state(self.ctx.state_dir, self.node_id, state)
+
+    def _observe(self, ev: str, resource: str, token: int, until: float | None = None) -> None:
+        if self._observers:
+            note = taps.LeaseNote(
+                ev, self.ctx.name, str(self.me), resource, token, self.ctx.clock.now(), until
+            )
+            for observe in self._observers:
+                observe(note)
+
+    def close(self) -> None:
+        for qs in self._lease_watchers.values():
+            for q in qs:
+                q.put_nowait(None)
+        self.stewards.close()
+
+    # ------------------------------------------------------------------ effects
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out the core's effects in order; sends to one peer ride in one frame."""
+        outbox: dict[str, list[object]] = {}
+        status_changed = False
+        for e in effects:
+            if isinstance(e, Send):
+                if not self.stewards.proxied(e):
+                    outbox.setdefault(e.to, []).append(e.msg)
+            elif isinstance(e, Persist):
+                # Durable BEFORE anything that follows leaves (the frames below are sent after the loop).
+                store.save_steward_state(self.ctx.state_dir, self.node_id, e.state)
+            elif isinstance(e, Granted):
+                slot = self.core.held(self.ctx.clock.now()).get(e.resource)
+                ends = slot.claim_ends if slot else e.until
+                valid = self.valid_until(e.until)
+                self.held[e.resource] = _Held(e.token, ends, valid)
+                log.info("acquired %s token=%d", e.resource, e.token)
+                self._observe("acquired", e.resource, e.token, e.until)
+                self._resolve(e.resource, e)
+                self._lease_event(LeaseEvent("held", e.resource, e.token, valid))
+                status_changed = True
+            elif isinstance(e, Renewed):
+                valid = self.valid_until(e.until)
+                h = self.held.get(e.resource)
+                if h is not None:
+                    h.valid_until = max(h.valid_until, valid)
+                self._observe("renewed", e.resource, e.token, e.until)
+                self._lease_event(LeaseEvent("renewed", e.resource, e.token, valid))
+            elif isinstance(e, Lost):
+                self.held.pop(e.resource, None)
+                log.warning("lost %s token=%d (could not renew in time)", e.resource, e.token)
+                self._observe("lost", e.resource, e.token)
+                self._lease_event(LeaseEvent("lost", e.resource, e.token), final=True)
+                status_changed = True
+            elif isinstance(e, Released):
+                self.held.pop(e.resource, None)
+                log.info("released %s token=%d", e.resource, e.token)
+                self._observe("released", e.resource, e.token)
+                self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
+                status_changed = True
+            elif isinstance(e, Denied | Unavailable):
+                self._resolve(e.resource, e)
+                if isinstance(e, Unavailable) and e.resource.startswith("@"):
+                    log.info("steward change not made: %s", e.reason)
+            elif isinstance(e, ConfigChanged):
+                self._config_changed(e.config)
+        for to, msgs in outbox.items():
+            # A bare node id (a steward) reaches whatever incarnation of it runs; an identity only that one.
+            # A message that reaches nobody is lost, which the protocol tolerates (the attempt times out).
+            self.ctx.send(Identity.parse(to) if "/" in to else to, *msgs)
+        if status_changed:
+            self.ctx.publish_status("claims", lambda: tuple(self.held_view()), PUBLISH_DELAY)
+        self._wake.set()
+
+    def valid_until(self, until: float) -> float:
+        """The holder's conservative validity for a core deadline ``until`` = t_prepare_sent + D_P.
+
+        valid_until = t_prepare_sent + D_P * (1 - rho): the core's own belief, shortened by the clock-rate
+        bound, so that an API holder acting on it stops a little before the node itself would.
+        """
+        return until - self.lease.rho * self.lease.lease
+
+    def _resolve(self, resource: str, e: Effect) -> None:
+        for fut in self._waiters.pop(resource, []):
+            if not fut.done():
+                fut.set_result(e)
+
+    def _lease_event(self, ev: LeaseEvent, final: bool = False) -> None:
+        for q in self._lease_watchers.get(ev.resource, []):
+            q.put_nowait(ev)
+            if final:
+                q.put_nowait(None)
+        if final:
+            self._lease_watchers.pop(ev.resource, None)
+
+    def _config_changed(self, cfg: StewardConfig) -> None:
+        names = [self.name_of(s) for s in cfg.stewards]
+        log.info("steward config epoch %d: %s", cfg.epoch, ", ".join(names))
+        try:
+            store.remember_home_epoch(self.home, self.mesh, cfg.epoch)
+        except (OSError, StateError) as e:
+            log.warning("could not record epoch %d in this home: %s", cfg.epoch, e)
+        self.ctx.broadcast(ConfigAnnounce(cfg.epoch, cfg.stewards))
+        for fut in self._config_waiters:
+            if not fut.done():
+                fut.set_result(None)
+        self._config_waiters.clear()
+        self._manage_soon = True
+        self.ctx.refresh_views()
+
+    # ------------------------------------------------------------------ peer side
+
+    def on_link_up(self, peer: PeerInfo) -> None:
+        cfg = self.core.config
+        if cfg is not None:
+            self.ctx.send(peer.node_id, ConfigAnnounce(cfg.epoch, cfg.stewards))
+
+    def on_link_down(self, peer: PeerInfo) -> None:
+        pass  # the protocol needs nothing: messages to a peer without a link are lost, attempts time out
+
+    def on_messages(self, peer: PeerInfo, msgs: Sequence[object]) -> None:
+        """Claims messages from a peer; the sender identity is the link's, never what a message says."""
+        sender = str(peer.identity)
+        now = self.ctx.clock.now()
+        effects: list[Effect] = []
+        for m in msgs:
+            if isinstance(m, Wants):
+                self._on_wants(m.resources)
+            else:
+                effects += self.core.receive(sender, m, now)  # type: ignore[arg-type]  # one of CLAIM_MESSAGES
+        self.apply(effects)
+
+    def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
+        """A node joined, died, left or came back: run upkeep now, not at the next periodic pass."""
+        self._manage_soon = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------ timers
+
+    async def _timer(self) -> None:
+        while True:
+            now = self.ctx.clock.now()
+            self.apply(self.core.tick(now))
+            # Upkeep matters before the first config and on stewards; an idle non-steward sleeps longer.
+            cfg = self.core.config
+            every = MANAGE_EVERY if cfg is None or self.stewards.concerned(cfg) else IDLE_WAKE
+            if self._manage_soon or now - self._last_manage >= every:
+                self._manage_soon = False
+                self._last_manage = now
+                self.stewards.manage(now)
+            deadline = self.core.next_deadline()
+            now = self.ctx.clock.now()
+            timeout = every if deadline is None else min(every, max(0.0, deadline - now))
+            if cfg is None:
+                timeout = min(timeout, 0.1)  # forming: look again soon
+            self._wake.clear()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the
+            # timeout, which left this loop running after stop().
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+
+    # ------------------------------------------------------------------ API
+
+    def name_of(self, identity: str) -> str:
+        """Session name of an identity or node id, if it is a member we know."""
+        node_id = Identity.node_of(identity)
+        if node_id == self.node_id:
+            return self.ctx.name
+        mem = self.ctx.members.members.get(node_id)
+        return mem.info.name if mem is not None else "?" + node_id[:8]
+
+    async def _await_config(self, budget: float) -> bool:
+        if self.core.config is not None:
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._config_waiters.append(fut)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(budget):
+                await fut
+        return self.core.config is not None
+
+    async def claim(self, resource: str, ttl: float, wait: float) -> ClaimView:
+        """Claim `resource` for at most `ttl` s; with `wait`, keep trying while someone else holds it.
+
+        While the mesh forms (no config yet) or new stewards take over, the claim waits for them, up to
+        `wait` or FORMING_WAIT when no `wait` is given.
+        """
+        check_ttl(ttl)
+        if not 0 <= wait <= MAX_TTL:
+            raise InvalidInput(f"wait must be 0 to 7 days, not {wait!r} s")
+        loop = asyncio.get_running_loop()
+        start = self.ctx.clock.now()
+        patience_forming = wait if wait > 0 else FORMING_WAIT
+        if not await self._await_config(patience_forming):
+            raise NoQuorum(f"cannot decide {resource} now: {self.stewards.note()}")
+        released = self._released_at.pop(resource, None)
+        now = self.ctx.clock.now()
+        wanted = now - self._wanted.get(resource, -1e9) < WANTED_FOR
+        if released is not None and now - released < REGRAB_WINDOW and wanted:
+            # Re-claiming what we just released: give sessions waiting for it a turn first (fairness), else a
+            # release-then-claim loop would win every time against waiters that poll.
+            await asyncio.sleep(random.uniform(*REGRAB_PAUSE))
+        deadline = start + wait
+        forming_deadline = start + patience_forming
+        patience = self.lease.claim_patience + 2 * self.lease.attempt_timeout + 1.0
+        while True:
+            fut: asyncio.Future[Effect] = loop.create_future()
+            self._waiters.setdefault(resource, []).append(fut)
+            self.apply(self.core.claim(resource, ttl, self.ctx.clock.now()))
+            try:
+                async with asyncio.timeout(patience):
+                    e = await asyncio.shield(fut)
+            except TimeoutError:
+                e = Unavailable(resource, "no answer from the stewards")
+            now = self.ctx.clock.now()
+            if isinstance(e, Granted):
+                h = self.held.get(resource)
+                ends = h.claim_ends if h else now + ttl
+                valid = h.valid_until if h else self.valid_until(e.until)
+                return ClaimView(
+                    resource, self.ctx.name, self.node_id, e.token, wall() + (ends - now), valid, now
+                )
+            if isinstance(e, Unavailable) and now < forming_deadline and not e.resource.startswith("@"):
+                # New stewards take over (restarted ones sit out their quarantine: they said for how long),
+                # or a steward just died and is being replaced: a claim rides that out, within its budget.
+                pause = min(e.wait, 0.5) if e.wait > 0 else random.uniform(0.05, 0.2)
+                if now + pause < forming_deadline:
+                    await asyncio.sleep(pause)
+                    continue
+            if now >= deadline:
+                if isinstance(e, Denied):
+                    exp = wall() + e.remaining if e.remaining else 0.0
+                    node = Identity.node_of(e.holder)
+                    raise ClaimDenied(
+                        f"{resource} is held by {e.holder_name or node}"
+                        + (f" until {_clock(exp)}" if exp else ""),
+                        holder=e.holder_name or node,
+                        expires_at=exp or None,
+                    )
+                reason = e.reason if isinstance(e, Unavailable) else "no answer"
+                note = self.stewards.note()
+                raise NoQuorum(f"cannot decide {resource} now: {reason}" + (f"; {note}" if note else ""))
+            # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again soon.
+            if isinstance(e, Denied):
+                self._tell_holder(e.holder, resource)
+            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
+
+    def _tell_holder(self, holder: str, resource: str) -> None:
+        self.ctx.send(Identity.node_of(holder), Wants((resource,)), droppable=True)
+
+    def _on_wants(self, resources: Sequence[str]) -> None:
+        """Peers wait for these items (they were denied because this node holds them)."""
+        now = self.ctx.clock.now()
+        for r in resources:
+            if r in self.held or r in self._released_at:
+                self._wanted[r] = now
+
+    def release(self, resource: str) -> int | None:
+        """Release a held claim; returns its token (None if this node did not hold it)."""
+        h = self.held.get(resource)
+        self.apply(self.core.release(resource, self.ctx.clock.now()))
+        if h is not None:
+            now = self.ctx.clock.now()
+            self._released_at[resource] = now
+            if len(self._released_at) > 256:  # forget stale entries; they only matter for REGRAB_WINDOW
+                self._released_at = {r: t for r, t in self._released_at.items() if now - t < REGRAB_WINDOW}
+                self._wanted = {r: t for r, t in self._wanted.items() if now - t < WANTED_FOR}
+        return h.token if h else None
+
+    def held_view(self) -> list[tuple[str, int, float]]:
+        """(resource, token, ends at wall) for every claim held: what this node's status record publishes."""
+        now, w = self.ctx.clock.now(), wall()
+        return [(r, h.token, w + (h.claim_ends - now)) for r, h in sorted(self.held.items())]
+
+    def held_claims(self) -> list[ClaimView]:
+        """The claims this node holds now, by item, as the API shows them."""
+        return [ClaimView(r, self.ctx.name, self.node_id, t, x) for r, t, x in self.held_view()]
+
+    async def watch_lease(self, resource: str) -> AsyncIterator[LeaseEvent]:
+        """Events of a held lease until it is lost or released."""
+        h = self.held.get(resource)
+        if h is None:
+            raise MeshError(f"this node does not hold {resource}")
+        q: asyncio.Queue[LeaseEvent | None] = asyncio.Queue()
+        self._lease_watchers.setdefault(resource, []).append(q)
+        yield LeaseEvent("held", resource, h.token, h.valid_until, self.ctx.clock.now())
+        while True:
+            ev = await q.get()
+            if ev is None:
+                return
+            yield replace(ev, node_now=self.ctx.clock.now())  # the node's clock as the event leaves
+
+    def steward_note(self) -> str:
+        """The steward situation in one line for status/stewards/claim errors ("" when all is well)."""
+        return self.stewards.note()
+
+    async def recover(self) -> StewardConfig:
+        """Make this node the only steward of a new epoch, after waiting out any lease the old set granted."""
+        return await self.stewards.recover()
+
+
+def _clock(t: float) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(t))

@@ -1,0 +1,212 @@
+"""What the claims core's parts share: the lease timing, the effects a core hands its runtime, and the bounds.
+
+Effects are carried out IN ORDER; ``Persist`` must be durable before any later effect of the same list
+(see ``mesh.core.claims`` for the whole contract).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from mesh.core import lease, stewards
+from mesh.core.errors import ConfigError
+from mesh.core.lease import LeaseMsg
+from mesh.core.mutants import Mutants
+from mesh.core.stewards import CfgMsg, StewardConfig, StewardState
+
+ClaimMsg = LeaseMsg | CfgMsg
+CLAIM_MESSAGES: tuple[type, ...] = (
+    lease.Prepare,
+    lease.Promise,
+    lease.PrepareReject,
+    lease.Propose,
+    lease.Accepted,
+    lease.AcceptReject,
+    lease.Release,
+    stewards.CfgPrepare,
+    stewards.CfgPromise,
+    stewards.CfgReject,
+    stewards.CfgAccept,
+    stewards.CfgAccepted,
+    stewards.CfgInstall,
+    stewards.CfgInstalled,
+    stewards.ConfigAnnounce,
+)
+"""Every message type a ClaimsCore receives (what the claims service takes from its peers)."""
+NO_MUTANTS = Mutants()
+CONFIG_RESOURCE = "@config"
+"""``Unavailable.resource`` used when a reconfiguration gives up."""
+FLOOR_CHUNK = 1 << 16
+"""Lease rounds reserved per write of the durable ballot floor (one fsync per this many promises)."""
+SNAPSHOT_MAX = 2000
+"""Leases one steward reports in a hand-off; beyond it the hand-off carries a blackout instead."""
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    """Claims timing; a 0.0 field means "derive from the others" as DESIGN.md prescribes."""
+
+    lease: float = 10.0
+    """D_P: how long a holder believes a grant/renewal lasts, counted from when its Prepare was SENT."""
+    rho: float = 0.01
+    """Largest clock-rate error between any node and true time (clock rates lie in [1-rho, 1+rho])."""
+    renew_every: float = 0.0
+    """Start a renewal this long after the last successful attempt started (default D_P/3)."""
+    acceptor_lease: float = 0.0
+    """D_A: how long an acceptor excludes others after accepting (default ceil((D_P+1)(1+rho)/(1-rho)))."""
+    attempt_timeout: float = 0.0
+    """One ballot's time to reach quorum before it is abandoned (default min(2, D_P/4))."""
+    backoff_max: float = 0.0
+    """Upper bound of the random backoff after a ballot is outvoted (default attempt_timeout)."""
+    claim_patience: float = 0.0
+    """How long a claim keeps retrying against contention before Unavailable (default 4 attempt timeouts)."""
+    config_patience: float = 30.0
+    """How long a reconfiguration keeps retrying before Unavailable(resource="@config")."""
+    forget_after: float = 0.0
+    """Acceptors forget an idle resource this long after its lease expired (default 10 D_A)."""
+
+    def __post_init__(self) -> None:
+        def put(name: str, value: float) -> None:
+            if getattr(self, name) == 0.0:
+                object.__setattr__(self, name, value)
+
+        put("renew_every", self.lease / 3)
+        if 0 <= self.rho < 1:
+            put("acceptor_lease", float(math.ceil((self.lease + 1) * (1 + self.rho) / (1 - self.rho))))
+        put("attempt_timeout", min(2.0, self.lease / 4))
+        put("backoff_max", self.attempt_timeout)
+        put("claim_patience", 4 * self.attempt_timeout)
+        put("forget_after", 10 * self.acceptor_lease)
+
+    @property
+    def stretch(self) -> float:
+        """(1+rho)/(1-rho): a duration measured on one clock, made safe to run on any other."""
+        return (1 + self.rho) / (1 - self.rho)
+
+    def validate(self) -> LeaseConfig:
+        """Raise ConfigError unless the values are consistent (containment included); return self."""
+        if not self.lease > 0:
+            raise ConfigError("lease (D_P) must be > 0")
+        if not 0 <= self.rho < 1:
+            raise ConfigError("rho must be in [0, 1)")
+        if self.lease * (1 + self.rho) > self.acceptor_lease * (1 - self.rho):
+            raise ConfigError("containment violated: need D_P*(1+rho) <= D_A*(1-rho)")
+        if not 0 < self.renew_every < self.lease:
+            raise ConfigError("renew_every must be in (0, D_P)")
+        if not 0 < self.attempt_timeout < self.lease:
+            raise ConfigError("attempt_timeout must be in (0, D_P)")
+        if self.renew_every + self.attempt_timeout >= self.lease:
+            raise ConfigError("renew_every + attempt_timeout must be < D_P (a renewal must fit)")
+        for name in ("backoff_max", "claim_patience", "config_patience", "forget_after"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0")
+        return self
+
+    @classmethod
+    def fast(cls) -> LeaseConfig:
+        """Short timings for tests and the simulator (D_P = 2 s, D_A = 4 s)."""
+        return cls(lease=2.0, config_patience=10.0)
+
+
+# ---- effects ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Deliver ``msg`` to ``to`` (an identity, or a steward's node id)."""
+
+    to: str
+    msg: ClaimMsg
+
+
+@dataclass(frozen=True)
+class Persist:
+    """Write this node's steward state durably BEFORE carrying out the effects that follow."""
+
+    state: StewardState
+
+
+@dataclass(frozen=True)
+class Granted:
+    """The claim is held; act on it with ``token`` until local time ``until`` (renewals extend it)."""
+
+    resource: str
+    token: int
+    until: float
+
+
+@dataclass(frozen=True)
+class Renewed:
+    """The held lease was renewed; the token is unchanged; believe it until local time ``until``."""
+
+    resource: str
+    token: int
+    until: float
+
+
+@dataclass(frozen=True)
+class Denied:
+    """Another identity holds it; ``remaining`` is its claim's remaining max life in seconds, if known."""
+
+    resource: str
+    holder: str
+    holder_name: str
+    remaining: float | None
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The lease could not be renewed before its deadline: stop acting on the resource now."""
+
+    resource: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Released:
+    """The lease was given up (by ``release`` or because the claim's max life ended)."""
+
+    resource: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """No steward quorum answered in time (or contention did not settle); the caller may retry.
+
+    ``wait`` > 0: the stewards answered that they do not serve yet (a hand-off or restart) and will in
+    about that many seconds.
+    """
+
+    resource: str
+    reason: str
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConfigChanged:
+    """This node adopted a newer steward config: gossip it to every peer."""
+
+    config: StewardConfig
+
+
+Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged
+
+
+@dataclass(frozen=True)
+class HeldLease:
+    """A lease this node believes it holds (local times)."""
+
+    token: int
+    until: float
+    claim_ends: float
+
+
+@dataclass(frozen=True)
+class Wants:
+    """A hint between claims services, not a core message: the sender waits for these items (it was denied
+    them because the receiver holds them), so the holder yields a moment before re-claiming one it just
+    released."""
+
+    resources: tuple[str, ...]

@@ -1,0 +1,433 @@
+"""The lease side of a node's claims: PaxosLease per resource, as proposer of this node's own claims and as
+the acceptor gate of a steward.
+
+Proposer (per resource, ``ProposerSlot``): a claim starts an attempt (``Attempt``) with a ballot above
+anything this node has seen for the resource; its deadline is fixed when the Prepare is SENT (correction 1);
+a majority of DISTINCT stewards' promises (correction 2) with no live lease of another owner reported, or
+only this holding's own lease on a renewal (correction 4), leads to the Propose; a majority of accepts to
+``Granted`` (or ``Renewed``), valid until that deadline, checked as data in every handler (correction 5).
+Renewals start ``renew_every`` after the last successful attempt started; a holder that cannot renew before
+its deadline has ``Lost`` it. A release clears only its exact ballots (correction 3).
+
+Acceptor gate: a steward answers lease ballots only while it serves (``Reconfig.serve_wait``: restart
+quarantine, hand-off, fencing), with the epoch of its config; the promised number is reserved ahead in its
+durable floor before the reply leaves, so a restarted steward never promises below it. The acceptor's rules
+themselves (promise only a greater number; report a live lease; accept the promised or a greater ballot)
+are ``mesh.core.lease.AcceptorState``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import replace
+
+from mesh.core.claim_types import (
+    FLOOR_CHUNK,
+    ClaimMsg,
+    Denied,
+    Effect,
+    Granted,
+    HeldLease,
+    LeaseConfig,
+    Lost,
+    Released,
+    Renewed,
+    Send,
+    Unavailable,
+)
+from mesh.core.errors import ConfigError
+from mesh.core.lease import (
+    AcceptReject,
+    Attempt,
+    BallotNo,
+    LeaseMsg,
+    Prepare,
+    PrepareReject,
+    Promise,
+    Propose,
+    ProposerSlot,
+    Release,
+    report_is_open,
+    token_of,
+)
+from mesh.core.mutants import Mutants
+from mesh.core.quorum import VoteResult, tally, tally_messages
+from mesh.core.reconfig import Reconfig
+from mesh.core.stewards import ConfigAnnounce, node_of
+
+
+class Leasing:
+    """This node's lease attempts and holdings, and (as a steward) its answers to lease ballots."""
+
+    def __init__(
+        self, me: str, name: str, lc: LeaseConfig, rng: random.Random, mutants: Mutants, steward: Reconfig
+    ) -> None:
+        self.me = me
+        self.node = node_of(me)
+        self.name = name
+        self._lc = lc
+        self._rng = rng
+        self._mut = mutants
+        self._steward = steward
+        self._slots: dict[str, ProposerSlot] = {}
+        self._hint: dict[str, BallotNo] = {}
+        self._seen: dict[str, float] = {}
+        self._next_gc = 0.0
+
+    # ---- the proposer's verbs ------------------------------------------------------------------------
+
+    def claim(self, resource: str, max_life: float, now: float) -> list[Effect]:
+        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then."""
+        if not max_life > 0:
+            raise ConfigError("max_life must be > 0")
+        slot = self._slots.get(resource)
+        if slot is not None:
+            slot.claim_ends = now + max_life
+            if slot.holding and now < slot.until:
+                assert slot.token is not None
+                return [Granted(resource, slot.token, slot.until)]
+            return []
+        if self._steward.config is None:
+            return [Unavailable(resource, "no steward config yet")]
+        slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now)
+        return self._start(resource, slot, now)
+
+    def held(self, now: float) -> dict[str, HeldLease]:
+        """Resources this node believes it holds at ``now``."""
+        return {
+            r: HeldLease(s.token, s.until, s.claim_ends)
+            for r, s in self._slots.items()
+            if s.token is not None and now < s.until
+        }
+
+    def restart(self, now: float) -> list[Effect]:
+        """A newer config was adopted: promises gathered under the old voter set mean nothing now, so every
+        attempt under way starts anew."""
+        out: list[Effect] = []
+        for r in sorted(self._slots):
+            s = self._slots[r]
+            if s.attempt is not None:
+                out += self._drop_attempt_ballot(r, s)
+                s.attempt = None
+                out += self._start(r, s, now)
+        return out
+
+    def heard(self, sender: str, now: float) -> None:
+        """A message from ``sender`` arrived (the ``majority_of_seen`` mutant counts who was heard lately)."""
+        if sender != self.me:
+            self._seen[node_of(sender)] = now
+
+    def _to_stewards(self, msg: ClaimMsg) -> list[Effect]:
+        cfg = self._steward.config
+        assert cfg is not None
+        return [Send(s, msg) for s in cfg.stewards]
+
+    # ---- the proposer --------------------------------------------------------------------------------
+
+    def _next_ballot(self, resource: str) -> BallotNo:
+        cfg = self._steward.config
+        assert cfg is not None
+        e = cfg.epoch
+        h = self._hint.get(resource, (0, 0))
+        b = (e, h[1] + 1 if h[0] >= e else 1)
+        self._hint[resource] = max(h, b)
+        return b
+
+    def _start(self, resource: str, slot: ProposerSlot, now: float) -> list[Effect]:
+        assert self._steward.config is not None
+        slot.retry_at = None
+        b = self._next_ballot(resource)
+        slot.attempt = Attempt(
+            ballot=b,
+            renewal=slot.holding,
+            started=now,
+            deadline=now + self._lc.lease,  # correction 1: fixed when Prepare is sent
+            timeout_at=now + self._lc.attempt_timeout,
+        )
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+
+    def _voters(self, a: Attempt, now: float) -> frozenset[str]:
+        cfg = self._steward.config
+        assert cfg is not None
+        if not self._mut.majority_of_seen:
+            return frozenset(cfg.stewards)
+        horizon = now - self._lc.lease
+        seen = {s for s in cfg.stewards if s == self.node or self._seen.get(s, -math.inf) >= horizon}
+        return frozenset(seen | (a.responders & set(cfg.stewards)))
+
+    def _vote(self, a: Attempt, yes: set[str], yes_msgs: int, now: float) -> VoteResult:
+        voters = self._voters(a, now)
+        if self._mut.quorum_by_messages:
+            return tally_messages(len(voters), yes_msgs, a.refuse_msgs)
+        return tally(voters, yes, a.refused)
+
+    def _drop_attempt_ballot(self, resource: str, slot: ProposerSlot) -> list[Effect]:
+        """Release a FRESH attempt's ballot that may have been accepted somewhere (never a renewal's)."""
+        a = slot.attempt
+        if a is None or a.renewal or a.phase != "accept":
+            return []
+        return self._to_stewards(Release(resource, a.ballot[0], a.ballot[1], self.me))
+
+    def _fail(
+        self, resource: str, slot: ProposerSlot, now: float, reason: str, wait: float = 0.0
+    ) -> list[Effect]:
+        out = self._drop_attempt_ballot(resource, slot)
+        slot.attempt = None
+        if slot.holding:
+            slot.retry_at = now + (wait or self._rng.uniform(0.0, self._lc.backoff_max / 4))
+            return out
+        if wait > 0:
+            # The stewards said when they serve again: retrying earlier is pointless, later is slow.
+            if now + wait - slot.first_try > self._lc.claim_patience:
+                del self._slots[resource]
+                return [*out, Unavailable(resource, reason, wait)]
+            slot.retry_at = now + wait
+            return out
+        if now - slot.first_try >= self._lc.claim_patience:
+            del self._slots[resource]
+            return [*out, Unavailable(resource, reason)]
+        # A first refusal usually only means our ballot number was stale (the rejection taught us a higher
+        # one): retry at once. Later refusals mean a live competitor: randomised backoff.
+        slot.outvoted += 1
+        slot.retry_at = now if slot.outvoted == 1 else now + self._rng.uniform(0.0, self._lc.backoff_max)
+        return out
+
+    def on_reply(self, sender: str, m: LeaseMsg, now: float) -> list[Effect]:
+        """A steward's answer (promise, accept or refusal) to one of this node's lease attempts."""
+        assert not isinstance(m, Prepare | Propose | Release)
+        slot = self._slots.get(m.resource)
+        if isinstance(m, PrepareReject | AcceptReject):
+            h = self._hint.get(m.resource, (0, 0))
+            self._hint[m.resource] = max(h, (m.promised_epoch, m.promised_round))
+        if isinstance(m, Promise) and m.owner:
+            h = self._hint.get(m.resource, (0, 0))
+            self._hint[m.resource] = max(h, (m.owner_epoch, m.owner_round))
+        if slot is None or slot.attempt is None or m.proposer != self.me:
+            return []
+        a = slot.attempt
+        if a.ballot != (m.epoch, m.round):
+            return []
+        out: list[Effect] = []
+        if slot.holding and now >= slot.until:
+            return self._lose(m.resource, slot)
+        voter = node_of(sender)
+        a.responders.add(voter)
+        if isinstance(m, PrepareReject | AcceptReject):
+            if isinstance(m, AcceptReject) != (a.phase == "accept"):
+                return []
+            a.refused.add(voter)
+            a.refuse_msgs += 1
+            if m.wait > 0:
+                a.waits[voter] = m.wait
+            cfg = self._steward.config
+            if cfg is not None and m.config_epoch < cfg.epoch:
+                out.append(Send(sender, ConfigAnnounce(cfg.epoch, cfg.stewards)))
+            yes = a.promised if a.phase == "prepare" else a.accepted
+            n = a.promise_msgs if a.phase == "prepare" else a.accept_msgs
+            if self._vote(a, yes, n, now) is VoteResult.LOST:
+                if a.waits:
+                    w = min(a.waits.values())
+                    out += self._fail(m.resource, slot, now, f"the stewards are taking over (they serve "
+                                      f"again in {math.ceil(w)} s)", wait=w)  # fmt: skip
+                else:
+                    out += self._fail(m.resource, slot, now, "outvoted by a competing claim")
+            return out
+        if isinstance(m, Promise):
+            if a.phase != "prepare":
+                return []
+            a.promised.add(voter)
+            a.promise_msgs += 1
+            a.reports[voter] = m
+            if self._vote(a, a.promised, a.promise_msgs, now) is not VoteResult.WON:
+                return []
+            if now >= a.deadline:
+                return self._fail(m.resource, slot, now, "attempt outlived its deadline")
+            voters = self._voters(a, now)
+            blocking = [
+                p
+                for s, p in sorted(a.reports.items())
+                if (s in voters or self._mut.quorum_by_messages)
+                and not report_is_open(p, self.me, a, slot, self._mut)
+            ]
+            if blocking:
+                return self._blocked(m.resource, slot, blocking, now)
+            a.phase, a.refused, a.refuse_msgs = "accept", set(), 0
+            a.waits.clear()
+            if a.renewal:
+                slot.holding_ballots.add(a.ballot)
+            prop = Propose(
+                m.resource,
+                a.ballot[0],
+                a.ballot[1],
+                self.me,
+                self.name,
+                self._lc.acceptor_lease,
+                max(0.0, slot.claim_ends - now),
+            )
+            return self._to_stewards(prop)
+        # Accepted
+        if a.phase != "accept":
+            return []
+        a.accepted.add(voter)
+        a.accept_msgs += 1
+        if self._vote(a, a.accepted, a.accept_msgs, now) is not VoteResult.WON:
+            return []
+        if self._mut.deadline_at_quorum:
+            # The 2012 rule: the lease clock starts only now, so a late quorum still yields a full lease.
+            a.deadline = now + self._lc.lease
+        if now >= a.deadline:  # correction 5: the deadline is data checked here, not a timer
+            return self._fail(m.resource, slot, now, "attempt outlived its deadline")
+        until = a.deadline
+        slot.attempt = None
+        slot.next_renew = a.started + self._lc.renew_every
+        if a.renewal:
+            assert slot.token is not None
+            slot.until = max(slot.until, until)
+            return [Renewed(m.resource, slot.token, slot.until)]
+        slot.token = token_of(*a.ballot)
+        slot.until = until
+        slot.holding_ballots = {a.ballot}
+        return [Granted(m.resource, slot.token, until)]
+
+    def _blocked(
+        self, resource: str, slot: ProposerSlot, blocking: list[Promise], now: float
+    ) -> list[Effect]:
+        if slot.holding:
+            return self._fail(resource, slot, now, "renewal blocked")
+        foreign = [p for p in blocking if p.owner != self.me]
+        if foreign:
+            p = max(foreign, key=lambda q: (q.owner_epoch, q.owner_round))
+            del self._slots[resource]
+            return [Denied(resource, p.owner, p.owner_name, p.claim_left)]
+        # Our own stale lease from an earlier holding (e.g. a lost Release): wait it out, then retry.
+        slot.attempt = None
+        wait = min(max(p.lease_left for p in blocking), self._lc.acceptor_lease)
+        slot.retry_at = now + wait + self._rng.uniform(0.0, self._lc.backoff_max)
+        return []
+
+    def _lose(self, resource: str, slot: ProposerSlot) -> list[Effect]:
+        assert slot.token is not None
+        del self._slots[resource]
+        return [Lost(resource, slot.token)]
+
+    def release(self, resource: str, now: float) -> list[Effect]:
+        """Give ``resource`` up (or abandon the claim attempt)."""
+        slot = self._slots.pop(resource, None)
+        if slot is None or self._steward.config is None:
+            return []
+        out: list[Effect] = []
+        ballots = set(slot.holding_ballots)
+        if slot.holding:
+            assert slot.token is not None
+            if now < slot.until:
+                out.append(Released(resource, slot.token))
+            else:
+                out.append(Lost(resource, slot.token))
+        if slot.attempt is not None and slot.attempt.phase == "accept":
+            ballots.add(slot.attempt.ballot)
+        # Safe to clear every ballot of ours: we no longer believe in any of them.
+        for b in sorted(ballots):
+            out += self._to_stewards(Release(resource, b[0], b[1], self.me))
+        return out
+
+    # ---- the acceptor gate ---------------------------------------------------------------------------
+
+    def on_ballot(self, sender: str, m: Prepare | Propose, now: float) -> list[Effect]:
+        """A lease Prepare/Propose for this node as a steward (refused while it does not serve)."""
+        cur = self._steward.config
+        acceptor = self._steward.acceptor
+        wait = self._steward.serve_wait(now)
+        if cur is None or m.epoch != cur.epoch or wait > 0:
+            out: list[Effect] = []
+            if cur is not None and m.epoch < cur.epoch:
+                out.append(Send(sender, ConfigAnnounce(cur.epoch, cur.stewards)))
+            pe, pr = acceptor.promised(m.resource)
+            ce = cur.epoch if cur else 0
+            # A steward of this epoch that does not serve YET says when it will (not a ballot conflict).
+            w = wait if cur is not None and m.epoch == cur.epoch and math.isfinite(wait) else 0.0
+            if isinstance(m, Prepare):
+                out.append(
+                    Send(sender, PrepareReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce, w))
+                )
+            else:
+                out.append(
+                    Send(sender, AcceptReject(m.resource, m.epoch, m.round, m.proposer, pe, pr, ce, w))
+                )
+            return out
+        if now >= self._next_gc:
+            acceptor.collect(now)
+            self._next_gc = now + self._lc.forget_after / 2
+        if isinstance(m, Prepare):
+            reply: ClaimMsg = acceptor.on_prepare(m, now, cur.epoch)
+        else:
+            # Never exclude for less than our own D_A (a longer exclusion is always safe).
+            lease = m.lease if m.lease >= self._lc.acceptor_lease else self._lc.acceptor_lease
+            claim_left = m.claim_left if m.claim_left >= 0 else 0.0
+            reply = acceptor.on_propose(replace(m, lease=lease, claim_left=claim_left), now, cur.epoch)
+        out = []
+        n = acceptor.promised(m.resource)
+        if n > self._steward.durable.floor:
+            # Reserve ahead, durably, before the reply: a restarted acceptor never goes below this.
+            out += self._steward.persist(replace(self._steward.durable, floor=(n[0], n[1] + FLOOR_CHUNK)))
+        out.append(Send(sender, reply))
+        return out
+
+    def on_release(self, sender: str, m: Release, now: float) -> None:
+        """The owner gives a lease up (only the owner itself may)."""
+        if sender == m.owner:
+            self._steward.acceptor.on_release(m, now)
+
+    # ---- time ----------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        """Renewals, attempt timeouts, retries, lease expiry and claims' ends of life due at ``now``."""
+        out: list[Effect] = []
+        for r in sorted(self._slots):
+            s = self._slots[r]
+            if s.holding:
+                if now >= s.until:
+                    out += self._lose(r, s)
+                    continue
+                if now >= s.claim_ends:
+                    out += self.release(r, now)
+                    continue
+            a = s.attempt
+            if a is not None:
+                if now >= a.timeout_at:
+                    if s.holding:
+                        s.attempt = None
+                        out += self._start(r, s, now)
+                    else:
+                        out += self._drop_attempt_ballot(r, s)
+                        del self._slots[r]
+                        out.append(Unavailable(r, f"no steward quorum within {self._lc.attempt_timeout:g}s"))
+                continue
+            if s.retry_at is not None:
+                if now >= s.retry_at:
+                    out += self._start(r, s, now)
+            elif s.holding and now >= s.next_renew:
+                out += self._start(r, s, now)
+        return out
+
+    def collect(self, now: float) -> None:
+        """Let the acceptor forget idle resources, now and then."""
+        if len(self._steward.acceptor) and now >= self._next_gc:
+            self._steward.acceptor.collect(now)
+            self._next_gc = now + self._lc.forget_after / 2
+
+    def deadlines(self) -> list[float]:
+        """When ``tick`` (or ``collect``) has work to do."""
+        ts: list[float] = []
+        for s in self._slots.values():
+            if s.holding:
+                ts += [s.until, s.claim_ends]
+                if s.attempt is None and s.retry_at is None:
+                    ts.append(s.next_renew)
+            if s.attempt is not None:
+                ts.append(s.attempt.timeout_at)
+            if s.retry_at is not None:
+                ts.append(s.retry_at)
+        if len(self._steward.acceptor):
+            ts.append(self._next_gc)
+        return ts
