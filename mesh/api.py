@@ -86,6 +86,11 @@ class MeshAPI(Protocol):
         """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
         ...
 
+    async def check_path(self, path: str) -> ClaimView | None:
+        """Who else holds an exclusive path claim whose pattern matches `path` (a project-relative file),
+        asked of the stewards (exact, not the published views); None when nobody does."""
+        ...
+
     def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         ...

@@ -146,6 +146,13 @@ class Client:
         """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
         return api_codec.claims_from_pb(await self._call(self._stub.Held, pb.Empty()))
 
+    async def check_path(self, path: str) -> ClaimView | None:
+        """Who else holds an exclusive path claim whose pattern matches `path` (a project-relative file),
+        asked of the stewards (exact, not the published views); None when nobody does."""
+        r = await self._call(self._stub.CheckPath, pb.CheckPathRequest(path=path))
+        found = api_codec.claims_from_pb(r)
+        return found[0] if found else None
+
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
         call = self._stub.WatchLease(pb.LeaseWatchRequest(resource=resource))

@@ -407,7 +407,7 @@ class Hook:
                     self.deny(str(c.get("reason") or f"{p} is claimed by {c.get('holder')}"))
                     return
             if self.auto_claim:
-                r = w.call("claim", paths=paths)
+                r = w.call("claim", files=paths)
                 if not r.get("granted"):
                     c = r.get("conflict") or {}
                     self.deny(str(c.get("reason") or f"{', '.join(paths)} is claimed by another session"))

@@ -4,9 +4,9 @@ Tool definitions ride along on every turn of the agent, so there are few tools w
 set_status, claim, release, send, inbox (six; the seventh slot is kept for the work board once it exists).
 The session's identity is its node's — never a token the agent must keep: $MESH_NODE, else the node that
 watches this process's agent (its --watch-pid is one of our ancestors), else the only node running.
-Every tool is a few calls of the one API (`MeshAPI`, here a `Client` of the session's node); path claims run
-`mesh.pathclaims.claim_paths` over it, the same code the hook wire runs on the node, so path overlap is
-decided one way for both.
+Every tool is a few calls of the one API (`MeshAPI`, here a `Client` of the session's node); several claims
+at once go through `mesh.claim.claim_all` (all or none), paths as one claim on their union built by
+`mesh.pathclaims`, the same code the hook wire and meshctl run; the stewards decide path overlap.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from mcp.server import MCPServer
 
 from mesh import pathclaims
 from mesh.api import MeshAPI
+from mesh.claim import claim_all
 from mesh.client import Client
 from mesh.core.validate import resource_name, split_resource
 from mesh.errors import AmbiguousNode, ClaimDenied, InvalidInput, MeshError
@@ -30,9 +31,10 @@ INSTRUCTIONS = """\
 Session mesh: you are one of several coding sessions working on this project at once; this server \
 is your session's link to the others (identity comes from your session's node; there is nothing to \
 log in to).
-- Before a larger change, claim what you will touch: claim(paths=["src/app/**"]) for directories or \
-files (relative to the project root), claim(items=["task/fix-login"]) for work items. A claim is \
-granted to one session at a time; a denied claim names the holder and when it ends. Release when done.
+- Before a larger change, claim what you will touch: claim(paths=["src/app/**"]) for a directory tree, \
+globs like "src/**/*.py" (relative to the project root), claim(items=["task/fix-login"]) for work items. \
+Overlapping path claims exclude each other unless both are shared; a denied claim names the holder and \
+when it ends. Release when done.
 - Edits under another session's path claim are refused by the hooks; ask the holder with send().
 - set_status(action, target, phase, progress) tells the others what you are doing.
 - inbox() shows messages sent to you (and marks them read); send(to, subject, body) writes to one \
@@ -169,12 +171,15 @@ def build_server(session: Session | None = None) -> MCPServer:
         return await guarded(go)
 
     @server.tool(
-        description="Claim work items (TYPE/NAME) and/or paths (project-relative, 'dir/**' for a tree) "
-        "for this session: all granted or none. Denied: who holds it and until when.",
+        description="Claim work items (TYPE/NAME) and/or path globs ('src/app/**', '**/*.md') for this "
+        "session: all granted or none. shared: others may share the paths. Denied: holder, until when.",
         structured_output=False,
     )
     async def claim(
-        items: list[str] | None = None, paths: list[str] | None = None, ttl_minutes: int = 60
+        items: list[str] | None = None,
+        paths: list[str] | None = None,
+        ttl_minutes: int = 60,
+        shared: bool = False,
     ) -> str:
         async def go() -> Any:
             res, pats = _items(items), _paths(paths)
@@ -182,31 +187,18 @@ def build_server(session: Session | None = None) -> MCPServer:
                 raise InvalidInput("give items or paths to claim")
             if not 0 < ttl_minutes <= 7 * 24 * 60:
                 raise InvalidInput("ttl_minutes must be 1 to 10080")
-            _, c = await s.client()
-            got: list[dict[str, Any]] = []
-            try:
-                for r in res:
-                    reply = await c.claim_once(r, ttl_minutes * 60.0, 0.0)
-                    got.append({"claim": r, "token": reply.token, "until": iso(reply.expires_at)})
-            except ClaimDenied as e:
-                for g in got:
-                    await c.release(*split_resource(g["claim"]))
-                return {"granted": False, "holder": e.holder, "until": iso(e.expires_at), "why": str(e)}
             if pats:
-                answer = await pathclaims.claim_paths(c, pats, ttl_minutes * 60.0)
-                if not answer.get("granted"):
-                    for g in got:
-                        await c.release(*split_resource(g["claim"]))
-                    conflict = answer.get("conflict") or {}
-                    return {
-                        "granted": False,
-                        "holder": conflict.get("holder"),
-                        "until": iso(conflict.get("expires_at")),
-                        "why": conflict.get("reason"),
-                    }
-                got += [{"claim": x["resource"], "token": x["token"], "until": iso(x["expires_at"])}
-                        for x in answer.get("claims", [])]  # fmt: skip
-            return {"granted": True, "claims": got}
+                res.append(pathclaims.resource(pats, shared))  # several paths: one claim on their union
+            _, c = await s.client()
+            try:
+                got = await claim_all(c, res, ttl_minutes * 60.0)
+            except ClaimDenied as e:
+                why = await pathclaims.explain(c, e)
+                return {"granted": False, "holder": e.holder, "until": iso(e.expires_at), "why": why}
+            return {
+                "granted": True,
+                "claims": [{"claim": g.resource, "token": g.token, "until": iso(g.expires_at)} for g in got],
+            }
 
         return await guarded(go)
 
@@ -218,8 +210,9 @@ def build_server(session: Session | None = None) -> MCPServer:
             n = 0
             for r in _items(items):
                 n += await c.release(*split_resource(r))
-            for r in [pathclaims.resource(p) for p in _paths(paths)]:
-                n += await c.release(*split_resource(r))
+            pats = _paths(paths)
+            if pats:
+                n += await pathclaims.release_paths(c, pats)
             return {"released": n}
 
         return await guarded(go)

@@ -20,8 +20,9 @@ from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.resources import SHARED_PATH, literal
 from mesh.core.status import StatusRecord
-from mesh.core.validate import check_ttl, resource_name, split_resource
+from mesh.core.validate import check_ttl, claim_resource, resource_name
 from mesh.errors import InvalidInput, NodeUnavailable
 from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
 
@@ -190,8 +191,7 @@ class Node:
 
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
-        split_resource(resource)
-        return await self._check().claims.claim(resource, check_ttl(ttl), wait)
+        return await self._check().claims.claim(claim_resource(resource), check_ttl(ttl), wait)
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -208,9 +208,14 @@ class Node:
         """The claims this node holds now, by item (exact; `claims()` shows them once published)."""
         return self._check().claims.held_claims()
 
+    async def check_path(self, path: str) -> ClaimView | None:
+        """Who else holds an exclusive path claim whose pattern matches `path` (a project-relative file),
+        asked of the stewards (exact, not the published views); None when nobody does."""
+        return await self._check().claims.check(f"{SHARED_PATH}/{literal(path)}")
+
     async def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a lease this node holds: `held` first, `renewed`…, then `lost` or `released`."""
-        split_resource(resource)
+        resource = claim_resource(resource)
         async for ev in self._check().claims.watch_lease(resource):
             yield ev
 

@@ -1,128 +1,133 @@
-"""Path claims as the hooks use them: claims of type `path` whose name is a project-relative path.
+"""Path claims as the faces use them (meshctl, the hook wire, the MCP server), over any `MeshAPI`.
 
-Interim rule (until the exact glob overlap lands in `mesh/core/globs.py`): a claim on `src/app` covers
-`src/app` itself and everything under `src/app/`; two path claims overlap when one covers the other. A
-pattern may end in `/**` (the directory and everything under it) — any other wildcard is refused, because
-this rule could not decide it. Everything that decides overlap goes through `overlaps()`: swap its body for
-the glob core and the hooks, the hook wire and the MCP server follow.
+A path claim is a claim of type `path` (exclusive) or `path-shared` whose name is a glob pattern
+(`mesh.core.globs`: anchored at the project root, `**` crosses directories). Several patterns claimed at
+once are ONE claim on their brace union, so they are granted all or none, atomically. The stewards decide
+conflicts exactly: two claims conflict iff some path matches both patterns and at least one is exclusive
+(`mesh.core.resources`; acceptors refuse a lease that conflicts with a live one of another session, so two
+exclusive holders of overlapping paths never hold at once, whatever fails). A pattern matches what it says:
+`src/app` is that path only, `src/app/**` the directory and everything under it.
 
-`claim_paths` claims patterns through any `MeshAPI` (the node's own `Node` for the hook wire, a `Client` for
-the MCP server), so both decide a path claim the same way.
+`check` answers the pre-edit question "does another session hold an exclusive claim on a pattern matching
+this file?" from the stewards' own knowledge of live leases (`MeshAPI.check_path`), and only when no
+steward majority answers from the published status views, which lag a moment.
 """
 
 from __future__ import annotations
 
-import posixpath
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from mesh import briefing
 from mesh.clock import wall
-from mesh.core.validate import resource_name, split_resource
-from mesh.errors import ClaimDenied, InvalidInput
+from mesh.core import globs
+from mesh.core.errors import ClaimDenied, MeshError, NodeUnavailable, NoQuorum
+from mesh.core.resources import PATH_TYPES, path_claim, path_resource
+from mesh.core.validate import split_resource
 from mesh.views import ClaimView, MemberView
 
 if TYPE_CHECKING:
     from mesh.api import MeshAPI
 
-PATH_TYPE = "path"
-_WILDCARDS = frozenset("*?[]{}!")
-
-
-def overlaps(a: str, b: str) -> bool:
-    """Whether path claims `a` and `b` (project-relative, normalised) can cover a common path."""
-    return a == b or b.startswith(a + "/") or a.startswith(b + "/")
+__all__ = [
+    "check",
+    "claim_paths",
+    "conflict_json",
+    "denied_reason",
+    "explain",
+    "normalise",
+    "release_paths",
+    "resource",
+]
 
 
 def normalise(path: str) -> str:
-    """A project-relative path in its one spelling: `/`-separated, no `.`/`..`, no leading or trailing `/`.
+    """A project-relative file path in its one spelling (InvalidField if absolute or outside)."""
+    return globs.normalise_path(path)
 
-    Raises InvalidInput for a path that leaves the project (`..`) or is absolute.
+
+def resource(patterns: Sequence[str], shared: bool = False) -> str:
+    """The resource of one claim on these patterns (their union), validated and normalised."""
+    return path_resource(list(patterns), shared)
+
+
+async def claim_paths(
+    api: MeshAPI, patterns: Sequence[str], ttl: float, *, shared: bool = False, wait: float = 0.0
+) -> dict[str, Any]:
+    """Claim path patterns for this session, all or none (one claim on their union).
+
+    Answers `{"granted": true, "claims": [...]}` or `{"granted": false, "conflict": {...}}` naming the
+    holder; PatternError for a malformed pattern, NoQuorum when the stewards cannot decide now.
     """
-    if not path or "\x00" in path:
-        raise InvalidInput("a path must not be empty or contain NUL")
-    if path.startswith("/"):
-        raise InvalidInput(f"path {path!r} must be relative to the project root")
-    norm = posixpath.normpath(path)
-    if norm == "." or norm == ".." or norm.startswith("../"):
-        raise InvalidInput(f"path {path!r} is outside the project")
-    return norm
+    res = resource(patterns, shared)
+    try:
+        c = await api.claim_once(res, ttl, wait)
+    except ClaimDenied as e:
+        note = await _note(api, e.holder, res, e.expires_at or 0.0)
+        return {"granted": False, "conflict": conflict_json(note, res, denied_reason(e, note))}
+    granted = {"resource": c.resource, "token": c.token, "expires_at": c.expires_at}
+    return {"granted": True, "claims": [granted]}
 
 
-def claim_name(pattern: str) -> str:
-    """The claim item name for a path pattern: `src/app/**` -> `src/app`, `src/x.py` -> `src/x.py`.
-
-    Validated as a claim name (so it travels as any item does); wildcards other than a trailing `/**` are
-    refused until the glob core decides overlap exactly.
-    """
-    p = pattern.strip()
-    if p.endswith("/**"):
-        p = p[:-3]
-    elif p == "**":
-        raise InvalidInput("claiming the whole project ('**') is not allowed; claim a directory")
-    if any(c in _WILDCARDS for c in p):
-        raise InvalidInput(
-            f"path pattern {pattern!r}: only a trailing '/**' is supported for now (claim a file or a "
-            "directory, e.g. 'src/app/**')"
-        )
-    name = normalise(p)
-    resource_name(PATH_TYPE, name)  # the item-name charset: paths with spaces etc. cannot be claimed
-    return name
+async def release_paths(api: MeshAPI, patterns: Sequence[str]) -> int:
+    """Release the path claims these patterns name: the claim on their union, and every held claim that
+    has one of them among its alternatives (a claim on several patterns is released whole)."""
+    wanted = {globs.normalise(p) for p in patterns}
+    union = resource(patterns).partition("/")[2]
+    released = 0
+    for c in await api.held():
+        pc = path_claim(c.resource)
+        if pc is not None and (c.name == union or wanted & set(pc.glob.alternatives)):
+            released += await api.release(*split_resource(c.resource))
+    return released
 
 
-def resource(pattern: str) -> str:
-    """`path/NAME` for a pattern (see claim_name)."""
-    return f"{PATH_TYPE}/{claim_name(pattern)}"
+async def check(api: MeshAPI, path: str) -> briefing.ClaimNote | None:
+    """Another session's live exclusive claim on a pattern matching `path` (a project-relative file)."""
+    path = normalise(path)
+    try:
+        found = await api.check_path(path)
+    except (NoQuorum, NodeUnavailable):
+        return _from_views(await api.members(), path)  # the stewards cannot say now: what was published
+    if found is None:
+        return None
+    return await _note(api, found.holder, found.resource, found.expires_at, found)
 
 
-def path_conflict(members: list[MemberView], path: str) -> briefing.ClaimNote | None:
-    """The live claim of another session whose path overlaps `path` (normalised), if any."""
+def _from_views(members: list[MemberView], path: str) -> briefing.ClaimNote | None:
     for c in briefing.live_claims(members, others_only=True):
-        type_, _, name = c.resource.partition("/")
-        if type_ == PATH_TYPE and overlaps(name, path):
+        pc = path_claim(c.resource) if c.resource.partition("/")[0] in PATH_TYPES else None
+        if pc is not None and pc.exclusive and globs.matches(pc.glob, path):
             return c
     return None
 
 
-async def claim_paths(api: MeshAPI, patterns: list[str], ttl: float) -> dict[str, Any]:
-    """Claim path patterns for this session: all granted, or none (what was granted here is released).
-
-    SWAP: until acceptors refuse overlapping path leases and the claims protocol takes several items at
-    once, overlap with other sessions' claims is checked against the live status views first (a claim
-    granted a moment ago elsewhere may not be visible yet), then each path is claimed as an item of type
-    `path` (exact name). Replace this body with one multi-item path claim when that lands.
-    """
-    names = [claim_name(p) for p in patterns]
-    members = await api.members()
-    for name in names:
-        c = path_conflict(members, name)
-        if c is not None:
-            return {"granted": False, "conflict": conflict_json(c, name)}
-    granted: list[ClaimView] = []
+async def _note(
+    api: MeshAPI, holder: str, resource_: str, expires_at: float, view: ClaimView | None = None
+) -> briefing.ClaimNote:
+    """The holder's claim with what the holder says it does (from its published status)."""
     try:
-        for name in names:
-            granted.append(await api.claim_once(f"{PATH_TYPE}/{name}", ttl, 0.0))
-    except ClaimDenied as e:
-        await _give_back(api, granted)
-        return {
-            "granted": False,
-            "conflict": {"holder": e.holder, "resource": "", "path": "", "expires_at": e.expires_at or 0.0,
-                         "reason": str(e)},
-        }  # fmt: skip
-    except BaseException:
-        await _give_back(api, granted)
-        raise
-    return {
-        "granted": True,
-        "claims": [{"resource": g.resource, "token": g.token, "expires_at": g.expires_at} for g in granted],
-    }
+        who = next((m for m in await api.members() if m.name == holder), None)
+    except MeshError:
+        who = None
+    return briefing.ClaimNote(
+        resource_, holder, view.holder_node if view else (who.node_id if who else ""),
+        view.token if view else 0, expires_at,
+        who.action if who else "", who.target if who else "", who.phase if who else "",
+    )  # fmt: skip
 
 
-async def _give_back(api: MeshAPI, granted: list[ClaimView]) -> None:
-    for g in granted:
-        await api.release(*split_resource(g.resource))
+async def explain(api: MeshAPI, e: ClaimDenied) -> str:
+    """A refused claim's message, with what its holder says it does."""
+    return denied_reason(e, await _note(api, e.holder, "", e.expires_at or 0.0))
 
 
-def conflict_json(c: briefing.ClaimNote, path: str) -> dict[str, Any]:
+def denied_reason(e: ClaimDenied, holder: briefing.ClaimNote) -> str:
+    doing = briefing.doing(holder.action, holder.target, holder.phase)
+    return f"{e} (it is doing: {doing})"
+
+
+def conflict_json(c: briefing.ClaimNote, path: str, reason: str = "") -> dict[str, Any]:
     """A refused path claim or edit, as the hook wire and the MCP server answer it."""
     return {
         "holder": c.holder,
@@ -134,5 +139,5 @@ def conflict_json(c: briefing.ClaimNote, path: str) -> dict[str, Any]:
         "target": c.target,
         "phase": c.phase,
         "path": path,
-        "reason": briefing.refusal(c, path, wall()),
+        "reason": reason or briefing.refusal(c, path, wall()),
     }

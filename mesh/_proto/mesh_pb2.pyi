@@ -192,6 +192,7 @@ class ClaimPromise(_message.Message):
     OWNER_ROUND_FIELD_NUMBER: _builtins.int
     LEASE_LEFT_FIELD_NUMBER: _builtins.int
     CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    BLOCKING_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -202,6 +203,8 @@ class ClaimPromise(_message.Message):
     owner_round: _builtins.int
     lease_left: _builtins.float
     claim_left: _builtins.float
+    blocking: _builtins.str
+    """the reported lease is this other resource's (a conflicting path claim)"""
     def __init__(
         self,
         *,
@@ -215,10 +218,11 @@ class ClaimPromise(_message.Message):
         owner_round: _builtins.int = ...,
         lease_left: _builtins.float = ...,
         claim_left: _builtins.float = ...,
+        blocking: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease_left", b"lease_left", "owner", b"owner", "owner_epoch", b"owner_epoch", "owner_name", b"owner_name", "owner_round", b"owner_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blocking", b"blocking", "claim_left", b"claim_left", "epoch", b"epoch", "lease_left", b"lease_left", "owner", b"owner", "owner_epoch", b"owner_epoch", "owner_name", b"owner_name", "owner_round", b"owner_round", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1586,6 +1590,25 @@ class ClaimList(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClaimList: _TypeAlias = ClaimList  # noqa: Y015
+
+@_typing.final
+class CheckPathRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["path", b"path"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPathRequest: _TypeAlias = CheckPathRequest  # noqa: Y015
 
 @_typing.final
 class LeaseWatchRequest(_message.Message):

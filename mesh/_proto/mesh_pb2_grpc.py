@@ -152,6 +152,11 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
                 _registered_method=True)
+        self.CheckPath = channel.unary_unary(
+                '/mesh.v1.Control/CheckPath',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.CheckPathRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+                _registered_method=True)
         self.WatchLease = channel.unary_stream(
                 '/mesh.v1.Control/WatchLease',
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.LeaseWatchRequest.SerializeToString,
@@ -247,6 +252,13 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckPath(self, request, context):
+        """Who else holds an exclusive path claim covering this path, asked of the stewards (0 or 1 entries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchLease(self, request, context):
         """Events of one lease this node holds (lost/released), so a client can stop acting in time.
         """
@@ -337,6 +349,11 @@ def add_ControlServicer_to_server(servicer, server):
             'Held': grpc.unary_unary_rpc_method_handler(
                     servicer.Held,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.SerializeToString,
+            ),
+            'CheckPath': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckPath,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.CheckPathRequest.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimList.SerializeToString,
             ),
             'WatchLease': grpc.unary_stream_rpc_method_handler(
@@ -617,6 +634,33 @@ class Control:
             target,
             '/mesh.v1.Control/Held',
             mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckPath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/CheckPath',
+            mesh_dot___proto_dot_mesh__pb2.CheckPathRequest.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.ClaimList.FromString,
             options,
             channel_credentials,

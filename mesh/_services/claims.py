@@ -40,6 +40,7 @@ from mesh.core.claims import (
     LeaseConfig,
     Lost,
     Persist,
+    Probed,
     Released,
     Renewed,
     Send,
@@ -100,6 +101,7 @@ class ClaimsService:
             log.info("steward config epoch %d from this node's state", durable.config.epoch)
         self.held: dict[str, _Held] = {}
         self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
         self._config_waiters: list[asyncio.Future[None]] = []
         self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
         self._wake = asyncio.Event()
@@ -189,6 +191,10 @@ class ClaimsService:
                 self._observe("released", e.resource, e.token)
                 self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
                 status_changed = True
+            elif isinstance(e, Probed):
+                for pfut in self._probes.pop(e.resource, []):
+                    if not pfut.done():
+                        pfut.set_result(e)
             elif isinstance(e, Denied | Unavailable):
                 self._resolve(e.resource, e)
                 if isinstance(e, Unavailable) and e.resource.startswith("@"):
@@ -363,9 +369,13 @@ class ClaimsService:
                 if isinstance(e, Denied):
                     exp = wall() + e.remaining if e.remaining else 0.0
                     node = Identity.node_of(e.holder)
+                    held = (
+                        f"{resource} conflicts with {e.conflict}, held"
+                        if e.conflict
+                        else f"{resource} is held"
+                    )
                     raise ClaimDenied(
-                        f"{resource} is held by {e.holder_name or node}"
-                        + (f" until {_clock(exp)}" if exp else ""),
+                        f"{held} by {e.holder_name or node}" + (f" until {_clock(exp)}" if exp else ""),
                         holder=e.holder_name or node,
                         expires_at=exp or None,
                     )
@@ -374,8 +384,35 @@ class ClaimsService:
                 raise NoQuorum(f"cannot decide {resource} now: {reason}" + (f"; {note}" if note else ""))
             # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again soon.
             if isinstance(e, Denied):
-                self._tell_holder(e.holder, resource)
+                self._tell_holder(e.holder, e.conflict or resource)
             await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
+
+    async def check(self, resource: str) -> ClaimView | None:
+        """Who else holds a claim that conflicts with `resource`, asked of the stewards (None: nobody).
+
+        NoQuorum when no steward majority answers. `resource` should be this node's own (a shared path
+        claim's): the question raises its ballot numbers at the stewards.
+        """
+        if not await self._await_config(FORMING_WAIT):
+            raise NoQuorum(f"cannot check {resource} now: {self.stewards.note()}")
+        fut: asyncio.Future[Probed] = asyncio.get_running_loop().create_future()
+        self._probes.setdefault(resource, []).append(fut)
+        self.apply(self.core.probe(resource, self.ctx.clock.now()))
+        try:
+            async with asyncio.timeout(2 * self.lease.attempt_timeout + 1.0):
+                p = await asyncio.shield(fut)
+        except TimeoutError:
+            p = Probed(resource, unavailable="no answer from the stewards")
+        if p.denied is None:
+            if p.unavailable:
+                note = self.stewards.note()
+                raise NoQuorum(
+                    f"cannot check {resource} now: {p.unavailable}" + (f"; {note}" if note else "")
+                )
+            return None
+        d = p.denied
+        exp = wall() + d.remaining if d.remaining else 0.0
+        return ClaimView(d.conflict or d.resource, d.holder_name, Identity.node_of(d.holder), d.token, exp)
 
     def _tell_holder(self, holder: str, resource: str) -> None:
         self.ctx.send(Identity.node_of(holder), Wants((resource,)), droppable=True)

@@ -20,6 +20,7 @@ from mesh.core import validate
 from mesh.core.claim_types import Wants
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.core.membership import PeerInfo
+from mesh.core.resources import path_claim
 from mesh.core.status import StatusRecord
 
 R = TypeVar("R")
@@ -208,6 +209,10 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
             if len(v) > _MAX_LIST or any(not isinstance(x, str) or len(x) > _MAX_TEXT for x in v):
                 raise InvalidInput(f"claims field {f.name} too long")
         values[f.name] = v
+    for r in [values.get("resource", ""), values.get("blocking", "")] + [
+        x.resource for x in values.get("snapshot", ())
+    ]:
+        path_claim(r)  # a path claim's pattern must parse (PatternError: the peer's protocol violation)
     try:
         return cls(**values)
     except (ValueError, TypeError) as e:

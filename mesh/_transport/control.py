@@ -68,6 +68,11 @@ class ControlServicer(pbg.ControlServicer):
     async def Held(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:
         return api_codec.claims_to_pb(await self.api.held())
 
+    @unary
+    async def CheckPath(self, request: pb.CheckPathRequest, context: Ctx) -> pb.ClaimList:
+        found = await self.api.check_path(request.path)
+        return api_codec.claims_to_pb([found] if found is not None else [])
+
     @streaming
     async def WatchLease(self, request: pb.LeaseWatchRequest, context: Ctx) -> AsyncIterator[pb.LeaseEvent]:
         async for ev in self.api.lease_events(request.resource):

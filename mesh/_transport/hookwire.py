@@ -11,7 +11,7 @@ One request per line, answers in order, any number per connection. Lines are bou
 (limits.HOOK_LINE_MAX), every field is validated, a bad request gets `{"error": …}` (the connection
 stays open, except after an oversized line). The socket is 0600 next to control.sock; node.json says where.
 Like the control socket, it is a face of the node's one API: every op is a few `MeshAPI` calls on the
-node's own `Node` (path claims through `mesh.pathclaims`, the same code the MCP server runs).
+node's own `Node` (path claims through `mesh.pathclaims`, the same code the MCP server and meshctl run).
 
 Ops (all answers carry "ok": true unless they are an error):
     info                                   → name, mesh, node_id
@@ -19,9 +19,12 @@ Ops (all answers carry "ok": true unless they are an error):
                                              the messages shown count as delivered to the agent
     new                                    → text: messages and claims by others new since the last
                                              digest/new ("" when nothing is); advances the cursor
-    check    {path}                        → conflict: the live claim by another session covering path
+    check    {path}                        → conflict: another session's live exclusive claim on a pattern
+                                             matching path (asked of the stewards), or null
     heartbeat {action,target,phase,progress,note} → published: false when coalesced (see limits)
-    claim    {paths, ttl}                  → granted, claims | conflict (all or none)
+    claim    {paths | files, ttl, shared}  → granted, claims | conflict: one claim on the patterns (or on
+                                             exactly these files; files this session's own exclusive claims
+                                             cover already are skipped), all or none
     release  {paths} | {all: true}         → released: count
     delivered {ids}                        → marked: messages marked delivered (read) and passed
     leave    {reason}                      → releases every claim, then the node leaves (down)
@@ -45,8 +48,9 @@ from typing import Any
 from mesh import briefing, limits, pathclaims
 from mesh.api import MeshAPI
 from mesh.clock import wall
-from mesh.core import validate
+from mesh.core import globs, validate
 from mesh.core.mailbox import InboxMessage
+from mesh.core.resources import literal, path_claim
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, MeshError
 from mesh.views import NodeInfo
@@ -246,7 +250,7 @@ class HookWire:
 
     async def _check(self, req: dict[str, Any]) -> dict[str, Any]:
         path = pathclaims.normalise(_path(req.get("path")))
-        c = pathclaims.path_conflict(await self.api.members(), path)
+        c = await pathclaims.check(self.api, path)
         return {"conflict": pathclaims.conflict_json(c, path) if c is not None else None}
 
     async def _heartbeat(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -286,15 +290,24 @@ class HookWire:
             await self.api.heartbeat(**changes)
 
     async def _claim(self, req: dict[str, Any]) -> dict[str, Any]:
-        paths = _paths(req)
         ttl = validate.check_ttl(req.get("ttl", DEFAULT_TTL))
-        return await pathclaims.claim_paths(self.api, paths, ttl)
+        shared = _bool(req, "shared", False)
+        if "files" in req:
+            files = [pathclaims.normalise(f) for f in _paths(req, "files")]
+            mine = [c for c in await self.api.held() if (pc := path_claim(c.resource)) and pc.exclusive]
+            files = [f for f in files if not any(globs.matches(c.name, f) for c in mine)]
+            if not files:
+                return {"granted": True, "claims": []}  # this session's own claims cover them already
+            patterns = [literal(f) for f in files]
+        else:
+            patterns = _paths(req)
+        return await pathclaims.claim_paths(self.api, patterns, ttl, shared=shared)
 
     async def _release(self, req: dict[str, Any]) -> dict[str, Any]:
         if _bool(req, "all", False):
             resources = [c.resource for c in await self.api.held()]
         else:
-            resources = [pathclaims.resource(p) for p in _paths(req)]
+            return {"released": await pathclaims.release_paths(self.api, _paths(req))}
         return {"released": await self._release_all(resources)}
 
     async def _delivered(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -343,10 +356,10 @@ def _path(v: Any) -> str:
     return v
 
 
-def _paths(req: dict[str, Any]) -> list[str]:
-    v = req.get("paths")
+def _paths(req: dict[str, Any], key: str = "paths") -> list[str]:
+    v = req.get(key)
     if not isinstance(v, list) or not v or len(v) > limits.HOOK_MAX_PATHS:
-        raise InvalidInput(f"paths must be a list of 1-{limits.HOOK_MAX_PATHS} paths")
+        raise InvalidInput(f"{key} must be a list of 1-{limits.HOOK_MAX_PATHS} paths")
     return [_path(p) for p in v]
 
 

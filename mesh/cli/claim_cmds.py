@@ -1,8 +1,9 @@
-"""meshctl claim / release / claims / stewards: work items only one session may hold at a time."""
+"""meshctl claim / release / claims / stewards: work items and paths only one session may hold at a time."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -27,21 +28,28 @@ def register(sub: Any) -> None:
     c = sub.add_parser(
         "claim",
         parents=[common_parser()],
-        help="claim a work item (exit 3 if another holds it)",
-        description="Claim TYPE NAME (e.g. `service i-match`). Exit 0 with the fencing token when "
-        "granted; exit 3 printing the holder and when its claim ends if another session holds it.",
+        help="claim a work item or paths (exit 3 if another holds it)",
+        description="Claim TYPE NAME (e.g. `service i-match`), or paths: `claim path 'src/app/**' "
+        "'docs/*.md'` (glob patterns from the project root; `**` crosses directories). Several names "
+        "are granted all or none. Exit 0 with the fencing token when granted; exit 3 printing the "
+        "holder and when its claim ends if another session holds it (or, for paths, an overlapping one).",
     )
-    c.add_argument("type", help="kind of item, e.g. service, file, task")
-    c.add_argument("name", help="the item, e.g. i-match or src/app.py")
+    c.add_argument("type", help="kind of item, e.g. service, task; `path` for path patterns")
+    c.add_argument("name", nargs="+", help="the item(s), e.g. i-match; or path patterns, e.g. 'src/app/**'")
     c.add_argument(
         "--ttl", type=duration, default=3600.0, help="the claim's maximum life (default 1h; max 7d)"
     )
     c.add_argument("--wait", type=duration, default=0.0, help="keep trying this long while another holds it")
+    c.add_argument(
+        "--shared", action="store_true", help="paths only: others may hold shared claims on them too"
+    )
     c.set_defaults(func=cmd_claim)
 
-    r = sub.add_parser("release", parents=[common_parser()], help="release a work item this session holds")
+    r = sub.add_parser(
+        "release", parents=[common_parser()], help="release work items or paths this session holds"
+    )
     r.add_argument("type")
-    r.add_argument("name")
+    r.add_argument("name", nargs="+")
     r.set_defaults(func=cmd_release)
 
     ls = sub.add_parser("claims", parents=[common_parser()], help="every live claim in the mesh")
@@ -70,37 +78,66 @@ def cmd_claim(args: argparse.Namespace) -> int:
     return run(_claim(args))
 
 
+def _resources(args: argparse.Namespace) -> list[str]:
+    """What the arguments claim: one claim on the union of path patterns, or each item."""
+    from mesh.core.resources import PATH_TYPES, SHARED_PATH, path_resource
+    from mesh.core.validate import resource_name
+
+    if args.type in PATH_TYPES:
+        return [path_resource(args.name, shared=args.shared or args.type == SHARED_PATH)]
+    if args.shared:
+        raise InvalidInput("--shared is for path claims (meshctl claim path PATTERN... --shared)")
+    return [resource_name(args.type, n) for n in args.name]
+
+
+def _hint_directories(args: argparse.Namespace) -> None:
+    """`claim path src/app` claims that path only; say so when it is a directory here."""
+    if args.type not in ("path", "path-shared"):
+        return
+    for n in args.name:
+        if not any(c in n for c in "*?[{") and os.path.isdir(n):
+            print(f"note: '{n}' claims that path only; claim '{n.rstrip('/')}/**' for everything under it",
+                  file=sys.stderr)  # fmt: skip
+
+
 async def _claim(args: argparse.Namespace) -> int:
+    from mesh.claim import claim_all
     from mesh.cli.output import print_json
-    from mesh.core.validate import check_ttl, resource_name
+    from mesh.core.validate import check_ttl
     from mesh.errors import ClaimDenied
     from mesh.views import iso
 
-    resource = resource_name(args.type, args.name)
+    resources = _resources(args)
     check_ttl(args.ttl)
+    _hint_directories(args)
     async with connect(args) as api:
         try:
-            granted = await api.claim_once(resource, args.ttl, args.wait)
+            granted = await claim_all(api, resources, args.ttl, args.wait)
         except ClaimDenied as e:
             if args.json:
+                type_, _, name = resources[0].partition("/") if len(resources) == 1 else (args.type, "", "")
                 print_json(
                     {
                         "granted": False,
-                        "type": args.type,
-                        "name": args.name,
+                        "type": type_,
+                        "name": name if len(resources) == 1 else list(args.name),
                         "holder": e.holder,
                         "token": None,
                         "expires_at": iso(e.expires_at),
+                        "reason": str(e),
                     }
                 )
             else:
-                until = f" until {_clock(e.expires_at)}" if e.expires_at else ""
-                print(f"{resource} is held by {e.holder}{until}", file=sys.stderr)
+                print(str(e), file=sys.stderr)
             return 3
     if args.json:
-        print_json({"granted": True, **granted.to_json()})
+        if len(granted) == 1:
+            print_json({"granted": True, **granted[0].to_json()})
+        else:
+            print_json({"granted": True, "claims": [g.to_json() for g in granted]})
     else:
-        print(f"claimed {resource} — token {granted.token}, until {_clock(granted.expires_at)}")
+        for g in granted:
+            print(f"claimed {g.resource} — token {g.token}, until {_clock(g.expires_at)}")
     return 0
 
 
@@ -109,16 +146,23 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 async def _release(args: argparse.Namespace) -> int:
+    from mesh import pathclaims
     from mesh.cli.output import print_json
+    from mesh.core.resources import PATH_TYPES
 
+    what = f"{args.type}/{' '.join(args.name)}"
     async with connect(args) as api:
-        released = await api.release(args.type, args.name)
+        if args.type in PATH_TYPES:
+            count = await pathclaims.release_paths(api, args.name)
+        else:
+            count = sum([await api.release(args.type, n) for n in args.name])
     if args.json:
-        print_json({"released": released, "type": args.type, "name": args.name})
-    elif released:
-        print(f"released {args.type}/{args.name}")
+        name = args.name[0] if len(args.name) == 1 else list(args.name)
+        print_json({"released": count > 0, "count": count, "type": args.type, "name": name})
+    elif count:
+        print(f"released {what}" + (f" ({count} claims)" if count > 1 else ""))
     else:
-        print(f"{args.type}/{args.name} was not held by this session (nothing to release)")
+        print(f"{what} was not held by this session (nothing to release)")
     return 0
 
 

@@ -147,12 +147,18 @@ class Renewed:
 
 @dataclass(frozen=True)
 class Denied:
-    """Another identity holds it; ``remaining`` is its claim's remaining max life in seconds, if known."""
+    """Another identity holds it; ``remaining`` is its claim's remaining max life in seconds, if known.
+
+    ``conflict``: the resource the holder holds when it is another one (a path claim whose pattern overlaps);
+    ``token``: the holder's fencing token, when known.
+    """
 
     resource: str
     holder: str
     holder_name: str
     remaining: float | None
+    conflict: str = ""
+    token: int = 0
 
 
 @dataclass(frozen=True)
@@ -191,7 +197,17 @@ class ConfigChanged:
     config: StewardConfig
 
 
-Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged
+@dataclass(frozen=True)
+class Probed:
+    """The answer to ``probe``: ``denied`` names a live claim of another owner that conflicts with
+    ``resource`` (None: a steward majority knows of none); ``unavailable`` says why no majority answered."""
+
+    resource: str
+    denied: Denied | None = None
+    unavailable: str = ""
+
+
+Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged | Probed
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from mesh.core.claim_types import (
     LeaseConfig,
     Lost,
     Persist,
+    Probed,
     Released,
     Renewed,
     Send,
@@ -91,6 +92,7 @@ __all__ = [
     "Persist",
     "Prepare",
     "PrepareReject",
+    "Probed",
     "Promise",
     "Propose",
     "Release",
@@ -191,6 +193,10 @@ class ClaimsCore:
     def release(self, resource: str, now: float) -> list[Effect]:
         """Give ``resource`` up (or abandon the claim attempt)."""
         return self._run(self._leases.release(resource, now), now)
+
+    def probe(self, resource: str, now: float) -> list[Effect]:
+        """Ask the stewards who else holds a claim conflicting with ``resource`` (a ``Probed`` answers)."""
+        return self._run(self._leases.probe(resource, now), now)
 
     def receive(self, sender: str, msg: ClaimMsg, now: float) -> list[Effect]:
         """Handle a message from identity ``sender`` (``node_id/incarnation``)."""

@@ -13,13 +13,24 @@ durable floor across their restarts); across epochs the epoch is the most signif
 proposer is a new identity that learns the current numbers from promises and rejections.
 
 Deadlines are data: every handler takes ``now`` and compares against stored deadlines (correction 5).
+
+Path claims (``mesh.core.resources``): two different resources can exclude each other (overlapping
+patterns, one exclusive). An acceptor refuses a ballot for a path claim while it has an unexpired accepted
+lease of ANOTHER owner on a conflicting pattern: at Prepare it reports that lease (the proposer is denied),
+at Propose it rejects. Why two conflicting grants cannot both be believed at once: their accept majorities
+share an acceptor s; whichever lease s accepted first was live at s when the other's Propose arrived unless
+it had expired at s, and it expires at s only after its holder stopped believing it (containment), while the
+other holder believes only from a grant after s accepted. The same holds for every renewal (each is a new
+accept by a majority), and across epochs the hand-off carries path leases like any other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mesh.core import globs
 from mesh.core.mutants import Mutants
+from mesh.core.resources import PathClaim, path_claim, slot_key
 from mesh.core.stewards import SnapLease
 
 ROUND_BITS = 40
@@ -56,7 +67,11 @@ class Prepare:
 
 @dataclass(frozen=True)
 class Promise:
-    """Phase 1b: the acceptor promised; reports its live accepted lease, if any (owner == "" if none)."""
+    """Phase 1b: the acceptor promised; reports its live accepted lease, if any (owner == "" if none).
+
+    ``blocking`` names another resource when the reported lease is that one's (a conflicting path claim);
+    such a report is made without promising (it always blocks the attempt).
+    """
 
     resource: str
     epoch: int
@@ -68,6 +83,7 @@ class Promise:
     owner_round: int = 0
     lease_left: float = 0.0
     claim_left: float = 0.0
+    blocking: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,8 +170,9 @@ class AcceptedLease:
 
 @dataclass
 class AcceptorSlot:
-    """Acceptor state of one resource."""
+    """Acceptor state of one resource (of one owner's shared path claim: ``resources.slot_key``)."""
 
+    resource: str
     promised: BallotNo
     promised_by: str
     accepted: AcceptedLease | None = None
@@ -173,22 +190,30 @@ class AcceptorState:
 
     def __init__(self, forget_after: float, mutants: Mutants, floor: BallotNo = (0, 0)) -> None:
         self._slots: dict[str, AcceptorSlot] = {}
+        self._paths: dict[str, PathClaim] = {}  # slot key -> its path claim, for every path slot
         self._floor: BallotNo = floor
         self._forget_after = forget_after
         self._mutants = mutants
 
+    def _new_slot(self, key: str, resource: str, promised: BallotNo, by: str) -> AcceptorSlot:
+        s = self._slots[key] = AcceptorSlot(resource=resource, promised=promised, promised_by=by)
+        pc = path_claim(resource)
+        if pc is not None:
+            self._paths[key] = pc
+        return s
+
     def snapshot(self, now: float, limit: int) -> tuple[tuple[SnapLease, ...], bool]:
         """Live accepted leases for a hand-off (at most ``limit``; True if all of them fit)."""
         out: list[SnapLease] = []
-        for r in sorted(self._slots):
-            lease = self.live_lease(r, now)
+        for k in sorted(self._slots):
+            lease = self._live(k, now)
             if lease is None:
                 continue
             if len(out) >= limit:
                 return tuple(out), False
             out.append(
                 SnapLease(
-                    resource=r,
+                    resource=self._slots[k].resource,
                     owner=lease.owner,
                     owner_name=lease.owner_name,
                     epoch=lease.ballot[0],
@@ -203,13 +228,12 @@ class AcceptorState:
         """Take a hand-off's leases in as accepted here (keeping a longer or higher one already here)."""
         for s in snapshot:
             n = (s.epoch, s.round)
-            slot = self._slots.get(s.resource)
+            key = slot_key(s.resource, s.owner)
+            slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[s.resource] = AcceptorSlot(
-                    promised=max(self._floor, n), promised_by=s.owner
-                )
+                slot = self._new_slot(key, s.resource, max(self._floor, n), s.owner)
             slot.touched = now
-            mine = self.live_lease(s.resource, now)
+            mine = self._live(key, now)
             expires = now + max(0.0, s.lease_left)
             if mine is not None and mine.ballot > n:
                 mine.expires = max(mine.expires, expires)
@@ -220,46 +244,65 @@ class AcceptorState:
                 slot.promised, slot.promised_by = n, s.owner
             slot.accepted = AcceptedLease(s.owner, s.owner_name, n, expires, now + max(0.0, s.claim_left))
 
-    def _slot(self, resource: str) -> AcceptorSlot | None:
-        return self._slots.get(resource)
-
-    def promised(self, resource: str) -> BallotNo:
-        """The number this acceptor promised for ``resource`` (``floor`` if forgotten)."""
-        s = self._slots.get(resource)
+    def promised(self, resource: str, owner: str) -> BallotNo:
+        """The number this acceptor promised for ``owner``'s slot of ``resource`` (``floor`` if forgotten)."""
+        s = self._slots.get(slot_key(resource, owner))
         return s.promised if s else self._floor
 
-    def live_lease(self, resource: str, now: float) -> AcceptedLease | None:
-        """The accepted lease of ``resource`` if still live at ``now``."""
-        s = self._slots.get(resource)
+    def live_lease(self, resource: str, owner: str, now: float) -> AcceptedLease | None:
+        """The accepted lease of ``owner``'s slot of ``resource`` if still live at ``now``."""
+        return self._live(slot_key(resource, owner), now)
+
+    def _live(self, key: str, now: float) -> AcceptedLease | None:
+        s = self._slots.get(key)
         if s is None or s.accepted is None or now >= s.accepted.expires:
             return None
         return s.accepted
 
+    def conflicting(self, resource: str, owner: str, now: float) -> tuple[str, AcceptedLease] | None:
+        """A live lease of another owner on a path claim that conflicts with ``owner`` claiming ``resource``
+        (its resource and lease), or None. Leases of the same slot are the ballot rules' business."""
+        pc = path_claim(resource) if self._paths else None
+        if pc is None or self._mutants.path_exact_only:
+            return None
+        mine = slot_key(resource, owner)
+        for key, other in self._paths.items():
+            if key == mine or not (pc.exclusive or other.exclusive):
+                continue
+            lease = self._live(key, now)
+            if lease is not None and lease.owner != owner and globs.overlaps(pc.glob, other.glob):
+                return self._slots[key].resource, lease
+        return None
+
     def on_prepare(self, m: Prepare, now: float, config_epoch: int) -> Promise | PrepareReject:
         """Promise ``m``'s number if strictly greater than any promised before.
 
-        While another owner's lease is live here, a Prepare only gets that lease REPORTED, without raising
-        the promised number: the reporting reply always blocks its proposer (a foreign live lease is never
-        open), so it can never help that attempt win, and the holder's renewals are not starved by
-        claimants that will be denied anyway.
+        While another owner's lease is live here (on this resource, or a conflicting path claim), a Prepare
+        only gets that lease REPORTED, without raising the promised number: the reporting reply always
+        blocks its proposer (a foreign live lease is never open), so it can never help that attempt win,
+        and the holder's renewals are not starved by claimants that will be denied anyway.
         """
-        s = self._slots.get(m.resource)
+        key = slot_key(m.resource, m.proposer)
+        s = self._slots.get(key)
         promised = s.promised if s else self._floor
-        held = self.live_lease(m.resource, now)
+        held = self._live(key, now)
         if held is not None and held.owner != m.proposer:
             return self._report(m, held, now)
+        other = self.conflicting(m.resource, m.proposer, now)
+        if other is not None:
+            return self._report(m, other[1], now, blocking=other[0])
         if not (m.epoch, m.round) > promised:
             return PrepareReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
-            s = self._slots[m.resource] = AcceptorSlot(promised=(m.epoch, m.round), promised_by=m.proposer)
+            s = self._new_slot(key, m.resource, (m.epoch, m.round), m.proposer)
         s.promised, s.promised_by, s.touched = (m.epoch, m.round), m.proposer, now
-        lease = self.live_lease(m.resource, now)
+        lease = self._live(key, now)
         if lease is None:
             return Promise(m.resource, m.epoch, m.round, m.proposer)
         return self._report(m, lease, now)
 
     @staticmethod
-    def _report(m: Prepare, lease: AcceptedLease, now: float) -> Promise:
+    def _report(m: Prepare, lease: AcceptedLease, now: float, blocking: str = "") -> Promise:
         return Promise(
             m.resource,
             m.epoch,
@@ -271,25 +314,28 @@ class AcceptorState:
             owner_round=lease.ballot[1],
             lease_left=lease.expires - now,
             claim_left=max(0.0, lease.claim_ends - now),
+            blocking=blocking,
         )
 
     def on_propose(self, m: Propose, now: float, config_epoch: int) -> Accepted | AcceptReject:
-        """Accept if ``m`` is exactly the promised ballot or a strictly greater number."""
-        s = self._slots.get(m.resource)
+        """Accept if ``m`` is exactly the promised ballot or a strictly greater number, and no conflicting
+        path claim of another owner is live here."""
+        key = slot_key(m.resource, m.proposer)
+        s = self._slots.get(key)
         promised = s.promised if s else self._floor
         n = (m.epoch, m.round)
         exact = s is not None and n == s.promised and m.proposer == s.promised_by
-        if not (exact or n > promised):
+        if not (exact or n > promised) or self.conflicting(m.resource, m.proposer, now) is not None:
             return AcceptReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
-            s = self._slots[m.resource] = AcceptorSlot(promised=n, promised_by=m.proposer)
+            s = self._new_slot(key, m.resource, n, m.proposer)
         s.promised, s.promised_by, s.touched = n, m.proposer, now
         s.accepted = AcceptedLease(m.proposer, m.owner_name, n, now + m.lease, now + max(0.0, m.claim_left))
         return Accepted(m.resource, m.epoch, m.round, m.proposer)
 
     def on_release(self, m: Release, now: float) -> None:
         """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise."""
-        s = self._slots.get(m.resource)
+        s = self._slots.get(slot_key(m.resource, m.owner))
         if s is None or s.accepted is None or s.accepted.owner != m.owner:
             return
         if s.accepted.ballot == (m.epoch, m.round) or self._mutants.release_unmatched:
@@ -298,8 +344,9 @@ class AcceptorState:
 
     def collect(self, now: float) -> None:
         """Forget idle slots whose lease expired long ago (their number is kept in ``floor``)."""
-        for r in [r for r, s in self._slots.items() if self._idle(s, now)]:
-            self._floor = max(self._floor, self._slots.pop(r).promised)
+        for k in [k for k, s in self._slots.items() if self._idle(s, now)]:
+            self._floor = max(self._floor, self._slots.pop(k).promised)
+            self._paths.pop(k, None)
 
     def _idle(self, s: AcceptorSlot, now: float) -> bool:
         last = max(s.touched, s.accepted.expires if s.accepted else s.touched)

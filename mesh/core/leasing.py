@@ -31,6 +31,7 @@ from mesh.core.claim_types import (
     HeldLease,
     LeaseConfig,
     Lost,
+    Probed,
     Released,
     Renewed,
     Send,
@@ -38,6 +39,7 @@ from mesh.core.claim_types import (
 )
 from mesh.core.errors import ConfigError
 from mesh.core.lease import (
+    MAX_ROUND,
     AcceptReject,
     Attempt,
     BallotNo,
@@ -73,6 +75,7 @@ class Leasing:
         self._slots: dict[str, ProposerSlot] = {}
         self._hint: dict[str, BallotNo] = {}
         self._seen: dict[str, float] = {}
+        self._probes: dict[str, Attempt] = {}
         self._next_gc = 0.0
 
     # ---- the proposer's verbs ------------------------------------------------------------------------
@@ -92,6 +95,43 @@ class Leasing:
             return [Unavailable(resource, "no steward config yet")]
         slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now)
         return self._start(resource, slot, now)
+
+    def probe(self, resource: str, now: float) -> list[Effect]:
+        """Ask the stewards whether another owner holds a claim that conflicts with ``resource``: a Prepare
+        whose promises report such a lease (a steward majority knows every live one), and no Propose.
+
+        The answer is one ``Probed`` effect. It raises ``resource``'s ballot numbers at the stewards, so
+        probe what nobody else claims under that name (``path-shared/...``: a slot of this owner alone).
+        """
+        if self._steward.config is None:
+            return [Probed(resource, unavailable="no steward config yet")]
+        if resource in self._probes:
+            return []  # one at a time: its answer is the answer
+        b = self._next_ballot(resource)
+        t = now + self._lc.attempt_timeout
+        self._probes[resource] = Attempt(ballot=b, renewal=False, started=now, deadline=t, timeout_at=t)
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+
+    def _on_probe_reply(
+        self, sender: str, m: Promise | PrepareReject, a: Attempt, now: float
+    ) -> list[Effect]:
+        voter = node_of(sender)
+        voters = self._voters(a, now)
+        if isinstance(m, PrepareReject):
+            a.refused.add(voter)
+            if tally(voters, a.promised, a.refused) is VoteResult.LOST:
+                del self._probes[m.resource]
+                return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
+            return []
+        a.promised.add(voter)
+        a.reports[voter] = m
+        if tally(voters, a.promised, a.refused) is not VoteResult.WON:
+            return []
+        del self._probes[m.resource]
+        foreign = [p for s, p in sorted(a.reports.items()) if s in voters and p.owner and p.owner != self.me]
+        if not foreign:
+            return [Probed(m.resource)]
+        return [Probed(m.resource, self._denied(m.resource, foreign))]
 
     def held(self, now: float) -> dict[str, HeldLease]:
         """Resources this node believes it holds at ``now``."""
@@ -200,9 +240,14 @@ class Leasing:
         if isinstance(m, PrepareReject | AcceptReject):
             h = self._hint.get(m.resource, (0, 0))
             self._hint[m.resource] = max(h, (m.promised_epoch, m.promised_round))
-        if isinstance(m, Promise) and m.owner:
+        if isinstance(m, Promise) and m.owner and not m.blocking:
             h = self._hint.get(m.resource, (0, 0))
             self._hint[m.resource] = max(h, (m.owner_epoch, m.owner_round))
+        probe = self._probes.get(m.resource)
+        if probe is not None and m.proposer == self.me and probe.ballot == (m.epoch, m.round):
+            if isinstance(m, Promise | PrepareReject):
+                return self._on_probe_reply(sender, m, probe, now)
+            return []
         if slot is None or slot.attempt is None or m.proposer != self.me:
             return []
         a = slot.attempt
@@ -297,14 +342,20 @@ class Leasing:
             return self._fail(resource, slot, now, "renewal blocked")
         foreign = [p for p in blocking if p.owner != self.me]
         if foreign:
-            p = max(foreign, key=lambda q: (q.owner_epoch, q.owner_round))
             del self._slots[resource]
-            return [Denied(resource, p.owner, p.owner_name, p.claim_left)]
+            return [self._denied(resource, foreign)]
         # Our own stale lease from an earlier holding (e.g. a lost Release): wait it out, then retry.
         slot.attempt = None
         wait = min(max(p.lease_left for p in blocking), self._lc.acceptor_lease)
         slot.retry_at = now + wait + self._rng.uniform(0.0, self._lc.backoff_max)
         return []
+
+    @staticmethod
+    def _denied(resource: str, foreign: list[Promise]) -> Denied:
+        p = max(foreign, key=lambda q: (q.owner_epoch, q.owner_round))
+        ok = p.owner_epoch >= 0 and 0 <= p.owner_round <= MAX_ROUND
+        token = token_of(p.owner_epoch, p.owner_round) if ok else 0
+        return Denied(resource, p.owner, p.owner_name, p.claim_left, p.blocking, token)
 
     def _lose(self, resource: str, slot: ProposerSlot) -> list[Effect]:
         assert slot.token is not None
@@ -342,7 +393,7 @@ class Leasing:
             out: list[Effect] = []
             if cur is not None and m.epoch < cur.epoch:
                 out.append(Send(sender, ConfigAnnounce(cur.epoch, cur.stewards)))
-            pe, pr = acceptor.promised(m.resource)
+            pe, pr = acceptor.promised(m.resource, m.proposer)
             ce = cur.epoch if cur else 0
             # A steward of this epoch that does not serve YET says when it will (not a ballot conflict).
             w = wait if cur is not None and m.epoch == cur.epoch and math.isfinite(wait) else 0.0
@@ -366,7 +417,7 @@ class Leasing:
             claim_left = m.claim_left if m.claim_left >= 0 else 0.0
             reply = acceptor.on_propose(replace(m, lease=lease, claim_left=claim_left), now, cur.epoch)
         out = []
-        n = acceptor.promised(m.resource)
+        n = acceptor.promised(m.resource, m.proposer)
         if n > self._steward.durable.floor:
             # Reserve ahead, durably, before the reply: a restarted acceptor never goes below this.
             out += self._steward.persist(replace(self._steward.durable, floor=(n[0], n[1] + FLOOR_CHUNK)))
@@ -408,6 +459,10 @@ class Leasing:
                     out += self._start(r, s, now)
             elif s.holding and now >= s.next_renew:
                 out += self._start(r, s, now)
+        for r in sorted(self._probes):
+            if now >= self._probes[r].timeout_at:
+                del self._probes[r]
+                out.append(Probed(r, unavailable=f"no steward quorum within {self._lc.attempt_timeout:g}s"))
         return out
 
     def collect(self, now: float) -> None:
@@ -428,6 +483,7 @@ class Leasing:
                 ts.append(s.attempt.timeout_at)
             if s.retry_at is not None:
                 ts.append(s.retry_at)
+        ts += [a.timeout_at for a in self._probes.values()]
         if len(self._steward.acceptor):
             ts.append(self._next_gc)
         return ts

@@ -44,6 +44,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from mesh.core.resources import slot_key
+
 
 def node_of(identity: str) -> str:
     """The node id of an identity ``node_id/incarnation`` (a bare node id is its own node id)."""
@@ -104,11 +106,12 @@ def merge_snapshots(
     longest: dict[str, tuple[float, float]] = {}
     for snap in snapshots:
         for s in snap:
-            b = best.get(s.resource)
+            key = slot_key(s.resource, s.owner)  # a shared path claim is one lease per owner
+            b = best.get(key)
             if b is None or (s.epoch, s.round) > (b.epoch, b.round):
-                best[s.resource] = s
-            lease, claim = longest.get(s.resource, (0.0, 0.0))
-            longest[s.resource] = (max(lease, s.lease_left), max(claim, s.claim_left))
+                best[key] = s
+            lease, claim = longest.get(key, (0.0, 0.0))
+            longest[key] = (max(lease, s.lease_left), max(claim, s.claim_left))
     out = tuple(
         replace(best[r], lease_left=min(cap, longest[r][0] * stretch), claim_left=longest[r][1])
         for r in sorted(best)

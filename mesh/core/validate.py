@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 
+from mesh.core import resources
 from mesh.core.errors import InvalidInput
 
 NAME_MAX = 64
@@ -101,9 +102,15 @@ MAX_TTL = 7 * 24 * 3600.0
 
 
 def resource_name(type_: str, name: str) -> str:
-    """`TYPE/NAME`, validated (InvalidInput names the rule)."""
+    """`TYPE/NAME`, validated (InvalidInput names the rule); a path claim's pattern in its normal form.
+
+    Types `path` and `path-shared` take a path pattern (`mesh.core.globs`) as NAME (PatternError says
+    what is wrong with it); every other type an item name.
+    """
     if not isinstance(type_, str) or not _CLAIM_TYPE.fullmatch(type_):
         raise InvalidInput(f"invalid claim type {type_!r}: use {CLAIM_TYPE_RULE}")
+    if type_ in resources.PATH_TYPES:
+        return resources.path_resource([name], shared=type_ == resources.SHARED_PATH)
     if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name) or "//" in name or name.endswith("/"):
         raise InvalidInput(f"invalid claim name {name!r}: use {CLAIM_NAME_RULE}")
     return f"{type_}/{name}"
@@ -116,6 +123,11 @@ def split_resource(resource: str) -> tuple[str, str]:
         raise InvalidInput(f"invalid claim {resource!r}: expected TYPE/NAME")
     resource_name(type_, name)
     return type_, name
+
+
+def claim_resource(resource: str) -> str:
+    """`TYPE/NAME` validated, in the one spelling claims are decided under (a path pattern normalised)."""
+    return resource_name(*split_resource(resource))
 
 
 def check_ttl(ttl: float) -> float:

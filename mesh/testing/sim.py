@@ -15,14 +15,21 @@ What it models, besides the claims protocol itself:
   stewards of its home recovers; graceful leaves hand stewardship over;
 - a nemesis: message loss, duplication, delay and reordering, crashes and restarts, pauses (SIGSTOP,
   also right after a Propose), link cuts, partitions (also between homes from the start: genesis in two
-  halves), random reconfigurations, and a strike that changes the stewards around a cut-off holder.
+  halves), random reconfigurations, and a strike that changes the stewards around a cut-off holder;
+- path claims beside items (``mesh.testing.sim_paths``): overlapping and disjoint glob patterns, exclusive
+  and shared, several at once (one claim on their union). Their choices come from a second rng of the
+  seed, so a seed whose mix has no path claims runs exactly as before they existed.
 
 The simulator owns true time ``t``. Each node incarnation has a clock ``local = base + rate * (t - born)``
 with ``rate`` in ``[1-rho, 1+rho]`` (or wider in ``beyond_rho`` mode, which is allowed to break safety).
 After EVERY step it checks:
   - at most one node believes it holds each resource (a belief runs from Granted until the node's own
-    local deadline, mapped to true time by its rate; Renewed extends it; Lost/Released/crash end it);
-  - fencing tokens strictly increase across successive grants of a resource, and renewals keep them;
+    local deadline, mapped to true time by its rate; Renewed extends it; Lost/Released/crash end it),
+    shared path claims excepted;
+  - no two owners believe they hold path claims whose patterns overlap while one is exclusive (named
+    with a path both match);
+  - fencing tokens strictly increase across successive grants of a resource (of a shared path claim:
+    per owner), and renewals keep them;
   - at most one steward config is ever adopted for each epoch.
 A violation raises ``SafetyViolation`` naming the seed and step.
 
@@ -60,6 +67,7 @@ from mesh.core.mutants import Mutants
 from mesh.core.steward_policy import Candidate, can_decide, formation, next_config, upkeep_leader
 from mesh.core.stewards import CfgAccept, CfgPrepare, StewardConfig, StewardState, proxy_step
 from mesh.errors import ConfigError
+from mesh.testing import sim_paths
 
 CREDS_HOME = 0
 """The home that created the mesh's credentials (the only one where genesis may happen)."""
@@ -116,6 +124,9 @@ class SimParams:
     """Scenarios with ``formation``: when each initial node starts (default: at random within ``stagger``)."""
     propose_stall: float = 0.0
     mass_crash: float = 0.0
+    path_claims: float = 0.0
+    """How often a workload claim is a path claim instead of an item (``from_seed``: drawn per seed from
+    the path rng: 0, 0.3 or 0.6)."""
 
     @classmethod
     def from_seed(cls, rng: random.Random, beyond_rho: bool = False) -> SimParams:
@@ -255,6 +266,8 @@ class Simulation:
         self.script = script
         self.rng = random.Random(seed)
         self.p = params or SimParams.from_seed(self.rng, beyond_rho)
+        self.path_rng = random.Random(f"paths-{seed}")
+        self.path_rate = self.p.path_claims if params else self.path_rng.choice([0.0, 0.3, 0.6])
         self.lc = lease or LeaseConfig.fast()
         self.mutants = mutants
         self.check_tokens = check_tokens
@@ -377,7 +390,7 @@ class Simulation:
 
     def _maybe_wait(self, node: SimNode, resource: str, wait: float = 0.0) -> None:
         """Like ``meshctl claim --wait``: a refused claimant often tries again soon."""
-        if resource.startswith("r") and self.rng.random() < self.p.persistence:
+        if resource.startswith(("r", "path")) and self.rng.random() < self.p.persistence:
             self._push(self.t + wait + self.rng.uniform(0.1, 1.5), "claim", node.ident, resource)
 
     def _granted(self, node: SimNode, e: Granted) -> None:
@@ -388,10 +401,11 @@ class Simulation:
         self.stats.grants += 1
         self.grant_times.append(self.t)
         self._log(f"{node.ident} GRANTED {e.resource} token={e.token:x} until_true={node.true(e.until):.3f}")
-        last = self.last_token.get(e.resource)
+        key = f"{e.resource} {node.node}" if sim_paths.is_shared(e.resource) else e.resource
+        last = self.last_token.get(key)
         if self.check_tokens and last is not None and e.token <= last:
             self._violation(f"token for {e.resource} did not increase: {e.token:#x} after {last:#x}")
-        self.last_token[e.resource] = max(e.token, last or 0)
+        self.last_token[key] = max(e.token, last or 0)
         self.beliefs.setdefault(e.resource, {})[node.ident] = Belief(
             node.ident, e.token, e.until, node, self.t
         )
@@ -536,16 +550,21 @@ class Simulation:
     # ---- checks ------------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """At most one live belief per resource at this instant."""
+        """At most one live belief per resource, and no overlapping path claims of two owners, now."""
+        paths: dict[str, set[str]] = {}
         for res, bs in self.beliefs.items():
             if len(bs) < 2:
                 if bs:
                     (b,) = bs.values()
                     if b.node.true(b.until) <= self.t:
                         bs.clear()
+                    elif res.startswith("path"):
+                        paths[res] = {b.ident}
                 continue
             live = [b for b in bs.values() if b.node.true(b.until) > self.t]
-            if len(live) > 1:
+            if res.startswith("path"):
+                paths[res] = {b.ident for b in live}
+            if len(live) > 1 and not sim_paths.is_shared(res):
                 desc = ", ".join(
                     f"{b.ident} token={b.token:#x} since={b.since:.3f} until_true={b.node.true(b.until):.3f}"
                     for b in live
@@ -553,6 +572,10 @@ class Simulation:
                 self._violation(f"two holders of {res}: {desc}")
             for ident in [i for i, b in bs.items() if b.node.true(b.until) <= self.t]:
                 del bs[ident]
+        if len(paths) > 1:
+            found = sim_paths.overlapping_holders(paths)
+            if found is not None:
+                self._violation(found)
 
     # ---- membership as the runtime sees it ------------------------------------------------------------
 
@@ -839,7 +862,10 @@ class Simulation:
         node = self._random_live()
         if node is None or node.paused_until > self.t:
             return
-        res = f"r{self.rng.randrange(self.p.resources)}"
+        if self.path_rate and self.path_rng.random() < self.path_rate:
+            res = sim_paths.pick(self.path_rng)
+        else:
+            res = f"r{self.rng.randrange(self.p.resources)}"
         now = node.local(self.t)
         if res in node.core.held(now) and self.rng.random() < 0.5:
             self._apply(node, node.core.release(res, now))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh import agents, briefing, hook, pathclaims
-from mesh.errors import ConfigError, InvalidInput
+from mesh import agents, briefing, hook
+from mesh.errors import ConfigError
 from mesh.views import MemberView
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
@@ -118,43 +118,6 @@ def test_cli_dry_run_prints_a_diff_and_writes_nothing(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 0 and r.stdout.startswith("---") and '+    "BeforeTool": [' in r.stdout
     assert not (tmp_path / ".gemini").exists()
-
-
-# ---------------------------------------------------------------------- the interim path rule
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "overlap"),
-    [
-        ("src/app", "src/app/x.py", True),
-        ("src/app/x.py", "src/app", True),
-        ("src/app", "src/app", True),
-        ("src/app", "src/application/x.py", False),  # a prefix of the name, not of the path
-        ("src/a", "lib/a", False),
-        ("docs", "docs/readme.md", True),
-    ],
-)
-def test_path_overlap(a: str, b: str, overlap: bool) -> None:
-    assert pathclaims.overlaps(a, b) is overlap
-
-
-@pytest.mark.parametrize(
-    ("pattern", "name"),
-    [
-        ("src/app/**", "src/app"),
-        ("src/app/x.py", "src/app/x.py"),
-        ("./src//app/", "src/app"),
-        ("a/b/../c", "a/c"),
-    ],
-)
-def test_claim_names(pattern: str, name: str) -> None:
-    assert pathclaims.claim_name(pattern) == name
-
-
-@pytest.mark.parametrize("pattern", ["src/*.py", "**", "../x", "/etc/passwd", "src/a b.py", "", "a/**/b"])
-def test_claim_names_refused(pattern: str) -> None:
-    with pytest.raises(InvalidInput):
-        pathclaims.claim_name(pattern)
 
 
 # ---------------------------------------------------------------------- briefing texts

@@ -1,6 +1,6 @@
 """A claimant that holds leases through the API, as a separate process: safety measured where work is done.
 
-    python -m tests.integration.api_holder --home H --mesh M --node N --resources job/r0,job/r1 --out FILE
+    python -m tests.integration.api_holder --home H --mesh M --node N --resources '["job/r0","path/src/**"]' --out FILE
 
 Connects to node N (`mesh.connect`), then forever: claim a random resource (with a short wait), hold it for a
 random time doing "work" in small steps, release. Every step that acts on the lease first reads the host's
@@ -51,7 +51,7 @@ async def run(args: argparse.Namespace) -> None:
 
     clock = BootClock()
     rng = random.Random(args.seed)
-    resources = args.resources.split(",")
+    resources = json.loads(args.resources)
     out = open(args.out, "a", buffering=1)  # noqa: SIM115 - closed at the end of run()
     record = Recorder(out, f"{args.node}:{os.getpid()}", args.node)
     client: Client | None = None

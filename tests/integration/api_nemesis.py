@@ -49,7 +49,7 @@ class ApiNemesis(Nemesis):
         self.api_dir.mkdir(parents=True, exist_ok=True)
         out = self.api_dir / f"{name}.jsonl"
         cmd = [sys.executable, "-m", "tests.integration.api_holder", "--home", str(self.mesh.home),
-               "--mesh", self.mesh.name, "--node", name, "--resources", ",".join(self.resources),
+               "--mesh", self.mesh.name, "--node", name, "--resources", json.dumps(self.resources),
                "--out", str(out), "--seed", str(self.cfg.seed * 1000 + self.names.index(name))]  # fmt: skip
         proc = subprocess.Popen(cmd, env=self.mesh.env(), stdout=subprocess.DEVNULL)  # noqa: ASYNC220
         self.clients[name] = proc

@@ -6,8 +6,12 @@ stamped with the host's CLOCK_BOOTTIME, so `t` and `until` of all processes are 
 and the last `until` it recorded (a SIGKILLed or SIGSTOPped holder records nothing more: its belief ends at
 its own deadline). Two checks:
 
-- no overlap: for each resource, intervals of different identities never overlap (adjacent is fine);
-- fencing: ordered by acquire time, the tokens of successive holders of a resource strictly increase.
+- no overlap: for each resource, intervals of different identities never overlap (adjacent is fine),
+  shared path claims excepted; and intervals of different identities on two path claims that conflict
+  (their patterns overlap, one is exclusive: `mesh.core.resources.conflict`) never overlap either, a
+  violation naming a path both patterns match;
+- fencing: ordered by acquire time, the tokens of successive holders of a resource strictly increase (a
+  shared path claim has a lease per holder: its tokens are per holder).
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mesh.core import globs
+from mesh.core.resources import SHARED_PATH, conflict, path_claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +48,20 @@ class Interval:
 class Violation:
     """A broken promise, with the two intervals involved."""
 
-    kind: str  # overlap | token
+    kind: str  # overlap | token | paths
     resource: str
     first: Interval
     second: Interval
 
     def __str__(self) -> str:
         a, b = self.first, self.second
-        if self.kind == "overlap":
+        if self.kind in ("overlap", "paths"):
             both = min(a.end, b.end) - max(a.start, b.start)
             what = f"overlap of {both * 1000:.1f} ms"
+            if self.kind == "paths":
+                pa, pb = path_claim(a.resource), path_claim(b.resource)
+                assert pa is not None and pb is not None
+                what += f" with {b.resource} (both match {globs.overlap_witness(pa.glob, pb.glob)})"
         else:
             what = f"token {b.token} after {a.token}"
         return (
@@ -166,15 +177,23 @@ def check_intervals(ivs: Sequence[Interval], report: CheckReport | None = None) 
     for resource, lst in sorted(by_res.items()):
         lst.sort(key=lambda iv: (iv.start, iv.end))
         rep.per_resource[resource] = len(lst)
+        shared = resource.startswith(SHARED_PATH + "/")
         active: list[Interval] = []
         prev: Interval | None = None
+        last_token: dict[str, int] = {}
         for iv in lst:
             active = [a for a in active if a.end > iv.start]
             for a in active:
-                if a.ident != iv.ident:
+                if a.ident != iv.ident and not shared:
                     rep.violations.append(Violation("overlap", resource, a, iv))
             active.append(iv)
             rep.max_concurrent = max(rep.max_concurrent, len({a.ident for a in active}))
+            if shared:  # a lease per holder: fencing per holder node
+                node = iv.ident.partition("/")[0]
+                if node in last_token and iv.token <= last_token[node]:
+                    rep.violations.append(Violation("token", resource, iv, iv))
+                last_token[node] = max(iv.token, last_token.get(node, 0))
+                continue
             if prev is not None:
                 if iv.token <= prev.token:
                     rep.violations.append(Violation("token", resource, prev, iv))
@@ -183,7 +202,21 @@ def check_intervals(ivs: Sequence[Interval], report: CheckReport | None = None) 
                     rep.takeovers += prev.ended_by != "released"
                     rep.handover_gaps.append(iv.start - prev.end)
             prev = iv
+    _check_paths(by_res, rep)
     return rep
+
+
+def _check_paths(by_res: dict[str, list[Interval]], rep: CheckReport) -> None:
+    """Intervals of different identities on conflicting path claims never overlap."""
+    paths = sorted(r for r in by_res if path_claim(r) is not None)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1 :]:
+            if not conflict(a, b):
+                continue
+            for x in by_res[a]:
+                for y in by_res[b]:
+                    if x.ident != y.ident and x.start < y.end and y.start < x.end:
+                        rep.violations.append(Violation("paths", a, x, y))
 
 
 def check_records(records: Sequence[dict[str, Any]], bad_lines: int = 0) -> CheckReport:

@@ -2,7 +2,8 @@
 
 N `meshctl up` processes on 127.0.0.1 (seeds, no mDNS, fast membership, a short lease) log every claim
 event to MESH_CLAIM_HISTORY. One claimant task per node (in this process, through the node's control socket)
-competes for a few resources: claim → hold a random time → release. Meanwhile the nemesis, one fault at a
+competes for a few items and overlapping path claims (exclusive and shared, one on a union of patterns):
+claim → hold a random time → release. Meanwhile the nemesis, one fault at a
 time and every kind once per shuffled cycle:
 
 - kill:      SIGKILL a random node, restart it a moment later (same name and home: same node id, new
@@ -36,6 +37,8 @@ from tests.integration.claims_checker import CheckReport, check_dir
 from tests.integration.harness import FAST, Mesh, wait_pid_gone
 
 KINDS = ("kill", "pause", "partition")
+# Overlapping path claims: a tree and a glob in it, a shared one over both, and a union reaching into them.
+PATH_RESOURCES = ("path/src/**", "path/src/app/*.py", "path-shared/src/app/**", "path/{docs/**,src/*/x.py}")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class NemesisConfig:
     seconds: float = 25.0
     nodes: int = 5
     resources: int = 3
+    paths: int = 4  # path claims among the resources (PATH_RESOURCES, overlapping)
     lease: float = 2.0
     seed: int = 0
     kinds: tuple[str, ...] = KINDS
@@ -90,7 +94,7 @@ class Nemesis:
         self.cfg = cfg
         self.rng = random.Random(cfg.seed)
         self.names = [f"n{i}" for i in range(cfg.nodes)]
-        self.resources = [f"job/r{i}" for i in range(cfg.resources)]
+        self.resources = [f"job/r{i}" for i in range(cfg.resources)] + list(PATH_RESOURCES[: cfg.paths])
         self.partition_file = history.parent / "partition"
         self.holding: dict[str, set[str]] = {n: set() for n in self.names}
         self.stopped: set[str] = set()

@@ -74,7 +74,7 @@ async def tools_on_real_nodes(mesh: Mesh) -> None:
             assert await call(ca, "set_status", action="refactor", target="app", progress=30) == {"ok": True}
             got = await call(ca, "claim", items=["task/login"], paths=["src/app/**"], ttl_minutes=90)
             assert got.get("granted"), got
-            assert [x["claim"] for x in got["claims"]] == ["task/login", "path/src/app"]
+            assert [x["claim"] for x in got["claims"]] == ["task/login", "path/src/app/**"]
             assert got["claims"][0]["token"] > 0 and got["claims"][0]["until"].endswith("Z")
             until(lambda: len(json.loads(mesh.ctl("claims", "--json", node="b").stdout)) == 2)
             denied = await call(cb, "claim", paths=["src/app/models.py"])
@@ -82,11 +82,14 @@ async def tools_on_real_nodes(mesh: Mesh) -> None:
             denied = await call(cb, "claim", items=["task/login"])
             assert not denied["granted"] and denied["holder"] == "a"
             # All or none: b's free item is not kept when its path is refused.
-            partial = await call(cb, "claim", items=["task/other"], paths=["src/app"])
+            partial = await call(cb, "claim", items=["task/other"], paths=["docs/**", "src/app/x.py"])
             assert not partial["granted"]
             assert json.loads(mesh.ctl("claims", "--json", node="b").stdout)[-1]["holder"] == "a"
-            bad = await call(cb, "claim", paths=["src/*.py"])
-            assert "only a trailing '/**'" in bad["error"]
+            bad = await call(cb, "claim", paths=["src/[a"])
+            assert "never closed" in bad["error"]
+            shared = await call(cb, "claim", paths=["docs/**"], shared=True)
+            assert shared["granted"] and shared["claims"][0]["claim"] == "path-shared/docs/**"
+            assert (await call(cb, "release", paths=["docs/**"]))["released"] == 1
             assert (await call(cb, "send", to="a", subject="login", body="may I?"))["queued"]
             assert (await call(cb, "send", to="*", subject="standup", body="now"))["queued"]
             msgs = await until_async(lambda: call(ca, "inbox"), 2)

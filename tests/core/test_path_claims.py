@@ -1,0 +1,187 @@
+"""Path claims in the claims core: names, the acceptor's overlap rule, shared claims, probes, hand-offs."""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh.core.claims import Denied, Granted, Probed, Released
+from mesh.core.errors import PatternError
+from mesh.core.lease import AcceptorState, Prepare, Promise, Propose
+from mesh.core.mutants import Mutants
+from mesh.core.resources import conflict, literal, path_claim, path_resource, slot_key
+from mesh.core.stewards import SnapLease, merge_snapshots
+from mesh.testing.sim import SafetyViolation, SimParams, Simulation
+from tests.core.test_claims import cluster, only
+
+# ---- names -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "shared", "resource"),
+    [
+        (["src/app/**/*.py"], False, "path/src/app/**/*.py"),
+        (["./src/./app/**/**"], False, "path/src/app/**"),
+        (["src/**", "docs/*.md"], False, "path/{docs/*.md,src/**}"),  # several: one claim on the union
+        (["b/**", "a/**", "b/**"], True, "path-shared/{a/**,b/**}"),
+        (["src/{x,y}.py", "a,b.txt"], False, "path/{a[,]b.txt,src/x.py,src/y.py}"),  # a literal comma
+    ],
+)
+def test_path_resources_are_normal_forms(patterns: list[str], shared: bool, resource: str) -> None:
+    assert path_resource(patterns, shared) == resource
+
+
+@pytest.mark.parametrize("patterns", [[], ["/etc/x"], ["src/["], ["!src/**"], ["a/../../x"], ["x" * 201]])
+def test_bad_path_claims_are_refused_naming_the_problem(patterns: list[str]) -> None:
+    with pytest.raises(PatternError):
+        path_resource(patterns)
+
+
+def test_a_literal_pattern_matches_exactly_its_file() -> None:
+    from mesh.core import globs
+
+    for path in ("src/a*b?.py", "x/[y]/{z},w", "plain/file.txt", "!bang"):
+        pat = literal(path)
+        assert globs.matches(pat, path)
+    assert not globs.matches(literal("src/a*b.py"), "src/axxb.py")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "conflicts"),
+    [
+        ("path/src/**", "path/src/app/x.py", True),
+        ("path/src/a*.py", "path/src/*b.py", True),  # src/ab.py
+        ("path/src/**/*.py", "path/src/app/**", True),
+        ("path/lib/*/x", "path/lib/y/z/x", False),  # a prefix rule gets this wrong
+        ("path/src/**", "path-shared/src/app/**", True),  # one exclusive is enough
+        ("path-shared/src/**", "path-shared/src/app/**", False),  # shared with shared: never
+        ("path/{a/**,b/**}", "path/b/c", True),  # a union conflicts through any alternative
+        ("path/docs/**", "task/docs", False),  # items never conflict with paths
+    ],
+)
+def test_conflict_rule(a: str, b: str, conflicts: bool) -> None:
+    assert conflict(a, b) is conflicts and conflict(b, a) is conflicts
+
+
+def test_shared_claims_get_a_slot_per_owner() -> None:
+    assert slot_key("path-shared/src/**", "n1/i") != slot_key("path-shared/src/**", "n2/i")
+    assert slot_key("path/src/**", "n1/i") == slot_key("path/src/**", "n2/i") == "path/src/**"
+    assert path_claim("task/x") is None
+
+
+# ---- the acceptor's rule -----------------------------------------------------------------------------
+
+
+def accept(acc: AcceptorState, resource: str, owner: str, rnd: int, now: float = 0.0) -> None:
+    p = acc.on_prepare(Prepare(resource, 1, rnd, owner), now, 1)
+    assert isinstance(p, Promise) and not p.owner, p
+    acc.on_propose(Propose(resource, 1, rnd, owner, owner, 4.0, 60.0), now, 1)
+
+
+def test_an_acceptor_reports_an_overlapping_lease_of_another_owner_without_promising() -> None:
+    acc = AcceptorState(40.0, Mutants())
+    accept(acc, "path/src/**", "a/1", 1)
+    p = acc.on_prepare(Prepare("path/src/app/*.py", 1, 5, "b/1"), 1.0, 1)
+    assert isinstance(p, Promise) and p.owner == "a/1" and p.blocking == "path/src/**"
+    assert acc.promised("path/src/app/*.py", "b/1") == (0, 0)  # nothing promised
+    # The owner itself may claim inside its own claim; after expiry anyone may.
+    assert not acc.on_prepare(Prepare("path/src/app/*.py", 1, 6, "a/1"), 1.0, 1).owner  # type: ignore[union-attr]
+    later = acc.on_prepare(Prepare("path/src/app/*.py", 1, 7, "b/1"), 5.0, 1)
+    assert isinstance(later, Promise) and not later.owner
+
+
+def test_an_acceptor_rejects_a_propose_that_now_conflicts() -> None:
+    """b's Prepare was promised before a's conflicting lease arrived here: b's Propose must be refused."""
+    acc = AcceptorState(40.0, Mutants())
+    assert not acc.on_prepare(Prepare("path/src/a*.py", 1, 1, "b/1"), 0.0, 1).owner  # type: ignore[union-attr]
+    accept(acc, "path/src/*b.py", "a/1", 1)
+    r = acc.on_propose(Propose("path/src/a*.py", 1, 1, "b/1", "b", 4.0, 60.0), 0.1, 1)
+    assert type(r).__name__ == "AcceptReject"
+
+
+def test_shared_claims_coexist_and_exclude_exclusive_ones() -> None:
+    acc = AcceptorState(40.0, Mutants())
+    accept(acc, "path-shared/src/**", "a/1", 1)
+    accept(acc, "path-shared/src/**", "b/1", 1)  # a slot of its own: same ballot number, no contention
+    p = acc.on_prepare(Prepare("path/src/x.py", 1, 1, "c/1"), 0.5, 1)
+    assert isinstance(p, Promise) and p.owner in ("a/1", "b/1") and p.blocking == "path-shared/src/**"
+    snap, complete = acc.snapshot(0.5, 10)
+    assert complete and {(s.resource, s.owner) for s in snap} == {
+        ("path-shared/src/**", "a/1"),
+        ("path-shared/src/**", "b/1"),
+    }
+
+
+def test_the_mutant_checks_only_exact_names() -> None:
+    acc = AcceptorState(40.0, Mutants(path_exact_only=True))
+    accept(acc, "path/src/**", "a/1", 1)
+    p = acc.on_prepare(Prepare("path/src/app/*.py", 1, 5, "b/1"), 1.0, 1)
+    assert isinstance(p, Promise) and not p.owner  # the blind spot: it would be granted
+
+
+def test_a_hand_off_keeps_every_owners_shared_lease() -> None:
+    a = SnapLease("path-shared/src/**", "a/1", "a", 1, 1, 3.0, 50.0)
+    b = SnapLease("path-shared/src/**", "b/1", "b", 1, 1, 2.0, 40.0)
+    merged, _ = merge_snapshots([[a], [b]], [0.0, 0.0], [0.0, 0.0], 1.0, 10.0)
+    assert {s.owner for s in merged} == {"a/1", "b/1"}
+    acc = AcceptorState(40.0, Mutants())
+    acc.install(merged, 0.0)
+    p = acc.on_prepare(Prepare("path/src/x.py", 1, 1, "c/1"), 0.5, 1)
+    assert isinstance(p, Promise) and p.blocking == "path-shared/src/**"
+
+
+# ---- whole cores -------------------------------------------------------------------------------------
+
+
+def test_overlapping_exclusive_claims_one_granted_the_other_denied_naming_the_holder() -> None:
+    c = cluster()
+    assert only(c.settle("p/1", "claim", "path/src/**", 60.0, now=0.0), Granted)
+    denied = only(c.settle("q/1", "claim", "path/src/app/*.py", 60.0, now=2.0), Denied)
+    assert denied and denied[0].holder == "p/1" and denied[0].conflict == "path/src/**"  # type: ignore[attr-defined]
+    assert denied[0].token > 0  # type: ignore[attr-defined]
+    # Disjoint in truth, though a prefix rule would say otherwise.
+    assert only(c.settle("q/1", "claim", "path/lib/*/x", 60.0, now=3.0), Granted)
+    c.settle("p/1", "release", "path/src/**", now=4.0)
+    assert only(c.settle("q/1", "claim", "path/src/app/*.py", 60.0, now=4.5), Granted)
+
+
+def test_shared_path_claims_are_held_together_and_block_an_exclusive_one() -> None:
+    c = cluster()
+    assert only(c.settle("p/1", "claim", "path-shared/docs/**", 60.0, now=0.0), Granted)
+    assert only(c.settle("q/1", "claim", "path-shared/docs/*.md", 60.0, now=1.0), Granted)
+    denied = only(c.settle("a/1", "claim", "path/docs/a.md", 60.0, now=2.0), Denied)
+    assert denied and denied[0].holder in ("p/1", "q/1")  # type: ignore[attr-defined]
+    assert only(c.settle("q/1", "release", "path-shared/docs/*.md", now=3.0), Released)
+
+
+def test_a_probe_asks_the_stewards_who_holds_a_conflicting_claim() -> None:
+    c = cluster()
+    free = only(c.settle("q/1", "probe", "path-shared/src/app/x.py", now=0.0), Probed)
+    assert free == [Probed("path-shared/src/app/x.py")]
+    assert only(c.settle("p/1", "claim", "path/src/app/**", 60.0, now=1.0), Granted)
+    (p,) = only(c.settle("q/1", "probe", "path-shared/src/app/x.py", now=2.0), Probed)
+    assert p.denied is not None and p.denied.holder == "p/1" and p.denied.conflict == "path/src/app/**"  # type: ignore[attr-defined]
+    (own,) = only(c.settle("p/1", "probe", "path-shared/src/app/x.py", now=3.0), Probed)
+    assert own.denied is None  # its own claim is no conflict
+    assert not only(c.settle("q/1", "claim", "path/src/app/y.py", 60.0, now=3.5), Granted)  # still held
+
+
+# ---- the simulator -----------------------------------------------------------------------------------
+
+
+def _paths_only(seed: int, mutants: Mutants) -> Simulation:
+    """Claims on overlapping path patterns only, on a quiet network: the overlap rule alone is tested."""
+    p = SimParams(
+        nodes=5, stewards=3, resources=1, duration=20.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, claim_rate=10.0,
+        persistence=0.5, path_claims=1.0,
+    )  # fmt: skip
+    return Simulation(seed, mutants, params=p)
+
+
+def test_the_simulator_catches_an_acceptor_that_checks_only_exact_names() -> None:
+    with pytest.raises(SafetyViolation, match="overlapping holders"):
+        for seed in range(10):
+            _paths_only(seed, Mutants(path_exact_only=True)).run()
+    for seed in range(10):
+        st = _paths_only(seed, Mutants()).run()
+        assert st.grants > 10 and st.denied > 0
