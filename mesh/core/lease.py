@@ -244,13 +244,15 @@ class AcceptorState:
                 slot.promised, slot.promised_by = n, s.owner
             slot.accepted = AcceptedLease(s.owner, s.owner_name, n, expires, now + max(0.0, s.claim_left))
 
-    def promised(self, resource: str, owner: str) -> BallotNo:
-        """The number this acceptor promised for ``owner``'s slot of ``resource`` (``floor`` if forgotten)."""
+    def promised(self, resource: str, owner: str = "") -> BallotNo:
+        """The number this acceptor promised for ``owner``'s slot of ``resource`` (``floor`` if forgotten;
+        ``owner`` matters only for a shared path claim, a slot per owner)."""
         s = self._slots.get(slot_key(resource, owner))
         return s.promised if s else self._floor
 
-    def live_lease(self, resource: str, owner: str, now: float) -> AcceptedLease | None:
-        """The accepted lease of ``owner``'s slot of ``resource`` if still live at ``now``."""
+    def live_lease(self, resource: str, now: float, owner: str = "") -> AcceptedLease | None:
+        """The accepted lease of ``owner``'s slot of ``resource`` if still live at ``now`` (``owner``: as
+        for ``promised``)."""
         return self._live(slot_key(resource, owner), now)
 
     def _live(self, key: str, now: float) -> AcceptedLease | None:

@@ -237,6 +237,8 @@ class SimStats:
     proxied: int = 0
     recoveries: int = 0
     handoffs: int = 0
+    path_grants: int = 0
+    path_denied: int = 0
     violation: SafetyViolation | None = None
 
 
@@ -362,6 +364,7 @@ class Simulation:
                 self._log(f"{node.ident} {type(e).__name__} {e.resource}")
             elif isinstance(e, Denied):
                 self.stats.denied += 1
+                self.stats.path_denied += bool(e.conflict)  # refused for an overlapping other pattern
                 self._maybe_wait(node, e.resource)
             elif isinstance(e, Unavailable):
                 self.stats.unavailable += 1
@@ -399,6 +402,7 @@ class Simulation:
             mine.until = max(mine.until, e.until)  # claim() on a held resource re-reports the same grant
             return
         self.stats.grants += 1
+        self.stats.path_grants += e.resource.startswith("path")
         self.grant_times.append(self.t)
         self._log(f"{node.ident} GRANTED {e.resource} token={e.token:x} until_true={node.true(e.until):.3f}")
         key = f"{e.resource} {node.node}" if sim_paths.is_shared(e.resource) else e.resource

@@ -24,9 +24,9 @@ VERBS = sorted(
 
 def test_the_api_has_the_verbs_every_face_needs() -> None:
     assert VERBS == [
-        "broadcast", "claim", "claim_once", "claims", "counts", "heartbeat", "held", "info", "lease_events",
-        "mark_read", "members", "messages", "outbox", "recover_stewards", "release", "send", "shutdown",
-        "watch",
+        "broadcast", "check_path", "claim", "claim_once", "claims", "counts", "heartbeat", "held", "info",
+        "lease_events", "mark_read", "members", "messages", "outbox", "recover_stewards", "release", "send",
+        "shutdown", "watch",
     ]  # fmt: skip
 
 

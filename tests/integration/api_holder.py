@@ -1,6 +1,7 @@
 """A claimant that holds leases through the API, as a separate process: safety measured where work is done.
 
-    python -m tests.integration.api_holder --home H --mesh M --node N --resources '["job/r0","path/src/**"]' --out FILE
+    python -m tests.integration.api_holder --home H --mesh M --node N
+        --resources '["job/r0","path/src/**"]' --out FILE
 
 Connects to node N (`mesh.connect`), then forever: claim a random resource (with a short wait), hold it for a
 random time doing "work" in small steps, release. Every step that acts on the lease first reads the host's
