@@ -21,7 +21,7 @@ BUDGET = {
     "majority_of_seen": 40,  # first seed 5; ~54/300
     "genesis_anywhere": 60,  # first seed 0 (two configs for epoch 1); ~54/300
     "no_ballot_floor": 300,  # first seed 31 (a token that went backwards); ~4/300
-    "path_exact_only": 20,  # first seed 0 (overlapping exclusive path holders); ~24/40 (every seed with paths)
+    "path_exact_only": 20,  # first seed 0 (overlapping path holders); ~24/40 (most seeds with paths)
 }
 
 
