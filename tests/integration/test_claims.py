@@ -132,6 +132,11 @@ def test_stewards_are_visible(mesh: Mesh) -> None:
         (["service", "x", "--ttl", "30d"], "at most 7 days"),
         (["service", "x", "--ttl", "0s"], "more than 0"),
         (["service", "x" * 201], "invalid claim name"),
+        (["path", "/etc/x"], "relative to the project root"),
+        (["path", "src/**", "src/[a"], "is never closed"),  # one bad pattern: nothing claimed
+        (["path", "!src/**"], "negations"),
+        (["path", "a/../../x"], "'..' segments"),
+        (["task", "x", "--shared"], "--shared is for path claims"),
     ],
 )
 def test_bad_claims_are_rejected_and_change_nothing(mesh: Mesh, args: list[str], needle: str) -> None:
@@ -140,6 +145,39 @@ def test_bad_claims_are_rejected_and_change_nothing(mesh: Mesh, args: list[str],
     assert r.returncode == 2, r.stdout
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert json.loads(mesh.ctl("claims", "--json", node="a").stdout) == []
+
+
+def test_path_claims_conflict_exactly_when_patterns_overlap_and_are_granted_all_or_none(mesh: Mesh) -> None:
+    three(mesh)
+    code, got = claim(mesh, "a", "path", "src/app/**/*.py", "tests/app/**", "--ttl", "2h")
+    assert code == 0 and (got["type"], got["name"]) == ("path", "{src/app/**/*.py,tests/app/**}")
+    # Overlapping (some path matches both): refused, naming the holder and its claim; exit 3.
+    r = mesh.ctl("claim", "path", "src/**/models.py", node="b", check=False)
+    assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1
+    assert "conflicts with path/{src/app/**/*.py,tests/app/**}" in r.stderr and "held by a until" in r.stderr
+    code, other = claim(mesh, "b", "path", "src/a*.py", "tests/app/x/y.txt")
+    assert code == 3 and other["holder"] == "a"
+    # Disjoint in truth (a prefix rule says otherwise), and several at once: all granted.
+    code, lib = claim(mesh, "b", "path", "lib/*/x", "docs/*.md")
+    assert code == 0 and lib["name"] == "{docs/*.md,lib/*/x}"
+    code, _ = claim(mesh, "c", "path", "lib/y/z/x")
+    assert code == 0
+    # Shared claims are held together and keep exclusive ones out.
+    assert claim(mesh, "a", "path", "assets/**", "--shared")[0] == 0
+    assert claim(mesh, "c", "path", "assets/*.png", "--shared")[0] == 0
+    code, excl = claim(mesh, "b", "path", "assets/logo.png")
+    assert code == 3 and excl["holder"] in ("a", "c")
+    # Items, several at once: all or none (the free one is not kept when another is held).
+    assert claim(mesh, "a", "task", "t1", "t2")[0] == 0
+    code, partial = claim(mesh, "b", "task", "t3", "t2")
+    assert code == 3 and partial["holder"] == "a"
+    code, t3 = claim(mesh, "c", "task", "t3")  # b gave t3 back when t2 was refused
+    assert code == 0 and t3["holder"] == "c"
+    # A pattern releases the whole claim it is part of; then the overlapping claim is granted.
+    out = json.loads(mesh.ctl("release", "path", "tests/app/**", "--json", node="a").stdout)
+    assert out["released"] is True and out["count"] == 1
+    code, after = claim(mesh, "b", "path", "src/**/models.py")
+    assert code == 0 and after["holder"] == "b"
 
 
 def second_home(mesh: Mesh) -> Path:

@@ -89,3 +89,32 @@ def test_reads_files_and_tolerates_a_cut_last_line(tmp_path: Path) -> None:
     rep = check_dir(tmp_path)
     assert rep.bad_lines == 1 and rep.records == 2
     assert [v.kind for v in rep.violations] == ["overlap"]
+
+
+def test_overlapping_path_claims_of_two_holders_are_caught_naming_a_common_path() -> None:
+    h = [
+        ev("acquired", "a", 1, 0.0, 2.0, res="path/src/a*.py"),
+        ev("acquired", "b", 1, 1.0, 3.0, res="path/src/*b.py"),
+    ]
+    rep = check_records(h)
+    assert [v.kind for v in rep.violations] == ["paths"]
+    assert "both match src/ab.py" in str(rep.violations[0])
+    # A shared claim also conflicts with an exclusive one.
+    h2 = [
+        ev("acquired", "a", 1, 0.0, 2.0, res="path-shared/src/**"),
+        ev("acquired", "b", 1, 1.0, 3.0, res="path/src/app/x.py"),
+    ]
+    assert [v.kind for v in check_records(h2).violations] == ["paths"]
+
+
+def test_disjoint_shared_and_successive_path_claims_pass() -> None:
+    h = [
+        ev("acquired", "a", 1, 0.0, 2.0, res="path/lib/*/x"),
+        ev("acquired", "b", 1, 0.5, 2.5, res="path/lib/y/z/x"),  # disjoint, though a prefix rule says not
+        ev("acquired", "a", 2, 0.0, 2.0, res="path-shared/docs/**"),
+        ev("acquired", "b", 3, 0.5, 2.5, res="path-shared/docs/**"),  # shared with shared: together
+        ev("acquired", "c", 4, 0.0, 2.0, res="path/src/**"),
+        ev("acquired", "d", 5, 2.0, 4.0, res="path/src/app/**"),  # after c's belief ended: adjacent
+    ]
+    rep = check_records(h)
+    assert rep.ok, [str(v) for v in rep.violations]
