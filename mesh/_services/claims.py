@@ -58,6 +58,7 @@ log = logging.getLogger("mesh.claims")
 MANAGE_EVERY = 1.0
 IDLE_WAKE = 5.0
 FORMING_WAIT = 5.0  # a claim without --wait waits this long for a config / a hand-off
+CHECK_WITHIN = 0.4  # s: a pre-edit check asks the stewards this long, then says it cannot (hook budget 0.8 s)
 WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds it
 REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
 REGRAB_PAUSE = (0.1, 0.2)  # ...first yields this long (if a peer said it waits), so a waiter's retry can land
@@ -387,22 +388,23 @@ class ClaimsService:
                 self._tell_holder(e.holder, e.conflict or resource)
             await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
 
-    async def check(self, resource: str) -> ClaimView | None:
+    async def check(self, resource: str, within: float = CHECK_WITHIN) -> ClaimView | None:
         """Who else holds a claim that conflicts with `resource`, asked of the stewards (None: nobody).
 
-        NoQuorum when no steward majority answers. `resource` should be this node's own (a shared path
-        claim's): the question raises its ballot numbers at the stewards.
+        NoQuorum when no steward majority answers within `within` s (or there is no config yet): the
+        pre-edit hook must answer at once, so this never waits for the mesh to form. `resource` should be
+        this node's own (a shared path claim's): the question raises its ballot numbers at the stewards.
         """
-        if not await self._await_config(FORMING_WAIT):
-            raise NoQuorum(f"cannot check {resource} now: {self.stewards.note()}")
+        if self.core.config is None:
+            raise NoQuorum(f"cannot check {resource} now: {self.stewards.note() or 'no steward config yet'}")
         fut: asyncio.Future[Probed] = asyncio.get_running_loop().create_future()
         self._probes.setdefault(resource, []).append(fut)
         self.apply(self.core.probe(resource, self.ctx.clock.now()))
         try:
-            async with asyncio.timeout(2 * self.lease.attempt_timeout + 1.0):
+            async with asyncio.timeout(within):
                 p = await asyncio.shield(fut)
         except TimeoutError:
-            p = Probed(resource, unavailable="no answer from the stewards")
+            p = Probed(resource, unavailable=f"no steward majority answered within {within:g}s")
         if p.denied is None:
             if p.unavailable:
                 note = self.stewards.note()
