@@ -96,16 +96,23 @@ class MeshAPI(Protocol):
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
         """Queue a message to session `to` durably (delivery continues in the background).
 
         Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
-        is offline gets it when it returns (within the retention window, 7 days).
+        is offline gets it when it returns (within the retention window, 7 days). `key` (1-64 characters
+        from A-Z a-z 0-9 _ -) makes the send idempotent: a repeat with the same key answers the first one's
+        `Sent` and queues nothing (a Client makes one per send, and retries once with it when the call
+        fails without saying whether the node queued the message).
         """
         ...
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
-        """Queue a message to every member known now, offline ones included."""
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
+        """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
         ...
 
     def messages(
@@ -116,7 +123,8 @@ class MeshAPI(Protocol):
         limit: int | None = None,
         after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+        """The inbox, oldest first (the newest `limit`, 1-10,000; default: all of it, read page by page);
+        with `follow`, new ones as they come.
 
         With `after` (a message's `local_seq`), the first `limit` messages after it instead: a reader that
         keeps its place pages forward without missing any.
@@ -130,7 +138,8 @@ class MeshAPI(Protocol):
     async def outbox(
         self, state: str | None = None, to: str | None = None, limit: int | None = None
     ) -> list[OutboxEntry]:
-        """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        """What this node sent, with each entry's delivery state (queued, delivered, read, expired): the
+        newest `limit` entries (1-10,000; default 10,000), oldest first."""
         ...
 
     async def counts(self) -> MailCounts:

@@ -26,6 +26,9 @@ from mesh.core.errors import (
     PatternError,
     PermissionDenied,
     ProtocolError,
+    StateDamaged,
+    StorageError,
+    StorageFull,
     UnknownId,
     UnknownRecipient,
 )
@@ -51,6 +54,9 @@ __all__ = [
     "PatternError",
     "PermissionDenied",
     "ProtocolError",
+    "StateDamaged",
+    "StorageError",
+    "StorageFull",
     "UnknownId",
     "UnknownRecipient",
 ]

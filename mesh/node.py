@@ -21,7 +21,7 @@ from mesh.config import NodeConfig
 from mesh.core import validate
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.status import StatusRecord
-from mesh.core.validate import check_ttl, resource_name, split_resource
+from mesh.core.validate import check_ttl, check_wait, resource_name, split_resource
 from mesh.errors import InvalidInput, NodeUnavailable
 from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
 
@@ -190,7 +190,7 @@ class Node:
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         split_resource(resource)
-        r = await self._check().claims.claim(resource, check_ttl(ttl), wait)
+        r = await self._check().claims.claim(resource, check_ttl(ttl), check_wait(wait))
         return ClaimView(
             r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now
         )
@@ -225,18 +225,23 @@ class Node:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
         """Queue a message to session `to` durably (delivery continues in the background).
 
         Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
-        is offline gets it when it returns (within the retention window, 7 days).
+        is offline gets it when it returns (within the retention window, 7 days). A repeat with the same
+        `key` answers the first one's `Sent` and queues nothing.
         """
-        mid, names = await self._check().mail.send(to, subject, body, reply_to)
+        mid, names = await self._check().mail.send(to, subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
-        """Queue a message to every member known now, offline ones included."""
-        mid, names = await self._check().mail.broadcast(subject, body, reply_to)
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
+        """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
+        mid, names = await self._check().mail.broadcast(subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
     def messages(
@@ -247,7 +252,7 @@ class Node:
         limit: int | None = None,
         after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+        """The inbox, oldest first (the newest `limit`; default all, page by page); with `follow`, new ones.
 
         With `after` (a message's `local_seq`), the first `limit` messages after it instead.
         """

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -50,10 +51,25 @@ def node_dir(home: Path, mesh: str, name: str) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for the leaf."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create `path` (and parents) with mode 0700 for the leaf (StorageError, one line, if it cannot be:
+    a read-only home, a home that is a file)."""
+    from mesh.storage import translating
+
+    with translating(path, "create the directory"):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if stat.S_IMODE(path.stat().st_mode) != 0o700:
+            os.chmod(path, 0o700)
+        # A read-only file system lets a directory that exists pass the two calls above: ask it.
+        if not os.access(path, os.W_OK):
+            raise OSError(errno.EROFS if _read_only(path) else errno.EACCES, "not writable", str(path))
     return path
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
@@ -124,14 +140,22 @@ class NodeLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        """Take the lock (False if another process holds it; StorageError if the file cannot be written)."""
+        from mesh.storage import translating
+
+        with translating(self.path, "lock"):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except BaseException:
+                os.close(fd)
+                raise
         self._fd = fd
         return True
 
@@ -193,9 +217,12 @@ def write_node_file(state_dir: Path, info: RunningNode) -> None:
         data["hook_socket"] = str(info.hook_socket)
     if info.watch_pid is not None:
         data["watch_pid"] = info.watch_pid
+    from mesh.storage import translating
+
     tmp = state_dir / "node.json.tmp"
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, state_dir / "node.json")
+    with translating(state_dir / "node.json"):
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, state_dir / "node.json")
 
 
 def remove_node_file(state_dir: Path) -> None:
@@ -236,17 +263,19 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
 
 def find_node(home: Path, mesh: str | None, name: str | None) -> RunningNode:
     """The node a client should talk to: by name, else the only one running; ambiguity is an error."""
+    from mesh.core.validate import shown
+
     nodes = running_nodes(home, mesh)
     where = f"mesh {mesh!r}" if mesh else "any mesh"
     if name:
         hits = [n for n in nodes if n.name == name]
         if not hits:
             raise NodeNotFound(
-                f"no node named {name!r} is running under {home} ({where}); start one: meshctl up"
+                f"no node named {shown(name)} is running under {home} ({where}); start one: meshctl up"
             )
         if len(hits) > 1:
             meshes = ", ".join(sorted(n.mesh for n in hits))
-            raise AmbiguousNode(f"node {name!r} runs in several meshes ({meshes}); pass --mesh")
+            raise AmbiguousNode(f"node {shown(name)} runs in several meshes ({meshes}); pass --mesh")
         return hits[0]
     if not nodes:
         raise NodeNotFound(

@@ -1566,6 +1566,7 @@ class SendRequest(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     to: _builtins.str
     """a session name; empty with all = true"""
     all: _builtins.bool
@@ -1573,6 +1574,10 @@ class SendRequest(_message.Message):
     subject: _builtins.str
     body: _builtins.str
     in_reply_to: _builtins.str
+    key: _builtins.str
+    """The sender's idempotency key (a client makes one per send): a repeat with the same key — a retry after
+    an ambiguous failure — answers the id the message was queued under and queues nothing more.
+    """
     def __init__(
         self,
         *,
@@ -1581,10 +1586,11 @@ class SendRequest(_message.Message):
         subject: _builtins.str = ...,
         body: _builtins.str = ...,
         in_reply_to: _builtins.str = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "key", b"key", "subject", b"subject", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

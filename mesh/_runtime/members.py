@@ -31,6 +31,7 @@ from mesh.core.membership import (
     MembershipEvent,
     StatusChanged,
 )
+from mesh.core.ratelimit import LogLimiter
 from mesh.core.status import StatusRecord
 from mesh.views import MemberEvent, MemberView
 
@@ -61,6 +62,7 @@ class MemberHub:
         self._watchers: list[_Watcher] = []
         self._pending: set[str] = set()
         self._hb_seq = 0
+        self._faults = LogLimiter(burst=2, every=60.0)
 
     # ------------------------------------------------------------------ the core's events
 
@@ -87,7 +89,14 @@ class MemberHub:
 
     def _tell(self, ev: MembershipEvent, m: Member | None) -> None:
         for listener in self.listeners:
-            listener(ev, m)
+            try:
+                listener(ev, m)
+            except Exception as e:
+                # A listener's fault (a service's store) must not take the timer or a link down with it:
+                # membership, heartbeats and redials go on. Said a few times, then once a minute.
+                key = getattr(listener, "__qualname__", repr(listener))
+                if self._faults.allow(key, self.clock.now()):
+                    log.error("a membership listener (%s) failed: %s: %s", key, type(e).__name__, e)
 
     async def run_timer(self) -> None:
         """Heartbeats on every link, and the failure detector's tick, until the node stops."""

@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("mesh")
 
 CLAIMS_PUBLISH_DELAY = 0.05  # held claims reach the status record this soon (after the claim's answer)
+# Tasks without which the node would be half-alive (no heartbeats, no resends, no renewals): if one ends
+# with an error, the node leaves the mesh and exits with that error's one line rather than linger.
+ESSENTIAL_TASKS = frozenset({"timers", "mail-timer", "claims-timer"})
 
 
 class NodeRuntime:
@@ -300,8 +303,12 @@ class NodeRuntime:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        log.error("task %s failed", task.get_name(), exc_info=err)
+        if task.get_name() in ESSENTIAL_TASKS and not self.life.stopping:
+            self.request_stop(f"{task.get_name()} failed: {type(err).__name__}: {str(err)[:200]}")
 
     # ------------------------------------------------------------------ for the Node facade and claims
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from mesh import limits
+from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, guard
@@ -84,14 +84,17 @@ class ControlServicer(pbg.ControlServicer):
     @unary
     async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
         reply_to = request.in_reply_to or None
+        key = request.key or None
         if request.all:
             if request.to:
                 raise InvalidInput("give a recipient or --all, not both")
-            sent = await self.api.broadcast(request.subject, request.body, reply_to)
+            sent = await self.api.broadcast(request.subject, request.body, reply_to, key=key)
         else:
             if not request.to:
                 raise InvalidInput("a recipient name is needed (or --all)")
-            sent = await self.api.send(request.to, request.subject, request.body, reply_to)
+            sent = await self.api.send(request.to, request.subject, request.body, reply_to, key=key)
+        if taps.lose_reply("Send"):
+            await context.abort(grpc.StatusCode.UNKNOWN, "Stream removed")  # as a broken stream would
         return api_codec.sent_to_pb(sent)
 
     @streaming

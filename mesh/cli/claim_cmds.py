@@ -72,12 +72,14 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
 async def _claim(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
-    from mesh.core.validate import check_ttl, resource_name
+    from mesh.core.validate import MAX_TTL, check_ttl, resource_name
     from mesh.errors import ClaimDenied
     from mesh.views import iso
 
     resource = resource_name(args.type, args.name)
     check_ttl(args.ttl)
+    if not 0 <= args.wait <= MAX_TTL:
+        raise InvalidInput(f"--wait must be from 0 to 7 days, not {args.wait:g} s")
     async with connect(args) as api:
         try:
             granted = await api.claim_once(resource, args.ttl, args.wait)

@@ -139,9 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(verb)
     args = parser.parse_args(argv)
     args._argv = list(argv) if argv is not None else None
-    resolve_common(args)
     handler: Handler = args.func
     try:
+        _check_text(args)
+        resolve_common(args)
         return handler(args)
     except MeshError as e:
         print(f"meshctl: {e}", file=sys.stderr)
@@ -150,6 +151,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _check_text(args: argparse.Namespace) -> None:
+    """Every text argument is UTF-8 (bytes that are not become lone surrogates in Python, which would fail
+    deep inside the transport): one line naming it. File paths (`Path` values) may be any bytes."""
+    from mesh.core import validate
+
+    for dest, value in vars(args).items():
+        if dest.startswith("_") or dest == "func":
+            continue
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str):
+                what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
+                try:
+                    validate.utf8(v, what)
+                except MeshError as e:
+                    raise type(e)(f"{e}: {validate.shown(v)}") from None
 
 
 def entry() -> None:

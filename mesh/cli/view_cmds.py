@@ -20,7 +20,7 @@ def register(sub: Any) -> None:
     sm = sub.add_parser(
         "state", parents=[common_parser()], help="the whole picture as Markdown (CURRENT_STATE.md)"
     )
-    sm.add_argument("--out", default=None, help="write to this file instead of stdout")
+    sm.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
     sm.set_defaults(func=cmd_state)
     w = sub.add_parser("watch", parents=[common_parser()], help="live view of the mesh (Ctrl-C to stop)")
     w.add_argument(
@@ -50,7 +50,9 @@ async def _status(args: argparse.Namespace) -> int:
 def cmd_state(args: argparse.Namespace) -> int:
     text = asyncio.run(_state(args))
     if args.out:
-        Path(args.out).write_text(text)
+        from mesh.storage import write_file
+
+        write_file(args.out, text, mode=0o644)
     else:
         sys.stdout.write(text)
     return 0

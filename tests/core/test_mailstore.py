@@ -29,7 +29,7 @@ from mesh.core.mailbox import (
     SendWindow,
     outgoing,
 )
-from mesh.errors import ConfigError, ProtocolError
+from mesh.errors import ConfigError, ProtocolError, StateDamaged
 from mesh.mailstore import MailStore
 from mesh.testing.mailbox import MemoryMailbox
 from tests.core.test_mailbox import NODES, PAIRS, SIM, WALL0, MailMachine
@@ -88,7 +88,7 @@ def test_flow_and_restart_keep_everything(tmp_path: Path) -> None:
 
 def test_a_mailbox_belongs_to_one_node(tmp_path: Path) -> None:
     open_store(tmp_path / "m.db", A).close()
-    with pytest.raises(ConfigError, match="mailbox of node nodeA"):
+    with pytest.raises(StateDamaged, match=r"mailbox of node 'nodeA'.*move mail\.db aside"):
         open_store(tmp_path / "m.db", B)
     with pytest.raises(ConfigError, match="synchronous"):
         open_store(tmp_path / "x.db", A, synchronous="OFF")

@@ -49,6 +49,7 @@ from mesh.core.mailbox.checks import (
     check_batch,
     check_receipt,
     check_receipt_ack,
+    check_text,
     outgoing,
 )
 from mesh.core.mailbox.limits import (
@@ -115,6 +116,7 @@ __all__ = [
     "check_batch",
     "check_receipt",
     "check_receipt_ack",
+    "check_text",
     "message_id",
     "new_stream_id",
     "outgoing",
