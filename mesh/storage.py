@@ -184,15 +184,17 @@ def open_db(
     except OSError as e:
         raise oserror(e, path, "open") from e
     try:
-        db.execute("PRAGMA journal_mode=WAL")
-        for p in pragmas:
-            db.execute(f"PRAGMA {p}")
+        # Checked before anything is written (even the WAL switch rewrites the header): a refused store is
+        # left exactly as it was found.
         if quick_check:
             row = db.execute("PRAGMA quick_check(1)").fetchone()
             if not row or row[0] != "ok":
                 said = str(row[0] if row else "?")[:120]
                 raise damaged(path, f"damaged (quick check: {said})", holds, aside)
         _check_schema(db, schema, path, holds, aside)
+        db.execute("PRAGMA journal_mode=WAL")
+        for p in pragmas:
+            db.execute(f"PRAGMA {p}")
         # Tables added since the store was made (an additive change keeps the schema version).
         db.executescript(schema)
     except sqlite3.Error as e:

@@ -62,7 +62,8 @@ class MailService:
         self._wake = asyncio.Event()
         self._next_expire = 0.0
         self._next_prune = 0.0
-        self._faults = LogLimiter(burst=2, every=FAULT_LOG_EVERY)
+        self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
+        self._faulty = False  # a storage fault was logged and nothing was stored since
         ctx.show_unread(self.store.unread_count)
         ctx.on_member(self._on_member)
 
@@ -81,10 +82,16 @@ class MailService:
     # ------------------------------------------------------------------ members and links
 
     def _fault(self, doing: str, e: StorageError) -> None:
-        """A storage fault: logged a few times, then once a minute per kind (never one line per message)."""
+        """A storage fault: logged once, then once a minute per kind while it lasts (never per message)."""
+        self._faulty = True
         key = f"{doing}:{type(e).__name__}"
         if self._faults.allow(key, self.ctx.clock.now()):
-            log.warning("mail: cannot %s: %s", doing, e)
+            log.warning("mail: cannot %s: %s (said again once a minute while it lasts)", doing, e)
+
+    def _stored(self) -> None:
+        if self._faulty:
+            self._faulty = False
+            log.warning("mail: storing again (the storage fault has cleared)")
 
     def _remember(self, node_id: str, name: str) -> None:
         try:
@@ -146,6 +153,7 @@ class MailService:
         if isinstance(msg, mb.MailBatch):
             batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
             new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
+            self._stored()
             self.ctx.send(peer, ack)
             for m in new:
                 for q in self._followers:
@@ -253,6 +261,7 @@ class MailService:
                     if not part[0][1].done():
                         part[0][1].set_exception(e1)
                     continue
+            self._stored()
             peers: set[str] = set()
             for (o, fut), mid in zip(part, ids, strict=True):
                 if not fut.done():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -244,8 +246,9 @@ def _queued(m: Mesh, node: str) -> list[dict[str, object]]:
 @pytest.mark.parametrize(
     ("args", "stdin", "words"),
     [
-        ((b"send", b"b", b"\xff\xfe", b"x"), None, ("subject", "UTF-8")),
-        ((b"send", b"b", b"s", b"\xffbody"), None, ("body", "UTF-8")),
+        ((b"send", b"b", b"\xff\xfe", b"x"), None, ("argument", "UTF-8")),
+        ((b"send", b"b", b"s", b"\xffbody"), None, ("argument", "UTF-8")),
+        ((b"heartbeat", b"--note", b"\xff"), None, ("--note", "UTF-8")),
         ((b"send", b"b", b"s", b"-"), b"\xff\xfe\x00binary", ("stdin", "UTF-8")),
         ((b"send", b"\xffb", b"s", b"x"), None, ("UTF-8",)),
         (("outbox", "--limit", "-5"), None, ("--limit", "1-10000")),
@@ -352,7 +355,7 @@ async def test_an_oversized_request_is_a_clear_limit_error(tmp_path: Path) -> No
                 await pbg.ControlStub(ch).Send(pb.SendRequest(to="b", subject="s", body="x" * 2_000_000))
         err = to_mesh_error(info.value)
         assert isinstance(err, LimitExceeded), err
-        assert "larger than" not in str(err) and "1 MiB" in str(err), str(err)
+        assert "Received message" not in str(err) and "1 MiB" in str(err), str(err)
     finally:
         m.cleanup()
 
@@ -478,3 +481,139 @@ def test_read_only_home_is_one_line_and_join_token_still_works(tmp_path: Path) -
             subprocess.run(["umount", str(ro)], check=False)
         m.home = home
         m.cleanup()
+
+
+# ---------------------------------------------------------------------------- idempotent sends
+
+
+async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> None:
+    from mesh.client import connect
+    from mesh.errors import InvalidInput
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        async with await connect("a", mesh=m.name, home=m.home) as api:
+            first = await api.send("b", "once", "body", key="k-1")
+            again = await api.send("b", "once", "body", key="k-1")
+            assert again == first
+            with pytest.raises(InvalidInput, match="already used"):
+                await api.send("b", "other", "body", key="k-1")
+            b1 = await api.broadcast("all", "body", key="k-2")
+            assert await api.broadcast("all", "body", key="k-2") == b1
+            other = await api.send("b", "once", "body")  # no key given: the client makes a fresh one
+            assert other.id != first.id
+        assert sorted(e["id"] for e in _queued(m, "a")) == sorted([first.id, b1.id, other.id])
+    finally:
+        m.cleanup()
+
+
+def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path) -> None:
+    """The node queues the message, then the stream breaks before the answer ("Stream removed"): meshctl
+    asks again with the same key and gets the same id; nothing is queued twice, nothing arrives twice."""
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("b", "--no-mdns", "--port", str(port))
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = "Send:1"
+        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        r = m.ctl("send", "b", "lost answer", "body", "--json", node="a")
+        sent = json.loads(r.stdout)
+        assert [e["id"] for e in _queued(m, "a")] == [sent["id"]]
+        until(lambda: json.loads(m.ctl("inbox", "--json", node="b").stdout), what="delivered")
+        inbox = json.loads(m.ctl("inbox", "--json", node="b").stdout)
+        assert [x["id"] for x in inbox] == [sent["id"]]
+    finally:
+        m.cleanup()
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+def _fill(directory: Path) -> Path:
+    """Fill the file system holding `directory` to the last byte; the filler file is returned."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def _log_lines(path: Path, word: str) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if word in line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs as the full disk")
+def test_disk_full_on_a_receiving_node_refuses_mail_stays_alive_and_recovers(tmp_path: Path) -> None:
+    from tests.integration.harness import MESHCTL
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    m = Mesh(home=tmp_path / "home")
+    log = tmp_path / "b.log"  # outside the full disk, so the node can say what it says
+    b_proc: subprocess.Popen[bytes] | None = None
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port), *FAST)
+        m.ctl("init", "--from", m.ctl("join-token").stdout.strip(), home=disk)  # the same mesh CA
+        with open(log, "wb") as out:  # b in the foreground: its log goes to stderr, here
+            b_proc = subprocess.Popen(
+                [*MESHCTL, "up", "--name", "b", "--no-mdns", "--peer", f"127.0.0.1:{port}", *FAST],
+                env=m.env(disk), stdout=out, stderr=out,
+            )  # fmt: skip
+        m.homes.add(disk)
+        until(lambda: m.ctl("status", node="b", home=disk, check=False).returncode == 0, what="b up")
+        m.nodes["b"] = type(m.nodes["a"])("b", b_proc.pid, "", "", disk)
+        until(lambda: m.states("a").get("b") == "alive", what="b alive in a's view")
+        filler = _fill(disk)
+
+        # While full: mail for b stays queued at a, a third node comes and goes (b records members), and b
+        # stays alive everywhere, its timers running (its view of the comings and goings is current).
+        for i in range(10):
+            m.ctl("send", "b", f"m{i}", "x" * 500, node="a")
+        m.up("c", "--no-mdns", "--peer", f"127.0.0.1:{port}", *FAST)
+        until(lambda: m.states("b").get("c") == "alive", what="c alive in b's view")
+        m.ctl("down", node="c")
+        until(lambda: m.states("b").get("c") == "left", what="c left in b's view")
+        until(lambda: len(_log_lines(log, "cannot store")) >= 1, what="b says it cannot store mail")
+        deadline = time.monotonic() + 6  # three resend rounds: b refuses each, and stays alive
+        while time.monotonic() < deadline:
+            assert m.states("a").get("b") == "alive"
+            assert m.states("b").get("a") == "alive"
+            assert b_proc.poll() is None
+            time.sleep(0.2)
+        assert {e["state"] for e in _queued(m, "a")} == {"queued"}
+
+        # Sending from the full node: one clear line each, and the node's log does not grow a line per send.
+        for _ in range(5):
+            r = m.ctl("send", "a", "from b", "body", node="b", home=disk, check=False)
+            _one_line_refusal(r, "no space left", "free some space")
+        assert len(_log_lines(log, "cannot queue")) == 1, _log_lines(log, "cannot queue")
+        assert len(_log_lines(log, "cannot store")) == 1, _log_lines(log, "cannot store")
+        assert not _log_lines(log, "Traceback") and not _log_lines(log, "internal error")
+
+        # Room again: everything queued arrives, with no restart.
+        filler.unlink()
+        until(
+            lambda: {e["state"] for e in _queued(m, "a")} == {"delivered"},
+            timeout=30,
+            what="a's messages delivered to b",
+        )
+        inbox = json.loads(m.ctl("inbox", "--json", node="b", home=disk).stdout)
+        assert [x["subject"] for x in inbox] == [f"m{i}" for i in range(10)]
+        assert b_proc.poll() is None
+        m.ctl("send", "a", "from b", "body", node="b", home=disk)
+        assert _log_lines(log, "storing again")
+    finally:
+        if b_proc is not None and b_proc.poll() is None:
+            b_proc.kill()
+            b_proc.wait()
+        m.cleanup()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
