@@ -162,7 +162,7 @@ def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Cr
         meta = json.loads((d / "leaf.json").read_text())
         cert, key = (d / "leaf.crt").read_bytes(), (d / "leaf.key").read_bytes()
         ca_pem = (credentials_dir(home, mesh) / "ca.crt").read_bytes()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # deep nesting is a RecursionError in json
         return None
     if not isinstance(meta, dict):
         return None
@@ -236,7 +236,7 @@ def _remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
     mark = mesh_dir(home, mesh) / CA_MARK
     digest = hashlib.sha256(ca_pem).hexdigest()
     try:
-        old = mark.read_text().strip()
+        old = mark.read_bytes().decode("ascii", errors="replace").strip()
     except OSError:
         old = ""
     if old == digest:

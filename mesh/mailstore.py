@@ -14,7 +14,6 @@ Not thread-safe: call it from one thread at a time (the runtime's loop, or one s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import secrets
@@ -47,6 +46,7 @@ from mesh.core.mailbox import (
     batch_limit,
     message_id,
     new_stream_id,
+    send_digest,
 )
 
 __all__ = ["SCHEMA_VERSION", "MailStore"]
@@ -256,7 +256,7 @@ class MailStore:
             fresh: dict[str, tuple[str, str]] = {}  # keys first used in this call
             for it in items:
                 if it.key:
-                    digest = _digest(it)
+                    digest = send_digest(it)
                     known = fresh.get(it.key) or self._by_key(it.key)
                     if known is not None:
                         if known[1] != digest:
@@ -633,14 +633,6 @@ class MailStore:
             (float("-inf") if seen_since is None else seen_since,),
         ).fetchall()
         return [Contact(*r) for r in rows]
-
-
-def _digest(it: Outgoing) -> str:
-    """What a send key stands for: the message's recipients and content (a retry has the same)."""
-    # A broadcast's recipients are whoever is known at the time: a retry may see one more or one fewer.
-    to = ["*"] if it.broadcast else sorted(r.name for r in it.recipients)
-    parts = [to, it.subject, it.body, it.in_reply_to, it.broadcast]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

@@ -256,7 +256,7 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
                     watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
                 )
             )  # fmt: skip
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a damaged node.json: not running
             continue
     return out
 

@@ -51,6 +51,7 @@ from mesh.core.mailbox.checks import (
     check_receipt_ack,
     check_text,
     outgoing,
+    send_digest,
 )
 from mesh.core.mailbox.limits import (
     BATCH_BYTES_MAX,
@@ -120,4 +121,5 @@ __all__ = [
     "message_id",
     "new_stream_id",
     "outgoing",
+    "send_digest",
 ]

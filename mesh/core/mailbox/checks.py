@@ -6,6 +6,8 @@ raises InvalidInput or LimitExceeded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 
 from mesh.core import validate
@@ -83,6 +85,17 @@ def outgoing(
     if not broadcast and len(seen) != 1:
         raise InvalidInput("a direct message has exactly one recipient")
     return Outgoing(tuple(seen.values()), subject, body, reply, broadcast, key or "")
+
+
+def send_digest(out: Outgoing) -> str:
+    """What a send key stands for: the message (a retry of it has the same digest; another message not).
+
+    A broadcast's recipients are whoever is known at the time, so a retry may see one more or fewer: they
+    are not part of it.
+    """
+    to = ["*"] if out.broadcast else sorted(r.name for r in out.recipients)
+    parts = [to, out.subject, out.body, out.in_reply_to, out.broadcast]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def check_text(subject: str, body: str) -> None:
