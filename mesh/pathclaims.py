@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mesh import briefing
 from mesh.clock import wall
-from mesh.core.validate import resource_name, split_resource
+from mesh.core.validate import resource_name, shown, split_resource
 from mesh.errors import ClaimDenied, InvalidInput
 from mesh.views import ClaimView, MemberView
 
@@ -41,10 +41,10 @@ def normalise(path: str) -> str:
     if not path or "\x00" in path:
         raise InvalidInput("a path must not be empty or contain NUL")
     if path.startswith("/"):
-        raise InvalidInput(f"path {path!r} must be relative to the project root")
+        raise InvalidInput(f"path {shown(path)} must be relative to the project root")
     norm = posixpath.normpath(path)
     if norm == "." or norm == ".." or norm.startswith("../"):
-        raise InvalidInput(f"path {path!r} is outside the project")
+        raise InvalidInput(f"path {shown(path)} is outside the project")
     return norm
 
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from mesh.cli.main import common_parser, connect, run
+from mesh.core.validate import shown
 from mesh.errors import InvalidInput
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
@@ -19,7 +20,7 @@ def duration(text: str) -> float:
     """'90m', '2h', '30s', '1d', '45' (seconds) -> seconds."""
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 30s, 90m, 2h, 1d)")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a duration (like 30s, 90m, 2h, 1d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 

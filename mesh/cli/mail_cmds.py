@@ -169,6 +169,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 async def _read(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
+    from mesh.core.validate import shown
     from mesh.errors import MessageError
 
     async with connect(args) as api:
@@ -177,7 +178,7 @@ async def _read(args: argparse.Namespace) -> int:
             if m.id == args.id:
                 found = m
         if found is None:
-            raise MessageError(f"no message {args.id!r} in this inbox")
+            raise MessageError(f"no message {shown(args.id)} in this inbox")
         if not found.read:
             await api.mark_read([found.id])
     if args.json:

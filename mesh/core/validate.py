@@ -89,7 +89,7 @@ def text(value: str, field: str, limit: int = TEXT_MAX) -> str:
 def progress(value: int) -> int:
     """A progress percentage, 0-100."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {value!r}")
+        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {_shown(value)}")
     return value
 
 
