@@ -96,6 +96,7 @@ def sqlite_error(e: sqlite3.Error, path: Path, holds: str, aside: str) -> MeshEr
 
 def damaged(path: Path, what: str, holds: str, aside: str) -> StateDamaged:
     """The one-line refusal of a damaged store: which file, what it held, what to do."""
+    what = " ".join(what.split())  # SQLite's own words may span lines; a refusal is one
     return StateDamaged(
         f"{path} is {what}; it holds {holds}: restore it from a backup, or move it aside "
         f"(mv {path} {path}.damaged) and start again, which {aside}"

@@ -49,6 +49,7 @@ from mesh.core import validate
 from mesh.core.mailbox import InboxMessage
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, MeshError
+from mesh.storage import translating
 from mesh.views import NodeInfo
 
 log = logging.getLogger("mesh.hooks")
@@ -93,9 +94,11 @@ class _Cursor:
         return cls(path)
 
     def save(self) -> None:
+        """Write the cursor (StorageError, answered to the hook as one line, if the disk refuses)."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seq": self.seq, "seen": self.seen[-SEEN_MAX:]}))
-        os.replace(tmp, self.path)
+        with translating(self.path):
+            tmp.write_text(json.dumps({"seq": self.seq, "seen": self.seen[-SEEN_MAX:]}))
+            os.replace(tmp, self.path)
 
 
 def _notes(msgs: list[InboxMessage]) -> list[briefing.Note]:

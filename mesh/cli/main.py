@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         resolve_common(args)
         return handler(args)
     except MeshError as e:
-        print(f"meshctl: {e}", file=sys.stderr)
+        print("meshctl: " + " ".join(str(e).splitlines()), file=sys.stderr)  # one line, whatever it says
         return e.exit_code
     except KeyboardInterrupt:
         return 130

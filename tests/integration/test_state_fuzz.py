@@ -8,7 +8,7 @@ shape, a missing file), then starts the node for real, and asserts one of two ou
   node's lock (never a half-alive node).
 
 Every example starts from a copy of one pristine home (a node that has run, sent and received mail, holds a
-leaf certificate and a hook cursor). Bounded: MESH_FUZZ_EXAMPLES examples (default 24, ~1.5 s each).
+leaf certificate and a hook cursor). Bounded: MESH_FUZZ_EXAMPLES examples (default 20, 1-3 s each).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from mesh.paths import is_locked
 from tests.integration.harness import Mesh, until, wait_pid_gone
 from tests.integration.nemesis import free_ports
 
-EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES", "24"))
+EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES", "20"))
 
 # Every file a node reads at start, relative to the mesh dir (N = the node's state dir).
 N = "nodes/b"
