@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from mesh.paths import is_locked
-from tests.integration.harness import FAST, Mesh, until
+from tests.integration.harness import FAST, Mesh, Proc, until
 from tests.integration.nemesis import free_ports
 
 
@@ -570,7 +570,7 @@ def test_disk_full_on_a_receiving_node_refuses_mail_stays_alive_and_recovers(tmp
             )  # fmt: skip
         m.homes.add(disk)
         until(lambda: m.ctl("status", node="b", home=disk, check=False).returncode == 0, what="b up")
-        m.nodes["b"] = type(m.nodes["a"])("b", b_proc.pid, "", "", disk)
+        m.nodes["b"] = Proc("b", b_proc.pid, "", "", disk)
         until(lambda: m.states("a").get("b") == "alive", what="b alive in a's view")
         filler = _fill(disk)
 
@@ -617,3 +617,34 @@ def test_disk_full_on_a_receiving_node_refuses_mail_stays_alive_and_recovers(tmp
             b_proc.wait()
         m.cleanup()
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_messages_without_a_limit_reads_the_whole_inbox_page_by_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's "default all" is all: past one store page (10,000 rows; 3 here) nothing is cut silently."""
+    import asyncio
+
+    from mesh import Node, NodeConfig
+    from mesh._services.mail import MailService
+    from mesh.client import connect
+
+    monkeypatch.setattr(MailService, "page", 3)
+    mesh_name = "pg-" + os.urandom(4).hex()
+
+    def cfg(name: str, *peers: str) -> NodeConfig:
+        return NodeConfig.fast(name, home=tmp_path, mesh=mesh_name, mdns=False, join_window=0.0, peers=peers)
+
+    async with Node(config=cfg("a")) as a, Node(config=cfg("b", a.address)) as b:
+        for i in range(7):
+            await b.send("a", f"s{i}", "body")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 15
+        while len([m async for m in a.messages(limit=100)]) < 7:
+            assert loop.time() < end, "not delivered"
+            await asyncio.sleep(0.05)
+        assert [m.subject async for m in a.messages()] == [f"s{i}" for i in range(7)]
+        assert [m.subject async for m in a.messages(limit=2)] == ["s5", "s6"]
+        assert [m.subject async for m in a.messages(unread=True, after=2)] == [f"s{i}" for i in range(2, 7)]
+        async with await connect("a", mesh=mesh_name, home=tmp_path) as c:  # the same through the socket
+            assert [m.subject async for m in c.messages()] == [f"s{i}" for i in range(7)]
