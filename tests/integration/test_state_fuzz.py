@@ -8,7 +8,8 @@ shape, a missing file), then starts the node for real, and asserts one of two ou
   node's lock (never a half-alive node).
 
 Every example starts from a copy of one pristine home (a node that has run, sent and received mail, holds a
-leaf certificate and a hook cursor). Bounded: MESH_FUZZ_EXAMPLES examples (default 20, 1-3 s each).
+leaf certificate and a hook cursor). Bounded: MESH_FUZZ_EXAMPLES examples (default 20, 1-3 s each), the same
+ones every run (MESH_FUZZ_SEED=N explores others).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from mesh.paths import is_locked
@@ -33,6 +34,7 @@ from tests.integration.harness import Mesh, until, wait_pid_gone
 from tests.integration.nemesis import free_ports
 
 EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES", "20"))
+SEED = os.environ.get("MESH_FUZZ_SEED")  # explore beyond CI's fixed examples: MESH_FUZZ_SEED=N
 
 # Every file a node reads at start, relative to the mesh dir (N = the node's state dir).
 N = "nodes/b"
@@ -156,8 +158,10 @@ def _ctl(home: Path, mesh: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 @settings(
     max_examples=EXAMPLES,
+    derandomize=SEED is None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+@seed(int(SEED or 0))
 @given(hit=damage())
 def test_a_node_on_damaged_state_starts_cleanly_or_refuses_in_one_line(
     pristine: Pristine, tmp_path_factory: pytest.TempPathFactory, hit: tuple[str, str, object]
