@@ -12,7 +12,7 @@ A message is `queued` until the recipient's node acknowledges it after writing i
 
 A full disk (StorageError from the store) stops nothing but what needs the disk: a batch that cannot be
 stored is not acked (its sender keeps it queued and resends it: the link and the node stay up), a send that
-cannot be queued fails with StorageFull, and the fault is logged a few times, then once a minute. When there
+cannot be queued fails with StorageFull, and each kind of fault is logged once, then once a minute. When there
 is room again the next resend is stored: the node recovers by itself.
 """
 
@@ -40,7 +40,7 @@ MAX_FOLLOWERS = 64
 GROUP_COMMIT_BUSY = 0.002  # a flush this recent means sends are streaming in
 GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
-FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often (after a first few)
+FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 
 
 class MailService:

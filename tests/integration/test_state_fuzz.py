@@ -39,10 +39,11 @@ SEED = os.environ.get("MESH_FUZZ_SEED")  # explore beyond CI's fixed examples: M
 # Every file a node reads at start, relative to the mesh dir (N = the node's state dir).
 N = "nodes/b"
 SQLITE = [f"{N}/node.db", f"{N}/mail.db"]
+LOGS = [f"{N}/node.db-wal", f"{N}/mail.db-wal", f"{N}/mail.db-shm"]  # a killed node leaves its SQLite logs
 JSON = [f"{N}/tls/leaf.json", f"{N}/hooks.json", f"{N}/node.json"]
 PEM = [f"{N}/tls/leaf.crt", f"{N}/tls/leaf.key", "credentials/ca.crt", "credentials/ca.key"]
 TEXT = ["epoch", "ca.sha256", f"{N}/node.lock", "credentials/.lock", "genesis.lock"]
-FILES = SQLITE + JSON + PEM + TEXT
+FILES = SQLITE + LOGS + JSON + PEM + TEXT
 
 
 @dataclass
@@ -156,6 +157,7 @@ def _ctl(home: Path, mesh: str, *args: str) -> subprocess.CompletedProcess[str]:
     return m.ctl(*args, check=False, timeout=60)
 
 
+@pytest.mark.timeout(900)  # ~40 s normally; a loaded machine can stretch each start many times over
 @settings(
     max_examples=EXAMPLES,
     derandomize=SEED is None,
