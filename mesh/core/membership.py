@@ -213,6 +213,7 @@ class Membership:
     seq: int = 0  # this node's own liveness sequence (raised to refute a suspicion)
     watching: frozenset[str] = frozenset()  # the members this node watches
     _out: list[Outgoing] = field(default_factory=list)
+    _reasserted: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._last_now = self.now
@@ -251,10 +252,10 @@ class Membership:
         m = self.members.get(node_id)
         if m is None or m.is_self:
             return events
-        m.last_heard = now
         if m.state is Liveness.ALIVE:
+            m.last_heard = now
             return events  # the common case, once per frame: nothing to move
-        events += self._sign(m, Sign.HEARD, now, "heard again")
+        events += self._revive(m, now, "heard again")
         self._rewatch(now)
         return events
 
@@ -307,7 +308,13 @@ class Membership:
         events = self._advance(now)
         if v.node_id == self.me.node_id:
             if v.incarnation == self.me.incarnation:
-                self._refute(refutation(self.seq, v.news, v.seq))
+                seq = refutation(self.seq, v.news, v.seq)
+                # Saying the same sequence again is for peers that missed it: once per suspect_after will do.
+                if seq is not None and (
+                    seq > self.seq or now - self._reasserted >= self.timing.suspect_after
+                ):
+                    self._reasserted = now
+                    self._refute(seq)
             return events
         m = self.members.get(v.node_id)
         if m is None or m.is_self or m.info.incarnation != v.incarnation:
@@ -420,7 +427,8 @@ class Membership:
         for nid in start:
             m = self.members[nid]
             m.watched = True
-            m.last_heard = max(m.last_heard, now)  # its beats to us start now: time it from here
+            if m.linked:  # its beats to us start now: time it from here (unlinked, its timer already runs)
+                m.last_heard = max(m.last_heard, now)
         for nid in stop:
             if (m2 := self.members.get(nid)) is not None:
                 m2.watched = False
@@ -431,7 +439,15 @@ class Membership:
 
     def _revive(self, m: Member, now: float, reason: str) -> list[MembershipEvent]:
         m.last_heard = now
-        return self._sign(m, Sign.HEARD, now, reason)
+        was = m.state
+        moved = self._sign(m, Sign.HEARD, now, reason)
+        if moved and was in STATE_NEWS:
+            # Peers we told (or that told us) may still hold it suspect or dead: remind the member, whose
+            # refutation reaches them all (after a partition heals, nobody else would say it).
+            self._out.append(
+                Spread(Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[was], m.seq), m.info.node_id)
+            )
+        return moved
 
     def _sign(self, m: Member, sign: Sign, now: float, reason: str) -> list[MembershipEvent]:
         """Move `m` as TRANSITIONS says for `sign` (nothing if the pair is not listed)."""

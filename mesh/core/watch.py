@@ -60,7 +60,11 @@ def verdict_applies(known_seq: int, news: News, seq: int) -> bool:
 
 
 def refutation(own_seq: int, news: News, seq: int) -> int | None:
-    """The sequence to refute with when told `news` at `seq` about ourselves; None if nothing to refute."""
-    if news is News.ALIVE or seq < own_seq:
+    """The sequence to refute with when told `news` at `seq` about ourselves; None if nothing to refute.
+
+    A suspicion at or above our sequence is beaten by one more. An older one is still news: someone holds
+    it (a peer cut off while we refuted), so we say our current sequence again.
+    """
+    if news is News.ALIVE:
         return None
-    return seq + 1
+    return max(own_seq, seq + 1)
