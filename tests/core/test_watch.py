@@ -153,6 +153,8 @@ def test_a_suspected_member_refutes_with_a_higher_sequence() -> None:
     m.verdict(Verdict("c", "ic", News.DEAD, 0), 4.5)
     assert m.outgoing() == [Spread(Verdict("c", "ic", News.ALIVE, 1))]
     # News about an older life of ours is not ours to answer.
+    ticking(m, 4.75, 9.0)
+    m.outgoing()
     m.verdict(Verdict("c", "i-old", News.DEAD, 7), 9.0)
     assert m.outgoing() == []
 
