@@ -129,6 +129,7 @@ class Member:
     seq: int = 0  # the highest liveness sequence heard for this incarnation (its refutations raise it)
     watched: bool = False  # this node watches it: it beats to us, we time its silence
     linked: bool = True  # a link to it is open (an open link vouches for it until it closes)
+    reminded: float = float("-inf")  # when we last told it the verdict we hold (so that it can refute)
 
     @property
     def timed(self) -> bool:
@@ -324,9 +325,12 @@ class Membership:
         m.seq = max(m.seq, v.seq)
         if v.news is News.ALIVE:
             m.last_heard = max(m.last_heard, now)
+        elif not m.timed and m.state is Liveness.ALIVE:
+            m.last_heard = now - self.timing.suspect_after  # as silent as a suspicion says (for its timeout)
         moved = self._sign(m, NEWS_SIGN[v.news], now, f"{v.news.value}: its watchers")
         if moved:
             if v.news is not News.ALIVE and m.linked:
+                m.reminded = now
                 self._out.append(Spread(v, to=m.info.node_id))  # tell the member, so a live one refutes
             self._rewatch(now)
         return events + moved
@@ -342,9 +346,17 @@ class Membership:
                 if now - m.state_since >= self.timing.forget_after:
                     del self.members[m.info.node_id]
                     events.append(MemberForgotten(m.info.node_id, m.info.name))
+                elif m.state is Liveness.DEAD and m.linked:
+                    self._remind(m, now)
                 continue
             if not m.timed:
-                continue  # its watchers time it; their verdicts (or our link's end) tell us
+                if m.state is not Liveness.SUSPECT:
+                    continue  # its watchers time it; their verdicts (or our link's end) tell us
+                # SWIM's suspicion timeout: a suspicion nobody refutes (nor confirms: a lost verdict)
+                # ends in dead here too; meanwhile the member is reminded, so a live one refutes.
+                self._remind(m, now)
+                if now - m.last_heard < self.timing.dead_after:
+                    continue
             sign = SILENCE_SIGN[liveness_for(now - m.last_heard, self.timing)]
             changed = self._sign(m, sign, now, f"silent {now - m.last_heard:.1f}s")
             if changed:
@@ -353,6 +365,8 @@ class Membership:
                 if m.watched and m.state in STATE_NEWS:
                     v = Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[m.state], m.seq)
                     self._out.append(Spread(v))
+                    if m.state is Liveness.SUSPECT:  # our request for its beats may have been lost: ask again
+                        self._out.append(WatchingChanged((m.info.node_id,), ()))
         if moved:
             self._rewatch(now)
         return events
@@ -367,7 +381,11 @@ class Membership:
                 continue
             if m.state in (Liveness.DEAD, Liveness.LEFT):
                 times.append(m.state_since + self.timing.forget_after)
+                if m.state is Liveness.DEAD and m.linked:
+                    times.append(m.reminded + self.timing.dead_after)
             elif not m.timed:
+                if m.state is Liveness.SUSPECT:
+                    times.append(min(m.reminded, m.last_heard) + self.timing.dead_after)
                 continue
             elif m.state is Liveness.ALIVE:
                 times.append(m.last_heard + self.timing.suspect_after)
@@ -436,6 +454,17 @@ class Membership:
                     m2.last_heard = max(m2.last_heard, now)
         self.watching = want
         self._out.append(WatchingChanged(tuple(sorted(start)), tuple(sorted(stop))))
+
+    def _remind(self, m: Member, now: float) -> None:
+        """Tell a member we hold suspect or dead (and hear nothing from) our verdict again, now and then.
+
+        A verdict no refutation answered may be one the member never got (its link was cut meanwhile): a
+        live member refutes it, which reaches everyone.
+        """
+        if now - m.reminded >= self.timing.dead_after and m.state in STATE_NEWS:
+            m.reminded = now
+            v = Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[m.state], m.seq)
+            self._out.append(Spread(v, to=m.info.node_id))
 
     def _revive(self, m: Member, now: float, reason: str) -> list[MembershipEvent]:
         m.last_heard = now
