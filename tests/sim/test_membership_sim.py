@@ -122,7 +122,7 @@ def views(net: Net, of: str) -> dict[str, Liveness]:
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_lossy_then_partitioned_then_healed_no_false_dead_and_the_crashed_is_dead_everywhere(seed: int) -> None:
+def test_lossy_partitioned_healed_no_false_dead_and_the_crashed_is_dead_everywhere(seed: int) -> None:
     net = mesh_of(9, seed)
     ids = list(net.nodes)
     net.rng.shuffle(ids)
@@ -142,7 +142,7 @@ def test_lossy_then_partitioned_then_healed_no_false_dead_and_the_crashed_is_dea
     for nid in live:
         wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
         assert not wrong, f"seed {seed}: live {nid} seen as {wrong} after the heal"
-    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed node not dead everywhere"
+    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed not dead everywhere"
 
 
 @pytest.mark.parametrize("seed", range(6))
