@@ -134,7 +134,7 @@ class MemberHub:
                 for nid in list(self.beat_to):
                     m = self.core.members.get(nid)
                     if m is None or m.state not in (Liveness.ALIVE, Liveness.SUSPECT):
-                        continue  # none to a watcher we hold dead (its request stands: they resume if it is back)
+                        continue  # none to a watcher held dead (its request stands: resumed once back)
                     if not self.send_to(nid, beat, True):
                         self.beat_to.discard(nid)
                 next_beat = now + timing.heartbeat_interval
