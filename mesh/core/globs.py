@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from mesh.core.errors import InvalidField, PatternError
-from mesh.core.validate import shown as _shown
+
 
 __all__ = [
     "MAX_ALTERNATIVES",
@@ -64,6 +64,12 @@ __all__ = [
     "parse",
     "project_path",
 ]
+
+
+def _shown(value: object) -> str:
+    """A rejected value as a message shows it: repr'd, cut to about 80 characters (as mesh.core.validate)."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 MAX_PATTERN_CHARS = 256
 """Characters in a pattern as given. Real claims are tens of characters."""
