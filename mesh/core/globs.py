@@ -45,7 +45,6 @@ from functools import lru_cache
 
 from mesh.core.errors import InvalidField, PatternError
 
-
 __all__ = [
     "MAX_ALTERNATIVES",
     "MAX_BRACE_DEPTH",
@@ -70,6 +69,7 @@ def _shown(value: object) -> str:
     """A rejected value as a message shows it: repr'd, cut to about 80 characters (as mesh.core.validate)."""
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:77]}..."
+
 
 MAX_PATTERN_CHARS = 256
 """Characters in a pattern as given. Real claims are tens of characters."""
