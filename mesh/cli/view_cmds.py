@@ -101,6 +101,7 @@ async def _live(api: MeshAPI, node_name: str, snapshot: bool) -> None:
     from rich.text import Text
 
     from mesh.cli import output
+    from mesh.views import BoardEvent, MemberEvent
 
     members: dict[str, Any] = {}
     recent: deque[str] = deque(maxlen=8)
@@ -114,7 +115,8 @@ async def _live(api: MeshAPI, node_name: str, snapshot: bool) -> None:
 
     with Live(render(), console=output.console(), refresh_per_second=4, transient=False) as live:
         async for ev in api.watch(snapshot=True):
-            members[ev.member.node_id] = ev.member
-            if ev.kind != "snapshot":
+            if isinstance(ev, MemberEvent):
+                members[ev.member.node_id] = ev.member
+            if isinstance(ev, BoardEvent) or ev.kind != "snapshot":
                 recent.append(output.event_line(ev))
             live.update(render())
