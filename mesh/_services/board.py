@@ -70,6 +70,7 @@ class BoardService:
         self.board = self.store.load()
         self._budgets: dict[str, tuple[_Rate, _Rate]] = {}
         self._digest: tuple[bd.Context, bytes] | None = None
+        self._asking: set[str] = set()  # peers asked for a delta whose answer has not ended yet
         ctx.on_member(self._on_member)
         log.info("board replica %s: %d task(s), %d operation(s) kept", self.board.replica,
                  len(self.board), self.store.count())  # fmt: skip
@@ -116,6 +117,7 @@ class BoardService:
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self._budgets.pop(peer.node_id, None)
+        self._asking.discard(peer.node_id)
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         # A peer heard again after silence (a partition healed, a pause ended) may have missed our
@@ -130,7 +132,8 @@ class BoardService:
             self._ask(m.info.node_id)
 
     def _ask(self, node_id: str) -> None:
-        self.ctx.send(node_id, SyncRequest(self.replica, self.board.context()))
+        if self.ctx.send(node_id, SyncRequest(self.replica, self.board.context())):
+            self._asking.add(node_id)
 
     # ------------------------------------------------------------------ frames from peers
 
@@ -143,6 +146,8 @@ class BoardService:
                 if budgets is not None and not budgets[0].take(now, len(msg.ops)):
                     raise LimitExceeded(f"more than {limits.BOARD_OP_RATE:g} board operations/s on one link")
                 self._receive(msg)
+                if msg.context is not None:
+                    self._asking.discard(peer.node_id)  # the answer is complete
             elif isinstance(msg, SyncRequest):
                 if budgets is not None and not budgets[1].take(now):
                     raise LimitExceeded(f"more than {limits.BOARD_SYNC_RATE:g} board sync requests/s")
@@ -182,8 +187,8 @@ class BoardService:
         mine = self.board.context()
         for batch in delta_batches(self.board.delta_for(req.context)):
             self.ctx.send(peer.node_id, batch)
-        if lacks(mine, req.context):
-            self.ctx.send(peer.node_id, SyncRequest(self.replica, mine))
+        if lacks(mine, req.context) and peer.node_id not in self._asking:
+            self._ask(peer.node_id)  # (an answer already on its way brings it: asking twice is waste)
 
     def _own_digest(self) -> bytes:
         ctx = self.board.context()
@@ -216,11 +221,14 @@ class BoardService:
         next_compact = self.ctx.clock.now() + 60.0  # not during start-up
         while True:
             await asyncio.sleep(DIGEST_EVERY)
-            digest = SyncDigest(self.replica, self._own_digest())
-            self.ctx.broadcast(digest, droppable=True)
+            self.send_digests()
             if self.ctx.clock.now() >= next_compact:
                 next_compact = self.ctx.clock.now() + COMPACT_EVERY
                 self.compact()
+
+    def send_digests(self) -> None:
+        """Our context's digest to every linked peer (droppable: the next one comes in DIGEST_EVERY)."""
+        self.ctx.broadcast(SyncDigest(self.replica, self._own_digest()), droppable=True)
 
     def compact(self, horizon_ms: int | None = None) -> int:
         """Forget tombstones older than the retention period; returns how many operations were freed."""

@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.integration.harness import FAST, MESHCTL, Mesh, until
 
 NO_MDNS = ["--no-mdns", *FAST]
@@ -118,31 +116,32 @@ def test_edits_reach_every_node_with_state_milestone_and_role(mesh: Mesh) -> Non
     assert lines[0].split("\t")[4:] == ["Ship 1.0", "dev"]
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["task", "add", ""], "title must not be empty"),
-        (["task", "add", "x", "--priority", "P7"], "priority must be one of P0, P1, P2, P3"),
-        (["task", "add", "x" * 100_000], "the limit is 200"),
-        (["task", "add", "x", "--milestone", "zzzz-9"], "no milestone has the id 'zzzz-9'"),
-        (["task", "edit", "zzzz-9", "--title", "y"], "no task has the id 'zzzz-9'"),
-        (["task", "edit", "TASK"], "nothing to change"),
-        (["task", "done", "zzzz-9"], "no task has the id 'zzzz-9'"),
-        (["task", "claim", "nonsense"], "no task has the id 'nonsense'"),
-        (["task", "add", "x", "--role", "has space"], "invalid role"),
-        (["milestone", "show", "zzzz-9"], "no milestone has the id 'zzzz-9'"),
-        (["milestone", "add", "m", "--step", ""], "step must not be empty"),
-        (["stats", "--since", "soon"], "not a duration"),
-    ],
-)
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(mesh: Mesh, args: list[str], needle: str) -> None:
+BAD_INPUT = [
+    (["task", "add", ""], "title must not be empty"),
+    (["task", "add", "x", "--priority", "P7"], "priority must be one of P0, P1, P2, P3"),
+    (["task", "add", "x" * 100_000], "the limit is 200"),
+    (["task", "add", "x", "--milestone", "zzzz-9"], "no milestone has the id 'zzzz-9'"),
+    (["task", "edit", "zzzz-9", "--title", "y"], "no task has the id 'zzzz-9'"),
+    (["task", "edit", "TASK"], "nothing to change"),
+    (["task", "done", "zzzz-9"], "no task has the id 'zzzz-9'"),
+    (["task", "claim", "nonsense"], "no task has the id 'nonsense'"),
+    (["task", "add", "x", "--role", "has space"], "invalid role"),
+    (["milestone", "show", "zzzz-9"], "no milestone has the id 'zzzz-9'"),
+    (["milestone", "add", "m", "--step", ""], "step must not be empty"),
+    (["board", "--priority", "P9"], "priority must be one of"),
+    (["stats", "--since", "soon"], "not a duration"),
+]
+
+
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(mesh: Mesh) -> None:
     mesh.up("a", *NO_MDNS)
     task = add(mesh, "a", "task", "add", "the only task")
     before = board(mesh, "a")
-    r = mesh.ctl(*[task if a == "TASK" else a for a in args], node="a", check=False)
-    assert r.returncode == 2, r
-    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert board(mesh, "a") == before
+    for args, needle in BAD_INPUT:
+        r = mesh.ctl(*[task if a == "TASK" else a for a in args], node="a", check=False)
+        assert r.returncode == 2, (args, r)
+        assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
+        assert board(mesh, "a") == before, args
 
 
 def test_a_claim_on_a_done_task_is_refused(mesh: Mesh) -> None:
