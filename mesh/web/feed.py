@@ -233,6 +233,12 @@ class Feed:
         self._members[m.node_id] = m
         if prev is not None and prev.steward != m.steward:
             self._info_wanted.set()
+        # The board shows who claimed each task: a task claim taken, dropped or gone with its holder.
+        before = {r for r, _, _ in prev.claims} if prev is not None else set()
+        after = {r for r, _, _ in m.claims}
+        changed = before ^ after if ev.kind != "state" else before | after
+        if any(r.startswith("task/") for r in changed):
+            self._board_wanted.set()
         if m.is_self and m.unread != self._last_unread:
             self._last_unread = m.unread
         if ev.kind == "joined":
