@@ -305,7 +305,7 @@ class Node:
     ) -> TaskRow:
         """File a task on the mesh's board (durable here when this returns; every node gets it)."""
         svc = self._check().board
-        op = svc.edit(
+        op = await svc.edit(
             lambda b, now: b.add_task(
                 now, title, priority=priority, milestone=milestone, step=step, role=role, note=note
             )
@@ -324,7 +324,7 @@ class Node:
     ) -> TaskRow:
         """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
         rt = self._check()
-        op = rt.board.edit(
+        op = await rt.board.edit(
             lambda b, now: b.edit_task(
                 now, task, title=title, priority=priority, milestone=milestone, step=step, role=role,
                 note=note,
@@ -343,7 +343,7 @@ class Node:
 
     async def _task_state(self, task: str, verb: str) -> TaskRow:
         rt = self._check()
-        op = rt.board.edit(lambda b, now: getattr(b, verb)(now, task))
+        op = await rt.board.edit(lambda b, now: getattr(b, verb)(now, task))
         tid = op.target
         if verb != "reopen" and any(r == f"task/{tid}" for r, _, _ in rt.claims.held_view()):
             rt.claims.release(f"task/{tid}")  # the work is over: free the claim with it
@@ -386,7 +386,7 @@ class Node:
     async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
         """Add a milestone with its steps."""
         svc = self._check().board
-        op = svc.edit(lambda b, now: b.add_milestone(now, title, steps=tuple(steps), note=note))
+        op = await svc.edit(lambda b, now: b.add_milestone(now, title, steps=tuple(steps), note=note))
         return svc.board.milestone(op.id)
 
     async def milestone_show(self, milestone: str) -> MilestoneRow:

@@ -64,7 +64,8 @@ class RuntimeContext:
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         """Send core messages to every live link, in one frame each."""
-        self._links.broadcast(codec.frame_of(msgs), droppable)
+        if self._links.links:  # alone, nothing to encode
+            self._links.broadcast(codec.frame_of(msgs), droppable)
 
     def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
         """Publish field `field` of this node's status as `value()` within `delay` s (bursts coalesce)."""

@@ -1,8 +1,8 @@
 """The board service: this node's full replica of the task board (mesh.core.board), durable in its own
 store (mesh.boardstore) and kept in step with every peer over the links (mesh.core.boardsync).
 
-    local verb ──▶ Board applies it ──▶ BoardStore.save (one transaction: the edit is durable when the
-                   verb returns) ──▶ Delta((op,)) to every linked peer ──▶ a watch event
+    local verb ──▶ Board applies it ──▶ BoardStore.save (one transaction for the edits of one moment: an
+                   edit is durable when its verb returns) ──▶ Delta(ops) to every linked peer ──▶ watch events
     Delta from a peer ──▶ apply each op (idempotent, any order) ──▶ merge its context (last batch of an
                    answer) ──▶ one transaction: retained ops kept, obsolete ones deleted ──▶ watch events
     link up / peer alive again ──▶ SyncRequest(our context) ──▶ the peer answers with what we lack
@@ -28,13 +28,15 @@ from mesh.boardstore import BoardStore
 from mesh.clock import wall
 from mesh.core import board as bd
 from mesh.core.boardsync import DIGEST_EVERY, SyncDigest, SyncRequest, context_digest, delta_batches, lacks
-from mesh.core.errors import LimitExceeded
+from mesh.core.errors import LimitExceeded, NodeUnavailable
 from mesh.core.membership import Liveness, LivenessChanged, Member, MembershipEvent, PeerInfo
 from mesh.views import BoardEvent
 
 log = logging.getLogger("mesh.board")
 
 COMPACT_EVERY = 3600.0
+GROUP_COMMIT_BUSY = 0.002  # a flush this recent means edits are streaming in (a script filing tasks)...
+GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 EVENTS_PER_BATCH = 20  # a batch that changes more is one "sync" event (a catch-up must not flood watchers)
 
 Claims = Mapping[str, tuple[str, float]]
@@ -71,6 +73,9 @@ class BoardService:
         self._budgets: dict[str, tuple[_Rate, _Rate]] = {}
         self._digest: tuple[bd.Context, bytes] | None = None
         self._asking: set[str] = set()  # peers asked for a delta whose answer has not ended yet
+        self._pending: list[tuple[bd.Applied, asyncio.Future[None]]] = []  # local edits not yet saved
+        self._flush_scheduled = False
+        self._last_flush = 0.0
         ctx.on_member(self._on_member)
         log.info("board replica %s: %d task(s), %d operation(s) kept", self.board.replica,
                  len(self.board), self.store.count())  # fmt: skip
@@ -83,28 +88,61 @@ class BoardService:
         self.ctx.spawn(self._timer(), "board-timer")
 
     def close(self) -> None:
+        for _, fut in self._pending:
+            if not fut.done():
+                fut.set_exception(NodeUnavailable("the node stopped before the edit was saved"))
+        self._pending.clear()
         self.store.close()
 
     # ------------------------------------------------------------------ local verbs
 
-    def edit(self, make: Callable[[bd.Board, int], bd.Op]) -> bd.Op:
+    async def edit(self, make: Callable[[bd.Board, int], bd.Op]) -> bd.Op:
         """Make one operation with a board verb, durable before this returns, then sent to every peer.
 
-        `make(board, now_ms)` validates and applies it (raising leaves the board unchanged). A failed
-        commit (disk full) reloads the replica from its store, so nothing unsaved is shown or sent.
+        `make(board, now_ms)` validates and applies it (raising leaves the board unchanged). Edits made in
+        the same moment share one transaction (group commit); a failed commit (disk full) reloads the
+        replica from its store, so nothing unsaved is shown or sent, and fails every edit that was in it.
         """
         op = make(self.board, int(wall() * 1000))
         applied = self.board.last_applied
         assert applied is not None and applied.op is op
-        try:
-            self.store.save([op] if applied.retained else [], applied.obsolete, self.board.context())
-        except BaseException:
-            log.exception("could not save a board edit; reloading the replica from its store")
-            self.board = self.store.load()
-            raise
-        self.ctx.broadcast(bd.Delta((op,), None))
-        self._event(op, local=True)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((applied, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            if loop.time() - self._last_flush < GROUP_COMMIT_BUSY:
+                loop.call_later(GROUP_COMMIT_WAIT, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        await done
         return op
+
+    def _flush(self) -> None:
+        """Save the pending local edits in one transaction, then send them and tell the watchers."""
+        self._flush_scheduled = False
+        self._last_flush = asyncio.get_running_loop().time()
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        gone = {oid for a, _ in batch for oid in a.obsolete}
+        keep = [a.op for a, _ in batch if a.retained and a.op.id not in gone]
+        try:
+            self.store.save(keep, gone, self.board.context())
+        except Exception as e:
+            log.exception("could not save %d board edit(s); reloading the replica from its store", len(batch))
+            self.board = self.store.load()
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        ops = tuple(a.op for a, _ in batch)
+        for delta in delta_batches(bd.Delta(ops, None)):
+            self.ctx.broadcast(bd.Delta(delta.ops, None))
+        for a, fut in batch:
+            self._event(a.op, local=True)
+            if not fut.done():
+                fut.set_result(None)
 
     # ------------------------------------------------------------------ links and members
 
@@ -156,6 +194,8 @@ class BoardService:
                 self._ask(peer.node_id)
 
     def _receive(self, delta: bd.Delta) -> None:
+        if self._pending:
+            self._flush()  # the context saved below covers them: they must be on disk first
         board = self.board
         keep: list[bd.Op] = []
         obsolete: list[str] = []

@@ -9,6 +9,7 @@ restarts come back from the store; a bad batch saves what it applied and breaks 
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import deque
 from collections.abc import Callable
@@ -233,6 +234,11 @@ class Node:
         return self.svc.board.view(include_dropped=True).to_json()
 
 
+def edit(node: Node, make: Callable[[bd.Board, int], bd.Op]) -> bd.Op:
+    """A local verb through the service (durable, then sent), as the node's API runs it."""
+    return asyncio.run(node.svc.edit(make))
+
+
 def nodes(tmp_path: Path, *names: str, seed: int = 0) -> tuple[Net, list[Node]]:
     net = Net(seed)
     return net, [Node(net, n, tmp_path) for n in names]
@@ -248,7 +254,7 @@ def test_live_edits_reach_linked_peers_and_are_durable_first(tmp_path: Path) -> 
     net, (a, b) = nodes(tmp_path, "a", "b")
     net.connect("a", "b")
     net.run()
-    op = a.svc.edit(lambda brd, now: brd.add_task(now, "hello", priority="P1"))
+    op = edit(a, lambda brd, now: brd.add_task(now, "hello", priority="P1"))
     assert a.svc.store.count() == 1  # saved before anything left the node
     assert net.run() == 1
     assert same(a, b) and [t["title"] for t in b.view()["tasks"]] == ["hello"]
@@ -258,22 +264,62 @@ def test_live_edits_reach_linked_peers_and_are_durable_first(tmp_path: Path) -> 
     ]
 
 
+def test_edits_of_one_moment_share_a_transaction_and_a_frame(tmp_path: Path) -> None:
+    net, (a, b) = nodes(tmp_path, "a", "b")
+    net.connect("a", "b")
+    net.run()
+    saves: list[int] = []
+    save = a.svc.store.save
+    a.svc.store.save = lambda ops, obsolete, ctx: (saves.append(len(list(ops))), save(ops, obsolete, ctx))[1]
+
+    async def burst() -> list[bd.Op]:
+        return await asyncio.gather(
+            *(a.svc.edit(lambda brd, now, k=k: brd.add_task(now, f"t{k}")) for k in range(100))
+        )
+
+    ops = asyncio.run(burst())
+    assert saves == [100] and a.svc.store.count() == 100
+    assert net.run() == 1 and same(a, b)
+    assert [e.id for e in a.events] == [op.id for op in ops]
+
+
+def test_a_failed_commit_fails_its_edits_and_shows_nothing_unsaved(tmp_path: Path) -> None:
+    net, (a, b) = nodes(tmp_path, "a", "b")
+    net.connect("a", "b")
+    edit(a, lambda brd, now: brd.add_task(now, "saved"))
+    net.run()
+
+    def full(*args: Any) -> None:
+        raise OSError("disk full")
+
+    a.svc.store.save = full  # type: ignore[method-assign]
+
+    async def burst() -> list[Any]:
+        return await asyncio.gather(
+            *(a.svc.edit(lambda brd, now, k=k: brd.add_task(now, f"t{k}")) for k in range(3)),
+            return_exceptions=True,
+        )
+
+    assert all(isinstance(r, OSError) for r in asyncio.run(burst()))
+    assert [t["title"] for t in a.view()["tasks"]] == ["saved"] and net.run() == 0 and same(a, b)
+
+
 def test_a_refused_local_verb_changes_nothing(tmp_path: Path) -> None:
     net, (a, _b) = nodes(tmp_path, "a", "b")
     net.connect("a", "b")
     net.run()
     with pytest.raises(InvalidField):
-        a.svc.edit(lambda brd, now: brd.add_task(now, ""))
+        edit(a, lambda brd, now: brd.add_task(now, ""))
     with pytest.raises(UnknownId):
-        a.svc.edit(lambda brd, now: brd.done(now, "zzzz-1"))
+        edit(a, lambda brd, now: brd.done(now, "zzzz-1"))
     assert net.run() == 0 and a.svc.store.count() == 0 and a.view()["tasks"] == []
 
 
 def test_replicas_that_edited_apart_converge_when_linked(tmp_path: Path) -> None:
     net, (a, b) = nodes(tmp_path, "a", "b")
     for k in range(50):
-        a.svc.edit(lambda brd, now, k=k: brd.add_task(now, f"a{k}"))
-        b.svc.edit(lambda brd, now, k=k: brd.add_task(now, f"b{k}"))
+        edit(a, lambda brd, now, k=k: brd.add_task(now, f"a{k}"))
+        edit(b, lambda brd, now, k=k: brd.add_task(now, f"b{k}"))
     net.connect("a", "b")
     net.run()
     assert same(a, b) and len(a.view()["tasks"]) == 100
@@ -287,8 +333,8 @@ def test_frames_lost_on_a_link_that_stayed_up_are_found_by_digests(tmp_path: Pat
     net.connect("a", "b")
     net.run()
     net.lose = True  # a partition the links did not notice
-    a.svc.edit(lambda brd, now: brd.add_task(now, "lost on the way"))
-    b.svc.edit(lambda brd, now: brd.add_milestone(now, "lost too"))
+    edit(a, lambda brd, now: brd.add_task(now, "lost on the way"))
+    edit(b, lambda brd, now: brd.add_milestone(now, "lost too"))
     net.lose = False
     net.run()
     assert not same(a, b)
@@ -301,7 +347,7 @@ def test_a_peer_heard_again_is_asked_at_once(tmp_path: Path) -> None:
     net.connect("a", "b")
     net.run()
     net.lose = True
-    a.svc.edit(lambda brd, now: brd.add_task(now, "during the silence"))
+    edit(a, lambda brd, now: brd.add_task(now, "during the silence"))
     net.lose = False
     member = Member(a.info, Liveness.ALIVE, 0.0, 0.0)
     for listener in b.listeners:  # b's membership: a was suspect and is heard again
@@ -315,8 +361,8 @@ def test_edits_travel_through_a_node_without_a_direct_link(tmp_path: Path) -> No
     net.connect("a", "b")
     net.connect("b", "c")
     net.run()
-    a.svc.edit(lambda brd, now: brd.add_task(now, "from a"))
-    c.svc.edit(lambda brd, now: brd.add_task(now, "from c"))
+    edit(a, lambda brd, now: brd.add_task(now, "from a"))
+    edit(c, lambda brd, now: brd.add_task(now, "from c"))
     net.run()
     net.gossip()
     net.gossip()
@@ -326,13 +372,13 @@ def test_edits_travel_through_a_node_without_a_direct_link(tmp_path: Path) -> No
 def test_a_restarted_node_comes_back_from_its_store_and_catches_up(tmp_path: Path) -> None:
     net, (a, b) = nodes(tmp_path, "a", "b")
     net.connect("a", "b")
-    t = a.svc.edit(lambda brd, now: brd.add_task(now, "kept"))
+    t = edit(a, lambda brd, now: brd.add_task(now, "kept"))
     net.run()
     net.cut("a", "b")
     b.restart()
     assert b.view() == a.view() and b.svc.board.context() == a.svc.board.context()
     for k in range(1000):  # b misses 1,000 edits
-        a.svc.edit(lambda brd, now, k=k: brd.edit_task(now, t.id, title=f"edit {k}", note=str(k)))
+        edit(a, lambda brd, now, k=k: brd.edit_task(now, t.id, title=f"edit {k}", note=str(k)))
     a.restart()
     assert a.svc.store.count() < 10  # superseded edits were deleted from the store as they lost
     net.connect("a", "b")
@@ -344,7 +390,7 @@ def test_a_restarted_node_comes_back_from_its_store_and_catches_up(tmp_path: Pat
 
 def test_a_bad_op_in_a_batch_keeps_what_was_applied_and_breaks_the_link(tmp_path: Path) -> None:
     _net, (a, b) = nodes(tmp_path, "a", "b")
-    good = a.svc.edit(lambda brd, now: brd.add_task(now, "good"))
+    good = edit(a, lambda brd, now: brd.add_task(now, "good"))
     b.svc.on_messages(a.info, [bd.Delta((good,), None)])
     other = bd.Board("zzzzzzzz")
     clash = bd.Op(good.origin, good.seq, good.stamp, bd.AddTask("same id, other content"))
@@ -374,8 +420,8 @@ def test_a_peer_over_its_rates_loses_the_link(tmp_path: Path) -> None:
 
 def test_compaction_forgets_old_tombstones_in_the_store_too(tmp_path: Path) -> None:
     _net, (a,) = nodes(tmp_path, "a")
-    t = a.svc.edit(lambda brd, now: brd.add_task(now, "old"))
-    a.svc.edit(lambda brd, now: brd.drop(now, t.id))
+    t = edit(a, lambda brd, now: brd.add_task(now, "old"))
+    edit(a, lambda brd, now: brd.drop(now, t.id))
     assert a.svc.compact() == 0  # not old enough
     assert a.svc.compact(horizon_ms=10**13) == 2
     a.restart()
@@ -405,7 +451,7 @@ def test_any_history_of_edits_links_and_losses_converges(tmp_path_factory: Any, 
                 "done": lambda brd, now, tid=tid: brd.done(now, tid),
                 "drop": lambda brd, now, tid=tid: brd.drop(now, tid),
             }[verb]
-            node.svc.edit(make)
+            edit(node, make)
         elif step == "link" and frozenset((x, y)) not in net.links:
             net.connect(x, y)
         elif step == "cut" and frozenset((x, y)) in net.links:
