@@ -2385,24 +2385,99 @@ class BoardRequest(_message.Message):
 Global___BoardRequest: _TypeAlias = BoardRequest  # noqa: Y015
 
 @_typing.final
-class BoardChunk(_message.Message):
-    """A board arrives in chunks (10,000 tasks do not fit one message): milestones in the first, tasks in order."""
+class TaskColumns(_message.Message):
+    """Task rows by column (10,000 rows build and parse ~10x faster as a few lists than as 10,000 messages).
+    Row k is the k-th entry of every column; priority and state are one byte per row (P0..P3; open, claimed,
+    done, dropped = 0..3); until is 0 when the task is not claimed; milestone titles come with the milestones.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    TASKS_FIELD_NUMBER: _builtins.int
-    MILESTONES_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SHORT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_MS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    priority: _builtins.bytes
+    state: _builtins.bytes
     @_builtins.property
-    def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskRow]: ...
+    def id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
-    def milestones(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneRow]: ...
+    def short_id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def title(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def holder(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def until(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def milestone(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def step(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def role(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def note(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def created_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def updated_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def origin(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
-        tasks: _abc.Iterable[Global___TaskRow] | None = ...,
-        milestones: _abc.Iterable[Global___MilestoneRow] | None = ...,
+        id: _abc.Iterable[_builtins.str] | None = ...,
+        short_id: _abc.Iterable[_builtins.str] | None = ...,
+        title: _abc.Iterable[_builtins.str] | None = ...,
+        priority: _builtins.bytes = ...,
+        state: _builtins.bytes = ...,
+        holder: _abc.Iterable[_builtins.str] | None = ...,
+        until: _abc.Iterable[_builtins.float] | None = ...,
+        milestone: _abc.Iterable[_builtins.str] | None = ...,
+        step: _abc.Iterable[_builtins.str] | None = ...,
+        role: _abc.Iterable[_builtins.str] | None = ...,
+        note: _abc.Iterable[_builtins.str] | None = ...,
+        created_ms: _abc.Iterable[_builtins.int] | None = ...,
+        updated_ms: _abc.Iterable[_builtins.int] | None = ...,
+        origin: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_ms", b"created_ms", "holder", b"holder", "id", b"id", "milestone", b"milestone", "note", b"note", "origin", b"origin", "priority", b"priority", "role", b"role", "short_id", b"short_id", "state", b"state", "step", b"step", "title", b"title", "until", b"until", "updated_ms", b"updated_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskColumns: _TypeAlias = TaskColumns  # noqa: Y015
+
+@_typing.final
+class BoardChunk(_message.Message):
+    """A board arrives in chunks (10,000 tasks may not fit one message): milestones first, then tasks in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONES_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def milestones(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneRow]: ...
+    @_builtins.property
+    def tasks(self) -> Global___TaskColumns: ...
+    def __init__(
+        self,
+        *,
+        milestones: _abc.Iterable[Global___MilestoneRow] | None = ...,
+        tasks: Global___TaskColumns | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
     _ClearFieldArgType: _TypeAlias = _typing.Literal["milestones", b"milestones", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...

@@ -35,8 +35,6 @@ from mesh.views import BoardEvent
 log = logging.getLogger("mesh.board")
 
 COMPACT_EVERY = 3600.0
-GROUP_COMMIT_BUSY = 0.002  # a flush this recent means edits are streaming in (a script filing tasks)...
-GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 EVENTS_PER_BATCH = 20  # a batch that changes more is one "sync" event (a catch-up must not flood watchers)
 
 Claims = Mapping[str, tuple[str, float]]
@@ -72,10 +70,10 @@ class BoardService:
         self.board = self.store.load()
         self._budgets: dict[str, tuple[_Rate, _Rate]] = {}
         self._digest: tuple[bd.Context, bytes] | None = None
-        self._asking: set[str] = set()  # peers asked for a delta whose answer has not ended yet
+        # Peers asked for a delta whose answer has not ended yet: when we asked, operations received since.
+        self._asking: dict[str, tuple[float, int]] = {}
         self._pending: list[tuple[bd.Applied, asyncio.Future[None]]] = []  # local edits not yet saved
         self._flush_scheduled = False
-        self._last_flush = 0.0
         ctx.on_member(self._on_member)
         log.info("board replica %s: %d task(s), %d operation(s) kept", self.board.replica,
                  len(self.board), self.store.count())  # fmt: skip
@@ -110,18 +108,16 @@ class BoardService:
         done: asyncio.Future[None] = loop.create_future()
         self._pending.append((applied, done))
         if not self._flush_scheduled:
+            # The next loop turn: edits that arrived together (RPCs read in one turn, a gather) share it,
+            # and one edit at a time waits for nothing (a wait for more would tax every sequential caller).
             self._flush_scheduled = True
-            if loop.time() - self._last_flush < GROUP_COMMIT_BUSY:
-                loop.call_later(GROUP_COMMIT_WAIT, self._flush)
-            else:
-                loop.call_soon(self._flush)
+            loop.call_soon(self._flush)
         await done
         return op
 
     def _flush(self) -> None:
         """Save the pending local edits in one transaction, then send them and tell the watchers."""
         self._flush_scheduled = False
-        self._last_flush = asyncio.get_running_loop().time()
         batch, self._pending = self._pending, []
         if not batch:
             return
@@ -155,7 +151,7 @@ class BoardService:
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self._budgets.pop(peer.node_id, None)
-        self._asking.discard(peer.node_id)
+        self._asking.pop(peer.node_id, None)
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         # A peer heard again after silence (a partition healed, a pause ended) may have missed our
@@ -171,7 +167,7 @@ class BoardService:
 
     def _ask(self, node_id: str) -> None:
         if self.ctx.send(node_id, SyncRequest(self.replica, self.board.context())):
-            self._asking.add(node_id)
+            self._asking.setdefault(node_id, (self.ctx.clock.now(), 0))
 
     # ------------------------------------------------------------------ frames from peers
 
@@ -184,8 +180,15 @@ class BoardService:
                 if budgets is not None and not budgets[0].take(now, len(msg.ops)):
                     raise LimitExceeded(f"more than {limits.BOARD_OP_RATE:g} board operations/s on one link")
                 self._receive(msg)
-                if msg.context is not None:
-                    self._asking.discard(peer.node_id)  # the answer is complete
+                asked = self._asking.get(peer.node_id)
+                if asked is not None:
+                    if msg.context is None:
+                        self._asking[peer.node_id] = (asked[0], asked[1] + len(msg.ops))
+                    else:  # the answer is complete: we hold everything the peer held when it answered
+                        del self._asking[peer.node_id]
+                        ms = (self.ctx.clock.now() - asked[0]) * 1000
+                        log.info("board: in step with %s: %d operation(s) in %.1f ms", peer.name,
+                                 asked[1] + len(msg.ops), ms)  # fmt: skip
             elif isinstance(msg, SyncRequest):
                 if budgets is not None and not budgets[1].take(now):
                     raise LimitExceeded(f"more than {limits.BOARD_SYNC_RATE:g} board sync requests/s")

@@ -275,12 +275,12 @@ def task_fields_from_pb(m: pb.TaskFields) -> dict[str, str]:
     }
 
 
-def task_row_to_pb(r: TaskRow, with_milestone_title: bool = True) -> pb.TaskRow:
+def task_row_to_pb(r: TaskRow) -> pb.TaskRow:
     return pb.TaskRow(
         id=r.id, short_id=r.short_id, title=r.title, priority=r.priority.value, state=r.state.value,
-        holder=r.holder, until=r.until or 0.0, milestone=r.milestone,
-        milestone_title=r.milestone_title if with_milestone_title else "", step=r.step, role=r.role,
-        note=r.note, created_ms=r.created_ms, updated_ms=r.updated_ms, origin=r.origin,
+        holder=r.holder, until=r.until or 0.0, milestone=r.milestone, milestone_title=r.milestone_title,
+        step=r.step, role=r.role, note=r.note, created_ms=r.created_ms, updated_ms=r.updated_ms,
+        origin=r.origin,
     )  # fmt: skip
 
 
@@ -288,12 +288,11 @@ _PRIORITY = {p.value: p for p in Priority}
 _ROW_STATE = {s.value: s for s in RowState}
 
 
-def task_row_from_pb(m: pb.TaskRow, milestone_title: str | None = None) -> TaskRow:
+def task_row_from_pb(m: pb.TaskRow) -> TaskRow:
     return TaskRow(
         m.id, m.short_id, m.title, _PRIORITY.get(m.priority, Priority.P2),
-        _ROW_STATE.get(m.state, RowState.OPEN), m.holder, m.until or None, m.milestone,
-        m.milestone_title if milestone_title is None else milestone_title, m.step, m.role, m.note,
-        m.created_ms, m.updated_ms, m.origin,
+        _ROW_STATE.get(m.state, RowState.OPEN), m.holder, m.until or None, m.milestone, m.milestone_title,
+        m.step, m.role, m.note, m.created_ms, m.updated_ms, m.origin,
     )  # fmt: skip
 
 
@@ -316,11 +315,32 @@ def milestone_from_pb(m: pb.MilestoneRow) -> MilestoneRow:
 
 
 CHUNK_BYTES = 512 * 1024  # a board chunk stays well under the 1 MiB message limit
+_PRIORITY_CODE = {p: i for i, p in enumerate(Priority)}
+_STATE_CODE = {st: i for i, st in enumerate(RowState)}
+_PRIORITIES = tuple(Priority)
+_STATES = tuple(RowState)
+
+
+def _row_bytes(r: TaskRow) -> int:
+    """An upper bound on a row's encoded size: titles count 4 bytes a character, a note 2 KiB at most."""
+    return 4 * len(r.title) + min(4 * len(r.note), 2048) + 400
+
+
+def _columns(rows: list[TaskRow]) -> pb.TaskColumns:
+    return pb.TaskColumns(
+        id=[r.id for r in rows], short_id=[r.short_id for r in rows], title=[r.title for r in rows],
+        priority=bytes(_PRIORITY_CODE[r.priority] for r in rows),
+        state=bytes(_STATE_CODE[r.state] for r in rows),
+        holder=[r.holder for r in rows], until=[r.until or 0.0 for r in rows],
+        milestone=[r.milestone for r in rows], step=[r.step for r in rows], role=[r.role for r in rows],
+        note=[r.note for r in rows], created_ms=[r.created_ms for r in rows],
+        updated_ms=[r.updated_ms for r in rows], origin=[r.origin for r in rows],
+    )  # fmt: skip
 
 
 def board_to_chunks(view: BoardView) -> Iterator[pb.BoardChunk]:
-    """A board as messages of at most ~CHUNK_BYTES: milestones first, then tasks in board order (without
-    their milestone's title, which the milestones carry)."""
+    """A board as messages of at most ~CHUNK_BYTES: milestones first, then the tasks in board order, by
+    column (without their milestone's title, which the milestones carry)."""
     chunk = pb.BoardChunk()
     size = 0
     for m in view.milestones:
@@ -331,17 +351,18 @@ def board_to_chunks(view: BoardView) -> Iterator[pb.BoardChunk]:
             chunk, size = pb.BoardChunk(), 0
         chunk.milestones.append(item)
         size += n
-    rows: list[pb.TaskRow] = []
+    part: list[TaskRow] = []
     for r in view.tasks():
-        row = task_row_to_pb(r, with_milestone_title=False)
-        n = row.ByteSize() + 8
+        n = _row_bytes(r)
         if size and size + n > CHUNK_BYTES:
-            chunk.tasks.extend(rows)
+            if part:
+                chunk.tasks.CopyFrom(_columns(part))
             yield chunk
-            chunk, size, rows = pb.BoardChunk(), 0, []
-        rows.append(row)
+            chunk, size, part = pb.BoardChunk(), 0, []
+        part.append(r)
         size += n
-    chunk.tasks.extend(rows)
+    if part:
+        chunk.tasks.CopyFrom(_columns(part))
     yield chunk
 
 
@@ -354,9 +375,36 @@ def board_from_chunks(chunks: Iterable[pb.BoardChunk]) -> BoardView:
             row = milestone_from_pb(m)
             milestones.append(row)
             titles[row.id] = row.title
-        for t in c.tasks:
-            task = task_row_from_pb(t, titles.get(t.milestone, ""))
-            groups[task.priority].append(task)
+        t = c.tasks
+        cols = (
+            t.id, t.short_id, t.title, t.holder, t.until, t.milestone, t.step, t.role, t.note, t.created_ms,
+            t.updated_ms, t.origin,
+        )  # fmt: skip
+        if any(len(col) != len(t.id) for col in (*cols, t.priority, t.state)):
+            raise ValueError("board chunk columns of different lengths")
+        for tid, short, title, holder, until, mid, step, role, note, created, updated, origin, p, st in zip(
+            *cols, t.priority, t.state, strict=True
+        ):
+            prio = _PRIORITIES[p] if p < 4 else Priority.P2
+            groups[prio].append(
+                TaskRow(
+                    tid,
+                    short,
+                    title,
+                    prio,
+                    _STATES[st] if st < 4 else RowState.OPEN,
+                    holder,
+                    until or None,
+                    mid,
+                    titles.get(mid, ""),
+                    step,
+                    role,
+                    note,
+                    created,
+                    updated,
+                    origin,
+                )
+            )
     return BoardView(tuple((p, tuple(rows)) for p, rows in groups.items()), tuple(milestones))
 
 
