@@ -132,13 +132,16 @@ class BoardService:
                 if not fut.done():
                     fut.set_exception(e)
             return
-        ops = tuple(a.op for a, _ in batch)
-        for delta in delta_batches(bd.Delta(ops, None)):
-            self.ctx.broadcast(bd.Delta(delta.ops, None))
         for a, fut in batch:
-            self._event(a.op, local=True)
             if not fut.done():
                 fut.set_result(None)
+            self._event(a.op, local=True)
+        # Sent a loop turn later: the verbs' answers go first (they wait on no peer), the link writers after.
+        asyncio.get_running_loop().call_soon(self._send, tuple(a.op for a, _ in batch))
+
+    def _send(self, ops: tuple[bd.Op, ...]) -> None:
+        for delta in delta_batches(bd.Delta(ops, None)):
+            self.ctx.broadcast(bd.Delta(delta.ops, None))
 
     # ------------------------------------------------------------------ links and members
 

@@ -236,7 +236,13 @@ class Node:
 
 def edit(node: Node, make: Callable[[bd.Board, int], bd.Op]) -> bd.Op:
     """A local verb through the service (durable, then sent), as the node's API runs it."""
-    return asyncio.run(node.svc.edit(make))
+
+    async def run() -> bd.Op:
+        op = await node.svc.edit(make)
+        await asyncio.sleep(0)  # the service sends a loop turn after the verb's answer
+        return op
+
+    return asyncio.run(run())
 
 
 def nodes(tmp_path: Path, *names: str, seed: int = 0) -> tuple[Net, list[Node]]:
