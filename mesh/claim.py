@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.clock import BootClock, Clock
 from mesh.core.validate import check_ttl, resource_name
+from mesh.errors import MeshError, NodeUnavailable
 
 if TYPE_CHECKING:
     from mesh.views import ClaimView, LeaseEvent
@@ -94,6 +95,7 @@ class Lease:
         self.lost = _LostEvent(self._expired)
         """Set when the lease is lost (not renewed in time, or the node said so): stop acting on the item."""
         self.released = False
+        self._returning: asyncio.Future[None] | None = None
         self._release = release
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,28 +155,49 @@ class Lease:
             pass
 
     async def _follow(self, updates: AsyncIterator[LeaseEvent]) -> None:
-        with contextlib.suppress(Exception):
-            async for u in updates:
-                if u.kind in ("held", "renewed") and u.valid_until:
-                    self._extend(u.valid_until)
-                elif u.kind == "lost":
-                    self._lose("the node could not renew it")
-                    return
-                elif u.kind == "released":
-                    if not self.released:
-                        self._lose("it was released through another client of the node")
-                    return
-        # The node's stream ended: nothing more will extend the lease, and the timer ends it on time.
+        try:
+            await self._read(updates)
+        except NodeUnavailable:
+            pass  # the node went away: nothing more extends the lease, and the timer ends it on time
+        except MeshError as e:
+            # The node answered, and not with this lease's events (it does not hold the item any more):
+            # this lease is over now, not at its validity.
+            self._lose(f"the node does not hold it any more ({e})")
+        except Exception:  # anything else: the timer still ends the lease on time
+            log.debug("lease %s: event stream failed", self.resource, exc_info=True)
+
+    async def _read(self, updates: AsyncIterator[LeaseEvent]) -> None:
+        async for u in updates:
+            if u.token and u.token != self.token:
+                # The node's events follow the ITEM: a different token means the node has since held it
+                # under another grant (a later claim on the same node). That validity is not ours.
+                self._lose("the node now holds the item under another grant")
+                return
+            if u.kind in ("held", "renewed") and u.valid_until:
+                self._extend(u.valid_until)
+            elif u.kind == "lost":
+                self._lose("the node could not renew it")
+                return
+            elif u.kind == "released":
+                if not self.released:
+                    self._lose("it was released through another client of the node")
+                return
 
     async def _give_back(self) -> None:
-        if self.released:
-            return
-        self.released = True
-        await self._release()
+        if self._returning is None:
+            self.released = True
+            self._returning = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._returning)
 
     async def release(self) -> None:
-        """Give the claim up (idempotent)."""
-        if self.released:
+        """Give the claim up (idempotent). Returns once the node has let it go.
+
+        If the lease was already given back because it was lost, this waits for that to finish, so a claim
+        made right after can never race the old release (which would release the new grant).
+        """
+        if self._returning is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._returning)
             return
         try:
             await self._give_back()
