@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mesh.claim import Lease, PendingClaim
     from mesh.client import Client, connect
     from mesh.config import NodeConfig
+    from mesh.core.board import BoardView, MilestoneRow, TaskRow
     from mesh.core.mailbox import InboxMessage, OutboxEntry
     from mesh.core.status import StatusRecord
     from mesh.errors import (
@@ -47,7 +48,18 @@ if TYPE_CHECKING:
         UnknownRecipient,
     )
     from mesh.node import Node
-    from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+    from mesh.views import (
+        BoardEvent,
+        ClaimView,
+        LeaseEvent,
+        MailCounts,
+        MemberEvent,
+        MemberView,
+        MeshStats,
+        NodeInfo,
+        Sent,
+        WatchEvent,
+    )
 
 _WHERE = {
     "MeshAPI": "mesh.api",
@@ -56,13 +68,27 @@ _WHERE = {
     "Client": "mesh.client",
     "connect": "mesh.client",
     "NodeConfig": "mesh.config",
+    "BoardView": "mesh.core.board",
+    "MilestoneRow": "mesh.core.board",
+    "TaskRow": "mesh.core.board",
     "InboxMessage": "mesh.core.mailbox",
     "OutboxEntry": "mesh.core.mailbox",
     "StatusRecord": "mesh.core.status",
     "Node": "mesh.node",
     **{
         n: "mesh.views"
-        for n in ("ClaimView", "LeaseEvent", "MailCounts", "MemberEvent", "MemberView", "NodeInfo", "Sent")
+        for n in (
+            "BoardEvent",
+            "ClaimView",
+            "LeaseEvent",
+            "MailCounts",
+            "MemberEvent",
+            "MemberView",
+            "MeshStats",
+            "NodeInfo",
+            "Sent",
+            "WatchEvent",
+        )
     },
     **{
         n: "mesh.errors"
@@ -97,6 +123,8 @@ __all__ = [
     "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
+    "BoardEvent",
+    "BoardView",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
@@ -115,7 +143,9 @@ __all__ = [
     "MemberView",
     "MeshAPI",
     "MeshError",
+    "MeshStats",
     "MessageError",
+    "MilestoneRow",
     "NameTaken",
     "NoQuorum",
     "Node",
@@ -130,8 +160,10 @@ __all__ = [
     "ProtocolError",
     "Sent",
     "StatusRecord",
+    "TaskRow",
     "UnknownId",
     "UnknownRecipient",
+    "WatchEvent",
     "__version__",
     "connect",
 ]
