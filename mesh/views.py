@@ -216,7 +216,7 @@ class BoardEvent:
     operations arrived at once (a catch-up), with no single id."""
 
     change: str
-    kind: str  # task | milestone | "" (sync)
+    entity: str  # task | milestone | "" (sync)
     id: str
     short_id: str
     title: str
@@ -225,13 +225,18 @@ class BoardEvent:
     at: float  # unix seconds
     count: int = 1
 
+    @property
+    def kind(self) -> str:
+        """The event's kind, as `MemberEvent.kind` says its own: always "board"."""
+        return "board"
+
     def to_json(self) -> dict[str, Any]:
         """The documented `watch --json` line of a board change."""
         return {
             "event": "board",
             "at": iso(self.at),
             "change": self.change,
-            "kind": self.kind or None,
+            "entity": self.entity or None,
             "id": self.id or None,
             "short_id": self.short_id or None,
             "title": self.title or None,

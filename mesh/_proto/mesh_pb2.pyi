@@ -1466,7 +1466,7 @@ class BoardChange(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGE_FIELD_NUMBER: _builtins.int
-    KIND_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     SHORT_ID_FIELD_NUMBER: _builtins.int
     TITLE_FIELD_NUMBER: _builtins.int
@@ -1474,7 +1474,7 @@ class BoardChange(_message.Message):
     LOCAL_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
     change: _builtins.str
-    kind: _builtins.str
+    entity: _builtins.str
     id: _builtins.str
     short_id: _builtins.str
     title: _builtins.str
@@ -1486,7 +1486,7 @@ class BoardChange(_message.Message):
         self,
         *,
         change: _builtins.str = ...,
-        kind: _builtins.str = ...,
+        entity: _builtins.str = ...,
         id: _builtins.str = ...,
         short_id: _builtins.str = ...,
         title: _builtins.str = ...,
@@ -1496,7 +1496,7 @@ class BoardChange(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "count", b"count", "id", b"id", "kind", b"kind", "local", b"local", "short_id", b"short_id", "state", b"state", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "count", b"count", "entity", b"entity", "id", b"id", "local", b"local", "short_id", b"short_id", "state", b"state", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,7 +72,7 @@ def view_to_pb(v: MemberView) -> pb.Member:
 def event_to_pb(e: WatchEvent) -> pb.Event:
     if isinstance(e, BoardEvent):
         change = pb.BoardChange(
-            change=e.change, kind=e.kind, id=e.id, short_id=e.short_id, title=e.title, state=e.state,
+            change=e.change, entity=e.entity, id=e.id, short_id=e.short_id, title=e.title, state=e.state,
             local=e.local, count=e.count,
         )  # fmt: skip
         return pb.Event(kind=pb.Event.BOARD, at=e.at, board=change)
@@ -116,7 +116,7 @@ def view_from_pb(m: pb.Member) -> MemberView:
 def event_from_pb(e: pb.Event) -> WatchEvent:
     if e.kind == pb.Event.BOARD:
         b = e.board
-        return BoardEvent(b.change, b.kind, b.id, b.short_id, b.title, b.state, b.local, e.at, b.count)
+        return BoardEvent(b.change, b.entity, b.id, b.short_id, b.title, b.state, b.local, e.at, b.count)
     prev = STATE_FROM_PB.get(e.previous) if e.previous else None
     return MemberEvent(
         kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev

@@ -258,7 +258,7 @@ class Feed:
             text = f"caught up {ev.count} board changes"
         else:
             what = {"task.add": "added", "task.edit": "edited", "step.add": "step added"}.get(ev.change)
-            text = f"{ev.kind} {ev.short_id} {what or ev.state or 'changed'}: {ev.title}"
+            text = f"{ev.entity} {ev.short_id} {what or ev.state or 'changed'}: {ev.title}"
         self._seq += 1
         self._activity.appendleft(
             {"seq": self._seq, "at": iso(ev.at or time.time()), "name": "board", "kind": "board",

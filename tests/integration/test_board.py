@@ -300,7 +300,7 @@ def test_watch_shows_board_changes(mesh: Mesh) -> None:
         task = add(mesh, "a", "task", "add", "seen live", "--priority", "P1")
         mesh.ctl("task", "done", task, node="b")
         first, second = _read_events(lines, 2)
-        fields = ("change", "kind", "id", "title", "state", "local")
+        fields = ("change", "entity", "id", "title", "state", "local")
         assert tuple(first[f] for f in fields) == ("task.add", "task", task, "seen live", "open", False)
         assert (second["change"], second["id"], second["state"], second["local"]) == (
             "task.state", task, "done", True
