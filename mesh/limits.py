@@ -53,6 +53,9 @@ RESOURCE_EXHAUSTED and the link is closed): bounds parse work when frames are la
 MAX_GOSSIP_PEERS = 256
 """Node refs in one Gossip frame (RESOURCE_EXHAUSTED). A mesh is tens of nodes; the list is a hint."""
 
+MAX_VERDICTS = 256
+"""Liveness verdicts in one frame (RESOURCE_EXHAUSTED): one per member changing state, a mesh is tens."""
+
 MAX_GOSSIP_DIALS = 32
 """Dials started from gossip that may be under way at once; further hints are dropped (they come again
 with the next gossip). Stops one frame of fake addresses from making the node dial hundreds of hosts."""

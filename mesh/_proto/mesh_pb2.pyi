@@ -1090,6 +1090,60 @@ class Leave(_message.Message):
 Global___Leave: _TypeAlias = Leave  # noqa: Y015
 
 @_typing.final
+class Verdict(_message.Message):
+    """Liveness news about one life of a member (SWIM-style): its watchers say it is suspect or dead, stamped
+    with the member's liveness sequence; the member refutes as alive with a higher one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    incarnation: _builtins.str
+    state: Global___MemberState.ValueType
+    """ALIVE, SUSPECT or DEAD"""
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        incarnation: _builtins.str = ...,
+        state: Global___MemberState.ValueType = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incarnation", b"incarnation", "node_id", b"node_id", "seq", b"seq", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
+
+@_typing.final
+class Watch(_message.Message):
+    """A watcher asks the member at the other end of the link for heartbeats (on) or to stop them (off)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_FIELD_NUMBER: _builtins.int
+    on: _builtins.bool
+    def __init__(
+        self,
+        *,
+        on: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on", b"on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Watch: _TypeAlias = Watch  # noqa: Y015
+
+@_typing.final
 class Gossip(_message.Message):
     """Peers this node knows to be alive, so that one seed is enough to find the whole mesh."""
 
@@ -1131,6 +1185,8 @@ class PeerFrame(_message.Message):
     WANTS_FIELD_NUMBER: _builtins.int
     BOARD_FIELD_NUMBER: _builtins.int
     BOARD_SYNC_FIELD_NUMBER: _builtins.int
+    VERDICTS_FIELD_NUMBER: _builtins.int
+    WATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -1163,6 +1219,12 @@ class PeerFrame(_message.Message):
     def board(self) -> Global___BoardDelta: ...
     @_builtins.property
     def board_sync(self) -> Global___BoardSync: ...
+    @_builtins.property
+    def verdicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Verdict]:
+        """Failure detection (20+: other services take the numbers after 12)."""
+
+    @_builtins.property
+    def watch(self) -> Global___Watch: ...
     def __init__(
         self,
         *,
@@ -1180,10 +1242,12 @@ class PeerFrame(_message.Message):
         wants: _abc.Iterable[_builtins.str] | None = ...,
         board: Global___BoardDelta | None = ...,
         board_sync: Global___BoardSync | None = ...,
+        verdicts: _abc.Iterable[Global___Verdict] | None = ...,
+        watch: Global___Watch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status", "watch", b"watch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "wants", b"wants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "verdicts", b"verdicts", "wants", b"wants", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,9 +1,10 @@
 """Membership in the runtime: drives the sans-IO Membership core and publishes what it decides.
 
-link frames ──(hello, heard, status, left, refused)──▶ Membership core ──events──▶ apply()
+link frames ──(hello, heard, status, left, refused, unlinked, verdicts)──▶ Membership core ──events──▶ apply()
 apply() ──▶ log lines, listeners (gossip, the mail directory, stats), watchers (watch pub/sub; services
             publish their own events there too: board changes)
-timer: heartbeats on every link + core.tick(now), waking at the core's next deadline
+        ──▶ the core's outgoing: verdicts spread on the links, watch requests to the members we watch
+timer: heartbeats to the peers that asked us (our k watchers) + core.tick(now), waking at its next deadline
 own status: set_status() now, or schedule_status() (a field fed by a service, debounced)
 """
 
@@ -30,7 +31,9 @@ from mesh.core.membership import (
     MemberJoined,
     Membership,
     MembershipEvent,
+    Spread,
     StatusChanged,
+    WatchingChanged,
 )
 from mesh.core.status import StatusRecord
 from mesh.views import MemberEvent, MemberView, WatchEvent
@@ -38,6 +41,7 @@ from mesh.views import MemberEvent, MemberView, WatchEvent
 log = logging.getLogger("mesh")
 
 Broadcast = Callable[[pb.PeerFrame, bool], None]  # (frame, droppable) to every live link
+SendTo = Callable[[str, pb.PeerFrame, bool], bool]  # (node id, frame, droppable) on its link, if any
 Listener = Callable[[MembershipEvent, Member | None], None]
 
 
@@ -62,6 +66,8 @@ class MemberHub:
         self._watchers: list[_Watcher] = []
         self._pending: set[str] = set()
         self._hb_seq = 0
+        self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
+        self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
 
@@ -86,20 +92,53 @@ class MemberHub:
                     self._tell(ev, m)
             elif isinstance(ev, MemberForgotten):
                 log.info("forgot %s (%s)", ev.name, ev.node_id)
+        self._carry_out()
+
+    def _carry_out(self) -> None:
+        """Send what the core decided to send: verdicts (one frame for a burst), watch requests."""
+        spread: list[pb.Verdict] = []
+        for out in self.core.outgoing():
+            if isinstance(out, Spread):
+                v = codec.verdict_to_pb(out.verdict)
+                if out.to:
+                    self.send_to(out.to, frame(verdicts=[v]), False)
+                else:
+                    spread.append(v)
+            elif isinstance(out, WatchingChanged):
+                for nid in out.start:
+                    self.send_to(nid, WATCH_ON, False)
+                for nid in out.stop:
+                    self.send_to(nid, WATCH_OFF, False)
+        if spread:
+            self.broadcast(frame(verdicts=spread), False)
+
+    def watch_asked(self, node_id: str, on: bool) -> None:
+        """A peer asked for our heartbeats (it watches us), or no longer wants them."""
+        if not on:
+            self.beat_to.discard(node_id)
+        elif node_id not in self.beat_to:
+            self.beat_to.add(node_id)
+            self.send_to(node_id, frame(heartbeat=pb.Heartbeat(seq=self._hb_seq)), True)  # time us from now
 
     def _tell(self, ev: MembershipEvent, m: Member | None) -> None:
         for listener in self.listeners:
             listener(ev, m)
 
     async def run_timer(self) -> None:
-        """Heartbeats on every link, and the failure detector's tick, until the node stops."""
+        """Heartbeats to our watchers, and the failure detector's tick, until the node stops."""
         timing = self.core.timing
         next_beat = self.clock.now()
         while True:
             now = self.clock.now()
             if now >= next_beat:
                 self._hb_seq += 1
-                self.broadcast(frame(heartbeat=pb.Heartbeat(seq=self._hb_seq)), True)
+                beat = frame(heartbeat=pb.Heartbeat(seq=self._hb_seq))
+                for nid in list(self.beat_to):
+                    m = self.core.members.get(nid)
+                    if m is None or m.state not in (Liveness.ALIVE, Liveness.SUSPECT):
+                        continue  # none to a watcher held dead (its request stands: resumed once back)
+                    if not self.send_to(nid, beat, True):
+                        self.beat_to.discard(nid)
                 next_beat = now + timing.heartbeat_interval
             self.apply(self.core.tick(now))
             wake = min(next_beat, now + timing.tick_interval)
@@ -114,6 +153,7 @@ class MemberHub:
         """A member as the public API shows it (monotonic times mapped to wall clock)."""
         now, w = self.clock.now(), wall()
         st = m.status
+        heard = m.last_heard
         unread = self.own_unread() if m.is_self else None
         return MemberView(
             name=m.info.name,
@@ -125,7 +165,8 @@ class MemberHub:
             phase=st.phase if st else "",
             progress=st.progress if st else 0,
             note=st.note if st else "",
-            last_seen=w if m.is_self else w - (now - m.last_heard),
+            # A member we do not watch sends us nothing while idle: while alive, its watchers vouch for it.
+            last_seen=w if m.is_self or (m.state is Liveness.ALIVE and not m.timed) else w - (now - heard),
             is_self=m.is_self,
             address=m.info.address,
             incarnation=m.info.incarnation,
@@ -224,6 +265,10 @@ class MemberHub:
                 self.set_status(**{field: new})
 
         asyncio.get_running_loop().call_later(delay, publish)
+
+
+WATCH_ON = frame(watch=pb.Watch(on=True))
+WATCH_OFF = frame(watch=pb.Watch(on=False))
 
 
 def is_gone(m: Member | None, incarnation: str) -> bool:

@@ -22,8 +22,9 @@ from mesh.core import mailbox as mb
 from mesh.core import validate
 from mesh.core.boardsync import SyncDigest, SyncRequest
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.membership import PeerInfo
+from mesh.core.membership import PeerInfo, Verdict
 from mesh.core.status import StatusRecord
+from mesh.core.watch import News
 
 R = TypeVar("R")
 
@@ -70,6 +71,24 @@ def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
         address=m.address,
         started_at=m.started_at,
     )
+
+
+_NEWS_PB = {News.ALIVE: pb.ALIVE, News.SUSPECT: pb.SUSPECT, News.DEAD: pb.DEAD}
+_PB_NEWS = {v: k for k, v in _NEWS_PB.items()}
+
+
+def verdict_to_pb(v: Verdict) -> pb.Verdict:
+    return pb.Verdict(node_id=v.node_id, incarnation=v.incarnation, state=_NEWS_PB[v.news], seq=v.seq)
+
+
+@_from_peer
+def verdict_from_pb(m: pb.Verdict) -> Verdict:
+    validate.ident(m.node_id, "node id")
+    validate.ident(m.incarnation, "incarnation")
+    news = _PB_NEWS.get(m.state)
+    if news is None:
+        raise ProtocolError(f"a verdict must say alive, suspect or dead (got state {m.state})")
+    return Verdict(m.node_id, m.incarnation, news, m.seq)
 
 
 def status_to_pb(s: StatusRecord) -> pb.Status:
