@@ -31,6 +31,7 @@ MODULES: tuple[str, ...] = (
     "bench.membership",
     "bench.claims",
     "bench.messages",
+    "bench.board",
     "bench.security",
     "bench.web",
     "bench.hooks",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mesh.claim import Lease, PendingClaim
     from mesh.client import Client, connect
     from mesh.config import NodeConfig
+    from mesh.core.board import BoardView, MilestoneRow, TaskRow
     from mesh.core.mailbox import InboxMessage, OutboxEntry
     from mesh.core.status import StatusRecord
     from mesh.errors import (
@@ -50,7 +51,18 @@ if TYPE_CHECKING:
         UnknownRecipient,
     )
     from mesh.node import Node
-    from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+    from mesh.views import (
+        BoardEvent,
+        ClaimView,
+        LeaseEvent,
+        MailCounts,
+        MemberEvent,
+        MemberView,
+        MeshStats,
+        NodeInfo,
+        Sent,
+        WatchEvent,
+    )
 
 _WHERE = {
     "MeshAPI": "mesh.api",
@@ -59,13 +71,27 @@ _WHERE = {
     "Client": "mesh.client",
     "connect": "mesh.client",
     "NodeConfig": "mesh.config",
+    "BoardView": "mesh.core.board",
+    "MilestoneRow": "mesh.core.board",
+    "TaskRow": "mesh.core.board",
     "InboxMessage": "mesh.core.mailbox",
     "OutboxEntry": "mesh.core.mailbox",
     "StatusRecord": "mesh.core.status",
     "Node": "mesh.node",
     **{
         n: "mesh.views"
-        for n in ("ClaimView", "LeaseEvent", "MailCounts", "MemberEvent", "MemberView", "NodeInfo", "Sent")
+        for n in (
+            "BoardEvent",
+            "ClaimView",
+            "LeaseEvent",
+            "MailCounts",
+            "MemberEvent",
+            "MemberView",
+            "MeshStats",
+            "NodeInfo",
+            "Sent",
+            "WatchEvent",
+        )
     },
     **{
         n: "mesh.errors"
@@ -103,6 +129,8 @@ __all__ = [
     "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
+    "BoardEvent",
+    "BoardView",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
@@ -121,7 +149,9 @@ __all__ = [
     "MemberView",
     "MeshAPI",
     "MeshError",
+    "MeshStats",
     "MessageError",
+    "MilestoneRow",
     "NameTaken",
     "NoQuorum",
     "Node",
@@ -139,8 +169,10 @@ __all__ = [
     "StatusRecord",
     "StorageError",
     "StorageFull",
+    "TaskRow",
     "UnknownId",
     "UnknownRecipient",
+    "WatchEvent",
     "__version__",
     "connect",
 ]

@@ -12,13 +12,14 @@ is in `mesh.views` (and the core's message and status records). Errors are `mesh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from mesh.claim import PendingClaim
+from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.status import StatusRecord
-from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
 __all__ = ["MeshAPI"]
 
@@ -49,8 +50,9 @@ class MeshAPI(Protocol):
         """Publish this session's status to every peer (unset fields keep their value); the new record."""
         ...
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
+        """Joins, liveness changes, status updates and board changes as they happen (after every member as a
+        snapshot): `MemberEvent`s and `BoardEvent`s."""
         ...
 
     async def shutdown(self, reason: str = "meshctl down") -> None:
@@ -144,4 +146,75 @@ class MeshAPI(Protocol):
 
     async def counts(self) -> MailCounts:
         """Unread messages in the inbox, and sent messages still queued."""
+        ...
+
+    # ------------------------------------------------------------------ the task board
+
+    async def task_add(
+        self,
+        title: str,
+        priority: str = "P2",
+        milestone: str = "",
+        role: str = "",
+        note: str = "",
+        step: str = "",
+    ) -> TaskRow:
+        """File a task on the mesh's board (durable here when this returns; every node gets it)."""
+        ...
+
+    async def task_edit(
+        self,
+        task: str,
+        title: str | None = None,
+        priority: str | None = None,
+        milestone: str | None = None,
+        role: str | None = None,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> TaskRow:
+        """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
+        ...
+
+    async def task_claim(self, task: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim an open task: a claim of type ``task`` on its id (one holder, a fencing token).
+
+        Raises ClaimDenied if another session holds it, as `claim_once` does."""
+        ...
+
+    async def task_done(self, task: str) -> TaskRow:
+        """Mark a task done (this node's claim on it, if any, is released)."""
+        ...
+
+    async def task_drop(self, task: str) -> TaskRow:
+        """Drop a task (it stays as a tombstone; `task_reopen` brings it back)."""
+        ...
+
+    async def task_reopen(self, task: str) -> TaskRow:
+        """Make a done or dropped task open again."""
+        ...
+
+    async def board(
+        self,
+        priorities: Sequence[str] | None = None,
+        mine: bool = False,
+        role: str | None = None,
+        milestone: str | None = None,
+        done: bool = True,
+        dropped: bool = False,
+    ) -> BoardView:
+        """The board: tasks by priority with their state (claimed by whom until when) and the milestones.
+
+        `mine`: only tasks this session has claimed; `done` / `dropped`: whether those tasks appear."""
+        ...
+
+    async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
+        """Add a milestone with its steps."""
+        ...
+
+    async def milestone_show(self, milestone: str) -> MilestoneRow:
+        """One milestone with its steps and progress (computed from its tasks)."""
+        ...
+
+    async def stats(self, since: float = 86400.0) -> MeshStats:
+        """The success metrics over the last `since` seconds, as this node saw them."""
         ...

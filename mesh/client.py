@@ -7,7 +7,7 @@ value crosses the socket through `mesh._transport.codec`, every error through `m
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,12 +21,13 @@ from mesh._transport.errors import ambiguous, to_mesh_error
 from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
 from mesh.core import validate
+from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import InvalidInput
 from mesh.core.mailbox import InboxMessage, OutboxEntry, check_text
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
 from mesh.paths import RunningNode, default_home, find_node
-from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
 __all__ = ["Client", "NodeInfo", "connect"]
 
@@ -109,8 +110,9 @@ class Client:
         )
         return codec.status_from_pb(await self._call(self._stub.SetStatus, req))
 
-    async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+    async def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
+        """Joins, liveness changes, status updates and board changes as they happen (after every member as a
+        snapshot): `MemberEvent`s and `BoardEvent`s."""
         async for ev in self._stream(self._stub.Watch(pb.WatchRequest(snapshot=snapshot))):
             yield api_codec.event_from_pb(ev)
 
@@ -228,6 +230,93 @@ class Client:
         """Unread messages in the inbox, and sent messages still queued."""
         r: pb.MailCounts = await self._call(self._stub.Counts, pb.Empty())
         return MailCounts(r.unread, r.queued)
+
+    # ------------------------------------------------------------------ the task board
+
+    async def task_add(
+        self,
+        title: str,
+        priority: str = "P2",
+        milestone: str = "",
+        role: str = "",
+        note: str = "",
+        step: str = "",
+    ) -> TaskRow:
+        """File a task on the mesh's board (durable on the node when this returns; every node gets it)."""
+        req = api_codec.task_fields_to_pb(
+            title=title, priority=priority, milestone=milestone, role=role, note=note, step=step
+        )
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskAdd, req))
+
+    async def task_edit(
+        self,
+        task: str,
+        title: str | None = None,
+        priority: str | None = None,
+        milestone: str | None = None,
+        role: str | None = None,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> TaskRow:
+        """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
+        fields = api_codec.task_fields_to_pb(
+            title=title, priority=priority, milestone=milestone, role=role, note=note, step=step
+        )
+        req = pb.TaskEditRequest(task=task, fields=fields)
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskEdit, req))
+
+    async def task_claim(self, task: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim an open task: a claim of type ``task`` on its id (one holder, a fencing token)."""
+        req = pb.TaskClaimRequest(task=task, ttl=ttl, wait=wait)
+        return api_codec.claim_reply_from_pb(await self._call(self._stub.TaskClaim, req, timeout=wait + 60.0))
+
+    async def _task_state(self, task: str, state: str) -> TaskRow:
+        req = pb.TaskStateRequest(task=task, state=state)
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskState, req))
+
+    async def task_done(self, task: str) -> TaskRow:
+        """Mark a task done (this node's claim on it, if any, is released)."""
+        return await self._task_state(task, "done")
+
+    async def task_drop(self, task: str) -> TaskRow:
+        """Drop a task (it stays as a tombstone; `task_reopen` brings it back)."""
+        return await self._task_state(task, "dropped")
+
+    async def task_reopen(self, task: str) -> TaskRow:
+        """Make a done or dropped task open again."""
+        return await self._task_state(task, "open")
+
+    async def board(
+        self,
+        priorities: Sequence[str] | None = None,
+        mine: bool = False,
+        role: str | None = None,
+        milestone: str | None = None,
+        done: bool = True,
+        dropped: bool = False,
+    ) -> BoardView:
+        """The board: tasks by priority with their state (claimed by whom until when) and the milestones."""
+        req = pb.BoardRequest(
+            priorities=list(priorities or ()), mine=mine, role=role or "", milestone=milestone or "",
+            hide_done=not done, show_dropped=dropped,
+        )  # fmt: skip
+        return api_codec.board_from_chunks(
+            [c async for c in self._stream(self._stub.Board(req, timeout=60.0))]
+        )
+
+    async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
+        """Add a milestone with its steps."""
+        req = pb.MilestoneAddRequest(title=title, steps=list(steps), note=note)
+        return api_codec.milestone_from_pb(await self._call(self._stub.MilestoneAdd, req))
+
+    async def milestone_show(self, milestone: str) -> MilestoneRow:
+        """One milestone with its steps and progress (computed from its tasks)."""
+        req = pb.MilestoneRef(milestone=milestone)
+        return api_codec.milestone_from_pb(await self._call(self._stub.MilestoneShow, req))
+
+    async def stats(self, since: float = 86400.0) -> MeshStats:
+        """The success metrics over the last `since` seconds, as the node saw them."""
+        return api_codec.stats_from_pb(await self._call(self._stub.Stats, pb.StatsRequest(since=since)))
 
 
 def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:

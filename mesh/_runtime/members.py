@@ -1,7 +1,8 @@
 """Membership in the runtime: drives the sans-IO Membership core and publishes what it decides.
 
 link frames ──(hello, heard, status, left, refused, unlinked, verdicts)──▶ Membership core ──events──▶ apply()
-apply() ──▶ log lines, listeners (gossip, the mail directory), watchers (watch pub/sub)
+apply() ──▶ log lines, listeners (gossip, the mail directory, stats), watchers (watch pub/sub; services
+            publish their own events there too: board changes)
         ──▶ the core's outgoing: verdicts spread on the links, watch requests to the members we watch
 timer: heartbeats to the peers that asked us (our k watchers) + core.tick(now), waking at its next deadline
 own status: set_status() now, or schedule_status() (a field fed by a service, debounced)
@@ -36,7 +37,7 @@ from mesh.core.membership import (
 )
 from mesh.core.ratelimit import LogLimiter
 from mesh.core.status import StatusRecord
-from mesh.views import MemberEvent, MemberView
+from mesh.views import MemberEvent, MemberView, WatchEvent
 
 log = logging.getLogger("mesh")
 
@@ -47,7 +48,7 @@ Listener = Callable[[MembershipEvent, Member | None], None]
 
 @dataclass
 class _Watcher:
-    queue: asyncio.Queue[MemberEvent | None]
+    queue: asyncio.Queue[WatchEvent | None]
     overflowed: bool = False
 
 
@@ -90,6 +91,7 @@ class MemberHub:
             elif isinstance(ev, StatusChanged):
                 if m is not None:
                     self._publish("status", m)
+                    self._tell(ev, m)
             elif isinstance(ev, MemberForgotten):
                 log.info("forgot %s (%s)", ev.name, ev.node_id)
         self._carry_out()
@@ -197,9 +199,11 @@ class MemberHub:
     # ------------------------------------------------------------------ watch pub/sub
 
     def _publish(self, kind: str, m: Member, previous: str | None = None) -> None:
-        if not self._watchers:
-            return
-        ev = MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous)
+        if self._watchers:
+            self.publish_event(MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous))
+
+    def publish_event(self, ev: WatchEvent) -> None:
+        """Hand an event to every watcher (a service's, such as a board change, or a member's)."""
         for w in self._watchers:
             if w.queue.qsize() < limits.WATCH_QUEUE_MAX:
                 w.queue.put_nowait(ev)
@@ -207,7 +211,7 @@ class MemberHub:
                 w.overflowed = True
                 w.queue.put_nowait(None)
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
         """Events as they happen (after a snapshot of every member, if asked), until the node stops.
 
         Subscribed when called, not at the first `anext`: nothing that happens in between is missed.
@@ -222,7 +226,7 @@ class MemberHub:
         self._watchers.append(w)
         return self._drain(w)
 
-    async def _drain(self, w: _Watcher) -> AsyncIterator[MemberEvent]:
+    async def _drain(self, w: _Watcher) -> AsyncIterator[WatchEvent]:
         try:
             while True:
                 ev = await w.queue.get()

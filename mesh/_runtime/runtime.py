@@ -3,7 +3,7 @@ tasks, servers and the node's lock.
 
     start:  lock ─▶ node.db (identity) ─▶ TLS credentials ─▶ peer server (PeerServicer)
             ─▶ member table (MemberHub), links (LinkTable), handshake, dialer
-            ─▶ services (mail, claims) on a ServiceContext ─▶ the node's faces (`serve`:
+            ─▶ services (mail, board, stats, claims) on a ServiceContext ─▶ the node's faces (`serve`:
                control socket, hook wire)                                                       JOINING
             ─▶ timers, pid watch, mDNS ─▶ seeds dialed, join window ─▶ node.json              READY
     stop:   claims released ─▶ leave sent on every link ─▶ tasks cancelled ─▶ servers stopped
@@ -33,7 +33,9 @@ from mesh._runtime.links import LinkTable
 from mesh._runtime.members import MemberHub
 from mesh._runtime.peer_service import PeerServicer, peer_server
 from mesh._runtime.pidwatch import watch_pid
+from mesh._services.board import BoardService
 from mesh._services.mail import MailService
+from mesh._services.stats import StatsService
 from mesh._transport.peer import Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
@@ -51,7 +53,7 @@ from mesh.paths import (
     write_node_file,
 )
 from mesh.store import Store, new_id
-from mesh.views import MemberEvent, MemberView
+from mesh.views import MemberView, WatchEvent
 
 if TYPE_CHECKING:
     from mesh._claims import ClaimsService
@@ -86,6 +88,8 @@ class NodeRuntime:
         self.dialer: Dialer | None = None
         self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
         self.mail: MailService = None  # type: ignore[assignment]  # set in start()
+        self.board: BoardService = None  # type: ignore[assignment]  # set in start()
+        self.stats: StatsService = None  # type: ignore[assignment]  # set in start()
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
         self.hook_socket_path: Path | None = None
@@ -120,8 +124,8 @@ class NodeRuntime:
             await self._teardown()
             raise
         self.life.move(Phase.READY)
-        self.claims.start()
-        self.mail.start()
+        for svc in (self.claims, self.mail, self.board, self.stats):
+            svc.start()
         log.info("node %s (%s) ready: mesh %s, peer API %s, %d peer(s)",
                  cfg.name, self.node_id, cfg.mesh, self.address, len(self.links))  # fmt: skip
 
@@ -170,6 +174,9 @@ class NodeRuntime:
                              spawn=self._spawn, links=links, hub=hub)  # fmt: skip
         self.mail = MailService(ctx)
         links.attach(self.mail)
+        self.board = BoardService(ctx)
+        links.attach(self.board)
+        self.stats = StatsService(ctx, self.mail, self.board)
         from mesh._claims import ClaimsService
 
         self.claims = ClaimsService(self, cfg.lease_config, bootstrap=cfg.bootstrap)
@@ -281,10 +288,9 @@ class NodeRuntime:
         for stop_face in self._faces:
             await stop_face()
         # Services close after their tasks and every RPC that could touch them have ended.
-        if self.claims is not None:
-            self.claims.close()
-        if self.mail is not None:
-            self.mail.close()
+        for svc in (self.claims, self.mail, self.board, self.stats):
+            if svc is not None:
+                svc.close()
         if self.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -328,7 +334,7 @@ class NodeRuntime:
         assert self.hub is not None
         return self.hub.members()
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
         assert self.hub is not None
         return self.hub.watch(snapshot)
 

@@ -34,6 +34,8 @@ _VERBS = {
     "init": "mesh.cli.security_cmds", "join-token": "mesh.cli.security_cmds",
     "web": "mesh.cli.web_cmds",
     "hooks": "mesh.cli.hooks_cmds", "mcp": "mesh.cli.mcp_cmds",
+    "task": "mesh.cli.board_cmds", "board": "mesh.cli.board_cmds", "milestone": "mesh.cli.board_cmds",
+    "stats": "mesh.cli.board_cmds", "export": "mesh.cli.board_cmds",
 }  # fmt: skip
 
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
@@ -43,6 +45,7 @@ _MODULES = (
     "mesh.cli.status_cmds",
     "mesh.cli.claim_cmds",
     "mesh.cli.mail_cmds",
+    "mesh.cli.board_cmds",
     "mesh.cli.security_cmds",
     "mesh.cli.web_cmds",
     "mesh.cli.hooks_cmds",
@@ -78,7 +81,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="meshctl",
-        description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages).",
+        description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages, "
+        "a shared task board).",
     )
     from mesh._version import __version__
 
