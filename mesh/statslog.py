@@ -7,11 +7,11 @@ unix seconds (history spans restarts; the monotonic clock does not).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
+from mesh import storage
 from mesh.core.stats import Hold, Refusal
 
 __all__ = ["KEEP", "StatsLog"]
@@ -37,46 +37,41 @@ CREATE TABLE IF NOT EXISTS refusals (
 
 
 class StatsLog:
-    """One node's record of what `stats` needs. Not thread-safe (the runtime's loop is its one user)."""
+    """One node's record of what `stats` needs. Not thread-safe (the runtime's loop is its one user).
+
+    Every method leaves with the error tree's storage errors (`mesh.storage.guarded`).
+    """
+
+    holds = "this node's history for meshctl stats (liveness, claim holds, refusals)"
+    aside = "starts an empty history (figures for the past are lost to this node)"
 
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(Path(path), isolation_level=None, check_same_thread=False)
-        try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            with self._tx() as db:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-        except BaseException:
-            self._db.close()
-            raise
+        self.path = Path(path)
+        self._db, _ = storage.open_db(
+            self.path, schema=_SCHEMA, holds=self.holds, aside=self.aside, pragmas=("synchronous=NORMAL",)
+        )
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return storage.transaction(self._db)
 
     def close(self) -> None:
         self._db.close()
 
     # ------------------------------------------------------------------ writes
 
+    @storage.guarded
     def transition(self, at: float, name: str, state: str) -> None:
         """Session `name` became `state` (alive, suspect, dead, left) at `at`."""
         self._db.execute("INSERT INTO liveness (at, name, state) VALUES (?, ?, ?)", (at, name, state))
 
+    @storage.guarded
     def last_state(self, name: str) -> tuple[float, str] | None:
         row = self._db.execute(
             "SELECT at, state FROM liveness WHERE name = ? ORDER BY seq DESC LIMIT 1", (name,)
         ).fetchone()
         return None if row is None else (float(row[0]), str(row[1]))
 
+    @storage.guarded
     def open_holds(self, holder: str) -> dict[tuple[str, int], int]:
         """(resource, token) -> row id of the holds of `holder` not yet ended."""
         rows = self._db.execute(
@@ -84,28 +79,34 @@ class StatsLog:
         )
         return {(r, int(t)): int(i) for r, t, i in rows}
 
+    @storage.guarded
     def start_hold(self, resource: str, holder: str, token: int, at: float) -> None:
         self._db.execute(
             "INSERT INTO holds (resource, holder, token, start) VALUES (?, ?, ?, ?)",
             (resource, holder, token, at),
         )
 
+    @storage.guarded
     def end_holds(self, ids: list[int], at: float) -> None:
         """End these holds at `at` (never before they started)."""
         self._db.executemany("UPDATE holds SET end = max(start, ?) WHERE id = ?", [(at, i) for i in ids])
 
+    @storage.guarded
     def refusal(self, at: float, resource: str, claimant: str) -> None:
         self._db.execute(
             "INSERT INTO refusals (at, resource, claimant) VALUES (?, ?, ?)", (at, resource, claimant)
         )
 
+    @storage.guarded
     def set_meta(self, key: str, value: str) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    @storage.guarded
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    @storage.guarded
     def prune(self, before: float) -> None:
         """Forget history older than `before` (each session's latest liveness state stays)."""
         with self._tx() as db:
@@ -119,6 +120,7 @@ class StatsLog:
 
     # ------------------------------------------------------------------ reads
 
+    @storage.guarded
     def transitions(self, since: float) -> dict[str, list[tuple[float, str]]]:
         """Per session: its state at `since` (its last transition before), then every transition after."""
         out: dict[str, list[tuple[float, str]]] = {}
@@ -131,7 +133,8 @@ class StatsLog:
             out.setdefault(name, []).append((float(at), state))
         return out
 
-    def holds(self, since: float, until: float) -> list[Hold]:
+    @storage.guarded
+    def holds_between(self, since: float, until: float) -> list[Hold]:
         """Holds that overlap [since, until] (one still running ends at `until`)."""
         rows = self._db.execute(
             "SELECT resource, holder, token, start, coalesce(end, ?) FROM holds "
@@ -140,6 +143,7 @@ class StatsLog:
         )
         return [Hold(r, h, float(s), float(e), True, int(t)) for r, h, t, s, e in rows]
 
+    @storage.guarded
     def refusals(self, since: float, until: float) -> list[Refusal]:
         rows = self._db.execute(
             "SELECT resource, claimant, at FROM refusals WHERE at BETWEEN ? AND ?", (since, until)

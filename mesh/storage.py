@@ -140,6 +140,24 @@ def translating(path: Path | str, doing: str = "write") -> Iterator[None]:
         raise oserror(e, path, doing) from e
 
 
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction. IMMEDIATE takes the write lock up front (no lock upgrade mid-transaction);
+    COMMIT is inside the guarded part; when SQLite has rolled back already (a full disk, an I/O error), the
+    original error leaves, not the ROLLBACK's "no transaction is active"."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
+
+
 def write_file(path: Path, data: str | bytes, *, mode: int = 0o600) -> None:
     """Write an output file (meshctl --out): StorageError saying why, in one line, if it cannot be."""
     raw = data.encode() if isinstance(data, str) else data

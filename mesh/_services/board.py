@@ -28,8 +28,9 @@ from mesh.boardstore import BoardStore
 from mesh.clock import wall
 from mesh.core import board as bd
 from mesh.core.boardsync import DIGEST_EVERY, SyncDigest, SyncRequest, context_digest, delta_batches, lacks
-from mesh.core.errors import LimitExceeded, NodeUnavailable
+from mesh.core.errors import LimitExceeded, NodeUnavailable, StorageError
 from mesh.core.membership import Liveness, LivenessChanged, Member, MembershipEvent, PeerInfo
+from mesh.core.ratelimit import LogLimiter
 from mesh.views import BoardEvent
 
 log = logging.getLogger("mesh.board")
@@ -68,6 +69,7 @@ class BoardService:
         self.ctx = ctx
         self.store = BoardStore(ctx.state_dir / "board.db")
         self.board = self.store.load()
+        self._faults = LogLimiter(burst=1, every=60.0)
         self._budgets: dict[str, tuple[_Rate, _Rate]] = {}
         self._digest: tuple[bd.Context, bytes] | None = None
         # Peers asked for a delta whose answer has not ended yet: when we asked, operations received since.
@@ -206,6 +208,7 @@ class BoardService:
         keep: list[bd.Op] = []
         obsolete: list[str] = []
         changed: list[bd.Op] = []
+        lost = False
         try:
             for op in delta.ops:
                 applied = board.apply(op)  # a bad or conflicting op raises: the peer's protocol error
@@ -221,7 +224,18 @@ class BoardService:
             # context must never claim an operation whose effect is not saved with it.
             if changed or delta.context is not None:
                 gone = set(obsolete)
-                self.store.save([op for op in keep if op.id not in gone], gone, board.context())
+                try:
+                    self.store.save([op for op in keep if op.id not in gone], gone, board.context())
+                except StorageError as e:
+                    # Nothing of this delta is kept, in memory either (the replica is what its store says):
+                    # anti-entropy brings it again once the disk has room. Not the peer's fault: the link
+                    # stays up.
+                    self.board = self.store.load()
+                    if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
+                        log.warning("board: cannot keep a peer's edits: %s (said again once a minute)", e)
+                    lost = True
+        if lost:
+            return
         if len(changed) > EVENTS_PER_BATCH:
             self.ctx.publish_event(BoardEvent("sync", "", "", "", "", "", False, wall(), len(changed)))
         else:
@@ -229,7 +243,10 @@ class BoardService:
                 self._event(op, local=False)
 
     def _answer(self, peer: PeerInfo, req: SyncRequest) -> None:
-        self.store.remember_replica(req.replica, peer.name, wall())
+        try:
+            self.store.remember_replica(req.replica, peer.name, wall())
+        except StorageError:
+            pass  # only names a replica in `meshctl board` provenance; the answer matters more
         mine = self.board.context()
         for batch in delta_batches(self.board.delta_for(req.context)):
             self.ctx.send(peer.node_id, batch)

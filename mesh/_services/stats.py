@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from mesh._services.board import BoardService
 from mesh._services.context import ServiceContext
 from mesh._services.mail import MailService
 from mesh.clock import wall
 from mesh.core import mailbox as mb
+from mesh.core.errors import StorageError
 from mesh.core.membership import (
     Liveness,
     LivenessChanged,
@@ -32,6 +34,7 @@ from mesh.core.membership import (
     MembershipEvent,
     StatusChanged,
 )
+from mesh.core.ratelimit import LogLimiter
 from mesh.core.stats import (
     Hold,
     MessageRecord,
@@ -59,6 +62,7 @@ class StatsService:
         self.mail = mail
         self.board = board
         self.log = StatsLog(ctx.state_dir / "stats.db")
+        self._faults = LogLimiter(burst=1, every=60.0)
         self._last_at = 0.0
         me = ctx.name
         last = self.log.last_state(me)
@@ -82,9 +86,25 @@ class StatsService:
     def _transition(self, at: float, name: str, state: str) -> None:
         at = max(at, self._last_at)  # uptime needs time order: a wall clock stepping back must not break it
         self._last_at = at
-        self.log.transition(at, name, state)
+        self._keep(self.log.transition, at, name, state)
+
+    def _keep(self, write: Callable[..., object], *args: object) -> None:
+        """Statistics are the one record a node may go without: a storage fault is logged (once a minute
+        per kind while it lasts) and the figure is missing, never the membership or claim it describes."""
+        try:
+            write(*args)
+        except StorageError as e:
+            if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
+                log.warning("stats: cannot record: %s (said again once a minute while it lasts)", e)
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
+        try:
+            self._record(ev, m)
+        except StorageError as e:
+            if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
+                log.warning("stats: cannot record: %s (said again once a minute while it lasts)", e)
+
+    def _record(self, ev: MembershipEvent, m: Member | None) -> None:
         if m is None:
             return
         name = m.info.name
@@ -117,15 +137,15 @@ class StatsService:
 
     def refused(self, resource: str) -> None:
         """A claim made through this node was refused: another session held it."""
-        self.log.refusal(wall(), resource, self.ctx.name)
+        self._keep(self.log.refusal, wall(), resource, self.ctx.name)
 
     async def _timer(self) -> None:
         next_prune = 0.0
         while True:
-            self.log.set_meta("self_seen", repr(wall()))
+            self._keep(self.log.set_meta, "self_seen", repr(wall()))
             if self.ctx.clock.now() >= next_prune:
                 next_prune = self.ctx.clock.now() + PRUNE_EVERY
-                self.log.prune(wall() - KEEP)
+                self._keep(self.log.prune, wall() - KEEP)
             await asyncio.sleep(MARK_EVERY)
 
     # ------------------------------------------------------------------ the figures
@@ -141,7 +161,7 @@ class StatsService:
                 uptime.append(SessionUptime(name, u.alive, u.expected))
         holds = [
             Hold(h.resource, h.holder, h.start, max(h.start, h.end - OVERLAP_SLACK), h.exclusive, h.token)
-            for h in self.log.holds(since, until)
+            for h in self.log.holds_between(since, until)
         ]
         col = claim_collisions(holds, self.log.refusals(since, until), since, until)
         replies = reply_times(self._messages(), since)

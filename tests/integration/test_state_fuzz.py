@@ -38,7 +38,7 @@ SEED = os.environ.get("MESH_FUZZ_SEED")  # explore beyond CI's fixed examples: M
 
 # Every file a node reads at start, relative to the mesh dir (N = the node's state dir).
 N = "nodes/b"
-SQLITE = [f"{N}/node.db", f"{N}/mail.db"]
+SQLITE = [f"{N}/node.db", f"{N}/mail.db", f"{N}/board.db", f"{N}/stats.db"]
 LOGS = [f"{N}/node.db-wal", f"{N}/mail.db-wal", f"{N}/mail.db-shm"]  # a killed node leaves its SQLite logs
 JSON = [f"{N}/tls/leaf.json", f"{N}/hooks.json", f"{N}/node.json"]
 PEM = [f"{N}/tls/leaf.crt", f"{N}/tls/leaf.key", "credentials/ca.crt", "credentials/ca.key"]
@@ -54,8 +54,8 @@ class Pristine:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
-    """A home where node b has run: identity, mail both ways, a leaf, a hook cursor; then killed (so its
-    node.json and its SQLite logs stay behind, as after a crash)."""
+    """A home where node b has run: identity, mail both ways, a task on the board, a leaf, a hook cursor;
+    then killed (so its node.json and its SQLite logs stay behind, as after a crash)."""
     home = tmp_path_factory.mktemp("pristine") / "home"
     m = Mesh(home=home, name="fz-" + uuid.uuid4().hex[:8])
     try:
@@ -64,6 +64,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
         m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
         m.ctl("send", "b", "to b", "body", node="a")
         m.ctl("send", "a", "to a", "body", node="b")
+        m.ctl("task", "add", "a task on the board", node="b")
         until(lambda: json.loads(m.ctl("inbox", "--json", node="b").stdout), what="mail for b")
         m.signal("b", signal.SIGKILL)
         wait_pid_gone(m.nodes["b"].pid)
@@ -110,7 +111,18 @@ def damage(draw: st.DrawFn) -> tuple[str, str, object]:
     elif kind in ("flip", "flip-header", "flip-page"):
         arg = draw(st.lists(st.tuples(st.floats(0.0, 0.9999), st.integers(1, 255)), min_size=1, max_size=8))
     elif kind == "schema":
-        arg = draw(st.sampled_from(["inbox (x)", "meta (key, value, extra)", "identity (k)", "outbox (id)"]))
+        arg = draw(
+            st.sampled_from(
+                [
+                    "inbox (x)",
+                    "meta (key, value, extra)",
+                    "identity (k)",
+                    "outbox (id)",
+                    "ops (x)",
+                    "liveness (x)",
+                ]
+            )
+        )
     elif kind == "json":
         arg = draw(shaped_json | json_values)
     elif kind == "deep":

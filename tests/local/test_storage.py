@@ -84,3 +84,48 @@ def test_sqlite_full_is_storage_full(tmp_path: Path) -> None:
     err = storage.sqlite_error(info.value, tmp_path / "s.db", "test data", "loses it")
     assert isinstance(err, StorageFull) and "no space left" in str(err)
     db.close()
+
+
+def test_the_board_and_stats_stores_refuse_damage_and_say_what_they_hold(tmp_path: Path) -> None:
+    from mesh.boardstore import BoardStore
+    from mesh.statslog import StatsLog
+
+    for path, make, holds in (
+        (tmp_path / "board.db", BoardStore, "task board"),
+        (tmp_path / "stats.db", StatsLog, "meshctl stats"),
+    ):
+        path.write_bytes(b"garbage " * 600)
+        with pytest.raises(StateDamaged) as info:
+            make(path)
+        assert holds in str(info.value) and "\n" not in str(info.value)
+        assert path.read_bytes() == b"garbage " * 600
+
+
+def test_a_board_store_without_its_header_or_with_an_unreadable_op_is_damaged(tmp_path: Path) -> None:
+    from mesh.boardstore import BoardStore
+
+    path = tmp_path / "board.db"
+    BoardStore(path, entropy=b"12345").close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO ops VALUES ('x', 1, '{not json')")
+    store = BoardStore(path)
+    with pytest.raises(StateDamaged, match="cannot read"):
+        store.load()
+    store.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM meta")
+    with pytest.raises(StateDamaged, match="missing its board header"):
+        BoardStore(path)
+
+
+def test_a_full_disk_under_the_board_store_is_storage_full(tmp_path: Path) -> None:
+    from mesh.boardstore import BoardStore
+    from mesh.core.board import Context
+
+    store = BoardStore(tmp_path / "board.db", entropy=b"12345")
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StorageFull):
+        store.remember_replica("r" * 50_000, "b", 1.0)
+    assert store.load().context() == Context()  # nothing of the failed call was kept
+    store.close()
