@@ -208,3 +208,49 @@ def _false_alarms_under_load(c: Cluster, names: list[str], seconds: float) -> tu
             h.kill()
             h.wait()
     return dead, suspect
+
+
+def _scale_run(ctx: Context, n: int) -> None:
+    """n nodes started together (seeded by the first): formation, idle cost, SIGKILL and SIGSTOP detection."""
+    with cluster() as c:
+        names = [f"s{i:02d}" for i in range(n)]
+        ports = free_ports(n)
+        t0 = time.monotonic()
+        for i, name in enumerate(names):
+            c.start(name, "--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}")
+        done = asyncio.run(_poll(c, names, _all_alive(names), timeout=120, interval=0.25))
+        ctx.record(f"formation_{n}", done - t0, "s", target=10.0 if n == 48 else None,
+                   note=f"{n} nodes started at once (2 cores): start -> all list all alive")  # fmt: skip
+        time.sleep(3.0)  # start-up settles (gossip, steward growth)
+        usage = sample_usage([p.pid for p in c.procs.values()], ctx.rounds(15, 4))
+        cpus = [u.cpu_percent for u in usage]
+        ctx.record(f"scale_idle_cpu_pct_{n}", statistics.mean(cpus), "%", target=1.0,
+                   note=f"mean CPU per idle node, {n} nodes (max {max(cpus):.2f} %)")  # fmt: skip
+        ctx.record(f"scale_rss_mb_{n}", statistics.mean(u.rss_bytes for u in usage) / 2**20, "MB",
+                   note="mean RSS per node")  # fmt: skip
+        pss = [u.pss_bytes for u in usage if u.pss_bytes]
+        if pss:
+            ctx.record(f"scale_pss_mb_{n}", statistics.mean(pss) / 2**20, "MB", note="mean PSS per node")
+        rest = names[:-2]
+        t1 = time.monotonic()
+        os.kill(c.procs[names[-1]].pid, signal.SIGKILL)
+        dead = asyncio.run(_poll(c, rest, lambda _n, st: st.get(names[-1]) == "dead", timeout=20))
+        ctx.record(f"scale_sigkill_dead_{n}", dead - t1, "s", target=1.0,
+                   note=f"SIGKILL -> all {n - 2} other live nodes show it dead")  # fmt: skip
+        paused = c.procs[names[-2]].pid
+        t2 = time.monotonic()
+        os.kill(paused, signal.SIGSTOP)
+        try:
+            dead = asyncio.run(_poll(c, rest, lambda _n, st: st.get(names[-2]) == "dead", timeout=30,
+                                     interval=0.1))  # fmt: skip
+            ctx.record(f"scale_sigstop_dead_{n}", dead - t2, "s", target=11.0,
+                       note="SIGSTOP -> dead everywhere (default timing: watchers, verdicts)")  # fmt: skip
+        finally:
+            os.kill(paused, signal.SIGCONT)
+
+
+@section("membership_scale", timeout_s=900)
+def membership_scale(ctx: Context) -> None:
+    """The curve: 12 / 24 / 48 nodes -> formation time, idle CPU per node, SIGKILL and SIGSTOP detection."""
+    for n in [12, 24, 48] if not ctx.quick else [12]:
+        _scale_run(ctx, n)

@@ -32,6 +32,7 @@ MODULES: tuple[str, ...] = (
     "bench.claims",
     "bench.formation",
     "bench.messages",
+    "bench.board",
     "bench.security",
     "bench.web",
     "bench.hooks",

@@ -132,7 +132,7 @@ class Watcher:
     async def __aenter__(self) -> Watcher:
         async def follow() -> None:
             async for ev in self.client.watch(snapshot=False):
-                if ev.member.name == "b" and ev.member.note not in self.seen:
+                if ev.kind != "board" and ev.member.name == "b" and ev.member.note not in self.seen:
                     self.seen[ev.member.note] = time.monotonic()
 
         self._task = asyncio.create_task(follow())

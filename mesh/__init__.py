@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mesh.claim import Lease, PendingClaim
     from mesh.client import Client, connect
     from mesh.config import NodeConfig
+    from mesh.core.board import BoardView, MilestoneRow, TaskRow
     from mesh.core.mailbox import InboxMessage, OutboxEntry
     from mesh.core.status import StatusRecord
     from mesh.errors import (
@@ -43,12 +44,26 @@ if TYPE_CHECKING:
         PatternError,
         PermissionDenied,
         ProtocolError,
+        StateDamaged,
         StateError,
+        StorageError,
+        StorageFull,
         UnknownId,
         UnknownRecipient,
     )
     from mesh.node import Node
-    from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+    from mesh.views import (
+        BoardEvent,
+        ClaimView,
+        LeaseEvent,
+        MailCounts,
+        MemberEvent,
+        MemberView,
+        MeshStats,
+        NodeInfo,
+        Sent,
+        WatchEvent,
+    )
 
 _WHERE = {
     "MeshAPI": "mesh.api",
@@ -57,13 +72,27 @@ _WHERE = {
     "Client": "mesh.client",
     "connect": "mesh.client",
     "NodeConfig": "mesh.config",
+    "BoardView": "mesh.core.board",
+    "MilestoneRow": "mesh.core.board",
+    "TaskRow": "mesh.core.board",
     "InboxMessage": "mesh.core.mailbox",
     "OutboxEntry": "mesh.core.mailbox",
     "StatusRecord": "mesh.core.status",
     "Node": "mesh.node",
     **{
         n: "mesh.views"
-        for n in ("ClaimView", "LeaseEvent", "MailCounts", "MemberEvent", "MemberView", "NodeInfo", "Sent")
+        for n in (
+            "BoardEvent",
+            "ClaimView",
+            "LeaseEvent",
+            "MailCounts",
+            "MemberEvent",
+            "MemberView",
+            "MeshStats",
+            "NodeInfo",
+            "Sent",
+            "WatchEvent",
+        )
     },
     **{
         n: "mesh.errors"
@@ -88,7 +117,10 @@ _WHERE = {
             "PatternError",
             "PermissionDenied",
             "ProtocolError",
+            "StateDamaged",
             "StateError",
+            "StorageError",
+            "StorageFull",
             "UnknownId",
             "UnknownRecipient",
         )
@@ -99,6 +131,8 @@ __all__ = [
     "AmbiguousId",
     "AmbiguousNode",
     "AuthError",
+    "BoardEvent",
+    "BoardView",
     "ClaimDenied",
     "ClaimError",
     "ClaimLost",
@@ -117,7 +151,9 @@ __all__ = [
     "MemberView",
     "MeshAPI",
     "MeshError",
+    "MeshStats",
     "MessageError",
+    "MilestoneRow",
     "NameTaken",
     "NoQuorum",
     "Node",
@@ -131,10 +167,15 @@ __all__ = [
     "PermissionDenied",
     "ProtocolError",
     "Sent",
+    "StateDamaged",
     "StateError",
     "StatusRecord",
+    "StorageError",
+    "StorageFull",
+    "TaskRow",
     "UnknownId",
     "UnknownRecipient",
+    "WatchEvent",
     "__version__",
     "connect",
 ]

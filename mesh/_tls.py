@@ -25,8 +25,9 @@ from typing import Any
 import grpc
 
 from mesh.core import validate
-from mesh.errors import AuthError, InvalidInput
+from mesh.errors import AuthError, InvalidInput, MeshError
 from mesh.paths import mesh_dir
+from mesh.storage import translating
 
 log = logging.getLogger("mesh")
 
@@ -161,7 +162,7 @@ def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Cr
         meta = json.loads((d / "leaf.json").read_text())
         cert, key = (d / "leaf.crt").read_bytes(), (d / "leaf.key").read_bytes()
         ca_pem = (credentials_dir(home, mesh) / "ca.crt").read_bytes()
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # deep nesting is a RecursionError in json
         return None
     if not isinstance(meta, dict):
         return None
@@ -205,6 +206,11 @@ def check_ca_files(home: Path, mesh: str) -> None:
     Missing credentials in a home whose nodes already ran in this mesh would silently create a NEW CA and
     cut this node off from every peer (and split the mesh): refuse and say how to restore them instead.
     """
+    with translating(credentials_dir(home, mesh), "read"):
+        _check_ca_files(home, mesh)
+
+
+def _check_ca_files(home: Path, mesh: str) -> None:
     cdir = credentials_dir(home, mesh)
     crt, key = cdir / "ca.crt", cdir / "ca.key"
     mark = mesh_dir(home, mesh) / CA_MARK
@@ -230,7 +236,7 @@ def _remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
     mark = mesh_dir(home, mesh) / CA_MARK
     digest = hashlib.sha256(ca_pem).hexdigest()
     try:
-        old = mark.read_text().strip()
+        old = mark.read_bytes().decode("ascii", errors="replace").strip()
     except OSError:
         old = ""
     if old == digest:
@@ -242,8 +248,9 @@ def _remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
             mesh,
         )
     tmp = mark.with_name(f"{CA_MARK}.{os.getpid()}.tmp")
-    tmp.write_text(digest)
-    os.replace(tmp, mark)
+    with translating(mark):
+        tmp.write_text(digest)
+        os.replace(tmp, mark)
 
 
 def store_leaf(creds: Credentials, state_dir: Path) -> None:
@@ -266,6 +273,21 @@ def store_leaf(creds: Credentials, state_dir: Path) -> None:
     (d / "leaf.json").write_text(json.dumps(meta))
 
 
+def _issue_error(code: int, out: str, err: str) -> MeshError:
+    """What the issuing child said went wrong, as the class it raised (see mesh.security._main)."""
+    from mesh.core.errors import error_classes
+
+    try:
+        said = json.loads(out.strip().splitlines()[0])
+        cls = error_classes()[said["error"]]
+        e = cls.__new__(cls)
+        MeshError.__init__(e, str(said["message"]))
+        return e
+    except (ValueError, KeyError, IndexError, TypeError):
+        lines = (err or out).strip().splitlines()
+        return AuthError(lines[-1] if lines else f"could not issue this node's certificate (exit {code})")
+
+
 def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tuple[Credentials, bool]:
     """Its cached leaf, or a new one issued by a child process; returns (credentials, created_ca)."""
     check_ca_files(home, mesh)
@@ -279,10 +301,7 @@ def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tu
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
-        lines = (r.stderr or r.stdout).strip().splitlines()
-        raise AuthError(
-            lines[-1] if lines else f"could not issue this node's certificate (exit {r.returncode})"
-        )
+        raise _issue_error(r.returncode, r.stdout, r.stderr)
     out: dict[str, Any] = json.loads(r.stdout)
     creds = load_cached_leaf(home, mesh, node_id, state_dir)
     if creds is None:

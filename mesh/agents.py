@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh.core.validate import shown
 from mesh.errors import ConfigError
 
 AGENTS = ("claude-code", "codex", "gemini")
@@ -92,7 +93,7 @@ def settings_path(agent: str, scope: str, project: Path, env: dict[str, str] | N
         return base / "hooks.json"
     if agent == "gemini":
         return (project if scope == "project" else home) / ".gemini" / "settings.json"
-    raise ConfigError(f"unknown agent {agent!r}: use one of {', '.join(AGENTS)}")
+    raise ConfigError(f"unknown agent {shown(agent)}: use one of {', '.join(AGENTS)}")
 
 
 def hook_command(agent: str, event: str, *, auto_claim: bool = False, python: str | None = None) -> str:

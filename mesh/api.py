@@ -12,13 +12,14 @@ is in `mesh.views` (and the core's message and status records). Errors are `mesh
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from mesh.claim import PendingClaim
+from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.status import StatusRecord
-from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
 __all__ = ["MeshAPI"]
 
@@ -49,8 +50,9 @@ class MeshAPI(Protocol):
         """Publish this session's status to every peer (unset fields keep their value); the new record."""
         ...
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
+        """Joins, liveness changes, status updates and board changes as they happen (after every member as a
+        snapshot): `MemberEvent`s and `BoardEvent`s."""
         ...
 
     async def shutdown(self, reason: str = "meshctl down") -> None:
@@ -101,16 +103,23 @@ class MeshAPI(Protocol):
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
         """Queue a message to session `to` durably (delivery continues in the background).
 
         Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
-        is offline gets it when it returns (within the retention window, 7 days).
+        is offline gets it when it returns (within the retention window, 7 days). `key` (1-64 characters
+        from A-Z a-z 0-9 _ -) makes the send idempotent: a repeat with the same key answers the first one's
+        `Sent` and queues nothing (a Client makes one per send, and retries once with it when the call
+        fails without saying whether the node queued the message).
         """
         ...
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
-        """Queue a message to every member known now, offline ones included."""
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
+        """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
         ...
 
     def messages(
@@ -121,7 +130,8 @@ class MeshAPI(Protocol):
         limit: int | None = None,
         after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+        """The inbox, oldest first (the newest `limit`, 1-10,000; default: all of it, read page by page);
+        with `follow`, new ones as they come.
 
         With `after` (a message's `local_seq`), the first `limit` messages after it instead: a reader that
         keeps its place pages forward without missing any.
@@ -135,9 +145,81 @@ class MeshAPI(Protocol):
     async def outbox(
         self, state: str | None = None, to: str | None = None, limit: int | None = None
     ) -> list[OutboxEntry]:
-        """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        """What this node sent, with each entry's delivery state (queued, delivered, read, expired): the
+        newest `limit` entries (1-10,000; default 10,000), oldest first."""
         ...
 
     async def counts(self) -> MailCounts:
         """Unread messages in the inbox, and sent messages still queued."""
+        ...
+
+    # ------------------------------------------------------------------ the task board
+
+    async def task_add(
+        self,
+        title: str,
+        priority: str = "P2",
+        milestone: str = "",
+        role: str = "",
+        note: str = "",
+        step: str = "",
+    ) -> TaskRow:
+        """File a task on the mesh's board (durable here when this returns; every node gets it)."""
+        ...
+
+    async def task_edit(
+        self,
+        task: str,
+        title: str | None = None,
+        priority: str | None = None,
+        milestone: str | None = None,
+        role: str | None = None,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> TaskRow:
+        """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
+        ...
+
+    async def task_claim(self, task: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim an open task: a claim of type ``task`` on its id (one holder, a fencing token).
+
+        Raises ClaimDenied if another session holds it, as `claim_once` does."""
+        ...
+
+    async def task_done(self, task: str) -> TaskRow:
+        """Mark a task done (this node's claim on it, if any, is released)."""
+        ...
+
+    async def task_drop(self, task: str) -> TaskRow:
+        """Drop a task (it stays as a tombstone; `task_reopen` brings it back)."""
+        ...
+
+    async def task_reopen(self, task: str) -> TaskRow:
+        """Make a done or dropped task open again."""
+        ...
+
+    async def board(
+        self,
+        priorities: Sequence[str] | None = None,
+        mine: bool = False,
+        role: str | None = None,
+        milestone: str | None = None,
+        done: bool = True,
+        dropped: bool = False,
+    ) -> BoardView:
+        """The board: tasks by priority with their state (claimed by whom until when) and the milestones.
+
+        `mine`: only tasks this session has claimed; `done` / `dropped`: whether those tasks appear."""
+        ...
+
+    async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
+        """Add a milestone with its steps."""
+        ...
+
+    async def milestone_show(self, milestone: str) -> MilestoneRow:
+        """One milestone with its steps and progress (computed from its tasks)."""
+        ...
+
+    async def stats(self, since: float = 86400.0) -> MeshStats:
+        """The success metrics over the last `since` seconds, as this node saw them."""
         ...

@@ -21,6 +21,21 @@ lease is given back to the node (best effort) so that nobody keeps renewing work
 A client of a node (``mesh.connect``) talks only to a node on its own host (a unix socket), so both read the
 same clock; the client still maps the node's instants onto its own clock conservatively
 (`Client._clock_offset`), so even a process in another time namespace never believes longer than the node.
+
+Several claims at once, all or none (`claim_all`: `meshctl claim task a b c`, the MCP `claim` tool). Several
+path patterns are ONE claim on their brace union (`mesh.core.resources.path_resource`), so they are one
+lease, granted or refused atomically by the stewards. Items (and at most one such path claim) are claimed
+one after another in one canonical order — items by name, the path claim last — and on a refusal (or any
+failure) the ones granted so far are released before the refusal is raised.
+- Safety: every claim is a lease of its own, so "never two exclusive holders" holds for each item and each
+  overlapping pair of patterns exactly as for single claims; the batch adds no new way to hold something.
+  "None" means none is held when the call returns: an earlier claim of a refused batch was held for the
+  moment in between, as a single claim would have been.
+- Progress: a caller waits (`wait`) only for the NEXT claim of its order while holding earlier ones, never
+  for an earlier one. Two batches that contend wait for each other only along the order, so there is no
+  circle: the batch holding the later contested item has already passed every earlier one, and the path
+  claim, last in every batch, is waited for by holders of items only, never the reverse. `wait` bounds the
+  whole call, and every held claim expires with its lease if its holder dies meanwhile.
 """
 
 from __future__ import annotations
@@ -34,9 +49,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh.clock import BootClock, Clock
-from mesh.core.errors import MeshError
 from mesh.core.resources import PATH_TYPES
 from mesh.core.validate import check_ttl, resource_name, split_resource
+from mesh.errors import MeshError, NodeUnavailable
 
 if TYPE_CHECKING:
     from mesh.views import ClaimView, LeaseEvent
@@ -97,6 +112,7 @@ class Lease:
         self.lost = _LostEvent(self._expired)
         """Set when the lease is lost (not renewed in time, or the node said so): stop acting on the item."""
         self.released = False
+        self._returning: asyncio.Future[None] | None = None
         self._release = release
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,33 +172,49 @@ class Lease:
             pass
 
     async def _follow(self, updates: AsyncIterator[LeaseEvent]) -> None:
-        with contextlib.suppress(Exception):
-            async for u in updates:
-                if u.token and u.token != self.token:
-                    # The node's events follow the ITEM: a different token means the node has since held it
-                    # under another grant (a later claim on the same node). That validity is not ours.
-                    self._lose("the node now holds the item under another grant")
-                    return
-                if u.kind in ("held", "renewed") and u.valid_until:
-                    self._extend(u.valid_until)
-                elif u.kind == "lost":
-                    self._lose("the node could not renew it")
-                    return
-                elif u.kind == "released":
-                    if not self.released:
-                        self._lose("it was released through another client of the node")
-                    return
-        # The node's stream ended: nothing more will extend the lease, and the timer ends it on time.
+        try:
+            await self._read(updates)
+        except NodeUnavailable:
+            pass  # the node went away: nothing more extends the lease, and the timer ends it on time
+        except MeshError as e:
+            # The node answered, and not with this lease's events (it does not hold the item any more):
+            # this lease is over now, not at its validity.
+            self._lose(f"the node does not hold it any more ({e})")
+        except Exception:  # anything else: the timer still ends the lease on time
+            log.debug("lease %s: event stream failed", self.resource, exc_info=True)
+
+    async def _read(self, updates: AsyncIterator[LeaseEvent]) -> None:
+        async for u in updates:
+            if u.token and u.token != self.token:
+                # The node's events follow the ITEM: a different token means the node has since held it
+                # under another grant (a later claim on the same node). That validity is not ours.
+                self._lose("the node now holds the item under another grant")
+                return
+            if u.kind in ("held", "renewed") and u.valid_until:
+                self._extend(u.valid_until)
+            elif u.kind == "lost":
+                self._lose("the node could not renew it")
+                return
+            elif u.kind == "released":
+                if not self.released:
+                    self._lose("it was released through another client of the node")
+                return
 
     async def _give_back(self) -> None:
-        if self.released:
-            return
-        self.released = True
-        await self._release()
+        if self._returning is None:
+            self.released = True
+            self._returning = asyncio.ensure_future(self._release())
+        await asyncio.shield(self._returning)
 
     async def release(self) -> None:
-        """Give the claim up (idempotent)."""
-        if self.released:
+        """Give the claim up (idempotent). Returns once the node has let it go.
+
+        If the lease was already given back because it was lost, this waits for that to finish, so a claim
+        made right after can never race the old release (which would release the new grant).
+        """
+        if self._returning is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._returning)
             return
         try:
             await self._give_back()

@@ -6,7 +6,8 @@ value crosses the socket through `mesh._transport.codec`, every error through `m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -16,15 +17,17 @@ import grpc
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec
-from mesh._transport.errors import to_mesh_error
+from mesh._transport.errors import ambiguous, to_mesh_error
 from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
 from mesh.core import validate
-from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.board import BoardView, MilestoneRow, TaskRow
+from mesh.core.errors import InvalidInput
+from mesh.core.mailbox import InboxMessage, OutboxEntry, check_text
 from mesh.core.status import StatusRecord
-from mesh.core.validate import resource_name
+from mesh.core.validate import check_ttl, check_wait, resource_name
 from mesh.paths import RunningNode, default_home, find_node
-from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
 __all__ = ["Client", "NodeInfo", "connect"]
 
@@ -52,7 +55,16 @@ class Client:
         """Close the connection (the node keeps running)."""
         await self._channel.close(None)
 
-    async def _call(self, method: Any, request: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+    async def _call(
+        self, method: Any, request: Any, timeout: float | None = DEFAULT_TIMEOUT, *, idempotent: bool = False
+    ) -> Any:
+        try:
+            return await method(request, timeout=timeout)
+        except grpc.aio.AioRpcError as e:
+            if not (idempotent and ambiguous(e)):
+                raise to_mesh_error(e) from None
+        # The call may or may not have been carried out (the stream broke before the answer came back);
+        # the request carries an idempotency key, so asking again cannot do it twice.
         try:
             return await method(request, timeout=timeout)
         except grpc.aio.AioRpcError as e:
@@ -98,8 +110,9 @@ class Client:
         )
         return codec.status_from_pb(await self._call(self._stub.SetStatus, req))
 
-    async def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+    async def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
+        """Joins, liveness changes, status updates and board changes as they happen (after every member as a
+        snapshot): `MemberEvent`s and `BoardEvent`s."""
         async for ev in self._stream(self._stub.Watch(pb.WatchRequest(snapshot=snapshot))):
             yield api_codec.event_from_pb(ev)
 
@@ -115,7 +128,8 @@ class Client:
 
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
-        req = pb.ClaimRequest(resource=resource, ttl=ttl, wait=wait)
+        # Checked here too: the RPC's deadline is computed from `wait`, and a huge one would overflow it.
+        req = pb.ClaimRequest(resource=resource, ttl=check_ttl(ttl), wait=check_wait(wait))
         return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
 
     async def _clock_offset(self, asked: float, node_now: float) -> float:
@@ -166,15 +180,20 @@ class Client:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
-        """Queue a message to session `to` durably in the node's outbox."""
-        req = pb.SendRequest(to=to, subject=subject, body=body, in_reply_to=reply_to or "")
-        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
+        """Queue a message to session `to` durably in the node's outbox (idempotent: see MeshAPI.send)."""
+        validate.name(to, "recipient")
+        req = pb.SendRequest(to=to, **_message(subject, body, reply_to, key))
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req, idempotent=True))
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
         """Queue a message to every member known now, offline ones included."""
-        req = pb.SendRequest(all=True, subject=subject, body=body, in_reply_to=reply_to or "")
-        return api_codec.sent_from_pb(await self._call(self._stub.Send, req))
+        req = pb.SendRequest(all=True, **_message(subject, body, reply_to, key))
+        return api_codec.sent_from_pb(await self._call(self._stub.Send, req, idempotent=True))
 
     async def messages(
         self,
@@ -188,6 +207,10 @@ class Client:
 
         With `after` (a message's `local_seq`), the first `limit` messages after it instead.
         """
+        if limit is not None:
+            validate.page_limit(limit)
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+            raise InvalidInput(f"after must be a local_seq (0 or more), not {validate.shown(after)}")
         req = pb.InboxRequest(unread=unread, follow=follow, limit=limit or 0, after=after)
         if from_name:
             setattr(req, "from", from_name)
@@ -205,6 +228,8 @@ class Client:
         self, state: str | None = None, to: str | None = None, limit: int | None = None
     ) -> list[OutboxEntry]:
         """What this node sent, with each entry's delivery state (queued, delivered, read, expired)."""
+        if limit is not None:
+            validate.page_limit(limit)
         req = pb.OutboxRequest(state=state or "", to=to or "", limit=limit or 0)
         return api_codec.outbox_from_pb(await self._call(self._stub.Outbox, req))
 
@@ -212,6 +237,103 @@ class Client:
         """Unread messages in the inbox, and sent messages still queued."""
         r: pb.MailCounts = await self._call(self._stub.Counts, pb.Empty())
         return MailCounts(r.unread, r.queued)
+
+    # ------------------------------------------------------------------ the task board
+
+    async def task_add(
+        self,
+        title: str,
+        priority: str = "P2",
+        milestone: str = "",
+        role: str = "",
+        note: str = "",
+        step: str = "",
+    ) -> TaskRow:
+        """File a task on the mesh's board (durable on the node when this returns; every node gets it)."""
+        req = api_codec.task_fields_to_pb(
+            title=title, priority=priority, milestone=milestone, role=role, note=note, step=step
+        )
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskAdd, req))
+
+    async def task_edit(
+        self,
+        task: str,
+        title: str | None = None,
+        priority: str | None = None,
+        milestone: str | None = None,
+        role: str | None = None,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> TaskRow:
+        """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
+        fields = api_codec.task_fields_to_pb(
+            title=title, priority=priority, milestone=milestone, role=role, note=note, step=step
+        )
+        req = pb.TaskEditRequest(task=task, fields=fields)
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskEdit, req))
+
+    async def task_claim(self, task: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim an open task: a claim of type ``task`` on its id (one holder, a fencing token)."""
+        req = pb.TaskClaimRequest(task=task, ttl=ttl, wait=wait)
+        return api_codec.claim_reply_from_pb(await self._call(self._stub.TaskClaim, req, timeout=wait + 60.0))
+
+    async def _task_state(self, task: str, state: str) -> TaskRow:
+        req = pb.TaskStateRequest(task=task, state=state)
+        return api_codec.task_row_from_pb(await self._call(self._stub.TaskState, req))
+
+    async def task_done(self, task: str) -> TaskRow:
+        """Mark a task done (this node's claim on it, if any, is released)."""
+        return await self._task_state(task, "done")
+
+    async def task_drop(self, task: str) -> TaskRow:
+        """Drop a task (it stays as a tombstone; `task_reopen` brings it back)."""
+        return await self._task_state(task, "dropped")
+
+    async def task_reopen(self, task: str) -> TaskRow:
+        """Make a done or dropped task open again."""
+        return await self._task_state(task, "open")
+
+    async def board(
+        self,
+        priorities: Sequence[str] | None = None,
+        mine: bool = False,
+        role: str | None = None,
+        milestone: str | None = None,
+        done: bool = True,
+        dropped: bool = False,
+    ) -> BoardView:
+        """The board: tasks by priority with their state (claimed by whom until when) and the milestones."""
+        req = pb.BoardRequest(
+            priorities=list(priorities or ()), mine=mine, role=role or "", milestone=milestone or "",
+            hide_done=not done, show_dropped=dropped,
+        )  # fmt: skip
+        return api_codec.board_from_chunks(
+            [c async for c in self._stream(self._stub.Board(req, timeout=60.0))]
+        )
+
+    async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
+        """Add a milestone with its steps."""
+        req = pb.MilestoneAddRequest(title=title, steps=list(steps), note=note)
+        return api_codec.milestone_from_pb(await self._call(self._stub.MilestoneAdd, req))
+
+    async def milestone_show(self, milestone: str) -> MilestoneRow:
+        """One milestone with its steps and progress (computed from its tasks)."""
+        req = pb.MilestoneRef(milestone=milestone)
+        return api_codec.milestone_from_pb(await self._call(self._stub.MilestoneShow, req))
+
+    async def stats(self, since: float = 86400.0) -> MeshStats:
+        """The success metrics over the last `since` seconds, as the node saw them."""
+        return api_codec.stats_from_pb(await self._call(self._stub.Stats, pb.StatsRequest(since=since)))
+
+
+def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
+    """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
+    body limit's message here, not the transport's), with an idempotency key made for this send."""
+    check_text(subject, body)
+    if reply_to:
+        validate.ident(reply_to, "reply-to id")
+    key = validate.ident(key, "send key") if key else secrets.token_urlsafe(16)
+    return {"subject": subject, "body": body, "in_reply_to": reply_to or "", "key": key}
 
 
 async def connect(name: str | None = None, *, mesh: str | None = None, home: Path | None = None) -> Client:

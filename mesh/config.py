@@ -180,7 +180,7 @@ def _parse_env(name: str, raw: str, current: Any) -> Any:
             return tuple(x for x in raw.split(",") if x)
         return raw
     except ValueError:
-        raise ConfigError(f"MESH_{name.upper()}={raw!r} is not a valid {name}") from None
+        raise ConfigError(f"MESH_{name.upper()}={validate.shown(raw)} is not a valid {name}") from None
 
 
 def _ip_literal(value: str, field: str, allow_any: bool = False) -> None:

@@ -26,7 +26,10 @@ from mesh.core.errors import (
     PatternError,
     PermissionDenied,
     ProtocolError,
+    StateDamaged,
     StateError,
+    StorageError,
+    StorageFull,
     UnknownId,
     UnknownRecipient,
 )
@@ -52,7 +55,10 @@ __all__ = [
     "PatternError",
     "PermissionDenied",
     "ProtocolError",
+    "StateDamaged",
     "StateError",
+    "StorageError",
+    "StorageFull",
     "UnknownId",
     "UnknownRecipient",
 ]

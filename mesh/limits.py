@@ -53,6 +53,9 @@ RESOURCE_EXHAUSTED and the link is closed): bounds parse work when frames are la
 MAX_GOSSIP_PEERS = 256
 """Node refs in one Gossip frame (RESOURCE_EXHAUSTED). A mesh is tens of nodes; the list is a hint."""
 
+MAX_VERDICTS = 256
+"""Liveness verdicts in one frame (RESOURCE_EXHAUSTED): one per member changing state, a mesh is tens."""
+
 MAX_GOSSIP_DIALS = 32
 """Dials started from gossip that may be under way at once; further hints are dropped (they come again
 with the next gossip). Stops one frame of fake addresses from making the node dial hundreds of hosts."""
@@ -77,6 +80,33 @@ IDLE_CONNECTION_MS = 30_000
 """A connection with no RPC on it this long is closed (a peer link always has its stream open)."""
 """HTTP/2 concurrent streams per TCP connection (further streams wait at the client). A node opens one
 channel per peer and one Link on it."""
+
+# ---------------------------------------------------------------- the board (peer API, per link)
+
+BOARD_OPS_PER_FRAME = 1000
+"""Board operations in one frame (RESOURCE_EXHAUSTED and the link is closed). A node sends at most
+`mesh.core.boardsync.BATCH_OPS` (500) per frame."""
+
+BOARD_OP_BODY_MAX = 64 * 1024
+"""UTF-8 bytes of one operation's body (INVALID_ARGUMENT: a protocol error). The largest valid one, a
+milestone with 50 steps of 200 four-byte characters and a 2 KiB note, is ~42 KiB."""
+
+BOARD_CONTEXT_MAX = 20_000
+"""Entries (replicas plus out-of-order dots) in one board context (RESOURCE_EXHAUSTED). A replica is one
+node's store: a mesh that has seen thousands of sessions still has far fewer."""
+
+BOARD_OP_RATE = 20_000.0
+BOARD_OP_BURST = 400_000
+"""Board operations per second one link may deliver, sustained / in a burst (RESOURCE_EXHAUSTED and the
+link is closed). A late joiner's catch-up brings every retained operation at once (a full 100,000-task
+board is a few hundred thousand), hence the burst; live editing is a few per second. Remote operations are
+always applied (refusing some would break convergence), so this is what bounds a runaway peer's writes."""
+
+BOARD_SYNC_RATE = 2.0
+BOARD_SYNC_BURST = 30
+"""Sync requests per second one link may send, sustained / in a burst (RESOURCE_EXHAUSTED and the link is
+closed): each makes this node scan its operations. A peer asks on link up, when it sees us come back, and
+when digests (every 5 s) differ."""
 
 # ---------------------------------------------------------------- control API (unix socket, same uid)
 

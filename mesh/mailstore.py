@@ -14,6 +14,7 @@ Not thread-safe: call it from one thread at a time (the runtime's loop, or one s
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import sqlite3
@@ -22,8 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+from mesh import storage
 from mesh.core import validate
-from mesh.core.errors import ConfigError, InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.errors import ConfigError, InvalidInput, LimitExceeded, ProtocolError, StateDamaged
 from mesh.core.mailbox import (
     BATCH_MAX,
     INBOX_PAGE_MAX,
@@ -44,6 +46,7 @@ from mesh.core.mailbox import (
     batch_limit,
     message_id,
     new_stream_id,
+    send_digest,
 )
 
 __all__ = ["SCHEMA_VERSION", "MailStore"]
@@ -104,7 +107,12 @@ CREATE TABLE IF NOT EXISTS members (
     node_id TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_name ON members (name, last_seen);
+CREATE TABLE IF NOT EXISTS send_keys (
+    key TEXT PRIMARY KEY, id TEXT NOT NULL, recipients TEXT NOT NULL, digest TEXT NOT NULL, at REAL NOT NULL
+) WITHOUT ROWID;
 """
+KEY_KEEP = 24 * 3600.0
+"""Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
 
 _OUT_COLS = "id, to_node, to_name, seq, subject, body, sent_at, in_reply_to, broadcast, state, changed_at"
 _IN_COLS = (
@@ -114,7 +122,14 @@ _IN_COLS = (
 
 
 class MailStore:
-    """The SQLite mailbox of one node (implements `mesh.core.mailbox.MailboxStore`)."""
+    """The SQLite mailbox of one node (implements `mesh.core.mailbox.MailboxStore`).
+
+    Every method leaves with the error tree's storage errors (`mesh.storage.guarded`): StorageFull when the
+    disk is full (nothing of that call was stored), StateDamaged when the file is.
+    """
+
+    holds = "this node's messages (inbox, outbox, delivery state)"
+    aside = "starts an empty mailbox (messages only in it are lost to this node)"
 
     def __init__(
         self,
@@ -131,41 +146,57 @@ class MailStore:
         self.node_id = validate.ident(node_id, "node id")
         self.name = validate.name(name)
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db, created = storage.open_db(
+            self.path,
+            schema=_SCHEMA,
+            holds=self.holds,
+            aside=self.aside,
+            pragmas=(f"synchronous={synchronous}", "temp_store=MEMORY"),
+        )
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA temp_store=MEMORY")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-                if not meta:
-                    stream = new_stream_id(rng) if rng is not None else secrets.token_hex(8)
-                    self._db.executemany(
-                        "INSERT INTO meta VALUES (?, ?)",
-                        [
-                            ("schema", str(SCHEMA_VERSION)),
-                            ("node_id", self.node_id),
-                            ("stream", stream),
-                            ("counter", "0"),
-                        ],
-                    )
-                    meta = {"schema": str(SCHEMA_VERSION), "node_id": self.node_id, "stream": stream}
-                if meta["node_id"] != self.node_id:
-                    raise ConfigError(
-                        f"{self.path} is the mailbox of node {meta['node_id']}, not {self.node_id}"
-                    )
-                if int(meta["schema"]) != SCHEMA_VERSION:
-                    raise ConfigError(
-                        f"{self.path} has mailbox schema {meta['schema']}; expected {SCHEMA_VERSION}"
-                    )
-                self.stream: str = meta["stream"]
-            self._load_counters()
+            self._open(created, rng)
         except BaseException:
             self._db.close()
             raise
+
+    @storage.guarded
+    def _open(self, created: bool, rng: random.Random | None) -> None:
+        with self._tx():
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            if not meta:
+                if not created:  # an existing store with no mailbox in it was damaged, not never made
+                    raise storage.damaged(self.path, "missing its mailbox header", self.holds, self.aside)
+                stream = new_stream_id(rng) if rng is not None else secrets.token_hex(8)
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("schema", str(SCHEMA_VERSION)),
+                        ("node_id", self.node_id),
+                        ("stream", stream),
+                        ("counter", "0"),
+                    ],
+                )
+                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            if not all(isinstance(meta.get(k), str) for k in ("schema", "node_id", "stream", "counter")):
+                raise storage.damaged(self.path, "missing part of its mailbox header", self.holds, self.aside)
+            if meta["schema"] != str(SCHEMA_VERSION):
+                raise storage.damaged(
+                    self.path, f"a mailbox of schema {meta['schema'][:20]!r}, not {SCHEMA_VERSION}",
+                    self.holds, self.aside,
+                )  # fmt: skip
+            if meta["node_id"] != self.node_id:
+                raise StateDamaged(
+                    f"{self.path} is the mailbox of node {meta['node_id'][:64]!r}, but node.db says this "
+                    f"node is {self.node_id!r} (node.db was replaced): restore node.db from a backup, or "
+                    f"move mail.db aside (mv {self.path} {self.path}.old) to start with an empty mailbox"
+                )
+            try:
+                validate.ident(meta["stream"], "stream")
+                int(meta["counter"])
+            except (InvalidInput, ValueError):
+                raise storage.damaged(self.path, "holding a bad header", self.holds, self.aside) from None
+            self.stream: str = meta["stream"]
+        self._load_counters()
 
     # ------------------------------------------------------------------------------------ plumbing
 
@@ -175,11 +206,16 @@ class MailStore:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): then ROLLBACK itself fails.
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
             self._load_counters()  # caches may have moved ahead of what was rolled back
             raise
-        self._db.execute("COMMIT")
 
     def _load_counters(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
@@ -196,21 +232,37 @@ class MailStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @storage.guarded
     def integrity_check(self) -> str:
         """SQLite's `PRAGMA integrity_check` result ("ok" when sound)."""
         return str(self._db.execute("PRAGMA integrity_check").fetchone()[0])
 
     # -------------------------------------------------------------------------------------- outbox
 
+    @storage.guarded
     def enqueue(self, items: Sequence[Outgoing], wall: float) -> list[str]:
-        """Queue validated messages (build them with `mesh.core.mailbox.outgoing`); one id per item."""
+        """Queue validated messages (build them with `mesh.core.mailbox.outgoing`); one id per item.
+
+        An item with an idempotency key already used answers the id it was queued under then and queues
+        nothing (the same key for different content is InvalidInput).
+        """
         if len(items) > SEND_MAX:
             raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
         ids: list[str] = []
         rows: list[tuple[Any, ...]] = []
+        keys: list[tuple[Any, ...]] = []
         touched: set[str] = set()
         with self._tx() as db:
+            fresh: dict[str, tuple[str, str]] = {}  # keys first used in this call
             for it in items:
+                if it.key:
+                    digest = send_digest(it)
+                    known = fresh.get(it.key) or self._by_key(it.key)
+                    if known is not None:
+                        if known[1] != digest:
+                            raise InvalidInput("this send key was already used for a different message")
+                        ids.append(known[0])
+                        continue
                 size = len(it.subject.encode()) + len(it.body.encode())
                 self._counter += 1
                 mid = message_id(self.stream, self._counter)
@@ -235,6 +287,11 @@ class MailStore:
                             wall,
                         )
                     )
+                if it.key:
+                    fresh[it.key] = (mid, digest)
+                    names = json.dumps([r.name for r in it.recipients])
+                    keys.append((it.key, mid, names, digest, wall))
+            db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
             db.executemany(
                 "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"
                 " broadcast, state, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
@@ -248,6 +305,23 @@ class MailStore:
             db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
         return ids
 
+    def _by_key(self, key: str) -> tuple[str, str] | None:
+        row = self._db.execute("SELECT id, digest FROM send_keys WHERE key = ?", (key,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
+
+    @storage.guarded
+    def sent_with_key(self, key: str) -> tuple[str, list[str]] | None:
+        """(id, recipient names) of the message queued under idempotency key `key`, if one was."""
+        row = self._db.execute("SELECT id, recipients FROM send_keys WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            names = [str(n) for n in json.loads(row[1])]
+        except (ValueError, TypeError):
+            names = []
+        return str(row[0]), names
+
+    @storage.guarded
     def floor(self, peer: str) -> int:
         """Lowest queued seq for `peer` (next seq to allocate when none is queued)."""
         row = self._db.execute(
@@ -255,6 +329,7 @@ class MailStore:
         ).fetchone()
         return int(row[0]) if row[0] is not None else self._next_seq.get(peer, 1)
 
+    @storage.guarded
     def pending_for(self, peer: str, after: int = 0, limit: int = BATCH_MAX) -> MailBatch | None:
         """The next queued entries for `peer` with seq > after, in order (None when there are none)."""
         limit = max(1, min(limit, BATCH_MAX))
@@ -276,12 +351,14 @@ class MailStore:
         )
         return MailBatch(self.node_id, peer, self.stream, int(floor), envs)
 
+    @storage.guarded
     def peers_with_pending(self) -> list[str]:
         """Node ids that have queued entries."""
         return [
             r[0] for r in self._db.execute("SELECT DISTINCT to_node FROM outbox WHERE state = 0 ORDER BY 1")
         ]
 
+    @storage.guarded
     def mark_delivered(self, ack: MailAck, wall: float) -> int:
         """Apply a (checked) ack: queued entries up to ack.upto become delivered; returns how many."""
         if ack.from_node != self.node_id or ack.stream != self.stream:
@@ -293,6 +370,7 @@ class MailStore:
             )
             return cur.rowcount
 
+    @storage.guarded
     def outbox(
         self, *, state: OutState | None = None, to_name: str | None = None, limit: int = 100
     ) -> list[OutboxEntry]:
@@ -313,6 +391,7 @@ class MailStore:
         rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_out_entry(r) for r in reversed(rows)]
 
+    @storage.guarded
     def expire(self, wall: float, retention: float = RETENTION) -> list[OutboxEntry]:
         """Expire queued entries older than `retention` (a prefix of each pair's queue); returns them."""
         cutoff = wall - retention
@@ -330,16 +409,19 @@ class MailStore:
             )
         return [_out_entry((*r[:9], _STATE[OutState.EXPIRED], wall)) for r in rows]
 
+    @storage.guarded
     def prune(self, wall: float, keep: float = RETENTION) -> int:
         """Forget delivered/read/expired outbox entries older than `keep` (queued ones never go).
 
         A full scan: call it rarely (hourly), not per frame.
         """
         with self._tx() as db:
+            db.execute("DELETE FROM send_keys WHERE at < ?", (wall - min(keep, KEY_KEEP),))
             return db.execute(
                 "DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (wall - keep,)
             ).rowcount
 
+    @storage.guarded
     def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
         """Sender side: record a (checked) read receipt; returns the ack to send back."""
         with self._tx() as db:
@@ -354,6 +436,7 @@ class MailStore:
 
     # --------------------------------------------------------------------------------------- inbox
 
+    @storage.guarded
     def store_incoming(self, batch: MailBatch, wall: float) -> tuple[list[InboxMessage], MailAck]:
         """Persist what is new in a (checked) batch, cursor included, in one transaction.
 
@@ -426,6 +509,7 @@ class MailStore:
                 )
         return new, MailAck(batch.from_node, batch.to_node, batch.stream, cursor)
 
+    @storage.guarded
     def inbox(
         self,
         *,
@@ -456,15 +540,23 @@ class MailStore:
             rows.reverse()
         return [_inbox_msg(r) for r in rows]
 
+    @storage.guarded
     def get(self, message_id: str) -> InboxMessage | None:
         """One inbox message by id."""
         row = self._db.execute(f"SELECT {_IN_COLS} FROM inbox WHERE id = ?", (message_id,)).fetchone()
         return _inbox_msg(row) if row else None
 
+    @storage.guarded
+    def queued_count(self) -> int:
+        """Outbox entries still queued (one per recipient)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = 0").fetchone()[0])
+
+    @storage.guarded
     def unread_count(self) -> int:
         """Unread messages in the inbox."""
         return int(self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0])
 
+    @storage.guarded
     def mark_read(self, ids: Sequence[str], wall: float) -> list[ReadReceipt]:
         """Mark inbox messages read; returns receipts (one per sender, chunked) for those newly read."""
         by_sender: dict[str, list[str]] = {}
@@ -488,6 +580,7 @@ class MailStore:
             for i in range(0, len(mids), RECEIPT_MAX)
         ]
 
+    @storage.guarded
     def receipts_for(self, peer: str, limit: int = RECEIPT_MAX) -> ReadReceipt | None:
         """Unconfirmed read receipts for messages from `peer` (send them on every connect)."""
         rows = self._db.execute(
@@ -498,6 +591,7 @@ class MailStore:
             return None
         return ReadReceipt(self.node_id, peer, tuple(r[0] for r in rows), max(r[1] for r in rows))
 
+    @storage.guarded
     def confirm_receipts(self, ack: ReceiptAck) -> None:
         """Recipient side: the sender recorded these receipts; stop resending them."""
         with self._tx() as db:
@@ -510,6 +604,7 @@ class MailStore:
 
     # ------------------------------------------------------------------------------------- members
 
+    @storage.guarded
     def remember_member(self, node_id: str, name: str, wall: float) -> None:
         """Record that `node_id` was seen under `name` (the latest name wins)."""
         validate.ident(node_id, "node id")
@@ -521,6 +616,7 @@ class MailStore:
                 (node_id, name, wall, wall),
             )
 
+    @storage.guarded
     def lookup_name(self, name: str) -> str | None:
         """Node id most recently seen under `name` (None if never seen in this mesh)."""
         row = self._db.execute(
@@ -528,6 +624,7 @@ class MailStore:
         ).fetchone()
         return str(row[0]) if row else None
 
+    @storage.guarded
     def members(self, seen_since: float | None = None) -> list[Contact]:
         """Every node seen (since a wall time), oldest first."""
         rows = self._db.execute(

@@ -7,8 +7,9 @@ list, say, is aggregated in one place for every face).
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -19,12 +20,22 @@ from mesh.claim import Lease, PendingClaim, pending_claim
 from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core import validate
+from mesh.core.board import BoardView, MilestoneRow, TaskRow, check_role, parse_priority
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.core.resources import SHARED_PATH, literal
 from mesh.core.status import StatusRecord
-from mesh.core.validate import check_ttl, claim_resource, resource_name
-from mesh.errors import InvalidInput, NodeUnavailable
-from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.core.validate import check_ttl, check_wait, claim_resource, resource_name
+from mesh.errors import ClaimDenied, InvalidField, InvalidInput, NodeUnavailable
+from mesh.views import (
+    ClaimView,
+    LeaseEvent,
+    MailCounts,
+    MemberView,
+    MeshStats,
+    NodeInfo,
+    Sent,
+    WatchEvent,
+)
 
 __all__ = ["Lease", "Node"]
 
@@ -167,8 +178,9 @@ class Node:
             action=action, target=target, phase=phase, progress=progress, note=note, role=role
         )
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
-        """Joins, liveness changes and status updates as they happen (after every member as a snapshot)."""
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
+        """Joins, liveness changes, status updates and board changes as they happen (after every member as a
+        snapshot): `MemberEvent`s and `BoardEvent`s."""
         return self._check().watch(snapshot=snapshot)
 
     async def shutdown(self, reason: str = "meshctl down") -> None:
@@ -191,7 +203,13 @@ class Node:
 
     async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
-        return await self._check().claims.claim(claim_resource(resource), check_ttl(ttl), wait)
+        resource = claim_resource(resource)
+        rt = self._check()
+        try:
+            return await rt.claims.claim(resource, check_ttl(ttl), check_wait(wait))
+        except ClaimDenied:
+            rt.stats.refused(resource)  # a collision refused: the claims protocol doing its job
+            raise
 
     async def release(self, type: str, name: str) -> bool:
         """Release a claim this node holds; False if it held none."""
@@ -226,18 +244,23 @@ class Node:
 
     # ------------------------------------------------------------------ messages
 
-    async def send(self, to: str, subject: str, body: str, reply_to: str | None = None) -> Sent:
+    async def send(
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
         """Queue a message to session `to` durably (delivery continues in the background).
 
         Raises UnknownRecipient if no session of that name was ever seen in this mesh; a known session that
-        is offline gets it when it returns (within the retention window, 7 days).
+        is offline gets it when it returns (within the retention window, 7 days). A repeat with the same
+        `key` answers the first one's `Sent` and queues nothing.
         """
-        mid, names = await self._check().mail.send(to, subject, body, reply_to)
+        mid, names = await self._check().mail.send(to, subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> Sent:
-        """Queue a message to every member known now, offline ones included."""
-        mid, names = await self._check().mail.broadcast(subject, body, reply_to)
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> Sent:
+        """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
+        mid, names = await self._check().mail.broadcast(subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
     def messages(
@@ -248,7 +271,7 @@ class Node:
         limit: int | None = None,
         after: int | None = None,
     ) -> AsyncIterator[InboxMessage]:
-        """The inbox, oldest first (the newest `limit`; default all); with `follow`, new ones as they come.
+        """The inbox, oldest first (the newest `limit`; default all, page by page); with `follow`, new ones.
 
         With `after` (a message's `local_seq`), the first `limit` messages after it instead.
         """
@@ -269,3 +292,130 @@ class Node:
     async def counts(self) -> MailCounts:
         """Unread messages in the inbox, and sent messages still queued."""
         return MailCounts(*self._check().mail.counts())
+
+    # ------------------------------------------------------------------ the task board
+
+    def _task_claims(self, rt: NodeRuntime) -> dict[str, tuple[str, float]]:
+        """Task id -> (holder, ends at): others' claims as their status shows them, this node's exactly."""
+        out = {
+            c.name: (c.holder, c.expires_at)
+            for v in rt.members()
+            if v.state in ("alive", "suspect") and not v.is_self
+            for c in v.claim_views()
+            if c.type == "task"
+        }
+        for r, _, ends in rt.claims.held_view():
+            kind, _, tid = r.partition("/")
+            if kind == "task":
+                out[tid] = (self.name, ends)
+        return out
+
+    async def task_add(
+        self,
+        title: str,
+        priority: str = "P2",
+        milestone: str = "",
+        role: str = "",
+        note: str = "",
+        step: str = "",
+    ) -> TaskRow:
+        """File a task on the mesh's board (durable here when this returns; every node gets it)."""
+        svc = self._check().board
+        op = await svc.edit(
+            lambda b, now: b.add_task(
+                now, title, priority=priority, milestone=milestone, step=step, role=role, note=note
+            )
+        )
+        return svc.board.task_row(op.id)
+
+    async def task_edit(
+        self,
+        task: str,
+        title: str | None = None,
+        priority: str | None = None,
+        milestone: str | None = None,
+        role: str | None = None,
+        note: str | None = None,
+        step: str | None = None,
+    ) -> TaskRow:
+        """Change fields of a task (None keeps a field; "" clears milestone, role, note or step)."""
+        rt = self._check()
+        op = await rt.board.edit(
+            lambda b, now: b.edit_task(
+                now, task, title=title, priority=priority, milestone=milestone, step=step, role=role,
+                note=note,
+            )
+        )  # fmt: skip
+        return rt.board.board.task_row(op.target, self._task_claims(rt))
+
+    async def task_claim(self, task: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+        """Claim an open task: a claim of type ``task`` on its id (one holder, a fencing token)."""
+        b = self._check().board.board
+        tid = b.resolve_task(task)
+        info = b.summary(tid)
+        if info is not None and info[2] != "open":
+            raise InvalidField("task", f"task {b.short(tid)} is {info[2]}: only an open task can be claimed")
+        return await self.claim_once(resource_name("task", tid), ttl, wait)
+
+    async def _task_state(self, task: str, verb: str) -> TaskRow:
+        rt = self._check()
+        op = await rt.board.edit(lambda b, now: getattr(b, verb)(now, task))
+        tid = op.target
+        if verb != "reopen" and any(r == f"task/{tid}" for r, _, _ in rt.claims.held_view()):
+            rt.claims.release(f"task/{tid}")  # the work is over: free the claim with it
+        return rt.board.board.task_row(tid, self._task_claims(rt))
+
+    async def task_done(self, task: str) -> TaskRow:
+        """Mark a task done (this node's claim on it, if any, is released)."""
+        return await self._task_state(task, "done")
+
+    async def task_drop(self, task: str) -> TaskRow:
+        """Drop a task (it stays as a tombstone; `task_reopen` brings it back)."""
+        return await self._task_state(task, "drop")
+
+    async def task_reopen(self, task: str) -> TaskRow:
+        """Make a done or dropped task open again."""
+        return await self._task_state(task, "reopen")
+
+    async def board(
+        self,
+        priorities: Sequence[str] | None = None,
+        mine: bool = False,
+        role: str | None = None,
+        milestone: str | None = None,
+        done: bool = True,
+        dropped: bool = False,
+    ) -> BoardView:
+        """The board: tasks by priority with their state (claimed by whom until when) and the milestones."""
+        rt = self._check()
+        b = rt.board.board
+        return b.view(
+            self._task_claims(rt),
+            priorities={parse_priority(p) for p in priorities} if priorities else None,
+            holder=self.name if mine else None,
+            role=check_role(role) or None if role else None,
+            milestone=b.resolve_milestone(milestone) if milestone else None,
+            include_done=done,
+            include_dropped=dropped,
+        )
+
+    async def milestone_add(self, title: str, steps: Sequence[str] = (), note: str = "") -> MilestoneRow:
+        """Add a milestone with its steps."""
+        svc = self._check().board
+        op = await svc.edit(lambda b, now: b.add_milestone(now, title, steps=tuple(steps), note=note))
+        return svc.board.milestone(op.id)
+
+    async def milestone_show(self, milestone: str) -> MilestoneRow:
+        """One milestone with its steps and progress (computed from its tasks)."""
+        return self._check().board.board.milestone(milestone)
+
+    async def stats(self, since: float = 86400.0) -> MeshStats:
+        """The success metrics over the last `since` seconds, as this node saw them."""
+        if (
+            isinstance(since, bool)
+            or not isinstance(since, int | float)
+            or not math.isfinite(since)
+            or since <= 0
+        ):
+            raise InvalidInput(f"since must be a positive number of seconds, not {since!r}")
+        return self._check().stats.stats(float(since))

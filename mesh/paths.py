@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -51,10 +52,25 @@ def node_dir(home: Path, mesh: str, name: str) -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700 for the leaf."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """Create `path` (and parents) with mode 0700 for the leaf (StorageError, one line, if it cannot be:
+    a read-only home, a home that is a file)."""
+    from mesh.storage import translating
+
+    with translating(path, "create the directory"):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if stat.S_IMODE(path.stat().st_mode) != 0o700:
+            os.chmod(path, 0o700)
+        # A read-only file system lets a directory that exists pass the two calls above: ask it.
+        if not os.access(path, os.W_OK):
+            raise OSError(errno.EROFS if _read_only(path) else errno.EACCES, "not writable", str(path))
     return path
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
@@ -125,22 +141,31 @@ class NodeLock:
         self._fd: int | None = None
 
     def acquire(self, patience: float = 2.0) -> bool:
-        """Take the lock. If it is busy although its recorded process is gone, a peer of this home holds it
-        for a moment (answering for this dead node, see mesh._steward_store): wait up to ``patience`` s."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        deadline = time.monotonic() + patience
-        while True:
+        """Take the lock (False if another process holds it; StorageError if the file cannot be written).
+
+        If it is busy although its recorded process is gone, a peer of this home holds it for a moment
+        (answering for this dead node, see mesh._steward_store): wait up to ``patience`` s."""
+        from mesh.storage import translating
+
+        with translating(self.path, "lock"):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            deadline = time.monotonic() + patience
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    pid = self.holder_pid()
+                    if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
+                        os.close(fd)
+                        return False
+                    time.sleep(0.02)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                pid = self.holder_pid()
-                if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
-                    os.close(fd)
-                    return False
-                time.sleep(0.02)
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            except BaseException:
+                os.close(fd)
+                raise
         self._fd = fd
         return True
 
@@ -212,9 +237,12 @@ def write_node_file(state_dir: Path, info: RunningNode) -> None:
         data["hook_socket"] = str(info.hook_socket)
     if info.watch_pid is not None:
         data["watch_pid"] = info.watch_pid
+    from mesh.storage import translating
+
     tmp = state_dir / "node.json.tmp"
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, state_dir / "node.json")
+    with translating(state_dir / "node.json"):
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, state_dir / "node.json")
 
 
 def remove_node_file(state_dir: Path) -> None:
@@ -248,24 +276,26 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
                     watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
                 )
             )  # fmt: skip
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a damaged node.json: not running
             continue
     return out
 
 
 def find_node(home: Path, mesh: str | None, name: str | None) -> RunningNode:
     """The node a client should talk to: by name, else the only one running; ambiguity is an error."""
+    from mesh.core.validate import shown
+
     nodes = running_nodes(home, mesh)
     where = f"mesh {mesh!r}" if mesh else "any mesh"
     if name:
         hits = [n for n in nodes if n.name == name]
         if not hits:
             raise NodeNotFound(
-                f"no node named {name!r} is running under {home} ({where}); start one: meshctl up"
+                f"no node named {shown(name)} is running under {home} ({where}); start one: meshctl up"
             )
         if len(hits) > 1:
             meshes = ", ".join(sorted(n.mesh for n in hits))
-            raise AmbiguousNode(f"node {name!r} runs in several meshes ({meshes}); pass --mesh")
+            raise AmbiguousNode(f"node {shown(name)} runs in several meshes ({meshes}); pass --mesh")
         return hits[0]
     if not nodes:
         raise NodeNotFound(

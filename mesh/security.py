@@ -33,6 +33,7 @@ import base64
 import binascii
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import hashlib
 import hmac
@@ -61,7 +62,8 @@ from mesh._tls import (
     store_leaf,
 )
 from mesh.core import validate
-from mesh.errors import AuthError, InvalidInput
+from mesh.errors import AuthError, InvalidInput, MeshError
+from mesh.storage import oserror, translating
 
 __all__ = [
     "CA_VALIDITY",
@@ -281,25 +283,45 @@ def _check_ca(mesh: str, cert: x509.Certificate, key: Any, now: dt.datetime, whe
 
 
 def _private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    st = path.stat()
+    with translating(path, "create the directory"):
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
     if st.st_uid != os.getuid():
         raise AuthError(
             f"{path} belongs to another user (uid {st.st_uid}); refusing to keep a mesh secret there"
         )
     if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+        with translating(path, "protect"):
+            os.chmod(path, 0o700)
     return path
 
 
 @contextlib.contextmanager
 def _locked(cdir: Path, exclusive: bool) -> Iterator[None]:
-    fd = os.open(cdir / _LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    """Writers hold `.lock` exclusively, readers shared. A reader opens it read-only: reading the mesh's
+    credentials (join-token) works on a read-only home; with no lock file at all, no writer ever ran there,
+    and a home where none can be created is read-only (no writer can run there either)."""
+    lock = cdir / _LOCK
+    fd: int | None = None
+    with translating(lock, "lock"):
+        if not exclusive:
+            try:
+                fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                try:
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                except OSError as e:
+                    if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                        raise
+        else:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
-        os.close(fd)  # closing drops the flock
+        if fd is not None:
+            os.close(fd)  # closing drops the flock
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -316,8 +338,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 def _store(cdir: Path, ca: MeshCA) -> None:
     # Writers hold the exclusive lock, so readers (shared lock) never see the new key with the old cert.
-    _write_private(cdir / _CA_KEY, ca.key_pem)
-    _write_private(cdir / _CA_CERT, ca.cert_pem)
+    with translating(cdir / _CA_KEY):
+        _write_private(cdir / _CA_KEY, ca.key_pem)
+        _write_private(cdir / _CA_CERT, ca.cert_pem)
     with contextlib.suppress(OSError):  # make the renames durable; not every filesystem allows a dir fsync
         dfd = os.open(cdir, os.O_RDONLY)
         try:
@@ -342,6 +365,8 @@ def _read(cdir: Path, mesh: str, now: dt.datetime) -> MeshCA:
         raise AuthError(
             f"no credentials for mesh {mesh!r} in {cdir}; run 'meshctl init --mesh {mesh}'"
         ) from e
+    except OSError as e:
+        raise oserror(e, None, "read") from e
     except (ValueError, TypeError) as e:
         raise AuthError(
             f"the credentials in {cdir} are unreadable ({e}); restore them or 'meshctl init --force'"
@@ -550,10 +575,13 @@ def _main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         creds, created = ensure_credentials(args.home, args.mesh, args.node_id)
-    except (AuthError, InvalidInput) as e:
+        with translating(args.state_dir / "tls"):
+            store_leaf(creds, args.state_dir)
+    except MeshError as e:
+        # The node rebuilds the same class from this line (a full disk stays StorageFull, not "auth").
+        print(json.dumps({"error": type(e).__name__, "message": str(e)}))
         print(str(e), file=sys.stderr)
         return 2
-    store_leaf(creds, args.state_dir)
     print(json.dumps({"created": created, "fingerprint": creds.fingerprint}))
     return 0
 

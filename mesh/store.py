@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from pathlib import Path
+
+from mesh import storage
+from mesh.core import validate
+from mesh.core.errors import InvalidInput
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -23,27 +26,48 @@ def new_id() -> str:
 
 
 class Store:
-    """The node's identity. (Members ever seen live in the mail store, which resolves names for sending.)"""
+    """The node's identity. (Members ever seen live in the mail store, which resolves names for sending.)
+
+    Created with its id at once, so an existing node.db without one is damaged, never silently re-made (a
+    new id is a new node to every peer: mail queued for the old one would wait for nobody).
+    """
+
+    holds = "this node's identity (its node id)"
+    aside = "gives this node a new id (move mail.db aside too: it belongs to the old one)"
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
+        self.db, created = storage.open_db(
+            path, schema=_SCHEMA, holds=self.holds, aside=self.aside, pragmas=("synchronous=NORMAL",)
+        )
+        try:
+            self._id = self._load_id(created)
+        except BaseException:
+            self.db.close()
+            raise
+
+    @storage.guarded
+    def _load_id(self, created: bool) -> str:
+        row = self.db.execute("SELECT value FROM identity WHERE key='node_id'").fetchone()
+        if row is None:
+            if not created:
+                raise storage.damaged(self.path, "missing this node's id", self.holds, self.aside)
+            nid = new_id()
+            self.db.execute("INSERT INTO identity(key, value) VALUES('node_id', ?)", (nid,))
+            return nid
+        try:
+            return validate.ident(row[0], "node id")
+        except InvalidInput:
+            raise storage.damaged(self.path, "holding a malformed node id", self.holds, self.aside) from None
 
     def close(self) -> None:
         self.db.close()
 
     def node_id(self) -> str:
-        """This node's stable id, created on first use."""
-        row = self.db.execute("SELECT value FROM identity WHERE key='node_id'").fetchone()
-        if row:
-            return str(row[0])
-        nid = new_id()
-        self.db.execute("INSERT INTO identity(key, value) VALUES('node_id', ?)", (nid,))
-        return nid
+        """This node's stable id (made when the store was created)."""
+        return self._id
 
+    @storage.guarded
     def integrity_ok(self) -> bool:
         row = self.db.execute("PRAGMA integrity_check").fetchone()
         return bool(row and row[0] == "ok")

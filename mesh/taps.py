@@ -1,8 +1,9 @@
 """Taps: code installed from outside, before a node starts, that sees or filters what its runtime does.
 
 Production installs none. The tests use them from their entry module (tests/integration/meshctl.py), then
-run the real `meshctl`: a frame filter drops frames between the two sides of a partition; a lease observer
-writes every acquire/renew/release/loss to a history file for the claim-safety checker.
+run the real `meshctl`: a frame filter drops frames between the two sides of a partition; a reply loss loses
+control answers after the node acted on them; a lease observer writes every acquire/renew/release/loss to a
+history file for the claim-safety checker.
 A tap is process-wide: every node this process starts afterwards consults it.
 """
 
@@ -55,3 +56,20 @@ def add_lease_observer(observe: LeaseObserver) -> None:
 def lease_observers() -> tuple[LeaseObserver, ...]:
     """The observers installed so far (a claims service takes them when it is built)."""
     return tuple(_lease_observers)
+
+
+ReplyLoss = Callable[[str], bool]
+"""(control API method) -> True to lose this call's answer after the node carried the call out, as a
+stream that breaks at that moment would ("Stream removed": the caller cannot know it was done)."""
+
+_reply_losses: list[ReplyLoss] = []
+
+
+def add_reply_loss(lose: ReplyLoss) -> None:
+    """Consult `lose` after every control call of this process's node (see ReplyLoss)."""
+    _reply_losses.append(lose)
+
+
+def lose_reply(method: str) -> bool:
+    """Whether a tap wants this call's answer lost."""
+    return any(lose(method) for lose in _reply_losses)

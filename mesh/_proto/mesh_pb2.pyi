@@ -940,6 +940,147 @@ class ReceiptAck(_message.Message):
 Global___ReceiptAck: _TypeAlias = ReceiptAck  # noqa: Y015
 
 @_typing.final
+class BoardOp(_message.Message):
+    """---------------------------------------------------------------- the task board (mesh/core/board.py, boardsync.py)
+    An operation: its id (origin replica, seq), its hybrid-logical-clock stamp, and its body as the board
+    core's codec writes it (`op_to_dict`: kind, and the body as a JSON object), validated on arrival.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    WALL_MS_FIELD_NUMBER: _builtins.int
+    COUNTER_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    seq: _builtins.int
+    wall_ms: _builtins.int
+    counter: _builtins.int
+    kind: _builtins.str
+    body: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        seq: _builtins.int = ...,
+        wall_ms: _builtins.int = ...,
+        counter: _builtins.int = ...,
+        kind: _builtins.str = ...,
+        body: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "counter", b"counter", "kind", b"kind", "origin", b"origin", "seq", b"seq", "wall_ms", b"wall_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardOp: _TypeAlias = BoardOp  # noqa: Y015
+
+@_typing.final
+class ReplicaSeq(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICA_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    replica: _builtins.str
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        replica: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replica", b"replica", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaSeq: _TypeAlias = ReplicaSeq  # noqa: Y015
+
+@_typing.final
+class BoardContext(_message.Message):
+    """Which operations a replica has incorporated: all of 1..seq per replica (vv), plus dots beyond a gap."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VV_FIELD_NUMBER: _builtins.int
+    DOTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vv(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaSeq]: ...
+    @_builtins.property
+    def dots(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaSeq]: ...
+    def __init__(
+        self,
+        *,
+        vv: _abc.Iterable[Global___ReplicaSeq] | None = ...,
+        dots: _abc.Iterable[Global___ReplicaSeq] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dots", b"dots", "vv", b"vv"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardContext: _TypeAlias = BoardContext  # noqa: Y015
+
+@_typing.final
+class BoardDelta(_message.Message):
+    """Operations (a live edit, or one batch of an answer); the context only on the last batch of an answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPS_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ops(self) -> _containers.RepeatedCompositeFieldContainer[Global___BoardOp]: ...
+    @_builtins.property
+    def context(self) -> Global___BoardContext: ...
+    def __init__(
+        self,
+        *,
+        ops: _abc.Iterable[Global___BoardOp] | None = ...,
+        context: Global___BoardContext | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "ops", b"ops"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardDelta: _TypeAlias = BoardDelta  # noqa: Y015
+
+@_typing.final
+class BoardSync(_message.Message):
+    """With a context: "send me what I lack" (a request). Without: a digest of the sender's context."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLICA_FIELD_NUMBER: _builtins.int
+    CONTEXT_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    replica: _builtins.str
+    digest: _builtins.bytes
+    @_builtins.property
+    def context(self) -> Global___BoardContext: ...
+    def __init__(
+        self,
+        *,
+        replica: _builtins.str = ...,
+        context: Global___BoardContext | None = ...,
+        digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["context", b"context"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["context", b"context", "digest", b"digest", "replica", b"replica"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardSync: _TypeAlias = BoardSync  # noqa: Y015
+
+@_typing.final
 class Hello(_message.Message):
     """---------------------------------------------------------------- peer API"""
 
@@ -1068,6 +1209,60 @@ class Leave(_message.Message):
 Global___Leave: _TypeAlias = Leave  # noqa: Y015
 
 @_typing.final
+class Verdict(_message.Message):
+    """Liveness news about one life of a member (SWIM-style): its watchers say it is suspect or dead, stamped
+    with the member's liveness sequence; the member refutes as alive with a higher one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    node_id: _builtins.str
+    incarnation: _builtins.str
+    state: Global___MemberState.ValueType
+    """ALIVE, SUSPECT or DEAD"""
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        node_id: _builtins.str = ...,
+        incarnation: _builtins.str = ...,
+        state: Global___MemberState.ValueType = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["incarnation", b"incarnation", "node_id", b"node_id", "seq", b"seq", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Verdict: _TypeAlias = Verdict  # noqa: Y015
+
+@_typing.final
+class Watch(_message.Message):
+    """A watcher asks the member at the other end of the link for heartbeats (on) or to stop them (off)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ON_FIELD_NUMBER: _builtins.int
+    on: _builtins.bool
+    def __init__(
+        self,
+        *,
+        on: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["on", b"on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Watch: _TypeAlias = Watch  # noqa: Y015
+
+@_typing.final
 class Gossip(_message.Message):
     """Peers this node knows to be alive, so that one seed is enough to find the whole mesh."""
 
@@ -1107,6 +1302,10 @@ class PeerFrame(_message.Message):
     RECEIPTS_FIELD_NUMBER: _builtins.int
     RECEIPT_ACKS_FIELD_NUMBER: _builtins.int
     WANTS_FIELD_NUMBER: _builtins.int
+    BOARD_FIELD_NUMBER: _builtins.int
+    BOARD_SYNC_FIELD_NUMBER: _builtins.int
+    VERDICTS_FIELD_NUMBER: _builtins.int
+    WATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -1135,6 +1334,16 @@ class PeerFrame(_message.Message):
         after releasing it yields briefly when someone waits, so waiters make progress.
         """
 
+    @_builtins.property
+    def board(self) -> Global___BoardDelta: ...
+    @_builtins.property
+    def board_sync(self) -> Global___BoardSync: ...
+    @_builtins.property
+    def verdicts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Verdict]:
+        """Failure detection (20+: other services take the numbers after 12)."""
+
+    @_builtins.property
+    def watch(self) -> Global___Watch: ...
     def __init__(
         self,
         *,
@@ -1150,10 +1359,14 @@ class PeerFrame(_message.Message):
         receipts: _abc.Iterable[Global___ReadReceipt] | None = ...,
         receipt_acks: _abc.Iterable[Global___ReceiptAck] | None = ...,
         wants: _abc.Iterable[_builtins.str] | None = ...,
+        board: Global___BoardDelta | None = ...,
+        board_sync: Global___BoardSync | None = ...,
+        verdicts: _abc.Iterable[Global___Verdict] | None = ...,
+        watch: Global___Watch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status", "watch", b"watch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "wants", b"wants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "verdicts", b"verdicts", "wants", b"wants", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1386,6 +1599,8 @@ class Event(_message.Message):
         """status record changed"""
         SNAPSHOT: Event._Kind.ValueType  # 4
         """part of the initial snapshot"""
+        BOARD: Event._Kind.ValueType  # 5
+        """the task board changed (board is set, member is not)"""
 
     class Kind(_Kind, metaclass=_KindEnumTypeWrapper): ...
     KIND_UNSPECIFIED: Event.Kind.ValueType  # 0
@@ -1396,17 +1611,22 @@ class Event(_message.Message):
     """status record changed"""
     SNAPSHOT: Event.Kind.ValueType  # 4
     """part of the initial snapshot"""
+    BOARD: Event.Kind.ValueType  # 5
+    """the task board changed (board is set, member is not)"""
 
     KIND_FIELD_NUMBER: _builtins.int
     MEMBER_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     PREVIOUS_FIELD_NUMBER: _builtins.int
+    BOARD_FIELD_NUMBER: _builtins.int
     kind: Global___Event.Kind.ValueType
     at: _builtins.float
     """wall clock"""
     previous: Global___MemberState.ValueType
     @_builtins.property
     def member(self) -> Global___Member: ...
+    @_builtins.property
+    def board(self) -> Global___BoardChange: ...
     def __init__(
         self,
         *,
@@ -1414,14 +1634,60 @@ class Event(_message.Message):
         member: Global___Member | None = ...,
         at: _builtins.float = ...,
         previous: Global___MemberState.ValueType = ...,
+        board: Global___BoardChange | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["member", b"member"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "member", b"member"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "kind", b"kind", "member", b"member", "previous", b"previous"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "board", b"board", "kind", b"kind", "member", b"member", "previous", b"previous"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class BoardChange(_message.Message):
+    """What changed on the board: one operation ("task.add", "task.edit", "task.state", "milestone.add", ...) on
+    one task or milestone, or "sync": `count` operations at once (a catch-up), with no single id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    SHORT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    change: _builtins.str
+    entity: _builtins.str
+    id: _builtins.str
+    short_id: _builtins.str
+    title: _builtins.str
+    state: _builtins.str
+    local: _builtins.bool
+    """made on this node"""
+    count: _builtins.int
+    def __init__(
+        self,
+        *,
+        change: _builtins.str = ...,
+        entity: _builtins.str = ...,
+        id: _builtins.str = ...,
+        short_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        state: _builtins.str = ...,
+        local: _builtins.bool = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change", b"change", "count", b"count", "entity", b"entity", "id", b"id", "local", b"local", "short_id", b"short_id", "state", b"state", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardChange: _TypeAlias = BoardChange  # noqa: Y015
 
 @_typing.final
 class ClaimRequest(_message.Message):
@@ -1708,6 +1974,7 @@ class SendRequest(_message.Message):
     SUBJECT_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
     to: _builtins.str
     """a session name; empty with all = true"""
     all: _builtins.bool
@@ -1715,6 +1982,10 @@ class SendRequest(_message.Message):
     subject: _builtins.str
     body: _builtins.str
     in_reply_to: _builtins.str
+    key: _builtins.str
+    """The sender's idempotency key (a client makes one per send): a repeat with the same key — a retry after
+    an ambiguous failure — answers the id the message was queued under and queues nothing more.
+    """
     def __init__(
         self,
         *,
@@ -1723,10 +1994,11 @@ class SendRequest(_message.Message):
         subject: _builtins.str = ...,
         body: _builtins.str = ...,
         in_reply_to: _builtins.str = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "key", b"key", "subject", b"subject", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2021,3 +2293,489 @@ class ShutdownRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShutdownRequest: _TypeAlias = ShutdownRequest  # noqa: Y015
+
+@_typing.final
+class TaskFields(_message.Message):
+    """The task board. Ids in requests are what a person typed: a full id or a short unambiguous prefix."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """Fields left unset keep their value (an edit); "" clears milestone, step, role or note."""
+    priority: _builtins.str
+    """P0..P3"""
+    milestone: _builtins.str
+    step: _builtins.str
+    role: _builtins.str
+    note: _builtins.str
+    def __init__(
+        self,
+        *,
+        title: _builtins.str | None = ...,
+        priority: _builtins.str | None = ...,
+        milestone: _builtins.str | None = ...,
+        step: _builtins.str | None = ...,
+        role: _builtins.str | None = ...,
+        note: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_milestone", b"_milestone", "_note", b"_note", "_priority", b"_priority", "_role", b"_role", "_step", b"_step", "_title", b"_title", "milestone", b"milestone", "note", b"note", "priority", b"priority", "role", b"role", "step", b"step", "title", b"title"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_milestone", b"_milestone", "_note", b"_note", "_priority", b"_priority", "_role", b"_role", "_step", b"_step", "_title", b"_title", "milestone", b"milestone", "note", b"note", "priority", b"priority", "role", b"role", "step", b"step", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__milestone: _TypeAlias = _typing.Literal["milestone"]  # noqa: Y015
+    _WhichOneofArgType__milestone: _TypeAlias = _typing.Literal["_milestone", b"_milestone"]  # noqa: Y015
+    _WhichOneofReturnType__note: _TypeAlias = _typing.Literal["note"]  # noqa: Y015
+    _WhichOneofArgType__note: _TypeAlias = _typing.Literal["_note", b"_note"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__role: _TypeAlias = _typing.Literal["role"]  # noqa: Y015
+    _WhichOneofArgType__role: _TypeAlias = _typing.Literal["_role", b"_role"]  # noqa: Y015
+    _WhichOneofReturnType__step: _TypeAlias = _typing.Literal["step"]  # noqa: Y015
+    _WhichOneofArgType__step: _TypeAlias = _typing.Literal["_step", b"_step"]  # noqa: Y015
+    _WhichOneofReturnType__title: _TypeAlias = _typing.Literal["title"]  # noqa: Y015
+    _WhichOneofArgType__title: _TypeAlias = _typing.Literal["_title", b"_title"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__milestone) -> _WhichOneofReturnType__milestone | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__note) -> _WhichOneofReturnType__note | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__role) -> _WhichOneofReturnType__role | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__step) -> _WhichOneofReturnType__step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__title) -> _WhichOneofReturnType__title | None: ...
+
+Global___TaskFields: _TypeAlias = TaskFields  # noqa: Y015
+
+@_typing.final
+class TaskEditRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    @_builtins.property
+    def fields(self) -> Global___TaskFields: ...
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        fields: Global___TaskFields | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskEditRequest: _TypeAlias = TaskEditRequest  # noqa: Y015
+
+@_typing.final
+class TaskStateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    state: _builtins.str
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        state: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["state", b"state", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskStateRequest: _TypeAlias = TaskStateRequest  # noqa: Y015
+
+@_typing.final
+class TaskClaimRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    task: _builtins.str
+    ttl: _builtins.float
+    wait: _builtins.float
+    def __init__(
+        self,
+        *,
+        task: _builtins.str = ...,
+        ttl: _builtins.float = ...,
+        wait: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "ttl", b"ttl", "wait", b"wait"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskClaimRequest: _TypeAlias = TaskClaimRequest  # noqa: Y015
+
+@_typing.final
+class TaskRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SHORT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    MILESTONE_TITLE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_MS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    short_id: _builtins.str
+    title: _builtins.str
+    priority: _builtins.str
+    state: _builtins.str
+    holder: _builtins.str
+    until: _builtins.float
+    milestone: _builtins.str
+    milestone_title: _builtins.str
+    step: _builtins.str
+    role: _builtins.str
+    note: _builtins.str
+    created_ms: _builtins.int
+    updated_ms: _builtins.int
+    origin: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        short_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        priority: _builtins.str = ...,
+        state: _builtins.str = ...,
+        holder: _builtins.str = ...,
+        until: _builtins.float = ...,
+        milestone: _builtins.str = ...,
+        milestone_title: _builtins.str = ...,
+        step: _builtins.str = ...,
+        role: _builtins.str = ...,
+        note: _builtins.str = ...,
+        created_ms: _builtins.int = ...,
+        updated_ms: _builtins.int = ...,
+        origin: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_ms", b"created_ms", "holder", b"holder", "id", b"id", "milestone", b"milestone", "milestone_title", b"milestone_title", "note", b"note", "origin", b"origin", "priority", b"priority", "role", b"role", "short_id", b"short_id", "state", b"state", "step", b"step", "title", b"title", "until", b"until", "updated_ms", b"updated_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskRow: _TypeAlias = TaskRow  # noqa: Y015
+
+@_typing.final
+class StepRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    number: _builtins.int
+    text: _builtins.str
+    done: _builtins.int
+    total: _builtins.int
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        number: _builtins.int = ...,
+        text: _builtins.str = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "id", b"id", "number", b"number", "text", b"text", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StepRow: _TypeAlias = StepRow  # noqa: Y015
+
+@_typing.final
+class MilestoneRow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SHORT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    short_id: _builtins.str
+    title: _builtins.str
+    note: _builtins.str
+    state: _builtins.str
+    done: _builtins.int
+    total: _builtins.int
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepRow]: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        short_id: _builtins.str = ...,
+        title: _builtins.str = ...,
+        note: _builtins.str = ...,
+        state: _builtins.str = ...,
+        steps: _abc.Iterable[Global___StepRow] | None = ...,
+        done: _builtins.int = ...,
+        total: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "id", b"id", "note", b"note", "short_id", b"short_id", "state", b"state", "steps", b"steps", "title", b"title", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneRow: _TypeAlias = MilestoneRow  # noqa: Y015
+
+@_typing.final
+class BoardRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRIORITIES_FIELD_NUMBER: _builtins.int
+    MINE_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    HIDE_DONE_FIELD_NUMBER: _builtins.int
+    SHOW_DROPPED_FIELD_NUMBER: _builtins.int
+    mine: _builtins.bool
+    """only tasks this session has claimed"""
+    role: _builtins.str
+    milestone: _builtins.str
+    hide_done: _builtins.bool
+    show_dropped: _builtins.bool
+    @_builtins.property
+    def priorities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """none: every priority"""
+
+    def __init__(
+        self,
+        *,
+        priorities: _abc.Iterable[_builtins.str] | None = ...,
+        mine: _builtins.bool = ...,
+        role: _builtins.str = ...,
+        milestone: _builtins.str = ...,
+        hide_done: _builtins.bool = ...,
+        show_dropped: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["hide_done", b"hide_done", "milestone", b"milestone", "mine", b"mine", "priorities", b"priorities", "role", b"role", "show_dropped", b"show_dropped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardRequest: _TypeAlias = BoardRequest  # noqa: Y015
+
+@_typing.final
+class TaskColumns(_message.Message):
+    """Task rows by column (10,000 rows build and parse ~10x faster as a few lists than as 10,000 messages).
+    Row k is the k-th entry of every column; priority and state are one byte per row (P0..P3; open, claimed,
+    done, dropped = 0..3); until is 0 when the task is not claimed; milestone titles come with the milestones.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SHORT_ID_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    HOLDER_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    CREATED_MS_FIELD_NUMBER: _builtins.int
+    UPDATED_MS_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    priority: _builtins.bytes
+    state: _builtins.bytes
+    @_builtins.property
+    def id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def short_id(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def title(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def holder(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def until(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def milestone(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def step(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def role(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def note(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def created_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def updated_ms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def origin(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        id: _abc.Iterable[_builtins.str] | None = ...,
+        short_id: _abc.Iterable[_builtins.str] | None = ...,
+        title: _abc.Iterable[_builtins.str] | None = ...,
+        priority: _builtins.bytes = ...,
+        state: _builtins.bytes = ...,
+        holder: _abc.Iterable[_builtins.str] | None = ...,
+        until: _abc.Iterable[_builtins.float] | None = ...,
+        milestone: _abc.Iterable[_builtins.str] | None = ...,
+        step: _abc.Iterable[_builtins.str] | None = ...,
+        role: _abc.Iterable[_builtins.str] | None = ...,
+        note: _abc.Iterable[_builtins.str] | None = ...,
+        created_ms: _abc.Iterable[_builtins.int] | None = ...,
+        updated_ms: _abc.Iterable[_builtins.int] | None = ...,
+        origin: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_ms", b"created_ms", "holder", b"holder", "id", b"id", "milestone", b"milestone", "note", b"note", "origin", b"origin", "priority", b"priority", "role", b"role", "short_id", b"short_id", "state", b"state", "step", b"step", "title", b"title", "until", b"until", "updated_ms", b"updated_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskColumns: _TypeAlias = TaskColumns  # noqa: Y015
+
+@_typing.final
+class BoardChunk(_message.Message):
+    """A board arrives in chunks (10,000 tasks may not fit one message): milestones first, then tasks in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONES_FIELD_NUMBER: _builtins.int
+    TASKS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def milestones(self) -> _containers.RepeatedCompositeFieldContainer[Global___MilestoneRow]: ...
+    @_builtins.property
+    def tasks(self) -> Global___TaskColumns: ...
+    def __init__(
+        self,
+        *,
+        milestones: _abc.Iterable[Global___MilestoneRow] | None = ...,
+        tasks: Global___TaskColumns | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["tasks", b"tasks"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["milestones", b"milestones", "tasks", b"tasks"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoardChunk: _TypeAlias = BoardChunk  # noqa: Y015
+
+@_typing.final
+class MilestoneAddRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    note: _builtins.str
+    @_builtins.property
+    def steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        steps: _abc.Iterable[_builtins.str] | None = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "steps", b"steps", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneAddRequest: _TypeAlias = MilestoneAddRequest  # noqa: Y015
+
+@_typing.final
+class MilestoneRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MILESTONE_FIELD_NUMBER: _builtins.int
+    milestone: _builtins.str
+    def __init__(
+        self,
+        *,
+        milestone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["milestone", b"milestone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MilestoneRef: _TypeAlias = MilestoneRef  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    since: _builtins.float
+    def __init__(
+        self,
+        *,
+        since: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class StatsReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JSON_FIELD_NUMBER: _builtins.int
+    json: _builtins.str
+    def __init__(
+        self,
+        *,
+        json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["json", b"json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsReply: _TypeAlias = StatsReply  # noqa: Y015

@@ -192,6 +192,46 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.MailCounts.FromString,
                 _registered_method=True)
+        self.TaskAdd = channel.unary_unary(
+                '/mesh.v1.Control/TaskAdd',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.TaskFields.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+                _registered_method=True)
+        self.TaskEdit = channel.unary_unary(
+                '/mesh.v1.Control/TaskEdit',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.TaskEditRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+                _registered_method=True)
+        self.TaskState = channel.unary_unary(
+                '/mesh.v1.Control/TaskState',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.TaskStateRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+                _registered_method=True)
+        self.TaskClaim = channel.unary_unary(
+                '/mesh.v1.Control/TaskClaim',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.TaskClaimRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.ClaimReply.FromString,
+                _registered_method=True)
+        self.Board = channel.unary_stream(
+                '/mesh.v1.Control/Board',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.BoardRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.BoardChunk.FromString,
+                _registered_method=True)
+        self.MilestoneAdd = channel.unary_unary(
+                '/mesh.v1.Control/MilestoneAdd',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.MilestoneAddRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRow.FromString,
+                _registered_method=True)
+        self.MilestoneShow = channel.unary_unary(
+                '/mesh.v1.Control/MilestoneShow',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRef.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRow.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/mesh.v1.Control/Stats',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.StatsRequest.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.StatsReply.FromString,
+                _registered_method=True)
 
 
 class ControlServicer:
@@ -303,6 +343,54 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TaskAdd(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskEdit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskState(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TaskClaim(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Board(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MilestoneAdd(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MilestoneShow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -390,6 +478,46 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Counts,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.Empty.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.MailCounts.SerializeToString,
+            ),
+            'TaskAdd': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskAdd,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskFields.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.SerializeToString,
+            ),
+            'TaskEdit': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskEdit,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskEditRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.SerializeToString,
+            ),
+            'TaskState': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskState,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskStateRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.TaskRow.SerializeToString,
+            ),
+            'TaskClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.TaskClaim,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.TaskClaimRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.ClaimReply.SerializeToString,
+            ),
+            'Board': grpc.unary_stream_rpc_method_handler(
+                    servicer.Board,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.BoardRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.BoardChunk.SerializeToString,
+            ),
+            'MilestoneAdd': grpc.unary_unary_rpc_method_handler(
+                    servicer.MilestoneAdd,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.MilestoneAddRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRow.SerializeToString,
+            ),
+            'MilestoneShow': grpc.unary_unary_rpc_method_handler(
+                    servicer.MilestoneShow,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRef.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.MilestoneRow.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.StatsRequest.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.StatsReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -851,6 +979,222 @@ class Control:
             '/mesh.v1.Control/Counts',
             mesh_dot___proto_dot_mesh__pb2.Empty.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.MailCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskAdd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/TaskAdd',
+            mesh_dot___proto_dot_mesh__pb2.TaskFields.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskEdit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/TaskEdit',
+            mesh_dot___proto_dot_mesh__pb2.TaskEditRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/TaskState',
+            mesh_dot___proto_dot_mesh__pb2.TaskStateRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.TaskRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TaskClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/TaskClaim',
+            mesh_dot___proto_dot_mesh__pb2.TaskClaimRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.ClaimReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Board(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/mesh.v1.Control/Board',
+            mesh_dot___proto_dot_mesh__pb2.BoardRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.BoardChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MilestoneAdd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/MilestoneAdd',
+            mesh_dot___proto_dot_mesh__pb2.MilestoneAddRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.MilestoneRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MilestoneShow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/MilestoneShow',
+            mesh_dot___proto_dot_mesh__pb2.MilestoneRef.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.MilestoneRow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.Control/Stats',
+            mesh_dot___proto_dot_mesh__pb2.StatsRequest.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.StatsReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -17,6 +17,7 @@ from mesh._transport import codec
 from mesh.clock import Clock
 from mesh.core.identity import Identity
 from mesh.core.membership import PeerInfo
+from mesh.views import WatchEvent
 
 
 class RuntimeContext:
@@ -69,7 +70,8 @@ class RuntimeContext:
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         """Send core messages to every live link, in one frame each."""
-        self._links.broadcast(codec.frame_of(msgs), droppable)
+        if self._links.links:  # alone, nothing to encode
+            self._links.broadcast(codec.frame_of(msgs), droppable)
 
     def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
         """Publish field `field` of this node's status as `value()` within `delay` s (bursts coalesce)."""
@@ -84,8 +86,12 @@ class RuntimeContext:
         self._hub.stewards = stewards
 
     def on_member(self, listener: MemberListener) -> None:
-        """Call `listener` with every membership event (joins, liveness changes) and the member."""
+        """Call `listener` with every membership event (joins, liveness and status changes) and the member."""
         self._hub.listeners.append(listener)
+
+    def publish_event(self, event: WatchEvent) -> None:
+        """Hand `event` to every `watch` stream of this node."""
+        self._hub.publish_event(event)
 
     def show_unread(self, unread: Callable[[], int]) -> None:
         """Where this node's own view learns its exact unread count."""

@@ -38,6 +38,7 @@ log = logging.getLogger("mesh")
 HELLO_TIMEOUT = limits.HELLO_TIMEOUT
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
+SEED_LOOK = 2.0  # how often a linked seed is looked at (each look is a wake-up of an idle node)
 
 
 class Dialer:
@@ -130,10 +131,12 @@ class Dialer:
         """A seed is retried for the node's life whenever no link to it is open."""
         delay = REDIAL_MIN
         while not self.life.stopping:
-            if not any(link.peer.address == address for link in self.links.links.values()):
-                await self.dial_quietly(address, None)
-            else:
+            if any(link.peer.address == address for link in self.links.links.values()):
+                # Linked: a lost link is redialed by on_lost at once; this loop only has to look now and then.
                 delay = REDIAL_MIN
+                await asyncio.sleep(SEED_LOOK)
+                continue
+            await self.dial_quietly(address, None)
             await asyncio.sleep(delay)
             delay = min(REDIAL_MAX, delay * 2)
 

@@ -1,10 +1,12 @@
 """The link table: one live link per peer, and everything a peer sends after its Hello.
 
     register(link) ── tie-break (the link dialed by the smaller node id wins) ──▶ membership hello,
-                      gossip of the live members to the newcomer, services' on_link_up
+                      gossip of the live members to the newcomer, a watch request if we watch it,
+                      services' on_link_up
     on_frame(link, f) ── frame filters (taps) ──▶ heard, status, gossip (a hint for the dialer),
-                      service messages (claims, mail: decoded by the codec, routed by type), leave
-    link_down(link) ──▶ services' on_link_down; a redial if the peer may still be alive
+                      watch requests, verdicts, service messages (claims, mail, board: decoded by the
+                      codec, routed by type), leave
+    link_down(link) ──▶ membership unlinked; services' on_link_down; a redial if the peer may still be alive
 
 A frame that breaks the protocol raises (ProtocolError, LimitExceeded): the caller ends the link.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
 from mesh._runtime.lifecycle import Lifecycle
-from mesh._runtime.members import MemberHub, is_gone
+from mesh._runtime.members import WATCH_ON, MemberHub, is_gone
 from mesh._services.context import PeerService
 from mesh._transport import codec
 from mesh._transport.peer import Link, frame
@@ -44,6 +46,7 @@ class LinkTable:
         self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
+        hub.send_to = self.send
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         if isinstance(ev, MemberJoined) and m is not None:
@@ -93,6 +96,8 @@ class LinkTable:
             cur.close()
         self.links[pid] = link
         self.hub.apply(self.hub.core.hello(link.peer, status, self.now()))
+        if pid in self.hub.core.watching:
+            link.send(WATCH_ON)  # a new link: the peer's beats to us went with the old one
         # Tell the newcomer about everyone else we see alive (one seed is enough to find the whole mesh).
         peers = [
             codec.peer_to_pb(m.info)
@@ -113,6 +118,8 @@ class LinkTable:
         del self.links[pid]
         if self.life.stopping:
             return
+        self.hub.beat_to.discard(pid)
+        self.hub.apply(self.hub.core.unlinked(pid, self.now()))
         for s in self.services:
             s.on_link_down(link.peer)
         if link.superseded or is_gone(self.hub.core.members.get(pid), link.peer.incarnation):
@@ -146,6 +153,14 @@ class LinkTable:
                 except ProtocolError:
                     continue  # one bad hint does not spoil the others
                 self.on_gossip(info)
+        if f.HasField("watch"):
+            hub.watch_asked(peer.node_id, f.watch.on)
+        if f.verdicts:
+            if len(f.verdicts) > limits.MAX_VERDICTS:
+                n, most = len(f.verdicts), limits.MAX_VERDICTS
+                raise LimitExceeded(f"{n} verdicts in one frame (at most {most})")
+            for v in f.verdicts:
+                hub.apply(hub.core.verdict(codec.verdict_from_pb(v), now))
         if self._routes:
             self._route(peer, codec.service_messages(f))
         if f.HasField("leave"):

@@ -1,8 +1,10 @@
 """Membership in the runtime: drives the sans-IO Membership core and publishes what it decides.
 
-link frames ──(hello, heard, status, left, refused)──▶ Membership core ──events──▶ apply()
-apply() ──▶ log lines, listeners (gossip, the mail directory), watchers (watch pub/sub)
-timer: heartbeats on every link + core.tick(now), waking at the core's next deadline
+link frames ──(hello, heard, status, left, refused, unlinked, verdicts)──▶ Membership core ──events──▶ apply()
+apply() ──▶ log lines, listeners (gossip, the mail directory, stats), watchers (watch pub/sub; services
+            publish their own events there too: board changes)
+        ──▶ the core's outgoing: verdicts spread on the links, watch requests to the members we watch
+timer: heartbeats to the peers that asked us (our k watchers) + core.tick(now), waking at its next deadline
 own status: set_status() now, or schedule_status() (a field fed by a service, debounced)
 """
 
@@ -29,20 +31,24 @@ from mesh.core.membership import (
     MemberJoined,
     Membership,
     MembershipEvent,
+    Spread,
     StatusChanged,
+    WatchingChanged,
 )
+from mesh.core.ratelimit import LogLimiter
 from mesh.core.status import StatusRecord
-from mesh.views import MemberEvent, MemberView
+from mesh.views import MemberEvent, MemberView, WatchEvent
 
 log = logging.getLogger("mesh")
 
 Broadcast = Callable[[pb.PeerFrame, bool], None]  # (frame, droppable) to every live link
+SendTo = Callable[[str, pb.PeerFrame, bool], bool]  # (node id, frame, droppable) on its link, if any
 Listener = Callable[[MembershipEvent, Member | None], None]
 
 
 @dataclass
 class _Watcher:
-    queue: asyncio.Queue[MemberEvent | None]
+    queue: asyncio.Queue[WatchEvent | None]
     overflowed: bool = False
 
 
@@ -61,6 +67,9 @@ class MemberHub:
         self._watchers: list[_Watcher] = []
         self._pending: set[str] = set()
         self._hb_seq = 0
+        self._faults = LogLimiter(burst=2, every=60.0)
+        self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
+        self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
 
@@ -82,22 +91,63 @@ class MemberHub:
             elif isinstance(ev, StatusChanged):
                 if m is not None:
                     self._publish("status", m)
+                    self._tell(ev, m)
             elif isinstance(ev, MemberForgotten):
                 log.info("forgot %s (%s)", ev.name, ev.node_id)
+        self._carry_out()
+
+    def _carry_out(self) -> None:
+        """Send what the core decided to send: verdicts (one frame for a burst), watch requests."""
+        spread: list[pb.Verdict] = []
+        for out in self.core.outgoing():
+            if isinstance(out, Spread):
+                v = codec.verdict_to_pb(out.verdict)
+                if out.to:
+                    self.send_to(out.to, frame(verdicts=[v]), False)
+                else:
+                    spread.append(v)
+            elif isinstance(out, WatchingChanged):
+                for nid in out.start:
+                    self.send_to(nid, WATCH_ON, False)
+                for nid in out.stop:
+                    self.send_to(nid, WATCH_OFF, False)
+        if spread:
+            self.broadcast(frame(verdicts=spread), False)
+
+    def watch_asked(self, node_id: str, on: bool) -> None:
+        """A peer asked for our heartbeats (it watches us), or no longer wants them."""
+        if not on:
+            self.beat_to.discard(node_id)
+        elif node_id not in self.beat_to:
+            self.beat_to.add(node_id)
+            self.send_to(node_id, frame(heartbeat=pb.Heartbeat(seq=self._hb_seq)), True)  # time us from now
 
     def _tell(self, ev: MembershipEvent, m: Member | None) -> None:
         for listener in self.listeners:
-            listener(ev, m)
+            try:
+                listener(ev, m)
+            except Exception as e:
+                # A listener's fault (a service's store) must not take the timer or a link down with it:
+                # membership, heartbeats and redials go on. Said a few times, then once a minute.
+                key = getattr(listener, "__qualname__", repr(listener))
+                if self._faults.allow(key, self.clock.now()):
+                    log.error("a membership listener (%s) failed: %s: %s", key, type(e).__name__, e)
 
     async def run_timer(self) -> None:
-        """Heartbeats on every link, and the failure detector's tick, until the node stops."""
+        """Heartbeats to our watchers, and the failure detector's tick, until the node stops."""
         timing = self.core.timing
         next_beat = self.clock.now()
         while True:
             now = self.clock.now()
             if now >= next_beat:
                 self._hb_seq += 1
-                self.broadcast(frame(heartbeat=pb.Heartbeat(seq=self._hb_seq)), True)
+                beat = frame(heartbeat=pb.Heartbeat(seq=self._hb_seq))
+                for nid in list(self.beat_to):
+                    m = self.core.members.get(nid)
+                    if m is None or m.state not in (Liveness.ALIVE, Liveness.SUSPECT):
+                        continue  # none to a watcher held dead (its request stands: resumed once back)
+                    if not self.send_to(nid, beat, True):
+                        self.beat_to.discard(nid)
                 next_beat = now + timing.heartbeat_interval
             self.apply(self.core.tick(now))
             wake = min(next_beat, now + timing.tick_interval)
@@ -112,6 +162,7 @@ class MemberHub:
         """A member as the public API shows it (monotonic times mapped to wall clock)."""
         now, w = self.clock.now(), wall()
         st = m.status
+        heard = m.last_heard
         unread = self.own_unread() if m.is_self else None
         return MemberView(
             name=m.info.name,
@@ -123,7 +174,8 @@ class MemberHub:
             phase=st.phase if st else "",
             progress=st.progress if st else 0,
             note=st.note if st else "",
-            last_seen=w if m.is_self else w - (now - m.last_heard),
+            # A member we do not watch sends us nothing while idle: while alive, its watchers vouch for it.
+            last_seen=w if m.is_self or (m.state is Liveness.ALIVE and not m.timed) else w - (now - heard),
             is_self=m.is_self,
             address=m.info.address,
             incarnation=m.info.incarnation,
@@ -147,9 +199,11 @@ class MemberHub:
     # ------------------------------------------------------------------ watch pub/sub
 
     def _publish(self, kind: str, m: Member, previous: str | None = None) -> None:
-        if not self._watchers:
-            return
-        ev = MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous)
+        if self._watchers:
+            self.publish_event(MemberEvent(kind=kind, member=self.view(m), at=wall(), previous=previous))
+
+    def publish_event(self, ev: WatchEvent) -> None:
+        """Hand an event to every watcher (a service's, such as a board change, or a member's)."""
         for w in self._watchers:
             if w.queue.qsize() < limits.WATCH_QUEUE_MAX:
                 w.queue.put_nowait(ev)
@@ -157,7 +211,7 @@ class MemberHub:
                 w.overflowed = True
                 w.queue.put_nowait(None)
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
         """Events as they happen (after a snapshot of every member, if asked), until the node stops.
 
         Subscribed when called, not at the first `anext`: nothing that happens in between is missed.
@@ -172,7 +226,7 @@ class MemberHub:
         self._watchers.append(w)
         return self._drain(w)
 
-    async def _drain(self, w: _Watcher) -> AsyncIterator[MemberEvent]:
+    async def _drain(self, w: _Watcher) -> AsyncIterator[WatchEvent]:
         try:
             while True:
                 ev = await w.queue.get()
@@ -220,6 +274,10 @@ class MemberHub:
                 self.set_status(**{field: new})
 
         asyncio.get_running_loop().call_later(delay, publish)
+
+
+WATCH_ON = frame(watch=pb.Watch(on=True))
+WATCH_OFF = frame(watch=pb.Watch(on=False))
 
 
 def is_gone(m: Member | None, incarnation: str) -> bool:

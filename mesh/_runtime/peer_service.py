@@ -26,6 +26,7 @@ from mesh._transport.errors import abort
 from mesh._transport.peer import EOF, SERVER_OPTIONS, frame
 from mesh.clock import Clock
 from mesh.core.errors import ConfigError, LimitExceeded, MeshError, ProtocolError
+from mesh.core.ratelimit import LogLimiter
 
 if TYPE_CHECKING:
     from mesh._tls import Credentials
@@ -76,7 +77,7 @@ class PeerServicer(pbg.PeerServicer):
         self.links = links
         self.handshake = handshake
         self._admission = guard.PeerAdmission()  # inbound Link streams per peer identity
-        self._log_limit = guard.LogLimiter()
+        self._log_limit = LogLimiter()
 
     def _refusal(self, key: str, msg: str, *args: Any) -> None:
         """Log a refused link or frame: a few lines per peer, then one per 10 s (no flood)."""

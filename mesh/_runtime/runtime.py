@@ -3,7 +3,7 @@ tasks, servers and the node's lock.
 
     start:  lock ─▶ node.db (identity) ─▶ TLS credentials ─▶ peer server (PeerServicer)
             ─▶ member table (MemberHub), links (LinkTable), handshake, dialer
-            ─▶ services (mail, claims) on a ServiceContext ─▶ the node's faces (`serve`:
+            ─▶ services (mail, board, stats, claims) on a ServiceContext ─▶ the node's faces (`serve`:
                control socket, hook wire)                                                       JOINING
             ─▶ timers, pid watch, mDNS ─▶ seeds dialed, join window ─▶ node.json              READY
     stop:   claims released ─▶ leave sent on every link ─▶ tasks cancelled ─▶ servers stopped
@@ -33,8 +33,10 @@ from mesh._runtime.links import LinkTable
 from mesh._runtime.members import MemberHub
 from mesh._runtime.peer_service import PeerServicer, peer_server
 from mesh._runtime.pidwatch import watch_pid
+from mesh._services.board import BoardService
 from mesh._services.claims import ClaimsService
 from mesh._services.mail import MailService
+from mesh._services.stats import StatsService
 from mesh._transport.peer import Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
@@ -52,12 +54,16 @@ from mesh.paths import (
     write_node_file,
 )
 from mesh.store import Store, new_id
-from mesh.views import MemberEvent, MemberView
+from mesh.views import MemberView, WatchEvent
 
 if TYPE_CHECKING:
     from mesh._tls import Credentials
 
 log = logging.getLogger("mesh")
+
+# Tasks without which the node would be half-alive (no heartbeats, no resends, no renewals): if one ends
+# with an error, the node leaves the mesh and exits with that error's one line rather than linger.
+ESSENTIAL_TASKS = frozenset({"timers", "mail-timer", "claims-timer"})
 
 
 class NodeRuntime:
@@ -81,6 +87,8 @@ class NodeRuntime:
         self.dialer: Dialer | None = None
         self.claims: ClaimsService = None  # type: ignore[assignment]  # set in start()
         self.mail: MailService = None  # type: ignore[assignment]  # set in start()
+        self.board: BoardService = None  # type: ignore[assignment]  # set in start()
+        self.stats: StatsService = None  # type: ignore[assignment]  # set in start()
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
         self.hook_socket_path: Path | None = None
@@ -115,8 +123,8 @@ class NodeRuntime:
             await self._teardown()
             raise
         self.life.move(Phase.READY)
-        self.claims.start()
-        self.mail.start()
+        for svc in (self.claims, self.mail, self.board, self.stats):
+            svc.start()
         log.info("node %s (%s) ready: mesh %s, peer API %s, %d peer(s)",
                  cfg.name, self.node_id, cfg.mesh, self.address, len(self.links))  # fmt: skip
 
@@ -165,6 +173,9 @@ class NodeRuntime:
                              spawn=self._spawn, links=links, hub=hub)  # fmt: skip
         self.mail = MailService(ctx)
         links.attach(self.mail)
+        self.board = BoardService(ctx)
+        links.attach(self.board)
+        self.stats = StatsService(ctx, self.mail, self.board)
         self.claims = ClaimsService(ctx, cfg.lease_config, bootstrap=cfg.bootstrap)
         links.attach(self.claims)
         self.socket_path = control_socket_path(self.state_dir)
@@ -273,10 +284,9 @@ class NodeRuntime:
         for stop_face in self._faces:
             await stop_face()
         # Services close after their tasks and every RPC that could touch them have ended.
-        if self.claims is not None:
-            self.claims.close()
-        if self.mail is not None:
-            self.mail.close()
+        for svc in (self.claims, self.mail, self.board, self.stats):
+            if svc is not None:
+                svc.close()
         if self.socket_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
@@ -295,8 +305,12 @@ class NodeRuntime:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        log.error("task %s failed", task.get_name(), exc_info=err)
+        if task.get_name() in ESSENTIAL_TASKS and not self.life.stopping:
+            self.request_stop(f"{task.get_name()} failed: {type(err).__name__}: {str(err)[:200]}")
 
     # ------------------------------------------------------------------ for the Node facade
 
@@ -316,7 +330,7 @@ class NodeRuntime:
         assert self.hub is not None
         return self.hub.members()
 
-    def watch(self, snapshot: bool = True) -> AsyncIterator[MemberEvent]:
+    def watch(self, snapshot: bool = True) -> AsyncIterator[WatchEvent]:
         assert self.hub is not None
         return self.hub.watch(snapshot)
 

@@ -49,7 +49,7 @@ from mesh.core.claims import (
 )
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StateError
 from mesh.core.identity import Identity
-from mesh.core.membership import Member, MembershipEvent, PeerInfo
+from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
 from mesh.core.validate import MAX_TTL, check_ttl
 from mesh.views import ClaimView, LeaseEvent
 
@@ -269,7 +269,10 @@ class ClaimsService:
         self.apply(effects)
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
-        """A node joined, died, left or came back: run upkeep now, not at the next periodic pass."""
+        """A node joined, died, left or came back: run upkeep now, not at the next periodic pass (a status
+        change alone changes nothing upkeep looks at)."""
+        if isinstance(ev, StatusChanged):
+            return
         self._manage_soon = True
         self._wake.set()
 

@@ -5,7 +5,8 @@
         time             clock (monotonic `now()`; wall time is `mesh.clock.wall`)
         peers            send(node_id or Identity, *msgs) / broadcast(*msgs): core messages, encoded by the
                          codec; linked(node_id); members: the member table, read-only
-        membership       on_member(listener): every join and liveness change
+        membership       on_member(listener): every join, liveness and status change
+        watchers         publish_event(event): a service's own event (a board change) to every `watch`
         work             spawn(coro, name): a task the node cancels when it stops
         its status       publish_status(field, value, delay): a field of this node's status, debounced
     PeerService — what a service that talks to peers implements: the message types it accepts (routed to
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 from mesh.clock import Clock
 from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo
+from mesh.views import WatchEvent
 
 Spawn = Callable[[Coroutine[Any, Any, Any], str], "asyncio.Task[Any]"]
 MemberListener = Callable[[MembershipEvent, Member | None], None]
@@ -71,7 +73,11 @@ class ServiceContext(Protocol):
         ...
 
     def on_member(self, listener: MemberListener) -> None:
-        """Call `listener` with every membership event (joins, liveness changes) and the member."""
+        """Call `listener` with every membership event (joins, liveness and status changes) and the member."""
+        ...
+
+    def publish_event(self, event: WatchEvent) -> None:
+        """Hand `event` to every `watch` stream of this node."""
         ...
 
     def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:

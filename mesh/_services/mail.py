@@ -9,6 +9,11 @@
 
 A message is `queued` until the recipient's node acknowledges it after writing it to its own inbox, so
 "delivered" is never claimed for a node that is dead or unreachable; it waits (7 days by default).
+
+A full disk (StorageError from the store) stops nothing but what needs the disk: a batch that cannot be
+stored is not acked (its sender keeps it queued and resends it: the link and the node stay up), a send that
+cannot be queued fails with StorageFull, and each kind of fault is logged once, then once a minute. When there
+is room again the next resend is stored: the node recovers by itself.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from collections.abc import AsyncIterator, Sequence
 from mesh._services.context import ServiceContext
 from mesh.clock import wall
 from mesh.core import mailbox as mb
-from mesh.core.errors import InvalidInput, LimitExceeded, UnknownRecipient
+from mesh.core import validate
+from mesh.core.errors import InvalidInput, LimitExceeded, StorageError, UnknownRecipient
 from mesh.core.membership import Liveness, LivenessChanged, Member, MemberJoined, MembershipEvent, PeerInfo
+from mesh.core.ratelimit import LogLimiter
 from mesh.mailstore import MailStore
 
 log = logging.getLogger("mesh.mail")
@@ -33,12 +40,15 @@ MAX_FOLLOWERS = 64
 GROUP_COMMIT_BUSY = 0.002  # a flush this recent means sends are streaming in
 GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
+FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 
 
 class MailService:
     """A node's mailbox: durable outbox and inbox, delivery over the links, followers of new mail."""
 
     accepts: tuple[type, ...] = (mb.MailBatch, mb.MailAck, mb.ReadReceipt, mb.ReceiptAck)
+    page: int = mb.INBOX_PAGE_MAX
+    """Rows per store query when the whole inbox is read."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -52,6 +62,8 @@ class MailService:
         self._wake = asyncio.Event()
         self._next_expire = 0.0
         self._next_prune = 0.0
+        self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
+        self._faulty = False  # a storage fault was logged and nothing was stored since
         ctx.show_unread(self.store.unread_count)
         ctx.on_member(self._on_member)
 
@@ -69,6 +81,24 @@ class MailService:
 
     # ------------------------------------------------------------------ members and links
 
+    def _fault(self, doing: str, e: StorageError) -> None:
+        """A storage fault: logged once, then once a minute per kind while it lasts (never per message)."""
+        self._faulty = True
+        key = f"{doing}:{type(e).__name__}"
+        if self._faults.allow(key, self.ctx.clock.now()):
+            log.warning("mail: cannot %s: %s (said again once a minute while it lasts)", doing, e)
+
+    def _stored(self) -> None:
+        if self._faulty:
+            self._faulty = False
+            log.warning("mail: storing again (the storage fault has cleared)")
+
+    def _remember(self, node_id: str, name: str) -> None:
+        try:
+            self.store.remember_member(node_id, name, wall())
+        except StorageError as e:  # the directory catches up at the member's next join or link
+            self._fault("record a member", e)
+
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         """The name -> node directory, for sending to nodes that are away (last seen, for retention)."""
         if m is None:
@@ -76,10 +106,10 @@ class MailService:
         if isinstance(ev, MemberJoined) or (
             isinstance(ev, LivenessChanged) and ev.current in (Liveness.DEAD, Liveness.LEFT)
         ):
-            self.store.remember_member(m.info.node_id, m.info.name, wall())
+            self._remember(m.info.node_id, m.info.name)
 
     def on_link_up(self, peer: PeerInfo) -> None:
-        self.store.remember_member(peer.node_id, peer.name, wall())
+        self._remember(peer.node_id, peer.name)
         self.windows[peer.node_id] = mb.SendWindow(
             peer.node_id, self.store.floor(peer.node_id), now=self.ctx.clock.now()
         )
@@ -112,26 +142,35 @@ class MailService:
         peer = sender.node_id
         w_now = wall()
         for msg in msgs:
-            if isinstance(msg, mb.MailBatch):
-                batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
-                new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
-                self.ctx.send(peer, ack)
-                for m in new:
-                    for q in self._followers:
-                        q.put_nowait(m)
-                if new:
-                    self._publish_unread()
-            elif isinstance(msg, mb.MailAck):
-                ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
-                self.store.mark_delivered(ack, w_now)
-                w = self.windows.get(peer)
-                if w is not None and w.on_ack(ack, self.ctx.clock.now()):
-                    self._pump(peer)
-            elif isinstance(msg, mb.ReadReceipt):
-                rc = mb.check_receipt(msg, peer_node=peer, self_node=self.me)
-                self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
-            elif isinstance(msg, mb.ReceiptAck):
-                self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
+            try:
+                self._on_message(peer, msg, w_now)
+            except StorageError as e:
+                # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it
+                # again (a batch after RESEND_AFTER, a receipt on the next link). The link stays up.
+                self._fault(f"store {type(msg).__name__} from {sender.name}", e)
+
+    def _on_message(self, peer: str, msg: object, w_now: float) -> None:
+        if isinstance(msg, mb.MailBatch):
+            batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
+            new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
+            self._stored()
+            self.ctx.send(peer, ack)
+            for m in new:
+                for q in self._followers:
+                    q.put_nowait(m)
+            if new:
+                self._publish_unread()
+        elif isinstance(msg, mb.MailAck):
+            ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
+            self.store.mark_delivered(ack, w_now)  # not stored: the window does not move, a resend re-acks
+            w = self.windows.get(peer)
+            if w is not None and w.on_ack(ack, self.ctx.clock.now()):
+                self._pump(peer)
+        elif isinstance(msg, mb.ReadReceipt):
+            rc = mb.check_receipt(msg, peer_node=peer, self_node=self.me)
+            self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
+        elif isinstance(msg, mb.ReceiptAck):
+            self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
 
     def _publish_unread(self) -> None:
         self.ctx.publish_status("unread", self.store.unread_count, UNREAD_DEBOUNCE)
@@ -152,21 +191,34 @@ class MailService:
         return mb.Recipient(node, name)
 
     async def send(
-        self, to: str, subject: str, body: str, reply_to: str | None = None
+        self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a direct message durably; returns (id, [recipient name])."""
+        validate.name(to, "recipient")
         rcpt = self.resolve(to)
-        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None)
-        return await self._enqueue(out), [rcpt.name]
+        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+        return await self._queue(out)
 
-    async def broadcast(self, subject: str, body: str, reply_to: str | None = None) -> tuple[str, list[str]]:
+    async def broadcast(
+        self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
+    ) -> tuple[str, list[str]]:
         """Queue a message to every member known now (offline ones too); returns (id, names)."""
         seen = self.store.members(seen_since=wall() - mb.RETENTION)
         rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
         out = mb.outgoing(
-            rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True
+            rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
-        return await self._enqueue(out), [r.name for r in out.recipients]
+        return await self._queue(out)
+
+    async def _queue(self, out: mb.Outgoing) -> tuple[str, list[str]]:
+        mid = await self._enqueue(out)
+        names = [r.name for r in out.recipients]
+        if out.key:
+            # A repeat answers what the first send answered (its recipients, which a broadcast fixed then).
+            first = self.store.sent_with_key(out.key)
+            if first is not None and first[0] == mid:
+                names = first[1]
+        return mid, names
 
     async def _enqueue(self, out: mb.Outgoing) -> str:
         # Group commit: sends arriving in the same loop turn share one SQLite transaction. Under load (a
@@ -190,6 +242,12 @@ class MailService:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:
                 ids = self.store.enqueue([o for o, _ in part], wall())
+            except StorageError as e:  # nothing of this part was queued: each sender is told why
+                self._fault("queue a message", e)
+                for _, fut in part:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
             except Exception as e:  # a bad message fails alone, not its neighbours
                 if len(part) == 1:
                     if not part[0][1].done():
@@ -203,6 +261,7 @@ class MailService:
                     if not part[0][1].done():
                         part[0][1].set_exception(e1)
                     continue
+            self._stored()
             peers: set[str] = set()
             for (o, fut), mid in zip(part, ids, strict=True):
                 if not fut.done():
@@ -214,6 +273,7 @@ class MailService:
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
     ) -> list[mb.InboxMessage]:
+        """One page of the inbox (see MailStore.inbox)."""
         return self.store.inbox(unread=unread, from_name=from_name or None, after=after, limit=limit)
 
     def follow(self) -> asyncio.Queue[mb.InboxMessage | None]:
@@ -238,13 +298,23 @@ class MailService:
     ) -> AsyncIterator[mb.InboxMessage]:
         """The inbox (oldest first; the newest `limit`, or the first `limit` after local_seq `after`), then —
         with follow — new messages as they arrive."""
+        if limit is not None:
+            validate.page_limit(limit, most=mb.INBOX_PAGE_MAX)
         q = self.follow() if follow else None
         try:
             last = after or 0
-            page = limit or mb.INBOX_PAGE_MAX
-            for msg in self.inbox(unread=unread, from_name=from_name, limit=page, after=after):
-                last = max(last, msg.local_seq)
-                yield msg
+            if limit is not None:
+                for msg in self.inbox(unread=unread, from_name=from_name, limit=limit, after=after):
+                    last = max(last, msg.local_seq)
+                    yield msg
+            else:  # all of it, a page at a time (never the newest 10,000 without a word)
+                while True:
+                    page = self.inbox(unread=unread, from_name=from_name, limit=self.page, after=last)
+                    for msg in page:
+                        last = max(last, msg.local_seq)
+                        yield msg
+                    if len(page) < self.page:
+                        break
             while q is not None:
                 got = await q.get()
                 if got is None:
@@ -281,11 +351,22 @@ class MailService:
         return self.store.outbox(state=st, to_name=to or None, limit=limit or mb.INBOX_PAGE_MAX)
 
     def counts(self) -> tuple[int, int]:
-        """(unread in the inbox, queued in the outbox)."""
-        queued = len(self.store.outbox(state=mb.OutState.QUEUED, limit=mb.INBOX_PAGE_MAX))
-        return self.store.unread_count(), queued
+        """(unread in the inbox, queued outbox entries)."""
+        return self.store.unread_count(), self.store.queued_count()
 
     # ------------------------------------------------------------------ timers
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_expire:
+            self._next_expire = now + EXPIRE_EVERY
+            expired = self.store.expire(wall())
+            if expired:
+                log.warning("%d message(s) expired undelivered after the retention window", len(expired))
+                for peer, w in self.windows.items():
+                    w.on_floor(self.store.floor(peer))
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            self.store.prune(wall())
 
     async def _timer(self) -> None:
         while True:
@@ -293,16 +374,10 @@ class MailService:
             for peer, w in list(self.windows.items()):
                 if w.on_timer(now):
                     self._pump(peer)
-            if now >= self._next_expire:
-                self._next_expire = now + EXPIRE_EVERY
-                expired = self.store.expire(wall())
-                if expired:
-                    log.warning("%d message(s) expired undelivered after the retention window", len(expired))
-                    for peer, w in self.windows.items():
-                        w.on_floor(self.store.floor(peer))
-            if now >= self._next_prune:
-                self._next_prune = now + PRUNE_EVERY
-                self.store.prune(wall())
+            try:
+                self._housekeeping(now)
+            except StorageError as e:  # tried again at the next round; the timer itself carries on
+                self._fault("expire or prune the outbox", e)
             deadlines = [d for w in self.windows.values() if (d := w.next_deadline()) is not None]
             # Idle, this wakes only for expiry; a send or an ack sets _wake.
             timeout = min([EXPIRE_EVERY, *(max(0.0, d - now) for d in deadlines)])

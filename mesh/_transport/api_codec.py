@@ -1,18 +1,36 @@
 """Protobuf <-> the control API's values (MeshAPI's answers and arguments), in both directions.
 
-    MemberView, MemberEvent, NodeInfo, StatusRecord changes, ClaimView, LeaseEvent, Sent, InboxMessage,
-    OutboxEntry, MailCounts
+    MemberView, MemberEvent, BoardEvent, NodeInfo, StatusRecord changes, ClaimView, LeaseEvent, Sent,
+    InboxMessage, OutboxEntry, MailCounts, the board's TaskRow / MilestoneRow / BoardView (in chunks),
+    MeshStats
 
 The control servicer and the Client build the RPC envelopes; every value inside one is converted here.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mesh._proto import mesh_pb2 as pb
 from mesh.core import mailbox as mb
-from mesh.views import ClaimView, LeaseEvent, MemberEvent, MemberView, NodeInfo, Sent
+from mesh.core.board import BoardView, MilestoneRow, MilestoneState, Priority, RowState, StepRow, TaskRow
+from mesh.views import (
+    BoardEvent,
+    ClaimOverlap,
+    ClaimView,
+    LeaseEvent,
+    MemberEvent,
+    MemberView,
+    MeshStats,
+    MilestoneDone,
+    NodeInfo,
+    Sent,
+    SessionUptime,
+    WatchEvent,
+)
 
 STATE_TO_PB = {"alive": pb.ALIVE, "suspect": pb.SUSPECT, "dead": pb.DEAD, "left": pb.LEFT}
 KIND_TO_PB = {
@@ -51,7 +69,13 @@ def view_to_pb(v: MemberView) -> pb.Member:
     )
 
 
-def event_to_pb(e: MemberEvent) -> pb.Event:
+def event_to_pb(e: WatchEvent) -> pb.Event:
+    if isinstance(e, BoardEvent):
+        change = pb.BoardChange(
+            change=e.change, entity=e.entity, id=e.id, short_id=e.short_id, title=e.title, state=e.state,
+            local=e.local, count=e.count,
+        )  # fmt: skip
+        return pb.Event(kind=pb.Event.BOARD, at=e.at, board=change)
     return pb.Event(
         kind=KIND_TO_PB[e.kind],
         member=view_to_pb(e.member),
@@ -89,7 +113,10 @@ def view_from_pb(m: pb.Member) -> MemberView:
     )
 
 
-def event_from_pb(e: pb.Event) -> MemberEvent:
+def event_from_pb(e: pb.Event) -> WatchEvent:
+    if e.kind == pb.Event.BOARD:
+        b = e.board
+        return BoardEvent(b.change, b.entity, b.id, b.short_id, b.title, b.state, b.local, e.at, b.count)
     prev = STATE_FROM_PB.get(e.previous) if e.previous else None
     return MemberEvent(
         kind=KIND_FROM_PB.get(e.kind, "status"), member=view_from_pb(e.member), at=e.at, previous=prev
@@ -233,3 +260,178 @@ def outbox_from_pb(r: pb.OutboxList) -> list[mb.OutboxEntry]:
         )
         for e in r.items
     ]  # fmt: skip
+
+
+# ---------------------------------------------------------------- the task board
+
+
+def task_fields_to_pb(**fields: str | None) -> pb.TaskFields:
+    """task_add / task_edit keywords (None = keep) as TaskFields."""
+    return pb.TaskFields(**{k: v for k, v in fields.items() if v is not None})
+
+
+def task_fields_from_pb(m: pb.TaskFields) -> dict[str, str]:
+    """The fields a TaskFields sets, as task_add / task_edit keywords."""
+    return {
+        f: getattr(m, f) for f in ("title", "priority", "milestone", "step", "role", "note") if m.HasField(f)
+    }
+
+
+def task_row_to_pb(r: TaskRow) -> pb.TaskRow:
+    return pb.TaskRow(
+        id=r.id, short_id=r.short_id, title=r.title, priority=r.priority.value, state=r.state.value,
+        holder=r.holder, until=r.until or 0.0, milestone=r.milestone, milestone_title=r.milestone_title,
+        step=r.step, role=r.role, note=r.note, created_ms=r.created_ms, updated_ms=r.updated_ms,
+        origin=r.origin,
+    )  # fmt: skip
+
+
+_PRIORITY = {p.value: p for p in Priority}
+_ROW_STATE = {s.value: s for s in RowState}
+
+
+def task_row_from_pb(m: pb.TaskRow) -> TaskRow:
+    return TaskRow(
+        m.id, m.short_id, m.title, _PRIORITY.get(m.priority, Priority.P2),
+        _ROW_STATE.get(m.state, RowState.OPEN), m.holder, m.until or None, m.milestone, m.milestone_title,
+        m.step, m.role, m.note, m.created_ms, m.updated_ms, m.origin,
+    )  # fmt: skip
+
+
+def milestone_to_pb(r: MilestoneRow) -> pb.MilestoneRow:
+    return pb.MilestoneRow(
+        id=r.id, short_id=r.short_id, title=r.title, note=r.note, state=r.state.value,
+        steps=[
+            pb.StepRow(id=s.id, number=s.number, text=s.text, done=s.done, total=s.total) for s in r.steps
+        ],
+        done=r.done, total=r.total,
+    )  # fmt: skip
+
+
+def milestone_from_pb(m: pb.MilestoneRow) -> MilestoneRow:
+    state = MilestoneState(m.state) if m.state in MilestoneState._value2member_map_ else MilestoneState.OPEN
+    return MilestoneRow(
+        m.id, m.short_id, m.title, m.note, state,
+        tuple(StepRow(s.id, s.number, s.text, s.done, s.total) for s in m.steps), m.done, m.total,
+    )  # fmt: skip
+
+
+CHUNK_BYTES = 512 * 1024  # a board chunk stays well under the 1 MiB message limit
+_PRIORITY_CODE = {p: i for i, p in enumerate(Priority)}
+_STATE_CODE = {st: i for i, st in enumerate(RowState)}
+_PRIORITIES = tuple(Priority)
+_STATES = tuple(RowState)
+
+
+def _row_bytes(r: TaskRow) -> int:
+    """An upper bound on a row's encoded size: titles count 4 bytes a character, a note 2 KiB at most."""
+    return 4 * len(r.title) + min(4 * len(r.note), 2048) + 400
+
+
+def _columns(rows: list[TaskRow]) -> pb.TaskColumns:
+    return pb.TaskColumns(
+        id=[r.id for r in rows], short_id=[r.short_id for r in rows], title=[r.title for r in rows],
+        priority=bytes(_PRIORITY_CODE[r.priority] for r in rows),
+        state=bytes(_STATE_CODE[r.state] for r in rows),
+        holder=[r.holder for r in rows], until=[r.until or 0.0 for r in rows],
+        milestone=[r.milestone for r in rows], step=[r.step for r in rows], role=[r.role for r in rows],
+        note=[r.note for r in rows], created_ms=[r.created_ms for r in rows],
+        updated_ms=[r.updated_ms for r in rows], origin=[r.origin for r in rows],
+    )  # fmt: skip
+
+
+def board_to_chunks(view: BoardView) -> Iterator[pb.BoardChunk]:
+    """A board as messages of at most ~CHUNK_BYTES: milestones first, then the tasks in board order, by
+    column (without their milestone's title, which the milestones carry)."""
+    chunk = pb.BoardChunk()
+    size = 0
+    for m in view.milestones:
+        item = milestone_to_pb(m)
+        n = item.ByteSize() + 8
+        if size and size + n > CHUNK_BYTES:
+            yield chunk
+            chunk, size = pb.BoardChunk(), 0
+        chunk.milestones.append(item)
+        size += n
+    part: list[TaskRow] = []
+    for r in view.tasks():
+        n = _row_bytes(r)
+        if size and size + n > CHUNK_BYTES:
+            if part:
+                chunk.tasks.CopyFrom(_columns(part))
+            yield chunk
+            chunk, size, part = pb.BoardChunk(), 0, []
+        part.append(r)
+        size += n
+    if part:
+        chunk.tasks.CopyFrom(_columns(part))
+    yield chunk
+
+
+def board_from_chunks(chunks: Iterable[pb.BoardChunk]) -> BoardView:
+    milestones: list[MilestoneRow] = []
+    groups: dict[Priority, list[TaskRow]] = {p: [] for p in Priority}
+    titles: dict[str, str] = {}
+    for c in chunks:
+        for m in c.milestones:
+            row = milestone_from_pb(m)
+            milestones.append(row)
+            titles[row.id] = row.title
+        t = c.tasks
+        cols = (
+            t.id, t.short_id, t.title, t.holder, t.until, t.milestone, t.step, t.role, t.note, t.created_ms,
+            t.updated_ms, t.origin,
+        )  # fmt: skip
+        if any(len(col) != len(t.id) for col in (*cols, t.priority, t.state)):
+            raise ValueError("board chunk columns of different lengths")
+        for tid, short, title, holder, until, mid, step, role, note, created, updated, origin, p, st in zip(
+            *cols, t.priority, t.state, strict=True
+        ):
+            prio = _PRIORITIES[p] if p < 4 else Priority.P2
+            groups[prio].append(
+                TaskRow(
+                    tid,
+                    short,
+                    title,
+                    prio,
+                    _STATES[st] if st < 4 else RowState.OPEN,
+                    holder,
+                    until or None,
+                    mid,
+                    titles.get(mid, ""),
+                    step,
+                    role,
+                    note,
+                    created,
+                    updated,
+                    origin,
+                )
+            )
+    return BoardView(tuple((p, tuple(rows)) for p, rows in groups.items()), tuple(milestones))
+
+
+# ---------------------------------------------------------------- stats (a JSON document of plain fields)
+
+
+def stats_to_pb(s: MeshStats) -> pb.StatsReply:
+    return pb.StatsReply(json=json.dumps(dataclasses.asdict(s)))
+
+
+def stats_from_pb(m: pb.StatsReply) -> MeshStats:
+    d: dict[str, Any] = json.loads(m.json)
+    return MeshStats(
+        since=d["since"],
+        until=d["until"],
+        refused=d["refused"],
+        refused_by_item=tuple((r, n) for r, n in d["refused_by_item"]),
+        overlaps=tuple(ClaimOverlap(**o) for o in d["overlaps"]),
+        replies=d["replies"],
+        reply_p50=d["reply_p50"],
+        reply_p90=d["reply_p90"],
+        by_reply=d["by_reply"],
+        by_read=d["by_read"],
+        unanswered=d["unanswered"],
+        within_target=d["within_target"],
+        uptime=tuple(SessionUptime(**u) for u in d["uptime"]),
+        tasks_done=tuple(MilestoneDone(**t) for t in d["tasks_done"]),
+    )

@@ -1,8 +1,8 @@
 """Protobuf <-> the mesh's own values on peer links (the control API's are in `api_codec`): the one place,
 with it, where wire types and mesh types meet.
 
-    PeerInfo, StatusRecord, claims messages (and the `wants` hint), mail batches/acks/receipts, and service
-    messages <-> one frame.
+    PeerInfo, StatusRecord, claims messages (and the `wants` hint), mail batches/acks/receipts, board
+    deltas and syncs, and service messages <-> one frame.
     Decoders validate: a peer's field that breaks a rule raises ProtocolError (LimitExceeded for a count).
 """
 
@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from mesh import limits
 from mesh._proto import mesh_pb2 as pb
+from mesh.core import board as bd
 from mesh.core import mailbox as mb
 from mesh.core import validate
+from mesh.core.boardsync import SyncDigest, SyncRequest
 from mesh.core.claim_types import Wants
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.membership import PeerInfo
+from mesh.core.membership import PeerInfo, Verdict
 from mesh.core.resources import path_claim
 from mesh.core.status import StatusRecord
+from mesh.core.watch import News
 
 R = TypeVar("R")
 
@@ -68,6 +73,24 @@ def peer_from_pb(m: pb.NodeRef) -> PeerInfo:
         address=m.address,
         started_at=m.started_at,
     )
+
+
+_NEWS_PB = {News.ALIVE: pb.ALIVE, News.SUSPECT: pb.SUSPECT, News.DEAD: pb.DEAD}
+_PB_NEWS = {v: k for k, v in _NEWS_PB.items()}
+
+
+def verdict_to_pb(v: Verdict) -> pb.Verdict:
+    return pb.Verdict(node_id=v.node_id, incarnation=v.incarnation, state=_NEWS_PB[v.news], seq=v.seq)
+
+
+@_from_peer
+def verdict_from_pb(m: pb.Verdict) -> Verdict:
+    validate.ident(m.node_id, "node id")
+    validate.ident(m.incarnation, "incarnation")
+    news = _PB_NEWS.get(m.state)
+    if news is None:
+        raise ProtocolError(f"a verdict must say alive, suspect or dead (got state {m.state})")
+    return Verdict(m.node_id, m.incarnation, news, m.seq)
 
 
 def status_to_pb(s: StatusRecord) -> pb.Status:
@@ -288,6 +311,77 @@ def rack_from_pb(m: pb.ReceiptAck) -> mb.ReceiptAck:
     return mb.ReceiptAck(reader_node=m.reader_node, sender_node=m.sender_node, ids=tuple(m.ids))
 
 
+# ---------------------------------------------------------------- the board (peer links)
+
+
+def board_op_to_pb(op: bd.Op) -> pb.BoardOp:
+    d = bd.op_to_dict(op)
+    body = json.dumps(d["body"], ensure_ascii=False, separators=(",", ":"))
+    return pb.BoardOp(
+        origin=op.origin, seq=op.seq, wall_ms=op.stamp.wall_ms, counter=op.stamp.counter, kind=d["kind"],
+        body=body,
+    )  # fmt: skip
+
+
+@_from_peer
+def board_op_from_pb(m: pb.BoardOp) -> bd.Op:
+    """An operation from a peer, every field validated by the board core (a bad one is a ProtocolError)."""
+    if len(m.body) > limits.BOARD_OP_BODY_MAX:
+        raise InvalidInput(f"a board operation body is at most {limits.BOARD_OP_BODY_MAX} bytes")
+    try:
+        body = json.loads(m.body)
+        return bd.op_from_dict(
+            {"origin": m.origin, "seq": m.seq, "wall_ms": m.wall_ms, "counter": m.counter, "kind": m.kind,
+             "body": body}
+        )  # fmt: skip
+    except (ValueError, TypeError, RecursionError) as e:  # InvalidField is a ValueError too
+        raise InvalidInput(f"bad board operation: {e}") from None
+
+
+def board_context_to_pb(ctx: bd.Context) -> pb.BoardContext:
+    return pb.BoardContext(
+        vv=[pb.ReplicaSeq(replica=o, seq=n) for o, n in ctx.vv],
+        dots=[pb.ReplicaSeq(replica=o, seq=n) for o, n in ctx.dots],
+    )
+
+
+@_from_peer
+def board_context_from_pb(m: pb.BoardContext) -> bd.Context:
+    if len(m.vv) + len(m.dots) > limits.BOARD_CONTEXT_MAX:
+        raise LimitExceeded(f"a board context lists at most {limits.BOARD_CONTEXT_MAX} entries")
+    return bd.context_from_dict(
+        {"vv": [[p.replica, p.seq] for p in m.vv], "dots": [[p.replica, p.seq] for p in m.dots]}
+    )
+
+
+def board_delta_to_pb(d: bd.Delta) -> pb.BoardDelta:
+    ctx = None if d.context is None else board_context_to_pb(d.context)
+    return pb.BoardDelta(ops=[board_op_to_pb(op) for op in d.ops], context=ctx)
+
+
+def board_delta_from_pb(m: pb.BoardDelta) -> bd.Delta:
+    if len(m.ops) > limits.BOARD_OPS_PER_FRAME:
+        raise LimitExceeded(f"a frame carries at most {limits.BOARD_OPS_PER_FRAME} board operations")
+    ctx = board_context_from_pb(m.context) if m.HasField("context") else None
+    return bd.Delta(tuple(board_op_from_pb(op) for op in m.ops), ctx)
+
+
+def board_sync_to_pb(s: SyncRequest | SyncDigest) -> pb.BoardSync:
+    if isinstance(s, SyncRequest):
+        return pb.BoardSync(replica=s.replica, context=board_context_to_pb(s.context))
+    return pb.BoardSync(replica=s.replica, digest=s.digest)
+
+
+@_from_peer
+def board_sync_from_pb(m: pb.BoardSync) -> SyncRequest | SyncDigest:
+    replica = bd.check_replica(m.replica)
+    if m.HasField("context"):
+        return SyncRequest(replica, board_context_from_pb(m.context))
+    if len(m.digest) != 16:
+        raise InvalidInput("a board digest is 16 bytes")
+    return SyncDigest(replica, m.digest)
+
+
 # ---------------------------------------------------------------- service messages <-> one frame
 
 _RECEIPTS_PER_FRAME = 16  # acks, receipts, receipt acks per frame, at most (a peer sending more is cut)
@@ -296,24 +390,31 @@ _WANTS_PER_FRAME = 64
 
 
 def service_messages(f: pb.PeerFrame) -> list[object]:
-    """The service messages a frame carries (claims, mail), decoded, in the order a service applies them."""
+    """The service messages a frame carries (claims, mail, board), decoded, in the order a service applies
+    them."""
+    board = f.HasField("board") or f.HasField("board_sync")
     out: list[object] = []
     if f.claims:
         out += [claim_from_pb(m) for m in f.claims[:_CLAIMS_PER_FRAME]]
     if f.wants:
         out.append(Wants(tuple(w for w in f.wants[:_WANTS_PER_FRAME] if len(w) <= _MAX_TEXT)))
-    if not (f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
+    if not (board or f.HasField("mail") or f.mail_acks or f.receipts or f.receipt_acks):
         return out  # most frames: heartbeats, status, claims
     if f.HasField("mail"):
         out.append(batch_from_pb(f.mail))
     out += [ack_from_pb(a) for a in f.mail_acks[:_RECEIPTS_PER_FRAME]]
     out += [receipt_from_pb(r) for r in f.receipts[:_RECEIPTS_PER_FRAME]]
     out += [rack_from_pb(r) for r in f.receipt_acks[:_RECEIPTS_PER_FRAME]]
+    if board:  # a delta before a sync: a request answered in the same frame sees the delta applied
+        if f.HasField("board"):
+            out.append(board_delta_from_pb(f.board))
+        if f.HasField("board_sync"):
+            out.append(board_sync_from_pb(f.board_sync))
     return out
 
 
 def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
-    """One frame carrying service messages (at most one mail batch)."""
+    """One frame carrying service messages (at most one mail batch, one board delta, one board sync)."""
     if len(msgs) == 1:  # the common case: one batch, one ack or one receipt
         (m,) = msgs
         if isinstance(m, mb.MailBatch):
@@ -329,11 +430,21 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
     racks: list[pb.ReceiptAck] = []
     claims: list[pb.ClaimMsg] = []
     wants: list[str] = []
+    board: pb.BoardDelta | None = None
+    sync: pb.BoardSync | None = None
     for m in msgs:
         if type(m) in table:
             claims.append(claim_to_pb(m))
         elif isinstance(m, Wants):
             wants += m.resources
+        elif isinstance(m, bd.Delta):
+            if board is not None:
+                raise ValueError("one board delta per frame")
+            board = board_delta_to_pb(m)
+        elif isinstance(m, SyncRequest | SyncDigest):
+            if sync is not None:
+                raise ValueError("one board sync per frame")
+            sync = board_sync_to_pb(m)
         elif isinstance(m, mb.MailBatch):
             if mail is not None:
                 raise ValueError("one mail batch per frame")
@@ -347,5 +458,12 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
         else:
             raise TypeError(f"not a service message: {type(m).__name__}")
     return pb.PeerFrame(
-        mail=mail, mail_acks=acks, receipts=receipts, receipt_acks=racks, claims=claims, wants=wants
+        mail=mail,
+        mail_acks=acks,
+        receipts=receipts,
+        receipt_acks=racks,
+        claims=claims,
+        wants=wants,
+        board=board,
+        board_sync=sync,
     )

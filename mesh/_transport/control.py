@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 
-from mesh import limits
+from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, guard
@@ -89,14 +89,17 @@ class ControlServicer(pbg.ControlServicer):
     @unary
     async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
         reply_to = request.in_reply_to or None
+        key = request.key or None
         if request.all:
             if request.to:
                 raise InvalidInput("give a recipient or --all, not both")
-            sent = await self.api.broadcast(request.subject, request.body, reply_to)
+            sent = await self.api.broadcast(request.subject, request.body, reply_to, key=key)
         else:
             if not request.to:
                 raise InvalidInput("a recipient name is needed (or --all)")
-            sent = await self.api.send(request.to, request.subject, request.body, reply_to)
+            sent = await self.api.send(request.to, request.subject, request.body, reply_to, key=key)
+        if taps.lose_reply("Send"):
+            await context.abort(grpc.StatusCode.UNKNOWN, "Stream removed")  # as a broken stream would
         return api_codec.sent_to_pb(sent)
 
     @streaming
@@ -125,6 +128,57 @@ class ControlServicer(pbg.ControlServicer):
     async def Counts(self, request: pb.Empty, context: Ctx) -> pb.MailCounts:
         counts = await self.api.counts()
         return pb.MailCounts(unread=counts.unread, queued=counts.queued)
+
+    @unary
+    async def TaskAdd(self, request: pb.TaskFields, context: Ctx) -> pb.TaskRow:
+        fields = api_codec.task_fields_from_pb(request)
+        if "title" not in fields:
+            raise InvalidInput("a task needs a title")
+        return api_codec.task_row_to_pb(await self.api.task_add(**fields))
+
+    @unary
+    async def TaskEdit(self, request: pb.TaskEditRequest, context: Ctx) -> pb.TaskRow:
+        fields = api_codec.task_fields_from_pb(request.fields)
+        return api_codec.task_row_to_pb(await self.api.task_edit(request.task, **fields))
+
+    @unary
+    async def TaskState(self, request: pb.TaskStateRequest, context: Ctx) -> pb.TaskRow:
+        verbs = {"done": self.api.task_done, "dropped": self.api.task_drop, "open": self.api.task_reopen}
+        verb = verbs.get(request.state)
+        if verb is None:
+            raise InvalidInput(f"a task's state is set to done, dropped or open, not {request.state[:32]!r}")
+        return api_codec.task_row_to_pb(await verb(request.task))
+
+    @unary
+    async def TaskClaim(self, request: pb.TaskClaimRequest, context: Ctx) -> pb.ClaimReply:
+        granted = await self.api.task_claim(request.task, request.ttl, request.wait)
+        return api_codec.claim_reply_to_pb(granted)
+
+    @streaming
+    async def Board(self, request: pb.BoardRequest, context: Ctx) -> AsyncIterator[pb.BoardChunk]:
+        view = await self.api.board(
+            priorities=list(request.priorities) or None,
+            mine=request.mine,
+            role=request.role or None,
+            milestone=request.milestone or None,
+            done=not request.hide_done,
+            dropped=request.show_dropped,
+        )
+        for chunk in api_codec.board_to_chunks(view):
+            yield chunk
+
+    @unary
+    async def MilestoneAdd(self, request: pb.MilestoneAddRequest, context: Ctx) -> pb.MilestoneRow:
+        row = await self.api.milestone_add(request.title, list(request.steps), request.note)
+        return api_codec.milestone_to_pb(row)
+
+    @unary
+    async def MilestoneShow(self, request: pb.MilestoneRef, context: Ctx) -> pb.MilestoneRow:
+        return api_codec.milestone_to_pb(await self.api.milestone_show(request.milestone))
+
+    @unary
+    async def Stats(self, request: pb.StatsRequest, context: Ctx) -> pb.StatsReply:
+        return api_codec.stats_to_pb(await self.api.stats(request.since or 86400.0))
 
     @unary
     async def Shutdown(self, request: pb.ShutdownRequest, context: Ctx) -> pb.Empty:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from mesh import limits
 from mesh.core.errors import (
     AmbiguousNode,
     AuthError,
@@ -31,7 +32,10 @@ from mesh.core.errors import (
     NoQuorum,
     PermissionDenied,
     ProtocolError,
+    StateDamaged,
     StateError,
+    StorageError,
+    StorageFull,
     UnknownId,
     UnknownRecipient,
     error_classes,
@@ -58,6 +62,9 @@ STATUS: dict[type[MeshError], grpc.StatusCode] = {
     AuthError: S.UNAUTHENTICATED,
     PermissionDenied: S.PERMISSION_DENIED,
     ProtocolError: S.INVALID_ARGUMENT,
+    StorageError: S.FAILED_PRECONDITION,
+    StorageFull: S.RESOURCE_EXHAUSTED,
+    StateDamaged: S.DATA_LOSS,
 }
 
 # The class a bare status code stands for, when the sender named none.
@@ -71,6 +78,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[MeshError]] = {
     S.PERMISSION_DENIED: PermissionDenied,
     S.ABORTED: ClaimLost,
     S.FAILED_PRECONDITION: MeshError,
+    S.DATA_LOSS: StateDamaged,
 }
 
 # Errors whose exact class must survive the trip (the status code alone is ambiguous): sent in metadata.
@@ -143,6 +151,17 @@ def streaming(fn: Callable[..., AsyncIterator[T]]) -> Callable[..., AsyncIterato
     return wrapper
 
 
+# Failures after which the caller cannot know whether the node carried the call out (the stream broke, the
+# answer was lost): a call is retried on them only with an idempotency key (Client.send does).
+_AMBIGUOUS = {S.UNAVAILABLE, S.UNKNOWN, S.CANCELLED, S.DEADLINE_EXCEEDED, S.INTERNAL}
+
+
+def ambiguous(e: grpc.aio.AioRpcError) -> bool:
+    """True if `e` leaves open whether the node did what was asked (no MeshError came back, only a fault)."""
+    items: Any = e.trailing_metadata() or ()
+    return e.code() in _AMBIGUOUS and not any(str(k) == ERROR_CLASS_KEY for k, _ in items)
+
+
 def to_mesh_error(e: grpc.aio.AioRpcError) -> MeshError:
     """The MeshError a server raised (or NodeUnavailable when the node could not be reached)."""
     items: Any = e.trailing_metadata() or ()
@@ -158,4 +177,10 @@ def to_mesh_error(e: grpc.aio.AioRpcError) -> MeshError:
         return NodeUnavailable(f"node unavailable: {e.details()}")
     if cls_name is None and e.code() == S.DEADLINE_EXCEEDED:
         return NodeUnavailable("node did not answer in time")
+    if cls_name is None and e.code() == S.RESOURCE_EXHAUSTED and "larger than max" in (e.details() or ""):
+        # gRPC's own size check ("Received message larger than max (N vs. M)") fired before any mesh code.
+        return LimitExceeded(
+            f"the request is larger than the {limits.MAX_MESSAGE_BYTES // 2**20} MiB a node accepts in one "
+            "call; send less at once (a message body is at most 64 KiB)"
+        )
     return from_status(e.code(), e.details() or e.code().name, cls_name)

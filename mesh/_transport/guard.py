@@ -23,6 +23,7 @@ import grpc.aio
 from google.protobuf.message import DecodeError
 
 from mesh import limits
+from mesh.core.ratelimit import TokenBucket
 from mesh.errors import LimitExceeded
 
 log = logging.getLogger("mesh.rpc")
@@ -127,32 +128,6 @@ def _wrap_generator(
 # ------------------------------------------------------------------------------------------------ budgets
 
 
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up; `take` spends them or says no."""
-
-    __slots__ = ("_at", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._at = now
-
-    def take(self, now: float, n: float = 1.0) -> bool:
-        """Spend `n` tokens if there are that many (refilled up to `now`)."""
-        if now > self._at:
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
-            self._at = now
-        if self._tokens < n:
-            return False
-        self._tokens -= n
-        return True
-
-    def full(self, now: float) -> bool:
-        """Whether the bucket has refilled completely (nothing to remember about its owner)."""
-        return self._tokens + max(0.0, now - self._at) * self.rate >= self.burst
-
-
 class FrameBudget:
     """What one link may deliver: frames and bytes per second (token buckets)."""
 
@@ -201,24 +176,3 @@ class PeerAdmission:
     def open_streams(self, who: str) -> int:
         """Streams currently open from `who`."""
         return self._open.get(who, 0)
-
-
-class LogLimiter:
-    """At most a few lines per key (peer) in a row, then one per `every` seconds: refusals are reported,
-    but a peer that repeats its offence cannot flood the log."""
-
-    _PRUNE_AT = 1024
-
-    def __init__(self, burst: int = 3, every: float = 10.0) -> None:
-        self.burst = burst
-        self.every = every
-        self._buckets: dict[str, TokenBucket] = {}
-
-    def allow(self, key: str, now: float) -> bool:
-        """Whether a line about `key` may be logged now."""
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self._PRUNE_AT:
-                self._buckets = {k: b for k, b in self._buckets.items() if not b.full(now)}
-            bucket = self._buckets[key] = TokenBucket(1.0 / self.every, self.burst, now)
-        return bucket.take(now)

@@ -53,6 +53,7 @@ from mesh.core.mailbox import InboxMessage
 from mesh.core.resources import literal, path_claim
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, MeshError
+from mesh.storage import translating
 from mesh.views import NodeInfo
 
 log = logging.getLogger("mesh.hooks")
@@ -79,21 +80,29 @@ class _Cursor:
     def load(cls, path: Path) -> _Cursor:
         try:
             d = json.loads(path.read_text())
-            seq = d.get("seq", 0)
-            seen = d.get("seen", [])
-            if isinstance(seq, int) and isinstance(seen, list) and all(isinstance(s, str) for s in seen):
+            seq = d.get("seq", 0) if isinstance(d, dict) else None
+            seen = d.get("seen", []) if isinstance(d, dict) else None
+            if (
+                isinstance(seq, int)
+                and not isinstance(seq, bool)
+                and 0 <= seq < 2**63  # a local_seq: SQLite's integer range
+                and isinstance(seen, list)
+                and all(isinstance(s, str) for s in seen)
+            ):
                 return cls(path, seq, seen[-SEEN_MAX:])
             log.warning("ignored a malformed %s", path)
         except FileNotFoundError:
             pass
-        except (OSError, ValueError) as e:
-            log.warning("ignored an unreadable %s: %s", path, e)
+        except (OSError, ValueError, RecursionError) as e:  # deep nesting is a RecursionError in json
+            log.warning("ignored an unreadable %s: %s", path, str(e)[:200])
         return cls(path)
 
     def save(self) -> None:
+        """Write the cursor (StorageError, answered to the hook as one line, if the disk refuses)."""
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"seq": self.seq, "seen": self.seen[-SEEN_MAX:]}))
-        os.replace(tmp, self.path)
+        with translating(self.path):
+            tmp.write_text(json.dumps({"seq": self.seq, "seen": self.seen[-SEEN_MAX:]}))
+            os.replace(tmp, self.path)
 
 
 def _notes(msgs: list[InboxMessage]) -> list[briefing.Note]:

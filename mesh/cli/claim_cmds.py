@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from mesh.cli.main import common_parser, connect, run
+from mesh.core.validate import shown
 from mesh.errors import InvalidInput
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
@@ -20,7 +21,7 @@ def duration(text: str) -> float:
     """'90m', '2h', '30s', '1d', '45' (seconds) -> seconds."""
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (like 30s, 90m, 2h, 1d)")
+        raise argparse.ArgumentTypeError(f"{shown(text)} is not a duration (like 30s, 90m, 2h, 1d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 
@@ -103,12 +104,14 @@ def _hint_directories(args: argparse.Namespace) -> None:
 async def _claim(args: argparse.Namespace) -> int:
     from mesh.claim import claim_all
     from mesh.cli.output import print_json
-    from mesh.core.validate import check_ttl
+    from mesh.core.validate import MAX_TTL, check_ttl
     from mesh.errors import ClaimDenied
     from mesh.views import iso
 
     resources = _resources(args)
     check_ttl(args.ttl)
+    if not 0 <= args.wait <= MAX_TTL:
+        raise InvalidInput(f"--wait must be from 0 to 7 days, not {args.wait:g} s")
     _hint_directories(args)
     async with connect(args) as api:
         try:

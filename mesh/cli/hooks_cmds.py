@@ -13,11 +13,12 @@ from mesh.errors import ConfigError
 
 def _pieces(value: str) -> tuple[str, ...]:
     from mesh.agents import PIECES
+    from mesh.core.validate import shown
 
     got = tuple(p.strip() for p in value.split(",") if p.strip())
     bad = [p for p in got if p not in PIECES]
     if bad or not got:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(PIECES)}, not {value!r}")
+        raise argparse.ArgumentTypeError(f"choose from {','.join(PIECES)}, not {shown(value)}")
     return got
 
 

@@ -10,6 +10,28 @@ from typing import TYPE_CHECKING, Any
 from mesh.cli.main import common_parser, connect, run
 from mesh.errors import InvalidInput
 
+PAGE_MAX = 10_000
+
+
+def page(text: str) -> int:
+    """--limit: a whole number from 1 to 10000."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= PAGE_MAX:
+        raise argparse.ArgumentTypeError(f"must be 1-{PAGE_MAX}, not {text[:20]!r}")
+    return n
+
+
+def _more(shown: int, what: str) -> None:
+    """Say (on stderr: stdout stays one JSON document) that older entries exist beyond the page shown."""
+    print(
+        f"meshctl: newest {shown} {what} shown; older ones exist (--limit up to {PAGE_MAX})",
+        file=sys.stderr,
+    )
+
+
 if TYPE_CHECKING:
     from mesh.core.mailbox import InboxMessage
 
@@ -40,7 +62,7 @@ def register(sub: Any) -> None:
     i.add_argument("--from", dest="from_name", default=None, metavar="NAME", help="only from this session")
     i.add_argument("--follow", "-f", action="store_true", help="keep streaming new messages (Ctrl-C to stop)")
     i.add_argument("--mark-read", action="store_true", help="mark the listed messages read")
-    i.add_argument("--limit", type=int, default=100, help="at most this many (newest), default 100")
+    i.add_argument("--limit", type=page, default=100, help="at most this many (newest), default 100")
     i.set_defaults(func=cmd_inbox)
 
     r = sub.add_parser("read", parents=[common_parser()], help="show one message and mark it read")
@@ -52,7 +74,7 @@ def register(sub: Any) -> None:
     )
     o.add_argument("--state", choices=("queued", "delivered", "read", "expired"), default=None)
     o.add_argument("--to", default=None, metavar="NAME")
-    o.add_argument("--limit", type=int, default=100)
+    o.add_argument("--limit", type=page, default=100, help="at most this many (newest), default 100")
     o.set_defaults(func=cmd_outbox)
 
 
@@ -63,7 +85,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise InvalidInput(f"send takes {shape}, got {len(args.args)} argument(s)")
     *head, body = args.args
     if body == "-":
-        body = sys.stdin.read()
+        try:
+            body = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("the body read from stdin is not UTF-8 text (binary data?)") from None
     return run(_send(args, head, body))
 
 
@@ -93,13 +118,12 @@ def cmd_inbox(args: argparse.Namespace) -> int:
 async def _inbox(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
 
-    if not 1 <= args.limit <= 10_000:
-        raise InvalidInput("--limit must be 1-10000")
+    # One more than asked tells whether older ones exist (with --follow the page runs into new ones).
+    ask = args.limit if args.follow or args.limit >= PAGE_MAX else args.limit + 1
     async with connect(args) as api:
         items = []
-        async for m in api.messages(
-            unread=args.unread, follow=args.follow, from_name=args.from_name, limit=args.limit
-        ):
+        stream = api.messages(unread=args.unread, follow=args.follow, from_name=args.from_name, limit=ask)
+        async for m in stream:
             if args.follow:
                 _show(m, args.json)
                 if args.mark_read:
@@ -108,6 +132,9 @@ async def _inbox(args: argparse.Namespace) -> int:
                 items.append(m)
         if args.follow:
             return 0
+        if len(items) > args.limit:
+            items = items[1:]
+            _more(args.limit, "messages")
         if args.mark_read and items:
             await api.mark_read([m.id for m in items if not m.read])
     if args.json:
@@ -142,6 +169,7 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 async def _read(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
+    from mesh.core.validate import shown
     from mesh.errors import MessageError
 
     async with connect(args) as api:
@@ -150,7 +178,7 @@ async def _read(args: argparse.Namespace) -> int:
             if m.id == args.id:
                 found = m
         if found is None:
-            raise MessageError(f"no message {args.id!r} in this inbox")
+            raise MessageError(f"no message {shown(args.id)} in this inbox")
         if not found.read:
             await api.mark_read([found.id])
     if args.json:
@@ -168,8 +196,12 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 async def _outbox(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
 
+    ask = args.limit + 1 if args.limit < PAGE_MAX else args.limit
     async with connect(args) as api:
-        items = await api.outbox(args.state, args.to, args.limit)
+        items = await api.outbox(args.state, args.to, ask)
+    if len(items) > args.limit:
+        items = items[1:]
+        _more(args.limit, "entries")
     if args.json:
         print_json([e.to_json() for e in items])
     elif not items:

@@ -34,6 +34,8 @@ _VERBS = {
     "init": "mesh.cli.security_cmds", "join-token": "mesh.cli.security_cmds",
     "web": "mesh.cli.web_cmds",
     "hooks": "mesh.cli.hooks_cmds", "mcp": "mesh.cli.mcp_cmds",
+    "task": "mesh.cli.board_cmds", "board": "mesh.cli.board_cmds", "milestone": "mesh.cli.board_cmds",
+    "stats": "mesh.cli.board_cmds", "export": "mesh.cli.board_cmds",
 }  # fmt: skip
 
 # Verb-group modules, each with `register(sub)`. Missing optional modules are skipped.
@@ -43,6 +45,7 @@ _MODULES = (
     "mesh.cli.status_cmds",
     "mesh.cli.claim_cmds",
     "mesh.cli.mail_cmds",
+    "mesh.cli.board_cmds",
     "mesh.cli.security_cmds",
     "mesh.cli.web_cmds",
     "mesh.cli.hooks_cmds",
@@ -78,7 +81,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="meshctl",
-        description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages).",
+        description="session mesh: coordinate many coding sessions peer to peer (status, claims, messages, "
+        "a shared task board).",
     )
     from mesh._version import __version__
 
@@ -139,17 +143,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(verb)
     args = parser.parse_args(argv)
     args._argv = list(argv) if argv is not None else None
-    resolve_common(args)
     handler: Handler = args.func
     try:
+        _check_text(args)
+        resolve_common(args)
         return handler(args)
     except MeshError as e:
-        print(f"meshctl: {e}", file=sys.stderr)
+        print("meshctl: " + " ".join(str(e).splitlines()), file=sys.stderr)  # one line, whatever it says
         return e.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+
+
+def _check_text(args: argparse.Namespace) -> None:
+    """Every text argument is UTF-8 (bytes that are not become lone surrogates in Python, which would fail
+    deep inside the transport): one line naming it. File paths (`Path` values) may be any bytes."""
+    from mesh.core import validate
+
+    for dest, value in vars(args).items():
+        if dest.startswith("_") or dest == "func":
+            continue
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str):
+                what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
+                try:
+                    validate.utf8(v, what)
+                except MeshError as e:
+                    raise type(e)(f"{e}: {validate.shown(v)}") from None
 
 
 def entry() -> None:

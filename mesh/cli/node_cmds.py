@@ -140,7 +140,15 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
         web = await serve_node(node, args.web)  # binds first: a busy port fails before the node joins
         await node.start()
     except MeshError as e:
-        _report_ready(args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code})
+        _report_ready(
+            args.ready_fd, {"ok": False, "error": str(e), "exit": e.exit_code, "class": type(e).__name__}
+        )
+        raise
+    except Exception as e:
+        # A fault not yet mapped at its source: still the real reason, in the one line `up` prints (the
+        # traceback goes to the log, where a bug report needs it).
+        why = f"start-up failed: {type(e).__name__}: {str(e)[:300]} (traceback in node.log)"
+        _report_ready(args.ready_fd, {"ok": False, "error": why, "exit": 2})
         raise
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         loop.add_signal_handler(sig, node.request_stop, f"signal {signal.Signals(sig).name}")
@@ -183,6 +191,7 @@ def _report_ready(fd: int | None, info: dict[str, Any]) -> None:
 
 def _detach(args: argparse.Namespace, config: Any) -> int:
     from mesh.paths import ensure_private_dir, node_dir
+    from mesh.storage import translating
 
     state_dir = ensure_private_dir(node_dir(config.home_dir, config.mesh, config.name))
     log_path = state_dir / "node.log"
@@ -191,7 +200,9 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
     cmd = [sys.executable, "-m", _entry_module(), *argv, "--ready-fd", str(w)]
     env = dict(os.environ)
     env["MESH_HOME"] = str(config.home_dir)
-    with open(log_path, "ab") as log:
+    with translating(log_path, "open the log"):
+        log = open(log_path, "ab")  # noqa: SIM115 - closed right after the child has it
+    with log:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -212,11 +223,15 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
                 break
     if not data:
         code = proc.poll()
-        raise NodeUnavailable(f"node exited during start-up (code {code}); see {log_path}")
+        raise NodeUnavailable(f"node exited during start-up (code {code}): {_last_line(log_path)}")
     info = json.loads(data)
     if not info.get("ok"):
         proc.wait(timeout=5)
-        err = MeshError(info.get("error", "start-up failed"))
+        from mesh.core.errors import error_classes
+
+        cls = error_classes().get(str(info.get("class")), MeshError)
+        err = cls.__new__(cls)
+        MeshError.__init__(err, str(info.get("error", "start-up failed")))
         err.exit_code = int(info.get("exit", 2))
         raise err
     if info.get("web") and not args.json:
@@ -234,6 +249,18 @@ def _detach(args: argparse.Namespace, config: Any) -> int:
             f"peer API {info['address']}, log {log_path}"
         )
     return 0
+
+
+def _last_line(log_path: Path) -> str:
+    """The last line the node logged (for a start-up that ended before it could say why), with where."""
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = f.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    last = lines[-1].strip()[:300] if lines else "it logged nothing"
+    return f"{last} (see {log_path})"
 
 
 def _entry_module() -> str:

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from mesh.views import MemberEvent, MemberView
+from mesh.views import BoardEvent, MemberView, WatchEvent
 
 STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
 
@@ -101,10 +101,15 @@ def plain_members(members: list[MemberView], file: TextIO | None = None) -> None
         out.write("\t".join(row) + "\n")
 
 
-def event_line(ev: MemberEvent) -> str:
+def event_line(ev: WatchEvent) -> str:
     """One human line for a watch event."""
-    m = ev.member
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.at))
+    if isinstance(ev, BoardEvent):
+        if ev.change == "sync":
+            return f"{stamp}  board: {ev.count} changes arrived (caught up)"
+        where = "" if ev.local else " (from a peer)"
+        return f"{stamp}  board: {ev.change} {ev.short_id} {ev.title!r} — {ev.state}{where}"
+    m = ev.member
     if ev.kind == "state":
         return f"{stamp}  {m.name} is {m.state} (was {ev.previous})"
     if ev.kind == "joined":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,12 +118,9 @@ def cmd_join_token(args: argparse.Namespace) -> int:
         else:
             print(token)
         return 0
+    from mesh.storage import write_file
+
     path: Path = args.out
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode())
-    finally:
-        os.close(fd)
+    write_file(path, token + "\n", mode=0o600)
     print(f"wrote the join token of mesh {args.mesh!r} to {path} (keep it secret; delete it after use)")
     return 0

@@ -12,15 +12,19 @@ from mesh.cli.main import common_parser, connect, run
 
 if TYPE_CHECKING:
     from mesh.api import MeshAPI
+    from mesh.views import MemberView
 
 
 def register(sub: Any) -> None:
     st = sub.add_parser("status", parents=[common_parser()], help="every node in the mesh, from any node")
+    st.add_argument(
+        "--by-role", action="store_true", help="the role table: live sessions and open tasks per role"
+    )
     st.set_defaults(func=cmd_status)
     sm = sub.add_parser(
         "state", parents=[common_parser()], help="the whole picture as Markdown (CURRENT_STATE.md)"
     )
-    sm.add_argument("--out", default=None, help="write to this file instead of stdout")
+    sm.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
     sm.set_defaults(func=cmd_state)
     w = sub.add_parser("watch", parents=[common_parser()], help="live view of the mesh (Ctrl-C to stop)")
     w.add_argument(
@@ -38,6 +42,8 @@ async def _status(args: argparse.Namespace) -> int:
 
     async with connect(args) as api:
         members = await api.members()
+        if args.by_role:
+            return await _by_role(args, api, members)
         note = (await api.info()).steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])
@@ -52,10 +58,29 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _by_role(args: argparse.Namespace, api: MeshAPI, members: list[MemberView]) -> int:
+    from mesh.cli import output
+    from mesh.views import role_table
+
+    rows = role_table(members, (await api.board(done=False)).tasks())
+    if args.json:
+        output.print_json([r.to_json() for r in rows])
+        return 0
+    if not rows:
+        print("No roles: start sessions with `meshctl up --role ROLE`, or file tasks with --role.")
+    for r in rows:
+        who = ", ".join(r.live) if r.live else "NO LIVE SESSION"
+        away = f" (away: {', '.join(r.away)})" if r.away else ""
+        print(f"{r.role}\t{who}{away}\t{r.open_tasks} open task(s), {r.claimed_tasks} claimed")
+    return 0
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     text = asyncio.run(_state(args))
     if args.out:
-        Path(args.out).write_text(text)
+        from mesh.storage import write_file
+
+        write_file(args.out, text, mode=0o644)
     else:
         sys.stdout.write(text)
     return 0
@@ -71,8 +96,10 @@ async def _state(args: argparse.Namespace) -> str:
 
 
 async def _state_extra(api: MeshAPI) -> list[str]:
-    """More sections for `state` (messages, when this node has them)."""
-    return []
+    """More sections for `state`: the board and the milestones."""
+    from mesh.cli.board_cmds import board_markdown
+
+    return board_markdown(await api.board())
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -106,6 +133,7 @@ async def _live(api: MeshAPI, node_name: str, snapshot: bool) -> None:
     from rich.text import Text
 
     from mesh.cli import output
+    from mesh.views import BoardEvent, MemberEvent
 
     members: dict[str, Any] = {}
     recent: deque[str] = deque(maxlen=8)
@@ -119,7 +147,8 @@ async def _live(api: MeshAPI, node_name: str, snapshot: bool) -> None:
 
     with Live(render(), console=output.console(), refresh_per_second=4, transient=False) as live:
         async for ev in api.watch(snapshot=True):
-            members[ev.member.node_id] = ev.member
-            if ev.kind != "snapshot":
+            if isinstance(ev, MemberEvent):
+                members[ev.member.node_id] = ev.member
+            if isinstance(ev, BoardEvent) or ev.kind != "snapshot":
                 recent.append(output.event_line(ev))
             live.update(render())

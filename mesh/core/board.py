@@ -83,6 +83,7 @@ from typing import Any, NamedTuple
 
 from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId
 from mesh.core.hlc import HybridClock, Stamp, check_stamp
+from mesh.core.times import iso
 
 __all__ = [
     "MAX_STEPS",
@@ -113,12 +114,14 @@ __all__ = [
     "TaskRow",
     "TaskState",
     "check_note",
+    "check_replica",
     "check_role",
     "check_title",
     "context_from_dict",
     "context_to_dict",
     "new_replica_id",
     "op_from_dict",
+    "op_kind",
     "op_to_dict",
     "parse_priority",
     "split_delta",
@@ -256,6 +259,11 @@ def parse_priority(value: object) -> Priority:
     raise InvalidField(
         "priority", f"priority must be one of P0, P1, P2, P3 (P0 is the most urgent), not {_shown(value)}"
     )
+
+
+def check_replica(value: object) -> str:
+    """A replica id (8 characters of Crockford base32, lower case), e.g. from a peer's sync message."""
+    return _check_id(value, "replica", _REPLICA)
 
 
 def _check_id(value: object, field: str, pattern: re.Pattern[str] = _ENTITY, empty: bool = False) -> str:
@@ -627,6 +635,25 @@ class TaskRow(NamedTuple):
     updated_ms: int
     origin: str
 
+    def to_json(self) -> dict[str, Any]:
+        """The documented `board --json` task shape (times RFC 3339 UTC; absent values null)."""
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "title": self.title,
+            "priority": self.priority.value,
+            "state": self.state.value,
+            "holder": self.holder or None,
+            "until": iso(self.until),
+            "milestone": self.milestone or None,
+            "milestone_title": self.milestone_title or None,
+            "step": self.step or None,
+            "role": self.role or None,
+            "note": self.note,
+            "created_at": iso(self.created_ms / 1000),
+            "updated_at": iso(self.updated_ms / 1000),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class StepRow:
@@ -637,6 +664,16 @@ class StepRow:
     text: str
     done: int
     total: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A step as `milestone show --json` gives it."""
+        return {
+            "id": self.id,
+            "number": self.number,
+            "text": self.text,
+            "done": self.done,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,6 +694,20 @@ class MilestoneRow:
         """Whole percent done (0 when it has no tasks)."""
         return self.done * 100 // self.total if self.total else 0
 
+    def to_json(self) -> dict[str, Any]:
+        """The documented `milestone show --json` shape (progress over its tasks that are not dropped)."""
+        return {
+            "id": self.id,
+            "short_id": self.short_id,
+            "title": self.title,
+            "note": self.note,
+            "state": self.state.value,
+            "done": self.done,
+            "total": self.total,
+            "percent": self.percent,
+            "steps": [s.to_json() for s in self.steps],
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class BoardView:
@@ -670,6 +721,13 @@ class BoardView:
         """Every task row, in board order."""
         for _, rows in self.groups:
             yield from rows
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented `board --json` shape: tasks in board order (P0 first), then the milestones."""
+        return {
+            "tasks": [t.to_json() for t in self.tasks()],
+            "milestones": [m.to_json() for m in self.milestones],
+        }
 
 
 _RANK = {TaskState.OPEN: 0, TaskState.DONE: 1, TaskState.DROPPED: 2}
@@ -705,6 +763,8 @@ class Board:
         self._origins: set[str] = {replica}
         self._short: dict[str, str] | None = None
         self._obsolete: list[str] = []
+        self.last_applied: Applied | None = None
+        """What the latest local verb's operation did (its `obsolete` ids are for the store too)."""
 
     # -- replication
 
@@ -998,7 +1058,7 @@ class Board:
     def _make(self, now_ms: int, body: Body) -> Op:
         seq = self._ctx.top(self.replica) + 1
         op = Op(self.replica, seq, self.clock.tick(now_ms), body)
-        self.apply(op)
+        self.last_applied = self.apply(op)
         return op
 
     def _task(self, given: str, *, live: bool = True) -> _Entity:
@@ -1259,6 +1319,57 @@ class Board:
                 return row
         raise UnknownId("milestone", given)  # pragma: no cover - resolve found it
 
+    def done_tasks(self) -> Iterator[tuple[str, str, int]]:
+        """(task id, milestone id or "", wall_ms of the write that made it done) for every done task:
+        what `meshctl stats` counts per milestone within its window."""
+        for t in self._tasks.values():
+            if t.created is None:
+                continue
+            key, state = t.regs["state"]
+            if state == TaskState.DONE.value:
+                yield t.id, t.regs["milestone"][1], key[0]
+
+    def summary(self, eid: str) -> tuple[str, str, str] | None:
+        """(kind "task" or "milestone", title, stored state) of a live id, else None: what a watch event
+        says about a change, without building a view."""
+        for kind, table in (("task", self._tasks), ("milestone", self._milestones)):
+            ent = table.get(eid)
+            if ent is not None and ent.created is not None:
+                return kind, ent.value("title"), ent.value("state")
+        return None
+
+    def task_row(self, task: str, claims: Mapping[str, tuple[str, float]] | None = None) -> TaskRow:
+        """One task as `view` shows it (any state), by a full or short id."""
+        t = self._tasks[self.resolve_task(task)]
+        regs = t.regs
+        state = _TASK_STATE[regs["state"][1]]
+        who, until = (claims or {}).get(t.id, ("", None))
+        shown = _ROW_STATE[state]
+        if state is TaskState.OPEN and who:
+            shown = RowState.CLAIMED
+        else:
+            who, until = "", None
+        mid = regs["milestone"][1]
+        m = self._milestones.get(mid)
+        assert t.created is not None
+        return TaskRow(
+            t.id,
+            self.short(t.id),
+            regs["title"][1],
+            _PRIORITY[regs["priority"][1]],
+            shown,
+            who,
+            until,
+            mid,
+            m.value("title") if m is not None and m.created is not None else "",
+            regs["step"][1],
+            regs["role"][1],
+            regs["note"][1],
+            t.created[0],
+            t.updated,
+            t.id.partition("-")[0],
+        )
+
 
 # ---------------------------------------------------------------- codec (JSON-ready dicts)
 
@@ -1273,6 +1384,11 @@ _KINDS: dict[type, str] = {
     RemoveStep: "step.remove",
 }
 _BY_KIND = {v: k for k, v in _KINDS.items()}
+
+
+def op_kind(op: Op) -> str:
+    """The operation's kind as the codec and watch events name it: "task.add", "milestone.edit", ..."""
+    return _KINDS[type(op.body)]
 
 
 def op_to_dict(op: Op) -> dict[str, Any]:

@@ -19,6 +19,9 @@
     ├── MessageError           messaging                                        FAILED_PRECONDITION
     │   └── UnknownRecipient   the name was never seen in this mesh             NOT_FOUND
     ├── LimitExceeded          a rate / size / count limit was hit              RESOURCE_EXHAUSTED
+    ├── StorageError           local state cannot be read or written            FAILED_PRECONDITION
+    │   ├── StorageFull        the disk holding it is full (recovers by itself) RESOURCE_EXHAUSTED
+    │   └── StateDamaged       a state file is damaged, empty or not ours       DATA_LOSS
     ├── AuthError              credentials missing or wrong                     UNAUTHENTICATED
     │   └── PermissionDenied   authenticated, but not allowed                   PERMISSION_DENIED
     └── ProtocolError          a peer broke the protocol (not the caller)       INVALID_ARGUMENT
@@ -28,6 +31,10 @@ The right-hand column is how each class travels over gRPC; that table lives at t
 (`mesh._transport.errors`), so these classes stay importable without grpc. `exit_code` is what meshctl
 exits with when the error ends a command. `InvalidField` is also a `ValueError` and `UnknownId` a
 `LookupError`, so plain Python callers of a core can catch them without knowing the mesh.
+
+Storage faults (sqlite3 and OS errors: a full disk, a read-only home, a damaged file) become `StorageError`s
+in one place, `mesh.storage`, which every store and state file goes through; each message names the file
+and what to do.
 """
 
 from __future__ import annotations
@@ -53,7 +60,10 @@ __all__ = [
     "PatternError",
     "PermissionDenied",
     "ProtocolError",
+    "StateDamaged",
     "StateError",
+    "StorageError",
+    "StorageFull",
     "UnknownId",
     "UnknownRecipient",
 ]
@@ -178,6 +188,20 @@ class UnknownRecipient(MessageError):
 
 class LimitExceeded(MeshError):
     """A size, count or rate limit was hit."""
+
+
+class StorageError(MeshError):
+    """This node's local state cannot be read or written (read-only, not permitted, not a directory)."""
+
+
+class StorageFull(StorageError):
+    """The disk (or quota) holding this node's state is full; what failed is not stored. The node carries
+    on and recovers by itself once there is room."""
+
+
+class StateDamaged(StorageError):
+    """A state file is damaged, empty, or not what this node wrote; the node refuses to run on it (it
+    would lose or split data), and the message says what to restore or move aside."""
 
 
 class AuthError(MeshError):

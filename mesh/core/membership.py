@@ -1,8 +1,8 @@
 """Membership and failure detection, sans-IO.
 
 Every input carries `now` (monotonic seconds); outputs are events. The runtime feeds it what the peer links
-see (hello, any frame, status, leave, a reconnect refused) and calls `tick(now)` at least every
-`Timing.tick_interval`; it never decides a claim.
+see (hello, any frame, status, leave, a reconnect refused, a link lost, a verdict) and calls `tick(now)` at
+least every `Timing.tick_interval`; it never decides a claim.
 
 Liveness per member (the table is TRANSITIONS below):
 
@@ -12,8 +12,16 @@ Liveness per member (the table is TRANSITIONS below):
     leave ──▶ LEFT (final for that incarnation)        reconnect refused ──▶ DEAD at once
     a hello with a new incarnation replaces the member (a restarted process is a new node).
 
+Silence is timed only where it means something (`mesh/core/watch.py` has the rules): on the members this
+node *watches* (its ring predecessors, who beat to it because it asked: `WatchingChanged`), and on members
+it has no link to (counted from when the link went). Everyone else learns of a suspect or a death from the
+watchers' verdicts (`Spread`), mapped onto the same table (a suspect verdict is QUIET, a dead one SILENT, the
+member's refutation HEARD), and from the instant evidence every node has of its own links (REFUSED). A
+member told it is suspected refutes with a higher liveness sequence, so a live member is never held dead.
+
 Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
-hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence.
+hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence,
+and the node tells everyone it is back (a refutation of whatever its watchers concluded meanwhile).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
+from mesh.core.watch import DEFAULT_WATCHERS, News, refutation, verdict_applies, watched_by
 
 
 class Liveness(enum.Enum):
@@ -60,6 +69,7 @@ class Timing:
     dead_after: float = 10.0
     forget_after: float = 900.0
     tick_interval: float = 0.25
+    watchers: int = DEFAULT_WATCHERS  # each node is watched (heartbeats, silence timers) by this many
 
     @property
     def max_tick_gap(self) -> float:
@@ -91,6 +101,10 @@ TRANSITIONS: dict[tuple[Liveness, Sign], Liveness] = {
 
 SILENCE_SIGN = {Liveness.ALIVE: Sign.FRESH, Liveness.SUSPECT: Sign.QUIET, Liveness.DEAD: Sign.SILENT}
 
+# A verdict is a watcher's silence (or the member's own word) seen second-hand: same signs, same table.
+NEWS_SIGN = {News.ALIVE: Sign.HEARD, News.SUSPECT: Sign.QUIET, News.DEAD: Sign.SILENT}
+STATE_NEWS = {Liveness.SUSPECT: News.SUSPECT, Liveness.DEAD: News.DEAD}
+
 
 def liveness_for(silence: float, timing: Timing) -> Liveness:
     """The state a member deserves after `silence` seconds without a frame."""
@@ -112,6 +126,15 @@ class Member:
     status: StatusRecord | None = None
     is_self: bool = False
     dead_reason: str = ""
+    seq: int = 0  # the highest liveness sequence heard for this incarnation (its refutations raise it)
+    watched: bool = False  # this node watches it: it beats to us, we time its silence
+    linked: bool = True  # a link to it is open (an open link vouches for it until it closes)
+    reminded: float = float("-inf")  # when we last told it the verdict we hold (so that it can refute)
+
+    @property
+    def timed(self) -> bool:
+        """Is its silence this node's to time? (watched, or no link that would carry news of it)."""
+        return self.watched or not self.linked
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +170,34 @@ class MemberForgotten:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Liveness news about one life of a member, stamped with its liveness sequence."""
+
+    node_id: str
+    incarnation: str
+    news: News
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """Send `verdict` to every peer (`to` empty), or only to the member `to` (so it can refute)."""
+
+    verdict: Verdict
+    to: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchingChanged:
+    """This node now watches `start` and no longer `stop`: ask them to beat to us, or to stop."""
+
+    start: tuple[str, ...]
+    stop: tuple[str, ...]
+
+
 MembershipEvent = MemberJoined | LivenessChanged | StatusChanged | MemberForgotten
+Outgoing = Spread | WatchingChanged  # what the runtime must send: taken with `outgoing()`
 
 
 @dataclass
@@ -161,6 +211,10 @@ class Membership:
     members: dict[str, Member] = field(default_factory=dict)
     _last_now: float = 0.0
     credited: float = 0.0  # total seconds of our own stalls credited to peers (observability)
+    seq: int = 0  # this node's own liveness sequence (raised to refute a suspicion)
+    watching: frozenset[str] = frozenset()  # the members this node watches
+    _out: list[Outgoing] = field(default_factory=list)
+    _reasserted: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._last_now = self.now
@@ -186,9 +240,11 @@ class Membership:
                 events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted"))
         else:
             old.info = info
+            old.linked = True
             events += self._revive(old, now, "reconnected")
         if status is not None:
             events += self.status_update(status, now)
+        self._rewatch(now)
         return events
 
     def heard(self, node_id: str, now: float) -> list[MembershipEvent]:
@@ -197,7 +253,11 @@ class Membership:
         m = self.members.get(node_id)
         if m is None or m.is_self:
             return events
+        if m.state is Liveness.ALIVE:
+            m.last_heard = now
+            return events  # the common case, once per frame: nothing to move
         events += self._revive(m, now, "heard again")
+        self._rewatch(now)
         return events
 
     def status_update(self, record: StatusRecord, now: float) -> list[MembershipEvent]:
@@ -222,6 +282,7 @@ class Membership:
         m = self.members.get(node_id)
         if m is not None and not m.is_self:
             events += self._sign(m, Sign.LEAVE, now, reason)
+        self._rewatch(now)
         return events
 
     def refused(self, node_id: str, now: float) -> list[MembershipEvent]:
@@ -230,11 +291,54 @@ class Membership:
         m = self.members.get(node_id)
         if m is not None and not m.is_self:
             events += self._sign(m, Sign.REFUSED, now, "connection refused")
+        self._rewatch(now)
         return events
+
+    def unlinked(self, node_id: str, now: float) -> list[MembershipEvent]:
+        """The link to `node_id` closed (a redial may follow): from now on its silence is ours to time."""
+        events = self._advance(now)
+        m = self.members.get(node_id)
+        if m is not None and not m.is_self and m.linked:
+            m.linked = False
+            if not m.watched:
+                m.last_heard = max(m.last_heard, now)  # the open link vouched for it until now
+        return events
+
+    def verdict(self, v: Verdict, now: float) -> list[MembershipEvent]:
+        """Liveness news from a peer: a watcher's suspect/dead verdict, or a member's refutation."""
+        events = self._advance(now)
+        if v.node_id == self.me.node_id:
+            if v.incarnation == self.me.incarnation:
+                seq = refutation(self.seq, v.news, v.seq)
+                # Saying the same sequence again is for peers that missed it: once per suspect_after will do.
+                if seq is not None and (
+                    seq > self.seq or now - self._reasserted >= self.timing.suspect_after
+                ):
+                    self._reasserted = now
+                    self._refute(seq)
+            return events
+        m = self.members.get(v.node_id)
+        if m is None or m.is_self or m.info.incarnation != v.incarnation:
+            return events  # news of a life this node does not know (yet, or any more)
+        if not verdict_applies(m.seq, v.news, v.seq):
+            return events
+        m.seq = max(m.seq, v.seq)
+        if v.news is News.ALIVE:
+            m.last_heard = max(m.last_heard, now)
+        elif not m.timed and m.state is Liveness.ALIVE:
+            m.last_heard = now - self.timing.suspect_after  # as silent as a suspicion says (for its timeout)
+        moved = self._sign(m, NEWS_SIGN[v.news], now, f"{v.news.value}: its watchers")
+        if moved:
+            if v.news is not News.ALIVE and m.linked:
+                m.reminded = now
+                self._out.append(Spread(v, to=m.info.node_id))  # tell the member, so a live one refutes
+            self._rewatch(now)
+        return events + moved
 
     def tick(self, now: float) -> list[MembershipEvent]:
         """Advance timers: suspect, dead, forget."""
         events = self._advance(now)
+        moved = False
         for m in list(self.members.values()):
             if m.is_self:
                 continue
@@ -242,9 +346,29 @@ class Membership:
                 if now - m.state_since >= self.timing.forget_after:
                     del self.members[m.info.node_id]
                     events.append(MemberForgotten(m.info.node_id, m.info.name))
+                elif m.state is Liveness.DEAD and m.linked:
+                    self._remind(m, now)
                 continue
+            if not m.timed:
+                if m.state is not Liveness.SUSPECT:
+                    continue  # its watchers time it; their verdicts (or our link's end) tell us
+                # SWIM's suspicion timeout: a suspicion nobody refutes (nor confirms: a lost verdict)
+                # ends in dead here too; meanwhile the member is reminded, so a live one refutes.
+                self._remind(m, now)
+                if now - m.last_heard < self.timing.dead_after:
+                    continue
             sign = SILENCE_SIGN[liveness_for(now - m.last_heard, self.timing)]
-            events += self._sign(m, sign, now, f"silent {now - m.last_heard:.1f}s")
+            changed = self._sign(m, sign, now, f"silent {now - m.last_heard:.1f}s")
+            if changed:
+                moved = True
+                events += changed
+                if m.watched and m.state in STATE_NEWS:
+                    v = Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[m.state], m.seq)
+                    self._out.append(Spread(v))
+                    if m.state is Liveness.SUSPECT:  # our request for its beats may have been lost: ask again
+                        self._out.append(WatchingChanged((m.info.node_id,), ()))
+        if moved:
+            self._rewatch(now)
         return events
 
     # ------------------------------------------------------------------ queries
@@ -255,12 +379,18 @@ class Membership:
         for m in self.members.values():
             if m.is_self:
                 continue
-            if m.state is Liveness.ALIVE:
-                times.append(m.last_heard + self.timing.suspect_after)
-            elif m.state is Liveness.SUSPECT:
-                times.append(m.last_heard + self.timing.dead_after)
-            else:
+            if m.state in (Liveness.DEAD, Liveness.LEFT):
                 times.append(m.state_since + self.timing.forget_after)
+                if m.state is Liveness.DEAD and m.linked:
+                    times.append(m.reminded + self.timing.dead_after)
+            elif not m.timed:
+                if m.state is Liveness.SUSPECT:
+                    times.append(min(m.reminded, m.last_heard) + self.timing.dead_after)
+                continue
+            elif m.state is Liveness.ALIVE:
+                times.append(m.last_heard + self.timing.suspect_after)
+            else:
+                times.append(m.last_heard + self.timing.dead_after)
         return min(times) if times else None
 
     def live(self) -> list[Member]:
@@ -281,6 +411,11 @@ class Membership:
 
     # ------------------------------------------------------------------ internals
 
+    def outgoing(self) -> list[Outgoing]:
+        """What to send since the last call (verdicts to spread, watch requests), for the runtime."""
+        out, self._out = self._out, []
+        return out
+
     def _advance(self, now: float) -> list[MembershipEvent]:
         gap = now - self._last_now
         if gap > self.timing.max_tick_gap:
@@ -290,12 +425,58 @@ class Membership:
             for m in self.members.values():
                 if not m.is_self and m.state in (Liveness.ALIVE, Liveness.SUSPECT):
                     m.last_heard = min(now, m.last_heard + stall)
+            # ...and our watchers may have blamed us for ours: say we are back before they are told otherwise.
+            self._refute(self.seq + 1)
         self._last_now = max(self._last_now, now)
         return []
 
+    def _refute(self, seq: int | None) -> None:
+        if seq is not None:
+            self.seq = seq
+            self._out.append(Spread(Verdict(self.me.node_id, self.me.incarnation, News.ALIVE, seq)))
+
+    def _rewatch(self, now: float) -> None:
+        """Recompute whom this node watches (its ring predecessors among the live members)."""
+        live = [m.info.node_id for m in self.live()]
+        want = watched_by(self.me.node_id, live, self.timing.watchers)
+        if want == self.watching:
+            return
+        start, stop = want - self.watching, self.watching - want
+        for nid in start:
+            m = self.members[nid]
+            m.watched = True
+            if m.linked:  # its beats to us start now: time it from here (unlinked, its timer already runs)
+                m.last_heard = max(m.last_heard, now)
+        for nid in stop:
+            if (m2 := self.members.get(nid)) is not None:
+                m2.watched = False
+                if m2.linked:
+                    m2.last_heard = max(m2.last_heard, now)
+        self.watching = want
+        self._out.append(WatchingChanged(tuple(sorted(start)), tuple(sorted(stop))))
+
+    def _remind(self, m: Member, now: float) -> None:
+        """Tell a member we hold suspect or dead (and hear nothing from) our verdict again, now and then.
+
+        A verdict no refutation answered may be one the member never got (its link was cut meanwhile): a
+        live member refutes it, which reaches everyone.
+        """
+        if now - m.reminded >= self.timing.dead_after and m.state in STATE_NEWS:
+            m.reminded = now
+            v = Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[m.state], m.seq)
+            self._out.append(Spread(v, to=m.info.node_id))
+
     def _revive(self, m: Member, now: float, reason: str) -> list[MembershipEvent]:
         m.last_heard = now
-        return self._sign(m, Sign.HEARD, now, reason)
+        was = m.state
+        moved = self._sign(m, Sign.HEARD, now, reason)
+        if moved and was in STATE_NEWS:
+            # Peers we told (or that told us) may still hold it suspect or dead: remind the member, whose
+            # refutation reaches them all (after a partition heals, nobody else would say it).
+            self._out.append(
+                Spread(Verdict(m.info.node_id, m.info.incarnation, STATE_NEWS[was], m.seq), m.info.node_id)
+            )
+        return moved
 
     def _sign(self, m: Member, sign: Sign, now: float, reason: str) -> list[MembershipEvent]:
         """Move `m` as TRANSITIONS says for `sign` (nothing if the pair is not listed)."""

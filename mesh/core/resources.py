@@ -30,6 +30,7 @@ __all__ = [
     "SHARED_PATH",
     "PathClaim",
     "conflict",
+    "is_shared",
     "literal",
     "path_claim",
     "path_resource",
@@ -60,9 +61,14 @@ def path_claim(resource: str) -> PathClaim | None:
     return PathClaim(globs.parse(name), type_ == PATH)
 
 
+def is_shared(resource: str) -> bool:
+    """A shared path claim: several owners may hold it at once (each with a lease and tokens of its own)."""
+    return resource.startswith(SHARED_PATH + "/")
+
+
 def slot_key(resource: str, owner: str) -> str:
     """The acceptor slot of ``owner``'s claim on ``resource``: one per resource, one per owner if shared."""
-    return f"{resource}\n{owner}" if resource.startswith(SHARED_PATH + "/") else resource
+    return f"{resource}\n{owner}" if is_shared(resource) else resource
 
 
 def conflict(a: str, b: str) -> bool:

@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from mesh.core.errors import InvalidField, PatternError
 from mesh.core.globs import overlaps as globs_overlap
+from mesh.core.resources import path_claim
 
 __all__ = [
     "DEAD_CAP",
@@ -332,15 +333,15 @@ class Collisions:
 
 
 def resources_overlap(a: str, b: str) -> bool:
-    """Do two claims cover a common thing? Equal names, or two ``path/`` patterns that overlap."""
-    if a == b:
-        return True
-    if a.startswith("path/") and b.startswith("path/"):
-        try:
-            return globs_overlap(a[5:], b[5:])
-        except PatternError:
-            return False
-    return False
+    """Do two claims cover a common thing? Equal item names, or two path claims (``path/`` or
+    ``path-shared/``) whose patterns overlap (whether one is exclusive is the holds' business)."""
+    try:
+        pa, pb = path_claim(a), path_claim(b)
+    except PatternError:
+        return a == b
+    if pa is None or pb is None:
+        return a == b
+    return globs_overlap(pa.glob, pb.glob)
 
 
 def claim_collisions(

@@ -28,6 +28,28 @@ def _shown(value: object) -> str:
     return text if len(text) <= 80 else f"{text[:77]}..."
 
 
+def shown(value: object) -> str:
+    """A rejected value as an error message may show it: repr'd and cut to about 80 characters."""
+    return _shown(value)
+
+
+def utf8(value: str, field: str) -> str:
+    """Text that can travel: encodable as UTF-8 (a lone surrogate is what undecodable argv or stdin bytes
+    become in Python, and it would fail deep inside the transport)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} is not valid UTF-8 text (it holds undecodable bytes)") from None
+    return value
+
+
+def page_limit(value: int, field: str = "limit", most: int = 10_000) -> int:
+    """A page size: a whole number from 1 to `most`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+        raise InvalidInput(f"{field} must be a whole number from 1 to {most}, not {_shown(value)}")
+    return value
+
+
 def name(value: str, field: str = "name") -> str:
     """A session, role or mesh name."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
@@ -62,13 +84,13 @@ def text(value: str, field: str, limit: int = TEXT_MAX) -> str:
         raise InvalidInput(f"{field} is {len(value)} characters; the limit is {limit}")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidInput(f"{field} contains control characters")
-    return value
+    return utf8(value, field)
 
 
 def progress(value: int) -> int:
     """A progress percentage, 0-100."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {value!r}")
+        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {_shown(value)}")
     return value
 
 
@@ -108,11 +130,11 @@ def resource_name(type_: str, name: str) -> str:
     what is wrong with it); every other type an item name.
     """
     if not isinstance(type_, str) or not _CLAIM_TYPE.fullmatch(type_):
-        raise InvalidInput(f"invalid claim type {type_!r}: use {CLAIM_TYPE_RULE}")
+        raise InvalidInput(f"invalid claim type {_shown(type_)}: use {CLAIM_TYPE_RULE}")
     if type_ in resources.PATH_TYPES:
         return resources.path_resource([name], shared=type_ == resources.SHARED_PATH)
     if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name) or "//" in name or name.endswith("/"):
-        raise InvalidInput(f"invalid claim name {name!r}: use {CLAIM_NAME_RULE}")
+        raise InvalidInput(f"invalid claim name {_shown(name)}: use {CLAIM_NAME_RULE}")
     return f"{type_}/{name}"
 
 
@@ -120,7 +142,7 @@ def split_resource(resource: str) -> tuple[str, str]:
     """`TYPE/NAME` -> (TYPE, NAME), validated."""
     type_, sep, name = resource.partition("/")
     if not sep:
-        raise InvalidInput(f"invalid claim {resource!r}: expected TYPE/NAME")
+        raise InvalidInput(f"invalid claim {_shown(resource)}: expected TYPE/NAME")
     resource_name(type_, name)
     return type_, name
 
@@ -132,6 +154,14 @@ def claim_resource(resource: str) -> str:
 
 def check_ttl(ttl: float) -> float:
     """A claim's maximum life in seconds: positive and at most 7 days."""
-    if not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
-        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {ttl!r} s")
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
+        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {_shown(ttl)} s")
     return float(ttl)
+
+
+def check_wait(wait: float) -> float:
+    """How long a claim keeps trying while another session holds the item: 0 to 7 days (checked before any
+    deadline is computed from it: a huge one would overflow the RPC's deadline, not say why)."""
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_TTL:
+        raise InvalidInput(f"wait must be from 0 to 7 days, not {_shown(wait)} s")
+    return float(wait)

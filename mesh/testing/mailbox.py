@@ -32,6 +32,7 @@ from mesh.core.mailbox import (
     batch_limit,
     message_id,
     new_stream_id,
+    send_digest,
 )
 
 
@@ -88,6 +89,7 @@ class MemoryMailbox:
     _in_ids: dict[str, int] = field(default_factory=dict)
     _cursors: dict[tuple[str, str], int] = field(default_factory=dict)
     _members: dict[str, Contact] = field(default_factory=dict)
+    _keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # send key -> (id, digest)
 
     @classmethod
     def create(cls, node_id: str, name: str, rng: random.Random) -> MemoryMailbox:
@@ -100,9 +102,18 @@ class MemoryMailbox:
             raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
         ids = []
         for it in items:
+            if it.key:
+                known = self._keys.get(it.key)
+                if known is not None:
+                    if known[1] != send_digest(it):
+                        raise InvalidInput("this send key was already used for a different message")
+                    ids.append(known[0])
+                    continue
             self._counter += 1
             mid = message_id(self.stream, self._counter)
             ids.append(mid)
+            if it.key:
+                self._keys[it.key] = (mid, send_digest(it))
             for r in it.recipients:
                 seq = self._next_seq.get(r.node_id, 1)
                 self._next_seq[r.node_id] = seq + 1

@@ -64,6 +64,7 @@ from mesh.core.claims import (
 )
 from mesh.core.lease import Propose, Release, token_of
 from mesh.core.mutants import Mutants
+from mesh.core.resources import is_shared
 from mesh.core.steward_policy import Candidate, can_decide, formation, next_config, upkeep_leader
 from mesh.core.stewards import CfgAccept, CfgPrepare, StewardConfig, StewardState, proxy_step
 from mesh.errors import ConfigError
@@ -405,7 +406,7 @@ class Simulation:
         self.stats.path_grants += e.resource.startswith("path")
         self.grant_times.append(self.t)
         self._log(f"{node.ident} GRANTED {e.resource} token={e.token:x} until_true={node.true(e.until):.3f}")
-        key = f"{e.resource} {node.node}" if sim_paths.is_shared(e.resource) else e.resource
+        key = f"{e.resource} {node.node}" if is_shared(e.resource) else e.resource
         last = self.last_token.get(key)
         if self.check_tokens and last is not None and e.token <= last:
             self._violation(f"token for {e.resource} did not increase: {e.token:#x} after {last:#x}")
@@ -568,7 +569,7 @@ class Simulation:
             live = [b for b in bs.values() if b.node.true(b.until) > self.t]
             if res.startswith("path"):
                 paths[res] = {b.ident for b in live}
-            if len(live) > 1 and not sim_paths.is_shared(res):
+            if len(live) > 1 and not is_shared(res):
                 desc = ", ".join(
                     f"{b.ident} token={b.token:#x} since={b.since:.3f} until_true={b.node.true(b.until):.3f}"
                     for b in live

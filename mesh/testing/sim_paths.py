@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping, Set
 
 from mesh.core import globs
-from mesh.core.resources import SHARED_PATH, conflict, path_claim, path_resource
+from mesh.core.resources import conflict, path_claim, path_resource
 
 POOL = (
     "src/**",
@@ -34,11 +34,6 @@ def pick(rng: random.Random) -> str:
     """A path claim's resource: one to three patterns of the pool, exclusive or (sometimes) shared."""
     patterns = rng.sample(POOL, rng.choice((1, 1, 1, 2, 3)))
     return path_resource(patterns, shared=rng.random() < 0.3)
-
-
-def is_shared(resource: str) -> bool:
-    """A shared path claim: several owners may hold it at once (and its tokens are per owner)."""
-    return resource.startswith(SHARED_PATH + "/")
 
 
 def overlapping_holders(live: Mapping[str, Set[str]]) -> str | None:

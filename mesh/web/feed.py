@@ -27,7 +27,7 @@ from typing import Any
 from mesh.api import MeshAPI
 from mesh.core.mailbox import InboxMessage, OutboxEntry
 from mesh.errors import MeshError
-from mesh.views import ClaimView, MemberEvent, MemberView, iso
+from mesh.views import BoardEvent, ClaimView, MemberEvent, MemberView, iso
 
 log = logging.getLogger("mesh.web")
 
@@ -39,6 +39,7 @@ RECONCILE_EVERY = 10.0  # members the node has forgotten (no event either) are d
 COALESCE = 0.01  # a burst of events (a snapshot, a steward change: one loop turn) becomes one update
 RECONNECT_MAX = 1.0  # seconds between attempts to reach a node that went away
 OUTBOX_MAX = 100  # outbox entries polled (one per recipient): the newest, enough for MESSAGES_MAX rows
+BOARD_COALESCE = 0.1  # a burst of board changes (a catch-up, a script filing tasks) is one read
 
 
 Connector = Callable[[], AbstractAsyncContextManager[MeshAPI]]
@@ -77,6 +78,7 @@ class Feed:
         self._pages = 0
         self._page_opened = asyncio.Event()
         self._info_wanted = asyncio.Event()
+        self._board_wanted = asyncio.Event()
         self._last_unread = -1
 
     # ------------------------------------------------------------------ what pages see
@@ -204,13 +206,18 @@ class Feed:
                     self._members.clear()
                     self._inbox.clear()
                     self._info_wanted.set()
+                    self._board_wanted.set()
                     self._up = _Upstream(True, time.time(), "")
                     helpers = [
                         asyncio.create_task(_keep(self._follow_inbox, source), name="web-inbox"),
                         asyncio.create_task(_keep(self._poll, source), name="web-poll"),
                         asyncio.create_task(_keep(self._follow_info, source), name="web-info"),
+                        asyncio.create_task(_keep(self._follow_board, source), name="web-board"),
                     ]
-                self._on_event(ev)
+                if isinstance(ev, BoardEvent):
+                    self._on_board_event(ev)
+                else:
+                    self._on_event(ev)
         finally:
             for t in helpers:
                 t.cancel()
@@ -226,6 +233,12 @@ class Feed:
         self._members[m.node_id] = m
         if prev is not None and prev.steward != m.steward:
             self._info_wanted.set()
+        # The board shows who claimed each task: a task claim taken, dropped or gone with its holder.
+        before = {r for r, _, _ in prev.claims} if prev is not None else set()
+        after = {r for r, _, _ in m.claims}
+        changed = before ^ after if ev.kind != "state" else before | after
+        if any(r.startswith("task/") for r in changed):
+            self._board_wanted.set()
         if m.is_self and m.unread != self._last_unread:
             self._last_unread = m.unread
         if ev.kind == "joined":
@@ -236,6 +249,21 @@ class Feed:
             self._note(m, "state", f"is {m.state}" + (f" (was {ev.previous})" if ev.previous else ""), ev.at)
         elif ev.kind == "status" and prev is not None:
             self._status_notes(prev, m, ev.at)
+        self._touch()
+
+    def _on_board_event(self, ev: BoardEvent) -> None:
+        """A board change: the board is read again (coalesced), and the change noted in the activity."""
+        self._board_wanted.set()
+        if ev.change == "sync":
+            text = f"caught up {ev.count} board changes"
+        else:
+            what = {"task.add": "added", "task.edit": "edited", "step.add": "step added"}.get(ev.change)
+            text = f"{ev.entity} {ev.short_id} {what or ev.state or 'changed'}: {ev.title}"
+        self._seq += 1
+        self._activity.appendleft(
+            {"seq": self._seq, "at": iso(ev.at or time.time()), "name": "board", "kind": "board",
+             "state": ev.state, "text": text}
+        )  # fmt: skip
         self._touch()
 
     def _status_notes(self, prev: MemberView, m: MemberView, at: float) -> None:
@@ -283,12 +311,24 @@ class Feed:
                 for gone in [k for k in self._members if k not in known]:
                     del self._members[gone]
                     changed = True
-            board = await _board(source)
-            if board != self._board:
-                self._board, changed = board, True
             if changed:
                 self._touch()
             await asyncio.sleep(POLL_INTERVAL)
+
+    async def _follow_board(self, source: MeshAPI) -> None:
+        """The board: read on connect and after each change (a burst of changes is one read)."""
+        while True:
+            await self._board_wanted.wait()
+            await asyncio.sleep(BOARD_COALESCE)
+            self._board_wanted.clear()
+            try:
+                board = await _board(source)
+            except BaseException:
+                self._board_wanted.set()
+                raise
+            if board != self._board:
+                self._board = board
+                self._touch()
 
     async def _follow_info(self, source: MeshAPI) -> None:
         """The steward epoch: read on connect and whenever a member's steward flag changes."""
@@ -331,12 +371,10 @@ async def _keep(follow: Callable[[MeshAPI], Awaitable[None]], source: MeshAPI) -
 
 
 async def _board(source: MeshAPI) -> list[dict[str, Any]] | None:
-    """The task board, by priority, once the API has one (issue 12); None shows "no board yet".
+    """The task board's rows in board order (`board --json` task shapes); None shows "no board yet".
 
-    To add it: give MeshAPI a `board()` verb returning the board (`mesh.core.board.BoardView`, whose
-    `tasks()` are rows with id, title, priority P0-P3, state, holder, until, milestone(_title), role) or a
-    list of such rows or dicts; this function flattens them in board order and app.js `renderBoard` draws
-    them grouped by priority. Nothing else changes (claims on tasks already show under Claims).
+    The source's `board()` gives a `mesh.core.board.BoardView` (or a list of rows or dicts, for a test's
+    source); app.js `renderBoard` draws the rows grouped by priority.
     """
     fn = getattr(source, "board", None)
     if fn is None:

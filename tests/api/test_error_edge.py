@@ -47,3 +47,12 @@ def test_the_cores_errors_sit_in_the_tree_where_their_meaning_is() -> None:
 def test_what_did_not_travel_keeps_its_class_default() -> None:
     back = from_status(S.INVALID_ARGUMENT, "task 'ab' is ambiguous", "AmbiguousId")
     assert isinstance(back, mesh.errors.AmbiguousId) and back.choices == () and back.field == ""
+
+
+def test_storage_faults_travel_as_what_they_mean() -> None:
+    assert issubclass(mesh.errors.StorageFull, mesh.errors.StorageError)
+    assert issubclass(mesh.errors.StateDamaged, mesh.errors.StorageError)
+    assert status_of(mesh.errors.StorageError("read-only")) == S.FAILED_PRECONDITION
+    assert status_of(mesh.errors.StorageFull("no space")) == S.RESOURCE_EXHAUSTED
+    assert status_of(mesh.errors.StateDamaged("damaged")) == S.DATA_LOSS
+    assert type(from_status(S.DATA_LOSS, "damaged")) is mesh.errors.StateDamaged  # even with no class name

@@ -136,3 +136,67 @@ async def test_events_of_another_grant_never_extend_this_lease() -> None:
     await asyncio.wait_for(lease.lost.wait(), 5)
     assert lease.valid_until == 10.0 and not lease.is_valid()
     await lease.release()
+
+
+async def test_release_waits_for_a_give_back_in_flight() -> None:
+    """A lease lost on its timer is given back to the node; `release()` must not return before that give-back
+    has finished, or a claim made right after could reach the node first and be released by it."""
+    clock = ManualClock(0.0)
+    gate = asyncio.Event()
+    calls: list[str] = []
+
+    async def slow_release() -> None:
+        calls.append("start")
+        await gate.wait()
+        calls.append("done")
+
+    lease = Lease("service/x", 7, 0.0, slow_release, None, valid_until=1.0, clock=clock)
+    clock.set(2.0)
+    await asyncio.wait_for(lease.lost.wait(), 5)
+    for _ in range(100):
+        if calls:
+            break
+        await asyncio.sleep(0.01)
+    assert calls == ["start"]  # the timer gave it back; the node has not answered yet
+    releasing = asyncio.ensure_future(lease.release())
+    await asyncio.sleep(0.05)
+    assert not releasing.done()
+    gate.set()
+    await asyncio.wait_for(releasing, 5)
+    assert calls == ["start", "done"]  # one give-back only, and release() returned after it
+
+
+async def test_node_saying_it_does_not_hold_it_ends_the_lease_at_once() -> None:
+    from mesh.errors import MeshError
+
+    async def refusing() -> AsyncIterator[LeaseEvent]:
+        raise MeshError("this node does not hold service/x")
+        yield  # pragma: no cover
+
+    async def release() -> None:
+        return None
+
+    clock = ManualClock(0.0)
+    lease = Lease("service/x", 7, 0.0, release, refusing(), valid_until=100.0, clock=clock)
+    await asyncio.wait_for(lease.lost.wait(), 5)
+    assert not lease.is_valid()
+    await lease.release()
+
+
+async def test_node_going_away_leaves_the_lease_to_its_timer() -> None:
+    from mesh.errors import NodeUnavailable
+
+    async def gone() -> AsyncIterator[LeaseEvent]:
+        raise NodeUnavailable("node gone")
+        yield  # pragma: no cover
+
+    async def release() -> None:
+        return None
+
+    clock = ManualClock(0.0)
+    lease = Lease("service/x", 7, 0.0, release, gone(), valid_until=10.0, clock=clock)
+    await asyncio.sleep(0.05)
+    assert lease.is_valid()  # still certainly held: the protocol guarantees it until valid_until
+    clock.set(10.0)
+    assert not lease.is_valid()
+    await lease.release()

@@ -24,9 +24,10 @@ VERBS = sorted(
 
 def test_the_api_has_the_verbs_every_face_needs() -> None:
     assert VERBS == [
-        "broadcast", "check_path", "claim", "claim_once", "claims", "counts", "heartbeat", "held", "info",
-        "lease_events", "mark_read", "members", "messages", "outbox", "recover_stewards", "release", "send",
-        "shutdown", "watch",
+        "board", "broadcast", "check_path", "claim", "claim_once", "claims", "counts", "heartbeat", "held",
+        "info", "lease_events", "mark_read", "members", "messages", "milestone_add", "milestone_show",
+        "outbox", "recover_stewards", "release", "send", "shutdown", "stats", "task_add", "task_claim",
+        "task_done", "task_drop", "task_edit", "task_reopen", "watch",
     ]  # fmt: skip
 
 

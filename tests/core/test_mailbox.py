@@ -91,7 +91,7 @@ def test_body_limit_counts_utf8_bytes_not_characters() -> None:
         ("", "b", "subject is empty"),
         ("   ", "b", "subject is empty"),
         ("two\nlines", "b", "control characters"),
-        ("ok", "bad \ud800 surrogate", "not valid Unicode"),
+        ("ok", "bad \ud800 surrogate", "not valid UTF-8"),
         ("ok", "nul\x00", "NUL"),
     ],
 )

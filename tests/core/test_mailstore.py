@@ -29,7 +29,7 @@ from mesh.core.mailbox import (
     SendWindow,
     outgoing,
 )
-from mesh.errors import ConfigError, ProtocolError
+from mesh.errors import ConfigError, ProtocolError, StateDamaged
 from mesh.mailstore import MailStore
 from mesh.testing.mailbox import MemoryMailbox
 from tests.core.test_mailbox import NODES, PAIRS, SIM, WALL0, MailMachine
@@ -88,7 +88,7 @@ def test_flow_and_restart_keep_everything(tmp_path: Path) -> None:
 
 def test_a_mailbox_belongs_to_one_node(tmp_path: Path) -> None:
     open_store(tmp_path / "m.db", A).close()
-    with pytest.raises(ConfigError, match="mailbox of node nodeA"):
+    with pytest.raises(StateDamaged, match=r"mailbox of node 'nodeA'.*move mail\.db aside"):
         open_store(tmp_path / "m.db", B)
     with pytest.raises(ConfigError, match="synchronous"):
         open_store(tmp_path / "x.db", A, synchronous="OFF")
@@ -355,3 +355,30 @@ class SqlMailMachine(MailMachine):
 
 TestSqlMailMachine = SqlMailMachine.TestCase
 TestSqlMailMachine.settings = settings(SIM, max_examples=40)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "model"])
+def test_a_send_key_queues_a_message_once(tmp_path: Path, kind: str) -> None:
+    from mesh.errors import InvalidInput
+
+    store: Any = (
+        open_store(tmp_path / "a.db", A)
+        if kind == "sqlite"
+        else MemoryMailbox.create("nodeA", "a", random.Random(1))
+    )
+    once = outgoing([B], "hi", "body", sender_node=A.node_id, key="k1")
+    (first,) = store.enqueue([once], WALL0)
+    assert store.enqueue([once], WALL0 + 1) == [first]  # a retry: the same id, nothing more queued
+    assert store.enqueue([once, once], WALL0 + 2) == [first, first]
+    with pytest.raises(InvalidInput, match="already used"):
+        store.enqueue([outgoing([B], "hi", "other body", sender_node=A.node_id, key="k1")], WALL0)
+    fresh = outgoing([B], "hi", "body", sender_node=A.node_id, key="k2")
+    twice = store.enqueue([fresh, fresh], WALL0 + 3)  # the same key twice in one transaction
+    assert twice[0] == twice[1] != first
+    assert [e.id for e in store.outbox()] == [first, twice[0]]
+    if kind == "sqlite":
+        assert store.sent_with_key("k1") == (first, [B.name]) and store.sent_with_key("nope") is None
+        store.close()
+        again = open_store(tmp_path / "a.db", A)
+        assert again.enqueue([once], WALL0 + 4) == [first]  # remembered across a restart
+        again.close()

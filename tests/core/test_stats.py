@@ -233,6 +233,8 @@ def test_collisions_window() -> None:
         ("path/lib/*/x", "path/lib/y/z/x", False),
         ("path/[", "path/x", False),  # an invalid pattern overlaps only itself
         ("task/x", "path/x", False),
+        ("path-shared/src/**", "path/src/x.py", True),  # shared or not: the holds say which is exclusive
+        ("path-shared/docs/**", "path-shared/docs/**", True),
     ],
 )
 def test_resources_overlap(a: str, b: str, expected: bool) -> None:

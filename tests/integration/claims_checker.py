@@ -187,7 +187,8 @@ def check_intervals(ivs: Sequence[Interval], report: CheckReport | None = None) 
                 if a.ident != iv.ident and not shared:
                     rep.violations.append(Violation("overlap", resource, a, iv))
             active.append(iv)
-            rep.max_concurrent = max(rep.max_concurrent, len({a.ident for a in active}))
+            if not shared:  # a shared claim is held by several at once by design
+                rep.max_concurrent = max(rep.max_concurrent, len({a.ident for a in active}))
             if shared:  # a lease per holder: fencing per holder node
                 node = iv.ident.partition("/")[0]
                 if node in last_token and iv.token <= last_token[node]:

@@ -1,9 +1,12 @@
 """`meshctl` for tests: installs the test-only taps its environment asks for, then runs the real meshctl.
 
-    MESH_TEST_FAULTS=FILE    drop frames between the groups of a partition file (mesh.testing.faults)
-    MESH_CLAIM_HISTORY=DIR   append every acquire/renew/release/loss of each node to
-                             DIR/NAME-INCARNATION.jsonl (JSON lines stamped with the node's CLOCK_BOOTTIME,
-                             which every process of the host shares) for tests/integration/claims_checker.py
+    MESH_TEST_FAULTS=FILE           drop frames between the groups of a partition file (mesh.testing.faults)
+    MESH_CLAIM_HISTORY=DIR          append every acquire/renew/release/loss of each node to
+                                    DIR/NAME-INCARNATION.jsonl (JSON lines stamped with the node's
+                                    CLOCK_BOOTTIME, which every process of the host shares) for
+                                    tests/integration/claims_checker.py
+    MESH_TEST_LOSE_REPLY=METHOD:N   lose the answers of the node's first N control calls METHOD, after the
+                                    node carried them out (a stream broken at the worst moment)
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -22,7 +25,7 @@ from mesh.cli.main import main
 from mesh.testing.faults import PartitionFile
 
 MESHCTL_ENTRY = True  # `up --detach` re-runs this module for the node process
-TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY")
+TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY", "MESH_TEST_LOSE_REPLY")
 
 
 class HistoryWriter:
@@ -45,6 +48,20 @@ class HistoryWriter:
         f.write(json.dumps(rec) + "\n")
 
 
+class LoseReplies:
+    """Loses the answers of the first `n` calls of `method`."""
+
+    def __init__(self, spec: str) -> None:
+        method, _, n = spec.partition(":")
+        self.method, self.left = method, int(n or 1)
+
+    def __call__(self, method: str) -> bool:
+        if method != self.method or self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
 def install() -> None:
     path = os.environ.get("MESH_TEST_FAULTS")
     if path:
@@ -52,6 +69,9 @@ def install() -> None:
     history = os.environ.get("MESH_CLAIM_HISTORY")
     if history:
         taps.add_lease_observer(HistoryWriter(Path(history)))
+    lose = os.environ.get("MESH_TEST_LOSE_REPLY")
+    if lose:
+        taps.add_reply_loss(LoseReplies(lose))
 
 
 if __name__ == "__main__":

@@ -118,3 +118,12 @@ def test_disjoint_shared_and_successive_path_claims_pass() -> None:
     ]
     rep = check_records(h)
     assert rep.ok, [str(v) for v in rep.violations]
+
+
+def test_shared_holders_at_once_are_not_counted_as_concurrent_holders() -> None:
+    h = [
+        ev("acquired", "a", 1, 0.0, 2.0, res="path-shared/docs/**"),
+        ev("acquired", "b", 2, 0.5, 2.5, res="path-shared/docs/**"),
+    ]
+    rep = check_records(h)
+    assert rep.ok and rep.max_concurrent <= 1

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import FAST, Mesh, until
+from mesh.paths import is_locked
+from tests.integration.harness import FAST, Mesh, Proc, until
 from tests.integration.nemesis import free_ports
 
 
@@ -219,3 +222,429 @@ def test_half_open_connections_are_dropped(tmp_path: Path) -> None:
         for s in socks:
             s.close()
         m.cleanup()
+
+
+# ---------------------------------------------------------------------------- one line, exit 2, no trace
+
+
+def _ctl_bytes(m: Mesh, *args: bytes | str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    """meshctl with raw bytes in its arguments or stdin (what a careless shell passes), text answers."""
+    from tests.integration.harness import MESHCTL
+
+    cmd = [*(a.encode() if isinstance(a, str) else a for a in [*MESHCTL, *args])]
+    r = subprocess.run(cmd, env=m.env(), capture_output=True, input=stdin, timeout=30)
+    return subprocess.CompletedProcess(
+        r.args, r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+    )
+
+
+def _queued(m: Mesh, node: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = json.loads(m.ctl("outbox", "--json", node=node).stdout)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "words"),
+    [
+        ((b"send", b"b", b"\xff\xfe", b"x"), None, ("argument", "UTF-8")),
+        ((b"send", b"b", b"s", b"\xffbody"), None, ("argument", "UTF-8")),
+        ((b"heartbeat", b"--note", b"\xff"), None, ("--note", "UTF-8")),
+        ((b"send", b"b", b"s", b"-"), b"\xff\xfe\x00binary", ("stdin", "UTF-8")),
+        ((b"send", b"\xffb", b"s", b"x"), None, ("UTF-8",)),
+        (("outbox", "--limit", "-5"), None, ("--limit", "1-10000")),
+        (("inbox", "--limit", "-5"), None, ("--limit", "1-10000")),
+        (("claim", "file", "x", "--wait", "99999d"), None, ("--wait", "7 days")),
+        (("claim", "file", "x", "--ttl", "99999d"), None, ("7 days",)),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    tmp_path: Path, args: tuple[bytes | str, ...], stdin: bytes | None, words: tuple[str, ...]
+) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        r = _ctl_bytes(m, *args, "--node", "a", stdin=stdin)
+        _one_line_refusal(r, *words)
+        assert _queued(m, "a") == []
+        assert m.ctl("status", "--json", node="a").returncode == 0
+    finally:
+        m.cleanup()
+
+
+def test_output_files_that_cannot_be_written_are_one_line(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        m.up("a", "--no-mdns")
+        r = m.ctl("state", "--out", str(tmp_path), check=False)  # a directory
+        _one_line_refusal(r, str(tmp_path), "directory")
+        missing = tmp_path / "no-such-dir" / "token"
+        r = m.ctl("join-token", "--out", str(missing), check=False)
+        _one_line_refusal(r, str(missing))
+        assert not missing.parent.exists()
+        r = m.ctl("state", "--out", str(missing), check=False)
+        _one_line_refusal(r, str(missing))
+    finally:
+        m.cleanup()
+
+
+def test_home_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "home-file"
+    home.write_text("not a directory\n")
+    m = Mesh(home=home)
+    try:
+        r = m.ctl("up", "--name", "a", "--no-mdns", "--detach", check=False)
+        _one_line_refusal(r, "not a directory")
+        r = m.ctl("up", "--name", "a", "--no-mdns", check=False)
+        _one_line_refusal(r, "not a directory")
+        assert home.read_text() == "not a directory\n"
+    finally:
+        m.cleanup()
+
+
+def test_long_bad_names_are_not_echoed_whole(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    long = "n" * 10_000
+    try:
+        m.up("a", "--no-mdns")
+        for args in (
+            ("send", long, "s", "b"),
+            ("send", "a" + "é" * 5000, "s", "b"),
+            ("claim", "file", long),
+            ("claim", long, "x"),
+            ("status", "--node", long),
+            ("up", "--name", long, "--detach"),
+            ("release", "file", long),
+        ):
+            r = m.ctl(*args, check=False)
+            assert r.returncode == 2 and r.stderr.count("\n") == 1, (args, r.stderr[:300])
+            assert len(r.stderr) < 300, (args[0], len(r.stderr), r.stderr[:300])
+    finally:
+        m.cleanup()
+
+
+def test_a_10_mb_body_is_refused_with_the_documented_limit(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        r = m.ctl("send", "b", "big", "-", node="a", input="x" * 10_000_000, check=False)
+        _one_line_refusal(r, "body is 10000000 bytes", "the limit is 65536 bytes")
+        assert _queued(m, "a") == []
+    finally:
+        m.cleanup()
+
+
+async def test_an_oversized_request_is_a_clear_limit_error(tmp_path: Path) -> None:
+    """What gets past the client's own checks (a raw request) comes back as LimitExceeded, not gRPC's text."""
+    import grpc
+
+    from mesh._proto import mesh_pb2 as pb
+    from mesh._proto import mesh_pb2_grpc as pbg
+    from mesh._transport.errors import to_mesh_error
+    from mesh.errors import LimitExceeded
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        m.up("a", "--no-mdns")
+        sock = json.loads(next(m.home.glob("meshes/*/nodes/a/node.json")).read_text())["socket"]
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await pbg.ControlStub(ch).Send(pb.SendRequest(to="b", subject="s", body="x" * 2_000_000))
+        err = to_mesh_error(info.value)
+        assert isinstance(err, LimitExceeded), err
+        assert "Received message" not in str(err) and "1 MiB" in str(err), str(err)
+    finally:
+        m.cleanup()
+
+
+def test_inbox_says_when_it_shows_only_the_newest(tmp_path: Path) -> None:
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        for i in range(5):
+            m.ctl("send", "b", f"s{i}", "body", node="a")
+        until(lambda: len(json.loads(m.ctl("inbox", "--json", node="b").stdout)) == 5, what="5 delivered")
+        r = m.ctl("inbox", "--json", "--limit", "3", node="b")
+        shown = json.loads(r.stdout)  # stdout stays one JSON document
+        assert [x["subject"] for x in shown] == ["s2", "s3", "s4"]
+        assert "newest 3" in r.stderr and "--limit" in r.stderr, r.stderr
+        r = m.ctl("inbox", "--json", "--limit", "5", node="b")
+        assert len(json.loads(r.stdout)) == 5 and r.stderr == ""
+        r = m.ctl("outbox", "--json", "--limit", "2", node="a")
+        assert len(json.loads(r.stdout)) == 2 and "newest 2" in r.stderr
+    finally:
+        m.cleanup()
+
+
+# ---------------------------------------------------------------------------- damaged or missing state
+
+
+def _node_dir(m: Mesh, name: str) -> Path:
+    return _mesh_dir(m) / "nodes" / name
+
+
+def _stopped_node_with_mail(m: Mesh) -> None:
+    (port,) = free_ports(1)
+    m.up("a", "--no-mdns", "--port", str(port))
+    m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+    m.ctl("send", "b", "hello", "body", node="a")
+    until(lambda: json.loads(m.ctl("inbox", "--json", node="b").stdout), what="delivered")
+    m.ctl("down", node="b")
+    m.ctl("down", node="a")
+
+
+@pytest.mark.parametrize(
+    ("file", "damage", "words"),
+    [
+        ("mail.db", "garbage", ("mail.db", "damaged", "move it aside")),
+        ("mail.db", "empty", ("mail.db", "empty", "move it aside")),
+        ("node.db", "garbage", ("node.db", "damaged", "move it aside")),
+        ("node.db", "empty", ("node.db", "empty")),
+        ("mail.db", "other-schema", ("mail.db", "damaged")),
+    ],
+)
+@pytest.mark.parametrize("detach", [True, False])
+def test_damaged_store_is_refused_in_one_line(
+    tmp_path: Path, file: str, damage: str, words: tuple[str, ...], detach: bool
+) -> None:
+    import sqlite3
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        _stopped_node_with_mail(m)
+        path = _node_dir(m, "b") / file
+        for extra in ("-wal", "-shm"):
+            Path(f"{path}{extra}").unlink(missing_ok=True)
+        if damage == "garbage":
+            path.write_bytes(b"this is not SQLite at all\n" * 100)
+        elif damage == "empty":
+            path.write_bytes(b"")
+        else:
+            path.unlink()
+            with sqlite3.connect(path) as db:
+                db.execute("CREATE TABLE inbox (x)")
+                db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        before = path.read_bytes()
+        args = ("up", "--name", "b", "--no-mdns", *(("--detach",) if detach else ()))
+        r = m.ctl(*args, check=False)
+        _one_line_refusal(r, *words)
+        assert "see " not in r.stderr or "node.log" not in r.stderr  # the reason itself, not a pointer
+        assert path.read_bytes() == before  # nothing changed
+        assert not is_locked(_node_dir(m, "b"))  # and nothing half-alive
+    finally:
+        m.cleanup()
+
+
+def test_a_store_that_never_existed_is_created(tmp_path: Path) -> None:
+    """Moving mail.db aside (what the refusal says to do) starts an empty mailbox; the node keeps its id."""
+    m = Mesh(home=tmp_path / "home")
+    try:
+        _stopped_node_with_mail(m)
+        mail = _node_dir(m, "b") / "mail.db"
+        mail.write_bytes(b"")
+        assert m.ctl("up", "--name", "b", "--no-mdns", "--detach", check=False).returncode == 2
+        mail.rename(mail.with_name("mail.db.damaged"))
+        p = m.up("b", "--no-mdns")
+        assert p.node_id == m.nodes["b"].node_id
+        assert json.loads(m.ctl("inbox", "--json", node="b").stdout) == []
+    finally:
+        m.cleanup()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a read-only file system")
+def test_read_only_home_is_one_line_and_join_token_still_works(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    m = Mesh(home=home)
+    ro = tmp_path / "ro"
+    mounted = False
+    try:
+        m.up("a", "--no-mdns")
+        m.ctl("down", node="a")
+        token = m.ctl("join-token").stdout.strip()
+        ro.mkdir()
+        subprocess.run(["mount", "--bind", "-o", "ro", str(home), str(ro)], check=True)
+        mounted = True
+        m.home = ro
+        r = m.ctl("up", "--name", "a", "--no-mdns", "--detach", check=False)
+        _one_line_refusal(r, "read-only")
+        r = m.ctl("up", "--name", "a", "--no-mdns", check=False)
+        _one_line_refusal(r, "read-only")
+        r = m.ctl("join-token")
+        assert r.stdout.strip() == token
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(ro)], check=False)
+        m.home = home
+        m.cleanup()
+
+
+# ---------------------------------------------------------------------------- idempotent sends
+
+
+async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> None:
+    from mesh.client import connect
+    from mesh.errors import InvalidInput
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        async with await connect("a", mesh=m.name, home=m.home) as api:
+            first = await api.send("b", "once", "body", key="k-1")
+            again = await api.send("b", "once", "body", key="k-1")
+            assert again == first
+            with pytest.raises(InvalidInput, match="already used"):
+                await api.send("b", "other", "body", key="k-1")
+            b1 = await api.broadcast("all", "body", key="k-2")
+            assert await api.broadcast("all", "body", key="k-2") == b1
+            other = await api.send("b", "once", "body")  # no key given: the client makes a fresh one
+            assert other.id != first.id
+        assert sorted(e["id"] for e in _queued(m, "a")) == sorted([first.id, b1.id, other.id])
+    finally:
+        m.cleanup()
+
+
+def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path) -> None:
+    """The node queues the message, then the stream breaks before the answer ("Stream removed"): meshctl
+    asks again with the same key and gets the same id; nothing is queued twice, nothing arrives twice."""
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("b", "--no-mdns", "--port", str(port))
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = "Send:1"
+        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        r = m.ctl("send", "b", "lost answer", "body", "--json", node="a")
+        sent = json.loads(r.stdout)
+        assert [e["id"] for e in _queued(m, "a")] == [sent["id"]]
+        until(lambda: json.loads(m.ctl("inbox", "--json", node="b").stdout), what="delivered")
+        inbox = json.loads(m.ctl("inbox", "--json", node="b").stdout)
+        assert [x["id"] for x in inbox] == [sent["id"]]
+    finally:
+        m.cleanup()
+
+
+# ---------------------------------------------------------------------------- a full disk
+
+
+def _fill(directory: Path) -> Path:
+    """Fill the file system holding `directory` to the last byte; the filler file is returned."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 16, 1 << 12, 1):
+            try:
+                while True:
+                    f.write(b"\0" * chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+    return filler
+
+
+def _log_lines(path: Path, word: str) -> list[str]:
+    return [line for line in path.read_text(errors="replace").splitlines() if word in line]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs as the full disk")
+def test_disk_full_on_a_receiving_node_refuses_mail_stays_alive_and_recovers(tmp_path: Path) -> None:
+    from tests.integration.harness import MESHCTL
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
+    m = Mesh(home=tmp_path / "home")
+    log = tmp_path / "b.log"  # outside the full disk, so the node can say what it says
+    b_proc: subprocess.Popen[bytes] | None = None
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port), *FAST)
+        m.ctl("init", "--from", m.ctl("join-token").stdout.strip(), home=disk)  # the same mesh CA
+        with open(log, "wb") as out:  # b in the foreground: its log goes to stderr, here
+            b_proc = subprocess.Popen(
+                [*MESHCTL, "up", "--name", "b", "--no-mdns", "--peer", f"127.0.0.1:{port}", *FAST],
+                env=m.env(disk), stdout=out, stderr=out,
+            )  # fmt: skip
+        m.homes.add(disk)
+        until(lambda: m.ctl("status", node="b", home=disk, check=False).returncode == 0, what="b up")
+        m.nodes["b"] = Proc("b", b_proc.pid, "", "", disk)
+        until(lambda: m.states("a").get("b") == "alive", what="b alive in a's view")
+        filler = _fill(disk)
+
+        # While full: mail for b stays queued at a, a third node comes and goes (b records members), and b
+        # stays alive everywhere, its timers running (its view of the comings and goings is current).
+        for i in range(10):
+            m.ctl("send", "b", f"m{i}", "x" * 500, node="a")
+        m.up("c", "--no-mdns", "--peer", f"127.0.0.1:{port}", *FAST)
+        until(lambda: m.states("b").get("c") == "alive", what="c alive in b's view")
+        m.ctl("down", node="c")
+        until(lambda: m.states("b").get("c") == "left", what="c left in b's view")
+        until(lambda: len(_log_lines(log, "cannot store")) >= 1, what="b says it cannot store mail")
+        deadline = time.monotonic() + 6  # three resend rounds: b refuses each, and stays alive
+        while time.monotonic() < deadline:
+            assert m.states("a").get("b") == "alive"
+            assert m.states("b").get("a") == "alive"
+            assert b_proc.poll() is None
+            time.sleep(0.2)
+        assert {e["state"] for e in _queued(m, "a")} == {"queued"}
+
+        # Sending from the full node: one clear line each, and the node's log does not grow a line per send.
+        for _ in range(5):
+            r = m.ctl("send", "a", "from b", "body", node="b", home=disk, check=False)
+            _one_line_refusal(r, "no space left", "free some space")
+        assert len(_log_lines(log, "cannot queue")) == 1, _log_lines(log, "cannot queue")
+        assert len(_log_lines(log, "cannot store")) == 1, _log_lines(log, "cannot store")
+        assert not _log_lines(log, "Traceback") and not _log_lines(log, "internal error")
+
+        # Room again: everything queued arrives, with no restart.
+        filler.unlink()
+        until(
+            lambda: {e["state"] for e in _queued(m, "a")} == {"delivered"},
+            timeout=30,
+            what="a's messages delivered to b",
+        )
+        inbox = json.loads(m.ctl("inbox", "--json", node="b", home=disk).stdout)
+        assert [x["subject"] for x in inbox] == [f"m{i}" for i in range(10)]
+        assert b_proc.poll() is None
+        m.ctl("send", "a", "from b", "body", node="b", home=disk)
+        assert _log_lines(log, "storing again")
+    finally:
+        if b_proc is not None and b_proc.poll() is None:
+            b_proc.kill()
+            b_proc.wait()
+        m.cleanup()
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_messages_without_a_limit_reads_the_whole_inbox_page_by_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's "default all" is all: past one store page (10,000 rows; 3 here) nothing is cut silently."""
+    import asyncio
+
+    from mesh import Node, NodeConfig
+    from mesh._services.mail import MailService
+    from mesh.client import connect
+
+    monkeypatch.setattr(MailService, "page", 3)
+    mesh_name = "pg-" + os.urandom(4).hex()
+
+    def cfg(name: str, *peers: str) -> NodeConfig:
+        return NodeConfig.fast(name, home=tmp_path, mesh=mesh_name, mdns=False, join_window=0.0, peers=peers)
+
+    async with Node(config=cfg("a")) as a, Node(config=cfg("b", a.address)) as b:
+        for i in range(7):
+            await b.send("a", f"s{i}", "body")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 15
+        while len([m async for m in a.messages(limit=100)]) < 7:
+            assert loop.time() < end, "not delivered"
+            await asyncio.sleep(0.05)
+        assert [m.subject async for m in a.messages()] == [f"s{i}" for i in range(7)]
+        assert [m.subject async for m in a.messages(limit=2)] == ["s5", "s6"]
+        assert [m.subject async for m in a.messages(unread=True, after=2)] == [f"s{i}" for i in range(2, 7)]
+        async with await connect("a", mesh=mesh_name, home=tmp_path) as c:  # the same through the socket
+            assert [m.subject async for m in c.messages()] == [f"s{i}" for i in range(7)]

@@ -29,6 +29,8 @@ def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) ->
     assert all(res.actions[k] >= 1 for k in KINDS), detail
     assert rep.acquisitions >= 10 and rep.handovers >= 5, detail
     assert rep.takeovers >= 1, detail
+    # Overlapping path claims competed too (the checker holds them to "no two holders of overlapping ones").
+    assert sum(n for r, n in rep.per_resource.items() if r.startswith("path")) >= 3, detail
 
 
 def test_sessions_come_and_go_while_claimants_compete_and_no_two_ever_hold_one_item(tmp_path: Path) -> None:

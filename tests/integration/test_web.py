@@ -142,6 +142,17 @@ def test_live_page_in_chromium_on_a_three_node_mesh(mesh: Mesh, tmp_path: Path) 
     until(claimed, timeout=30, interval=0.3, what="the claim is granted")
     mesh.ctl("send", "session-1", "i-match", "green: can you update the docs?", node="session-2")
     mesh.ctl("send", "--all", "standup", "in 5 minutes", node="session-3")
+    # The board: a task claimed by session-1, one open for docs, one done (filed on different nodes).
+    ms = mesh.ctl(
+        "milestone", "add", "Ship 1.0", "--step", "design", "--step", "build", node="session-3"
+    ).stdout
+    urgent = mesh.ctl("task", "add", "fix the flaky claim test", "--priority", "P0", "--milestone",
+                      ms.strip(), "--role", "i-match", node="session-1").stdout.strip()  # fmt: skip
+    until(lambda: mesh.ctl("task", "claim", urgent, node="session-1", check=False).returncode == 0,
+          what="the task is claimed")  # fmt: skip
+    mesh.ctl("task", "add", "write the tour", "--priority", "P1", "--role", "docs", node="session-2")
+    done = mesh.ctl("task", "add", "pick a name", "--priority", "P2", node="session-3").stdout.strip()
+    mesh.ctl("task", "done", done, node="session-3")
 
     with web(mesh, "session-1") as (_, url):
         asyncio.run(_look(mesh, url, tmp_path, names, s2.address))
@@ -157,8 +168,9 @@ async def _look(mesh: Mesh, url: str, tmp_path: Path, names: set[str], s2_addres
             lambda d: {c["name"] for c in d["cards"]} == names
             and all(c["state"] == "alive" for c in d["cards"])
             and any("service/i-match" in c for c in d["claims"])
-            and len(d["messages"]) >= 2,
-            timeout=20, what="three live sessions, the claim and the messages",
+            and len(d["messages"]) >= 2
+            and "by session-1" in d["board"] and "pick a name" in d["board"],
+            timeout=20, what="three live sessions, the claims, the messages and the board",
         )  # fmt: skip
         cards = {c["name"]: c for c in shown["cards"]}
         one = cards["session-1"]
@@ -168,7 +180,11 @@ async def _look(mesh: Mesh, url: str, tmp_path: Path, names: set[str], s2_addres
         assert cards["session-2"]["progress"] == "70" and "tour section" in cards["session-2"]["text"]
         claim = next(c for c in shown["claims"] if "service/i-match" in c)
         assert "session-1" in claim and re.search(r"\d+ h \d\d min|\d+:\d\d", claim), claim
-        assert "session-1" in shown["stewards"] and "No board yet" in shown["board"]
+        assert "session-1" in shown["stewards"]
+        board = shown["board"]
+        assert board.index("P0") < board.index("fix the flaky claim test") < board.index("P1")
+        assert board.index("write the tour") < board.index("P2") < board.index("pick a name")
+        assert "Ship 1.0" in board and "docs" in board
         # Messages: sender → recipient and subject; the body of a message to this node's own session.
         direct = next(m for m in shown["messages"] if "session-2 → session-1" in m)
         assert "i-match" in direct and "green: can you update the docs?" in direct

@@ -49,7 +49,9 @@ from mesh.core.mailbox.checks import (
     check_batch,
     check_receipt,
     check_receipt_ack,
+    check_text,
     outgoing,
+    send_digest,
 )
 from mesh.core.mailbox.limits import (
     BATCH_BYTES_MAX,
@@ -115,7 +117,9 @@ __all__ = [
     "check_batch",
     "check_receipt",
     "check_receipt_ack",
+    "check_text",
     "message_id",
     "new_stream_id",
     "outgoing",
+    "send_digest",
 ]

@@ -6,6 +6,8 @@ raises InvalidInput or LimitExceeded.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable
 
 from mesh.core import validate
@@ -31,6 +33,7 @@ def _subject(value: str) -> str:
         raise InvalidInput("subject is empty")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidInput("subject contains control characters (it is one line)")
+    validate.utf8(value, "subject")
     return value
 
 
@@ -39,8 +42,8 @@ def _body_bytes(value: str) -> int:
         raise InvalidInput("body must be text")
     try:
         size = len(value.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidInput(f"body is not valid Unicode text: {exc.reason}") from None
+    except UnicodeEncodeError:
+        raise InvalidInput("body is not valid UTF-8 text (it holds undecodable bytes)") from None
     if size > BODY_MAX:
         raise LimitExceeded(f"body is {size} bytes (UTF-8); the limit is {BODY_MAX} bytes")
     if "\x00" in value:
@@ -56,17 +59,20 @@ def outgoing(
     sender_node: str,
     in_reply_to: str | None = None,
     broadcast: bool = False,
+    key: str | None = None,
 ) -> Outgoing:
-    """Validate a message to send: limits, names, reply id (raises InvalidInput / LimitExceeded).
+    """Validate a message to send: limits, names, reply id, idempotency key (raises InvalidInput /
+    LimitExceeded).
 
     A broadcast leaves the sender out of its own recipients; a direct message to oneself is an error.
     A broadcast with no other member is valid and queues nothing.
     """
-    _subject(subject)
-    _body_bytes(body)
+    check_text(subject, body)
     reply = in_reply_to or ""
     if reply:
         validate.ident(reply, "reply-to id")
+    if key:
+        validate.ident(key, "send key")
     seen: dict[str, Recipient] = {}
     for r in recipients:
         validate.ident(r.node_id, "recipient node id")
@@ -78,7 +84,25 @@ def outgoing(
         seen.setdefault(r.node_id, r)
     if not broadcast and len(seen) != 1:
         raise InvalidInput("a direct message has exactly one recipient")
-    return Outgoing(tuple(seen.values()), subject, body, reply, broadcast)
+    return Outgoing(tuple(seen.values()), subject, body, reply, broadcast, key or "")
+
+
+def send_digest(out: Outgoing) -> str:
+    """What a send key stands for: the message (a retry of it has the same digest; another message not).
+
+    A broadcast's recipients are whoever is known at the time, so a retry may see one more or fewer: they
+    are not part of it.
+    """
+    to = ["*"] if out.broadcast else sorted(r.name for r in out.recipients)
+    parts = [to, out.subject, out.body, out.in_reply_to, out.broadcast]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+
+
+def check_text(subject: str, body: str) -> None:
+    """A message's subject and body within their limits (also checked by a client before it sends: a
+    10 MB body gets this message, not the transport's)."""
+    _subject(subject)
+    _body_bytes(body)
 
 
 def _protocol(cond: bool, what: str) -> None:

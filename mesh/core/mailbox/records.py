@@ -103,6 +103,8 @@ class Outgoing:
     body: str
     in_reply_to: str = ""
     broadcast: bool = False
+    key: str = ""
+    """The sender's idempotency key ("" = none): a send repeated with the same key is queued once."""
 
 
 @dataclass(frozen=True, slots=True)

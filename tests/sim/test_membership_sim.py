@@ -1,0 +1,162 @@
+"""Failure detection with k watchers, simulated: many membership cores on a seeded network.
+
+Each simulated node is a `Membership` core plus the little the runtime adds (beats to the peers that asked,
+frames carried to the core). The network delays frames, drops some while lossy, and cuts groups apart; a
+crashed node stops without a trace (no refused port: only the watchers' silence can find it). After the
+network heals, every live node must see every other live node alive, and the crashed one dead, everywhere.
+A failure prints its seed.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from dataclasses import dataclass, field
+
+import pytest
+
+from mesh.core.membership import Liveness, Membership, PeerInfo, Spread, Timing, Verdict, WatchingChanged
+
+T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=900.0, tick_interval=0.25)
+
+
+@dataclass
+class SimNode:
+    core: Membership
+    beat_to: set[str] = field(default_factory=set)
+    crashed: bool = False
+    paused_until: float = 0.0
+    inbox: list[tuple[str, object]] = field(default_factory=list)  # held while paused
+
+
+@dataclass
+class Net:
+    rng: random.Random
+    nodes: dict[str, SimNode]
+    t: float = 0.0
+    drop: float = 0.0
+    groups: list[set[str]] | None = None
+    queue: list[tuple[float, int, str, str, object]] = field(default_factory=list)
+    n_sent: int = 0
+    last_at: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def cut(self, a: str, b: str) -> bool:
+        return self.groups is not None and not any(a in g and b in g for g in self.groups)
+
+    def send(self, src: str, dst: str, msg: object) -> None:
+        if self.cut(src, dst) or self.rng.random() < self.drop:
+            return
+        self.n_sent += 1
+        # A link is an ordered stream: delays vary, but a frame never overtakes an earlier one on its link.
+        at = max(self.t + self.rng.uniform(0.001, 0.08), self.last_at.get((src, dst), 0.0))
+        self.last_at[(src, dst)] = at
+        heapq.heappush(self.queue, (at, self.n_sent, src, dst, msg))
+
+    def carry_out(self, nid: str) -> None:
+        node = self.nodes[nid]
+        for out in node.core.outgoing():
+            if isinstance(out, Spread):
+                for dst in [out.to] if out.to else [d for d in self.nodes if d != nid]:
+                    self.send(nid, dst, out.verdict)
+            elif isinstance(out, WatchingChanged):
+                for dst in out.start:
+                    self.send(nid, dst, ("watch", True))
+                for dst in out.stop:
+                    self.send(nid, dst, ("watch", False))
+
+    def receive(self, src: str, dst: str, msg: object) -> None:
+        node = self.nodes[dst]
+        if node.crashed:
+            return
+        if node.paused_until > self.t:
+            node.inbox.append((src, msg))
+            return
+        local = self.t
+        node.core.heard(src, local)
+        if isinstance(msg, Verdict):
+            node.core.verdict(msg, local)
+        elif isinstance(msg, tuple) and msg[0] == "watch":
+            if msg[1]:
+                node.beat_to.add(src)
+            else:
+                node.beat_to.discard(src)
+        self.carry_out(dst)
+
+    def run(self, until: float, step: float = 0.25) -> None:
+        while self.t < until:
+            self.t = round(self.t + step, 6)
+            while self.queue and self.queue[0][0] <= self.t:
+                _, _, src, dst, msg = heapq.heappop(self.queue)
+                self.receive(src, dst, msg)
+            beat = abs(self.t - round(self.t)) < 1e-9
+            for nid, node in self.nodes.items():
+                if node.crashed or node.paused_until > self.t:
+                    continue
+                for src, msg in node.inbox:
+                    self.receive(src, nid, msg)
+                node.inbox.clear()
+                node.core.tick(self.t)
+                if beat:
+                    for dst in sorted(node.beat_to):  # (sets iterate by hash: keep seeds repeatable)
+                        if node.core.members[dst].state in (Liveness.ALIVE, Liveness.SUSPECT):
+                            self.send(nid, dst, "hb")
+                self.carry_out(nid)
+
+
+def mesh_of(n: int, seed: int) -> Net:
+    rng = random.Random(seed)
+    infos = [PeerInfo(f"n{rng.randrange(16**6):06x}{i}", f"i{i}", f"node{i}") for i in range(n)]
+    nodes = {p.node_id: SimNode(Membership(me=p, timing=T, now=0.0)) for p in infos}
+    net = Net(rng, nodes)
+    for p in infos:
+        for q in infos:
+            if p is not q:
+                nodes[p.node_id].core.hello(q, None, 0.0)
+    for nid in nodes:
+        net.carry_out(nid)
+    return net
+
+
+def views(net: Net, of: str) -> dict[str, Liveness]:
+    return {nid: n.core.members[of].state for nid, n in net.nodes.items() if not n.crashed and nid != of}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lossy_partitioned_healed_no_false_dead_and_the_crashed_is_dead_everywhere(seed: int) -> None:
+    net = mesh_of(9, seed)
+    ids = list(net.nodes)
+    net.rng.shuffle(ids)
+    net.run(5.0)
+    net.drop = 0.1  # lossy: beats, verdicts and refutations all get lost now and then
+    net.run(25.0)
+    victim = ids[0]
+    net.nodes[victim].crashed = True
+    paused = ids[1]
+    net.nodes[paused].paused_until = net.t + 6.0  # a stall longer than suspect_after, shorter than dead_after
+    split = set(ids[2 : 2 + net.rng.randrange(1, 4)])
+    net.groups = [split, set(ids) - split]
+    net.run(50.0)
+    net.groups, net.drop = None, 0.0
+    net.run(90.0)
+    live = [nid for nid, n in net.nodes.items() if not n.crashed]
+    for nid in live:
+        wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
+        assert not wrong, f"seed {seed}: live {nid} seen as {wrong} after the heal"
+    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed not dead everywhere"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_crash_is_found_by_its_watchers_alone_within_dead_after(seed: int) -> None:
+    net = mesh_of(12, seed)
+    net.run(5.0)
+    victim = next(iter(net.nodes))
+    net.nodes[victim].crashed = True
+    t0 = net.t
+    while set(views(net, victim).values()) != {Liveness.DEAD}:
+        net.run(net.t + 0.25)
+        assert net.t - t0 <= T.dead_after + 1.0, f"seed {seed}: not dead everywhere after {net.t - t0:.2f}s"
+    # Quiet meshes stay cheap: per node and second, about k beats out (not n-1).
+    sent0, t1 = net.n_sent, net.t
+    net.run(t1 + 20.0)
+    per_node_s = (net.n_sent - sent0) / (len(net.nodes) - 1) / 20.0
+    assert per_node_s <= T.watchers + 0.5, f"seed {seed}: {per_node_s:.1f} frames/s per node"
