@@ -380,6 +380,7 @@ class Attempt:
     accept_msgs: int = 0
     responders: set[str] = field(default_factory=set)
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
+    tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
 
 
 @dataclass

@@ -58,6 +58,9 @@ from mesh.core.quorum import VoteResult, tally, tally_messages
 from mesh.core.reconfig import Reconfig
 from mesh.core.stewards import ConfigAnnounce, node_of
 
+PROBE_TRIES = 3
+"""Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last)."""
+
 
 class Leasing:
     """This node's lease attempts and holdings, and (as a steward) its answers to lease ballots."""
@@ -119,10 +122,17 @@ class Leasing:
         voters = self._voters(a, now)
         if isinstance(m, PrepareReject):
             a.refused.add(voter)
-            if tally(voters, a.promised, a.refused) is VoteResult.LOST:
-                del self._probes[m.resource]
-                return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
-            return []
+            if tally(voters, a.promised, a.refused) is not VoteResult.LOST:
+                return []
+            if a.tries < PROBE_TRIES:
+                # Refused for numbers: a file never probed starts below the stewards' floor (numbers of
+                # forgotten slots, a restarted steward's reserve). The refusals raised the hint: ask above.
+                b = self._next_ballot(m.resource)
+                self._probes[m.resource] = replace(a, ballot=b, promised=set(), refused=set(), reports={},
+                                                   tries=a.tries + 1)  # fmt: skip
+                return self._to_stewards(Prepare(m.resource, b[0], b[1], self.me))
+            del self._probes[m.resource]
+            return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
         a.promised.add(voter)
         a.reports[voter] = m
         if tally(voters, a.promised, a.refused) is not VoteResult.WON:

@@ -10,8 +10,9 @@ conflict iff they are path claims whose patterns overlap (some path matches both
 least one is exclusive; or they are the same item.
 
 An acceptor keeps one PaxosLease slot per resource, except that a shared path claim gets a slot per owner
-(``slot_key``): several owners hold it at once, each with its own ballots. Conflicts between different
-slots are the acceptor's overlap check (``mesh.core.lease.AcceptorState``).
+(``slot_key``): several owners hold it at once, each with its own ballots, so a shared claim's fencing
+tokens increase per holder identity (a restarted node is a new holder), not across holders. Conflicts
+between different slots are the acceptor's overlap check (``mesh.core.lease.AcceptorState``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ After EVERY step it checks:
   - no two owners believe they hold path claims whose patterns overlap while one is exclusive (named
     with a path both match);
   - fencing tokens strictly increase across successive grants of a resource (of a shared path claim:
-    per owner), and renewals keep them;
+    per holder identity), and renewals keep them;
   - at most one steward config is ever adopted for each epoch.
 A violation raises ``SafetyViolation`` naming the seed and step.
 
@@ -406,7 +406,9 @@ class Simulation:
         self.stats.path_grants += e.resource.startswith("path")
         self.grant_times.append(self.t)
         self._log(f"{node.ident} GRANTED {e.resource} token={e.token:x} until_true={node.true(e.until):.3f}")
-        key = f"{e.resource} {node.node}" if is_shared(e.resource) else e.resource
+        # A shared path claim is a lease per holder: its tokens count per holder identity (a restarted node
+        # is a new holder, with a slot of its own at the stewards).
+        key = f"{e.resource} {node.ident}" if is_shared(e.resource) else e.resource
         last = self.last_token.get(key)
         if self.check_tokens and last is not None and e.token <= last:
             self._violation(f"token for {e.resource} did not increase: {e.token:#x} after {last:#x}")

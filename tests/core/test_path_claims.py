@@ -185,3 +185,17 @@ def test_the_simulator_catches_an_acceptor_that_checks_only_exact_names() -> Non
     for seed in range(10):
         st = _paths_only(seed, Mutants()).run()
         assert st.grants > 10 and st.denied > 0
+
+
+def test_a_probe_gets_past_stewards_whose_ballot_floor_is_above_a_new_files_first_ballot() -> None:
+    """Stewards forget idle slots and keep their numbers in a floor (and a restarted one reserves a chunk
+    above it): a never-probed file's first ballot is then refused. The probe asks again above the refusals
+    at once, so the pre-edit check still hears the stewards, not only the published views."""
+    c = cluster()
+    assert only(c.settle("p/1", "claim", "path/src/app/**", 60.0, now=0.0), Granted)
+    for s in ("a/1", "b/1", "c/1"):
+        c.cores[s]._leases._steward.acceptor._floor = (1, 500)  # type: ignore[attr-defined]
+    (p,) = only(c.settle("q/1", "probe", "path-shared/src/app/new.py", now=1.0), Probed)
+    assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
+    free = only(c.settle("q/1", "probe", "path-shared/docs/new.md", now=2.0), Probed)
+    assert free == [Probed("path-shared/docs/new.md")]  # nobody: said by the stewards, not "unavailable"

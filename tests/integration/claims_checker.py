@@ -11,7 +11,7 @@ its own deadline). Two checks:
   (their patterns overlap, one is exclusive: `mesh.core.resources.conflict`) never overlap either, a
   violation naming a path both patterns match;
 - fencing: ordered by acquire time, the tokens of successive holders of a resource strictly increase (a
-  shared path claim has a lease per holder: its tokens are per holder).
+  shared path claim has a lease per holder: its tokens count per holder identity).
 """
 
 from __future__ import annotations
@@ -189,11 +189,10 @@ def check_intervals(ivs: Sequence[Interval], report: CheckReport | None = None) 
             active.append(iv)
             if not shared:  # a shared claim is held by several at once by design
                 rep.max_concurrent = max(rep.max_concurrent, len({a.ident for a in active}))
-            if shared:  # a lease per holder: fencing per holder node
-                node = iv.ident.partition("/")[0]
-                if node in last_token and iv.token <= last_token[node]:
+            if shared:  # a lease per holder: fencing per holder identity (a restarted node is a new holder)
+                if iv.ident in last_token and iv.token <= last_token[iv.ident]:
                     rep.violations.append(Violation("token", resource, iv, iv))
-                last_token[node] = max(iv.token, last_token.get(node, 0))
+                last_token[iv.ident] = max(iv.token, last_token.get(iv.ident, 0))
                 continue
             if prev is not None:
                 if iv.token <= prev.token:

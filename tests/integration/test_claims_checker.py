@@ -127,3 +127,16 @@ def test_shared_holders_at_once_are_not_counted_as_concurrent_holders() -> None:
     ]
     rep = check_records(h)
     assert rep.ok and rep.max_concurrent <= 1
+
+
+def test_a_shared_claims_tokens_count_per_holder_identity() -> None:
+    h = [
+        {**ev("acquired", "a", 7, 0.0, 1.0, res="path-shared/docs/**"), "id": "a-id/1"},
+        {
+            **ev("acquired", "a", 7, 2.0, 3.0, res="path-shared/docs/**"),
+            "id": "a-id/2",
+        },  # restarted: new holder
+    ]
+    assert check_records(h).ok
+    again = [h[0], {**h[0], "token": 6, "t": 2.0, "until": 3.0}]  # the same holder, a smaller token: caught
+    assert [v.kind for v in check_records(again).violations] == ["token"]
