@@ -57,6 +57,7 @@ from mesh.core.claims import (
     LeaseConfig,
     Lost,
     Persist,
+    Probed,
     Released,
     Renewed,
     Send,
@@ -240,6 +241,8 @@ class SimStats:
     handoffs: int = 0
     path_grants: int = 0
     path_denied: int = 0
+    probes_free: int = 0
+    probes_denied: int = 0
     violation: SafetyViolation | None = None
 
 
@@ -286,6 +289,7 @@ class Simulation:
         self.home_saw_config: set[int] = set()
         self.by_ident: dict[str, SimNode] = {}
         self.beliefs: dict[str, dict[str, Belief]] = {}
+        self.probes: dict[tuple[str, str], tuple[float, str]] = {}  # (prober, resource) -> (sent, file)
         self.last_token: dict[str, int] = {}
         self.chosen: dict[int, tuple[str, ...]] = {}
         self.adoptions: list[tuple[float, str, StewardConfig]] = []
@@ -372,6 +376,8 @@ class Simulation:
                 self._maybe_wait(node, e.resource, e.wait)
             elif isinstance(e, ConfigChanged):
                 self._config_changed(node, e.config)
+            elif isinstance(e, Probed):
+                self._probed(node, e)
         self._schedule_tick(node)
 
     def _config_changed(self, node: SimNode, cfg: StewardConfig) -> None:
@@ -865,11 +871,35 @@ class Simulation:
         live = [n for n in self.nodes.values() if n.alive and n is not exclude]
         return self.rng.choice(live) if live else None
 
+    def _probed(self, node: SimNode, e: Probed) -> None:
+        """A pre-edit check answered. "Nobody" is wrong if another identity held an exclusive claim on a
+        pattern matching the file for the whole time the question was out (a steward majority had its lease
+        live then, and any two majorities share a steward)."""
+        asked = self.probes.pop((node.ident, e.resource), None)
+        if asked is None:
+            return
+        if e.denied is not None:
+            self.stats.probes_denied += 1
+            return
+        if e.unavailable:
+            return
+        self.stats.probes_free += 1
+        sent, file = asked
+        holder = sim_paths.holder_of(self.beliefs, file, node.ident, sent, self.t)
+        if holder is not None:
+            self._violation(f"{node.ident}'s check of {file} (asked at {sent:.3f}) found nobody; {holder}")
+
     def _workload(self) -> None:
         node = self._random_live()
         if node is None or node.paused_until > self.t:
             return
         if self.path_rate and self.path_rng.random() < self.path_rate:
+            if self.path_rng.random() < 0.25:  # a pre-edit check of a file, not a claim
+                file, res = sim_paths.probe(self.path_rng)
+                if (node.ident, res) not in self.probes:
+                    self.probes[(node.ident, res)] = (self.t, file)
+                    self._apply(node, node.core.probe(res, node.local(self.t)))
+                return
             res = sim_paths.pick(self.path_rng)
         else:
             res = f"r{self.rng.randrange(self.p.resources)}"

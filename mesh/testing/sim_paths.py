@@ -4,6 +4,10 @@ The patterns overlap in the ways that matter (a tree and a file in it, `src/a*.p
 crossing directories) and are disjoint in ways a prefix rule gets wrong (`lib/*/x` and `lib/y/z/x`). A
 claim takes one to three of them at once (one claim on their union: all or none), exclusive or shared.
 
+Pre-edit checks (``probe``): a node asks the stewards whether another session holds an exclusive claim on
+a pattern matching a file (``ClaimsCore.probe``). An answer "nobody" is checked against the beliefs: no
+other identity may have held such a claim for the whole time the question was out.
+
 The check: at no instant do two different owners believe they hold path claims whose patterns overlap
 while one of them is exclusive; a violation names a path both patterns match (a witness).
 """
@@ -12,9 +16,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Set
+from typing import Any
 
 from mesh.core import globs
-from mesh.core.resources import conflict, path_claim, path_resource
+from mesh.core.resources import PATH, SHARED_PATH, conflict, literal, path_claim, path_resource
 
 POOL = (
     "src/**",
@@ -28,6 +33,33 @@ POOL = (
     "docs/**/*.md",
     "**/*.md",
 )
+
+
+FILES = ("src/app/x.py", "src/ab.py", "src/b.py", "src/app/models.py", "lib/y/z/x", "lib/q/x", "docs/a.md",
+         "README.md")  # fmt: skip
+"""Files the workload's pre-edit checks ask about: each matched by some patterns of the pool, not others."""
+
+
+def probe(rng: random.Random) -> tuple[str, str]:
+    """A pre-edit check: a file, and the resource its probe asks under (the prober's own shared slot)."""
+    file = rng.choice(FILES)
+    return file, f"{SHARED_PATH}/{literal(file)}"
+
+
+def holder_of(
+    beliefs: Mapping[str, Mapping[str, Any]], file: str, asker: str, since: float, now: float
+) -> str | None:
+    """Another identity that believed it held an exclusive claim on a pattern matching ``file`` from
+    ``since`` (or earlier) until ``now``, described; None if none did. ``beliefs``: resource -> identity ->
+    the simulator's belief (``since``: true grant time; ``node.true(until)``: true end)."""
+    for res, bs in sorted(beliefs.items()):
+        pc = path_claim(res) if res.startswith(PATH + "/") else None
+        if pc is None or not globs.matches(pc.glob, file):
+            continue
+        for ident, b in sorted(bs.items()):
+            if ident != asker and b.since <= since and b.node.true(b.until) > now:
+                return f"{ident} held {res} since {b.since:.3f}"
+    return None
 
 
 def pick(rng: random.Random) -> str:

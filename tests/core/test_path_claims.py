@@ -178,6 +178,18 @@ def _paths_only(seed: int, mutants: Mutants) -> Simulation:
     return Simulation(seed, mutants, params=p)
 
 
+def test_the_simulators_pre_edit_checks_catch_an_acceptor_that_checks_only_exact_names() -> None:
+    """A probe that answers "nobody" while another session held an exclusive claim on a pattern matching the
+    file all the time the question was out is a violation; the blind acceptor makes such answers."""
+    caught = []
+    for seed in range(10):
+        try:
+            _paths_only(seed, Mutants(path_exact_only=True)).run()
+        except SafetyViolation as v:
+            caught.append(v.detail)
+    assert any("found nobody" in d for d in caught), caught
+
+
 def test_the_simulator_catches_an_acceptor_that_checks_only_exact_names() -> None:
     with pytest.raises(SafetyViolation, match="overlapping holders"):
         for seed in range(10):

@@ -33,7 +33,8 @@ def test_many_seeds_hold_safety() -> None:
                 f"safety violated: {st.violation} (replay: python -m mesh.testing.sim --seed {s} --trace)"
             )
         for f in ("grants", "renewals", "denied", "configs", "crashes", "restarts", "lost", "geneses",
-                  "proxied", "recoveries", "path_grants", "path_denied"):  # fmt: skip
+                  "proxied", "recoveries", "path_grants", "path_denied", "probes_free",
+                  "probes_denied"):  # fmt: skip
             setattr(total, f, getattr(total, f) + getattr(st, f))
     # The runs must actually exercise the protocol, or "no violation" means nothing.
     n = seeds()
@@ -43,6 +44,8 @@ def test_many_seeds_hold_safety() -> None:
     assert total.proxied > 0 and total.recoveries > 0
     # Path claims: granted, and refused for an overlapping pattern of another session (not the same name).
     assert total.path_grants > 2 * n and total.path_denied > 2 * n
+    # Pre-edit checks (probes) answered both ways, each "nobody" checked against the beliefs.
+    assert total.probes_free > n and total.probes_denied > n // 2
 
 
 def test_tight_containment_is_safe_within_rho() -> None:
