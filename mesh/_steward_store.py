@@ -35,11 +35,16 @@ def write_durably(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # a full disk: do not leave the half-written file taking room
+            tmp.unlink()
+        raise
     with contextlib.suppress(OSError):  # not every filesystem allows a directory fsync
         dfd = os.open(path.parent, os.O_RDONLY)
         try:

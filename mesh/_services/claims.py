@@ -50,6 +50,7 @@ from mesh.core.claims import (
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StateError
 from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
+from mesh.core.ratelimit import LogLimiter
 from mesh.core.validate import MAX_TTL, check_ttl
 from mesh.views import ClaimView, LeaseEvent
 
@@ -58,6 +59,7 @@ log = logging.getLogger("mesh.claims")
 MANAGE_EVERY = 1.0
 IDLE_WAKE = 5.0
 FORMING_WAIT = 5.0  # a claim without --wait waits this long for a config / a hand-off
+FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 CHECK_WITHIN = 0.4  # s: a pre-edit check asks the stewards this long, then says it cannot (hook budget 0.8 s)
 WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds it
 REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
@@ -100,6 +102,8 @@ class ClaimsService:
             store.save_steward_state(ctx.state_dir, self.node_id, self.core.durable)
         if durable is not None and durable.config is not None:
             log.info("steward config epoch %d from this node's state", durable.config.epoch)
+        self._stored = self.core.durable  # what is on disk (the core's view may not run ahead of it)
+        self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self.held: dict[str, _Held] = {}
         self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
         self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
@@ -156,13 +160,25 @@ class ClaimsService:
         """Carry out the core's effects in order; sends to one peer ride in one frame."""
         outbox: dict[str, list[object]] = {}
         status_changed = False
+        unstored = False
         for e in effects:
             if isinstance(e, Send):
                 if not self.stewards.proxied(e):
                     outbox.setdefault(e.to, []).append(e.msg)
             elif isinstance(e, Persist):
                 # Durable BEFORE anything that follows leaves (the frames below are sent after the loop).
-                store.save_steward_state(self.ctx.state_dir, self.node_id, e.state)
+                try:
+                    store.save_steward_state(self.ctx.state_dir, self.node_id, e.state)
+                    self._stored = e.state
+                except OSError as err:
+                    # A steward must not answer what it cannot remember: this batch's replies stay
+                    # unsent (the protocol takes that as lost messages) and the core decides on from what
+                    # is on disk. The node and its links carry on; it answers again once there is room.
+                    unstored = True
+                    self.core.persist_failed(self._stored)
+                    if self._faults.allow("steward-state", self.ctx.clock.now()):
+                        log.error("steward state not written (%s); not answering as a steward until it is",
+                                  err)  # fmt: skip
             elif isinstance(e, Granted):
                 slot = self.core.held(self.ctx.clock.now()).get(e.resource)
                 ends = slot.claim_ends if slot else e.until
@@ -202,6 +218,8 @@ class ClaimsService:
                     log.info("steward change not made: %s", e.reason)
             elif isinstance(e, ConfigChanged):
                 self._config_changed(e.config)
+        if unstored:
+            outbox.clear()
         for to, msgs in outbox.items():
             # A bare node id (a steward) reaches whatever incarnation of it runs; an identity only that one.
             # A message that reaches nobody is lost, which the protocol tolerates (the attempt times out).

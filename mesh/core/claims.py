@@ -144,6 +144,12 @@ class ClaimsCore:
         """The state this node must not forget (what the last ``Persist`` carried)."""
         return self._steward.durable
 
+    def persist_failed(self, stored: StewardState) -> None:
+        """The last ``Persist`` could not be written (a full disk): ``stored`` is what is durable. What
+        follows is decided against it, so a reply that needs more on disk asks for a ``Persist`` again
+        (the caller dropped the replies that waited on the failed one)."""
+        self._steward.durable = stored
+
     @property
     def reconfiguring(self) -> bool:
         """True while this node runs a reconfiguration."""
