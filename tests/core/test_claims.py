@@ -503,3 +503,19 @@ def test_messages_are_plain_values() -> None:
     msg: ClaimMsg = Promise("r", 1, 1, "p")
     assert msg == Promise("r", 1, 1, "p")
     assert CfgInstall(2, ("a",)) == CfgInstall(2, ("a",))
+
+
+def test_a_steward_whose_state_was_not_written_asks_for_it_again_before_answering() -> None:
+    """A full disk: the runtime dropped the replies of a failed Persist and tells the core what is on disk.
+    The next Prepare that needs a higher floor than that asks for a Persist again, before its reply."""
+    from mesh.core.claims import Persist, Send
+    from mesh.core.lease import Prepare as LeasePrepare
+
+    c = cluster()
+    a = c.cores["a/1"]
+    on_disk = a.durable
+    first = a.receive("p/1", LeasePrepare("task/x", 1, 1, "p/1"), 0.0)
+    assert [type(e) for e in first] == [Persist, Send] and a.durable != on_disk
+    a.persist_failed(on_disk)  # the write failed: its reply was not sent
+    again = a.receive("p/1", LeasePrepare("task/x", 1, 2, "p/1"), 0.1)
+    assert [type(e) for e in again] == [Persist, Send]  # durable before the reply, again
