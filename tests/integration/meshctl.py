@@ -2,7 +2,8 @@
 
     MESH_TEST_FAULTS=FILE           drop frames between the groups of a partition file (mesh.testing.faults)
     MESH_TEST_LOSE_REPLY=METHOD:N   lose the answers of the node's first N control calls METHOD, after the
-                                    node carried them out (a stream broken at the worst moment)
+                                    node carried them out (a stream broken at the worst moment); several
+                                    as METHOD:N,METHOD:N
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -22,16 +23,18 @@ TEST_ENV = ("MESH_TEST_FAULTS", "MESH_TEST_LOSE_REPLY")
 
 
 class LoseReplies:
-    """Loses the answers of the first `n` calls of `method`."""
+    """Loses the answers of the first `n` calls of `method` (several: `METHOD:N,METHOD:N`)."""
 
     def __init__(self, spec: str) -> None:
-        method, _, n = spec.partition(":")
-        self.method, self.left = method, int(n or 1)
+        self.left: dict[str, int] = {}
+        for part in spec.split(","):
+            method, _, n = part.partition(":")
+            self.left[method] = int(n or 1)
 
     def __call__(self, method: str) -> bool:
-        if method != self.method or self.left <= 0:
+        if self.left.get(method, 0) <= 0:
             return False
-        self.left -= 1
+        self.left[method] -= 1
         return True
 
 

@@ -510,14 +510,16 @@ async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> No
         m.cleanup()
 
 
-def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lose", ["SendStream:1", "SendStream:1,Send:1"])
+def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path, lose: str) -> None:
     """The node queues the message, then the stream breaks before the answer ("Stream removed"): meshctl
-    asks again with the same key and gets the same id; nothing is queued twice, nothing arrives twice."""
+    asks again with the same key (as a unary Send; its answer lost too in the second case, then once more)
+    and gets the same id; nothing is queued twice, nothing arrives twice."""
     m = Mesh(home=tmp_path / "home")
     try:
         (port,) = free_ports(1)
         m.up("b", "--no-mdns", "--port", str(port))
-        m.extra_env["MESH_TEST_LOSE_REPLY"] = "Send:1"
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = lose
         m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
         r = m.ctl("send", "b", "lost answer", "body", "--json", node="a")
         sent = json.loads(r.stdout)
