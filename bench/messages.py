@@ -296,7 +296,7 @@ async def messages(ctx: Context) -> None:
         n_tp = ctx.rounds(20_000, 3_000)
         e2e, accept, secs = await _direct_throughput(c, n_tp)
         trouble = _link_trouble(c)
-        note = (f"n={n_tp} in {secs:.2f} s; control API (a unary Send RPC per message), {INFLIGHT}"
+        note = (f"n={n_tp} in {secs:.2f} s; control API (Client.send pipelined on SendStream), {INFLIGHT}"
                 f" in flight over {CLIENTS} clients; two meshctl processes")  # fmt: skip
         ctx.record("direct_throughput", e2e, "msg/s", target=20_000, higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,

@@ -36,6 +36,7 @@ from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats,
 __all__ = ["Client", "NodeInfo", "connect"]
 
 DEFAULT_TIMEOUT = 10.0
+PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
 
 
 class _Unanswered(Exception):
@@ -84,7 +85,9 @@ class _SendPipe:
         reader = asyncio.create_task(self._read(call))
         try:
             while not reader.done():
-                if not self._queue:
+                # While PIPE_DEPTH batches await their answers, sends gather into the next one: under load
+                # the batches grow (one group commit each) instead of many small ones chasing each other.
+                if not self._queue or len(self._in_flight) >= PIPE_DEPTH:
                     self._wake.clear()
                     waker = asyncio.create_task(self._wake.wait())
                     await asyncio.wait((waker, reader), return_when=asyncio.FIRST_COMPLETED)
@@ -124,6 +127,7 @@ class _SendPipe:
         try:
             async for answer in call:
                 futs = self._in_flight.popleft()
+                self._wake.set()
                 for fut, r in zip(futs, answer.results, strict=False):
                     if fut.done():
                         continue
