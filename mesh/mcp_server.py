@@ -1,7 +1,7 @@
 """`meshctl mcp`: the mesh as a small MCP tool set (stdio), on the official `mcp` SDK (v2: MCPServer).
 
 Tool definitions ride along on every turn of the agent, so there are few tools with short words: status,
-set_status, claim, release, send, inbox (six; the seventh slot is kept for the work board once it exists).
+set_status, claim, release, send, inbox, work (the shared task board) — seven.
 The session's identity is its node's — never a token the agent must keep: $MESH_NODE, else the node that
 watches this process's agent (its --watch-pid is one of our ancestors), else the only node running.
 Every tool is a few calls of the one API (`MeshAPI`, here a `Client` of the session's node); path claims run
@@ -21,6 +21,7 @@ from mcp.server import MCPServer
 from mesh import pathclaims
 from mesh.api import MeshAPI
 from mesh.client import Client
+from mesh.core.board import TaskRow
 from mesh.core.validate import resource_name, split_resource
 from mesh.errors import AmbiguousNode, ClaimDenied, InvalidInput, MeshError
 from mesh.paths import RunningNode, default_home, find_node, running_nodes
@@ -38,9 +39,12 @@ granted to one session at a time; a denied claim names the holder and when it en
 - inbox() shows messages sent to you (and marks them read); send(to, subject, body) writes to one \
 session, or to everyone with to="*".
 - status() shows every session: alive or not, what it does, what it claims.
+- work() lists the open tasks on the team's board; work(take=ID) claims one (one session at a time), \
+work(done=ID) finishes it, work(add="title") files a new one.
 """
 
 MAX_LIST = 32
+MAX_TASKS = 50  # a board listing is context the agent pays for: the first 50, highest priority first
 
 
 class Session:
@@ -251,8 +255,44 @@ def build_server(session: Session | None = None) -> MCPServer:
 
         return await guarded(go)
 
+    @server.tool(
+        description="The team's task board. No arguments: open tasks by priority. add=TITLE files one; "
+        "take=ID claims it for this session; done=ID finishes it.",
+        structured_output=False,
+    )
+    async def work(
+        add: str | None = None, priority: str = "P2", take: str | None = None, done: str | None = None
+    ) -> str:
+        async def go() -> Any:
+            if sum(x is not None for x in (add, take, done)) > 1:
+                raise InvalidInput("give one of add, take or done")
+            _, c = await s.client()
+            if add is not None:
+                return {"added": _task(await c.task_add(add, priority=priority))}
+            if take is not None:
+                try:
+                    got = await c.task_claim(take)
+                except ClaimDenied as e:
+                    return {"granted": False, "holder": e.holder, "until": iso(e.expires_at), "why": str(e)}
+                return {"granted": True, "task": take, "token": got.token, "until": iso(got.expires_at)}
+            if done is not None:
+                return {"done": _task(await c.task_done(done))}
+            view = await c.board(done=False)
+            return [_task(t) for t in view.tasks()][:MAX_TASKS]
+
+        return await guarded(go)
+
     _trim_schemas(server)
     return server
+
+
+def _task(t: TaskRow) -> dict[str, Any]:
+    """A task in few words: what an agent needs to pick one (the CLI's `board --json` has the rest)."""
+    return {k: v for k, v in {
+        "id": t.short_id, "title": t.title, "priority": t.priority.value, "state": t.state.value,
+        "holder": t.holder or None, "until": iso(t.until) if t.holder else None,
+        "milestone": t.milestone_title or None, "role": t.role or None,
+    }.items() if v}  # fmt: skip
 
 
 def _trim_schemas(server: MCPServer) -> None:

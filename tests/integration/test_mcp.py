@@ -42,7 +42,7 @@ async def test_tool_set_is_small() -> None:
             f"(budget {TOKEN_BUDGET})"
         )
         assert len(tools) <= 7 and tokens <= TOKEN_BUDGET
-        assert {t.name for t in tools} == {"status", "set_status", "claim", "release", "send", "inbox"}
+        assert {t.name for t in tools} == {"status", "set_status", "claim", "release", "send", "inbox", "work"}
         assert all(len(t.description or "") <= 200 for t in tools)
         assert c.instructions == INSTRUCTIONS and len(INSTRUCTIONS.encode()) <= 2048
         # Without a node the tools answer with the reason, they do not crash the server.
@@ -95,6 +95,18 @@ async def tools_on_real_nodes(mesh: Mesh) -> None:
             assert len(await call(ca, "inbox", unread_only=False)) == 2
             assert (await call(ca, "release", items=["task/login"], paths=["src/app/**"]))["released"] == 2
             assert "no session named" in (await call(cb, "send", to="zed", subject="s", body="b"))["error"]
+            # The board: one session takes a task, the other is told who has it.
+            added = (await call(ca, "work", add="fix the login form", priority="P1"))["added"]
+            assert added["priority"] == "P1" and added["state"] == "open"
+            seen = await until_async(lambda: call(cb, "work"), 1)
+            assert [(t["id"], t["title"]) for t in seen] == [(added["id"], "fix the login form")]
+            took = await call(cb, "work", take=added["id"])
+            assert took["granted"] and took["token"] > 0, took
+            refused = await call(ca, "work", take=added["id"])
+            assert not refused["granted"] and refused["holder"] == "b", refused
+            assert (await call(cb, "work", done=added["id"]))["done"]["state"] == "done"
+            assert await call(cb, "work") == []  # done tasks are not listed
+            assert "one of add, take or done" in (await call(ca, "work", add="x", done="y"))["error"]
     finally:
         await sa.close()
         await sb.close()
@@ -122,6 +134,6 @@ async def test_stdio_subprocess_finds_its_sessions_node(mesh: Mesh) -> None:
     )
     async with Client(params) as c:  # initialize
         assert c.server_info is not None and c.server_info.name == "session-mesh"
-        assert len((await c.list_tools()).tools) == 6
+        assert len((await c.list_tools()).tools) == 7
         st = await call(c, "status")
         assert st["me"] == "mine"
