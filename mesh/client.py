@@ -94,11 +94,11 @@ class _SendPipe:
                     waker.cancel()
                     continue
                 await call.write(self._take())
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
-            self._fail(e)
         except asyncio.CancelledError:
             self._fail(NodeUnavailable("the client was closed"))
             raise
+        except Exception as e:  # a broken stream, whatever gRPC calls it: its sends are asked again, unary
+            self._fail(e)
         finally:
             reader.cancel()
             call.cancel()
