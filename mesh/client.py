@@ -90,8 +90,10 @@ class _SendPipe:
                 if not self._queue or len(self._in_flight) >= PIPE_DEPTH:
                     self._wake.clear()
                     waker = asyncio.create_task(self._wake.wait())
-                    await asyncio.wait((waker, reader), return_when=asyncio.FIRST_COMPLETED)
-                    waker.cancel()
+                    try:
+                        await asyncio.wait((waker, reader), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waker.cancel()  # also when this task is cancelled: no waiter left pending
                     continue
                 await call.write(self._take())
         except asyncio.CancelledError:
@@ -150,6 +152,7 @@ class _SendPipe:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+            await asyncio.sleep(0)  # the cancelled waiter and reader finish before the loop may close
 
 
 class Client:
