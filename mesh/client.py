@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
+import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -453,13 +456,38 @@ class Client:
         return api_codec.stats_from_pb(await self._call(self._stub.Stats, pb.StatsRequest(since=since)))
 
 
+class _KeySource:
+    """Fresh idempotency keys: the time in nanoseconds (hex), this process's 64 random bits, a counter.
+
+    Time first, so the node's key index grows at its right edge: random keys scatter every group commit's
+    inserts over the whole index (a page written per key), which cut the node's send rate to a third once it
+    held 100,000 keys. Unique all the same: the random part tells processes apart (drawn again in a forked
+    child), the counter the keys of one process. One urandom read per process, not one per send.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.tag = secrets.token_urlsafe(8)
+        self.count = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{time.time_ns():016x}{self.tag}{next(self.count):x}"
+
+
+send_key = _KeySource()
+
+
 def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
     body limit's message here, not the transport's), with an idempotency key made for this send."""
     check_text(subject, body)
     if reply_to:
         validate.ident(reply_to, "reply-to id")
-    key = validate.ident(key, "send key") if key else secrets.token_urlsafe(16)
+    key = validate.ident(key, "send key") if key else send_key()
     return {"subject": subject, "body": body, "in_reply_to": reply_to or "", "key": key}
 
 
