@@ -61,16 +61,18 @@ class _SendPipe:
         self._in_flight: collections.deque[list[asyncio.Future[pb.SendReply]]] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._progress = 0.0  # loop time of the last answer (or of a write with nothing in flight before)
         self.offered = True  # False once the node said UNIMPLEMENTED (an older node): unary from then on
 
     async def send(self, req: pb.SendRequest) -> pb.SendReply:
+        # No timer per send (a third of a busy client's time): the stream's watchdog in `_run` fails every
+        # pending send when no answer came for DEFAULT_TIMEOUT, and each is then asked again, unary.
         fut: asyncio.Future[pb.SendReply] = asyncio.get_running_loop().create_future()
         self._queue.append((req, fut))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
-        async with asyncio.timeout(DEFAULT_TIMEOUT):
-            return await fut
+        return await fut
 
     def _fail(self, why: BaseException) -> None:
         for futs in self._in_flight:
@@ -84,21 +86,27 @@ class _SendPipe:
         self._queue.clear()
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         call = self._stub.SendStream()
         reader = asyncio.create_task(self._read(call))
         try:
             while not reader.done():
+                if self._in_flight and loop.time() - self._progress > DEFAULT_TIMEOUT:
+                    raise NodeUnavailable("node did not answer in time")
                 # While PIPE_DEPTH batches await their answers, sends gather into the next one: under load
                 # the batches grow (one group commit each) instead of many small ones chasing each other.
                 if not self._queue or len(self._in_flight) >= PIPE_DEPTH:
                     self._wake.clear()
                     waker = asyncio.create_task(self._wake.wait())
+                    left = self._progress + DEFAULT_TIMEOUT - loop.time() if self._in_flight else None
                     try:
-                        await asyncio.wait((waker, reader), return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait((waker, reader), timeout=left, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waker.cancel()  # also when this task is cancelled: no waiter left pending
                     continue
-                await call.write(self._take())
+                if not self._in_flight:
+                    self._progress = loop.time()
+                await asyncio.wait_for(call.write(self._take()), DEFAULT_TIMEOUT)
         except asyncio.CancelledError:
             self._fail(NodeUnavailable("the client was closed"))
             raise
@@ -120,7 +128,7 @@ class _SendPipe:
             if items and (size > limits.SEND_BATCH_BYTES or len(items) >= SEND_MAX):
                 break
             n += 1
-            if fut.done():  # its caller gave up (timeout, cancel): not sent on its behalf
+            if fut.done():  # its caller gave up (cancelled): not sent on its behalf
                 continue
             items.append(req)
             futs.append(fut)
@@ -131,14 +139,21 @@ class _SendPipe:
     async def _read(self, call: Any) -> None:
         try:
             async for answer in call:
+                if not self._in_flight:
+                    break  # an answer to nothing: not a stream to trust
                 futs = self._in_flight.popleft()
+                self._progress = asyncio.get_running_loop().time()
                 self._wake.set()
-                for fut, r in zip(futs, answer.results, strict=False):
+                results = list(answer.results)
+                for i, fut in enumerate(futs):
                     if fut.done():
                         continue
-                    if r.HasField("sent"):
-                        fut.set_result(r.sent)
+                    if i >= len(results):
+                        fut.set_exception(_Unanswered("no answer for this send in its batch"))
+                    elif results[i].HasField("sent"):
+                        fut.set_result(results[i].sent)
                     else:
+                        r = results[i]
                         fut.set_exception(from_status(grpc.StatusCode.UNKNOWN, r.error, r.error_class))
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -320,7 +335,7 @@ class Client:
         if self._pipe.offered:
             try:
                 return await self._pipe.send(req)
-            except (_Unanswered, TimeoutError):
+            except _Unanswered:
                 pass
         reply: pb.SendReply = await self._call(self._stub.Send, req, idempotent=True)
         return reply
