@@ -262,7 +262,10 @@ class MailService:
             for (o, fut), mid in zip(part, ids, strict=True):
                 if not fut.done():
                     fut.set_result(mid)
-                peers.update(r.node_id for r in o.recipients)
+                if len(o.recipients) == 1:  # a direct send: no generator per message
+                    peers.add(o.recipients[0].node_id)
+                else:
+                    peers.update(r.node_id for r in o.recipients)
             for p in peers:
                 self._pump(p)
 
