@@ -42,7 +42,8 @@ async def test_tool_set_is_small() -> None:
             f"(budget {TOKEN_BUDGET})"
         )
         assert len(tools) <= 7 and tokens <= TOKEN_BUDGET
-        assert {t.name for t in tools} == {"status", "set_status", "claim", "release", "send", "inbox", "work"}
+        names = {"status", "set_status", "claim", "release", "send", "inbox", "work"}
+        assert {t.name for t in tools} == names
         assert all(len(t.description or "") <= 200 for t in tools)
         assert c.instructions == INSTRUCTIONS and len(INSTRUCTIONS.encode()) <= 2048
         # Without a node the tools answer with the reason, they do not crash the server.
