@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, connect, run
+from mesh.cli.main import common_parser, connect, run, run_following
 from mesh.errors import InvalidInput, MeshError
 
 PAGE_MAX = 10_000
@@ -218,7 +218,7 @@ async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> i
 
 def cmd_inbox(args: argparse.Namespace) -> int:
     try:
-        return run(_inbox(args))
+        return (run_following if getattr(args, "follow", True) else run)(_inbox(args))
     except KeyboardInterrupt:
         return 0
 
