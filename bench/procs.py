@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import math
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -91,12 +91,23 @@ def wait_until(
         time.sleep(interval_s)
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the benchmark itself is SIGKILLed, the kernel sends the
-    # child SIGKILL too (PR_SET_PDEATHSIG), so a server can never outlive the run even without atexit.
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+# PR_SET_PDEATHSIG is set by a tiny exec wrapper rather than a preexec_fn: a preexec_fn forces a real fork()
+# (no vfork), and fork() in a process whose gRPC threads are busy makes gRPC print "fork_posix.cc ... skipping
+# fork() handlers". The wrapper checks the parent is still the one that started it (no lost-race orphan).
+_PDEATHSIG_PY = (
+    "import ctypes,os,signal,sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"  # 1 = PR_SET_PDEATHSIG
+    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def _die_with_parent(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that the kernel SIGKILLs it when the benchmark dies, even without atexit."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:  # util-linux: a C binary, no interpreter start-up
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_PY, str(os.getpid()), *argv]
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:
@@ -143,14 +154,13 @@ def managed_process(
         out = log_file
     try:
         proc = subprocess.Popen(
-            list(argv),
+            _die_with_parent(argv) if die_with_parent else list(argv),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=None if env is None else dict(env),
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
         )
         _LIVE[proc.pid] = proc
         try:

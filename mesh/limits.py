@@ -112,6 +112,10 @@ when digests (every 5 s) differ."""
 
 CONTROL_MAX_CONCURRENT_RPCS = 256
 """RPCs the control server runs at once (RESOURCE_EXHAUSTED from gRPC); meshctl uses one at a time."""
+SEND_STREAM_AHEAD = 16
+"""SendBatches of one SendStream being queued at once (read ahead of the answers); a client waits beyond."""
+SEND_BATCH_BYTES = 768 * 1024
+"""A client's SendBatch stays under this many encoded bytes (the control socket takes 1 MiB per message)."""
 
 MAX_WATCHERS = 64
 """Concurrent Watch streams (RESOURCE_EXHAUSTED): each holds a queue and gets every event."""

@@ -239,21 +239,26 @@ class MailStore:
 
     # -------------------------------------------------------------------------------------- outbox
 
-    @storage.guarded
     def enqueue(self, items: Sequence[Outgoing], wall: float) -> list[str]:
         """Queue validated messages (build them with `mesh.core.mailbox.outgoing`); one id per item.
 
         An item with an idempotency key already used answers the id it was queued under then and queues
         nothing (the same key for different content is InvalidInput).
         """
+        return [mid for mid, _ in self.enqueue_answers(items, wall)]
+
+    @storage.guarded
+    def enqueue_answers(self, items: Sequence[Outgoing], wall: float) -> list[tuple[str, list[str] | None]]:
+        """`enqueue`, answering (id, None) per item queued now, and (first id, the recipient names it was
+        queued for then) per repeat of a key (so a send need not look its key up again)."""
         if len(items) > SEND_MAX:
             raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
-        ids: list[str] = []
+        ids: list[tuple[str, list[str] | None]] = []
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
         touched: set[str] = set()
         with self._tx() as db:
-            fresh: dict[str, tuple[str, str]] = {}  # keys first used in this call
+            fresh: dict[str, tuple[str, str, list[str]]] = {}  # keys first used in this call
             for it in items:
                 if it.key:
                     digest = send_digest(it)
@@ -261,12 +266,12 @@ class MailStore:
                     if known is not None:
                         if known[1] != digest:
                             raise InvalidInput("this send key was already used for a different message")
-                        ids.append(known[0])
+                        ids.append((known[0], known[2]))
                         continue
                 size = len(it.subject.encode()) + len(it.body.encode())
                 self._counter += 1
                 mid = message_id(self.stream, self._counter)
-                ids.append(mid)
+                ids.append((mid, None))
                 for r in it.recipients:
                     seq = self._next_seq.get(r.node_id, 1)
                     self._next_seq[r.node_id] = seq + 1
@@ -288,9 +293,9 @@ class MailStore:
                         )
                     )
                 if it.key:
-                    fresh[it.key] = (mid, digest)
-                    names = json.dumps([r.name for r in it.recipients])
-                    keys.append((it.key, mid, names, digest, wall))
+                    names = [r.name for r in it.recipients]
+                    fresh[it.key] = (mid, digest, names)
+                    keys.append((it.key, mid, json.dumps(names), digest, wall))
             db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
             db.executemany(
                 "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"
@@ -305,9 +310,11 @@ class MailStore:
             db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
         return ids
 
-    def _by_key(self, key: str) -> tuple[str, str] | None:
-        row = self._db.execute("SELECT id, digest FROM send_keys WHERE key = ?", (key,)).fetchone()
-        return (str(row[0]), str(row[1])) if row else None
+    def _by_key(self, key: str) -> tuple[str, str, list[str]] | None:
+        row = self._db.execute(
+            "SELECT id, digest, recipients FROM send_keys WHERE key = ?", (key,)
+        ).fetchone()
+        return (str(row[0]), str(row[1]), _names(row[2])) if row else None
 
     @storage.guarded
     def sent_with_key(self, key: str) -> tuple[str, list[str]] | None:
@@ -315,11 +322,7 @@ class MailStore:
         row = self._db.execute("SELECT id, recipients FROM send_keys WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        try:
-            names = [str(n) for n in json.loads(row[1])]
-        except (ValueError, TypeError):
-            names = []
-        return str(row[0]), names
+        return str(row[0]), _names(row[1])
 
     @storage.guarded
     def floor(self, peer: str) -> int:
@@ -633,6 +636,13 @@ class MailStore:
             (float("-inf") if seen_since is None else seen_since,),
         ).fetchall()
         return [Contact(*r) for r in rows]
+
+
+def _names(text: Any) -> list[str]:
+    try:
+        return [str(n) for n in json.loads(text)]
+    except (ValueError, TypeError):
+        return []
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

@@ -2028,6 +2028,81 @@ class SendReply(_message.Message):
 Global___SendReply: _TypeAlias = SendReply  # noqa: Y015
 
 @_typing.final
+class SendBatch(_message.Message):
+    """SendStream: many sends pipelined on one stream. Every SendBatch is answered by one SendResults, in the order
+    the batches came, with one result per item in item order. The sends of a batch are queued in one group
+    commit; each result comes back once its message is durably in the outbox (as for Send).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendRequest]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___SendRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendBatch: _TypeAlias = SendBatch  # noqa: Y015
+
+@_typing.final
+class SendResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SENT_FIELD_NUMBER: _builtins.int
+    ERROR_CLASS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    error_class: _builtins.str
+    """else the MeshError class it failed with (e.g. UnknownRecipient)..."""
+    error: _builtins.str
+    """...and its message; one item's failure never fails its neighbours"""
+    @_builtins.property
+    def sent(self) -> Global___SendReply:
+        """set when the item was queued (or was a repeat of its key)"""
+
+    def __init__(
+        self,
+        *,
+        sent: Global___SendReply | None = ...,
+        error_class: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sent", b"sent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "error_class", b"error_class", "sent", b"sent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendResult: _TypeAlias = SendResult  # noqa: Y015
+
+@_typing.final
+class SendResults(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SendResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendResults: _TypeAlias = SendResults  # noqa: Y015
+
+@_typing.final
 class InboxItem(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

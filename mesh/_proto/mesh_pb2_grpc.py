@@ -172,6 +172,11 @@ class ControlStub:
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.SendRequest.SerializeToString,
                 response_deserializer=mesh_dot___proto_dot_mesh__pb2.SendReply.FromString,
                 _registered_method=True)
+        self.SendStream = channel.stream_stream(
+                '/mesh.v1.Control/SendStream',
+                request_serializer=mesh_dot___proto_dot_mesh__pb2.SendBatch.SerializeToString,
+                response_deserializer=mesh_dot___proto_dot_mesh__pb2.SendResults.FromString,
+                _registered_method=True)
         self.Inbox = channel.unary_stream(
                 '/mesh.v1.Control/Inbox',
                 request_serializer=mesh_dot___proto_dot_mesh__pb2.InboxRequest.SerializeToString,
@@ -319,6 +324,12 @@ class ControlServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SendStream(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Inbox(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -458,6 +469,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.Send,
                     request_deserializer=mesh_dot___proto_dot_mesh__pb2.SendRequest.FromString,
                     response_serializer=mesh_dot___proto_dot_mesh__pb2.SendReply.SerializeToString,
+            ),
+            'SendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SendStream,
+                    request_deserializer=mesh_dot___proto_dot_mesh__pb2.SendBatch.FromString,
+                    response_serializer=mesh_dot___proto_dot_mesh__pb2.SendResults.SerializeToString,
             ),
             'Inbox': grpc.unary_stream_rpc_method_handler(
                     servicer.Inbox,
@@ -871,6 +887,33 @@ class Control:
             '/mesh.v1.Control/Send',
             mesh_dot___proto_dot_mesh__pb2.SendRequest.SerializeToString,
             mesh_dot___proto_dot_mesh__pb2.SendReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mesh.v1.Control/SendStream',
+            mesh_dot___proto_dot_mesh__pb2.SendBatch.SerializeToString,
+            mesh_dot___proto_dot_mesh__pb2.SendResults.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,7 +55,7 @@ class MailService:
         self.me = ctx.me.node_id
         self.store = MailStore(ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name)
         self.windows: dict[str, mb.SendWindow] = {}
-        self._batch: list[tuple[mb.Outgoing, asyncio.Future[str]]] = []
+        self._batch: list[tuple[mb.Outgoing, asyncio.Future[tuple[str, list[str] | None]]]] = []
         self._flush_scheduled = False
         self._last_flush = 0.0
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
@@ -211,21 +211,17 @@ class MailService:
         return await self._queue(out)
 
     async def _queue(self, out: mb.Outgoing) -> tuple[str, list[str]]:
-        mid = await self._enqueue(out)
-        names = [r.name for r in out.recipients]
-        if out.key:
-            # A repeat answers what the first send answered (its recipients, which a broadcast fixed then).
-            first = self.store.sent_with_key(out.key)
-            if first is not None and first[0] == mid:
-                names = first[1]
-        return mid, names
+        mid, first_names = await self._enqueue(out)
+        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
+        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
+        return mid, [r.name for r in out.recipients] if first_names is None else first_names
 
-    async def _enqueue(self, out: mb.Outgoing) -> str:
+    async def _enqueue(self, out: mb.Outgoing) -> tuple[str, list[str] | None]:
         # Group commit: sends arriving in the same loop turn share one SQLite transaction. Under load (a
         # flush moments ago), wait GROUP_COMMIT_WAIT so the sends of the next RPCs join it too: one
         # transaction, one frame, one ack for many messages; when idle, flush at once (no added latency).
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[str] = loop.create_future()
+        fut: asyncio.Future[tuple[str, list[str] | None]] = loop.create_future()
         self._batch.append((out, fut))
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -241,7 +237,7 @@ class MailService:
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:
-                ids = self.store.enqueue([o for o, _ in part], wall())
+                ids = self.store.enqueue_answers([o for o, _ in part], wall())
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
                 for _, fut in part:
@@ -256,7 +252,7 @@ class MailService:
                 self._batch = part[1:] + self._batch
                 part = part[:1]
                 try:
-                    ids = self.store.enqueue([part[0][0]], wall())
+                    ids = self.store.enqueue_answers([part[0][0]], wall())
                 except Exception as e1:
                     if not part[0][1].done():
                         part[0][1].set_exception(e1)
@@ -266,7 +262,10 @@ class MailService:
             for (o, fut), mid in zip(part, ids, strict=True):
                 if not fut.done():
                     fut.set_result(mid)
-                peers.update(r.node_id for r in o.recipients)
+                if len(o.recipients) == 1:  # a direct send: no generator per message
+                    peers.add(o.recipients[0].node_id)
+                else:
+                    peers.update(r.node_id for r in o.recipients)
             for p in peers:
                 self._pump(p)
 

@@ -20,8 +20,9 @@ from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
 from mesh.api import MeshAPI
+from mesh.core.mailbox import SEND_MAX
 from mesh.core.validate import split_resource
-from mesh.errors import InvalidInput
+from mesh.errors import InvalidInput, LimitExceeded, MeshError
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -86,8 +87,7 @@ class ControlServicer(pbg.ControlServicer):
             )
         return api_codec.info_to_pb(await self.api.recover_stewards())
 
-    @unary
-    async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
+    async def _send(self, request: pb.SendRequest) -> pb.SendReply:
         reply_to = request.in_reply_to or None
         key = request.key or None
         if request.all:
@@ -98,9 +98,63 @@ class ControlServicer(pbg.ControlServicer):
             if not request.to:
                 raise InvalidInput("a recipient name is needed (or --all)")
             sent = await self.api.send(request.to, request.subject, request.body, reply_to, key=key)
+        return api_codec.sent_to_pb(sent)
+
+    @unary
+    async def Send(self, request: pb.SendRequest, context: Ctx) -> pb.SendReply:
+        reply = await self._send(request)
         if taps.lose_reply("Send"):
             await context.abort(grpc.StatusCode.UNKNOWN, "Stream removed")  # as a broken stream would
-        return api_codec.sent_to_pb(sent)
+        return reply
+
+    async def _send_one(self, request: pb.SendRequest) -> pb.SendResult:
+        try:
+            return pb.SendResult(sent=await self._send(request))
+        except MeshError as e:  # this item's answer; its neighbours in the batch go on
+            return pb.SendResult(error_class=type(e).__name__, error=str(e))
+
+    async def _send_batch(self, batch: pb.SendBatch) -> pb.SendResults:
+        # All of a batch's sends enter the mail service in this loop turn: one group commit queues them.
+        results = await asyncio.gather(*(self._send_one(item) for item in batch.items))
+        return pb.SendResults(results=results)
+
+    @streaming
+    async def SendStream(
+        self, requests: AsyncIterator[pb.SendBatch | guard.Undecodable], context: Ctx
+    ) -> AsyncIterator[pb.SendResults]:
+        # Batches are read ahead while earlier ones commit (up to SEND_STREAM_AHEAD), so a client keeps
+        # several in flight and their sends share group commits; answers go back in the batches' order.
+        ahead: asyncio.Queue[asyncio.Future[pb.SendResults] | Exception | None] = asyncio.Queue(
+            limits.SEND_STREAM_AHEAD
+        )
+
+        async def read() -> None:
+            try:
+                async for batch in requests:
+                    if isinstance(batch, guard.Undecodable):
+                        raise InvalidInput(f"undecodable request: {batch.reason}")
+                    if len(batch.items) > SEND_MAX:
+                        raise LimitExceeded(f"{len(batch.items)} sends in one batch; at most {SEND_MAX}")
+                    await ahead.put(asyncio.ensure_future(self._send_batch(batch)))
+                await ahead.put(None)
+            except Exception as e:  # raised below, where the stream's answer is written
+                await ahead.put(e)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (got := await ahead.get()) is not None:
+                if isinstance(got, Exception):
+                    raise got
+                results = await got
+                if taps.lose_reply("SendStream"):
+                    await context.abort(grpc.StatusCode.UNKNOWN, "Stream removed")
+                yield results
+        finally:
+            reader.cancel()
+            while not ahead.empty():
+                left = ahead.get_nowait()
+                if isinstance(left, asyncio.Future):
+                    left.cancel()
 
     @streaming
     async def Inbox(self, request: pb.InboxRequest, context: Ctx) -> AsyncIterator[pb.InboxItem]:

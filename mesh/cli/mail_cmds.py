@@ -7,8 +7,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, connect, run
-from mesh.errors import InvalidInput
+from mesh.cli.main import common_parser, connect, run, run_following
+from mesh.errors import InvalidInput, MeshError
 
 PAGE_MAX = 10_000
 
@@ -34,6 +34,7 @@ def _more(shown: int, what: str) -> None:
 
 if TYPE_CHECKING:
     from mesh.core.mailbox import InboxMessage
+    from mesh.views import Sent
 
 
 def register(sub: Any) -> None:
@@ -49,7 +50,9 @@ def register(sub: Any) -> None:
         "args",
         nargs="+",
         metavar="TO SUBJECT BODY",
-        help="recipient session, subject, body ('-' reads the body from stdin); with --all: SUBJECT BODY",
+        help="recipient session, subject, body ('-' reads the body from stdin); with --all: SUBJECT BODY; "
+        "a lone '-' sends many: one JSON object per stdin line, "
+        '{"to": NAME or "all": true, "subject": S, "body": B, optional "reply_to": ID, "key": K}',
     )
     s.add_argument(
         "--all", action="store_true", help="broadcast to every member of the mesh (offline ones too)"
@@ -79,6 +82,14 @@ def register(sub: Any) -> None:
 
 
 def cmd_send(args: argparse.Namespace) -> int:
+    if args.args == ["-"]:
+        if args.all or args.reply_to:
+            raise InvalidInput('`send -` takes "all" and "reply_to" from each line, not as options')
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("the lines read from stdin are not UTF-8 text (binary data?)") from None
+        return run(_send_many(args, parse_send_lines(text)))
     want = 2 if args.all else 3
     if len(args.args) != want:
         shape = "SUBJECT BODY" if args.all else "TO SUBJECT BODY"
@@ -108,9 +119,106 @@ async def _send(args: argparse.Namespace, head: list[str], body: str) -> int:
     return 0
 
 
+SEND_LINE_KEYS = frozenset({"to", "all", "subject", "body", "reply_to", "key"})
+SEND_MANY_IN_FLIGHT = 2000  # sends outstanding at once: enough to fill the node's group commits
+
+
+def parse_send_lines(text: str) -> list[dict[str, Any]]:
+    """`meshctl send -`'s input, every line checked before anything is sent (a bad line: nothing sent).
+
+    One JSON object per line (blank lines skipped): "to" a session name, or "all": true; "subject" and
+    "body" strings; optional "reply_to" (a message id) and "key" (an idempotency key: the same key again,
+    in this run or a later one, answers the first send's id and queues nothing more)."""
+    import json
+
+    from mesh.core import validate
+    from mesh.core.mailbox import check_text
+
+    out: list[dict[str, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            try:
+                item = json.loads(line)
+            except ValueError as e:
+                raise InvalidInput(f"not a JSON object ({e})") from None
+            if not isinstance(item, dict):
+                raise InvalidInput("not a JSON object")
+            unknown = sorted(set(item) - SEND_LINE_KEYS)
+            if unknown:
+                raise InvalidInput(f"unknown field {validate.shown(unknown[0])} (fields: to or all, subject,"
+                                   " body, reply_to, key)")  # fmt: skip
+            for field in ("to", "subject", "body", "reply_to", "key"):
+                if field in item and not isinstance(item[field], str):
+                    raise InvalidInput(f'"{field}" must be a string')
+            if "subject" not in item or "body" not in item:
+                raise InvalidInput('"subject" and "body" are needed')
+            everyone = item.get("all", False)
+            if not isinstance(everyone, bool):
+                raise InvalidInput('"all" must be true or false')
+            if everyone == bool(item.get("to")):
+                raise InvalidInput('give "to" (a session name) or "all": true, not both')
+            if not everyone:
+                validate.name(item["to"], "recipient")
+            check_text(item["subject"], item["body"])
+            if item.get("reply_to"):
+                validate.ident(item["reply_to"], "reply_to")
+            if item.get("key"):
+                validate.ident(item["key"], "key")
+        except MeshError as e:
+            raise InvalidInput(f"stdin line {n}: {e}") from None
+        out.append(item)
+    if not out:
+        raise InvalidInput("no messages on stdin (one JSON object per line)")
+    return out
+
+
+async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> int:
+    """Every line's message pipelined over one stream (the node group-commits them); one answer per line,
+    in line order. A send that fails (an unknown recipient) does not stop the others."""
+    import asyncio
+    import json
+
+    results: list[Sent | MeshError | None] = [None] * len(items)
+    async with connect(args) as api:
+
+        async def one(i: int) -> None:
+            it = items[i]
+            reply_to, key = it.get("reply_to") or None, it.get("key") or None
+            try:
+                if it.get("all"):
+                    results[i] = await api.broadcast(it["subject"], it["body"], reply_to, key=key)
+                else:
+                    results[i] = await api.send(it["to"], it["subject"], it["body"], reply_to, key=key)
+            except MeshError as e:
+                results[i] = e
+
+        todo = iter(range(len(items)))
+
+        async def worker() -> None:
+            for i in todo:
+                await one(i)
+
+        await asyncio.gather(*(worker() for _ in range(min(SEND_MANY_IN_FLIGHT, len(items)))))
+    code = 0
+    for n, r in enumerate(results, 1):
+        if isinstance(r, MeshError):
+            print(f"meshctl: message {n}: " + " ".join(str(r).splitlines()), file=sys.stderr)
+            code = code or r.exit_code
+            if args.json:
+                print(json.dumps({"error": type(r).__name__, "message": str(r)}))
+        elif r is not None:
+            if args.json:
+                print(json.dumps(r.to_json()))
+            else:
+                print(f"queued {r.id} for {', '.join(r.recipients) or 'nobody yet (no other member known)'}")
+    return code
+
+
 def cmd_inbox(args: argparse.Namespace) -> int:
     try:
-        return run(_inbox(args))
+        return (run_following if getattr(args, "follow", True) else run)(_inbox(args))
     except KeyboardInterrupt:
         return 0
 

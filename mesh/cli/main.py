@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -132,6 +133,45 @@ def connect(args: argparse.Namespace) -> Client:
 def run(coro: Coroutine[Any, Any, int]) -> int:
     """Run a verb's coroutine; its result is the exit code."""
     return asyncio.run(coro)
+
+
+STOP_GRACE = 2.0
+"""Seconds a following verb has to wind down after Ctrl-C before the process ends regardless."""
+
+
+def run_following(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a verb that follows a stream (`watch`, `inbox --follow`) until it ends, Ctrl-C or SIGTERM (exit 0).
+
+    The signal cancels the verb; should the stream read not end (grpc.aio was seen once, on a heavily
+    loaded box, to go on reading a server stream after its task was cancelled), the process still ends
+    after STOP_GRACE: such a verb only reads, so there is nothing a hard exit could lose but unflushed
+    output, which is flushed first."""
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def stop() -> None:
+            task.cancel()
+            loop.call_later(STOP_GRACE, _hard_exit)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop)
+        try:
+            return await coro
+        except asyncio.CancelledError:
+            return 0
+
+    return asyncio.run(main())
+
+
+def _hard_exit() -> NoReturn:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(0)
 
 
 Handler = Callable[[argparse.Namespace], int]

@@ -127,7 +127,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 async def _foreground(args: argparse.Namespace, config: Any) -> int:
     from mesh.node import Node
-    from mesh.web import serve_node
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -137,7 +136,11 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
     node = Node(config=config)
     loop = asyncio.get_running_loop()
     try:
-        web = await serve_node(node, args.web)  # binds first: a busy port fails before the node joins
+        web = None
+        if args.web is not None:  # the page's modules only in a node that serves it
+            from mesh.web import serve_node
+
+            web = await serve_node(node, args.web)  # binds first: a busy port fails before the node joins
         await node.start()
     except MeshError as e:
         _report_ready(

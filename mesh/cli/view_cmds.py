@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, connect, run
+from mesh.cli.main import common_parser, connect, run, run_following
 
 if TYPE_CHECKING:
     from mesh.api import MeshAPI
@@ -104,7 +104,7 @@ async def _state_extra(api: MeshAPI) -> list[str]:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     try:
-        return run(_watch(args))
+        return (run_following if getattr(args, "follow", True) else run)(_watch(args))
     except KeyboardInterrupt:
         return 0
 

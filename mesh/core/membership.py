@@ -399,8 +399,8 @@ class Membership:
 
     def holder_of_name(self, name: str) -> Member | None:
         """The live member using `name`, if any."""
-        for m in self.live():
-            if m.info.name == name:
+        for m in self.members.values():  # every send asks: no list of the live ones built for it
+            if m.info.name == name and m.state in (Liveness.ALIVE, Liveness.SUSPECT):
                 return m
         return None
 

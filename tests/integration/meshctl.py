@@ -6,7 +6,8 @@
                                     CLOCK_BOOTTIME, which every process of the host shares) for
                                     tests/integration/claims_checker.py
     MESH_TEST_LOSE_REPLY=METHOD:N   lose the answers of the node's first N control calls METHOD, after the
-                                    node carried them out (a stream broken at the worst moment)
+                                    node carried them out (a stream broken at the worst moment); several
+                                    as METHOD:N,METHOD:N
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -49,16 +50,18 @@ class HistoryWriter:
 
 
 class LoseReplies:
-    """Loses the answers of the first `n` calls of `method`."""
+    """Loses the answers of the first `n` calls of `method` (several: `METHOD:N,METHOD:N`)."""
 
     def __init__(self, spec: str) -> None:
-        method, _, n = spec.partition(":")
-        self.method, self.left = method, int(n or 1)
+        self.left: dict[str, int] = {}
+        for part in spec.split(","):
+            method, _, n = part.partition(":")
+            self.left[method] = int(n or 1)
 
     def __call__(self, method: str) -> bool:
-        if method != self.method or self.left <= 0:
+        if self.left.get(method, 0) <= 0:
             return False
-        self.left -= 1
+        self.left[method] -= 1
         return True
 
 

@@ -510,14 +510,50 @@ async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> No
         m.cleanup()
 
 
-def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path) -> None:
+async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_once(tmp_path: Path) -> None:
+    """The sending node is paused (SIGSTOP) with sends pending on the client's SendStream: after 10 s without
+    an answer the client gives the stream up and asks again, unary, with each send's key; the node resumes
+    meanwhile, and every send is answered with its one id (each queued once, whichever copy came first)."""
+    import asyncio
+    import signal
+
+    from mesh.client import connect
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("a", "--no-mdns", "--port", str(port))
+        m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        async with await connect("a", mesh=m.name, home=m.home) as api:
+            await api.send("b", "warm", "body")  # the stream is open
+            stream = api._pipe._task
+            m.signal("a", signal.SIGSTOP)
+            try:
+                sending = asyncio.gather(*(api.send("b", f"paused {i}", "body") for i in range(20)))
+                await asyncio.sleep(12)  # past the stream's 10 s: the unary retries are under way
+                assert not sending.done()
+            finally:
+                m.signal("a", signal.SIGCONT)
+            sent = await sending
+            assert stream is not None and stream.done()  # given up, not waited out
+        ids = [s.id for s in sent]
+        assert len(set(ids)) == 20
+        queued = [e for e in _queued(m, "a") if str(e["subject"]).startswith("paused")]
+        assert sorted(str(e["id"]) for e in queued) == sorted(ids)
+    finally:
+        m.cleanup()
+
+
+@pytest.mark.parametrize("lose", ["SendStream:1", "SendStream:1,Send:1"])
+def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path, lose: str) -> None:
     """The node queues the message, then the stream breaks before the answer ("Stream removed"): meshctl
-    asks again with the same key and gets the same id; nothing is queued twice, nothing arrives twice."""
+    asks again with the same key (as a unary Send; its answer lost too in the second case, then once more)
+    and gets the same id; nothing is queued twice, nothing arrives twice."""
     m = Mesh(home=tmp_path / "home")
     try:
         (port,) = free_ports(1)
         m.up("b", "--no-mdns", "--port", str(port))
-        m.extra_env["MESH_TEST_LOSE_REPLY"] = "Send:1"
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = lose
         m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
         r = m.ctl("send", "b", "lost answer", "body", "--json", node="a")
         sent = json.loads(r.stdout)

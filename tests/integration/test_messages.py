@@ -90,6 +90,57 @@ def test_bad_messages_are_refused_and_queue_nothing(mesh: Mesh, args: list[str],
     assert outbox(mesh, "a") == []
 
 
+def test_send_many_from_json_lines_pipelines_every_line_in_order(mesh: Mesh) -> None:
+    pair(mesh)
+    lines = [
+        {"to": "b", "subject": "one", "body": "first"},
+        {"all": True, "subject": "all", "body": "to everyone"},
+        {"to": "b", "subject": "keyed", "body": "once", "key": "k-1"},
+        {"to": "b", "subject": "keyed", "body": "once", "key": "k-1"},  # a repeat: same id, queued once
+        {"to": "nobody", "subject": "lost", "body": "no such session"},
+        *({"to": "b", "subject": f"bulk {i:04d}", "body": "x" * 200} for i in range(1500)),
+    ]
+    text = "\n".join(json.dumps(x) for x in lines) + "\n\n"
+    r = mesh.ctl("send", "-", "--json", node="a", input=text, check=False)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == ["meshctl: message 5: no session named 'nobody' has been seen in "
+                                             f"mesh {mesh.name!r} (see `meshctl status`; names are "
+                                             "case-sensitive)"]  # fmt: skip
+    answers = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(answers) == len(lines)
+    assert answers[4]["error"] == "UnknownRecipient"
+    assert answers[2]["id"] == answers[3]["id"]
+    assert answers[1]["recipients"] == ["b"]
+    ids = [a["id"] for i, a in enumerate(answers) if i not in (3, 4)]
+    assert ids == in_send_order(ids)  # one stream, batches in order: queued in line order
+
+    def all_in() -> list[dict[str, Any]] | None:
+        got = inbox(mesh, "b")
+        return got if len(got) == len(ids) else None
+
+    got = until(all_in, timeout=60, what="every message in b's inbox")
+    assert [m["id"] for m in got] == ids
+    assert [m["subject"] for m in got[:3]] == ["one", "all", "keyed"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"to": "b", "subject": "s", "body": "b"}\nnot json\n', "stdin line 2: not a JSON object"),
+        ('{"to": "b", "all": true, "subject": "s", "body": "b"}\n', 'stdin line 1: give "to"'),
+        ('{"to": "b", "subject": "s"}\n', '"subject" and "body" are needed'),
+        ('{"to": "b", "subject": "s", "body": "b", "colour": 1}\n', "unknown field 'colour'"),
+        ('{"to": "b", "subject": "", "body": "b"}\n', "stdin line 1: subject is empty"),
+        ("\n\n", "no messages on stdin"),
+    ],
+)
+def test_send_many_refuses_a_bad_line_and_sends_nothing(mesh: Mesh, text: str, needle: str) -> None:
+    pair(mesh)
+    r = mesh.ctl("send", "-", node="a", input=text, check=False)
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert outbox(mesh, "a") == []
+
+
 def test_recipient_killed_mid_burst_gets_everything_once_in_order(mesh: Mesh) -> None:
     pair(mesh)
     n = 600

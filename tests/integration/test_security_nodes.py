@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -174,19 +175,27 @@ def test_valid_certificate_for_another_node_id_is_permission_denied(mesh: Mesh) 
     assert "certificate is not for node" in node_log(a, mesh)
 
 
-def _as_uid(uid: int, gid: int) -> Any:
+def _as_uid(uid: int, gid: int) -> tuple[list[str], Any]:
+    """(argv prefix, preexec_fn) that run a command as uid/gid with no supplementary groups.
+
+    setpriv (util-linux) when there is one: a preexec_fn forces a real fork() (no vfork), and forking this
+    process while its gRPC threads are busy makes gRPC print "skipping fork() handlers" into the output."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is not None:
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"], None
+
     def drop() -> None:
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
 
-    return drop
+    return [], drop
 
 
-def _runs_as(python: str, preexec: Any) -> bool:
+def _runs_as(python: str, drop: tuple[list[str], Any]) -> bool:
     try:
         r = subprocess.run(
-            [python, "-c", "pass"], preexec_fn=preexec, capture_output=True, timeout=30, cwd="/"
+            [*drop[0], python, "-c", "pass"], preexec_fn=drop[1], capture_output=True, timeout=30, cwd="/"
         )
     except OSError:
         return False
@@ -226,8 +235,8 @@ def test_control_socket_refuses_another_local_user(mesh: Mesh) -> None:
 
     def connect_as_nobody(target: str, fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [python, "-c", _CONNECT, target],
-            preexec_fn=drop,
+            [*drop[0], python, "-c", _CONNECT, target],
+            preexec_fn=drop[1],
             pass_fds=fds,
             capture_output=True,
             text=True,

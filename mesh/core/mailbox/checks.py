@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 
 from mesh.core import validate
@@ -23,6 +24,8 @@ from mesh.core.mailbox.records import (
     Recipient,
 )
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a subject is one line (one regex scan, not a loop per character)
+
 
 def _subject(value: str) -> str:
     if not isinstance(value, str):
@@ -31,7 +34,7 @@ def _subject(value: str) -> str:
         raise LimitExceeded(f"subject is {len(value)} characters; the limit is {SUBJECT_MAX}")
     if not value.strip():
         raise InvalidInput("subject is empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise InvalidInput("subject contains control characters (it is one line)")
     validate.utf8(value, "subject")
     return value

@@ -16,8 +16,10 @@ RECEIPT_MAX = 1000
 """Message ids per read receipt or receipt ack frame."""
 INBOX_PAGE_MAX = 10_000
 """Rows per inbox/outbox query."""
-WINDOW = 8 * BATCH_MAX
-"""Messages in flight (sent, not yet acked) per peer link: enough to cover the ack round trip."""
+WINDOW = 32 * BATCH_MAX
+"""Messages in flight (sent, not yet acked) per peer link: enough to cover the ack round trip while the
+recipient commits earlier batches (8 batches left the link idle between acks under load). The sender's
+alone: a recipient never counts it."""
 RESEND_AFTER = 2.0
 """Seconds without ack progress on a live link before the sender rewinds to the oldest unacked entry."""
 RETENTION = 7 * 24 * 3600.0
