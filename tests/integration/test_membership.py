@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,15 +178,25 @@ def test_watch_json_streams_changes(mesh: Mesh) -> None:
         text=True,
     )
     try:
-        assert watcher.stdout is not None
-        first = json.loads(watcher.stdout.readline())
+        lines = _lines(watcher)
+
+        def next_event() -> dict[str, Any]:  # within a deadline, saying what came, rather than hang
+            try:
+                line = lines.get(timeout=30.0)
+            except queue.Empty:
+                raise AssertionError(f"no event within 30 s; b's so far: {events}") from None
+            assert line, f"watch ended; b's events so far: {events}"
+            ev: dict[str, Any] = json.loads(line)
+            return ev
+
+        events: list[tuple[str, str, str, str, int]] = []
+        first = next_event()
         assert first["event"] == "snapshot" and first["member"]["name"] == "a"
         mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
         mesh.ctl("heartbeat", "--action", "deploy", "--progress", "90", node="b")
         mesh.ctl("down", node="b")
-        events: list[tuple[str, str, str, str, int]] = []
         while not events or events[-1][:3] != ("state", "b", "left"):
-            ev = json.loads(watcher.stdout.readline())
+            ev = next_event()
             m = ev["member"]
             if m["name"] == "b":  # a's own events (e.g. steward changes) interleave
                 events.append((ev["event"], m["name"], m["state"], m["action"], m["progress"]))
@@ -255,3 +268,17 @@ def test_no_node_and_ambiguous_node_errors(mesh: Mesh) -> None:
     r = mesh.ctl("status", check=False)
     assert r.returncode == 2 and "several nodes" in r.stderr and "a (mesh" in r.stderr
     assert mesh.ctl("status", "--json", node="b").returncode == 0
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """Every line `proc` writes, as it comes ("" at its end), read by a thread."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.put(line)
+        out.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
