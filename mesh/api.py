@@ -69,15 +69,22 @@ class MeshAPI(Protocol):
         """
         ...
 
-    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+    async def claim_once(
+        self, resource: str, ttl: float = 3600.0, wait: float = 0.0, *, handle: bool = False
+    ) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release.
 
-        For tools that exit right after (meshctl claim). Raises as `claim` does.
+        For tools that exit right after (meshctl claim). Raises as `claim` does. `handle=True` is what
+        `claim()` builds its Lease on: the node counts the handle until it releases with `handle=True`.
         """
         ...
 
-    async def release(self, type: str, name: str) -> bool:
-        """Release a claim this node holds; False if it held none."""
+    async def release(self, type: str, name: str, *, handle: bool = False) -> bool:
+        """Release a claim this node holds; False if it held none.
+
+        While a Lease (`claim()`, in any process) holds the item through this node, a release that is not
+        that Lease's own (`handle=False`) ends it without cutting its told validity short: the Lease hears
+        `lost`, and nobody else is granted the item until that validity has passed."""
         ...
 
     async def claims(self) -> list[ClaimView]:

@@ -261,11 +261,13 @@ class PendingClaim:
 class _Claims(Protocol):
     """The part of MeshAPI that `claim()` is built on."""
 
-    async def claim_once(self, resource: str, ttl: float = ..., wait: float = ...) -> ClaimView: ...
+    async def claim_once(
+        self, resource: str, ttl: float = ..., wait: float = ..., *, handle: bool = ...
+    ) -> ClaimView: ...
 
     def lease_events(self, resource: str) -> AsyncIterator[LeaseEvent]: ...
 
-    async def release(self, type: str, name: str) -> bool: ...
+    async def release(self, type: str, name: str, *, handle: bool = ...) -> bool: ...
 
 
 def pending_claim(
@@ -289,11 +291,11 @@ def pending_claim(
 
     async def acquire() -> Lease:
         asked = clock.now()
-        granted = await api.claim_once(resource, ttl, wait)
+        granted = await api.claim_once(resource, ttl, wait, handle=True)
         offset = await clock_offset(asked, granted.node_now) if clock_offset is not None else 0.0
 
         async def give_up() -> None:
-            await api.release(type, name)
+            await api.release(type, name, handle=True)
 
         return Lease(
             resource, granted.token, granted.expires_at, release or give_up, api.lease_events(resource),

@@ -267,10 +267,12 @@ class Client:
         """Claim TYPE/NAME through the node (see MeshAPI.claim); the node renews it while it lives."""
         return pending_claim(self, type, name, ttl, wait, clock=self.clock, clock_offset=self._clock_offset)
 
-    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+    async def claim_once(
+        self, resource: str, ttl: float = 3600.0, wait: float = 0.0, *, handle: bool = False
+    ) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         # Checked here too: the RPC's deadline is computed from `wait`, and a huge one would overflow it.
-        req = pb.ClaimRequest(resource=resource, ttl=check_ttl(ttl), wait=check_wait(wait))
+        req = pb.ClaimRequest(resource=resource, ttl=check_ttl(ttl), wait=check_wait(wait), handle=handle)
         return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
 
     async def _clock_offset(self, asked: float, node_now: float) -> float:
@@ -287,9 +289,9 @@ class Client:
         info = await self.info()
         return min(0.0, before - info.node_now) if info.node_now else 0.0
 
-    async def release(self, type: str, name: str) -> bool:
-        """Release a claim this node holds; False if it held none."""
-        req = pb.ReleaseRequest(resource=resource_name(type, name))
+    async def release(self, type: str, name: str, *, handle: bool = False) -> bool:
+        """Release a claim this node holds; False if it held none (see MeshAPI.release for `handle`)."""
+        req = pb.ReleaseRequest(resource=resource_name(type, name), handle=handle)
         r: pb.ReleaseReply = await self._call(self._stub.Release, req)
         return r.released
 

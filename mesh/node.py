@@ -196,24 +196,26 @@ class Node:
 
         async def release() -> None:
             if self._rt.serving:  # a stopped node's claims went with it
-                self._rt.claims.release(resource)
+                self._rt.claims.release(resource, handle=True)
 
         # The node's clock is this process's clock: its instants need no mapping.
         return pending_claim(self, type, name, ttl, wait, clock=self._rt.clock, release=release)
 
-    async def claim_once(self, resource: str, ttl: float = 3600.0, wait: float = 0.0) -> ClaimView:
+    async def claim_once(
+        self, resource: str, ttl: float = 3600.0, wait: float = 0.0, *, handle: bool = False
+    ) -> ClaimView:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         resource = claim_resource(resource)
         rt = self._check()
         try:
-            return await rt.claims.claim(resource, check_ttl(ttl), check_wait(wait))
+            return await rt.claims.claim(resource, check_ttl(ttl), check_wait(wait), handle=handle)
         except ClaimDenied:
             rt.stats.refused(resource)  # a collision refused: the claims protocol doing its job
             raise
 
-    async def release(self, type: str, name: str) -> bool:
-        """Release a claim this node holds; False if it held none."""
-        return self._check().claims.release(resource_name(type, name)) is not None
+    async def release(self, type: str, name: str, *, handle: bool = False) -> bool:
+        """Release a claim this node holds; False if it held none (see MeshAPI.release for `handle`)."""
+        return self._check().claims.release(resource_name(type, name), handle=handle) is not None
 
     async def claims(self) -> list[ClaimView]:
         """Every live claim in the mesh, by item (from each holder's published status)."""

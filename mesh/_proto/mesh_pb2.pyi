@@ -1696,22 +1696,26 @@ class ClaimRequest(_message.Message):
     RESOURCE_FIELD_NUMBER: _builtins.int
     TTL_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
+    HANDLE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     """TYPE/NAME"""
     ttl: _builtins.float
     """the claim's maximum life, seconds"""
     wait: _builtins.float
     """keep trying this long while another holds it (0: answer at once)"""
+    handle: _builtins.bool
+    """for an API lease handle (claim()): counted by the node until it releases"""
     def __init__(
         self,
         *,
         resource: _builtins.str = ...,
         ttl: _builtins.float = ...,
         wait: _builtins.float = ...,
+        handle: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource", "ttl", b"ttl", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handle", b"handle", "resource", b"resource", "ttl", b"ttl", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1770,15 +1774,19 @@ class ReleaseRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESOURCE_FIELD_NUMBER: _builtins.int
+    HANDLE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
+    handle: _builtins.bool
+    """an API lease handle lets go (else: a release that must not cut handles' validity short)"""
     def __init__(
         self,
         *,
         resource: _builtins.str = ...,
+        handle: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["handle", b"handle", "resource", b"resource"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

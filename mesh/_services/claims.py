@@ -109,6 +109,9 @@ class ClaimsService:
         self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
         self._config_waiters: list[asyncio.Future[None]] = []
         self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
+        # API lease handles (`claim()`'s Lease, any process) holding each item through this node: the node
+        # keeps an item while one remains, and a release that is not theirs never cuts their validity short.
+        self._handles: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._manage_soon = False
         self._last_manage = 0.0
@@ -129,10 +132,14 @@ class ClaimsService:
         self.ctx.spawn(self._timer(), "claims-timer")
 
     async def release_all(self) -> None:
-        """On leave: release every held claim (peers stop waiting at once); hand off stewardship if needed."""
+        """On leave: release every held claim (peers stop waiting at once); hand off stewardship if needed.
+
+        An item an API lease handle holds is abandoned instead (no Release to the stewards): the handle's
+        process may go on acting until the validity it was told, so the item must stay taken until the
+        acceptors' lease runs out after it."""
         now = self.ctx.clock.now()
-        for resource in list(self.held):
-            self.apply(self.core.release(resource, now))
+        for resource, h in list(self.held.items()):
+            self.apply(self.core.release(resource, now, tell=not self._cut_short(resource, h, now)))
         self._wake.set()
         await self.stewards.hand_off()
         state = self.core.clean_stop(self.ctx.clock.now())
@@ -198,12 +205,14 @@ class ClaimsService:
                 self._lease_event(LeaseEvent("renewed", e.resource, e.token, valid))
             elif isinstance(e, Lost):
                 self.held.pop(e.resource, None)
+                self._handles.pop(e.resource, None)
                 log.warning("lost %s token=%d (could not renew in time)", e.resource, e.token)
                 self._observe("lost", e.resource, e.token)
                 self._lease_event(LeaseEvent("lost", e.resource, e.token), final=True)
                 status_changed = True
             elif isinstance(e, Released):
                 self.held.pop(e.resource, None)
+                self._handles.pop(e.resource, None)
                 log.info("released %s token=%d", e.resource, e.token)
                 self._observe("released", e.resource, e.token)
                 self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
@@ -339,8 +348,10 @@ class ClaimsService:
                 await fut
         return self.core.config is not None
 
-    async def claim(self, resource: str, ttl: float, wait: float) -> ClaimView:
+    async def claim(self, resource: str, ttl: float, wait: float, *, handle: bool = False) -> ClaimView:
         """Claim `resource` for at most `ttl` s; with `wait`, keep trying while someone else holds it.
+
+        `handle`: the claim is for an API lease handle (`claim()`), counted until that handle releases.
 
         While the mesh forms (no config yet) or new stewards take over, the claim waits for them, up to
         `wait` or FORMING_WAIT when no `wait` is given.
@@ -375,6 +386,8 @@ class ClaimsService:
             now = self.ctx.clock.now()
             if isinstance(e, Granted):
                 h = self.held.get(resource)
+                if handle and h is not None:
+                    self._handles[resource] = self._handles.get(resource, 0) + 1
                 ends = h.claim_ends if h else now + ttl
                 valid = h.valid_until if h else self.valid_until(e.until)
                 return ClaimView(
@@ -447,10 +460,25 @@ class ClaimsService:
             if r in self.held or r in self._released_at:
                 self._wanted[r] = now
 
-    def release(self, resource: str) -> int | None:
-        """Release a held claim; returns its token (None if this node did not hold it)."""
+    def release(self, resource: str, *, handle: bool = False) -> int | None:
+        """Release a held claim; returns its token (None if this node did not hold it).
+
+        `handle`: an API lease handle lets go. While another handle of this node holds the item the node
+        keeps it (and renews it). A release that is not the last handle's — `meshctl release`, another
+        client — while a handle's told validity runs is an abandon: renewals stop and the handles hear
+        "released", but the stewards are not told, so nobody else is granted the item before every validity
+        this node reported has passed (the acceptors' lease outlives it by construction).
+        """
         h = self.held.get(resource)
-        self.apply(self.core.release(resource, self.ctx.clock.now()))
+        now = self.ctx.clock.now()
+        if h is not None and handle:
+            left = self._handles.get(resource, 0) - 1
+            if left > 0:
+                self._handles[resource] = left
+                return h.token
+            self._handles.pop(resource, None)
+        tell = h is None or not self._cut_short(resource, h, now)
+        self.apply(self.core.release(resource, now, tell=tell))
         if h is not None:
             now = self.ctx.clock.now()
             self._released_at[resource] = now
@@ -458,6 +486,10 @@ class ClaimsService:
                 self._released_at = {r: t for r, t in self._released_at.items() if now - t < REGRAB_WINDOW}
                 self._wanted = {r: t for r, t in self._wanted.items() if now - t < WANTED_FOR}
         return h.token if h else None
+
+    def _cut_short(self, resource: str, h: _Held, now: float) -> bool:
+        """Would releasing `resource` at the stewards now cut an API handle's told validity short?"""
+        return self._handles.get(resource, 0) > 0 and now < h.valid_until
 
     def held_view(self) -> list[tuple[str, int, float]]:
         """(resource, token, ends at wall) for every claim held: what this node's status record publishes."""

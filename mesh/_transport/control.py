@@ -53,13 +53,15 @@ class ControlServicer(pbg.ControlServicer):
 
     @unary
     async def Claim(self, request: pb.ClaimRequest, context: Ctx) -> pb.ClaimReply:
-        granted = await self.api.claim_once(request.resource, request.ttl, request.wait)
+        granted = await self.api.claim_once(
+            request.resource, request.ttl, request.wait, handle=request.handle
+        )
         return api_codec.claim_reply_to_pb(granted)
 
     @unary
     async def Release(self, request: pb.ReleaseRequest, context: Ctx) -> pb.ReleaseReply:
         type_, name = split_resource(request.resource)
-        return pb.ReleaseReply(released=await self.api.release(type_, name))
+        return pb.ReleaseReply(released=await self.api.release(type_, name, handle=request.handle))
 
     @unary
     async def Claims(self, request: pb.Empty, context: Ctx) -> pb.ClaimList:

@@ -196,9 +196,10 @@ class ClaimsCore:
         """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then."""
         return self._run(self._leases.claim(resource, max_life, now), now)
 
-    def release(self, resource: str, now: float) -> list[Effect]:
-        """Give ``resource`` up (or abandon the claim attempt)."""
-        return self._run(self._leases.release(resource, now), now)
+    def release(self, resource: str, now: float, *, tell: bool = True) -> list[Effect]:
+        """Give ``resource`` up (or abandon the claim attempt); ``tell=False`` stops renewing without telling
+        the stewards, so the lease runs out at the acceptors as if this node had crashed."""
+        return self._run(self._leases.release(resource, now, tell=tell), now)
 
     def probe(self, resource: str, now: float) -> list[Effect]:
         """Ask the stewards who else holds a claim conflicting with ``resource`` (a ``Probed`` answers)."""

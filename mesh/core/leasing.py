@@ -372,8 +372,14 @@ class Leasing:
         del self._slots[resource]
         return [Lost(resource, slot.token)]
 
-    def release(self, resource: str, now: float) -> list[Effect]:
-        """Give ``resource`` up (or abandon the claim attempt)."""
+    def release(self, resource: str, now: float, *, tell: bool = True) -> list[Effect]:
+        """Give ``resource`` up (or abandon the claim attempt).
+
+        ``tell=False``: stop renewing and forget the lease here, but send the stewards no Release. Safe as a
+        crash is safe — the acceptors keep the lease until it runs out (D_A after the last accepted
+        ballot), which is after any validity this node has told anyone. The node's API uses it when an
+        API lease handle (another process) may still act on the lease within its reported validity.
+        """
         slot = self._slots.pop(resource, None)
         if slot is None or self._steward.config is None:
             return []
@@ -387,6 +393,8 @@ class Leasing:
                 out.append(Lost(resource, slot.token))
         if slot.attempt is not None and slot.attempt.phase == "accept":
             ballots.add(slot.attempt.ballot)
+        if not tell:
+            return out
         # Safe to clear every ballot of ours: we no longer believe in any of them.
         for b in sorted(ballots):
             out += self._to_stewards(Release(resource, b[0], b[1], self.me))

@@ -87,3 +87,44 @@ async def test_client_lease_lost_before_another_node_is_granted(mesh: Mesh, tmp_
 async def _moved(lease: Lease, first: float) -> None:
     while lease.valid_until <= first:
         await asyncio.sleep(0.05)
+
+
+async def test_a_release_that_is_not_the_handles_never_cuts_its_validity_short(mesh: Mesh) -> None:
+    """Node-side lease handles: a Lease held through node `a` (another process) is ended by `meshctl release`
+    on `a`, and by `meshctl down` of `a`, without anyone else being granted the item inside the validity
+    the Lease was told; and while two Leases of `a` hold one item, one letting go leaves it held."""
+    names = ["a", "b", "c", "d"]
+    await asyncio.to_thread(start, mesh, names)
+    for n in names:
+        await asyncio.to_thread(until, lambda n=n: asyncio.run(stewards(mesh, n)) == 3, 30.0, 0.1,
+                                f"3 stewards seen by {n}")  # fmt: skip
+    a = await connect("a", mesh=mesh.name, home=mesh.home)
+    c = await connect("c", mesh=mesh.name, home=mesh.home)
+    try:
+        # Two handles on one item: the first letting go leaves the second's lease held and renewed.
+        one = await a.claim("job", "twice", ttl=600)
+        two = await a.claim("job", "twice", ttl=600)
+        assert one.token == two.token
+        await one.release()
+        await asyncio.wait_for(_moved(two, two.valid_until), 10)
+        assert two.is_valid()
+        held = {v.resource for v in await a.held()}
+        assert "job/twice" in held
+        await two.release()
+        assert "job/twice" not in {v.resource for v in await a.held()}
+
+        # A release that is not the handle's own: the handle hears it, and c waits out its validity.
+        for item, cut in (("x", ("release", "service", "x")), ("y", ("down",))):
+            lease = await a.claim("service", item, ttl=600)
+            await asyncio.wait_for(_moved(lease, lease.valid_until), 10)
+            await asyncio.to_thread(mesh.ctl, *cut, node="a")
+            await asyncio.wait_for(lease.lost.wait(), 5)  # told at once (release), or by its timer (down)
+            other = await c.claim("service", item, ttl=600, wait=60)
+            c_prepared = other.valid_until - LEASE * (1 - RHO)
+            assert lease.valid_until < c_prepared, (item, lease.valid_until, c_prepared)
+            print(f"{' '.join(cut)}: c's round started {c_prepared - lease.valid_until:.2f} s after the "
+                  f"handle's validity ended")  # fmt: skip
+            await other.release()
+    finally:
+        await a.close()
+        await c.close()
