@@ -28,7 +28,7 @@ class Mutants:
     """Any home's genesis lock holder may create the first config, not only the home that created the mesh."""
     path_exact_only: bool = False
     """Acceptors check path claims for conflicts only by exact name (one slot per pattern), not by overlap:
-    so overlapping patterns such as ``src/**`` and ``src/app/*.py`` held exclusively at once."""
+    so overlapping patterns such as ``src/**`` and ``src/app/*.py`` can be held exclusively at once."""
     no_ballot_floor: bool = False
     """A restarted steward forgets which lease ballots it promised (no durable floor): PaxosLease's diskless
     acceptor, whose restart rule keeps leases exclusive but lets fencing tokens go backwards."""
