@@ -202,18 +202,10 @@ class MailStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrade mid-transaction.
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-            self._db.execute("COMMIT")
+            with storage.transaction(self._db) as db:
+                yield db
         except BaseException:
-            # SQLite may have rolled back already (a full disk, an I/O error): then ROLLBACK itself fails.
-            if self._db.in_transaction:
-                try:
-                    self._db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
             self._load_counters()  # caches may have moved ahead of what was rolled back
             raise
 

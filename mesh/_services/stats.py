@@ -94,15 +94,17 @@ class StatsService:
         try:
             write(*args)
         except StorageError as e:
-            if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
-                log.warning("stats: cannot record: %s (said again once a minute while it lasts)", e)
+            self._fault(e)
+
+    def _fault(self, e: StorageError) -> None:
+        if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
+            log.warning("stats: cannot record: %s (said again once a minute while it lasts)", e)
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         try:
             self._record(ev, m)
         except StorageError as e:
-            if self._faults.allow(type(e).__name__, self.ctx.clock.now()):
-                log.warning("stats: cannot record: %s (said again once a minute while it lasts)", e)
+            self._fault(e)
 
     def _record(self, ev: MembershipEvent, m: Member | None) -> None:
         if m is None:
