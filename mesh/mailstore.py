@@ -44,6 +44,7 @@ from mesh.core.mailbox import (
     ReceiptAck,
     accept_batch,
     batch_limit,
+    json_strings,
     message_id,
     new_stream_id,
     send_digest,
@@ -289,7 +290,7 @@ class MailStore:
                 if it.key:
                     names = [r.name for r in it.recipients]
                     fresh[it.key] = (mid, digest, names)
-                    keys.append((it.key, mid, json.dumps(names), digest, wall))
+                    keys.append((it.key, mid, json_strings(names), digest, wall))
             db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
             db.executemany(
                 "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"

@@ -208,12 +208,6 @@ class MailService:
         return await self._queue(out)
 
     async def _queue(self, out: mb.Outgoing) -> tuple[str, list[str]]:
-        mid, first_names = await self._enqueue(out)
-        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
-        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
-        return mid, [r.name for r in out.recipients] if first_names is None else first_names
-
-    async def _enqueue(self, out: mb.Outgoing) -> tuple[str, list[str] | None]:
         # Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
         # gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
         # lone send at once; under load the batches grow by themselves, because what arrives while a
@@ -225,7 +219,10 @@ class MailService:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await fut
+        mid, first_names = await fut
+        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
+        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
+        return mid, [r.name for r in out.recipients] if first_names is None else first_names
 
     def _flush(self) -> None:
         self._flush_scheduled = False
