@@ -50,6 +50,13 @@ LINK_BYTE_BURST = 64 * 1024 * 1024
 RESOURCE_EXHAUSTED and the link is closed): bounds parse work when frames are large. A 200-byte message is
 ~270 bytes on the wire, so 32 MiB/s leaves room for >100k messages/s — far above what a node parses."""
 
+MAX_FRAME_BATCH = 64
+"""Frames in one PeerFrame.batch (a writer packs what was queued in one loop turn; more is a protocol
+violation). The link's frame budget charges every frame of a batch."""
+FRAME_BATCH_BYTES = 256 * 1024
+"""Encoded bytes a writer packs into one batch (a frame larger than this goes alone): well under the
+message limit, so a batch never fails where its frames one by one would not."""
+
 MAX_GOSSIP_PEERS = 256
 """Node refs in one Gossip frame (RESOURCE_EXHAUSTED). A mesh is tens of nodes; the list is a hint."""
 

@@ -132,6 +132,16 @@ class LinkTable:
         """Everything a peer sends after its Hello."""
         if self.links.get(link.peer.node_id) is not link:
             return  # a superseded duplicate link; its twin carries the traffic
+        if f.batch:  # frames the peer queued in one turn, in order
+            if len(f.batch) > limits.MAX_FRAME_BATCH:
+                raise LimitExceeded(f"{len(f.batch)} frames in one batch (at most {limits.MAX_FRAME_BATCH})")
+            if len(f.ListFields()) != 1:
+                raise ProtocolError("a batch frame carries nothing but its frames")
+            for sub in f.batch:
+                if sub.batch:
+                    raise ProtocolError("a batch frame inside a batch frame")
+                self.on_frame(link, sub)
+            return
         if self._filters and any(drop(self.me.name, link.peer.name) for drop in self._filters):
             return
         peer = link.peer
