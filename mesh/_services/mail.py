@@ -138,7 +138,16 @@ class MailService:
         """Mail frames from a peer, in frame order: a batch, then acks, receipts, receipt acks."""
         peer = sender.node_id
         w_now = wall()
+        last_ack = {m.stream: m for m in msgs if isinstance(m, mb.MailAck)}
         for msg in msgs:
+            # Acks are cumulative: of several in one delivery (a batch of frames), the last one per stream
+            # says what the others said; those are checked, not applied (one transaction, not one each).
+            if (
+                isinstance(msg, mb.MailAck)
+                and (last := last_ack[msg.stream]) is not msg
+                and mb.check_ack(msg, peer_node=peer, self_node=self.me).upto <= last.upto
+            ):
+                continue
             try:
                 self._on_message(peer, msg, w_now)
             except StorageError as e:

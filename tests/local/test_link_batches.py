@@ -13,6 +13,7 @@ from mesh import limits
 from mesh._proto import mesh_pb2 as pb
 from mesh._runtime.links import LinkTable
 from mesh._transport.peer import Link
+from mesh.core import mailbox as mb
 from mesh.core.errors import LimitExceeded, ProtocolError
 from mesh.core.membership import PeerInfo
 
@@ -143,3 +144,37 @@ def test_a_batch_over_the_count_bound_is_refused() -> None:
     with pytest.raises(LimitExceeded):
         table.on_frame(link, pb.PeerFrame(batch=[_hb(i) for i in range(limits.MAX_FRAME_BATCH + 1)]))
     assert hub.heard == []
+
+
+class _Recorder:
+    """A peer service that records each on_messages call."""
+
+    accepts: tuple[type, ...] = (mb.MailAck,)
+
+    def __init__(self) -> None:
+        self.calls: list[list[int]] = []
+
+    def on_messages(self, peer: PeerInfo, msgs: list[object]) -> None:
+        self.calls.append([m.upto for m in msgs])  # type: ignore[attr-defined]
+
+    def on_link_up(self, peer: PeerInfo) -> None:
+        return None
+
+    def on_link_down(self, peer: PeerInfo) -> None:
+        return None
+
+
+def _ack(upto: int) -> pb.PeerFrame:
+    return pb.PeerFrame(
+        mail_acks=[pb.MailAck(from_node="m" * 16, to_node=PEER.node_id, stream="s", upto=upto)]
+    )
+
+
+def test_a_run_of_service_frames_reaches_the_service_as_one_list_in_order() -> None:
+    table, link, hub = _table()
+    rec = _Recorder()
+    table.attach(rec)  # type: ignore[arg-type]
+    table.on_frame(link, pb.PeerFrame(batch=[_ack(1), _ack(2), _hb(9), _ack(3), _ack(4), _ack(5)]))
+    # The heartbeat frame is applied in its place: what came before it is delivered first.
+    assert rec.calls == [[1, 2], [3, 4, 5]]
+    assert hub.heard == [PEER.node_id] * 6
