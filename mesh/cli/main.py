@@ -11,7 +11,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 # gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
@@ -21,6 +21,8 @@ from mesh.errors import MeshError
 if TYPE_CHECKING:
     from mesh.paths import RunningNode
     from mesh.wireclient import WireClient
+
+T = TypeVar("T")
 
 # Which module registers each verb: only that one is imported to run it (meshctl starts faster).
 _VERBS = {
@@ -180,12 +182,13 @@ def run_light(args: argparse.Namespace, coro: Coroutine[Any, Any, int]) -> int:
     return drive(coro) if light else run(coro)
 
 
-def drive(coro: Coroutine[Any, Any, int]) -> int:
+def drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends (its awaits are blocking wire calls) to its end, with no loop."""
     try:
         coro.send(None)
     except StopIteration as done:
-        return int(done.value)
+        result: T = done.value
+        return result
     coro.close()
     raise RuntimeError("a light verb waited for an event loop: it called a verb the wire does not carry")
 
