@@ -260,14 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_text(args: argparse.Namespace) -> None:
     """Every text argument is UTF-8 (bytes that are not become lone surrogates in Python, which would fail
     deep inside the transport): one line naming it. File paths (`Path` values) may be any bytes."""
-    from mesh.core import validate
-
     for dest, value in vars(args).items():
         if dest.startswith("_") or dest == "func":
             continue
         values = value if isinstance(value, list) else [value]
         for v in values:
-            if isinstance(v, str):
+            if isinstance(v, str) and not v.isascii():  # ASCII is UTF-8: no need to load the validators
+                from mesh.core import validate
+
                 what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
                 try:
                     validate.utf8(v, what)
