@@ -7,16 +7,42 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+from mesh.errors import MeshError
+
+
+def _import_lazily(name: str) -> None:
+    """Stand in for module `name` until something uses one of its attributes, then import it for real.
+
+    For `inspect`: dataclasses imports it (with ast, dis, tokenize: ~10 ms, half of the interpreter's own
+    start-up) for one call that a class with a docstring never makes, and meshctl's hot verbs use
+    dataclasses (the API's values) and nothing else of inspect. (importlib.util.LazyLoader does not do:
+    the `import` statement itself reads the module's `__spec__`, which makes it load.)"""
+    if name in sys.modules:
+        return
+    import types
+
+    class Later(types.ModuleType):
+        def __getattr__(self, attr: str) -> Any:
+            import importlib
+
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            self.__dict__.update(real.__dict__)  # who bound this stand-in now reads the real module
+            return getattr(real, attr)
+
+    sys.modules[name] = Later(name)
+
+
+_import_lazily("inspect")
+
 # gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-
-from mesh.errors import MeshError
 
 if TYPE_CHECKING:
     from mesh.paths import RunningNode
@@ -206,6 +232,7 @@ def run_following(coro: Coroutine[Any, Any, int]) -> int:
     output, which is flushed first."""
 
     import asyncio
+    import signal
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
