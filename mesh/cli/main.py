@@ -6,6 +6,7 @@ Exit codes: 0 success, 2 error (one line on stderr), 3 claim held by another ses
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -117,8 +118,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+@functools.cache
 def common_parser() -> argparse.ArgumentParser:
-    """Options every verb takes (so they may follow the verb: `meshctl status --json`)."""
+    """Options every verb takes (so they may follow the verb: `meshctl status --json`). One instance: it is
+    only ever a parent (argparse copies its actions), and each parser costs meshctl's start-up."""
     p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument(
