@@ -55,6 +55,19 @@ ANSWER_MAX = 64 * 2**20
 REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
 
 
+def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
+    """A message's fields checked here first, as `Client` does: a 10 MB body gets the body limit's message,
+    not a transport's (it would not fit the wire's request line)."""
+    from mesh.core import validate
+    from mesh.core.mailbox.checks import check_text
+
+    check_text(subject, body)
+    if reply_to:
+        validate.ident(reply_to, "reply-to id")
+    if key:
+        validate.ident(key, "send key")
+
+
 def _in_event_loop() -> bool:
     aio = sys.modules.get("asyncio")  # never imported: no loop can be running
     return aio is not None and aio._get_running_loop() is not None
@@ -277,6 +290,10 @@ class WireClient:
     ) -> Sent:
         """Queue a message to session `to` durably (delivery goes on in the background; see MeshAPI.send)."""
         if self.light:
+            from mesh.core import validate
+
+            validate.name(to, "recipient")
+            _check_message(subject, body, reply_to, key)
             args = {"to": to, "subject": subject, "body": body, "reply_to": reply_to, "key": key}
             return self._call("send", args)  # type: ignore[no-any-return]
         return await self._c().send(to, subject, body, reply_to, key=key)
@@ -286,6 +303,7 @@ class WireClient:
     ) -> Sent:
         """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
         if self.light:
+            _check_message(subject, body, reply_to, key)
             args = {"subject": subject, "body": body, "reply_to": reply_to, "key": key}
             return self._call("broadcast", args)  # type: ignore[no-any-return]
         return await self._c().broadcast(subject, body, reply_to, key=key)
