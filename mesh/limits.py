@@ -133,11 +133,12 @@ of growing without bound. A reader that keeps up never holds more than a handful
 
 # ---------------------------------------------------------------- hook wire (local, 0600, JSON lines)
 
-HOOK_LINE_MAX = 64 * 1024
+HOOK_LINE_MAX = 512 * 1024
 """Longest request line on the hook wire; a longer one gets `{"error": …}` and the connection closes.
 
-Hook requests are a few hundred bytes (an op, a path or two, a heartbeat); 64 KiB leaves room for a
-claim of many paths while bounding what one local client can make the node buffer."""
+Hook requests are a few hundred bytes (an op, a path or two, a heartbeat); `meshctl send` over the wire
+carries a body of up to 64 KiB of UTF-8, which JSON may grow up to 6x (control characters as \\u00XX):
+512 KiB holds any valid message while bounding what one local client can make the node buffer."""
 
 HOOK_MAX_CONNECTIONS = 64
 """Concurrent hook-wire connections; more are closed at once (hooks fail open, so nothing breaks).
