@@ -80,7 +80,8 @@ class Discovery:
         if self._azc is not None:
             if self._info is not None:
                 try:
-                    await asyncio.wait_for(self._azc.async_unregister_service(self._info), 2.0)
+                    async with asyncio.timeout(2.0):
+                        await self._azc.async_unregister_service(self._info)
                 except Exception as e:  # best effort: peers also learn of our leave on the peer links
                     log.debug("mDNS unregister failed: %s", e)
             await self._azc.async_close()

@@ -128,7 +128,8 @@ class Feed:
         """The version once it differs from `seen` (or `seen` after `timeout`)."""
         if self.version == seen:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
         return self.version
 
     def page_opened(self) -> None:

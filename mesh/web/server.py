@@ -134,7 +134,8 @@ class PageServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            req = await asyncio.wait_for(_read_request(reader), HEAD_TIMEOUT)
+            async with asyncio.timeout(HEAD_TIMEOUT):
+                req = await _read_request(reader)
         except _BadRequest as e:
             await self._respond(writer, e.status, f"{e}\n".encode())
             await _linger(reader, writer)
@@ -182,7 +183,8 @@ class PageServer:
     ) -> None:
         headers = [("Content-Type", ctype), ("Content-Length", str(len(body))), ("Connection", "close")]
         writer.write(_head(status, [*headers, *_COMMON_HEADERS, *extra]) + (b"" if head else body))
-        await asyncio.wait_for(writer.drain(), SLOW_CLIENT_TIMEOUT)
+        async with asyncio.timeout(SLOW_CLIENT_TIMEOUT):
+            await writer.drain()
 
     async def _stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Server-Sent Events: the whole picture now, then again after every change (coalesced)."""
@@ -213,7 +215,8 @@ class PageServer:
                     writer.write(b": keep-alive\n\n")
                 # A page that stops reading (a frozen tab) is dropped instead of buffering without bound;
                 # a page that only reads slowly skips versions, since each message is the whole picture.
-                await asyncio.wait_for(writer.drain(), SLOW_CLIENT_TIMEOUT)
+                async with asyncio.timeout(SLOW_CLIENT_TIMEOUT):
+                    await writer.drain()
         finally:
             gone.cancel()
             self.streams -= 1
