@@ -39,6 +39,10 @@ HELLO_TIMEOUT = limits.HELLO_TIMEOUT
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
 SEED_LOOK = 2.0  # how often a linked seed is looked at (each look is a wake-up of an idle node)
+# A gossip hint about a peer with a smaller node id waits this long before its dial: that peer heard of us by
+# the same gossip and dials too, and the tie-break keeps its link, so ours would be a wasted TLS handshake
+# (half of all handshakes when a mesh forms). Only if no link came meanwhile do we dial.
+GOSSIP_DEFER = 1.0
 
 
 class Dialer:
@@ -70,6 +74,7 @@ class Dialer:
         self._redialing: set[str] = set()  # node ids with a redial loop
         self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
         self._refusals_logged: set[str] = set()
+        self._deferred: set[str] = set()  # node ids whose gossip dial waits out GOSSIP_DEFER
 
     # ------------------------------------------------------------------ what proposes a dial
 
@@ -92,9 +97,23 @@ class Dialer:
             return
         if self._gossip_dials >= limits.MAX_GOSSIP_DIALS or info.address in self.dialing:
             return
+        if info.node_id in self._deferred:
+            return
         self._gossip_dials += 1
-        task = self.spawn(self.dial_quietly(info.address, info.node_id), f"dial-{info.address}")
+        defer = GOSSIP_DEFER if info.node_id < self.me.node_id else 0.0
+        task = self.spawn(self._gossip_dial(info, defer), f"dial-{info.address}")
         task.add_done_callback(self._gossip_dial_done)
+
+    async def _gossip_dial(self, info: PeerInfo, defer: float) -> None:
+        if defer:
+            self._deferred.add(info.node_id)
+            try:
+                await asyncio.sleep(defer)
+            finally:
+                self._deferred.discard(info.node_id)
+            if info.node_id in self.links.links or self.life.stopping:
+                return
+        await self.dial_quietly(info.address, info.node_id)
 
     def _gossip_dial_done(self, _: asyncio.Task[Any]) -> None:
         self._gossip_dials -= 1
