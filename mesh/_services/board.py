@@ -5,7 +5,8 @@ store (mesh.boardstore) and kept in step with every peer over the links (mesh.co
                    edit is durable when its verb returns) ──▶ Delta(ops) to every linked peer ──▶ watch events
     Delta from a peer ──▶ apply each op (idempotent, any order) ──▶ merge its context (last batch of an
                    answer) ──▶ one transaction: retained ops kept, obsolete ones deleted ──▶ watch events
-    link up / peer alive again ──▶ SyncRequest(our context) ──▶ the peer answers with what we lack
+    link up (the smaller node id) / peer alive again ──▶ SyncRequest(our context) ──▶ the peer answers with
+                   what we lack
     SyncRequest ──▶ answer with `delta_batches(delta_for(theirs))`; ask back if they hold what we lack
     every 5 s ──▶ SyncDigest to a few peers picked at random (anti-entropy: an idle node's cost does not
                    grow with the mesh); a peer whose own digest differs asks (frames lost on a link that
@@ -154,7 +155,11 @@ class BoardService:
             _Rate(limits.BOARD_OP_RATE, limits.BOARD_OP_BURST, self.ctx.clock.now()),
             _Rate(limits.BOARD_SYNC_RATE, limits.BOARD_SYNC_BURST, self.ctx.clock.now()),
         )
-        self._ask(peer.node_id)
+        # One side asks (the smaller node id): the answer asks back if the asker holds what the answerer
+        # lacks, so one request syncs both ways; both asking was two requests and two answers per link,
+        # a good part of what a forming mesh sends.
+        if self.ctx.me.node_id < peer.node_id:
+            self._ask(peer.node_id)
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self._budgets.pop(peer.node_id, None)
