@@ -248,8 +248,10 @@ def _scale_run(ctx: Context, n: int) -> None:
         for i, name in enumerate(names):
             c.start(name, "--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}")
         done = asyncio.run(_poll(c, names, _all_alive(names), timeout=120, interval=0.25))
+        cpu = statistics.mean(_cpu_seconds(p.pid) for p in c.procs.values())
         ctx.record(f"formation_{n}", done - t0, "s", target=10.0 if n == 48 else None,
-                   note=f"{n} nodes started at once (2 cores): start -> all list all alive")  # fmt: skip
+                   note=f"{n} nodes started at once (2 cores): start -> all list all alive; "
+                   f"{cpu:.2f} CPU s per node by then")  # fmt: skip
         time.sleep(3.0)  # start-up settles (gossip, steward growth)
         usage = sample_usage([p.pid for p in c.procs.values()], ctx.rounds(15, 4))
         cpus = [u.cpu_percent for u in usage]
@@ -276,6 +278,14 @@ def _scale_run(ctx: Context, n: int) -> None:
                        note="SIGSTOP -> dead everywhere (default timing: watchers, verdicts)")  # fmt: skip
         finally:
             os.kill(paused, signal.SIGCONT)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far (its own, not its exited children's)."""
+    import psutil  # type: ignore[import-untyped]  # no types-psutil in the venv
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
 
 
 @section("membership_scale", timeout_s=900)
