@@ -99,7 +99,8 @@ class Dialer:
         """
         if not self._wanted(info) or info.address in self.dialing or info.node_id in self._gossip_for:
             return
-        if not now and info.node_id < self.me.node_id:
+        # A joining node defers to no one: the members it hears of (its seed's list) do not know it yet.
+        if not now and info.node_id < self.me.node_id and self.life.ready.is_set():
             if info.node_id not in self._deferred:
                 self._deferred.add(info.node_id)
                 asyncio.get_running_loop().call_later(GOSSIP_DEFER, self._undefer, info)
