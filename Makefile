@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@# An editable install leaves mesh uncompiled; under PYTHONDONTWRITEBYTECODE=1 every meshctl run would
+	@# compile every module it imports again (a wheel install compiles at install time).
+	$(PY) -m compileall -q mesh > /dev/null
 	touch $(STAMP)
 
 venv: $(STAMP)

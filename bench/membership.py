@@ -191,15 +191,24 @@ def membership(ctx: Context) -> None:
         for i, name in enumerate(names):
             c.start(name, "--no-mdns", "--port", str(ports[i]), "--peer", f"127.0.0.1:{ports[0]}")
         asyncio.run(_poll(c, names, _all_alive(names), timeout=30))
-        # meshctl status wall time (a fresh process each time, as an agent runs it).
-        walls = []
+        # meshctl status wall time (a fresh process each time, as an agent runs it), in turn with the
+        # interpreter's own floor (`python -c pass`, same interpreter): the ratio is the figure (issue 15).
+        from bench.cli import meshctl
+
+        walls, floor = [], []
         for _ in range(ctx.rounds(20, 5)):
             t0 = time.perf_counter()
-            subprocess.run([*MESHCTL, "status", "--json", "--node", names[0]], env=c.env(), check=True,
+            subprocess.run([*meshctl(), "status", "--json", "--node", names[0]], env=c.env(), check=True,
                            capture_output=True)  # fmt: skip
             walls.append(time.perf_counter() - t0)
-        ctx.record("status_wall_median", statistics.median(walls) * 1000, "ms", target=250.0,
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            floor.append(time.perf_counter() - t0)
+        wall, base = statistics.median(walls), statistics.median(floor)
+        ctx.record("python_c_pass", base * 1000, "ms", note="same interpreter, in turn with status")
+        ctx.record("status_wall_median", wall * 1000, "ms", ref="membership.python_c_pass",
                    note=f"median of {len(walls)} `meshctl status --json` runs, {n}-node mesh")  # fmt: skip
+        ctx.record("status_vs_python_c_pass", wall / base, "x", target=1.2, note=f"{n}-node mesh")
         time.sleep(2.0)  # let start-up settle before sampling idle usage
         usage = sample_usage([p.pid for p in c.procs.values()], ctx.rounds(10, 3))
         rss = statistics.mean(u.rss_bytes for u in usage) / 2**20

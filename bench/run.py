@@ -36,6 +36,7 @@ MODULES: tuple[str, ...] = (
     "bench.security",
     "bench.web",
     "bench.hooks",
+    "bench.cli",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -43,14 +43,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mesh.claimset import claim_all as claim_all  # re-exported: where callers have always found it
 from mesh.clock import BootClock, Clock
-from mesh.core.resources import PATH_TYPES
-from mesh.core.validate import check_ttl, resource_name, split_resource
+from mesh.core.validate import check_ttl, resource_name
 from mesh.errors import MeshError, NodeUnavailable
 
 if TYPE_CHECKING:
@@ -303,27 +302,3 @@ def pending_claim(
         )  # fmt: skip
 
     return PendingClaim(acquire)
-
-
-async def claim_all(api: _Claims, resources: Sequence[str], ttl: float, wait: float = 0.0) -> list[ClaimView]:
-    """Claim several resources for this session, all or none: every claim granted, or none held.
-
-    They are claimed one by one in ONE canonical order (items sorted by name, path claims after them; a
-    caller claims several paths as one claim on their union, see `mesh.pathclaims`), and on a refusal the
-    ones granted so far are released and the refusal raised. Safety is each claim's own. Progress: a session
-    waits (`wait`) only for the next claim in the order while holding earlier ones, so two sessions can never
-    wait for each other in a circle (the one holding the later of two contested items waits for nothing the
-    other holds); `wait` bounds the whole call.
-    """
-    order = sorted(dict.fromkeys(resources), key=lambda r: (r.partition("/")[0] in PATH_TYPES, r))
-    deadline = time.monotonic() + wait
-    granted: list[ClaimView] = []
-    try:
-        for r in order:
-            granted.append(await api.claim_once(r, ttl, max(0.0, deadline - time.monotonic())))
-    except BaseException:
-        for g in granted:
-            with contextlib.suppress(MeshError):
-                await api.release(*split_resource(g.resource))
-        raise
-    return granted

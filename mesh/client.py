@@ -106,7 +106,10 @@ class _SendPipe:
                     continue
                 if not self._in_flight:
                     self._progress = loop.time()
-                await asyncio.wait_for(call.write(self._take()), DEFAULT_TIMEOUT)
+                # Not asyncio.wait_for: on 3.11 it swallows a cancel (close()) that lands as the write
+                # completes, and this loop then waited forever for sends that never come (gh-86296).
+                async with asyncio.timeout(DEFAULT_TIMEOUT):
+                    await call.write(self._take())
         except asyncio.CancelledError:
             self._fail(NodeUnavailable("the client was closed"))
             raise

@@ -50,6 +50,13 @@ LINK_BYTE_BURST = 64 * 1024 * 1024
 RESOURCE_EXHAUSTED and the link is closed): bounds parse work when frames are large. A 200-byte message is
 ~270 bytes on the wire, so 32 MiB/s leaves room for >100k messages/s — far above what a node parses."""
 
+MAX_FRAME_BATCH = 64
+"""Frames in one PeerFrame.batch (a writer packs what was queued in one loop turn; more is a protocol
+violation). The link's frame budget charges every frame of a batch."""
+FRAME_BATCH_BYTES = 256 * 1024
+"""Encoded bytes a writer packs into one batch (a frame larger than this goes alone): well under the
+message limit, so a batch never fails where its frames one by one would not."""
+
 MAX_GOSSIP_PEERS = 256
 """Node refs in one Gossip frame (RESOURCE_EXHAUSTED). A mesh is tens of nodes; the list is a hint."""
 
@@ -126,11 +133,12 @@ of growing without bound. A reader that keeps up never holds more than a handful
 
 # ---------------------------------------------------------------- hook wire (local, 0600, JSON lines)
 
-HOOK_LINE_MAX = 64 * 1024
+HOOK_LINE_MAX = 512 * 1024
 """Longest request line on the hook wire; a longer one gets `{"error": …}` and the connection closes.
 
-Hook requests are a few hundred bytes (an op, a path or two, a heartbeat); 64 KiB leaves room for a
-claim of many paths while bounding what one local client can make the node buffer."""
+Hook requests are a few hundred bytes (an op, a path or two, a heartbeat); `meshctl send` over the wire
+carries a body of up to 64 KiB of UTF-8, which JSON may grow up to 6x (control characters as \\u00XX):
+512 KiB holds any valid message while bounding what one local client can make the node buffer."""
 
 HOOK_MAX_CONNECTIONS = 64
 """Concurrent hook-wire connections; more are closed at once (hooks fail open, so nothing breaks).

@@ -16,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +76,8 @@ def control_socket_path(state_dir: Path, name: str = "control.sock") -> Path:
     p = state_dir / name
     if len(str(p)) <= _SUN_PATH_MAX:
         return p
+    import hashlib
+
     digest = hashlib.sha256(f"{state_dir}/{name}".encode()).hexdigest()[:16]
     return short_private_dir() / f"{digest}.sock"
 
@@ -95,6 +95,8 @@ def short_private_dir() -> Path:
     name first (0777), then swap in a socket of their own and receive our clients' connections; such a
     directory is never used — a fresh private one (mkdtemp, 0700) is made instead, and node.json says where.
     """
+    import tempfile
+
     uid = os.getuid()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) / "session-mesh" if runtime else Path(tempfile.gettempdir()) / f"session-mesh-{uid}"

@@ -1092,11 +1092,16 @@ class Hello(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
     RHO_FIELD_NUMBER: _builtins.int
+    FRAME_BATCHES_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     proto_version: _builtins.int
     lease: _builtins.float
     """Claims timing must be the same on every node (safety rests on it): a mismatch refuses the link."""
     rho: _builtins.float
+    frame_batches: _builtins.bool
+    """This node reads PeerFrame.batch (frames queued in one event-loop turn travel as one write); a peer
+    that does not say so gets its frames one by one.
+    """
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -1110,10 +1115,11 @@ class Hello(_message.Message):
         status: Global___Status | None = ...,
         lease: _builtins.float = ...,
         rho: _builtins.float = ...,
+        frame_batches: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame_batches", b"frame_batches", "lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1306,6 +1312,7 @@ class PeerFrame(_message.Message):
     BOARD_SYNC_FIELD_NUMBER: _builtins.int
     VERDICTS_FIELD_NUMBER: _builtins.int
     WATCH_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
@@ -1344,6 +1351,12 @@ class PeerFrame(_message.Message):
 
     @_builtins.property
     def watch(self) -> Global___Watch: ...
+    @_builtins.property
+    def batch(self) -> _containers.RepeatedCompositeFieldContainer[Global___PeerFrame]:
+        """Frames queued to one peer in one event-loop turn, in order, written as one (only to a peer whose Hello
+        said frame_batches; never nested; a frame that carries a batch carries nothing else).
+        """
+
     def __init__(
         self,
         *,
@@ -1363,10 +1376,11 @@ class PeerFrame(_message.Message):
         board_sync: Global___BoardSync | None = ...,
         verdicts: _abc.Iterable[Global___Verdict] | None = ...,
         watch: Global___Watch | None = ...,
+        batch: _abc.Iterable[Global___PeerFrame] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "reject", b"reject", "status", b"status", "watch", b"watch"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["board", b"board", "board_sync", b"board_sync", "claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "verdicts", b"verdicts", "wants", b"wants", "watch", b"watch"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "board", b"board", "board_sync", b"board_sync", "claims", b"claims", "gossip", b"gossip", "heartbeat", b"heartbeat", "hello", b"hello", "leave", b"leave", "mail", b"mail", "mail_acks", b"mail_acks", "receipt_acks", b"receipt_acks", "receipts", b"receipts", "reject", b"reject", "status", b"status", "verdicts", b"verdicts", "wants", b"wants", "watch", b"watch"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

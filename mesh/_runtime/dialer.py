@@ -224,7 +224,8 @@ class Dialer:
                 with contextlib.suppress(Exception):
                     await call.done_writing()
 
-            link = Link(info, dialer=self.me.node_id, outbound=True, write=call.write, finish=finish)
+            link = Link(info, dialer=self.me.node_id, outbound=True, write=call.write, finish=finish,
+                        batches=first.hello.frame_batches)  # fmt: skip
             if not self.links.register(link, status):
                 call.cancel()
                 return
@@ -292,7 +293,7 @@ class Dialer:
                 if f is EOF:
                     break
                 try:
-                    budget.charge(f.ByteSize(), self.clock.now())
+                    budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
                     self.links.on_frame(link, f)
                 except MeshError as e:
                     # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.

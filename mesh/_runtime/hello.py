@@ -43,6 +43,7 @@ class Handshake:
             node=codec.peer_to_pb(self.me),
             lease=self.config.lease,
             rho=self.config.rho,
+            frame_batches=True,
         )
         if self.membership.status is not None:
             msg.status.CopyFrom(codec.status_to_pb(self.membership.status))

@@ -33,6 +33,12 @@ log = logging.getLogger("mesh")
 
 GOSSIP_FANOUT = 3  # peers told of a member that just joined (see gossip_new)
 
+# PeerFrame fields that only carry service messages (codec.service_messages): frames of nothing else in a
+# batch are routed together.
+_SERVICE_FIELDS = frozenset(
+    ("claims", "wants", "mail", "mail_acks", "receipts", "receipt_acks", "board", "board_sync")
+)
+
 
 class LinkTable:
     """Live links by peer node id; the one place frames enter the node."""
@@ -141,6 +147,9 @@ class LinkTable:
         """Everything a peer sends after its Hello."""
         if self.links.get(link.peer.node_id) is not link:
             return  # a superseded duplicate link; its twin carries the traffic
+        if f.batch:
+            self._on_batch(link, f)
+            return
         if self._filters and any(drop(self.me.name, link.peer.name) for drop in self._filters):
             return
         peer = link.peer
@@ -178,6 +187,31 @@ class LinkTable:
             except InvalidInput as e:
                 raise ProtocolError(str(e)) from None
             hub.apply(hub.core.left(peer.node_id, now, f"left: {reason}"))
+
+    def _on_batch(self, link: Link, f: pb.PeerFrame) -> None:
+        """Frames the peer queued in one turn, applied in order. A run of frames that carry only service
+        messages (mail batches and acks, claims) reaches each service as one list, as if one frame had carried
+        them: a service then does once what it would have done per frame (one ack applied of several
+        cumulative ones). Any other frame is applied whole, in its place."""
+        if len(f.batch) > limits.MAX_FRAME_BATCH:
+            raise LimitExceeded(f"{len(f.batch)} frames in one batch (at most {limits.MAX_FRAME_BATCH})")
+        if len(f.ListFields()) != 1:
+            raise ProtocolError("a batch frame carries nothing but its frames")
+        pending: list[object] = []
+        for sub in f.batch:
+            if sub.batch:
+                raise ProtocolError("a batch frame inside a batch frame")
+            fields = sub.ListFields()
+            if self._routes and fields and all(fd.name in _SERVICE_FIELDS for fd, _ in fields):
+                if self._filters and any(drop(self.me.name, link.peer.name) for drop in self._filters):
+                    continue
+                self.hub.apply(self.hub.core.heard(link.peer.node_id, self.now()))
+                pending += codec.service_messages(sub)
+                continue
+            self._route(link.peer, pending)
+            pending = []
+            self.on_frame(link, sub)
+        self._route(link.peer, pending)
 
     def _route(self, peer: PeerInfo, msgs: list[object]) -> None:
         if not msgs:

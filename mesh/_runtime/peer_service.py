@@ -131,7 +131,8 @@ class PeerServicer(pbg.PeerServicer):
         async def finish() -> None:
             return None
 
-        link = _peer.Link(info, dialer=info.node_id, outbound=False, write=context.write, finish=finish)
+        link = _peer.Link(info, dialer=info.node_id, outbound=False, write=context.write, finish=finish,
+                          batches=first.hello.frame_batches)  # fmt: skip
         if not self.links.register(link, status):
             return
         reader = asyncio.ensure_future(self._read_loop(link, context))
@@ -165,7 +166,7 @@ class PeerServicer(pbg.PeerServicer):
             if isinstance(f, guard.Undecodable):
                 return ProtocolError(f"undecodable frame: {f.reason}")
             try:
-                budget.charge(f.ByteSize(), self.clock.now())
+                budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
                 self.links.on_frame(link, f)
             except MeshError as e:
                 return e

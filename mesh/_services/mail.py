@@ -37,8 +37,6 @@ log = logging.getLogger("mesh.mail")
 EXPIRE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
 MAX_FOLLOWERS = 64
-GROUP_COMMIT_BUSY = 0.002  # a flush this recent means sends are streaming in
-GROUP_COMMIT_WAIT = 0.001  # ...so gather for this long before the next transaction
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 
@@ -57,7 +55,6 @@ class MailService:
         self.windows: dict[str, mb.SendWindow] = {}
         self._batch: list[tuple[mb.Outgoing, asyncio.Future[tuple[str, list[str] | None]]]] = []
         self._flush_scheduled = False
-        self._last_flush = 0.0
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
         self._next_expire = 0.0
@@ -141,7 +138,16 @@ class MailService:
         """Mail frames from a peer, in frame order: a batch, then acks, receipts, receipt acks."""
         peer = sender.node_id
         w_now = wall()
+        last_ack = {m.stream: m for m in msgs if isinstance(m, mb.MailAck)}
         for msg in msgs:
+            # Acks are cumulative: of several in one delivery (a batch of frames), the last one per stream
+            # says what the others said; those are checked, not applied (one transaction, not one each).
+            if (
+                isinstance(msg, mb.MailAck)
+                and (last := last_ack[msg.stream]) is not msg
+                and mb.check_ack(msg, peer_node=peer, self_node=self.me).upto <= last.upto
+            ):
+                continue
             try:
                 self._on_message(peer, msg, w_now)
             except StorageError as e:
@@ -211,29 +217,25 @@ class MailService:
         return await self._queue(out)
 
     async def _queue(self, out: mb.Outgoing) -> tuple[str, list[str]]:
-        mid, first_names = await self._enqueue(out)
-        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
-        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
-        return mid, [r.name for r in out.recipients] if first_names is None else first_names
-
-    async def _enqueue(self, out: mb.Outgoing) -> tuple[str, list[str] | None]:
-        # Group commit: sends arriving in the same loop turn share one SQLite transaction. Under load (a
-        # flush moments ago), wait GROUP_COMMIT_WAIT so the sends of the next RPCs join it too: one
-        # transaction, one frame, one ack for many messages; when idle, flush at once (no added latency).
+        # Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
+        # gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
+        # lone send at once; under load the batches grow by themselves, because what arrives while a
+        # commit (and the frames it pumps) runs piles up for the next turn. Waiting on a timer for more
+        # (the old 1 ms) cost every one-at-a-time sender a millisecond, and end to end (bench/messages.py)
+        # the larger transactions it made were no faster.
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[str, list[str] | None]] = loop.create_future()
         self._batch.append((out, fut))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            if loop.time() - self._last_flush < GROUP_COMMIT_BUSY:
-                loop.call_later(GROUP_COMMIT_WAIT, self._flush)
-            else:
-                loop.call_soon(self._flush)
-        return await fut
+            loop.call_soon(self._flush)
+        mid, first_names = await fut
+        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
+        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
+        return mid, [r.name for r in out.recipients] if first_names is None else first_names
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        self._last_flush = asyncio.get_running_loop().time()
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:

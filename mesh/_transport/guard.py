@@ -135,9 +135,10 @@ class FrameBudget:
         self.frames = TokenBucket(limits.LINK_FRAME_RATE, limits.LINK_FRAME_BURST, now)
         self.bytes = TokenBucket(limits.LINK_BYTE_RATE, limits.LINK_BYTE_BURST, now)
 
-    def charge(self, size: int, now: float) -> None:
-        """Account for one frame of `size` bytes; LimitExceeded when the link is over its budget."""
-        if not self.frames.take(now):
+    def charge(self, size: int, now: float, frames: int = 1) -> None:
+        """Account for `frames` frames (a batch's) of `size` bytes; LimitExceeded when the link is over its
+        budget."""
+        if not self.frames.take(now, frames):
             raise LimitExceeded(f"more than {limits.LINK_FRAME_RATE:g} frames/s on one link")
         if not self.bytes.take(now, size):
             raise LimitExceeded(f"more than {limits.LINK_BYTE_RATE // 1024 // 1024} MiB/s on one link")

@@ -28,6 +28,14 @@ Ops (all answers carry "ok": true unless they are an error):
     release  {paths} | {all: true}         → released: count
     delivered {ids}                        → marked: messages marked delivered (read) and passed
     leave    {reason}                      → releases every claim, then the node leaves (down)
+    api      {verb, args}                  → result: one MeshAPI call for `meshctl`'s hot verbs (see below)
+
+The `api` op is how `meshctl status`, `claim`, `release`, `heartbeat` and `send` reach the node without
+loading gRPC (mesh/wireclient.py): `verb` is one of API_VERBS, `args` its keyword arguments (checked here
+by type, then by the node's API as every face's are); the value comes back as `mesh._transport.wirecodec`
+encodes it, and a MeshError as {"error", "class"} (plus holder and expires_at for ClaimDenied), so the
+client raises the same class a gRPC client would. Only a process of the node's own uid is served
+(SO_PEERCRED), on top of the socket's 0600 in the node's 0700 state dir.
 
 The cursor ("what the agent has already been told") lives in the node's state dir (hooks.json), so a
 restarted hook process, or a restarted node under the same name, never repeats a message.
@@ -46,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh import briefing, limits, pathclaims
+from mesh._transport import wirecodec
 from mesh.api import MeshAPI
 from mesh.clock import wall
 from mesh.core import globs, validate
@@ -136,6 +145,7 @@ class HookWire:
             "release": self._release,
             "delivered": self._delivered,
             "leave": self._leave,
+            "api": self._api,
         }
 
     async def start(self) -> None:
@@ -169,6 +179,10 @@ class HookWire:
             writer.close()
             return
         assert task is not None
+        if not _same_uid(writer):
+            log.warning("hook wire: refused a connection from another user")
+            writer.close()
+            return
         self._conns.add(task)
         try:
             while True:
@@ -182,7 +196,13 @@ class HookWire:
                     return
                 if not line:
                     return
-                await self._send(writer, await self.handle_line(line))
+                if not _waits(line):
+                    await self._send(writer, await self.handle_line(line))
+                    continue
+                answer = await self._watched(reader, line)
+                if answer is None:
+                    return
+                await self._send(writer, answer)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
@@ -190,6 +210,23 @@ class HookWire:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _watched(self, reader: asyncio.StreamReader, line: bytes) -> dict[str, Any] | None:
+        """Answer a request that may wait (a claim with `wait`) while watching its connection: if the client
+        goes away meanwhile (Ctrl-C, killed), or sends anything before the answer, the request is cancelled
+        — as gRPC cancels a call whose client is gone — and None is returned (the connection closes)."""
+        work = asyncio.ensure_future(self.handle_line(line))
+        peer = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (work, peer):
+                t.cancel()
+        if work.done() and not work.cancelled() and not peer.done():
+            return work.result()
+        if work.done() and not work.cancelled():
+            work.result()  # answered at the same moment the peer spoke or left: the answer still stands
+        return None
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
@@ -211,7 +248,7 @@ class HookWire:
         try:
             return {"ok": True} | await handler(req)
         except MeshError as e:
-            return {"error": str(e)}
+            return wirecodec.error_to_wire(e)
         except Exception:
             log.exception("hook wire: %s failed", op)
             return {"error": f"{op} failed inside the node (see its log)"}
@@ -333,6 +370,16 @@ class HookWire:
         await self.api.shutdown(reason)
         return {"released": released}
 
+    async def _api(self, req: dict[str, Any]) -> dict[str, Any]:
+        verb, args = req.get("verb"), req.get("args", {})
+        if not isinstance(verb, str) or verb not in wirecodec.API_VERBS:
+            raise InvalidInput(f"verb must be one of {', '.join(sorted(wirecodec.API_VERBS))}")
+        if not isinstance(args, dict):
+            raise InvalidInput("args must be an object")
+        wirecodec.check_args(verb, args)
+        result = await getattr(self.api, verb)(**args)
+        return {"result": wirecodec.encode(result)}
+
     # ------------------------------------------------------------------ helpers over the API
 
     async def _release_all(self, resources: list[str]) -> int:
@@ -343,6 +390,35 @@ class HookWire:
 
     async def _mark_read(self, ids: list[str]) -> int:
         return await self.api.mark_read(ids) if ids else 0
+
+
+def _waits(line: bytes) -> bool:
+    """Whether a request line is one that may wait long (an `api` claim with a `wait`)."""
+    if b"claim_once" not in line:
+        return False
+    try:
+        req = json.loads(line)
+        wait = req["args"]["wait"] if req.get("op") == "api" and req.get("verb") == "claim_once" else 0
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return isinstance(wait, (int, float)) and wait > 0
+
+
+def _same_uid(writer: asyncio.StreamWriter) -> bool:
+    """Whether the peer process runs as this node's user (Linux SO_PEERCRED; elsewhere the socket's 0600
+    in a 0700 directory is the check)."""
+    import socket
+    import struct
+
+    sock = writer.get_extra_info("socket")
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return True
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
 
 
 def _str(req: dict[str, Any], key: str, default: str = "") -> str:

@@ -70,13 +70,17 @@ class Link:
         outbound: bool,
         write: Callable[[pb.PeerFrame], Awaitable[None]],
         finish: Callable[[], Awaitable[None]],
+        batches: bool = False,
     ) -> None:
         self.peer = peer
         self.dialer = dialer
         self.outbound = outbound
+        self.batches = batches
+        """The peer reads PeerFrame.batch (its Hello said frame_batches)."""
         self._write = write
         self._finish = finish
         self._queue: asyncio.Queue[pb.PeerFrame | None] = asyncio.Queue()
+        self._held: pb.PeerFrame | None = None  # taken from the queue, too big to join the last batch
         self.closed = asyncio.Event()
         self.superseded = False
         self.frames_out = 0
@@ -98,20 +102,55 @@ class Link:
         self._queue.put_nowait(None)
 
     async def run_writer(self) -> None:
-        """Drain the queue into the stream until closed."""
+        """Drain the queue into the stream until closed.
+
+        Frames queued while the previous write was under way (or in the same loop turn) go out as one
+        batch frame when the peer reads batches: one write, one HTTP/2 message, one read on the other side,
+        instead of one each. The writer never waits for more: a lone frame leaves at once."""
         try:
             while True:
-                frame = await self._queue.get()
+                if self._held is not None:
+                    frame: pb.PeerFrame | None = self._held
+                    self._held = None
+                else:
+                    frame = await self._queue.get()
                 if frame is None:
                     break
+                n, closing = 1, False
+                if self.batches and not self._queue.empty():
+                    frame, n, closing = self._gather(frame)
                 await self._write(frame)
-                self.frames_out += 1
+                self.frames_out += n
+                if closing:  # the close marker was behind this batch's frames
+                    break
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError, grpc.RpcError) as e:
             log.debug("%r writer ended: %s", self, e)
         finally:
             with contextlib.suppress(Exception):
                 await self._finish()
             self.closed.set()
+
+    def _gather(self, first: pb.PeerFrame) -> tuple[pb.PeerFrame, int, bool]:
+        """`first` and the frames queued behind it, as one batch frame (or `first` alone); (frame, how many
+        frames it carries, whether the close marker was reached)."""
+        size = first.ByteSize()
+        if size > limits.FRAME_BATCH_BYTES:
+            return first, 1, False
+        frames = [first]
+        closing = False
+        while len(frames) < limits.MAX_FRAME_BATCH and not self._queue.empty():
+            nxt = self._queue.get_nowait()
+            if nxt is None:
+                closing = True
+                break
+            size += nxt.ByteSize()
+            if size > limits.FRAME_BATCH_BYTES:
+                self._held = nxt
+                break
+            frames.append(nxt)
+        if len(frames) == 1:
+            return first, 1, closing
+        return pb.PeerFrame(batch=frames), len(frames), closing
 
 
 def frame(**fields: Any) -> pb.PeerFrame:

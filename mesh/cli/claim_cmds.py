@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from mesh.cli.main import common_parser, connect, run
+from mesh.cli.main import common_parser, connect, run, run_light
 from mesh.core.validate import shown
 from mesh.errors import InvalidInput
 
@@ -76,7 +76,7 @@ def _clock(t: float) -> str:
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
-    return run(_claim(args))
+    return run_light(args, _claim(args))
 
 
 def _resources(args: argparse.Namespace) -> list[str]:
@@ -102,7 +102,7 @@ def _hint_directories(args: argparse.Namespace) -> None:
 
 
 async def _claim(args: argparse.Namespace) -> int:
-    from mesh.claim import claim_all
+    from mesh.claimset import claim_all
     from mesh.cli.output import print_json
     from mesh.core.validate import MAX_TTL, check_ttl
     from mesh.errors import ClaimDenied
@@ -145,7 +145,7 @@ async def _claim(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    return run(_release(args))
+    return run_light(args, _release(args))
 
 
 async def _release(args: argparse.Namespace) -> int:

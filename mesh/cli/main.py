@@ -6,22 +6,50 @@ Exit codes: 0 success, 2 error (one line on stderr), 3 claim held by another ses
 from __future__ import annotations
 
 import argparse
-import asyncio
+import functools
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+from mesh.errors import MeshError
+
+
+def _import_lazily(name: str) -> None:
+    """Stand in for module `name` until something uses one of its attributes, then import it for real.
+
+    For `inspect`: dataclasses imports it (with ast, dis, tokenize: ~10 ms, half of the interpreter's own
+    start-up) for one call that a class with a docstring never makes, and meshctl's hot verbs use
+    dataclasses (the API's values) and nothing else of inspect. (importlib.util.LazyLoader does not do:
+    the `import` statement itself reads the module's `__spec__`, which makes it load.)"""
+    if name in sys.modules:
+        return
+    import types
+
+    class Later(types.ModuleType):
+        def __getattr__(self, attr: str) -> Any:
+            import importlib
+
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            self.__dict__.update(real.__dict__)  # who bound this stand-in now reads the real module
+            return getattr(real, attr)
+
+    sys.modules[name] = Later(name)
+
+
+_import_lazily("inspect")
 
 # gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from mesh.errors import MeshError
-
 if TYPE_CHECKING:
-    from mesh.client import Client
     from mesh.paths import RunningNode
+    from mesh.wireclient import WireClient
+
+T = TypeVar("T")
 
 # Which module registers each verb: only that one is imported to run it (meshctl starts faster).
 _VERBS = {
@@ -54,15 +82,46 @@ _MODULES = (
 )
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, minus `import shutil` (and with it bz2, lzma, …) in every run: argparse makes
+    one for each add_argument, help or not. The width is shutil.get_terminal_size's, found the same way."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        if width is None:
+            width = _columns() - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+def _columns() -> int:
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (and exit 2), as every meshctl error is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+@functools.cache
 def common_parser() -> argparse.ArgumentParser:
-    """Options every verb takes (so they may follow the verb: `meshctl status --json`)."""
+    """Options every verb takes (so they may follow the verb: `meshctl status --json`). One instance: it is
+    only ever a parent (argparse copies its actions), and each parser costs meshctl's start-up."""
     p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument(
@@ -118,21 +177,49 @@ def resolve_common(args: argparse.Namespace) -> None:
 
 def target(args: argparse.Namespace) -> RunningNode:
     """The running node a verb talks to: --node / $MESH_NODE, else the only one (in --mesh, if given)."""
-    from mesh.paths import find_node
+    found: RunningNode | None = getattr(args, "_target", None)
+    if found is None:
+        from mesh.paths import find_node
 
-    return find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+        found = args._target = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
+    return found
 
 
-def connect(args: argparse.Namespace) -> Client:
-    """A MeshAPI client of that node (`async with connect(args) as api:`)."""
-    from mesh.client import Client
+def connect(args: argparse.Namespace) -> WireClient:
+    """A MeshAPI client of that node (`async with connect(args) as api:`): its hot verbs speak the node's
+    wire when the verb runs under `run_light`, everything else is gRPC (see mesh.wireclient)."""
+    from mesh.wireclient import WireClient
 
-    return Client(target(args))
+    return WireClient(target(args))
 
 
 def run(coro: Coroutine[Any, Any, int]) -> int:
     """Run a verb's coroutine; its result is the exit code."""
+    import asyncio
+
     return asyncio.run(coro)
+
+
+def run_light(args: argparse.Namespace, coro: Coroutine[Any, Any, int]) -> int:
+    """Run a verb that calls only the wire's hot verbs (mesh.wireclient): without asyncio, grpc or
+    protobuf when the node serves the wire (an older node: `run`, over gRPC)."""
+    try:
+        light = target(args).hook_socket is not None
+    except BaseException:
+        coro.close()
+        raise
+    return drive(coro) if light else run(coro)
+
+
+def drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (its awaits are blocking wire calls) to its end, with no loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("a light verb waited for an event loop: it called a verb the wire does not carry")
 
 
 STOP_GRACE = 2.0
@@ -146,6 +233,9 @@ def run_following(coro: Coroutine[Any, Any, int]) -> int:
     loaded box, to go on reading a server stream after its task was cancelled), the process still ends
     after STOP_GRACE: such a verb only reads, so there is nothing a hard exit could lose but unflushed
     output, which is flushed first."""
+
+    import asyncio
+    import signal
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -200,14 +290,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_text(args: argparse.Namespace) -> None:
     """Every text argument is UTF-8 (bytes that are not become lone surrogates in Python, which would fail
     deep inside the transport): one line naming it. File paths (`Path` values) may be any bytes."""
-    from mesh.core import validate
-
     for dest, value in vars(args).items():
         if dest.startswith("_") or dest == "func":
             continue
         values = value if isinstance(value, list) else [value]
         for v in values:
-            if isinstance(v, str):
+            if isinstance(v, str) and not v.isascii():  # ASCII is UTF-8: no need to load the validators
+                from mesh.core import validate
+
                 what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
                 try:
                     validate.utf8(v, what)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from mesh.views import BoardEvent, MemberView, WatchEvent
+if TYPE_CHECKING:
+    from mesh.views import MemberView, WatchEvent
 
 STATE_STYLE = {"alive": "green", "suspect": "yellow", "dead": "red", "left": "dim"}
 
@@ -103,6 +104,8 @@ def plain_members(members: list[MemberView], file: TextIO | None = None) -> None
 
 def event_line(ev: WatchEvent) -> str:
     """One human line for a watch event."""
+    from mesh.views import BoardEvent
+
     stamp = time.strftime("%H:%M:%S", time.localtime(ev.at))
     if isinstance(ev, BoardEvent):
         if ev.change == "sync":

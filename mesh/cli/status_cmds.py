@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mesh.cli.main import common_parser, connect, run
+from mesh.cli.main import common_parser, connect, run_light
 from mesh.core import validate
 from mesh.errors import InvalidInput
 
@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_heartbeat(args: argparse.Namespace) -> int:
-    return run(_heartbeat(args))
+    return run_light(args, _heartbeat(args))
 
 
 async def _heartbeat(args: argparse.Namespace) -> int:

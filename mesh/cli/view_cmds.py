@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mesh.cli.main import common_parser, connect, run, run_following
+from mesh.cli.main import common_parser, connect, run, run_following, run_light
 
 if TYPE_CHECKING:
     from mesh.api import MeshAPI
@@ -34,7 +33,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return run(_status(args))
+    return run(_status(args)) if args.by_role else run_light(args, _status(args))
 
 
 async def _status(args: argparse.Namespace) -> int:
@@ -76,7 +75,7 @@ async def _by_role(args: argparse.Namespace, api: MeshAPI, members: list[MemberV
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    text = asyncio.run(_state(args))
+    text = _run_text(_state(args))
     if args.out:
         from mesh.storage import write_file
 
@@ -84,6 +83,13 @@ def cmd_state(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _run_text(coro: Any) -> str:
+    import asyncio
+
+    result: str = asyncio.run(coro)
+    return result
 
 
 async def _state(args: argparse.Namespace) -> str:

@@ -165,6 +165,8 @@ _ANY_SEGMENT: Segment = (_STAR,)
 
 @dataclass(frozen=True, slots=True)
 class _Alt:
+    """One brace alternative of a pattern: its normal form and its compiled segments."""
+
     text: str
     segments: tuple[Segment, ...]
 

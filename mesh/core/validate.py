@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import re
 
-from mesh.core import resources
 from mesh.core.errors import InvalidInput
 
 NAME_MAX = 64
@@ -131,6 +130,9 @@ def resource_name(type_: str, name: str) -> str:
     """
     if not isinstance(type_, str) or not _CLAIM_TYPE.fullmatch(type_):
         raise InvalidInput(f"invalid claim type {_shown(type_)}: use {CLAIM_TYPE_RULE}")
+    # Imported here: path patterns (and their glob compiler) are a few ms that `meshctl status` never needs.
+    from mesh.core import resources
+
     if type_ in resources.PATH_TYPES:
         return resources.path_resource([name], shared=type_ == resources.SHARED_PATH)
     if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name) or "//" in name or name.endswith("/"):

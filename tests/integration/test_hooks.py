@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from mesh import limits
 from tests.integration.harness import Mesh, until, wait_pid_gone
 
 # The agent's name for each canonical piece.
@@ -354,7 +355,8 @@ def test_hook_wire_refuses_bad_requests_and_keeps_its_cursor_across_restarts(mes
               b'{"op": "digest", "mark": "yes"}\n', b'{"op": "info"}\n')  # fmt: skip
     assert [("error" in a) for a in bad] == [True] * 12 + [False]
     assert "leaves the project" in bad[5]["error"] and "never closed" in bad[8]["error"]
-    too_long = ask(b'{"op": "info", "pad": "' + b"x" * 70_000 + b'"}\n', b'{"op": "info"}\n')
+    pad = b"x" * (limits.HOOK_LINE_MAX + 6_000)
+    too_long = ask(b'{"op": "info", "pad": "' + pad + b'"}\n', b'{"op": "info"}\n')
     assert len(too_long) == 1 and "longer than" in too_long[0]["error"]  # and the connection closed
     assert ask(b'{"op": "info"}\n')[0]["name"] == "w"  # the node is fine
 

@@ -50,6 +50,8 @@ from mesh.core.mailbox.checks import (
     check_receipt,
     check_receipt_ack,
     check_text,
+    json_list,
+    json_strings,
     outgoing,
     send_digest,
 )
@@ -118,6 +120,8 @@ __all__ = [
     "check_receipt",
     "check_receipt_ack",
     "check_text",
+    "json_list",
+    "json_strings",
     "message_id",
     "new_stream_id",
     "outgoing",

@@ -97,8 +97,31 @@ def send_digest(out: Outgoing) -> str:
     are not part of it.
     """
     to = ["*"] if out.broadcast else sorted(r.name for r in out.recipients)
-    parts = [to, out.subject, out.body, out.in_reply_to, out.broadcast]
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
+    return hashlib.sha256(json_list([to, out.subject, out.body, out.in_reply_to, out.broadcast])).hexdigest()[
+        :32
+    ]
+
+
+_esc = json.encoder.encode_basestring_ascii  # json.dumps's own string escaper (the C one when built)
+
+
+def json_strings(items: Iterable[str]) -> str:
+    """`json.dumps(list(items))`, character for character (see `json_list`)."""
+    return "[" + ", ".join(map(_esc, items)) + "]"
+
+
+def json_list(parts: list[list[str] | str | bool]) -> bytes:
+    """`json.dumps(parts).encode()`, byte for byte, for a list of strings, booleans and lists of strings: it
+    runs twice per message sent, and json.dumps's generic encoder was a tenth of the cost of queueing one."""
+    out = []
+    for p in parts:
+        if isinstance(p, bool):
+            out.append("true" if p else "false")
+        elif isinstance(p, str):
+            out.append(_esc(p))
+        else:
+            out.append(json_strings(p))
+    return ("[" + ", ".join(out) + "]").encode()
 
 
 def check_text(subject: str, body: str) -> None:

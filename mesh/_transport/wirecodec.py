@@ -1,0 +1,149 @@
+"""Values and errors of the hook wire's `api` op (JSON), both directions. Standard library and mesh value
+types only: `mesh.wireclient` imports it in a `meshctl` process that must not load gRPC or asyncio.
+
+A value travels as the JSON object of its dataclass fields (floats as Python writes them, so they come back
+bit-exact); a MeshError as {"error": message, "class": its class name}, a denied claim with its holder and
+expiry, and is rebuilt as that same class, as `mesh._transport.errors` does for gRPC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NodeUnavailable, error_classes
+
+_STR = (str,)
+_OPT_STR = (str, type(None))
+_NUM = (int, float)
+_OPT_INT = (int, type(None))
+_BOOL = (bool,)
+
+# verb → {argument: (accepted types, required)}: what the wire hands to the node's MeshAPI.
+API_ARGS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "info": {},
+    "members": {},
+    "held": {},
+    "heartbeat": {
+        "action": (_OPT_STR, False),
+        "target": (_OPT_STR, False),
+        "phase": (_OPT_STR, False),
+        "progress": (_OPT_INT, False),
+        "note": (_OPT_STR, False),
+        "role": (_OPT_STR, False),
+    },
+    "claim_once": {
+        "resource": (_STR, True),
+        "ttl": (_NUM, False),
+        "wait": (_NUM, False),
+        "handle": (_BOOL, False),
+    },
+    "release": {"type": (_STR, True), "name": (_STR, True), "handle": (_BOOL, False)},
+    "send": {
+        "to": (_STR, True),
+        "subject": (_STR, True),
+        "body": (_STR, True),
+        "reply_to": (_OPT_STR, False),
+        "key": (_OPT_STR, False),
+    },
+    "broadcast": {
+        "subject": (_STR, True),
+        "body": (_STR, True),
+        "reply_to": (_OPT_STR, False),
+        "key": (_OPT_STR, False),
+    },
+}
+API_VERBS = frozenset(API_ARGS)
+
+
+def check_args(verb: str, args: dict[str, Any]) -> None:
+    """InvalidInput unless `args` are keyword arguments `verb` takes, of the types the API declares."""
+    spec = API_ARGS[verb]
+    for k, v in args.items():
+        if k not in spec:
+            raise InvalidInput(f"{verb} takes no argument {k[:40]!r}")
+        types, _ = spec[k]
+        # bool is an int to Python, never a number or a progress to the API
+        if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise InvalidInput(f"{verb}: {k} must be {' or '.join(t.__name__ for t in types)}")
+    for k, (_, required) in spec.items():
+        if required and k not in args:
+            raise InvalidInput(f"{verb} needs {k}")
+
+
+# ---------------------------------------------------------------------- values
+
+
+def encode(value: Any) -> Any:
+    """A MeshAPI result as JSON-ready data (dataclasses as the object of their fields)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is None:
+        raise TypeError(f"cannot put a {type(value).__name__} on the wire")
+    return {name: encode(getattr(value, name)) for name in fields}
+
+
+def _tuples(rows: Any) -> tuple[tuple[Any, ...], ...]:
+    return tuple(tuple(r) for r in rows)
+
+
+def decode(verb: str, data: Any) -> Any:
+    """The value `verb` returns, rebuilt from what `encode` made of it (an answer that does not fit is
+    NodeUnavailable, one line: a node of another version)."""
+    from mesh.views import ClaimView, MemberView, NodeInfo, Sent
+
+    try:
+        if verb == "info":
+            return NodeInfo(**{**data, "stewards": tuple(data.get("stewards", ()))})
+        if verb == "members":
+            return [MemberView(**{**m, "claims": _tuples(m.get("claims", ()))}) for m in data]
+        if verb == "heartbeat":
+            from mesh.core.status import StatusRecord
+
+            return StatusRecord(**{**data, "claims": _tuples(data.get("claims", ()))})
+        if verb == "claim_once":
+            return ClaimView(**data)
+        if verb == "held":
+            return [ClaimView(**c) for c in data]
+        if verb in ("send", "broadcast"):
+            return Sent(data["id"], tuple(data["recipients"]))
+        if verb == "release":
+            if not isinstance(data, bool):
+                raise TypeError("not a bool")
+            return data
+    except (TypeError, KeyError, AttributeError, ValueError) as e:
+        why = f"the node's answer to {verb} is not understood ({e}); is it another version?"
+        raise NodeUnavailable(why) from None
+    raise InvalidInput(f"no such verb on the wire: {verb}")
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def error_to_wire(e: MeshError) -> dict[str, Any]:
+    """A MeshError as a wire answer (the hook reads only "error"; the CLI rebuilds the class)."""
+    out: dict[str, Any] = {"error": str(e), "class": type(e).__name__}
+    if isinstance(e, ClaimDenied):
+        out["holder"] = e.holder
+        out["expires_at"] = e.expires_at
+    return out
+
+
+def error_from_wire(answer: dict[str, Any]) -> MeshError:
+    """The MeshError an `error_to_wire` answer stands for (MeshError itself when it names no class)."""
+    message = str(answer.get("error", ""))
+    name = answer.get("class")
+    if name == "ClaimDenied":
+        expires = answer.get("expires_at")
+        return ClaimDenied(
+            message,
+            holder=str(answer.get("holder", "")),
+            expires_at=float(expires) if isinstance(expires, (int, float)) else None,
+        )
+    cls = error_classes().get(name if isinstance(name, str) else "") or MeshError
+    # Built from the message alone, as from gRPC: classes whose constructor takes more keep their defaults.
+    err = cls.__new__(cls)
+    MeshError.__init__(err, message)
+    return err

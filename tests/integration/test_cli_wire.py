@@ -1,0 +1,206 @@
+"""meshctl's hot verbs over the node's wire (mesh.wireclient) on real node processes: every light verb, its
+errors and exit codes, a node that is not running, and sockets that are not ours refused."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mesh.paths import find_node
+from mesh.wireclient import WireClient
+from tests.integration.harness import FAST, Mesh, until
+
+NOBODY = 65534
+
+
+def two(mesh: Mesh) -> None:
+    mesh.up("a", "--no-mdns", *FAST)
+    mesh.up("b", "--no-mdns", *FAST, "--peer", mesh.nodes["a"].address)
+    until(lambda: mesh.states("a").get("b") == "alive" and mesh.states("b").get("a") == "alive", what="a, b")
+
+
+def test_every_light_verb_against_a_real_node(mesh: Mesh) -> None:
+    two(mesh)
+    # status: the plain rows and --json, the same members the gRPC API lists
+    rows = mesh.ctl("status", node="a").stdout.splitlines()
+    assert sorted(r.split("\t")[0] for r in rows) == ["a", "b"]
+    got = json.loads(mesh.ctl("status", "--json", node="a").stdout)
+    assert {m["name"] for m in got} == {"a", "b"} and got[0]["is_self"] is True
+    # heartbeat: published, and seen by the other node
+    mesh.ctl("heartbeat", "--action", "build", "--target", "x", "--progress", "40", "--note", "n", node="a")
+    until(lambda: mesh.status("b")["a"]["progress"] == 40, what="b sees a's heartbeat")
+    assert mesh.status("b")["a"]["action"] == "build"
+    r = mesh.ctl("heartbeat", "--phase", "tests", "--json", node="a")
+    assert json.loads(r.stdout) == {"ok": True, "node": "a"}
+    # claim: granted with a token, then held by the node after the CLI exited
+    r = mesh.ctl("claim", "service", "i-match", "--ttl", "2h", "--json", node="a")
+    first = json.loads(r.stdout)
+    assert first["granted"] and first["holder"] == "a" and first["token"] > 0
+    r = mesh.ctl("claim", "service", "i-match", "--json", node="b", check=False)
+    assert r.returncode == 3 and json.loads(r.stdout)["holder"] == "a"
+    r = mesh.ctl("claim", "service", "i-match", node="b", check=False)
+    assert r.returncode == 3 and "held by a until" in r.stderr
+    r = mesh.ctl("claim", "path", "src/**", "docs/*.md", node="a")
+    assert r.stdout.startswith("claimed path/{docs/*.md,src/**} — token ")
+    until(lambda: len(mesh.status("a")["a"]["claims"]) == 2, what="a's claims in its status")
+    # release: items and paths, and what was not held
+    r = mesh.ctl("release", "service", "i-match", "--json", node="a")
+    assert json.loads(r.stdout) == {"released": True, "count": 1, "type": "service", "name": "i-match"}
+    assert mesh.ctl("release", "path", "src/**", node="a").stdout == "released path/src/**\n"
+    r = mesh.ctl("release", "service", "i-match", node="a")
+    assert r.stdout == "service/i-match was not held by this session (nothing to release)\n"
+    code = mesh.ctl("claim", "service", "i-match", "--json", node="b")
+    assert json.loads(code.stdout)["token"] > first["token"]
+    # send / broadcast: queued for the named sessions
+    r = mesh.ctl("send", "b", "hello", "over the wire", "--json", node="a")
+    sent = json.loads(r.stdout)
+    assert sent["recipients"] == ["b"]
+    assert mesh.ctl("send", "all", "x", "--all", node="a", check=False).returncode == 0
+    inbox = until(
+        lambda: [
+            m for m in json.loads(mesh.ctl("inbox", "--json", node="b").stdout) if m["id"] == sent["id"]
+        ],
+        what="b got the message",
+    )
+    assert inbox[0]["body"] == "over the wire"
+
+
+def test_the_wire_client_and_the_grpc_client_answer_alike(mesh: Mesh) -> None:
+    """WireClient without a loop (the wire) and inside one (gRPC): the same values and error classes."""
+    two(mesh)
+    node = find_node(mesh.home, mesh.name, "a")
+    api = WireClient(node)
+    assert api.light
+
+    def wire(coro):  # type: ignore[no-untyped-def]
+        from mesh.cli.main import drive
+
+        return drive(coro)
+
+    async def over_grpc(verb: str, *args: object) -> object:
+        async with WireClient(node) as c:
+            assert not c.light
+            return await getattr(c, verb)(*args)
+
+    info_w = wire(api.info())
+    info_g = asyncio.run(over_grpc("info"))
+    assert (info_w.name, info_w.node_id, info_w.stewards) == (info_g.name, info_g.node_id, info_g.stewards)  # type: ignore[attr-defined]
+    names_w = [m.name for m in wire(api.members())]
+    names_g = [m.name for m in asyncio.run(over_grpc("members"))]  # type: ignore[attr-defined]
+    assert names_w == names_g == ["a", "b"]
+    granted = wire(api.claim_once("task/t1", 60.0))
+    assert [c.resource for c in wire(api.held())] == ["task/t1"]
+    (g,), (w,) = asyncio.run(over_grpc("held")), wire(api.held())  # type: ignore[misc]
+    # the wire carries floats bit-exact; the gRPC codec rounds the last bit or so
+    assert (g.resource, g.holder, g.token) == (w.resource, w.holder, w.token)
+    assert abs(g.expires_at - w.expires_at) < 1e-3
+    assert granted.token > 0 and granted.valid_until > 0
+    from mesh.errors import ClaimDenied, InvalidInput, UnknownRecipient
+
+    b = WireClient(find_node(mesh.home, mesh.name, "b"))
+    with pytest.raises(ClaimDenied) as denied:
+        wire(b.claim_once("task/t1", 60.0))
+    assert denied.value.holder == "a" and denied.value.expires_at
+    with pytest.raises(InvalidInput):
+        wire(api.claim_once("task/bad name!", 60.0))
+    with pytest.raises(UnknownRecipient):
+        wire(api.send("nobody-ever", "s", "b"))
+    assert wire(api.release("task", "t1")) is True
+    assert wire(api.release("task", "t1")) is False
+    record = wire(api.heartbeat(action="a", progress=5))
+    assert (record.action, record.progress, record.name) == ("a", 5, "a")
+    wire(api.close())
+    wire(b.close())
+
+
+def test_bad_input_and_a_node_that_is_not_running(mesh: Mesh) -> None:
+    mesh.up("a", "--no-mdns", *FAST)
+    for args, needle in (
+        (["claim", "service", "bad name!"], "invalid claim name"),
+        (["heartbeat", "--progress", "101"], "progress"),
+        (["send", "nobody-ever", "s", "b"], "nobody-ever"),
+        (["claim", "service", "x", "--ttl", "30d"], "ttl"),
+    ):
+        r = mesh.ctl(*args, node="a", check=False)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, (args, r.stderr)
+    assert mesh.status("a")["a"]["claims"] == []
+    r = mesh.ctl("status", node="absent", check=False)
+    assert r.returncode == 2 and r.stderr.startswith("meshctl: no node named 'absent' is running")
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = mesh.ctl("claim", "service", "x", node="absent", check=False)
+    assert r.returncode == 2 and "no node named 'absent'" in r.stderr
+
+
+def _fake_node(mesh: Mesh, name: str, sock: Path) -> tuple[Path, int]:
+    """A node.json naming `sock` as the wire, with its lock held (by this process): a 'running' node."""
+    sd = mesh.home / "meshes" / mesh.name / "nodes" / name
+    sd.mkdir(parents=True, mode=0o700)
+    info = {"name": name, "mesh": mesh.name, "node_id": "x" * 16, "pid": os.getpid(),
+            "socket": str(sd / "control.sock"), "address": "127.0.0.1:1",
+            "hook_socket": str(sock)}  # fmt: skip
+    (sd / "node.json").write_text(json.dumps(info))
+    fd = os.open(sd / "node.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return sd, fd
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a socket of another uid")
+def test_a_socket_of_another_user_is_refused(mesh: Mesh) -> None:
+    mesh.homes.add(mesh.home)
+    # 1. the socket file belongs to another user
+    sd, fd = _fake_node(mesh, "theirs", Path("/nonexistent"))
+    sock = sd / "w.sock"
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, os\n"
+         f"s = socket.socket(socket.AF_UNIX); s.bind({str(sock)!r})\n"
+         f"os.chown({str(sock)!r}, {NOBODY}, {NOBODY})\n"
+         f"os.setuid({NOBODY}); s.listen(); print('ready', flush=True)\n"
+         "c, _ = s.accept(); c.recv(100)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline() == "ready\n"
+        info = json.loads((sd / "node.json").read_text()) | {"hook_socket": str(sock)}
+        (sd / "node.json").write_text(json.dumps(info))
+        r = mesh.ctl("status", node="theirs", check=False)
+        assert r.returncode == 2 and "refusing" in r.stderr and "not a socket of this user" in r.stderr
+        # 2. the socket is ours, but the process serving it runs as another user (SO_PEERCRED)
+        os.chown(sock, 0, 0)
+        r = mesh.ctl("claim", "service", "x", node="theirs", check=False)
+        assert r.returncode == 2 and f"runs as uid {NOBODY}" in r.stderr, r.stderr
+        # 3. the directory is not private
+        os.chmod(sd, 0o755)
+        r = mesh.ctl("status", node="theirs", check=False)
+        assert r.returncode == 2 and "not private" in r.stderr
+    finally:
+        server.kill()
+        server.wait()
+        os.close(fd)
+
+
+def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> None:
+    """Ctrl-C (or a kill) during `claim --wait` ends the wait at the node: nothing is granted after."""
+    two(mesh)
+    mesh.ctl("claim", "service", "s", node="a")
+    env = mesh.env()
+    p = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli.main", "claim", "service", "s", "--wait", "60", "--node", "b"],
+        env=env,
+    )
+    time.sleep(1.0)  # no event to await from outside: the claim is inside its wait at the node
+    p.kill()
+    p.wait()
+    mesh.ctl("release", "service", "s", node="a")
+    time.sleep(2.0)  # the wait would have been granted within this, had it not been cancelled
+    assert [c["name"] for c in mesh.status("b")["b"]["claims"]] == []
+    r = mesh.ctl("claim", "service", "s", "--json", node="a")
+    assert json.loads(r.stdout)["holder"] == "a"
