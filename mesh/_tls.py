@@ -20,14 +20,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import grpc
+from typing import TYPE_CHECKING, Any
 
 from mesh.core import validate
 from mesh.errors import AuthError, InvalidInput, MeshError
 from mesh.paths import mesh_dir
 from mesh.storage import translating
+
+if TYPE_CHECKING:
+    # Not at run time: the certificate child (mesh.security issue) imports this module, and grpc would be
+    # most of its start-up.
+    import grpc
 
 log = logging.getLogger("mesh")
 
@@ -72,12 +75,16 @@ class Credentials:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """Server side of mutual TLS: present our leaf and require a client leaf of the same CA."""
+        import grpc
+
         return grpc.ssl_server_credentials(
             [(self.key_pem, self.cert_pem)], root_certificates=self.ca_pem, require_client_auth=True
         )
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Client side of mutual TLS: trust only the mesh CA and present our leaf."""
+        import grpc
+
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
         )
@@ -137,6 +144,8 @@ def handshake_refusal(err: grpc.RpcError) -> str | None:
     Only the dialling side learns why (the accepting side's failure stays inside gRPC's C core), and a
     plaintext or non-gRPC listener gives no reason, just a closed socket (None here).
     """
+    import grpc
+
     code = err.code() if callable(getattr(err, "code", None)) else None
     details = err.details() if callable(getattr(err, "details", None)) else None
     if code != grpc.StatusCode.UNAVAILABLE or not isinstance(details, str):

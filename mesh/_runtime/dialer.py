@@ -39,6 +39,12 @@ HELLO_TIMEOUT = limits.HELLO_TIMEOUT
 PROBE_TIMEOUT = 1.0
 REDIAL_MIN, REDIAL_MAX = 0.2, 5.0
 SEED_LOOK = 2.0  # how often a linked seed is looked at (each look is a wake-up of an idle node)
+# A gossip hint about a peer with a smaller node id waits this long before its dial: that peer heard of us by
+# the same gossip and dials too, and the tie-break keeps its link, so ours would be a wasted TLS handshake
+# (half of all handshakes when a mesh forms). Only if no link came meanwhile do we dial.
+GOSSIP_DEFER = 1.0
+GOSSIP_DIALS_AT_ONCE = min(4, limits.MAX_GOSSIP_DIALS)
+GOSSIP_TRIES, GOSSIP_RETRY = 3, 0.5  # a gossip dial that failed (a peer busy forming) is tried again
 
 
 class Dialer:
@@ -68,8 +74,11 @@ class Dialer:
         self.spawn = spawn
         self.dialing: set[str] = set()  # addresses being dialed
         self._redialing: set[str] = set()  # node ids with a redial loop
-        self._gossip_dials = 0  # dials started by gossip, under way (bounded: limits.MAX_GOSSIP_DIALS)
+        self._gossip_dials = 0  # dials started by gossip, under way (at most GOSSIP_DIALS_AT_ONCE)
         self._refusals_logged: set[str] = set()
+        self._deferred: set[str] = set()  # node ids whose gossip dial waits out GOSSIP_DEFER
+        self._gossip_for: set[str] = set()  # node ids with a gossip dial under way (or waiting its turn)
+        self._hints: dict[str, PeerInfo] = {}  # gossip hints waiting for a dial slot, by node id
 
     # ------------------------------------------------------------------ what proposes a dial
 
@@ -79,25 +88,62 @@ class Dialer:
             return
         self.spawn(self.dial_quietly(address, node_id), f"dial-{address}")
 
-    def on_gossip(self, info: PeerInfo) -> None:
-        """A peer told us about a member: a hint, not an order (it comes again with the next gossip)."""
-        if info.node_id == self.me.node_id or info.node_id in self.links.links or self.life.stopping:
+    def on_gossip(self, info: PeerInfo, *, now: bool = False) -> None:
+        """A peer told us about a member: a hint, not an order.
+
+        One gossip dial per member at a time and GOSSIP_DIALS_AT_ONCE in all: when a whole mesh forms at
+        once, every node hears of every other at the same moment, and dialing them all together made every
+        handshake slow enough to time out (each timed-out dial a TLS handshake and a stream on both sides
+        for nothing, and tried again: congestion collapse). A hint beyond that waits (the latest per
+        member) and starts when a dial ends, so the mesh does not depend on the hint coming again.
+        """
+        if not self._wanted(info) or info.address in self.dialing or info.node_id in self._gossip_for:
             return
+        # A joining node defers to no one: the members it hears of (its seed's list) do not know it yet.
+        if not now and info.node_id < self.me.node_id and self.life.ready.is_set():
+            if info.node_id not in self._deferred:
+                self._deferred.add(info.node_id)
+                asyncio.get_running_loop().call_later(GOSSIP_DEFER, self._undefer, info)
+            return
+        if self._gossip_dials >= GOSSIP_DIALS_AT_ONCE:
+            if len(self._hints) < limits.MAX_GOSSIP_PEERS or info.node_id in self._hints:
+                self._hints[info.node_id] = info
+            return
+        self._gossip_dials += 1
+        self._gossip_for.add(info.node_id)
+        task = self.spawn(self._gossip_dial(info), f"dial-{info.address}")
+        task.add_done_callback(lambda _: self._gossip_dial_done(info.node_id))
+
+    def _undefer(self, info: PeerInfo) -> None:
+        self._deferred.discard(info.node_id)
+        if not self.life.stopping:
+            self.on_gossip(info, now=True)
+
+    def _wanted(self, info: PeerInfo) -> bool:
+        """A member worth a gossip dial: not us, not linked, not known dead or gone in that incarnation."""
+        if info.node_id == self.me.node_id or info.node_id in self.links.links or self.life.stopping:
+            return False
         m = self.hub.core.members.get(info.node_id)
-        if (
+        return not (
             m is not None
             and m.info.incarnation == info.incarnation
             and m.state in (Liveness.DEAD, Liveness.LEFT)
-        ):
-            return
-        if self._gossip_dials >= limits.MAX_GOSSIP_DIALS or info.address in self.dialing:
-            return
-        self._gossip_dials += 1
-        task = self.spawn(self.dial_quietly(info.address, info.node_id), f"dial-{info.address}")
-        task.add_done_callback(self._gossip_dial_done)
+        )
 
-    def _gossip_dial_done(self, _: asyncio.Task[Any]) -> None:
+    async def _gossip_dial(self, info: PeerInfo) -> None:
+        for attempt in range(GOSSIP_TRIES):
+            if attempt:
+                await asyncio.sleep(GOSSIP_RETRY * attempt)
+            if not self._wanted(info):
+                return
+            await self.dial_quietly(info.address, info.node_id)
+
+    def _gossip_dial_done(self, node_id: str) -> None:
         self._gossip_dials -= 1
+        self._gossip_for.discard(node_id)
+        while self._hints and self._gossip_dials < GOSSIP_DIALS_AT_ONCE and not self.life.stopping:
+            _, info = self._hints.popitem()
+            self.on_gossip(info, now=True)
 
     def on_lost(self, peer: PeerInfo) -> None:
         """A link to a peer that may still be alive ended: redial it (one loop per peer)."""

@@ -5,10 +5,12 @@ store (mesh.boardstore) and kept in step with every peer over the links (mesh.co
                    edit is durable when its verb returns) ──▶ Delta(ops) to every linked peer ──▶ watch events
     Delta from a peer ──▶ apply each op (idempotent, any order) ──▶ merge its context (last batch of an
                    answer) ──▶ one transaction: retained ops kept, obsolete ones deleted ──▶ watch events
-    link up / peer alive again ──▶ SyncRequest(our context) ──▶ the peer answers with what we lack
+    link up (the smaller node id) / peer alive again ──▶ SyncRequest(our context) ──▶ the peer answers with
+                   what we lack
     SyncRequest ──▶ answer with `delta_batches(delta_for(theirs))`; ask back if they hold what we lack
-    every 5 s ──▶ SyncDigest to every peer; a peer whose own digest differs asks (frames lost on a link
-                   that stayed up are found this way)
+    every 5 s ──▶ SyncDigest to a few peers picked at random (anti-entropy: an idle node's cost does not
+                   grow with the mesh); a peer whose own digest differs asks (frames lost on a link that
+                   stayed up are found this way)
     every hour ──▶ compact: tombstones older than the retention period (30 days) are forgotten
 
 Remote operations are always applied (refusing some on some replicas would break convergence); what a
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from mesh import limits
-from mesh._services.context import ServiceContext
+from mesh._services.context import ServiceContext, some_peers
 from mesh.boardstore import BoardStore
 from mesh.clock import wall
 from mesh.core import board as bd
@@ -35,6 +37,7 @@ from mesh.views import BoardEvent
 
 log = logging.getLogger("mesh.board")
 
+DIGEST_FANOUT = 3  # peers each digest round goes to (see send_digests)
 COMPACT_EVERY = 3600.0
 EVENTS_PER_BATCH = 20  # a batch that changes more is one "sync" event (a catch-up must not flood watchers)
 
@@ -152,7 +155,11 @@ class BoardService:
             _Rate(limits.BOARD_OP_RATE, limits.BOARD_OP_BURST, self.ctx.clock.now()),
             _Rate(limits.BOARD_SYNC_RATE, limits.BOARD_SYNC_BURST, self.ctx.clock.now()),
         )
-        self._ask(peer.node_id)
+        # One side asks (the smaller node id): the answer asks back if the asker holds what the answerer
+        # lacks, so one request syncs both ways; both asking was two requests and two answers per link,
+        # a good part of what a forming mesh sends.
+        if self.ctx.me.node_id < peer.node_id:
+            self._ask(peer.node_id)
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self._budgets.pop(peer.node_id, None)
@@ -284,14 +291,26 @@ class BoardService:
         next_compact = self.ctx.clock.now() + 60.0  # not during start-up
         while True:
             await asyncio.sleep(DIGEST_EVERY)
-            self.send_digests()
+            self.send_digests(DIGEST_FANOUT)
             if self.ctx.clock.now() >= next_compact:
                 next_compact = self.ctx.clock.now() + COMPACT_EVERY
                 self.compact()
 
-    def send_digests(self) -> None:
-        """Our context's digest to every linked peer (droppable: the next one comes in DIGEST_EVERY)."""
-        self.ctx.broadcast(SyncDigest(self.replica, self._own_digest()), droppable=True)
+    def send_digests(self, fanout: int | None = None) -> None:
+        """Our context's digest to `fanout` live peers at random, or to every linked peer (droppable: the
+        next one comes in DIGEST_EVERY).
+
+        A digest to everyone every round made an idle node's work grow with the mesh (one frame out and one
+        in per peer per round). Random peers suffice: the pair that compares syncs both ways (the receiver
+        asks, the answer asks back), so a node that missed a delta is reached within a round or two with
+        high probability (with 3 of n peers each, a given node is picked by someone with p ~ 1 - e^-3).
+        """
+        digest = SyncDigest(self.replica, self._own_digest())
+        if fanout is None:
+            self.ctx.broadcast(digest, droppable=True)
+            return
+        for nid in some_peers(self.ctx, fanout):
+            self.ctx.send(nid, digest, droppable=True)
 
     def compact(self, horizon_ms: int | None = None) -> int:
         """Forget tombstones older than the retention period; returns how many operations were freed."""

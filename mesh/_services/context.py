@@ -18,6 +18,7 @@ Services import this module, never the runtime: the runtime builds them (the arr
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -108,3 +109,10 @@ class PeerService(Protocol):
     def on_link_down(self, peer: PeerInfo) -> None: ...
 
     def on_messages(self, peer: PeerInfo, msgs: Sequence[object]) -> None: ...
+
+
+def some_peers(ctx: ServiceContext, k: int) -> list[str]:
+    """Up to `k` linked live peers (node ids) picked at random: the recipients of a periodic repeat
+    (anti-entropy) that went to every peer before, which made an idle node's work grow with the mesh."""
+    peers = [m.info.node_id for m in ctx.members.live() if not m.is_self and ctx.linked(m.info.node_id)]
+    return random.sample(peers, min(k, len(peers)))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh import _steward_store as store
-from mesh._services.context import ServiceContext
+from mesh._services.context import ServiceContext, some_peers
 from mesh.core.claims import CfgAccept, CfgPrepare, ClaimsCore, ConfigAnnounce, Effect, LeaseConfig, Send
 from mesh.core.errors import ConfigError, StorageError
 from mesh.core.membership import Liveness
@@ -40,6 +40,7 @@ log = logging.getLogger("mesh.claims")
 EVICT_AFTER = 15.0  # a steward dead this long is replaced (DESIGN: eviction proposed after 15 s dead)
 PROVEN_GRACE = 1.0  # a steward proven dead (its lock is free) is replaced after this; a quick restart rejoins
 ANNOUNCE_EVERY = 5.0
+ANNOUNCE_FANOUT = 3
 FORMATION_WINDOW = 1.0  # the genesis node waits up to this long to see three nodes
 
 
@@ -170,9 +171,12 @@ class Stewardship:
         cfg = self.core.config
         if cfg is not None and now >= self._next_announce:
             # Re-announce now and then: an announce sent on a link that was being replaced is lost, and a
-            # node that never hears one could not claim at all.
+            # node that never hears one could not claim at all. A few random peers per round, not all:
+            # every node repeats it, so each still hears it ~3 times a round, at a cost that does not grow
+            # with the mesh.
             self._next_announce = now + ANNOUNCE_EVERY
-            self.ctx.broadcast(ConfigAnnounce(cfg.epoch, cfg.stewards), droppable=True)
+            for nid in some_peers(self.ctx, ANNOUNCE_FANOUT):
+                self.ctx.send(nid, ConfigAnnounce(cfg.epoch, cfg.stewards), droppable=True)
         if cfg is None:
             self._maybe_genesis(now)
             return

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from mesh import limits
 from mesh._proto import mesh_pb2 as pb
-from mesh._services.board import BoardService
+from mesh._services.board import DIGEST_FANOUT, BoardService
 from mesh._transport import codec
 from mesh.core import board as bd
 from mesh.core.boardsync import (
@@ -214,6 +214,22 @@ class Node:
     def send(self, node_id: str, *msgs: object, droppable: bool = False) -> bool:
         return self.net.send(self.name, node_id.removeprefix("id-"), msgs)
 
+    @property
+    def members(self) -> Any:
+        """The member table as the service reads it: every node of the net, live."""
+        net, me = self.net, self.name
+
+        class Table:
+            def live(self) -> list[Member]:
+                return [
+                    Member(n.info, Liveness.ALIVE, 0.0, 0.0, is_self=n.name == me) for n in net.nodes.values()
+                ]
+
+        return Table()
+
+    def linked(self, node_id: str) -> bool:
+        return frozenset((self.name, node_id.removeprefix("id-"))) in self.net.links
+
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         for link in self.net.links:
             if self.name in link:
@@ -346,6 +362,33 @@ def test_frames_lost_on_a_link_that_stayed_up_are_found_by_digests(tmp_path: Pat
     assert not same(a, b)
     net.gossip()
     assert same(a, b) and len(a.view()["tasks"]) == 1 and len(a.view()["milestones"]) == 1
+
+
+def test_digests_to_a_few_random_peers_converge_and_cost_the_same_in_any_mesh(tmp_path: Path) -> None:
+    names = [f"n{i}" for i in range(10)]
+    net, ns = nodes(tmp_path, *names)
+    for i, x in enumerate(names):
+        for y in names[i + 1 :]:
+            net.connect(x, y)
+    net.run()
+    net.lose = True  # every delta lost: only the digest rounds can spread the two edits
+    edit(ns[0], lambda brd, now: brd.add_task(now, "lost on the way"))
+    edit(ns[5], lambda brd, now: brd.add_milestone(now, "lost too"))
+    net.lose = False
+    net.run()
+    random.seed(7)
+    rounds = 0
+    while not same(*ns):
+        rounds += 1
+        assert rounds <= 10, "digests to random peers did not converge within 10 rounds"
+        sent = {}
+        for node in ns:
+            before = sum(len(q) for (src, _), q in net.queues.items() if src == node.name)
+            node.svc.send_digests(DIGEST_FANOUT)
+            sent[node.name] = sum(len(q) for (src, _), q in net.queues.items() if src == node.name) - before
+        assert max(sent.values()) <= DIGEST_FANOUT  # per node per round, whatever the mesh size
+        net.run()
+    assert len(ns[9].view()["tasks"]) == 1 and len(ns[9].view()["milestones"]) == 1
 
 
 def test_a_peer_heard_again_is_asked_at_once(tmp_path: Path) -> None:
