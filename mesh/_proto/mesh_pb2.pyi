@@ -158,10 +158,13 @@ class ClaimPrepare(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     PROPOSER_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
     proposer: _builtins.str
+    wait: _builtins.bool
+    """the claimant waits for the item: a report of a live lease queues it (FIFO)"""
     def __init__(
         self,
         *,
@@ -169,10 +172,11 @@ class ClaimPrepare(_message.Message):
         epoch: _builtins.int = ...,
         round: _builtins.int = ...,
         proposer: _builtins.str = ...,
+        wait: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,6 +284,8 @@ class ClaimPropose(_message.Message):
     OWNER_NAME_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
     CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -287,6 +293,10 @@ class ClaimPropose(_message.Message):
     owner_name: _builtins.str
     lease: _builtins.float
     claim_left: _builtins.float
+    fast: _builtins.bool
+    """a fresh claim's single round (no Prepare): taken only if no lease is live in the slot"""
+    wait: _builtins.bool
+    """as ClaimPrepare.wait"""
     def __init__(
         self,
         *,
@@ -297,10 +307,12 @@ class ClaimPropose(_message.Message):
         owner_name: _builtins.str = ...,
         lease: _builtins.float = ...,
         claim_left: _builtins.float = ...,
+        fast: _builtins.bool = ...,
+        wait: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "fast", b"fast", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

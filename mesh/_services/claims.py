@@ -51,6 +51,7 @@ from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, Sta
 from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
 from mesh.core.ratelimit import LogLimiter
+from mesh.core.stewards import CONTESTED
 from mesh.core.validate import MAX_TTL, check_ttl
 from mesh.views import ClaimView, LeaseEvent
 
@@ -451,6 +452,8 @@ class ClaimsService:
         return ClaimView(d.conflict or d.resource, d.holder_name, Identity.node_of(d.holder), d.token, exp)
 
     def _tell_holder(self, holder: str, resource: str) -> None:
+        if holder == CONTESTED:
+            return  # a handed-over exclusion nobody owns: nobody to tell
         self.ctx.send(Identity.node_of(holder), Wants((resource,)), droppable=True)
 
     def _on_wants(self, resources: Sequence[str]) -> None:

@@ -65,6 +65,8 @@ class LeaseConfig:
     """How long a reconfiguration keeps retrying before Unavailable(resource="@config")."""
     forget_after: float = 0.0
     """Acceptors forget an idle resource this long after its lease expired (default 10 D_A)."""
+    single_round: bool = True
+    """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``); off: two."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: float) -> None:

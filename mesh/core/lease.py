@@ -22,6 +22,25 @@ share an acceptor s; whichever lease s accepted first was live at s when the oth
 it had expired at s, and it expires at s only after its holder stopped believing it (containment), while the
 other holder believes only from a grant after s accepted. The same holds for every renewal (each is a new
 accept by a majority), and across epochs the hand-off carries path leases like any other.
+
+One-round claims (``Propose.fast``, the PaxosLease "master" shortcut without a master): a FRESH claim first
+sends its Propose without a Prepare; an acceptor takes it only if its number is strictly above every number
+promised in the slot AND no lease is live in the slot, whoever's (``take_fast``), and no conflicting path
+claim is live — exactly what a Prepare that found the slot open, followed at once by that Propose, would
+do at that acceptor, so the accept majority is also a promise majority that saw no live lease. Why it keeps
+one holder: (1) against a lease L believed by H (accepted by majority M): the fast accept majority F meets
+M in s; if s accepted L first, L was live at s (containment: s's timer started after H's deadline clock,
+D_P(1+rho) <= D_A(1-rho)) and s refused; if s took the fast Propose first, H's later Propose at s was
+refused (its number is below the fast one, which s promised) or, being fast too, found a live lease; (2)
+against a two-round claim: its Prepare majority meets F in s, which either reported the fast lease (live)
+or promised a higher number first, so the fast Propose was refused there. The deadline is fixed when the
+Propose is sent (correction 1) and acceptor timers start at the accept, after it. A restarted acceptor
+still sits out its quarantine and keeps its durable floor (``Leasing.on_ballot`` gates both rounds the
+same), epochs must match, and a refused one-round attempt releases its ballot and falls back to two rounds.
+A failed one-round claim can leave a HIGHER-ballot accept at a minority beside the believed lease (no
+Prepare taught it the numbers): a hand-off that sees two owners keeps an exclusion nobody owns
+(``stewards.CONTESTED``), so the failed claimant's Release cannot open the slot under the real holder
+(mutant ``handoff_highest_owner``; mutant ``fast_no_lease_check`` drops the live-lease check).
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ from dataclasses import dataclass, field
 from mesh.core import globs
 from mesh.core.mutants import Mutants
 from mesh.core.resources import PathClaim, path_claim, slot_key
-from mesh.core.stewards import SnapLease
+from mesh.core.stewards import CONTESTED, SnapLease, contested
 
 ROUND_BITS = 40
 MAX_ROUND = (1 << ROUND_BITS) - 1
@@ -63,6 +82,8 @@ class Prepare:
     epoch: int
     round: int
     proposer: str
+    wait: bool = False
+    """The claimant waits for the item (``--wait``): a report of a live lease queues it (FIFO)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,10 @@ class Propose:
     owner_name: str
     lease: float
     claim_left: float
+    fast: bool = False
+    """A fresh claim's single round (no Prepare before it): taken only under ``AcceptorState.take_fast``."""
+    wait: bool = False
+    """The claimant waits for the item (``--wait``): a refusal for a live lease queues it (FIFO)."""
 
 
 @dataclass(frozen=True)
@@ -235,8 +260,13 @@ class AcceptorState:
             slot.touched = now
             mine = self._live(key, now)
             expires = now + max(0.0, s.lease_left)
+            if mine is not None and mine.owner != s.owner and not self._mutants.handoff_highest_owner:
+                # Two owners' leases on one slot: keep an exclusion nobody owns (stewards.merge_snapshots).
+                s = contested(s)
             if mine is not None and mine.ballot > n:
                 mine.expires = max(mine.expires, expires)
+                if s.owner == CONTESTED:
+                    mine.owner, mine.owner_name = s.owner, s.owner_name
                 continue
             if mine is not None:
                 expires = max(expires, mine.expires)
@@ -321,19 +351,32 @@ class AcceptorState:
 
     def on_propose(self, m: Propose, now: float, config_epoch: int) -> Accepted | AcceptReject:
         """Accept if ``m`` is exactly the promised ballot or a strictly greater number, and no conflicting
-        path claim of another owner is live here."""
+        path claim of another owner is live here; a fast (single-round) Propose only as ``take_fast`` says."""
         key = slot_key(m.resource, m.proposer)
         s = self._slots.get(key)
         promised = s.promised if s else self._floor
         n = (m.epoch, m.round)
-        exact = s is not None and n == s.promised and m.proposer == s.promised_by
-        if not (exact or n > promised) or self.conflicting(m.resource, m.proposer, now) is not None:
+        if m.fast:
+            ok = self.take_fast(key, n, promised, now)
+        else:
+            exact = s is not None and n == s.promised and m.proposer == s.promised_by
+            ok = exact or n > promised
+        if not ok or self.conflicting(m.resource, m.proposer, now) is not None:
             return AcceptReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, n, m.proposer)
         s.promised, s.promised_by, s.touched = n, m.proposer, now
         s.accepted = AcceptedLease(m.proposer, m.owner_name, n, now + m.lease, now + max(0.0, m.claim_left))
         return Accepted(m.resource, m.epoch, m.round, m.proposer)
+
+    def take_fast(self, key: str, n: BallotNo, promised: BallotNo, now: float) -> bool:
+        """May a fast Propose of ballot ``n`` be accepted in slot ``key``? Only as a Prepare that found the
+        slot open followed at once by its Propose would be: ``n`` strictly above every number promised here
+        and NO live lease in the slot, whoever's (a fresh claim never treats a lease as open, not even
+        its own owner's earlier one). The path-conflict check follows in ``on_propose``."""
+        if not n > promised:
+            return False
+        return self._mutants.fast_no_lease_check or self._live(key, now) is None
 
     def on_release(self, m: Release, now: float) -> None:
         """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise."""
@@ -381,6 +424,7 @@ class Attempt:
     responders: set[str] = field(default_factory=set)
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
     tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
+    fast: bool = False  # a fresh claim's single round: Propose without Prepare
 
 
 @dataclass
@@ -396,6 +440,8 @@ class ProposerSlot:
     attempt: Attempt | None = None
     retry_at: float | None = None
     outvoted: int = 0
+    fast: bool = True  # the next fresh attempt may be a single round (off once one was refused)
+    wait: bool = False  # the claimant waits for the item: refusals queue it at the stewards
 
     @property
     def holding(self) -> bool:

@@ -188,14 +188,26 @@ class Leasing:
         assert self._steward.config is not None
         slot.retry_at = None
         b = self._next_ballot(resource)
+        fast = slot.fast and not slot.holding and self._lc.single_round
         slot.attempt = Attempt(
             ballot=b,
             renewal=slot.holding,
             started=now,
-            deadline=now + self._lc.lease,  # correction 1: fixed when Prepare is sent
+            deadline=now + self._lc.lease,  # correction 1: fixed when the first message is sent
             timeout_at=now + self._lc.attempt_timeout,
+            phase="accept" if fast else "prepare",
+            fast=fast,
         )
-        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+        if fast:
+            # One round: each acceptor promises and accepts at once, only if no lease is live in the slot
+            # (``AcceptorState.take_fast``); the module docstring of mesh.core.lease argues why that is safe.
+            return self._to_stewards(self._propose(resource, slot, b, now, fast=True))
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait))
+
+    def _propose(self, resource: str, slot: ProposerSlot, b: BallotNo, now: float, fast: bool) -> Propose:
+        claim_left = max(0.0, slot.claim_ends - now)
+        return Propose(resource, b[0], b[1], self.me, self.name, self._lc.acceptor_lease, claim_left,
+                       fast=fast, wait=slot.wait)  # fmt: skip
 
     def _voters(self, a: Attempt, now: float) -> frozenset[str]:
         cfg = self._steward.config
@@ -281,6 +293,12 @@ class Leasing:
             yes = a.promised if a.phase == "prepare" else a.accepted
             n = a.promise_msgs if a.phase == "prepare" else a.accept_msgs
             if self._vote(a, yes, n, now) is VoteResult.LOST:
+                if a.fast and not a.waits:
+                    # Refused in one round (a live lease, a reservation, or our number was stale: the
+                    # refusals taught us the numbers): the classic two rounds tell which, at once.
+                    out += self._drop_attempt_ballot(m.resource, slot)
+                    slot.attempt, slot.fast = None, False
+                    return out + self._start(m.resource, slot, now)
                 if a.waits:
                     w = min(a.waits.values())
                     out += self._fail(m.resource, slot, now, f"the stewards are taking over (they serve "
@@ -311,16 +329,7 @@ class Leasing:
             a.waits.clear()
             if a.renewal:
                 slot.holding_ballots.add(a.ballot)
-            prop = Propose(
-                m.resource,
-                a.ballot[0],
-                a.ballot[1],
-                self.me,
-                self.name,
-                self._lc.acceptor_lease,
-                max(0.0, slot.claim_ends - now),
-            )
-            return self._to_stewards(prop)
+            return self._to_stewards(self._propose(m.resource, slot, a.ballot, now, fast=False))
         # Accepted
         if a.phase != "accept":
             return []

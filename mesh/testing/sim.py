@@ -44,7 +44,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mesh.core.claims import (
     NO_MUTANTS,
@@ -243,6 +243,7 @@ class SimStats:
     path_denied: int = 0
     probes_free: int = 0
     probes_denied: int = 0
+    fast_proposes: int = 0  # one-round claim messages sent (the fast path is exercised)
     violation: SafetyViolation | None = None
 
 
@@ -450,6 +451,8 @@ class Simulation:
         if self.rng.random() < p.drop:
             return
         copies = 2 if self.rng.random() < p.dup else 1
+        if isinstance(msg, Propose) and msg.fast:
+            self.stats.fast_proposes += 1
         if (
             isinstance(msg, Propose)
             and src.paused_until <= self.t
@@ -1133,7 +1136,9 @@ def stale_owner_open(mutants: Mutants) -> Simulation:
         (2.2, "hiccup", (0.005, "n2")),  # n0 and n1 restart: back at once, serving only after D_A
         (2.3 + LeaseConfig.fast().acceptor_lease, "claim", ("n4/0", "r0")),
     ]
-    return Simulation(0, mutants, params=quiet, check_tokens=False, script=script)
+    # The stale Proposes are the two-round kind (a one-round Propose never overwrites a live lease).
+    two_rounds = replace(LeaseConfig.fast(), single_round=False)
+    return Simulation(0, mutants, params=quiet, check_tokens=False, script=script, lease=two_rounds)
 
 
 def run_seed(

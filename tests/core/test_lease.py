@@ -144,3 +144,51 @@ def test_prepare_from_non_owner_during_live_lease_only_reports_it() -> None:
     # once the lease is gone, q's numbers count again
     assert isinstance(a.on_prepare(Prepare(R, 1, 50, "q"), 5.1, 1), Promise)
     assert a.promised(R) == (1, 50)
+
+
+# ---- the one-round (fast) claim ---------------------------------------------------------------------------
+
+
+def fast(a: AcceptorState, epoch: int, rnd: int, who: str, now: float) -> object:
+    return a.on_propose(Propose(R, epoch, rnd, who, who.upper(), 4.0, 60.0, fast=True), now, epoch)
+
+
+def test_fast_propose_is_taken_on_an_open_slot_above_every_promise() -> None:
+    a = acc()
+    assert isinstance(a.on_prepare(Prepare(R, 1, 3, "q"), 0.0, 1), Promise)
+    assert isinstance(fast(a, 1, 3, "p", 0.1), AcceptReject)  # not strictly above the promise
+    assert isinstance(fast(a, 1, 4, "p", 0.1), Accepted)
+    lease = a.live_lease(R, 0.2)
+    assert lease is not None and (lease.owner, lease.ballot) == ("p", (1, 4))
+    assert a.promised(R) == (1, 4)  # it promised as it accepted: a lower Propose is refused now
+    assert isinstance(propose(a, 1, 3, "q", 0.2), AcceptReject)
+
+
+@pytest.mark.parametrize("holder", ["q", "p"])
+def test_fast_propose_never_overwrites_a_live_lease_not_even_its_owners(holder: str) -> None:
+    a = acc()
+    assert isinstance(propose(a, 1, 1, holder, 0.0), Accepted)
+    r = fast(a, 1, 9, "p", 1.0)
+    assert isinstance(r, AcceptReject) and (r.promised_epoch, r.promised_round) == (1, 1)
+    lease = a.live_lease(R, 1.0)
+    assert lease is not None and lease.owner == holder
+    assert isinstance(fast(a, 1, 9, "p", 4.0), Accepted)  # once it ran out
+
+
+def test_fast_no_lease_check_mutant_overwrites_the_holder() -> None:
+    a = acc(Mutants(fast_no_lease_check=True))
+    propose(a, 1, 1, "q", 0.0)
+    assert isinstance(fast(a, 1, 2, "p", 1.0), Accepted)
+
+
+def test_install_of_another_owners_lease_beside_a_live_one_is_contested() -> None:
+    from mesh.core.stewards import CONTESTED, SnapLease
+
+    a = acc()
+    propose(a, 1, 5, "l", 0.0)  # a failed one-round claim's stale accept, higher than the holder's
+    a.install((SnapLease(R, "h", "H", 1, 3, 3.5, 50.0),), 0.1)
+    lease = a.live_lease(R, 0.2)
+    assert lease is not None and lease.owner == CONTESTED and lease.ballot == (1, 5)
+    assert lease.expires == pytest.approx(4.0)
+    a.on_release(Release(R, 1, 5, "l"), 0.3)  # the failed claimant's Release no longer opens the slot
+    assert a.live_lease(R, 0.3) is not None

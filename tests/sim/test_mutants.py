@@ -22,6 +22,8 @@ BUDGET = {
     "genesis_anywhere": 60,  # first seed 0 (two configs for epoch 1); ~54/300
     "no_ballot_floor": 300,  # first seed 31 (a token that went backwards); ~4/300
     "path_exact_only": 20,  # first seed 0 (overlapping path holders); ~24/40 (most seeds with paths)
+    "fast_no_lease_check": 20,  # first seed 0 (a one-round claim over a live lease); ~30/40
+    "handoff_highest_owner": 300,  # first seed 103 (a failed one-round claim's Release after a hand-off)
 }
 
 
