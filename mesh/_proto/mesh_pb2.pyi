@@ -415,6 +415,30 @@ class ClaimRelease(_message.Message):
 Global___ClaimRelease: _TypeAlias = ClaimRelease  # noqa: Y015
 
 @_typing.final
+class ClaimFree(_message.Message):
+    """A steward to the head of an item's waiters: free here, reserved for `proposer` a moment (FIFO hand-over)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    proposer: _builtins.str
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        proposer: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposer", b"proposer", "resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimFree: _TypeAlias = ClaimFree  # noqa: Y015
+
+@_typing.final
 class CfgPrepare(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -700,6 +724,7 @@ class ClaimMsg(_message.Message):
     CONFIG_ANNOUNCE_FIELD_NUMBER: _builtins.int
     CFG_INSTALL_FIELD_NUMBER: _builtins.int
     CFG_INSTALLED_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def prepare(self) -> Global___ClaimPrepare: ...
     @_builtins.property
@@ -730,6 +755,8 @@ class ClaimMsg(_message.Message):
     def cfg_install(self) -> Global___CfgInstall: ...
     @_builtins.property
     def cfg_installed(self) -> Global___CfgInstalled: ...
+    @_builtins.property
+    def free(self) -> Global___ClaimFree: ...
     def __init__(
         self,
         *,
@@ -748,12 +775,13 @@ class ClaimMsg(_message.Message):
         config_announce: Global___ConfigAnnounce | None = ...,
         cfg_install: Global___CfgInstall | None = ...,
         cfg_installed: Global___CfgInstalled | None = ...,
+        free: Global___ClaimFree | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "free", b"free", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "free", b"free", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce", "cfg_install", "cfg_installed"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce", "cfg_install", "cfg_installed", "free"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

@@ -46,6 +46,7 @@ from mesh.core.claims import (
     Send,
     StewardConfig,
     Unavailable,
+    Wake,
 )
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StateError
 from mesh.core.identity import Identity
@@ -62,7 +63,8 @@ IDLE_WAKE = 5.0
 FORMING_WAIT = 5.0  # a claim without --wait waits this long for a config / a hand-off
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 CHECK_WITHIN = 0.4  # s: a pre-edit check asks the stewards this long, then says it cannot (hook budget 0.8 s)
-WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds it
+WAIT_RETRY = (0.2, 0.4)  # a --wait claim retries this often (random) while another holds it; the stewards
+# queue it (FIFO) and wake it at once when its turn comes, so this is only the fallback (a lost Free)
 REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
 REGRAB_PAUSE = (0.1, 0.2)  # ...first yields this long (if a peer said it waits), so a waiter's retry can land
 WANTED_FOR = 2.0  # a peer's "I wait for it" counts this long
@@ -107,6 +109,9 @@ class ClaimsService:
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self.held: dict[str, _Held] = {}
         self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._turns: dict[
+            str, asyncio.Event
+        ] = {}  # waiting claims by item: set when a steward says "your turn"
         self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
         self._config_waiters: list[asyncio.Future[None]] = []
         self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
@@ -228,6 +233,10 @@ class ClaimsService:
                     log.info("steward change not made: %s", e.reason)
             elif isinstance(e, ConfigChanged):
                 self._config_changed(e.config)
+            elif isinstance(e, Wake):
+                turn = self._turns.get(e.resource)
+                if turn is not None:
+                    turn.set()
         if unstored:
             outbox.clear()
         for to, msgs in outbox.items():
@@ -360,7 +369,6 @@ class ClaimsService:
         check_ttl(ttl)
         if not 0 <= wait <= MAX_TTL:
             raise InvalidInput(f"wait must be 0 to 7 days, not {wait!r} s")
-        loop = asyncio.get_running_loop()
         start = self.ctx.clock.now()
         patience_forming = wait if wait > 0 else FORMING_WAIT
         if not await self._await_config(patience_forming):
@@ -375,10 +383,32 @@ class ClaimsService:
         deadline = start + wait
         forming_deadline = start + patience_forming
         patience = self.lease.claim_patience + 2 * self.lease.attempt_timeout + 1.0
+        turn = self._turns.setdefault(resource, asyncio.Event()) if wait > 0 else None
+        try:
+            return await self._claim_loop(resource, ttl, wait, handle, deadline, forming_deadline, patience,
+                                          turn)  # fmt: skip
+        finally:
+            if turn is not None and self._turns.get(resource) is turn:
+                del self._turns[resource]
+
+    async def _claim_loop(
+        self,
+        resource: str,
+        ttl: float,
+        wait: float,
+        handle: bool,
+        deadline: float,
+        forming_deadline: float,
+        patience: float,
+        turn: asyncio.Event | None,
+    ) -> ClaimView:
+        loop = asyncio.get_running_loop()
         while True:
             fut: asyncio.Future[Effect] = loop.create_future()
             self._waiters.setdefault(resource, []).append(fut)
-            self.apply(self.core.claim(resource, ttl, self.ctx.clock.now()))
+            if turn is not None:
+                turn.clear()  # a Wake from now on (during this attempt too) cuts the next pause short
+            self.apply(self.core.claim(resource, ttl, self.ctx.clock.now(), wait=wait > 0))
             try:
                 async with asyncio.timeout(patience):
                     e = await asyncio.shield(fut)
@@ -418,10 +448,17 @@ class ClaimsService:
                 reason = e.reason if isinstance(e, Unavailable) else "no answer"
                 note = self.stewards.note()
                 raise NoQuorum(f"cannot decide {resource} now: {reason}" + (f"; {note}" if note else ""))
-            # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again soon.
+            # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again when a
+            # steward says it is our turn (FIFO), or soon anyway.
             if isinstance(e, Denied):
                 self._tell_holder(e.holder, e.conflict or resource)
-            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
+            pause = min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY))
+            if turn is None:
+                await asyncio.sleep(pause)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await turn.wait()
 
     async def check(self, resource: str, within: float = CHECK_WITHIN) -> ClaimView | None:
         """Who else holds a claim that conflicts with `resource`, asked of the stewards (None: nobody).

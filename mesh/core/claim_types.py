@@ -24,6 +24,7 @@ CLAIM_MESSAGES: tuple[type, ...] = (
     lease.Accepted,
     lease.AcceptReject,
     lease.Release,
+    lease.Free,
     stewards.CfgPrepare,
     stewards.CfgPromise,
     stewards.CfgReject,
@@ -65,6 +66,8 @@ class LeaseConfig:
     """How long a reconfiguration keeps retrying before Unavailable(resource="@config")."""
     forget_after: float = 0.0
     """Acceptors forget an idle resource this long after its lease expired (default 10 D_A)."""
+    max_stewards: int = 5
+    """The steward set grows to at most this many (odd) members (``steward_policy.target_size``)."""
     single_round: bool = True
     """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``); off: two."""
 
@@ -209,7 +212,26 @@ class Probed:
     unavailable: str = ""
 
 
-Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged | Probed
+@dataclass(frozen=True)
+class Wake:
+    """A steward says ``resource`` is free and this node's waiting claim is next: try again now."""
+
+    resource: str
+
+
+Effect = (
+    Send
+    | Persist
+    | Granted
+    | Renewed
+    | Denied
+    | Lost
+    | Released
+    | Unavailable
+    | ConfigChanged
+    | Probed
+    | Wake
+)
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,22 @@ class Release:
     owner: str
 
 
-LeaseMsg = Prepare | Promise | PrepareReject | Propose | Accepted | AcceptReject | Release
+@dataclass(frozen=True)
+class Free:
+    """A steward to the head of an item's waiters: the item is free here and reserved for you a moment."""
+
+    resource: str
+    proposer: str
+
+
+LeaseMsg = Prepare | Promise | PrepareReject | Propose | Accepted | AcceptReject | Release | Free
+
+WAITER_TTL = 2.0
+"""s: a waiter stays queued at an acceptor this long after its last refused attempt (a waiting claim tries
+again well within it; one that gave up drops out)."""
+HEAD_WINDOW = 0.25
+"""s: when an item with waiters becomes free at an acceptor, it refuses everyone but the head waiter this
+long (told at once with ``Free``); a head that does not come loses its turn (a dead one blocks no longer)."""
 
 
 # ---- acceptor ------------------------------------------------------------------------------------------
@@ -202,6 +217,9 @@ class AcceptorSlot:
     promised_by: str
     accepted: AcceptedLease | None = None
     touched: float = 0.0
+    waiters: dict[str, float] = field(default_factory=dict)  # FIFO: proposer -> queued until
+    head: str = ""  # the waiter the free item is reserved for...
+    head_until: float = 0.0  # ...until then
 
 
 class AcceptorState:
@@ -215,6 +233,7 @@ class AcceptorState:
 
     def __init__(self, forget_after: float, mutants: Mutants, floor: BallotNo = (0, 0)) -> None:
         self._slots: dict[str, AcceptorSlot] = {}
+        self._waiting: set[str] = set()  # slot keys with waiters
         self._paths: dict[str, PathClaim] = {}  # slot key -> its path claim, for every path slot
         self._floor: BallotNo = floor
         self._forget_after = forget_after
@@ -319,10 +338,20 @@ class AcceptorState:
         promised = s.promised if s else self._floor
         held = self._live(key, now)
         if held is not None and held.owner != m.proposer:
+            if m.wait:
+                self._enqueue(key, m.proposer, now)
             return self._report(m, held, now)
         other = self.conflicting(m.resource, m.proposer, now)
         if other is not None:
             return self._report(m, other[1], now, blocking=other[0])
+        head = self._head(key, now)
+        if head and head != m.proposer:
+            # Reserved for the head waiter: reported as if it held the item (refusing more is always safe).
+            assert s is not None
+            if m.wait:
+                self._enqueue(key, m.proposer, now)
+            turn = AcceptedLease(head, "", promised, s.head_until, s.head_until)
+            return self._report(m, turn, now)
         if not (m.epoch, m.round) > promised:
             return PrepareReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
@@ -361,12 +390,21 @@ class AcceptorState:
         else:
             exact = s is not None and n == s.promised and m.proposer == s.promised_by
             ok = exact or n > promised
+        head = self._head(key, now)
+        if head and head != m.proposer:
+            ok = False  # reserved for the head waiter
         if not ok or self.conflicting(m.resource, m.proposer, now) is not None:
+            if m.wait and (head or self._live(key, now) is not None):
+                self._enqueue(key, m.proposer, now)
             return AcceptReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, n, m.proposer)
         s.promised, s.promised_by, s.touched = n, m.proposer, now
         s.accepted = AcceptedLease(m.proposer, m.owner_name, n, now + m.lease, now + max(0.0, m.claim_left))
+        if s.waiters.pop(m.proposer, None) is not None or s.head:
+            s.head, s.head_until = "", 0.0  # whoever got it, the turn is over
+            if not s.waiters:
+                self._waiting.discard(key)
         return Accepted(m.resource, m.epoch, m.round, m.proposer)
 
     def take_fast(self, key: str, n: BallotNo, promised: BallotNo, now: float) -> bool:
@@ -378,20 +416,92 @@ class AcceptorState:
             return False
         return self._mutants.fast_no_lease_check or self._live(key, now) is None
 
-    def on_release(self, m: Release, now: float) -> None:
-        """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise."""
-        s = self._slots.get(slot_key(m.resource, m.owner))
+    def on_release(self, m: Release, now: float) -> list[Free]:
+        """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise; the head
+        waiter, if any, is told at once (and the item reserved for it a moment)."""
+        key = slot_key(m.resource, m.owner)
+        s = self._slots.get(key)
         if s is None or s.accepted is None or s.accepted.owner != m.owner:
-            return
+            return []
         if s.accepted.ballot == (m.epoch, m.round) or self._mutants.release_unmatched:
             s.accepted = None
             s.touched = now
+            return self._next_turn(key, now)
+        return []
+
+    # ---- FIFO waiters (liveness only: a reservation only ever REFUSES attempts) -----------------------
+
+    def _enqueue(self, key: str, who: str, now: float) -> None:
+        s = self._slots[key]
+        s.waiters[who] = now + WAITER_TTL  # a waiter already queued keeps its place
+        s.touched = now
+        self._waiting.add(key)
+
+    def _head(self, key: str, now: float) -> str:
+        """The waiter this free slot is reserved for now ("" if none)."""
+        s = self._slots.get(key)
+        if s is None or not s.head:
+            return ""
+        if now < s.head_until or self._mutants.fifo_head_window_forever:
+            return s.head
+        return ""
+
+    def _next_turn(self, key: str, now: float) -> list[Free]:
+        """The slot is free here: reserve it for the first waiter still queued and tell it."""
+        s = self._slots[key]
+        s.head, s.head_until = "", 0.0
+        for w in [w for w, until in s.waiters.items() if now >= until]:
+            del s.waiters[w]
+        if not s.waiters:
+            self._waiting.discard(key)
+            return []
+        s.head = next(iter(s.waiters))
+        s.head_until = now + HEAD_WINDOW
+        return [Free(s.resource, s.head)]
+
+    def due(self, now: float) -> list[Free]:
+        """Turns that are due: a lease with waiters ran out, or a head's window passed (next waiter)."""
+        out: list[Free] = []
+        for key in sorted(self._waiting):
+            s = self._slots.get(key)
+            if s is None:
+                self._waiting.discard(key)
+                continue
+            if self._live(key, now) is not None:
+                continue
+            if s.head and self._mutants.fifo_head_window_forever:
+                continue
+            if s.head and now < s.head_until:
+                continue
+            if s.head and now >= s.head_until:
+                s.waiters.pop(s.head, None)  # it had its turn
+                out += self._next_turn(key, now)
+            elif not s.head:
+                out += self._next_turn(key, now)
+        return out
+
+    def next_due(self) -> float | None:
+        """When ``due`` next has work: a lease with waiters runs out, a head's window passes (None: no
+        waiters anywhere; a time already past: at once)."""
+        ts: list[float] = []
+        for key in self._waiting:
+            s = self._slots.get(key)
+            if s is None:
+                ts.append(0.0)  # forgotten: ``due`` drops it
+                continue
+            expires = s.accepted.expires if s.accepted is not None else 0.0
+            if not s.head:
+                ts.append(expires)
+            elif not self._mutants.fifo_head_window_forever:
+                ts.append(max(expires, s.head_until))
+        return min(ts) if ts else None
 
     def collect(self, now: float) -> None:
         """Forget idle slots whose lease expired long ago (their number is kept in ``floor``)."""
         for k in [k for k, s in self._slots.items() if self._idle(s, now)]:
             self._floor = max(self._floor, self._slots.pop(k).promised)
             self._paths.pop(k, None)
+            self._waiting.discard(k)
 
     def _idle(self, s: AcceptorSlot, now: float) -> bool:
         last = max(s.touched, s.accepted.expires if s.accepted else s.touched)

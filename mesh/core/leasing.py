@@ -36,6 +36,7 @@ from mesh.core.claim_types import (
     Renewed,
     Send,
     Unavailable,
+    Wake,
 )
 from mesh.core.errors import ConfigError
 from mesh.core.lease import (
@@ -43,6 +44,7 @@ from mesh.core.lease import (
     AcceptReject,
     Attempt,
     BallotNo,
+    Free,
     LeaseMsg,
     Prepare,
     PrepareReject,
@@ -83,20 +85,24 @@ class Leasing:
 
     # ---- the proposer's verbs ------------------------------------------------------------------------
 
-    def claim(self, resource: str, max_life: float, now: float) -> list[Effect]:
-        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then."""
+    def claim(self, resource: str, max_life: float, now: float, wait: bool = False) -> list[Effect]:
+        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then.
+
+        ``wait``: the caller will try again while another holds it: the stewards that refuse queue this
+        node (FIFO) and tell it (``Wake``) when its turn comes."""
         if not max_life > 0:
             raise ConfigError("max_life must be > 0")
         slot = self._slots.get(resource)
         if slot is not None:
             slot.claim_ends = now + max_life
+            slot.wait = slot.wait or wait
             if slot.holding and now < slot.until:
                 assert slot.token is not None
                 return [Granted(resource, slot.token, slot.until)]
             return []
         if self._steward.config is None:
             return [Unavailable(resource, "no steward config yet")]
-        slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now)
+        slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now, wait=wait)
         return self._start(resource, slot, now)
 
     def probe(self, resource: str, now: float) -> list[Effect]:
@@ -257,7 +263,7 @@ class Leasing:
 
     def on_reply(self, sender: str, m: LeaseMsg, now: float) -> list[Effect]:
         """A steward's answer (promise, accept or refusal) to one of this node's lease attempts."""
-        assert not isinstance(m, Prepare | Propose | Release)
+        assert not isinstance(m, Prepare | Propose | Release | Free)
         slot = self._slots.get(m.resource)
         if isinstance(m, PrepareReject | AcceptReject):
             h = self._hint.get(m.resource, (0, 0))
@@ -451,10 +457,20 @@ class Leasing:
         out.append(Send(sender, reply))
         return out
 
-    def on_release(self, sender: str, m: Release, now: float) -> None:
-        """The owner gives a lease up (only the owner itself may)."""
-        if sender == m.owner:
-            self._steward.acceptor.on_release(m, now)
+    def on_release(self, sender: str, m: Release, now: float) -> list[Effect]:
+        """The owner gives a lease up (only the owner itself may); the head waiter hears at once."""
+        if sender != m.owner:
+            return []
+        return [Send(f.proposer, f) for f in self._steward.acceptor.on_release(m, now)]
+
+    def on_free(self, m: Free) -> list[Effect]:
+        """A steward reserved a free item for this node's waiting claim."""
+        if m.proposer != self.me:
+            return []
+        s = self._slots.get(m.resource)
+        if s is not None and s.holding:
+            return []
+        return [Wake(m.resource)]
 
     # ---- time ----------------------------------------------------------------------------------------
 
@@ -486,6 +502,8 @@ class Leasing:
                     out += self._start(r, s, now)
             elif s.holding and now >= s.next_renew:
                 out += self._start(r, s, now)
+        if self._steward.config is not None:
+            out += [Send(f.proposer, f) for f in self._steward.acceptor.due(now)]
         for r in sorted(self._probes):
             if now >= self._probes[r].timeout_at:
                 del self._probes[r]
@@ -511,6 +529,9 @@ class Leasing:
             if s.retry_at is not None:
                 ts.append(s.retry_at)
         ts += [a.timeout_at for a in self._probes.values()]
+        turn = self._steward.acceptor.next_due()
+        if turn is not None:
+            ts.append(turn)
         if len(self._steward.acceptor):
             ts.append(self._next_gc)
         return ts

@@ -42,6 +42,10 @@ class Mutants:
     exclusion nobody owns): a failed one-round claim's stale accept, higher than the believed lease, is
     then cleared by its owner's Release while the other still believes."""
 
+    fifo_head_window_forever: bool = False
+    """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
+    good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """Every mutant switch name."""

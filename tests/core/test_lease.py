@@ -192,3 +192,46 @@ def test_install_of_another_owners_lease_beside_a_live_one_is_contested() -> Non
     assert lease.expires == pytest.approx(4.0)
     a.on_release(Release(R, 1, 5, "l"), 0.3)  # the failed claimant's Release no longer opens the slot
     assert a.live_lease(R, 0.3) is not None
+
+
+# ---- FIFO waiters -----------------------------------------------------------------------------------------
+
+
+def test_waiters_are_told_in_the_order_they_were_refused_and_others_wait_their_turn() -> None:
+    from mesh.core.lease import HEAD_WINDOW, WAITER_TTL, Free
+
+    a = acc()
+    propose(a, 1, 1, "h", 0.0)
+    for i, who in enumerate(("w1", "w2")):
+        r = a.on_prepare(Prepare(R, 1, 2 + i, who, wait=True), 0.1 + i / 100, 1)
+        assert isinstance(r, Promise) and r.owner == "h"  # refused: queued
+    assert isinstance(a.on_prepare(Prepare(R, 1, 4, "x"), 0.2, 1), Promise)  # not waiting: not queued
+    assert a.on_release(Release(R, 1, 1, "h"), 0.5) == [Free(R, "w1")]
+    # Reserved for w1: the releaser (or anyone) is told w1 has it, and a one-round claim is refused.
+    r = a.on_prepare(Prepare(R, 1, 9, "h", wait=True), 0.51, 1)
+    assert isinstance(r, Promise) and r.owner == "w1"
+    assert isinstance(fast(a, 1, 10, "w2", 0.51), AcceptReject)
+    assert a.next_due() == pytest.approx(0.5 + HEAD_WINDOW)
+    assert isinstance(fast(a, 1, 11, "w1", 0.52), Accepted)
+    assert a.next_due() == pytest.approx(0.52 + 4.0)  # w2 (then h) wait for w1's lease now
+    assert a.on_release(Release(R, 1, 11, "w1"), 1.0) == [Free(R, "w2")]
+    # w2 never comes (dead): its window passes and the next in line (h, queued at 0.51) is told.
+    assert a.due(1.0 + HEAD_WINDOW) == [Free(R, "h")]
+    # Queued entries run out when not renewed by a refused attempt.
+    assert a.due(0.51 + WAITER_TTL + 1) == []
+    assert a.next_due() is None
+
+
+def test_a_lease_that_runs_out_gives_the_head_its_turn() -> None:
+    from mesh.core.lease import Free
+
+    a = acc()
+    propose(a, 1, 1, "h", 0.0)
+    assert isinstance(fast(a, 1, 2, "w", 0.1), AcceptReject)  # refused, not waiting: not queued
+    assert a.next_due() is None
+    r = a.on_propose(Propose(R, 1, 3, "w", "W", 4.0, 60.0, fast=True, wait=True), 0.1, 1)
+    assert isinstance(r, AcceptReject)
+    assert a.next_due() == pytest.approx(4.0)
+    assert a.due(3.9) == []
+    a.on_prepare(Prepare(R, 1, 4, "w", wait=True), 3.5, 1)  # a waiting claim's retry keeps its place
+    assert a.due(4.0) == [Free(R, "w")]
