@@ -207,26 +207,44 @@ def _record_latency(ctx: Context, tag: str, r: Rounds, what: str, targets: bool)
     ctx.record(f"round_p99_{tag}", rnd.p99_ms, "ms", ref=refs.ETCD_LOCK_ROUND_P99)
 
 
-async def contended(m: Mesh, nodes: list[str], seconds: float) -> tuple[int, int, float]:
-    """(acquisitions, handovers, elapsed) for claimants on `nodes` looping claim → release on one item."""
+@dataclass
+class Contention:
+    acquisitions: int
+    handovers: int
+    elapsed: float
+    in_order: int  # grants that went to the claimant waiting longest (asked first), of the contested ones
+    contested: int  # grants made while another claimant was waiting too
+
+
+async def contended(m: Mesh, nodes: list[str], seconds: float) -> Contention:
+    """Claimants on `nodes` looping claim(wait) → release on one item: grants, handovers, FIFO order.
+
+    FIFO is judged from the clients' side: a grant is in order if no other claimant still waiting had
+    started its claim call earlier (etcd's revision-ordered waiters are in order by construction)."""
     clients = [await _client(m, n) for n in nodes]
     item = f"c-{random.getrandbits(32):x}"
     resource = f"{_RES_TYPE}/{item}"
     last: int | None = None
-    acquisitions = handovers = 0
+    acquisitions = handovers = in_order = contested_ = 0
+    asked: dict[int, float] = {}
     start = time.perf_counter()
     stop_at = start + seconds
     end = start
 
     async def worker(i: int) -> None:
-        nonlocal last, acquisitions, handovers, end
+        nonlocal last, acquisitions, handovers, end, in_order, contested_
         from mesh.errors import ClaimDenied, NoQuorum
 
         while time.perf_counter() < stop_at:
+            asked[i] = time.perf_counter()
             try:
                 await clients[i].claim_once(resource, 60.0, max(0.1, stop_at - time.perf_counter()))
             except (ClaimDenied, NoQuorum):
                 continue
+            mine = asked.pop(i)
+            if asked:
+                contested_ += 1
+                in_order += all(mine <= t for t in asked.values())
             acquisitions += 1
             if last is not None and last != i:
                 handovers += 1
@@ -239,7 +257,7 @@ async def contended(m: Mesh, nodes: list[str], seconds: float) -> tuple[int, int
     finally:
         for c in clients:
             await c.close()
-    return acquisitions, handovers, end - start
+    return Contention(acquisitions, handovers, end - start, in_order, contested_)
 
 
 async def sigkill_reclaim(m: Mesh, holder: str, claimant: str) -> float:
@@ -303,11 +321,16 @@ def bench_claims(ctx: Context) -> None:
             _record_latency(ctx, tag, r, f"{size} nodes, {k} stewards, {where}", tag == "12n_3s")
             if size == 5:
                 secs = 3.0 if ctx.quick else 10.0
-                acq, hand, el = asyncio.run(contended(m, m.names[1:], secs))
+                c = asyncio.run(contended(m, m.names[1:], secs))
+                acq, hand, el = c.acquisitions, c.handovers, c.elapsed
+                etcd = ctx.ref_value(refs.ETCD_CONTENDED_HANDOVERS)
                 ctx.record("contended_handovers", hand / el, "1/s", higher_is_better=True,
-                           ref=refs.ETCD_CONTENDED_HANDOVERS,
+                           ref=refs.ETCD_CONTENDED_HANDOVERS, target=etcd,
                            note=f"4 claimants on 4 nodes, {el:.1f} s, {acq} grants "
                                 f"({acq / el:.0f}/s), {hand} to another claimant")  # fmt: skip
+                ctx.record("contended_fifo", c.in_order / max(1, c.contested), "ratio", higher_is_better=True,
+                           target=0.95, note=f"{c.in_order} of {c.contested} grants made while others waited "
+                           "went to the claimant that asked first (etcd: 1.0 by construction)")  # fmt: skip
                 others = asyncio.run(_non_stewards(m))
                 if len(others) >= 2:
                     _reclaims(ctx, m, others[0], others[1], ctx.rounds(3, 1), 10.0)

@@ -159,12 +159,15 @@ class ClaimPrepare(_message.Message):
     ROUND_FIELD_NUMBER: _builtins.int
     PROPOSER_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
+    WAITED_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
     proposer: _builtins.str
     wait: _builtins.bool
     """the claimant waits for the item: a report of a live lease queues it (FIFO)"""
+    waited: _builtins.float
+    """how long the waiting claimant has been asking (s): the stewards' queue order"""
     def __init__(
         self,
         *,
@@ -173,10 +176,11 @@ class ClaimPrepare(_message.Message):
         round: _builtins.int = ...,
         proposer: _builtins.str = ...,
         wait: _builtins.bool = ...,
+        waited: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,6 +290,7 @@ class ClaimPropose(_message.Message):
     CLAIM_LEFT_FIELD_NUMBER: _builtins.int
     FAST_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
+    WAITED_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -297,6 +302,8 @@ class ClaimPropose(_message.Message):
     """a fresh claim's single round (no Prepare): taken only if no lease is live in the slot"""
     wait: _builtins.bool
     """as ClaimPrepare.wait"""
+    waited: _builtins.float
+    """as ClaimPrepare.waited"""
     def __init__(
         self,
         *,
@@ -309,10 +316,11 @@ class ClaimPropose(_message.Message):
         claim_left: _builtins.float = ...,
         fast: _builtins.bool = ...,
         wait: _builtins.bool = ...,
+        waited: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "fast", b"fast", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "fast", b"fast", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -394,10 +402,13 @@ class ClaimRelease(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
     owner: _builtins.str
+    done: _builtins.bool
+    """the owner is done with the item (not dropping a failed attempt's ballot)"""
     def __init__(
         self,
         *,
@@ -405,10 +416,11 @@ class ClaimRelease(_message.Message):
         epoch: _builtins.int = ...,
         round: _builtins.int = ...,
         owner: _builtins.str = ...,
+        done: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "owner", b"owner", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "epoch", b"epoch", "owner", b"owner", "resource", b"resource", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -422,17 +434,23 @@ class ClaimFree(_message.Message):
 
     RESOURCE_FIELD_NUMBER: _builtins.int
     PROPOSER_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     proposer: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
     def __init__(
         self,
         *,
         resource: _builtins.str = ...,
         proposer: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["proposer", b"proposer", "resource", b"resource"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -196,10 +196,13 @@ class ClaimsCore:
         """Ask the stewards to choose ``stewards`` (any non-empty set of node ids) as the next epoch."""
         return self._run(self._steward.propose(stewards, now), now)
 
-    def claim(self, resource: str, max_life: float, now: float, wait: bool = False) -> list[Effect]:
+    def claim(
+        self, resource: str, max_life: float, now: float, wait: bool = False, since: float = 0.0
+    ) -> list[Effect]:
         """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then (``wait``:
-        the caller tries again while another holds it: queued FIFO at the stewards, ``Wake`` on its turn)."""
-        return self._run(self._leases.claim(resource, max_life, now, wait), now)
+        the caller tries again while another holds it: queued at the stewards in the order of ``since``,
+        when it first asked, local time like ``now``, and told ``Wake`` on its turn)."""
+        return self._run(self._leases.claim(resource, max_life, now, wait, since), now)
 
     def release(self, resource: str, now: float, *, tell: bool = True) -> list[Effect]:
         """Give ``resource`` up (or abandon the claim attempt); ``tell=False`` stops renewing without telling
@@ -273,7 +276,7 @@ class ClaimsCore:
         if isinstance(m, Release):
             return self._leases.on_release(sender, m, now)
         if isinstance(m, Free):
-            return self._leases.on_free(m)
+            return self._leases.on_free(m, now)
         if isinstance(m, Prepare | Propose):
             return self._leases.on_ballot(sender, m, now)
         return self._leases.on_reply(sender, m, now)

@@ -84,6 +84,8 @@ class Prepare:
     proposer: str
     wait: bool = False
     """The claimant waits for the item (``--wait``): a report of a live lease queues it (FIFO)."""
+    waited: float = 0.0
+    """How long the waiting claimant has been asking (s): every steward orders its queue by when that was."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class Propose:
     """A fresh claim's single round (no Prepare before it): taken only under ``AcceptorState.take_fast``."""
     wait: bool = False
     """The claimant waits for the item (``--wait``): a refusal for a live lease queues it (FIFO)."""
+    waited: float = 0.0
+    """As ``Prepare.waited``."""
 
 
 @dataclass(frozen=True)
@@ -174,14 +178,19 @@ class Release:
     epoch: int
     round: int
     owner: str
+    done: bool = False
+    """The owner is done with the item (not just dropping a failed attempt's ballot): it waits no more."""
 
 
 @dataclass(frozen=True)
 class Free:
-    """A steward to the head of an item's waiters: the item is free here and reserved for you a moment."""
+    """A steward to the head of an item's waiters: the item is free here and reserved for you a moment;
+    ``epoch``/``round``: the number promised here, to go above at once."""
 
     resource: str
     proposer: str
+    epoch: int = 0
+    round: int = 0
 
 
 LeaseMsg = Prepare | Promise | PrepareReject | Propose | Accepted | AcceptReject | Release | Free
@@ -217,7 +226,7 @@ class AcceptorSlot:
     promised_by: str
     accepted: AcceptedLease | None = None
     touched: float = 0.0
-    waiters: dict[str, float] = field(default_factory=dict)  # FIFO: proposer -> queued until
+    waiters: dict[str, tuple[float, float]] = field(default_factory=dict)  # proposer -> (asked at, until)
     head: str = ""  # the waiter the free item is reserved for...
     head_until: float = 0.0  # ...until then
 
@@ -339,7 +348,7 @@ class AcceptorState:
         held = self._live(key, now)
         if held is not None and held.owner != m.proposer:
             if m.wait:
-                self._enqueue(key, m.proposer, now)
+                self._enqueue(key, m.proposer, now - m.waited, now)
             return self._report(m, held, now)
         other = self.conflicting(m.resource, m.proposer, now)
         if other is not None:
@@ -349,10 +358,12 @@ class AcceptorState:
             # Reserved for the head waiter: reported as if it held the item (refusing more is always safe).
             assert s is not None
             if m.wait:
-                self._enqueue(key, m.proposer, now)
+                self._enqueue(key, m.proposer, now - m.waited, now)
             turn = AcceptedLease(head, "", promised, s.head_until, s.head_until)
             return self._report(m, turn, now)
         if not (m.epoch, m.round) > promised:
+            if m.wait and s is not None:
+                self._enqueue(key, m.proposer, now - m.waited, now)  # contended: the queue decides
             return PrepareReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, (m.epoch, m.round), m.proposer)
@@ -394,8 +405,8 @@ class AcceptorState:
         if head and head != m.proposer:
             ok = False  # reserved for the head waiter
         if not ok or self.conflicting(m.resource, m.proposer, now) is not None:
-            if m.wait and (head or self._live(key, now) is not None):
-                self._enqueue(key, m.proposer, now)
+            if m.wait and s is not None:  # held, reserved, or contended: the queue decides
+                self._enqueue(key, m.proposer, now - m.waited, now)
             return AcceptReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, n, m.proposer)
@@ -421,7 +432,11 @@ class AcceptorState:
         waiter, if any, is told at once (and the item reserved for it a moment)."""
         key = slot_key(m.resource, m.owner)
         s = self._slots.get(key)
-        if s is None or s.accepted is None or s.accepted.owner != m.owner:
+        if s is None:
+            return []
+        if m.done and s.waiters.pop(m.owner, None) is not None and not s.waiters:
+            self._waiting.discard(key)  # it was queued here before a grant this acceptor did not see
+        if s.accepted is None or s.accepted.owner != m.owner:
             return []
         if s.accepted.ballot == (m.epoch, m.round) or self._mutants.release_unmatched:
             s.accepted = None
@@ -431,9 +446,12 @@ class AcceptorState:
 
     # ---- FIFO waiters (liveness only: a reservation only ever REFUSES attempts) -----------------------
 
-    def _enqueue(self, key: str, who: str, now: float) -> None:
+    def _enqueue(self, key: str, who: str, since: float, now: float) -> None:
+        # Ordered by when the claimant first asked, as it says (``waited``): every steward then names the
+        # same head even when it missed some of the claimant's attempts (arrival order alone differs
+        # between stewards). Fairness only: a claimant that lies gains a place in line, never the item.
         s = self._slots[key]
-        s.waiters[who] = now + WAITER_TTL  # a waiter already queued keeps its place
+        s.waiters[who] = (since, now + WAITER_TTL)
         s.touched = now
         self._waiting.add(key)
 
@@ -450,14 +468,14 @@ class AcceptorState:
         """The slot is free here: reserve it for the first waiter still queued and tell it."""
         s = self._slots[key]
         s.head, s.head_until = "", 0.0
-        for w in [w for w, until in s.waiters.items() if now >= until]:
+        for w in [w for w, (_, until) in s.waiters.items() if now >= until]:
             del s.waiters[w]
         if not s.waiters:
             self._waiting.discard(key)
             return []
-        s.head = next(iter(s.waiters))
+        s.head = min(s.waiters, key=lambda w: (s.waiters[w][0], w))
         s.head_until = now + HEAD_WINDOW
-        return [Free(s.resource, s.head)]
+        return [Free(s.resource, s.head, *s.promised)]
 
     def due(self, now: float) -> list[Free]:
         """Turns that are due: a lease with waiters ran out, or a head's window passed (next waiter)."""
@@ -552,6 +570,8 @@ class ProposerSlot:
     outvoted: int = 0
     fast: bool = True  # the next fresh attempt may be a single round (off once one was refused)
     wait: bool = False  # the claimant waits for the item: refusals queue it at the stewards
+    since: float = 0.0  # when it first asked (local time): its place in the stewards' queues
+    woken: bool = False  # a steward said "your turn" while an attempt was under way: retry at once
 
     @property
     def holding(self) -> bool:

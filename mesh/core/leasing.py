@@ -85,11 +85,14 @@ class Leasing:
 
     # ---- the proposer's verbs ------------------------------------------------------------------------
 
-    def claim(self, resource: str, max_life: float, now: float, wait: bool = False) -> list[Effect]:
+    def claim(
+        self, resource: str, max_life: float, now: float, wait: bool = False, since: float = 0.0
+    ) -> list[Effect]:
         """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then.
 
         ``wait``: the caller will try again while another holds it: the stewards that refuse queue this
-        node (FIFO) and tell it (``Wake``) when its turn comes."""
+        node, in the order of ``since`` (when the caller first asked, local time like ``now``; default
+        ``now``), and tell it (``Wake``) when its turn comes."""
         if not max_life > 0:
             raise ConfigError("max_life must be > 0")
         slot = self._slots.get(resource)
@@ -102,7 +105,9 @@ class Leasing:
             return []
         if self._steward.config is None:
             return [Unavailable(resource, "no steward config yet")]
-        slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now, wait=wait)
+        slot = self._slots[resource] = ProposerSlot(
+            claim_ends=now + max_life, first_try=now, wait=wait, since=since or now
+        )
         return self._start(resource, slot, now)
 
     def probe(self, resource: str, now: float) -> list[Effect]:
@@ -208,12 +213,13 @@ class Leasing:
             # One round: each acceptor promises and accepts at once, only if no lease is live in the slot
             # (``AcceptorState.take_fast``); the module docstring of mesh.core.lease argues why that is safe.
             return self._to_stewards(self._propose(resource, slot, b, now, fast=True))
-        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait))
+        waited = max(0.0, now - slot.since)
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait, waited=waited))
 
     def _propose(self, resource: str, slot: ProposerSlot, b: BallotNo, now: float, fast: bool) -> Propose:
         claim_left = max(0.0, slot.claim_ends - now)
         return Propose(resource, b[0], b[1], self.me, self.name, self._lc.acceptor_lease, claim_left,
-                       fast=fast, wait=slot.wait)  # fmt: skip
+                       fast=fast, wait=slot.wait, waited=max(0.0, now - slot.since))  # fmt: skip
 
     def _voters(self, a: Attempt, now: float) -> frozenset[str]:
         cfg = self._steward.config
@@ -256,9 +262,12 @@ class Leasing:
             del self._slots[resource]
             return [*out, Unavailable(resource, reason)]
         # A first refusal usually only means our ballot number was stale (the rejection taught us a higher
-        # one): retry at once. Later refusals mean a live competitor: randomised backoff.
+        # one): retry at once. Later refusals mean a live competitor: randomised backoff (unless a steward
+        # said meanwhile that it is this waiting claim's turn).
         slot.outvoted += 1
-        slot.retry_at = now if slot.outvoted == 1 else now + self._rng.uniform(0.0, self._lc.backoff_max)
+        at_once = slot.outvoted == 1 or slot.woken
+        slot.woken = False
+        slot.retry_at = now if at_once else now + self._rng.uniform(0.0, self._lc.backoff_max)
         return out
 
     def on_reply(self, sender: str, m: LeaseMsg, now: float) -> list[Effect]:
@@ -412,7 +421,7 @@ class Leasing:
             return out
         # Safe to clear every ballot of ours: we no longer believe in any of them.
         for b in sorted(ballots):
-            out += self._to_stewards(Release(resource, b[0], b[1], self.me))
+            out += self._to_stewards(Release(resource, b[0], b[1], self.me, done=True))
         return out
 
     # ---- the acceptor gate ---------------------------------------------------------------------------
@@ -463,14 +472,19 @@ class Leasing:
             return []
         return [Send(f.proposer, f) for f in self._steward.acceptor.on_release(m, now)]
 
-    def on_free(self, m: Free) -> list[Effect]:
-        """A steward reserved a free item for this node's waiting claim."""
-        if m.proposer != self.me:
+    def on_free(self, m: Free, now: float) -> list[Effect]:
+        """A steward reserved a free item for this node's waiting claim: go above its number, at once."""
+        if m.proposer != self.me or self._steward.config is None:
             return []
+        h = self._hint.get(m.resource, (0, 0))
+        self._hint[m.resource] = max(h, (m.epoch, m.round))
         s = self._slots.get(m.resource)
-        if s is not None and s.holding:
-            return []
-        return [Wake(m.resource)]
+        if s is None:
+            return [Wake(m.resource)]  # the waiting claim is between attempts: the caller tries again
+        if s.attempt is None and not s.holding and s.retry_at is not None:
+            return self._start(m.resource, s, now)  # backing off after a refusal: no need now
+        s.woken = s.attempt is not None and not s.holding
+        return []
 
     # ---- time ----------------------------------------------------------------------------------------
 

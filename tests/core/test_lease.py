@@ -197,7 +197,7 @@ def test_install_of_another_owners_lease_beside_a_live_one_is_contested() -> Non
 # ---- FIFO waiters -----------------------------------------------------------------------------------------
 
 
-def test_waiters_are_told_in_the_order_they_were_refused_and_others_wait_their_turn() -> None:
+def test_waiters_are_told_in_the_order_they_asked_and_others_wait_their_turn() -> None:
     from mesh.core.lease import HEAD_WINDOW, WAITER_TTL, Free
 
     a = acc()
@@ -206,7 +206,7 @@ def test_waiters_are_told_in_the_order_they_were_refused_and_others_wait_their_t
         r = a.on_prepare(Prepare(R, 1, 2 + i, who, wait=True), 0.1 + i / 100, 1)
         assert isinstance(r, Promise) and r.owner == "h"  # refused: queued
     assert isinstance(a.on_prepare(Prepare(R, 1, 4, "x"), 0.2, 1), Promise)  # not waiting: not queued
-    assert a.on_release(Release(R, 1, 1, "h"), 0.5) == [Free(R, "w1")]
+    assert a.on_release(Release(R, 1, 1, "h"), 0.5) == [Free(R, "w1", 1, 1)]
     # Reserved for w1: the releaser (or anyone) is told w1 has it, and a one-round claim is refused.
     r = a.on_prepare(Prepare(R, 1, 9, "h", wait=True), 0.51, 1)
     assert isinstance(r, Promise) and r.owner == "w1"
@@ -214,10 +214,11 @@ def test_waiters_are_told_in_the_order_they_were_refused_and_others_wait_their_t
     assert a.next_due() == pytest.approx(0.5 + HEAD_WINDOW)
     assert isinstance(fast(a, 1, 11, "w1", 0.52), Accepted)
     assert a.next_due() == pytest.approx(0.52 + 4.0)  # w2 (then h) wait for w1's lease now
-    assert a.on_release(Release(R, 1, 11, "w1"), 1.0) == [Free(R, "w2")]
+    assert a.on_release(Release(R, 1, 11, "w1"), 1.0) == [Free(R, "w2", 1, 11)]
     # w2 never comes (dead): its window passes and the next in line (h, queued at 0.51) is told.
-    assert a.due(1.0 + HEAD_WINDOW) == [Free(R, "h")]
+    assert a.due(1.0 + HEAD_WINDOW) == [Free(R, "h", 1, 11)]
     # Queued entries run out when not renewed by a refused attempt.
+    assert a.on_release(Release(R, 1, 1, "nobody"), 2.0) == []
     assert a.due(0.51 + WAITER_TTL + 1) == []
     assert a.next_due() is None
 
@@ -234,4 +235,14 @@ def test_a_lease_that_runs_out_gives_the_head_its_turn() -> None:
     assert a.next_due() == pytest.approx(4.0)
     assert a.due(3.9) == []
     a.on_prepare(Prepare(R, 1, 4, "w", wait=True), 3.5, 1)  # a waiting claim's retry keeps its place
-    assert a.due(4.0) == [Free(R, "w")]
+    assert a.due(4.0) == [Free(R, "w", 1, 1)]
+
+
+def test_the_queue_follows_when_claimants_asked_not_when_their_refusals_arrived() -> None:
+    from mesh.core.lease import Free
+
+    a = acc()
+    propose(a, 1, 1, "h", 0.0)
+    a.on_prepare(Prepare(R, 1, 2, "late", wait=True, waited=0.0), 0.1, 1)
+    a.on_prepare(Prepare(R, 1, 3, "early", wait=True, waited=1.0), 0.2, 1)  # its refusal came second here
+    assert a.on_release(Release(R, 1, 1, "h"), 0.3) == [Free(R, "early", 1, 1)]
