@@ -8,7 +8,8 @@
 
 Every write is atomic and durable: write a temporary file, fsync it, rename it over the old one, fsync the
 directory. A file that exists but cannot be read is never taken for "nothing" (that would let an epoch or
-a fencing token go backwards): the node refuses to start with one clear line (``StateError``).
+a fencing token go backwards): the node refuses to start with one clear line
+(``StateDamaged``; ``StorageError`` when it cannot be read at all).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mesh.core.stewards import StewardState
-from mesh.errors import StateError
+from mesh.errors import StateDamaged, StorageError
 from mesh.paths import mesh_dir
 
 STEWARD_FILE = "steward.json"
@@ -57,14 +58,18 @@ def write_durably(path: Path, text: str) -> None:
 
 
 def load_steward_state(state_dir: Path, node_id: str) -> StewardState | None:
-    """This node's durable steward state (None if it never had one); StateError if it is unreadable."""
+    """This node's durable steward state (None if it never had one).
+
+    Raises StateDamaged if the file is garbled, StorageError if it cannot be read."""
     path = state_dir / STEWARD_FILE
     try:
         text = path.read_text()
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise StateError(f"cannot read {path}: {e.strerror}; fix its permissions (never delete it)") from None
+        raise StorageError(
+            f"cannot read {path}: {e.strerror}; fix its permissions (never delete it)"
+        ) from None
     try:
         d = json.loads(text)
         if not isinstance(d, dict) or not isinstance(d.get("state"), dict):
@@ -73,7 +78,7 @@ def load_steward_state(state_dir: Path, node_id: str) -> StewardState | None:
             raise ValueError(f"it belongs to node {d.get('node_id')!r}")
         return StewardState.from_json(json.dumps(d["state"]))
     except ValueError as e:
-        raise StateError(
+        raise StateDamaged(
             f"{path} is garbled ({e}); this node will not start on a guess: restore the file, or move the "
             f"node's directory aside and start it as a new node"
         ) from None
@@ -89,20 +94,22 @@ def save_steward_state(state_dir: Path, node_id: str, state: StewardState) -> No
 
 
 def read_home_epoch(home: Path, mesh: str) -> int | None:
-    """The highest epoch this home has seen; None if it never saw a config; StateError if unreadable."""
+    """The highest epoch this home has seen; None if it never saw a config.
+
+    Raises StateDamaged if the file is garbled, StorageError if it cannot be read."""
     path = mesh_dir(home, mesh) / EPOCH_FILE
     try:
         text = path.read_text()
     except FileNotFoundError:
         return None
     except OSError as e:
-        raise StateError(f"cannot read {path}: {e.strerror}") from None
+        raise StorageError(f"cannot read {path}: {e.strerror}") from None
     try:
         epoch = int(text.strip())
         if epoch < 1:
             raise ValueError
     except ValueError:
-        raise StateError(
+        raise StateDamaged(
             f"{path} is garbled ({text[:20]!r}); the node will not guess an epoch (fencing tokens must not "
             f"go backwards): write the highest epoch this mesh used into it"
         ) from None

@@ -7,7 +7,7 @@
 
 Durable state (``mesh._steward_store``): this node's steward state (config, config-Paxos votes, the
 reserved lease-ballot floor) is written before the replies it backs; the home's epoch file records that
-this home has seen a config. Either one unreadable: the node refuses to start (StateError).
+this home has seen a config. Either one unreadable: the node refuses to start (StateDamaged).
 
 Who the stewards are is kept up by the node itself (genesis, upkeep, proven-death recovery, the hand-off at
 leave): ``mesh._services.stewardship``.
@@ -48,7 +48,7 @@ from mesh.core.claims import (
     Unavailable,
     Wake,
 )
-from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StateError
+from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StorageError
 from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
 from mesh.core.ratelimit import LogLimiter
@@ -75,7 +75,7 @@ class _Held:
 
 
 def check_state(home: Path, mesh: str, state_dir: Path, node_id: str) -> Any:
-    """Read this node's durable claims state; StateError (one clear line) if any of it is unreadable."""
+    """Read this node's durable claims state; StorageError (one clear line) if any of it is unreadable."""
     store.read_home_epoch(home, mesh)
     return store.load_steward_state(state_dir, node_id)
 
@@ -267,7 +267,7 @@ class ClaimsService:
         log.info("steward config epoch %d: %s", cfg.epoch, ", ".join(names))
         try:
             store.remember_home_epoch(self.home, self.mesh, cfg.epoch)
-        except (OSError, StateError) as e:
+        except (OSError, StorageError) as e:
             log.warning("could not record epoch %d in this home: %s", cfg.epoch, e)
         self.ctx.broadcast(ConfigAnnounce(cfg.epoch, cfg.stewards))
         for fut in self._config_waiters:

@@ -30,7 +30,7 @@ from typing import Any
 from mesh import _steward_store as store
 from mesh._services.context import ServiceContext
 from mesh.core.claims import CfgAccept, CfgPrepare, ClaimsCore, ConfigAnnounce, Effect, LeaseConfig, Send
-from mesh.core.errors import ConfigError, StateError
+from mesh.core.errors import ConfigError, StorageError
 from mesh.core.membership import Liveness
 from mesh.core.steward_policy import Candidate, can_decide, formation, next_config, upkeep_leader
 from mesh.core.stewards import StewardConfig, StewardState, proxy_step
@@ -115,7 +115,7 @@ class Stewardship:
                 return True  # it is running again: it answers for itself (the message goes nowhere)
             try:
                 st = store.load_steward_state(state_dir, e.to)
-            except StateError as err:
+            except StorageError as err:
                 log.warning("cannot answer for dead steward %s: %s", self.name_of(e.to), err)
                 return True
             st, reply = proxy_step(st or StewardState(), e.to, msg, cfg, self.lease.acceptor_lease)
@@ -265,7 +265,7 @@ class Stewardship:
         """
         best: StewardConfig | None = None
         for node_id, d in store.steward_dirs(self.home, self.mesh).items():
-            with contextlib.suppress(StateError):
+            with contextlib.suppress(StorageError):
                 st = store.load_steward_state(d, node_id)
                 cfg = st.config if st is not None else None
                 if cfg is not None and (best is None or cfg.epoch > best.epoch):
@@ -284,7 +284,7 @@ class Stewardship:
             return
         try:
             seen = store.read_home_epoch(self.home, self.mesh)
-        except StateError as e:
+        except StorageError as e:
             self._note = f"waiting for the steward config: {e}"
             return
         if seen is not None:

@@ -33,7 +33,6 @@ from mesh.core.errors import (
     PermissionDenied,
     ProtocolError,
     StateDamaged,
-    StateError,
     StorageError,
     StorageFull,
     UnknownId,
@@ -52,7 +51,6 @@ STATUS: dict[type[MeshError], grpc.StatusCode] = {
     AmbiguousNode: S.FAILED_PRECONDITION,
     NameTaken: S.ALREADY_EXISTS,
     NodeUnavailable: S.UNAVAILABLE,
-    StateError: S.FAILED_PRECONDITION,
     ClaimError: S.FAILED_PRECONDITION,  # and ClaimDenied
     ClaimLost: S.ABORTED,
     NoQuorum: S.UNAVAILABLE,

@@ -11,7 +11,6 @@
     ├── AmbiguousNode          several nodes match; say which                   FAILED_PRECONDITION
     ├── NameTaken              another live node already has this name          ALREADY_EXISTS
     ├── NodeUnavailable        the node is not reachable / is shutting down     UNAVAILABLE
-    ├── StateError             local state unreadable: refuse rather than guess FAILED_PRECONDITION
     ├── ClaimError             claims                                           FAILED_PRECONDITION
     │   ├── ClaimDenied        another session holds it (holder, expires)       FAILED_PRECONDITION
     │   ├── ClaimLost          a held lease could not be renewed                ABORTED
@@ -61,7 +60,6 @@ __all__ = [
     "PermissionDenied",
     "ProtocolError",
     "StateDamaged",
-    "StateError",
     "StorageError",
     "StorageFull",
     "UnknownId",
@@ -149,10 +147,6 @@ class NameTaken(MeshError):
 
 class NodeUnavailable(MeshError):
     """The node cannot be reached or is shutting down."""
-
-
-class StateError(MeshError):
-    """A local state file (steward state, the home's epoch) is unreadable: never guessed, never rewritten."""
 
 
 class ClaimError(MeshError):

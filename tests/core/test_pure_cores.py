@@ -27,7 +27,15 @@ ALLOWED = {
 
 @pytest.mark.parametrize("name", CORES)
 def test_imports_are_pure(name: str) -> None:
-    path = Path(mesh.core.__file__).parent / f"{name}.py"
+    base = Path(mesh.core.__file__).parent
+    package = base / name
+    paths = sorted(package.glob("*.py")) if package.is_dir() else [base / f"{name}.py"]
+    assert paths, name
+    for path in paths:
+        _check_pure(name, path)
+
+
+def _check_pure(name: str, path: Path) -> None:
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             modules = [a.name for a in node.names]
