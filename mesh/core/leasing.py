@@ -375,6 +375,11 @@ class Leasing:
         if slot.holding:
             return self._fail(resource, slot, now, "renewal blocked")
         foreign = [p for p in blocking if p.owner != self.me]
+        if foreign and slot.woken:
+            # A steward said it is our turn while this attempt ran: the report came from a steward that had
+            # not yet seen the holder's Release. Go again at once rather than give up.
+            slot.attempt, slot.woken = None, False
+            return self._drop_attempt_ballot(resource, slot) + self._start(resource, slot, now)
         if foreign:
             del self._slots[resource]
             return [self._denied(resource, foreign)]

@@ -23,6 +23,7 @@ from mesh.core.claims import (
     Prepare,
     PrepareReject,
     Promise,
+    Propose,
     Released,
     Renewed,
     Send,
@@ -248,8 +249,8 @@ def test_claim_without_config_is_unavailable() -> None:
 
 
 def _duplicate_promise_run(mutants: Mutants) -> list[Effect]:
-    """p's Prepare reaches only b; b's Promise is delivered twice (claims in two rounds)."""
-    c = cluster(mutants=mutants, lc=replace(FAST, single_round=False))
+    """p's Prepare reaches only b; b's Promise is delivered twice."""
+    c = cluster(mutants=mutants)
     c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
     sends = [e for _, e in c.queue if e.to == "b"]
     c.queue.clear()
@@ -377,9 +378,9 @@ def test_steward_that_accepted_next_config_refuses_current_epoch_ballots() -> No
     out = a.receive("p/1", CfgAccept(2, 1, "p/1", ("a", "b", "c", "p", "q")), 0.0)
     assert [type(e) for e in out] == [Persist, Send]  # durable before the reply
     (reply,) = a.receive("q/1", c.cores["q/1"].claim("r", 5.0, 0.0)[0].msg, 0.0)  # type: ignore[union-attr]
-    assert isinstance(reply, Send) and type(reply.msg).__name__ == "AcceptReject"  # the one-round claim
-    (reply,) = a.receive("q/1", Prepare("r", 1, 9, "q/1"), 0.0)
     assert isinstance(reply, Send) and type(reply.msg).__name__ == "PrepareReject"
+    (reply,) = a.receive("q/1", Propose("r", 1, 9, "q/1", "q", 5.0, 5.0, fast=True), 0.0)
+    assert isinstance(reply, Send) and type(reply.msg).__name__ == "AcceptReject"  # a one-round claim too
 
 
 def test_accepting_the_next_config_reports_live_leases_and_blackout() -> None:
@@ -552,7 +553,7 @@ def test_merge_of_two_owners_keeps_an_exclusion_nobody_owns() -> None:
 
 
 def test_a_claim_takes_one_round_when_the_item_is_free() -> None:
-    c = cluster()
+    c = cluster(lc=replace(FAST, single_round=True))
     out = c.cores["p/1"].claim("task/1", 60.0, 0.0)
     assert {type(e.msg).__name__ for e in out if isinstance(e, Send)} == {"Propose"}
     (g,) = only(c.call("p/1", "claim", "task/2", 60.0, now=0.0), Granted)
