@@ -61,6 +61,10 @@ class NodeConfig:
     """Claims: the short lease under every claim (D_P), renewed every third of it while the holder lives."""
     rho: float = 0.01
     """Claims: the largest clock-rate error assumed between any two nodes (1 %)."""
+    one_round_claims: bool = False
+    """Claims: a fresh claim first tries one round (MESH_ONE_ROUND_CLAIMS=1; see LeaseConfig.single_round)."""
+    stewards: int = 5
+    """Claims: the most stewards the set grows to (3 up to 6 live nodes, 5 from 7; odd; MESH_STEWARDS)."""
     bootstrap: bool = False
     """Create the first steward config without the per-home genesis lock (name exactly one such node)."""
 
@@ -105,7 +109,9 @@ class NodeConfig:
         """The claims core's timing (derived per DESIGN.md from `lease` and `rho`)."""
         from mesh.core.claims import LeaseConfig
 
-        return LeaseConfig(lease=self.lease, rho=self.rho)
+        return LeaseConfig(
+            lease=self.lease, rho=self.rho, max_stewards=self.stewards, single_round=self.one_round_claims
+        )
 
     @property
     def home_dir(self) -> Path:
@@ -136,6 +142,8 @@ class NodeConfig:
             raise ConfigError("forget_after must be at least dead_after")
         if not 0 <= self.join_window <= 30:
             raise ConfigError("join_window must be 0-30 seconds")
+        if not 1 <= self.stewards <= 15:
+            raise ConfigError(f"stewards must be 1 to 15, not {self.stewards}")
         if self.watch_pid is not None and self.watch_pid <= 0:
             raise ConfigError(f"watch_pid must be a process id, not {self.watch_pid}")
         if not 0.5 <= self.lease <= 600:

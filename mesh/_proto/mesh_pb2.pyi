@@ -158,10 +158,16 @@ class ClaimPrepare(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     PROPOSER_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    WAITED_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
     proposer: _builtins.str
+    wait: _builtins.bool
+    """the claimant waits for the item: a report of a live lease queues it (FIFO)"""
+    waited: _builtins.float
+    """how long the waiting claimant has been asking (s): the stewards' queue order"""
     def __init__(
         self,
         *,
@@ -169,10 +175,12 @@ class ClaimPrepare(_message.Message):
         epoch: _builtins.int = ...,
         round: _builtins.int = ...,
         proposer: _builtins.str = ...,
+        wait: _builtins.bool = ...,
+        waited: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,6 +288,9 @@ class ClaimPropose(_message.Message):
     OWNER_NAME_FIELD_NUMBER: _builtins.int
     LEASE_FIELD_NUMBER: _builtins.int
     CLAIM_LEFT_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
+    WAITED_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -287,6 +298,12 @@ class ClaimPropose(_message.Message):
     owner_name: _builtins.str
     lease: _builtins.float
     claim_left: _builtins.float
+    fast: _builtins.bool
+    """a fresh claim's single round (no Prepare): taken only if no lease is live in the slot"""
+    wait: _builtins.bool
+    """as ClaimPrepare.wait"""
+    waited: _builtins.float
+    """as ClaimPrepare.waited"""
     def __init__(
         self,
         *,
@@ -297,10 +314,13 @@ class ClaimPropose(_message.Message):
         owner_name: _builtins.str = ...,
         lease: _builtins.float = ...,
         claim_left: _builtins.float = ...,
+        fast: _builtins.bool = ...,
+        wait: _builtins.bool = ...,
+        waited: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["claim_left", b"claim_left", "epoch", b"epoch", "fast", b"fast", "lease", b"lease", "owner_name", b"owner_name", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -382,10 +402,13 @@ class ClaimRelease(_message.Message):
     EPOCH_FIELD_NUMBER: _builtins.int
     ROUND_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
     owner: _builtins.str
+    done: _builtins.bool
+    """the owner is done with the item (not dropping a failed attempt's ballot)"""
     def __init__(
         self,
         *,
@@ -393,14 +416,45 @@ class ClaimRelease(_message.Message):
         epoch: _builtins.int = ...,
         round: _builtins.int = ...,
         owner: _builtins.str = ...,
+        done: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "owner", b"owner", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "epoch", b"epoch", "owner", b"owner", "resource", b"resource", "round", b"round"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ClaimRelease: _TypeAlias = ClaimRelease  # noqa: Y015
+
+@_typing.final
+class ClaimFree(_message.Message):
+    """A steward to the head of an item's waiters: free here, reserved for `proposer` a moment (FIFO hand-over)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    PROPOSER_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    ROUND_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    proposer: _builtins.str
+    epoch: _builtins.int
+    round: _builtins.int
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+        proposer: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        round: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimFree: _TypeAlias = ClaimFree  # noqa: Y015
 
 @_typing.final
 class CfgPrepare(_message.Message):
@@ -688,6 +742,7 @@ class ClaimMsg(_message.Message):
     CONFIG_ANNOUNCE_FIELD_NUMBER: _builtins.int
     CFG_INSTALL_FIELD_NUMBER: _builtins.int
     CFG_INSTALLED_FIELD_NUMBER: _builtins.int
+    FREE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def prepare(self) -> Global___ClaimPrepare: ...
     @_builtins.property
@@ -718,6 +773,8 @@ class ClaimMsg(_message.Message):
     def cfg_install(self) -> Global___CfgInstall: ...
     @_builtins.property
     def cfg_installed(self) -> Global___CfgInstalled: ...
+    @_builtins.property
+    def free(self) -> Global___ClaimFree: ...
     def __init__(
         self,
         *,
@@ -736,12 +793,13 @@ class ClaimMsg(_message.Message):
         config_announce: Global___ConfigAnnounce | None = ...,
         cfg_install: Global___CfgInstall | None = ...,
         cfg_installed: Global___CfgInstalled | None = ...,
+        free: Global___ClaimFree | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "free", b"free", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_reject", b"accept_reject", "accepted", b"accepted", "cfg_accept", b"cfg_accept", "cfg_accepted", b"cfg_accepted", "cfg_install", b"cfg_install", "cfg_installed", b"cfg_installed", "cfg_prepare", b"cfg_prepare", "cfg_promise", b"cfg_promise", "cfg_reject", b"cfg_reject", "config_announce", b"config_announce", "free", b"free", "msg", b"msg", "prepare", b"prepare", "prepare_reject", b"prepare_reject", "promise", b"promise", "propose", b"propose", "release", b"release"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce", "cfg_install", "cfg_installed"]  # noqa: Y015
+    _WhichOneofReturnType_msg: _TypeAlias = _typing.Literal["prepare", "promise", "prepare_reject", "propose", "accepted", "accept_reject", "release", "cfg_prepare", "cfg_promise", "cfg_reject", "cfg_accept", "cfg_accepted", "config_announce", "cfg_install", "cfg_installed", "free"]  # noqa: Y015
     _WhichOneofArgType_msg: _TypeAlias = _typing.Literal["msg", b"msg"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_msg) -> _WhichOneofReturnType_msg | None: ...
 

@@ -46,6 +46,7 @@ from mesh.core.claims import (
     Send,
     StewardConfig,
     Unavailable,
+    Wake,
 )
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NoQuorum, StorageError
 from mesh.core.identity import Identity
@@ -61,10 +62,8 @@ IDLE_WAKE = 5.0
 FORMING_WAIT = 5.0  # a claim without --wait waits this long for a config / a hand-off
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 CHECK_WITHIN = 0.4  # s: a pre-edit check asks the stewards this long, then says it cannot (hook budget 0.8 s)
-WAIT_RETRY = (0.02, 0.1)  # a --wait claim retries this often (random) while another holds it
-REGRAB_WINDOW = 0.5  # re-claiming an item within this long after releasing it...
-REGRAB_PAUSE = (0.1, 0.2)  # ...first yields this long (if a peer said it waits), so a waiter's retry can land
-WANTED_FOR = 2.0  # a peer's "I wait for it" counts this long
+WAIT_RETRY = (0.2, 0.4)  # a --wait claim retries this often (random) while another holds it; the stewards
+# queue it (FIFO) and wake it at once when its turn comes, so this is only the fallback (a lost Free)
 PUBLISH_DELAY = 0.05  # held claims reach the status record this soon (after the claim's answer)
 
 
@@ -106,6 +105,9 @@ class ClaimsService:
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self.held: dict[str, _Held] = {}
         self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._turns: dict[
+            str, asyncio.Event
+        ] = {}  # waiting claims by item: set when a steward says "your turn"
         self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
         self._config_waiters: list[asyncio.Future[None]] = []
         self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
@@ -115,8 +117,6 @@ class ClaimsService:
         self._wake = asyncio.Event()
         self._manage_soon = False
         self._last_manage = 0.0
-        self._released_at: dict[str, float] = {}
-        self._wanted: dict[str, float] = {}
         self._observers = taps.lease_observers()
         ctx.show_stewards(lambda: cfg.stewards if (cfg := self.core.config) else ())
         ctx.on_member(self._on_member)
@@ -227,6 +227,10 @@ class ClaimsService:
                     log.info("steward change not made: %s", e.reason)
             elif isinstance(e, ConfigChanged):
                 self._config_changed(e.config)
+            elif isinstance(e, Wake):
+                turn = self._turns.get(e.resource)
+                if turn is not None:
+                    turn.set()
         if unstored:
             outbox.clear()
         for to, msgs in outbox.items():
@@ -290,7 +294,10 @@ class ClaimsService:
         effects: list[Effect] = []
         for m in msgs:
             if isinstance(m, Wants):
-                self._on_wants(m.resources)
+                # Older peers' "I wait for it" hints (they made a releaser pause before re-claiming): the
+                # stewards' FIFO queue does that now (a releaser that re-claims is refused during the head
+                # waiter's turn and queued behind it).
+                continue
             else:
                 effects += self.core.receive(sender, m, now)  # type: ignore[arg-type]  # one of CLAIM_MESSAGES
         self.apply(effects)
@@ -359,25 +366,40 @@ class ClaimsService:
         check_ttl(ttl)
         if not 0 <= wait <= MAX_TTL:
             raise InvalidInput(f"wait must be 0 to 7 days, not {wait!r} s")
-        loop = asyncio.get_running_loop()
         start = self.ctx.clock.now()
         patience_forming = wait if wait > 0 else FORMING_WAIT
         if not await self._await_config(patience_forming):
             raise NoQuorum(f"cannot decide {resource} now: {self.stewards.note()}")
-        released = self._released_at.pop(resource, None)
-        now = self.ctx.clock.now()
-        wanted = now - self._wanted.get(resource, -1e9) < WANTED_FOR
-        if released is not None and now - released < REGRAB_WINDOW and wanted:
-            # Re-claiming what we just released: give sessions waiting for it a turn first (fairness), else a
-            # release-then-claim loop would win every time against waiters that poll.
-            await asyncio.sleep(random.uniform(*REGRAB_PAUSE))
         deadline = start + wait
         forming_deadline = start + patience_forming
         patience = self.lease.claim_patience + 2 * self.lease.attempt_timeout + 1.0
+        turn = self._turns.setdefault(resource, asyncio.Event()) if wait > 0 else None
+        try:
+            return await self._claim_loop(resource, ttl, wait, handle, deadline, forming_deadline, patience,
+                                          turn, start)  # fmt: skip
+        finally:
+            if turn is not None and self._turns.get(resource) is turn:
+                del self._turns[resource]
+
+    async def _claim_loop(
+        self,
+        resource: str,
+        ttl: float,
+        wait: float,
+        handle: bool,
+        deadline: float,
+        forming_deadline: float,
+        patience: float,
+        turn: asyncio.Event | None,
+        since: float,
+    ) -> ClaimView:
+        loop = asyncio.get_running_loop()
         while True:
             fut: asyncio.Future[Effect] = loop.create_future()
             self._waiters.setdefault(resource, []).append(fut)
-            self.apply(self.core.claim(resource, ttl, self.ctx.clock.now()))
+            if turn is not None:
+                turn.clear()  # a Wake from now on (during this attempt too) cuts the next pause short
+            self.apply(self.core.claim(resource, ttl, self.ctx.clock.now(), wait=wait > 0, since=since))
             try:
                 async with asyncio.timeout(patience):
                     e = await asyncio.shield(fut)
@@ -417,10 +439,15 @@ class ClaimsService:
                 reason = e.reason if isinstance(e, Unavailable) else "no answer"
                 note = self.stewards.note()
                 raise NoQuorum(f"cannot decide {resource} now: {reason}" + (f"; {note}" if note else ""))
-            # Someone holds it (or the stewards are busy): tell the holder's node we wait, try again soon.
-            if isinstance(e, Denied):
-                self._tell_holder(e.holder, e.conflict or resource)
-            await asyncio.sleep(min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY)))
+            # Someone holds it (or the stewards are busy): try again when a steward says it is our turn
+            # (FIFO), or soon anyway.
+            pause = min(max(0.0, deadline - now), random.uniform(*WAIT_RETRY))
+            if turn is None:
+                await asyncio.sleep(pause)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await turn.wait()
 
     async def check(self, resource: str, within: float = CHECK_WITHIN) -> ClaimView | None:
         """Who else holds a claim that conflicts with `resource`, asked of the stewards (None: nobody).
@@ -450,16 +477,6 @@ class ClaimsService:
         exp = wall() + d.remaining if d.remaining else 0.0
         return ClaimView(d.conflict or d.resource, d.holder_name, Identity.node_of(d.holder), d.token, exp)
 
-    def _tell_holder(self, holder: str, resource: str) -> None:
-        self.ctx.send(Identity.node_of(holder), Wants((resource,)), droppable=True)
-
-    def _on_wants(self, resources: Sequence[str]) -> None:
-        """Peers wait for these items (they were denied because this node holds them)."""
-        now = self.ctx.clock.now()
-        for r in resources:
-            if r in self.held or r in self._released_at:
-                self._wanted[r] = now
-
     def release(self, resource: str, *, handle: bool = False) -> int | None:
         """Release a held claim; returns its token (None if this node did not hold it).
 
@@ -479,12 +496,6 @@ class ClaimsService:
             self._handles.pop(resource, None)
         tell = h is None or not self._cut_short(resource, h, now)
         self.apply(self.core.release(resource, now, tell=tell))
-        if h is not None:
-            now = self.ctx.clock.now()
-            self._released_at[resource] = now
-            if len(self._released_at) > 256:  # forget stale entries; they only matter for REGRAB_WINDOW
-                self._released_at = {r: t for r, t in self._released_at.items() if now - t < REGRAB_WINDOW}
-                self._wanted = {r: t for r, t in self._wanted.items() if now - t < WANTED_FOR}
         return h.token if h else None
 
     def _cut_short(self, resource: str, h: _Held, now: float) -> bool:

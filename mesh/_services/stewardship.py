@@ -94,7 +94,7 @@ class Stewardship:
                 return
             if not self.core.reconfiguring:
                 live = [c for c in self._live() if c.node != me]
-                target = next_config(cfg.stewards, live, {me})
+                target = next_config(cfg.stewards, live, {me}, self.lease.max_stewards)
                 if target is None or not can_decide(cfg.stewards, {c.node for c in live} | {me}):
                     return
                 with contextlib.suppress(ConfigError):
@@ -197,7 +197,7 @@ class Stewardship:
             # a node of this home answer for them; the oldest of this home's live nodes acts.
             if not can_decide(cfg.stewards, live_stewards | proven) or not self._oldest_here(live):
                 return
-        target = next_config(cfg.stewards, live, gone)
+        target = next_config(cfg.stewards, live, gone, self.lease.max_stewards)
         if target is None:
             return
         if not quorum:

@@ -152,6 +152,7 @@ def _claim_table() -> dict[type, tuple[str, type]]:
             (lease.Accepted, "accepted", pb.ClaimAccepted),
             (lease.AcceptReject, "accept_reject", pb.ClaimAcceptReject),
             (lease.Release, "release", pb.ClaimRelease),
+            (lease.Free, "free", pb.ClaimFree),
             (stewards.CfgPrepare, "cfg_prepare", pb.CfgPrepare),
             (stewards.CfgPromise, "cfg_promise", pb.CfgPromise),
             (stewards.CfgReject, "cfg_reject", pb.CfgReject),

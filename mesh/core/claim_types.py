@@ -24,6 +24,7 @@ CLAIM_MESSAGES: tuple[type, ...] = (
     lease.Accepted,
     lease.AcceptReject,
     lease.Release,
+    lease.Free,
     stewards.CfgPrepare,
     stewards.CfgPromise,
     stewards.CfgReject,
@@ -65,6 +66,12 @@ class LeaseConfig:
     """How long a reconfiguration keeps retrying before Unavailable(resource="@config")."""
     forget_after: float = 0.0
     """Acceptors forget an idle resource this long after its lease expired (default 10 D_A)."""
+    max_stewards: int = 5
+    """The steward set grows to at most this many (odd) members (``steward_policy.target_size``)."""
+    single_round: bool = False
+    """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``). Safe (simulator
+    and mutants), but OFF until a failed one-round attempt's stale accept can no longer block its rival
+    holder's renewals (the simulator's contention test loses a lease with it on: see the branch report)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: float) -> None:
@@ -207,7 +214,26 @@ class Probed:
     unavailable: str = ""
 
 
-Effect = Send | Persist | Granted | Renewed | Denied | Lost | Released | Unavailable | ConfigChanged | Probed
+@dataclass(frozen=True)
+class Wake:
+    """A steward says ``resource`` is free and this node's waiting claim is next: try again now."""
+
+    resource: str
+
+
+Effect = (
+    Send
+    | Persist
+    | Granted
+    | Renewed
+    | Denied
+    | Lost
+    | Released
+    | Unavailable
+    | ConfigChanged
+    | Probed
+    | Wake
+)
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,12 @@ from mesh.core.claim_types import (
     Renewed,
     Send,
     Unavailable,
+    Wake,
 )
 from mesh.core.errors import ConfigError
 from mesh.core.lease import Accepted as Accepted
 from mesh.core.lease import AcceptReject as AcceptReject
+from mesh.core.lease import Free as Free
 from mesh.core.lease import Prepare as Prepare
 from mesh.core.lease import PrepareReject as PrepareReject
 from mesh.core.lease import Promise as Promise
@@ -85,6 +87,7 @@ __all__ = [
     "ConfigChanged",
     "Denied",
     "Effect",
+    "Free",
     "Granted",
     "HeldLease",
     "LeaseConfig",
@@ -102,6 +105,7 @@ __all__ = [
     "StewardConfig",
     "StewardState",
     "Unavailable",
+    "Wake",
 ]
 
 
@@ -192,9 +196,13 @@ class ClaimsCore:
         """Ask the stewards to choose ``stewards`` (any non-empty set of node ids) as the next epoch."""
         return self._run(self._steward.propose(stewards, now), now)
 
-    def claim(self, resource: str, max_life: float, now: float) -> list[Effect]:
-        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then."""
-        return self._run(self._leases.claim(resource, max_life, now), now)
+    def claim(
+        self, resource: str, max_life: float, now: float, wait: bool = False, since: float = 0.0
+    ) -> list[Effect]:
+        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then (``wait``:
+        the caller tries again while another holds it: queued at the stewards in the order of ``since``,
+        when it first asked, local time like ``now``, and told ``Wake`` on its turn)."""
+        return self._run(self._leases.claim(resource, max_life, now, wait, since), now)
 
     def release(self, resource: str, now: float, *, tell: bool = True) -> list[Effect]:
         """Give ``resource`` up (or abandon the claim attempt); ``tell=False`` stops renewing without telling
@@ -266,8 +274,9 @@ class ClaimsCore:
         if isinstance(m, CfgPromise | CfgAccepted | CfgReject):
             return self._steward.on_reply(sender, m, now)
         if isinstance(m, Release):
-            self._leases.on_release(sender, m, now)
-            return []
+            return self._leases.on_release(sender, m, now)
+        if isinstance(m, Free):
+            return self._leases.on_free(m, now)
         if isinstance(m, Prepare | Propose):
             return self._leases.on_ballot(sender, m, now)
         return self._leases.on_reply(sender, m, now)

@@ -22,6 +22,25 @@ share an acceptor s; whichever lease s accepted first was live at s when the oth
 it had expired at s, and it expires at s only after its holder stopped believing it (containment), while the
 other holder believes only from a grant after s accepted. The same holds for every renewal (each is a new
 accept by a majority), and across epochs the hand-off carries path leases like any other.
+
+One-round claims (``Propose.fast``, the PaxosLease "master" shortcut without a master): a FRESH claim first
+sends its Propose without a Prepare; an acceptor takes it only if its number is strictly above every number
+promised in the slot AND no lease is live in the slot, whoever's (``take_fast``), and no conflicting path
+claim is live — exactly what a Prepare that found the slot open, followed at once by that Propose, would
+do at that acceptor, so the accept majority is also a promise majority that saw no live lease. Why it keeps
+one holder: (1) against a lease L believed by H (accepted by majority M): the fast accept majority F meets
+M in s; if s accepted L first, L was live at s (containment: s's timer started after H's deadline clock,
+D_P(1+rho) <= D_A(1-rho)) and s refused; if s took the fast Propose first, H's later Propose at s was
+refused (its number is below the fast one, which s promised) or, being fast too, found a live lease; (2)
+against a two-round claim: its Prepare majority meets F in s, which either reported the fast lease (live)
+or promised a higher number first, so the fast Propose was refused there. The deadline is fixed when the
+Propose is sent (correction 1) and acceptor timers start at the accept, after it. A restarted acceptor
+still sits out its quarantine and keeps its durable floor (``Leasing.on_ballot`` gates both rounds the
+same), epochs must match, and a refused one-round attempt releases its ballot and falls back to two rounds.
+A failed one-round claim can leave a HIGHER-ballot accept at a minority beside the believed lease (no
+Prepare taught it the numbers): a hand-off that sees two owners keeps an exclusion nobody owns
+(``stewards.CONTESTED``), so the failed claimant's Release cannot open the slot under the real holder
+(mutant ``handoff_highest_owner``; mutant ``fast_no_lease_check`` drops the live-lease check).
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ from dataclasses import dataclass, field
 from mesh.core import globs
 from mesh.core.mutants import Mutants
 from mesh.core.resources import PathClaim, path_claim, slot_key
-from mesh.core.stewards import SnapLease
+from mesh.core.stewards import CONTESTED, SnapLease, contested
 
 ROUND_BITS = 40
 MAX_ROUND = (1 << ROUND_BITS) - 1
@@ -63,6 +82,10 @@ class Prepare:
     epoch: int
     round: int
     proposer: str
+    wait: bool = False
+    """The claimant waits for the item (``--wait``): a report of a live lease queues it (FIFO)."""
+    waited: float = 0.0
+    """How long the waiting claimant has been asking (s): every steward orders its queue by when that was."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,12 @@ class Propose:
     owner_name: str
     lease: float
     claim_left: float
+    fast: bool = False
+    """A fresh claim's single round (no Prepare before it): taken only under ``AcceptorState.take_fast``."""
+    wait: bool = False
+    """The claimant waits for the item (``--wait``): a refusal for a live lease queues it (FIFO)."""
+    waited: float = 0.0
+    """As ``Prepare.waited``."""
 
 
 @dataclass(frozen=True)
@@ -149,9 +178,29 @@ class Release:
     epoch: int
     round: int
     owner: str
+    done: bool = False
+    """The owner is done with the item (not just dropping a failed attempt's ballot): it waits no more."""
 
 
-LeaseMsg = Prepare | Promise | PrepareReject | Propose | Accepted | AcceptReject | Release
+@dataclass(frozen=True)
+class Free:
+    """A steward to the head of an item's waiters: the item is free here and reserved for you a moment;
+    ``epoch``/``round``: the number promised here, to go above at once."""
+
+    resource: str
+    proposer: str
+    epoch: int = 0
+    round: int = 0
+
+
+LeaseMsg = Prepare | Promise | PrepareReject | Propose | Accepted | AcceptReject | Release | Free
+
+WAITER_TTL = 2.0
+"""s: a waiter stays queued at an acceptor this long after its last refused attempt (a waiting claim tries
+again well within it; one that gave up drops out)."""
+HEAD_WINDOW = 0.25
+"""s: when an item with waiters becomes free at an acceptor, it refuses everyone but the head waiter this
+long (told at once with ``Free``); a head that does not come loses its turn (a dead one blocks no longer)."""
 
 
 # ---- acceptor ------------------------------------------------------------------------------------------
@@ -177,6 +226,9 @@ class AcceptorSlot:
     promised_by: str
     accepted: AcceptedLease | None = None
     touched: float = 0.0
+    waiters: dict[str, tuple[float, float]] = field(default_factory=dict)  # proposer -> (asked at, until)
+    head: str = ""  # the waiter the free item is reserved for...
+    head_until: float = 0.0  # ...until then
 
 
 class AcceptorState:
@@ -190,6 +242,7 @@ class AcceptorState:
 
     def __init__(self, forget_after: float, mutants: Mutants, floor: BallotNo = (0, 0)) -> None:
         self._slots: dict[str, AcceptorSlot] = {}
+        self._waiting: set[str] = set()  # slot keys with waiters
         self._paths: dict[str, PathClaim] = {}  # slot key -> its path claim, for every path slot
         self._floor: BallotNo = floor
         self._forget_after = forget_after
@@ -235,8 +288,13 @@ class AcceptorState:
             slot.touched = now
             mine = self._live(key, now)
             expires = now + max(0.0, s.lease_left)
+            if mine is not None and mine.owner != s.owner and not self._mutants.handoff_highest_owner:
+                # Two owners' leases on one slot: keep an exclusion nobody owns (stewards.merge_snapshots).
+                s = contested(s)
             if mine is not None and mine.ballot > n:
                 mine.expires = max(mine.expires, expires)
+                if s.owner == CONTESTED:
+                    mine.owner, mine.owner_name = s.owner, s.owner_name
                 continue
             if mine is not None:
                 expires = max(expires, mine.expires)
@@ -289,11 +347,23 @@ class AcceptorState:
         promised = s.promised if s else self._floor
         held = self._live(key, now)
         if held is not None and held.owner != m.proposer:
+            if m.wait:
+                self._enqueue(key, m.proposer, now - m.waited, now)
             return self._report(m, held, now)
         other = self.conflicting(m.resource, m.proposer, now)
         if other is not None:
             return self._report(m, other[1], now, blocking=other[0])
+        head = self._head(key, now)
+        if head and head != m.proposer:
+            # Reserved for the head waiter: reported as if it held the item (refusing more is always safe).
+            assert s is not None
+            if m.wait:
+                self._enqueue(key, m.proposer, now - m.waited, now)
+            turn = AcceptedLease(head, "", promised, s.head_until, s.head_until)
+            return self._report(m, turn, now)
         if not (m.epoch, m.round) > promised:
+            if m.wait and s is not None:
+                self._enqueue(key, m.proposer, now - m.waited, now)  # contended: the queue decides
             return PrepareReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, (m.epoch, m.round), m.proposer)
@@ -321,34 +391,135 @@ class AcceptorState:
 
     def on_propose(self, m: Propose, now: float, config_epoch: int) -> Accepted | AcceptReject:
         """Accept if ``m`` is exactly the promised ballot or a strictly greater number, and no conflicting
-        path claim of another owner is live here."""
+        path claim of another owner is live here; a fast (single-round) Propose only as ``take_fast`` says."""
         key = slot_key(m.resource, m.proposer)
         s = self._slots.get(key)
         promised = s.promised if s else self._floor
         n = (m.epoch, m.round)
-        exact = s is not None and n == s.promised and m.proposer == s.promised_by
-        if not (exact or n > promised) or self.conflicting(m.resource, m.proposer, now) is not None:
+        if m.fast:
+            ok = self.take_fast(key, n, promised, now)
+        else:
+            exact = s is not None and n == s.promised and m.proposer == s.promised_by
+            ok = exact or n > promised
+        head = self._head(key, now)
+        if head and head != m.proposer:
+            ok = False  # reserved for the head waiter
+        if not ok or self.conflicting(m.resource, m.proposer, now) is not None:
+            if m.wait and s is not None:  # held, reserved, or contended: the queue decides
+                self._enqueue(key, m.proposer, now - m.waited, now)
             return AcceptReject(m.resource, m.epoch, m.round, m.proposer, *promised, config_epoch)
         if s is None:
             s = self._new_slot(key, m.resource, n, m.proposer)
         s.promised, s.promised_by, s.touched = n, m.proposer, now
         s.accepted = AcceptedLease(m.proposer, m.owner_name, n, now + m.lease, now + max(0.0, m.claim_left))
+        if s.waiters.pop(m.proposer, None) is not None or s.head:
+            s.head, s.head_until = "", 0.0  # whoever got it, the turn is over
+            if not s.waiters:
+                self._waiting.discard(key)
         return Accepted(m.resource, m.epoch, m.round, m.proposer)
 
-    def on_release(self, m: Release, now: float) -> None:
-        """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise."""
-        s = self._slots.get(slot_key(m.resource, m.owner))
-        if s is None or s.accepted is None or s.accepted.owner != m.owner:
-            return
+    def take_fast(self, key: str, n: BallotNo, promised: BallotNo, now: float) -> bool:
+        """May a fast Propose of ballot ``n`` be accepted in slot ``key``? Only as a Prepare that found the
+        slot open followed at once by its Propose would be: ``n`` strictly above every number promised here
+        and NO live lease in the slot, whoever's (a fresh claim never treats a lease as open, not even
+        its own owner's earlier one). The path-conflict check follows in ``on_propose``."""
+        if not n > promised:
+            return False
+        return self._mutants.fast_no_lease_check or self._live(key, now) is None
+
+    def on_release(self, m: Release, now: float) -> list[Free]:
+        """Clear the lease only if it is exactly (owner, ballot) — unless the mutant says otherwise; the head
+        waiter, if any, is told at once (and the item reserved for it a moment)."""
+        key = slot_key(m.resource, m.owner)
+        s = self._slots.get(key)
+        if s is None:
+            return []
+        if m.done and s.waiters.pop(m.owner, None) is not None and not s.waiters:
+            self._waiting.discard(key)  # it was queued here before a grant this acceptor did not see
+        if s.accepted is None or s.accepted.owner != m.owner:
+            return []
         if s.accepted.ballot == (m.epoch, m.round) or self._mutants.release_unmatched:
             s.accepted = None
             s.touched = now
+            return self._next_turn(key, now)
+        return []
+
+    # ---- FIFO waiters (liveness only: a reservation only ever REFUSES attempts) -----------------------
+
+    def _enqueue(self, key: str, who: str, since: float, now: float) -> None:
+        # Ordered by when the claimant first asked, as it says (``waited``): every steward then names the
+        # same head even when it missed some of the claimant's attempts (arrival order alone differs
+        # between stewards). Fairness only: a claimant that lies gains a place in line, never the item.
+        s = self._slots[key]
+        s.waiters[who] = (since, now + WAITER_TTL)
+        s.touched = now
+        self._waiting.add(key)
+
+    def _head(self, key: str, now: float) -> str:
+        """The waiter this free slot is reserved for now ("" if none)."""
+        s = self._slots.get(key)
+        if s is None or not s.head:
+            return ""
+        if now < s.head_until or self._mutants.fifo_head_window_forever:
+            return s.head
+        return ""
+
+    def _next_turn(self, key: str, now: float) -> list[Free]:
+        """The slot is free here: reserve it for the first waiter still queued and tell it."""
+        s = self._slots[key]
+        s.head, s.head_until = "", 0.0
+        for w in [w for w, (_, until) in s.waiters.items() if now >= until]:
+            del s.waiters[w]
+        if not s.waiters:
+            self._waiting.discard(key)
+            return []
+        s.head = min(s.waiters, key=lambda w: (s.waiters[w][0], w))
+        s.head_until = now + HEAD_WINDOW
+        return [Free(s.resource, s.head, *s.promised)]
+
+    def due(self, now: float) -> list[Free]:
+        """Turns that are due: a lease with waiters ran out, or a head's window passed (next waiter)."""
+        out: list[Free] = []
+        for key in sorted(self._waiting):
+            s = self._slots.get(key)
+            if s is None:
+                self._waiting.discard(key)
+                continue
+            if self._live(key, now) is not None:
+                continue
+            if s.head and self._mutants.fifo_head_window_forever:
+                continue
+            if s.head and now < s.head_until:
+                continue
+            if s.head and now >= s.head_until:
+                s.waiters.pop(s.head, None)  # it had its turn
+                out += self._next_turn(key, now)
+            elif not s.head:
+                out += self._next_turn(key, now)
+        return out
+
+    def next_due(self) -> float | None:
+        """When ``due`` next has work: a lease with waiters runs out, a head's window passes (None: no
+        waiters anywhere; a time already past: at once)."""
+        ts: list[float] = []
+        for key in self._waiting:
+            s = self._slots.get(key)
+            if s is None:
+                ts.append(0.0)  # forgotten: ``due`` drops it
+                continue
+            expires = s.accepted.expires if s.accepted is not None else 0.0
+            if not s.head:
+                ts.append(expires)
+            elif not self._mutants.fifo_head_window_forever:
+                ts.append(max(expires, s.head_until))
+        return min(ts) if ts else None
 
     def collect(self, now: float) -> None:
         """Forget idle slots whose lease expired long ago (their number is kept in ``floor``)."""
         for k in [k for k, s in self._slots.items() if self._idle(s, now)]:
             self._floor = max(self._floor, self._slots.pop(k).promised)
             self._paths.pop(k, None)
+            self._waiting.discard(k)
 
     def _idle(self, s: AcceptorSlot, now: float) -> bool:
         last = max(s.touched, s.accepted.expires if s.accepted else s.touched)
@@ -381,6 +552,7 @@ class Attempt:
     responders: set[str] = field(default_factory=set)
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
     tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
+    fast: bool = False  # a fresh claim's single round: Propose without Prepare
 
 
 @dataclass
@@ -396,6 +568,10 @@ class ProposerSlot:
     attempt: Attempt | None = None
     retry_at: float | None = None
     outvoted: int = 0
+    fast: bool = True  # the next fresh attempt may be a single round (off once one was refused)
+    wait: bool = False  # the claimant waits for the item: refusals queue it at the stewards
+    since: float = 0.0  # when it first asked (local time): its place in the stewards' queues
+    woken: bool = False  # a steward said "your turn" while an attempt was under way: retry at once
 
     @property
     def holding(self) -> bool:

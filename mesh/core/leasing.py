@@ -36,6 +36,7 @@ from mesh.core.claim_types import (
     Renewed,
     Send,
     Unavailable,
+    Wake,
 )
 from mesh.core.errors import ConfigError
 from mesh.core.lease import (
@@ -43,6 +44,7 @@ from mesh.core.lease import (
     AcceptReject,
     Attempt,
     BallotNo,
+    Free,
     LeaseMsg,
     Prepare,
     PrepareReject,
@@ -83,20 +85,29 @@ class Leasing:
 
     # ---- the proposer's verbs ------------------------------------------------------------------------
 
-    def claim(self, resource: str, max_life: float, now: float) -> list[Effect]:
-        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then."""
+    def claim(
+        self, resource: str, max_life: float, now: float, wait: bool = False, since: float = 0.0
+    ) -> list[Effect]:
+        """Claim ``resource`` for at most ``max_life`` seconds; renewed automatically until then.
+
+        ``wait``: the caller will try again while another holds it: the stewards that refuse queue this
+        node, in the order of ``since`` (when the caller first asked, local time like ``now``; default
+        ``now``), and tell it (``Wake``) when its turn comes."""
         if not max_life > 0:
             raise ConfigError("max_life must be > 0")
         slot = self._slots.get(resource)
         if slot is not None:
             slot.claim_ends = now + max_life
+            slot.wait = slot.wait or wait
             if slot.holding and now < slot.until:
                 assert slot.token is not None
                 return [Granted(resource, slot.token, slot.until)]
             return []
         if self._steward.config is None:
             return [Unavailable(resource, "no steward config yet")]
-        slot = self._slots[resource] = ProposerSlot(claim_ends=now + max_life, first_try=now)
+        slot = self._slots[resource] = ProposerSlot(
+            claim_ends=now + max_life, first_try=now, wait=wait, since=since or now
+        )
         return self._start(resource, slot, now)
 
     def probe(self, resource: str, now: float) -> list[Effect]:
@@ -188,14 +199,27 @@ class Leasing:
         assert self._steward.config is not None
         slot.retry_at = None
         b = self._next_ballot(resource)
+        fast = slot.fast and not slot.holding and self._lc.single_round
         slot.attempt = Attempt(
             ballot=b,
             renewal=slot.holding,
             started=now,
-            deadline=now + self._lc.lease,  # correction 1: fixed when Prepare is sent
+            deadline=now + self._lc.lease,  # correction 1: fixed when the first message is sent
             timeout_at=now + self._lc.attempt_timeout,
+            phase="accept" if fast else "prepare",
+            fast=fast,
         )
-        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+        if fast:
+            # One round: each acceptor promises and accepts at once, only if no lease is live in the slot
+            # (``AcceptorState.take_fast``); the module docstring of mesh.core.lease argues why that is safe.
+            return self._to_stewards(self._propose(resource, slot, b, now, fast=True))
+        waited = max(0.0, now - slot.since)
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait, waited=waited))
+
+    def _propose(self, resource: str, slot: ProposerSlot, b: BallotNo, now: float, fast: bool) -> Propose:
+        claim_left = max(0.0, slot.claim_ends - now)
+        return Propose(resource, b[0], b[1], self.me, self.name, self._lc.acceptor_lease, claim_left,
+                       fast=fast, wait=slot.wait, waited=max(0.0, now - slot.since))  # fmt: skip
 
     def _voters(self, a: Attempt, now: float) -> frozenset[str]:
         cfg = self._steward.config
@@ -238,14 +262,17 @@ class Leasing:
             del self._slots[resource]
             return [*out, Unavailable(resource, reason)]
         # A first refusal usually only means our ballot number was stale (the rejection taught us a higher
-        # one): retry at once. Later refusals mean a live competitor: randomised backoff.
+        # one): retry at once. Later refusals mean a live competitor: randomised backoff (unless a steward
+        # said meanwhile that it is this waiting claim's turn).
         slot.outvoted += 1
-        slot.retry_at = now if slot.outvoted == 1 else now + self._rng.uniform(0.0, self._lc.backoff_max)
+        at_once = slot.outvoted == 1 or slot.woken
+        slot.woken = False
+        slot.retry_at = now if at_once else now + self._rng.uniform(0.0, self._lc.backoff_max)
         return out
 
     def on_reply(self, sender: str, m: LeaseMsg, now: float) -> list[Effect]:
         """A steward's answer (promise, accept or refusal) to one of this node's lease attempts."""
-        assert not isinstance(m, Prepare | Propose | Release)
+        assert not isinstance(m, Prepare | Propose | Release | Free)
         slot = self._slots.get(m.resource)
         if isinstance(m, PrepareReject | AcceptReject):
             h = self._hint.get(m.resource, (0, 0))
@@ -281,6 +308,12 @@ class Leasing:
             yes = a.promised if a.phase == "prepare" else a.accepted
             n = a.promise_msgs if a.phase == "prepare" else a.accept_msgs
             if self._vote(a, yes, n, now) is VoteResult.LOST:
+                if a.fast and not a.waits:
+                    # Refused in one round (a live lease, a reservation, or our number was stale: the
+                    # refusals taught us the numbers): the classic two rounds tell which, at once.
+                    out += self._drop_attempt_ballot(m.resource, slot)
+                    slot.attempt, slot.fast = None, False
+                    return out + self._start(m.resource, slot, now)
                 if a.waits:
                     w = min(a.waits.values())
                     out += self._fail(m.resource, slot, now, f"the stewards are taking over (they serve "
@@ -311,16 +344,7 @@ class Leasing:
             a.waits.clear()
             if a.renewal:
                 slot.holding_ballots.add(a.ballot)
-            prop = Propose(
-                m.resource,
-                a.ballot[0],
-                a.ballot[1],
-                self.me,
-                self.name,
-                self._lc.acceptor_lease,
-                max(0.0, slot.claim_ends - now),
-            )
-            return self._to_stewards(prop)
+            return self._to_stewards(self._propose(m.resource, slot, a.ballot, now, fast=False))
         # Accepted
         if a.phase != "accept":
             return []
@@ -351,6 +375,11 @@ class Leasing:
         if slot.holding:
             return self._fail(resource, slot, now, "renewal blocked")
         foreign = [p for p in blocking if p.owner != self.me]
+        if foreign and slot.woken:
+            # A steward said it is our turn while this attempt ran: the report came from a steward that had
+            # not yet seen the holder's Release. Go again at once rather than give up.
+            slot.attempt, slot.woken = None, False
+            return self._drop_attempt_ballot(resource, slot) + self._start(resource, slot, now)
         if foreign:
             del self._slots[resource]
             return [self._denied(resource, foreign)]
@@ -397,7 +426,7 @@ class Leasing:
             return out
         # Safe to clear every ballot of ours: we no longer believe in any of them.
         for b in sorted(ballots):
-            out += self._to_stewards(Release(resource, b[0], b[1], self.me))
+            out += self._to_stewards(Release(resource, b[0], b[1], self.me, done=True))
         return out
 
     # ---- the acceptor gate ---------------------------------------------------------------------------
@@ -442,10 +471,25 @@ class Leasing:
         out.append(Send(sender, reply))
         return out
 
-    def on_release(self, sender: str, m: Release, now: float) -> None:
-        """The owner gives a lease up (only the owner itself may)."""
-        if sender == m.owner:
-            self._steward.acceptor.on_release(m, now)
+    def on_release(self, sender: str, m: Release, now: float) -> list[Effect]:
+        """The owner gives a lease up (only the owner itself may); the head waiter hears at once."""
+        if sender != m.owner:
+            return []
+        return [Send(f.proposer, f) for f in self._steward.acceptor.on_release(m, now)]
+
+    def on_free(self, m: Free, now: float) -> list[Effect]:
+        """A steward reserved a free item for this node's waiting claim: go above its number, at once."""
+        if m.proposer != self.me or self._steward.config is None:
+            return []
+        h = self._hint.get(m.resource, (0, 0))
+        self._hint[m.resource] = max(h, (m.epoch, m.round))
+        s = self._slots.get(m.resource)
+        if s is None:
+            return [Wake(m.resource)]  # the waiting claim is between attempts: the caller tries again
+        if s.attempt is None and not s.holding and s.retry_at is not None:
+            return self._start(m.resource, s, now)  # backing off after a refusal: no need now
+        s.woken = s.attempt is not None and not s.holding
+        return []
 
     # ---- time ----------------------------------------------------------------------------------------
 
@@ -477,6 +521,8 @@ class Leasing:
                     out += self._start(r, s, now)
             elif s.holding and now >= s.next_renew:
                 out += self._start(r, s, now)
+        if self._steward.config is not None:
+            out += [Send(f.proposer, f) for f in self._steward.acceptor.due(now)]
         for r in sorted(self._probes):
             if now >= self._probes[r].timeout_at:
                 del self._probes[r]
@@ -502,6 +548,9 @@ class Leasing:
             if s.retry_at is not None:
                 ts.append(s.retry_at)
         ts += [a.timeout_at for a in self._probes.values()]
+        turn = self._steward.acceptor.next_due()
+        if turn is not None:
+            ts.append(turn)
         if len(self._steward.acceptor):
             ts.append(self._next_gc)
         return ts

@@ -33,6 +33,19 @@ class Mutants:
     """A restarted steward forgets which lease ballots it promised (no durable floor): PaxosLease's diskless
     acceptor, whose restart rule keeps leases exclusive but lets fencing tokens go backwards."""
 
+    fast_no_lease_check: bool = False
+    """An acceptor takes a fast (single-round) Propose whenever its number is the highest it has seen, without
+    checking for a live lease in the slot: a fresh claim then overwrites the holder's lease."""
+
+    handoff_highest_owner: bool = False
+    """A hand-off that finds two owners' leases on one resource keeps the highest ballot's OWNER (not an
+    exclusion nobody owns): a failed one-round claim's stale accept, higher than the believed lease, is
+    then cleared by its owner's Release while the other still believes."""
+
+    fifo_head_window_forever: bool = False
+    """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
+    good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """Every mutant switch name."""

@@ -310,6 +310,7 @@ class Reconfig:
             [a.partial for a in q],
             self._lc.stretch,
             self._lc.acceptor_lease,
+            contest=not self._mut.handoff_highest_owner,
         )
         chosen = StewardConfig(p.epoch, p.value)
         install = CfgInstall(chosen.epoch, chosen.stewards, snapshot, blackout)

@@ -20,15 +20,15 @@ class Candidate:
     host: str
 
 
-def target_size(live_nodes: int) -> int:
-    """3 stewards (5 once the mesh has at least 7 live nodes); 1 in a mesh of one or two."""
-    if live_nodes >= 7:
-        return 5
-    return 3 if live_nodes >= 3 else 1
+def target_size(live_nodes: int, most: int = 5) -> int:
+    """3 stewards (5 once the mesh has at least 7 live nodes); 1 in a mesh of one or two; never more than
+    ``most`` (rounded down to odd): fewer stewards make claims cheaper, more survive more losses."""
+    want = 5 if live_nodes >= 7 else 3 if live_nodes >= 3 else 1
+    return max(1, min(want, most if most % 2 else most - 1))
 
 
 def next_config(
-    current: Sequence[str], live: Sequence[Candidate], gone: Collection[str]
+    current: Sequence[str], live: Sequence[Candidate], gone: Collection[str], most: int = 5
 ) -> tuple[str, ...] | None:
     """The steward set to move to now (any number of changes at once), or None if ``current`` is right.
 
@@ -46,7 +46,7 @@ def next_config(
     spares = sorted(
         (c for c in live if c.node not in keep), key=lambda c: (c.host in hosts, c.started_at, c.node)
     )
-    want = target_size(len(by_id))
+    want = target_size(len(by_id), most)
     while len(keep) < want and spares:
         keep.append(spares.pop(0).node)
 

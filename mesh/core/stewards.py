@@ -86,24 +86,37 @@ class SnapLease:
     claim_left: float
 
 
+CONTESTED = "~contested/0"
+"""The owner of a handed-over lease that two owners' snapshots disagreed on: nobody (no Release matches)."""
+
+
+def contested(s: SnapLease) -> SnapLease:
+    """``s`` as an exclusion nobody owns (see ``merge_snapshots``)."""
+    return replace(s, owner=CONTESTED, owner_name="(contested)")
+
+
 def merge_snapshots(
     snapshots: Sequence[Sequence[SnapLease]],
     blackouts: Sequence[float],
     partials: Sequence[float],
     stretch: float,
     cap: float,
+    contest: bool = True,
 ) -> tuple[tuple[SnapLease, ...], float]:
     """One hand-off from an accepting majority's: per resource the highest ballot and longest exclusion.
 
     ``stretch`` = (1+rho)/(1-rho): the times were measured on other clocks and will run on others again;
     ``cap`` (D_A) bounds every time (see the module docstring). The blackout is max(blackouts, min(partials)).
-    Two owners of one resource can appear (a stale accept beside the believed lease); keeping the
-    highest ballot's owner with the longest time of any is safe either way: if the believed lease is the
-    lower one, its holder cannot renew through the other owner's exclusion and stops at its own deadline,
-    which the exclusion outlasts.
+    Two owners of one resource can appear (a stale accept beside the believed lease; a failed one-round
+    claim's accepts at a minority, whose ballot can be the HIGHER one): the merge keeps the highest ballot
+    with the longest time of any, owned by ``CONTESTED``, an owner nobody is. Its exclusion outlasts the
+    believed lease; the believed holder cannot renew through it (a foreign lease) and stops at its own
+    deadline; and no Release can clear it early (a Release clears only its sender's own lease, so the
+    failed claimant's Release for its stale accept must not open the slot while the other still believes).
     """
     best: dict[str, SnapLease] = {}
     longest: dict[str, tuple[float, float]] = {}
+    owners: dict[str, set[str]] = {}
     for snap in snapshots:
         for s in snap:
             key = slot_key(s.resource, s.owner)  # a shared path claim is one lease per owner
@@ -112,8 +125,13 @@ def merge_snapshots(
                 best[key] = s
             lease, claim = longest.get(key, (0.0, 0.0))
             longest[key] = (max(lease, s.lease_left), max(claim, s.claim_left))
+            owners.setdefault(key, set()).add(s.owner)
     out = tuple(
-        replace(best[r], lease_left=min(cap, longest[r][0] * stretch), claim_left=longest[r][1])
+        replace(
+            contested(best[r]) if contest and len(owners[r]) > 1 else best[r],
+            lease_left=min(cap, longest[r][0] * stretch),
+            claim_left=longest[r][1],
+        )
         for r in sorted(best)
     )
     black = max(max(blackouts, default=0.0), min(partials, default=0.0))

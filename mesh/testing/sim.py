@@ -44,7 +44,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mesh.core.claims import (
     NO_MUTANTS,
@@ -62,6 +62,7 @@ from mesh.core.claims import (
     Renewed,
     Send,
     Unavailable,
+    Wake,
 )
 from mesh.core.lease import Propose, Release, token_of
 from mesh.core.mutants import Mutants
@@ -243,6 +244,8 @@ class SimStats:
     path_denied: int = 0
     probes_free: int = 0
     probes_denied: int = 0
+    fast_proposes: int = 0  # one-round claim messages sent (the fast path is exercised)
+    wakes: int = 0  # "your turn" told to waiting claimants (the FIFO hand-over is exercised)
     violation: SafetyViolation | None = None
 
 
@@ -274,7 +277,8 @@ class Simulation:
         self.p = params or SimParams.from_seed(self.rng, beyond_rho)
         self.path_rng = random.Random(f"paths-{seed}")
         self.path_rate = self.p.path_claims if params else self.path_rng.choice([0.0, 0.3, 0.6])
-        self.lc = lease or LeaseConfig.fast()
+        # One-round claims on two seeds in three of the random mixes (explicit params: the default, off).
+        self.lc = lease or replace(LeaseConfig.fast(), single_round=params is None and seed % 3 != 2)
         self.mutants = mutants
         self.check_tokens = check_tokens
         self.t = 0.0
@@ -294,6 +298,7 @@ class Simulation:
         self.chosen: dict[int, tuple[str, ...]] = {}
         self.adoptions: list[tuple[float, str, StewardConfig]] = []
         self.grant_times: list[float] = []
+        self.grant_log: list[tuple[float, str, str]] = []  # (true time, identity, resource) of each grant
         self.partitioned = False
         self.split_homes = False
         self.stats = SimStats(seed)
@@ -378,6 +383,9 @@ class Simulation:
                 self._config_changed(node, e.config)
             elif isinstance(e, Probed):
                 self._probed(node, e)
+            elif isinstance(e, Wake):
+                self.stats.wakes += 1  # a steward said "your turn": the waiting claimant tries at once
+                self._push(self.t + self.rng.uniform(0.0005, 0.005), "claim", node.ident, e.resource)
         self._schedule_tick(node)
 
     def _config_changed(self, node: SimNode, cfg: StewardConfig) -> None:
@@ -411,6 +419,7 @@ class Simulation:
         self.stats.grants += 1
         self.stats.path_grants += e.resource.startswith("path")
         self.grant_times.append(self.t)
+        self.grant_log.append((self.t, node.ident, e.resource))
         self._log(f"{node.ident} GRANTED {e.resource} token={e.token:x} until_true={node.true(e.until):.3f}")
         # A shared path claim is a lease per holder: its tokens count per holder identity (a restarted node
         # is a new holder, with a slot of its own at the stewards).
@@ -450,6 +459,8 @@ class Simulation:
         if self.rng.random() < p.drop:
             return
         copies = 2 if self.rng.random() < p.dup else 1
+        if isinstance(msg, Propose) and msg.fast:
+            self.stats.fast_proposes += 1
         if (
             isinstance(msg, Propose)
             and src.paused_until <= self.t
@@ -770,7 +781,8 @@ class Simulation:
             ident, res = ev.data
             node = self._live(str(ident))
             if node is not None and node.paused_until <= self.t:
-                self._apply(node, node.core.claim(str(res), 2.0, node.local(self.t)))
+                # A retry of a refused claim (``--wait``): queued at the stewards that refuse it.
+                self._apply(node, node.core.claim(str(res), 2.0, node.local(self.t), wait=True))
         elif k == "strike":
             holder, res, spared = (str(x) for x in ev.data)
             self._strike(holder, res, spared)
@@ -1133,7 +1145,32 @@ def stale_owner_open(mutants: Mutants) -> Simulation:
         (2.2, "hiccup", (0.005, "n2")),  # n0 and n1 restart: back at once, serving only after D_A
         (2.3 + LeaseConfig.fast().acceptor_lease, "claim", ("n4/0", "r0")),
     ]
-    return Simulation(0, mutants, params=quiet, check_tokens=False, script=script)
+    # The stale Proposes are the two-round kind (a one-round Propose never overwrites a live lease).
+    two_rounds = replace(LeaseConfig.fast(), single_round=False)
+    return Simulation(0, mutants, params=quiet, check_tokens=False, script=script, lease=two_rounds)
+
+
+def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:
+    """FIFO hand-over past a dead head waiter: n3 holds r0; n4 then n2 wait for it (queued at the stewards in
+    that order, and they do not poll: ``persistence`` 0); n4 dies; n3 releases. The stewards reserve r0 for
+    n4 first and tell it; its window passes; then it is n2's turn, told with ``Free``: n2 is granted r0
+    about ``HEAD_WINDOW`` after the release (``grant_log``). With ``fifo_head_window_forever`` it never is.
+    ``kill=False``: n4 lives and is granted r0 first (FIFO), at once."""
+    quiet = SimParams(
+        nodes=5, stewards=3, resources=1, duration=6.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
+        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+    script: list[tuple[float, str, tuple[object, ...]]] = [
+        (1.0, "claim", ("n3/0", "r0")),
+        (1.2, "claim", ("n4/0", "r0")),
+        (1.3, "claim", ("n2/0", "r0")),
+        (1.5, "release", ("n3/0", "r0")),
+    ]
+    if kill:
+        script.append((1.4, "kill", (4, True)))
+    one_round = replace(LeaseConfig.fast(), single_round=True)  # (with two rounds n2 can overtake n4: open)
+    return Simulation(0, mutants, params=quiet, script=script, lease=one_round)
 
 
 def run_seed(

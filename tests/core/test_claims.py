@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -22,6 +23,7 @@ from mesh.core.claims import (
     Prepare,
     PrepareReject,
     Promise,
+    Propose,
     Released,
     Renewed,
     Send,
@@ -52,9 +54,14 @@ IDS = ("a/1", "b/1", "c/1")
 class Cluster:
     """Cores by identity; ``pump`` delivers queued sends (optionally filtered) until quiet."""
 
-    def __init__(self, idents: tuple[str, ...], mutants: Mutants = Mutants()) -> None:  # noqa: B008
+    def __init__(
+        self,
+        idents: tuple[str, ...],
+        mutants: Mutants = Mutants(),  # noqa: B008
+        lc: LeaseConfig = FAST,
+    ) -> None:
         self.cores = {
-            i: ClaimsCore(i, "name-" + i.split("/")[0], FAST, random.Random(n), mutants)
+            i: ClaimsCore(i, "name-" + i.split("/")[0], lc, random.Random(n), mutants)
             for n, i in enumerate(idents)
         }
         self.queue: list[tuple[str, Send]] = []
@@ -112,8 +119,12 @@ class Cluster:
             t += step
 
 
-def cluster(extra: tuple[str, ...] = ("p/1", "q/1"), mutants: Mutants = Mutants()) -> Cluster:  # noqa: B008
-    c = Cluster(IDS + extra, mutants)
+def cluster(
+    extra: tuple[str, ...] = ("p/1", "q/1"),
+    mutants: Mutants = Mutants(),  # noqa: B008
+    lc: LeaseConfig = FAST,
+) -> Cluster:
+    c = Cluster(IDS + extra, mutants, lc)
     c.take("a/1", c.cores["a/1"].genesis(STEWARDS, 0.0))
     for i in c.cores:
         if i != "a/1":
@@ -368,6 +379,8 @@ def test_steward_that_accepted_next_config_refuses_current_epoch_ballots() -> No
     assert [type(e) for e in out] == [Persist, Send]  # durable before the reply
     (reply,) = a.receive("q/1", c.cores["q/1"].claim("r", 5.0, 0.0)[0].msg, 0.0)  # type: ignore[union-attr]
     assert isinstance(reply, Send) and type(reply.msg).__name__ == "PrepareReject"
+    (reply,) = a.receive("q/1", Propose("r", 1, 9, "q/1", "q", 5.0, 5.0, fast=True), 0.0)
+    assert isinstance(reply, Send) and type(reply.msg).__name__ == "AcceptReject"  # a one-round claim too
 
 
 def test_accepting_the_next_config_reports_live_leases_and_blackout() -> None:
@@ -482,12 +495,14 @@ def test_proxy_answers_for_a_dead_steward_with_a_blackout() -> None:
 
 
 def test_merge_keeps_highest_ballot_and_longest_time_stretched() -> None:
+    from mesh.core.stewards import CONTESTED
+
     a = SnapLease("r", "p/1", "P", 1, 5, 2.0, 50.0)
     b = SnapLease("r", "q/1", "Q", 1, 7, 1.0, 10.0)
     x = SnapLease("s", "p/1", "P", 1, 2, 3.0, 5.0)
     merged, black = merge_snapshots([[a, x], [b]], [0.0, 1.5], [0.5, 3.0], 1.1, cap=2.1)
     assert [m.resource for m in merged] == ["r", "s"]
-    assert (merged[0].owner, merged[0].round) == ("q/1", 7)
+    assert (merged[0].owner, merged[0].round) == (CONTESTED, 7)  # two owners: an exclusion nobody owns
     assert merged[0].lease_left == pytest.approx(2.1) and merged[0].claim_left == 50.0  # capped at D_A
     assert black == pytest.approx(1.65)
 
@@ -499,7 +514,10 @@ def test_messages_are_plain_values() -> None:
 
     for m in claims.ClaimMsg.__args__:  # type: ignore[attr-defined]
         for f in fields(m):
-            assert f.type in ("str", "int", "float", "tuple[str, ...]", "tuple[SnapLease, ...]"), (m, f)
+            assert f.type in ("str", "int", "float", "bool", "tuple[str, ...]", "tuple[SnapLease, ...]"), (
+                m,
+                f,
+            )
     msg: ClaimMsg = Promise("r", 1, 1, "p")
     assert msg == Promise("r", 1, 1, "p")
     assert CfgInstall(2, ("a",)) == CfgInstall(2, ("a",))
@@ -519,3 +537,27 @@ def test_a_steward_whose_state_was_not_written_asks_for_it_again_before_answerin
     a.persist_failed(on_disk)  # the write failed: its reply was not sent
     again = a.receive("p/1", LeasePrepare("task/x", 1, 2, "p/1"), 0.1)
     assert [type(e) for e in again] == [Persist, Send]  # durable before the reply, again
+
+
+def test_merge_of_two_owners_keeps_an_exclusion_nobody_owns() -> None:
+    from mesh.core.stewards import CONTESTED, SnapLease, merge_snapshots
+
+    held = SnapLease("task/1", "h/1", "H", 3, 1, 2.0, 9.0)
+    stale = SnapLease("task/1", "l/1", "L", 3, 4, 3.0, 5.0)  # higher ballot: a failed one-round claim
+    (m,), _ = merge_snapshots([[held], [stale]], [0.0, 0.0], [0.0, 0.0], 1.0, 10.0)
+    assert (m.owner, m.epoch, m.round, m.lease_left, m.claim_left) == (CONTESTED, 3, 4, 3.0, 9.0)
+    (one,), _ = merge_snapshots([[held], [held]], [0.0, 0.0], [0.0, 0.0], 1.0, 10.0)
+    assert one.owner == "h/1"
+    (m,), _ = merge_snapshots([[held], [stale]], [0.0, 0.0], [0.0, 0.0], 1.0, 10.0, contest=False)
+    assert m.owner == "l/1"  # the mutant's merge
+
+
+def test_a_claim_takes_one_round_when_the_item_is_free() -> None:
+    c = cluster(lc=replace(FAST, single_round=True))
+    out = c.cores["p/1"].claim("task/1", 60.0, 0.0)
+    assert {type(e.msg).__name__ for e in out if isinstance(e, Send)} == {"Propose"}
+    (g,) = only(c.call("p/1", "claim", "task/2", 60.0, now=0.0), Granted)
+    assert ballot_of(g.token) == (1, 1)
+    # Held: q's one round is refused, its two rounds tell it who holds the item.
+    (d,) = only(c.call("q/1", "claim", "task/2", 60.0, now=0.1), Denied)
+    assert d.holder == "p/1"

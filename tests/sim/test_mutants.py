@@ -8,8 +8,16 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.core.lease import HEAD_WINDOW
 from mesh.core.mutants import Mutants
-from mesh.testing.sim import SafetyViolation, SimParams, Simulation, first_violation, stale_owner_open
+from mesh.testing.sim import (
+    SafetyViolation,
+    SimParams,
+    Simulation,
+    dead_head,
+    first_violation,
+    stale_owner_open,
+)
 
 # mutant -> seed budget: first violating seed now (density over seeds 0..299 measured on an earlier build of
 # this simulator, before gossip learned to respect partitions).
@@ -22,6 +30,8 @@ BUDGET = {
     "genesis_anywhere": 60,  # first seed 0 (two configs for epoch 1); ~54/300
     "no_ballot_floor": 300,  # first seed 31 (a token that went backwards); ~4/300
     "path_exact_only": 20,  # first seed 0 (overlapping path holders); ~24/40 (most seeds with paths)
+    "fast_no_lease_check": 20,  # first seed 0 (a one-round claim over a live lease); ~30/40
+    "handoff_highest_owner": 300,  # first seed 103 (a failed one-round claim's Release after a hand-off)
 }
 
 
@@ -72,8 +82,28 @@ def test_genesis_in_two_partitioned_halves_is_caught_with_the_mutant_and_safe_wi
     assert caught >= 5
 
 
+def test_fifo_hand_over_goes_to_the_first_waiter_at_once() -> None:
+    sim = dead_head(Mutants(), kill=False)
+    st = sim.run()
+    assert st.violation is None and st.wakes >= 1
+    (_, first, _), (t1, second, _) = sim.grant_log[:2]
+    assert (first, second) == ("n3/0", "n4/0")  # n4 asked before n2
+    assert t1 - 1.5 < HEAD_WINDOW  # told at the release, not at its next poll (it does not poll)
+
+
+def test_dead_head_waiter_loses_its_turn_and_the_next_is_told() -> None:
+    sim = dead_head(Mutants())
+    sim.run()
+    assert [who for _, who, _ in sim.grant_log] == ["n3/0", "n2/0"]
+    assert sim.grant_log[1][0] - 1.5 < 2 * HEAD_WINDOW
+    # The liveness mutant: the reservation for the dead head never ends, nobody is granted r0 again.
+    stuck = dead_head(Mutants(fifo_head_window_forever=True))
+    stuck.run()
+    assert [who for _, who, _ in stuck.grant_log] == ["n3/0"]
+
+
 def test_every_mutant_is_accounted_for() -> None:
-    assert set(BUDGET) | {"no_renewal_qualifier"} == set(Mutants.names())
+    assert set(BUDGET) | {"no_renewal_qualifier", "fifo_head_window_forever"} == set(Mutants.names())
 
 
 def test_mutants_default_off() -> None:
