@@ -43,6 +43,9 @@ SEED_LOOK = 2.0  # how often a linked seed is looked at (each look is a wake-up 
 # the same gossip and dials too, and the tie-break keeps its link, so ours would be a wasted TLS handshake
 # (half of all handshakes when a mesh forms). Only if no link came meanwhile do we dial.
 GOSSIP_DEFER = 1.0
+# ...but not while this node is new: the members it hears of (its seed's list) learn of it only by gossip, a
+# few peers at a time, so a newcomer that deferred would wait for dials that come late (staggered joins).
+JOIN_WINDOW = 3.0
 GOSSIP_DIALS_AT_ONCE = min(4, limits.MAX_GOSSIP_DIALS)
 GOSSIP_TRIES, GOSSIP_RETRY = 3, 0.5  # a gossip dial that failed (a peer busy forming) is tried again
 
@@ -79,6 +82,7 @@ class Dialer:
         self._deferred: set[str] = set()  # node ids whose gossip dial waits out GOSSIP_DEFER
         self._gossip_for: set[str] = set()  # node ids with a gossip dial under way (or waiting its turn)
         self._hints: dict[str, PeerInfo] = {}  # gossip hints waiting for a dial slot, by node id
+        self._ready_at: float | None = None  # when this node was first seen ready (see JOIN_WINDOW)
 
     # ------------------------------------------------------------------ what proposes a dial
 
@@ -99,8 +103,8 @@ class Dialer:
         """
         if not self._wanted(info) or info.address in self.dialing or info.node_id in self._gossip_for:
             return
-        # A joining node defers to no one: the members it hears of (its seed's list) do not know it yet.
-        if not now and info.node_id < self.me.node_id and self.life.ready.is_set():
+        # A new node defers to no one: the members it hears of (its seed's list) do not know it yet.
+        if not now and info.node_id < self.me.node_id and not self._new():
             if info.node_id not in self._deferred:
                 self._deferred.add(info.node_id)
                 asyncio.get_running_loop().call_later(GOSSIP_DEFER, self._undefer, info)
@@ -113,6 +117,14 @@ class Dialer:
         self._gossip_for.add(info.node_id)
         task = self.spawn(self._gossip_dial(info), f"dial-{info.address}")
         task.add_done_callback(lambda _: self._gossip_dial_done(info.node_id))
+
+    def _new(self) -> bool:
+        """Joining, or ready for less than JOIN_WINDOW."""
+        if not self.life.ready.is_set():
+            return True
+        if self._ready_at is None:
+            self._ready_at = self.clock.now()
+        return self.clock.now() - self._ready_at < JOIN_WINDOW
 
     def _undefer(self, info: PeerInfo) -> None:
         self._deferred.discard(info.node_id)
