@@ -18,19 +18,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench.membership import cluster
-from bench.procs import free_ports
+from bench.procs import free_ports, meshctl
 from bench.sections import Context, section
 
 TARGET = 1.2
-
-
-def meshctl() -> list[str]:
-    """The installed console script next to this interpreter (what an agent runs), else the module."""
-    script = Path(sys.executable).parent / "meshctl"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mesh.cli.main"]
 
 
 def _wall(argv: list[str], env: dict[str, str]) -> float:

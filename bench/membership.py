@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.procs import free_ports, managed_process, sample_usage
+from bench.procs import free_ports, managed_process, meshctl, sample_usage
 from bench.sections import Context, section
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
@@ -193,7 +193,6 @@ def membership(ctx: Context) -> None:
         asyncio.run(_poll(c, names, _all_alive(names), timeout=30))
         # meshctl status wall time (a fresh process each time, as an agent runs it), in turn with the
         # interpreter's own floor (`python -c pass`, same interpreter): the ratio is the figure (issue 15).
-        from bench.cli import meshctl
 
         walls, floor = [], []
         for _ in range(ctx.rounds(20, 5)):

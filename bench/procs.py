@@ -246,3 +246,9 @@ def sample_usage(pids: Iterable[int], interval_s: float) -> list[Usage]:
             continue
         out.append(Usage(p.pid, rss, pss, cpu))
     return out
+
+
+def meshctl() -> list[str]:
+    """The installed console script next to this interpreter (what an agent runs), else the module."""
+    script = Path(sys.executable).parent / "meshctl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "mesh.cli.main"]
