@@ -30,7 +30,8 @@ from mesh.clock import BootClock, Clock
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import InvalidInput, NodeUnavailable
-from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, check_text
+from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry
+from mesh.core.mailbox.checks import check_outgoing
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
 from mesh.paths import RunningNode, default_home, find_node
@@ -511,10 +512,8 @@ send_key = _KeySource()
 def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
     body limit's message here, not the transport's), with an idempotency key made for this send."""
-    check_text(subject, body)
-    if reply_to:
-        validate.ident(reply_to, "reply-to id")
-    key = validate.ident(key, "send key") if key else send_key()
+    check_outgoing(subject, body, reply_to, key)
+    key = key or send_key()
     return {"subject": subject, "body": body, "in_reply_to": reply_to or "", "key": key}
 
 

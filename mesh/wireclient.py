@@ -58,14 +58,9 @@ REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIME
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
     """A message's fields checked here first, as `Client` does: a 10 MB body gets the body limit's message,
     not a transport's (it would not fit the wire's request line)."""
-    from mesh.core import validate
-    from mesh.core.mailbox.checks import check_text
+    from mesh.core.mailbox.checks import check_outgoing
 
-    check_text(subject, body)
-    if reply_to:
-        validate.ident(reply_to, "reply-to id")
-    if key:
-        validate.ident(key, "send key")
+    check_outgoing(subject, body, reply_to, key)
 
 
 def _in_event_loop() -> bool:

@@ -131,6 +131,16 @@ def check_text(subject: str, body: str) -> None:
     _body_bytes(body)
 
 
+def check_outgoing(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
+    """What a client checks before it sends (`Client`, `WireClient`): the text's limits, the reply-to id and
+    the idempotency key, as the node will check them."""
+    check_text(subject, body)
+    if reply_to:
+        validate.ident(reply_to, "reply-to id")
+    if key:
+        validate.ident(key, "send key")
+
+
 def _protocol(cond: bool, what: str) -> None:
     if not cond:
         raise ProtocolError(f"bad mail frame: {what}")
