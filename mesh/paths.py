@@ -20,9 +20,9 @@ import json
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from mesh.core.values import value
 from mesh.errors import AmbiguousNode, NodeNotFound
 
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
@@ -210,7 +210,7 @@ def is_locked(state_dir: Path) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@value  # not a dataclass: meshctl's start-up (see mesh.core.values)
 class RunningNode:
     """What node.json says about a running node."""
 

@@ -23,12 +23,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 from mesh._transport import wirecodec
 from mesh.errors import NodeUnavailable
 
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any
+
     from mesh.claim import PendingClaim
     from mesh.client import Client
     from mesh.clock import Clock

@@ -5,51 +5,51 @@ Exit codes: 0 success, 2 error (one line on stderr), 3 claim held by another ses
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
-
-from mesh.errors import MeshError
 
 
-def _import_lazily(name: str) -> None:
-    """Stand in for module `name` until something uses one of its attributes, then import it for real.
-
-    For `inspect`: dataclasses imports it (with ast, dis, tokenize: ~10 ms, half of the interpreter's own
-    start-up) for one call that a class with a docstring never makes, and meshctl's hot verbs use
-    dataclasses (the API's values) and nothing else of inspect. (importlib.util.LazyLoader does not do:
-    the `import` statement itself reads the module's `__spec__`, which makes it load.)"""
-    if name in sys.modules:
+def _load_argparse() -> None:
+    """Import argparse without `gettext`: argparse passes every message it builds through gettext, which
+    imports `locale` and looks for message catalogues on disk at each call — ~2 ms of every meshctl run
+    for nothing, as Python ships no catalogue for argparse (its messages are the English text either way).
+    The stand-in exists only while argparse loads; whoever imports gettext later gets the real one."""
+    if "argparse" in sys.modules or "gettext" in sys.modules:
         return
     import types
 
-    class Later(types.ModuleType):
-        def __getattr__(self, attr: str) -> Any:
-            import importlib
-
-            if sys.modules.get(name) is self:
-                del sys.modules[name]
-            real = importlib.import_module(name)
-            self.__dict__.update(real.__dict__)  # who bound this stand-in now reads the real module
-            return getattr(real, attr)
-
-    sys.modules[name] = Later(name)
+    stand_in = types.ModuleType("gettext")
+    stand_in.gettext = lambda message: message  # type: ignore[attr-defined]
+    stand_in.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+    sys.modules["gettext"] = stand_in
+    try:
+        import argparse  # noqa: F401
+    finally:
+        del sys.modules["gettext"]
 
 
-_import_lazily("inspect")
+_load_argparse()
 
-# gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
-os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+import argparse  # noqa: E402
 
+from mesh.errors import MeshError  # noqa: E402
+
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any, NoReturn, TypeVar
+
     from mesh.paths import RunningNode
     from mesh.wireclient import WireClient
 
-T = TypeVar("T")
+    T = TypeVar("T")
+    Handler = Callable[[argparse.Namespace], int]
+
+
+# gRPC's C core otherwise prints a line per failed TLS handshake (a rogue peer would flood the log).
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 # Which module registers each verb: only that one is imported to run it (meshctl starts faster).
 _VERBS = {
@@ -158,8 +158,37 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
             if e.name == mod_name:
                 continue
             raise
-        mod.register(sub)
+        mod.register(_OnlyVerb(sub, verb) if verb in _VERBS else sub)
     return parser
+
+
+class _OnlyVerb:
+    """The subparsers action, but only `verb`'s parser is built: the module's other verbs (`claim` shares
+    one with `release`, `claims`, `stewards`) get a `_Skipped` that takes their set-up and builds nothing.
+    Neither the verb's `--help` nor its errors show its siblings, so what is printed does not change."""
+
+    def __init__(self, sub: Any, verb: str) -> None:
+        self._sub = sub
+        self._verb = verb
+
+    def add_parser(self, name: str, **kwargs: Any) -> Any:
+        return self._sub.add_parser(name, **kwargs) if name == self._verb else _Skipped()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sub, name)
+
+
+class _Skipped:
+    """Stands for a parser (or its arguments, groups, subparsers) that this run does not need."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._take
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        pass
+
+    def _take(self, *args: Any, **kwargs: Any) -> _Skipped:
+        return self
 
 
 def resolve_common(args: argparse.Namespace) -> None:
@@ -262,9 +291,6 @@ def _hard_exit() -> NoReturn:
     except (OSError, ValueError):
         pass
     os._exit(0)
-
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

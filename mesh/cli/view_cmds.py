@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mesh.cli.main import common_parser, connect, run, run_following, run_light
 
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any
+
     from mesh.api import MeshAPI
     from mesh.views import MemberView
 
