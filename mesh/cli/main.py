@@ -237,7 +237,15 @@ def run_light(args: argparse.Namespace, coro: Coroutine[Any, Any, int]) -> int:
     except BaseException:
         coro.close()
         raise
-    return drive(coro) if light else run(coro)
+    if not light:
+        return run(coro)
+    global _light
+    _light = True
+    return drive(coro)
+
+
+_light = False
+"""Whether this process ran a light verb: then it holds nothing that needs the interpreter's shutdown."""
 
 
 def drive(coro: Coroutine[Any, Any, T]) -> T:
@@ -333,7 +341,23 @@ def _check_text(args: argparse.Namespace) -> None:
 
 def entry() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    code = main()
+    if _light:
+        _quick_exit(code)
+    sys.exit(code)
+
+
+def _quick_exit(code: int) -> None:
+    """End a light verb's process without the interpreter's shutdown, which frees every module and object
+    one by one (~5 ms, a sixth of `python -c pass`): such a process has no thread, no event loop, no
+    logging, no database and its socket closed, so what the OS does at exit is all there is to do; only the
+    output is flushed first. (Should flushing fail, the normal exit reports it as it always has.)"""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:
+        return
+    os._exit(code)
 
 
 if __name__ == "__main__":
