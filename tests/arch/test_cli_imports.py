@@ -6,6 +6,7 @@ argparse's gettext, nor the modules of other verbs. `import mesh` alone loads no
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -93,3 +94,13 @@ def test_the_hot_verbs_load_no_grpc_protobuf_asyncio_or_rich(node: Mesh) -> None
     show += "except SystemExit: print(*sys.modules)"
     out = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, timeout=60)
     assert "mesh.cli.board_cmds" in out.stdout.split(), out.stderr[-500:]
+
+
+def test_the_default_home_is_found_without_platformdirs(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MESH_HOME", "XDG_DATA_HOME", "MESH_NODE")}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", ENTRY, "status"], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 2 and str(tmp_path / ".local/share/session-mesh") in out.stderr
+    assert "platformdirs" not in imported(out)
