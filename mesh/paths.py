@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
 import sys
 import time
 from pathlib import Path
 
+from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh.core.values import value
 from mesh.errors import AmbiguousNode, NodeNotFound
 

@@ -17,13 +17,13 @@ Trust, as for the control socket: the socket must be ours (owner uid) in a direc
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
+from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh._transport import wirecodec
 from mesh.errors import NodeUnavailable
 
