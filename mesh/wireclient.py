@@ -49,12 +49,17 @@ if TYPE_CHECKING:
         WatchEvent,
     )
 
-__all__ = ["WireClient"]
+__all__ = ["WireClient", "WireUnsupported"]
 
 DEFAULT_TIMEOUT = 10.0  # s, as the gRPC Client's
 CLAIM_MARGIN = 60.0  # s beyond a claim's `wait`, as the gRPC Client's deadline
 ANSWER_MAX = 64 * 2**20
 REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
+
+
+class WireUnsupported(NodeUnavailable):
+    """The node's hook wire has no `api` op (a node older than this client): ask it over gRPC instead
+    (`mesh.cli.main.run_light` does). The node did nothing with the refused call."""
 
 
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
@@ -138,6 +143,8 @@ class _Wire:
         if not isinstance(answer, dict):
             raise NodeUnavailable("the node's answer is not an object")
         if "error" in answer:
+            if "class" not in answer and str(answer["error"]).startswith("unknown op 'api'"):
+                raise WireUnsupported("the node's wire has no api op (an older node): use gRPC")
             raise wirecodec.error_from_wire(answer)
         return wirecodec.decode(verb, answer.get("result"))
 

@@ -79,7 +79,7 @@ def _clock(t: float) -> str:
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
-    return run_light(args, _claim(args))
+    return run_light(args, lambda: _claim(args))
 
 
 def _resources(args: argparse.Namespace) -> list[str]:
@@ -148,7 +148,7 @@ async def _claim(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    return run_light(args, _release(args))
+    return run_light(args, lambda: _release(args))
 
 
 async def _release(args: argparse.Namespace) -> int:

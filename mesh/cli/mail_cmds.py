@@ -103,7 +103,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             body = sys.stdin.buffer.read().decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidInput("the body read from stdin is not UTF-8 text (binary data?)") from None
-    return run_light(args, _send(args, head, body))
+    return run_light(args, lambda: _send(args, head, body))
 
 
 async def _send(args: argparse.Namespace, head: list[str], body: str) -> int:

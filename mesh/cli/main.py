@@ -229,19 +229,21 @@ def run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
-def run_light(args: argparse.Namespace, coro: Coroutine[Any, Any, int]) -> int:
+def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """Run a verb that calls only the wire's hot verbs (mesh.wireclient): without asyncio, grpc or
-    protobuf when the node serves the wire (an older node: `run`, over gRPC)."""
-    try:
-        light = target(args).hook_socket is not None
-    except BaseException:
-        coro.close()
-        raise
-    if not light:
-        return run(coro)
+    protobuf when the node serves the wire. An older node, with no hook wire or one without the `api` op
+    (it refuses the verb's first call, so nothing was done yet), is asked over gRPC: `run`, afresh."""
     global _light
+    if target(args).hook_socket is None:
+        return run(verb())
+    from mesh.wireclient import WireUnsupported
+
     _light = True
-    return drive(coro)
+    try:
+        return drive(verb())
+    except WireUnsupported:
+        _light = False  # grpc and asyncio are in now: the normal exit
+        return run(verb())
 
 
 _light = False

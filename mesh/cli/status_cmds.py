@@ -41,7 +41,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_heartbeat(args: argparse.Namespace) -> int:
-    return run_light(args, _heartbeat(args))
+    return run_light(args, lambda: _heartbeat(args))
 
 
 async def _heartbeat(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return run(_status(args)) if args.by_role else run_light(args, _status(args))
+    return run(_status(args)) if args.by_role else run_light(args, lambda: _status(args))
 
 
 async def _status(args: argparse.Namespace) -> int:
