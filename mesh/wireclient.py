@@ -49,7 +49,7 @@ if TYPE_CHECKING:
         WatchEvent,
     )
 
-__all__ = ["WireClient", "WireUnsupported"]
+__all__ = ["NO_API_OP", "WireClient"]
 
 DEFAULT_TIMEOUT = 10.0  # s, as the gRPC Client's
 CLAIM_MARGIN = 60.0  # s beyond a claim's `wait`, as the gRPC Client's deadline
@@ -57,9 +57,9 @@ ANSWER_MAX = 64 * 2**20
 REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
 
 
-class WireUnsupported(NodeUnavailable):
-    """The node's hook wire has no `api` op (a node older than this client): ask it over gRPC instead
-    (`mesh.cli.main.run_light` does). The node did nothing with the refused call."""
+NO_API_OP = "the node's hook wire has no api op (a node older than this client): ask it over gRPC"
+"""The NodeUnavailable message when the node's wire refuses the `api` op (`mesh.cli.main.run_light` then
+runs the verb again over gRPC; the node did nothing with the refused call)."""
 
 
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
@@ -144,7 +144,7 @@ class _Wire:
             raise NodeUnavailable("the node's answer is not an object")
         if "error" in answer:
             if "class" not in answer and str(answer["error"]).startswith("unknown op 'api'"):
-                raise WireUnsupported("the node's wire has no api op (an older node): use gRPC")
+                raise NodeUnavailable(NO_API_OP)
             raise wirecodec.error_from_wire(answer)
         return wirecodec.decode(verb, answer.get("result"))
 

@@ -236,14 +236,17 @@ def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, i
     global _light
     if target(args).hook_socket is None:
         return run(verb())
-    from mesh.wireclient import WireUnsupported
+    from mesh.errors import NodeUnavailable
+    from mesh.wireclient import NO_API_OP
 
     _light = True
     try:
         return drive(verb())
-    except WireUnsupported:
-        _light = False  # grpc and asyncio are in now: the normal exit
-        return run(verb())
+    except NodeUnavailable as e:
+        if e.args != (NO_API_OP,):
+            raise
+    _light = False  # grpc and asyncio come in now: the normal exit
+    return run(verb())
 
 
 _light = False
