@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mesh.core.board.fields import MAX_SEQ, REPLICA_ID, check_id, shown
-from mesh.core.errors import InvalidField
+from mesh.core.board.fields import MAX_SEQ, REPLICA_ID, check_id
+from mesh.core.errors import InvalidField, shown
 
 if TYPE_CHECKING:
     from mesh.core.board.ops import Op

@@ -7,7 +7,7 @@ import re
 import unicodedata
 from enum import StrEnum
 
-from mesh.core.errors import InvalidField
+from mesh.core.errors import InvalidField, shown
 
 TITLE_MAX = 200
 """Characters in a task title, milestone title or step text."""
@@ -79,12 +79,6 @@ def new_replica_id(entropy: bytes) -> str:
         raise InvalidField("entropy", "a replica id needs at least 5 random bytes")
     n = int.from_bytes(entropy[:5], "big")
     return "".join(_ALPHABET[(n >> (5 * k)) & 31] for k in range(7, -1, -1))
-
-
-def shown(value: object) -> str:
-    """A rejected value as an error message shows it: repr'd (no raw control characters), cut."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _bad_char(value: str, allow_newline: bool = False) -> str | None:

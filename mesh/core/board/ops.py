@@ -21,9 +21,8 @@ from mesh.core.board.fields import (
     check_role,
     check_title,
     parse_priority,
-    shown,
 )
-from mesh.core.errors import InvalidField
+from mesh.core.errors import InvalidField, shown
 from mesh.core.hlc import Stamp, check_stamp
 
 # ---------------------------------------------------------------- operations

@@ -19,7 +19,6 @@ from mesh.core.board.fields import (
     check_role,
     check_title,
     parse_priority,
-    shown,
 )
 from mesh.core.board.ops import (
     TASK_BODIES,
@@ -45,7 +44,7 @@ from mesh.core.board.views import (
     StepRow,
     TaskRow,
 )
-from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId
+from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId, shown
 from mesh.core.hlc import HybridClock
 
 # ---------------------------------------------------------------- state
