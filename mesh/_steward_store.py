@@ -177,11 +177,6 @@ class GenesisLock:
 # ---- dead stewards of this home ---------------------------------------------------------------------------
 
 
-def steward_dirs(home: Path, mesh: str) -> dict[str, Path]:
-    """node id -> state dir, for every node of this home that ever kept steward state."""
-    return HomeStewardFiles(home, mesh).dirs()
-
-
 _Read = tuple[str | None, StewardState | StorageError | None]  # a file's node id, and its state or error
 
 
