@@ -168,11 +168,13 @@ def detection_time(n: int, sig: int, preset: list[str], timeout: float) -> float
 def membership(ctx: Context) -> None:
     """Discovery, failure detection, status wall time, RSS and idle CPU (real node processes)."""
     sizes = [3, 12] if not ctx.quick else [3]
+    one = statistics.median(_start_floor(1) for _ in range(ctx.rounds(5, 2)))
+    ctx.record("start_floor_1", one, "s", note="one interpreter importing a node's modules, then exiting")
     for n in sizes:
         for mdns in (True, False):
             how = "mdns" if mdns else "peer"
             staggered, at_once = discovery_time(n, mdns)
-            ctx.record(f"discovery_{n}_{how}", staggered, "s", target=1.5,
+            ctx.record(f"discovery_{n}_{how}", staggered, "s", target=1.5, ref="membership.start_floor_1",
                        note="last node's start -> all list each other")  # fmt: skip
             ctx.record(f"discovery_{n}_{how}_all_at_once", at_once, "s",
                        note=f"{n} nodes started together: first start -> all list each other")  # fmt: skip
@@ -247,8 +249,27 @@ def _false_alarms_under_load(c: Cluster, names: list[str], seconds: float) -> tu
     return dead, suspect
 
 
+def _start_floor(n: int) -> float:
+    """Seconds for n processes started at once that only import what a node imports, then exit.
+
+    The reference for formation on the same box in the same run: no mesh can form faster than its nodes'
+    interpreters start and import (on 2 cores, 48 of them take several seconds). The ratio is the mesh's
+    own cost (handshakes, links, gossip, upkeep) on top of that floor.
+    """
+    code = "import mesh.node, mesh.cli.node_cmds, mesh._transport.control, mesh._transport.hookwire"
+    t0 = time.monotonic()
+    procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+    for p in procs:
+        if p.wait() != 0:
+            raise RuntimeError("the import floor's process failed")
+    return time.monotonic() - t0
+
+
 def _scale_run(ctx: Context, n: int) -> None:
     """n nodes started together (seeded by the first): formation, idle cost, SIGKILL and SIGSTOP detection."""
+    floor = _start_floor(n)
+    ctx.record(f"start_floor_{n}", floor, "s",
+               note=f"{n} interpreters started at once importing a node's modules, then exiting")  # fmt: skip
     with cluster() as c:
         names = [f"s{i:02d}" for i in range(n)]
         ports = free_ports(n)
@@ -258,8 +279,11 @@ def _scale_run(ctx: Context, n: int) -> None:
         done = asyncio.run(_poll(c, names, _all_alive(names), timeout=120, interval=0.25))
         cpu = statistics.mean(_cpu_seconds(p.pid) for p in c.procs.values())
         ctx.record(f"formation_{n}", done - t0, "s", target=10.0 if n == 48 else None,
+                   ref=f"membership_scale.start_floor_{n}",
                    note=f"{n} nodes started at once (2 cores): start -> all list all alive; "
                    f"{cpu:.2f} CPU s per node by then")  # fmt: skip
+        ctx.record(f"formation_cpu_s_per_node_{n}", cpu, "s",
+                   note="CPU (user + system) per node from its start until the mesh had formed")  # fmt: skip
         time.sleep(3.0)  # start-up settles (gossip, steward growth)
         usage = sample_usage([p.pid for p in c.procs.values()], ctx.rounds(15, 4))
         cpus = [u.cpu_percent for u in usage]

@@ -82,7 +82,6 @@ class Dialer:
         self._deferred: set[str] = set()  # node ids whose gossip dial waits out GOSSIP_DEFER
         self._gossip_for: set[str] = set()  # node ids with a gossip dial under way (or waiting its turn)
         self._hints: dict[str, PeerInfo] = {}  # gossip hints waiting for a dial slot, by node id
-        self._ready_at: float | None = None  # when this node was first seen ready (see JOIN_WINDOW)
 
     # ------------------------------------------------------------------ what proposes a dial
 
@@ -120,11 +119,12 @@ class Dialer:
 
     def _new(self) -> bool:
         """Joining, or ready for less than JOIN_WINDOW."""
-        if not self.life.ready.is_set():
+        at = self.life.ready_at
+        if not self.life.ready.is_set() or at is None:
             return True
-        if self._ready_at is None:
-            self._ready_at = self.clock.now()
-        return self.clock.now() - self._ready_at < JOIN_WINDOW
+        # From the moment it became ready, not from the first hint after it (a node that heard no hint for
+        # a while would take itself for new and dial, with the newcomer, the link only one of them keeps).
+        return self.clock.now() - at < JOIN_WINDOW
 
     def _undefer(self, info: PeerInfo) -> None:
         self._deferred.discard(info.node_id)
@@ -144,10 +144,14 @@ class Dialer:
 
     async def _gossip_dial(self, info: PeerInfo) -> None:
         for attempt in range(GOSSIP_TRIES):
-            if attempt:
-                await asyncio.sleep(GOSSIP_RETRY * attempt)
+            # Looked at before the pause too: a dial that linked frees its slot now, not GOSSIP_RETRY later
+            # (holding it made a newcomer link its peers 4 per half second: a straggler 0.5 s after the rest).
             if not self._wanted(info):
                 return
+            if attempt:
+                await asyncio.sleep(GOSSIP_RETRY * attempt)
+                if not self._wanted(info):
+                    return
             await self.dial_quietly(info.address, info.node_id)
 
     def _gossip_dial_done(self, node_id: str) -> None:

@@ -45,12 +45,15 @@ class Lifecycle:
         self._stop_requested = asyncio.Event()
         self._stop_reason = ""
         self._fatal: asyncio.Future[MeshError] | None = None
+        self.ready_at: float | None = None  # when the node became ready (its clock)
 
-    def move(self, to: Phase) -> None:
+    def move(self, to: Phase, at: float | None = None) -> None:
+        """Move to phase `to` (`at`: the node clock's now, recorded as `ready_at` for READY)."""
         if to not in MOVES[self.phase]:
             raise RuntimeError(f"node lifecycle: {self.phase.value} -> {to.value} is not a move")
         self.phase = to
         if to is Phase.READY:
+            self.ready_at = at
             self.ready.set()
         elif to is Phase.STOPPED:
             self.stopped.set()

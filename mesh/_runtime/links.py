@@ -166,6 +166,8 @@ class LinkTable:
                 n, most = len(f.gossip.peers), limits.MAX_GOSSIP_PEERS
                 raise LimitExceeded(f"gossip lists {n} peers (at most {most})")
             for ref in f.gossip.peers:
+                if ref.node_id in self.links or ref.node_id == self.me.node_id:
+                    continue  # a hint the dialer would drop: not worth decoding (n^2 of them as a mesh forms)
                 try:
                     info = codec.peer_from_pb(ref)
                 except ProtocolError:

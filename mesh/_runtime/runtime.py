@@ -122,7 +122,7 @@ class NodeRuntime:
         except BaseException:
             await self._teardown()
             raise
-        self.life.move(Phase.READY)
+        self.life.move(Phase.READY, at=self.clock.now())
         for svc in (self.claims, self.mail, self.board, self.stats):
             svc.start()
         log.info("node %s (%s) ready: mesh %s, peer API %s, %d peer(s)",

@@ -67,6 +67,7 @@ class Stewardship:
         self._started = ctx.clock.now()
         self._ready_at = self._started
         self._genesis = store.GenesisLock(self.home, self.mesh)
+        self._files = store.HomeStewardFiles(self.home, self.mesh)
         self._next_announce = 0.0
         self._proxy_for: frozenset[str] = frozenset()
         self._note = ""
@@ -107,7 +108,7 @@ class Stewardship:
         if e.to not in self._proxy_for or not isinstance(e.msg, CfgPrepare | CfgAccept):
             return False
         cfg = self.core.config
-        state_dir = store.steward_dirs(self.home, self.mesh).get(e.to)
+        state_dir = self._files.dirs().get(e.to)
         if cfg is None or state_dir is None:
             return True  # nobody can answer for it: as good as lost
         msg = e.msg
@@ -158,7 +159,7 @@ class Stewardship:
             if mem is not None and (mem.state is Liveness.LEFT or away >= EVICT_AFTER):
                 gone.add(s)
             if dirs is None:
-                dirs = store.steward_dirs(self.home, self.mesh)
+                dirs = self._files.dirs()
             d = dirs.get(s)
             if d is not None and store.proven_dead(d):
                 proven.add(s)
@@ -268,12 +269,10 @@ class Stewardship:
         the config here, finds its stewards proven dead, and recovers instead of waiting forever.
         """
         best: StewardConfig | None = None
-        for node_id, d in store.steward_dirs(self.home, self.mesh).items():
-            with contextlib.suppress(StorageError):
-                st = store.load_steward_state(d, node_id)
-                cfg = st.config if st is not None else None
-                if cfg is not None and (best is None or cfg.epoch > best.epoch):
-                    best = cfg
+        for _, st in self._files.states():
+            cfg = st.config if isinstance(st, StewardState) else None
+            if cfg is not None and (best is None or cfg.epoch > best.epoch):
+                best = cfg
         return best
 
     def _maybe_genesis(self, now: float) -> None:
