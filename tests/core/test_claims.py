@@ -595,3 +595,17 @@ def test_a_foreign_report_at_a_minority_waits_for_the_other_answers() -> None:
     c.queue = held_back
     c.pump(0.1)
     assert only(c.drain("p/1"), Granted)
+
+
+def test_a_refusal_after_a_minority_report_decides_at_once() -> None:
+    """One foreign report, one open promise, then a refusal: no open majority can form any more, so the claim
+    is decided then (not left to time out)."""
+    c = cluster(lc=TWO_ROUNDS)
+    c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.0)
+    c.cores["b/1"].receive("q/1", Prepare("task/1", 1, 50, "q/1"), 0.0)  # b will refuse p's low number
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.1))
+    c.queue.sort(key=lambda q: {"c": 0, "a": 1}.get(q[1].to, 2))  # c reports q, a promises, b refuses
+    c.pump(0.1)
+    out = c.drain("p/1")
+    (d,) = only(out, Denied)
+    assert d.holder == "q/1"  # the report it could not outvote
