@@ -204,3 +204,37 @@ def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> N
     assert [c["name"] for c in mesh.status("b")["b"]["claims"]] == []
     r = mesh.ctl("claim", "service", "s", "--json", node="a")
     assert json.loads(r.stdout)["holder"] == "a"
+
+
+def test_a_node_without_the_api_op_is_asked_over_grpc(tmp_path: Path) -> None:
+    """An older node's hook wire answers "unknown op 'api'": the light verbs go to gRPC, same results."""
+    old = Mesh(home=tmp_path / "home", extra_env={"MESH_TEST_OLD_WIRE": "1"})
+    try:
+        old.up("a", "--no-mdns", *FAST)
+        entry = "import sys; from mesh.cli.main import entry; sys.argv[0] = 'meshctl'; entry()"
+        env = old.env() | {"MESH_NODE": "a"}
+        env.pop("PYTHONPATH", None)  # the client is plain meshctl, only the node has the tap
+
+        def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-X", "importtime", "-c", entry, *args]
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+        st = ctl("status", "--json")
+        assert st.returncode == 0, st.stderr[-500:]
+        assert [m["name"] for m in json.loads(st.stdout)] == ["a"]
+        imported = {
+            ln.rsplit("|", 1)[1].strip() for ln in st.stderr.splitlines() if ln.startswith("import time:")
+        }
+        assert "grpc" in imported  # it did fall back (the wire refused the verb)
+        got = ctl("claim", "service", "x", "--json")
+        assert got.returncode == 0 and json.loads(got.stdout)["granted"] is True, got.stderr[-500:]
+        assert ctl("claim", "service", "x").returncode == 0  # held by this session already: granted again
+        assert ctl("heartbeat", "--progress", "7").returncode == 0
+        assert old.status("a")["a"]["progress"] == 7
+        rel = ctl("release", "service", "x", "--json")
+        assert rel.returncode == 0 and json.loads(rel.stdout)["released"] is True, rel.stderr[-500:]
+        bad = ctl("claim", "service", "bad name!")
+        said = [ln for ln in bad.stderr.splitlines() if not ln.startswith("import time:")]
+        assert bad.returncode == 2 and len(said) == 1 and "bad name!" in said[0], bad.stderr[-500:]
+    finally:
+        old.cleanup()
