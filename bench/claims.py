@@ -6,10 +6,12 @@ home. Figures come from a long-lived `mesh.client.Client` on one node's control 
 PaxosLease rounds (Prepare + Accept to the stewards over the peer links).
 
 - uncontended: claim + release rounds on one resource; the claim call, the release call and the round are
-  timed. The steward set goes straight to its target by itself (3 stewards, 5 once the mesh has ≥ 7 nodes):
-  a 12-node mesh is measured with 5. The claimant's node is not
+  timed. The steward set goes straight to its target by itself (3 stewards, 5 once the mesh has ≥ 7 nodes;
+  `MESH_STEWARDS` caps it: a 12-node mesh is measured with 3 and with 5). The claimant's node is not
   a steward where the mesh has one that is not (all acceptors remote). The etcd lock round
-  (grant + lock + unlock + revoke) is compared with our claim + release round.
+  (grant + lock + unlock + revoke) is compared with our claim + release round. The 12-node, 3-steward row is
+  measured a second time over the node's hook wire (`WireClient`, the path `meshctl claim` takes; rows
+  `*_12n_3s_wire`): the same claims path in the node behind a cheaper control hop.
 - contended: 4 claimants on 4 nodes loop claim(wait) → release on one resource; a handover is a grant to
   a different claimant than the previous one (as etcd's reference counts it).
 - SIGKILL → reclaim: a non-steward holder is SIGKILLed; another node, claiming with --wait, gets it after
@@ -185,6 +187,49 @@ async def uncontended(m: Mesh, node: str, n: int, warmup: int) -> Rounds:
     return out
 
 
+def _drive(coro: Any) -> Any:
+    """Run a WireClient call to its end without an event loop (meshctl's way: blocking hook-wire calls)."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a wire call awaited: no hook wire?")
+
+
+def uncontended_wire(m: Mesh, node: str, n: int, warmup: int) -> Rounds:
+    """As `uncontended`, over the node's hook wire (`WireClient`, the path `meshctl claim`/`release` take):
+    the same claims path in the node behind a cheaper control hop. Call it with no event loop running."""
+    from mesh.paths import find_node
+    from mesh.wireclient import WireClient
+
+    w = WireClient(find_node(m.c.home, m.c.mesh, node))
+    item = f"w-{random.getrandbits(32):x}"
+    resource = f"{_RES_TYPE}/{item}"
+    out = Rounds([], [], [], False, [])
+    pc = time.perf_counter
+    try:
+        epoch0 = _drive(w.info()).epoch
+        for _ in range(n):
+            t0 = pc()
+            _drive(w.info())
+            out.control.append(pc() - t0)
+        for i in range(warmup + n):
+            t0 = pc()
+            # No `wait`: the wire serves a waiting claim on a watched connection (a cancel on hang-up).
+            _drive(w.claim_once(resource, 60.0, 0.0))
+            t1 = pc()
+            _drive(w.release(_RES_TYPE, item))
+            t2 = pc()
+            if i >= warmup:
+                out.claim.append(t1 - t0)
+                out.release.append(t2 - t1)
+                out.round.append(t2 - t0)
+        out.epoch_changed = _drive(w.info()).epoch != epoch0
+    finally:
+        _drive(w.close())
+    return out
+
+
 def _record_latency(ctx: Context, tag: str, r: Rounds, what: str, targets: bool) -> None:
     """`targets`: the row issue 15 sets goals for (12 nodes, 3 stewards); the others are for comparison."""
     cl, rel, rnd = summarize_s(r.claim), summarize_s(r.release), summarize_s(r.round)
@@ -319,6 +364,10 @@ def bench_claims(ctx: Context) -> None:
             r = asyncio.run(uncontended(m, node, n, warmup))
             tag = f"{size}n_{k}s"
             _record_latency(ctx, tag, r, f"{size} nodes, {k} stewards, {where}", tag == "12n_3s")
+            if tag == "12n_3s":
+                w = uncontended_wire(m, node, n, warmup)
+                _record_latency(ctx, f"{tag}_wire", w, f"{size} nodes, {k} stewards, {where}; over the hook "
+                                "wire (meshctl's path), not gRPC", False)  # fmt: skip
             if size == 5:
                 secs = 3.0 if ctx.quick else 10.0
                 c = asyncio.run(contended(m, m.names[1:], secs))

@@ -61,8 +61,9 @@ class NodeConfig:
     """Claims: the short lease under every claim (D_P), renewed every third of it while the holder lives."""
     rho: float = 0.01
     """Claims: the largest clock-rate error assumed between any two nodes (1 %)."""
-    one_round_claims: bool = False
-    """Claims: a fresh claim first tries one round (MESH_ONE_ROUND_CLAIMS=1; see LeaseConfig.single_round)."""
+    one_round_claims: bool = True
+    """Claims: a fresh claim first tries one round (MESH_ONE_ROUND_CLAIMS=0 turns it off; see
+    LeaseConfig.single_round)."""
     stewards: int = 5
     """Claims: the most stewards the set grows to (3 up to 6 live nodes, 5 from 7; odd; MESH_STEWARDS)."""
     bootstrap: bool = False

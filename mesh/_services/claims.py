@@ -105,6 +105,7 @@ class ClaimsService:
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self.held: dict[str, _Held] = {}
         self._waiters: dict[str, list[asyncio.Future[Effect]]] = {}
+        self._waiters_woken = False  # a claim's waiter was answered during this apply()
         self._turns: dict[
             str, asyncio.Event
         ] = {}  # waiting claims by item: set when a steward says "your turn"
@@ -191,7 +192,9 @@ class ClaimsService:
                 ends = slot.claim_ends if slot else e.until
                 valid = self.valid_until(e.until)
                 self.held[e.resource] = _Held(e.token, ends, valid)
-                log.info("acquired %s token=%d", e.resource, e.token)
+                # Debug, not info: a line per grant and release (stderr, a formatted time) is a measurable
+                # share of a claim's few milliseconds; `meshctl held`, watchers and lease taps show holdings.
+                log.debug("acquired %s token=%d", e.resource, e.token)
                 self._observe("acquired", e.resource, e.token, e.until)
                 self._resolve(e.resource, e)
                 self._lease_event(LeaseEvent("held", e.resource, e.token, valid))
@@ -213,7 +216,7 @@ class ClaimsService:
             elif isinstance(e, Released):
                 self.held.pop(e.resource, None)
                 self._handles.pop(e.resource, None)
-                log.info("released %s token=%d", e.resource, e.token)
+                log.debug("released %s token=%d", e.resource, e.token)
                 self._observe("released", e.resource, e.token)
                 self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
                 status_changed = True
@@ -239,7 +242,12 @@ class ClaimsService:
             self.ctx.send(Identity.parse(to) if "/" in to else to, *msgs)
         if status_changed:
             self.ctx.publish_status("claims", lambda: tuple(self.held_view()), PUBLISH_DELAY)
-        self._wake.set()
+        if self._waiters_woken:
+            # A claim's answer is on its way: let its task reply first, the timer's pass comes right after.
+            self._waiters_woken = False
+            asyncio.get_running_loop().call_soon(self._wake.set)
+        else:
+            self._wake.set()
 
     def valid_until(self, until: float) -> float:
         """The holder's conservative validity for a core deadline ``until`` = t_prepare_sent + D_P.
@@ -253,6 +261,7 @@ class ClaimsService:
         for fut in self._waiters.pop(resource, []):
             if not fut.done():
                 fut.set_result(e)
+                self._waiters_woken = True
 
     def _lease_event(self, ev: LeaseEvent, final: bool = False) -> None:
         for q in self._lease_watchers.get(ev.resource, []):
@@ -402,7 +411,7 @@ class ClaimsService:
             self.apply(self.core.claim(resource, ttl, self.ctx.clock.now(), wait=wait > 0, since=since))
             try:
                 async with asyncio.timeout(patience):
-                    e = await asyncio.shield(fut)
+                    e = await fut  # (a cancelled waiter is skipped when the answer comes)
             except TimeoutError:
                 e = Unavailable(resource, "no answer from the stewards")
             now = self.ctx.clock.now()

@@ -68,10 +68,9 @@ class LeaseConfig:
     """Acceptors forget an idle resource this long after its lease expired (default 10 D_A)."""
     max_stewards: int = 5
     """The steward set grows to at most this many (odd) members (``steward_policy.target_size``)."""
-    single_round: bool = False
-    """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``). Safe (simulator
-    and mutants), but OFF until a failed one-round attempt's stale accept can no longer block its rival
-    holder's renewals (the simulator's contention test loses a lease with it on: see the branch report)."""
+    single_round: bool = True
+    """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``); refused, it
+    falls back to the classic two. Off: two rounds always (the node's MESH_ONE_ROUND_CLAIMS=0)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: float) -> None:

@@ -41,6 +41,20 @@ A failed one-round claim can leave a HIGHER-ballot accept at a minority beside t
 Prepare taught it the numbers): a hand-off that sees two owners keeps an exclusion nobody owns
 (``stewards.CONTESTED``), so the failed claimant's Release cannot open the slot under the real holder
 (mutant ``handoff_highest_owner``; mutant ``fast_no_lease_check`` drops the live-lease check).
+
+Foreign reports from a minority (``Leasing.on_reply``): such a stale accept would also be REPORTED to the
+holder's renewals and to fresh claims until it runs out (the holder then lost the item: a liveness fault,
+never two holders). A Prepare therefore goes on once a MAJORITY of the voters promised and reported
+nothing live against it (its own holding's lease counts as open for a renewal), whatever a minority
+reports; it is blocked once no such majority can form. Why two grants cannot be believed at once: take two
+with numbers n < l. l's open majority (for a one-round grant: its accept majority, each of which took it
+only over no live lease and above every promise) meets n's accept majority in some s. If s accepted n
+before answering l, n's lease was live there for as long as n's holder believes it (containment), so s
+reported it or refused: not open. If s answered l first, it promised (or accepted) l and then refused
+n < l. Either way a contradiction, whatever any other steward answered: this is the classic PaxosLease
+rule ("a majority of empty promises"), of which the old rule (no foreign report in ANY answer heard) was a
+stricter, less live variant. Mutant ``open_any_promise`` (go on once any one promise of the majority is
+open) is caught by the simulator.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ the acceptor gate of a steward.
 
 Proposer (per resource, ``ProposerSlot``): a claim starts an attempt (``Attempt``) with a ballot above
 anything this node has seen for the resource; its deadline is fixed when the Prepare is SENT (correction 1);
-a majority of DISTINCT stewards' promises (correction 2) with no live lease of another owner reported, or
-only this holding's own lease on a renewal (correction 4), leads to the Propose; a majority of accepts to
+a majority of DISTINCT stewards' promises (correction 2) that report no live lease of another owner, or
+only this holding's own lease on a renewal (correction 4), leads to the Propose (a foreign report from a
+minority does not block: the argument is in ``mesh.core.lease``'s docstring); a majority of accepts to
 ``Granted`` (or ``Renewed``), valid until that deadline, checked as data in every handler (correction 5).
 Renewals start ``renew_every`` after the last successful attempt started; a holder that cannot renew before
 its deadline has ``Lost`` it. A release clears only its exact ballots (correction 3).
@@ -320,6 +321,9 @@ class Leasing:
                                       f"again in {math.ceil(w)} s)", wait=w)  # fmt: skip
                 else:
                     out += self._fail(m.resource, slot, now, "outvoted by a competing claim")
+            elif a.phase == "prepare" and self._vote(a, yes, n, now) is VoteResult.WON:
+                # A majority had promised but waited for an open majority (foreign reports): decide again.
+                out += self._promised(m.resource, slot, a, now)
             return out
         if isinstance(m, Promise):
             if a.phase != "prepare":
@@ -329,22 +333,7 @@ class Leasing:
             a.reports[voter] = m
             if self._vote(a, a.promised, a.promise_msgs, now) is not VoteResult.WON:
                 return []
-            if now >= a.deadline:
-                return self._fail(m.resource, slot, now, "attempt outlived its deadline")
-            voters = self._voters(a, now)
-            blocking = [
-                p
-                for s, p in sorted(a.reports.items())
-                if (s in voters or self._mut.quorum_by_messages)
-                and not report_is_open(p, self.me, a, slot, self._mut)
-            ]
-            if blocking:
-                return self._blocked(m.resource, slot, blocking, now)
-            a.phase, a.refused, a.refuse_msgs = "accept", set(), 0
-            a.waits.clear()
-            if a.renewal:
-                slot.holding_ballots.add(a.ballot)
-            return self._to_stewards(self._propose(m.resource, slot, a.ballot, now, fast=False))
+            return self._promised(m.resource, slot, a, now)
         # Accepted
         if a.phase != "accept":
             return []
@@ -368,6 +357,38 @@ class Leasing:
         slot.until = until
         slot.holding_ballots = {a.ballot}
         return [Granted(m.resource, slot.token, until)]
+
+    def _promised(self, resource: str, slot: ProposerSlot, a: Attempt, now: float) -> list[Effect]:
+        """A majority promised: Propose if a majority reported nothing live against this attempt, wait for
+        more answers while that can still come, else blocked."""
+        if now >= a.deadline:
+            return self._fail(resource, slot, now, "attempt outlived its deadline")
+        voters = self._voters(a, now)
+        blocking = [
+            p
+            for s, p in sorted(a.reports.items())
+            if (s in voters or self._mut.quorum_by_messages)
+            and not report_is_open(p, self.me, a, slot, self._mut)
+        ]
+        if blocking and not self._mut.quorum_by_messages:
+            # PaxosLease needs A majority of promises that report nothing live against us, not that
+            # every promise so far does: a foreign report from a minority (a failed one-round claim's
+            # stale accept) waits for the other stewards' answers instead of blocking at once.
+            opened = {s for s, p in a.reports.items() if report_is_open(p, self.me, a, slot, self._mut)}
+            verdict = tally(voters, opened, (a.promised - opened) | a.refused)
+            if self._mut.open_any_promise and opened & voters:
+                verdict = VoteResult.WON
+            if verdict is VoteResult.PENDING:
+                return []
+            if verdict is VoteResult.WON:
+                blocking = []
+        if blocking:
+            return self._blocked(resource, slot, blocking, now)
+        a.phase, a.refused, a.refuse_msgs = "accept", set(), 0
+        a.waits.clear()
+        if a.renewal:
+            slot.holding_ballots.add(a.ballot)
+        return self._to_stewards(self._propose(resource, slot, a.ballot, now, fast=False))
 
     def _blocked(
         self, resource: str, slot: ProposerSlot, blocking: list[Promise], now: float

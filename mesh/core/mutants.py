@@ -42,6 +42,11 @@ class Mutants:
     exclusion nobody owns): a failed one-round claim's stale accept, higher than the believed lease, is
     then cleared by its owner's Release while the other still believes."""
 
+    open_any_promise: bool = False
+    """A Prepare goes on to its Propose once ANY steward of its promise majority reported the slot open,
+    ignoring the others' reports of a live lease (the real rule: a MAJORITY of promises that report nothing
+    live against it): a claim then overwrites a lease its holder still believes."""
+
     fifo_head_window_forever: bool = False
     """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
     good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""

@@ -47,6 +47,7 @@ from mesh.core.stewards import (
 from mesh.errors import ConfigError
 
 FAST = LeaseConfig.fast()
+TWO_ROUNDS = replace(FAST, single_round=False)  # scripted walks through Prepare, then Propose
 STEWARDS = ("a", "b", "c")
 IDS = ("a/1", "b/1", "c/1")
 
@@ -250,7 +251,7 @@ def test_claim_without_config_is_unavailable() -> None:
 
 def _duplicate_promise_run(mutants: Mutants) -> list[Effect]:
     """p's Prepare reaches only b; b's Promise is delivered twice."""
-    c = cluster(mutants=mutants)
+    c = cluster(mutants=mutants, lc=TWO_ROUNDS)
     c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
     sends = [e for _, e in c.queue if e.to == "b"]
     c.queue.clear()
@@ -372,7 +373,7 @@ def test_no_lease_handoff_mutant_lets_new_stewards_grant_a_held_resource() -> No
 
 
 def test_steward_that_accepted_next_config_refuses_current_epoch_ballots() -> None:
-    c = cluster()
+    c = cluster(lc=TWO_ROUNDS)
     a = c.cores["a/1"]
     a.receive("p/1", CfgPrepare(2, 1, "p/1"), 0.0)
     out = a.receive("p/1", CfgAccept(2, 1, "p/1", ("a", "b", "c", "p", "q")), 0.0)
@@ -561,3 +562,50 @@ def test_a_claim_takes_one_round_when_the_item_is_free() -> None:
     # Held: q's one round is refused, its two rounds tell it who holds the item.
     (d,) = only(c.call("q/1", "claim", "task/2", 60.0, now=0.1), Denied)
     assert d.holder == "p/1"
+
+
+def test_a_stale_accept_at_a_minority_does_not_block_the_holders_renewal() -> None:
+    """A failed one-round claim can leave its accept at one steward beside the holder's lease elsewhere: the
+    holder's renewal hears that foreign report first, yet a majority reports only its own lease, so it renews
+    (the old rule blocked it until the stale accept ran out, and the holder lost the item meanwhile)."""
+    c = cluster()
+    c.down = {"c/1"}
+    (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    c.down = set()
+    stale = c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.1)
+    assert [type(e.msg).__name__ for e in stale if isinstance(e, Send)] == ["Accepted"]  # q never hears it
+    renew_at = FAST.renew_every + 0.01
+    c.take("p/1", c.cores["p/1"].tick(renew_at))
+    c.queue.sort(key=lambda q: q[1].to != "c")  # c's answer (the foreign report) reaches p first
+    c.pump(renew_at)
+    (r,) = only(c.drain("p/1"), Renewed)
+    assert r.token == g.token
+
+
+def test_a_foreign_report_at_a_minority_waits_for_the_other_answers() -> None:
+    """A fresh claim that hears one foreign report and one open promise decides nothing until a third answer
+    says which side has the majority (Denied at once would name a holder that nobody is)."""
+    c = cluster(lc=TWO_ROUNDS)
+    c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.0)
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.1))
+    c.queue.sort(key=lambda q: q[1].to != "c")
+    held_back = [q for q in c.queue if q[1].to == "b"]
+    c.pump(0.1, keep=lambda s, e: e.to != "b")  # b's Prepare held back: c reports q, a promises
+    assert c.drain("p/1") == []
+    c.queue = held_back
+    c.pump(0.1)
+    assert only(c.drain("p/1"), Granted)
+
+
+def test_a_refusal_after_a_minority_report_decides_at_once() -> None:
+    """One foreign report, one open promise, then a refusal: no open majority can form any more, so the claim
+    is decided then (not left to time out)."""
+    c = cluster(lc=TWO_ROUNDS)
+    c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.0)
+    c.cores["b/1"].receive("q/1", Prepare("task/1", 1, 50, "q/1"), 0.0)  # b will refuse p's low number
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.1))
+    c.queue.sort(key=lambda q: {"c": 0, "a": 1}.get(q[1].to, 2))  # c reports q, a promises, b refuses
+    c.pump(0.1)
+    out = c.drain("p/1")
+    (d,) = only(out, Denied)
+    assert d.holder == "q/1"  # the report it could not outvote

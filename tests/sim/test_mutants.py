@@ -31,7 +31,10 @@ BUDGET = {
     "no_ballot_floor": 300,  # first seed 31 (a token that went backwards); ~4/300
     "path_exact_only": 20,  # first seed 0 (overlapping path holders); ~24/40 (most seeds with paths)
     "fast_no_lease_check": 20,  # first seed 0 (a one-round claim over a live lease); ~30/40
-    "handoff_highest_owner": 300,  # first seed 103 (a failed one-round claim's Release after a hand-off)
+    "open_any_promise": 60,  # first seed 0 (a claim over a lease reported by one promise of the majority)
+    # First seed 676 (a failed one-round claim's Release after a hand-off; ~60 s), 103 before foreign
+    # reports from a minority stopped blocking (the runs took other paths); a script would be cheaper.
+    "handoff_highest_owner": 800,
 }
 
 
