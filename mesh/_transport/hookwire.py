@@ -220,9 +220,13 @@ class HookWire:
         try:
             await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            peer_spoke = peer.done()
             for t in (work, peer):
                 t.cancel()
-        if work.done() and not work.cancelled() and not peer.done():
+            # The cancelled read must be over before the connection's next readline(): a StreamReader
+            # refuses a second waiter, and the connection would close under the client's next request.
+            await asyncio.wait((peer,))
+        if work.done() and not work.cancelled() and not peer_spoke:
             return work.result()
         if work.done() and not work.cancelled():
             work.result()  # answered at the same moment the peer spoke or left: the answer still stands

@@ -121,6 +121,21 @@ def test_the_wire_client_and_the_grpc_client_answer_alike(mesh: Mesh) -> None:
     wire(b.close())
 
 
+def test_a_claim_that_waited_leaves_its_connection_usable(mesh: Mesh) -> None:
+    """A claim with `wait` is answered while the node watches the connection for the client going away; the
+    next request on the same connection must be served (the watch's pending read once made it fail)."""
+    two(mesh)
+    api = WireClient(find_node(mesh.home, mesh.name, "a"))
+    from mesh.cli.main import drive
+
+    for i in range(3):
+        granted = drive(api.claim_once(f"task/w{i}", 60.0, wait=5.0))
+        assert granted.resource == f"task/w{i}"
+        assert [c.resource for c in drive(api.held())] == [f"task/w{j}" for j in range(i + 1)]
+    assert drive(api.release("task", "w0")) is True
+    drive(api.close())
+
+
 def test_bad_input_and_a_node_that_is_not_running(mesh: Mesh) -> None:
     mesh.up("a", "--no-mdns", *FAST)
     for args, needle in (
