@@ -117,6 +117,7 @@ class MailService:
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self.windows.pop(peer.node_id, None)
+        self.store.drop_tail(peer.node_id)
 
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
@@ -239,7 +240,7 @@ class MailService:
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:
-                ids = self.store.enqueue_answers([o for o, _ in part], wall())
+                ids = self.store.enqueue_answers([o for o, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
                 for _, fut in part:
