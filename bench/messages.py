@@ -45,14 +45,16 @@ CLIENTS = 2  # control-socket channels the senders are spread over
 
 def _client(c: Cluster, name: str) -> Client:
     from mesh.client import Client
-    from mesh.paths import RunningNode
+    from mesh.paths import RunningNode, hook_socket_path
 
     sock = c.socket(name)
     if sock is None:
         raise RuntimeError(f"node {name} has no control socket")
+    hook = hook_socket_path(sock.parent)  # as node.json names it (lone sends and follows go over it)
     node = RunningNode(
-        name=name, mesh=c.mesh, node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent
-    )
+        name=name, mesh=c.mesh, node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent,
+        hook_socket=hook if hook.exists() else None,
+    )  # fmt: skip
     return Client(node)
 
 
