@@ -204,3 +204,56 @@ def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> N
     assert [c["name"] for c in mesh.status("b")["b"]["claims"]] == []
     r = mesh.ctl("claim", "service", "s", "--json", node="a")
     assert json.loads(r.stdout)["holder"] == "a"
+
+
+def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_cannot(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """mesh.connect's Client: a lone send and the inbox stream take the hook wire (same values as gRPC); a
+    wire that does not speak the `api` op (an older node: a classless error) sends it to gRPC instead."""
+    import dataclasses
+
+    from mesh.client import Client
+    from mesh.errors import UnknownRecipient
+
+    two(mesh)
+    a_node, b_node = (find_node(mesh.home, mesh.name, n) for n in ("a", "b"))
+    assert a_node.hook_socket is not None and b_node.hook_socket is not None
+
+    async def old_wire(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readline():
+            writer.write(b'{"error": "unknown op \'api\'; ops: check"}\n')
+        writer.close()
+
+    async def run() -> None:
+        a, b = Client(a_node), Client(b_node)
+        grpc_b = Client(dataclasses.replace(b_node, hook_socket=None))
+        follow = b.messages(follow=True)
+        try:
+            sent = await a.send("b", "over the wire", "body")
+            assert a._lane._conn is not None and not a._lane.broken  # it went over the wire
+            got = await anext(follow)
+            assert (got.id, got.subject, got.body, got.from_name) == (sent.id, "over the wire", "body", "a")
+            listed = [m async for m in grpc_b.messages(limit=10)]
+            assert [dataclasses.astuple(m) for m in listed] == [dataclasses.astuple(got)]
+            with pytest.raises(UnknownRecipient):
+                await a.send("nobody-ever", "s", "b")
+            # A wire that does not speak the op: the client asks gRPC, and does not try the wire again.
+            private = tmp_path / "old"
+            private.mkdir(mode=0o700)
+            server = await asyncio.start_unix_server(old_wire, path=str(private / "w.sock"))
+            old = Client(dataclasses.replace(a_node, hook_socket=private / "w.sock"))
+            try:
+                again = await old.send("b", "via grpc", "x")
+                assert old._lane.broken and again.recipients == ("b",)
+                assert (await anext(follow)).id == again.id
+                assert [m.id async for m in old.messages(limit=10)] == []  # a's own inbox, via gRPC
+            finally:
+                await old.close()
+                server.close()
+        finally:
+            await follow.aclose()
+            for c in (a, b, grpc_b):
+                await c.close()
+
+    asyncio.run(run())
