@@ -161,10 +161,12 @@ class MailService:
             batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
             new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
             self._stored()
-            self.ctx.send(peer, ack)
+            # Followers first: woken before the link's writer, they see the message without waiting behind
+            # the ack's write (both only after the commit).
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
+            self.ctx.send(peer, ack)
             if new:
                 self._publish_unread()
         elif isinstance(msg, mb.MailAck):
@@ -262,15 +264,20 @@ class MailService:
                     continue
             self._stored()
             peers: set[str] = set()
-            for (o, fut), mid in zip(part, ids, strict=True):
-                if not fut.done():
-                    fut.set_result(mid)
+            for o, _ in part:
                 if len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
                     peers.update(r.node_id for r in o.recipients)
-            for p in peers:
-                self._pump(p)
+            try:
+                # Frames first, answers second: the link's writer then runs before the senders resume, so a
+                # message leaves for its recipient without waiting behind the answers' writes.
+                for p in peers:
+                    self._pump(p)
+            finally:  # queued (committed) whatever the pump met: every sender is answered
+                for (_, fut), mid in zip(part, ids, strict=True):
+                    if not fut.done():
+                        fut.set_result(mid)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
