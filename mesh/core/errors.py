@@ -214,6 +214,12 @@ class ConflictingOp(ProtocolError):
     """A peer sent an operation whose id is already known with different content (a protocol breach)."""
 
 
+def shown(value: object) -> str:
+    """A rejected value as an error message shows it: repr'd (no raw control characters), cut."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def error_classes() -> dict[str, type[MeshError]]:
     """Every MeshError subclass by name (to rebuild the exact class an error travelled as)."""
     out: dict[str, type[MeshError]] = {}

@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mesh.core.errors import InvalidField, PatternError
+from mesh.core.errors import InvalidField, PatternError, shown
 
 __all__ = [
     "MAX_ALTERNATIVES",
@@ -63,12 +63,6 @@ __all__ = [
     "parse",
     "project_path",
 ]
-
-
-def _shown(value: object) -> str:
-    """A rejected value as a message shows it: repr'd, cut to about 80 characters (as mesh.core.validate)."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 MAX_PATTERN_CHARS = 256
@@ -255,7 +249,7 @@ def _parse_segment(pattern: str, part: str) -> tuple[Segment, str]:
         c = part[i]
         if c == "*":
             if i + 1 < len(part) and part[i + 1] == "*":
-                bad = _shown(part)
+                bad = shown(part)
                 raise _fail(pattern, f"'**' must be a whole segment (in {bad}); use '*' within a segment")
             tokens.append(_STAR)
             texts.append("*")
@@ -547,19 +541,19 @@ def normalise_path(path: str) -> str:
     if "\x00" in path:
         raise InvalidField("path", "path contains NUL")
     if path.startswith("/"):
-        raise InvalidField("path", f"path {_shown(path)} is absolute; make it relative to the project root")
+        raise InvalidField("path", f"path {shown(path)} is absolute; make it relative to the project root")
     out: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not out:
-                raise InvalidField("path", f"path {_shown(path)} leaves the project")
+                raise InvalidField("path", f"path {shown(path)} leaves the project")
             out.pop()
         else:
             out.append(part)
     if not out:
-        raise InvalidField("path", f"path {_shown(path)} names the project root, not a file in it")
+        raise InvalidField("path", f"path {shown(path)} names the project root, not a file in it")
     return "/".join(out)
 
 
@@ -567,12 +561,12 @@ def project_path(path: str, root: str) -> str:
     """`path` relative to the project `root` (an absolute directory), normalised; a relative `path` is
     taken as relative to the root already. Raises InvalidField when it lies outside the project."""
     if not isinstance(root, str) or not root.startswith("/"):
-        raise InvalidField("root", f"project root {_shown(root)} must be an absolute path")
+        raise InvalidField("root", f"project root {shown(root)} must be an absolute path")
     if isinstance(path, str) and path.startswith("/"):
         base = _lexical_absolute(root)
         full = _lexical_absolute(path)
         if base and not (full == base or full.startswith(base + "/")):
-            raise InvalidField("path", f"path {_shown(path)} is outside the project {_shown(root)}")
+            raise InvalidField("path", f"path {shown(path)} is outside the project {shown(root)}")
         path = full[len(base) :].lstrip("/")
     return normalise_path(path)
 
@@ -580,7 +574,7 @@ def project_path(path: str, root: str) -> str:
 def _lexical_absolute(path: str) -> str:
     """An absolute path with '.', '..' and repeated '/' resolved lexically, without the leading '/'."""
     if "\x00" in path or len(path) > MAX_PATH_CHARS:
-        raise InvalidField("path", f"invalid path {_shown(path)}")
+        raise InvalidField("path", f"invalid path {shown(path)}")
     out: list[str] = []
     for part in path.split("/"):
         if part in ("", "."):

@@ -9,6 +9,7 @@ import math
 import re
 
 from mesh.core.errors import InvalidInput
+from mesh.core.errors import shown as shown  # re-exported: the boundary layers call validate.shown
 
 NAME_MAX = 64
 TEXT_MAX = 128
@@ -19,17 +20,6 @@ NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or di
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HOST = re.compile(r"[A-Za-z0-9._:%-]{1,255}")  # IPv4, IPv6 (with a %zone), or a DNS name
-
-
-def _shown(value: object) -> str:
-    """A rejected value as error messages (and so logs) show it: repr'd (no raw control characters), cut."""
-    text = repr(value)
-    return text if len(text) <= 80 else f"{text[:77]}..."
-
-
-def shown(value: object) -> str:
-    """A rejected value as an error message may show it: repr'd and cut to about 80 characters."""
-    return _shown(value)
 
 
 def utf8(value: str, field: str) -> str:
@@ -45,21 +35,21 @@ def utf8(value: str, field: str) -> str:
 def page_limit(value: int, field: str = "limit", most: int = 10_000) -> int:
     """A page size: a whole number from 1 to `most`."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
-        raise InvalidInput(f"{field} must be a whole number from 1 to {most}, not {_shown(value)}")
+        raise InvalidInput(f"{field} must be a whole number from 1 to {most}, not {shown(value)}")
     return value
 
 
 def name(value: str, field: str = "name") -> str:
     """A session, role or mesh name."""
     if not isinstance(value, str) or not _NAME.fullmatch(value):
-        raise InvalidInput(f"invalid {field} {_shown(value)}: use {NAME_RULE}")
+        raise InvalidInput(f"invalid {field} {shown(value)}: use {NAME_RULE}")
     return value
 
 
 def ident(value: str, field: str = "id") -> str:
     """A node id or incarnation (opaque, url-safe)."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise InvalidInput(f"invalid {field} {_shown(value)}: 1-64 characters from A-Z a-z 0-9 _ -")
+        raise InvalidInput(f"invalid {field} {shown(value)}: 1-64 characters from A-Z a-z 0-9 _ -")
     return value
 
 
@@ -73,7 +63,7 @@ def wall_time(value: float, field: str) -> float:
     by them, on every node the record reaches.
     """
     if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= WALL_MAX:
-        raise InvalidInput(f"{field} must be a unix time from 0 to {WALL_MAX:.0e}, not {_shown(value)}")
+        raise InvalidInput(f"{field} must be a unix time from 0 to {WALL_MAX:.0e}, not {shown(value)}")
     return float(value)
 
 
@@ -89,27 +79,27 @@ def text(value: str, field: str, limit: int = TEXT_MAX) -> str:
 def progress(value: int) -> int:
     """A progress percentage, 0-100."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {_shown(value)}")
+        raise InvalidInput(f"progress must be a whole number from 0 to 100, not {shown(value)}")
     return value
 
 
 def address(value: str, field: str = "address") -> tuple[str, int]:
     """host:port (IPv6 hosts in brackets) -> (host, port)."""
     if not value or len(value) > ADDRESS_MAX:
-        raise InvalidInput(f"invalid {field} {_shown(value)}: expected HOST:PORT")
+        raise InvalidInput(f"invalid {field} {shown(value)}: expected HOST:PORT")
     host, sep, port_s = value.rpartition(":")
     if not sep or not host or not port_s.isascii() or not port_s.isdigit() or len(port_s) > 5:
-        raise InvalidInput(f"invalid {field} {_shown(value)}: expected HOST:PORT")
+        raise InvalidInput(f"invalid {field} {shown(value)}: expected HOST:PORT")
     port = int(port_s)
     if not 0 < port < 65536:
-        raise InvalidInput(f"invalid {field} {_shown(value)}: port must be 1-65535")
+        raise InvalidInput(f"invalid {field} {shown(value)}: port must be 1-65535")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if any(c.isspace() for c in host):
-        raise InvalidInput(f"invalid {field} {_shown(value)}: host has spaces")
+        raise InvalidInput(f"invalid {field} {shown(value)}: host has spaces")
     # Addresses travel in gossip and end up in logs and dials: an IP literal or a DNS name, nothing else.
     if not _HOST.fullmatch(host):
-        raise InvalidInput(f"invalid {field} {_shown(value)}: host must be an IP address or a DNS name")
+        raise InvalidInput(f"invalid {field} {shown(value)}: host must be an IP address or a DNS name")
     return host, port
 
 
@@ -129,14 +119,14 @@ def resource_name(type_: str, name: str) -> str:
     what is wrong with it); every other type an item name.
     """
     if not isinstance(type_, str) or not _CLAIM_TYPE.fullmatch(type_):
-        raise InvalidInput(f"invalid claim type {_shown(type_)}: use {CLAIM_TYPE_RULE}")
+        raise InvalidInput(f"invalid claim type {shown(type_)}: use {CLAIM_TYPE_RULE}")
     # Imported here: path patterns (and their glob compiler) are a few ms that `meshctl status` never needs.
     from mesh.core import resources
 
     if type_ in resources.PATH_TYPES:
         return resources.path_resource([name], shared=type_ == resources.SHARED_PATH)
     if not isinstance(name, str) or not _CLAIM_NAME.fullmatch(name) or "//" in name or name.endswith("/"):
-        raise InvalidInput(f"invalid claim name {_shown(name)}: use {CLAIM_NAME_RULE}")
+        raise InvalidInput(f"invalid claim name {shown(name)}: use {CLAIM_NAME_RULE}")
     return f"{type_}/{name}"
 
 
@@ -144,7 +134,7 @@ def split_resource(resource: str) -> tuple[str, str]:
     """`TYPE/NAME` -> (TYPE, NAME), validated."""
     type_, sep, name = resource.partition("/")
     if not sep:
-        raise InvalidInput(f"invalid claim {_shown(resource)}: expected TYPE/NAME")
+        raise InvalidInput(f"invalid claim {shown(resource)}: expected TYPE/NAME")
     resource_name(type_, name)
     return type_, name
 
@@ -157,7 +147,7 @@ def claim_resource(resource: str) -> str:
 def check_ttl(ttl: float) -> float:
     """A claim's maximum life in seconds: positive and at most 7 days."""
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl != ttl or not 0 < ttl <= MAX_TTL:
-        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {_shown(ttl)} s")
+        raise InvalidInput(f"ttl must be more than 0 and at most 7 days, not {shown(ttl)} s")
     return float(ttl)
 
 
@@ -165,5 +155,5 @@ def check_wait(wait: float) -> float:
     """How long a claim keeps trying while another session holds the item: 0 to 7 days (checked before any
     deadline is computed from it: a huge one would overflow the RPC's deadline, not say why)."""
     if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_TTL:
-        raise InvalidInput(f"wait must be from 0 to 7 days, not {_shown(wait)} s")
+        raise InvalidInput(f"wait must be from 0 to 7 days, not {shown(wait)} s")
     return float(wait)

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mesh.core.board.fields import _REPLICA, MAX_SEQ, _check_id, _shown
-from mesh.core.errors import InvalidField
+from mesh.core.board.fields import MAX_SEQ, REPLICA_ID, check_id
+from mesh.core.errors import InvalidField, shown
 
 if TYPE_CHECKING:
     from mesh.core.board.ops import Op
@@ -27,16 +27,16 @@ class Context:
         return seq <= dict(self.vv).get(origin, 0) or (origin, seq) in self.dots
 
 
-def _check_context(ctx: Context) -> None:
+def check_context(ctx: Context) -> None:
     if not isinstance(ctx, Context):
         raise InvalidField("context", f"expected a Context, not {type(ctx).__name__}")
     for origin, seq in (*ctx.vv, *ctx.dots):
-        _check_id(origin, "replica", _REPLICA)
+        check_id(origin, "replica", REPLICA_ID)
         if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-            raise InvalidField("context", f"context seq out of range: {_shown(seq)}")
+            raise InvalidField("context", f"context seq out of range: {shown(seq)}")
 
 
-class _Ctx:
+class MutableContext:
     """The mutable form: `vv[o] = n` means 1..n all in; `dots[o]` holds ids past the gap."""
 
     __slots__ = ("dots", "vv")
@@ -121,5 +121,5 @@ def context_from_dict(data: Mapping[str, Any]) -> Context:
                 raise InvalidField("context", f"context {name} holds [replica, seq] pairs")
             pairs[name].append((item[0], item[1]))
     ctx = Context(tuple(pairs["vv"]), tuple(pairs["dots"]))
-    _check_context(ctx)
+    check_context(ctx)
     return Context(tuple(sorted(ctx.vv)), tuple(sorted(ctx.dots)))

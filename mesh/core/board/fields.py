@@ -7,7 +7,7 @@ import re
 import unicodedata
 from enum import StrEnum
 
-from mesh.core.errors import InvalidField
+from mesh.core.errors import InvalidField, shown
 
 TITLE_MAX = 200
 """Characters in a task title, milestone title or step text."""
@@ -59,9 +59,9 @@ class RowState(StrEnum):
 # ---------------------------------------------------------------- validation
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32, lower case: no i l o u
-_REPLICA = re.compile(r"[0-9a-hjkmnp-tv-z]{8}")
-_ENTITY = re.compile(r"([0-9a-hjkmnp-tv-z]{8})-([1-9][0-9]{0,15})")
-_STEP = re.compile(r"([0-9a-hjkmnp-tv-z]{8})-([1-9][0-9]{0,15})(?:\.([1-9][0-9]?))?")
+REPLICA_ID = re.compile(r"[0-9a-hjkmnp-tv-z]{8}")
+ENTITY_ID = re.compile(r"([0-9a-hjkmnp-tv-z]{8})-([1-9][0-9]{0,15})")
+STEP_ID = re.compile(r"([0-9a-hjkmnp-tv-z]{8})-([1-9][0-9]{0,15})(?:\.([1-9][0-9]?))?")
 _ROLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ROLE_RULE = "1-64 characters from A-Z a-z 0-9 . _ - starting with a letter or digit"
 # Besides Cc: line/paragraph separators and bidirectional overrides, which reorder what a terminal shows.
@@ -79,11 +79,6 @@ def new_replica_id(entropy: bytes) -> str:
         raise InvalidField("entropy", "a replica id needs at least 5 random bytes")
     n = int.from_bytes(entropy[:5], "big")
     return "".join(_ALPHABET[(n >> (5 * k)) & 31] for k in range(7, -1, -1))
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _bad_char(value: str, allow_newline: bool = False) -> str | None:
@@ -129,7 +124,7 @@ def check_role(value: object) -> str:
     if value == "":
         return ""
     if not isinstance(value, str) or not _ROLE.fullmatch(value):
-        raise InvalidField("role", f"invalid role {_shown(value)}: use {ROLE_RULE}")
+        raise InvalidField("role", f"invalid role {shown(value)}: use {ROLE_RULE}")
     return value
 
 
@@ -138,18 +133,18 @@ def parse_priority(value: object) -> Priority:
     if isinstance(value, str) and value.upper() in Priority.__members__:
         return Priority(value.upper())
     raise InvalidField(
-        "priority", f"priority must be one of P0, P1, P2, P3 (P0 is the most urgent), not {_shown(value)}"
+        "priority", f"priority must be one of P0, P1, P2, P3 (P0 is the most urgent), not {shown(value)}"
     )
 
 
 def check_replica(value: object) -> str:
     """A replica id (8 characters of Crockford base32, lower case), e.g. from a peer's sync message."""
-    return _check_id(value, "replica", _REPLICA)
+    return check_id(value, "replica", REPLICA_ID)
 
 
-def _check_id(value: object, field: str, pattern: re.Pattern[str] = _ENTITY, empty: bool = False) -> str:
+def check_id(value: object, field: str, pattern: re.Pattern[str] = ENTITY_ID, empty: bool = False) -> str:
     if empty and value == "":
         return ""
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise InvalidField(field, f"invalid {field} id {_shown(value)}")
+        raise InvalidField(field, f"invalid {field} id {shown(value)}")
     return value

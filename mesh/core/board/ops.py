@@ -8,22 +8,21 @@ from enum import StrEnum
 from typing import Any
 
 from mesh.core.board.fields import (
-    _ENTITY,
-    _REPLICA,
-    _STEP,
+    ENTITY_ID,
     MAX_SEQ,
     MAX_STEPS,
+    REPLICA_ID,
+    STEP_ID,
     MilestoneState,
     Priority,
     TaskState,
-    _check_id,
-    _shown,
+    check_id,
     check_note,
     check_role,
     check_title,
     parse_priority,
 )
-from mesh.core.errors import InvalidField
+from mesh.core.errors import InvalidField, shown
 from mesh.core.hlc import Stamp, check_stamp
 
 # ---------------------------------------------------------------- operations
@@ -107,7 +106,7 @@ class RemoveStep:
 
 
 Body = AddTask | EditTask | SetTaskState | AddMilestone | EditMilestone | AddStep | EditStep | RemoveStep
-_TASK_BODIES = (AddTask, EditTask, SetTaskState)
+TASK_BODIES = (AddTask, EditTask, SetTaskState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +141,16 @@ def _opt(value: object, check: Any, *args: Any) -> None:
 
 def _check_priority(value: object) -> None:
     if not isinstance(value, Priority):
-        raise InvalidField("priority", f"priority must be a Priority, not {_shown(value)}")
+        raise InvalidField("priority", f"priority must be a Priority, not {shown(value)}")
 
 
 def validate_op(op: Op) -> Op:
     """Every field of an operation from a peer (raises InvalidField naming the field)."""
     if not isinstance(op, Op):
         raise InvalidField("op", f"expected an Op, not {type(op).__name__}")
-    _check_id(op.origin, "replica", _REPLICA)
+    check_id(op.origin, "replica", REPLICA_ID)
     if isinstance(op.seq, bool) or not isinstance(op.seq, int) or not 1 <= op.seq <= MAX_SEQ:
-        raise InvalidField("seq", f"seq must be a whole number from 1 to 2**53, not {_shown(op.seq)}")
+        raise InvalidField("seq", f"seq must be a whole number from 1 to 2**53, not {shown(op.seq)}")
     check_stamp(op.stamp)
     if op.stamp.node != op.origin:
         raise InvalidField("stamp", "an operation's stamp must name its origin replica")
@@ -159,24 +158,24 @@ def validate_op(op: Op) -> Op:
     if isinstance(b, AddTask):
         check_title(b.title)
         _check_priority(b.priority)
-        _check_id(b.milestone, "milestone", empty=True)
-        _check_id(b.step, "step", _STEP, empty=True)
+        check_id(b.milestone, "milestone", empty=True)
+        check_id(b.step, "step", STEP_ID, empty=True)
         if b.step and not b.milestone:
             raise InvalidField("step", "a step needs its milestone")
         check_role(b.role)
         check_note(b.note)
     elif isinstance(b, EditTask):
-        _check_id(b.task, "task")
+        check_id(b.task, "task")
         _opt(b.title, check_title)
         _opt(b.priority, _check_priority)
-        _opt(b.milestone, _check_id, "milestone", _ENTITY, True)
-        _opt(b.step, _check_id, "step", _STEP, True)
+        _opt(b.milestone, check_id, "milestone", ENTITY_ID, True)
+        _opt(b.step, check_id, "step", STEP_ID, True)
         _opt(b.role, check_role)
         _opt(b.note, check_note)
     elif isinstance(b, SetTaskState):
-        _check_id(b.task, "task")
+        check_id(b.task, "task")
         if not isinstance(b.state, TaskState):
-            raise InvalidField("state", f"task state must be a TaskState, not {_shown(b.state)}")
+            raise InvalidField("state", f"task state must be a TaskState, not {shown(b.state)}")
     elif isinstance(b, AddMilestone):
         check_title(b.title)
         check_note(b.note)
@@ -185,17 +184,17 @@ def validate_op(op: Op) -> Op:
         for text in b.steps:
             check_title(text, "step")
     elif isinstance(b, EditMilestone):
-        _check_id(b.milestone, "milestone")
+        check_id(b.milestone, "milestone")
         _opt(b.title, check_title)
         _opt(b.note, check_note)
         if b.state is not None and not isinstance(b.state, MilestoneState):
-            raise InvalidField("state", f"milestone state must be a MilestoneState, not {_shown(b.state)}")
+            raise InvalidField("state", f"milestone state must be a MilestoneState, not {shown(b.state)}")
     elif isinstance(b, AddStep):
-        _check_id(b.milestone, "milestone")
+        check_id(b.milestone, "milestone")
         check_title(b.text, "step")
     elif isinstance(b, EditStep | RemoveStep):
-        _check_id(b.milestone, "milestone")
-        _check_id(b.step, "step", _STEP)
+        check_id(b.milestone, "milestone")
+        check_id(b.step, "step", STEP_ID)
         if isinstance(b, EditStep):
             check_title(b.text, "step")
     else:
@@ -247,7 +246,7 @@ def op_from_dict(data: Mapping[str, Any]) -> Op:
     cls = _BY_KIND.get(data["kind"]) if isinstance(data["kind"], str) else None
     body = data["body"]
     if cls is None:
-        raise InvalidField("op", f"unknown operation kind {_shown(data['kind'])}")
+        raise InvalidField("op", f"unknown operation kind {shown(data['kind'])}")
     names = {f.name for f in fields(cls)}
     if not isinstance(body, Mapping) or not set(body) <= names:
         raise InvalidField("op", f"unexpected fields in a {data['kind']} operation")

@@ -5,24 +5,23 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from mesh.core.board.context import Context, Delta, _check_context, _Ctx
+from mesh.core.board.context import Context, Delta, MutableContext, check_context
 from mesh.core.board.fields import (
-    _REPLICA,
     MAX_STEPS,
     MAX_TASKS,
+    REPLICA_ID,
     MilestoneState,
     Priority,
     RowState,
     TaskState,
-    _check_id,
-    _shown,
+    check_id,
     check_note,
     check_role,
     check_title,
     parse_priority,
 )
 from mesh.core.board.ops import (
-    _TASK_BODIES,
+    TASK_BODIES,
     AddMilestone,
     AddStep,
     AddTask,
@@ -36,16 +35,16 @@ from mesh.core.board.ops import (
     validate_op,
 )
 from mesh.core.board.views import (
-    _PRIORITY,
-    _RANK,
-    _ROW_STATE,
-    _TASK_STATE,
+    PRIORITY_OF,
+    ROW_STATE_OF,
+    STATE_RANK,
+    TASK_STATE_OF,
     BoardView,
     MilestoneRow,
     StepRow,
     TaskRow,
 )
-from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId
+from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId, shown
 from mesh.core.hlc import HybridClock
 
 # ---------------------------------------------------------------- state
@@ -112,7 +111,7 @@ class Applied:
     @property
     def kind(self) -> str:
         """Either "task" or "milestone"."""
-        return "task" if isinstance(self.op.body, _TASK_BODIES) else "milestone"
+        return "task" if isinstance(self.op.body, TASK_BODIES) else "milestone"
 
 
 # ---------------------------------------------------------------- the board
@@ -122,7 +121,7 @@ class Board:
     """One replica of the board. Not thread-safe; the runtime owns it."""
 
     def __init__(self, replica: str, clock: HybridClock | None = None) -> None:
-        _check_id(replica, "replica", _REPLICA)
+        check_id(replica, "replica", REPLICA_ID)
         if clock is not None and clock.node != replica:
             raise InvalidField("clock", "the board's clock must stamp with the board's replica id")
         self.replica = replica
@@ -132,7 +131,7 @@ class Board:
         self._ops: dict[tuple[str, int], Op] = {}
         self._by_origin: dict[str, set[int]] = {}  # retained seqs per origin, for delta_for
         self._refs: dict[tuple[str, int], int] = {}
-        self._ctx = _Ctx()
+        self._ctx = MutableContext()
         self._purged: set[str] = set()
         self._origins: set[str] = {replica}
         self._short: dict[str, str] | None = None
@@ -187,7 +186,7 @@ class Board:
     def apply_delta(self, delta: Delta) -> list[Applied]:
         """Apply a peer's delta (one batch of it); merge its context when it carries one."""
         if delta.context is not None:
-            _check_context(delta.context)
+            check_context(delta.context)
         done = [self.apply(op) for op in delta.ops]
         if delta.context is not None:
             self._ctx.merge(delta.context)
@@ -246,7 +245,7 @@ class Board:
     def _effect(self, op: Op) -> None:
         key = _key(op)
         b = op.body
-        table = self._tasks if isinstance(b, _TASK_BODIES) else self._milestones
+        table = self._tasks if isinstance(b, TASK_BODIES) else self._milestones
         ent = self._entity(table, op.target)
         ent.updated = max(ent.updated, key[0])
         if isinstance(b, AddTask):
@@ -381,7 +380,7 @@ class Board:
 
     def _resolve(self, table: dict[str, _Entity], kind: str, given: object) -> str:
         if not isinstance(given, str) or not given.strip():
-            raise InvalidField(kind, f"a {kind} id is needed, not {_shown(given)}")
+            raise InvalidField(kind, f"a {kind} id is needed, not {shown(given)}")
         text = given.strip().lower()
         if text in table and table[text].created is not None:
             return text
@@ -599,7 +598,7 @@ class Board:
             if t.created is None:
                 continue
             regs = t.regs
-            state = _TASK_STATE[regs["state"][1]]
+            state = TASK_STATE_OF[regs["state"][1]]
             mid = regs["milestone"][1]
             sid = regs["step"][1]
             if mid and state is not TaskState.DROPPED:
@@ -615,7 +614,7 @@ class Board:
                 continue
             if state is TaskState.DROPPED and not include_dropped:
                 continue
-            prio = _PRIORITY[regs["priority"][1]]
+            prio = PRIORITY_OF[regs["priority"][1]]
             if priorities is not None and prio not in priorities:
                 continue
             task_role = regs["role"][1]
@@ -624,9 +623,9 @@ class Board:
             if milestone is not None and mid != milestone:
                 continue
             who, until = claims.get(t.id, ("", None))
-            shown = _ROW_STATE[state]
+            row_state = ROW_STATE_OF[state]
             if state is TaskState.OPEN and who:
-                shown = RowState.CLAIMED
+                row_state = RowState.CLAIMED
             else:
                 who, until = "", None
             if holder is not None and who != holder:
@@ -637,7 +636,7 @@ class Board:
                 f"{shorts.get(origin, origin)}-{seq}",
                 regs["title"][1],
                 prio,
-                shown,
+                row_state,
                 who,
                 until,
                 mid,
@@ -649,7 +648,7 @@ class Board:
                 t.updated,
                 origin,
             )
-            groups[prio].append((_RANK[state], t.created, row))
+            groups[prio].append((STATE_RANK[state], t.created, row))
         for rows in groups.values():
             rows.sort()  # (rank, created) is unique per task, so rows themselves are never compared
         out_groups = tuple((p, tuple(row for _, _, row in rows)) for p, rows in groups.items())
@@ -716,9 +715,9 @@ class Board:
         """One task as `view` shows it (any state), by a full or short id."""
         t = self._tasks[self.resolve_task(task)]
         regs = t.regs
-        state = _TASK_STATE[regs["state"][1]]
+        state = TASK_STATE_OF[regs["state"][1]]
         who, until = (claims or {}).get(t.id, ("", None))
-        shown = _ROW_STATE[state]
+        shown = ROW_STATE_OF[state]
         if state is TaskState.OPEN and who:
             shown = RowState.CLAIMED
         else:
@@ -730,7 +729,7 @@ class Board:
             t.id,
             self.short(t.id),
             regs["title"][1],
-            _PRIORITY[regs["priority"][1]],
+            PRIORITY_OF[regs["priority"][1]],
             shown,
             who,
             until,

@@ -129,11 +129,11 @@ class BoardView:
         }
 
 
-_RANK = {TaskState.OPEN: 0, TaskState.DONE: 1, TaskState.DROPPED: 2}
+STATE_RANK = {TaskState.OPEN: 0, TaskState.DONE: 1, TaskState.DROPPED: 2}
 # Plain dict lookups: calling an enum class costs ~1 us, which a 10k-task view pays three times per task.
-_TASK_STATE = {s.value: s for s in TaskState}
-_PRIORITY = {p.value: p for p in Priority}
-_ROW_STATE = {
+TASK_STATE_OF = {s.value: s for s in TaskState}
+PRIORITY_OF = {p.value: p for p in Priority}
+ROW_STATE_OF = {
     TaskState.OPEN: RowState.OPEN,
     TaskState.DONE: RowState.DONE,
     TaskState.DROPPED: RowState.DROPPED,
