@@ -66,8 +66,9 @@ class _SendPipe:
     without SendStream) is asked again as a unary Send with that key: never queued twice.
     """
 
-    def __init__(self, stub: pbg.ControlStub) -> None:
+    def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event) -> None:
         self._stub = stub
+        self._gate = gate  # set while no send is on the wire lane: what the stream writes comes after it
         self._queue: list[tuple[pb.SendRequest, asyncio.Future[pb.SendReply]]] = []
         self._in_flight: collections.deque[list[asyncio.Future[pb.SendReply]]] = collections.deque()
         self._wake = asyncio.Event()
@@ -119,6 +120,9 @@ class _SendPipe:
                         await asyncio.wait((waker, reader), timeout=left, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         waker.cancel()  # also when this task is cancelled: no waiter left pending
+                    continue
+                if not self._gate.is_set():  # a send on the wire goes first: a client's sends stay in order
+                    await self._gate.wait()
                     continue
                 if not self._in_flight:
                     self._progress = loop.time()
@@ -204,6 +208,8 @@ class _WireLane:
         self.path = path
         self.busy = False
         self.broken = path is None
+        self.idle = asyncio.Event()  # set while no send is on the wire (the SendStream writes only then)
+        self.idle.set()
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._used = 0.0
 
@@ -223,6 +229,7 @@ class _WireLane:
 
     async def call(self, verb: str, args: dict[str, Any]) -> Any:
         self.busy = True
+        self.idle.clear()
         done = False
         try:
             line = json.dumps(
@@ -237,6 +244,7 @@ class _WireLane:
             raise _Unanswered(f"hook wire: {e}") from None
         finally:
             self.busy = False
+            self.idle.set()
             self._used = asyncio.get_running_loop().time()
             if not done:  # an answer may still be on its way: never read it as the next one's
                 self.close()
@@ -328,8 +336,8 @@ class Client:
         self.clock = clock or BootClock()
         self._channel = grpc.aio.insecure_channel(f"unix:{node.socket}")
         self._stub = pbg.ControlStub(self._channel)
-        self._pipe = _SendPipe(self._stub)
         self._lane = _WireLane(node.hook_socket)
+        self._pipe = _SendPipe(self._stub, self._lane.idle)
 
     async def __aenter__(self) -> Client:
         return self
