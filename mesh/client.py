@@ -284,6 +284,9 @@ class _WireLane:
         writer.write(line.encode() + b"\n")
         try:
             first = await _answer(reader, timeout)
+        except NodeUnavailable:  # closed at once (its connection limit, a node stopping): gRPC decides
+            writer.close()
+            return None
         except BaseException:
             writer.close()
             raise
