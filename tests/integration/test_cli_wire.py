@@ -257,3 +257,35 @@ def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_ca
                 await c.close()
 
     asyncio.run(run())
+
+
+def test_the_wire_inbox_stream_lines_errors_and_a_client_that_leaves(mesh: Mesh) -> None:
+    """The `api` op's stream verb on a raw connection: item lines then end; bad arguments one error line
+    (with its class); a follower that hangs up ends its stream and the node serves the next one."""
+    import socket
+
+    two(mesh)
+    mesh.ctl("send", "b", "one", "first", node="a")
+    until(lambda: json.loads(mesh.ctl("inbox", "--json", node="b").stdout), what="delivered")
+    path = str(find_node(mesh.home, mesh.name, "b").hook_socket)
+
+    def ask(args: dict[str, object], lines: int) -> list[dict[str, object]]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(json.dumps({"op": "api", "verb": "messages", "args": args}).encode() + b"\n")
+            f = s.makefile("rb")
+            return [json.loads(f.readline()) for _ in range(lines)]
+
+    item, end = ask({"limit": 10}, 2)
+    assert item["item"]["subject"] == "one" and item["item"]["from_name"] == "a"  # type: ignore[index]
+    assert end == {"ok": True, "end": True}
+    (bad,) = ask({"limit": "ten"}, 1)
+    assert bad["class"] == "InvalidInput" and "limit" in str(bad["error"])
+    (bad,) = ask({"colour": 1}, 1)
+    assert bad["class"] == "InvalidInput"
+    for _ in range(70):  # more than MAX_FOLLOWERS (64) that leave after their first item: none held on to
+        (got,) = ask({"follow": True}, 1)
+        assert got["item"]["subject"] == "one"  # type: ignore[index]
+    item, end = ask({"limit": 1}, 2)
+    assert end == {"ok": True, "end": True}
