@@ -11,11 +11,13 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from mesh._version import __version__
 
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any
+
     from mesh.api import MeshAPI
     from mesh.claim import Lease, PendingClaim
     from mesh.client import Client, connect

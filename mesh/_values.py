@@ -1,20 +1,24 @@
 """The API's values that `meshctl`'s hot verbs hand out (claims, members, the node, a sent message).
 
 Import them from `mesh.views`, which re-exports them; they live here so that `mesh.views` can build the
-rest only on first use (see mesh._views_more) while neither module imports the other.
+rest only on first use (see mesh._views_more) while neither module imports the other. They are
+`mesh.core.values.value` classes (frozen, slotted, like the dataclasses they were) so that a `meshctl`
+process never imports `dataclasses`, `inspect` or `typing`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from mesh.core.times import iso
+from mesh.core.values import value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["ClaimView", "MemberView", "NodeInfo", "Sent"]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ClaimView:
     """A live claim: who holds TYPE/NAME, its fencing token, and when its maximum life ends.
 
@@ -52,7 +56,7 @@ class ClaimView:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberView:
     """One node of the mesh as the answering node sees it."""
 
@@ -103,7 +107,7 @@ class MemberView:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class NodeInfo:
     """Who the answering node is, where it lives, and the steward set it has adopted."""
 
@@ -136,7 +140,7 @@ class NodeInfo:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Sent:
     """A message durably queued in this node's outbox: its id and the sessions it is addressed to."""
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
+from mesh.core.values import value
 from mesh.views import MemberView
 
 DIGEST_BUDGET = 1024  # bytes: the issue's "~1 KB" for the session-start digest
@@ -17,7 +17,7 @@ NEWS_BUDGET = 1536  # bytes per prompt (messages are the point; still bounded)
 BODY_CHARS = 240  # a message body is cut to this in the context (the inbox keeps it whole)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ClaimNote:
     """A live claim as the agent sees it (with what its holder says it does)."""
 
@@ -36,7 +36,7 @@ class ClaimNote:
         return f"{self.holder_node}|{self.resource}|{self.token}"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Note:
     """An inbox message as the agent sees it."""
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import stat
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from mesh import _json as json  # json's own C functions: meshctl's start-up
+from mesh.core.values import value
 from mesh.errors import AmbiguousNode, NodeNotFound
 
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
@@ -34,9 +35,30 @@ def default_home() -> Path:
     env = os.environ.get("MESH_HOME")
     if env:
         return Path(env).expanduser()
+    found = _linux_data_dir()
+    if found is not None:
+        return Path(found)
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("session-mesh", appauthor=False))
+    return Path(platformdirs.user_data_dir(_APP, appauthor=False))
+
+
+_APP = "session-mesh"
+
+
+def _linux_data_dir() -> str | None:
+    """platformdirs' user data dir in the plain Linux case, without importing it (~10 ms of every
+    `meshctl` run): `$XDG_DATA_HOME/session-mesh` if that is absolute, else `~/.local/share/session-mesh`
+    with an absolute $HOME. None for anything else (Android, a relative XDG_DATA_HOME or HOME, …): then
+    platformdirs decides (tests/core/test_paths_home.py holds the two equal)."""
+    if sys.platform != "linux" or hasattr(sys, "getandroidapilevel") or "ANDROID_DATA" in os.environ:
+        return None
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    if xdg:
+        return os.path.join(xdg, _APP) if os.path.isabs(xdg) else None
+    if not os.path.isabs(os.environ.get("HOME", "")):
+        return None
+    return os.path.join(os.path.expanduser("~/.local/share"), _APP)
 
 
 def mesh_dir(home: Path, mesh: str) -> Path:
@@ -210,7 +232,7 @@ def is_locked(state_dir: Path) -> bool:
     return False
 
 
-@dataclass(frozen=True)
+@value  # not a dataclass: meshctl's start-up (see mesh.core.values)
 class RunningNode:
     """What node.json says about a running node."""
 

@@ -17,18 +17,20 @@ Trust, as for the control socket: the socket must be ours (owner uid) in a direc
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
+from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh._transport import wirecodec
 from mesh._transport.wiresock import open_wire
 from mesh.errors import NodeUnavailable
 
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any
+
     from mesh.claim import PendingClaim
     from mesh.client import Client
     from mesh.clock import Clock
@@ -47,12 +49,17 @@ if TYPE_CHECKING:
         WatchEvent,
     )
 
-__all__ = ["WireClient"]
+__all__ = ["NO_API_OP", "WireClient"]
 
 DEFAULT_TIMEOUT = 10.0  # s, as the gRPC Client's
 CLAIM_MARGIN = 60.0  # s beyond a claim's `wait`, as the gRPC Client's deadline
 ANSWER_MAX = 64 * 2**20
 REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
+
+
+NO_API_OP = "the node's hook wire has no api op (a node older than this client): ask it over gRPC"
+"""The NodeUnavailable message when the node's wire refuses the `api` op (`mesh.cli.main.run_light` then
+runs the verb again over gRPC; the node did nothing with the refused call)."""
 
 
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
@@ -105,6 +112,8 @@ class _Wire:
         if not isinstance(answer, dict):
             raise NodeUnavailable("the node's answer is not an object")
         if "error" in answer:
+            if "class" not in answer and str(answer["error"]).startswith("unknown op 'api'"):
+                raise NodeUnavailable(NO_API_OP)
             raise wirecodec.error_from_wire(answer)
         return wirecodec.decode(verb, answer.get("result"))
 

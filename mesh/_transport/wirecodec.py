@@ -1,16 +1,18 @@
 """Values and errors of the hook wire's `api` op (JSON), both directions. Standard library and mesh value
 types only: `mesh.wireclient` imports it in a `meshctl` process that must not load gRPC or asyncio.
 
-A value travels as the JSON object of its dataclass fields (floats as Python writes them, so they come back
+A value travels as the JSON object of its fields (floats as Python writes them, so they come back
 bit-exact); a MeshError as {"error": message, "class": its class name}, a denied claim with its holder and
 expiry, and is rebuilt as that same class, as `mesh._transport.errors` does for gRPC.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NodeUnavailable, error_classes
+
+TYPE_CHECKING = False  # no `typing` at run time: meshctl's hot verbs import this module
+if TYPE_CHECKING:
+    from typing import Any
 
 _STR = (str,)
 _OPT_STR = (str, type(None))
@@ -85,12 +87,12 @@ def check_args(verb: str, args: dict[str, Any]) -> None:
 
 
 def encode(value: Any) -> Any:
-    """A MeshAPI result as JSON-ready data (dataclasses as the object of their fields)."""
+    """A MeshAPI result as JSON-ready data (values and dataclasses as the object of their fields)."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (list, tuple)):
         return [encode(v) for v in value]
-    fields = getattr(value, "__dataclass_fields__", None)
+    fields = getattr(value, "__value_fields__", None) or getattr(value, "__dataclass_fields__", None)
     if fields is None:
         raise TypeError(f"cannot put a {type(value).__name__} on the wire")
     return {name: encode(getattr(value, name)) for name in fields}

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from mesh.cli.main import common_parser, connect, run, run_following, run_light
 
+TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from typing import Any
+
     from mesh.api import MeshAPI
     from mesh.views import MemberView
 
@@ -33,7 +35,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    return run(_status(args)) if args.by_role else run_light(args, _status(args))
+    return run(_status(args)) if args.by_role else run_light(args, lambda: _status(args))
 
 
 async def _status(args: argparse.Namespace) -> int:

@@ -40,10 +40,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from mesh.core.errors import InvalidField, PatternError, shown
+from mesh.core.values import value
 
 __all__ = [
     "MAX_ALTERNATIVES",
@@ -157,7 +157,7 @@ _STAR: Token = (True, _UNIVERSE)
 _ANY_SEGMENT: Segment = (_STAR,)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class _Alt:
     """One brace alternative of a pattern: its normal form and its compiled segments."""
 
@@ -165,7 +165,7 @@ class _Alt:
     segments: tuple[Segment, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Glob:
     """A validated pattern: `text` is its normal form, `alternatives` its brace expansion (normal forms)."""
 

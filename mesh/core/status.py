@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any
-
 from mesh.core import validate
 from mesh.core.errors import InvalidInput
+from mesh.core.values import replace, value
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_CLAIMS_SHOWN = 256
 
 
-@dataclass(frozen=True, slots=True)
+@value  # not a dataclass: `meshctl heartbeat` hands it out (see mesh.core.values)
 class StatusRecord:
     """What a session publishes about itself; `version` orders updates within one incarnation."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded
@@ -34,6 +34,7 @@ from mesh.core.mailbox import (
     new_stream_id,
     send_digest,
 )
+from mesh.core.values import replace
 
 
 @dataclass(slots=True)

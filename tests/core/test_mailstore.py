@@ -110,7 +110,7 @@ def test_a_reused_id_from_another_stream_position_is_refused_not_stored(tmp_path
     assert bt is not None
     b.store_incoming(bt, WALL0)
     # A buggy peer replays the same id under a new seq: the whole frame is refused, nothing half-stored.
-    from dataclasses import replace
+    from mesh.core.values import replace
 
     evil = replace(bt, messages=(replace(bt.messages[0], seq=2),))
     with pytest.raises(ProtocolError, match="already in the inbox"):

@@ -8,6 +8,8 @@
     MESH_TEST_LOSE_REPLY=METHOD:N   lose the answers of the node's first N control calls METHOD, after the
                                     node carried them out (a stream broken at the worst moment); several
                                     as METHOD:N,METHOD:N
+    MESH_TEST_OLD_WIRE=1            the node's hook wire has no `api` op, as a node older than meshctl's
+                                    WireClient (it answers "unknown op")
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -19,14 +21,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mesh import taps
 from mesh.cli.main import main
 from mesh.testing.faults import PartitionFile
 
 MESHCTL_ENTRY = True  # `up --detach` re-runs this module for the node process
-TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY", "MESH_TEST_LOSE_REPLY")
+TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY", "MESH_TEST_LOSE_REPLY", "MESH_TEST_OLD_WIRE")
 
 
 class HistoryWriter:
@@ -75,6 +77,16 @@ def install() -> None:
     lose = os.environ.get("MESH_TEST_LOSE_REPLY")
     if lose:
         taps.add_reply_loss(LoseReplies(lose))
+    if os.environ.get("MESH_TEST_OLD_WIRE"):
+        from mesh._transport.hookwire import HookWire
+
+        made = HookWire.__init__
+
+        def without_api(self: HookWire, *args: Any, **kwargs: Any) -> None:
+            made(self, *args, **kwargs)
+            del self._ops["api"]
+
+        HookWire.__init__ = without_api  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

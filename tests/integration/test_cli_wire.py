@@ -211,9 +211,8 @@ def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_ca
 ) -> None:
     """mesh.connect's Client: a lone send and the inbox stream take the hook wire (same values as gRPC); a
     wire that does not speak the `api` op (an older node: a classless error) sends it to gRPC instead."""
-    import dataclasses
-
     from mesh.client import Client
+    from mesh.core.values import replace
     from mesh.errors import UnknownRecipient
 
     two(mesh)
@@ -227,7 +226,7 @@ def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_ca
 
     async def run() -> None:
         a, b = Client(a_node), Client(b_node)
-        grpc_b = Client(dataclasses.replace(b_node, hook_socket=None))
+        grpc_b = Client(replace(b_node, hook_socket=None))
         follow = b.messages(follow=True)
         try:
             sent = await a.send("b", "over the wire", "body")
@@ -235,14 +234,14 @@ def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_ca
             got = await anext(follow)
             assert (got.id, got.subject, got.body, got.from_name) == (sent.id, "over the wire", "body", "a")
             listed = [m async for m in grpc_b.messages(limit=10)]
-            assert [dataclasses.astuple(m) for m in listed] == [dataclasses.astuple(got)]
+            assert listed == [got]  # the same value over gRPC as over the wire
             with pytest.raises(UnknownRecipient):
                 await a.send("nobody-ever", "s", "b")
             # A wire that does not speak the op: the client asks gRPC, and does not try the wire again.
             private = tmp_path / "old"
             private.mkdir(mode=0o700)
             server = await asyncio.start_unix_server(old_wire, path=str(private / "w.sock"))
-            old = Client(dataclasses.replace(a_node, hook_socket=private / "w.sock"))
+            old = Client(replace(a_node, hook_socket=private / "w.sock"))
             try:
                 again = await old.send("b", "via grpc", "x")
                 assert old._lane.broken and again.recipients == ("b",)
@@ -289,3 +288,37 @@ def test_the_wire_inbox_stream_lines_errors_and_a_client_that_leaves(mesh: Mesh)
         assert got["item"]["subject"] == "one"  # type: ignore[index]
     item, end = ask({"limit": 1}, 2)
     assert end == {"ok": True, "end": True}
+
+
+def test_a_node_without_the_api_op_is_asked_over_grpc(tmp_path: Path) -> None:
+    """An older node's hook wire answers "unknown op 'api'": the light verbs go to gRPC, same results."""
+    old = Mesh(home=tmp_path / "home", extra_env={"MESH_TEST_OLD_WIRE": "1"})
+    try:
+        old.up("a", "--no-mdns", *FAST)
+        entry = "import sys; from mesh.cli.main import entry; sys.argv[0] = 'meshctl'; entry()"
+        env = old.env() | {"MESH_NODE": "a"}
+        env.pop("PYTHONPATH", None)  # the client is plain meshctl, only the node has the tap
+
+        def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-X", "importtime", "-c", entry, *args]
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+
+        st = ctl("status", "--json")
+        assert st.returncode == 0, st.stderr[-500:]
+        assert [m["name"] for m in json.loads(st.stdout)] == ["a"]
+        imported = {
+            ln.rsplit("|", 1)[1].strip() for ln in st.stderr.splitlines() if ln.startswith("import time:")
+        }
+        assert "grpc" in imported  # it did fall back (the wire refused the verb)
+        got = ctl("claim", "service", "x", "--json")
+        assert got.returncode == 0 and json.loads(got.stdout)["granted"] is True, got.stderr[-500:]
+        assert ctl("claim", "service", "x").returncode == 0  # held by this session already: granted again
+        assert ctl("heartbeat", "--progress", "7").returncode == 0
+        assert old.status("a")["a"]["progress"] == 7
+        rel = ctl("release", "service", "x", "--json")
+        assert rel.returncode == 0 and json.loads(rel.stdout)["released"] is True, rel.stderr[-500:]
+        bad = ctl("claim", "service", "bad name!")
+        said = [ln for ln in bad.stderr.splitlines() if not ln.startswith("import time:")]
+        assert bad.returncode == 2 and len(said) == 1 and "bad name!" in said[0], bad.stderr[-500:]
+    finally:
+        old.cleanup()

@@ -12,7 +12,6 @@ ends with the process alive, `meshctl status` answering, no phantom members, eve
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import math
 import os
@@ -34,6 +33,7 @@ from mesh import limits, security
 from mesh._proto import mesh_pb2 as pb
 from mesh.config import PROTO_VERSION
 from mesh.core import validate
+from mesh.core.values import fields
 from tests.integration.harness import FAST, Mesh, Proc, until
 from tests.integration.test_security_nodes import (
     hello,
@@ -124,6 +124,11 @@ U64 = st.one_of(st.integers(0, 5), st.integers(0, 2**64 - 1))
 # -------------------------------------------------------------------------------------------- environment
 
 
+def _as_dict(view: Any) -> dict[str, Any]:
+    """A value's fields by name (MemberView is a mesh.core.values class, not a dataclass)."""
+    return {name: getattr(view, name) for name in fields(view)}
+
+
 def _run(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(coro)
 
@@ -163,7 +168,7 @@ class Target:
             return await raw(b"", timeout=10)
 
         out = _run(self.loop, get())
-        views = [dataclasses.asdict(view_from_pb(m)) for m in out.members]
+        views = [_as_dict(view_from_pb(m)) for m in out.members]
         assert len({v["node_id"] for v in views}) == len(views), "a node listed twice"
         return {v["node_id"]: v for v in views}
 

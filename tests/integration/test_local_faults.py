@@ -522,10 +522,10 @@ async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_o
     wire (the others wait behind it): after its 10 s it is asked again on the stream, queued once all the
     same."""
     import asyncio
-    import dataclasses
     import signal
 
     from mesh.client import Client
+    from mesh.core.values import replace
     from mesh.paths import find_node
 
     m = Mesh(home=tmp_path / "home")
@@ -534,7 +534,7 @@ async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_o
         m.up("a", "--no-mdns", "--port", str(port))
         m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
         node = find_node(m.home, m.name, "a")
-        async with Client(node if wire else dataclasses.replace(node, hook_socket=None)) as api:
+        async with Client(node if wire else replace(node, hook_socket=None)) as api:
             await api.send("b", "warm", "body")  # the stream (or the wire) is open
             stream = api._pipe._task
             m.signal("a", signal.SIGSTOP)

@@ -6,11 +6,11 @@ Wire records hold plain str/int/float/bool fields only, so that they map 1:1 ont
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from mesh.core.times import iso
+from mesh.core.values import value
 
 
 class OutState(StrEnum):
@@ -28,7 +28,7 @@ class OutState(StrEnum):
 # Plain str/int/float/bool fields only, so that they map 1:1 onto protobuf messages.
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Envelope:
     """One message to one recipient, as it travels in a MailBatch."""
 
@@ -43,7 +43,7 @@ class Envelope:
     broadcast: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SendItem:
     """One send of a batch (a SendStream's): to a session, or to everyone known when `to` is None."""
 
@@ -54,7 +54,7 @@ class SendItem:
     key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MailBatch:
     """Consecutive outbox entries of one pair, in seq order (one peer frame)."""
 
@@ -65,7 +65,7 @@ class MailBatch:
     messages: tuple[Envelope, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MailAck:
     """Cumulative ack, recipient -> sender: every seq <= upto of this stream is in the recipient's inbox."""
 
@@ -75,7 +75,7 @@ class MailAck:
     upto: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReadReceipt:
     """Recipient -> sender: these messages (the sender's ids) were read."""
 
@@ -85,7 +85,7 @@ class ReadReceipt:
     read_at: float  # wall
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReceiptAck:
     """Sender -> recipient: the receipts for these ids are recorded; stop resending them."""
 
@@ -97,7 +97,7 @@ class ReceiptAck:
 # ---------------------------------------------------------------- local records
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Recipient:
     """A member a message is addressed to."""
 
@@ -105,7 +105,7 @@ class Recipient:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Outgoing:
     """A validated message to send (build it with `outgoing()`)."""
 
@@ -118,7 +118,7 @@ class Outgoing:
     """The sender's idempotency key ("" = none): a send repeated with the same key is queued once."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Contact:
     """A node ever seen in this mesh (an entry of the name -> node id directory)."""
 
@@ -128,7 +128,7 @@ class Contact:
     last_seen: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InboxMessage:
     """A message in this node's inbox."""
 
@@ -166,7 +166,7 @@ class InboxMessage:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class OutboxEntry:
     """One (message, recipient) entry of this node's outbox."""
 

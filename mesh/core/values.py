@@ -1,0 +1,138 @@
+"""`@value`: a frozen, slotted value class like `@dataclass(frozen=True, slots=True)`, built without
+`dataclasses` (and so without `inspect`, `typing` or `exec`).
+
+Why: `meshctl status` is a new process each time, and `dataclasses` costs it ~1 ms of imports plus ~1 ms
+per class (it compiles each generated method with `exec`), and pulls in `inspect` (~10 ms). The values the
+hot verbs hand out (mesh._values, mesh.paths.RunningNode, StatusRecord, …) use this instead.
+
+What a class gets, the same as from the dataclass: `__init__` taking the annotated fields in order,
+positionally or by keyword (class attributes are defaults; immutable ones only), `__repr__`, `__eq__` (same
+class only) and `__hash__` over the fields, `__match_args__`, `__slots__`, assignment refused
+(`FrozenInstanceError`, an AttributeError), pickling and copying. `fields(cls)` names the fields and
+`replace(obj, **changes)` copies with changes. mypy sees the decorator as a frozen dataclass transform
+(PEP 681), so it checks constructor calls and refuses assignments just as for the dataclass.
+
+Not supported (not needed by any value here): `field(...)`, default factories, `ClassVar`/`InitVar`
+annotations, inheritance between value classes, ordering.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+TYPE_CHECKING = False  # typing itself is ~3 ms of meshctl's start-up: only mypy reads these imports
+if TYPE_CHECKING:
+    from typing import Any, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
+
+__all__ = ["FrozenInstanceError", "fields", "replace", "value"]
+
+
+class FrozenInstanceError(AttributeError):
+    """An assignment to a field of a value (as `dataclasses.FrozenInstanceError`)."""
+
+
+_MISSING: Any = object()
+
+
+def _make(cls: type[Any]) -> type[Any]:
+    # not inspect.get_annotations: importing inspect is what this module avoids (its own, unevaluated)
+    names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
+    defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
+    qualname = cls.__qualname__
+    first_default = next((i for i, n in enumerate(names) if n in defaults), len(names))
+    if any(n not in defaults for n in names[first_default:]):
+        raise TypeError(f"{qualname}: a field without a default follows one with a default")
+    setfield = object.__setattr__
+    many = len(names) > 1
+    getter = attrgetter(*names) if names else (lambda _obj: ())
+
+    def values(self: Any) -> tuple[Any, ...]:
+        got = getter(self)
+        return got if many else (got,)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(names):
+            raise TypeError(
+                f"{qualname}.__init__() takes {len(names) + 1} positional arguments but {len(args) + 1} "
+                "were given"
+            )
+        for name, v in zip(names, args, strict=False):
+            setfield(self, name, v)
+        for name in names[len(args) :]:
+            v = kwargs.pop(name, _MISSING)
+            if v is _MISSING:
+                v = defaults.get(name, _MISSING)
+                if v is _MISSING:
+                    raise TypeError(f"{qualname}.__init__() missing 1 required argument: {name!r}")
+            setfield(self, name, v)
+        if kwargs:
+            name = next(iter(kwargs))
+            if name in names:
+                raise TypeError(f"{qualname}.__init__() got multiple values for argument {name!r}")
+            raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument {name!r}")
+
+    def __repr__(self: Any) -> str:
+        shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, values(self), strict=True))
+        return f"{type(self).__qualname__}({shown})"
+
+    def __eq__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return values(self) == values(other)
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:
+        return hash(values(self))
+
+    def __setattr__(self: Any, name: str, v: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self: Any, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        return (type(self), values(self))
+
+    ns = {k: v for k, v in cls.__dict__.items() if k not in defaults and k not in ("__dict__", "__weakref__")}
+    ns.update(
+        __qualname__=qualname,
+        __slots__=names,
+        __match_args__=names,
+        __value_fields__=names,
+        __init__=__init__,
+        __repr__=__repr__,
+        __eq__=__eq__,
+        __hash__=__hash__,
+        __setattr__=__setattr__,
+        __delattr__=__delattr__,
+        __reduce__=__reduce__,
+    )
+    for fn in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__, __reduce__):
+        fn.__qualname__ = f"{qualname}.{fn.__name__}"
+    made: type[Any] = type(cls.__name__, cls.__bases__, ns)  # with __slots__: a new class, as dataclass's
+    return made
+
+
+if TYPE_CHECKING:
+
+    @dataclass_transform(frozen_default=True)
+    def value(cls: type[T]) -> type[T]: ...
+
+else:
+    value = _make
+
+
+def fields(cls_or_obj: Any) -> tuple[str, ...]:
+    """The field names of a value class (or of a value), in order."""
+    names: tuple[str, ...] = cls_or_obj.__value_fields__
+    return names
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """A copy of value `obj` with the given fields changed (as `dataclasses.replace`)."""
+    current = {n: getattr(obj, n) for n in fields(obj)}
+    unknown = changes.keys() - current.keys()
+    if unknown:
+        raise TypeError(f"{type(obj).__qualname__} has no field {min(unknown)!r}")
+    return type(obj)(**(current | changes))

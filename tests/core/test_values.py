@@ -1,0 +1,116 @@
+"""`mesh.core.values.value` classes behave as the frozen dataclasses they replaced: same constructor (order,
+defaults, keywords), repr, equality, hash, frozen-ness, match args, pickling and copying. Each value class
+the API hands out is checked against a real `@dataclass(frozen=True)` built from its own fields."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mesh._values import ClaimView, MemberView, NodeInfo, Sent
+from mesh.briefing import ClaimNote, Note
+from mesh.core.globs import Glob
+from mesh.core.mailbox import InboxMessage, MailBatch, OutboxEntry
+from mesh.core.resources import PathClaim, path_claim
+from mesh.core.status import StatusRecord
+from mesh.core.values import FrozenInstanceError, fields, replace, value
+from mesh.paths import RunningNode
+
+SAMPLES: list[Any] = [
+    ClaimView("service/x", "s1", "n1", 7, 1.5),
+    ClaimView("service/x", "s1", "n1", 7, 1.5, valid_until=2.0, node_now=1.0),
+    MemberView("s1", "n1", "dev", "alive", "build", "x", "tests", 40, "hi", 3.0, claims=(("a/b", 1, 2.0),)),
+    NodeInfo("s1", "n1", "inc", "default", "127.0.0.1:1", 42, "/tmp/x", "0.1", stewards=("s1",)),
+    Sent("m-1", ("s2", "s3")),
+    StatusRecord("n1", "inc", "s1", progress=5, claims=(("a/b", 1, 2.0),)),
+    RunningNode("s1", "default", "n1", 42, Path("/tmp/c.sock"), "127.0.0.1:1", Path("/tmp")),
+    ClaimNote("service/x", "s1", "n1", 3, 9.0, action="build"),
+    Note("m-1", "s1", "hello", "body"),
+]
+
+
+def reference(cls: type[Any]) -> type[Any]:
+    """The frozen dataclass with the same fields (and the same name, for repr); defaults are checked apart."""
+    ns: dict[str, Any] = {"__annotations__": dict.fromkeys(fields(cls), Any)}
+    return dataclasses.dataclass(frozen=True)(type(cls.__name__, (), ns))
+
+
+@pytest.mark.parametrize("obj", SAMPLES, ids=lambda o: type(o).__name__)
+def test_a_value_is_its_dataclass(obj: Any) -> None:
+    cls = type(obj)
+    names = fields(cls)
+    ref_cls = reference(cls)
+    ref = ref_cls(*[getattr(obj, n) for n in names])
+    assert repr(obj) == repr(ref)
+    assert hash(obj) == hash(ref)
+    assert names == tuple(f.name for f in dataclasses.fields(ref_cls))
+    assert cls.__match_args__ == ref_cls.__match_args__
+    # equal to a copy built by keywords, to pickled and copied ones; not to a changed one or another class
+    again = cls(**{n: getattr(obj, n) for n in names})
+    assert again == obj and hash(again) == hash(obj) and not again != obj  # noqa: SIM202 (__ne__ is derived)
+    assert pickle.loads(pickle.dumps(obj)) == obj
+    assert copy.copy(obj) == obj and copy.deepcopy(obj) == obj
+    assert obj != ref and obj != tuple(getattr(obj, n) for n in names)
+    changed = replace(obj, **{names[0]: "other"})
+    assert changed != obj and getattr(changed, names[0]) == "other"
+    assert all(getattr(changed, n) == getattr(obj, n) for n in names[1:])
+    # frozen and slotted
+    with pytest.raises(FrozenInstanceError):
+        setattr(obj, names[0], "x")
+    with pytest.raises(AttributeError):
+        delattr(obj, names[0])
+    with pytest.raises(AttributeError):
+        obj.not_a_field = 1
+    assert not hasattr(obj, "__dict__")
+    assert isinstance(FrozenInstanceError(), AttributeError)
+
+
+def test_constructor_errors_are_type_errors() -> None:
+    with pytest.raises(TypeError, match="missing 1 required argument: 'holder'"):
+        ClaimView("service/x")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        Sent("m", (), colour=1)
+    with pytest.raises(TypeError, match="multiple values for argument 'id'"):
+        Sent("m", (), id="n")
+    with pytest.raises(TypeError, match="takes 3 positional arguments but 4 were given"):
+        Sent("m", (), 3)
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        replace(Sent("m", ()), colour=1)
+
+
+def test_value_classes_keep_methods_properties_and_docs() -> None:
+    c = ClaimView("service/x", "s1", "n1", 7, 0.0)
+    assert (c.type, c.name) == ("service", "x")
+    assert str(Sent("m-1", ())) == "m-1"
+    assert ClaimView.__doc__ and ClaimView.__doc__.startswith("A live claim")
+    assert ClaimView.__qualname__ == "ClaimView" and ClaimView.__module__ == "mesh._values"
+    pc = path_claim("path/src/**")
+    assert isinstance(pc, PathClaim) and isinstance(pc.glob, Glob) and pc.exclusive
+    assert str(pc.glob) == "src/**"
+
+
+def test_a_default_is_shared_not_copied_and_order_is_checked() -> None:
+    with pytest.raises(TypeError, match="without a default follows"):
+
+        @value
+        class Bad:
+            a: int = 0
+            b: int
+
+    @value
+    class Point:
+        x: int
+        y: int = 2
+
+    assert Point(1) == Point(1, 2) == Point(x=1) and Point(1) != Point(1, 3)
+    assert repr(Point(1)).endswith(".<locals>.Point(x=1, y=2)")  # the qualified name, as a dataclass's
+
+
+def test_mail_records_are_values_too() -> None:
+    # the send path's records (a meshctl send imports them): values, equal by fields
+    assert fields(MailBatch)[:3] and fields(InboxMessage) and fields(OutboxEntry)
