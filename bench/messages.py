@@ -9,7 +9,8 @@ embedding tool would. Bodies are 200 bytes; every message is durable (SQLite WAL
   first send until `b` has stored the last one (its `received_at`, a wall stamp on the same host).
   `send_accept_rate`: until the last send returned (each returns once durably queued in `a`'s outbox).
 - `delivery_p50/p99`: one message at a time; from just before `send` to the moment `b`'s followed inbox
-  stream (`messages(follow=True)`, opened here) yields it.
+  stream (`messages(follow=True)`, opened here) yields it. A lone send and the follow go over the nodes'
+  hook wire, as `mesh.connect`'s Client does (the Clients here are given the socket node.json names).
 - `broadcast_11_p50`: 12-node mesh, one broadcast at a time; until all 11 followers have it.
 - `meshctl_send_wall_median`: a fresh `meshctl send` process per run, as an agent runs it.
 - `meshctl_send_many_throughput`: one `meshctl send -` process fed N JSON lines (SendStream, pipelined).
@@ -45,14 +46,16 @@ CLIENTS = 2  # control-socket channels the senders are spread over
 
 def _client(c: Cluster, name: str) -> Client:
     from mesh.client import Client
-    from mesh.paths import RunningNode
+    from mesh.paths import RunningNode, hook_socket_path
 
     sock = c.socket(name)
     if sock is None:
         raise RuntimeError(f"node {name} has no control socket")
+    hook = hook_socket_path(sock.parent)  # as node.json names it (lone sends and follows go over it)
     node = RunningNode(
-        name=name, mesh=c.mesh, node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent
-    )
+        name=name, mesh=c.mesh, node_id="?", pid=0, socket=sock, address="", state_dir=sock.parent,
+        hook_socket=hook if hook.exists() else None,
+    )  # fmt: skip
     return Client(node)
 
 
@@ -307,7 +310,7 @@ async def messages(ctx: Context) -> None:
         delivered, queued = await _delivery_latency(c, n_lat, warmup=30)
         s = summarize_s(delivered)
         ctx.record("delivery_p50", s.p50_ms, "ms", target=1.0, ref=refs.REDIS_STREAMS_P50,
-                   note=f"n={n_lat}, one at a time; send -> b's followed inbox yields it")  # fmt: skip
+                   note=f"n={n_lat}, one at a time; send -> b's followed inbox has it (wire)")  # fmt: skip
         ctx.record("delivery_p99", s.p99_ms, "ms", target=5.0, ref=refs.REDIS_STREAMS_P99,
                    note=f"n={n_lat}; max {s.max_ms:.2f} ms")  # fmt: skip
         q = summarize_s(queued)

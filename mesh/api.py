@@ -17,11 +17,12 @@ from typing import Protocol, runtime_checkable
 
 from mesh.claim import PendingClaim
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
-from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.errors import MeshError
+from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
 from mesh.core.status import StatusRecord
 from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
-__all__ = ["MeshAPI"]
+__all__ = ["BatchSender", "MeshAPI"]
 
 
 @runtime_checkable
@@ -229,4 +230,14 @@ class MeshAPI(Protocol):
 
     async def stats(self, since: float = 86400.0) -> MeshStats:
         """The success metrics over the last `since` seconds, as this node saw them."""
+        ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A MeshAPI that also queues a batch of sends in one go (the embedded `Node`): the control socket's
+    SendStream hands it each batch whole. Not a verb of the API: clients send one at a time."""
+
+    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+        """One answer, or that item's error, per item, in order."""
         ...

@@ -18,7 +18,8 @@ import json
 import random
 import secrets
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +33,7 @@ from mesh.core.mailbox import (
     RECEIPT_MAX,
     RETENTION,
     SEND_MAX,
+    WINDOW,
     Contact,
     Envelope,
     InboxMessage,
@@ -59,6 +61,9 @@ SCHEMA_VERSION = 1
 _STATE = {OutState.QUEUED: 0, OutState.DELIVERED: 1, OutState.READ: 2, OutState.EXPIRED: 3}
 _STATE_OF = {v: k for k, v in _STATE.items()}
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
+TAIL_MAX = 2 * WINDOW
+"""Just-queued envelopes kept in memory per linked peer (`enqueue_answers(keep=...)`): enough for a window and
+the next one; a tail that grows past this (the peer stopped acking) is dropped and read back from disk."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -214,6 +219,9 @@ class MailStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
         self._counter = int(row[0]) if row else 0
         self._next_seq: dict[str, int] = dict(self._db.execute("SELECT to_node, next_seq FROM out_seq"))
+        # Caches of what is on disk, for the link's send path (see `pending_for`); gone with any rollback.
+        self._tails: dict[str, deque[tuple[Envelope, int]]] = {}
+        self._floors: dict[str, int] = {}
 
     def close(self) -> None:
         """Close the database (a clean close also checkpoints the WAL)."""
@@ -241,15 +249,21 @@ class MailStore:
         return [mid for mid, _ in self.enqueue_answers(items, wall)]
 
     @storage.guarded
-    def enqueue_answers(self, items: Sequence[Outgoing], wall: float) -> list[tuple[str, list[str] | None]]:
+    def enqueue_answers(
+        self, items: Sequence[Outgoing], wall: float, keep: Collection[str] = ()
+    ) -> list[tuple[str, list[str] | None]]:
         """`enqueue`, answering (id, None) per item queued now, and (first id, the recipient names it was
-        queued for then) per repeat of a key (so a send need not look its key up again)."""
+        queued for then) per repeat of a key (so a send need not look its key up again).
+
+        The entries queued for a peer in `keep` (the linked ones) are also kept in memory once committed, so
+        `pending_for` hands them to the link without reading back what was just written."""
         if len(items) > SEND_MAX:
             raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
         ids: list[tuple[str, list[str] | None]] = []
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
         touched: set[str] = set()
+        kept: list[tuple[str, Envelope, int]] = []
         with self._tx() as db:
             # Keys used before, looked up in one query per chunk rather than one per item (a client's every
             # send carries a key: a query each was a third of the cost of queueing it).
@@ -271,6 +285,12 @@ class MailStore:
                     seq = self._next_seq.get(r.node_id, 1)
                     self._next_seq[r.node_id] = seq + 1
                     touched.add(r.node_id)
+                    if r.node_id in keep:
+                        env = Envelope(
+                            mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to,
+                            it.broadcast,
+                        )  # fmt: skip
+                        kept.append((r.node_id, env, size))
                     rows.append(
                         (
                             mid,
@@ -303,7 +323,18 @@ class MailStore:
                 [(p, self._next_seq[p]) for p in touched],
             )
             db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
+        for peer, env, size in kept:  # committed: now they may be sent
+            tail = self._tails.setdefault(peer, deque())
+            if tail and tail[-1][0].seq != env.seq - 1:
+                tail.clear()  # not contiguous (cannot happen while seqs come from here): start again
+            tail.append((env, size))
+            if len(tail) > TAIL_MAX:
+                tail.clear()
         return ids
+
+    def drop_tail(self, peer: str) -> None:
+        """Forget the envelopes kept in memory for `peer` (its link went down)."""
+        self._tails.pop(peer, None)
 
     def _by_keys(self, keys: Sequence[str]) -> dict[str, tuple[str, str, list[str]]]:
         """key -> (id, digest, recipient names) of the keys among `keys` that were used before."""
@@ -334,13 +365,32 @@ class MailStore:
 
     @storage.guarded
     def pending_for(self, peer: str, after: int = 0, limit: int = BATCH_MAX) -> MailBatch | None:
-        """The next queued entries for `peer` with seq > after, in order (None when there are none)."""
+        """The next queued entries for `peer` with seq > after, in order (None when there are none).
+
+        Served from memory when the entries just after `after` were kept by `enqueue_answers` (a live link
+        keeping up: the common case); otherwise read from disk (a resend, a link that just came up)."""
         limit = max(1, min(limit, BATCH_MAX))
-        floor = self._db.execute(
-            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
-        ).fetchone()[0]
+        tail = self._tails.get(peer)
+        if tail:
+            while tail and tail[0][0].seq <= after:  # sent on this link already
+                tail.popleft()
+            # Only a tail that reaches the newest entry stands for the disk (an entry queued without `keep`
+            # is not in it).
+            if tail and tail[-1][0].seq != self._next_seq.get(peer, 1) - 1:
+                tail.clear()
+            if tail and tail[0][0].seq == after + 1:
+                known = self._floors.get(peer)
+                if known is None:
+                    known = self._floor(peer)
+                if known is not None:
+                    self._floors[peer] = known
+                    n = batch_limit((size for _, size in tail), limit)
+                    envs = tuple(tail.popleft()[0] for _ in range(n))
+                    return MailBatch(self.node_id, peer, self.stream, known, envs)
+        floor = self._floor(peer)
         if floor is None:
             return None
+        self._floors[peer] = floor
         rows = self._db.execute(
             "SELECT id, seq, to_name, subject, body, sent_at, in_reply_to, broadcast, size FROM outbox"
             " WHERE to_node = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
@@ -352,7 +402,14 @@ class MailStore:
         envs = tuple(
             Envelope(r[0], r[1], self.name, r[2], r[3], r[4], r[5], r[6], bool(r[7])) for r in rows[:n]
         )
-        return MailBatch(self.node_id, peer, self.stream, int(floor), envs)
+        return MailBatch(self.node_id, peer, self.stream, floor, envs)
+
+    def _floor(self, peer: str) -> int | None:
+        """Lowest queued seq for `peer`, None when nothing is queued."""
+        row = self._db.execute(
+            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
+        ).fetchone()
+        return int(row[0]) if row[0] is not None else None
 
     @storage.guarded
     def peers_with_pending(self) -> list[str]:
@@ -371,7 +428,12 @@ class MailStore:
                 "UPDATE outbox SET state = 1, changed_at = ? WHERE to_node = ? AND state = 0 AND seq <= ?",
                 (wall, ack.to_node, ack.upto),
             )
-            return cur.rowcount
+        if cur.rowcount:
+            self._floors.pop(ack.to_node, None)
+        tail = self._tails.get(ack.to_node)
+        while tail and tail[0][0].seq <= ack.upto:
+            tail.popleft()
+        return cur.rowcount
 
     @storage.guarded
     def outbox(
@@ -410,6 +472,9 @@ class MailStore:
                 "UPDATE outbox SET state = 3, changed_at = ? WHERE to_node = ? AND seq = ?",
                 [(wall, r[1], r[3]) for r in rows],
             )
+        if rows:  # no longer queued: neither the floors nor the tails may offer them
+            self._floors.clear()
+            self._tails.clear()
         return [_out_entry((*r[:9], _STATE[OutState.EXPIRED], wall)) for r in rows]
 
     @storage.guarded
@@ -435,6 +500,9 @@ class MailStore:
                     f" AND id IN ({marks})",
                     (wall, receipt.reader_node, *chunk),
                 )
+        # A receipt may cover an entry still queued (its ack was lost): it is no longer one to send.
+        self._floors.pop(receipt.reader_node, None)
+        self._tails.pop(receipt.reader_node, None)
         return ReceiptAck(receipt.reader_node, receipt.sender_node, receipt.ids)
 
     # --------------------------------------------------------------------------------------- inbox

@@ -21,11 +21,11 @@ from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow, check_role, parse_priority
-from mesh.core.mailbox import InboxMessage, OutboxEntry
+from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
 from mesh.core.resources import SHARED_PATH, literal
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, claim_resource, resource_name
-from mesh.errors import ClaimDenied, InvalidField, InvalidInput, NodeUnavailable
+from mesh.errors import ClaimDenied, InvalidField, InvalidInput, MeshError, NodeUnavailable
 from mesh.views import (
     ClaimView,
     LeaseEvent,
@@ -264,6 +264,13 @@ class Node:
         """Queue a message to every member known now, offline ones included (`key` as for `send`)."""
         mid, names = await self._check().mail.broadcast(subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
+
+    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+        """Queue many sends at once, one answer (or the error of that item) each, in order: the control
+        socket's SendStream batches come here (one group commit, no task per item). Not a MeshAPI verb: a
+        client sends one at a time and its SendStream makes the batches."""
+        got = await self._check().mail.send_many(items)
+        return [g if isinstance(g, MeshError) else Sent(g[0], tuple(g[1])) for g in got]
 
     def messages(
         self,

@@ -17,7 +17,6 @@ Trust, as for the control socket: the socket must be ours (owner uid) in a direc
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -25,6 +24,7 @@ from types import TracebackType
 
 from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh._transport import wirecodec
+from mesh._transport.wiresock import open_wire
 from mesh.errors import NodeUnavailable
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
@@ -79,39 +79,8 @@ class _Wire:
     """One blocking connection to the node's hook wire, checked to be ours."""
 
     def __init__(self, path: str) -> None:
-        # `_socket`, not `socket`: the latter's Python layer costs a few ms (enum, selectors) in each run.
-        import _socket
-
         self.path = path
-        uid = os.getuid()
-        try:
-            st = os.lstat(path)
-            dst = os.lstat(os.path.dirname(path) or ".")
-        except OSError as e:
-            raise NodeUnavailable(f"cannot reach the node: {path}: {e.strerror}") from None
-        import stat
-
-        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != uid:
-            raise NodeUnavailable(
-                f"refusing {path}: not a socket of this user (uid {uid}; it is {st.st_uid})"
-            )
-        if not stat.S_ISDIR(dst.st_mode) or dst.st_uid != uid or dst.st_mode & 0o077:
-            raise NodeUnavailable(f"refusing {path}: its directory is not private to this user")
-        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        try:
-            self.sock.settimeout(DEFAULT_TIMEOUT)
-            self.sock.connect(path)
-            if hasattr(_socket, "SO_PEERCRED"):
-                creds = self.sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # pid, uid, gid
-                peer_uid = int.from_bytes(creds[4:8], sys.byteorder, signed=True)
-                if peer_uid != uid:
-                    raise NodeUnavailable(f"refusing {path}: the process serving it runs as uid {peer_uid}")
-        except OSError as e:
-            self.sock.close()
-            raise NodeUnavailable(f"cannot reach the node: {e.strerror or e.__class__.__name__}") from None
-        except BaseException:
-            self.sock.close()
-            raise
+        self.sock = open_wire(path, DEFAULT_TIMEOUT)
         self._buf = b""
         self.used = time.monotonic()
 

@@ -27,7 +27,7 @@ from mesh._services.context import ServiceContext
 from mesh.clock import wall
 from mesh.core import mailbox as mb
 from mesh.core import validate
-from mesh.core.errors import InvalidInput, LimitExceeded, StorageError, UnknownRecipient
+from mesh.core.errors import InvalidInput, LimitExceeded, MeshError, StorageError, UnknownRecipient
 from mesh.core.membership import Liveness, LivenessChanged, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.ratelimit import LogLimiter
 from mesh.mailstore import MailStore
@@ -39,6 +39,13 @@ PRUNE_EVERY = 3600.0
 MAX_FOLLOWERS = 64
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
+
+
+def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str, list[str]]:
+    # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed then);
+    # the store says so in the same transaction, so a fresh send costs no second look-up.
+    mid, first_names = queued
+    return mid, [r.name for r in out.recipients] if first_names is None else first_names
 
 
 class MailService:
@@ -117,6 +124,7 @@ class MailService:
 
     def on_link_down(self, peer: PeerInfo) -> None:
         self.windows.pop(peer.node_id, None)
+        self.store.drop_tail(peer.node_id)
 
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
@@ -160,10 +168,12 @@ class MailService:
             batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
             new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
             self._stored()
-            self.ctx.send(peer, ack)
+            # Followers first: woken before the link's writer, they see the message without waiting behind
+            # the ack's write (both only after the commit).
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
+            self.ctx.send(peer, ack)
             if new:
                 self._publish_unread()
         elif isinstance(msg, mb.MailAck):
@@ -200,23 +210,57 @@ class MailService:
         self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a direct message durably; returns (id, [recipient name])."""
-        validate.name(to, "recipient")
-        rcpt = self.resolve(to)
-        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
-        return await self._queue(out)
+        out = self._direct(to, subject, body, reply_to, key)
+        return _answer(out, await self._enqueue(out))
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a message to every member known now (offline ones too); returns (id, names)."""
+        out = self._everyone(subject, body, reply_to, key)
+        return _answer(out, await self._enqueue(out))
+
+    async def send_many(self, items: Sequence[mb.SendItem]) -> list[tuple[str, list[str]] | MeshError]:
+        """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
+        valid one joins this turn's group commit (one future each, no task per item)."""
+        outs: list[mb.Outgoing | MeshError] = []
+        for it in items:
+            try:
+                if it.to is None:
+                    outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
+                else:
+                    outs.append(self._direct(it.to, it.subject, it.body, it.reply_to, it.key))
+            except MeshError as e:
+                outs.append(e)
+        futs = [self._enqueue(o) for o in outs if not isinstance(o, MeshError)]
+        done = iter(await asyncio.gather(*futs, return_exceptions=True))  # futures, not tasks
+        answers: list[tuple[str, list[str]] | MeshError] = []
+        for o in outs:
+            if isinstance(o, MeshError):
+                answers.append(o)
+                continue
+            got = next(done)
+            if isinstance(got, MeshError):
+                answers.append(got)
+            elif isinstance(got, BaseException):
+                raise got
+            else:
+                answers.append(_answer(o, got))
+        return answers
+
+    def _direct(self, to: str, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
+        validate.name(to, "recipient")
+        rcpt = self.resolve(to)
+        return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+
+    def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
         seen = self.store.members(seen_since=wall() - mb.RETENTION)
         rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
-        out = mb.outgoing(
+        return mb.outgoing(
             rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
-        return await self._queue(out)
 
-    async def _queue(self, out: mb.Outgoing) -> tuple[str, list[str]]:
+    def _enqueue(self, out: mb.Outgoing) -> asyncio.Future[tuple[str, list[str] | None]]:
         # Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
         # gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
         # lone send at once; under load the batches grow by themselves, because what arrives while a
@@ -229,17 +273,14 @@ class MailService:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        mid, first_names = await fut
-        # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed
-        # then); the store says so in the same transaction, so a fresh send costs no second look-up.
-        return mid, [r.name for r in out.recipients] if first_names is None else first_names
+        return fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:
-                ids = self.store.enqueue_answers([o for o, _ in part], wall())
+                ids = self.store.enqueue_answers([o for o, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
                 for _, fut in part:
@@ -261,15 +302,20 @@ class MailService:
                     continue
             self._stored()
             peers: set[str] = set()
-            for (o, fut), mid in zip(part, ids, strict=True):
-                if not fut.done():
-                    fut.set_result(mid)
+            for o, _ in part:
                 if len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
                     peers.update(r.node_id for r in o.recipients)
-            for p in peers:
-                self._pump(p)
+            try:
+                # Frames first, answers second: the link's writer then runs before the senders resume, so a
+                # message leaves for its recipient without waiting behind the answers' writes.
+                for p in peers:
+                    self._pump(p)
+            finally:  # queued (committed) whatever the pump met: every sender is answered
+                for (_, fut), mid in zip(part, ids, strict=True):
+                    if not fut.done():
+                        fut.set_result(mid)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None

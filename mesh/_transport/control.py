@@ -19,8 +19,8 @@ from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
-from mesh.api import MeshAPI
-from mesh.core.mailbox import SEND_MAX
+from mesh.api import BatchSender, MeshAPI
+from mesh.core.mailbox import SEND_MAX, SendItem
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, LimitExceeded, MeshError
 
@@ -116,8 +116,27 @@ class ControlServicer(pbg.ControlServicer):
             return pb.SendResult(error_class=type(e).__name__, error=str(e))
 
     async def _send_batch(self, batch: pb.SendBatch) -> pb.SendResults:
-        # All of a batch's sends enter the mail service in this loop turn: one group commit queues them.
-        results = await asyncio.gather(*(self._send_one(item) for item in batch.items))
+        # All of a batch's sends enter the mail service in this loop turn: one group commit queues them. The
+        # node's own Node takes the batch whole (a future per send, no task per send); another MeshAPI, each.
+        if not isinstance(self.api, BatchSender):
+            return pb.SendResults(results=await asyncio.gather(*(self._send_one(i) for i in batch.items)))
+        items: list[SendItem | MeshError] = []
+        for r in batch.items:
+            if r.all and r.to:
+                items.append(InvalidInput("give a recipient or --all, not both"))
+            elif not r.all and not r.to:
+                items.append(InvalidInput("a recipient name is needed (or --all)"))
+            else:
+                to = None if r.all else r.to
+                items.append(SendItem(to, r.subject, r.body, r.in_reply_to or None, r.key or None))
+        sent = iter(await self.api.send_many([i for i in items if isinstance(i, SendItem)]))
+        results = []
+        for i in items:
+            got = i if isinstance(i, MeshError) else next(sent)
+            if isinstance(got, MeshError):
+                results.append(pb.SendResult(error_class=type(got).__name__, error=str(got)))
+            else:
+                results.append(pb.SendResult(sent=api_codec.sent_to_pb(got)))
         return pb.SendResults(results=results)
 
     @streaming

@@ -28,7 +28,8 @@ Ops (all answers carry "ok": true unless they are an error):
     release  {paths} | {all: true}         → released: count
     delivered {ids}                        → marked: messages marked delivered (read) and passed
     leave    {reason}                      → releases every claim, then the node leaves (down)
-    api      {verb, args}                  → result: one MeshAPI call for `meshctl`'s hot verbs (see below)
+    api      {verb, args}                  → result: one MeshAPI call for `meshctl`'s hot verbs (see below);
+                                             for `messages` (a stream) item lines, then end
 
 The `api` op is how `meshctl status`, `claim`, `release`, `heartbeat` and `send` reach the node without
 loading gRPC (mesh/wireclient.py): `verb` is one of API_VERBS, `args` its keyword arguments (checked here
@@ -196,6 +197,9 @@ class HookWire:
                     return
                 if not line:
                     return
+                if b'"messages"' in line and (stream := _stream_request(line)) is not None:
+                    await self._stream(reader, writer, stream)
+                    return  # a stream has its connection to itself
                 if not _waits(line):
                     await self._send(writer, await self.handle_line(line))
                     continue
@@ -210,6 +214,45 @@ class HookWire:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: dict[str, Any]
+    ) -> None:
+        """A stream verb (`messages`): its items as lines until it ends or the client leaves (EOF, or anything
+        it sends: a stream takes no more requests)."""
+        try:
+            args = req.get("args", {})
+            if not isinstance(args, dict):
+                raise InvalidInput("args must be an object")
+            wirecodec.check_args(req["verb"], args)
+            items = self.api.messages(**args)
+        except MeshError as e:
+            await self._send(writer, wirecodec.error_to_wire(e))
+            return
+
+        async def pump() -> None:
+            try:
+                async for m in items:
+                    writer.write(
+                        b'{"ok":true,"item":'
+                        + json.dumps(wirecodec.encode(m), separators=(",", ":")).encode()
+                        + b"}\n"
+                    )
+                    await writer.drain()
+                answer: dict[str, Any] = {"ok": True, "end": True}
+            except MeshError as e:
+                answer = wirecodec.error_to_wire(e)
+            await self._send(writer, answer)
+
+        work = asyncio.ensure_future(pump())
+        peer = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (work, peer):
+                t.cancel()
+            with contextlib.suppress(BaseException):
+                await work
 
     async def _watched(self, reader: asyncio.StreamReader, line: bytes) -> dict[str, Any] | None:
         """Answer a request that may wait (a claim with `wait`) while watching its connection: if the client
@@ -380,6 +423,8 @@ class HookWire:
             raise InvalidInput(f"verb must be one of {', '.join(sorted(wirecodec.API_VERBS))}")
         if not isinstance(args, dict):
             raise InvalidInput("args must be an object")
+        if verb in wirecodec.STREAM_VERBS:  # only as a connection's first request (see _serve)
+            raise InvalidInput(f"{verb} is a stream: ask for it first on a connection of its own")
         wirecodec.check_args(verb, args)
         result = await getattr(self.api, verb)(**args)
         return {"result": wirecodec.encode(result)}
@@ -406,6 +451,17 @@ def _waits(line: bytes) -> bool:
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
     return isinstance(wait, (int, float)) and wait > 0
+
+
+def _stream_request(line: bytes) -> dict[str, Any] | None:
+    """The request, if the line asks the `api` op for a stream verb."""
+    try:
+        req = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(req, dict) and req.get("op") == "api" and req.get("verb") in wirecodec.STREAM_VERBS:
+        return req
+    return None
 
 
 def _same_uid(writer: asyncio.StreamWriter) -> bool:

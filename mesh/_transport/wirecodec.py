@@ -53,8 +53,19 @@ API_ARGS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "reply_to": (_OPT_STR, False),
         "key": (_OPT_STR, False),
     },
+    # A stream: one {"ok": true, "item": …} line per message, then {"ok": true, "end": true} (with follow
+    # none: it ends when the client closes the connection or the node stops).
+    "messages": {
+        "unread": (_BOOL, False),
+        "follow": (_BOOL, False),
+        "from_name": (_OPT_STR, False),
+        "limit": (_OPT_INT, False),
+        "after": (_OPT_INT, False),
+    },
 }
 API_VERBS = frozenset(API_ARGS)
+STREAM_VERBS = frozenset({"messages"})
+"""Verbs answered with a stream of lines, on a connection of their own."""
 
 
 def check_args(verb: str, args: dict[str, Any]) -> None:
@@ -111,6 +122,10 @@ def decode(verb: str, data: Any) -> Any:
             return [ClaimView(**c) for c in data]
         if verb in ("send", "broadcast"):
             return Sent(data["id"], tuple(data["recipients"]))
+        if verb == "messages":
+            from mesh.core.mailbox import InboxMessage
+
+            return InboxMessage(**data)
         if verb == "release":
             if not isinstance(data, bool):
                 raise TypeError("not a bool")

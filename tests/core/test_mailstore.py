@@ -235,8 +235,13 @@ class Lockstep(RuleBasedStateMachine):
         assert got_m == got_s, f"{method}{args}: memory {got_m!r} != sqlite {got_s!r}"
         return got_m
 
-    @rule(pair=st.sampled_from(PAIRS), n=st.integers(1, 4), bc=st.sampled_from([False, False, True]))
-    def enqueue(self, pair: tuple[int, int], n: int, bc: bool) -> None:
+    @rule(
+        pair=st.sampled_from(PAIRS),
+        n=st.integers(1, 4),
+        bc=st.sampled_from([False, False, True]),
+        keep=st.sampled_from([(), (), ("nodeA", "nodeB", "nodeC"), ("nodeB",)]),
+    )
+    def enqueue(self, pair: tuple[int, int], n: int, bc: bool, keep: tuple[str, ...]) -> None:
         s, d = pair
         if bc:
             items = [
@@ -245,16 +250,31 @@ class Lockstep(RuleBasedStateMachine):
             ]
         else:
             items = [direct(NODES[s], NODES[d], body="é" * k) for k in range(n)]
-        self.both(s, "enqueue", items, self.wall)
+        # `keep`: the SQLite store keeps those peers' new entries in memory for `pending_for`; the answers
+        # (batches included) must not change.
+        got_m = self.mem[s].enqueue(items, self.wall)
+        got_s = [mid for mid, _ in self.sql[s].enqueue_answers(items, self.wall, keep=keep)]
+        assert got_m == got_s
 
-    @rule(pick=st.integers(0, 5), after=st.sampled_from([0, 0, 0, 1, 3]), limit=st.sampled_from([1, 3, 100]))
+    @rule(i=st.integers(0, 2), d=st.integers(0, 2))
+    def link_down(self, i: int, d: int) -> None:
+        self.sql[i].drop_tail(NODES[d].node_id)
+
+    @rule(
+        pick=st.integers(0, 5),
+        after=st.sampled_from([0, 0, 1, 3, -1, -1]),
+        limit=st.sampled_from([1, 3, 100]),
+    )
     def transfer(self, pick: int, after: int, limit: int) -> None:
+        """`after` -1: from the floor, as a link's window asks (what the kept tails serve)."""
         busy = [
             (s, d) for s in range(3) for d in range(3) if NODES[d].node_id in self.mem[s].peers_with_pending()
         ]
         if not busy:
             return
         s, d = busy[pick % len(busy)]
+        if after < 0:
+            after = self.mem[s].floor(NODES[d].node_id) - 1
         bt = self.both(s, "pending_for", NODES[d].node_id, after, limit)
         if bt is not None:
             _, ack = self.both(d, "store_incoming", bt, self.wall)
@@ -317,13 +337,34 @@ class Lockstep(RuleBasedStateMachine):
 
 TestLockstep = Lockstep.TestCase
 TestLockstep.settings = settings(
-    max_examples=60,
+    max_examples=80,
     stateful_step_count=30,
     derandomize=True,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+
+def test_just_queued_entries_go_from_memory_and_match_the_disk(tmp_path: Path) -> None:
+    a = open_store(tmp_path / "a.db", A, 1)
+    a.enqueue_answers([direct(A, B, body=f"m{i}") for i in range(5)], WALL0, keep=("nodeB",))
+    disk = open_store(tmp_path / "a.db", A, 1)  # the same file, no tail: what the disk says
+    first = a.pending_for("nodeB", 0, 3)
+    assert first == disk.pending_for("nodeB", 0, 3) and [m.seq for m in first.messages] == [1, 2, 3]  # type: ignore[union-attr]
+    disk.close()
+    a._db.execute("UPDATE outbox SET body = 'changed on disk'")  # a read from disk would show this
+    rest = a.pending_for("nodeB", 3)
+    assert rest is not None and [m.body for m in rest.messages] == ["m3", "m4"]  # served from memory
+    assert rest.floor == 1  # nothing acked yet
+    # A resend (the window rewound) reads the disk; an ack moves the floor of what comes next.
+    again = a.pending_for("nodeB", 0)
+    assert again is not None and [m.body for m in again.messages] == ["changed on disk"] * 5
+    a.mark_delivered(MailAck("nodeA", "nodeB", a.stream, 2), WALL0)
+    a.enqueue_answers([direct(A, B, body="m5")], WALL0, keep=("nodeB",))
+    nxt = a.pending_for("nodeB", 5)
+    assert nxt is not None and nxt.floor == 3 and [m.body for m in nxt.messages] == ["m5"]
+    a.close()
 
 
 # ---------------------------------------------------------------- the faulty network, on real files

@@ -221,6 +221,90 @@ def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> N
     assert json.loads(r.stdout)["holder"] == "a"
 
 
+def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_cannot(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    """mesh.connect's Client: a lone send and the inbox stream take the hook wire (same values as gRPC); a
+    wire that does not speak the `api` op (an older node: a classless error) sends it to gRPC instead."""
+    from mesh.client import Client
+    from mesh.core.values import replace
+    from mesh.errors import UnknownRecipient
+
+    two(mesh)
+    a_node, b_node = (find_node(mesh.home, mesh.name, n) for n in ("a", "b"))
+    assert a_node.hook_socket is not None and b_node.hook_socket is not None
+
+    async def old_wire(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readline():
+            writer.write(b'{"error": "unknown op \'api\'; ops: check"}\n')
+        writer.close()
+
+    async def run() -> None:
+        a, b = Client(a_node), Client(b_node)
+        grpc_b = Client(replace(b_node, hook_socket=None))
+        follow = b.messages(follow=True)
+        try:
+            sent = await a.send("b", "over the wire", "body")
+            assert a._lane._conn is not None and not a._lane.broken  # it went over the wire
+            got = await anext(follow)
+            assert (got.id, got.subject, got.body, got.from_name) == (sent.id, "over the wire", "body", "a")
+            listed = [m async for m in grpc_b.messages(limit=10)]
+            assert listed == [got]  # the same value over gRPC as over the wire
+            with pytest.raises(UnknownRecipient):
+                await a.send("nobody-ever", "s", "b")
+            # A wire that does not speak the op: the client asks gRPC, and does not try the wire again.
+            private = tmp_path / "old"
+            private.mkdir(mode=0o700)
+            server = await asyncio.start_unix_server(old_wire, path=str(private / "w.sock"))
+            old = Client(replace(a_node, hook_socket=private / "w.sock"))
+            try:
+                again = await old.send("b", "via grpc", "x")
+                assert old._lane.broken and again.recipients == ("b",)
+                assert (await anext(follow)).id == again.id
+                assert [m.id async for m in old.messages(limit=10)] == []  # a's own inbox, via gRPC
+            finally:
+                await old.close()
+                server.close()
+        finally:
+            await follow.aclose()
+            for c in (a, b, grpc_b):
+                await c.close()
+
+    asyncio.run(run())
+
+
+def test_the_wire_inbox_stream_lines_errors_and_a_client_that_leaves(mesh: Mesh) -> None:
+    """The `api` op's stream verb on a raw connection: item lines then end; bad arguments one error line
+    (with its class); a follower that hangs up ends its stream and the node serves the next one."""
+    import socket
+
+    two(mesh)
+    mesh.ctl("send", "b", "one", "first", node="a")
+    until(lambda: json.loads(mesh.ctl("inbox", "--json", node="b").stdout), what="delivered")
+    path = str(find_node(mesh.home, mesh.name, "b").hook_socket)
+
+    def ask(args: dict[str, object], lines: int) -> list[dict[str, object]]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(path)
+            s.sendall(json.dumps({"op": "api", "verb": "messages", "args": args}).encode() + b"\n")
+            f = s.makefile("rb")
+            return [json.loads(f.readline()) for _ in range(lines)]
+
+    item, end = ask({"limit": 10}, 2)
+    assert item["item"]["subject"] == "one" and item["item"]["from_name"] == "a"  # type: ignore[index]
+    assert end == {"ok": True, "end": True}
+    (bad,) = ask({"limit": "ten"}, 1)
+    assert bad["class"] == "InvalidInput" and "limit" in str(bad["error"])
+    (bad,) = ask({"colour": 1}, 1)
+    assert bad["class"] == "InvalidInput"
+    for _ in range(70):  # more than MAX_FOLLOWERS (64) that leave after their first item: none held on to
+        (got,) = ask({"follow": True}, 1)
+        assert got["item"]["subject"] == "one"  # type: ignore[index]
+    item, end = ask({"limit": 1}, 2)
+    assert end == {"ok": True, "end": True}
+
+
 def test_a_node_without_the_api_op_is_asked_over_grpc(tmp_path: Path) -> None:
     """An older node's hook wire answers "unknown op 'api'": the light verbs go to gRPC, same results."""
     old = Mesh(home=tmp_path / "home", extra_env={"MESH_TEST_OLD_WIRE": "1"})

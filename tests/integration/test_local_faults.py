@@ -510,22 +510,32 @@ async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> No
         m.cleanup()
 
 
-async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wire", [False, True])
+async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_once(
+    tmp_path: Path, wire: bool
+) -> None:
     """The sending node is paused (SIGSTOP) with sends pending on the client's SendStream: after 10 s without
     an answer the client gives the stream up and asks again, unary, with each send's key; the node resumes
-    meanwhile, and every send is answered with its one id (each queued once, whichever copy came first)."""
+    meanwhile, and every send is answered with its one id (each queued once, whichever copy came first).
+
+    Without the hook wire, so every send is on the stream; with it, the first send of the burst is on the
+    wire (the others wait behind it): after its 10 s it is asked again on the stream, queued once all the
+    same."""
     import asyncio
     import signal
 
-    from mesh.client import connect
+    from mesh.client import Client
+    from mesh.core.values import replace
+    from mesh.paths import find_node
 
     m = Mesh(home=tmp_path / "home")
     try:
         (port,) = free_ports(1)
         m.up("a", "--no-mdns", "--port", str(port))
         m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
-        async with await connect("a", mesh=m.name, home=m.home) as api:
-            await api.send("b", "warm", "body")  # the stream is open
+        node = find_node(m.home, m.name, "a")
+        async with Client(node if wire else replace(node, hook_socket=None)) as api:
+            await api.send("b", "warm", "body")  # the stream (or the wire) is open
             stream = api._pipe._task
             m.signal("a", signal.SIGSTOP)
             try:
@@ -535,7 +545,10 @@ async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_o
             finally:
                 m.signal("a", signal.SIGCONT)
             sent = await sending
-            assert stream is not None and stream.done()  # given up, not waited out
+            if not wire:
+                assert stream is not None and stream.done()  # given up, not waited out
+            else:
+                assert stream is None and api._pipe._task is not None  # the first lone send took the wire
         ids = [s.id for s in sent]
         assert len(set(ids)) == 20
         queued = [e for e in _queued(m, "a") if str(e["subject"]).startswith("paused")]

@@ -79,6 +79,7 @@ from mesh.core.mailbox.records import (
     ReadReceipt,
     ReceiptAck,
     Recipient,
+    SendItem,
     message_id,
     new_stream_id,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "ReadReceipt",
     "ReceiptAck",
     "Recipient",
+    "SendItem",
     "SendWindow",
     "accept_batch",
     "batch_limit",

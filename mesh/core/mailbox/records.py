@@ -44,6 +44,17 @@ class Envelope:
 
 
 @value
+class SendItem:
+    """One send of a batch (a SendStream's): to a session, or to everyone known when `to` is None."""
+
+    to: str | None
+    subject: str
+    body: str
+    reply_to: str | None = None
+    key: str | None = None
+
+
+@value
 class MailBatch:
     """Consecutive outbox entries of one pair, in seq order (one peer frame)."""
 
