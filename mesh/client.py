@@ -48,9 +48,6 @@ __all__ = ["Client", "NodeInfo", "connect"]
 
 DEFAULT_TIMEOUT = 10.0
 PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
-WIRE_REUSE_IDLE = (
-    5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
-)
 
 
 class _Unanswered(Exception):
@@ -219,7 +216,7 @@ class _WireLane:
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         loop = asyncio.get_running_loop()
-        if self._conn is not None and loop.time() - self._used > WIRE_REUSE_IDLE:
+        if self._conn is not None and loop.time() - self._used > wirecodec.REUSE_IDLE:
             self.close()
         if self._conn is None:
             assert self.path is not None
@@ -232,12 +229,9 @@ class _WireLane:
         self.idle.clear()
         done = False
         try:
-            line = json.dumps(
-                {"op": "api", "verb": verb, "args": args}, ensure_ascii=False, separators=(",", ":")
-            )
             async with asyncio.timeout(DEFAULT_TIMEOUT):
                 reader, writer = await self._open()
-                writer.write(line.encode() + b"\n")
+                writer.write(wirecodec.request_line(verb, args))
                 raw = await reader.readline()
             done = True
         except (OSError, TimeoutError, ValueError, NodeUnavailable) as e:
@@ -278,10 +272,7 @@ class _WireLane:
             reader, writer = await asyncio.open_unix_connection(sock=sock, limit=limits.HOOK_LINE_MAX)
         except (OSError, NodeUnavailable):
             return None
-        line = json.dumps(
-            {"op": "api", "verb": verb, "args": args}, ensure_ascii=False, separators=(",", ":")
-        )
-        writer.write(line.encode() + b"\n")
+        writer.write(wirecodec.request_line(verb, args))
         try:
             first = await _answer(reader, timeout)
         except NodeUnavailable:  # closed at once (its connection limit, a node stopping): gRPC decides

@@ -54,7 +54,6 @@ __all__ = ["NO_API_OP", "WireClient"]
 DEFAULT_TIMEOUT = 10.0  # s, as the gRPC Client's
 CLAIM_MARGIN = 60.0  # s beyond a claim's `wait`, as the gRPC Client's deadline
 ANSWER_MAX = 64 * 2**20
-REUSE_IDLE = 5.0  # s: the node closes a wire connection idle for HOOK_IDLE_TIMEOUT (10 s); reconnect before
 
 
 NO_API_OP = "the node's hook wire has no api op (a node older than this client): ask it over gRPC"
@@ -85,12 +84,9 @@ class _Wire:
         self.used = time.monotonic()
 
     def call(self, verb: str, args: dict[str, Any], timeout: float) -> Any:
-        line = json.dumps(
-            {"op": "api", "verb": verb, "args": args}, ensure_ascii=False, separators=(",", ":")
-        )
         try:
             self.sock.settimeout(timeout)
-            self.sock.sendall(line.encode() + b"\n")
+            self.sock.sendall(wirecodec.request_line(verb, args))
             while b"\n" not in self._buf:
                 chunk = self.sock.recv(65536)
                 if not chunk:
@@ -153,7 +149,7 @@ class WireClient:
         return self.node.hook_socket is not None and not _in_event_loop()
 
     def _call(self, verb: str, args: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        if self._wire is not None and time.monotonic() - self._wire.used > REUSE_IDLE:
+        if self._wire is not None and time.monotonic() - self._wire.used > wirecodec.REUSE_IDLE:
             self._wire.close()
             self._wire = None
         if self._wire is None:

@@ -8,11 +8,15 @@ expiry, and is rebuilt as that same class, as `mesh._transport.errors` does for 
 
 from __future__ import annotations
 
+from mesh import _json
 from mesh.core.errors import ClaimDenied, InvalidInput, MeshError, NodeUnavailable, error_classes
 
 TYPE_CHECKING = False  # no `typing` at run time: meshctl's hot verbs import this module
 if TYPE_CHECKING:
     from typing import Any
+
+REUSE_IDLE = 5.0
+"""Seconds a client keeps an idle wire connection: the node closes one idle for HOOK_IDLE_TIMEOUT (10 s)."""
 
 _STR = (str,)
 _OPT_STR = (str, type(None))
@@ -66,6 +70,12 @@ API_ARGS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
 API_VERBS = frozenset(API_ARGS)
 STREAM_VERBS = frozenset({"messages"})
 """Verbs answered with a stream of lines, on a connection of their own."""
+
+
+def request_line(verb: str, args: dict[str, Any]) -> bytes:
+    """One `api` request as the wire carries it: a JSON object on one line."""
+    line = _json.dumps({"op": "api", "verb": verb, "args": args}, ensure_ascii=False, separators=(",", ":"))
+    return line.encode() + b"\n"
 
 
 def check_args(verb: str, args: dict[str, Any]) -> None:
