@@ -245,35 +245,21 @@ class HookWire:
             await self._send(writer, answer)
 
         work = asyncio.ensure_future(pump())
-        peer = asyncio.ensure_future(reader.read(1))
-        try:
-            await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (work, peer):
-                t.cancel()
-            with contextlib.suppress(BaseException):
-                await work
+        await _watch_peer(reader, work)
+        if not work.cancelled():
+            work.exception()  # retrieved: a client that left in the middle of a write is no fault of ours
 
     async def _watched(self, reader: asyncio.StreamReader, line: bytes) -> dict[str, Any] | None:
         """Answer a request that may wait (a claim with `wait`) while watching its connection: if the client
         goes away meanwhile (Ctrl-C, killed), or sends anything before the answer, the request is cancelled
         — as gRPC cancels a call whose client is gone — and None is returned (the connection closes)."""
         work = asyncio.ensure_future(self.handle_line(line))
-        peer = asyncio.ensure_future(reader.read(1))
-        try:
-            await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            peer_spoke = peer.done()
-            for t in (work, peer):
-                t.cancel()
-            # The cancelled read must be over before the connection's next readline(): a StreamReader
-            # refuses a second waiter, and the connection would close under the client's next request.
-            await asyncio.wait((peer,))
-        if work.done() and not work.cancelled() and not peer_spoke:
-            return work.result()
-        if work.done() and not work.cancelled():
-            work.result()  # answered at the same moment the peer spoke or left: the answer still stands
-        return None
+        peer_spoke = await _watch_peer(reader, work)
+        if work.cancelled():
+            return None
+        answer = work.result()
+        # Answered at the same moment the peer spoke or left: the answer still stands, but is not sent.
+        return None if peer_spoke else answer
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
@@ -451,6 +437,23 @@ def _waits(line: bytes) -> bool:
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
     return isinstance(wait, (int, float)) and wait > 0
+
+
+async def _watch_peer(reader: asyncio.StreamReader, work: asyncio.Future[Any]) -> bool:
+    """Run `work` while watching its connection; cancel it if the client sends anything or goes away (as gRPC
+    cancels a call whose client is gone). True if the client did. Both are over on return: a StreamReader
+    refuses a second waiter, so a read still pending would break the connection's next readline()."""
+    peer = asyncio.ensure_future(reader.read(1))
+    try:
+        await asyncio.wait((work, peer), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        peer_spoke = peer.done()
+        for t in (work, peer):
+            t.cancel()
+        await asyncio.wait((work, peer))
+    if not peer.cancelled():
+        peer.exception()  # retrieved: a reset connection is how a client leaves
+    return peer_spoke
 
 
 def _stream_request(line: bytes) -> dict[str, Any] | None:
