@@ -6,7 +6,9 @@ value crosses the socket through `mesh._transport.codec`, every error through `m
 One exception, for latency: a send made while none of this client's others is in flight goes over the node's
 hook wire (JSON lines, `mesh._transport.wirecodec`; a round trip ~0.14 ms where a gRPC call costs ~0.8 ms
 here), the same `api` op `meshctl send` uses, with the same values and error classes. Sends made while
-others are in flight join the SendStream's batches, which is what throughput needs.
+others are in flight join the SendStream's batches, which is what throughput needs. `claim_once` and
+`release` take the same lane when it is free (a claim's whole latency is ~2 ms, so the control hop was a
+third of it); they fall back to gRPC only when the node cannot have seen the request (see _Unanswered).
 """
 
 from __future__ import annotations
@@ -51,7 +53,14 @@ PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
 
 
 class _Unanswered(Exception):
-    """A pipelined send got no answer (the stream broke or is not offered): ask again with its key."""
+    """A pipelined send got no answer (the stream broke or is not offered): ask again with its key.
+
+    `sent`: the request may have reached the node (it was written and no verdict came back). A send asks
+    again anyway (its key makes that safe); a claim or release, which has no key, only when it was not."""
+
+    def __init__(self, why: str, sent: bool = False) -> None:
+        super().__init__(why)
+        self.sent = sent
 
 
 class _SendPipe:
@@ -224,21 +233,28 @@ class _WireLane:
             self._conn = await asyncio.open_unix_connection(sock=sock, limit=limits.HOOK_LINE_MAX)
         return self._conn
 
-    async def call(self, verb: str, args: dict[str, Any]) -> Any:
+    async def call(
+        self, verb: str, args: dict[str, Any], timeout: float = DEFAULT_TIMEOUT, *, gate: bool = True
+    ) -> Any:
+        """`gate`: the SendStream waits while this call is on the wire (sends keep their order); a claim,
+        which may wait long and has no order to keep with sends, does not hold it."""
         self.busy = True
-        self.idle.clear()
-        done = False
+        if gate:
+            self.idle.clear()
+        done = sent = False
         try:
-            async with asyncio.timeout(DEFAULT_TIMEOUT):
+            async with asyncio.timeout(timeout):
                 reader, writer = await self._open()
+                sent = True
                 writer.write(wirecodec.request_line(verb, args))
                 raw = await reader.readline()
             done = True
         except (OSError, TimeoutError, ValueError, NodeUnavailable) as e:
-            raise _Unanswered(f"hook wire: {e}") from None
+            raise _Unanswered(f"hook wire: {e}", sent) from None
         finally:
             self.busy = False
-            self.idle.set()
+            if gate:
+                self.idle.set()
             self._used = asyncio.get_running_loop().time()
             if not done:  # an answer may still be on its way: never read it as the next one's
                 self.close()
@@ -248,7 +264,7 @@ class _WireLane:
             answer = None
         if not isinstance(answer, dict):
             self.close()
-            raise _Unanswered("hook wire: no answer")
+            raise _Unanswered("hook wire: no answer", sent=True)
         if "error" in answer:
             if not answer.get("class"):
                 self.broken = True
@@ -424,7 +440,24 @@ class Client:
         """Claim TYPE/NAME without a lease handle: the node holds and renews it until `ttl` or a release."""
         # Checked here too: the RPC's deadline is computed from `wait`, and a huge one would overflow it.
         req = pb.ClaimRequest(resource=resource, ttl=check_ttl(ttl), wait=check_wait(wait), handle=handle)
+        if self._lane.ready:
+            args = {"resource": resource, "ttl": ttl, "wait": wait, "handle": handle}
+            found, claimed = await self._on_lane("claim_once", args, wait + 60.0)
+            if found:
+                return claimed  # type: ignore[no-any-return]
         return api_codec.claim_reply_from_pb(await self._call(self._stub.Claim, req, timeout=wait + 60.0))
+
+    async def _on_lane(self, verb: str, args: dict[str, Any], timeout: float) -> tuple[bool, Any]:
+        """A claims call over the hook wire: (True, its answer), or (False, None) when the node cannot have
+        carried it out (no connection, or a node without the wire's `api` op): then ask gRPC. A request the
+        node may have seen is never asked twice (a claim or release has no idempotency key): no answer to it
+        is NodeUnavailable, as a broken gRPC call would be."""
+        try:
+            return True, await self._lane.call(verb, args, timeout, gate=False)
+        except _Unanswered as e:
+            if e.sent and not self._lane.broken:
+                raise NodeUnavailable(f"no answer from the node: {e}") from None
+            return False, None
 
     async def _clock_offset(self, asked: float, node_now: float) -> float:
         """What to add to the node's clock readings to get ours, erring only toward EARLIER instants.
@@ -443,6 +476,12 @@ class Client:
     async def release(self, type: str, name: str, *, handle: bool = False) -> bool:
         """Release a claim this node holds; False if it held none (see MeshAPI.release for `handle`)."""
         req = pb.ReleaseRequest(resource=resource_name(type, name), handle=handle)
+        if self._lane.ready:
+            found, released = await self._on_lane(
+                "release", {"type": type, "name": name, "handle": handle}, DEFAULT_TIMEOUT
+            )
+            if found:
+                return released  # type: ignore[no-any-return]
         r: pb.ReleaseReply = await self._call(self._stub.Release, req)
         return r.released
 

@@ -337,3 +337,71 @@ def test_a_node_without_the_api_op_is_asked_over_grpc(tmp_path: Path) -> None:
         assert bad.returncode == 2 and len(said) == 1 and "bad name!" in said[0], bad.stderr[-500:]
     finally:
         old.cleanup()
+
+
+def test_client_claims_take_the_wire_and_never_ask_twice(mesh: Mesh, tmp_path: Path) -> None:
+    """mesh.connect's Client: claim_once and release take the hook wire (the same values and errors as over
+    gRPC); a wire without the `api` op sends them to gRPC; a wire that took the request and hung up without
+    answering is NodeUnavailable, and the claim is NOT asked again over gRPC (it has no idempotency key)."""
+    from mesh.client import Client
+    from mesh.core.values import replace
+    from mesh.errors import ClaimDenied, NodeUnavailable
+
+    two(mesh)
+    a_node, b_node = (find_node(mesh.home, mesh.name, n) for n in ("a", "b"))
+
+    async def old_wire(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.readline():
+            writer.write(b'{"error": "unknown op \'api\'; ops: check"}\n')
+        writer.close()
+
+    async def mute_wire(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.close()  # read the request, then hung up: the node may have carried it out
+
+    async def run() -> None:
+        a, b = Client(a_node), Client(b_node)
+        grpc_a = Client(replace(a_node, hook_socket=None))
+        servers = []
+        try:
+            got = await a.claim_once("service/wired", 600.0)
+            assert a._lane._conn is not None and not a._lane.broken  # it went over the wire
+            assert (got.resource, got.holder, got.token > 0) == ("service/wired", "a", True)
+            assert [(c.resource, c.token) for c in await grpc_a.held()] == [("service/wired", got.token)]
+            with pytest.raises(ClaimDenied, match="held by a") as denied:
+                await b.claim_once("service/wired", 600.0)
+            assert denied.value.holder == "a"
+            assert await a.release("service", "wired") is True
+            assert await a.release("service", "wired") is False
+            assert await grpc_a.held() == []
+            # A wire without the op: gRPC claims and releases instead, and the wire is not tried again.
+            private = tmp_path / "old"
+            private.mkdir(mode=0o700)
+            servers.append(await asyncio.start_unix_server(old_wire, path=str(private / "w.sock")))
+            old = Client(replace(a_node, hook_socket=private / "w.sock"))
+            try:
+                again = await old.claim_once("service/old-wire", 600.0)
+                assert old._lane.broken and again.holder == "a"
+                assert await old.release("service", "old-wire") is True
+            finally:
+                await old.close()
+            # A wire that took the request and said nothing: not carried out twice behind the caller's back.
+            mute = tmp_path / "mute"
+            mute.mkdir(mode=0o700)
+            servers.append(await asyncio.start_unix_server(mute_wire, path=str(mute / "w.sock")))
+            lost = Client(replace(a_node, hook_socket=mute / "w.sock"))
+            try:
+                with pytest.raises(NodeUnavailable):
+                    await lost.claim_once("service/unanswered", 600.0)
+                with pytest.raises(NodeUnavailable):
+                    await lost.release("service", "anything")
+            finally:
+                await lost.close()
+            assert await grpc_a.held() == []  # the unanswered claim was never asked of the node
+        finally:
+            for s in servers:
+                s.close()
+            for c in (a, b, grpc_a):
+                await c.close()
+
+    asyncio.run(run())
