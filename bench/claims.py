@@ -1,17 +1,18 @@
 """Claims benchmarks on real node processes: uncontended latency, contended handovers, SIGKILL → reclaim.
 
 Every node is a foreground `meshctl up` process on 127.0.0.1 (TLS on, seeds, no mDNS) under a throwaway
-home. Figures come from a long-lived `mesh.client.Client` on one node's control socket — the path
-`meshctl claim` and the embedding take — so they include the control hop (unix-socket gRPC) as well as the
-PaxosLease rounds (Prepare + Accept to the stewards over the peer links).
+home. Figures come from a long-lived `mesh.client.Client` (`mesh.connect`, the embedding's path) — so they
+include the control hop as well as the PaxosLease rounds (Propose, or Prepare + Propose, to the stewards over
+the peer links). The Client sends claim_once/release over the node's hook wire when its lane is free (gRPC
+otherwise); `control_rtt_*` is an Info() over the gRPC control socket, for comparison.
 
 - uncontended: claim + release rounds on one resource; the claim call, the release call and the round are
   timed. The steward set goes straight to its target by itself (3 stewards, 5 once the mesh has ≥ 7 nodes;
   `MESH_STEWARDS` caps it: a 12-node mesh is measured with 3 and with 5). The claimant's node is not
   a steward where the mesh has one that is not (all acceptors remote). The etcd lock round
   (grant + lock + unlock + revoke) is compared with our claim + release round. The 12-node, 3-steward row is
-  measured a second time over the node's hook wire (`WireClient`, the path `meshctl claim` takes; rows
-  `*_12n_3s_wire`): the same claims path in the node behind a cheaper control hop.
+  measured a second time with `WireClient` (blocking hook-wire calls, the path `meshctl claim` takes; rows
+  `*_12n_3s_wire`): the same claims path in the node without the client's event loop.
 - contended: 4 claimants on 4 nodes loop claim(wait) → release on one resource; a handover is a grant to
   a different claimant than the previous one (as etcd's reference counts it).
 - SIGKILL → reclaim: a non-steward holder is SIGKILLed; another node, claiming with --wait, gets it after
