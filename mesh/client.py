@@ -246,16 +246,12 @@ class _WireLane:
             answer = json.loads(raw) if raw else None
         except ValueError:
             answer = None
-        if not isinstance(answer, dict):
+        try:
+            return wirecodec.answer(verb, answer)
+        except NodeUnavailable as e:  # not the node's verdict: the caller asks on the SendStream
+            self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
             self.close()
-            raise _Unanswered("hook wire: no answer")
-        if "error" in answer:
-            if not answer.get("class"):
-                self.broken = True
-                self.close()
-                raise _Unanswered(f"hook wire: {answer['error']}")
-            raise wirecodec.error_from_wire(answer)
-        return wirecodec.decode(verb, answer.get("result"))
+            raise _Unanswered(f"hook wire: {e}") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -281,8 +277,11 @@ class _WireLane:
         except BaseException:
             writer.close()
             raise
-        if "error" in first and not first.get("class"):
-            self.broken = True
+        if "error" in first and not first.get("class"):  # the wire's refusal, not the node's verdict
+            try:
+                wirecodec.answer(verb, first, "item")
+            except NodeUnavailable as e:
+                self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
             writer.close()
             return None
         return self._items(verb, first, reader, writer, timeout)
@@ -297,11 +296,9 @@ class _WireLane:
     ) -> AsyncIterator[Any]:
         try:
             while True:
-                if "error" in answer:
-                    raise wirecodec.error_from_wire(answer)
-                if answer.get("end"):
+                if answer.get("end") and "error" not in answer:
                     return
-                yield wirecodec.decode(verb, answer.get("item"))
+                yield wirecodec.answer(verb, answer, "item")
                 answer = await _answer(reader, timeout)
         finally:
             writer.close()  # also when the caller stops early: the node ends the stream

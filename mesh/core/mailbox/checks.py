@@ -76,6 +76,13 @@ def outgoing(
         validate.ident(reply, "reply-to id")
     if key:
         validate.ident(key, "send key")
+    if not broadcast and isinstance(recipients, tuple | list) and len(recipients) == 1:
+        r = recipients[0]  # a direct send: no dict to dedupe one recipient
+        validate.ident(r.node_id, "recipient node id")
+        validate.name(r.name, "recipient name")
+        if r.node_id == sender_node:
+            raise InvalidInput(f"cannot send a message to yourself ({r.name})")
+        return Outgoing((r,), subject, body, reply, broadcast, key or "")
     seen: dict[str, Recipient] = {}
     for r in recipients:
         validate.ident(r.node_id, "recipient node id")
