@@ -13,7 +13,14 @@ from collections.abc import Iterable
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_MAX, BODY_MAX, RECEIPT_MAX, SUBJECT_MAX
+from mesh.core.mailbox.limits import (
+    BATCH_BYTES_MAX,
+    BATCH_BYTES_SEND,
+    BATCH_MAX,
+    BODY_MAX,
+    RECEIPT_MAX,
+    SUBJECT_MAX,
+)
 from mesh.core.mailbox.records import (
     Envelope,
     MailAck,
@@ -234,7 +241,7 @@ def batch_limit(sizes: Iterable[int], limit: int) -> int:
     total = 0
     n = 0
     for s in sizes:
-        if n >= limit or (n and total + s > BATCH_BYTES_MAX):
+        if n >= limit or (n and total + s > BATCH_BYTES_SEND):
             break
         total += s
         n += 1
