@@ -329,7 +329,12 @@ class Membership:
         events = self._advance(now)
         m = self.members.get(node_id)
         if m is not None and not m.is_self:
-            events += self._sign(m, Sign.REFUSED, now, "connection refused")
+            moved = self._sign(m, Sign.REFUSED, now, "connection refused")
+            if moved:
+                # Proof, not a timeout: say it to every peer. Members that know it by hearsay (no link of
+                # their own that could be refused) learn of its death only from verdicts.
+                self._out.append(Spread(Verdict(m.info.node_id, m.info.incarnation, News.DEAD, m.seq)))
+            events += moved
         self._rewatch(now)
         return events
 

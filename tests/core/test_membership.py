@@ -11,6 +11,7 @@ from mesh.core.membership import (
     MemberJoined,
     Membership,
     PeerInfo,
+    Spread,
     StatusChanged,
     Timing,
     Verdict,
@@ -245,3 +246,18 @@ def test_linking_a_hearsay_member_makes_it_ours_to_watch_and_time() -> None:
     assert m.watching == frozenset({"b"})
     ticking(m, 5.25, 8.0)
     assert m.members["b"].state is Liveness.SUSPECT  # timed from the link, not from when we heard of it
+
+
+def test_a_refused_connect_is_told_to_every_peer_once() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.outgoing()
+    m.refused("b", 1.0)
+    spread = [o for o in m.outgoing() if isinstance(o, Spread)]
+    assert spread == [Spread(Verdict("b", "i1", News.DEAD, 0))]
+    m.refused("b", 1.5)
+    assert m.outgoing() == []
+    # ...and a node that knows b only by hearsay takes it as dead.
+    other = Membership(me=C, timing=T, now=0.0)
+    other.learned(B, 0.0)
+    assert other.verdict(Verdict("b", "i1", News.DEAD, 0), 1.1)[0].current is Liveness.DEAD
