@@ -58,7 +58,7 @@ class LinkTable:
         self.on_ensure: Callable[[PeerInfo], None] = lambda peer: None  # the dialer's, once it exists
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
-        hub.send_to = self.send
+        hub.send_to, hub.ensure = self.send, self.ensure
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         if isinstance(ev, MemberJoined) and m is not None and not m.hearsay:

@@ -331,3 +331,26 @@ def test_mail_to_a_member_with_no_open_link_dials_it_on_demand(mesh: Mesh) -> No
     until(lambda: any(m["id"] == r["id"] for m in json.loads(mesh.ctl("inbox", "--json", node="c").stdout)),
           what="the message reached c")  # fmt: skip
     until(lambda: _connected(b, c), what="b and c linked for the mail")
+
+
+def test_a_live_hearsay_member_suspected_by_its_watcher_is_dialed_and_stays_alive(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    # a and c cannot hear each other (a partition file naming only them); b knows c by hearsay only. a
+    # suspects c and then holds it dead, and tells b. c's refutations go to its own links, which b is not
+    # one of: b must reach c itself (an on-demand link) rather than let a suspicion nobody answers kill it.
+    faults = tmp_path / "partition"
+    mesh.extra_env["MESH_TEST_FAULTS"] = str(faults)
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "c"
+    b = mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "b"
+    c = mesh.up("c", "--no-mdns", "--peer", a.address, *FAST)
+    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"]
+    until(lambda: all_alive(mesh, ABC), what="b and c list each other from a's gossip alone")
+    assert not _connected(b, c)
+    faults.write_text("a\nc\n")
+    until(lambda: mesh.states("a")["c"] == "dead", timeout=15, what="a holds c dead (partitioned)")
+    until(lambda: _connected(b, c), what="b dialed c when told it was suspected")
+    until(lambda: mesh.states("b")["c"] == "alive", timeout=10, what="c alive at b")
+    assert mesh.states("c")["b"] == "alive"
