@@ -304,13 +304,15 @@ def _connected(a: Any, b: Any) -> bool:
 
 
 def _b_and_c_never_dial_each_other(mesh: Mesh) -> tuple[Any, Any, Any]:
-    """a seeds b and c; b and c are told of each other by a's gossip but do not dial each other on it."""
+    """a seeds b and c; b and c are told of each other by a's gossip but do not dial each other on it, nor
+    for the ring (they watch nobody; a watches both)."""
     a = mesh.up("a", "--no-mdns")
+    mesh.extra_env["MESH_TEST_WATCHERS"] = "0"
     mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "c"
     b = mesh.up("b", "--no-mdns", "--peer", a.address)
     mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "b"
     c = mesh.up("c", "--no-mdns", "--peer", a.address)
-    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"]
+    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"], mesh.extra_env["MESH_TEST_WATCHERS"]
     until(lambda: all_alive(mesh, ABC), what="b and c list each other from a's gossip alone")
     assert not _connected(b, c)
     return a, b, c
@@ -342,11 +344,12 @@ def test_a_live_hearsay_member_suspected_by_its_watcher_is_dialed_and_stays_aliv
     faults = tmp_path / "partition"
     mesh.extra_env["MESH_TEST_FAULTS"] = str(faults)
     a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.extra_env["MESH_TEST_WATCHERS"] = "0"  # b and c watch nobody (no link for the ring); a watches both
     mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "c"
     b = mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
     mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "b"
     c = mesh.up("c", "--no-mdns", "--peer", a.address, *FAST)
-    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"]
+    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"], mesh.extra_env["MESH_TEST_WATCHERS"]
     until(lambda: all_alive(mesh, ABC), what="b and c list each other from a's gossip alone")
     assert not _connected(b, c)
     faults.write_text("a\nc\n")
