@@ -57,6 +57,7 @@ from mesh.core.mailbox.checks import (
 )
 from mesh.core.mailbox.limits import (
     BATCH_BYTES_MAX,
+    BATCH_BYTES_SEND,
     BATCH_MAX,
     BODY_MAX,
     INBOX_PAGE_MAX,
@@ -92,6 +93,7 @@ from mesh.core.mailbox.window import (
 
 __all__ = [
     "BATCH_BYTES_MAX",
+    "BATCH_BYTES_SEND",
     "BATCH_MAX",
     "BODY_MAX",
     "INBOX_PAGE_MAX",
