@@ -1,7 +1,8 @@
 """Taps: code installed from outside, before a node starts, that sees or filters what its runtime does.
 
 Production installs none. The tests use them from their entry module (tests/integration/meshctl.py), then
-run the real `meshctl`: a frame filter drops frames between the two sides of a partition; a reply loss loses
+run the real `meshctl`: a frame filter drops frames between the two sides of a partition; a gossip dial filter
+leaves a member known by hearsay only (no link until one is needed); a reply loss loses
 control answers after the node acted on them; a lease observer writes every acquire/renew/release/loss to a
 history file for the claim-safety checker.
 A tap is process-wide: every node this process starts afterwards consults it.
@@ -26,6 +27,23 @@ def add_frame_filter(drop: FrameFilter) -> None:
 def frame_filters() -> tuple[FrameFilter, ...]:
     """The filters installed so far (a runtime takes them when it is built)."""
     return tuple(_frame_filters)
+
+
+GossipDialFilter = Callable[[str, str], bool]
+"""(this node's name, a gossiped member's name) -> True to not dial it on that hint (it stays known by
+hearsay, with no link of ours until a service asks for one: how tests make a member with no open link)."""
+
+_gossip_dial_filters: list[GossipDialFilter] = []
+
+
+def add_gossip_dial_filter(skip: GossipDialFilter) -> None:
+    """Consult `skip` before every gossip dial of a node started after this call."""
+    _gossip_dial_filters.append(skip)
+
+
+def gossip_dial_filters() -> tuple[GossipDialFilter, ...]:
+    """The filters installed so far (a dialer takes them when it is built)."""
+    return tuple(_gossip_dial_filters)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,18 +55,26 @@ class RuntimeContext:
         link = self._links.links.get(node_id)
         return link is not None and not link.closed.is_set()
 
+    def ensure_link(self, node_id: str) -> bool:
+        """True while a live link to `node_id` is open; else one is dialed (`LinkTable.ensure`) and False."""
+        return self._links.ensure(node_id)
+
     def send(self, to: str | Identity, *msgs: object, droppable: bool = False) -> bool:
         """Send core messages to `to` in one frame; False (nothing sent) when it has no live link.
 
         A node id reaches whatever incarnation of it is linked; an Identity only that incarnation.
-        Delivery is the service's business: a message to a peer without a link is simply not sent.
+        Delivery is the service's business: a message to a peer without a link is not sent, but a link is
+        asked for (`LinkTable.ensure`: a member known by hearsay is dialed on demand), and the service
+        resends what is unacked once `on_link_up` says it came.
         """
+        node_id = to.node_id if isinstance(to, Identity) else to
+        if not self._links.ensure(node_id):
+            return False
         if isinstance(to, Identity):
             link = self._links.links.get(to.node_id)
             if link is None or link.peer.incarnation != to.incarnation:
                 return False
-            to = to.node_id
-        return self._links.send(to, codec.frame_of(msgs), droppable)
+        return self._links.send(node_id, codec.frame_of(msgs), droppable)
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         """Send core messages to every live link, in one frame each."""

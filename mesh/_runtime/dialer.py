@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from mesh import limits
+from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._runtime.hello import Handshake, Refusal
@@ -82,6 +82,7 @@ class Dialer:
         self._deferred: set[str] = set()  # node ids whose gossip dial waits out GOSSIP_DEFER
         self._gossip_for: set[str] = set()  # node ids with a gossip dial under way (or waiting its turn)
         self._hints: dict[str, PeerInfo] = {}  # gossip hints waiting for a dial slot, by node id
+        self._skip = taps.gossip_dial_filters()
 
     # ------------------------------------------------------------------ what proposes a dial
 
@@ -101,6 +102,8 @@ class Dialer:
         member) and starts when a dial ends, so the mesh does not depend on the hint coming again.
         """
         if not self._wanted(info) or info.address in self.dialing or info.node_id in self._gossip_for:
+            return
+        if self._skip and any(skip(self.me.name, info.name) for skip in self._skip):
             return
         # A new node defers to no one: the members it hears of (its seed's list) do not know it yet.
         if not now and info.node_id < self.me.node_id and not self._new():
@@ -153,6 +156,13 @@ class Dialer:
                 if not self._wanted(info):
                     return
             await self.dial_quietly(info.address, info.node_id)
+            if self._wanted(info) and await _port_refused(info.address):
+                # Gossip of a member that is gone (the teller had not heard yet): nobody else may tell us,
+                # since it never linked us, so our own refused connect is the evidence (dead at once).
+                m = self.hub.core.members.get(info.node_id)
+                if m is not None and m.info.incarnation == info.incarnation:
+                    self.hub.apply(self.hub.core.refused(info.node_id, self.clock.now()))
+                return
 
     def _gossip_dial_done(self, node_id: str) -> None:
         self._gossip_dials -= 1
@@ -160,6 +170,15 @@ class Dialer:
         while self._hints and self._gossip_dials < GOSSIP_DIALS_AT_ONCE and not self.life.stopping:
             _, info = self._hints.popitem()
             self.on_gossip(info, now=True)
+
+    def ensure(self, info: PeerInfo) -> None:
+        """A service has something for a member with no open link: dial it now (no deferring to the
+        tie-break, no gossip slot: a correspondent is waiting)."""
+        if self.life.stopping or info.node_id in self.links.links or info.address in self.dialing:
+            return
+        if info.node_id in self._redialing or info.node_id in self._gossip_for:
+            return  # a dial for it is under way already
+        self.spawn(self.dial_quietly(info.address, info.node_id), f"dial-{info.address}")
 
     def on_lost(self, peer: PeerInfo) -> None:
         """A link to a peer that may still be alive ended: redial it (one loop per peer)."""

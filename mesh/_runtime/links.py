@@ -3,7 +3,8 @@
     register(link) ── tie-break (the link dialed by the smaller node id wins) ──▶ membership hello,
                       gossip of the live members to the newcomer, a watch request if we watch it,
                       services' on_link_up
-    on_frame(link, f) ── frame filters (taps) ──▶ heard, status, gossip (a hint for the dialer),
+    on_frame(link, f) ── frame filters (taps) ──▶ heard, status, gossip (members learned by hearsay, and
+                      a hint for the dialer),
                       watch requests, verdicts, service messages (claims, mail, board: decoded by the
                       codec, routed by type), leave
     link_down(link) ──▶ membership unlinked; services' on_link_down; a redial if the peer may still be alive
@@ -26,11 +27,12 @@ from mesh._transport import codec
 from mesh._transport.peer import Link, frame
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.membership import Member, MemberJoined, MembershipEvent, PeerInfo
+from mesh.core.membership import Liveness, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.status import StatusRecord
 
 log = logging.getLogger("mesh")
 
+_REACHABLE = frozenset((Liveness.ALIVE, Liveness.SUSPECT))
 GOSSIP_FANOUT = 3  # peers told of a member that just joined (see gossip_new)
 
 # PeerFrame fields that only carry service messages (codec.service_messages): frames of nothing else in a
@@ -53,13 +55,14 @@ class LinkTable:
         self._routes: dict[type, PeerService] = {}
         self.on_gossip: Callable[[PeerInfo], None] = lambda info: None
         self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
+        self.on_ensure: Callable[[PeerInfo], None] = lambda peer: None  # the dialer's, once it exists
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
-        hub.send_to = self.send
+        hub.send_to, hub.ensure = self.send, self.ensure
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
-        if isinstance(ev, MemberJoined) and m is not None:
-            self.gossip_new(m.info)
+        if isinstance(ev, MemberJoined) and m is not None and not m.hearsay:
+            self.gossip_new(m.info)  # a member we only heard of: whoever linked it gossips it
 
     def attach(self, service: PeerService) -> None:
         """Route `service.accepts` to `service`, and tell it about links coming and going."""
@@ -76,6 +79,18 @@ class LinkTable:
             return False
         link.send(f, droppable)
         return True
+
+    def ensure(self, node_id: str) -> bool:
+        """True if a live link to `node_id` is open; else ask for one (a dial, if it is a live member we
+        know an address for) and return False: the caller's message waits for the link (a service resends
+        what is unacked when `on_link_up` says the link came)."""
+        link = self.links.get(node_id)
+        if link is not None and not link.closed.is_set():
+            return True
+        m = self.hub.core.members.get(node_id)
+        if m is not None and not m.is_self and m.info.address and m.state in _REACHABLE:
+            self.on_ensure(m.info)
+        return False
 
     def broadcast(self, f: pb.PeerFrame, droppable: bool = False) -> None:
         for link in self.links.values():
@@ -172,6 +187,7 @@ class LinkTable:
                     info = codec.peer_from_pb(ref)
                 except ProtocolError:
                     continue  # one bad hint does not spoil the others
+                hub.apply(hub.core.learned(info, now))  # listed alive now, by hearsay (Membership.learned)
                 self.on_gossip(info)
         if f.HasField("watch"):
             hub.watch_asked(peer.node_id, f.watch.on)

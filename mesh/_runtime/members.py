@@ -69,6 +69,7 @@ class MemberHub:
         self._hb_seq = 0
         self._faults = LogLimiter(burst=2, every=60.0)
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
+        self.ensure: Callable[[str], bool] = lambda node_id: False  # ...and its on-demand dial
         self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
@@ -103,7 +104,11 @@ class MemberHub:
             if isinstance(out, Spread):
                 v = codec.verdict_to_pb(out.verdict)
                 if out.to:
-                    self.send_to(out.to, frame(verdicts=[v]), False)
+                    if not self.send_to(out.to, frame(verdicts=[v]), False):
+                        # No link (a member known by hearsay): dial it. A live one is then heard, and
+                        # answers the verdict it is reminded of, instead of dying here of a suspicion
+                        # whose refutation went only to its own links (SWIM's indirect probe, by a link).
+                        self.ensure(out.to)
                 else:
                     spread.append(v)
             elif isinstance(out, WatchingChanged):

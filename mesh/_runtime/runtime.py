@@ -163,7 +163,7 @@ class NodeRuntime:
         dialer = self.dialer = Dialer(me=me, mesh=cfg.mesh, credentials=self.credentials, clock=self.clock,
                                       life=self.life, links=links, hub=hub, handshake=handshake,
                                       spawn=self._spawn)  # fmt: skip
-        links.on_gossip, links.on_lost = dialer.on_gossip, dialer.on_lost
+        links.on_gossip, links.on_lost, links.on_ensure = dialer.on_gossip, dialer.on_lost, dialer.ensure
         assert self._peer_server is not None
         servicer = PeerServicer(credentials=self.credentials, clock=self.clock, life=self.life, links=links,
                                 handshake=handshake)  # fmt: skip

@@ -62,6 +62,11 @@ class ServiceContext(Protocol):
         """True while a live link to `node_id` is open."""
         ...
 
+    def ensure_link(self, node_id: str) -> bool:
+        """True while a live link to `node_id` is open; else a link is asked for (dialed on demand) and
+        False: the service's `on_link_up` follows if it comes."""
+        ...
+
     def send(self, to: str | Identity, *msgs: object, droppable: bool = False) -> bool:
         """Send core messages to `to` in one frame; False (nothing sent) when it has no live link.
 

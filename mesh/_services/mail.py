@@ -133,7 +133,7 @@ class MailService:
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
         w = self.windows.get(peer)
-        if w is None or not self.ctx.linked(peer):
+        if not self.ctx.ensure_link(peer) or w is None:  # no link: one is dialed, and its link-up pumps
             return
         now = self.ctx.clock.now()
         while (want := w.want()) is not None:

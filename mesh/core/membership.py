@@ -19,6 +19,14 @@ watchers' verdicts (`Spread`), mapped onto the same table (a suspect verdict is 
 member's refutation HEARD), and from the instant evidence every node has of its own links (REFUSED). A
 member told it is suspected refutes with a higher liveness sequence, so a live member is never held dead.
 
+Hearsay (`learned`): a linked peer's member list (sent when we link to it) and its hints about newcomers
+list every member it names ALIVE here at once, before (or without) a link of ours. Formation is then one
+gossip exchange, not n-1 TLS handshakes: "every node lists every other" no longer waits for a full mesh of
+links. A hearsay member is not timed by this node (it never beat to us) and is left out of our ring until we
+link it; its liveness is carried the way an unwatched linked member's is: its watchers' verdicts, and our own
+evidence when we dial it (a refused connect is REFUSED, so a member gossiped after it died is dead here as
+soon as we try it). Gossip never revives a member held dead: the teller may simply not have heard the verdict.
+
 Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
 hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence,
 and the node tells everyone it is back (a refutation of whatever its watchers concluded meanwhile).
@@ -130,11 +138,13 @@ class Member:
     watched: bool = False  # this node watches it: it beats to us, we time its silence
     linked: bool = True  # a link to it is open (an open link vouches for it until it closes)
     reminded: float = float("-inf")  # when we last told it the verdict we hold (so that it can refute)
+    hearsay: bool = False  # known only from a peer's gossip: this life of it never had a link of ours
 
     @property
     def timed(self) -> bool:
-        """Is its silence this node's to time? (watched, or no link that would carry news of it)."""
-        return self.watched or not self.linked
+        """Is its silence this node's to time? (watched, or a link went that would have carried news of it;
+        a member known by hearsay only was never ours to hear: its watchers' verdicts carry it)."""
+        return self.watched or not (self.linked or self.hearsay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,10 +251,39 @@ class Membership:
         else:
             old.info = info
             old.linked = True
+            if old.hearsay:  # our first link to it: from now on it is timed like any linked member
+                old.hearsay = False
+                old.last_heard = now
             events += self._revive(old, now, "reconnected")
         if status is not None:
             events += self.status_update(status, now)
         self._rewatch(now)
+        return events
+
+    def learned(self, info: PeerInfo, now: float) -> list[MembershipEvent]:
+        """A linked peer told us of `info` (its member list when we link, or a hint about a newcomer).
+
+        A member we did not know is listed ALIVE at once, by hearsay: no link of ours, so no timer of ours
+        (see the module docstring). News of a member we know changes nothing, except that a new life of a
+        member we hold dead or gone, to which no link is open, replaces it (its restart, told second-hand).
+        A dead member is never revived by gossip: the peer that told us may not have heard its verdict yet.
+        """
+        events = self._advance(now)
+        old = self.members.get(info.node_id)
+        if info.node_id == self.me.node_id or (old is not None and old.is_self):
+            return events
+        if old is not None and (
+            old.info.incarnation == info.incarnation
+            or old.linked
+            or old.state not in (Liveness.DEAD, Liveness.LEFT)
+        ):
+            return events
+        self.members[info.node_id] = Member(
+            info=info, state=Liveness.ALIVE, last_heard=now, state_since=now, linked=False, hearsay=True
+        )
+        events.append(MemberJoined(info.node_id, restarted=old is not None))
+        if old is not None:
+            events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted (gossip)"))
         return events
 
     def heard(self, node_id: str, now: float) -> list[MembershipEvent]:
@@ -290,7 +329,12 @@ class Membership:
         events = self._advance(now)
         m = self.members.get(node_id)
         if m is not None and not m.is_self:
-            events += self._sign(m, Sign.REFUSED, now, "connection refused")
+            moved = self._sign(m, Sign.REFUSED, now, "connection refused")
+            if moved:
+                # Proof, not a timeout: say it to every peer. Members that know it by hearsay (no link of
+                # their own that could be refused) learn of its death only from verdicts.
+                self._out.append(Spread(Verdict(m.info.node_id, m.info.incarnation, News.DEAD, m.seq)))
+            events += moved
         self._rewatch(now)
         return events
 
@@ -436,8 +480,11 @@ class Membership:
             self._out.append(Spread(Verdict(self.me.node_id, self.me.incarnation, News.ALIVE, seq)))
 
     def _rewatch(self, now: float) -> None:
-        """Recompute whom this node watches (its ring predecessors among the live members)."""
-        live = [m.info.node_id for m in self.live()]
+        """Recompute whom this node watches (its ring predecessors among the live members it has linked).
+
+        Hearsay members are left out of the ring until linked: a watcher must hear its member's beats.
+        """
+        live = [m.info.node_id for m in self.live() if not m.hearsay]
         want = watched_by(self.me.node_id, live, self.timing.watchers)
         if want == self.watching:
             return

@@ -11,11 +11,14 @@ from mesh.core.membership import (
     MemberJoined,
     Membership,
     PeerInfo,
+    Spread,
     StatusChanged,
     Timing,
+    Verdict,
     liveness_for,
 )
 from mesh.core.status import StatusRecord
+from mesh.core.watch import News
 
 T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=60.0, tick_interval=0.25)
 ME = PeerInfo(node_id="me", incarnation="i0", name="me", address="127.0.0.1:1")
@@ -166,3 +169,95 @@ def test_the_liveness_table_is_the_whole_state_machine() -> None:
         assert TRANSITIONS[(st, Sign.LEAVE)] is Liveness.LEFT
         assert TRANSITIONS[(st, Sign.REFUSED)] is Liveness.DEAD
         assert TRANSITIONS[(st, Sign.SILENT)] is Liveness.DEAD
+
+
+# ---------------------------------------------------------------------- hearsay (members learned from gossip)
+
+C = PeerInfo(node_id="c", incarnation="i2", name="sea", address="127.0.0.1:3")
+
+
+def test_a_gossiped_member_is_listed_alive_at_once_and_never_timed_by_us() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    assert m.learned(C, 0.1) == [MemberJoined("c")]
+    assert m.members["c"].state is Liveness.ALIVE and m.members["c"].hearsay
+    assert "c" not in m.watching  # not in our ring until linked: it never beat to us
+    # B, linked and watched, goes suspect and dead on silence; C, known by hearsay, stays alive (its
+    # watchers' verdicts carry it).
+    ticking(m, 0.25, 30.0)
+    assert m.members["b"].state is Liveness.DEAD
+    assert m.members["c"].state is Liveness.ALIVE
+    assert m.learned(C, 30.1) == []  # told again: nothing new
+
+
+def test_gossip_does_not_revive_a_dead_member_but_a_new_life_replaces_it() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.refused("b", 1.0)
+    m.unlinked("b", 1.0)
+    assert m.learned(B, 2.0) == []  # the teller has not heard the verdict yet
+    assert m.members["b"].state is Liveness.DEAD
+    b2 = PeerInfo(node_id="b", incarnation="i9", name="bee", address="127.0.0.1:2")
+    ev = m.learned(b2, 3.0)
+    assert ev == [MemberJoined("b", restarted=True),
+                  LivenessChanged("b", Liveness.DEAD, Liveness.ALIVE, "restarted (gossip)")]  # fmt: skip
+    assert m.members["b"].info.incarnation == "i9" and m.members["b"].hearsay
+
+
+def test_gossip_of_another_life_does_not_replace_a_live_or_linked_member() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    b2 = PeerInfo(node_id="b", incarnation="i9", name="bee", address="127.0.0.1:2")
+    assert m.learned(b2, 1.0) == []
+    assert m.members["b"].info.incarnation == "i1" and not m.members["b"].hearsay
+    assert m.learned(ME, 1.0) == [] and m.members["me"].is_self
+
+
+def test_a_hearsay_member_dies_by_its_watchers_verdict_or_our_refused_dial() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    m.learned(C, 0.0)
+    ev = m.verdict(Verdict("b", "i1", News.DEAD, 0), 1.0)
+    assert [(e.previous, e.current) for e in ev if isinstance(e, LivenessChanged)] == [
+        (Liveness.ALIVE, Liveness.DEAD)
+    ]
+    assert m.outgoing() == []  # nothing to tell a member we have no link to
+    assert m.refused("c", 1.5)[0].current is Liveness.DEAD
+
+
+def test_a_hearsay_member_suspected_by_its_watchers_ends_dead_unless_refuted() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    m.learned(C, 0.0)
+    m.verdict(Verdict("b", "i1", News.SUSPECT, 0), 1.0)
+    m.verdict(Verdict("c", "i2", News.SUSPECT, 0), 1.0)
+    m.verdict(Verdict("c", "i2", News.ALIVE, 1), 2.0)  # c refutes
+    ticking(m, 1.25, 20.0)
+    assert m.members["b"].state is Liveness.DEAD
+    assert m.members["c"].state is Liveness.ALIVE
+
+
+def test_linking_a_hearsay_member_makes_it_ours_to_watch_and_time() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.watching == frozenset()
+    m.hello(B, None, 5.0)
+    assert not m.members["b"].hearsay and m.members["b"].linked
+    assert m.watching == frozenset({"b"})
+    ticking(m, 5.25, 8.0)
+    assert m.members["b"].state is Liveness.SUSPECT  # timed from the link, not from when we heard of it
+
+
+def test_a_refused_connect_is_told_to_every_peer_once() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.outgoing()
+    m.refused("b", 1.0)
+    spread = [o for o in m.outgoing() if isinstance(o, Spread)]
+    assert spread == [Spread(Verdict("b", "i1", News.DEAD, 0))]
+    m.refused("b", 1.5)
+    assert m.outgoing() == []
+    # ...and a node that knows b only by hearsay takes it as dead.
+    other = Membership(me=C, timing=T, now=0.0)
+    other.learned(B, 0.0)
+    assert other.verdict(Verdict("b", "i1", News.DEAD, 0), 1.1)[0].current is Liveness.DEAD

@@ -24,7 +24,13 @@ from mesh.paths import is_locked
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
 # Nodes of a test that injects faults start through the test entry, which installs the taps first.
 TEST_MESHCTL = [sys.executable, "-m", "tests.integration.meshctl"]
-TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY", "MESH_TEST_LOSE_REPLY", "MESH_TEST_OLD_WIRE")
+TEST_ENV = (
+    "MESH_TEST_FAULTS",
+    "MESH_CLAIM_HISTORY",
+    "MESH_TEST_LOSE_REPLY",
+    "MESH_TEST_OLD_WIRE",
+    "MESH_TEST_NO_GOSSIP_DIAL",
+)
 ROOT = Path(__file__).resolve().parents[2]
 # Fast failure detection so the tests take seconds, not minutes (the defaults are covered by the benchmarks).
 FAST = ["--heartbeat-interval", "0.2", "--suspect-after", "1.0", "--dead-after", "3.0"]

@@ -8,6 +8,10 @@
     MESH_TEST_LOSE_REPLY=METHOD:N   lose the answers of the node's first N control calls METHOD, after the
                                     node carried them out (a stream broken at the worst moment); several
                                     as METHOD:N,METHOD:N
+    MESH_TEST_NO_GOSSIP_DIAL=NAME,...  the node does not dial these members on gossip (it knows them by
+                                    hearsay only, with no link until a service needs one)
+    MESH_TEST_WATCHERS=K            the node watches its K ring predecessors (default 3; 0: it watches nobody,
+                                    so it links no member for the ring either)
     MESH_TEST_OLD_WIRE=1            the node's hook wire has no `api` op, as a node older than meshctl's
                                     WireClient (it answers "unknown op")
 
@@ -28,7 +32,13 @@ from mesh.cli.main import main
 from mesh.testing.faults import PartitionFile
 
 MESHCTL_ENTRY = True  # `up --detach` re-runs this module for the node process
-TEST_ENV = ("MESH_TEST_FAULTS", "MESH_CLAIM_HISTORY", "MESH_TEST_LOSE_REPLY", "MESH_TEST_OLD_WIRE")
+TEST_ENV = (
+    "MESH_TEST_FAULTS",
+    "MESH_CLAIM_HISTORY",
+    "MESH_TEST_LOSE_REPLY",
+    "MESH_TEST_OLD_WIRE",
+    "MESH_TEST_NO_GOSSIP_DIAL",
+)
 
 
 class HistoryWriter:
@@ -77,6 +87,19 @@ def install() -> None:
     lose = os.environ.get("MESH_TEST_LOSE_REPLY")
     if lose:
         taps.add_reply_loss(LoseReplies(lose))
+    no_dial = os.environ.get("MESH_TEST_NO_GOSSIP_DIAL")
+    if no_dial:
+        names = frozenset(no_dial.split(","))
+        taps.add_gossip_dial_filter(lambda _me, peer: peer in names)
+    watchers = os.environ.get("MESH_TEST_WATCHERS")
+    if watchers:
+        from dataclasses import replace
+
+        from mesh.config import NodeConfig
+
+        timing = NodeConfig.timing.fget
+        assert timing is not None
+        NodeConfig.timing = property(lambda cfg: replace(timing(cfg), watchers=int(watchers)))  # type: ignore[method-assign,assignment]
     if os.environ.get("MESH_TEST_OLD_WIRE"):
         from mesh._transport.hookwire import HookWire
 

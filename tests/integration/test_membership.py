@@ -282,3 +282,78 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
 
     threading.Thread(target=pump, daemon=True).start()
     return out
+
+
+# ---------------------------------------------------------------------- members known by hearsay (no link)
+
+
+def _connected(a: Any, b: Any) -> bool:
+    """True if either node's process holds a TCP connection to the other's peer port (a link, or a dial)."""
+    import psutil  # type: ignore[import-untyped]  # no types-psutil in the venv
+
+    def port(p: Any) -> int:
+        return int(p.address.rpartition(":")[2])
+
+    for x, y in ((a, b), (b, a)):
+        proc = psutil.Process(x.pid)
+        conns = getattr(proc, "net_connections", proc.connections)  # psutil < 6 names it connections
+        for c in conns(kind="tcp"):
+            if c.raddr and c.raddr.port == port(y) and c.status == psutil.CONN_ESTABLISHED:
+                return True
+    return False
+
+
+def _b_and_c_never_dial_each_other(mesh: Mesh) -> tuple[Any, Any, Any]:
+    """a seeds b and c; b and c are told of each other by a's gossip but do not dial each other on it, nor
+    for the ring (they watch nobody; a watches both)."""
+    a = mesh.up("a", "--no-mdns")
+    mesh.extra_env["MESH_TEST_WATCHERS"] = "0"
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "c"
+    b = mesh.up("b", "--no-mdns", "--peer", a.address)
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "b"
+    c = mesh.up("c", "--no-mdns", "--peer", a.address)
+    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"], mesh.extra_env["MESH_TEST_WATCHERS"]
+    until(lambda: all_alive(mesh, ABC), what="b and c list each other from a's gossip alone")
+    assert not _connected(b, c)
+    return a, b, c
+
+
+def test_a_member_known_by_hearsay_is_listed_and_its_death_seen_without_a_link(mesh: Mesh) -> None:
+    _b_and_c_never_dial_each_other(mesh)
+    mesh.signal("c", signal.SIGKILL)
+    # b has no link to c that could be refused: a's verdict (its own refused redial) is all b can hear.
+    until(lambda: mesh.states("b")["c"] == "dead", timeout=5, what="c dead at b after SIGKILL")
+    assert mesh.states("b")["b"] == "alive"
+    assert mesh.status("b")["c"]["state"] == "dead"
+
+
+def test_mail_to_a_member_with_no_open_link_dials_it_on_demand(mesh: Mesh) -> None:
+    _, b, c = _b_and_c_never_dial_each_other(mesh)
+    r = json.loads(mesh.ctl("send", "c", "hello", "over a link made for it", "--json", node="b").stdout)
+    until(lambda: any(m["id"] == r["id"] for m in json.loads(mesh.ctl("inbox", "--json", node="c").stdout)),
+          what="the message reached c")  # fmt: skip
+    until(lambda: _connected(b, c), what="b and c linked for the mail")
+
+
+def test_a_live_hearsay_member_suspected_by_its_watcher_is_dialed_and_stays_alive(
+    mesh: Mesh, tmp_path: Path
+) -> None:
+    # a and c cannot hear each other (a partition file naming only them); b knows c by hearsay only. a
+    # suspects c and then holds it dead, and tells b. c's refutations go to its own links, which b is not
+    # one of: b must reach c itself (an on-demand link) rather than let a suspicion nobody answers kill it.
+    faults = tmp_path / "partition"
+    mesh.extra_env["MESH_TEST_FAULTS"] = str(faults)
+    a = mesh.up("a", "--no-mdns", *FAST)
+    mesh.extra_env["MESH_TEST_WATCHERS"] = "0"  # b and c watch nobody (no link for the ring); a watches both
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "c"
+    b = mesh.up("b", "--no-mdns", "--peer", a.address, *FAST)
+    mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"] = "b"
+    c = mesh.up("c", "--no-mdns", "--peer", a.address, *FAST)
+    del mesh.extra_env["MESH_TEST_NO_GOSSIP_DIAL"], mesh.extra_env["MESH_TEST_WATCHERS"]
+    until(lambda: all_alive(mesh, ABC), what="b and c list each other from a's gossip alone")
+    assert not _connected(b, c)
+    faults.write_text("a\nc\n")
+    until(lambda: mesh.states("a")["c"] == "dead", timeout=15, what="a holds c dead (partitioned)")
+    until(lambda: _connected(b, c), what="b dialed c when told it was suspected")
+    until(lambda: mesh.states("b")["c"] == "alive", timeout=10, what="c alive at b")
+    assert mesh.states("c")["b"] == "alive"
