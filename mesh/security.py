@@ -554,7 +554,7 @@ def import_token(
     return ca, True
 
 
-# --- a node's leaf, issued outside the node's address space (see mesh._tls.node_credentials) -------------
+# --- a node's leaf, issued outside the node's address space (see mesh._leaf) -----------------------------
 
 
 def issue_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from mesh.security import create_ca, ensure_ca
 SCRIPT = """
 import json, sys, threading
 from pathlib import Path
-import mesh._tls as t
+import mesh._leaf as t
 home, mesh, node_id, state, threaded = sys.argv[1:6]
 spawned = []
 real = t._issue_spawned
