@@ -27,10 +27,11 @@ and the node tells everyone it is back (a refutation of whatever its watchers co
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
+from mesh.core.values import replace, value
 from mesh.core.watch import DEFAULT_WATCHERS, News, refutation, verdict_applies, watched_by
 
 
@@ -43,7 +44,7 @@ class Liveness(enum.Enum):
     LEFT = "left"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PeerInfo:
     """Who a node is: stable id, per-process incarnation, name, role, where its peer API listens."""
 
@@ -60,7 +61,7 @@ class PeerInfo:
         return Identity(self.node_id, self.incarnation)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Timing:
     """Failure-detector timing (seconds)."""
 
@@ -137,7 +138,7 @@ class Member:
         return self.watched or not self.linked
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberJoined:
     """A node was heard from for the first time (or came back as a new incarnation)."""
 
@@ -145,7 +146,7 @@ class MemberJoined:
     restarted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LivenessChanged:
     """A member moved between alive / suspect / dead / left."""
 
@@ -155,14 +156,14 @@ class LivenessChanged:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StatusChanged:
     """A member published a newer status record."""
 
     node_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberForgotten:
     """A dead or departed member has been out of the picture for `forget_after` and is dropped."""
 
@@ -170,7 +171,7 @@ class MemberForgotten:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Verdict:
     """Liveness news about one life of a member, stamped with its liveness sequence."""
 
@@ -180,7 +181,7 @@ class Verdict:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Spread:
     """Send `verdict` to every peer (`to` empty), or only to the member `to` (so it can refute)."""
 
@@ -188,7 +189,7 @@ class Spread:
     to: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WatchingChanged:
     """This node now watches `start` and no longer `stop`: ask them to beat to us, or to stop."""
 
