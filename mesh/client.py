@@ -47,6 +47,8 @@ from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats,
 __all__ = ["Client", "NodeInfo", "connect"]
 
 DEFAULT_TIMEOUT = 10.0
+REQUEST_OVERHEAD = 160
+"""Bytes of a SendRequest beyond its subject and body (name, key, reply-to id, tags), over-counted."""
 PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
 
 
@@ -66,7 +68,9 @@ class _SendPipe:
     def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event) -> None:
         self._stub = stub
         self._gate = gate  # set while no send is on the wire lane: what the stream writes comes after it
-        self._queue: list[tuple[pb.SendRequest, asyncio.Future[pb.SendReply]]] = []
+        # A send's SendRequest fields, not a SendRequest: `_take` builds each in its batch in place (a built
+        # request is copied into the batch: twice the protobuf work per send).
+        self._queue: list[tuple[dict[str, Any], int, asyncio.Future[pb.SendReply]]] = []
         self._in_flight: collections.deque[list[asyncio.Future[pb.SendReply]]] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -78,11 +82,12 @@ class _SendPipe:
         """No send of this pipe is waiting to go or for its answer."""
         return not self._queue and not self._in_flight
 
-    async def send(self, req: pb.SendRequest) -> pb.SendReply:
+    async def send(self, fields: dict[str, Any], size: int) -> pb.SendReply:
+        """Send one SendRequest (its `fields`; `size`: UTF-8 bytes of its text) on the stream."""
         # No timer per send (a third of a busy client's time): the stream's watchdog in `_run` fails every
         # pending send when no answer came for DEFAULT_TIMEOUT, and each is then asked again, unary.
         fut: asyncio.Future[pb.SendReply] = asyncio.get_running_loop().create_future()
-        self._queue.append((req, fut))
+        self._queue.append((fields, size, fut))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
@@ -94,7 +99,7 @@ class _SendPipe:
                 if not f.done():
                     f.set_exception(_Unanswered(str(why)))
         self._in_flight.clear()
-        for _, f in self._queue:
+        for _, _, f in self._queue:
             if not f.done():
                 f.set_exception(_Unanswered(str(why)))
         self._queue.clear()
@@ -139,22 +144,23 @@ class _SendPipe:
 
     def _take(self) -> pb.SendBatch:
         """The next batch from the queue: at most SEND_MAX sends and SEND_BATCH_BYTES encoded."""
-        items: list[pb.SendRequest] = []
+        batch = pb.SendBatch()
+        add = batch.items.add
         futs: list[asyncio.Future[pb.SendReply]] = []
         size = 0
         n = 0
-        for req, fut in self._queue:
-            size += req.ByteSize() + 8
-            if items and (size > limits.SEND_BATCH_BYTES or len(items) >= SEND_MAX):
+        for fields, text, fut in self._queue:
+            size += text + REQUEST_OVERHEAD
+            if futs and (size > limits.SEND_BATCH_BYTES or len(futs) >= SEND_MAX):
                 break
             n += 1
             if fut.done():  # its caller gave up (cancelled): not sent on its behalf
                 continue
-            items.append(req)
+            add(**fields)
             futs.append(fut)
         del self._queue[:n]
         self._in_flight.append(futs)
-        return pb.SendBatch(items=items)
+        return batch
 
     async def _read(self, call: Any) -> None:
         try:
@@ -180,7 +186,7 @@ class _SendPipe:
                 self.offered = False
             elif not ambiguous(e):  # the node refused the stream itself (a MeshError): every send hears it
                 err = to_mesh_error(e)
-                for f in [f for futs in self._in_flight for f in futs] + [f for _, f in self._queue]:
+                for f in [f for futs in self._in_flight for f in futs] + [f for _, _, f in self._queue]:
                     if not f.done():
                         f.set_exception(err)
         self._fail(NodeUnavailable("the send stream ended"))
@@ -246,16 +252,12 @@ class _WireLane:
             answer = json.loads(raw) if raw else None
         except ValueError:
             answer = None
-        if not isinstance(answer, dict):
+        try:
+            return wirecodec.answer(verb, answer)
+        except NodeUnavailable as e:  # not the node's verdict: the caller asks on the SendStream
+            self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
             self.close()
-            raise _Unanswered("hook wire: no answer")
-        if "error" in answer:
-            if not answer.get("class"):
-                self.broken = True
-                self.close()
-                raise _Unanswered(f"hook wire: {answer['error']}")
-            raise wirecodec.error_from_wire(answer)
-        return wirecodec.decode(verb, answer.get("result"))
+            raise _Unanswered(f"hook wire: {e}") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -281,8 +283,11 @@ class _WireLane:
         except BaseException:
             writer.close()
             raise
-        if "error" in first and not first.get("class"):
-            self.broken = True
+        if "error" in first and not first.get("class"):  # the wire's refusal, not the node's verdict
+            try:
+                wirecodec.answer(verb, first, "item")
+            except NodeUnavailable as e:
+                self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
             writer.close()
             return None
         return self._items(verb, first, reader, writer, timeout)
@@ -297,11 +302,9 @@ class _WireLane:
     ) -> AsyncIterator[Any]:
         try:
             while True:
-                if "error" in answer:
-                    raise wirecodec.error_from_wire(answer)
-                if answer.get("end"):
+                if answer.get("end") and "error" not in answer:
                     return
-                yield wirecodec.decode(verb, answer.get("item"))
+                yield wirecodec.answer(verb, answer, "item")
                 answer = await _answer(reader, timeout)
         finally:
             writer.close()  # also when the caller stops early: the node ends the stream
@@ -480,31 +483,34 @@ class Client:
         """Queue a message to session `to` durably in the node's outbox (idempotent: see MeshAPI.send)."""
         validate.name(to, "recipient")
         fields = _message(subject, body, reply_to, key)
-        return await self._send(pb.SendRequest(to=to, **fields), "send", {"to": to, **_wire_args(fields)})
+        fields["to"] = to
+        return await self._send(fields, "send")
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> Sent:
         """Queue a message to every member known now, offline ones included."""
         fields = _message(subject, body, reply_to, key)
-        return await self._send(pb.SendRequest(all=True, **fields), "broadcast", _wire_args(fields))
+        fields["all"] = True
+        return await self._send(fields, "broadcast")
 
-    async def _send(self, req: pb.SendRequest, verb: str, args: dict[str, Any]) -> Sent:
+    async def _send(self, fields: dict[str, Any], verb: str) -> Sent:
         """A lone send over the hook wire; otherwise pipelined on the SendStream. A send either left
         unanswered is asked again (the pipe, then a unary Send; its key makes that safe), and so is every send
         to a node that does not offer the wire or the stream."""
         if self._lane.ready and self._pipe.idle:
             try:
-                sent: Sent = await self._lane.call(verb, args)
+                sent: Sent = await self._lane.call(verb, _wire_args(fields))
                 return sent
             except _Unanswered:
                 pass
         if self._pipe.offered:
             try:
-                return api_codec.sent_from_pb(await self._pipe.send(req))
+                size = len(fields["subject"].encode()) + len(fields["body"].encode())
+                return api_codec.sent_from_pb(await self._pipe.send(fields, size))
             except _Unanswered:
                 pass
-        reply: pb.SendReply = await self._call(self._stub.Send, req, idempotent=True)
+        reply: pb.SendReply = await self._call(self._stub.Send, pb.SendRequest(**fields), idempotent=True)
         return api_codec.sent_from_pb(reply)
 
     async def messages(
@@ -681,13 +687,16 @@ def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> 
 
 
 def _wire_args(fields: dict[str, Any]) -> dict[str, Any]:
-    """A SendRequest's message fields as the wire's `send`/`broadcast` arguments."""
-    return {
+    """A SendRequest's fields as the wire's `send`/`broadcast` arguments."""
+    args = {
         "subject": fields["subject"],
         "body": fields["body"],
         "reply_to": fields["in_reply_to"] or None,
         "key": fields["key"],
     }
+    if "to" in fields:
+        args["to"] = fields["to"]
+    return args
 
 
 async def connect(name: str | None = None, *, mesh: str | None = None, home: Path | None = None) -> Client:

@@ -56,9 +56,7 @@ CLAIM_MARGIN = 60.0  # s beyond a claim's `wait`, as the gRPC Client's deadline
 ANSWER_MAX = 64 * 2**20
 
 
-NO_API_OP = "the node's hook wire has no api op (a node older than this client): ask it over gRPC"
-"""The NodeUnavailable message when the node's wire refuses the `api` op (`mesh.cli.main.run_light` then
-runs the verb again over gRPC; the node did nothing with the refused call)."""
+NO_API_OP = wirecodec.NO_API_OP
 
 
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
@@ -105,13 +103,7 @@ class _Wire:
             answer = json.loads(raw)
         except ValueError:
             raise NodeUnavailable("the node's answer is not JSON") from None
-        if not isinstance(answer, dict):
-            raise NodeUnavailable("the node's answer is not an object")
-        if "error" in answer:
-            if "class" not in answer and str(answer["error"]).startswith("unknown op 'api'"):
-                raise NodeUnavailable(NO_API_OP)
-            raise wirecodec.error_from_wire(answer)
-        return wirecodec.decode(verb, answer.get("result"))
+        return wirecodec.answer(verb, answer)
 
     def close(self) -> None:
         self.sock.close()

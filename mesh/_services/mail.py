@@ -38,6 +38,7 @@ EXPIRE_EVERY = 60.0
 PRUNE_EVERY = 3600.0
 MAX_FOLLOWERS = 64
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
+MAX_RECIPIENTS_KEPT = 1024  # names whose Recipient is reused by the next send to them
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
 
 
@@ -68,6 +69,9 @@ class MailService:
         self._next_prune = 0.0
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self._faulty = False  # a storage fault was logged and nothing was stored since
+        self._recipients: dict[
+            str, mb.Recipient
+        ] = {}  # name -> its last Recipient (one object, not one a send)
         ctx.show_unread(self.store.unread_count)
         ctx.on_member(self._on_member)
 
@@ -196,15 +200,19 @@ class MailService:
     def resolve(self, name: str) -> mb.Recipient:
         """A session name -> the node it is (a live member first, else the last node seen with that name)."""
         live = self.ctx.members.holder_of_name(name)
-        if live is not None:
-            return mb.Recipient(live.info.node_id, name)
-        node = self.store.lookup_name(name)
+        node = live.info.node_id if live is not None else self.store.lookup_name(name)
         if node is None:
             raise UnknownRecipient(
                 f"no session named {name!r} has been seen in mesh {self.ctx.mesh!r} "
                 "(see `meshctl status`; names are case-sensitive)"
             )
-        return mb.Recipient(node, name)
+        known = self._recipients.get(name)
+        if known is not None and known.node_id == node:
+            return known
+        if len(self._recipients) >= MAX_RECIPIENTS_KEPT:
+            self._recipients.clear()
+        known = self._recipients[name] = mb.Recipient(node, name)
+        return known
 
     async def send(
         self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None

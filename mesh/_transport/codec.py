@@ -271,9 +271,9 @@ def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
         stream=m.stream,
         floor=m.floor,
         messages=tuple(
+            # positional: the value class's fast path (a keyword build costs a dict per envelope)
             mb.Envelope(
-                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
-                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+                e.id, e.seq, e.from_name, e.to_name, e.subject, e.body, e.sent_at, e.in_reply_to, e.broadcast,
             )
             for e in m.messages
         ),

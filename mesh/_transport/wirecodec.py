@@ -15,6 +15,10 @@ TYPE_CHECKING = False  # no `typing` at run time: meshctl's hot verbs import thi
 if TYPE_CHECKING:
     from typing import Any
 
+NO_API_OP = "the node's hook wire has no api op (a node older than this client): ask it over gRPC"
+"""The NodeUnavailable message when the node's wire refuses the `api` op: the node did nothing with the
+call; ask it over gRPC (`mesh.cli.main.run_light`, the Client's lanes), and not this wire again."""
+
 REUSE_IDLE = 5.0
 """Seconds a client keeps an idle wire connection: the node closes one idle for HOOK_IDLE_TIMEOUT (10 s)."""
 
@@ -144,6 +148,28 @@ def decode(verb: str, data: Any) -> Any:
         why = f"the node's answer to {verb} is not understood ({e}); is it another version?"
         raise NodeUnavailable(why) from None
     raise InvalidInput(f"no such verb on the wire: {verb}")
+
+
+def answer(verb: str, got: Any, key: str = "result") -> Any:
+    """What one answer line of the `api` op says (its JSON, parsed): the one rule of every wire client.
+
+    - the value under `key` ("result"; "item" in a stream), decoded as `verb` returns it;
+    - an error with its class: that MeshError, the node's verdict on the call;
+    - an error without a class is the wire's own refusal, not the API's: NodeUnavailable(NO_API_OP) when it
+      says the op is unknown (an older node: ask gRPC, and not this wire again), else NodeUnavailable
+      saying why (a request line too long, a fault inside the node): the caller may ask another way;
+    - anything but a JSON object: NodeUnavailable.
+    """
+    if not isinstance(got, dict):
+        raise NodeUnavailable("the node's answer is not a JSON object")
+    if "error" in got:
+        if got.get("class"):
+            raise error_from_wire(got)
+        said = str(got["error"])
+        if said.startswith("unknown op 'api'"):
+            raise NodeUnavailable(NO_API_OP)
+        raise NodeUnavailable(f"the node's hook wire refused the request: {said[:200]}")
+    return decode(verb, got.get(key))
 
 
 # ---------------------------------------------------------------------- errors

@@ -52,7 +52,26 @@ def _make(cls: type[Any]) -> type[Any]:
         got = getter(self)
         return got if many else (got,)
 
+    setters: list[Any] = []  # the slots' own descriptors' __set__, filled once the class exists
+    nfields = len(names)
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Fast paths for every field given, all positionally or all by keyword (the hot records of mail are
+        # built a few times per message, both ways): the slot descriptors set each field without a name
+        # look-up. Anything else (defaults, errors) takes the general path below, which sets every field
+        # again or raises.
+        if not kwargs:
+            if len(args) == nfields:
+                for put, v in zip(setters, args, strict=True):
+                    put(self, v)
+                return
+        elif not args and len(kwargs) == nfields:
+            try:
+                for name, put in zip(names, setters, strict=True):
+                    put(self, kwargs[name])
+                return
+            except KeyError:
+                pass
         if len(args) > len(names):
             raise TypeError(
                 f"{qualname}.__init__() takes {len(names) + 1} positional arguments but {len(args) + 1} "
@@ -111,6 +130,7 @@ def _make(cls: type[Any]) -> type[Any]:
     for fn in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__, __reduce__):
         fn.__qualname__ = f"{qualname}.{fn.__name__}"
     made: type[Any] = type(cls.__name__, cls.__bases__, ns)  # with __slots__: a new class, as dataclass's
+    setters.extend(made.__dict__[n].__set__ for n in names)
     return made
 
 

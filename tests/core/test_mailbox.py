@@ -21,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from mesh.core import mailbox as mb
 from mesh.core.mailbox import (
     BATCH_BYTES_MAX,
+    BATCH_BYTES_SEND,
     BATCH_MAX,
     BODY_MAX,
     RESEND_AFTER,
@@ -318,7 +319,7 @@ def test_batches_respect_count_and_byte_limits() -> None:
     big = box(C)
     big.enqueue([direct(C, B, body="x" * BODY_MAX)] * 40, WALL0)
     bt = big.pending_for("nodeB")
-    assert bt is not None and len(bt.messages) == BATCH_BYTES_MAX // (BODY_MAX + 2)
+    assert bt is not None and len(bt.messages) == BATCH_BYTES_SEND // (BODY_MAX + 2)
     check_batch(bt, peer_node="nodeC", self_node="nodeB")
 
 

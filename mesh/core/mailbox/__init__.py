@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     )
     from mesh.core.mailbox.limits import (
         BATCH_BYTES_MAX,
+        BATCH_BYTES_SEND,
         BATCH_MAX,
         BODY_MAX,
         INBOX_PAGE_MAX,
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "BATCH_BYTES_MAX": "mesh.core.mailbox.limits",
+    "BATCH_BYTES_SEND": "mesh.core.mailbox.limits",
     "BATCH_MAX": "mesh.core.mailbox.limits",
     "BODY_MAX": "mesh.core.mailbox.limits",
     "Contact": "mesh.core.mailbox.records",
@@ -148,6 +150,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "BATCH_BYTES_MAX",
+    "BATCH_BYTES_SEND",
     "BATCH_MAX",
     "BODY_MAX",
     "INBOX_PAGE_MAX",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_MAX, RECEIPT_MAX
+from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_BYTES_SEND, BATCH_MAX, RECEIPT_MAX
 from mesh.core.mailbox.records import (
     Envelope,
     MailAck,
@@ -47,6 +47,13 @@ def outgoing(
         validate.ident(reply, "reply-to id")
     if key:
         validate.ident(key, "send key")
+    if not broadcast and isinstance(recipients, tuple | list) and len(recipients) == 1:
+        r = recipients[0]  # a direct send: no dict to dedupe one recipient
+        validate.ident(r.node_id, "recipient node id")
+        validate.name(r.name, "recipient name")
+        if r.node_id == sender_node:
+            raise InvalidInput(f"cannot send a message to yourself ({r.name})")
+        return Outgoing((r,), subject, body, reply, broadcast, key or "")
     seen: dict[str, Recipient] = {}
     for r in recipients:
         validate.ident(r.node_id, "recipient node id")
@@ -181,7 +188,7 @@ def batch_limit(sizes: Iterable[int], limit: int) -> int:
     total = 0
     n = 0
     for s in sizes:
-        if n >= limit or (n and total + s > BATCH_BYTES_MAX):
+        if n >= limit or (n and total + s > BATCH_BYTES_SEND):
             break
         total += s
         n += 1

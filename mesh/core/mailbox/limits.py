@@ -9,7 +9,12 @@ BODY_MAX = 64 * 1024
 BATCH_MAX = 100
 """Messages per peer frame: the per-message cost of a gRPC frame is what limits throughput, so batch."""
 BATCH_BYTES_MAX = 1024 * 1024
-"""Subject + body bytes per frame (a frame carries at least one message); stays under gRPC's 4 MiB."""
+"""Subject + body bytes a recipient accepts in one batch (a batch carries at least one message)."""
+BATCH_BYTES_SEND = BATCH_BYTES_MAX - 64 * 1024
+"""Subject + body bytes a sender packs into one batch: less than a recipient accepts, by room for the
+envelopes' other fields (ids, names, seqs: up to ~310 encoded bytes each, BATCH_MAX of them), so the fullest
+batch still fits one gRPC message on the link (1 MiB, mesh.limits.MAX_MESSAGE_BYTES). At BATCH_BYTES_MAX a
+batch of 100 ~10 KB messages with long names did not, and its link resent it after every reconnect."""
 SEND_MAX = 1000
 """Messages per `enqueue` call (one transaction)."""
 RECEIPT_MAX = 1000

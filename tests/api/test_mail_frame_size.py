@@ -1,0 +1,29 @@
+"""A mail batch packed as full as the sender's limits allow still fits one gRPC message on the peer link.
+
+A batch over `limits.MAX_MESSAGE_BYTES` fails on the wire, and the link's go-back-N sends that same batch
+again after every reconnect: one such batch would stall the link for good.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mesh import limits
+from mesh._transport.codec import frame_of
+from mesh.core.mailbox import BATCH_MAX, BODY_MAX, SUBJECT_MAX, Envelope, MailBatch, batch_limit
+
+LONG_ID = "i" * 64  # the longest node id, stream, message id and reply-to id
+LONG_NAME = "n" * 64  # the longest session name
+
+
+@pytest.mark.parametrize("per_message", [100, 1_000, 10_000, 10_400, 10_480, 30_000, BODY_MAX + SUBJECT_MAX])
+def test_the_fullest_batch_fits_one_grpc_message(per_message: int) -> None:
+    n = batch_limit([per_message] * (BATCH_MAX * 2), BATCH_MAX)
+    subject = "s" * min(SUBJECT_MAX, per_message // 2)
+    body = "b" * (per_message - len(subject))
+    envs = tuple(
+        Envelope(LONG_ID, 2**62 + i, LONG_NAME, LONG_NAME, subject, body, 1.7e9, LONG_ID, True)
+        for i in range(n)
+    )
+    frame = frame_of([MailBatch(LONG_ID, LONG_ID, LONG_ID, 2**62, envs)])
+    assert frame.ByteSize() <= limits.MAX_MESSAGE_BYTES, (n, frame.ByteSize())
