@@ -170,6 +170,11 @@ def membership(ctx: Context) -> None:
     sizes = [3, 12] if not ctx.quick else [3]
     one = statistics.median(_start_floor(1) for _ in range(ctx.rounds(5, 2)))
     ctx.record("start_floor_1", one, "s", note="one interpreter importing a node's modules, then exiting")
+    node_cpu, pass_cpu = _start_cpu(ctx.rounds(8, 3))
+    ctx.record("python_c_pass_cpu_s", pass_cpu, "s", note="CPU of `python -c pass`, same run")
+    ctx.record("node_start_cpu_s", node_cpu, "s", ref="membership.python_c_pass_cpu_s",
+               note="CPU (own + its certificate child) of a fresh identity's `meshctl up` until ready, "
+               "one node at a time")  # fmt: skip
     for n in sizes:
         for mdns in (True, False):
             how = "mdns" if mdns else "peer"
@@ -249,6 +254,31 @@ def _false_alarms_under_load(c: Cluster, names: list[str], seconds: float) -> tu
     return dead, suspect
 
 
+def _start_cpu(rounds: int) -> tuple[float, float]:
+    """Median CPU seconds of a new node (a fresh identity: it issues its leaf) from exec until ready, and of
+    `python -c pass`: the per-process floor that formation pays once per node (issue 15)."""
+    import resource
+
+    def child_cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    nodes, floor = [], []
+    with cluster() as c:
+        subprocess.run([*MESHCTL, "init"], env=c.env(), check=True, capture_output=True)
+        for i in range(rounds):
+            name = f"f{i:02d}"
+            proc = c.start(name, "--no-mdns", "--port", "0")
+            _ready(c, name)
+            nodes.append(_cpu_seconds(proc.pid, children=True))
+            proc.terminate()
+            proc.wait()
+            t0 = child_cpu()
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+            floor.append(child_cpu() - t0)
+    return statistics.median(nodes), statistics.median(floor)
+
+
 def _start_floor(n: int) -> float:
     """Seconds for n processes started at once that only import what a node imports, then exit.
 
@@ -312,12 +342,12 @@ def _scale_run(ctx: Context, n: int) -> None:
             os.kill(paused, signal.SIGCONT)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU a process used so far (its own, not its exited children's)."""
+def _cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU a process used so far (its own; with `children`, its reaped children's too)."""
     import psutil  # type: ignore[import-untyped]  # no types-psutil in the venv
 
     t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
+    return float(t.user + t.system + ((t.children_user + t.children_system) if children else 0.0))
 
 
 @section("membership_scale", timeout_s=900)

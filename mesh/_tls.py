@@ -1,9 +1,9 @@
 """TLS credentials as the node runtime uses them, without the `cryptography` package.
 
-Issuing and checking certificates (mesh.security) needs `cryptography`, which costs a node ~10 MB of memory
-for its whole life. A running node only needs PEM bytes for gRPC, so this module holds what it uses, and a
-node reuses its cached leaf (in its private state dir) until a third of its life is left; a new leaf is
-issued in a short-lived child process (`python -m mesh.security issue …`).
+Issuing and checking certificates (mesh.security) needs `cryptography`, which costs a node ~12 MB of memory
+(RSS) for its whole life. A running node only needs PEM bytes for gRPC, so this module holds what it uses,
+and a node reuses its cached leaf (in its private state dir) until a third of its life is left; a new leaf
+is issued outside the node's address space (mesh._leaf).
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import os
 import re
 import ssl
 import stat
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh.core import validate
-from mesh.errors import AuthError, InvalidInput, MeshError
+from mesh.errors import AuthError, InvalidInput
 from mesh.paths import mesh_dir
 from mesh.storage import translating
 
@@ -241,7 +239,7 @@ def _check_ca_files(home: Path, mesh: str) -> None:
         )
 
 
-def _remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
+def remember_ca(home: Path, mesh: str, ca_pem: bytes) -> None:
     mark = mesh_dir(home, mesh) / CA_MARK
     digest = hashlib.sha256(ca_pem).hexdigest()
     try:
@@ -280,40 +278,3 @@ def store_leaf(creds: Credentials, state_dir: Path) -> None:
         "not_after": creds.not_after.timestamp(),
     }
     (d / "leaf.json").write_text(json.dumps(meta))
-
-
-def _issue_error(code: int, out: str, err: str) -> MeshError:
-    """What the issuing child said went wrong, as the class it raised (see mesh.security._main)."""
-    from mesh.core.errors import error_classes
-
-    try:
-        said = json.loads(out.strip().splitlines()[0])
-        cls = error_classes()[said["error"]]
-        e = cls.__new__(cls)
-        MeshError.__init__(e, str(said["message"]))
-        return e
-    except (ValueError, KeyError, IndexError, TypeError):
-        lines = (err or out).strip().splitlines()
-        return AuthError(lines[-1] if lines else f"could not issue this node's certificate (exit {code})")
-
-
-def node_credentials(home: Path, mesh: str, node_id: str, state_dir: Path) -> tuple[Credentials, bool]:
-    """Its cached leaf, or a new one issued by a child process; returns (credentials, created_ca)."""
-    check_ca_files(home, mesh)
-    cached = load_cached_leaf(home, mesh, node_id, state_dir)
-    if cached is not None:
-        _remember_ca(home, mesh, cached.ca_pem)
-        return cached, False
-    cmd = [
-        sys.executable, "-m", "mesh.security", "issue", f"--home={home}", f"--mesh={mesh}",
-        f"--node-id={node_id}", f"--state-dir={state_dir}",  # "=" form: an id may start with "-"
-    ]  # fmt: skip
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    if r.returncode != 0:
-        raise _issue_error(r.returncode, r.stdout, r.stderr)
-    out: dict[str, Any] = json.loads(r.stdout)
-    creds = load_cached_leaf(home, mesh, node_id, state_dir)
-    if creds is None:
-        raise AuthError("issued this node's certificate but could not load it back")
-    _remember_ca(home, mesh, creds.ca_pem)
-    return creds, bool(out.get("created"))

@@ -9,14 +9,14 @@ the compilation of its generated methods at import (~0.6 ms apiece), and buildin
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mesh._values import MemberView
 from mesh.core.times import iso
+from mesh.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberEvent:
     """Something changed about a member: `joined`, `state` (liveness), `status`, or `snapshot`."""
 
@@ -35,7 +35,7 @@ class MemberEvent:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LeaseEvent:
     """What happened to a lease this node holds: `held`, `renewed`, `lost`, `released`.
 
@@ -57,7 +57,7 @@ class MailCounts(NamedTuple):
     queued: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BoardEvent:
     """The task board changed (a `watch` event): operation `change` ("task.add", "task.edit", "task.state",
     "milestone.add", "milestone.edit", "step.add", ...) on task or milestone `id`; or `change` "sync": `count`
@@ -101,7 +101,7 @@ WatchEvent = MemberEvent | BoardEvent
 # ---------------------------------------------------------------- stats (meshctl stats)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SessionUptime:
     """Heartbeat uptime of one session in the window: seconds alive of seconds it was expected."""
 
@@ -114,7 +114,7 @@ class SessionUptime:
         return self.alive / self.expected if self.expected > 0 else None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ClaimOverlap:
     """Two sessions shown holding one item (or overlapping paths) at the same time: a safety failure."""
 
@@ -125,7 +125,7 @@ class ClaimOverlap:
     end: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MilestoneDone:
     """Tasks done in the window under one milestone ("" = tasks without a milestone)."""
 
@@ -134,7 +134,7 @@ class MilestoneDone:
     done: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MeshStats:
     """The old plan's success metrics over [since, until], as the answering node saw them."""
 
@@ -204,7 +204,7 @@ def _round(x: float | None) -> float | None:
 # ---------------------------------------------------------------- roles (meshctl status --by-role)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RoleRow:
     """One role: the sessions that have it (live ones first) and the open tasks filed under it."""
 

@@ -40,7 +40,7 @@ from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import InvalidInput, NodeUnavailable
 from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry
-from mesh.core.mailbox.checks import check_outgoing
+from mesh.core.mailbox.text import check_outgoing
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
 from mesh.paths import RunningNode, default_home, find_node

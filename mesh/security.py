@@ -80,6 +80,7 @@ __all__ = [
     "handshake_refusal",
     "has_credentials",
     "import_token",
+    "issue_leaf",
     "join_token",
     "load_ca",
     "load_credentials",
@@ -553,10 +554,22 @@ def import_token(
     return ca, True
 
 
-# --- peers ------------------------------------------------------------------------------------------------
+# --- a node's leaf, issued outside the node's address space (see mesh._leaf) -----------------------------
 
 
-# --- `python -m mesh.security issue`: a node's leaf, issued in a short-lived process -----------------------
+def issue_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> dict[str, Any]:
+    """Issue a node's leaf (creating the mesh CA if needed) into its state dir; what the node reads back.
+
+    `{"created": bool, "fingerprint": str}`, or `{"error": class name, "message": str}` for a MeshError,
+    so that the node raises the same class (a full disk stays StorageFull, not "auth").
+    """
+    try:
+        creds, created = ensure_credentials(home, mesh, node_id)
+        with translating(state_dir / "tls"):
+            store_leaf(creds, state_dir)
+    except MeshError as e:
+        return {"error": type(e).__name__, "message": str(e)}
+    return {"created": created, "fingerprint": creds.fingerprint}
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -573,16 +586,11 @@ def _main(argv: list[str] | None = None) -> int:
     iss.add_argument("--node-id", required=True)
     iss.add_argument("--state-dir", type=Path, required=True)
     args = ap.parse_args(argv)
-    try:
-        creds, created = ensure_credentials(args.home, args.mesh, args.node_id)
-        with translating(args.state_dir / "tls"):
-            store_leaf(creds, args.state_dir)
-    except MeshError as e:
-        # The node rebuilds the same class from this line (a full disk stays StorageFull, not "auth").
-        print(json.dumps({"error": type(e).__name__, "message": str(e)}))
-        print(str(e), file=sys.stderr)
+    said = issue_leaf(args.home, args.mesh, args.node_id, args.state_dir)
+    print(json.dumps(said))
+    if "error" in said:
+        print(said["message"], file=sys.stderr)
         return 2
-    print(json.dumps({"created": created, "fingerprint": creds.fingerprint}))
     return 0
 
 

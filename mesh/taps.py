@@ -11,7 +11,8 @@ A tap is process-wide: every node this process starts afterwards consults it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from mesh.core.values import value
 
 FrameFilter = Callable[[str, str], bool]
 """(this node's name, the sending peer's name) -> True to drop the frame as if the network lost it."""
@@ -46,7 +47,7 @@ def gossip_dial_filters() -> tuple[GossipDialFilter, ...]:
     return tuple(_gossip_dial_filters)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LeaseNote:
     """Something happened to a lease a node holds, stamped with the node's monotonic clock (CLOCK_BOOTTIME,
     shared by every process of a host, so the notes of many nodes can be laid on one time line)."""

@@ -62,7 +62,7 @@ NO_API_OP = wirecodec.NO_API_OP
 def _check_message(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
     """A message's fields checked here first, as `Client` does: a 10 MB body gets the body limit's message,
     not a transport's (it would not fit the wire's request line)."""
-    from mesh.core.mailbox.checks import check_outgoing
+    from mesh.core.mailbox.text import check_outgoing
 
     check_outgoing(subject, body, reply_to, key)
 

@@ -134,7 +134,7 @@ class NodeRuntime:
         self.store = Store(self.state_dir / "node.db")
         self.node_id = self.store.node_id()
         if cfg.tls:
-            from mesh._tls import node_credentials
+            from mesh._leaf import node_credentials
 
             self.credentials, self.created_credentials = node_credentials(
                 self.home, cfg.mesh, self.node_id, self.state_dir

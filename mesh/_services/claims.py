@@ -20,7 +20,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
 from mesh.core.ratelimit import LogLimiter
 from mesh.core.validate import MAX_TTL, check_ttl
+from mesh.core.values import replace
 from mesh.views import ClaimView, LeaseEvent
 
 log = logging.getLogger("mesh.claims")

@@ -9,7 +9,6 @@ The control servicer and the Client build the RPC envelopes; every value inside 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from mesh._proto import mesh_pb2 as pb
 from mesh.core import mailbox as mb
 from mesh.core.board import BoardView, MilestoneRow, MilestoneState, Priority, RowState, StepRow, TaskRow
+from mesh.core.values import asdict
 from mesh.views import (
     BoardEvent,
     ClaimOverlap,
@@ -414,7 +414,7 @@ def board_from_chunks(chunks: Iterable[pb.BoardChunk]) -> BoardView:
 
 
 def stats_to_pb(s: MeshStats) -> pb.StatsReply:
-    return pb.StatsReply(json=json.dumps(dataclasses.asdict(s)))
+    return pb.StatsReply(json=json.dumps(asdict(s)))
 
 
 def stats_from_pb(m: pb.StatsReply) -> MeshStats:

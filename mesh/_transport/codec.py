@@ -8,7 +8,6 @@ with it, where wire types and mesh types meet.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -26,6 +25,7 @@ from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.core.membership import PeerInfo, Verdict
 from mesh.core.resources import path_claim
 from mesh.core.status import StatusRecord
+from mesh.core.values import asdict, fields, is_value
 from mesh.core.watch import News
 
 R = TypeVar("R")
@@ -176,15 +176,15 @@ _MAX_SNAPSHOT = 2000  # leases in one hand-off (mesh.core.claims.SNAPSHOT_MAX)
 
 def _plain(v: Any) -> Any:
     """Tuples of nested dataclasses (a hand-off's leases) become lists of field dicts."""
-    if isinstance(v, tuple) and v and dataclasses.is_dataclass(v[0]):
-        return [dataclasses.asdict(x) for x in v]
+    if isinstance(v, tuple) and v and is_value(v[0]):
+        return [asdict(x) for x in v]
     return v
 
 
 def claim_to_pb(msg: Any) -> pb.ClaimMsg:
     """A core claims message as a ClaimMsg."""
     field_name, pb_cls = _claim_table()[type(msg)]
-    values = {f.name: _plain(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
+    values = {name: _plain(getattr(msg, name)) for name in fields(msg)}
     return pb.ClaimMsg(**{field_name: pb_cls(**values)})
 
 
@@ -207,7 +207,7 @@ def _snapshot(items: Any) -> tuple[Any, ...]:
         raise InvalidInput("claims hand-off too long")
     out = []
     for it in items:
-        vals = {f.name: _check_scalar(f.name, getattr(it, f.name)) for f in dataclasses.fields(SnapLease)}
+        vals = {name: _check_scalar(name, getattr(it, name)) for name in fields(SnapLease)}
         out.append(SnapLease(**vals))
     return tuple(out)
 
@@ -222,17 +222,17 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
     cls = by_field[which]
     inner = getattr(m, which)
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        v = getattr(inner, f.name)
+    for name in fields(cls):
+        v = getattr(inner, name)
         if isinstance(v, str | float | int):
-            v = _check_scalar(f.name, v)
-        elif f.name == "snapshot":
+            v = _check_scalar(name, v)
+        elif name == "snapshot":
             v = _snapshot(v)
         else:  # repeated string
             v = tuple(v)
             if len(v) > _MAX_LIST or any(not isinstance(x, str) or len(x) > _MAX_TEXT for x in v):
-                raise InvalidInput(f"claims field {f.name} too long")
-        values[f.name] = v
+                raise InvalidInput(f"claims field {name} too long")
+        values[name] = v
     for r in [values.get("resource", ""), values.get("blocking", "")] + [
         x.resource for x in values.get("snapshot", ())
     ]:

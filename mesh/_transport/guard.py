@@ -15,7 +15,6 @@ import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -24,12 +23,13 @@ from google.protobuf.message import DecodeError
 
 from mesh import limits
 from mesh.core.ratelimit import TokenBucket
+from mesh.core.values import value
 from mesh.errors import LimitExceeded
 
 log = logging.getLogger("mesh.rpc")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Undecodable:
     """What a reader gets instead of a request that is not a valid protobuf message of the expected type."""
 

@@ -23,9 +23,9 @@ canonical), so two converged replicas exchange nothing but digests.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
 
 from mesh.core.board import Context, Delta, Op
+from mesh.core.values import fields, value
 
 __all__ = [
     "BATCH_BYTES",
@@ -48,7 +48,7 @@ DIGEST_EVERY = 5.0
 """Seconds between digests to every linked peer."""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SyncRequest:
     """What replica `replica` has incorporated: "send me what I lack"."""
 
@@ -56,7 +56,7 @@ class SyncRequest:
     context: Context
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SyncDigest:
     """A fingerprint of replica `replica`'s context: a peer whose own differs asks for a delta."""
 
@@ -91,8 +91,8 @@ def lacks(mine: Context, theirs: Context) -> bool:
 def op_size(op: Op) -> int:
     """An upper bound on an operation's encoded size: every character as 4 bytes, plus field overhead."""
     size = 64
-    for f in fields(op.body):
-        value = getattr(op.body, f.name)
+    for name in fields(op.body):
+        value = getattr(op.body, name)
         if isinstance(value, str):
             size += 4 * len(value) + 8
         elif isinstance(value, tuple):

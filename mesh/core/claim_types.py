@@ -14,6 +14,7 @@ from mesh.core.errors import ConfigError
 from mesh.core.lease import LeaseMsg
 from mesh.core.mutants import Mutants
 from mesh.core.stewards import CfgMsg, StewardConfig, StewardState
+from mesh.core.values import value
 
 ClaimMsg = LeaseMsg | CfgMsg
 CLAIM_MESSAGES: tuple[type, ...] = (
@@ -118,7 +119,7 @@ class LeaseConfig:
 # ---- effects ---------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class Send:
     """Deliver ``msg`` to ``to`` (an identity, or a steward's node id)."""
 
@@ -126,14 +127,14 @@ class Send:
     msg: ClaimMsg
 
 
-@dataclass(frozen=True)
+@value
 class Persist:
     """Write this node's steward state durably BEFORE carrying out the effects that follow."""
 
     state: StewardState
 
 
-@dataclass(frozen=True)
+@value
 class Granted:
     """The claim is held; act on it with ``token`` until local time ``until`` (renewals extend it)."""
 
@@ -142,7 +143,7 @@ class Granted:
     until: float
 
 
-@dataclass(frozen=True)
+@value
 class Renewed:
     """The held lease was renewed; the token is unchanged; believe it until local time ``until``."""
 
@@ -151,7 +152,7 @@ class Renewed:
     until: float
 
 
-@dataclass(frozen=True)
+@value
 class Denied:
     """Another identity holds it; ``remaining`` is its claim's remaining max life in seconds, if known.
 
@@ -167,7 +168,7 @@ class Denied:
     token: int = 0
 
 
-@dataclass(frozen=True)
+@value
 class Lost:
     """The lease could not be renewed before its deadline: stop acting on the resource now."""
 
@@ -175,7 +176,7 @@ class Lost:
     token: int
 
 
-@dataclass(frozen=True)
+@value
 class Released:
     """The lease was given up (by ``release`` or because the claim's max life ended)."""
 
@@ -183,7 +184,7 @@ class Released:
     token: int
 
 
-@dataclass(frozen=True)
+@value
 class Unavailable:
     """No steward quorum answered in time (or contention did not settle); the caller may retry.
 
@@ -196,14 +197,14 @@ class Unavailable:
     wait: float = 0.0
 
 
-@dataclass(frozen=True)
+@value
 class ConfigChanged:
     """This node adopted a newer steward config: gossip it to every peer."""
 
     config: StewardConfig
 
 
-@dataclass(frozen=True)
+@value
 class Probed:
     """The answer to ``probe``: ``denied`` names a live claim of another owner that conflicts with
     ``resource`` (None: a steward majority knows of none); ``unavailable`` says why no majority answered."""
@@ -213,7 +214,7 @@ class Probed:
     unavailable: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class Wake:
     """A steward says ``resource`` is free and this node's waiting claim is next: try again now."""
 
@@ -235,7 +236,7 @@ Effect = (
 )
 
 
-@dataclass(frozen=True)
+@value
 class HeldLease:
     """A lease this node believes it holds (local times)."""
 
@@ -244,7 +245,7 @@ class HeldLease:
     claim_ends: float
 
 
-@dataclass(frozen=True)
+@value
 class Wants:
     """A hint between claims services, not a core message: the sender waits for these items (it was denied
     them because the receiver holds them), so the holder yields a moment before re-claiming one it just

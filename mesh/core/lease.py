@@ -65,6 +65,7 @@ from mesh.core import globs
 from mesh.core.mutants import Mutants
 from mesh.core.resources import PathClaim, path_claim, slot_key
 from mesh.core.stewards import CONTESTED, SnapLease, contested
+from mesh.core.values import value
 
 ROUND_BITS = 40
 MAX_ROUND = (1 << ROUND_BITS) - 1
@@ -88,7 +89,7 @@ def ballot_of(token: int) -> BallotNo:
 # ---- messages (every field a plain int/float/str; durations are RELATIVE seconds) -------------------
 
 
-@dataclass(frozen=True)
+@value
 class Prepare:
     """Phase 1a: proposer asks stewards to promise ballot (epoch, round)."""
 
@@ -102,7 +103,7 @@ class Prepare:
     """How long the waiting claimant has been asking (s): every steward orders its queue by when that was."""
 
 
-@dataclass(frozen=True)
+@value
 class Promise:
     """Phase 1b: the acceptor promised; reports its live accepted lease, if any (owner == "" if none).
 
@@ -123,7 +124,7 @@ class Promise:
     blocking: str = ""
 
 
-@dataclass(frozen=True)
+@value
 class PrepareReject:
     """Phase 1b refusal: a greater-or-equal number was promised, or the epochs disagree.
 
@@ -141,7 +142,7 @@ class PrepareReject:
     wait: float = 0.0
 
 
-@dataclass(frozen=True)
+@value
 class Propose:
     """Phase 2a: accept ``proposer`` as owner for ``lease`` s; ``claim_left`` = its remaining max life."""
 
@@ -160,7 +161,7 @@ class Propose:
     """As ``Prepare.waited``."""
 
 
-@dataclass(frozen=True)
+@value
 class Accepted:
     """Phase 2b: the acceptor accepted the proposal."""
 
@@ -170,7 +171,7 @@ class Accepted:
     proposer: str
 
 
-@dataclass(frozen=True)
+@value
 class AcceptReject:
     """Phase 2b refusal (``wait`` as in PrepareReject)."""
 
@@ -184,7 +185,7 @@ class AcceptReject:
     wait: float = 0.0
 
 
-@dataclass(frozen=True)
+@value
 class Release:
     """The owner gives the lease up; clears an acceptor only for this exact (owner, ballot) (correction 3)."""
 
@@ -196,7 +197,7 @@ class Release:
     """The owner is done with the item (not just dropping a failed attempt's ballot): it waits no more."""
 
 
-@dataclass(frozen=True)
+@value
 class Free:
     """A steward to the head of an item's waiters: the item is free here and reserved for you a moment;
     ``epoch``/``round``: the number promised here, to go above at once."""

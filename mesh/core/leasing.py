@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
 
 from mesh.core.claim_types import (
     FLOOR_CHUNK,
@@ -60,6 +59,7 @@ from mesh.core.mutants import Mutants
 from mesh.core.quorum import VoteResult, tally, tally_messages
 from mesh.core.reconfig import Reconfig
 from mesh.core.stewards import ConfigAnnounce, node_of
+from mesh.core.values import replace
 
 PROBE_TRIES = 3
 """Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last)."""

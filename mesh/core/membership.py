@@ -35,10 +35,11 @@ and the node tells everyone it is back (a refutation of whatever its watchers co
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
+from mesh.core.values import replace, value
 from mesh.core.watch import DEFAULT_WATCHERS, News, refutation, verdict_applies, watched_by
 
 
@@ -51,7 +52,7 @@ class Liveness(enum.Enum):
     LEFT = "left"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class PeerInfo:
     """Who a node is: stable id, per-process incarnation, name, role, where its peer API listens."""
 
@@ -68,7 +69,7 @@ class PeerInfo:
         return Identity(self.node_id, self.incarnation)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Timing:
     """Failure-detector timing (seconds)."""
 
@@ -147,7 +148,7 @@ class Member:
         return self.watched or not (self.linked or self.hearsay)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberJoined:
     """A node was heard from for the first time (or came back as a new incarnation)."""
 
@@ -155,7 +156,7 @@ class MemberJoined:
     restarted: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class LivenessChanged:
     """A member moved between alive / suspect / dead / left."""
 
@@ -165,14 +166,14 @@ class LivenessChanged:
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StatusChanged:
     """A member published a newer status record."""
 
     node_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MemberForgotten:
     """A dead or departed member has been out of the picture for `forget_after` and is dropped."""
 
@@ -180,7 +181,7 @@ class MemberForgotten:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Verdict:
     """Liveness news about one life of a member, stamped with its liveness sequence."""
 
@@ -190,7 +191,7 @@ class Verdict:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Spread:
     """Send `verdict` to every peer (`to` empty), or only to the member `to` (so it can refute)."""
 
@@ -198,7 +199,7 @@ class Spread:
     to: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class WatchingChanged:
     """This node now watches `start` and no longer `stop`: ask them to beat to us, or to stop."""
 

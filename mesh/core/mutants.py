@@ -5,10 +5,10 @@ The simulator is only trusted if it finds a safety violation with each of these 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from mesh.core.values import fields, value
 
 
-@dataclass(frozen=True)
+@value
 class Mutants:
     """Test-only switches; production code must always use ``Mutants()``."""
 
@@ -54,7 +54,7 @@ class Mutants:
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """Every mutant switch name."""
-        return tuple(f.name for f in fields(cls))
+        return fields(cls)
 
     @classmethod
     def only(cls, name: str) -> Mutants:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import replace
 
 from mesh.core.claim_types import (
     CONFIG_RESOURCE,
@@ -58,6 +57,7 @@ from mesh.core.stewards import (
     merge_snapshots,
     node_of,
 )
+from mesh.core.values import replace
 
 Adopt = Callable[[StewardConfig, float, tuple[SnapLease, ...] | None, float], list[Effect]]
 """(config, now, hand-off snapshot or None, blackout) -> effects: the facade's adopt."""

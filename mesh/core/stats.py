@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 
 from mesh.core.errors import InvalidField, PatternError
 from mesh.core.globs import overlaps as globs_overlap
 from mesh.core.resources import path_claim
+from mesh.core.values import value
 
 __all__ = [
     "DEAD_CAP",
@@ -77,7 +77,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Summary:
     """Count, nearest-rank p50 / p90 / p99, max and mean of some durations (None when there are none)."""
 
@@ -116,7 +116,7 @@ class Liveness(StrEnum):
     LEFT = "left"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Interval:
     """A session was in `state` from `start` to `end` (seconds)."""
 
@@ -125,7 +125,7 @@ class Interval:
     state: Liveness
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Uptime:
     """Seconds alive out of seconds expected (alive + suspect + capped dead)."""
 
@@ -211,7 +211,7 @@ def heartbeat_uptime(
 # ---------------------------------------------------------------- reply times
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MessageRecord:
     """One delivery: message `id` from `sender` to `recipient` (a broadcast is one record per recipient,
     all with the message's id). `read_at` is when the recipient read it, if it did."""
@@ -224,7 +224,7 @@ class MessageRecord:
     read_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReplyTime:
     """How long one delivery waited for its recipient: `by` is "reply" or "read"."""
 
@@ -234,7 +234,7 @@ class ReplyTime:
     by: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class ReplyStats:
     """Reply (else read) times of deliveries sent in the window, and those still waiting."""
 
@@ -292,7 +292,7 @@ def reply_times(
 # ---------------------------------------------------------------- claim collisions
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Hold:
     """`holder` held claim `resource` (``TYPE/NAME``; ``path/<pattern>`` for paths) from `start` to `end`."""
 
@@ -304,7 +304,7 @@ class Hold:
     token: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Refusal:
     """A claim on `resource` by `claimant` was refused at `at` because someone else held it."""
 
@@ -313,7 +313,7 @@ class Refusal:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Overlap:
     """Two holders whose conflicting holds overlapped in time (a safety failure)."""
 
@@ -323,7 +323,7 @@ class Overlap:
     end: float
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Collisions:
     """Refused claims (per resource) and overlaps; the plan's "0 collisions" means `overlaps` is empty."""
 

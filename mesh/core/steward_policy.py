@@ -8,10 +8,11 @@ needs both, {A, B, C, D} needs three), so the rule never proposes one.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+
+from mesh.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Candidate:
     """A live node that could be a steward (``node`` is its node id)."""
 

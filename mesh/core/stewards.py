@@ -41,10 +41,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.core.resources import slot_key
+from mesh.core.values import replace, value
 
 
 def node_of(identity: str) -> str:
@@ -73,7 +74,7 @@ class StewardConfig:
 # ---- the hand-off --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class SnapLease:
     """A live lease as an acceptor reports it in a hand-off; times are relative seconds."""
 
@@ -162,7 +163,7 @@ def best_quorum(accepted: Sequence[CfgAccepted], majority: int) -> list[CfgAccep
 # ---- config Paxos messages (target epoch = the epoch being chosen) ---------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class CfgPrepare:
     """Phase 1a for config ``epoch`` (= current + 1)."""
 
@@ -171,7 +172,7 @@ class CfgPrepare:
     proposer: str
 
 
-@dataclass(frozen=True)
+@value
 class CfgPromise:
     """Phase 1b; ``accepted_round`` is -1 if this steward accepted no value for ``epoch`` yet."""
 
@@ -182,7 +183,7 @@ class CfgPromise:
     accepted_stewards: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class CfgReject:
     """Refusal: wrong epoch, or a greater round promised."""
 
@@ -193,7 +194,7 @@ class CfgReject:
     promised_round: int
 
 
-@dataclass(frozen=True)
+@value
 class CfgAccept:
     """Phase 2a: accept ``stewards`` as config ``epoch``."""
 
@@ -203,7 +204,7 @@ class CfgAccept:
     stewards: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@value
 class CfgAccepted:
     """Phase 2b, with the hand-off: the acceptor's live leases, and for how long what it knows is
     incomplete: ``blackout`` (leases it forgot) and ``partial`` (older epochs' leases it never learned)."""
@@ -216,7 +217,7 @@ class CfgAccepted:
     partial: float = 0.0
 
 
-@dataclass(frozen=True)
+@value
 class CfgInstall:
     """A chosen config with the merged hand-off, sent to each of its stewards."""
 
@@ -226,14 +227,14 @@ class CfgInstall:
     blackout: float = 0.0
 
 
-@dataclass(frozen=True)
+@value
 class CfgInstalled:
     """A steward of ``epoch`` has its hand-off (the proposer stops resending CfgInstall to it)."""
 
     epoch: int
 
 
-@dataclass(frozen=True)
+@value
 class ConfigAnnounce:
     """A chosen config (also the gossip payload); adopting a newer epoch than one's own is always safe."""
 
@@ -249,7 +250,7 @@ CfgMsg = (
 # ---- durable acceptor state ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class CfgVote:
     """A steward's Paxos acceptor state for choosing config ``epoch``."""
 

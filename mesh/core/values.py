@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     T = TypeVar("T")
 
-__all__ = ["FrozenInstanceError", "fields", "replace", "value"]
+__all__ = ["FrozenInstanceError", "asdict", "fields", "is_value", "replace", "value"]
 
 
 class FrozenInstanceError(AttributeError):
@@ -144,15 +144,46 @@ else:
 
 
 def fields(cls_or_obj: Any) -> tuple[str, ...]:
-    """The field names of a value class (or of a value), in order."""
-    names: tuple[str, ...] = cls_or_obj.__value_fields__
+    """The field names of a value class (or of a value), in order; of a dataclass too (code that walks
+    either, like the wire codec, need not know which a class is)."""
+    names: tuple[str, ...] | None = getattr(cls_or_obj, "__value_fields__", None)
+    if names is None:
+        import dataclasses
+
+        names = tuple(f.name for f in dataclasses.fields(cls_or_obj))
     return names
 
 
 def replace(obj: T, **changes: Any) -> T:
-    """A copy of value `obj` with the given fields changed (as `dataclasses.replace`)."""
+    """A copy of value `obj` with the given fields changed (as `dataclasses.replace`, which it calls for a
+    dataclass)."""
+    if not hasattr(obj, "__value_fields__"):
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     current = {n: getattr(obj, n) for n in fields(obj)}
     unknown = changes.keys() - current.keys()
     if unknown:
         raise TypeError(f"{type(obj).__qualname__} has no field {min(unknown)!r}")
     return type(obj)(**(current | changes))
+
+
+def is_value(obj: Any) -> bool:
+    """Whether `obj` is a value or a dataclass instance (as `dataclasses.is_dataclass` for an instance)."""
+    return not isinstance(obj, type) and (
+        hasattr(obj, "__value_fields__") or hasattr(obj, "__dataclass_fields__")
+    )
+
+
+def asdict(obj: Any) -> Any:
+    """As `dataclasses.asdict`, for values and dataclasses alike: a dict of the fields, values inside
+    lists, tuples and dicts converted too (the other objects are not copied: values are immutable)."""
+    if is_value(obj):
+        return {n: asdict(getattr(obj, n)) for n in fields(obj)}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
+        return type(obj)(*(asdict(x) for x in obj))
+    if isinstance(obj, list | tuple):
+        return type(obj)(asdict(x) for x in obj)
+    if isinstance(obj, dict):
+        return {asdict(k): asdict(v) for k, v in obj.items()}
+    return obj

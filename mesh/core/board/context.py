@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mesh.core.board.fields import MAX_SEQ, REPLICA_ID, check_id
 from mesh.core.errors import InvalidField, shown
+from mesh.core.values import value
 
 if TYPE_CHECKING:
     from mesh.core.board.ops import Op
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- context: which op ids a replica has
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Context:
     """Operation ids incorporated: all of ``1..n`` per replica in `vv`, plus `dots` beyond a gap."""
 
@@ -87,7 +87,7 @@ class MutableContext:
         return max(self.vv.get(origin, 0), max(d) if d else 0)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Delta:
     """What one replica sends another: operations the other lacks, then (last batch only) its context."""
 

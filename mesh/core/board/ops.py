@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -24,11 +23,12 @@ from mesh.core.board.fields import (
 )
 from mesh.core.errors import InvalidField, shown
 from mesh.core.hlc import Stamp, check_stamp
+from mesh.core.values import fields, value
 
 # ---------------------------------------------------------------- operations
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AddTask:
     """Create a task (its id is the operation's)."""
 
@@ -40,7 +40,7 @@ class AddTask:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EditTask:
     """Change some fields of a task (None = unchanged; "" clears milestone, step, role or note)."""
 
@@ -53,7 +53,7 @@ class EditTask:
     note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class SetTaskState:
     """Done, drop or reopen a task."""
 
@@ -61,7 +61,7 @@ class SetTaskState:
     state: TaskState
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AddMilestone:
     """Create a milestone with initial steps (ids ``<milestone>.1``, ``.2``, ...)."""
 
@@ -70,7 +70,7 @@ class AddMilestone:
     steps: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EditMilestone:
     """Change a milestone's title, note or state (None = unchanged)."""
 
@@ -80,7 +80,7 @@ class EditMilestone:
     state: MilestoneState | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AddStep:
     """Append a step to a milestone (its id is the operation's)."""
 
@@ -88,7 +88,7 @@ class AddStep:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EditStep:
     """Change a step's text."""
 
@@ -97,7 +97,7 @@ class EditStep:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RemoveStep:
     """Remove a step (final)."""
 
@@ -109,7 +109,7 @@ Body = AddTask | EditTask | SetTaskState | AddMilestone | EditMilestone | AddSte
 TASK_BODIES = (AddTask, EditTask, SetTaskState)
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Op:
     """One edit: made by replica `origin` as its `seq`-th operation, at hybrid time `stamp`."""
 
@@ -225,8 +225,7 @@ def op_kind(op: Op) -> str:
 def op_to_dict(op: Op) -> dict[str, Any]:
     """An operation as a dict of JSON types (enums as their values; steps as a list)."""
     body: dict[str, Any] = {}
-    for f in fields(op.body):
-        name = f.name
+    for name in fields(op.body):
         value = getattr(op.body, name)
         body[name] = list(value) if isinstance(value, tuple) else value
     return {
@@ -247,23 +246,23 @@ def op_from_dict(data: Mapping[str, Any]) -> Op:
     body = data["body"]
     if cls is None:
         raise InvalidField("op", f"unknown operation kind {shown(data['kind'])}")
-    names = {f.name for f in fields(cls)}
+    names = set(fields(cls))
     if not isinstance(body, Mapping) or not set(body) <= names:
         raise InvalidField("op", f"unexpected fields in a {data['kind']} operation")
     args: dict[str, Any] = {}
-    for name, value in body.items():
+    for name, given in body.items():
         if name == "steps":
-            if not isinstance(value, list):
+            if not isinstance(given, list):
                 raise InvalidField("steps", "steps must be a list")
-            value = tuple(value)
-        elif name == "priority" and value is not None:
-            value = (
-                parse_priority(value) if isinstance(value, str) and value in Priority.__members__ else value
+            given = tuple(given)
+        elif name == "priority" and given is not None:
+            given = (
+                parse_priority(given) if isinstance(given, str) and given in Priority.__members__ else given
             )
-        elif name == "state" and value is not None:
+        elif name == "state" and given is not None:
             enum = TaskState if cls is SetTaskState else MilestoneState
-            value = enum(value) if isinstance(value, str) and value in enum._value2member_map_ else value
-        args[name] = value
+            given = enum(given) if isinstance(given, str) and given in enum._value2member_map_ else given
+        args[name] = given
     try:
         built = cls(**args)
     except TypeError as e:  # a required field is missing

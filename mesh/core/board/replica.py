@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 
 from mesh.core.board.context import Context, Delta, MutableContext, check_context
 from mesh.core.board.fields import (
@@ -46,6 +45,7 @@ from mesh.core.board.views import (
 )
 from mesh.core.errors import AmbiguousId, ConflictingOp, InvalidField, UnknownId, shown
 from mesh.core.hlc import HybridClock
+from mesh.core.values import value
 
 # ---------------------------------------------------------------- state
 
@@ -91,7 +91,7 @@ class _Entity:
                 yield k
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Applied:
     """What applying one operation did, for the runtime's store and watchers."""
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from mesh.core.board.fields import MilestoneState, Priority, RowState, TaskState
 from mesh.core.times import iso
+from mesh.core.values import value
 
 # ---------------------------------------------------------------- views
 
@@ -54,7 +54,7 @@ class TaskRow(NamedTuple):
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class StepRow:
     """A milestone step, numbered from 1 in creation order, with its tasks' progress."""
 
@@ -75,7 +75,7 @@ class StepRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class MilestoneRow:
     """A milestone and its progress: done / total over its tasks that are not dropped."""
 
@@ -108,7 +108,7 @@ class MilestoneRow:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class BoardView:
     """Tasks grouped by priority (P0 first; each group open and claimed first, then done, then dropped,
     each by creation), and every milestone with its progress."""

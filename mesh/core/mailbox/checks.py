@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.mailbox.limits import (
-    BATCH_BYTES_MAX,
-    BATCH_BYTES_SEND,
-    BATCH_MAX,
-    BODY_MAX,
-    RECEIPT_MAX,
-    SUBJECT_MAX,
-)
+from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_BYTES_SEND, BATCH_MAX, RECEIPT_MAX
 from mesh.core.mailbox.records import (
     Envelope,
     MailAck,
@@ -30,35 +22,7 @@ from mesh.core.mailbox.records import (
     ReceiptAck,
     Recipient,
 )
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a subject is one line (one regex scan, not a loop per character)
-
-
-def _subject(value: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidInput("subject must be text")
-    if len(value) > SUBJECT_MAX:
-        raise LimitExceeded(f"subject is {len(value)} characters; the limit is {SUBJECT_MAX}")
-    if not value.strip():
-        raise InvalidInput("subject is empty")
-    if _CONTROL.search(value):
-        raise InvalidInput("subject contains control characters (it is one line)")
-    validate.utf8(value, "subject")
-    return value
-
-
-def _body_bytes(value: str) -> int:
-    if not isinstance(value, str):
-        raise InvalidInput("body must be text")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise InvalidInput("body is not valid UTF-8 text (it holds undecodable bytes)") from None
-    if size > BODY_MAX:
-        raise LimitExceeded(f"body is {size} bytes (UTF-8); the limit is {BODY_MAX} bytes")
-    if "\x00" in value:
-        raise InvalidInput("body contains a NUL character")
-    return size
+from mesh.core.mailbox.text import body_bytes, check_subject, check_text
 
 
 def outgoing(
@@ -138,23 +102,6 @@ def json_list(parts: list[list[str] | str | bool]) -> bytes:
     return ("[" + ", ".join(out) + "]").encode()
 
 
-def check_text(subject: str, body: str) -> None:
-    """A message's subject and body within their limits (also checked by a client before it sends: a
-    10 MB body gets this message, not the transport's)."""
-    _subject(subject)
-    _body_bytes(body)
-
-
-def check_outgoing(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
-    """What a client checks before it sends (`Client`, `WireClient`): the text's limits, the reply-to id and
-    the idempotency key, as the node will check them."""
-    check_text(subject, body)
-    if reply_to:
-        validate.ident(reply_to, "reply-to id")
-    if key:
-        validate.ident(key, "send key")
-
-
 def _protocol(cond: bool, what: str) -> None:
     if not cond:
         raise ProtocolError(f"bad mail frame: {what}")
@@ -182,8 +129,8 @@ def check_batch(batch: MailBatch, *, peer_node: str, self_node: str) -> MailBatc
             if m.in_reply_to:
                 validate.ident(m.in_reply_to, "reply-to id")
             _protocol(isinstance(m.sent_at, float | int), "sent_at")
-            _subject(m.subject)
-            total += _body_bytes(m.body) + len(m.subject.encode("utf-8"))
+            check_subject(m.subject)
+            total += body_bytes(m.body) + len(m.subject.encode("utf-8"))
     except (InvalidInput, LimitExceeded) as exc:
         raise ProtocolError(f"bad mail frame: {exc}") from None
     _protocol(len(batch.messages) == 1 or total <= BATCH_BYTES_MAX, f"batch of {total} bytes")
