@@ -44,7 +44,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from mesh.core.claims import (
     NO_MUTANTS,
@@ -69,6 +69,7 @@ from mesh.core.mutants import Mutants
 from mesh.core.resources import is_shared
 from mesh.core.steward_policy import Candidate, can_decide, formation, next_config, upkeep_leader
 from mesh.core.stewards import CfgAccept, CfgPrepare, StewardConfig, StewardState, proxy_step
+from mesh.core.values import replace
 from mesh.errors import ConfigError
 from mesh.testing import sim_paths
 

@@ -93,9 +93,8 @@ def install() -> None:
         taps.add_gossip_dial_filter(lambda _me, peer: peer in names)
     watchers = os.environ.get("MESH_TEST_WATCHERS")
     if watchers:
-        from dataclasses import replace
-
         from mesh.config import NodeConfig
+        from mesh.core.values import replace
 
         timing = NodeConfig.timing.fget
         assert timing is not None
