@@ -13,7 +13,10 @@ paused, killed or cut off, or this process itself being paused, can only end bel
 tokens increase.
 
 Records (JSON lines, flushed each): `{ev: acquired|valid|released|lost|denied|unavailable, id, node,
-resource, token, t}`; `id` is this process (pid) so a restarted node's holder is a different identity.
+resource, token, t}`; `id` is this process (pid) and the node process that granted the lease (its pid, read
+before and after the claim; a lease whose node restarted in between is released unrecorded): a shared path
+claim is a lease per holder identity, so its tokens start over when the node restarts under a client that
+reconnected on its own (the client's wire lane and gRPC channel both do).
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ async def run(args: argparse.Namespace) -> None:
             resource = rng.choice(resources)
             type_, _, name = resource.partition("/")
             try:
+                node_pid = (await asyncio.wait_for(client.info(), 5.0)).pid
                 lease = await asyncio.wait_for(
                     client.claim(type_, name, ttl=rng.uniform(2.0, 8.0), wait=rng.uniform(0.2, 2.0)), 15.0
                 )
+                granted_by = (await asyncio.wait_for(client.info(), 5.0)).pid
             except ClaimDenied:
                 record("denied", resource, 0, clock.now())
                 continue
@@ -83,6 +88,11 @@ async def run(args: argparse.Namespace) -> None:
                 client = None
                 await asyncio.sleep(0.2)
                 continue
+            if granted_by != node_pid:  # the node restarted around the claim: whose lease it is, is unknown
+                with contextlib.suppress(MeshError, TimeoutError):
+                    await asyncio.wait_for(lease.release(), 5.0)
+                continue
+            record.ident = f"{args.node}:{os.getpid()}@{node_pid}"
             t = clock.now()
             if lease.is_valid():  # validity is a prefix: valid now means valid at t, read before
                 record("acquired", resource, lease.token, t)
