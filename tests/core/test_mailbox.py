@@ -671,3 +671,12 @@ def test_the_fast_json_encoding_is_json_dumps_byte_for_byte(
     assert mb.json_list(parts) == json.dumps(parts).encode()
     assert mb.json_strings(names) == json.dumps(names)
     assert json.loads(mb.json_strings(names)) == names
+
+
+def test_every_lazy_mailbox_name_is_its_submodules_object() -> None:
+    import importlib
+
+    import mesh.core.mailbox as pkg
+
+    for name, where in pkg._WHERE.items():
+        assert getattr(pkg, name) is getattr(importlib.import_module(where), name), name

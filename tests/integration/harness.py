@@ -22,7 +22,8 @@ from typing import Any
 from mesh.paths import is_locked
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
-# Nodes of a test that injects faults start through the test entry, which installs the taps first.
+# Nodes of a test that injects faults start through the test entry, which installs the taps first: every
+# variable tests/integration/meshctl.py reads is here (a tap set alone must not be silently ignored).
 TEST_MESHCTL = [sys.executable, "-m", "tests.integration.meshctl"]
 TEST_ENV = (
     "MESH_TEST_FAULTS",
@@ -30,6 +31,7 @@ TEST_ENV = (
     "MESH_TEST_LOSE_REPLY",
     "MESH_TEST_OLD_WIRE",
     "MESH_TEST_NO_GOSSIP_DIAL",
+    "MESH_TEST_WATCHERS",
 )
 ROOT = Path(__file__).resolve().parents[2]
 # Fast failure detection so the tests take seconds, not minutes (the defaults are covered by the benchmarks).

@@ -32,13 +32,6 @@ from mesh.cli.main import main
 from mesh.testing.faults import PartitionFile
 
 MESHCTL_ENTRY = True  # `up --detach` re-runs this module for the node process
-TEST_ENV = (
-    "MESH_TEST_FAULTS",
-    "MESH_CLAIM_HISTORY",
-    "MESH_TEST_LOSE_REPLY",
-    "MESH_TEST_OLD_WIRE",
-    "MESH_TEST_NO_GOSSIP_DIAL",
-)
 
 
 class HistoryWriter:
