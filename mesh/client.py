@@ -271,7 +271,7 @@ class _WireLane:
         try:
             return wirecodec.answer(verb, answer)
         except NodeUnavailable as e:  # not the node's verdict: the caller asks on the SendStream
-            self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
+            self.broken = wirecodec.older_node(e)  # an older node: not asked this way again
             self.close()
             # Only an older node's "unknown op" says the request was not carried out; any other answer that
             # is not the node's verdict may follow a request it did carry out.
@@ -305,7 +305,7 @@ class _WireLane:
             try:
                 wirecodec.answer(verb, first, "item")
             except NodeUnavailable as e:
-                self.broken = e.args == (wirecodec.NO_API_OP,)  # an older node: not asked this way again
+                self.broken = wirecodec.older_node(e)  # an older node: not asked this way again
             writer.close()
             return None
         return self._items(verb, first, reader, writer, timeout)

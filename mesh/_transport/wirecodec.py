@@ -19,6 +19,12 @@ NO_API_OP = "the node's hook wire has no api op (a node older than this client):
 """The NodeUnavailable message when the node's wire refuses the `api` op: the node did nothing with the
 call; ask it over gRPC (`mesh.cli.main.run_light`, the Client's lanes), and not this wire again."""
 
+
+def older_node(e: BaseException) -> bool:
+    """Whether `e` is `answer`'s word that the node's wire has no `api` op (a node older than this client)."""
+    return e.args == (NO_API_OP,)
+
+
 REUSE_IDLE = 5.0
 """Seconds a client keeps an idle wire connection: the node closes one idle for HOOK_IDLE_TIMEOUT (10 s)."""
 

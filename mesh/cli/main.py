@@ -236,14 +236,14 @@ def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, i
     global _light
     if target(args).hook_socket is None:
         return run(verb())
+    from mesh._transport.wirecodec import older_node
     from mesh.errors import NodeUnavailable
-    from mesh.wireclient import NO_API_OP
 
     _light = True
     try:
         return drive(verb())
     except NodeUnavailable as e:
-        if e.args != (NO_API_OP,):
+        if not older_node(e):
             raise
     _light = False  # grpc and asyncio come in now: the normal exit
     return run(verb())
