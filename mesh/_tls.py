@@ -8,13 +8,13 @@ is issued outside the node's address space (mesh._leaf).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import re
-import ssl
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,11 +190,29 @@ def load_cached_leaf(home: Path, mesh: str, node_id: str, state_dir: Path) -> Cr
         return None
     if creds.not_after <= creds.not_before or creds.renewal_due():
         return None
+    # The issuing child wrote this pair and its digest: the same bytes are the same matching pair. A cache
+    # from before the digest was recorded is checked the slow way once (it is re-issued on renewal).
+    if "pair_sha256" in meta:
+        return creds if meta["pair_sha256"] == pair_digest(cert, key) else None
     return creds if _pair_ok(d / "leaf.crt", d / "leaf.key") else None
 
 
+def pair_digest(cert_pem: bytes, key_pem: bytes) -> str:
+    """SHA-256 of a certificate and key as stored: a pair once proven to match is known by it afterwards."""
+    h = hashlib.sha256(cert_pem)
+    h.update(b"\0")
+    h.update(key_pem)
+    return h.hexdigest()
+
+
 def _pair_ok(cert: Path, key: Path) -> bool:
-    """A PEM certificate and the private key that belongs to it (checked by the stdlib, no cryptography)."""
+    """A PEM certificate and the private key that belongs to it (checked by the stdlib, no cryptography).
+
+    Only where no recorded digest vouches for the pair: `ssl` loads OpenSSL into the process for good
+    (~4.5 MB RSS per node, see mesh.cli.main's `_lean_node`), and a node needs it for nothing else.
+    """
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(cert, key)
@@ -205,6 +223,25 @@ def _pair_ok(cert: Path, key: Path) -> bool:
 
 CA_MARK = "ca.sha256"
 """In the mesh's local dir: the SHA-256 of the CA this home's nodes ran with (to notice it vanishing)."""
+CA_PAIR_MARK = "ca.pair.sha256"
+"""In the mesh's local dir: `pair_digest` of the CA certificate and key last proven to match (by this check,
+or by mesh.security loading or creating them): a node start with the same bytes need not prove it again."""
+
+
+def remember_ca_pair(cdir: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """Record a CA pair (in `cdir`, a `credentials_dir`) proven to match. Best effort: without the record
+    the next node start proves it again."""
+    mark = cdir.parent / CA_PAIR_MARK
+    digest = pair_digest(cert_pem, key_pem)
+    tmp = mark.with_name(f"{CA_PAIR_MARK}.{os.getpid()}.tmp")
+    try:
+        if mark.is_file() and mark.read_bytes() == digest.encode():
+            return
+        tmp.write_text(digest)
+        os.replace(tmp, mark)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def check_ca_files(home: Path, mesh: str) -> None:
@@ -232,7 +269,16 @@ def _check_ca_files(home: Path, mesh: str) -> None:
     mode = stat.S_IMODE(key.stat().st_mode)
     if mode & 0o077:
         raise AuthError(f"{key} is readable by others (mode {mode:o}); run 'chmod 600 {key}'")
-    if not _pair_ok(crt, key):
+    cert_pem, key_pem = crt.read_bytes(), key.read_bytes()
+    try:
+        proven = (cdir.parent / CA_PAIR_MARK).read_text() == pair_digest(cert_pem, key_pem)
+    except (OSError, ValueError):
+        proven = False
+    if proven:
+        return
+    if _pair_ok(crt, key):
+        remember_ca_pair(cdir, cert_pem, key_pem)
+    else:
         raise AuthError(
             f"the mesh CA in {cdir} is damaged (ca.crt and ca.key do not load as a matching pair): restore "
             "them, or import them again with 'meshctl init --from TOKEN --force'"
@@ -274,6 +320,7 @@ def store_leaf(creds: Credentials, state_dir: Path) -> None:
         "node_id": creds.node_id,
         "fingerprint": creds.fingerprint,
         "ca_sha256": hashlib.sha256(creds.ca_pem).hexdigest(),
+        "pair_sha256": pair_digest(creds.cert_pem, creds.key_pem),
         "not_before": creds.not_before.timestamp(),
         "not_after": creds.not_after.timestamp(),
     }

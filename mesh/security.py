@@ -58,6 +58,7 @@ from mesh._tls import (
     credentials_dir,
     handshake_refusal,
     peer_identity,
+    remember_ca_pair,
     server_name,
     store_leaf,
 )
@@ -342,6 +343,7 @@ def _store(cdir: Path, ca: MeshCA) -> None:
     with translating(cdir / _CA_KEY):
         _write_private(cdir / _CA_KEY, ca.key_pem)
         _write_private(cdir / _CA_CERT, ca.cert_pem)
+    remember_ca_pair(cdir, ca.cert_pem, ca.key_pem)
     with contextlib.suppress(OSError):  # make the renames durable; not every filesystem allows a dir fsync
         dfd = os.open(cdir, os.O_RDONLY)
         try:
@@ -360,8 +362,9 @@ def _read(cdir: Path, mesh: str, now: dt.datetime) -> MeshCA:
         mode = stat.S_IMODE(key_path.stat().st_mode)
         if mode & 0o077:
             raise AuthError(f"{key_path} is readable by others (mode {mode:o}); run 'chmod 600 {key_path}'")
-        cert = x509.load_pem_x509_certificate((cdir / _CA_CERT).read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        cert_pem, key_pem = (cdir / _CA_CERT).read_bytes(), key_path.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
     except FileNotFoundError as e:
         raise AuthError(
             f"no credentials for mesh {mesh!r} in {cdir}; run 'meshctl init --mesh {mesh}'"
@@ -373,9 +376,11 @@ def _read(cdir: Path, mesh: str, now: dt.datetime) -> MeshCA:
             f"the credentials in {cdir} are unreadable ({e}); restore them or 'meshctl init --force'"
         ) from e
     try:
-        return _check_ca(mesh, cert, key, now, str(cdir))
+        ca = _check_ca(mesh, cert, key, now, str(cdir))
     except InvalidInput as e:
         raise AuthError(str(e)) from e
+    remember_ca_pair(cdir, cert_pem, key_pem)  # matching (checked above): node starts need not load OpenSSL
+    return ca
 
 
 def has_credentials(home: Path, mesh: str) -> bool:

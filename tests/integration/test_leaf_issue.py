@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from mesh.security import create_ca, ensure_ca
+from tests.integration.harness import Mesh
 
 # Runs node_credentials in a fresh process (with a thread that blocks, or none) and reports what happened.
 SCRIPT = """
@@ -85,3 +87,32 @@ def test_an_issuer_error_reaches_the_node_as_its_class(tmp_path: Path, threaded:
     said = issue(tmp_path, "node-1", threaded=threaded)
     assert said["error"] == "AuthError" and "expired" in str(said["message"]), said
     assert said["spawned"] is threaded and said["cryptography"] is False
+
+
+def _openssl_mapped(pid: int) -> set[str]:
+    """The stdlib's OpenSSL extension modules (`_ssl`, `_hashlib`) mapped into a running process."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {ln.rsplit("/", 1)[-1] for ln in lines if re.search(r"/_(ssl|hashlib)\.cpython", ln)}
+
+
+def test_a_node_process_never_loads_the_stdlib_openssl(tmp_path: Path) -> None:
+    """`meshctl up` keeps the stdlib's OpenSSL out (~4.5 MB RSS; its TLS is gRPC's): a fresh home (the CA
+    created by the issuing child), a restart on its cached leaf; a CA pair with no record of having been
+    proven is proven once through `ssl` (then loaded in that node) and recorded for every later start."""
+    import _ssl
+
+    if not getattr(_ssl, "__file__", None):
+        pytest.skip("this Python has _ssl built in: there is no module file to look for")
+    m = Mesh(home=tmp_path / "home")
+    try:
+        a = m.up("a", "--no-mdns")
+        assert _openssl_mapped(a.pid) == set()
+        m.ctl("down", node="a")
+        assert _openssl_mapped(m.restart("a").pid) == set()
+        m.ctl("down", node="a")
+        (tmp_path / "home" / "meshes" / m.name / "ca.pair.sha256").unlink()
+        assert "_ssl" in " ".join(_openssl_mapped(m.restart("a").pid))  # the slow path ran (can fail)
+        m.ctl("down", node="a")
+        assert _openssl_mapped(m.restart("a").pid) == set()
+    finally:
+        m.cleanup()
