@@ -16,11 +16,11 @@ import logging
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh.core import validate
+from mesh.core.values import value
 from mesh.errors import AuthError, InvalidInput
 from mesh.paths import mesh_dir
 from mesh.storage import translating
@@ -56,7 +56,7 @@ def server_name(mesh: str) -> str:
     return f"{label}.{SAN_SUFFIX}"
 
 
-@dataclass(frozen=True)
+@value
 class Credentials:
     """One node's TLS identity in one mesh: the mesh CA certificate plus a leaf issued for this node."""
 

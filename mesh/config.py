@@ -7,19 +7,19 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from mesh.core import validate
 from mesh.core.membership import Timing
+from mesh.core.values import fields, value
 from mesh.errors import ConfigError
 from mesh.paths import DEFAULT_MESH, default_home
 
 PROTO_VERSION = 1
 
 
-@dataclass(frozen=True)
+@value
 class NodeConfig:
     """Everything a node needs to start. Build with a preset (`local()`, `lan()`, `fast()`) and `replace`."""
 
@@ -164,10 +164,10 @@ class NodeConfig:
         env = os.environ if environ is None else environ
         out: dict[str, Any] = {}
         defaults = cls(name="x")
-        for f in fields(cls):
-            key = "MESH_" + f.name.upper()
-            if key in env and f.name not in ("name",):
-                out[f.name] = _parse_env(f.name, env[key], getattr(defaults, f.name))
+        for name in fields(cls):
+            key = "MESH_" + name.upper()
+            if key in env and name not in ("name",):
+                out[name] = _parse_env(name, env[key], getattr(defaults, name))
         return out
 
 

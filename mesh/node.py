@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +24,7 @@ from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
 from mesh.core.resources import SHARED_PATH, literal
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, claim_resource, resource_name
+from mesh.core.values import replace
 from mesh.errors import ClaimDenied, InvalidField, InvalidInput, MeshError, NodeUnavailable
 from mesh.views import (
     ClaimView,

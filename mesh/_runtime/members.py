@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
 from mesh import limits
@@ -37,6 +36,7 @@ from mesh.core.membership import (
 )
 from mesh.core.ratelimit import LogLimiter
 from mesh.core.status import StatusRecord
+from mesh.core.values import value
 from mesh.views import MemberEvent, MemberView, WatchEvent
 
 log = logging.getLogger("mesh")
@@ -46,7 +46,7 @@ SendTo = Callable[[str, pb.PeerFrame, bool], bool]  # (node id, frame, droppable
 Listener = Callable[[MembershipEvent, Member | None], None]
 
 
-@dataclass
+@value(frozen=False)
 class _Watcher:
     queue: asyncio.Queue[WatchEvent | None]
     overflowed: bool = False

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from mesh.core.identity import Identity
 from mesh.core.membership import Member, MembershipEvent, PeerInfo, StatusChanged
 from mesh.core.ratelimit import LogLimiter
 from mesh.core.validate import MAX_TTL, check_ttl
-from mesh.core.values import replace
+from mesh.core.values import replace, value
 from mesh.views import ClaimView, LeaseEvent
 
 log = logging.getLogger("mesh.claims")
@@ -68,7 +67,7 @@ WAIT_RETRY = (0.2, 0.4)  # a --wait claim retries this often (random) while anot
 PUBLISH_DELAY = 0.05  # held claims reach the status record this soon (after the claim's answer)
 
 
-@dataclass(slots=True)
+@value(frozen=False, slots=True)
 class _Held:
     token: int
     claim_ends: float  # local monotonic

@@ -50,7 +50,6 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +61,7 @@ from mesh.core import globs, validate
 from mesh.core.mailbox import InboxMessage
 from mesh.core.resources import literal, path_claim
 from mesh.core.validate import split_resource
+from mesh.core.values import field, value
 from mesh.errors import InvalidInput, MeshError
 from mesh.storage import translating
 from mesh.views import NodeInfo
@@ -78,7 +78,7 @@ DEFAULT_TTL = 3600.0
 # ---------------------------------------------------------------------- the cursor
 
 
-@dataclass
+@value(frozen=False)
 class _Cursor:
     """What this session's agent has been told: inbox position and claim grants already reported."""
 

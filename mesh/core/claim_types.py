@@ -7,7 +7,6 @@ Effects are carried out IN ORDER; ``Persist`` must be durable before any later e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from mesh.core import lease, stewards
 from mesh.core.errors import ConfigError
@@ -45,7 +44,7 @@ SNAPSHOT_MAX = 2000
 """Leases one steward reports in a hand-off; beyond it the hand-off carries a blackout instead."""
 
 
-@dataclass(frozen=True)
+@value
 class LeaseConfig:
     """Claims timing; a 0.0 field means "derive from the others" as DESIGN.md prescribes."""
 

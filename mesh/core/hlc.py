@@ -13,9 +13,8 @@ module never reads a clock. A peer whose wall clock runs ahead pulls every clock
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mesh.core.errors import InvalidField
+from mesh.core.values import value
 
 __all__ = ["MAX_COUNTER", "MAX_WALL_MS", "HybridClock", "Stamp", "check_stamp"]
 
@@ -25,7 +24,7 @@ MAX_COUNTER = 2**32 - 1
 """Largest counter accepted: events stamped within one millisecond of each other."""
 
 
-@dataclass(frozen=True, order=True, slots=True)
+@value(order=True)
 class Stamp:
     """A hybrid-logical-clock time; ordered by (wall_ms, counter, node)."""
 
@@ -39,9 +38,9 @@ def check_stamp(stamp: Stamp) -> Stamp:
     if not isinstance(stamp, Stamp):
         raise InvalidField("stamp", f"a stamp must be a Stamp, not {type(stamp).__name__}")
     checks = (("wall_ms", stamp.wall_ms, MAX_WALL_MS), ("counter", stamp.counter, MAX_COUNTER))
-    for name, value, top in checks:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
-            raise InvalidField("stamp", f"stamp {name} must be a whole number from 0 to {top}, not {value!r}")
+    for name, n, top in checks:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= top:
+            raise InvalidField("stamp", f"stamp {name} must be a whole number from 0 to {top}, not {n!r}")
     if not isinstance(stamp.node, str) or not stamp.node:
         raise InvalidField("stamp", "stamp node must be a non-empty string")
     return stamp

@@ -6,12 +6,11 @@ ballot form); everywhere else code holds an Identity and converts at that edge w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from mesh.core.errors import ProtocolError
+from mesh.core.values import value
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@value(order=True)
 class Identity:
     """A node id and an incarnation: a restarted process is the same node, but a new identity."""
 

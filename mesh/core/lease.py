@@ -59,13 +59,11 @@ open) is caught by the simulator.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from mesh.core import globs
 from mesh.core.mutants import Mutants
 from mesh.core.resources import PathClaim, path_claim, slot_key
 from mesh.core.stewards import CONTESTED, SnapLease, contested
-from mesh.core.values import value
+from mesh.core.values import field, value
 
 ROUND_BITS = 40
 MAX_ROUND = (1 << ROUND_BITS) - 1
@@ -221,7 +219,7 @@ long (told at once with ``Free``); a head that does not come loses its turn (a d
 # ---- acceptor ------------------------------------------------------------------------------------------
 
 
-@dataclass
+@value(frozen=False)
 class AcceptedLease:
     """What an acceptor accepted for one resource; live while ``now < expires``."""
 
@@ -232,7 +230,7 @@ class AcceptedLease:
     claim_ends: float
 
 
-@dataclass
+@value(frozen=False)
 class AcceptorSlot:
     """Acceptor state of one resource (of one owner's shared path claim: ``resources.slot_key``)."""
 
@@ -547,7 +545,7 @@ class AcceptorState:
 # ---- proposer --------------------------------------------------------------------------------------------
 
 
-@dataclass
+@value(frozen=False)
 class Attempt:
     """One ballot's run through phases 1 and 2, with its deadline fixed when Prepare was sent."""
 
@@ -570,7 +568,7 @@ class Attempt:
     fast: bool = False  # a fresh claim's single round: Propose without Prepare
 
 
-@dataclass
+@value(frozen=False)
 class ProposerSlot:
     """What this node wants and holds for one resource."""
 

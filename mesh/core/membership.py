@@ -35,11 +35,10 @@ and the node tells everyone it is back (a refutation of whatever its watchers co
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 
 from mesh.core.identity import Identity
 from mesh.core.status import StatusRecord
-from mesh.core.values import replace, value
+from mesh.core.values import field, replace, value
 from mesh.core.watch import DEFAULT_WATCHERS, News, refutation, verdict_applies, watched_by
 
 
@@ -124,7 +123,7 @@ def liveness_for(silence: float, timing: Timing) -> Liveness:
     return Liveness.ALIVE
 
 
-@dataclass(slots=True)
+@value(frozen=False, slots=True)
 class Member:
     """One node as this node sees it."""
 
@@ -211,7 +210,7 @@ MembershipEvent = MemberJoined | LivenessChanged | StatusChanged | MemberForgott
 Outgoing = Spread | WatchingChanged  # what the runtime must send: taken with `outgoing()`
 
 
-@dataclass
+@value(frozen=False)
 class Membership:
     """The member table and its failure detector."""
 

@@ -41,11 +41,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from mesh.core.resources import slot_key
-from mesh.core.values import replace, value
+from mesh.core.values import field, replace, value
 
 
 def node_of(identity: str) -> str:
@@ -53,7 +52,7 @@ def node_of(identity: str) -> str:
     return identity.partition("/")[0]
 
 
-@dataclass(frozen=True)
+@value
 class StewardConfig:
     """The agreed steward (acceptor) set of one epoch: node ids."""
 
@@ -261,7 +260,7 @@ class CfgVote:
     accepted_stewards: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@value
 class StewardState:
     """What a node must never forget as an acceptor; written (atomically, fsynced) before any reply it backs.
 
@@ -392,7 +391,7 @@ def proxy_step(
     return st, reply
 
 
-@dataclass
+@value(frozen=False)
 class CfgProposal:
     """An in-flight reconfiguration run by this node (votes are tallied by steward node id)."""
 

@@ -12,8 +12,13 @@ class only) and `__hash__` over the fields, `__match_args__`, `__slots__`, assig
 `replace(obj, **changes)` copies with changes. mypy sees the decorator as a frozen dataclass transform
 (PEP 681), so it checks constructor calls and refuses assignments just as for the dataclass.
 
-Not supported (not needed by any value here): `field(...)`, default factories, `ClassVar`/`InitVar`
-annotations, inheritance between value classes, ordering.
+`@value(order=True)` adds the orderings (over the fields as a tuple, same class only); `@value(frozen=False)`
+is a mutable record (assignable, unhashable, a `__dict__` unless `slots=True`), as `@dataclass` without
+`frozen`. A default may be `field(default_factory=f)` (a new `f()` for each instance), and a class's
+`__post_init__` runs after `__init__` has set every field. So the node's start-up needs no `dataclasses`.
+
+Not supported (not needed by any value here): other `field(...)` options, `ClassVar`/`InitVar`
+annotations, inheritance between value classes.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from operator import attrgetter
 
 TYPE_CHECKING = False  # typing itself is ~3 ms of meshctl's start-up: only mypy reads these imports
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform
 
     T = TypeVar("T")
 
-__all__ = ["FrozenInstanceError", "asdict", "fields", "is_value", "replace", "value"]
+__all__ = ["FrozenInstanceError", "asdict", "field", "fields", "is_value", "replace", "value"]
 
 
 class FrozenInstanceError(AttributeError):
@@ -36,7 +42,19 @@ class FrozenInstanceError(AttributeError):
 _MISSING: Any = object()
 
 
-def _make(cls: type[Any]) -> type[Any]:
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A field's default made anew for each instance (as `dataclasses.field(default_factory=...)`)."""
+    return _Factory(default_factory)  # type: ignore[return-value]  # the class turns it into the value
+
+
+def _make(cls: type[Any], frozen: bool = True, order: bool = False, slots: bool = False) -> type[Any]:
     # not inspect.get_annotations: importing inspect is what this module avoids (its own, unevaluated)
     names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
     defaults = {n: cls.__dict__[n] for n in names if n in cls.__dict__}
@@ -54,6 +72,8 @@ def _make(cls: type[Any]) -> type[Any]:
 
     setters: list[Any] = []  # the slots' own descriptors' __set__, filled once the class exists
     nfields = len(names)
+    post_init = cls.__dict__.get("__post_init__")
+    slotted = frozen or slots
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         # Fast paths for every field given, all positionally or all by keyword (the hot records of mail are
@@ -64,14 +84,19 @@ def _make(cls: type[Any]) -> type[Any]:
             if len(args) == nfields:
                 for put, v in zip(setters, args, strict=True):
                     put(self, v)
+                if post_init is not None:
+                    post_init(self)
                 return
         elif not args and len(kwargs) == nfields:
             try:
                 for name, put in zip(names, setters, strict=True):
                     put(self, kwargs[name])
-                return
             except KeyError:
                 pass
+            else:
+                if post_init is not None:
+                    post_init(self)
+                return
         if len(args) > len(names):
             raise TypeError(
                 f"{qualname}.__init__() takes {len(names) + 1} positional arguments but {len(args) + 1} "
@@ -85,12 +110,16 @@ def _make(cls: type[Any]) -> type[Any]:
                 v = defaults.get(name, _MISSING)
                 if v is _MISSING:
                     raise TypeError(f"{qualname}.__init__() missing 1 required argument: {name!r}")
+                if v.__class__ is _Factory:
+                    v = v.make()
             setfield(self, name, v)
         if kwargs:
             name = next(iter(kwargs))
             if name in names:
                 raise TypeError(f"{qualname}.__init__() got multiple values for argument {name!r}")
             raise TypeError(f"{qualname}.__init__() got an unexpected keyword argument {name!r}")
+        if post_init is not None:
+            post_init(self)
 
     def __repr__(self: Any) -> str:
         shown = ", ".join(f"{n}={v!r}" for n, v in zip(names, values(self), strict=True))
@@ -113,34 +142,68 @@ def _make(cls: type[Any]) -> type[Any]:
     def __reduce__(self: Any) -> tuple[Any, ...]:
         return (type(self), values(self))
 
+    def __lt__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return values(self) < values(other)
+        return NotImplemented
+
+    def __le__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return values(self) <= values(other)
+        return NotImplemented
+
+    def __gt__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return values(self) > values(other)
+        return NotImplemented
+
+    def __ge__(self: Any, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return values(self) >= values(other)
+        return NotImplemented
+
     ns = {k: v for k, v in cls.__dict__.items() if k not in defaults and k not in ("__dict__", "__weakref__")}
-    ns.update(
-        __qualname__=qualname,
-        __slots__=names,
-        __match_args__=names,
-        __value_fields__=names,
-        __init__=__init__,
-        __repr__=__repr__,
-        __eq__=__eq__,
-        __hash__=__hash__,
-        __setattr__=__setattr__,
-        __delattr__=__delattr__,
-        __reduce__=__reduce__,
-    )
-    for fn in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__, __reduce__):
+    methods: list[Any] = [__init__, __repr__, __eq__]
+    ns.update(__qualname__=qualname, __match_args__=names, __value_fields__=names)
+    if slotted:
+        ns["__slots__"] = names
+    if frozen:
+        methods += [__hash__, __setattr__, __delattr__, __reduce__]
+    else:
+        ns["__hash__"] = None  # mutable and compared by value: unhashable, as a dataclass
+    if order:
+        methods += [__lt__, __le__, __gt__, __ge__]
+    for fn in methods:
+        ns[fn.__name__] = fn
         fn.__qualname__ = f"{qualname}.{fn.__name__}"
     made: type[Any] = type(cls.__name__, cls.__bases__, ns)  # with __slots__: a new class, as dataclass's
-    setters.extend(made.__dict__[n].__set__ for n in names)
+    if slotted:
+        setters.extend(made.__dict__[n].__set__ for n in names)
+    else:
+        setters.extend(_setter(n) for n in names)
     return made
+
+
+def _setter(name: str) -> Callable[[Any, Any], None]:
+    def put(obj: Any, v: Any) -> None:
+        obj.__dict__[name] = v
+
+    return put
 
 
 if TYPE_CHECKING:
 
-    @dataclass_transform(frozen_default=True)
-    def value(cls: type[T]) -> type[T]: ...
+    @dataclass_transform(frozen_default=True, field_specifiers=(field,))
+    def value(
+        cls: type[T] | None = None, /, *, frozen: bool = True, order: bool = False, slots: bool = False
+    ) -> Any: ...
 
 else:
-    value = _make
+
+    def value(cls=None, /, *, frozen=True, order=False, slots=False):
+        if cls is None:
+            return lambda c: _make(c, frozen, order, slots)
+        return _make(cls)
 
 
 def fields(cls_or_obj: Any) -> tuple[str, ...]:

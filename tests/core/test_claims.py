@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from dataclasses import replace
 
 import pytest
 
@@ -44,6 +43,7 @@ from mesh.core.stewards import (
     merge_snapshots,
     proxy_step,
 )
+from mesh.core.values import replace
 from mesh.errors import ConfigError
 
 FAST = LeaseConfig.fast()

@@ -22,7 +22,7 @@ from mesh.core.mailbox import InboxMessage, MailBatch, OutboxEntry
 from mesh.core.resources import PathClaim, path_claim
 from mesh.core.stats import Summary
 from mesh.core.status import StatusRecord
-from mesh.core.values import FrozenInstanceError, asdict, fields, is_value, replace, value
+from mesh.core.values import FrozenInstanceError, asdict, field, fields, is_value, replace, value
 from mesh.paths import RunningNode
 
 SAMPLES: list[Any] = [
@@ -139,3 +139,75 @@ def test_asdict_fields_and_replace_treat_values_and_dataclasses_alike() -> None:
     assert fields(Old) == ("a", "b") and fields(ev) == fields(LeaseEvent)
     assert replace(Old(1), b=(2,)) == Old(1, (2,)) and replace(ev, token=4).token == 4
     assert is_value(ev) and is_value(Old(1)) and not is_value(LeaseEvent) and not is_value((1,))
+
+
+# ---- the options the node's own classes need (order, mutable records, default factories, __post_init__)
+
+
+@value(order=True)
+class _Ordered:
+    a: int
+    b: str
+
+
+@value(frozen=False)
+class _Record:
+    name: str
+    seen: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.count += 1  # runs once per construction, whichever path built it
+
+
+@value(frozen=False, slots=True)
+class _Slotted:
+    x: int
+
+
+@value
+class _Checked:
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise ValueError("negative")
+
+
+def test_order_is_the_dataclass_order() -> None:
+    ref = dataclasses.dataclass(frozen=True, order=True)(
+        type("_Ordered", (), {"__annotations__": {"a": int, "b": str}})
+    )
+    pairs = [(1, "b"), (1, "a"), (0, "z"), (2, "")]
+    assert [(v.a, v.b) for v in sorted(_Ordered(*p) for p in pairs)] == [
+        (r.a, r.b) for r in sorted(ref(*p) for p in pairs)
+    ]
+    assert _Ordered(1, "a") <= _Ordered(1, "a") < _Ordered(1, "b") and _Ordered(2, "") > _Ordered(1, "z")
+    with pytest.raises(TypeError):
+        _ = _Ordered(1, "a") < (1, "a")  # type: ignore[operator]
+
+
+def test_a_mutable_value_is_a_plain_dataclass_record() -> None:
+    r, s = _Record("x"), _Record(name="x")
+    assert r == s and r.seen is not s.seen  # a new list each time, not one shared default
+    r.seen.append("m")
+    r.name = "y"
+    assert (r.name, r.seen, r.count) == ("y", ["m"], 1) and r != s
+    assert _Record("z", [], 0).count == 1 and _Record(name="z", seen=[], count=5).count == 6  # fast paths too
+    r.extra = 1  # type: ignore[attr-defined]  # a __dict__, as a dataclass without slots
+    with pytest.raises(TypeError):
+        hash(r)
+    assert replace(r, name="q").seen == ["m"] and fields(r) == ("name", "seen", "count")
+    assert asdict(r) == {"name": "y", "seen": ["m"], "count": 1}
+    p = _Slotted(1)
+    p.x = 2
+    assert p.x == 2 and not hasattr(p, "__dict__")
+
+
+def test_post_init_checks_every_construction() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        _Checked(-1)
+    with pytest.raises(ValueError, match="negative"):
+        _Checked(n=-1)
+    with pytest.raises(ValueError, match="negative"):
+        replace(_Checked(1), n=-1)
