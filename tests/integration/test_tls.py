@@ -13,6 +13,7 @@ import grpc.aio
 import pytest
 
 from mesh import security
+from mesh.core.values import replace
 
 METHOD = "/meshtest.Echo/Call"
 TIMEOUT = 10.0
@@ -97,7 +98,7 @@ async def test_client_of_another_ca_with_the_same_mesh_name_is_refused(
     )
     assert err.code() == grpc.StatusCode.UNAVAILABLE
     # Even trusting our CA (a stolen ca.crt is not secret) does not help without a leaf it signed.
-    impostor = security.Credentials(**{**rogue.__dict__, "ca_pem": member_server.creds.ca_pem})
+    impostor = replace(rogue, ca_pem=member_server.creds.ca_pem)
     err = await _refused(
         lambda: grpc.aio.secure_channel(
             member_server.address, impostor.channel_credentials(), options=impostor.channel_options()
