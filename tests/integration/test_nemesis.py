@@ -10,7 +10,7 @@ import os
 import random
 from pathlib import Path
 
-from tests.integration.churn import ENDINGS, ChurnConfig, run_churn
+from tests.integration.churn import ENDINGS, ChurnConfig, ChurnGoals, run_churn
 from tests.integration.harness import FAST, Mesh, until
 from tests.integration.nemesis import KINDS, NemesisConfig, free_ports, run_nemesis
 
@@ -34,16 +34,19 @@ def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) ->
 
 
 def test_sessions_come_and_go_while_claimants_compete_and_no_two_ever_hold_one_item(tmp_path: Path) -> None:
-    """The churn nemesis, short (MESH_CHURN_SECONDS; `make soak` runs it long with --churn)."""
+    """The churn nemesis, short (MESH_CHURN_SECONDS; `make soak` runs it long with --churn). It runs over
+    until the run is evidence (ChurnGoals), so a seed or a slow machine cannot make it vacuous."""
     seed = int(os.environ.get("MESH_CHURN_SEED") or random.randrange(2**31))
     seconds = float(os.environ.get("MESH_CHURN_SECONDS", "40"))
-    res = run_churn(tmp_path, ChurnConfig(seconds=seconds, seed=seed, life=(2.0, 20.0)))
+    goals = ChurnGoals()
+    res = run_churn(tmp_path, ChurnConfig(seconds=seconds, seed=seed, life=(2.0, 20.0), goals=goals))
     rep = res.report
     detail = f"seed {seed} (MESH_CHURN_SEED={seed}); history {res.history_dir}\n" + res.summary()
     print(detail)
     assert rep.ok, detail
     assert rep.max_concurrent == 1, detail
     # Not vacuous: sessions really came and went (every way, stewards included) while claims changed hands.
+    assert not goals.missing(res, rep), detail
     assert res.started >= 8 and all(res.endings[k] >= 1 for k in ENDINGS), detail
     assert res.steward_kills >= 1, detail
     assert rep.acquisitions >= 10 and rep.handovers >= 5, detail
