@@ -67,8 +67,8 @@ def test_the_partition_file_cuts_nodes_off_and_heals(tmp_path: Path) -> None:
             lambda: set(m.states("p0").values()) == {"alive"} and len(m.states("p0")) == 3, what="all alive"
         )
         part.write_text("p0 p1\np2\n")
-        until(lambda: m.states("p0")["p2"] in ("suspect", "dead"), timeout=10, what="p2 cut off from p0")
-        until(lambda: m.states("p2")["p0"] in ("suspect", "dead"), timeout=10, what="p0 cut off from p2")
+        until(lambda: m.states("p0")["p2"] in ("suspect", "dead"), timeout=30, what="p2 cut off from p0")
+        until(lambda: m.states("p2")["p0"] in ("suspect", "dead"), timeout=30, what="p0 cut off from p2")
         assert m.states("p0")["p1"] == "alive"  # the same side stays connected
         part.write_text("")
         until(lambda: m.states("p0")["p2"] == "alive" and m.states("p2")["p0"] == "alive", what="healed")
