@@ -11,8 +11,8 @@ import random
 from pathlib import Path
 
 from tests.integration.churn import ENDINGS, ChurnConfig, ChurnGoals, run_churn
-from tests.integration.harness import FAST, Mesh, until
-from tests.integration.nemesis import KINDS, NemesisConfig, free_ports, run_nemesis
+from tests.integration.harness import FAST, Mesh, free_ports, until
+from tests.integration.nemesis import KINDS, NemesisConfig, run_nemesis
 
 
 def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) -> None:
