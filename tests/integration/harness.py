@@ -190,7 +190,7 @@ def wait_pid_gone(pid: int, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def until(pred: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:
+def until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
     """Poll `pred` until it returns something truthy or the deadline passes (then fail, saying what)."""
     deadline = time.monotonic() + timeout
     last: Any = None
