@@ -118,7 +118,7 @@ class ChurnResult:
     misses: list[str] = field(default_factory=list)  # why counted attempts were not answered in time
     report: CheckReport = field(default_factory=CheckReport)
     history_dir: Path | None = None
-    overtime: float = 0.0  # seconds run past `seconds` to meet the goals
+    overtime: float = 0.0  # seconds run past `seconds` (checking the goals, and meeting them if unmet)
     unmet: list[str] = field(default_factory=list)  # goals still missing when the cap was hit
 
     @property
@@ -138,7 +138,7 @@ class ChurnResult:
             f"alive {self.min_alive}-{self.max_alive}; attempts {dict(self.attempts)}; availability "
             f"{self.availability:.2%} ({self.answered_in_time}/{self.counted} within {ANSWER_WITHIN:g} s; "
             f"strict, holders alive: {self.strict_availability:.2%}); "
-            f"ran {self.overtime:.1f} s over for the goals"
+            f"ran {self.overtime:.1f} s past its seconds"
             + (f", still missing at the cap: {'; '.join(self.unmet)}" if self.unmet else "")
             + "\n"
             + self.report.summary()

@@ -507,12 +507,16 @@ def _peer_bounds(t: Target) -> None:
         return out
 
     n = limits.PEER_ACCEPT_BURST + 10
+    t0 = time.monotonic()
     codes = _run(t.loop, reconnects(n))
+    took = time.monotonic() - t0
     assert set(codes) <= {OK, EXHAUSTED, None}, codes
-    # The burst gets in (plus what refills meanwhile, at 2/s); the rest is refused (None: refused so fast that
-    # the client was still writing its hello; the node's log says why, once).
-    assert limits.PEER_ACCEPT_BURST - 1 <= codes.count(OK) <= limits.PEER_ACCEPT_BURST + 5, codes
-    assert codes[-1] != OK, codes
+    # The burst gets in, plus what refilled meanwhile (2/s over the time the attempts took: a loaded machine
+    # is slower to make them, so the bound is the bucket's, not a guess at the speed); the rest is refused
+    # (None: refused so fast that the client was still writing its hello; the node's log says why, once).
+    refill = math.floor(limits.PEER_ACCEPT_RATE * took) + 1
+    assert limits.PEER_ACCEPT_BURST - 1 <= codes.count(OK) <= limits.PEER_ACCEPT_BURST + refill, (took, codes)
+    assert any(c != OK for c in codes[limits.PEER_ACCEPT_BURST :]), (took, codes)
     assert "new links/s from one peer" in node_log(t.a, t.mesh)
     t.check_intact("rapid reconnects")
 
