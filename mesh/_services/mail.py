@@ -59,7 +59,10 @@ class MailService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.me = ctx.me.node_id
-        self.store = MailStore(ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name)
+        self.store = MailStore(
+            ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name, background_checkpoints=True
+        )
+        self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
         self._batch: list[tuple[mb.Outgoing, asyncio.Future[tuple[str, list[str] | None]]]] = []
         self._flush_scheduled = False
@@ -96,7 +99,25 @@ class MailService:
         if self._faults.allow(key, self.ctx.clock.now()):
             log.warning("mail: cannot %s: %s (said again once a minute while it lasts)", doing, e)
 
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint the WAL in a worker thread when enough was committed (never inside a commit on the loop:
+        its syncs were the delivery tail; see mesh.mailstore)."""
+        if self._checkpointing or not self.store.checkpoint_due():
+            return
+        self._checkpointing = True
+        fut = asyncio.get_running_loop().run_in_executor(None, self.store.checkpoint)
+        fut.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, fut: asyncio.Future[tuple[int, int]]) -> None:
+        self._checkpointing = False
+        e = fut.exception() if not fut.cancelled() else None
+        if isinstance(e, StorageError):
+            self._fault("checkpoint the mailbox's log", e)
+        elif e is not None:
+            log.warning("mail: checkpoint failed: %r", e)
+
     def _stored(self) -> None:
+        self._checkpoint_soon()
         if self._faulty:
             self._faulty = False
             log.warning("mail: storing again (the storage fault has cleared)")
@@ -183,6 +204,7 @@ class MailService:
         elif isinstance(msg, mb.MailAck):
             ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
             self.store.mark_delivered(ack, w_now)  # not stored: the window does not move, a resend re-acks
+            self._checkpoint_soon()
             w = self.windows.get(peer)
             if w is not None and w.on_ack(ack, self.ctx.clock.now()):
                 self._pump(peer)

@@ -423,3 +423,42 @@ def test_a_send_key_queues_a_message_once(tmp_path: Path, kind: str) -> None:
         again = open_store(tmp_path / "a.db", A)
         assert again.enqueue([once], WALL0 + 4) == [first]  # remembered across a restart
         again.close()
+
+
+def test_background_checkpoints_leave_commits_alone_and_keep_everything(tmp_path: Path) -> None:
+    """With background checkpoints no commit checkpoints the WAL (SQLite's default would, past 1000 pages,
+    inside the commit); `checkpoint()` in a worker thread, while commits go on, backfills it; nothing is lost."""
+    import threading
+
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1, background_checkpoints=True)
+    page = a._db.execute("PRAGMA page_size").fetchone()[0]
+    body = "x" * 3000
+    for i in range(800):  # ~1 page per message: well past the 1000-page autocheckpoint
+        a.enqueue([direct(A, B, body=f"{i} {body}")], WALL0)
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 1500 * page  # never checkpointed by a commit (it would stay near 1000 pages)
+    assert a.checkpoint_due()
+    got: list[tuple[int, int]] = []
+    worker = threading.Thread(target=lambda: got.append(a.checkpoint()))
+    worker.start()
+    for i in range(50):  # commits go on meanwhile (the checkpoint takes no writer lock)
+        a.enqueue([direct(A, B, body=f"during {i}")], WALL0)
+    worker.join(30)
+    assert got and got[0][1] > 1500 and not a.checkpoint_due()
+    for i in range(200):
+        a.enqueue([direct(A, B, body=f"after {i}")], WALL0)
+    log, done = a.checkpoint()  # nothing commits meanwhile: all of it
+    assert log == done > 0
+    size = wal.stat().st_size
+    for i in range(200):  # the WAL starts over once all of it was checkpointed: it does not grow
+        a.enqueue([direct(A, B, body=f"last {i}")], WALL0)
+    assert wal.stat().st_size <= size
+    a.close()
+    a.checkpoint()  # after close: does nothing (a late worker thread)
+    a = open_store(path, A)
+    assert a.queued_count() == 800 + 50 + 400
+    a.close()
+    b = open_store(tmp_path / "b.db", B)
+    assert not b.checkpoint_due() and not b.background_checkpoints  # the default: SQLite checkpoints itself
+    b.close()
