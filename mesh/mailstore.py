@@ -422,6 +422,8 @@ class MailStore:
         Served from memory when the entries just after `after` were kept by `enqueue_answers` (a live link
         keeping up: the common case); otherwise read from disk (a resend, a link that just came up)."""
         limit = max(1, min(limit, BATCH_MAX))
+        if after >= self._next_seq.get(peer, 1) - 1:
+            return None  # no seq past `after` was ever given out: the pump's last look, asked without a query
         tail = self._tails.get(peer)
         if tail:
             while tail and tail[0][0].seq <= after:  # sent on this link already
@@ -470,22 +472,32 @@ class MailStore:
             r[0] for r in self._db.execute("SELECT DISTINCT to_node FROM outbox WHERE state = 0 ORDER BY 1")
         ]
 
-    @storage.guarded
     def mark_delivered(self, ack: MailAck, wall: float) -> int:
         """Apply a (checked) ack: queued entries up to ack.upto become delivered; returns how many."""
-        if ack.from_node != self.node_id or ack.stream != self.stream:
-            return 0  # an ack for a stream this mailbox no longer has
+        return self.mark_delivered_many([ack], wall)
+
+    @storage.guarded
+    def mark_delivered_many(self, acks: Sequence[MailAck], wall: float) -> int:
+        """`mark_delivered` for acks from several peers in one transaction; returns how many entries."""
+        mine = [a for a in acks if a.from_node == self.node_id and a.stream == self.stream]
+        if not mine:  # acks for a stream this mailbox no longer has
+            return 0
+        counts: list[int] = []
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE outbox SET state = 1, changed_at = ? WHERE to_node = ? AND state = 0 AND seq <= ?",
-                (wall, ack.to_node, ack.upto),
-            )
-        if cur.rowcount:
-            self._floors.pop(ack.to_node, None)
-        tail = self._tails.get(ack.to_node)
-        while tail and tail[0][0].seq <= ack.upto:
-            tail.popleft()
-        return cur.rowcount
+            for ack in mine:
+                cur = db.execute(
+                    "UPDATE outbox SET state = 1, changed_at = ?"
+                    " WHERE to_node = ? AND state = 0 AND seq <= ?",
+                    (wall, ack.to_node, ack.upto),
+                )
+                counts.append(cur.rowcount)
+        for ack, n in zip(mine, counts, strict=True):
+            if n:
+                self._floors.pop(ack.to_node, None)
+            tail = self._tails.get(ack.to_node)
+            while tail and tail[0][0].seq <= ack.upto:
+                tail.popleft()
+        return sum(counts)
 
     @storage.guarded
     def outbox(
