@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -427,8 +428,7 @@ def test_a_send_key_queues_a_message_once(tmp_path: Path, kind: str) -> None:
 
 def test_background_checkpoints_leave_commits_alone_and_keep_everything(tmp_path: Path) -> None:
     """With background checkpoints no commit checkpoints the WAL (SQLite's default would, past 1000 pages,
-    inside the commit); `checkpoint()` in a worker thread, while commits go on, backfills it; nothing is lost."""
-    import threading
+    inside the commit); `checkpoint()` in a worker thread, while commits go on, backfills it; none is lost."""
 
     path = tmp_path / "a.db"
     a = open_store(path, A, 1, background_checkpoints=True)
@@ -462,3 +462,27 @@ def test_background_checkpoints_leave_commits_alone_and_keep_everything(tmp_path
     b = open_store(tmp_path / "b.db", B)
     assert not b.checkpoint_due() and not b.background_checkpoints  # the default: SQLite checkpoints itself
     b.close()
+
+
+def test_acks_of_several_peers_apply_in_one_call(tmp_path: Path) -> None:
+    """A broadcast's acks (one per recipient, one loop turn) are one transaction; an ack of another stream
+    (a mailbox that was replaced) changes nothing; the pump's last look past the newest seq finds nothing."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    c = open_store(tmp_path / "c.db", C, 3)
+    a.enqueue([outgoing([B, C], "all", "hi", sender_node=A.node_id, broadcast=True)] * 2, WALL0)
+    acks = []
+    for peer, store in (("nodeB", b), ("nodeC", c)):
+        bt = a.pending_for(peer)
+        assert bt is not None and [m.seq for m in bt.messages] == [1, 2]
+        assert a.pending_for(peer, after=2) is None and a.pending_for(peer, after=7) is None
+        acks.append(store.store_incoming(bt, WALL0 + 1)[1])
+    stale = MailAck(A.node_id, "nodeB", "0123456789abcdef", 2)
+    assert a.mark_delivered_many([stale], WALL0 + 2) == 0
+    assert a.queued_count() == 4
+    assert a.mark_delivered_many([*acks, stale], WALL0 + 2) == 4
+    assert a.queued_count() == 0 and a.floor("nodeB") == 3 and a.floor("nodeC") == 3
+    assert a.pending_for("nodeB") is None and a.pending_for("nodeC") is None
+    assert {e.state for e in a.outbox()} == {OutState.DELIVERED}
+    for s in (a, b, c):
+        s.close()
