@@ -15,9 +15,10 @@ except `checkpoint`, which is meant for a worker thread (see `background_checkpo
 Checkpoints: SQLite's automatic WAL checkpoint runs inside the commit that crosses its threshold and syncs
 the WAL and the database file there (~4-5 ms on this kind of disk, once every ~200 small commits): a message
 on a path of two commits (the sender's enqueue, the recipient's store) had a ~1 % chance of paying it, which
-was the delivery p99. With `background_checkpoints=True` (the node's mail service) commits never checkpoint;
-the owner calls `checkpoint()` from a worker thread when `checkpoint_due()`, on a connection of its own. The
-commits themselves are unchanged (same transactions, same `synchronous`), so durability is unchanged.
+was the delivery p99. With `background_checkpoints=True` (the node's mail service) the owner calls
+`checkpoint()` from a worker thread when `checkpoint_due()`, on a connection of its own, and a commit
+checkpoints only a WAL that grew past CHECKPOINT_HARD_FRAMES anyway (commits that never paused). The commits
+themselves are unchanged (same transactions, same `synchronous`), so durability is unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import random
 import secrets
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -72,9 +74,13 @@ _STATE_OF = {v: k for k, v in _STATE.items()}
 _CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
 CHECKPOINT_EVERY = 100
 """Commits between background checkpoints (SQLite's own default is every ~1000 WAL pages)."""
-CHECKPOINT_HARD_FRAMES = 20_000
-"""A WAL still this long after a passive checkpoint (~80 MB: writes never paused long enough for it to be
-reset) is checkpointed with RESTART, which waits for writers and lets the next one start the WAL over."""
+CHECKPOINT_PASSES = 20
+CHECKPOINT_PAUSE = 0.002
+"""Passes of one background checkpoint, and the pause between them (see `checkpoint`)."""
+CHECKPOINT_HARD_FRAMES = 8_000
+"""The owner's own commit checkpoints a WAL this long (~32 MB; SQLite's autocheckpoint, 8 times further
+apart than its default): commits that never pause long enough for the background passes to catch up would
+otherwise grow it without end. Most of it is checkpointed already by then; only the rest is left to copy."""
 
 TAIL_MAX = 2 * WINDOW
 """Just-queued envelopes kept in memory per linked peer (`enqueue_answers(keep=...)`): enough for a window and
@@ -178,7 +184,7 @@ class MailStore:
         self.background_checkpoints = background_checkpoints
         pragmas: tuple[str, ...] = (f"synchronous={synchronous}", "temp_store=MEMORY")
         if background_checkpoints:
-            pragmas += ("wal_autocheckpoint=0",)
+            pragmas += (f"wal_autocheckpoint={CHECKPOINT_HARD_FRAMES}",)
         self._db, created = storage.open_db(
             self.path, schema=_SCHEMA, holds=self.holds, aside=self.aside, pragmas=pragmas
         )
@@ -245,8 +251,8 @@ class MailStore:
 
     def checkpoint(self) -> tuple[int, int]:
         """Checkpoint the WAL on a connection of its own (safe in a worker thread while the owner commits):
-        PASSIVE, never blocking the writer; RESTART when the WAL has grown past CHECKPOINT_HARD_FRAMES anyway.
-        Returns (frames in the WAL, frames checkpointed); StorageError when the disk refuses."""
+        PASSIVE passes, never blocking the writer. Returns (frames in the WAL, frames checkpointed) of the
+        last pass; StorageError when the disk refuses."""
         self._commits = 0
         with self._ckpt_lock:
             if self._closed:
@@ -255,9 +261,16 @@ class MailStore:
                 if self._ckpt_db is None:
                     self._ckpt_db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                     self._ckpt_db.execute(f"PRAGMA synchronous={self._synchronous}")
-                _, log, done = self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                if log >= CHECKPOINT_HARD_FRAMES:
-                    _, log, done = self._ckpt_db.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()[0]
+                # The WAL starts over (its next write goes to its start: it stays small) only when a writer
+                # begins with every frame checkpointed; a pass that commits landed during has not caught up,
+                # so short passes follow until one finds nothing new (or sees the WAL already restarted).
+                prev = -1
+                for _ in range(CHECKPOINT_PASSES):
+                    _, log, done = self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+                    if log < prev or (log == prev and done == log):
+                        break
+                    prev = log
+                    time.sleep(CHECKPOINT_PAUSE)
             except sqlite3.Error as e:
                 raise storage.sqlite_error(e, self.path, self.holds, self.aside) from e
             return int(log), int(done)

@@ -486,3 +486,39 @@ def test_acks_of_several_peers_apply_in_one_call(tmp_path: Path) -> None:
     assert {e.state for e in a.outbox()} == {OutState.DELIVERED}
     for s in (a, b, c):
         s.close()
+
+
+def test_a_wal_that_never_caught_up_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits that never pause long enough for a background checkpoint to catch up would grow the WAL without
+    end: past CHECKPOINT_HARD_FRAMES a commit checkpoints it (SQLite's autocheckpoint): it starts over."""
+    import mesh.mailstore as ms
+
+    monkeypatch.setattr(ms, "CHECKPOINT_HARD_FRAMES", 200)
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1, background_checkpoints=True)
+    wal = Path(f"{path}-wal")
+    stop = threading.Event()
+
+    def keep_checkpointing() -> None:
+        while not stop.is_set():
+            a.checkpoint()
+
+    body = "x" * 3000
+    for i in range(300):  # past the (lowered) limit before any checkpoint
+        a.enqueue([direct(A, B, body=f"{i} {body}")], WALL0)
+    worker = threading.Thread(target=keep_checkpointing)
+    worker.start()
+    try:
+        sizes = []
+        for i in range(1500):  # commits all along, as under load
+            a.enqueue([direct(A, B, body=f"more {i} {body}")], WALL0)
+            if i % 300 == 299:
+                sizes.append(wal.stat().st_size)
+    finally:
+        stop.set()
+        worker.join(30)
+    page = a._db.execute("PRAGMA page_size").fetchone()[0]
+    # 1,800 commits of ~3 pages each were made; a WAL that was never restarted would hold them all.
+    assert sizes[-1] < 1800 * 3 * page / 2
+    assert a.queued_count() == 1800
+    a.close()
