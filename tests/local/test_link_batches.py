@@ -178,3 +178,63 @@ def test_a_run_of_service_frames_reaches_the_service_as_one_list_in_order() -> N
     # The heartbeat frame is applied in its place: what came before it is delivered first.
     assert rec.calls == [[1, 2], [3, 4, 5]]
     assert hub.heard == [PEER.node_id] * 6
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_the_readers_write_now_and_the_writer_keep_order_and_never_write_at_once(seed: int) -> None:
+    # The reader writes what its handling queued (write_now) while the writer task drains the rest: every
+    # frame is written once, in the order sent, and never two writes at the same time (a grpc.aio stream
+    # takes one write at a time). Writes yield a random number of loop turns to interleave the two.
+    import random
+
+    rnd = random.Random(seed)
+    writes: list[pb.PeerFrame] = []
+    in_flight = 0
+
+    async def write(f: pb.PeerFrame) -> None:
+        nonlocal in_flight
+        in_flight += 1
+        assert in_flight == 1, "two writes at once"
+        for _ in range(rnd.randrange(3)):
+            await asyncio.sleep(0)
+        writes.append(f)
+        in_flight -= 1
+
+    async def finish() -> None:
+        return None
+
+    link = Link(PEER, dialer=PEER.node_id, outbound=True, write=write, finish=finish, batches=seed % 2 == 0)
+    writer = asyncio.ensure_future(link.run_writer())
+    big = pb.PeerFrame(leave=pb.Leave(reason="z" * (limits.FRAME_BATCH_BYTES // 2)))
+    sent: list[pb.PeerFrame] = []
+    for i in range(200):
+        for _ in range(rnd.randrange(1, 4)):
+            f = big if rnd.random() < 0.05 else _hb(i)
+            sent.append(f)
+            link.send(f)
+        if rnd.random() < 0.7:
+            await link.write_now()
+        for _ in range(rnd.randrange(3)):
+            await asyncio.sleep(0)
+    link.close()
+    await asyncio.wait_for(writer, 5)
+    assert [f for w in writes for f in (w.batch or [w])] == sent
+    assert link.frames_out == len(sent)
+
+
+async def test_write_now_leaves_the_close_marker_to_the_writer() -> None:
+    writes: list[pb.PeerFrame] = []
+
+    async def write(f: pb.PeerFrame) -> None:
+        writes.append(f)
+
+    async def finish() -> None:
+        writes.append(pb.PeerFrame())  # the end of the stream, as the writer's finish says it
+
+    link = Link(PEER, dialer=PEER.node_id, outbound=True, write=write, finish=finish, batches=True)
+    link.send(_hb(1))
+    link.close()
+    await link.write_now()  # writes hb 1 (the batch reached the close marker, which goes back)
+    assert _seqs(writes) == [[1]] and not link.closed.is_set()
+    await asyncio.wait_for(link.run_writer(), 5)  # the writer ends the stream
+    assert link.closed.is_set() and writes[-1] == pb.PeerFrame()
