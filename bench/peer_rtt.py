@@ -113,7 +113,7 @@ async def _serve(mode: str, d: Path) -> None:
     inline = mode == "grpc-inline"
 
     class Echo(pbg.PeerServicer):
-        async def Link(self, request_iterator: Any, context: Any) -> None:  # noqa: N802
+        async def Link(self, request_iterator: Any, context: Any) -> None:
             q: asyncio.Queue[Any] = asyncio.Queue()
 
             async def writer() -> None:
@@ -175,9 +175,9 @@ class _Peer:
         from mesh._transport.peer import CHANNEL_OPTIONS, Link
 
         creds = _creds(d, "cli")
-        self._channel = grpc.aio.secure_channel(
-            f"127.0.0.1:{port}", creds.channel_credentials(), options=CHANNEL_OPTIONS + creds.channel_options()
-        )
+        options = CHANNEL_OPTIONS + creds.channel_options()
+        target = f"127.0.0.1:{port}"
+        self._channel = grpc.aio.secure_channel(target, creds.channel_credentials(), options=options)
         call = pbg.PeerStub(self._channel).Link()
         self._call = call
 
@@ -253,6 +253,14 @@ def run(n: int = 3000, fanout: int = 1, modes: tuple[str, ...] = MODES) -> dict[
     return asyncio.run(_run(n, fanout, modes))
 
 
+def _echoes(mode: str, tmp: str, fanout: int) -> tuple[list[subprocess.Popen[str]], list[int]]:
+    """`fanout` echo processes serving `mode`, and their ports (each prints its port when it listens)."""
+    argv = [sys.executable, "-m", "bench.peer_rtt", "--serve", mode, "--dir", tmp]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env) for _ in range(fanout)]
+    return procs, [int(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+
+
 async def _run(n: int, fanout: int, modes: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     # One event loop for every mode: grpc.aio's poller does not survive a second asyncio.run in one process.
     results: dict[str, tuple[float, float]] = {}
@@ -260,15 +268,8 @@ async def _run(n: int, fanout: int, modes: tuple[str, ...]) -> dict[str, tuple[f
         d = Path(tmp)
         _certs(d)
         for mode in modes:
-            procs = [
-                subprocess.Popen(
-                    [sys.executable, "-m", "bench.peer_rtt", "--serve", mode, "--dir", tmp],
-                    stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                )  # fmt: skip
-                for _ in range(fanout)
-            ]
+            procs, ports = _echoes(mode, tmp, fanout)
             try:
-                ports = [int(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
                 xs = await _rounds(mode, ports, d, n, warm=min(300, n // 5))
                 results[mode] = (statistics.median(xs) * 1e3, _pct(xs, 0.99) * 1e3)
             finally:
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     res = run(a.n, a.fanout, tuple(a.modes.split(",")))
     ref = res.get("grpc-queue")
-    print(f"peer round trip, {a.n} rounds to {a.fanout} echo process(es), mutual TLS, one claim frame each way")
+    print(f"peer round trip, {a.n} rounds to {a.fanout} echo process(es), mutual TLS, a claim frame each way")
     for mode, (p50, p99) in res.items():
         ratio = f"  {p50 / ref[0]:.2f}x / {p99 / ref[1]:.2f}x grpc-queue" if ref else ""
         print(f"  {mode:12s} p50 {p50:6.3f} ms  p99 {p99:6.3f} ms{ratio}")
