@@ -330,7 +330,6 @@ class Dialer:
                 try:
                     budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
                     self.links.on_frame(link, f)
-                    await link.write_now()  # an answer the frame asked for leaves without a task hop
                 except MeshError as e:
                     # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.
                     log.warning("closing the link to %s: bad frame: %s", link.peer.name, e)

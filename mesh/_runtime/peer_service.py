@@ -168,6 +168,5 @@ class PeerServicer(pbg.PeerServicer):
             try:
                 budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
                 self.links.on_frame(link, f)
-                await link.write_now()  # an answer the frame asked for leaves without a task hop
             except MeshError as e:
                 return e

@@ -84,9 +84,6 @@ class Link:
         self.closed = asyncio.Event()
         self.superseded = False
         self.frames_out = 0
-        self._busy = False  # the writer task holds a frame taken from the queue (waiting or writing)
-        self._inline = False  # the reader's `write_now` is writing
-        self._idle = asyncio.Event()  # set when write_now ends (the writer may wait for it)
 
     def __repr__(self) -> str:
         way = "out" if self.outbound else "in"
@@ -119,17 +116,10 @@ class Link:
                     frame = await self._queue.get()
                 if frame is None:
                     break
-                self._busy = True
-                try:
-                    while self._inline:  # the reader is writing frames queued before this one
-                        self._idle.clear()
-                        await self._idle.wait()
-                    n, closing = 1, False
-                    if self.batches and not self._queue.empty():
-                        frame, n, closing = self._gather(frame)
-                    await self._write(frame)
-                finally:
-                    self._busy = False
+                n, closing = 1, False
+                if self.batches and not self._queue.empty():
+                    frame, n, closing = self._gather(frame)
+                await self._write(frame)
                 self.frames_out += n
                 if closing:  # the close marker was behind this batch's frames
                     break
@@ -139,39 +129,6 @@ class Link:
             with contextlib.suppress(Exception):
                 await self._finish()
             self.closed.set()
-
-    async def write_now(self) -> None:
-        """Write what is queued from the caller's own task when no write is under way.
-
-        The reader calls this right after handling a frame: what the handling queued (a steward's answer)
-        leaves at once instead of after a hop to the writer task (grpc.aio writes are serial either way;
-        the hop is a loop turn). Order is kept: frames are taken from the queue in order, and the writer
-        waits while this writes. Errors are the writer's to see: a failed write closes the link."""
-        if self._busy or self._inline or self._held is not None or self._queue.empty():
-            return
-        if self.closed.is_set():
-            return
-        first = self._queue.get_nowait()
-        if first is None:
-            self._queue.put_nowait(None)  # the close marker is the writer's (it finishes the stream)
-            return
-        frame, n, closing = self._gather(first) if self.batches else (first, 1, False)
-        self._inline = True
-        try:
-            await self._write(frame)
-            self.frames_out += n
-            if self._held is not None:  # too big to join the batch: it goes next, before anything queued
-                frame, self._held = self._held, None
-                await self._write(frame)
-                self.frames_out += 1
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError, grpc.RpcError) as e:
-            log.debug("%r inline write failed: %s", self, e)
-            closing = True
-        finally:
-            self._inline = False
-            self._idle.set()
-        if closing:
-            self._queue.put_nowait(None)
 
     def _gather(self, first: pb.PeerFrame) -> tuple[pb.PeerFrame, int, bool]:
         """`first` and the frames queued behind it, as one batch frame (or `first` alone); (frame, how many
