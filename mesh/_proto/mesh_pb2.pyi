@@ -1901,11 +1901,14 @@ class ClaimEntry(_message.Message):
     HOLDER_NODE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     holder: _builtins.str
     holder_node: _builtins.str
     token: _builtins.int
     expires_at: _builtins.float
+    holder_id: _builtins.str
+    """as ClaimReply.holder_id (held claims and check-path answers; "" in listings)"""
     def __init__(
         self,
         *,
@@ -1914,10 +1917,11 @@ class ClaimEntry(_message.Message):
         holder_node: _builtins.str = ...,
         token: _builtins.int = ...,
         expires_at: _builtins.float = ...,
+        holder_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "holder_id", b"holder_id", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -183,14 +183,17 @@ def claims_to_pb(claims: list[ClaimView]) -> pb.ClaimList:
     return pb.ClaimList(
         claims=[
             pb.ClaimEntry(resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
-                          expires_at=c.expires_at)
+                          expires_at=c.expires_at, holder_id=c.holder_id)
             for c in claims
         ]
     )  # fmt: skip
 
 
 def claims_from_pb(r: pb.ClaimList) -> list[ClaimView]:
-    return [ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+    return [
+        ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at, holder_id=c.holder_id)
+        for c in r.claims
+    ]
 
 
 _LEASE_KIND_TO_PB = {

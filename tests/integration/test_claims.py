@@ -340,8 +340,10 @@ def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -
     tokens, for a shared path claim, start over), which the holder's name alone never showed."""
     import asyncio
 
-    from mesh.client import connect
+    from mesh.client import Client, connect
+    from mesh.core.values import replace
     from mesh.errors import ClaimDenied, NodeUnavailable, NoQuorum
+    from mesh.paths import find_node
 
     port = free_ports(1)[0]  # the restarted node comes back where b's seed looks for it
     a = mesh.up("a", "--no-mdns", "--port", str(port), *FAST, *LEASE)
@@ -362,6 +364,7 @@ def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -
     async def run() -> None:
         client = await connect("a", mesh=mesh.name, home=mesh.home)
         other = await connect("b", mesh=mesh.name, home=mesh.home)
+        grpc_b = Client(replace(find_node(mesh.home, mesh.name, "b"), hook_socket=None))  # no wire: gRPC only
         try:
             before = await client.info()
             first = await claim_until_granted(client)
@@ -369,6 +372,10 @@ def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -
             with pytest.raises(ClaimDenied) as denied:  # told by b's stewards, over b's own face
                 await other.claim_once("service/outlived", 60.0)
             assert (denied.value.holder, denied.value.holder_id) == ("a", first.holder_id)
+            with pytest.raises(ClaimDenied) as denied:  # the same over gRPC (a trailer)
+                await grpc_b.claim_once("service/outlived", 60.0)
+            assert denied.value.holder_id == first.holder_id
+            assert [c.holder_id for c in await client.held()] == [first.holder_id]
             await first.release()
             await asyncio.to_thread(mesh.ctl, "down", node="a")
             await asyncio.to_thread(mesh.restart, "a")
@@ -379,7 +386,7 @@ def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -
             assert second.holder == first.holder == "a"  # the name alone cannot tell the two apart
             await second.release()
         finally:
-            await client.close()
-            await other.close()
+            for c in (client, other, grpc_b):
+                await c.close()
 
     asyncio.run(run())
