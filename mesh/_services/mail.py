@@ -59,7 +59,10 @@ class MailService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.me = ctx.me.node_id
-        self.store = MailStore(ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name)
+        self.store = MailStore(
+            ctx.state_dir / "mail.db", node_id=self.me, name=ctx.name, background_checkpoints=True
+        )
+        self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
         self._batch: list[tuple[mb.Outgoing, asyncio.Future[tuple[str, list[str] | None]]]] = []
         self._flush_scheduled = False
@@ -67,6 +70,9 @@ class MailService:
         self._wake = asyncio.Event()
         self._next_expire = 0.0
         self._next_prune = 0.0
+        self._acks: dict[tuple[str, str], mb.MailAck] = {}  # (peer, stream) -> its highest ack this turn
+        self._acks_scheduled = False
+        self._timer_due = float("inf")  # when the timer wakes by itself (clock.now()); inf until it runs
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self._faulty = False  # a storage fault was logged and nothing was stored since
         self._recipients: dict[
@@ -96,7 +102,25 @@ class MailService:
         if self._faults.allow(key, self.ctx.clock.now()):
             log.warning("mail: cannot %s: %s (said again once a minute while it lasts)", doing, e)
 
+    def _checkpoint_soon(self) -> None:
+        """Checkpoint the WAL in a worker thread when enough was committed (never inside a commit on the loop:
+        its syncs were the delivery tail; see mesh.mailstore)."""
+        if self._checkpointing or not self.store.checkpoint_due():
+            return
+        self._checkpointing = True
+        fut = asyncio.get_running_loop().run_in_executor(None, self.store.checkpoint)
+        fut.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, fut: asyncio.Future[tuple[int, int]]) -> None:
+        self._checkpointing = False
+        e = fut.exception() if not fut.cancelled() else None
+        if isinstance(e, StorageError):
+            self._fault("checkpoint the mailbox's log", e)
+        elif e is not None:
+            log.warning("mail: checkpoint failed: %r", e)
+
     def _stored(self) -> None:
+        self._checkpoint_soon()
         if self._faulty:
             self._faulty = False
             log.warning("mail: storing again (the storage fault has cleared)")
@@ -142,7 +166,12 @@ class MailService:
                 break
             self.ctx.send(peer, batch)
             w.on_sent(batch, now)
-        self._wake.set()
+        # The timer is woken only when this window's resend deadline comes before the timer's own wake-up
+        # (once per burst, not once per pump: a woken timer walks every window).
+        deadline = w.next_deadline()
+        if deadline is not None and deadline < self._timer_due:
+            self._timer_due = deadline
+            self._wake.set()
 
     # ------------------------------------------------------------------ frames from peers
 
@@ -182,15 +211,36 @@ class MailService:
                 self._publish_unread()
         elif isinstance(msg, mb.MailAck):
             ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
-            self.store.mark_delivered(ack, w_now)  # not stored: the window does not move, a resend re-acks
-            w = self.windows.get(peer)
-            if w is not None and w.on_ack(ack, self.ctx.clock.now()):
-                self._pump(peer)
+            # Applied at the end of this loop turn with the acks other links delivered in it: one
+            # transaction for a broadcast's acks, not one per recipient (cumulative: the highest one wins).
+            known = self._acks.get((peer, ack.stream))
+            if known is None or known.upto < ack.upto:
+                self._acks[peer, ack.stream] = ack
+            if not self._acks_scheduled:
+                self._acks_scheduled = True
+                asyncio.get_running_loop().call_soon(self._apply_acks)
         elif isinstance(msg, mb.ReadReceipt):
             rc = mb.check_receipt(msg, peer_node=peer, self_node=self.me)
             self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
         elif isinstance(msg, mb.ReceiptAck):
             self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
+
+    def _apply_acks(self) -> None:
+        self._acks_scheduled = False
+        acks, self._acks = self._acks, {}
+        if not acks:
+            return
+        try:
+            self.store.mark_delivered_many(list(acks.values()), wall())
+        except StorageError as e:  # not stored: the windows do not move, a resend is acked again
+            self._fault("store acks", e)
+            return
+        self._checkpoint_soon()
+        now = self.ctx.clock.now()
+        for (peer, _), ack in acks.items():
+            w = self.windows.get(peer)
+            if w is not None and w.on_ack(ack, now):
+                self._pump(peer)
 
     def _publish_unread(self) -> None:
         self.ctx.publish_status("unread", self.store.unread_count, UNREAD_DEBOUNCE)
@@ -436,6 +486,7 @@ class MailService:
             deadlines = [d for w in self.windows.values() if (d := w.next_deadline()) is not None]
             # Idle, this wakes only for expiry; a send or an ack sets _wake.
             timeout = min([EXPIRE_EVERY, *(max(0.0, d - now) for d in deadlines)])
+            self._timer_due = now + timeout
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):

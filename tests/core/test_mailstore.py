@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -423,3 +424,101 @@ def test_a_send_key_queues_a_message_once(tmp_path: Path, kind: str) -> None:
         again = open_store(tmp_path / "a.db", A)
         assert again.enqueue([once], WALL0 + 4) == [first]  # remembered across a restart
         again.close()
+
+
+def test_background_checkpoints_leave_commits_alone_and_keep_everything(tmp_path: Path) -> None:
+    """With background checkpoints no commit checkpoints the WAL (SQLite's default would, past 1000 pages,
+    inside the commit); `checkpoint()` in a worker thread, while commits go on, backfills it; none is lost."""
+
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1, background_checkpoints=True)
+    page = a._db.execute("PRAGMA page_size").fetchone()[0]
+    body = "x" * 3000
+    for i in range(800):  # ~1 page per message: well past the 1000-page autocheckpoint
+        a.enqueue([direct(A, B, body=f"{i} {body}")], WALL0)
+    wal = Path(f"{path}-wal")
+    assert wal.stat().st_size > 1500 * page  # never checkpointed by a commit (it would stay near 1000 pages)
+    assert a.checkpoint_due()
+    got: list[tuple[int, int]] = []
+    worker = threading.Thread(target=lambda: got.append(a.checkpoint()))
+    worker.start()
+    for i in range(50):  # commits go on meanwhile (the checkpoint takes no writer lock)
+        a.enqueue([direct(A, B, body=f"during {i}")], WALL0)
+    worker.join(30)
+    assert got and got[0][1] > 1500 and not a.checkpoint_due()
+    for i in range(200):
+        a.enqueue([direct(A, B, body=f"after {i}")], WALL0)
+    log, done = a.checkpoint()  # nothing commits meanwhile: all of it
+    assert log == done > 0
+    size = wal.stat().st_size
+    for i in range(200):  # the WAL starts over once all of it was checkpointed: it does not grow
+        a.enqueue([direct(A, B, body=f"last {i}")], WALL0)
+    assert wal.stat().st_size <= size
+    a.close()
+    a.checkpoint()  # after close: does nothing (a late worker thread)
+    a = open_store(path, A)
+    assert a.queued_count() == 800 + 50 + 400
+    a.close()
+    b = open_store(tmp_path / "b.db", B)
+    assert not b.checkpoint_due() and not b.background_checkpoints  # the default: SQLite checkpoints itself
+    b.close()
+
+
+def test_acks_of_several_peers_apply_in_one_call(tmp_path: Path) -> None:
+    """A broadcast's acks (one per recipient, one loop turn) are one transaction; an ack of another stream
+    (a mailbox that was replaced) changes nothing; the pump's last look past the newest seq finds nothing."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    c = open_store(tmp_path / "c.db", C, 3)
+    a.enqueue([outgoing([B, C], "all", "hi", sender_node=A.node_id, broadcast=True)] * 2, WALL0)
+    acks = []
+    for peer, store in (("nodeB", b), ("nodeC", c)):
+        bt = a.pending_for(peer)
+        assert bt is not None and [m.seq for m in bt.messages] == [1, 2]
+        assert a.pending_for(peer, after=2) is None and a.pending_for(peer, after=7) is None
+        acks.append(store.store_incoming(bt, WALL0 + 1)[1])
+    stale = MailAck(A.node_id, "nodeB", "0123456789abcdef", 2)
+    assert a.mark_delivered_many([stale], WALL0 + 2) == 0
+    assert a.queued_count() == 4
+    assert a.mark_delivered_many([*acks, stale], WALL0 + 2) == 4
+    assert a.queued_count() == 0 and a.floor("nodeB") == 3 and a.floor("nodeC") == 3
+    assert a.pending_for("nodeB") is None and a.pending_for("nodeC") is None
+    assert {e.state for e in a.outbox()} == {OutState.DELIVERED}
+    for s in (a, b, c):
+        s.close()
+
+
+def test_a_wal_that_never_caught_up_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits that never pause long enough for a background checkpoint to catch up would grow the WAL without
+    end: past CHECKPOINT_HARD_FRAMES a commit checkpoints it (SQLite's autocheckpoint): it starts over."""
+    import mesh.mailstore as ms
+
+    monkeypatch.setattr(ms, "CHECKPOINT_HARD_FRAMES", 200)
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1, background_checkpoints=True)
+    wal = Path(f"{path}-wal")
+    stop = threading.Event()
+
+    def keep_checkpointing() -> None:
+        while not stop.is_set():
+            a.checkpoint()
+
+    body = "x" * 3000
+    for i in range(300):  # past the (lowered) limit before any checkpoint
+        a.enqueue([direct(A, B, body=f"{i} {body}")], WALL0)
+    worker = threading.Thread(target=keep_checkpointing)
+    worker.start()
+    try:
+        sizes = []
+        for i in range(1500):  # commits all along, as under load
+            a.enqueue([direct(A, B, body=f"more {i} {body}")], WALL0)
+            if i % 300 == 299:
+                sizes.append(wal.stat().st_size)
+    finally:
+        stop.set()
+        worker.join(30)
+    page = a._db.execute("PRAGMA page_size").fetchone()[0]
+    # 1,800 commits of ~3 pages each were made; a WAL that was never restarted would hold them all.
+    assert sizes[-1] < 1800 * 3 * page / 2
+    assert a.queued_count() == 1800
+    a.close()

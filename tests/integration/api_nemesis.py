@@ -1,6 +1,10 @@
 """The claims nemesis measured at the API holders: one claimant PROCESS per node, holding leases through
 `mesh.connect` (tests/integration/api_holder.py), while the nemesis SIGKILLs and SIGSTOPs nodes, partitions
 them, and also SIGSTOPs the claimant processes themselves. Beliefs are checked where work would be done.
+
+A run that must be evidence (``ApiGoals``) keeps the faults going past ``seconds`` until the API holders' own
+records show the goals too (``Nemesis.shown``; up to ``NemesisConfig.max_extra``): process timing is not
+seeded, and a loaded machine grants fewer leases in the same time.
 """
 
 from __future__ import annotations
@@ -26,20 +30,49 @@ API_KINDS = (*KINDS, "pause_client")
 
 
 @dataclass
+class ApiGoals:
+    """What a run must show at the API holders to be evidence (checked live, and by the test after)."""
+
+    acquired: int = 5
+    handovers: int = 3
+
+    def missing(self, counts: dict[str, int], api: CheckReport) -> list[str]:
+        """The goals not met yet, each with its figure (empty: all met)."""
+        out = []
+        if counts.get("acquired", 0) < self.acquired:
+            out.append(f"acquired {counts.get('acquired', 0)} < {self.acquired}")
+        if api.handovers < self.handovers:
+            out.append(f"handovers {api.handovers} < {self.handovers}")
+        return out
+
+
+@dataclass
 class ApiResult:
     """The node-level result plus the checker's verdict on beliefs at the API holders."""
 
     nodes: NemesisResult
     api: CheckReport = field(default_factory=CheckReport)
     api_events: dict[str, int] = field(default_factory=dict)
+    unmet: list[str] = field(default_factory=list)  # goals still missing at the end (the cap was hit)
 
 
 class ApiNemesis(Nemesis):
-    def __init__(self, mesh: Mesh, history: Path, cfg: NemesisConfig) -> None:
+    def __init__(self, mesh: Mesh, history: Path, cfg: NemesisConfig, goals: ApiGoals | None = None) -> None:
         super().__init__(mesh, history, cfg)
         self.api_dir = history.parent / "api"
         self.clients: dict[str, subprocess.Popen[bytes]] = {}
         self._offsets: dict[str, int] = {}
+        self.goals = goals
+
+    def shown(self) -> bool:
+        """The nodes' histories show what the config asks, and the holders' records so far (they only grow:
+        the figures the test asserts on) show the goals."""
+        if not super().shown():
+            return False
+        unmet = self.goals.missing(*check_api(self.api_dir)) if self.goals is not None else []
+        if unmet:
+            self.say(f"running over for the goals: {'; '.join(unmet)}")
+        return not unmet
 
     def faults(self) -> dict[str, Callable[[], Awaitable[None]]]:
         return {**super().faults(), "pause_client": self.pause_client}
@@ -112,10 +145,21 @@ def read_api(directory: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
     return records, counts
 
 
-def run_api_nemesis(home: Path, cfg: NemesisConfig) -> ApiResult:
-    """One round under `home` (fresh); every node and claimant process is stopped at the end."""
+def check_api(directory: Path) -> tuple[dict[str, int], CheckReport]:
+    """The API holders' event counts and the checker's verdict on their beliefs."""
+    records, counts = read_api(directory)
+    rep = CheckReport(
+        records=len(records), acquisitions=counts.get("acquired", 0), releases=counts.get("released", 0),
+        losses=counts.get("lost", 0),
+    )  # fmt: skip
+    return counts, check_intervals(api_intervals(records), rep)
+
+
+def run_api_nemesis(home: Path, cfg: NemesisConfig, goals: ApiGoals | None = None) -> ApiResult:
+    """One round under `home` (fresh); every node and claimant process is stopped at the end. With `goals`,
+    the faults go on past `cfg.seconds` until the API holders' records show them (see ApiGoals)."""
     mesh = Mesh(home=home / "home")
-    nem = ApiNemesis(mesh, home / "history", cfg)
+    nem = ApiNemesis(mesh, home / "history", cfg, goals)
     try:
         nodes = asyncio.run(nem.run())
     finally:
@@ -123,9 +167,5 @@ def run_api_nemesis(home: Path, cfg: NemesisConfig) -> ApiResult:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
         mesh.cleanup()
-    records, counts = read_api(nem.api_dir)
-    rep = CheckReport(
-        records=len(records), acquisitions=counts.get("acquired", 0), releases=counts.get("released", 0),
-        losses=counts.get("lost", 0),
-    )  # fmt: skip
-    return ApiResult(nodes, check_intervals(api_intervals(records), rep), counts)
+    counts, api = check_api(nem.api_dir)
+    return ApiResult(nodes, api, counts, goals.missing(counts, api) if goals is not None else [])

@@ -13,6 +13,12 @@ session that stayed up during the attempt, the share answered definitively withi
 by a named session. ``strict`` counts a holder only while its process lives: a SIGKILLed holder's claim
 stays held for one acceptor lease (its API clients may believe in it that long, issue 14), and answers
 naming it are true but count against the strict figure.
+
+Endings are dealt from a shuffled deck (every kind once per round), so any run with four endings saw every
+kind. A test that needs events (``ChurnGoals``) keeps the churn going past ``seconds`` until they happened,
+up to ``ChurnGoals.extra``: process timing is not seeded, and a loaded machine starts fewer sessions and
+hands fewer claims over in the same time. While running over, the scheduler ends a steward by a signal if no
+steward was killed yet, and ends sessions by whatever kind is missing.
 """
 
 from __future__ import annotations
@@ -36,6 +42,29 @@ ANSWER_WITHIN = 2.0
 
 
 @dataclass
+class ChurnGoals:
+    """What a run must show to be evidence (checked live while running over, and by the test after)."""
+
+    started: int = 8
+    steward_kills: int = 1
+    acquisitions: int = 10
+    handovers: int = 5
+    extra: float = 100.0  # at most this long past ``seconds`` (a loaded 2-core box needs it rarely)
+
+    def missing(self, res: ChurnResult, report: CheckReport) -> list[str]:
+        """The goals not met yet, each with its figure (empty: all met)."""
+        out = [f"started {res.started} < {self.started}"] if res.started < self.started else []
+        out += [f"no {k} ending" for k in ENDINGS if res.endings[k] < 1]
+        if res.steward_kills < self.steward_kills:
+            out.append(f"steward kills {res.steward_kills} < {self.steward_kills}")
+        if report.acquisitions < self.acquisitions:
+            out.append(f"acquisitions {report.acquisitions} < {self.acquisitions}")
+        if report.handovers < self.handovers:
+            out.append(f"handovers {report.handovers} < {self.handovers}")
+        return out
+
+
+@dataclass
 class ChurnConfig:
     """What to run (the schedule is seeded; process timing is not)."""
 
@@ -48,6 +77,7 @@ class ChurnConfig:
     seed: int = 0
     comeback: float = 0.15  # a new session reuses an earlier name (same node id) this often
     log: bool = False
+    goals: ChurnGoals | None = None  # run over `seconds` until these happened (None: stop at `seconds`)
 
     @property
     def acceptor_lease(self) -> float:
@@ -88,6 +118,8 @@ class ChurnResult:
     misses: list[str] = field(default_factory=list)  # why counted attempts were not answered in time
     report: CheckReport = field(default_factory=CheckReport)
     history_dir: Path | None = None
+    overtime: float = 0.0  # seconds run past `seconds` (checking the goals, and meeting them if unmet)
+    unmet: list[str] = field(default_factory=list)  # goals still missing when the cap was hit
 
     @property
     def availability(self) -> float:
@@ -105,7 +137,10 @@ class ChurnResult:
             f"steward kills {self.steward_kills}, "
             f"alive {self.min_alive}-{self.max_alive}; attempts {dict(self.attempts)}; availability "
             f"{self.availability:.2%} ({self.answered_in_time}/{self.counted} within {ANSWER_WITHIN:g} s; "
-            f"strict, holders alive: {self.strict_availability:.2%})\n"
+            f"strict, holders alive: {self.strict_availability:.2%}); "
+            f"ran {self.overtime:.1f} s past its seconds"
+            + (f", still missing at the cap: {'; '.join(self.unmet)}" if self.unmet else "")
+            + "\n"
             + self.report.summary()
             + "".join(f"\n  miss: {m}" for m in self.misses[:30])
         )
@@ -124,6 +159,7 @@ class Churn:
         self._claimants: dict[str, asyncio.Task[None]] = {}
         self._serial = 0
         self._t0 = time.monotonic()
+        self._deck: list[str] = []
 
     def say(self, msg: str) -> None:
         if self.cfg.log:
@@ -171,8 +207,15 @@ class Churn:
                     return set((await asyncio.wait_for(c.info(), 1.0)).stewards)
         return set()
 
-    async def end_session(self, s: Session) -> None:
-        kind = self.rng.choice(ENDINGS)
+    def _deal(self) -> str:
+        """The next ending from the deck (every kind once per shuffled round)."""
+        if not self._deck:
+            self._deck = list(ENDINGS)
+            self.rng.shuffle(self._deck)
+        return self._deck.pop()
+
+    async def end_session(self, s: Session, kind: str = "") -> None:
+        kind = kind or self._deal()
         if kind == "sigstop":
             hold = self.rng.uniform(self.cfg.lease + 0.5, self.cfg.acceptor_lease + 2.0)
             self.say(f"SIGSTOP {s.name} for {hold:.1f} s")
@@ -205,22 +248,65 @@ class Churn:
         for _ in range(self.cfg.min_alive):
             await self.start_session()
         pending: set[asyncio.Task[None]] = set()
-        while time.monotonic() < end:
+        goals = self.cfg.goals
+        cap = end + (goals.extra if goals else 0.0)
+        forced: asyncio.Task[None] | None = None
+        next_check = end
+        while True:
             now = time.monotonic()
+            if now >= end:
+                if goals is None or now >= cap:
+                    break
+                if now >= next_check:
+                    # The same figures the test asserts on: the nodes' histories so far (they only grow).
+                    unmet = goals.missing(self.res, await asyncio.to_thread(check_dir, self.history))
+                    if not unmet:
+                        break
+                    self.res.unmet = unmet
+                    next_check = now + 1.0
+                    if forced is None or forced.done():
+                        forced = await self._force_ending(pending)
             for s in list(self.alive()):
                 if s.state == "up" and now >= s.ends_at and len(self.alive()) > 1:
-                    s.ends_at = float("inf")  # being ended
-                    t = asyncio.create_task(self.end_session(s))
-                    pending.add(t)
-                    t.add_done_callback(pending.discard)
+                    self._spawn_end(s, "", pending)
             n = len(self.alive())
             self.res.max_alive = max(self.res.max_alive, n)
             self.res.min_alive = min(self.res.min_alive, n)
             if n < self.cfg.min_alive or (n < self.cfg.max_alive and self.rng.random() < 0.35):
                 await self.start_session()
             await asyncio.sleep(0.2)
+        self.res.overtime = max(0.0, time.monotonic() - end)
+        if goals is not None and time.monotonic() < cap:
+            self.res.unmet = []
         if pending:
             await asyncio.wait(pending, timeout=30)
+
+    def _spawn_end(self, s: Session, kind: str, pending: set[asyncio.Task[None]]) -> asyncio.Task[None]:
+        s.ends_at = float("inf")  # being ended
+        t = asyncio.create_task(self.end_session(s, kind))
+        pending.add(t)
+        t.add_done_callback(pending.discard)
+        return t
+
+    async def _force_ending(self, pending: set[asyncio.Task[None]]) -> asyncio.Task[None] | None:
+        """Running over for the goals: end a steward by a signal if none was killed yet, else end a session
+        the way no session has ended yet (None if there is nothing to force or no one to end)."""
+        goals = self.cfg.goals
+        assert goals is not None
+        up = [s for s in self.alive() if s.state == "up" and s.ends_at != float("inf")]
+        if len(self.alive()) <= self.cfg.min_alive or not up:
+            return None  # let the scheduler start sessions first
+        missing = [k for k in ENDINGS if self.res.endings[k] < 1]
+        if self.res.steward_kills < goals.steward_kills:
+            stewards = await self.stewards()
+            victims = [s for s in up if s.name in stewards]
+            if not victims:
+                return None
+            kind = next((k for k in missing if k in ("sigkill", "sigterm")), "sigkill")
+            return self._spawn_end(self.rng.choice(victims), kind, pending)
+        if missing:
+            return self._spawn_end(self.rng.choice(up), missing[0], pending)
+        return None
 
     # ------------------------------------------------------------------ claimants
 

@@ -9,7 +9,9 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +38,10 @@ TEST_ENV = (
 ROOT = Path(__file__).resolve().parents[2]
 # Fast failure detection so the tests take seconds, not minutes (the defaults are covered by the benchmarks).
 FAST = ["--heartbeat-interval", "0.2", "--suspect-after", "1.0", "--dead-after", "3.0"]
+# Default beats, but no death by silence within any test's wait: a node then seen dead was seen dead through
+# a refused reconnect. "Dead at once" is a fact about that path, not a race against a 10 s timer that a
+# loaded machine can lose, so its wait can be generous (it costs nothing when things work).
+NO_TIMED_DEATH = ["--dead-after", "600"]
 
 
 @dataclass
@@ -138,6 +144,39 @@ class Mesh:
             wait_pid_gone(pid)
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct loopback ports free right now, from BELOW the kernel's ephemeral range.
+
+    A port handed out by bind(0) lies in the ephemeral range, where every outgoing connection also takes
+    its local port: between this check and the node's bind (nodes start one by one, and already-started
+    ones dial the seeds meanwhile), or while a killed node is down before its restart on the same port, an
+    outgoing connection of any process can take it and the node's start fails "address in use". Below the
+    range, only another listener can, and a port is only handed out if nothing is bound to it.
+    """
+    rng = random.SystemRandom()
+    hi = _ephemeral_low() - 1
+    lo = max(1024, hi - 12000)
+    out: list[int] = []
+    while len(out) < n:
+        port = rng.randint(lo, hi)
+        if port in out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        out.append(port)
+    return out
+
+
 def wait_pid_gone(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,7 +190,7 @@ def wait_pid_gone(pid: int, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def until(pred: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05, what: str = "") -> Any:
+def until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> Any:
     """Poll `pred` until it returns something truthy or the deadline passes (then fail, saying what)."""
     deadline = time.monotonic() + timeout
     last: Any = None

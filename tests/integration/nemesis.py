@@ -25,7 +25,6 @@ import math
 import os
 import random
 import signal
-import socket
 import sys
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.integration.claims_checker import CheckReport, check_dir
-from tests.integration.harness import FAST, Mesh, wait_pid_gone
+from tests.integration.harness import FAST, Mesh, free_ports, wait_pid_gone
 
 KINDS = ("kill", "pause", "partition")
 # Overlapping path claims: a tree and a glob in it, a shared one over both, and a union reaching into them.
@@ -77,18 +76,6 @@ class NemesisResult:
     settle_times: list[float] = field(default_factory=list)
     history_dir: Path | None = None
     extra_seconds: float = 0.0  # run past `seconds` until `until` held (or max_extra ran out)
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct loopback ports free right now."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Nemesis:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from mesh.paths import is_locked
-from tests.integration.harness import FAST, MESHCTL, Mesh, until
-from tests.integration.nemesis import free_ports
+from tests.integration.harness import FAST, MESHCTL, Mesh, free_ports, until
 
 LEASE = ["--lease", "2"]
 

@@ -22,7 +22,7 @@ def mesh_name() -> str:
     return "emb-" + uuid.uuid4().hex[:8]
 
 
-async def wait_for(pred: object, timeout: float = 10.0) -> None:
+async def wait_for(pred: object, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
@@ -37,12 +37,15 @@ async def wait_for(pred: object, timeout: float = 10.0) -> None:
 
 
 async def test_two_nodes_heartbeat_members_watch(tmp_path: Path, mesh_name: str) -> None:
-    async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
+    # The next state event of b must be its leaving: a detector that suspects after 0.6 s of silence would
+    # let a stalled test process (two nodes, one loop, a loaded machine) put a spurious suspect first.
+    slow = {"suspect_after": 10.0, "dead_after": 20.0}
+    async with Node(config=cfg("a", tmp_path, mesh_name, **slow)) as a:
         events = a.watch()
-        async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
-            ev = await asyncio.wait_for(anext(events), 5)
+        async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,), **slow)) as b:
+            ev = await asyncio.wait_for(anext(events), 30)
             while ev.kind != "joined":  # status events (a's own, steward changes) may come first
-                ev = await asyncio.wait_for(anext(events), 5)
+                ev = await asyncio.wait_for(anext(events), 30)
             assert ev.member.name == "b"
             await b.heartbeat(action="build", target="i-match", phase="tests", progress=40)
 
@@ -53,7 +56,7 @@ async def test_two_nodes_heartbeat_members_watch(tmp_path: Path, mesh_name: str)
             await wait_for(seen)
             with pytest.raises(mesh.InvalidInput, match="0 to 100"):
                 await b.heartbeat(progress=140)
-        ev = await asyncio.wait_for(_next_state(events, "b"), 5)
+        ev = await asyncio.wait_for(_next_state(events, "b"), 30)
         assert ev == "left"
 
 
@@ -98,7 +101,7 @@ async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_
             lease = await b.claim("task", "t1", ttl=60)
             # The steward dies without a word (no leave): b cannot renew and must say so within a lease.
             await a._rt._teardown()
-            await asyncio.wait_for(lease.lost.wait(), 5)
+            await asyncio.wait_for(lease.lost.wait(), 30)  # its own timer; a cap, not a figure
             assert lease.lost.is_set()
     finally:
         await a._rt._teardown()

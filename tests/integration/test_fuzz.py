@@ -455,21 +455,21 @@ def _peer_bounds(t: Target) -> None:
     t.check_intact("oversized frames")
 
     # Many streams at once from one identity, none saying hello (a slow-loris): a few are let in to wait
-    # for their hello, the rest are refused at once.
+    # for their hello (and are closed, empty, when it does not come), the rest are refused. Each call is
+    # followed to its end, so a loaded machine that is slow to refuse cannot pass for an admission.
     async def crowd(n: int) -> list[grpc.StatusCode | None]:
         _, creds = t.fresh()
         async with secure_channel(t.a.address, creds) as ch:
             raw = ch.stream_stream("/mesh.v1.Peer/Link", request_serializer=_raw, response_deserializer=_raw)
-            calls: list[Any] = [raw(timeout=10) for _ in range(n)]
+            calls: list[Any] = [raw(timeout=60) for _ in range(n)]
 
             async def outcome(c: Any) -> grpc.StatusCode | None:
                 try:
-                    await asyncio.wait_for(c.read(), limits.HELLO_TIMEOUT / 2)  # well before it times out
-                except TimeoutError:
-                    return None  # admitted, still waiting for a hello
+                    first = await c.read()
                 except grpc.aio.AioRpcError as e:
                     return e.code()
-                return await c.code()
+                # Admitted: the node waited for a hello, then ended the stream without a word (None).
+                return None if first is grpc.aio.EOF and await c.code() == OK else await c.code()
 
             try:
                 return list(await asyncio.gather(*(outcome(c) for c in calls)))
@@ -507,12 +507,16 @@ def _peer_bounds(t: Target) -> None:
         return out
 
     n = limits.PEER_ACCEPT_BURST + 10
+    t0 = time.monotonic()
     codes = _run(t.loop, reconnects(n))
+    took = time.monotonic() - t0
     assert set(codes) <= {OK, EXHAUSTED, None}, codes
-    # The burst gets in (plus what refills meanwhile, at 2/s); the rest is refused (None: refused so fast that
-    # the client was still writing its hello; the node's log says why, once).
-    assert limits.PEER_ACCEPT_BURST - 1 <= codes.count(OK) <= limits.PEER_ACCEPT_BURST + 5, codes
-    assert codes[-1] != OK, codes
+    # The burst gets in, plus what refilled meanwhile (2/s over the time the attempts took: a loaded machine
+    # is slower to make them, so the bound is the bucket's, not a guess at the speed); the rest is refused
+    # (None: refused so fast that the client was still writing its hello; the node's log says why, once).
+    refill = math.floor(limits.PEER_ACCEPT_RATE * took) + 1
+    assert limits.PEER_ACCEPT_BURST - 1 <= codes.count(OK) <= limits.PEER_ACCEPT_BURST + refill, (took, codes)
+    assert any(c != OK for c in codes[limits.PEER_ACCEPT_BURST :]), (took, codes)
     assert "new links/s from one peer" in node_log(t.a, t.mesh)
     t.check_intact("rapid reconnects")
 
@@ -639,7 +643,7 @@ def _control_fuzz(t: Target) -> None:
         codes: list[grpc.StatusCode] = []
         for c in held:
             try:
-                await asyncio.wait_for(c.read(), 5)
+                await asyncio.wait_for(c.read(), 30)  # the snapshot comes at once; a loaded box may lag
                 codes.append(OK)
             except grpc.aio.AioRpcError as e:
                 codes.append(e.code())

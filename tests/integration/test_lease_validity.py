@@ -15,8 +15,7 @@ from pathlib import Path
 from mesh.claim import Lease
 from mesh.client import connect
 from mesh.clock import BootClock
-from tests.integration.harness import FAST, Mesh, until
-from tests.integration.nemesis import free_ports
+from tests.integration.harness import FAST, Mesh, free_ports, until
 
 LEASE = 2.0
 RHO = 0.01

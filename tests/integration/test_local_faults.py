@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from mesh.paths import is_locked
-from tests.integration.harness import FAST, Mesh, Proc, until
-from tests.integration.nemesis import free_ports
+from tests.integration.harness import FAST, Mesh, Proc, free_ports, until
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to prepare a directory as another user")

@@ -14,8 +14,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.integration.harness import FAST, Mesh
-from tests.integration.nemesis import free_ports
+from tests.integration.harness import FAST, Mesh, free_ports
 
 LEASE = ["--lease", "2"]
 

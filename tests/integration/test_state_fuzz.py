@@ -30,8 +30,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from mesh.paths import is_locked
-from tests.integration.harness import Mesh, until, wait_pid_gone
-from tests.integration.nemesis import free_ports
+from tests.integration.harness import Mesh, free_ports, until, wait_pid_gone
 
 EXAMPLES = int(os.environ.get("MESH_FUZZ_EXAMPLES", "20"))
 SEED = os.environ.get("MESH_FUZZ_SEED")  # explore beyond CI's fixed examples: MESH_FUZZ_SEED=N

@@ -200,7 +200,7 @@ async def _look(mesh: Mesh, url: str, tmp_path: Path, names: set[str], s2_addres
             page, DOM,
             lambda d: any(c["name"] == "session-2" and c["progress"] == "90"
                           and "tests green" in c["text"] for c in d["cards"]),
-            timeout=5, what="session-2's heartbeat on the page",
+            timeout=30, what="session-2's heartbeat on the page",
         )  # fmt: skip
 
         # A killed session is marked dead, plainly, and stays on the page.
