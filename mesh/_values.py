@@ -35,6 +35,7 @@ class ClaimView:
     expires_at: float  # unix seconds; 0 when unknown
     valid_until: float = 0.0  # granted here: certainly held until then on the node's monotonic clock
     node_now: float = 0.0  # the node's monotonic clock when it answered
+    holder_id: str = ""  # the holder's node identity NODE_ID/INCARNATION ("" when not known)
 
     @property
     def type(self) -> str:

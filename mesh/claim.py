@@ -94,6 +94,7 @@ class Lease:
         clock: Clock | None = None,
         offset: float = 0.0,
         holder: str = "",
+        holder_id: str = "",
     ) -> None:
         """`valid_until` is on the node's clock; `offset` maps node instants onto `clock` (never later)."""
         self.resource = resource
@@ -104,6 +105,9 @@ class Lease:
         """Wall-clock time the claim's maximum life (its TTL) ends (display only)."""
         self.holder = holder
         """The holding session's name (this one)."""
+        self.holder_id = holder_id
+        """The granting node's identity, NODE_ID/INCARNATION: a client that outlives its node (and reconnects
+        to its restart) sees the incarnation change between leases; the restarted node's tokens start over."""
         self._clock = clock or BootClock()
         self._offset = offset
         self.valid_until = valid_until + offset
@@ -299,6 +303,7 @@ def pending_claim(
         return Lease(
             resource, granted.token, granted.expires_at, release or give_up, api.lease_events(resource),
             valid_until=granted.valid_until, clock=clock, offset=offset, holder=granted.holder,
+            holder_id=granted.holder_id,
         )  # fmt: skip
 
     return PendingClaim(acquire)

@@ -1805,6 +1805,7 @@ class ClaimReply(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     VALID_UNTIL_FIELD_NUMBER: _builtins.int
     NODE_NOW_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
     granted: _builtins.bool
     resource: _builtins.str
     holder: _builtins.str
@@ -1821,6 +1822,10 @@ class ClaimReply(_message.Message):
     the instant onto its own clock conservatively.
     """
     node_now: _builtins.float
+    holder_id: _builtins.str
+    """The holder's node identity, NODE_ID/INCARNATION: a node restarted under a client that outlived it is
+    the same node id with a new incarnation (its leases and their tokens started over).
+    """
     def __init__(
         self,
         *,
@@ -1832,10 +1837,11 @@ class ClaimReply(_message.Message):
         expires_at: _builtins.float = ...,
         valid_until: _builtins.float = ...,
         node_now: _builtins.float = ...,
+        holder_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_node", b"holder_node", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "granted", b"granted", "holder", b"holder", "holder_id", b"holder_id", "holder_node", b"holder_node", "node_now", b"node_now", "resource", b"resource", "token", b"token", "valid_until", b"valid_until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1895,11 +1901,14 @@ class ClaimEntry(_message.Message):
     HOLDER_NODE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    HOLDER_ID_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     holder: _builtins.str
     holder_node: _builtins.str
     token: _builtins.int
     expires_at: _builtins.float
+    holder_id: _builtins.str
+    """as ClaimReply.holder_id (held claims and check-path answers; "" in listings)"""
     def __init__(
         self,
         *,
@@ -1908,10 +1917,11 @@ class ClaimEntry(_message.Message):
         holder_node: _builtins.str = ...,
         token: _builtins.int = ...,
         expires_at: _builtins.float = ...,
+        holder_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "holder", b"holder", "holder_id", b"holder_id", "holder_node", b"holder_node", "resource", b"resource", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

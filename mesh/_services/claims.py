@@ -421,9 +421,8 @@ class ClaimsService:
                     self._handles[resource] = self._handles.get(resource, 0) + 1
                 ends = h.claim_ends if h else now + ttl
                 valid = h.valid_until if h else self.valid_until(e.until)
-                return ClaimView(
-                    resource, self.ctx.name, self.node_id, e.token, wall() + (ends - now), valid, now
-                )
+                exp, me = wall() + (ends - now), str(self.me)
+                return ClaimView(resource, self.ctx.name, self.node_id, e.token, exp, valid, now, me)
             if isinstance(e, Unavailable) and now < forming_deadline and not e.resource.startswith("@"):
                 # New stewards take over (restarted ones sit out their quarantine: they said for how long),
                 # or a steward just died and is being replaced: a claim rides that out, within its budget.
@@ -444,6 +443,7 @@ class ClaimsService:
                         f"{held} by {e.holder_name or node}" + (f" until {_clock(exp)}" if exp else ""),
                         holder=e.holder_name or node,
                         expires_at=exp or None,
+                        holder_id=e.holder,
                     )
                 reason = e.reason if isinstance(e, Unavailable) else "no answer"
                 note = self.stewards.note()
@@ -484,7 +484,8 @@ class ClaimsService:
             return None
         d = p.denied
         exp = wall() + d.remaining if d.remaining else 0.0
-        return ClaimView(d.conflict or d.resource, d.holder_name, Identity.node_of(d.holder), d.token, exp)
+        node = Identity.node_of(d.holder)
+        return ClaimView(d.conflict or d.resource, d.holder_name, node, d.token, exp, holder_id=d.holder)
 
     def release(self, resource: str, *, handle: bool = False) -> int | None:
         """Release a held claim; returns its token (None if this node did not hold it).
@@ -518,7 +519,8 @@ class ClaimsService:
 
     def held_claims(self) -> list[ClaimView]:
         """The claims this node holds now, by item, as the API shows them."""
-        return [ClaimView(r, self.ctx.name, self.node_id, t, x) for r, t, x in self.held_view()]
+        me = str(self.me)
+        return [ClaimView(r, self.ctx.name, self.node_id, t, x, holder_id=me) for r, t, x in self.held_view()]
 
     async def watch_lease(self, resource: str) -> AsyncIterator[LeaseEvent]:
         """Events of a held lease until it is lost or released."""

@@ -169,26 +169,31 @@ def status_changes_from_pb(m: pb.StatusUpdate) -> dict[str, Any]:
 def claim_reply_to_pb(c: ClaimView) -> pb.ClaimReply:
     return pb.ClaimReply(
         granted=True, resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
-        expires_at=c.expires_at, valid_until=c.valid_until, node_now=c.node_now,
+        expires_at=c.expires_at, valid_until=c.valid_until, node_now=c.node_now, holder_id=c.holder_id,
     )  # fmt: skip
 
 
 def claim_reply_from_pb(r: pb.ClaimReply) -> ClaimView:
-    return ClaimView(r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now)
+    return ClaimView(
+        r.resource, r.holder, r.holder_node, r.token, r.expires_at, r.valid_until, r.node_now, r.holder_id
+    )
 
 
 def claims_to_pb(claims: list[ClaimView]) -> pb.ClaimList:
     return pb.ClaimList(
         claims=[
             pb.ClaimEntry(resource=c.resource, holder=c.holder, holder_node=c.holder_node, token=c.token,
-                          expires_at=c.expires_at)
+                          expires_at=c.expires_at, holder_id=c.holder_id)
             for c in claims
         ]
     )  # fmt: skip
 
 
 def claims_from_pb(r: pb.ClaimList) -> list[ClaimView]:
-    return [ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at) for c in r.claims]
+    return [
+        ClaimView(c.resource, c.holder, c.holder_node, c.token, c.expires_at, holder_id=c.holder_id)
+        for c in r.claims
+    ]
 
 
 _LEASE_KIND_TO_PB = {

@@ -414,6 +414,12 @@ def service_messages(f: pb.PeerFrame) -> list[object]:
     return out
 
 
+_last_claims: list[Any] = [(), None]
+"""The last claims-only frame built and the message objects it was built from: a claimant sends the same
+Prepare/Propose object to every steward (one `frame_of` each), so it is encoded once, not once per steward.
+Core messages are frozen values, and a queued frame is never changed (a batch copies it)."""
+
+
 def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
     """One frame carrying service messages (at most one mail batch, one board delta, one board sync)."""
     if len(msgs) == 1:  # the common case: one batch, one ack or one receipt
@@ -424,7 +430,13 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
             return pb.PeerFrame(mail_acks=[ack_to_pb(m)])
     table = _claim_table()
     if all(type(m) in table for m in msgs):  # a claims core's sends to one peer
-        return pb.PeerFrame(claims=[claim_to_pb(m) for m in msgs])
+        prev, built = _last_claims
+        same = len(prev) == len(msgs) and all(a is b for a, b in zip(prev, msgs, strict=True))
+        if same and built is not None:
+            return built  # type: ignore[no-any-return]
+        f = pb.PeerFrame(claims=[claim_to_pb(m) for m in msgs])
+        _last_claims[:] = [tuple(msgs), f]
+        return f
     mail: pb.MailBatch | None = None
     acks: list[pb.MailAck] = []
     receipts: list[pb.ReadReceipt] = []

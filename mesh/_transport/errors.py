@@ -82,6 +82,7 @@ _BY_STATUS: dict[grpc.StatusCode, type[MeshError]] = {
 # Errors whose exact class must survive the trip (the status code alone is ambiguous): sent in metadata.
 ERROR_CLASS_KEY = "mesh-error"
 HOLDER_KEY = "mesh-holder"
+HOLDER_ID_KEY = "mesh-holder-id"
 EXPIRES_KEY = "mesh-expires-at"
 
 log = logging.getLogger("mesh.rpc")
@@ -108,6 +109,8 @@ def _trailers(e: MeshError) -> tuple[tuple[str, str], ...]:
     md: list[tuple[str, str]] = [(ERROR_CLASS_KEY, type(e).__name__)]
     if isinstance(e, ClaimDenied):
         md.append((HOLDER_KEY, e.holder))
+        if e.holder_id:
+            md.append((HOLDER_ID_KEY, e.holder_id))
         if e.expires_at:
             md.append((EXPIRES_KEY, repr(e.expires_at)))
     return tuple(md)
@@ -170,7 +173,12 @@ def to_mesh_error(e: grpc.aio.AioRpcError) -> MeshError:
             expires = float(md[EXPIRES_KEY]) if EXPIRES_KEY in md else None
         except ValueError:
             expires = None
-        return ClaimDenied(e.details() or "", holder=md.get(HOLDER_KEY, ""), expires_at=expires)
+        return ClaimDenied(
+            e.details() or "",
+            holder=md.get(HOLDER_KEY, ""),
+            expires_at=expires,
+            holder_id=md.get(HOLDER_ID_KEY, ""),
+        )
     if cls_name is None and e.code() in (S.UNAVAILABLE, S.CANCELLED):
         return NodeUnavailable(f"node unavailable: {e.details()}")
     if cls_name is None and e.code() == S.DEADLINE_EXCEEDED:

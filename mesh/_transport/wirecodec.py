@@ -122,6 +122,13 @@ def _tuples(rows: Any) -> tuple[tuple[Any, ...], ...]:
     return tuple(tuple(r) for r in rows)
 
 
+def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` without the fields `cls` does not have: a newer node's answer adds fields (claims gained
+    holder_id), which a client that does not know them ignores, as protobuf would."""
+    fields = cls.__value_fields__
+    return {k: v for k, v in data.items() if k in fields}
+
+
 def decode(verb: str, data: Any) -> Any:
     """The value `verb` returns, rebuilt from what `encode` made of it (an answer that does not fit is
     NodeUnavailable, one line: a node of another version)."""
@@ -137,9 +144,9 @@ def decode(verb: str, data: Any) -> Any:
 
             return StatusRecord(**{**data, "claims": _tuples(data.get("claims", ()))})
         if verb == "claim_once":
-            return ClaimView(**data)
+            return ClaimView(**_known(ClaimView, data))
         if verb == "held":
-            return [ClaimView(**c) for c in data]
+            return [ClaimView(**_known(ClaimView, c)) for c in data]
         if verb in ("send", "broadcast"):
             return Sent(data["id"], tuple(data["recipients"]))
         if verb == "messages":
@@ -187,6 +194,7 @@ def error_to_wire(e: MeshError) -> dict[str, Any]:
     if isinstance(e, ClaimDenied):
         out["holder"] = e.holder
         out["expires_at"] = e.expires_at
+        out["holder_id"] = e.holder_id
     return out
 
 
@@ -200,6 +208,7 @@ def error_from_wire(answer: dict[str, Any]) -> MeshError:
             message,
             holder=str(answer.get("holder", "")),
             expires_at=float(expires) if isinstance(expires, (int, float)) else None,
+            holder_id=str(answer.get("holder_id", "")),
         )
     cls = error_classes().get(name if isinstance(name, str) else "") or MeshError
     # Built from the message alone, as from gRPC: classes whose constructor takes more keep their defaults.

@@ -158,10 +158,14 @@ class ClaimDenied(ClaimError):
 
     exit_code = 3
 
-    def __init__(self, message: str = "", *, holder: str = "", expires_at: float | None = None) -> None:
+    def __init__(
+        self, message: str = "", *, holder: str = "", expires_at: float | None = None, holder_id: str = ""
+    ) -> None:
         super().__init__(message or f"held by {holder}")
         self.holder = holder
         self.expires_at = expires_at
+        self.holder_id = holder_id
+        """The holder's node identity NODE_ID/INCARNATION ("" when the stewards did not say)."""
 
 
 class ClaimLost(ClaimError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from mesh import limits
+from mesh._transport import codec
 from mesh._transport.codec import frame_of
 from mesh.core.mailbox import BATCH_MAX, BODY_MAX, SUBJECT_MAX, Envelope, MailBatch, batch_limit
 
@@ -27,3 +28,16 @@ def test_the_fullest_batch_fits_one_grpc_message(per_message: int) -> None:
     )
     frame = frame_of([MailBatch(LONG_ID, LONG_ID, LONG_ID, 2**62, envs)])
     assert frame.ByteSize() <= limits.MAX_MESSAGE_BYTES, (n, frame.ByteSize())
+
+
+def test_the_same_claims_message_sent_to_every_steward_is_encoded_once() -> None:
+    # A claimant's Propose goes to each steward (one frame_of per steward, the same message object): one
+    # frame is built and shared; an equal but different message object gets a frame of its own.
+    from mesh.core.lease import Propose
+
+    m = Propose("service/x", 3, 7, "n/i", "me", 4.0, 60.0)
+    first = codec.frame_of((m,))
+    assert codec.frame_of((m,)) is first
+    other = codec.frame_of((Propose("service/x", 3, 7, "n/i", "me", 4.0, 60.0),))
+    assert other is not first and other == first
+    assert codec.service_messages(first) == [m]

@@ -331,3 +331,61 @@ def test_claims_issued_while_the_mesh_forms_wait_for_it(mesh: Mesh) -> None:
     assert sorted(code for code, _ in results) == [0, 3, 3], results
     winner = next(got["holder"] for code, got in results if code == 0)
     assert all(got["holder"] == winner for _, got in results)
+
+
+def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -> None:
+    """`Lease.holder_id` (and ClaimDenied's) is the granting node's identity, NODE_ID/INCARNATION: a client
+    that stays connected while its node restarts can tell its next lease comes from a new incarnation (whose
+    tokens, for a shared path claim, start over), which the holder's name alone never showed."""
+    import asyncio
+
+    from mesh.client import Client, connect
+    from mesh.core.values import replace
+    from mesh.errors import ClaimDenied, NodeUnavailable, NoQuorum
+    from mesh.paths import find_node
+
+    port = free_ports(1)[0]  # the restarted node comes back where b's seed looks for it
+    a = mesh.up("a", "--no-mdns", "--port", str(port), *FAST, *LEASE)
+    mesh.up("b", "--no-mdns", "--peer", a.address, *FAST, *LEASE)
+    until(lambda: mesh.states("b").get("a") == "alive", what="b sees a")
+
+    async def claim_until_granted(client: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 30
+        while True:  # the restarted node's link and steward config come back within a few seconds
+            try:
+                return await client.claim("service", "outlived", ttl=60, wait=5)
+            except (NodeUnavailable, NoQuorum):
+                if loop.time() > end:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def run() -> None:
+        client = await connect("a", mesh=mesh.name, home=mesh.home)
+        other = await connect("b", mesh=mesh.name, home=mesh.home)
+        grpc_b = Client(replace(find_node(mesh.home, mesh.name, "b"), hook_socket=None))  # no wire: gRPC only
+        try:
+            before = await client.info()
+            first = await claim_until_granted(client)
+            assert first.holder_id == f"{a.node_id}/{before.incarnation}"
+            with pytest.raises(ClaimDenied) as denied:  # told by b's stewards, over b's own face
+                await other.claim_once("service/outlived", 60.0)
+            assert (denied.value.holder, denied.value.holder_id) == ("a", first.holder_id)
+            with pytest.raises(ClaimDenied) as denied:  # the same over gRPC (a trailer)
+                await grpc_b.claim_once("service/outlived", 60.0)
+            assert denied.value.holder_id == first.holder_id
+            assert [c.holder_id for c in await client.held()] == [first.holder_id]
+            await first.release()
+            await asyncio.to_thread(mesh.ctl, "down", node="a")
+            await asyncio.to_thread(mesh.restart, "a")
+            second = await claim_until_granted(client)  # the same client object, reconnected on its own
+            after = await client.info()
+            assert after.incarnation != before.incarnation
+            assert second.holder_id == f"{a.node_id}/{after.incarnation}" != first.holder_id
+            assert second.holder == first.holder == "a"  # the name alone cannot tell the two apart
+            await second.release()
+        finally:
+            for c in (client, other, grpc_b):
+                await c.close()
+
+    asyncio.run(run())
