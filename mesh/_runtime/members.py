@@ -113,7 +113,8 @@ class MemberHub:
                     spread.append(v)
             elif isinstance(out, WatchingChanged):
                 for nid in out.start:
-                    self.send_to(nid, WATCH_ON, False)
+                    if not self.send_to(nid, WATCH_ON, False):
+                        self.ensure(nid)  # a member known by hearsay: link it (the new link asks for beats)
                 for nid in out.stop:
                     self.send_to(nid, WATCH_OFF, False)
         if spread:

@@ -22,10 +22,13 @@ member told it is suspected refutes with a higher liveness sequence, so a live m
 Hearsay (`learned`): a linked peer's member list (sent when we link to it) and its hints about newcomers
 list every member it names ALIVE here at once, before (or without) a link of ours. Formation is then one
 gossip exchange, not n-1 TLS handshakes: "every node lists every other" no longer waits for a full mesh of
-links. A hearsay member is not timed by this node (it never beat to us) and is left out of our ring until we
-link it; its liveness is carried the way an unwatched linked member's is: its watchers' verdicts, and our own
-evidence when we dial it (a refused connect is REFUSED, so a member gossiped after it died is dead here as
-soon as we try it). Gossip never revives a member held dead: the teller may simply not have heard the verdict.
+links. A hearsay member we do not watch is not timed by this node (it never beat to us); its liveness is
+carried the way an unwatched linked member's is: its watchers' verdicts, and our own evidence when we dial
+it (a refused connect is REFUSED, so a member gossiped after it died is dead here as soon as we try it). It
+is on our ring like any live member (every node must see the same ring, or a member could be watched by
+nobody): one we watch is dialed for its beats and timed from then. Gossip never revives a member held dead:
+the teller may simply not have heard the verdict. A verdict reminder to a member we have no link to dials
+it, so a live member suspected by its watchers is heard, not left to a suspicion timeout.
 
 Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
 hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence,
@@ -285,6 +288,7 @@ class Membership:
         events.append(MemberJoined(info.node_id, restarted=old is not None))
         if old is not None:
             events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted (gossip)"))
+        self._rewatch(now)
         return events
 
     def heard(self, node_id: str, now: float) -> list[MembershipEvent]:
@@ -481,11 +485,14 @@ class Membership:
             self._out.append(Spread(Verdict(self.me.node_id, self.me.incarnation, News.ALIVE, seq)))
 
     def _rewatch(self, now: float) -> None:
-        """Recompute whom this node watches (its ring predecessors among the live members it has linked).
+        """Recompute whom this node watches (its ring predecessors among the live members).
 
-        Hearsay members are left out of the ring until linked: a watcher must hear its member's beats.
+        Hearsay members are on the ring too: every node must compute the same ring, or a member could end
+        up watched by nobody. A watched member we have no link to is asked for beats all the same (the
+        runtime dials it for the request), and its silence is timed from now: a link that cannot be made
+        ends in a suspicion, which a live member refutes.
         """
-        live = [m.info.node_id for m in self.live() if not m.hearsay]
+        live = [m.info.node_id for m in self.live()]
         want = watched_by(self.me.node_id, live, self.timing.watchers)
         if want == self.watching:
             return
@@ -493,8 +500,8 @@ class Membership:
         for nid in start:
             m = self.members[nid]
             m.watched = True
-            if m.linked:  # its beats to us start now: time it from here (unlinked, its timer already runs)
-                m.last_heard = max(m.last_heard, now)
+            if m.linked or m.hearsay:  # its beats to us start now: time it from here (a link that went:
+                m.last_heard = max(m.last_heard, now)  # its timer already runs)
         for nid in stop:
             if (m2 := self.members.get(nid)) is not None:
                 m2.watched = False
