@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from mesh.core.membership import (
@@ -21,6 +19,7 @@ from mesh.core.membership import (
     liveness_for,
 )
 from mesh.core.status import StatusRecord
+from mesh.core.values import replace
 from mesh.core.watch import News
 
 T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=60.0, tick_interval=0.25)
@@ -192,9 +191,13 @@ def test_a_gossiped_member_is_listed_alive_at_once_and_not_timed_unless_we_watch
         m.heard("b", float(t))
         m.tick(float(t))
     assert m.members["z"].state is Liveness.ALIVE
-    # ...until the ring makes it ours to watch (b dies): then its silence is timed from that moment.
-    ticking(m, 30.25, 44.0)
+    # ...until the ring makes it ours to watch (b dies): then its silence is timed from that moment, plus
+    # the dial grace (we never linked it: our dial for its beats is under way).
+    ticking(m, 30.25, 41.0)
     assert m.members["b"].state is Liveness.DEAD and m.watching == frozenset({"z"})
+    since = m.members["b"].state_since
+    assert m.members["z"].state is Liveness.ALIVE
+    ticking(m, 41.25, since + T1.dead_after + 0.25)
     assert m.members["z"].state is Liveness.SUSPECT
     assert m.learned(Z, 30.1) == []  # told again: nothing new
 
@@ -204,10 +207,29 @@ def test_a_hearsay_member_on_our_ring_is_asked_for_beats_and_timed_from_then() -
     m.learned(B, 0.0)
     assert m.watching == frozenset({"b"})  # on the ring like any live member (the runtime dials it)
     assert WatchingChanged(("b",), ()) in m.outgoing()
-    assert ticking(m, 0.25, 3.0) == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
-    m.hello(B, None, 3.1)  # the dial linked it: heard
+    # Timed from the watch request plus the dial grace: first suspected ~dead_after from now, not at
+    # suspect_after (a dial slower than suspect_after under formation load is not the member's silence).
+    assert T.link_grace == T.dead_after - T.suspect_after
+    assert ticking(m, 0.25, 9.75) == []
+    assert ticking(m, 10.0, 10.0) == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
+    assert ticking(m, 10.25, 16.75) == []
+    assert ticking(m, 17.0, 17.0) == [LivenessChanged("b", Liveness.SUSPECT, Liveness.DEAD, "silent 10.0s")]
+
+
+def test_the_dial_grace_ends_when_our_link_to_a_hearsay_member_is_made() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.next_deadline() == pytest.approx(T.dead_after)  # the grace is in the wake-up time too
+    m.hello(B, None, 5.0)  # the dial linked it: heard, and timed like any linked member from now on
     assert not m.members["b"].hearsay and m.members["b"].linked
-    assert m.members["b"].state is Liveness.ALIVE
+    assert m.members["b"].grace == 0.0 and m.next_deadline() == pytest.approx(5.0 + T.suspect_after)
+    assert ticking(m, 5.25, 8.0) == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
+
+
+def test_a_never_linked_watched_member_whose_dial_is_refused_is_dead_at_once() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.refused("b", 0.5) == [LivenessChanged("b", Liveness.ALIVE, Liveness.DEAD, "connection refused")]
 
 
 def test_gossip_does_not_revive_a_dead_member_but_a_new_life_replaces_it() -> None:

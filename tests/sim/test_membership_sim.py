@@ -170,9 +170,15 @@ class HearsayNet(Net):
     paused, lost if crashed)."""
 
     unlinked: set[frozenset[str]] = field(default_factory=set)
+    dial_time: tuple[float, float] = (0.0, 0.0)  # extra seconds a dial takes (a TLS handshake under load)
 
     def send(self, src: str, dst: str, msg: object) -> None:
         if frozenset((src, dst)) in self.unlinked and (msg != "dial" or self.cut(src, dst)):
+            return
+        if msg == "dial" and self.dial_time[1] > 0:
+            self.n_sent += 1
+            at = self.t + self.rng.uniform(*self.dial_time)
+            heapq.heappush(self.queue, (at, self.n_sent, src, dst, msg))
             return
         super().send(src, dst, msg)
 
@@ -210,11 +216,13 @@ class HearsayNet(Net):
             self.carry_out(dst)
 
 
-def hearsay_mesh_of(n: int, seed: int, unlinked_per_node: int) -> HearsayNet:
+def hearsay_mesh_of(
+    n: int, seed: int, unlinked_per_node: int, dial_time: tuple[float, float] = (0.0, 0.0)
+) -> HearsayNet:
     rng = random.Random(seed)
     infos = [PeerInfo(f"n{rng.randrange(16**6):06x}{i}", f"i{i}", f"node{i}") for i in range(n)]
     nodes = {p.node_id: SimNode(Membership(me=p, timing=T, now=0.0)) for p in infos}
-    net = HearsayNet(rng, nodes)
+    net = HearsayNet(rng, nodes, dial_time=dial_time)
     ids = [p.node_id for p in infos]
     for a in ids:
         for b in rng.sample([x for x in ids if x != a], unlinked_per_node):
@@ -254,3 +262,23 @@ def test_hearsay_members_no_false_dead_and_the_crashed_is_dead_everywhere(seed: 
         wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
         assert not wrong, f"seed {seed}: live {nid} seen as {wrong}"
     assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed not dead everywhere"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_watched_hearsay_members_with_slow_dials_are_not_suspected_as_the_mesh_forms(seed: int) -> None:
+    # A mesh forming at once: most pairs know each other only by gossip, and every dial a watcher makes for
+    # its members' beats takes longer than suspect_after (but less than dead_after). Without the dial grace
+    # each of those watchers suspected a live member (and "all list all alive" waited for refutations).
+    slow = (T.suspect_after + 0.5, T.dead_after - 1.0)
+    net = hearsay_mesh_of(12, seed, unlinked_per_node=8, dial_time=slow)
+    watched_unlinked = [
+        (nid, w) for nid, n in net.nodes.items() for w in n.core.watching if {nid, w} in net.unlinked
+    ]
+    assert watched_unlinked, f"seed {seed}: every watcher had linked its members already"
+    while net.t < 30.0:
+        net.run(net.t + 0.25)
+        for nid in net.nodes:
+            wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
+            assert not wrong, f"seed {seed}: at {net.t:.2f}s, live {nid} seen as {wrong}"
+    for nid, w in watched_unlinked:
+        assert {nid, w} not in net.unlinked, f"seed {seed}: {nid} never linked {w}, which it watches"
