@@ -42,6 +42,10 @@ refutations (26.8 s to form 48 nodes, against 15.0 s without hearsay on the ring
     instead of dead_after; one we had linked (the grace ends at the hello) keeps dead_after. Its linked
     watchers' verdicts reach us first anyway (a verdict applies to hearsay members as to any other).
 
+Verdicts travel by epidemic as well as from their source: a verdict that changes our view (or a refutation
+that raises the member's sequence) is relayed to a few linked peers (`Spread.relay`), so news reaches a
+node that has no link to the member's watchers (a mesh that is not a full mesh of links).
+
 Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
 hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence,
 and the node tells everyone it is back (a refutation of whatever its watchers concluded meanwhile).
@@ -219,10 +223,12 @@ class Verdict:
 
 @value
 class Spread:
-    """Send `verdict` to every peer (`to` empty), or only to the member `to` (so it can refute)."""
+    """Send `verdict` to every peer (`to` empty), or only to the member `to` (so it can refute); a `relay`
+    goes to a few linked peers picked at random (RELAY_FANOUT): news passed on, see Membership.verdict."""
 
     verdict: Verdict
     to: str = ""
+    relay: bool = False
 
 
 @value
@@ -395,12 +401,18 @@ class Membership:
             return events  # news of a life this node does not know (yet, or any more)
         if not verdict_applies(m.seq, v.news, v.seq):
             return events
+        raised = v.seq > m.seq
         m.seq = max(m.seq, v.seq)
         if v.news is News.ALIVE:
             m.last_heard = max(m.last_heard, now)
         elif not m.timed and m.state is Liveness.ALIVE:
             m.last_heard = now - self.timing.suspect_after  # as silent as a suspicion says (for its timeout)
         moved = self._sign(m, NEWS_SIGN[v.news], now, f"{v.news.value}: its watchers")
+        if moved or (raised and v.news is News.ALIVE):
+            # News to us is passed on to a few peers (epidemic): a peer with no link to the member or to its
+            # watchers hears it all the same. Once per (member, life, news, seq): a copy that comes back
+            # neither moves our view nor raises the sequence, so it is not passed on again.
+            self._out.append(Spread(v, relay=True))
         if moved:
             if v.news is not News.ALIVE and m.linked:
                 m.reminded = now

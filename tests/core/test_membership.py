@@ -265,7 +265,8 @@ def test_a_hearsay_member_dies_by_its_watchers_verdict_or_our_refused_dial() -> 
     assert [(e.previous, e.current) for e in ev if isinstance(e, LivenessChanged)] == [
         (Liveness.ALIVE, Liveness.DEAD)
     ]
-    assert [o for o in m.outgoing() if isinstance(o, Spread)] == []  # no link to tell it by
+    # No link to tell it by; the news is passed on to a few peers (others may have no link to its watchers).
+    assert m.outgoing() == [Spread(Verdict("z", "i3", News.DEAD, 0), relay=True)]
     assert m.refused("c", 1.5)[0].current is Liveness.DEAD
 
 
@@ -302,3 +303,24 @@ def test_a_refused_connect_is_told_to_every_peer_once() -> None:
     other = Membership(me=C, timing=T, now=0.0)
     other.learned(B, 0.0)
     assert other.verdict(Verdict("b", "i1", News.DEAD, 0), 1.1)[0].current is Liveness.DEAD
+
+
+def test_news_that_changes_our_view_is_relayed_once() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.learned(C, 0.0)
+    m.outgoing()
+    suspect = Verdict("c", "i2", News.SUSPECT, 0)
+    m.verdict(suspect, 1.0)
+    assert m.outgoing() == [Spread(suspect, relay=True)]
+    m.verdict(suspect, 1.1)  # the same news again (another relay's copy): not passed on again
+    assert m.outgoing() == []
+    refuted = Verdict("c", "i2", News.ALIVE, 1)
+    m.verdict(refuted, 1.2)
+    assert Spread(refuted, relay=True) in m.outgoing()
+    m.verdict(refuted, 1.3)
+    assert m.outgoing() == []
+    # A refutation that raises the sequence of a member we hold alive is news for others still.
+    again = Verdict("c", "i2", News.ALIVE, 2)
+    m.verdict(again, 1.4)
+    assert m.outgoing() == [Spread(again, relay=True)]

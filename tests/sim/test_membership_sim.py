@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from mesh.core.membership import Liveness, Membership, PeerInfo, Spread, Timing, Verdict, WatchingChanged
+from mesh.core.watch import RELAY_FANOUT
 
 T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=900.0, tick_interval=0.25)
 
@@ -52,11 +53,19 @@ class Net:
         self.last_at[(src, dst)] = at
         heapq.heappush(self.queue, (at, self.n_sent, src, dst, msg))
 
+    def linked(self, nid: str) -> list[str]:
+        return [d for d in self.nodes if d != nid]
+
     def carry_out(self, nid: str) -> None:
         node = self.nodes[nid]
         for out in node.core.outgoing():
             if isinstance(out, Spread):
-                for dst in [out.to] if out.to else [d for d in self.nodes if d != nid]:
+                if out.relay:  # as the runtime's LinkTable.relay: a few linked peers at random
+                    peers = self.linked(nid)
+                    dsts = self.rng.sample(peers, min(RELAY_FANOUT, len(peers)))
+                else:
+                    dsts = [out.to] if out.to else self.linked(nid)
+                for dst in dsts:
                     self.send(nid, dst, out.verdict)
             elif isinstance(out, WatchingChanged):
                 for dst in out.start:
@@ -182,6 +191,9 @@ class HearsayNet(Net):
             return
         super().send(src, dst, msg)
 
+    def linked(self, nid: str) -> list[str]:
+        return [d for d in self.nodes if d != nid and frozenset((nid, d)) not in self.unlinked]
+
     def carry_out(self, nid: str) -> None:
         node = self.nodes[nid]
         outs = node.core.outgoing()
@@ -282,3 +294,20 @@ def test_watched_hearsay_members_with_slow_dials_are_not_suspected_as_the_mesh_f
             assert not wrong, f"seed {seed}: at {net.t:.2f}s, live {nid} seen as {wrong}"
     for nid, w in watched_unlinked:
         assert {nid, w} not in net.unlinked, f"seed {seed}: {nid} never linked {w}, which it watches"
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_sparse_mesh_hears_of_a_crash_by_relayed_verdicts(seed: int) -> None:
+    # Most pairs never link (each node has a handful of links: its ring and a few more): a node hears of a
+    # crash only if the verdict is passed on across links, from the crashed node's watchers outward.
+    net = hearsay_mesh_of(16, seed, unlinked_per_node=9)
+    net.run(10.0)
+    ids = sorted(net.nodes)
+    victim = max(ids, key=lambda x: sum(x in pair for pair in net.unlinked))  # the one fewest nodes linked
+    far = [nid for nid in ids if nid != victim and {nid, victim} in net.unlinked]
+    assert far, f"seed {seed}: everyone linked the victim"
+    net.nodes[victim].crashed = True
+    t0 = net.t
+    while set(views(net, victim).values()) != {Liveness.DEAD}:
+        net.run(net.t + 0.25)
+        assert net.t - t0 <= T.dead_after + 1.0, f"seed {seed}: not dead everywhere after {net.t - t0:.2f}s"
