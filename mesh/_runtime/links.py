@@ -35,7 +35,6 @@ log = logging.getLogger("mesh")
 
 _REACHABLE = frozenset((Liveness.ALIVE, Liveness.SUSPECT))
 GOSSIP_FANOUT = 3  # peers told of a member that just joined (see gossip_new)
-MEMBER_PUSH_FANOUT = 2  # peers our member list is pushed to while it grows (Membership.push_due)
 
 # PeerFrame fields that only carry service messages (codec.service_messages): frames of nothing else in a
 # batch are routed together.
@@ -61,7 +60,6 @@ class LinkTable:
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
         hub.send_to, hub.ensure, hub.relay = self.send, self.ensure, self.relay
-        hub.push_members = self.push_members
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         if isinstance(ev, MemberJoined) and m is not None and not m.hearsay:
@@ -105,18 +103,6 @@ class LinkTable:
         live = [link for link in self.links.values() if not link.closed.is_set()]
         for link in random.sample(live, min(RELAY_FANOUT, len(live))):
             link.send(f, False)
-
-    def push_members(self) -> None:
-        """Our live member list to MEMBER_PUSH_FANOUT links at random (Membership.push_due says when)."""
-        live = [link for link in self.links.values() if not link.closed.is_set()]
-        if not live:
-            return
-        refs = [codec.peer_to_pb(m.info) for m in self.hub.core.live() if not m.is_self and m.info.address]
-        if len(refs) > limits.MAX_GOSSIP_PEERS:
-            refs = random.sample(refs, limits.MAX_GOSSIP_PEERS)
-        for link in random.sample(live, min(MEMBER_PUSH_FANOUT, len(live))):
-            # The peer itself is in the list: it skips itself (and every member it has a link to) unread.
-            link.send(frame(gossip=pb.Gossip(peers=refs)), True)
 
     def gossip_new(self, info: PeerInfo) -> None:
         """Tell a few other peers, picked at random, about a member that just joined.

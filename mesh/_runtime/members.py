@@ -71,7 +71,6 @@ class MemberHub:
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
         self.ensure: Callable[[str], bool] = lambda node_id: False  # ...and its on-demand dial
         self.relay: Callable[[pb.PeerFrame], None] = lambda f: None  # ...and news to a few links at random
-        self.push_members: Callable[[], None] = lambda: None  # ...and our member list to a few links
         self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
@@ -163,8 +162,6 @@ class MemberHub:
                         self.beat_to.discard(nid)
                 next_beat = now + timing.heartbeat_interval
             self.apply(self.core.tick(now))
-            if self.core.push_due(now):
-                self.push_members()
             wake = min(next_beat, now + timing.tick_interval)
             md = self.core.next_deadline()
             if md is not None:

@@ -46,11 +46,6 @@ Verdicts travel by epidemic as well as from their source: a verdict that changes
 that raises the member's sequence) is relayed to a few linked peers (`Spread.relay`), so news reaches a
 node that has no link to the member's watchers (a mesh that is not a full mesh of links).
 
-The member list is pushed as well as told at link time (`push_due`): while this node's member list grows
-(a mesh forming), every MEMBER_PUSH_EVERY it sends the list to a few linked peers, and goes on for
-MEMBER_PUSH_FOR after the last newcomer, so every node hears of every member within a few rounds of push
-gossip instead of waiting until it has linked someone who knew. An idle mesh (no newcomer) pushes nothing.
-
 Lifeguard's lesson: a node whose own event loop stalled must not blame its peers for the silence it failed to
 hear. When ticks arrive further apart than `max_tick_gap`, the excess is credited to every member's silence,
 and the node tells everyone it is back (a refutation of whatever its watchers concluded meanwhile).
@@ -126,10 +121,6 @@ class Sign(enum.Enum):
     REFUSED = "refused"  # its link broke and a reconnect to its port was refused: the process is gone
     LEAVE = "leave"  # it announced a graceful leave
 
-
-MEMBER_PUSH_EVERY = 0.5  # seconds between two pushes of our member list while it grows
-MEMBER_PUSH_FOR = 2.0  # ...and for this long after the last member joined: each node sends ~4 pushes after
-# the last change, so a node that no push reached is rare (with 2 peers a push and n nodes, ~e^-8)
 
 A, S, D, L = Liveness.ALIVE, Liveness.SUSPECT, Liveness.DEAD, Liveness.LEFT
 
@@ -267,8 +258,6 @@ class Membership:
     watching: frozenset[str] = frozenset()  # the members this node watches
     _out: list[Outgoing] = field(default_factory=list)
     _reasserted: float = float("-inf")
-    _joined_at: float = float("-inf")  # when a member last joined (our member list grew)
-    _next_push: float = float("-inf")
 
     def __post_init__(self) -> None:
         self._last_now = self.now
@@ -290,7 +279,6 @@ class Membership:
                 info=info, state=Liveness.ALIVE, last_heard=now, state_since=now
             )
             events.append(MemberJoined(info.node_id, restarted=old is not None))
-            self._joined_at = now
             if old is not None and old.state is not Liveness.ALIVE:
                 events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted"))
         else:
@@ -328,7 +316,6 @@ class Membership:
             info=info, state=Liveness.ALIVE, last_heard=now, state_since=now, linked=False, hearsay=True
         )
         events.append(MemberJoined(info.node_id, restarted=old is not None))
-        self._joined_at = now
         if old is not None:
             events.append(LivenessChanged(info.node_id, old.state, Liveness.ALIVE, "restarted (gossip)"))
         self._rewatch(now)
@@ -469,13 +456,6 @@ class Membership:
         if moved:
             self._rewatch(now)
         return events
-
-    def push_due(self, now: float) -> bool:
-        """Is it time to push our member list to a few peers? (While it grows, and MEMBER_PUSH_FOR after.)"""
-        if now - self._joined_at > MEMBER_PUSH_FOR or now < self._next_push:
-            return False
-        self._next_push = now + MEMBER_PUSH_EVERY
-        return True
 
     # ------------------------------------------------------------------ queries
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from mesh.core.membership import (
-    MEMBER_PUSH_EVERY,
     Liveness,
     LivenessChanged,
     MemberForgotten,
@@ -325,17 +324,3 @@ def test_news_that_changes_our_view_is_relayed_once() -> None:
     again = Verdict("c", "i2", News.ALIVE, 2)
     m.verdict(again, 1.4)
     assert m.outgoing() == [Spread(again, relay=True)]
-
-
-def test_the_member_list_is_pushed_while_it_grows_and_a_little_after_then_never_while_idle() -> None:
-    m = fresh()
-    assert not m.push_due(0.0)  # nobody joined: nothing to push
-    m.hello(B, None, 1.0)
-    assert m.push_due(1.0)
-    assert not m.push_due(1.2)  # at most every MEMBER_PUSH_EVERY
-    assert m.push_due(1.0 + MEMBER_PUSH_EVERY)
-    m.learned(C, 2.0)  # a newcomer by hearsay grows the list too: pushing goes on from then
-    pushes = [t / 4 for t in range(8, 40) if m.push_due(t / 4)]
-    assert pushes == [2.0, 2.5, 3.0, 3.5, 4.0]
-    m.hello(B, None, 20.0)  # a reconnect of a member we know is no newcomer
-    assert not any(m.push_due(20.0 + t / 4) for t in range(40))
