@@ -59,7 +59,7 @@ class LinkTable:
         self.on_ensure: Callable[[PeerInfo], None] = lambda peer: None  # the dialer's, once it exists
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
-        hub.send_to, hub.ensure, hub.relay = self.send, self.ensure, self.relay
+        hub.send_to, hub.ensure, hub.relay, hub.hint = self.send, self.ensure, self.relay, self.hint
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         if isinstance(ev, MemberJoined) and m is not None and not m.hearsay:
@@ -92,6 +92,15 @@ class LinkTable:
         if m is not None and not m.is_self and m.info.address and m.state in _REACHABLE:
             self.on_ensure(m.info)
         return False
+
+    def hint(self, node_id: str) -> None:
+        """Propose a dial to a live member we have no link to, as gossip would (the dialer's on_gossip:
+        deferred to the tie-break, a few dials at once, a refused port is its death)."""
+        m = self.hub.core.members.get(node_id)
+        if node_id in self.links or m is None or m.is_self or not m.info.address:
+            return
+        if m.state in _REACHABLE:
+            self.on_gossip(m.info)
 
     def broadcast(self, f: pb.PeerFrame, droppable: bool = False) -> None:
         for link in self.links.values():

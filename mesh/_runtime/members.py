@@ -71,6 +71,7 @@ class MemberHub:
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
         self.ensure: Callable[[str], bool] = lambda node_id: False  # ...and its on-demand dial
         self.relay: Callable[[pb.PeerFrame], None] = lambda f: None  # ...and news to a few links at random
+        self.hint: Callable[[str], None] = lambda node_id: None  # ...and a dial hint (gossip's path)
         self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
@@ -118,7 +119,10 @@ class MemberHub:
             elif isinstance(out, WatchingChanged):
                 for nid in out.start:
                     if not self.send_to(nid, WATCH_ON, False):
-                        self.ensure(nid)  # a member known by hearsay: link it (the new link asks for beats)
+                        # A member known by hearsay: link it (the new link asks for beats). As a gossip hint,
+                        # not an on-demand dial: it waits its turn among the dials of a forming mesh and its
+                        # tie-break (the dial grace covers the wait), rather than adding handshakes to them.
+                        self.hint(nid)
                 for nid in out.stop:
                     self.send_to(nid, WATCH_OFF, False)
         if spread:
