@@ -54,6 +54,11 @@ class NemesisConfig:
     kinds: tuple[str, ...] = KINDS
     log: bool = False
     settle_timeout: float = 20.0
+    # What the run must have shown before it may end (read from the histories so far; None: end on time).
+    # Faults go on past `seconds`, up to `max_extra` more, until it holds: what a random schedule exercised is
+    # then never a matter of luck (a kill that hit no holder, a paused holder whose item nobody asked again).
+    until: Callable[[CheckReport], bool] | None = None
+    max_extra: float = 90.0
 
     @property
     def acceptor_lease(self) -> float:
@@ -71,6 +76,7 @@ class NemesisResult:
     report: CheckReport = field(default_factory=CheckReport)
     settle_times: list[float] = field(default_factory=list)
     history_dir: Path | None = None
+    extra_seconds: float = 0.0  # run past `seconds` until `until` held (or max_extra ran out)
 
 
 def free_ports(n: int) -> list[int]:
@@ -101,6 +107,7 @@ class Nemesis:
         self.actions: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.settle_times: list[float] = []
+        self.extra_seconds = 0.0
         self.last_steward_view = ""
         self._stop = asyncio.Event()
 
@@ -313,17 +320,25 @@ class Nemesis:
         """The fault kinds this nemesis knows (a subclass may add its own)."""
         return {"kill": self.kill, "pause": self.pause, "partition": self.partition}
 
+    def shown(self) -> bool:
+        """Whether the histories so far show what the run must (cfg.until)."""
+        return self.cfg.until is None or self.cfg.until(check_dir(self.history))
+
     async def nemesis(self, end: float) -> None:
         faults = self.faults()
         first = True
+        cap = end + self.cfg.max_extra
         while True:
             cycle = list(self.cfg.kinds)
             self.rng.shuffle(cycle)
             for kind in cycle:
                 await asyncio.sleep(self.rng.uniform(0.3, 1.5))
                 # The first cycle always runs whole: every kind of fault hits at least once, however long
-                # the settling after each took (else a slow recovery made the run vacuous).
-                if time.monotonic() >= end and not first:
+                # the settling after each took (else a slow recovery made the run vacuous). After `end`,
+                # faults go on until the histories show what the run must show, or the cap.
+                now = time.monotonic()
+                if now >= end and not first and (now >= cap or self.shown()):
+                    self.extra_seconds = max(0.0, now - end)
                     return
                 await faults[kind]()
                 self.actions[kind] += 1
@@ -355,7 +370,9 @@ class Nemesis:
         elapsed = time.monotonic() - t0
         await asyncio.to_thread(self.mesh.cleanup)
         report = check_dir(self.history)
-        return NemesisResult(elapsed, self.actions, self.outcomes, report, self.settle_times, self.history)
+        return NemesisResult(
+            elapsed, self.actions, self.outcomes, report, self.settle_times, self.history, self.extra_seconds
+        )
 
 
 def run_nemesis(home: Path, cfg: NemesisConfig) -> NemesisResult:

@@ -11,26 +11,39 @@ import random
 from pathlib import Path
 
 from tests.integration.churn import ENDINGS, ChurnConfig, run_churn
+from tests.integration.claims_checker import CheckReport
 from tests.integration.harness import FAST, Mesh, until
 from tests.integration.nemesis import KINDS, NemesisConfig, free_ports, run_nemesis
+
+
+def _shows_the_hard_cases(rep: CheckReport) -> bool:
+    """Claims were granted and changed hands, some from a holder that never released (killed, paused or cut
+    off: the case the protocol exists for), and overlapping path claims competed (held to "no two holders of
+    overlapping ones")."""
+    paths = sum(n for r, n in rep.per_resource.items() if r.startswith("path"))
+    return rep.acquisitions >= 10 and rep.handovers >= 5 and rep.takeovers >= 1 and paths >= 3
 
 
 def test_no_two_holders_and_tokens_increase_under_the_nemesis(tmp_path: Path) -> None:
     seed = int(os.environ.get("MESH_NEMESIS_SEED") or random.randrange(2**31))
     seconds = float(os.environ.get("MESH_NEMESIS_SECONDS", "20"))
-    res = run_nemesis(tmp_path, NemesisConfig(seconds=seconds, seed=seed))
+    # Faults go on past `seconds` until the histories show the hard cases (a kill can hit a node that holds
+    # nothing; a paused holder's item can be asked for next by the same node): never vacuous by luck.
+    res = run_nemesis(tmp_path, NemesisConfig(seconds=seconds, seed=seed, until=_shows_the_hard_cases))
     rep = res.report
     where = f"seed {seed} (MESH_NEMESIS_SEED={seed} replays the schedule); history {res.history_dir}\n"
-    detail = where + f"actions {dict(res.actions)} outcomes {dict(res.outcomes)}\n" + rep.summary()
+    detail = (
+        where
+        + f"actions {dict(res.actions)} outcomes {dict(res.outcomes)}; "
+        + f"ran {res.extra_seconds:.0f} s past {seconds:.0f} s\n"
+        + rep.summary()
+    )
+    print(detail)
     assert rep.ok, detail
     assert rep.max_concurrent == 1, detail
-    # Not vacuous: every fault kind ran, claims were granted and changed hands, some from a holder that
-    # never released (killed, paused or cut off), which is the case the protocol exists for.
+    # Not vacuous: every fault kind ran (the first cycle always runs whole) and the hard cases happened.
     assert all(res.actions[k] >= 1 for k in KINDS), detail
-    assert rep.acquisitions >= 10 and rep.handovers >= 5, detail
-    assert rep.takeovers >= 1, detail
-    # Overlapping path claims competed too (the checker holds them to "no two holders of overlapping ones").
-    assert sum(n for r, n in rep.per_resource.items() if r.startswith("path")) >= 3, detail
+    assert _shows_the_hard_cases(rep), detail
 
 
 def test_sessions_come_and_go_while_claimants_compete_and_no_two_ever_hold_one_item(tmp_path: Path) -> None:
