@@ -178,7 +178,16 @@ class Dialer:
             return
         if info.node_id in self._redialing or info.node_id in self._gossip_for:
             return  # a dial for it is under way already
-        self.spawn(self.dial_quietly(info.address, info.node_id), f"dial-{info.address}")
+        self.spawn(self._ensure_dial(info), f"dial-{info.address}")
+
+    async def _ensure_dial(self, info: PeerInfo) -> None:
+        await self.dial_quietly(info.address, info.node_id)
+        if self._wanted(info) and await _port_refused(info.address):
+            # A member we never linked (known by hearsay, now on our ring or reminded of a verdict) whose
+            # port refuses: the process is gone, dead at once (its watch's dial grace is not waited out).
+            m = self.hub.core.members.get(info.node_id)
+            if m is not None and m.info.incarnation == info.incarnation:
+                self.hub.apply(self.hub.core.refused(info.node_id, self.clock.now()))
 
     def on_lost(self, peer: PeerInfo) -> None:
         """A link to a peer that may still be alive ended: redial it (one loop per peer)."""

@@ -29,6 +29,7 @@ from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.core.membership import Liveness, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.status import StatusRecord
+from mesh.core.watch import RELAY_FANOUT
 
 log = logging.getLogger("mesh")
 
@@ -58,7 +59,7 @@ class LinkTable:
         self.on_ensure: Callable[[PeerInfo], None] = lambda peer: None  # the dialer's, once it exists
         self._filters = taps.frame_filters()
         hub.listeners.append(self._on_member)
-        hub.send_to, hub.ensure = self.send, self.ensure
+        hub.send_to, hub.ensure, hub.relay, hub.hint = self.send, self.ensure, self.relay, self.hint
 
     def _on_member(self, ev: MembershipEvent, m: Member | None) -> None:
         if isinstance(ev, MemberJoined) and m is not None and not m.hearsay:
@@ -92,9 +93,25 @@ class LinkTable:
             self.on_ensure(m.info)
         return False
 
+    def hint(self, node_id: str) -> None:
+        """Propose a dial to a live member we have no link to, as gossip would (the dialer's on_gossip:
+        deferred to the tie-break, a few dials at once, a refused port is its death)."""
+        m = self.hub.core.members.get(node_id)
+        if node_id in self.links or m is None or m.is_self or not m.info.address:
+            return
+        if m.state in _REACHABLE:
+            self.on_gossip(m.info)
+
     def broadcast(self, f: pb.PeerFrame, droppable: bool = False) -> None:
         for link in self.links.values():
             link.send(f, droppable)
+
+    def relay(self, f: pb.PeerFrame) -> None:
+        """Pass news on to RELAY_FANOUT live links picked at random (an epidemic: each node that news
+        changed passes it on once, so it crosses a mesh that is not a full mesh of links)."""
+        live = [link for link in self.links.values() if not link.closed.is_set()]
+        for link in random.sample(live, min(RELAY_FANOUT, len(live))):
+            link.send(f, False)
 
     def gossip_new(self, info: PeerInfo) -> None:
         """Tell a few other peers, picked at random, about a member that just joined.

@@ -70,6 +70,8 @@ class MemberHub:
         self._faults = LogLimiter(burst=2, every=60.0)
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
         self.ensure: Callable[[str], bool] = lambda node_id: False  # ...and its on-demand dial
+        self.relay: Callable[[pb.PeerFrame], None] = lambda f: None  # ...and news to a few links at random
+        self.hint: Callable[[str], None] = lambda node_id: None  # ...and a dial hint (gossip's path)
         self.beat_to: set[str] = set()  # peers that asked for our heartbeats (our watchers), by node id
 
     # ------------------------------------------------------------------ the core's events
@@ -100,10 +102,13 @@ class MemberHub:
     def _carry_out(self) -> None:
         """Send what the core decided to send: verdicts (one frame for a burst), watch requests."""
         spread: list[pb.Verdict] = []
+        relay: list[pb.Verdict] = []
         for out in self.core.outgoing():
             if isinstance(out, Spread):
                 v = codec.verdict_to_pb(out.verdict)
-                if out.to:
+                if out.relay:
+                    relay.append(v)
+                elif out.to:
                     if not self.send_to(out.to, frame(verdicts=[v]), False):
                         # No link (a member known by hearsay): dial it. A live one is then heard, and
                         # answers the verdict it is reminded of, instead of dying here of a suspicion
@@ -113,11 +118,17 @@ class MemberHub:
                     spread.append(v)
             elif isinstance(out, WatchingChanged):
                 for nid in out.start:
-                    self.send_to(nid, WATCH_ON, False)
+                    if not self.send_to(nid, WATCH_ON, False):
+                        # A member known by hearsay: link it (the new link asks for beats). As a gossip hint,
+                        # not an on-demand dial: it waits its turn among the dials of a forming mesh and its
+                        # tie-break (the dial grace covers the wait), rather than adding handshakes to them.
+                        self.hint(nid)
                 for nid in out.stop:
                     self.send_to(nid, WATCH_OFF, False)
         if spread:
             self.broadcast(frame(verdicts=spread), False)
+        if relay:
+            self.relay(frame(verdicts=relay))
 
     def watch_asked(self, node_id: str, on: bool) -> None:
         """A peer asked for our heartbeats (it watches us), or no longer wants them."""

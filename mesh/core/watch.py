@@ -22,6 +22,7 @@ import enum
 from collections.abc import Collection
 
 DEFAULT_WATCHERS = 3
+RELAY_FANOUT = 4  # peers a verdict that changed a node's view is passed on to (an epidemic across links)
 
 
 class News(enum.Enum):

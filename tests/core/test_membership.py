@@ -15,9 +15,11 @@ from mesh.core.membership import (
     StatusChanged,
     Timing,
     Verdict,
+    WatchingChanged,
     liveness_for,
 )
 from mesh.core.status import StatusRecord
+from mesh.core.values import replace
 from mesh.core.watch import News
 
 T = Timing(heartbeat_interval=1.0, suspect_after=3.0, dead_after=10.0, forget_after=60.0, tick_interval=0.25)
@@ -174,20 +176,60 @@ def test_the_liveness_table_is_the_whole_state_machine() -> None:
 # ---------------------------------------------------------------------- hearsay (members learned from gossip)
 
 C = PeerInfo(node_id="c", incarnation="i2", name="sea", address="127.0.0.1:3")
+Z = PeerInfo(node_id="z", incarnation="i3", name="zed", address="127.0.0.1:4")
+T1 = replace(T, watchers=1)  # ring b < me < z: me watches b alone, z is someone else's to watch
 
 
-def test_a_gossiped_member_is_listed_alive_at_once_and_never_timed_by_us() -> None:
-    m = fresh()
+def test_a_gossiped_member_is_listed_alive_at_once_and_not_timed_unless_we_watch_it() -> None:
+    m = Membership(me=ME, timing=T1, now=0.0)
     m.hello(B, None, 0.0)
-    assert m.learned(C, 0.1) == [MemberJoined("c")]
-    assert m.members["c"].state is Liveness.ALIVE and m.members["c"].hearsay
-    assert "c" not in m.watching  # not in our ring until linked: it never beat to us
-    # B, linked and watched, goes suspect and dead on silence; C, known by hearsay, stays alive (its
-    # watchers' verdicts carry it).
-    ticking(m, 0.25, 30.0)
-    assert m.members["b"].state is Liveness.DEAD
-    assert m.members["c"].state is Liveness.ALIVE
-    assert m.learned(C, 30.1) == []  # told again: nothing new
+    assert m.learned(Z, 0.1) == [MemberJoined("z")]
+    assert m.members["z"].state is Liveness.ALIVE and m.members["z"].hearsay
+    assert m.watching == frozenset({"b"})
+    # Z, known by hearsay and watched by others, stays alive in silence (its watchers' verdicts carry it)...
+    for t in range(1, 31):
+        m.heard("b", float(t))
+        m.tick(float(t))
+    assert m.members["z"].state is Liveness.ALIVE
+    # ...until the ring makes it ours to watch (b dies): then its silence is timed from that moment, plus
+    # the dial grace (we never linked it: our dial for its beats is under way).
+    ticking(m, 30.25, 41.0)
+    assert m.members["b"].state is Liveness.DEAD and m.watching == frozenset({"z"})
+    since = m.members["b"].state_since
+    assert m.members["z"].state is Liveness.ALIVE
+    ticking(m, 41.25, since + T1.dead_after + 0.25)
+    assert m.members["z"].state is Liveness.SUSPECT
+    assert m.learned(Z, 30.1) == []  # told again: nothing new
+
+
+def test_a_hearsay_member_on_our_ring_is_asked_for_beats_and_timed_from_then() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.watching == frozenset({"b"})  # on the ring like any live member (the runtime dials it)
+    assert WatchingChanged(("b",), ()) in m.outgoing()
+    # Timed from the watch request plus the dial grace: first suspected ~dead_after from now, not at
+    # suspect_after (a dial slower than suspect_after under formation load is not the member's silence).
+    assert T.link_grace == T.dead_after - T.suspect_after
+    assert ticking(m, 0.25, 9.75) == []
+    assert ticking(m, 10.0, 10.0) == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
+    assert ticking(m, 10.25, 16.75) == []
+    assert ticking(m, 17.0, 17.0) == [LivenessChanged("b", Liveness.SUSPECT, Liveness.DEAD, "silent 10.0s")]
+
+
+def test_the_dial_grace_ends_when_our_link_to_a_hearsay_member_is_made() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.next_deadline() == pytest.approx(T.dead_after)  # the grace is in the wake-up time too
+    m.hello(B, None, 5.0)  # the dial linked it: heard, and timed like any linked member from now on
+    assert not m.members["b"].hearsay and m.members["b"].linked
+    assert m.members["b"].grace == 0.0 and m.next_deadline() == pytest.approx(5.0 + T.suspect_after)
+    assert ticking(m, 5.25, 8.0) == [LivenessChanged("b", Liveness.ALIVE, Liveness.SUSPECT, "silent 3.0s")]
+
+
+def test_a_never_linked_watched_member_whose_dial_is_refused_is_dead_at_once() -> None:
+    m = fresh()
+    m.learned(B, 0.0)
+    assert m.refused("b", 0.5) == [LivenessChanged("b", Liveness.ALIVE, Liveness.DEAD, "connection refused")]
 
 
 def test_gossip_does_not_revive_a_dead_member_but_a_new_life_replaces_it() -> None:
@@ -214,38 +256,38 @@ def test_gossip_of_another_life_does_not_replace_a_live_or_linked_member() -> No
 
 
 def test_a_hearsay_member_dies_by_its_watchers_verdict_or_our_refused_dial() -> None:
-    m = fresh()
-    m.learned(B, 0.0)
+    m = Membership(me=ME, timing=T1, now=0.0)
+    m.hello(B, None, 0.0)
     m.learned(C, 0.0)
-    ev = m.verdict(Verdict("b", "i1", News.DEAD, 0), 1.0)
+    m.learned(Z, 0.0)
+    m.outgoing()
+    ev = m.verdict(Verdict("z", "i3", News.DEAD, 0), 1.0)
     assert [(e.previous, e.current) for e in ev if isinstance(e, LivenessChanged)] == [
         (Liveness.ALIVE, Liveness.DEAD)
     ]
-    assert m.outgoing() == []  # nothing to tell a member we have no link to
+    # No link to tell it by; the news is passed on to a few peers (others may have no link to its watchers).
+    assert m.outgoing() == [Spread(Verdict("z", "i3", News.DEAD, 0), relay=True)]
     assert m.refused("c", 1.5)[0].current is Liveness.DEAD
 
 
-def test_a_hearsay_member_suspected_by_its_watchers_ends_dead_unless_refuted() -> None:
-    m = fresh()
-    m.learned(B, 0.0)
-    m.learned(C, 0.0)
-    m.verdict(Verdict("b", "i1", News.SUSPECT, 0), 1.0)
-    m.verdict(Verdict("c", "i2", News.SUSPECT, 0), 1.0)
-    m.verdict(Verdict("c", "i2", News.ALIVE, 1), 2.0)  # c refutes
-    ticking(m, 1.25, 20.0)
-    assert m.members["b"].state is Liveness.DEAD
-    assert m.members["c"].state is Liveness.ALIVE
-
-
-def test_linking_a_hearsay_member_makes_it_ours_to_watch_and_time() -> None:
-    m = fresh()
-    m.learned(B, 0.0)
-    assert m.watching == frozenset()
-    m.hello(B, None, 5.0)
-    assert not m.members["b"].hearsay and m.members["b"].linked
-    assert m.watching == frozenset({"b"})
-    ticking(m, 5.25, 8.0)
-    assert m.members["b"].state is Liveness.SUSPECT  # timed from the link, not from when we heard of it
+def test_a_hearsay_member_suspected_by_its_watchers_is_reminded_and_ends_dead_unless_refuted() -> None:
+    m = Membership(me=ME, timing=T1, now=0.0)
+    m.hello(B, None, 0.0)
+    m.learned(Z, 0.0)
+    m.verdict(Verdict("z", "i3", News.SUSPECT, 0), 1.0)
+    m.tick(1.25)
+    # A reminder to a member we have no link to: the runtime dials it (LinkTable.ensure).
+    assert Spread(Verdict("z", "i3", News.SUSPECT, 0), to="z") in m.outgoing()
+    m.verdict(Verdict("z", "i3", News.ALIVE, 1), 2.0)  # z refutes
+    for t in range(3, 21):
+        m.heard("b", float(t))  # (b stays alive: z stays off our ring)
+        m.tick(float(t))
+    assert m.members["z"].state is Liveness.ALIVE
+    m.verdict(Verdict("z", "i3", News.SUSPECT, 1), 21.0)
+    for t in range(22, 41):
+        m.heard("b", float(t))
+        m.tick(float(t))
+    assert m.members["z"].state is Liveness.DEAD
 
 
 def test_a_refused_connect_is_told_to_every_peer_once() -> None:
@@ -261,3 +303,24 @@ def test_a_refused_connect_is_told_to_every_peer_once() -> None:
     other = Membership(me=C, timing=T, now=0.0)
     other.learned(B, 0.0)
     assert other.verdict(Verdict("b", "i1", News.DEAD, 0), 1.1)[0].current is Liveness.DEAD
+
+
+def test_news_that_changes_our_view_is_relayed_once() -> None:
+    m = fresh()
+    m.hello(B, None, 0.0)
+    m.learned(C, 0.0)
+    m.outgoing()
+    suspect = Verdict("c", "i2", News.SUSPECT, 0)
+    m.verdict(suspect, 1.0)
+    assert m.outgoing() == [Spread(suspect, relay=True)]
+    m.verdict(suspect, 1.1)  # the same news again (another relay's copy): not passed on again
+    assert m.outgoing() == []
+    refuted = Verdict("c", "i2", News.ALIVE, 1)
+    m.verdict(refuted, 1.2)
+    assert Spread(refuted, relay=True) in m.outgoing()
+    m.verdict(refuted, 1.3)
+    assert m.outgoing() == []
+    # A refutation that raises the sequence of a member we hold alive is news for others still.
+    again = Verdict("c", "i2", News.ALIVE, 2)
+    m.verdict(again, 1.4)
+    assert m.outgoing() == [Spread(again, relay=True)]
