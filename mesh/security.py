@@ -25,6 +25,9 @@ Threat model (what the README's "Security" section summarises):
 
 Layout: `<home>/meshes/<mesh>/credentials/` (0700) holds `ca.crt`, `ca.key` (both 0600) and `.lock`
 (flock: writers exclusive, readers shared, so two processes never create two CAs nor read a torn pair).
+`<home>/meshes/<mesh>/ca.pair.sha256` records the SHA-256 of the CA pair last proven to match (and a node's
+`leaf.json` its leaf pair's, `pair_sha256`), so a node start with the same bytes need not load OpenSSL to
+prove it again; changed files no longer match their record and are proven again.
 """
 
 from __future__ import annotations
