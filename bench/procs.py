@@ -6,6 +6,7 @@ import atexit
 import contextlib
 import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,18 +34,37 @@ def free_port(host: str = LOOPBACK) -> int:
     return free_ports(1, host)[0]
 
 
-def free_ports(n: int, host: str = LOOPBACK) -> list[int]:
-    """`n` distinct free ports: all sockets stay bound until every port is chosen, so none repeats."""
-    socks: list[socket.socket] = []
+def _ephemeral_low() -> int:
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n: int, host: str = LOOPBACK) -> list[int]:
+    """`n` distinct ports free on `host` right now, from BELOW the kernel's ephemeral range.
+
+    A port handed out by bind(0) lies in the ephemeral range, where every outgoing connection also takes
+    its local port: between this check and the node's bind (nodes start one by one, and already-started
+    ones dial the seeds meanwhile), or while a killed node is down before its restart on the same port, an
+    outgoing connection of any process can take it and the node's start fails "address in use". Below the
+    range, only another listener can, and a port is only handed out if nothing is bound to it.
+    """
+    rng = random.SystemRandom()
+    hi = _ephemeral_low() - 1
+    lo = max(1024, hi - 12000)
+    out: list[int] = []
+    while len(out) < n:
+        port = rng.randint(lo, hi)
+        if port in out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        out.append(port)
+    return out
 
 
 def percentile(values: Sequence[float], p: float) -> float:

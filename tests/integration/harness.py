@@ -9,9 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.procs import free_ports as free_ports  # re-export: tests and benches pick fixed ports one way
 from mesh.paths import is_locked
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
@@ -142,39 +141,6 @@ class Mesh:
                 os.kill(pid, signal.SIGKILL)
         for pid in pids:
             wait_pid_gone(pid)
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct loopback ports free right now, from BELOW the kernel's ephemeral range.
-
-    A port handed out by bind(0) lies in the ephemeral range, where every outgoing connection also takes
-    its local port: between this check and the node's bind (nodes start one by one, and already-started
-    ones dial the seeds meanwhile), or while a killed node is down before its restart on the same port, an
-    outgoing connection of any process can take it and the node's start fails "address in use". Below the
-    range, only another listener can, and a port is only handed out if nothing is bound to it.
-    """
-    rng = random.SystemRandom()
-    hi = _ephemeral_low() - 1
-    lo = max(1024, hi - 12000)
-    out: list[int] = []
-    while len(out) < n:
-        port = rng.randint(lo, hi)
-        if port in out:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        out.append(port)
-    return out
 
 
 def wait_pid_gone(pid: int, timeout: float = 10) -> None:
