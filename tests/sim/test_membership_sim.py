@@ -130,6 +130,15 @@ def views(net: Net, of: str) -> dict[str, Liveness]:
     return {nid: n.core.members[of].state for nid, n in net.nodes.items() if not n.crashed and nid != of}
 
 
+def assert_settled(net: Net, victim: str, what: str) -> None:
+    """Every live node sees every other live one alive, and the crashed `victim` dead everywhere."""
+    live = [nid for nid, n in net.nodes.items() if not n.crashed]
+    for nid in live:
+        wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
+        assert not wrong, f"{what}: live {nid} seen as {wrong}"
+    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"{what}: crashed not dead everywhere"
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_lossy_partitioned_healed_no_false_dead_and_the_crashed_is_dead_everywhere(seed: int) -> None:
     net = mesh_of(9, seed)
@@ -147,11 +156,7 @@ def test_lossy_partitioned_healed_no_false_dead_and_the_crashed_is_dead_everywhe
     net.run(50.0)
     net.groups, net.drop = None, 0.0
     net.run(90.0)
-    live = [nid for nid, n in net.nodes.items() if not n.crashed]
-    for nid in live:
-        wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
-        assert not wrong, f"seed {seed}: live {nid} seen as {wrong} after the heal"
-    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed not dead everywhere"
+    assert_settled(net, victim, f"seed {seed}, after the heal")
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -269,11 +274,7 @@ def test_hearsay_members_no_false_dead_and_the_crashed_is_dead_everywhere(seed: 
     net.run(60.0)
     net.drop = 0.0
     net.run(100.0)
-    live = [nid for nid, n in net.nodes.items() if not n.crashed]
-    for nid in live:
-        wrong = {o: s for o, s in views(net, nid).items() if s is not Liveness.ALIVE}
-        assert not wrong, f"seed {seed}: live {nid} seen as {wrong}"
-    assert set(views(net, victim).values()) == {Liveness.DEAD}, f"seed {seed}: crashed not dead everywhere"
+    assert_settled(net, victim, f"seed {seed}")
 
 
 @pytest.mark.parametrize("seed", range(8))
