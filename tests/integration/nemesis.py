@@ -41,6 +41,29 @@ PATH_RESOURCES = ("path/src/**", "path/src/app/*.py", "path-shared/src/app/**", 
 
 
 @dataclass
+class NemesisGoals:
+    """What a node-level run must show to be evidence: claims granted and changing hands, some from a holder
+    that never released (killed, paused or cut off: the case the protocol exists for), and overlapping path
+    claims competing (held to "no two holders of overlapping ones")."""
+
+    acquisitions: int = 10
+    handovers: int = 5
+    takeovers: int = 1
+    path_intervals: int = 3
+
+    def missing(self, report: CheckReport) -> list[str]:
+        """The goals not met yet, each with its figure (empty: all met)."""
+        paths = sum(n for r, n in report.per_resource.items() if r.startswith("path"))
+        got = (
+            ("acquisitions", report.acquisitions, self.acquisitions),
+            ("handovers", report.handovers, self.handovers),
+            ("takeovers", report.takeovers, self.takeovers),
+            ("path claim intervals", paths, self.path_intervals),
+        )
+        return [f"{what} {n} < {want}" for what, n, want in got if n < want]
+
+
+@dataclass
 class NemesisConfig:
     """What to run: sizes, timing, and the seed of the nemesis schedule (process timing is not seeded)."""
 
@@ -54,9 +77,9 @@ class NemesisConfig:
     log: bool = False
     settle_timeout: float = 20.0
     # What the run must have shown before it may end (read from the histories so far; None: end on time).
-    # Faults go on past `seconds`, up to `max_extra` more, until it holds: what a random schedule exercised is
+    # Faults go on past `seconds`, up to `max_extra` more, until it has: what a random schedule exercised is
     # then never a matter of luck (a kill that hit no holder, a paused holder whose item nobody asked again).
-    until: Callable[[CheckReport], bool] | None = None
+    goals: NemesisGoals | None = None
     max_extra: float = 90.0
 
     @property
@@ -75,7 +98,7 @@ class NemesisResult:
     report: CheckReport = field(default_factory=CheckReport)
     settle_times: list[float] = field(default_factory=list)
     history_dir: Path | None = None
-    extra_seconds: float = 0.0  # run past `seconds` until `until` held (or max_extra ran out)
+    extra_seconds: float = 0.0  # run past `seconds` until the goals were shown (or max_extra ran out)
 
 
 class Nemesis:
@@ -308,8 +331,8 @@ class Nemesis:
         return {"kill": self.kill, "pause": self.pause, "partition": self.partition}
 
     def shown(self) -> bool:
-        """Whether the histories so far show what the run must (cfg.until)."""
-        return self.cfg.until is None or self.cfg.until(check_dir(self.history))
+        """Whether the histories so far show what the run must (cfg.goals)."""
+        return self.cfg.goals is None or not self.cfg.goals.missing(check_dir(self.history))
 
     async def nemesis(self, end: float) -> None:
         faults = self.faults()

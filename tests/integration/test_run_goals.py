@@ -8,6 +8,7 @@ from collections import Counter
 from tests.integration.api_nemesis import ApiGoals
 from tests.integration.churn import ENDINGS, ChurnGoals, ChurnResult
 from tests.integration.claims_checker import CheckReport
+from tests.integration.nemesis import NemesisGoals
 
 
 def test_churn_goals_name_what_is_missing_until_all_happened() -> None:
@@ -33,3 +34,19 @@ def test_api_goals_name_what_is_missing_until_all_happened() -> None:
         f"acquired {goals.acquired - 1} < {goals.acquired}"
     ]
     assert goals.missing({"acquired": goals.acquired}, rep) == []
+
+
+def test_nemesis_goals_name_what_is_missing_until_all_happened() -> None:
+    goals = NemesisGoals()
+    rep = CheckReport()
+    assert goals.missing(rep) == [
+        f"acquisitions 0 < {goals.acquisitions}",
+        f"handovers 0 < {goals.handovers}",
+        f"takeovers 0 < {goals.takeovers}",
+        f"path claim intervals 0 < {goals.path_intervals}",
+    ]
+    rep.acquisitions, rep.handovers, rep.takeovers = goals.acquisitions, goals.handovers, 0
+    rep.per_resource = {"path/src/**": goals.path_intervals, "job/r0": 50}
+    assert goals.missing(rep) == [f"takeovers 0 < {goals.takeovers}"]
+    rep.takeovers = 1
+    assert goals.missing(rep) == []
