@@ -12,6 +12,10 @@ mutual TLS (a mesh CA, one leaf per process) on every variant:
                frame (no hop to the writer task).
 - tls-stream:  a raw asyncio TLS stream carrying 4-byte length-prefixed PeerFrames; writes are synchronous
                (transport.write), reads are one readexactly per frame.
+- unix-stream: the same framing on an abstract unix-domain stream socket (no TLS: a same-host local link,
+               mesh._transport.local); synchronous writes.
+- unix-link:   the local link as the node runs it: the claimant sends through mesh's `Link` (its writer task
+               and `local.StreamSide` writes), the echo answers through one too.
 
 The reference is grpc-queue measured in the same run: every other row prints its ratio to it.
 """
@@ -32,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 MESH = "bench-rtt"
-MODES = ("grpc-queue", "grpc-inline", "tls-stream")
+MODES = ("grpc-queue", "grpc-inline", "tls-stream", "unix-stream", "unix-link")
 _LEN = struct.Struct(">I")
 
 

@@ -95,10 +95,22 @@ class Credentials:
         """The authenticated peer's node id, if its certificate is for this mesh (see `peer_identity`)."""
         return peer_identity(context, self.mesh)
 
+    def ca_sha256(self) -> bytes:
+        """SHA-256 of the mesh CA certificate's DER (what a local link's Hello proves instead of a chain)."""
+        return pem_sha256(self.ca_pem)
+
     def renewal_due(self, now: dt.datetime | None = None) -> bool:
         """Whether less than a third of the leaf's life remains (re-issue, then rebuild server/channels)."""
         now = now or _utcnow()
         return now >= self.not_after - (self.not_after - self.not_before) / 3
+
+
+def pem_sha256(pem: bytes) -> bytes:
+    """SHA-256 of the first certificate's DER in `pem` (base64 between the armour lines: no `ssl` needed)."""
+    import base64
+
+    body = pem.split(b"-----BEGIN CERTIFICATE-----", 1)[-1].split(b"-----END CERTIFICATE-----", 1)[0]
+    return hashlib.sha256(base64.b64decode(b"".join(body.split()))).digest()
 
 
 def peer_identity(context: grpc.aio.ServicerContext[Any, Any], mesh: str | None = None) -> str | None:

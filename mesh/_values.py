@@ -125,6 +125,10 @@ class NodeInfo:
     node_now: float = 0.0  # the node's monotonic clock (CLOCK_BOOTTIME) when it answered
     steward_note: str = ""
     """Empty when claims can be decided; else why not (no config yet, stewards missing) and what to do."""
+    local_links: int = 0
+    """Open peer links on same-host unix streams (mesh._transport.local)."""
+    grpc_links: int = 0
+    """Open peer links on gRPC (mutual TLS)."""
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -57,6 +57,9 @@ class NodeConfig:
     """Leave gracefully when this process exits (the session the node serves)."""
     tls: bool = True
     """Mutually authenticated TLS on peer links (off only for measurements)."""
+    local_links: bool = True
+    """Peers of this host and user link over a unix stream instead of gRPC+TLS (faster, same trust: see
+    mesh._transport.local); off: every link is gRPC (`--no-local-links`, MESH_LOCAL_LINKS=0). Needs TLS on."""
     lease: float = 10.0
     """Claims: the short lease under every claim (D_P), renewed every third of it while the holder lives."""
     rho: float = 0.01

@@ -145,6 +145,7 @@ class Node:
         """Who the node is, where it lives, and the steward set it has adopted."""
         rt = self._check()
         cfg = rt.claims.core.config
+        local = sum(1 for link in rt.links.values() if link.local)
         return NodeInfo(
             name=self.config.name,
             node_id=rt.node_id,
@@ -158,6 +159,8 @@ class Node:
             stewards=tuple(rt.claims.name_of(s) for s in cfg.stewards) if cfg else (),
             node_now=rt.clock.now(),
             steward_note=rt.claims.steward_note(),
+            local_links=local,
+            grpc_links=len(rt.links) - local,
         )
 
     async def members(self) -> list[MemberView]:

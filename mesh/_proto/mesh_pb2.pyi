@@ -1151,6 +1151,7 @@ class Hello(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     RHO_FIELD_NUMBER: _builtins.int
     FRAME_BATCHES_FIELD_NUMBER: _builtins.int
+    CA_SHA256_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     proto_version: _builtins.int
     lease: _builtins.float
@@ -1159,6 +1160,11 @@ class Hello(_message.Message):
     frame_batches: _builtins.bool
     """This node reads PeerFrame.batch (frames queued in one event-loop turn travel as one write); a peer
     that does not say so gets its frames one by one.
+    """
+    ca_sha256: _builtins.bytes
+    """Local links only (a unix-domain stream between two nodes of one host and uid, no TLS): SHA-256 of the
+    mesh CA certificate (DER). Stands in for the certificate chain mTLS would have checked: equal digests
+    mean the same mesh CA, compared by both sides before the link is used.
     """
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
@@ -1174,10 +1180,11 @@ class Hello(_message.Message):
         lease: _builtins.float = ...,
         rho: _builtins.float = ...,
         frame_batches: _builtins.bool = ...,
+        ca_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame_batches", b"frame_batches", "lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_sha256", b"ca_sha256", "frame_batches", b"frame_batches", "lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1538,6 +1545,8 @@ class NodeInfo(_message.Message):
     STEWARDS_FIELD_NUMBER: _builtins.int
     NODE_NOW_FIELD_NUMBER: _builtins.int
     STEWARD_NOTE_FIELD_NUMBER: _builtins.int
+    LOCAL_LINKS_FIELD_NUMBER: _builtins.int
+    GRPC_LINKS_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     state_dir: _builtins.str
     pid: _builtins.int
@@ -1548,6 +1557,10 @@ class NodeInfo(_message.Message):
     """the node's monotonic clock (CLOCK_BOOTTIME) when it answered"""
     steward_note: _builtins.str
     """empty when claims can be decided; else why not, and what to do"""
+    local_links: _builtins.int
+    """open peer links on same-host unix streams"""
+    grpc_links: _builtins.int
+    """open peer links on gRPC (mutual TLS)"""
     @_builtins.property
     def node(self) -> Global___NodeRef: ...
     @_builtins.property
@@ -1566,10 +1579,12 @@ class NodeInfo(_message.Message):
         stewards: _abc.Iterable[_builtins.str] | None = ...,
         node_now: _builtins.float = ...,
         steward_note: _builtins.str = ...,
+        local_links: _builtins.int = ...,
+        grpc_links: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "mesh", b"mesh", "node", b"node", "node_now", b"node_now", "pid", b"pid", "state_dir", b"state_dir", "steward_note", b"steward_note", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "grpc_links", b"grpc_links", "local_links", b"local_links", "mesh", b"mesh", "node", b"node", "node_now", b"node_now", "pid", b"pid", "state_dir", b"state_dir", "steward_note", b"steward_note", "stewards", b"stewards", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -21,9 +22,10 @@ from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._runtime.hello import Handshake, Refusal
 from mesh._runtime.lifecycle import Lifecycle
 from mesh._runtime.links import LinkTable
+from mesh._runtime.local_links import run_link
 from mesh._runtime.members import MemberHub, is_gone
 from mesh._services.context import Spawn
-from mesh._transport import guard
+from mesh._transport import guard, local
 from mesh._transport.peer import CHANNEL_OPTIONS, EOF, Link
 from mesh.clock import Clock
 from mesh.core import validate
@@ -65,8 +67,11 @@ class Dialer:
         hub: MemberHub,
         handshake: Handshake,
         spawn: Spawn,
+        local: bool = False,
     ) -> None:
         self.me = me
+        self.local = local
+        """Try a local link (unix stream) before gRPC for loopback addresses."""
         self.mesh = mesh
         self.credentials = credentials
         self.clock = clock
@@ -244,12 +249,65 @@ class Dialer:
             log.debug("dial %s failed: %s", address, e)
 
     async def dial(self, address: str, expected: str | None) -> None:
-        """Open a link to `address` (no-op if one is open or being opened)."""
+        """Open a link to `address` (no-op if one is open or being opened): a local link when the address is
+        loopback and a node of our uid listens on its name, else gRPC."""
         if address in self.dialing or address == self.me.address or self.life.stopping:
             return
         if expected is not None and expected in self.links.links:
             return
         self.dialing.add(address)
+        try:
+            if self.local and await self._dial_local(address):
+                return
+            await self._dial_grpc(address)
+        finally:
+            self.dialing.discard(address)
+
+    async def _dial_local(self, address: str) -> bool:
+        """Try a local link; False if there is no local listener of our uid for `address` (dial gRPC)."""
+        name = local.socket_name(address)
+        if name is None:
+            return False
+        try:
+            reader, writer = await asyncio.open_unix_connection(name, limit=local.READ_LIMIT)
+        except OSError:  # nothing listens on that name (ENOENT / ECONNREFUSED): an older or gRPC-only node
+            return False
+        side = local.StreamSide(writer)
+        handed_over = False
+        try:
+            uid = local.peer_uid(writer)
+            if uid != os.getuid():
+                if address not in self._refusals_logged:
+                    self._refusals_logged.add(address)
+                    log.warning("not linking %s locally: its socket is served by uid %s", address, uid)
+                return False
+            side.write_nowait(self.handshake.hello(local=True))
+            try:
+                async with asyncio.timeout(HELLO_TIMEOUT):
+                    first = await local.read_frame(reader)
+            except (TimeoutError, OSError, ProtocolError) as e:
+                raise NodeUnavailable(f"peer {address} unreachable: {why(e)}") from None
+            info, status = self._accept_answer(address, side, first)
+            assert first is not None
+            if first.hello.ca_sha256 != self.handshake.ca_sha256:
+                raise NodeUnavailable(f"peer {address} refused: its mesh CA differs from ours")
+            link = Link(info, dialer=self.me.node_id, outbound=True, write=side.write, finish=side.finish,
+                        batches=first.hello.frame_batches, local=True)  # fmt: skip
+            if not self.links.register(link, status):
+                return True
+            handed_over = True
+            self.spawn(self._run_local(link, reader, side), f"link-{info.name}")
+            return True
+        finally:
+            if not handed_over:
+                side.close()
+
+    async def _run_local(self, link: Link, reader: asyncio.StreamReader, side: local.StreamSide) -> None:
+        violation = await run_link(link, reader, side, self.links, self.clock)
+        if violation is not None:
+            log.warning("closing the link to %s: bad frame: %s", link.peer.name, violation)
+
+    async def _dial_grpc(self, address: str) -> None:
         channel = self._channel(address)
         handed_over = False
         try:
@@ -276,7 +334,6 @@ class Dialer:
             handed_over = True
             self.spawn(self._run_outbound(link, call, channel), f"link-{info.name}")
         finally:
-            self.dialing.discard(address)
             if not handed_over:
                 await channel.close(None)
 

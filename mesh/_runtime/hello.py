@@ -29,14 +29,23 @@ class Refusal(Exception):
 class Handshake:
     """Builds this node's Hello and checks peers' (it needs the member table for the name rule)."""
 
-    def __init__(self, config: NodeConfig, me: PeerInfo, membership: Membership, life: Lifecycle) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        me: PeerInfo,
+        membership: Membership,
+        life: Lifecycle,
+        ca_sha256: bytes = b"",
+    ) -> None:
         self.config = config
+        self.ca_sha256 = ca_sha256
+        """SHA-256 of the mesh CA certificate (DER); empty without TLS (then no local links either)."""
         self.me = me
         self.membership = membership
         self.life = life
 
-    def hello(self) -> pb.PeerFrame:
-        """This node's Hello (with its current status record)."""
+    def hello(self, local: bool = False) -> pb.PeerFrame:
+        """This node's Hello (with its current status record); on a local link, with the CA digest."""
         msg = pb.Hello(
             mesh=self.config.mesh,
             proto_version=PROTO_VERSION,
@@ -45,15 +54,21 @@ class Handshake:
             rho=self.config.rho,
             frame_batches=True,
         )
+        if local:
+            msg.ca_sha256 = self.ca_sha256
         if self.membership.status is not None:
             msg.status.CopyFrom(codec.status_to_pb(self.membership.status))
         return frame(hello=msg)
 
-    def check(self, hello: pb.Hello) -> tuple[PeerInfo, StatusRecord | None]:
-        """Validate a peer's Hello; raises Refusal (to send back) or ProtocolError."""
+    def check(self, hello: pb.Hello, local: bool = False) -> tuple[PeerInfo, StatusRecord | None]:
+        """Validate a peer's Hello; raises Refusal (to send back) or ProtocolError.
+
+        On a local link (no TLS) the Hello must also prove the same mesh CA, as a certificate chain would."""
         cfg = self.config
         if hello.mesh != cfg.mesh:
             raise Refusal(pb.Reject.WRONG_MESH, f"this node is in mesh {cfg.mesh!r}")
+        if local and (not self.ca_sha256 or hello.ca_sha256 != self.ca_sha256):
+            raise Refusal(pb.Reject.WRONG_MESH, f"this node's mesh {cfg.mesh!r} has another CA")
         if hello.proto_version != PROTO_VERSION:
             raise Refusal(
                 pb.Reject.BAD_VERSION, f"protocol {PROTO_VERSION} expected, got {hello.proto_version}"

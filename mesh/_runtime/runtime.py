@@ -30,6 +30,7 @@ from mesh._runtime.dialer import Dialer
 from mesh._runtime.hello import Handshake
 from mesh._runtime.lifecycle import Lifecycle, Phase
 from mesh._runtime.links import LinkTable
+from mesh._runtime.local_links import LocalListener
 from mesh._runtime.members import MemberHub
 from mesh._runtime.peer_service import PeerServicer, peer_server
 from mesh._runtime.pidwatch import watch_pid
@@ -37,6 +38,7 @@ from mesh._services.board import BoardService
 from mesh._services.claims import ClaimsService
 from mesh._services.mail import MailService
 from mesh._services.stats import StatsService
+from mesh._transport import local
 from mesh._transport.peer import Link, frame
 from mesh.clock import BootClock, Clock, wall
 from mesh.config import PROTO_VERSION, NodeConfig
@@ -91,6 +93,7 @@ class NodeRuntime:
         self.stats: StatsService = None  # type: ignore[assignment]  # set in start()
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
+        self._local: LocalListener | None = None
         self.hook_socket_path: Path | None = None
         self._faces: list[Callable[[], Awaitable[None]]] = []  # how to stop each face (control, hook wire)
         self._discovery: Any = None
@@ -150,6 +153,8 @@ class NodeRuntime:
         me = PeerInfo(self.node_id, self.incarnation, cfg.name, cfg.role, self.address, started_at=wall())
         self._assemble(me)
         await server.start()
+        if self._local is not None and not await self._local.start(self.address):
+            self._local = None
 
     def _assemble(self, me: PeerInfo) -> None:
         """Build the parts around the membership core, and the services on their context."""
@@ -159,10 +164,15 @@ class NodeRuntime:
         links = self.link_table = LinkTable(me, MemberHub(core, self.clock, self.life, self._broadcast),
                                             self.life, self.clock.now)  # fmt: skip
         hub = self.hub = links.hub
-        handshake = Handshake(cfg, me, core, self.life)
-        dialer = self.dialer = Dialer(me=me, mesh=cfg.mesh, credentials=self.credentials, clock=self.clock,
+        creds = self.credentials
+        handshake = Handshake(cfg, me, core, self.life, creds.ca_sha256() if creds is not None else b"")
+        # Local links stand in for mTLS between nodes of one uid: without TLS, nothing to stand in for.
+        use_local = cfg.local_links and creds is not None and local.supported()
+        dialer = self.dialer = Dialer(me=me, mesh=cfg.mesh, credentials=creds, clock=self.clock,
                                       life=self.life, links=links, hub=hub, handshake=handshake,
-                                      spawn=self._spawn)  # fmt: skip
+                                      spawn=self._spawn, local=use_local)  # fmt: skip
+        if use_local:
+            self._local = LocalListener(clock=self.clock, life=self.life, links=links, handshake=handshake)
         links.on_gossip, links.on_lost, links.on_ensure = dialer.on_gossip, dialer.on_lost, dialer.ensure
         assert self._peer_server is not None
         servicer = PeerServicer(credentials=self.credentials, clock=self.clock, life=self.life, links=links,
@@ -279,6 +289,8 @@ class NodeRuntime:
         for t in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await t
+        if self._local is not None:
+            await self._local.stop()
         if self._peer_server is not None:
             await self._peer_server.stop(0.2)
         for stop_face in self._faces:

@@ -134,6 +134,8 @@ def info_to_pb(i: NodeInfo) -> pb.NodeInfo:
         stewards=list(i.stewards),
         node_now=i.node_now,
         steward_note=i.steward_note,
+        local_links=i.local_links,
+        grpc_links=i.grpc_links,
     )
 
 
@@ -151,6 +153,8 @@ def info_from_pb(r: pb.NodeInfo) -> NodeInfo:
         stewards=tuple(r.stewards),
         node_now=r.node_now,
         steward_note=r.steward_note,
+        local_links=r.local_links,
+        grpc_links=r.grpc_links,
     )
 
 

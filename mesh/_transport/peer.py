@@ -71,12 +71,15 @@ class Link:
         write: Callable[[pb.PeerFrame], Awaitable[None]],
         finish: Callable[[], Awaitable[None]],
         batches: bool = False,
+        local: bool = False,
     ) -> None:
         self.peer = peer
         self.dialer = dialer
         self.outbound = outbound
         self.batches = batches
         """The peer reads PeerFrame.batch (its Hello said frame_batches)."""
+        self.local = local
+        """A same-host unix stream (mesh._transport.local), not a gRPC stream."""
         self._write = write
         self._finish = finish
         self._queue: asyncio.Queue[pb.PeerFrame | None] = asyncio.Queue()
@@ -86,7 +89,7 @@ class Link:
         self.frames_out = 0
 
     def __repr__(self) -> str:
-        way = "out" if self.outbound else "in"
+        way = ("out" if self.outbound else "in") + (" local" if self.local else "")
         return f"<Link {way} {self.peer.name}/{self.peer.node_id[:6]} dialer={self.dialer[:6]}>"
 
     def send(self, frame: pb.PeerFrame, droppable: bool = False) -> None:
@@ -123,7 +126,7 @@ class Link:
                 self.frames_out += n
                 if closing:  # the close marker was behind this batch's frames
                     break
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError, grpc.RpcError) as e:
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, RuntimeError, grpc.RpcError, OSError) as e:
             log.debug("%r writer ended: %s", self, e)
         finally:
             with contextlib.suppress(Exception):

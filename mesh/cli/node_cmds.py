@@ -69,6 +69,8 @@ def register(sub: Any) -> None:
     )
     up.add_argument("--join-window", type=float, default=None, metavar="S", help=argparse.SUPPRESS)
     up.add_argument("--insecure", action="store_true", help=argparse.SUPPRESS)  # benchmarks: TLS off
+    up.add_argument("--no-local-links", action="store_true",
+                    help="link same-host peers over gRPC+TLS too, not unix streams")  # fmt: skip
     up.add_argument(
         "--watch-pid", type=int, default=None, metavar="PID", help="leave when this process exits"
     )
@@ -113,6 +115,8 @@ def build_config(args: argparse.Namespace) -> Any:
         kw["mdns"] = False
     if args.insecure:
         kw["tls"] = False
+    if args.no_local_links:
+        kw["local_links"] = False
     if args.bootstrap:
         kw["bootstrap"] = True
     preset = NodeConfig.fast if args.preset == "fast" else NodeConfig.local

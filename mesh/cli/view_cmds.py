@@ -45,11 +45,13 @@ async def _status(args: argparse.Namespace) -> int:
         members = await api.members()
         if args.by_role:
             return await _by_role(args, api, members)
-        note = (await api.info()).steward_note
+        info = await api.info()
+        note = info.steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])
     elif sys.stdout.isatty():
         output.console().print(output.members_table(members))
+        output.console().print(f"links: {info.local_links} local / {info.grpc_links} grpc")
         if note:
             output.console().print(f"stewards: {note}")
     else:
