@@ -93,6 +93,34 @@ async def _serve(mode: str, d: Path) -> None:
     from mesh._proto import mesh_pb2 as pb
     from mesh._proto import mesh_pb2_grpc as pbg
 
+    if mode in ("unix-stream", "unix-link"):
+        from mesh._transport import local
+        from mesh._transport.peer import Link
+        from mesh.core.membership import PeerInfo
+
+        async def on_unix(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            side = local.StreamSide(writer)
+            link = None
+            if mode == "unix-link":
+                link = Link(
+                    PeerInfo("cli", "cli", "", "i"), "cli", False, side.write, side.finish, batches=True
+                )
+                task = asyncio.ensure_future(link.run_writer())
+            while (f := await local.read_frame(reader)) is not None:
+                if link is not None:
+                    link.send(_answer(f))
+                else:
+                    side.write_nowait(_answer(f))
+            if link is not None:
+                link.close()
+                await task
+
+        name = f"\0session-mesh-bench/{os.getpid()}"
+        await asyncio.start_unix_server(on_unix, name, limit=local.READ_LIMIT)
+        print(name[1:], flush=True)
+        await asyncio.Event().wait()
+        return
+
     if mode == "tls-stream":
 
         async def on_conn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -154,11 +182,31 @@ class _Peer:
     def __init__(self, on_answer: Any) -> None:
         self.on_answer = on_answer
 
-    async def open(self, mode: str, port: int, d: Path) -> None:
+    async def open(self, mode: str, where: str, d: Path) -> None:
         from mesh._proto import mesh_pb2 as pb
         from mesh._proto import mesh_pb2_grpc as pbg
 
         self.mode = mode
+        if mode in ("unix-stream", "unix-link"):
+            from mesh._transport import local
+            from mesh._transport.peer import Link
+            from mesh.core.membership import PeerInfo
+
+            r, w = await asyncio.open_unix_connection("\0" + where, limit=local.READ_LIMIT)
+            self._w = w
+            self._side = local.StreamSide(w)
+            if mode == "unix-link":
+                info = PeerInfo("srv", "srv", "", "i")
+                self._link = Link(info, "cli", True, self._side.write, self._side.finish, batches=True)
+                self._writer = asyncio.ensure_future(self._link.run_writer())
+
+            async def read_unix() -> None:
+                while (f := await local.read_frame(r)) is not None:
+                    self.on_answer(f)
+
+            self._reader = asyncio.ensure_future(read_unix())
+            return
+        port = int(where)
         if mode == "tls-stream":
             from mesh._tls import server_name
 
@@ -202,7 +250,9 @@ class _Peer:
         self._reader = asyncio.ensure_future(read_grpc())
 
     def send(self, f: Any) -> None:
-        if self.mode == "tls-stream":
+        if self.mode == "unix-stream":
+            self._side.write_nowait(f)
+        elif self.mode == "tls-stream":
             out = f.SerializeToString()
             self._w.write(_LEN.pack(len(out)) + out)
         else:
@@ -210,7 +260,11 @@ class _Peer:
 
     async def close(self) -> None:
         self._reader.cancel()
-        if self.mode == "tls-stream":
+        if self.mode == "unix-link":
+            self._link.close()
+            await asyncio.wait_for(self._writer, 2)
+            self._w.close()
+        elif self.mode in ("tls-stream", "unix-stream"):
             self._w.close()
         else:
             self._link.close()
@@ -218,7 +272,7 @@ class _Peer:
             await self._channel.close(None)
 
 
-async def _rounds(mode: str, ports: list[int], d: Path, n: int, warm: int) -> list[float]:
+async def _rounds(mode: str, ports: list[str], d: Path, n: int, warm: int) -> list[float]:
     loop = asyncio.get_running_loop()
     state: dict[str, Any] = {"left": 0, "done": None}
 
@@ -257,12 +311,13 @@ def run(n: int = 3000, fanout: int = 1, modes: tuple[str, ...] = MODES) -> dict[
     return asyncio.run(_run(n, fanout, modes))
 
 
-def _echoes(mode: str, tmp: str, fanout: int) -> tuple[list[subprocess.Popen[str]], list[int]]:
-    """`fanout` echo processes serving `mode`, and their ports (each prints its port when it listens)."""
+def _echoes(mode: str, tmp: str, fanout: int) -> tuple[list[subprocess.Popen[str]], list[str]]:
+    """`fanout` echo processes serving `mode`, and where they listen (each prints its port, or its abstract
+    socket name, once it listens)."""
     argv = [sys.executable, "-m", "bench.peer_rtt", "--serve", mode, "--dir", tmp]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env) for _ in range(fanout)]
-    return procs, [int(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+    return procs, [p.stdout.readline().strip() for p in procs]  # type: ignore[union-attr]
 
 
 async def _run(n: int, fanout: int, modes: tuple[str, ...]) -> dict[str, tuple[float, float]]:
