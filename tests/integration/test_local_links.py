@@ -62,8 +62,9 @@ def _hello(mesh: Mesh, ca_sha256: bytes | None = None) -> pb.PeerFrame:
     """A Hello as a node of this mesh would send on a local link (a fresh node id and name)."""
     ca = (credentials_dir(mesh.home, mesh.name) / "ca.crt").read_bytes()
     me = PeerInfo(new_id(), new_id(), "raw-" + new_id()[:6], "", "127.0.0.1:1")
+    digest = pem_sha256(ca) if ca_sha256 is None else ca_sha256
     h = pb.Hello(mesh=mesh.name, proto_version=PROTO_VERSION, node=codec.peer_to_pb(me), lease=10.0, rho=0.01,
-                 frame_batches=True, ca_sha256=pem_sha256(ca) if ca_sha256 is None else ca_sha256)  # fmt: skip
+                 frame_batches=True, ca_sha256=digest)  # fmt: skip
     return pb.PeerFrame(hello=h)
 
 
