@@ -1211,6 +1211,8 @@ class Reject(_message.Message):
         """the dialer reached itself"""
         TIMING_MISMATCH: Reject._Reason.ValueType  # 5
         """claims lease/rho differ from this mesh's"""
+        WRONG_CA: Reject._Reason.ValueType  # 64
+        """local link: the Hello's ca_sha256 is not this mesh CA's"""
 
     class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper): ...
     REASON_UNSPECIFIED: Reject.Reason.ValueType  # 0
@@ -1222,6 +1224,8 @@ class Reject(_message.Message):
     """the dialer reached itself"""
     TIMING_MISMATCH: Reject.Reason.ValueType  # 5
     """claims lease/rho differ from this mesh's"""
+    WRONG_CA: Reject.Reason.ValueType  # 64
+    """local link: the Hello's ca_sha256 is not this mesh CA's"""
 
     REASON_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int

@@ -287,10 +287,17 @@ class Dialer:
                     first = await local.read_frame(reader)
             except (TimeoutError, OSError, ProtocolError) as e:
                 raise NodeUnavailable(f"peer {address} unreachable: {why(e)}") from None
+            if first is not None and (
+                (first.HasField("reject") and first.reject.reason == pb.Reject.WRONG_CA)
+                or (first.HasField("hello") and first.hello.ca_sha256 != self.handshake.ca_sha256)
+            ):
+                if address not in self._refusals_logged:
+                    self._refusals_logged.add(address)
+                    log.warning("refused peer at %s: not issued by this mesh's CA (a node of another mesh "
+                                "with the same name?)", address)  # fmt: skip
+                raise NodeUnavailable(f"peer {address}: its mesh CA is not ours")
             info, status = self._accept_answer(address, side, first)
-            assert first is not None
-            if first.hello.ca_sha256 != self.handshake.ca_sha256:
-                raise NodeUnavailable(f"peer {address} refused: its mesh CA differs from ours")
+            assert first is not None  # _accept_answer raised otherwise
             link = Link(info, dialer=self.me.node_id, outbound=True, write=side.write, finish=side.finish,
                         batches=first.hello.frame_batches, local=True)  # fmt: skip
             if not self.links.register(link, status):

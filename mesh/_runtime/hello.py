@@ -68,7 +68,7 @@ class Handshake:
         if hello.mesh != cfg.mesh:
             raise Refusal(pb.Reject.WRONG_MESH, f"this node is in mesh {cfg.mesh!r}")
         if local and (not self.ca_sha256 or hello.ca_sha256 != self.ca_sha256):
-            raise Refusal(pb.Reject.WRONG_MESH, f"this node's mesh {cfg.mesh!r} has another CA")
+            raise Refusal(pb.Reject.WRONG_CA, f"this node's mesh {cfg.mesh!r} has another CA")
         if hello.proto_version != PROTO_VERSION:
             raise Refusal(
                 pb.Reject.BAD_VERSION, f"protocol {PROTO_VERSION} expected, got {hello.proto_version}"

@@ -143,6 +143,8 @@ class LocalListener:
             try:
                 info, status = self.handshake.check(first.hello, local=True)
             except Refusal as r:
+                # Another CA is logged by the dialer (once per address), as a TLS handshake failure is: a
+                # refused node redials for its life, so logging here too would report each pair twice.
                 side.write_nowait(frame(reject=pb.Reject(reason=r.reason, detail=r.detail)))  # type: ignore[arg-type]
                 return
             except ProtocolError as e:

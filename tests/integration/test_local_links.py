@@ -118,7 +118,7 @@ def test_hello_with_another_ca_is_refused(mesh: Mesh) -> None:
     a = mesh.up("a", *FAST, *NO_MDNS)
     got = asyncio.run(_exchange(a.address, local.encode(_hello(mesh, ca_sha256=b"\x00" * 32))))
     assert got and got[0] is not None and got[0].HasField("reject"), got
-    assert got[0].reject.reason == pb.Reject.WRONG_MESH and "another CA" in got[0].reject.detail
+    assert got[0].reject.reason == pb.Reject.WRONG_CA and "another CA" in got[0].reject.detail
     assert got[-1] is None  # and the stream ends
     # The control: the right digest gets the node's Hello (and a link).
     good = asyncio.run(_exchange(a.address, local.encode(_hello(mesh)), timeout=2.0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import stat
 import subprocess
@@ -288,9 +289,28 @@ def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
 # ---------------------------------------------------------------------- members known by hearsay (no link)
 
 
+def _unix_connected(x: Any, y: Any) -> bool:
+    """x's process holds a unix stream whose other end y accepted on its local-link socket (`ss -x`: local
+    address, inode, peer address, peer inode, process)."""
+    from mesh._transport import local
+
+    name = local.socket_name(y.address)
+    if name is None or shutil.which("ss") is None:
+        return False
+    out = subprocess.run(["ss", "-xpnH"], capture_output=True, text=True, check=False).stdout
+    rows = [r.split() for r in out.splitlines()]
+    rows = [r for r in rows if len(r) >= 9 and r[0] == "u_str"]
+    accepted = {r[5] for r in rows if r[4] == "@" + name[1:] and f"pid={y.pid}," in r[8]}
+    return any(r[7] in accepted and f"pid={x.pid}," in r[8] for r in rows)
+
+
 def _connected(a: Any, b: Any) -> bool:
-    """True if either node's process holds a TCP connection to the other's peer port (a link, or a dial)."""
+    """True if either node's process holds a TCP connection to the other's peer port, or a unix stream to
+    its local-link socket (a link, or a dial)."""
     import psutil  # type: ignore[import-untyped]  # no types-psutil in the venv
+
+    if _unix_connected(a, b) or _unix_connected(b, a):
+        return True
 
     def port(p: Any) -> int:
         return int(p.address.rpartition(":")[2])
