@@ -311,6 +311,7 @@ class Simulation:
         self._stalled: dict[tuple[str, str, int, int], float] = {}
         self._last_hiccup = -1e9
         self._force_stall: dict[str, tuple[int, int] | None] = {}
+        self._force_release_stall: dict[str, float] = {}  # scripted: a node's next Release, held this long
         self._held: dict[str, dict[int, tuple[float, str, str, Propose]]] = {}
 
     # ---- setup -------------------------------------------------------------------------------------
@@ -554,6 +555,8 @@ class Simulation:
     def _release_stall(self, src: SimNode, msg: Release) -> float | None:
         """A stalled connection holds every copy of one Release back by about the same time."""
         key = (src.ident, msg.resource, msg.epoch, msg.round)
+        if key not in self._stalls and src.ident in self._force_release_stall:
+            self._stalls[key] = self._force_release_stall.pop(src.ident)
         if key not in self._stalls:
             stalled = self.rng.random() < self.p.release_delay
             self._stalls[key] = self.rng.uniform(0.5, 3 * self.lc.acceptor_lease) if stalled else None
@@ -829,6 +832,22 @@ class Simulation:
             self._push(self.t + self.rng.uniform(1.0, 3.0), "join")
         elif k == "stall":  # scripted: hold this node's next Proposes
             self._force_stall[str(ev.data[0])] = None
+        elif k == "stall_release":  # scripted: (ident, seconds) hold every copy of this node's next Release
+            ident, held_for = ev.data
+            assert isinstance(held_for, float)
+            self._force_release_stall[str(ident)] = held_for
+        elif k == "cut":  # scripted: (idx, idx, until) no messages between two nodes until then
+            i, j, until = ev.data
+            assert isinstance(i, int) and isinstance(j, int) and isinstance(until, float)
+            self.cut[(i, j)] = self.cut[(j, i)] = until
+            self._log(f"cut n{i} from n{j} until {until:.3f}")
+        elif k == "config":  # scripted: (ident, stewards) this node proposes that steward set
+            ident, chosen = ev.data
+            node = self._live(str(ident))
+            assert isinstance(chosen, tuple)
+            if node is not None and node.core.config is not None:
+                self._log(f"{node.ident} propose_config {chosen}")
+                self._apply(node, node.core.propose_config(chosen, node.local(self.t)))
         elif k == "release":
             ident, res = ev.data
             node = self._live(str(ident))
@@ -1150,6 +1169,41 @@ def stale_owner_open(mutants: Mutants) -> Simulation:
     # The stale Proposes are the two-round kind (a one-round Propose never overwrites a live lease).
     two_rounds = replace(LeaseConfig.fast(), single_round=False)
     return Simulation(0, mutants, params=quiet, check_tokens=False, script=script, lease=two_rounds)
+
+
+def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True) -> Simulation:
+    """A failed one-round claim's stale accept, HIGHER than the believed lease, carried by a hand-off.
+
+    H (n3) is cut off steward n2 and holds r0 through n0 and n1 (two rounds: F raised the numbers before).
+    F (n4) claims r0 twice in one round: the first refusals teach it H's number; its second Propose, above
+    H's, is taken by n2 alone (nothing live there) and refused by n0 and n1; F falls back and is denied,
+    and the Release of its stale accept is held back on a stalled connection. n2, cut off n0, moves the
+    stewards to (n1, n2, n5): the hand-off comes from n2 and n1, one with F's higher stale accept, one with
+    H's lease. Then F's Release lands and F claims again while H still believes (its renewals ran through
+    n0 and n1 until the change). The hand-off must keep an exclusion nobody owns (``CONTESTED``): with
+    ``handoff_highest_owner`` it keeps F's, which F's own Release clears, and F is granted r0 under H.
+    """
+    quiet = SimParams(
+        nodes=6, stewards=3, resources=1, duration=8.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
+        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+    script: list[tuple[float, str, tuple[object, ...]]] = []
+    for i in range(3):  # F raises the numbers of r0 at every steward
+        script += [(1.0 + 0.1 * i, "claim", ("n4/0", "r0")), (1.09 + 0.1 * i, "release", ("n4/0", "r0"))]
+    script += [
+        (1.4, "cut", (3, 2, 10.0)),
+        (1.45, "claim", ("n3/0", "r0")),  # H: refused in one round, granted in two by n0 and n1
+        (1.6, "claim", ("n4/0", "r0")),  # F: denied; its refusals taught it H's number
+        (1.7, "stall_release", ("n4/0", 1.0)),
+        (1.7, "claim", ("n4/0", "r0")),  # F: one round above H's number, taken by n2 alone; Release held
+        (1.8, "cut", (2, 0, 10.0)),
+        (1.85, "config", ("n2/0", ("n1", "n2", "n5"))),
+        (2.9, "claim", ("n4/0", "r0")),  # after F's Release reached the new stewards
+    ]
+    if not hold_release:
+        script = [e for e in script if e[1] != "stall_release"]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 
 def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:
