@@ -783,11 +783,12 @@ class Simulation:
                 self._reconfig_nemesis()
             self._push(self.t + self.rng.uniform(1.0, 3.0), "nemesis")
         elif k == "claim":
-            ident, res = ev.data
+            ident, res, *life = ev.data  # (a script may say the claim's max life; else 2 s)
             node = self._live(str(ident))
             if node is not None and node.paused_until <= self.t:
                 # A retry of a refused claim (``--wait``): queued at the stewards that refuse it.
-                self._apply(node, node.core.claim(str(res), 2.0, node.local(self.t), wait=True))
+                max_life = float(life[0]) if life and isinstance(life[0], float) else 2.0
+                self._apply(node, node.core.claim(str(res), max_life, node.local(self.t), wait=True))
         elif k == "strike":
             holder, res, spared = (str(x) for x in ev.data)
             self._strike(holder, res, spared)
@@ -836,11 +837,20 @@ class Simulation:
             ident, held_for = ev.data
             assert isinstance(held_for, float)
             self._force_release_stall[str(ident)] = held_for
-        elif k == "cut":  # scripted: (idx, idx, until) no messages between two nodes until then
-            i, j, until = ev.data
+        elif k == "cut":  # scripted: (idx, idx, until[, one_way]) no messages between two nodes until then
+            i, j, until, *one_way = ev.data
             assert isinstance(i, int) and isinstance(j, int) and isinstance(until, float)
-            self.cut[(i, j)] = self.cut[(j, i)] = until
-            self._log(f"cut n{i} from n{j} until {until:.3f}")
+            self.cut[(i, j)] = until
+            if not one_way:
+                self.cut[(j, i)] = until
+            self._log(f"cut n{i} {'to' if one_way else 'from'} n{j} until {until:.3f}")
+        elif k == "pause":  # scripted: (ident, seconds) stop a node (SIGSTOP) for that long
+            ident, pause = ev.data
+            node = self._live(str(ident))
+            assert isinstance(pause, float)
+            if node is not None:
+                node.paused_until = self.t + pause
+                self._log(f"pause {node.ident} until {node.paused_until:.3f}")
         elif k == "config":  # scripted: (ident, stewards) this node proposes that steward set
             ident, chosen = ev.data
             node = self._live(str(ident))
@@ -1204,6 +1214,29 @@ def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True
     if not hold_release:
         script = [e for e in script if e[1] != "stall_release"]
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
+
+
+def late_quorum(mutants: Mutants, seed: int = 0) -> Simulation:
+    """A proposer stopped between its Propose and the accepts (SIGSTOP at the worst time, ``pause``).
+
+    H (n3) claims r0 and is paused for 2.5 s right after sending its Propose; the stewards accept at once,
+    their leases running D_A (4 s) from then. When H resumes, the accepts it finds are a quorum reached after
+    its deadline (D_P = 2 s from the Propose): the real rule gives up (correction 5); cut off from the
+    stewards, H cannot renew. n4 claims r0 just after the acceptors' leases ran out. With
+    ``deadline_at_quorum`` H counts its lease from the late quorum and still believes it: two holders."""
+    quiet = SimParams(
+        nodes=5, stewards=3, resources=1, duration=7.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
+        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+    lc = LeaseConfig.fast()
+    script: list[tuple[float, str, tuple[object, ...]]] = [
+        (1.0, "claim", ("n3/0", "r0", 60.0)),
+        (1.0001, "pause", ("n3/0", 2.5)),
+        *[(3.4, "cut", (3, s, 60.0, True)) for s in range(3)],  # H's own messages never reach a steward
+        (1.0 + lc.acceptor_lease * (1 + lc.rho) + 0.1, "claim", ("n4/0", "r0")),
+    ]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
 
 
 def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:
