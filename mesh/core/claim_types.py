@@ -74,11 +74,12 @@ class LeaseConfig:
     thrifty: bool = True
     """A one-round claim asks a bare majority of the stewards first (this node, then those that answered it
     fastest): fewer writes and answers on the claimant's loop (5 stewards: 3, not 5). The others get the same
-    Propose once one refuses or none won within ``thrifty_wait`` (a message not sent yet is a message late:
-    nothing the protocol does not tolerate already)."""
+    Propose once one refuses or the majority is slow (``Leasing._hedge``: a few of its usual answer times, at
+    most ``thrifty_wait``); a message not sent yet is a message late: nothing the protocol does not tolerate
+    already."""
     thrifty_wait: float = 0.0
-    """How long a thrifty one-round claim waits for its majority before asking the rest (default
-    min(0.05 s, attempt_timeout / 4))."""
+    """The longest a thrifty one-round claim waits for its majority before asking the rest (default
+    min(0.05 s, attempt_timeout / 4); the wait while no answer time is known yet)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: float) -> None:

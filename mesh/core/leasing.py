@@ -63,6 +63,9 @@ from mesh.core.values import replace
 
 RTT_WEIGHT = 0.3
 """Weight of the newest sample in a steward's smoothed answer time (which stewards a thrifty claim asks)."""
+HEDGE = 3.0
+"""A thrifty claim asks the rest once its majority takes this many times the slowest usual answer of those
+it asked (a hedged request: a straggler costs a few round trips, not ``thrifty_wait``)."""
 PROBE_TRIES = 3
 """Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last)."""
 
@@ -222,7 +225,7 @@ class Leasing:
             if len(ask) < len(cfg.stewards):
                 a = slot.attempt
                 a.spare = tuple(s for s in cfg.stewards if s not in ask)
-                a.spare_at, a.spare_msg = now + self._lc.thrifty_wait, msg
+                a.spare_at, a.spare_msg = now + self._hedge(ask), msg
             return [Send(s, msg) for s in ask]
         waited = max(0.0, now - slot.since)
         return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait, waited=waited))
@@ -236,6 +239,13 @@ class Leasing:
             return stewards
         order = sorted(stewards, key=lambda s: (s != self.node, self._rtt.get(s, 0.0), s))
         return tuple(order[:k])
+
+    def _hedge(self, ask: tuple[str, ...]) -> float:
+        """How long a thrifty attempt waits for the majority it asked before asking the rest."""
+        usual = [self._rtt.get(s) for s in ask if s != self.node]
+        if not usual or None in usual:
+            return self._lc.thrifty_wait
+        return min(self._lc.thrifty_wait, HEDGE * max(u for u in usual if u is not None))
 
     def _ask_spare(self, a: Attempt, now: float) -> list[Effect]:
         """A thrifty attempt asks the stewards it left out (once); the asked that have not answered yet

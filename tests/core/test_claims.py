@@ -30,6 +30,7 @@ from mesh.core.claims import (
     Unavailable,
 )
 from mesh.core.lease import ballot_of, token_of
+from mesh.core.leasing import HEDGE
 from mesh.core.mutants import Mutants
 from mesh.core.stewards import (
     CfgAccept,
@@ -295,6 +296,28 @@ def test_a_thrifty_claim_that_hears_no_majority_asks_the_rest_and_then_prefers_w
     # b did not answer: the next claim asks a and c first.
     c.take("p/1", c.cores["p/1"].claim("task/2", 60.0, 0.2))
     assert _proposes(c) == ["a", "c"]
+
+
+def test_a_thrifty_claim_asks_the_rest_after_a_few_usual_answer_times_of_its_majority() -> None:
+    c = cluster()
+    for t, item, asked in ((0.0, "task/1", ["a", "b"]), (0.01, "task/2", ["a", "c"])):
+        c.take("p/1", c.cores["p/1"].claim(item, 60.0, t))
+        assert _proposes(c) == asked  # c, never measured, gets tried second
+        c.pump(t + 0.002)  # every steward answers in 2 ms
+        assert only(c.drain("p/1"), Granted)
+    t = 0.02
+    c.take("p/1", c.cores["p/1"].claim("task/3", 60.0, t))
+    assert _proposes(c) == ["a", "b"]
+    c.queue = [(s, e) for s, e in c.queue if e.to != "b"]  # b straggles (its Propose is lost)
+    c.pump(t + 0.001)
+    assert not only(c.drain("p/1"), Granted)
+    hedge = HEDGE * 0.002  # hedged after a few usual answer times, not after thrifty_wait
+    assert hedge < FAST.thrifty_wait
+    assert c.cores["p/1"].next_deadline() == pytest.approx(t + hedge)
+    c.take("p/1", c.cores["p/1"].tick(t + hedge))
+    assert _proposes(c) == ["c"]
+    c.pump(t + hedge + 0.002)
+    assert only(c.drain("p/1"), Granted)
 
 
 def test_without_thrifty_a_one_round_claim_asks_every_steward() -> None:
