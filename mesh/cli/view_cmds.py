@@ -42,10 +42,10 @@ async def _status(args: argparse.Namespace) -> int:
     from mesh.cli import output
 
     async with connect(args) as api:
-        members = await api.members()
         if args.by_role:
-            return await _by_role(args, api, members)
-        note = (await api.info()).steward_note
+            return await _by_role(args, api, await api.members())
+        members, info = await api.members_and_info()
+        note = info.steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])
     elif sys.stdout.isatty():
