@@ -8,6 +8,13 @@ figure is the median over rounds, and its ratio to the floor is the target (issu
 
 `make bench` compiles mesh's bytecode first: with PYTHONDONTWRITEBYTECODE=1 (as in some shells and CI) an
 uncompiled tree would be compiled again in every run and timed as such.
+
+The development venv installs mesh editable: its `site` runs setuptools' editable finder, which imports
+pathlib, re, enum, collections, functools, … in EVERY process, `python -c pass` included — modules meshctl
+needs anyway, so there they cost it nothing. What users run is a wheel (`pip install session-mesh`), where
+`python -c pass` loads none of them and meshctl pays for all. So the same verbs are also timed from this
+tree built as a wheel and installed into a fresh venv (`installed_*` rows, each against that venv's own
+`python -c pass`).
 """
 
 from __future__ import annotations
@@ -17,13 +24,38 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from bench.membership import cluster
 from bench.procs import free_ports, meshctl
 from bench.sections import Context, section
 
 TARGET = 1.2
+ROOT = Path(__file__).resolve().parent.parent
+HOT_VERBS = ("status", "claim", "release", "heartbeat", "send")
+
+
+def installed(tmp: Path) -> tuple[str, str] | None:
+    """(python, meshctl) of this tree built as a wheel and installed, without its dependencies (the hot verbs
+    need none), into a fresh venv: what `pip install` gives a user. None if it cannot be built here."""
+    src = tmp / "src"
+    shutil.copytree(ROOT / "mesh", src / "mesh", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    venv, dist, pip = tmp / "venv", tmp / "dist", [sys.executable, "-m", "pip"]
+    python = venv / "bin" / "python"
+    build = [*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist), src]
+    make_venv = [getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", str(venv)]
+    for step in (build, make_venv):
+        if subprocess.run(step, capture_output=True).returncode != 0:
+            return None
+    wheel = [str(w) for w in dist.glob("*.whl")]
+    add = [*pip, "--python", str(python), "install", "-q", "--no-deps", "--no-index", *wheel]
+    if len(wheel) != 1 or subprocess.run(add, capture_output=True).returncode != 0:
+        return None
+    return str(python), str(venv / "bin" / "meshctl")
 
 
 def _wall(argv: list[str], env: dict[str, str]) -> float:
@@ -63,12 +95,21 @@ def cli_times(rounds: int) -> dict[str, float]:
                 raise TimeoutError("n0 does not know n1")
             time.sleep(0.05)
         argv["send"] = [*ctl, "send", "n1", "bench", "a body"]
-        samples: dict[str, list[float]] = {k: [] for k in argv}
-        for a in argv.values():  # warm the page cache once
-            _wall(a, env)
-        for _ in range(rounds):
-            for k, a in argv.items():  # claim then release: each round claims afresh
-                samples[k].append(_wall(a, env))
+        envs = {k: env for k in argv}
+        with tempfile.TemporaryDirectory(prefix="mesh-bench-wheel-") as tmp:
+            wheel = installed(Path(tmp))
+            if wheel is not None:  # the installed copy, not this tree on PYTHONPATH
+                plain = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+                argv["installed_python_c_pass"] = [wheel[0], "-c", "pass"]
+                for verb in HOT_VERBS:
+                    argv[f"installed_{verb}"] = [wheel[1], *argv[verb][len(ctl) :]]
+                envs |= {k: plain for k in argv if k.startswith("installed_")}
+            samples: dict[str, list[float]] = {k: [] for k in argv}
+            for k, a in argv.items():  # warm the page cache once
+                _wall(a, envs[k])
+            for _ in range(rounds):
+                for k, a in argv.items():  # claim then release: each round claims afresh
+                    samples[k].append(_wall(a, envs[k]))
         return {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -86,12 +127,21 @@ def cli(ctx: Context) -> None:
     )
     if "python3_c_pass" in t:
         ctx.record("python3_c_pass_p50", t["python3_c_pass"] * 1000, "ms", note="python3 on PATH")
-    for verb in ("status", "claim", "release", "heartbeat", "send"):
+    for verb in HOT_VERBS:
         ctx.record(f"{verb}_p50", t[verb] * 1000, "ms", ref="cli.python_c_pass_p50",
                    note=f"whole `meshctl {verb}` process, node answering over its wire")  # fmt: skip
         ctx.record(f"{verb}_vs_python_c_pass", t[verb] / floor, "x", target=TARGET)
         if "python3_c_pass" in t:
             ctx.record(f"{verb}_vs_python3_c_pass", t[verb] / t["python3_c_pass"], "x")
+    if "installed_python_c_pass" not in t:
+        return
+    floor = t["installed_python_c_pass"]
+    ctx.record("installed_python_c_pass_p50", floor * 1000, "ms", note="a fresh venv: no editable finder")
+    for verb in HOT_VERBS:
+        ctx.record(f"installed_{verb}_p50", t[f"installed_{verb}"] * 1000, "ms",
+                   ref="cli.installed_python_c_pass_p50",
+                   note=f"`meshctl {verb}` installed from a wheel, as users run it")  # fmt: skip
+        ctx.record(f"installed_{verb}_vs_python_c_pass", t[f"installed_{verb}"] / floor, "x", target=TARGET)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,9 @@ class NodeConfig:
     one_round_claims: bool = True
     """Claims: a fresh claim first tries one round (MESH_ONE_ROUND_CLAIMS=0 turns it off; see
     LeaseConfig.single_round)."""
+    thrifty_claims: bool = True
+    """Claims: a one-round claim asks a bare majority of the stewards first, the rest only if needed
+    (MESH_THRIFTY_CLAIMS=0 asks all at once; see LeaseConfig.thrifty)."""
     stewards: int = 5
     """Claims: the most stewards the set grows to (3 up to 6 live nodes, 5 from 7; odd; MESH_STEWARDS)."""
     bootstrap: bool = False
@@ -114,7 +117,11 @@ class NodeConfig:
         from mesh.core.claims import LeaseConfig
 
         return LeaseConfig(
-            lease=self.lease, rho=self.rho, max_stewards=self.stewards, single_round=self.one_round_claims
+            lease=self.lease,
+            rho=self.rho,
+            max_stewards=self.stewards,
+            single_round=self.one_round_claims,
+            thrifty=self.thrifty_claims,
         )
 
     @property

@@ -285,28 +285,45 @@ def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
     if not root.is_dir():
         return []
     pattern = f"{mesh}/nodes/*/node.json" if mesh else "*/nodes/*/node.json"
-    out: list[RunningNode] = []
-    for f in sorted(root.glob(pattern)):
-        sd = f.parent
-        if not is_locked(sd):
-            continue
-        try:
-            d = json.loads(f.read_text())
-            out.append(
-                RunningNode(
-                    name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
-                    socket=Path(d["socket"]), address=d["address"], state_dir=sd,
-                    hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
-                    watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
-                )
-            )  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a damaged node.json: not running
-            continue
-    return out
+    found = (_running(f.parent) for f in sorted(root.glob(pattern)))
+    return [n for n in found if n is not None]
+
+
+def _running(sd: Path) -> RunningNode | None:
+    """The node whose state dir is `sd`, if it runs: its node.json present and readable, its lock held."""
+    if not is_locked(sd):
+        return None
+    try:
+        d = json.loads((sd / "node.json").read_text())
+        return RunningNode(
+            name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
+            socket=Path(d["socket"]), address=d["address"], state_dir=sd,
+            hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
+            watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a damaged node.json: not running
+        return None
+
+
+def _plain_name(text: str) -> bool:
+    """mesh.core.validate.name's rule (1-64 of A-Z a-z 0-9 . _ -, first a letter or digit), without loading
+    the validators and their patterns: a name that passes is one directory name, never a path."""
+    return (
+        0 < len(text) <= 64
+        and text.isascii()
+        and text[0].isalnum()
+        and all(c.isalnum() or c in "._-" for c in text)
+    )
 
 
 def find_node(home: Path, mesh: str | None, name: str | None) -> RunningNode:
     """The node a client should talk to: by name, else the only one running; ambiguity is an error."""
+    if mesh is not None and name and _plain_name(mesh) and _plain_name(name):
+        # The usual case of a hot verb ($MESH_MESH and --node / $MESH_NODE): its directory, not every
+        # node's (a node's directory is named after it). Anything else (not running, ...) is said below.
+        direct = _running(node_dir(home, mesh, name))
+        if direct is not None and direct.name == name:
+            return direct
     from mesh.core.validate import shown
 
     nodes = running_nodes(home, mesh)

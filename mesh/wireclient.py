@@ -82,28 +82,40 @@ class _Wire:
         self.used = time.monotonic()
 
     def call(self, verb: str, args: dict[str, Any], timeout: float) -> Any:
+        return self.calls([(verb, args)], timeout)[0]
+
+    def calls(self, asked: list[tuple[str, dict[str, Any]]], timeout: float) -> list[Any]:
+        """Each request's value, in order, for one round trip: the requests go in one write, and the node
+        answers a connection's lines one after the other. The first error is raised (after every answer
+        was read, so the connection stays in step)."""
+        lines: list[bytes] = []
         try:
             self.sock.settimeout(timeout)
-            self.sock.sendall(wirecodec.request_line(verb, args))
-            while b"\n" not in self._buf:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise NodeUnavailable("the node closed the connection (is it stopping?)")
-                self._buf += chunk
-                if len(self._buf) > ANSWER_MAX:
-                    raise NodeUnavailable("the node's answer is too long")
+            self.sock.sendall(b"".join(wirecodec.request_line(verb, args) for verb, args in asked))
+            while len(lines) < len(asked):
+                while b"\n" not in self._buf:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        raise NodeUnavailable("the node closed the connection (is it stopping?)")
+                    self._buf += chunk
+                    if len(self._buf) > ANSWER_MAX:
+                        raise NodeUnavailable("the node's answer is too long")
+                raw, _, self._buf = self._buf.partition(b"\n")
+                lines.append(raw)
         except TimeoutError:
             raise NodeUnavailable("node did not answer in time") from None
         except OSError as e:
             raise NodeUnavailable(f"node unavailable: {e.strerror or e.__class__.__name__}") from None
         finally:
             self.used = time.monotonic()
-        raw, _, self._buf = self._buf.partition(b"\n")
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise NodeUnavailable("the node's answer is not JSON") from None
-        return wirecodec.answer(verb, answer)
+        values = []
+        for (verb, _), raw in zip(asked, lines, strict=True):
+            try:
+                answer = json.loads(raw)
+            except ValueError:
+                raise NodeUnavailable("the node's answer is not JSON") from None
+            values.append(wirecodec.answer(verb, answer))
+        return values
 
     def close(self) -> None:
         self.sock.close()
@@ -141,13 +153,16 @@ class WireClient:
         return self.node.hook_socket is not None and not _in_event_loop()
 
     def _call(self, verb: str, args: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        return self._calls([(verb, args or {})], timeout)[0]
+
+    def _calls(self, asked: list[tuple[str, dict[str, Any]]], timeout: float = DEFAULT_TIMEOUT) -> list[Any]:
         if self._wire is not None and time.monotonic() - self._wire.used > wirecodec.REUSE_IDLE:
             self._wire.close()
             self._wire = None
         if self._wire is None:
             assert self.node.hook_socket is not None
             self._wire = _Wire(str(self.node.hook_socket))
-        return self._wire.call(verb, args or {}, timeout)
+        return self._wire.calls(asked, timeout)
 
     def _c(self) -> Client:
         if self._grpc is None:
@@ -169,6 +184,13 @@ class WireClient:
         if self.light:
             return self._call("members")  # type: ignore[no-any-return]
         return await self._c().members()
+
+    async def members_and_info(self) -> tuple[list[MemberView], NodeInfo]:
+        """`members()` and `info()` (what `meshctl status` shows): over the wire, both in one round trip."""
+        if self.light:
+            members, info = self._calls([("members", {}), ("info", {})])
+            return members, info
+        return await self._c().members(), await self._c().info()
 
     async def heartbeat(
         self,

@@ -81,9 +81,12 @@ class RuntimeContext:
         if self._links.links:  # alone, nothing to encode
             self._links.broadcast(codec.frame_of(msgs), droppable)
 
-    def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
-        """Publish field `field` of this node's status as `value()` within `delay` s (bursts coalesce)."""
-        self._hub.schedule_status(field, value, delay)
+    def publish_status(
+        self, field: str, value: Callable[[], Any], delay: float, most: float | None = None
+    ) -> None:
+        """Publish field `field` of this node's status as `value()` once quiet for `delay` s, at most `most` s
+        after a burst's first change (None: `delay` after it)."""
+        self._hub.schedule_status(field, value, delay, most)
 
     def refresh_views(self) -> None:
         """Something every member view shows changed (the steward set): watchers get them afresh."""

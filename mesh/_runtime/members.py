@@ -65,7 +65,7 @@ class MemberHub:
         self.stewards: Callable[[], Collection[str]] = tuple
         self.own_unread: Callable[[], int | None] = lambda: None
         self._watchers: list[_Watcher] = []
-        self._pending: set[str] = set()
+        self._pending: dict[str, list[float]] = {}  # field -> [first, last] change of a pending burst
         self._hb_seq = 0
         self._faults = LogLimiter(burst=2, every=60.0)
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
@@ -272,24 +272,40 @@ class MemberHub:
         self.broadcast(frame(status=codec.status_to_pb(record)), False)
         return record
 
-    def schedule_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
-        """Publish status field `field` as `value()` in `delay` s: a burst of changes is one update.
+    def schedule_status(
+        self, field: str, value: Callable[[], Any], delay: float, most: float | None = None
+    ) -> None:
+        """Publish status field `field` as `value()` once it has been quiet for `delay` s, but no later than
+        `most` s after the first change of a burst (None: `delay`, a burst is one update `delay` s after it
+        began).
 
-        Deferred so that the fan-out to every peer does not delay the answer that caused it.
+        Deferred so that the fan-out to every peer does not delay the answer that caused it; debounced
+        (`most`) because under a steady stream of changes (a claim loop) each fan-out is a write per link on
+        this node's loop that the next answer waits behind: one per `most` s instead of one per `delay`.
         """
-        if field in self._pending:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        burst = self._pending.get(field)
+        if burst is not None:
+            burst[1] = now
             return
-        self._pending.add(field)
+        burst = self._pending[field] = [now, now]  # first and last change of this burst
+        ceiling = now + (delay if most is None else max(delay, most))
 
         def publish() -> None:
-            self._pending.discard(field)
+            due = min(burst[1] + delay, ceiling)
+            t = loop.time()
+            if t < due:
+                loop.call_at(due, publish)  # changed meanwhile: wait for quiet (or the ceiling)
+                return
+            self._pending.pop(field, None)
             if self.life.stopping or self.core.status is None:
                 return
             new = value()
             if getattr(self.core.status, field) != new:
                 self.set_status(**{field: new})
 
-        asyncio.get_running_loop().call_later(delay, publish)
+        loop.call_later(delay, publish)
 
 
 WATCH_ON = frame(watch=pb.Watch(on=True))

@@ -86,8 +86,11 @@ class ServiceContext(Protocol):
         """Hand `event` to every `watch` stream of this node."""
         ...
 
-    def publish_status(self, field: str, value: Callable[[], Any], delay: float) -> None:
-        """Publish field `field` of this node's status as `value()` within `delay` s (bursts coalesce)."""
+    def publish_status(
+        self, field: str, value: Callable[[], Any], delay: float, most: float | None = None
+    ) -> None:
+        """Publish field `field` of this node's status as `value()` once quiet for `delay` s, at most `most` s
+        after a burst's first change (None: `delay` after it; bursts coalesce either way)."""
         ...
 
     def refresh_views(self) -> None:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
 import time
 
-from mesh.cli.main import common_parser, connect, run, run_light
+from mesh.cli.main import bad_value, common_parser, connect, run, run_light
 from mesh.core.validate import shown
 from mesh.errors import InvalidInput
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
@@ -24,7 +24,7 @@ def duration(text: str) -> float:
     """'90m', '2h', '30s', '1d', '45' (seconds) -> seconds."""
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
-        raise argparse.ArgumentTypeError(f"{shown(text)} is not a duration (like 30s, 90m, 2h, 1d)")
+        raise bad_value(f"{shown(text)} is not a duration (like 30s, 90m, 2h, 1d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
 
 

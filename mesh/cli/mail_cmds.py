@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from mesh.cli.main import common_parser, connect, run, run_following, run_light
+from mesh.cli.main import bad_value, common_parser, connect, run, run_following, run_light
 from mesh.errors import InvalidInput, MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 PAGE_MAX = 10_000
@@ -23,7 +23,7 @@ def page(text: str) -> int:
     except ValueError:
         n = 0
     if not 1 <= n <= PAGE_MAX:
-        raise argparse.ArgumentTypeError(f"must be 1-{PAGE_MAX}, not {text[:20]!r}")
+        raise bad_value(f"must be 1-{PAGE_MAX}, not {text[:20]!r}")
     return n
 
 

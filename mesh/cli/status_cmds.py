@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
-from mesh.cli.main import common_parser, connect, run_light
+from mesh.cli.main import bad_value, common_parser, connect, run_light
 from mesh.core import validate
 from mesh.errors import InvalidInput
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 
@@ -22,7 +21,7 @@ def _progress(text: str) -> int:
     try:
         return validate.progress(value)
     except InvalidInput as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise bad_value(str(e)) from None
 
 
 def register(sub: Any) -> None:

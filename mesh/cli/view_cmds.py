@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from mesh.cli.main import common_parser, connect, run, run_following, run_light
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from mesh.api import MeshAPI
@@ -42,10 +42,9 @@ async def _status(args: argparse.Namespace) -> int:
     from mesh.cli import output
 
     async with connect(args) as api:
-        members = await api.members()
         if args.by_role:
-            return await _by_role(args, api, members)
-        info = await api.info()
+            return await _by_role(args, api, await api.members())
+        members, info = await api.members_and_info()
         note = info.steward_note
     if args.json:
         output.print_json([m.to_json() for m in members])

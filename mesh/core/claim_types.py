@@ -71,6 +71,15 @@ class LeaseConfig:
     single_round: bool = True
     """A fresh claim first tries one round (a fast Propose, no Prepare: ``mesh.core.lease``); refused, it
     falls back to the classic two. Off: two rounds always (the node's MESH_ONE_ROUND_CLAIMS=0)."""
+    thrifty: bool = True
+    """A one-round claim asks a bare majority of the stewards first (this node, then those that answered it
+    fastest): fewer writes and answers on the claimant's loop (5 stewards: 3, not 5). The others get the same
+    Propose once one refuses or the majority is slow (``Leasing._hedge``: a few of its usual answer times, at
+    most ``thrifty_wait``); a message not sent yet is a message late: nothing the protocol does not tolerate
+    already."""
+    thrifty_wait: float = 0.0
+    """The longest a thrifty one-round claim waits for its majority before asking the rest (default
+    min(0.05 s, attempt_timeout / 4); the wait while no answer time is known yet)."""
 
     def __post_init__(self) -> None:
         def put(name: str, value: float) -> None:
@@ -82,6 +91,7 @@ class LeaseConfig:
             put("acceptor_lease", float(math.ceil((self.lease + 1) * (1 + self.rho) / (1 - self.rho))))
         put("attempt_timeout", min(2.0, self.lease / 4))
         put("backoff_max", self.attempt_timeout)
+        put("thrifty_wait", min(0.05, self.attempt_timeout / 4))
         put("claim_patience", 4 * self.attempt_timeout)
         put("forget_after", 10 * self.acceptor_lease)
 
@@ -104,6 +114,8 @@ class LeaseConfig:
             raise ConfigError("attempt_timeout must be in (0, D_P)")
         if self.renew_every + self.attempt_timeout >= self.lease:
             raise ConfigError("renew_every + attempt_timeout must be < D_P (a renewal must fit)")
+        if not 0 < self.thrifty_wait < self.attempt_timeout:
+            raise ConfigError("thrifty_wait must be in (0, attempt_timeout)")
         for name in ("backoff_max", "claim_patience", "config_patience", "forget_after"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0")

@@ -566,6 +566,12 @@ class Attempt:
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
     tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
     fast: bool = False  # a fresh claim's single round: Propose without Prepare
+    # A thrifty one-round attempt: the stewards not asked yet, when they will be, and what they will get.
+    spare: tuple[str, ...] = ()
+    spare_at: float = 0.0
+    spare_msg: Propose | None = None
+    asked_late: tuple[str, ...] = ()  # ...and once asked: who, when (their answer times count from then)
+    late_at: float = 0.0
 
 
 @value(frozen=False)

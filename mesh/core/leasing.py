@@ -61,6 +61,11 @@ from mesh.core.reconfig import Reconfig
 from mesh.core.stewards import ConfigAnnounce, node_of
 from mesh.core.values import replace
 
+RTT_WEIGHT = 0.3
+"""Weight of the newest sample in a steward's smoothed answer time (which stewards a thrifty claim asks)."""
+HEDGE = 3.0
+"""A thrifty claim asks the rest once its majority takes this many times the slowest usual answer of those
+it asked (a hedged request: a straggler costs a few round trips, not ``thrifty_wait``)."""
 PROBE_TRIES = 3
 """Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last)."""
 
@@ -82,6 +87,7 @@ class Leasing:
         self._hint: dict[str, BallotNo] = {}
         self._seen: dict[str, float] = {}
         self._probes: dict[str, Attempt] = {}
+        self._rtt: dict[str, float] = {}  # steward node id -> smoothed time to answer a one-round claim
         self._next_gc = 0.0
 
     # ---- the proposer's verbs ------------------------------------------------------------------------
@@ -213,9 +219,45 @@ class Leasing:
         if fast:
             # One round: each acceptor promises and accepts at once, only if no lease is live in the slot
             # (``AcceptorState.take_fast``); the module docstring of mesh.core.lease argues why that is safe.
-            return self._to_stewards(self._propose(resource, slot, b, now, fast=True))
+            msg = self._propose(resource, slot, b, now, fast=True)
+            cfg = self._steward.config
+            ask = self._first_asked(cfg.stewards)
+            if len(ask) < len(cfg.stewards):
+                a = slot.attempt
+                a.spare = tuple(s for s in cfg.stewards if s not in ask)
+                a.spare_at, a.spare_msg = now + self._hedge(ask), msg
+            return [Send(s, msg) for s in ask]
         waited = max(0.0, now - slot.since)
         return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait, waited=waited))
+
+    def _first_asked(self, stewards: tuple[str, ...]) -> tuple[str, ...]:
+        """Whom a one-round claim asks first: all, or (thrifty) a bare majority: this node if it is a
+        steward (its answer costs no write), then the stewards that answered fastest lately (never
+        measured: 0, so each gets tried), by id on ties."""
+        k = len(stewards) // 2 + 1
+        if not self._lc.thrifty or k >= len(stewards):
+            return stewards
+        order = sorted(stewards, key=lambda s: (s != self.node, self._rtt.get(s, 0.0), s))
+        return tuple(order[:k])
+
+    def _hedge(self, ask: tuple[str, ...]) -> float:
+        """How long a thrifty attempt waits for the majority it asked before asking the rest."""
+        usual = [self._rtt.get(s) for s in ask if s != self.node]
+        if not usual or None in usual:
+            return self._lc.thrifty_wait
+        return min(self._lc.thrifty_wait, HEDGE * max(u for u in usual if u is not None))
+
+    def _ask_spare(self, a: Attempt, now: float) -> list[Effect]:
+        """A thrifty attempt asks the stewards it left out (once); the asked that have not answered yet
+        count as slow as an attempt timeout (until they answer), so the next claims ask others first."""
+        if not a.spare or a.spare_msg is None:
+            return []
+        for s in set(self._steward.config.stewards if self._steward.config else ()) - set(a.spare):
+            if s not in a.responders:
+                self._rtt[s] = max(self._rtt.get(s, 0.0), self._lc.attempt_timeout)
+        spare, msg = a.spare, a.spare_msg
+        a.spare, a.spare_msg, a.asked_late, a.late_at = (), None, spare, now
+        return [Send(s, msg) for s in spare]
 
     def _propose(self, resource: str, slot: ProposerSlot, b: BallotNo, now: float, fast: bool) -> Propose:
         claim_left = max(0.0, slot.claim_ends - now)
@@ -295,10 +337,16 @@ class Leasing:
         if slot.holding and now >= slot.until:
             return self._lose(m.resource, slot)
         voter = node_of(sender)
+        if a.fast and voter not in a.responders:
+            old = self._rtt.get(voter)
+            sample = now - (a.late_at if voter in a.asked_late else a.started)
+            self._rtt[voter] = sample if old is None else old + RTT_WEIGHT * (sample - old)
         a.responders.add(voter)
         if isinstance(m, PrepareReject | AcceptReject):
             if isinstance(m, AcceptReject) != (a.phase == "accept"):
                 return []
+            # A refusal: the bare majority asked first cannot all accept; the others decide with them.
+            out += self._ask_spare(a, now)
             a.refused.add(voter)
             a.refuse_msgs += 1
             if m.wait > 0:
@@ -528,6 +576,8 @@ class Leasing:
                     continue
             a = s.attempt
             if a is not None:
+                if a.spare and now >= a.spare_at and now < a.timeout_at:
+                    out += self._ask_spare(a, now)
                 if now >= a.timeout_at:
                     if s.holding:
                         s.attempt = None
@@ -566,6 +616,8 @@ class Leasing:
                     ts.append(s.next_renew)
             if s.attempt is not None:
                 ts.append(s.attempt.timeout_at)
+                if s.attempt.spare:
+                    ts.append(s.attempt.spare_at)
             if s.retry_at is not None:
                 ts.append(s.retry_at)
         ts += [a.timeout_at for a in self._probes.values()]

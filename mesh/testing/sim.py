@@ -311,6 +311,7 @@ class Simulation:
         self._stalled: dict[tuple[str, str, int, int], float] = {}
         self._last_hiccup = -1e9
         self._force_stall: dict[str, tuple[int, int] | None] = {}
+        self._force_release_stall: dict[str, float] = {}  # scripted: a node's next Release, held this long
         self._held: dict[str, dict[int, tuple[float, str, str, Propose]]] = {}
 
     # ---- setup -------------------------------------------------------------------------------------
@@ -554,6 +555,8 @@ class Simulation:
     def _release_stall(self, src: SimNode, msg: Release) -> float | None:
         """A stalled connection holds every copy of one Release back by about the same time."""
         key = (src.ident, msg.resource, msg.epoch, msg.round)
+        if key not in self._stalls and src.ident in self._force_release_stall:
+            self._stalls[key] = self._force_release_stall.pop(src.ident)
         if key not in self._stalls:
             stalled = self.rng.random() < self.p.release_delay
             self._stalls[key] = self.rng.uniform(0.5, 3 * self.lc.acceptor_lease) if stalled else None
@@ -780,11 +783,12 @@ class Simulation:
                 self._reconfig_nemesis()
             self._push(self.t + self.rng.uniform(1.0, 3.0), "nemesis")
         elif k == "claim":
-            ident, res = ev.data
+            ident, res, *life = ev.data  # (a script may say the claim's max life; else 2 s)
             node = self._live(str(ident))
             if node is not None and node.paused_until <= self.t:
                 # A retry of a refused claim (``--wait``): queued at the stewards that refuse it.
-                self._apply(node, node.core.claim(str(res), 2.0, node.local(self.t), wait=True))
+                max_life = float(life[0]) if life and isinstance(life[0], float) else 2.0
+                self._apply(node, node.core.claim(str(res), max_life, node.local(self.t), wait=True))
         elif k == "strike":
             holder, res, spared = (str(x) for x in ev.data)
             self._strike(holder, res, spared)
@@ -829,6 +833,31 @@ class Simulation:
             self._push(self.t + self.rng.uniform(1.0, 3.0), "join")
         elif k == "stall":  # scripted: hold this node's next Proposes
             self._force_stall[str(ev.data[0])] = None
+        elif k == "stall_release":  # scripted: (ident, seconds) hold every copy of this node's next Release
+            ident, held_for = ev.data
+            assert isinstance(held_for, float)
+            self._force_release_stall[str(ident)] = held_for
+        elif k == "cut":  # scripted: (idx, idx, until[, one_way]) no messages between two nodes until then
+            i, j, until, *one_way = ev.data
+            assert isinstance(i, int) and isinstance(j, int) and isinstance(until, float)
+            self.cut[(i, j)] = until
+            if not one_way:
+                self.cut[(j, i)] = until
+            self._log(f"cut n{i} {'to' if one_way else 'from'} n{j} until {until:.3f}")
+        elif k == "pause":  # scripted: (ident, seconds) stop a node (SIGSTOP) for that long
+            ident, pause = ev.data
+            node = self._live(str(ident))
+            assert isinstance(pause, float)
+            if node is not None:
+                node.paused_until = self.t + pause
+                self._log(f"pause {node.ident} until {node.paused_until:.3f}")
+        elif k == "config":  # scripted: (ident, stewards) this node proposes that steward set
+            ident, chosen = ev.data
+            node = self._live(str(ident))
+            assert isinstance(chosen, tuple)
+            if node is not None and node.core.config is not None:
+                self._log(f"{node.ident} propose_config {chosen}")
+                self._apply(node, node.core.propose_config(chosen, node.local(self.t)))
         elif k == "release":
             ident, res = ev.data
             node = self._live(str(ident))
@@ -1150,6 +1179,64 @@ def stale_owner_open(mutants: Mutants) -> Simulation:
     # The stale Proposes are the two-round kind (a one-round Propose never overwrites a live lease).
     two_rounds = replace(LeaseConfig.fast(), single_round=False)
     return Simulation(0, mutants, params=quiet, check_tokens=False, script=script, lease=two_rounds)
+
+
+def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True) -> Simulation:
+    """A failed one-round claim's stale accept, HIGHER than the believed lease, carried by a hand-off.
+
+    H (n3) is cut off steward n2 and holds r0 through n0 and n1 (two rounds: F raised the numbers before).
+    F (n4) claims r0 twice in one round: the first refusals teach it H's number; its second Propose, above
+    H's, is taken by n2 alone (nothing live there) and refused by n0 and n1; F falls back and is denied,
+    and the Release of its stale accept is held back on a stalled connection. n2, cut off n0, moves the
+    stewards to (n1, n2, n5): the hand-off comes from n2 and n1, one with F's higher stale accept, one with
+    H's lease. Then F's Release lands and F claims again while H still believes (its renewals ran through
+    n0 and n1 until the change). The hand-off must keep an exclusion nobody owns (``CONTESTED``): with
+    ``handoff_highest_owner`` it keeps F's, which F's own Release clears, and F is granted r0 under H.
+    """
+    quiet = SimParams(
+        nodes=6, stewards=3, resources=1, duration=8.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
+        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+    script: list[tuple[float, str, tuple[object, ...]]] = []
+    for i in range(3):  # F raises the numbers of r0 at every steward
+        script += [(1.0 + 0.1 * i, "claim", ("n4/0", "r0")), (1.09 + 0.1 * i, "release", ("n4/0", "r0"))]
+    script += [
+        (1.4, "cut", (3, 2, 10.0)),
+        (1.45, "claim", ("n3/0", "r0")),  # H: refused in one round, granted in two by n0 and n1
+        (1.6, "claim", ("n4/0", "r0")),  # F: denied; its refusals taught it H's number
+        (1.7, "stall_release", ("n4/0", 1.0)),
+        (1.7, "claim", ("n4/0", "r0")),  # F: one round above H's number, taken by n2 alone; Release held
+        (1.8, "cut", (2, 0, 10.0)),
+        (1.85, "config", ("n2/0", ("n1", "n2", "n5"))),
+        (2.9, "claim", ("n4/0", "r0")),  # after F's Release reached the new stewards
+    ]
+    if not hold_release:
+        script = [e for e in script if e[1] != "stall_release"]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
+
+
+def late_quorum(mutants: Mutants, seed: int = 0) -> Simulation:
+    """A proposer stopped between its Propose and the accepts (SIGSTOP at the worst time, ``pause``).
+
+    H (n3) claims r0 and is paused for 2.5 s right after sending its Propose; the stewards accept at once,
+    their leases running D_A (4 s) from then. When H resumes, the accepts it finds are a quorum reached after
+    its deadline (D_P = 2 s from the Propose): the real rule gives up (correction 5); cut off from the
+    stewards, H cannot renew. n4 claims r0 just after the acceptors' leases ran out. With
+    ``deadline_at_quorum`` H counts its lease from the late quorum and still believes it: two holders."""
+    quiet = SimParams(
+        nodes=5, stewards=3, resources=1, duration=7.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
+        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
+        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+    lc = LeaseConfig.fast()
+    script: list[tuple[float, str, tuple[object, ...]]] = [
+        (1.0, "claim", ("n3/0", "r0", 60.0)),
+        (1.0001, "pause", ("n3/0", 2.5)),
+        *[(3.4, "cut", (3, s, 60.0, True)) for s in range(3)],  # H's own messages never reach a steward
+        (1.0 + lc.acceptor_lease * (1 + lc.rho) + 0.1, "claim", ("n4/0", "r0")),
+    ]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
 
 
 def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:

@@ -30,6 +30,7 @@ from mesh.core.claims import (
     Unavailable,
 )
 from mesh.core.lease import ballot_of, token_of
+from mesh.core.leasing import HEDGE
 from mesh.core.mutants import Mutants
 from mesh.core.stewards import (
     CfgAccept,
@@ -239,9 +240,90 @@ def test_no_quorum_yields_unavailable_after_attempt_timeout() -> None:
     c = cluster()
     c.down |= {"b/1", "c/1"}
     assert c.call("p/1", "claim", "task/1", 60.0, now=0.0) == []
+    # A thrifty one-round claim asked a bare majority; nobody answered: it asks the rest, then gives up.
+    assert c.cores["p/1"].next_deadline() == pytest.approx(FAST.thrifty_wait)
+    assert c.take("p/1", c.cores["p/1"].tick(FAST.thrifty_wait)) == []
     assert c.cores["p/1"].next_deadline() == pytest.approx(FAST.attempt_timeout)
     out = c.take("p/1", c.cores["p/1"].tick(FAST.attempt_timeout))
     assert only(out, Unavailable) and not c.cores["p/1"].held(0.6)
+
+
+def _proposes(c: Cluster) -> list[str]:
+    """Whom the queued one-round Proposes go to (the queue is left as it was)."""
+    return sorted(e.to for _, e in c.queue if isinstance(e.msg, Propose))
+
+
+def test_thrifty_one_round_claim_asks_a_bare_majority_and_is_granted_by_it() -> None:
+    c = cluster()
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
+    assert _proposes(c) == ["a", "b"]  # 2 of 3: never measured, by id
+    c.pump(0.01)
+    assert len(only(c.drain("p/1"), Granted)) == 1
+    assert c.cores["p/1"].next_deadline() != pytest.approx(FAST.thrifty_wait)  # the rest is never asked
+    c.tick_all(FAST.thrifty_wait)
+    assert not _proposes(c)
+
+
+def test_a_steward_of_the_thrifty_majority_that_refuses_brings_the_rest_in_at_once() -> None:
+    c = cluster()
+    c.call("q/1", "claim", "task/1", 60.0, now=0.0)  # q holds it (at a and b)
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.1))
+    assert _proposes(c) == ["a", "b"]
+    asked: list[str] = []
+
+    def keep(src: str, e: Send) -> bool:
+        if src == "p/1" and isinstance(e.msg, Propose):
+            asked.append(e.to)
+        return not (src == "b/1" and e.to == "p/1")  # b's answer is lost
+
+    # a refuses (q's lease is live there): c is asked at once, in the same delivery run, not after the wait.
+    c.pump(0.1, keep=keep)
+    assert sorted(asked) == ["a", "b", "c"]
+    assert not only(c.drain("p/1"), Granted)  # c alone accepted (q asked a and b only): no majority
+
+
+def test_a_thrifty_claim_that_hears_no_majority_asks_the_rest_and_then_prefers_who_answered() -> None:
+    c = cluster()
+    c.down.add("b/1")
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
+    assert _proposes(c) == ["a", "b"]
+    c.pump(0.001)
+    assert not only(c.drain("p/1"), Granted)  # a alone is no majority
+    c.take("p/1", c.cores["p/1"].tick(FAST.thrifty_wait))
+    assert _proposes(c) == ["c"]
+    c.pump(FAST.thrifty_wait + 0.002)
+    assert only(c.drain("p/1"), Granted)
+    # b did not answer: the next claim asks a and c first.
+    c.take("p/1", c.cores["p/1"].claim("task/2", 60.0, 0.2))
+    assert _proposes(c) == ["a", "c"]
+
+
+def test_a_thrifty_claim_asks_the_rest_after_a_few_usual_answer_times_of_its_majority() -> None:
+    c = cluster()
+    for t, item, asked in ((0.0, "task/1", ["a", "b"]), (0.01, "task/2", ["a", "c"])):
+        c.take("p/1", c.cores["p/1"].claim(item, 60.0, t))
+        assert _proposes(c) == asked  # c, never measured, gets tried second
+        c.pump(t + 0.002)  # every steward answers in 2 ms
+        assert only(c.drain("p/1"), Granted)
+    t = 0.02
+    c.take("p/1", c.cores["p/1"].claim("task/3", 60.0, t))
+    assert _proposes(c) == ["a", "b"]
+    c.queue = [(s, e) for s, e in c.queue if e.to != "b"]  # b straggles (its Propose is lost)
+    c.pump(t + 0.001)
+    assert not only(c.drain("p/1"), Granted)
+    hedge = HEDGE * 0.002  # hedged after a few usual answer times, not after thrifty_wait
+    assert hedge < FAST.thrifty_wait
+    assert c.cores["p/1"].next_deadline() == pytest.approx(t + hedge)
+    c.take("p/1", c.cores["p/1"].tick(t + hedge))
+    assert _proposes(c) == ["c"]
+    c.pump(t + hedge + 0.002)
+    assert only(c.drain("p/1"), Granted)
+
+
+def test_without_thrifty_a_one_round_claim_asks_every_steward() -> None:
+    c = cluster(lc=replace(FAST, thrifty=False))
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
+    assert _proposes(c) == ["a", "b", "c"]
 
 
 def test_claim_without_config_is_unavailable() -> None:

@@ -96,6 +96,11 @@ def test_the_wire_client_and_the_grpc_client_answer_alike(mesh: Mesh) -> None:
     names_w = [m.name for m in wire(api.members())]
     names_g = [m.name for m in asyncio.run(over_grpc("members"))]  # type: ignore[attr-defined]
     assert names_w == names_g == ["a", "b"]
+    # meshctl status's one round trip: the same two answers either way
+    members_w, both_w = wire(api.members_and_info())
+    members_g, both_g = asyncio.run(over_grpc("members_and_info"))  # type: ignore[misc]
+    assert [m.name for m in members_w] == [m.name for m in members_g] == ["a", "b"]
+    assert both_w.node_id == both_g.node_id == info_w.node_id
     granted = wire(api.claim_once("task/t1", 60.0))
     assert [c.resource for c in wire(api.held())] == ["task/t1"]
     (g,), (w,) = asyncio.run(over_grpc("held")), wire(api.held())  # type: ignore[misc]
@@ -111,6 +116,11 @@ def test_the_wire_client_and_the_grpc_client_answer_alike(mesh: Mesh) -> None:
     assert denied.value.holder == "a" and denied.value.expires_at
     with pytest.raises(InvalidInput):
         wire(api.claim_once("task/bad name!", 60.0))
+    # requests sent together: the first error is raised once every answer was read, so the connection
+    # stays in step (the next call gets its own answer, not the one left over)
+    with pytest.raises(InvalidInput):
+        api._calls([("claim_once", {"resource": "task/bad name!"}), ("members", {})])
+    assert [c.resource for c in wire(api.held())] == ["task/t1"]
     with pytest.raises(UnknownRecipient):
         wire(api.send("nobody-ever", "s", "b"))
     assert wire(api.release("task", "t1")) is True
