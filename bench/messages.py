@@ -415,6 +415,8 @@ async def messages(ctx: Context) -> None:
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as the figure above")  # fmt: skip
         ctx.record("send_accept_rate_embedded", accept, "msg/s", higher_is_better=True,
                    note="node.send() calls durably queued per second (same run)")  # fmt: skip
+
+    with cluster() as c:  # the same two nodes anew: `_embedded_throughput` starts them
         emb = await _embedded_throughput(c, n_emb, chunk, ctx.rounds(REPEATS, 1), batched=True)
         (e2e, accept, secs), rates = _median_run(emb)
         note = (f"n={n_emb} in {secs:.2f} s, median of {len(emb)} runs ({rates}); sender embedded,"
