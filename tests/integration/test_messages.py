@@ -164,15 +164,30 @@ def test_recipient_killed_mid_burst_gets_everything_once_in_order(mesh: Mesh) ->
     until(lambda: {e["state"] for e in outbox(mesh, "a")} == {"delivered"}, what="all delivered")
 
 
-def test_sender_killed_with_a_queued_outbox_delivers_after_restart(mesh: Mesh) -> None:
+async def _send_batched(home: Path, mesh_name: str, node: str, to: str, n: int, tag: str) -> list[str]:
+    from mesh.client import connect
+    from mesh.core.mailbox import SendItem
+    from mesh.views import Sent
+
+    async with await connect(node, mesh=mesh_name, home=home) as c:
+        got = await c.send_many([SendItem(to, f"{tag} {i:05d}", "x" * 200) for i in range(n)])
+    assert all(isinstance(g, Sent) for g in got), got
+    return [g.id for g in got if isinstance(g, Sent)]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_sender_killed_with_a_queued_outbox_delivers_after_restart(mesh: Mesh, batched: bool) -> None:
+    """SIGKILL right after the sends returned (Client.send, or Client.send_many's answers): each answered
+    message was on disk at the sender, and is delivered once the sender is back."""
     pair(mesh)
     mesh.ctl("down", node="b")
-    ids = asyncio.run(_send_many(mesh.home, mesh.name, "a", "b", 40, "queued"))
+    send = _send_batched if batched else _send_many
+    ids = asyncio.run(send(mesh.home, mesh.name, "a", "b", 1500 if batched else 40, "queued"))
     assert {e["state"] for e in outbox(mesh, "a")} == {"queued"}
     mesh.signal("a", signal.SIGKILL)
     b = mesh.up("b", *NO_MDNS)
     mesh.up("a", *NO_MDNS, "--peer", b.address)
-    until(lambda: len(inbox(mesh, "b")) == 40, timeout=30, what="the queued outbox is delivered")
+    until(lambda: len(inbox(mesh, "b")) == len(ids), timeout=30, what="the queued outbox is delivered")
     assert [m["id"] for m in inbox(mesh, "b")] == in_send_order(ids)
 
 
