@@ -8,12 +8,17 @@ embedding tool would. Bodies are 200 bytes; every message is durable (SQLite WAL
   the client's SendStream batches them, the node group-commits each batch), all addressed to `b`; from the
   first send until `b` has stored the last one (its `received_at`, a wall stamp on the same host).
   `send_accept_rate`: until the last send returned (each returns once durably queued in `a`'s outbox).
+- `direct_throughput_batched`: the same, as one `Client.send_many` of N (SendBatches of 1000 built by the
+  client, an answer per message): the cheap path for a client with many to send (`meshctl send -` uses it).
+  The control-API rows note this process's CPU per message: it shares the box's 2 cores with the nodes.
+- `direct_throughput_embedded(_batched)`: sender `a` embedded here (`mesh.Node`): gathers of 1000
+  `node.send`s, or `node.send_many` of 1000 per call.
 - `delivery_p50/p99`: one message at a time; from just before `send` to the moment `b`'s followed inbox
   stream (`messages(follow=True)`, opened here) yields it. A lone send and the follow go over the nodes'
   hook wire, as `mesh.connect`'s Client does (the Clients here are given the socket node.json names).
 - `broadcast_11_p50`: 12-node mesh, one broadcast at a time; until all 11 followers have it.
 - `meshctl_send_wall_median`: a fresh `meshctl send` process per run, as an agent runs it.
-- `meshctl_send_many_throughput`: one `meshctl send -` process fed N JSON lines (SendStream, pipelined).
+- `meshctl_send_many_throughput`: one `meshctl send -` process fed N JSON lines (`Client.send_many`).
 
 Targets (issue 15): every durable throughput row >= 1.0x Redis Streams in the same run (pipelined, consumer
 group + ack); delivery p50 <= 1 ms and p99 <= 5 ms one at a time; broadcast to 11 peers p50 <= 5 ms.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import resource
 import statistics
 import subprocess
 import time
@@ -152,8 +158,16 @@ async def _delivery_latency(c: Cluster, n: int, warmup: int) -> tuple[list[float
     return delivered, queued
 
 
-async def _direct_throughput(c: Cluster, n: int) -> tuple[float, float, float]:
-    """(end-to-end msgs/s, sender acceptance msgs/s, seconds) for `n` concurrent sends a -> b."""
+def _cpu() -> float:
+    """CPU seconds of this process so far (the bench's client shares the box's cores with the nodes)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def _direct_throughput(c: Cluster, n: int, batched: bool = False) -> tuple[float, float, float, float]:
+    """(end-to-end msgs/s, sender acceptance msgs/s, seconds, this process's CPU µs per message) for `n`
+    sends a -> b: concurrent `Client.send`s, or with `batched` one `Client.send_many` of all n."""
+    from mesh.core.mailbox import SendItem
 
     senders = [_client(c, "a") for _ in range(CLIENTS)]
     b = _client(c, "b")
@@ -166,11 +180,18 @@ async def _direct_throughput(c: Cluster, n: int) -> tuple[float, float, float]:
 
         w0 = time.time()
         t0 = time.perf_counter()
-        await _run_window(n, INFLIGHT, one)
+        c0 = _cpu()
+        if batched:
+            got = await senders[0].send_many([SendItem("b", f"tp {i}", BODY) for i in range(n)])
+            if bad := [g for g in got if isinstance(g, Exception)]:
+                raise RuntimeError(f"{len(bad)} sends failed, the first: {bad[0]!r}")
+        else:
+            await _run_window(n, INFLIGHT, one)
         t_accept = time.perf_counter() - t0
+        cpu_us = (_cpu() - c0) / n * 1e6
         last_received = await _wait_seq(b, base + n, timeout=240)
         e2e = last_received - w0
-        return n / e2e, n / t_accept, e2e
+        return n / e2e, n / t_accept, e2e, cpu_us
     finally:
         for s in senders:
             await s.close()
@@ -178,11 +199,13 @@ async def _direct_throughput(c: Cluster, n: int) -> tuple[float, float, float]:
 
 
 async def _embedded_throughput(
-    c: Cluster, n: int, chunk: int, repeats: int
+    c: Cluster, n: int, chunk: int, repeats: int, batched: bool = False
 ) -> list[tuple[float, float, float]]:
     """Per run (end-to-end msgs/s, acceptance msgs/s, seconds): sender `a` embedded here (`mesh.Node`) -> node
-    `b`, `repeats` runs of `n` on the same two nodes."""
+    `b`, `repeats` runs of `n` on the same two nodes; `chunk` sends per gather, or with `batched` one
+    `Node.send_many` of `chunk` items."""
     from mesh import Node
+    from mesh.core.mailbox import SendItem
 
     b_port, a_port = free_ports(2)
     c.start("b", "--no-mdns", "--port", str(b_port))
@@ -200,8 +223,14 @@ async def _embedded_throughput(
             w0 = time.time()
             t0 = time.perf_counter()
             for i in range(0, n, chunk):
-                # One gather = one loop turn of sends = one group-committed transaction in the node.
-                await asyncio.gather(*(node.send("b", f"emb {j}", BODY) for j in range(i, min(n, i + chunk))))
+                part = range(i, min(n, i + chunk))
+                if batched:
+                    got = await node.send_many([SendItem("b", f"emb {j}", BODY) for j in part])
+                    if bad := [g for g in got if isinstance(g, Exception)]:
+                        raise RuntimeError(f"{len(bad)} sends failed, the first: {bad[0]!r}")
+                else:
+                    # One gather = one loop turn of sends = one group-committed transaction in the node.
+                    await asyncio.gather(*(node.send("b", f"emb {j}", BODY) for j in part))
             t_accept = time.perf_counter() - t0
             last_received = await _wait_seq(b, base_seq + n, timeout=240, interval=0.02)
             e2e = last_received - w0
@@ -312,6 +341,11 @@ def _link_trouble(c: Cluster) -> str:
     return "; ".join(hits[:3])
 
 
+def _with_trouble(note: str, c: Cluster) -> str:
+    trouble = _link_trouble(c)
+    return note + (f"; LINK LIMIT HIT: {trouble}" if trouble else "")
+
+
 @section("messages", timeout_s=600, needs=("redis",))
 async def messages(ctx: Context) -> None:
     """Direct throughput and latency, broadcast to 11 peers, meshctl send wall time (real nodes, TLS)."""
@@ -338,10 +372,11 @@ async def messages(ctx: Context) -> None:
         n_tp = ctx.rounds(60_000, 3_000)
         reps = ctx.rounds(REPEATS, 1)
         runs = [await _direct_throughput(c, n_tp) for _ in range(reps)]
-        (e2e, accept, secs), rates = _median_run(runs)
+        (e2e, accept, secs, cpu_us), rates = _median_run(runs)
         trouble = _link_trouble(c)
         note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API (Client.send"
-                f" pipelined on SendStream), {INFLIGHT} in flight over {CLIENTS} clients")  # fmt: skip
+                f" pipelined on SendStream), {INFLIGHT} in flight over {CLIENTS} clients; the client"
+                f" (this process, on the same cores) used {cpu_us:.1f} µs CPU per message")  # fmt: skip
         ctx.record("direct_throughput", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
                    note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
@@ -349,6 +384,14 @@ async def messages(ctx: Context) -> None:
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
         ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
                    note="sends durably queued in a's outbox per second (same run)")  # fmt: skip
+        runs = [await _direct_throughput(c, n_tp, batched=True) for _ in range(reps)]
+        (e2e, accept, secs, cpu_us), rates = _median_run(runs)
+        note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API, one"
+                f" Client.send_many (SendBatches of 1000 on the SendStream, an answer per message); the"
+                f" client used {cpu_us:.1f} µs CPU per message; accepted {accept:,.0f}/s")  # fmt: skip
+        ctx.record("direct_throughput_batched", e2e, "msg/s", higher_is_better=True,
+                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+                   note=_with_trouble(note, c))  # fmt: skip
         n_many = ctx.rounds(60_000, 3_000)
         many = [await _meshctl_send_many(c, n_many) for _ in range(reps)]
         (e2e, ran), rates = _median_run(many)
@@ -360,10 +403,10 @@ async def messages(ctx: Context) -> None:
     with cluster() as c:
         n_emb = ctx.rounds(100_000, 20_000)
         chunk = 1000
-        runs = await _embedded_throughput(c, n_emb, chunk, ctx.rounds(REPEATS, 1))
-        (e2e, accept, secs), rates = _median_run(runs)
+        emb = await _embedded_throughput(c, n_emb, chunk, ctx.rounds(REPEATS, 1))
+        (e2e, accept, secs), rates = _median_run(emb)
         trouble = _link_trouble(c)
-        note = (f"n={n_emb} in {secs:.2f} s, median of {len(runs)} runs ({rates}); sender embedded in the"
+        note = (f"n={n_emb} in {secs:.2f} s, median of {len(emb)} runs ({rates}); sender embedded in the"
                 f" bench process (mesh.Node), {chunk} per gather; recipient a meshctl node")  # fmt: skip
         ctx.record("direct_throughput_embedded", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
@@ -372,6 +415,16 @@ async def messages(ctx: Context) -> None:
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as the figure above")  # fmt: skip
         ctx.record("send_accept_rate_embedded", accept, "msg/s", higher_is_better=True,
                    note="node.send() calls durably queued per second (same run)")  # fmt: skip
+
+    with cluster() as c:  # the same two nodes anew: `_embedded_throughput` starts them
+        emb = await _embedded_throughput(c, n_emb, chunk, ctx.rounds(REPEATS, 1), batched=True)
+        (e2e, accept, secs), rates = _median_run(emb)
+        note = (f"n={n_emb} in {secs:.2f} s, median of {len(emb)} runs ({rates}); sender embedded,"
+                f" Node.send_many of {chunk} per call (an answer per message);"
+                f" accepted {accept:,.0f}/s")  # fmt: skip
+        ctx.record("direct_throughput_embedded_batched", e2e, "msg/s", higher_is_better=True,
+                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+                   note=_with_trouble(note, c))  # fmt: skip
 
     with cluster() as c:
         names = ["n00", *(f"n{i:02d}" for i in range(1, 12))]

@@ -38,8 +38,8 @@ from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
-from mesh.core.errors import InvalidInput, NodeUnavailable
-from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry
+from mesh.core.errors import InvalidInput, MeshError, NodeUnavailable
+from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, SendItem
 from mesh.core.mailbox.text import check_outgoing
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
@@ -52,6 +52,8 @@ DEFAULT_TIMEOUT = 10.0
 REQUEST_OVERHEAD = 160
 """Bytes of a SendRequest beyond its subject and body (name, key, reply-to id, tags), over-counted."""
 PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
+SEND_MANY_TRIES = 3  # streams a send_many batch is tried on before its sends are asked one by one
+UNARY_AT_ONCE = 64  # unary Sends in flight at once when a node has no SendStream
 
 
 class _Unanswered(Exception):
@@ -79,8 +81,12 @@ class _SendPipe:
         self._gate = gate  # set while no send is on the wire lane: what the stream writes comes after it
         # A send's SendRequest fields, not a SendRequest: `_take` builds each in its batch in place (a built
         # request is copied into the batch: twice the protobuf work per send).
-        self._queue: list[tuple[dict[str, Any], int, asyncio.Future[pb.SendReply]]] = []
-        self._in_flight: collections.deque[list[asyncio.Future[pb.SendReply]]] = collections.deque()
+        # A `send_many` chunk is queued as one built SendBatch with one future for its results (no dict, no
+        # future per send: what a client pays per message is what bounds a batch sender's rate).
+        self._queue: list[tuple[dict[str, Any] | pb.SendBatch, int, asyncio.Future[Any]]] = []
+        self._in_flight: collections.deque[
+            list[asyncio.Future[pb.SendReply]] | asyncio.Future[list[pb.SendResult]]
+        ] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress = 0.0  # loop time of the last answer (or of a write with nothing in flight before)
@@ -102,13 +108,26 @@ class _SendPipe:
             self._task = asyncio.create_task(self._run())
         return await fut
 
+    async def send_batch(self, batch: pb.SendBatch) -> list[pb.SendResult]:
+        """Send a built SendBatch (at most SEND_MAX sends, SEND_BATCH_BYTES encoded) as one batch of the
+        stream, in order with the other sends; its results, one per item in order (_Unanswered if none)."""
+        fut: asyncio.Future[list[pb.SendResult]] = asyncio.get_running_loop().create_future()
+        self._queue.append((batch, 0, fut))
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await fut
+
+    def _pending(self) -> list[asyncio.Future[Any]]:
+        """Every future waiting for an answer: in flight, then queued."""
+        out: list[asyncio.Future[Any]] = []
+        for entry in self._in_flight:
+            out.extend(entry if isinstance(entry, list) else (entry,))
+        out.extend(f for _, _, f in self._queue)
+        return out
+
     def _fail(self, why: BaseException) -> None:
-        for futs in self._in_flight:
-            for f in futs:
-                if not f.done():
-                    f.set_exception(_Unanswered(str(why)))
-        self._in_flight.clear()
-        for _, _, f in self._queue:
+        for f in self._pending():
             if not f.done():
                 f.set_exception(_Unanswered(str(why)))
         self._queue.clear()
@@ -153,12 +172,22 @@ class _SendPipe:
 
     def _take(self) -> pb.SendBatch:
         """The next batch from the queue: at most SEND_MAX sends and SEND_BATCH_BYTES encoded."""
+        whole, _, bfut = self._queue[0]
+        if isinstance(whole, pb.SendBatch):  # a send_many chunk travels as it was built
+            del self._queue[0]
+            if bfut.done():  # its caller gave up (cancelled): not sent on its behalf
+                self._in_flight.append([])
+                return pb.SendBatch()
+            self._in_flight.append(bfut)
+            return whole
         batch = pb.SendBatch()
         add = batch.items.add
         futs: list[asyncio.Future[pb.SendReply]] = []
         size = 0
         n = 0
         for fields, text, fut in self._queue:
+            if isinstance(fields, pb.SendBatch):
+                break  # goes in a batch of its own, after these
             size += text + REQUEST_OVERHEAD
             if futs and (size > limits.SEND_BATCH_BYTES or len(futs) >= SEND_MAX):
                 break
@@ -180,6 +209,10 @@ class _SendPipe:
                 self._progress = asyncio.get_running_loop().time()
                 self._wake.set()
                 results = list(answer.results)
+                if not isinstance(futs, list):  # a send_many chunk: its caller reads the results
+                    if not futs.done():
+                        futs.set_result(results)
+                    continue
                 for i, fut in enumerate(futs):
                     if fut.done():
                         continue
@@ -195,7 +228,7 @@ class _SendPipe:
                 self.offered = False
             elif not ambiguous(e):  # the node refused the stream itself (a MeshError): every send hears it
                 err = to_mesh_error(e)
-                for f in [f for futs in self._in_flight for f in futs] + [f for _, _, f in self._queue]:
+                for f in self._pending():
                     if not f.done():
                         f.set_exception(err)
         self._fail(NodeUnavailable("the send stream ended"))
@@ -534,6 +567,75 @@ class Client:
         fields = _message(subject, body, reply_to, key)
         fields["all"] = True
         return await self._send(fields, "broadcast")
+
+    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+        """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
+        cheap way to send a lot (`meshctl send -`). Each chunk of SEND_MAX goes on the SendStream as one
+        SendBatch built here, with no future or task per message; the node queues a chunk in one group
+        commit and answers each item (an unknown recipient fails alone). Every item carries an idempotency
+        key (its own or a fresh one), so a chunk whose answer was lost (a broken stream, an older node) is
+        asked again item by item (`send`'s path: the pipe, then unary) and never queued twice."""
+        answers: list[Sent | MeshError | None] = [None] * len(items)
+        chunks: list[tuple[list[int], pb.SendBatch]] = []
+        idx: list[int] = []
+        batch = pb.SendBatch()
+        add = batch.items.add
+        size = 0
+        for i, it in enumerate(items):
+            try:
+                if it.to is not None:
+                    validate.name(it.to, "recipient")
+                check_outgoing(it.subject, it.body, it.reply_to, it.key)
+            except MeshError as e:  # this item's answer; the others go
+                answers[i] = e
+                continue
+            text = len(it.subject.encode()) + len(it.body.encode()) + REQUEST_OVERHEAD
+            if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
+                chunks.append((idx, batch))
+                idx, batch, size = [], pb.SendBatch(), 0
+                add = batch.items.add
+            size += text
+            idx.append(i)
+            key = it.key or send_key()
+            if it.to is None:
+                add(all=True, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
+            else:
+                add(to=it.to, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
+        if idx:
+            chunks.append((idx, batch))
+
+        async def chunk(idx: list[int], batch: pb.SendBatch) -> None:
+            results: list[pb.SendResult] | None = None
+            for _ in range(SEND_MANY_TRIES):  # the same batch again (same keys) on a new stream
+                if not self._pipe.offered:
+                    break
+                with contextlib.suppress(_Unanswered):
+                    results = await self._pipe.send_batch(batch)
+                if results is not None and len(results) == len(idx):
+                    break
+                results = None
+            if results is None:  # no stream (an older node): unary Sends with the keys, a few at a time
+                for start in range(0, len(idx), UNARY_AT_ONCE):
+                    part = batch.items[start : start + UNARY_AT_ONCE]
+                    got = await asyncio.gather(*(self._unary(r) for r in part), return_exceptions=True)
+                    for i, g in zip(idx[start : start + UNARY_AT_ONCE], got, strict=True):
+                        if not isinstance(g, MeshError | Sent):
+                            raise g
+                        answers[i] = g
+                return
+            for i, r in zip(idx, results, strict=True):
+                if r.HasField("sent"):
+                    answers[i] = Sent(r.sent.id, tuple(r.sent.recipients))
+                else:
+                    answers[i] = from_status(grpc.StatusCode.UNKNOWN, r.error, r.error_class)
+
+        # All chunks queued at once: the pipe keeps PIPE_DEPTH on the wire and the node reads ahead.
+        await asyncio.gather(*(chunk(i, b) for i, b in chunks))
+        return [NodeUnavailable("no answer for this send") if a is None else a for a in answers]
+
+    async def _unary(self, r: pb.SendRequest) -> Sent:
+        reply: pb.SendReply = await self._call(self._stub.Send, r, idempotent=True)
+        return api_codec.sent_from_pb(reply)
 
     async def _send(self, fields: dict[str, Any], verb: str) -> Sent:
         """A lone send over the hook wire; otherwise pipelined on the SendStream. A send either left

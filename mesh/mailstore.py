@@ -65,7 +65,7 @@ from mesh.core.mailbox import (
 
 __all__ = ["SCHEMA_VERSION", "MailStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # States as small integers on disk; the partial index on state = 0 (queued) keeps `floor` and
 # `pending_for` O(log n) however large the delivered history grows.
@@ -86,9 +86,8 @@ TAIL_MAX = 2 * WINDOW
 """Just-queued envelopes kept in memory per linked peer (`enqueue_answers(keep=...)`): enough for a window and
 the next one; a tail that grows past this (the peer stopped acking) is dropped and read back from disk."""
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (
+_OUTBOX = """
+CREATE TABLE IF NOT EXISTS {name} (
     rowid INTEGER PRIMARY KEY,
     id TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -102,11 +101,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     in_reply_to TEXT NOT NULL,
     broadcast INTEGER NOT NULL,
     state INTEGER NOT NULL,
-    changed_at REAL NOT NULL,
-    UNIQUE (to_node, seq)
+    changed_at REAL NOT NULL
 );
+"""
+# No UNIQUE (to_node, seq) (schema 1 had one): seqs come from `out_seq` in the transaction that uses them, so
+# the pair is unique by construction, and every query on it wants the queued ones (`outbox_queued`); the
+# constraint's index was a fourth b-tree written per queued message and never read (see _migrate).
+_OUTBOX_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (to_node, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS outbox_id ON outbox (id);
+"""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+{outbox}
 CREATE TABLE IF NOT EXISTS out_seq (to_node TEXT PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbox (
     local_seq INTEGER PRIMARY KEY,
@@ -138,9 +146,13 @@ CREATE TABLE IF NOT EXISTS send_keys (
     key TEXT PRIMARY KEY, id TEXT NOT NULL, recipients TEXT NOT NULL, digest TEXT NOT NULL, at REAL NOT NULL
 ) WITHOUT ROWID;
 """
+_SCHEMA = _SCHEMA.replace("{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip())
 KEY_KEEP = 24 * 3600.0
 """Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
 
+_OUT_ALL = (
+    "id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to, broadcast, state, changed_at"
+)
 _OUT_COLS = "id, to_node, to_name, seq, subject, body, sent_at, in_reply_to, broadcast, state, changed_at"
 _IN_COLS = (
     "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
@@ -214,7 +226,7 @@ class MailStore:
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             if not all(isinstance(meta.get(k), str) for k in ("schema", "node_id", "stream", "counter")):
                 raise storage.damaged(self.path, "missing part of its mailbox header", self.holds, self.aside)
-            if meta["schema"] != str(SCHEMA_VERSION):
+            if meta["schema"] not in ("1", str(SCHEMA_VERSION)):
                 raise storage.damaged(
                     self.path, f"a mailbox of schema {meta['schema'][:20]!r}, not {SCHEMA_VERSION}",
                     self.holds, self.aside,
@@ -231,7 +243,23 @@ class MailStore:
             except (InvalidInput, ValueError):
                 raise storage.damaged(self.path, "holding a bad header", self.holds, self.aside) from None
             self.stream: str = meta["stream"]
+            if meta["schema"] == "1":
+                self._migrate_1_2()
         self._load_counters()
+
+    def _migrate_1_2(self) -> None:
+        """Schema 1 -> 2 (inside `_open`'s transaction: all or nothing): the outbox without its UNIQUE
+        (to_node, seq), which SQLite can drop only by copying the table (rowids kept: `outbox` pages by
+        them)."""
+        db = self._db
+        db.execute(_OUTBOX.format(name="outbox_v2"))
+        db.execute(f"INSERT INTO outbox_v2 (rowid, {_OUT_ALL}) SELECT rowid, {_OUT_ALL} FROM outbox")
+        db.execute("DROP TABLE outbox")  # its indexes go with it
+        db.execute("ALTER TABLE outbox_v2 RENAME TO outbox")
+        # One statement at a time: executescript would COMMIT the transaction half-way.
+        for stmt in filter(None, (x.strip() for x in _OUTBOX_INDEXES.split(";"))):
+            db.execute(stmt)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------------------------------ plumbing
 
@@ -546,7 +574,7 @@ class MailStore:
                 (cutoff,),
             ).fetchall()
             db.executemany(
-                "UPDATE outbox SET state = 3, changed_at = ? WHERE to_node = ? AND seq = ?",
+                "UPDATE outbox SET state = 3, changed_at = ? WHERE to_node = ? AND state = 0 AND seq = ?",
                 [(wall, r[1], r[3]) for r in rows],
             )
         if rows:  # no longer queued: neither the floors nor the tails may offer them

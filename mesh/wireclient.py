@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from mesh.client import Client
     from mesh.clock import Clock
     from mesh.core.board import BoardView, MilestoneRow, TaskRow
-    from mesh.core.mailbox import InboxMessage, OutboxEntry
+    from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
     from mesh.core.status import StatusRecord
+    from mesh.errors import MeshError
     from mesh.paths import RunningNode
     from mesh.views import (
         ClaimView,
@@ -290,6 +291,10 @@ class WireClient:
             args = {"subject": subject, "body": body, "reply_to": reply_to, "key": key}
             return self._call("broadcast", args)  # type: ignore[no-any-return]
         return await self._c().broadcast(subject, body, reply_to, key=key)
+
+    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+        """Many sends at once, one answer or error each, in order (`Client.send_many`: batches on gRPC)."""
+        return await self._c().send_many(items)
 
     def messages(
         self,

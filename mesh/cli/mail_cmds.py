@@ -123,7 +123,6 @@ async def _send(args: argparse.Namespace, head: list[str], body: str) -> int:
 
 
 SEND_LINE_KEYS = frozenset({"to", "all", "subject", "body", "reply_to", "key"})
-SEND_MANY_IN_FLIGHT = 2000  # sends outstanding at once: enough to fill the node's group commits
 
 
 def parse_send_lines(text: str) -> list[dict[str, Any]]:
@@ -180,30 +179,24 @@ def parse_send_lines(text: str) -> list[dict[str, Any]]:
 async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> int:
     """Every line's message pipelined over one stream (the node group-commits them); one answer per line,
     in line order. A send that fails (an unknown recipient) does not stop the others."""
-    import asyncio
     import json
 
-    results: list[Sent | MeshError | None] = [None] * len(items)
+    from mesh.core.mailbox import SendItem
+
+    sends = [
+        SendItem(
+            None if it.get("all") else it["to"],
+            it["subject"],
+            it["body"],
+            it.get("reply_to") or None,
+            it.get("key") or None,
+        )
+        for it in items
+    ]
     async with connect(args) as api:
-
-        async def one(i: int) -> None:
-            it = items[i]
-            reply_to, key = it.get("reply_to") or None, it.get("key") or None
-            try:
-                if it.get("all"):
-                    results[i] = await api.broadcast(it["subject"], it["body"], reply_to, key=key)
-                else:
-                    results[i] = await api.send(it["to"], it["subject"], it["body"], reply_to, key=key)
-            except MeshError as e:
-                results[i] = e
-
-        todo = iter(range(len(items)))
-
-        async def worker() -> None:
-            for i in todo:
-                await one(i)
-
-        await asyncio.gather(*(worker() for _ in range(min(SEND_MANY_IN_FLIGHT, len(items)))))
+        # One call: the client builds SendBatches of SEND_MAX straight from the lines (no task or future
+        # per line) and answers each line in order.
+        results: list[Sent | MeshError] = await api.send_many(sends)
     code = 0
     for n, r in enumerate(results, 1):
         if isinstance(r, MeshError):
@@ -211,7 +204,7 @@ async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> i
             code = code or r.exit_code
             if args.json:
                 print(json.dumps({"error": type(r).__name__, "message": str(r)}))
-        elif r is not None:
+        else:
             if args.json:
                 print(json.dumps(r.to_json()))
             else:

@@ -522,3 +522,98 @@ def test_a_wal_that_never_caught_up_is_restarted(tmp_path: Path, monkeypatch: py
     assert sizes[-1] < 1800 * 3 * page / 2
     assert a.queued_count() == 1800
     a.close()
+
+
+_V1_OUTBOX = """
+CREATE TABLE outbox (
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL, n INTEGER NOT NULL, to_node TEXT NOT NULL,
+    to_name TEXT NOT NULL, seq INTEGER NOT NULL, subject TEXT NOT NULL, body TEXT NOT NULL,
+    size INTEGER NOT NULL, sent_at REAL NOT NULL, in_reply_to TEXT NOT NULL, broadcast INTEGER NOT NULL,
+    state INTEGER NOT NULL, changed_at REAL NOT NULL, UNIQUE (to_node, seq)
+);
+CREATE INDEX outbox_queued ON outbox (to_node, seq) WHERE state = 0;
+CREATE INDEX outbox_id ON outbox (id);
+"""
+
+
+def _as_schema_1(path: Path) -> None:
+    """Rewrite a closed mailbox's outbox exactly as schema 1 (stop 21's) laid it out, rows and rowids kept."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.executescript(
+            "BEGIN; DROP INDEX outbox_queued; DROP INDEX outbox_id; ALTER TABLE outbox RENAME TO outbox_old;"
+            + _V1_OUTBOX
+            + "INSERT INTO outbox SELECT * FROM outbox_old; DROP TABLE outbox_old;"
+            " UPDATE meta SET value = '1' WHERE key = 'schema'; COMMIT;"
+        )
+    finally:
+        db.close()
+
+
+def _outbox_rows(path: Path) -> list[tuple[Any, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT rowid, * FROM outbox ORDER BY rowid").fetchall()
+    finally:
+        db.close()
+
+
+def _indexes(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='outbox'")
+        }
+    finally:
+        db.close()
+
+
+def test_a_schema_1_mailbox_is_migrated_on_open_and_keeps_everything(tmp_path: Path) -> None:
+    """Schema 2 drops the outbox's UNIQUE (to_node, seq) (a second index on what outbox_queued covers): an
+    existing mail.db of schema 1 is rewritten on open, in one transaction, with every row, state and counter,
+    and carries on where it stopped (queued entries resent from the floor, seqs and ids continue)."""
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    a.enqueue([direct(A, B, body=f"m{i}") for i in range(5)], WALL0)
+    a.enqueue([direct(A, C, body="to c")], WALL0)
+    bt = a.pending_for("nodeB", limit=3)
+    assert bt is not None
+    a.mark_delivered(b.store_incoming(bt, WALL0 + 1)[1], WALL0 + 1)  # 1-3 delivered, 4-5 queued
+    stream = a.stream
+    a.close()
+    _as_schema_1(path)
+    before = _outbox_rows(path)
+    assert "sqlite_autoindex_outbox_1" in _indexes(path)
+
+    a = open_store(path, A, 9)
+    assert a._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    assert a.integrity_check() == "ok"
+    assert a.stream == stream and a.floor("nodeB") == 4 and a.queued_count() == 3
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.seq for m in bt.messages] == [4, 5]
+    (nxt,) = a.enqueue([direct(A, B, body="m5")], WALL0 + 2)
+    assert nxt == f"{stream}-7"  # the id counter carried on
+    bt = a.pending_for("nodeB", after=5)
+    assert bt is not None and [m.seq for m in bt.messages] == [6]
+    a.close()
+    assert _indexes(path) == {"outbox_queued", "outbox_id"}
+    after = _outbox_rows(path)
+    assert after[: len(before)] == before  # every row, column and rowid as it was
+    # Opened again: schema 2 already, nothing rewritten.
+    open_store(path, A, 9).close()
+    assert _outbox_rows(path) == after
+    b.close()
+
+
+def test_a_mailbox_of_an_unknown_schema_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    open_store(path, A, 1).close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    db.close()
+    rows = _outbox_rows(path)
+    with pytest.raises(StateDamaged, match="schema '3'"):
+        open_store(path, A, 1)
+    assert _outbox_rows(path) == rows

@@ -696,3 +696,35 @@ async def test_messages_without_a_limit_reads_the_whole_inbox_page_by_page(
         assert [m.subject async for m in a.messages(unread=True, after=2)] == [f"s{i}" for i in range(2, 7)]
         async with await connect("a", mesh=mesh_name, home=tmp_path) as c:  # the same through the socket
             assert [m.subject async for m in c.messages()] == [f"s{i}" for i in range(7)]
+
+
+def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: Path) -> None:
+    """`meshctl send -` sends its lines as whole SendBatches; the node queues the first one, then the stream
+    breaks before its answer: every line of the batches left unanswered is asked again with its key, so each
+    line gets one truthful answer (its id), nothing is queued twice and nothing arrives twice."""
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("b", "--no-mdns", "--port", str(port))
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = "SendStream:1"
+        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        n = 2500  # three batches of SEND_MAX: the first's answer is lost, the others go with the stream
+        text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
+        r = m.ctl("send", "-", "--json", node="a", input=text)
+        ids = [json.loads(x)["id"] for x in r.stdout.splitlines()]
+        assert len(ids) == n and len(set(ids)) == n
+        queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
+        assert sorted(e["id"] for e in queued) == sorted(ids)  # each line queued once
+
+        def all_in() -> list[dict[str, object]] | None:
+            got: list[dict[str, object]] = json.loads(
+                m.ctl("inbox", "--json", "--limit", "10000", node="b").stdout
+            )
+            return got if len(got) >= n else None
+
+        got = until(all_in, timeout=60, what="every line in b's inbox")
+        assert sorted(str(x["id"]) for x in got) == sorted(ids)
+        by_id = {str(x["id"]): x["subject"] for x in got}
+        assert [by_id[i] for i in ids] == [f"m {i:04d}" for i in range(n)]  # each answer is its own line's
+    finally:
+        m.cleanup()
