@@ -373,13 +373,12 @@ async def messages(ctx: Context) -> None:
         reps = ctx.rounds(REPEATS, 1)
         runs = [await _direct_throughput(c, n_tp) for _ in range(reps)]
         (e2e, accept, secs, cpu_us), rates = _median_run(runs)
-        trouble = _link_trouble(c)
         note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API (Client.send"
                 f" pipelined on SendStream), {INFLIGHT} in flight over {CLIENTS} clients; the client"
                 f" (this process, on the same cores) used {cpu_us:.1f} µs CPU per message")  # fmt: skip
         ctx.record("direct_throughput", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
-                   note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
+                   note=_with_trouble(note, c))  # fmt: skip
         ctx.record("direct_throughput_vs_pubsub", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
         ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
@@ -405,12 +404,11 @@ async def messages(ctx: Context) -> None:
         chunk = 1000
         emb = await _embedded_throughput(c, n_emb, chunk, ctx.rounds(REPEATS, 1))
         (e2e, accept, secs), rates = _median_run(emb)
-        trouble = _link_trouble(c)
         note = (f"n={n_emb} in {secs:.2f} s, median of {len(emb)} runs ({rates}); sender embedded in the"
                 f" bench process (mesh.Node), {chunk} per gather; recipient a meshctl node")  # fmt: skip
         ctx.record("direct_throughput_embedded", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
-                   note=note + (f"; LINK LIMIT HIT: {trouble}" if trouble else ""))  # fmt: skip
+                   note=_with_trouble(note, c))  # fmt: skip
         ctx.record("direct_throughput_embedded_vs_pubsub", e2e, "msg/s", higher_is_better=True,
                    ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as the figure above")  # fmt: skip
         ctx.record("send_accept_rate_embedded", accept, "msg/s", higher_is_better=True,
