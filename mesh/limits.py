@@ -119,6 +119,10 @@ when digests (every 5 s) differ."""
 
 CONTROL_MAX_CONCURRENT_RPCS = 256
 """RPCs the control server runs at once (RESOURCE_EXHAUSTED from gRPC); meshctl uses one at a time."""
+UNARY_AT_ONCE = 64
+"""Unary Sends one `Client` has in flight at once (its fallback when the SendStream breaks or is not
+offered; further sends wait at the client): well under CONTROL_MAX_CONCURRENT_RPCS, since a burst of
+thousands asked at once was cut off by the node (CANCELLED) instead of queued."""
 SEND_STREAM_AHEAD = 16
 """SendBatches of one SendStream being queued at once (read ahead of the answers); a client waits beyond."""
 SEND_BATCH_BYTES = 768 * 1024

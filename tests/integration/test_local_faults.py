@@ -728,3 +728,37 @@ def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: 
         assert [by_id[i] for i in ids] == [f"m {i:04d}" for i in range(n)]  # each answer is its own line's
     finally:
         m.cleanup()
+
+
+@pytest.mark.parametrize("n", [1000, 5000])
+async def test_many_concurrent_sends_over_a_stream_that_breaks_are_each_answered_once(
+    tmp_path: Path, n: int
+) -> None:
+    """`n` concurrent `Client.send`s: the node queues the first SendBatch, then the stream breaks before its
+    answer, so every send pending on it (the rest of the burst) is asked again, unary, with its key. Each
+    send gets its one id (no NodeUnavailable: the node's control server takes CONTROL_MAX_CONCURRENT_RPCS
+    calls at once, and a burst beyond it must wait its turn at the client, not be refused or cut off),
+    and each is queued once."""
+    import asyncio
+
+    from mesh.client import Client
+    from mesh.paths import find_node
+
+    m = Mesh(home=tmp_path / "home")
+    try:
+        (port,) = free_ports(1)
+        m.up("b", "--no-mdns", "--port", str(port))
+        m.extra_env["MESH_TEST_LOSE_REPLY"] = "SendStream:1"
+        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        async with Client(find_node(m.home, m.name, "a")) as api:
+            got = await asyncio.gather(
+                *(api.send("b", f"m {i:05d}", "body") for i in range(n)), return_exceptions=True
+            )
+        failed = [g for g in got if isinstance(g, BaseException)]
+        assert not failed, f"{len(failed)} of {n} sends failed, e.g. {failed[0]!r}"
+        ids = [g.id for g in got if not isinstance(g, BaseException)]
+        assert len(set(ids)) == n  # one id each
+        queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
+        assert sorted(str(e["id"]) for e in queued) == sorted(ids)  # each queued once, nothing else
+    finally:
+        m.cleanup()
