@@ -22,11 +22,10 @@ from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._runtime.hello import Handshake, Refusal
 from mesh._runtime.lifecycle import Lifecycle
 from mesh._runtime.links import LinkTable
-from mesh._runtime.local_links import run_link
 from mesh._runtime.members import MemberHub, is_gone
 from mesh._services.context import Spawn
-from mesh._transport import guard, local
-from mesh._transport.peer import CHANNEL_OPTIONS, EOF, Link
+from mesh._transport import local
+from mesh._transport.peer import CHANNEL_OPTIONS, EOF, Link, frames
 from mesh.clock import Clock
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, MeshError, NameTaken, NodeUnavailable, ProtocolError
@@ -310,7 +309,10 @@ class Dialer:
                 side.close()
 
     async def _run_local(self, link: Link, reader: asyncio.StreamReader, side: local.StreamSide) -> None:
-        violation = await run_link(link, reader, side, self.links, self.clock)
+        try:
+            violation = await self.links.carry(link, frames(lambda: local.read_frame(reader)))
+        finally:
+            side.close()
         if violation is not None:
             log.warning("closing the link to %s: bad frame: %s", link.peer.name, violation)
 
@@ -393,30 +395,14 @@ class Dialer:
             )
 
     async def _run_outbound(self, link: Link, call: Any, channel: grpc.aio.Channel) -> None:
-        writer = asyncio.ensure_future(link.run_writer())
-        budget = guard.FrameBudget(self.clock.now())
         try:
-            while True:
-                f = await call.read()
-                if f is EOF:
-                    break
-                try:
-                    budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
-                    self.links.on_frame(link, f)
-                except MeshError as e:
-                    # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.
-                    log.warning("closing the link to %s: bad frame: %s", link.peer.name, e)
-                    break
-        except grpc.aio.AioRpcError as e:
-            log.debug("%r ended: %s", link, why(e))
+            violation = await self.links.carry(link, frames(call.read))
         finally:
-            link.close()
-            with contextlib.suppress(BaseException):
-                async with asyncio.timeout(1.0):
-                    await writer
             call.cancel()
             await channel.close(None)
-            self.links.link_down(link)
+        if violation is not None:
+            # One line, then the link goes (a redial follows): a repeating peer cannot flood the log.
+            log.warning("closing the link to %s: bad frame: %s", link.peer.name, violation)
 
 
 def why(e: BaseException) -> str:

@@ -8,25 +8,29 @@
                       watch requests, verdicts, service messages (claims, mail, board: decoded by the
                       codec, routed by type), leave
     link_down(link) ──▶ membership unlinked; services' on_link_down; a redial if the peer may still be alive
+    carry(link, frames) ── FrameBudget ──▶ on_frame, with the link's writer, until either side ends it
+                      ──▶ link_down (every transport's read loop: gRPC dialed and accepted, local links)
 
-A frame that breaks the protocol raises (ProtocolError, LimitExceeded): the caller ends the link.
+A frame that breaks the protocol raises (ProtocolError, LimitExceeded): carry ends the link and returns it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from mesh import limits, taps
 from mesh._proto import mesh_pb2 as pb
 from mesh._runtime.lifecycle import Lifecycle
 from mesh._runtime.members import WATCH_ON, MemberHub, is_gone
 from mesh._services.context import PeerService
-from mesh._transport import codec
+from mesh._transport import codec, guard
 from mesh._transport.peer import Link, frame
 from mesh.core import validate
-from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
+from mesh.core.errors import InvalidInput, LimitExceeded, MeshError, ProtocolError
 from mesh.core.membership import Liveness, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.status import StatusRecord
 from mesh.core.watch import RELAY_FANOUT
@@ -172,6 +176,37 @@ class LinkTable:
         if link.superseded or is_gone(self.hub.core.members.get(pid), link.peer.incarnation):
             return
         self.on_lost(link.peer)
+
+    async def carry(self, link: Link, frames: AsyncIterator[pb.PeerFrame]) -> MeshError | None:
+        """Run a registered link: its writer, and each of `frames` (the transport's reads) charged to the
+        link's FrameBudget and applied, until the frames end (the peer ended the stream, or it broke), our
+        side ends it (`link.close()`: the writer flushed and finished), or a frame breaks the protocol (that
+        error is returned). Then the writer gets 1 s to flush, and the link is down. Closing the transport
+        itself is the caller's, after."""
+        writer = asyncio.ensure_future(link.run_writer())
+        reader = asyncio.ensure_future(self._read(link, frames))
+        try:
+            # Not only the frames: an accepted gRPC stream ends when its handler returns, so once our writer
+            # is done (closed, or its transport broke) nothing else would stop the read.
+            await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            return reader.result() if reader.done() else None
+        finally:
+            link.close()
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                async with asyncio.timeout(1.0):
+                    await writer
+            self.link_down(link)
+
+    async def _read(self, link: Link, frames: AsyncIterator[pb.PeerFrame]) -> MeshError | None:
+        budget = guard.FrameBudget(self.now())
+        try:
+            async for f in frames:
+                budget.charge(f.ByteSize(), self.now(), max(1, len(f.batch)))
+                self.on_frame(link, f)
+        except MeshError as e:
+            return e
+        return None
 
     # ------------------------------------------------------------------ frames
 

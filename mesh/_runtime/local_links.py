@@ -1,7 +1,7 @@
 """Local links: peer links between nodes of one host and uid on a unix stream (mesh._transport.local).
 
     listener (abstract name of our advertised loopback address) ── SO_PEERCRED: our uid? ── Hello (CA digest
-    too) ── our Hello or a Reject ──▶ LinkTable.register ──▶ run_link (the same frames as a gRPC link)
+    too) ── our Hello or a Reject ──▶ LinkTable.register ──▶ LinkTable.carry (the same frames as a gRPC link)
     Dialer.dial(loopback address) ── connect the name: nothing there → gRPC as before; else the mirror image
 
 Everything after the handshake (tie-break, frames, batches, budget, link_down and redial) is the gRPC link's:
@@ -22,41 +22,12 @@ from mesh._runtime.hello import Handshake, Refusal
 from mesh._runtime.lifecycle import Lifecycle
 from mesh._runtime.links import LinkTable
 from mesh._transport import guard, local
-from mesh._transport.peer import Link, frame
+from mesh._transport.peer import Link, frame, frames
 from mesh.clock import Clock
-from mesh.core.errors import LimitExceeded, MeshError, ProtocolError
+from mesh.core.errors import LimitExceeded, ProtocolError
 from mesh.core.ratelimit import LogLimiter
 
 log = logging.getLogger("mesh")
-
-
-async def run_link(
-    link: Link, reader: asyncio.StreamReader, side: local.StreamSide, links: LinkTable, clock: Clock
-) -> MeshError | None:
-    """Carry a registered local link until either side ends it; the peer's protocol violation, if that ended
-    it. The writer flushes what is queued (a Leave) and half-closes before the socket closes."""
-    writer = asyncio.ensure_future(link.run_writer())
-    budget = guard.FrameBudget(clock.now())
-    violation: MeshError | None = None
-    try:
-        while True:
-            f = await local.read_frame(reader)
-            if f is None:
-                break
-            budget.charge(f.ByteSize(), clock.now(), max(1, len(f.batch)))
-            links.on_frame(link, f)
-    except MeshError as e:
-        violation = e
-    except OSError as e:
-        log.debug("%r ended: %s", link, e)
-    finally:
-        link.close()
-        with contextlib.suppress(BaseException):
-            async with asyncio.timeout(1.0):
-                await writer
-        side.close()
-        links.link_down(link)
-    return violation
 
 
 class LocalListener:
@@ -157,7 +128,8 @@ class LocalListener:
                         batches=first.hello.frame_batches, local=True)  # fmt: skip
             if not self.links.register(link, status):
                 return
-            violation = await run_link(link, reader, side, self.links, self.clock)
+            # The writer flushes what is queued (a Leave) and half-closes; the socket closes after (_on_conn).
+            violation = await self.links.carry(link, frames(lambda: local.read_frame(reader)))
             if violation is not None:
                 self._refusal(key, "closed the local link from %s: %s", link.peer.name, violation)
         finally:

@@ -8,7 +8,6 @@ table until the peer ends the stream or breaks the protocol (the link ends with 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +22,9 @@ from mesh._runtime.links import LinkTable
 from mesh._transport import guard
 from mesh._transport import peer as _peer
 from mesh._transport.errors import abort
-from mesh._transport.peer import EOF, SERVER_OPTIONS, frame
+from mesh._transport.peer import EOF, SERVER_OPTIONS, frame, frames
 from mesh.clock import Clock
-from mesh.core.errors import ConfigError, LimitExceeded, MeshError, ProtocolError
+from mesh.core.errors import ConfigError, LimitExceeded, ProtocolError
 from mesh.core.ratelimit import LogLimiter
 
 if TYPE_CHECKING:
@@ -135,38 +134,7 @@ class PeerServicer(pbg.PeerServicer):
                           batches=first.hello.frame_batches)  # fmt: skip
         if not self.links.register(link, status):
             return
-        reader = asyncio.ensure_future(self._read_loop(link, context))
-        writer = asyncio.ensure_future(link.run_writer())
-        violation: MeshError | None = None
-        try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done() and not reader.cancelled():
-                violation = reader.result()
-        finally:
-            link.close()
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                async with asyncio.timeout(1.0):
-                    await writer
-            self.links.link_down(link)
+        violation = await self.links.carry(link, frames(context.read))
         if violation is not None:
             self._refusal(key, "closed the link from %s: %s", link.peer.name, violation)
             await abort(context, violation)
-
-    async def _read_loop(self, link: _peer.Link, context: Ctx) -> MeshError | None:
-        """Feed frames to the link table until the peer ends; the first violation ends the link (returned)."""
-        budget = guard.FrameBudget(self.clock.now())
-        while True:
-            try:
-                f = await context.read()
-            except grpc.aio.AioRpcError:
-                return None
-            if f is EOF:
-                return None
-            if isinstance(f, guard.Undecodable):
-                return ProtocolError(f"undecodable frame: {f.reason}")
-            try:
-                budget.charge(f.ByteSize(), self.clock.now(), max(1, len(f.batch)))
-                self.links.on_frame(link, f)
-            except MeshError as e:
-                return e

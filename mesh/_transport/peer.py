@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from mesh import limits
 from mesh._proto import mesh_pb2 as pb
+from mesh._transport.guard import Undecodable
+from mesh.core.errors import ProtocolError
 from mesh.core.membership import PeerInfo
 
 log = logging.getLogger("mesh.peer")
@@ -154,6 +156,23 @@ class Link:
         if len(frames) == 1:
             return first, 1, closing
         return pb.PeerFrame(batch=frames), len(frames), closing
+
+
+async def frames(read: Callable[[], Awaitable[Any]]) -> AsyncIterator[pb.PeerFrame]:
+    """The frames a link's `read` returns (a gRPC stream's, either side; a local link's `read_frame`) until
+    the stream ends: at its end (EOF, None) or when the transport breaks (logged at debug: the peer went
+    away); ProtocolError for a frame that could not be decoded (what `LinkTable.carry` reads)."""
+    while True:
+        try:
+            f = await read()
+        except (grpc.aio.AioRpcError, OSError) as e:
+            log.debug("a link's stream ended: %s", e)
+            return
+        if f is EOF or f is None:
+            return
+        if isinstance(f, Undecodable):
+            raise ProtocolError(f"undecodable frame: {f.reason}")
+        yield f
 
 
 def frame(**fields: Any) -> pb.PeerFrame:
