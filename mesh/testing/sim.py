@@ -258,6 +258,10 @@ class _Ev:
     data: tuple[object, ...] = field(compare=False)
 
 
+Script = list[tuple[float, str, tuple[object, ...]]]
+"""A scenario's events: (time, what, its arguments), as ``Simulation(script=...)`` takes them."""
+
+
 class Simulation:
     """A seeded run of claims cores (with their homes and disks) on one simulated network."""
 
@@ -269,7 +273,7 @@ class Simulation:
         lease: LeaseConfig | None = None,
         beyond_rho: bool = False,
         check_tokens: bool = True,
-        script: list[tuple[float, str, tuple[object, ...]]] | None = None,
+        script: Script | None = None,
     ) -> None:
         """``script``: run these events (time, kind, data) instead of the random workload and nemesis."""
         self.seed = seed
@@ -1151,6 +1155,24 @@ class Simulation:
         return self.stats
 
 
+def _quiet(nodes: int, duration: float) -> SimParams:
+    """A scenario's run: no faults, crashes, partitions, reconfigurations or retries but its script's."""
+    return SimParams(
+        nodes=nodes, stewards=3, resources=1, duration=duration, drop=0.0, dup=0.0, long_delay=0.0,
+        crash_rate=0.0, pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0,
+        persistence=0.0, reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
+    )  # fmt: skip
+
+
+def _raise_rounds(node: str, times: int) -> Script:
+    """`node` claims and releases r0 `times` (from t = 1.0, every 0.1 s): every steward's numbers for r0
+    go up."""
+    script: Script = []
+    for i in range(times):
+        script += [(1.0 + 0.1 * i, "claim", (node, "r0")), (1.09 + 0.1 * i, "release", (node, "r0"))]
+    return script
+
+
 def stale_owner_open(mutants: Mutants) -> Simulation:
     """PaxosLease Revisited's StaleOwnerOpen counterexample, replayed through the simulator and its checker.
 
@@ -1162,14 +1184,8 @@ def stale_owner_open(mutants: Mutants) -> Simulation:
     promises (``no_ballot_floor``, PaxosLease's diskless acceptor): with the durable floor the restarted
     stewards refuse q's low ballot, q learns the floor, and the stale Proposes are outnumbered.
     """
-    quiet = SimParams(
-        nodes=5, stewards=3, resources=1, duration=10.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
-        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
-        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
-    )  # fmt: skip
-    script: list[tuple[float, str, tuple[object, ...]]] = []
-    for i in range(4):  # p raises the rounds (once every node has learned the config)
-        script += [(1.0 + 0.1 * i, "claim", ("n3/0", "r0")), (1.09 + 0.1 * i, "release", ("n3/0", "r0"))]
+    quiet = _quiet(nodes=5, duration=10.0)
+    script = _raise_rounds("n3/0", 4)  # p raises the rounds (once every node has learned the config)
     script += [
         (2.0, "stall", ("n3/0",)),
         (2.01, "claim", ("n3/0", "r0")),
@@ -1193,14 +1209,8 @@ def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True
     n0 and n1 until the change). The hand-off must keep an exclusion nobody owns (``CONTESTED``): with
     ``handoff_highest_owner`` it keeps F's, which F's own Release clears, and F is granted r0 under H.
     """
-    quiet = SimParams(
-        nodes=6, stewards=3, resources=1, duration=8.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
-        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
-        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
-    )  # fmt: skip
-    script: list[tuple[float, str, tuple[object, ...]]] = []
-    for i in range(3):  # F raises the numbers of r0 at every steward
-        script += [(1.0 + 0.1 * i, "claim", ("n4/0", "r0")), (1.09 + 0.1 * i, "release", ("n4/0", "r0"))]
+    quiet = _quiet(nodes=6, duration=8.0)
+    script = _raise_rounds("n4/0", 3)  # F raises the numbers of r0 at every steward
     script += [
         (1.4, "cut", (3, 2, 10.0)),
         (1.45, "claim", ("n3/0", "r0")),  # H: refused in one round, granted in two by n0 and n1
@@ -1224,13 +1234,9 @@ def late_quorum(mutants: Mutants, seed: int = 0) -> Simulation:
     its deadline (D_P = 2 s from the Propose): the real rule gives up (correction 5); cut off from the
     stewards, H cannot renew. n4 claims r0 just after the acceptors' leases ran out. With
     ``deadline_at_quorum`` H counts its lease from the late quorum and still believes it: two holders."""
-    quiet = SimParams(
-        nodes=5, stewards=3, resources=1, duration=7.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
-        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
-        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
-    )  # fmt: skip
+    quiet = _quiet(nodes=5, duration=7.0)
     lc = LeaseConfig.fast()
-    script: list[tuple[float, str, tuple[object, ...]]] = [
+    script: Script = [
         (1.0, "claim", ("n3/0", "r0", 60.0)),
         (1.0001, "pause", ("n3/0", 2.5)),
         *[(3.4, "cut", (3, s, 60.0, True)) for s in range(3)],  # H's own messages never reach a steward
@@ -1245,12 +1251,8 @@ def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:
     n4 first and tell it; its window passes; then it is n2's turn, told with ``Free``: n2 is granted r0
     about ``HEAD_WINDOW`` after the release (``grant_log``). With ``fifo_head_window_forever`` it never is.
     ``kill=False``: n4 lives and is granted r0 first (FIFO), at once."""
-    quiet = SimParams(
-        nodes=5, stewards=3, resources=1, duration=6.0, drop=0.0, dup=0.0, long_delay=0.0, crash_rate=0.0,
-        pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0, double_reconfig=0.0, persistence=0.0,
-        reclaim=0.0, homes=1, evict_after=60.0, mass_crash=0.0,
-    )  # fmt: skip
-    script: list[tuple[float, str, tuple[object, ...]]] = [
+    quiet = _quiet(nodes=5, duration=6.0)
+    script: Script = [
         (1.0, "claim", ("n3/0", "r0")),
         (1.2, "claim", ("n4/0", "r0")),
         (1.3, "claim", ("n2/0", "r0")),

@@ -556,6 +556,14 @@ async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_o
         m.cleanup()
 
 
+def _losing_sender(m: Mesh, lose: str) -> None:
+    """b, then a linked to it whose node loses the answers `lose` says (MESH_TEST_LOSE_REPLY)."""
+    (port,) = free_ports(1)
+    m.up("b", "--no-mdns", "--port", str(port))
+    m.extra_env["MESH_TEST_LOSE_REPLY"] = lose
+    m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+
+
 @pytest.mark.parametrize("lose", ["SendStream:1", "SendStream:1,Send:1"])
 def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path, lose: str) -> None:
     """The node queues the message, then the stream breaks before the answer ("Stream removed"): meshctl
@@ -563,10 +571,7 @@ def test_a_send_whose_answer_is_lost_is_retried_and_stored_once(tmp_path: Path, 
     and gets the same id; nothing is queued twice, nothing arrives twice."""
     m = Mesh(home=tmp_path / "home")
     try:
-        (port,) = free_ports(1)
-        m.up("b", "--no-mdns", "--port", str(port))
-        m.extra_env["MESH_TEST_LOSE_REPLY"] = lose
-        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        _losing_sender(m, lose)
         r = m.ctl("send", "b", "lost answer", "body", "--json", node="a")
         sent = json.loads(r.stdout)
         assert [e["id"] for e in _queued(m, "a")] == [sent["id"]]
@@ -704,10 +709,7 @@ def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: 
     line gets one truthful answer (its id), nothing is queued twice and nothing arrives twice."""
     m = Mesh(home=tmp_path / "home")
     try:
-        (port,) = free_ports(1)
-        m.up("b", "--no-mdns", "--port", str(port))
-        m.extra_env["MESH_TEST_LOSE_REPLY"] = "SendStream:1"
-        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        _losing_sender(m, "SendStream:1")
         n = 2500  # three batches of SEND_MAX: the first's answer is lost, the others go with the stream
         text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
         r = m.ctl("send", "-", "--json", node="a", input=text)
@@ -736,9 +738,8 @@ async def test_many_concurrent_sends_over_a_stream_that_breaks_are_each_answered
 ) -> None:
     """`n` concurrent `Client.send`s: the node queues the first SendBatch, then the stream breaks before its
     answer, so every send pending on it (the rest of the burst) is asked again, unary, with its key. Each
-    send gets its one id (no NodeUnavailable: the node's control server takes CONTROL_MAX_CONCURRENT_RPCS
-    calls at once, and a burst beyond it must wait its turn at the client, not be refused or cut off),
-    and each is queued once."""
+    send gets its one id (no NodeUnavailable: unary Sends beyond limits.UNARY_AT_ONCE wait their turn at
+    the client; all at once, hundreds of 5,000 came back CANCELLED), and each is queued once."""
     import asyncio
 
     from mesh.client import Client
@@ -746,10 +747,7 @@ async def test_many_concurrent_sends_over_a_stream_that_breaks_are_each_answered
 
     m = Mesh(home=tmp_path / "home")
     try:
-        (port,) = free_ports(1)
-        m.up("b", "--no-mdns", "--port", str(port))
-        m.extra_env["MESH_TEST_LOSE_REPLY"] = "SendStream:1"
-        m.up("a", "--no-mdns", "--peer", f"127.0.0.1:{port}")
+        _losing_sender(m, "SendStream:1")
         async with Client(find_node(m.home, m.name, "a")) as api:
             got = await asyncio.gather(
                 *(api.send("b", f"m {i:05d}", "body") for i in range(n)), return_exceptions=True
