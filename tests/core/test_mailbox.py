@@ -43,6 +43,7 @@ from mesh.core.mailbox import (
     check_receipt_ack,
     outgoing,
 )
+from mesh.core.mailbox.text import body_bytes, check_subject, check_text
 from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.testing.mailbox import MemoryMailbox
 
@@ -150,6 +151,55 @@ def test_check_batch_refuses_broken_frames(mutate: Any, match: str) -> None:
     good = batch([1, 2])
     with pytest.raises(ProtocolError, match=match):
         check_batch(mutate(good), peer_node="nodeA", self_node="nodeB")
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"from_name": "bad name"}, "invalid sender name"),
+        ({"to_name": "bad name"}, "invalid recipient name"),
+        ({"subject": "two\nlines"}, "control characters"),
+        ({"subject": " "}, "subject is empty"),
+        ({"subject": "s" * (SUBJECT_MAX + 1)}, "the limit is"),
+        ({"subject": "\ud800"}, "not valid UTF-8"),
+        ({"body": "nul\x00"}, "NUL"),
+        ({"body": "\udfff"}, "not valid UTF-8"),
+        ({"in_reply_to": "no spaces"}, "reply-to id"),
+        ({"id": "x y"}, "invalid message id"),
+        ({"sent_at": "now"}, "sent_at"),
+    ],
+)
+def test_check_batch_checks_every_message_not_only_the_first(bad: dict[str, Any], match: str) -> None:
+    # a batch's names are checked once per distinct name: a bad one after good ones is still refused
+    stream = "00000000000000aa"
+    msgs = (env(stream, 1), env(stream, 2), env(stream, 3, **({"id": f"{stream}-3"} | bad)))
+    with pytest.raises(ProtocolError, match=match):
+        check_batch(MailBatch("nodeA", "nodeB", stream, 1, msgs), peer_node="nodeA", self_node="nodeB")
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [("hi", "hello"), ("é", "ü" * 10), ("s" * SUBJECT_MAX, "x" * (BODY_MAX - SUBJECT_MAX)),
+     ("s" * SUBJECT_MAX, "x" * BODY_MAX), ("a\u2028b", ""), ("tab\there", "b"), ("ok", "x" * (BODY_MAX + 1)),
+     ("", "b"), ("\x7f", "b"), (None, "b"), ("ok", None), ("ok", "\ud800"), ("ok", "a\x00b")],
+)  # fmt: skip
+def test_check_text_is_check_subject_and_body_bytes(subject: Any, body: Any) -> None:
+    # the one-pass path answers exactly what the two separate checks answer (size or error)
+    def separate() -> int:
+        check_subject(subject)
+        return body_bytes(body) + len(subject.encode())
+
+    want: Any
+    try:
+        want = separate()
+    except (InvalidInput, LimitExceeded) as e:
+        want = (type(e), str(e))
+    got: Any
+    try:
+        got = check_text(subject, body)
+    except (InvalidInput, LimitExceeded) as e:
+        got = (type(e), str(e))
+    assert got == want
 
 
 def test_check_batch_refuses_oversized_fields_and_frames() -> None:
