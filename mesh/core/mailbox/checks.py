@@ -6,9 +6,9 @@ raises InvalidInput or LimitExceeded.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
+from hashlib import sha256 as _sha256
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
@@ -73,11 +73,21 @@ def send_digest(out: Outgoing) -> str:
 
     A broadcast's recipients are whoever is known at the time, so a retry may see one more or fewer: they
     are not part of it.
+
+    Stored with the key (for KEY_KEEP), so its bytes never change: sha256 of
+    `json.dumps([names, subject, body, in_reply_to, broadcast])`, its first 32 hex digits. Written out here
+    in one f-string rather than through `json_list` (it runs for every keyed send: every client send).
     """
-    to = ["*"] if out.broadcast else sorted(r.name for r in out.recipients)
-    return hashlib.sha256(json_list([to, out.subject, out.body, out.in_reply_to, out.broadcast])).hexdigest()[
-        :32
-    ]
+    rs = out.recipients
+    if out.broadcast:
+        to = '["*"]'
+    elif len(rs) == 1:
+        to = f"[{_esc(rs[0].name)}]"
+    else:
+        to = json_strings(sorted(r.name for r in rs))
+    flag = "true" if out.broadcast else "false"
+    text = f"[{to}, {_esc(out.subject)}, {_esc(out.body)}, {_esc(out.in_reply_to)}, {flag}]"
+    return _sha256(text.encode()).hexdigest()[:32]
 
 
 _esc = json.encoder.encode_basestring_ascii  # json.dumps's own string escaper (the C one when built)
