@@ -80,6 +80,14 @@ class _Waiting:
 _UNANSWERED: tuple[str, None] = ("", None)  # a marker (compared by identity)
 
 
+def _only(answers: list[_Queued | BaseException]) -> _Queued:
+    """A lone send's answer, or its error raised."""
+    (got,) = answers
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
 class MailService:
     """A node's mailbox: durable outbox and inbox, delivery over the links, followers of new mail."""
 
@@ -299,14 +307,14 @@ class MailService:
     ) -> tuple[str, list[str]]:
         """Queue a direct message durably; returns (id, [recipient name])."""
         out = self._direct(to, subject, body, reply_to, key)
-        return _answer(out, await self._queued(out))
+        return _answer(out, _only(await self._enqueue((out,))))
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a message to every member known now (offline ones too); returns (id, names)."""
         out = self._everyone(subject, body, reply_to, key)
-        return _answer(out, await self._queued(out))
+        return _answer(out, _only(await self._enqueue((out,))))
 
     async def send_many(self, items: Sequence[mb.SendItem]) -> list[tuple[str, list[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
@@ -366,13 +374,6 @@ class MailService:
         return mb.outgoing(
             rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
-
-    async def _queued(self, out: mb.Outgoing) -> _Queued:
-        """Queue one send in this turn's group commit: its answer, or its error raised."""
-        (got,) = await self._enqueue([out])
-        if isinstance(got, BaseException):
-            raise got
-        return got
 
     def _enqueue(self, outs: Sequence[mb.Outgoing]) -> asyncio.Future[list[_Queued | BaseException]]:
         """Add sends to this turn's group commit: a future of their answers (or errors), in order, resolved

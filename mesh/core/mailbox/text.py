@@ -67,11 +67,12 @@ def check_text(subject: str, body: str) -> int:
     return body_bytes(body) + len(subject.encode())
 
 
-def check_outgoing(subject: str, body: str, reply_to: str | None, key: str | None) -> None:
+def check_outgoing(subject: str, body: str, reply_to: str | None, key: str | None) -> int:
     """What a client checks before it sends (`Client`, `WireClient`): the text's limits, the reply-to id and
-    the idempotency key, as the node will check them."""
-    check_text(subject, body)
+    the idempotency key, as the node will check them. Returns the text's size in UTF-8 bytes."""
+    size = check_text(subject, body)
     if reply_to:
         validate.ident(reply_to, "reply-to id")
     if key:
         validate.ident(key, "send key")
+    return size
