@@ -584,15 +584,15 @@ class Client:
         batch = pb.SendBatch()
         add = batch.items.add
         size = 0
+        names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
         for i, it in enumerate(items):
             try:
-                if it.to is not None:
-                    validate.name(it.to, "recipient")
-                check_outgoing(it.subject, it.body, it.reply_to, it.key)
+                if it.to is not None and it.to not in names:
+                    names.add(validate.name(it.to, "recipient"))
+                text = check_outgoing(it.subject, it.body, it.reply_to, it.key) + REQUEST_OVERHEAD
             except MeshError as e:  # this item's answer; the others go
                 answers[i] = e
                 continue
-            text = len(it.subject.encode()) + len(it.body.encode()) + REQUEST_OVERHEAD
             if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
                 chunks.append((idx, batch))
                 idx, batch, size = [], pb.SendBatch(), 0

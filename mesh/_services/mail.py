@@ -46,7 +46,46 @@ def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str
     # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed then);
     # the store says so in the same transaction, so a fresh send costs no second look-up.
     mid, first_names = queued
-    return mid, [r.name for r in out.recipients] if first_names is None else first_names
+    if first_names is not None:
+        return mid, first_names
+    rs = out.recipients
+    return mid, [rs[0].name] if len(rs) == 1 else [r.name for r in rs]
+
+
+_Queued = tuple[str, list[str] | None]
+
+
+class _Waiting:
+    """The sends of one caller (a lone send, or all of a send_many's) waiting for the group commit: one
+    future for them all, resolved when the last is answered (a future per send, gathered, was a fifth of the
+    cost of queueing one from a batch)."""
+
+    __slots__ = ("answers", "fut", "left")
+
+    def __init__(self, n: int, fut: asyncio.Future[list[_Queued | BaseException]]) -> None:
+        self.answers: list[_Queued | BaseException] = [_UNANSWERED] * n
+        self.left = n
+        self.fut = fut
+
+    def answer(self, i: int, got: _Queued | BaseException) -> None:
+        """Item `i`'s answer (its first one counts); the future resolves with the last."""
+        if self.answers[i] is not _UNANSWERED:
+            return
+        self.answers[i] = got
+        self.left -= 1
+        if not self.left and not self.fut.done():  # done: the caller was cancelled
+            self.fut.set_result(self.answers)
+
+
+_UNANSWERED: tuple[str, None] = ("", None)  # a marker (compared by identity)
+
+
+def _only(answers: list[_Queued | BaseException]) -> _Queued:
+    """A lone send's answer, or its error raised."""
+    (got,) = answers
+    if isinstance(got, BaseException):
+        raise got
+    return got
 
 
 class MailService:
@@ -64,7 +103,7 @@ class MailService:
         )
         self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
-        self._batch: list[tuple[mb.Outgoing, asyncio.Future[tuple[str, list[str] | None]]]] = []
+        self._batch: list[tuple[mb.Outgoing, _Waiting, int]] = []  # (send, its caller, its index there)
         self._flush_scheduled = False
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
@@ -87,9 +126,8 @@ class MailService:
     def close(self) -> None:
         for q in self._followers:
             q.put_nowait(None)
-        for _, fut in self._batch:
-            if not fut.done():
-                fut.set_exception(InvalidInput("the node stopped before the message was queued"))
+        for _, waiting, i in self._batch:
+            waiting.answer(i, InvalidInput("the node stopped before the message was queued"))
         self._batch.clear()
         self.store.close()
 
@@ -269,29 +307,45 @@ class MailService:
     ) -> tuple[str, list[str]]:
         """Queue a direct message durably; returns (id, [recipient name])."""
         out = self._direct(to, subject, body, reply_to, key)
-        return _answer(out, await self._enqueue(out))
+        return _answer(out, _only(await self._enqueue((out,))))
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a message to every member known now (offline ones too); returns (id, names)."""
         out = self._everyone(subject, body, reply_to, key)
-        return _answer(out, await self._enqueue(out))
+        return _answer(out, _only(await self._enqueue((out,))))
 
     async def send_many(self, items: Sequence[mb.SendItem]) -> list[tuple[str, list[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
-        valid one joins this turn's group commit (one future each, no task per item)."""
+        valid one joins this turn's group commit (one future for them all, no task per item)."""
         outs: list[mb.Outgoing | MeshError] = []
+        # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
+        rcpts: dict[str, mb.Recipient | MeshError] = {}
         for it in items:
             try:
                 if it.to is None:
                     outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
-                else:
-                    outs.append(self._direct(it.to, it.subject, it.body, it.reply_to, it.key))
+                    continue
+                rcpt = rcpts.get(it.to)
+                if rcpt is None:
+                    try:
+                        rcpt = rcpts[it.to] = self._recipient(it.to)
+                    except MeshError as e:
+                        rcpt = rcpts[it.to] = e
+                if isinstance(rcpt, MeshError):
+                    outs.append(rcpt)
+                    continue
+                outs.append(
+                    mb.outgoing(
+                        [rcpt], it.subject, it.body, sender_node=self.me, in_reply_to=it.reply_to or None,
+                        key=it.key,
+                    )
+                )  # fmt: skip
             except MeshError as e:
                 outs.append(e)
-        futs = [self._enqueue(o) for o in outs if not isinstance(o, MeshError)]
-        done = iter(await asyncio.gather(*futs, return_exceptions=True))  # futures, not tasks
+        valid = [o for o in outs if not isinstance(o, MeshError)]
+        done = iter(await self._enqueue(valid) if valid else ())
         answers: list[tuple[str, list[str]] | MeshError] = []
         for o in outs:
             if isinstance(o, MeshError):
@@ -306,9 +360,12 @@ class MailService:
                 answers.append(_answer(o, got))
         return answers
 
-    def _direct(self, to: str, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
+    def _recipient(self, to: str) -> mb.Recipient:
         validate.name(to, "recipient")
-        rcpt = self.resolve(to)
+        return self.resolve(to)
+
+    def _direct(self, to: str, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
+        rcpt = self._recipient(to)
         return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
 
     def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
@@ -318,49 +375,49 @@ class MailService:
             rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
 
-    def _enqueue(self, out: mb.Outgoing) -> asyncio.Future[tuple[str, list[str] | None]]:
-        # Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
-        # gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
-        # lone send at once; under load the batches grow by themselves, because what arrives while a
-        # commit (and the frames it pumps) runs piles up for the next turn. Waiting on a timer for more
-        # (the old 1 ms) cost every one-at-a-time sender a millisecond, and end to end (bench/messages.py)
-        # the larger transactions it made were no faster.
+    def _enqueue(self, outs: Sequence[mb.Outgoing]) -> asyncio.Future[list[_Queued | BaseException]]:
+        """Add sends to this turn's group commit: a future of their answers (or errors), in order, resolved
+        when the last of them is answered.
+
+        Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
+        gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
+        lone send at once; under load the batches grow by themselves, because what arrives while a
+        commit (and the frames it pumps) runs piles up for the next turn. Waiting on a timer for more
+        (the old 1 ms) cost every one-at-a-time sender a millisecond, and end to end (bench/messages.py)
+        the larger transactions it made were no faster."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[tuple[str, list[str] | None]] = loop.create_future()
-        self._batch.append((out, fut))
+        waiting = _Waiting(len(outs), loop.create_future())
+        self._batch.extend((o, waiting, i) for i, o in enumerate(outs))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return fut
+        return waiting.fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         while self._batch:
             part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
             try:
-                ids = self.store.enqueue_answers([o for o, _ in part], wall(), keep=self.windows)
+                ids = self.store.enqueue_answers([o for o, _, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
-                for _, fut in part:
-                    if not fut.done():
-                        fut.set_exception(e)
+                for _, waiting, i in part:
+                    waiting.answer(i, e)
                 continue
             except Exception as e:  # a bad message fails alone, not its neighbours
                 if len(part) == 1:
-                    if not part[0][1].done():
-                        part[0][1].set_exception(e)
+                    part[0][1].answer(part[0][2], e)
                     continue
                 self._batch = part[1:] + self._batch
                 part = part[:1]
                 try:
                     ids = self.store.enqueue_answers([part[0][0]], wall())
                 except Exception as e1:
-                    if not part[0][1].done():
-                        part[0][1].set_exception(e1)
+                    part[0][1].answer(part[0][2], e1)
                     continue
             self._stored()
             peers: set[str] = set()
-            for o, _ in part:
+            for o, _, _ in part:
                 if len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
@@ -371,9 +428,8 @@ class MailService:
                 for p in peers:
                     self._pump(p)
             finally:  # queued (committed) whatever the pump met: every sender is answered
-                for (_, fut), mid in zip(part, ids, strict=True):
-                    if not fut.done():
-                        fut.set_result(mid)
+                for (_, waiting, i), mid in zip(part, ids, strict=True):
+                    waiting.answer(i, mid)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None

@@ -247,19 +247,15 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
 
 
 def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
-    return pb.MailBatch(
-        from_node=b.from_node,
-        to_node=b.to_node,
-        stream=b.stream,
-        floor=b.floor,
-        messages=[
-            pb.MailEnvelope(
-                id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
-                sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
-            )
-            for e in b.messages
-        ],
-    )  # fmt: skip
+    m = pb.MailBatch(from_node=b.from_node, to_node=b.to_node, stream=b.stream, floor=b.floor)
+    # Each envelope built in place (`add`): one built apart is copied into the batch (1.7x the cost).
+    add = m.messages.add
+    for e in b.messages:
+        add(
+            id=e.id, seq=e.seq, from_name=e.from_name, to_name=e.to_name, subject=e.subject, body=e.body,
+            sent_at=e.sent_at, in_reply_to=e.in_reply_to, broadcast=e.broadcast,
+        )  # fmt: skip
+    return m
 
 
 def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:

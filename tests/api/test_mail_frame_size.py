@@ -41,3 +41,15 @@ def test_the_same_claims_message_sent_to_every_steward_is_encoded_once() -> None
     other = codec.frame_of((Propose("service/x", 3, 7, "n/i", "me", 4.0, 60.0),))
     assert other is not first and other == first
     assert codec.service_messages(first) == [m]
+
+
+def test_a_mail_batch_crosses_the_codec_whole() -> None:
+    # every field of every envelope, in order (the envelopes are built in place in the frame)
+    envs = tuple(
+        Envelope(
+            f"aa-{i}", i, "alice", f"bob{i}", f"s{i}", "é" * i, 1.7e9 + i, "zz-1" if i % 2 else "", i == 2
+        )
+        for i in range(1, 4)
+    )
+    batch = MailBatch("nodeA", "nodeB", "aa", 1, envs)
+    assert codec.batch_from_pb(codec.batch_to_pb(batch)) == batch

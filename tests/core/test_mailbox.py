@@ -9,6 +9,7 @@ expired arrives. `tests/core/test_mailstore.py` runs the same machine on the SQL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from typing import Any
@@ -43,6 +44,7 @@ from mesh.core.mailbox import (
     check_receipt_ack,
     outgoing,
 )
+from mesh.core.mailbox.text import body_bytes, check_subject, check_text
 from mesh.errors import InvalidInput, LimitExceeded, ProtocolError
 from mesh.testing.mailbox import MemoryMailbox
 
@@ -150,6 +152,55 @@ def test_check_batch_refuses_broken_frames(mutate: Any, match: str) -> None:
     good = batch([1, 2])
     with pytest.raises(ProtocolError, match=match):
         check_batch(mutate(good), peer_node="nodeA", self_node="nodeB")
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ({"from_name": "bad name"}, "invalid sender name"),
+        ({"to_name": "bad name"}, "invalid recipient name"),
+        ({"subject": "two\nlines"}, "control characters"),
+        ({"subject": " "}, "subject is empty"),
+        ({"subject": "s" * (SUBJECT_MAX + 1)}, "the limit is"),
+        ({"subject": "\ud800"}, "not valid UTF-8"),
+        ({"body": "nul\x00"}, "NUL"),
+        ({"body": "\udfff"}, "not valid UTF-8"),
+        ({"in_reply_to": "no spaces"}, "reply-to id"),
+        ({"id": "x y"}, "invalid message id"),
+        ({"sent_at": "now"}, "sent_at"),
+    ],
+)
+def test_check_batch_checks_every_message_not_only_the_first(bad: dict[str, Any], match: str) -> None:
+    # a batch's names are checked once per distinct name: a bad one after good ones is still refused
+    stream = "00000000000000aa"
+    msgs = (env(stream, 1), env(stream, 2), env(stream, 3, **({"id": f"{stream}-3"} | bad)))
+    with pytest.raises(ProtocolError, match=match):
+        check_batch(MailBatch("nodeA", "nodeB", stream, 1, msgs), peer_node="nodeA", self_node="nodeB")
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [("hi", "hello"), ("é", "ü" * 10), ("s" * SUBJECT_MAX, "x" * (BODY_MAX - SUBJECT_MAX)),
+     ("s" * SUBJECT_MAX, "x" * BODY_MAX), ("a\u2028b", ""), ("tab\there", "b"), ("ok", "x" * (BODY_MAX + 1)),
+     ("", "b"), ("\x7f", "b"), (None, "b"), ("ok", None), ("ok", "\ud800"), ("ok", "a\x00b")],
+)  # fmt: skip
+def test_check_text_is_check_subject_and_body_bytes(subject: Any, body: Any) -> None:
+    # the one-pass path answers exactly what the two separate checks answer (size or error)
+    def separate() -> int:
+        check_subject(subject)
+        return body_bytes(body) + len(subject.encode())
+
+    want: Any
+    try:
+        want = separate()
+    except (InvalidInput, LimitExceeded) as e:
+        want = (type(e), str(e))
+    got: Any
+    try:
+        got = check_text(subject, body)
+    except (InvalidInput, LimitExceeded) as e:
+        got = (type(e), str(e))
+    assert got == want
 
 
 def test_check_batch_refuses_oversized_fields_and_frames() -> None:
@@ -671,6 +722,25 @@ def test_the_fast_json_encoding_is_json_dumps_byte_for_byte(
     assert mb.json_list(parts) == json.dumps(parts).encode()
     assert mb.json_strings(names) == json.dumps(names)
     assert json.loads(mb.json_strings(names)) == names
+
+
+@given(
+    names=st.lists(st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True), min_size=1, max_size=4, unique=True),
+    subject=st.text(),
+    body=st.text(),
+    reply=st.text(max_size=20),
+    flag=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_send_digest_is_the_stored_format(
+    names: list[str], subject: str, body: str, reply: str, flag: bool
+) -> None:
+    # A digest stored with a key (kept 24 h) is compared with the retry's: its format is fixed, whichever
+    # version made it.
+    out = mb.Outgoing(tuple(Recipient(f"n{i}", n) for i, n in enumerate(names)), subject, body, reply, flag)
+    to = ["*"] if flag else sorted(names)
+    want = hashlib.sha256(json.dumps([to, subject, body, reply, flag]).encode()).hexdigest()[:32]
+    assert mb.send_digest(out) == want
 
 
 def test_every_lazy_mailbox_name_is_its_submodules_object() -> None:

@@ -22,7 +22,16 @@ from mesh.core.mailbox import InboxMessage, MailBatch, OutboxEntry
 from mesh.core.resources import PathClaim, path_claim
 from mesh.core.stats import Summary
 from mesh.core.status import StatusRecord
-from mesh.core.values import FrozenInstanceError, asdict, field, fields, is_value, replace, value
+from mesh.core.values import (
+    COMPILE_AFTER,
+    FrozenInstanceError,
+    asdict,
+    field,
+    fields,
+    is_value,
+    replace,
+    value,
+)
 from mesh.paths import RunningNode
 
 SAMPLES: list[Any] = [
@@ -80,7 +89,10 @@ def test_a_value_is_its_dataclass(obj: Any) -> None:
 
 
 def test_constructor_errors_are_type_errors() -> None:
-    with pytest.raises(TypeError, match="missing 1 required argument: 'holder'"):
+    with pytest.raises(
+        TypeError,
+        match="missing 4 required positional arguments: 'holder', 'holder_node', 'token', and 'expires_at'",
+    ):
         ClaimView("service/x")
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         Sent("m", (), colour=1)
@@ -211,3 +223,79 @@ def test_post_init_checks_every_construction() -> None:
         _Checked(n=-1)
     with pytest.raises(ValueError, match="negative"):
         replace(_Checked(1), n=-1)
+
+
+def _errors(cls: type[Any]) -> list[str]:
+    """What each bad call of `cls` (fields a, b, c=3, d=[]) raises."""
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+        ((), {}),
+        ((1,), {}),
+        ((), {"b": 2}),
+        ((1, 2, 3, [], 5), {}),
+        ((1,), {"a": 1, "b": 2}),
+        ((1, 2), {"e": 1}),
+        ((), {"c": 1, "e": 2}),
+    ]
+    said = []
+    for args, kwargs in calls:
+        with pytest.raises(TypeError) as got:
+            cls(*args, **kwargs)
+        said.append(str(got.value))
+    return said
+
+
+def test_a_class_built_often_gets_a_compiled_init_that_builds_and_refuses_the_same() -> None:
+    @value(frozen=False)
+    class Made:
+        a: int
+        b: int
+        c: int = 3
+        d: list[int] = field(default_factory=list)
+
+        def __post_init__(self) -> None:
+            self.b += 1
+
+    ref = dataclasses.dataclass(type("Made", (), {
+        "__annotations__": {"a": int, "b": int, "c": int, "d": list},
+        "c": 3,
+        "d": dataclasses.field(default_factory=list),
+        "__post_init__": Made.__post_init__,
+        "__qualname__": Made.__qualname__,
+    }))  # fmt: skip
+    builds = [
+        ((1, 2), {}),
+        ((1,), {"b": 2, "d": [9]}),
+        ((), {"a": 1, "b": 2, "c": 4, "d": []}),
+        ((1, 2, 4), {}),
+    ]
+    generic = Made.__init__
+    before = [Made(*a, **k) for a, k in builds]
+    errors_before = _errors(Made)
+    assert errors_before == _errors(ref)  # Python's own words, as the dataclass's __init__ says them
+    for _ in range(COMPILE_AFTER):
+        Made(0, 0)
+    assert Made.__init__ is not generic  # compiled
+    after = [Made(*a, **k) for a, k in builds]
+    assert after == before
+    assert [vars(x) for x in after] == [vars(ref(*a, **k)) for a, k in builds]
+    assert Made(1, 2).d is not Made(1, 2).d  # a new default each time
+    assert _errors(Made) == errors_before
+
+
+def test_compiled_init_of_a_frozen_value_and_of_odd_field_names() -> None:
+    @value
+    class Odd:
+        self: int
+        args: str = "x"
+
+    for _ in range(COMPILE_AFTER + 1):
+        Odd(1)
+    assert (
+        Odd(1) == Odd(self=1, args="x")
+        and Odd(2, "y").args == "y"
+        and Odd.__init__.__qualname__.endswith("Odd.__init__")
+    )
+    with pytest.raises(FrozenInstanceError):
+        Odd(1).self = 2  # type: ignore[misc]
+    with pytest.raises(TypeError, match=r"Odd.__init__\(\) missing 1 required positional argument: 'self'"):
+        Odd()  # type: ignore[call-arg]

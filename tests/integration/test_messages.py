@@ -276,6 +276,8 @@ def test_client_send_many_answers_each_item_in_order(mesh: Mesh) -> None:
         SendItem("nobody", "lost", "no such session"),  # the node's
         SendItem(None, "all", "to everyone", key="k-all"),
         *(SendItem("b", f"bulk {i:04d}", "x" * 200) for i in range(2100)),
+        SendItem("nobody", "lost again", "the same unknown name, looked up once per batch"),
+        SendItem("a", "self", "to its own sender"),
         SendItem(None, "all", "to everyone", key="k-all"),  # a repeat of its key, in another batch
     ]
 
@@ -287,8 +289,10 @@ def test_client_send_many_answers_each_item_in_order(mesh: Mesh) -> None:
     assert len(got) == len(items)
     assert isinstance(got[1], InvalidInput) and "subject" in str(got[1])
     assert isinstance(got[2], UnknownRecipient)
+    assert isinstance(got[-3], UnknownRecipient) and "nobody" in str(got[-3])
+    assert isinstance(got[-2], InvalidInput) and "yourself" in str(got[-2])
     assert got[-1] == got[3] and got[3].recipients == ("b",)
-    ids = [s.id for i, s in enumerate(got[:-1]) if i not in (1, 2)]
+    ids = [s.id for i, s in enumerate(got[:-3]) if i not in (1, 2)]
     assert ids == in_send_order(ids) and len(set(ids)) == len(ids)
 
     def all_in() -> list[dict[str, Any]] | None:
