@@ -73,6 +73,7 @@ SEEN_MAX = 512  # claim grants remembered as "already told" (older ones are long
 NEWS_NOTES_MAX = 10  # messages per `new` answer; the rest come next time (still in order)
 DIGEST_NOTES_MAX = 3
 DEFAULT_TTL = 3600.0
+WATCH_AFTER = 0.005  # s: a waiting request's connection is watched for a hang-up from this long on
 
 
 # ---------------------------------------------------------------------- the cursor
@@ -252,14 +253,30 @@ class HookWire:
     async def _watched(self, reader: asyncio.StreamReader, line: bytes) -> dict[str, Any] | None:
         """Answer a request that may wait (a claim with `wait`) while watching its connection: if the client
         goes away meanwhile (Ctrl-C, killed), or sends anything before the answer, the request is cancelled
-        — as gRPC cancels a call whose client is gone — and None is returned (the connection closes)."""
-        work = asyncio.ensure_future(self.handle_line(line))
-        peer_spoke = await _watch_peer(reader, work)
-        if work.cancelled():
+        — as gRPC cancels a call whose client is gone — and None is returned (the connection closes).
+
+        The request runs in this connection's own task, and the watch starts only after WATCH_AFTER: most
+        such claims are granted at once (`mesh.connect` asks every claim with a `wait`), and a task for the
+        request plus a pending read per claim was most of the wire's own cost for them. A client gone
+        within WATCH_AFTER is noticed then; its request is cancelled in this task (never twice: see below).
+        """
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        watch = _HangUp(reader, me)
+        timer = loop.call_later(WATCH_AFTER, watch.start)
+        try:
+            answer = await self.handle_line(line)
+        except asyncio.CancelledError:
+            # Ours (the client left) ends the request only; any other (the wire closing) goes on up.
+            if not watch.peer_left or me.uncancel() > 0:
+                raise
             return None
-        answer = work.result()
+        finally:
+            timer.cancel()
+            await watch.stop()
         # Answered at the same moment the peer spoke or left: the answer still stands, but is not sent.
-        return None if peer_spoke else answer
+        return None if watch.peer_left else answer
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
@@ -454,6 +471,38 @@ async def _watch_peer(reader: asyncio.StreamReader, work: asyncio.Future[Any]) -
     if not peer.cancelled():
         peer.exception()  # retrieved: a reset connection is how a client leaves
     return peer_spoke
+
+
+class _HangUp:
+    """Watches a connection whose task is busy with a request: if the client sends anything or goes away
+    (either ends the request), `peer_left` is set and the task is cancelled (once). `stop()` ends the watch:
+    its read is over on return (a StreamReader refuses a second waiter: a read left pending would break the
+    connection's next readline())."""
+
+    def __init__(self, reader: asyncio.StreamReader, task: asyncio.Task[Any]) -> None:
+        self._reader = reader
+        self._task = task
+        self._watcher: asyncio.Task[None] | None = None
+        self.peer_left = False
+
+    def start(self) -> None:
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        with contextlib.suppress(Exception):  # a reset connection is how a client leaves
+            await self._reader.read(1)
+        self.peer_left = True
+        self._task.cancel()
+
+    async def stop(self) -> None:
+        w = self._watcher
+        if w is None:
+            return
+        if not w.done():
+            w.cancel()
+            await asyncio.wait((w,))
+        if not w.cancelled():
+            w.exception()  # retrieved (there is none: a failed read counts as the client leaving)
 
 
 def _stream_request(line: bytes) -> dict[str, Any] | None:

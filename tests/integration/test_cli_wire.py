@@ -231,6 +231,60 @@ def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> N
     assert json.loads(r.stdout)["holder"] == "a"
 
 
+def test_waiting_claims_through_mesh_connect_stay_on_their_connection_and_a_hang_up_cancels_them(
+    mesh: Mesh,
+) -> None:
+    """mesh.connect's Client asks claims with a `wait` over the hook wire, where the node runs them in the
+    connection's task and watches for a hang-up only once they wait: one granted at once, and a waiter
+    granted on release, are answered on the lane's one connection, which serves the next request; a client
+    that gives up (its connection closes) cancels its claim at the node: it is not granted after."""
+    from mesh.client import Client
+    from mesh.errors import ClaimDenied
+
+    two(mesh)
+    a_node, b_node = (find_node(mesh.home, mesh.name, n) for n in ("a", "b"))
+    res = "service/waiting"
+
+    async def run() -> None:
+        a, b = Client(a_node), Client(b_node)
+        try:
+            await b.claim_once(res, 60.0, 5.0)
+            conn = b._lane._conn
+            assert conn is not None and not b._lane.broken  # it went over the wire
+            assert await b.release("service", "waiting")
+            assert (await b.claim_once(res, 60.0, 5.0)).holder == "b"
+            assert await b.release("service", "waiting")
+            # A waiter, granted when the holder releases: past the node's WATCH_AFTER, on the same connection.
+            await a.claim_once(res, 60.0, 5.0)  # b's release reaches the stewards in its own time
+            waiter = asyncio.create_task(b.claim_once(res, 60.0, 30.0))
+            await asyncio.sleep(0.2)  # nothing to await from outside: the claim is inside its wait at b
+            assert not waiter.done()
+            assert await a.release("service", "waiting")
+            got = await waiter
+            assert got.holder == "b" and b._lane._conn is conn
+            assert await b.release("service", "waiting") and b._lane._conn is conn  # it serves the next one
+            # A client that gives up: its connection closes and the node cancels the claim, so the next
+            # claimant (a, waiting behind nobody) is granted at once and b never holds it.
+            await a.claim_once(res, 60.0, 5.0)
+            waiter = asyncio.create_task(b.claim_once(res, 60.0, 60.0))
+            await asyncio.sleep(0.2)  # as above: the claim is queued at the stewards, behind a
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert await a.release("service", "waiting")
+            try:
+                again = await a.claim_once(res, 60.0, 5.0)
+            except ClaimDenied as e:  # b's claim lived on, was granted, and holds it
+                pytest.fail(f"a cancelled claim was granted: {e}")
+            assert again.holder == "a"
+            assert await b.held() == []
+        finally:
+            for c in (a, b):
+                await c.close()
+
+    asyncio.run(run())
+
+
 def test_a_client_sends_and_follows_over_the_wire_and_asks_grpc_when_the_wire_cannot(
     mesh: Mesh, tmp_path: Path
 ) -> None:
