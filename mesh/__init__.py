@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from mesh._version import __version__
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
@@ -184,6 +182,8 @@ def __getattr__(name: str) -> Any:
     mod = _WHERE.get(name)
     if mod is None:
         raise AttributeError(f"module 'mesh' has no attribute {name!r}")
+    import importlib  # here, not at the top: it loads `warnings`, and meshctl's hot verbs import `mesh`
+
     value = getattr(importlib.import_module(mod), name)
     globals()[name] = value
     return value
