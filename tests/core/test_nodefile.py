@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -35,14 +34,6 @@ def test_the_home_is_spelled_as_path_spelled_it(home: str, monkeypatch: pytest.M
     monkeypatch.setenv("MESH_HOME", home)
     assert _nodefile.default_home() == str(Path(home).expanduser())
     assert _nodefile.home_arg(home) == str(Path(home))
-
-
-@pytest.fixture
-def held() -> Iterator[list[int]]:
-    fds: list[int] = []
-    yield fds
-    for fd in fds:
-        os.close(fd)
 
 
 def node_at(sd: Path, name: str, held: list[int], mesh: str = "m", lock: bool = True) -> None:

@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from hypothesis import strategies as st
 from mesh import _nodefile, paths
 from mesh.core import validate
 from mesh.errors import InvalidInput, NodeNotFound
-
-
-@pytest.fixture
-def held() -> Iterator[list[int]]:
-    fds: list[int] = []
-    yield fds
-    for fd in fds:
-        os.close(fd)
 
 
 def fake_node(home: Path, mesh: str, dirname: str, held: list[int], name: str | None = None) -> None:
