@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
+from mesh.core.errors import MeshError
 from mesh.core.resources import PATH_TYPES
 from mesh.core.validate import split_resource
-from mesh.errors import MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:

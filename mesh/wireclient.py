@@ -23,7 +23,7 @@ import time
 from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh._transport import wirecodec
 from mesh._transport.wiresock import open_wire
-from mesh.errors import NodeUnavailable
+from mesh.core.errors import NodeUnavailable
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     from mesh.client import Client
     from mesh.clock import Clock
     from mesh.core.board import BoardView, MilestoneRow, TaskRow
+    from mesh.core.errors import MeshError
     from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
     from mesh.core.status import StatusRecord
-    from mesh.errors import MeshError
     from mesh.views import (
         ClaimView,
         LeaseEvent,

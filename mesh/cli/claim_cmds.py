@@ -7,8 +7,8 @@ import sys
 import time
 
 from mesh.cli.main import bad_value, common_parser, connect, run, run_light
+from mesh.core.errors import InvalidInput
 from mesh.core.validate import shown
-from mesh.errors import InvalidInput
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -112,9 +112,9 @@ def _hint_directories(args: argparse.Namespace) -> None:
 async def _claim(args: argparse.Namespace) -> int:
     from mesh.claimset import claim_all
     from mesh.cli.output import print_json
+    from mesh.core.errors import ClaimDenied
+    from mesh.core.times import iso
     from mesh.core.validate import MAX_TTL, check_ttl
-    from mesh.errors import ClaimDenied
-    from mesh.views import iso
 
     resources = _resources(args)
     check_ttl(args.ttl)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mesh.errors import MeshError
+from mesh.core.errors import MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, i
     if target(args).hook_socket is None:
         return run(verb())
     from mesh._transport.wirecodec import older_node
-    from mesh.errors import NodeUnavailable
+    from mesh.core.errors import NodeUnavailable
 
     _light = True
     try:
