@@ -10,14 +10,11 @@
 
 from __future__ import annotations
 
-import importlib
-
-from mesh._version import __version__
-
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
     from typing import Any
 
+    from mesh._version import __version__
     from mesh.api import MeshAPI
     from mesh.claim import Lease, PendingClaim
     from mesh.client import Client, connect
@@ -67,6 +64,7 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "__version__": "mesh._version",  # on first use too: meshctl's hot verbs import `mesh`, not its version
     "MeshAPI": "mesh.api",
     "Lease": "mesh.claim",
     "PendingClaim": "mesh.claim",
@@ -184,6 +182,8 @@ def __getattr__(name: str) -> Any:
     mod = _WHERE.get(name)
     if mod is None:
         raise AttributeError(f"module 'mesh' has no attribute {name!r}")
+    import importlib  # here, not at the top: it loads `warnings`, and meshctl's hot verbs import `mesh`
+
     value = getattr(importlib.import_module(mod), name)
     globals()[name] = value
     return value

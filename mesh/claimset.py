@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Sequence
 
+from mesh.core.errors import MeshError
 from mesh.core.resources import PATH_TYPES
 from mesh.core.validate import split_resource
-from mesh.errors import MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Protocol
 
     from mesh.views import ClaimView
@@ -47,7 +46,9 @@ async def claim_all(
             granted.append(await api.claim_once(r, ttl, max(0.0, deadline - time.monotonic())))
     except BaseException:
         for g in granted:
-            with contextlib.suppress(MeshError):
+            try:  # not contextlib.suppress: contextlib is ~1.5 ms of a `meshctl claim`
                 await api.release(*split_resource(g.resource))
+            except MeshError:
+                pass
         raise
     return granted

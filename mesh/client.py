@@ -248,7 +248,7 @@ class _WireLane:
     (an answer without a class: an older node) is not asked again.
     """
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: str | None) -> None:
         self.path = path
         self.busy = False
         self.broken = path is None

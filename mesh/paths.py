@@ -18,47 +18,43 @@ import errno
 import fcntl
 import os
 import stat
-import sys
 import time
 from pathlib import Path
 
-from mesh import _json as json  # json's own C functions: meshctl's start-up
-from mesh.core.values import value
-from mesh.errors import AmbiguousNode, NodeNotFound
+from mesh import _json as json
+from mesh._nodefile import (
+    DEFAULT_MESH,
+    RunningNode,
+    find_node,
+    is_locked,
+    running_nodes,
+)
+from mesh._nodefile import default_home as _default_home
+
+__all__ = [
+    "DEFAULT_MESH",
+    "NodeLock",
+    "RunningNode",
+    "control_socket_path",
+    "default_home",
+    "ensure_private_dir",
+    "find_node",
+    "hook_socket_path",
+    "is_locked",
+    "mesh_dir",
+    "node_dir",
+    "remove_node_file",
+    "running_nodes",
+    "short_private_dir",
+    "write_node_file",
+]
 
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep a margin
-DEFAULT_MESH = "default"
 
 
 def default_home() -> Path:
-    """Root of all local state: $MESH_HOME, else the platform's user data dir."""
-    env = os.environ.get("MESH_HOME")
-    if env:
-        return Path(env).expanduser()
-    found = _linux_data_dir()
-    if found is not None:
-        return Path(found)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir(_APP, appauthor=False))
-
-
-_APP = "session-mesh"
-
-
-def _linux_data_dir() -> str | None:
-    """platformdirs' user data dir in the plain Linux case, without importing it (~10 ms of every
-    `meshctl` run): `$XDG_DATA_HOME/session-mesh` if that is absolute, else `~/.local/share/session-mesh`
-    with an absolute $HOME. None for anything else (Android, a relative XDG_DATA_HOME or HOME, …): then
-    platformdirs decides (tests/core/test_paths_home.py holds the two equal)."""
-    if sys.platform != "linux" or hasattr(sys, "getandroidapilevel") or "ANDROID_DATA" in os.environ:
-        return None
-    xdg = os.environ.get("XDG_DATA_HOME", "")
-    if xdg:
-        return os.path.join(xdg, _APP) if os.path.isabs(xdg) else None
-    if not os.path.isabs(os.environ.get("HOME", "")):
-        return None
-    return os.path.join(os.path.expanduser("~/.local/share"), _APP)
+    """Root of all local state: $MESH_HOME, else the platform's user data dir (mesh._nodefile)."""
+    return Path(_default_home())
 
 
 def mesh_dir(home: Path, mesh: str) -> Path:
@@ -217,36 +213,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_locked(state_dir: Path) -> bool:
-    """Whether a live process holds the node's lock."""
-    path = state_dir / "node.lock"
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
-@value  # not a dataclass: meshctl's start-up (see mesh.core.values)
-class RunningNode:
-    """What node.json says about a running node."""
-
-    name: str
-    mesh: str
-    node_id: str
-    pid: int
-    socket: Path
-    address: str
-    state_dir: Path
-    hook_socket: Path | None = None  # the hook wire (older nodes have none)
-    watch_pid: int | None = None  # the session process it serves (--watch-pid): how an MCP server finds it
-
-
 def write_node_file(state_dir: Path, info: RunningNode) -> None:
     """Publish a ready node's coordinates for clients (atomic rename)."""
     data = {
@@ -273,78 +239,3 @@ def remove_node_file(state_dir: Path) -> None:
     """Withdraw the node's coordinates (on exit)."""
     with contextlib.suppress(FileNotFoundError):
         (state_dir / "node.json").unlink()
-
-
-def running_nodes(home: Path, mesh: str | None = None) -> list[RunningNode]:
-    """Nodes running under `home` (optionally one mesh): node.json present and the lock held."""
-    if mesh is not None:
-        from mesh.core.validate import name as valid_name
-
-        valid_name(mesh, "mesh name")  # it becomes part of a glob: '*' must not match every mesh
-    root = home / "meshes"
-    if not root.is_dir():
-        return []
-    pattern = f"{mesh}/nodes/*/node.json" if mesh else "*/nodes/*/node.json"
-    found = (_running(f.parent) for f in sorted(root.glob(pattern)))
-    return [n for n in found if n is not None]
-
-
-def _running(sd: Path) -> RunningNode | None:
-    """The node whose state dir is `sd`, if it runs: its node.json present and readable, its lock held."""
-    if not is_locked(sd):
-        return None
-    try:
-        d = json.loads((sd / "node.json").read_text())
-        return RunningNode(
-            name=d["name"], mesh=d["mesh"], node_id=d["node_id"], pid=int(d["pid"]),
-            socket=Path(d["socket"]), address=d["address"], state_dir=sd,
-            hook_socket=Path(d["hook_socket"]) if d.get("hook_socket") else None,
-            watch_pid=int(d["watch_pid"]) if d.get("watch_pid") else None,
-        )  # fmt: skip
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a damaged node.json: not running
-        return None
-
-
-def _plain_name(text: str) -> bool:
-    """mesh.core.validate.name's rule (1-64 of A-Z a-z 0-9 . _ -, first a letter or digit), without loading
-    the validators and their patterns: a name that passes is one directory name, never a path."""
-    return (
-        0 < len(text) <= 64
-        and text.isascii()
-        and text[0].isalnum()
-        and all(c.isalnum() or c in "._-" for c in text)
-    )
-
-
-def find_node(home: Path, mesh: str | None, name: str | None) -> RunningNode:
-    """The node a client should talk to: by name, else the only one running; ambiguity is an error."""
-    if mesh is not None and name and _plain_name(mesh) and _plain_name(name):
-        # The usual case of a hot verb ($MESH_MESH and --node / $MESH_NODE): its directory, not every
-        # node's (a node's directory is named after it). Anything else (not running, ...) is said below.
-        direct = _running(node_dir(home, mesh, name))
-        if direct is not None and direct.name == name:
-            return direct
-    from mesh.core.validate import shown
-
-    nodes = running_nodes(home, mesh)
-    where = f"mesh {mesh!r}" if mesh else "any mesh"
-    if name:
-        hits = [n for n in nodes if n.name == name]
-        if not hits:
-            raise NodeNotFound(
-                f"no node named {shown(name)} is running under {home} ({where}); start one: meshctl up"
-            )
-        if len(hits) > 1:
-            meshes = ", ".join(sorted(n.mesh for n in hits))
-            raise AmbiguousNode(f"node {shown(name)} runs in several meshes ({meshes}); pass --mesh")
-        return hits[0]
-    if not nodes:
-        raise NodeNotFound(
-            f"no node is running under {home} ({where}); start one with: meshctl up --name NAME"
-        )
-    if len(nodes) > 1:
-        choices = ", ".join(f"{n.name} (mesh {n.mesh})" for n in nodes)
-        raise AmbiguousNode(
-            f"several nodes are running: {choices}; choose one with --node NAME or $MESH_NODE"
-        )
-    return nodes[0]

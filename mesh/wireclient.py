@@ -19,26 +19,26 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 
 from mesh import _json as json  # json's own C functions: meshctl's start-up
 from mesh._transport import wirecodec
 from mesh._transport.wiresock import open_wire
-from mesh.errors import NodeUnavailable
+from mesh.core.errors import NodeUnavailable
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from types import TracebackType
     from typing import Any
 
+    from mesh._nodefile import RunningNode
     from mesh.claim import PendingClaim
     from mesh.client import Client
     from mesh.clock import Clock
     from mesh.core.board import BoardView, MilestoneRow, TaskRow
+    from mesh.core.errors import MeshError
     from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
     from mesh.core.status import StatusRecord
-    from mesh.errors import MeshError
-    from mesh.paths import RunningNode
     from mesh.views import (
         ClaimView,
         LeaseEvent,

@@ -230,9 +230,10 @@ class NodeRuntime:
         if (err := life.failed()) is not None:
             raise err
         assert self.socket_path is not None
+        hook = None if self.hook_socket_path is None else str(self.hook_socket_path)
         write_node_file(self.state_dir, RunningNode(name=cfg.name, mesh=cfg.mesh, node_id=self.node_id,
-                        pid=os.getpid(), socket=self.socket_path, address=self.address,
-                        state_dir=self.state_dir, hook_socket=self.hook_socket_path,
+                        pid=os.getpid(), socket=str(self.socket_path), address=self.address,
+                        state_dir=str(self.state_dir), hook_socket=hook,
                         watch_pid=cfg.watch_pid))  # fmt: skip
 
     def add_face(self, stop: Callable[[], Awaitable[None]]) -> None:

@@ -132,7 +132,7 @@ def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
 def decode(verb: str, data: Any) -> Any:
     """The value `verb` returns, rebuilt from what `encode` made of it (an answer that does not fit is
     NodeUnavailable, one line: a node of another version)."""
-    from mesh.views import ClaimView, MemberView, NodeInfo, Sent
+    from mesh._values import ClaimView, MemberView, NodeInfo, Sent
 
     try:
         if verb == "info":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from mesh.errors import NodeUnavailable
+from mesh.core.errors import NodeUnavailable
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the import below
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ import sys
 import time
 
 from mesh.cli.main import bad_value, common_parser, connect, run, run_following, run_light
-from mesh.errors import InvalidInput, MeshError
+from mesh.core.errors import InvalidInput, MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -273,8 +273,8 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 async def _read(args: argparse.Namespace) -> int:
     from mesh.cli.output import print_json
+    from mesh.core.errors import MessageError
     from mesh.core.validate import shown
-    from mesh.errors import MessageError
 
     async with connect(args) as api:
         found = None

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
 
-from mesh.errors import MeshError
+from mesh.core.errors import MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Callable, Coroutine, Sequence
     from typing import Any, NoReturn, TypeVar
 
-    from mesh.paths import RunningNode
+    from mesh._nodefile import RunningNode
     from mesh.wireclient import WireClient
 
     T = TypeVar("T")
@@ -49,8 +49,9 @@ def bad_value(message: str) -> argparse.ArgumentTypeError:
 
 
 def resolve_common(args: argparse.Namespace) -> None:
-    """Fill defaults from the environment: MESH_HOME, MESH_MESH, MESH_NODE."""
-    from mesh.paths import DEFAULT_MESH, default_home
+    """Fill defaults from the environment: MESH_HOME, MESH_MESH, MESH_NODE. `args.home` is a `str` (spelled
+    as `Path` would: mesh._nodefile), so that the hot verbs never load pathlib."""
+    from mesh._nodefile import DEFAULT_MESH, default_home
 
     if getattr(args, "home", None) is None:
         args.home = default_home()
@@ -65,7 +66,7 @@ def target(args: argparse.Namespace) -> RunningNode:
     """The running node a verb talks to: --node / $MESH_NODE, else the only one (in --mesh, if given)."""
     found: RunningNode | None = getattr(args, "_target", None)
     if found is None:
-        from mesh.paths import find_node
+        from mesh._nodefile import find_node
 
         found = args._target = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
     return found
@@ -94,7 +95,7 @@ def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, i
     if target(args).hook_socket is None:
         return run(verb())
     from mesh._transport.wirecodec import older_node
-    from mesh.errors import NodeUnavailable
+    from mesh.core.errors import NodeUnavailable
 
     _light = True
     try:

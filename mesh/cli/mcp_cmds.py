@@ -30,5 +30,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, serve: Any) -> int:
-    await serve(args.home, args.mesh if args.mesh_explicit else None)
+    from pathlib import Path
+
+    await serve(Path(args.home), args.mesh if args.mesh_explicit else None)
     return 0

@@ -93,7 +93,7 @@ def build_config(args: argparse.Namespace) -> Any:
     if not args.name:
         raise ConfigError("--name must not be empty")
     kw: dict[str, Any] = NodeConfig.env_options()
-    kw.update(mesh=args.mesh, home=args.home)
+    kw.update(mesh=args.mesh, home=Path(args.home))
     given = {
         "role": args.role,
         "port": args.port,
@@ -316,7 +316,7 @@ async def _down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pid_alive(pid: int, state_dir: Path) -> bool:
+def _pid_alive(pid: int, state_dir: str) -> bool:
     from mesh.paths import is_locked
 
     return is_locked(state_dir)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from pathlib import Path
+
+from mesh._nodefile import home_arg
 
 
 def _load_argparse() -> None:
@@ -114,7 +115,10 @@ def common_parser() -> argparse.ArgumentParser:
     p = _Parser(add_help=False)
     g = p.add_argument_group("common options")
     g.add_argument(
-        "--home", type=Path, default=None, help="root of local state (default: $MESH_HOME or platform dir)"
+        "--home",
+        type=home_arg,
+        default=None,
+        help="root of local state (default: $MESH_HOME or platform dir)",
     )
     g.add_argument("--mesh", default=None, help="mesh name (default: $MESH_MESH or 'default')")
     g.add_argument(

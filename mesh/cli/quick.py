@@ -12,9 +12,9 @@ parsers' actions and its answers equal to argparse's over generated command line
 
 from __future__ import annotations
 
-import importlib
-import types
-from pathlib import Path
+import sys
+
+from mesh._nodefile import home_arg
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ FLAG = None
 ONE, MANY = 1, "+"
 
 COMMON: dict[str, tuple[str, Any]] = {
-    "--home": ("home", Path),
+    "--home": ("home", home_arg),
     "--mesh": ("mesh", str),
     "--node": ("node", str),
     "--json": ("json", FLAG),
@@ -91,7 +91,8 @@ def parse(argv: list[str]) -> argparse.Namespace | None:
     verb = VERBS.get(argv[0]) if argv else None
     if verb is None:
         return None
-    module = importlib.import_module(verb.module)
+    __import__(verb.module)  # not importlib: it loads `warnings` too
+    module = sys.modules[verb.module]
     values: dict[str, Any] = {"verb": argv[0]}
     for dest, convert in verb.options.values():
         values[dest] = False if convert is FLAG else verb.defaults.get(dest)
@@ -131,7 +132,10 @@ def parse(argv: list[str]) -> argparse.Namespace | None:
     if not _place(verb.positionals, words, values):
         return None
     values["func"] = getattr(module, verb.func)
-    return types.SimpleNamespace(**values)  # type: ignore[return-value]  # what handlers read of a Namespace
+    return _Namespace(**values)  # type: ignore[no-any-return]  # what handlers read of a Namespace
+
+
+_Namespace: Any = type(sys.implementation)  # types.SimpleNamespace, without importing `types`
 
 
 def _place(positionals: tuple[tuple[str, int | str], ...], words: list[str], values: dict[str, Any]) -> bool:

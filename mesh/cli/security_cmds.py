@@ -54,7 +54,7 @@ def register(sub: Any) -> None:
 def _report(args: argparse.Namespace, ca: MeshCA, action: str, message: str) -> int:
     from mesh import security
 
-    cdir = security.credentials_dir(args.home, ca.mesh)
+    cdir = security.credentials_dir(Path(args.home), ca.mesh)
     if getattr(args, "json", False):
         print_json({"mesh": ca.mesh, "fingerprint": ca.fingerprint, "action": action, "path": str(cdir)})
     else:
@@ -66,7 +66,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     """meshctl init [--from TOKEN-or-FILE] [--rotate] [--force]."""
     from mesh import security
 
-    home: Path = args.home
+    home = Path(args.home)
     if args.source is not None:
         if args.rotate:
             raise ConfigError("--from and --rotate do not go together: rotate on one machine, then import")
@@ -111,7 +111,7 @@ def cmd_join_token(args: argparse.Namespace) -> int:
     """meshctl join-token [--out FILE]."""
     from mesh import security
 
-    token = security.join_token(args.home, args.mesh)
+    token = security.join_token(Path(args.home), args.mesh)
     if args.out is None:
         if getattr(args, "json", False):
             print_json({"mesh": args.mesh, "token": token})

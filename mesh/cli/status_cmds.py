@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mesh.cli.main import bad_value, common_parser, connect, run_light
 from mesh.core import validate
-from mesh.errors import InvalidInput
+from mesh.core.errors import InvalidInput
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from mesh.cli.main import common_parser, connect, run, run_following, run_light
 
@@ -17,6 +16,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: Any) -> None:
+    from pathlib import Path  # here: `meshctl status` runs without pathlib (mesh._nodefile)
+
     st = sub.add_parser("status", parents=[common_parser()], help="every node in the mesh, from any node")
     st.add_argument(
         "--by-role", action="store_true", help="the role table: live sessions and open tasks per role"

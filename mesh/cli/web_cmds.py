@@ -37,14 +37,16 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 async def _web(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mesh.paths import find_node
     from mesh.web import LivePage, client_connector
 
     # Resolve the node once (a clear error now if there is none); afterwards the page follows it by name,
     # through restarts.
     node = find_node(args.home, args.mesh if args.mesh_explicit else None, args.node)
-    page = LivePage(client_connector(args.home, node.mesh, node.name), node_name=node.name, mesh=node.mesh,
-                    port=args.port)  # fmt: skip
+    connector = client_connector(Path(args.home), node.mesh, node.name)
+    page = LivePage(connector, node_name=node.name, mesh=node.mesh, port=args.port)
     try:
         url = await page.start()
     except OSError as e:

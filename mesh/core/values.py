@@ -26,7 +26,7 @@ annotations, inheritance between value classes.
 
 from __future__ import annotations
 
-from operator import attrgetter
+from _operator import attrgetter  # the C module: `operator` is its Python copy (defined, then replaced)
 
 TYPE_CHECKING = False  # typing itself is ~3 ms of meshctl's start-up: only mypy reads these imports
 if TYPE_CHECKING:

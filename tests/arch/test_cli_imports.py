@@ -27,6 +27,15 @@ LEAN_VERBS = ("status", "claim", "release", "heartbeat")
 # `send` checks the message before it asks the node with mesh.core.mailbox.text alone, not the mailbox core.
 SEND_LEAN = ("typing", "hashlib", "random", "mesh.core.mailbox.records", "mesh.core.mailbox.checks")
 ENTRY = "import sys; from mesh.cli.main import entry; sys.argv[0] = 'meshctl'; entry()"
+ROOT = Path(__file__).resolve().parents[2]
+# What a wheel install's `python -c pass` does not load and these verbs need not: pathlib alone brings re,
+# fnmatch, enum, functools, urllib.parse, ipaddress (~5 ms against a ~10 ms floor; mesh._nodefile finds the
+# node with os calls). Seen only without `site`: the development venv's editable finder imports them all in
+# every process, `python -c pass` included.
+STDLIB_LEAN = (
+    *("pathlib", "re", "fnmatch", "enum", "functools", "contextlib", "collections", "collections.abc"),
+    *("importlib", "warnings", "types", "typing", "urllib.parse", "ipaddress", "operator", "argparse"),
+)
 
 
 def imported(out: subprocess.CompletedProcess[str]) -> set[str]:
@@ -124,3 +133,37 @@ def test_the_default_home_is_found_without_platformdirs(tmp_path: Path) -> None:
     )
     assert out.returncode == 2 and str(tmp_path / ".local/share/session-mesh") in out.stderr
     assert "platformdirs" not in imported(out)
+
+
+def test_the_hot_verbs_load_no_pathlib_re_or_collections(node: Mesh) -> None:
+    """Run as a wheel install runs them (no editable finder: `-S`, the tree on PYTHONPATH), `status`,
+    `claim`, `release`, `heartbeat` and `send` import none of STDLIB_LEAN (issue 15)."""
+    env = node.env() | {"PYTHONPATH": str(ROOT), "MESH_NODE": "a"}
+    mesh_explicit = (["--mesh", node.name], [])  # the direct look-up and the scan of every mesh
+    verbs = (
+        ["status", "--json"],
+        ["status"],
+        ["heartbeat", "--action", "build", "--progress", "10"],
+        ["claim", "service", "x", "--ttl", "10m"],
+        ["claim", "service", "y", "--json"],
+        ["release", "service", "x"],
+        ["send", "b", "subject", "body"],
+        ["send", "all", "body", "--all"],
+    )
+    for args in verbs:
+        for where in mesh_explicit:
+            run_env = env if where else {k: v for k, v in env.items() if k != "MESH_MESH"}
+            out = subprocess.run(
+                [sys.executable, "-S", "-X", "importtime", "-c", ENTRY, *args, *where],
+                env=run_env, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert out.returncode == 0, (args, out.stderr[-500:])
+            mods = imported(out)
+            assert "mesh.wireclient" in mods and "_socket" in mods, args  # it asked the node over the wire
+            assert sorted(m for m in mods if m in STDLIB_LEAN) == [], (args, where)
+    # and the check can fail: a path claim compiles its glob with `re`
+    out = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", ENTRY, "claim", "path", "src/**"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0 and "re" in imported(out), out.stderr[-500:]

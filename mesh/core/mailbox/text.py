@@ -4,13 +4,13 @@ core (records, the store protocol, hashlib, random, typing: ~8 ms of its start-u
 
 from __future__ import annotations
 
-import re
-
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded
 from mesh.core.mailbox.limits import BODY_MAX, SUBJECT_MAX
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a subject is one line (one regex scan, not a loop per character)
+# A subject is one line. A set's `isdisjoint` scans the text in C, as a regular expression would, without
+# `re` (~3 ms of a `meshctl send`).
+_CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
 
 
 def check_subject(value: str) -> str:
@@ -21,7 +21,7 @@ def check_subject(value: str) -> str:
         raise LimitExceeded(f"subject is {len(value)} characters; the limit is {SUBJECT_MAX}")
     if not value.strip():
         raise InvalidInput("subject is empty")
-    if _CONTROL.search(value):
+    if not _CONTROL.isdisjoint(value):
         raise InvalidInput("subject contains control characters (it is one line)")
     validate.utf8(value, "subject")
     return value
