@@ -54,7 +54,7 @@ def check_text(subject: str, body: str) -> int:
             subject.__class__ is str
             and body.__class__ is str
             and len(subject) <= SUBJECT_MAX
-            and not _CONTROL.search(subject)
+            and _CONTROL.isdisjoint(subject)
             and subject.strip()
             and "\x00" not in body
         ):
