@@ -56,9 +56,9 @@ _Queued = tuple[str, list[str] | None]
 
 
 class _Waiting:
-    """The sends of one caller (a lone send, or all of a send_many's) waiting for the group commit: one
-    future for them all, resolved when the last is answered (a future per send, gathered, was a fifth of the
-    cost of queueing one from a batch)."""
+    """The sends of one send_many waiting for the group commit: one future for them all, resolved when the
+    last is answered (a future per send, gathered, was a fifth of the cost of queueing one from a batch). A
+    lone send waits on a future of its own."""
 
     __slots__ = ("answers", "fut", "left")
 
@@ -80,12 +80,20 @@ class _Waiting:
 _UNANSWERED: tuple[str, None] = ("", None)  # a marker (compared by identity)
 
 
-def _only(answers: list[_Queued | BaseException]) -> _Queued:
-    """A lone send's answer, or its error raised."""
-    (got,) = answers
-    if isinstance(got, BaseException):
-        raise got
-    return got
+_Sink = _Waiting | asyncio.Future[_Queued]
+"""Who waits for a queued send: a lone send's own future, or its send_many's _Waiting (with its index)."""
+
+
+def _settle(sink: _Sink, i: int, got: _Queued | BaseException) -> None:
+    """A send's answer (or error) to whoever waits for it."""
+    if isinstance(sink, _Waiting):
+        sink.answer(i, got)
+    elif sink.done():  # the sender was cancelled
+        return
+    elif isinstance(got, BaseException):
+        sink.set_exception(got)
+    else:
+        sink.set_result(got)
 
 
 class MailService:
@@ -103,7 +111,7 @@ class MailService:
         )
         self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
-        self._batch: list[tuple[mb.Outgoing, _Waiting, int]] = []  # (send, its caller, its index there)
+        self._batch: list[tuple[mb.Outgoing, _Sink, int]] = []  # (send, who waits, its index there)
         self._flush_scheduled = False
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
@@ -126,8 +134,8 @@ class MailService:
     def close(self) -> None:
         for q in self._followers:
             q.put_nowait(None)
-        for _, waiting, i in self._batch:
-            waiting.answer(i, InvalidInput("the node stopped before the message was queued"))
+        for _, sink, i in self._batch:
+            _settle(sink, i, InvalidInput("the node stopped before the message was queued"))
         self._batch.clear()
         self.store.close()
 
@@ -307,14 +315,14 @@ class MailService:
     ) -> tuple[str, list[str]]:
         """Queue a direct message durably; returns (id, [recipient name])."""
         out = self._direct(to, subject, body, reply_to, key)
-        return _answer(out, _only(await self._enqueue((out,))))
+        return _answer(out, await self._enqueue_one(out))
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> tuple[str, list[str]]:
         """Queue a message to every member known now (offline ones too); returns (id, names)."""
         out = self._everyone(subject, body, reply_to, key)
-        return _answer(out, _only(await self._enqueue((out,))))
+        return _answer(out, await self._enqueue_one(out))
 
     async def send_many(self, items: Sequence[mb.SendItem]) -> list[tuple[str, list[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
@@ -388,10 +396,21 @@ class MailService:
         loop = asyncio.get_running_loop()
         waiting = _Waiting(len(outs), loop.create_future())
         self._batch.extend((o, waiting, i) for i, o in enumerate(outs))
+        self._flush_soon(loop)
+        return waiting.fut
+
+    def _enqueue_one(self, out: mb.Outgoing) -> asyncio.Future[_Queued]:
+        """`_enqueue` for a lone send (a gather of node.send: one each): its own future, nothing more."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[_Queued] = loop.create_future()
+        self._batch.append((out, fut, 0))
+        self._flush_soon(loop)
+        return fut
+
+    def _flush_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return waiting.fut
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -401,19 +420,19 @@ class MailService:
                 ids = self.store.enqueue_answers([o for o, _, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
-                for _, waiting, i in part:
-                    waiting.answer(i, e)
+                for _, sink, i in part:
+                    _settle(sink, i, e)
                 continue
             except Exception as e:  # a bad message fails alone, not its neighbours
                 if len(part) == 1:
-                    part[0][1].answer(part[0][2], e)
+                    _settle(part[0][1], part[0][2], e)
                     continue
                 self._batch = part[1:] + self._batch
                 part = part[:1]
                 try:
                     ids = self.store.enqueue_answers([part[0][0]], wall())
                 except Exception as e1:
-                    part[0][1].answer(part[0][2], e1)
+                    _settle(part[0][1], part[0][2], e1)
                     continue
             self._stored()
             peers: set[str] = set()
@@ -428,8 +447,8 @@ class MailService:
                 for p in peers:
                     self._pump(p)
             finally:  # queued (committed) whatever the pump met: every sender is answered
-                for (_, waiting, i), mid in zip(part, ids, strict=True):
-                    waiting.answer(i, mid)
+                for (_, sink, i), mid in zip(part, ids, strict=True):
+                    _settle(sink, i, mid)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
