@@ -177,18 +177,25 @@ class LinkTable:
             return
         self.on_lost(link.peer)
 
-    async def carry(self, link: Link, frames: AsyncIterator[pb.PeerFrame]) -> MeshError | None:
+    async def carry(
+        self, link: Link, frames: AsyncIterator[pb.PeerFrame], *, linger: float = 1.0
+    ) -> MeshError | None:
         """Run a registered link: its writer, and each of `frames` (the transport's reads) charged to the
-        link's FrameBudget and applied, until the frames end (the peer ended the stream, or it broke), our
-        side ends it (`link.close()`: the writer flushed and finished), or a frame breaks the protocol (that
-        error is returned). Then the writer gets 1 s to flush, and the link is down. Closing the transport
-        itself is the caller's, after."""
+        link's FrameBudget and applied, until the frames end (the peer ended the stream, or it broke), or a
+        frame breaks the protocol (that error is returned), or our side ends it (`link.close()`: the writer
+        flushed and finished) and the peer has not ended its side `linger` s later. Then the writer gets 1 s
+        to flush, and the link is down. Closing the transport itself is the caller's, after.
+
+        `linger`: a peer that reads our end of stream (a half-close, gRPC's done_writing) ends its side in
+        turn; until then it may still be reading what we sent last (a Leave), and cancelling a gRPC read
+        cancels the call, so the read goes on that long. 0 for an accepted gRPC stream, which the peer sees
+        end only when its handler returns."""
         writer = asyncio.ensure_future(link.run_writer())
         reader = asyncio.ensure_future(self._read(link, frames))
         try:
-            # Not only the frames: an accepted gRPC stream ends when its handler returns, so once our writer
-            # is done (closed, or its transport broke) nothing else would stop the read.
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            if not reader.done() and linger > 0:
+                await asyncio.wait((reader,), timeout=linger)
             return reader.result() if reader.done() else None
         finally:
             link.close()

@@ -134,7 +134,8 @@ class PeerServicer(pbg.PeerServicer):
                           batches=first.hello.frame_batches)  # fmt: skip
         if not self.links.register(link, status):
             return
-        violation = await self.links.carry(link, frames(context.read))
+        # linger 0: the peer sees this stream end only when this handler returns.
+        violation = await self.links.carry(link, frames(context.read), linger=0)
         if violation is not None:
             self._refusal(key, "closed the link from %s: %s", link.peer.name, violation)
             await abort(context, violation)

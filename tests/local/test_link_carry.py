@@ -79,12 +79,14 @@ def _table() -> tuple[LinkTable, Link, _Hub, _Peer]:
 
 
 async def _each(
-    items: list[pb.PeerFrame], then: Awaitable[None] | None = None
+    items: list[pb.PeerFrame], then: Awaitable[object] | None = None, after: tuple[pb.PeerFrame, ...] = ()
 ) -> AsyncIterator[pb.PeerFrame]:
     for f in items:
         yield f
     if then is not None:
-        await then  # a stream the peer keeps open
+        await then  # the peer keeps its stream open until then
+    for f in after:
+        yield f
 
 
 async def test_frames_are_applied_in_order_until_the_peer_ends_then_the_link_is_down() -> None:
@@ -96,16 +98,43 @@ async def test_frames_are_applied_in_order_until_the_peer_ends_then_the_link_is_
     assert PEER.node_id not in table.links and hub.unlinked == [PEER.node_id]
 
 
-async def test_our_close_ends_the_link_though_the_peer_never_ends_its_stream() -> None:
-    table, link, hub, far = _table()
-    forever = asyncio.get_running_loop().create_future()
-    carrying = asyncio.ensure_future(table.carry(link, _each([_hb(1)], forever)))
+async def _close_while_open(table: LinkTable, link: Link, hub: _Hub, frames: AsyncIterator[pb.PeerFrame],
+                            linger: float) -> None:  # fmt: skip
+    """Carry `link` until its first frame is in, then close it from our side (a Leave last)."""
+    carrying = asyncio.ensure_future(table.carry(link, frames, linger=linger))
     while not hub.heard:
         await asyncio.sleep(0)
     link.send(pb.PeerFrame(leave=pb.Leave(reason="bye")))
     link.close()
     async with asyncio.timeout(5):
         assert await carrying is None
+
+
+@pytest.mark.parametrize("linger", [0.0, 0.05])
+async def test_our_close_ends_the_link_though_the_peer_never_ends_its_stream(linger: float) -> None:
+    table, link, hub, far = _table()
+    forever = asyncio.get_running_loop().create_future()
+    await _close_while_open(table, link, hub, _each([_hb(1)], forever), linger)
+    assert [f.leave.reason for f in far.got] == ["bye"] and far.finished
+    assert PEER.node_id not in table.links and hub.unlinked == [PEER.node_id]
+
+
+@pytest.mark.parametrize(("linger", "heard"), [(1.0, 2), (0.0, 1)])
+async def test_after_our_close_the_peer_is_read_until_it_ends_its_side_unless_no_linger(
+    linger: float, heard: int
+) -> None:
+    """A peer that sees our end of stream ends its side, sending what it had first: it is read to that end
+    (its last frame applied), so our last frames are not cut off at its side by a cancelled call either.
+    With linger 0 (an accepted gRPC stream) the link ends with our writer."""
+    table, link, hub, far = _table()
+
+    async def sees_our_end() -> None:
+        await link.closed.wait()
+        await asyncio.sleep(0.01)  # the peer's reaction time: not within our writer's last turn
+
+    frames = _each([_hb(1)], sees_our_end(), after=(_hb(2),))
+    await _close_while_open(table, link, hub, frames, linger)
+    assert len(hub.heard) == heard
     assert [f.leave.reason for f in far.got] == ["bye"] and far.finished
     assert PEER.node_id not in table.links and hub.unlinked == [PEER.node_id]
 
