@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -119,6 +120,7 @@ class ClaimsService:
         # keeps an item while one remains, and a release that is not theirs never cuts their validity short.
         self._handles: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._timer_at = math.inf  # (clock) when the timer task looks next: apply() wakes it only sooner
         self._manage_soon = False
         self._last_manage = 0.0
         self._observers = taps.lease_observers()
@@ -245,9 +247,16 @@ class ClaimsService:
             self.ctx.send(Identity.parse(to) if "/" in to else to, *msgs)
         if status_changed:
             self.ctx.publish_status("claims", lambda: tuple(self.held_view()), PUBLISH_DELAY, PUBLISH_MOST)
-        if self._waiters_woken:
+        woken, self._waiters_woken = self._waiters_woken, False
+        # The timer task is woken only when these effects moved the core's next deadline before the time it
+        # will look anyway (or upkeep is due): a pass per claim, reply and release was a task switch, a tick
+        # and an upkeep check each (a quarter of a claimant's work per claim), mostly finding nothing due.
+        if not self._manage_soon:
+            deadline = self.core.next_deadline()
+            if deadline is None or deadline >= self._timer_at:
+                return
+        if woken:
             # A claim's answer is on its way: let its task reply first, the timer's pass comes right after.
-            self._waiters_woken = False
             asyncio.get_running_loop().call_soon(self._wake.set)
         else:
             self._wake.set()
@@ -340,6 +349,7 @@ class ClaimsService:
             timeout = every if deadline is None else min(every, max(0.0, deadline - now))
             if cfg is None:
                 timeout = min(timeout, 0.1)  # forming: look again soon
+            self._timer_at = now + timeout
             self._wake.clear()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the
             # timeout, which left this loop running after stop().

@@ -201,10 +201,11 @@ class HookWire:
                 if b'"messages"' in line and (stream := _stream_request(line)) is not None:
                     await self._stream(reader, writer, stream)
                     return  # a stream has its connection to itself
-                if not _waits(line):
-                    await self._send(writer, await self.handle_line(line))
+                req = _parsed(line)  # once: a claim's line was parsed twice (does it wait? then its answer)
+                if not _waits(req):
+                    await self._send(writer, await self.handle(req))
                     continue
-                answer = await self._watched(reader, line)
+                answer = await self._watched(reader, req)
                 if answer is None:
                     return
                 await self._send(writer, answer)
@@ -250,7 +251,7 @@ class HookWire:
         if not work.cancelled():
             work.exception()  # retrieved: a client that left in the middle of a write is no fault of ours
 
-    async def _watched(self, reader: asyncio.StreamReader, line: bytes) -> dict[str, Any] | None:
+    async def _watched(self, reader: asyncio.StreamReader, req: dict[str, Any]) -> dict[str, Any] | None:
         """Answer a request that may wait (a claim with `wait`) while watching its connection: if the client
         goes away meanwhile (Ctrl-C, killed), or sends anything before the answer, the request is cancelled
         — as gRPC cancels a call whose client is gone — and None is returned (the connection closes).
@@ -266,7 +267,7 @@ class HookWire:
         watch = _HangUp(reader, me)
         timer = loop.call_later(WATCH_AFTER, watch.start)
         try:
-            answer = await self.handle_line(line)
+            answer = await self.handle(req)
         except asyncio.CancelledError:
             # Ours (the client left) ends the request only; any other (the wire closing) goes on up.
             if not watch.peer_left or me.uncancel() > 0:
@@ -285,10 +286,10 @@ class HookWire:
 
     async def handle_line(self, line: bytes) -> dict[str, Any]:
         """One request line → one answer (never raises for bad input)."""
-        try:
-            req = json.loads(line)
-        except ValueError:
-            return {"error": "not a JSON object"}
+        return await self.handle(_parsed(line))
+
+    async def handle(self, req: Any) -> dict[str, Any]:
+        """One request (a line's JSON; None if it was not JSON) → one answer (never raises for bad input)."""
         if not isinstance(req, dict):
             return {"error": "not a JSON object"}
         op = req.get("op")
@@ -444,14 +445,19 @@ class HookWire:
         return await self.api.mark_read(ids) if ids else 0
 
 
-def _waits(line: bytes) -> bool:
-    """Whether a request line is one that may wait long (an `api` claim with a `wait`)."""
-    if b"claim_once" not in line:
-        return False
+def _parsed(line: bytes) -> Any:
+    """A request line's JSON, or None if it is not JSON."""
     try:
-        req = json.loads(line)
+        return json.loads(line)
+    except (ValueError, RecursionError):  # deep nesting is a RecursionError in json
+        return None
+
+
+def _waits(req: Any) -> bool:
+    """Whether a request is one that may wait long (an `api` claim with a `wait`)."""
+    try:
         wait = req["args"]["wait"] if req.get("op") == "api" and req.get("verb") == "claim_once" else 0
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, AttributeError):
         return False
     return isinstance(wait, (int, float)) and wait > 0
 

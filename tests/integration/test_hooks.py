@@ -352,8 +352,8 @@ def test_hook_wire_refuses_bad_requests_and_keeps_its_cursor_across_restarts(mes
               b'{"op": "check", "path": "../x"}\n', b'{"op": "heartbeat", "progress": 101}\n',
               b'{"op": "heartbeat", "action": "a\\u0000b"}\n', b'{"op": "claim", "paths": ["src/[a"]}\n',
               b'{"op": "claim", "paths": []}\n', b'{"op": "delivered", "ids": "x"}\n',
-              b'{"op": "digest", "mark": "yes"}\n', b'{"op": "info"}\n')  # fmt: skip
-    assert [("error" in a) for a in bad] == [True] * 12 + [False]
+              b'{"op": "digest", "mark": "yes"}\n', b"[" * 100_000 + b"\n", b'{"op": "info"}\n')  # fmt: skip
+    assert [("error" in a) for a in bad] == [True] * 13 + [False]  # deep nesting too (a RecursionError)
     assert "leaves the project" in bad[5]["error"] and "never closed" in bad[8]["error"]
     pad = b"x" * (limits.HOOK_LINE_MAX + 6_000)
     too_long = ask(b'{"op": "info", "pad": "' + pad + b'"}\n', b'{"op": "info"}\n')
