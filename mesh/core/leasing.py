@@ -459,6 +459,10 @@ class Leasing:
                 # a minority, whose number may be higher) do not say who holds: wait for the others.
                 a.undecided = tuple(foreign)
                 return []
+            if holder is None and not any(p.blocking for p in foreign):
+                # Every steward answered and no owner has a majority: nobody holds the item (the reports are
+                # failed one-round claims' stale accepts, their Releases under way). Not a refusal: retry.
+                return self._fail(resource, slot, now, "outvoted by a competing claim")
             del self._slots[resource]
             return [self._denied(resource, [p for p in foreign if holder in (None, p.owner)])]
         # Our own stale lease from an earlier holding (e.g. a lost Release): wait it out, then retry.
