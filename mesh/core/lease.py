@@ -572,6 +572,9 @@ class Attempt:
     spare_msg: Propose | None = None
     asked_late: tuple[str, ...] = ()  # ...and once asked: who, when (their answer times count from then)
     late_at: float = 0.0
+    # Foreign reports that disagree on the owner, no owner reported by a majority yet: the attempt waits for
+    # the other stewards' answers; refused with these if it times out first.
+    undecided: tuple[Promise, ...] = ()
 
 
 @value(frozen=False)

@@ -56,7 +56,7 @@ from mesh.core.lease import (
     token_of,
 )
 from mesh.core.mutants import Mutants
-from mesh.core.quorum import VoteResult, tally, tally_messages
+from mesh.core.quorum import VoteResult, majority, tally, tally_messages
 from mesh.core.reconfig import Reconfig
 from mesh.core.stewards import ConfigAnnounce, node_of
 from mesh.core.values import replace
@@ -450,13 +450,34 @@ class Leasing:
             slot.attempt, slot.woken = None, False
             return self._drop_attempt_ballot(resource, slot) + self._start(resource, slot, now)
         if foreign:
+            a = slot.attempt
+            assert a is not None
+            voters = self._voters(a, now)
+            holder = self._majority_owner(foreign, voters)
+            if holder is None and voters - a.promised - a.refused:
+                # Foreign reports that disagree (the holder's and a failed one-round claim's stale accept at
+                # a minority, whose number may be higher) do not say who holds: wait for the others.
+                a.undecided = tuple(foreign)
+                return []
+            if holder is None and not any(p.blocking for p in foreign):
+                # Every steward answered and no owner has a majority: nobody holds the item (the reports are
+                # failed one-round claims' stale accepts, their Releases under way). Not a refusal: retry.
+                return self._fail(resource, slot, now, "outvoted by a competing claim")
             del self._slots[resource]
-            return [self._denied(resource, foreign)]
+            return [self._denied(resource, [p for p in foreign if holder in (None, p.owner)])]
         # Our own stale lease from an earlier holding (e.g. a lost Release): wait it out, then retry.
         slot.attempt = None
         wait = min(max(p.lease_left for p in blocking), self._lc.acceptor_lease)
         slot.retry_at = now + wait + self._rng.uniform(0.0, self._lc.backoff_max)
         return []
+
+    @staticmethod
+    def _majority_owner(foreign: list[Promise], voters: frozenset[str]) -> str | None:
+        """The owner that a majority of the voters report (it certainly holds), if any."""
+        counts: dict[str, int] = {}
+        for p in foreign:
+            counts[p.owner] = counts.get(p.owner, 0) + 1
+        return next((o for o, n in counts.items() if n >= majority(len(voters))), None)
 
     @staticmethod
     def _denied(resource: str, foreign: list[Promise]) -> Denied:
@@ -585,7 +606,9 @@ class Leasing:
                     else:
                         out += self._drop_attempt_ballot(r, s)
                         del self._slots[r]
-                        out.append(Unavailable(r, f"no steward quorum within {self._lc.attempt_timeout:g}s"))
+                        late = f"no steward quorum within {self._lc.attempt_timeout:g}s"
+                        # Refused by a majority but which owner holds is still unknown: name the likeliest.
+                        out.append(self._denied(r, [*a.undecided]) if a.undecided else Unavailable(r, late))
                 continue
             if s.retry_at is not None:
                 if now >= s.retry_at:

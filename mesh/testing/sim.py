@@ -305,6 +305,7 @@ class Simulation:
         self.adoptions: list[tuple[float, str, StewardConfig]] = []
         self.grant_times: list[float] = []
         self.grant_log: list[tuple[float, str, str]] = []  # (true time, identity, resource) of each grant
+        self.deny_log: list[tuple[float, str, str, str]] = []  # (true time, identity, resource, holder named)
         self.partitioned = False
         self.split_homes = False
         self.stats = SimStats(seed)
@@ -382,6 +383,7 @@ class Simulation:
             elif isinstance(e, Denied):
                 self.stats.denied += 1
                 self.stats.path_denied += bool(e.conflict)  # refused for an overlapping other pattern
+                self.deny_log.append((self.t, node.ident, e.resource, e.holder))
                 self._maybe_wait(node, e.resource)
             elif isinstance(e, Unavailable):
                 self.stats.unavailable += 1
@@ -787,12 +789,13 @@ class Simulation:
                 self._reconfig_nemesis()
             self._push(self.t + self.rng.uniform(1.0, 3.0), "nemesis")
         elif k == "claim":
-            ident, res, *life = ev.data  # (a script may say the claim's max life; else 2 s)
+            ident, res, *life = ev.data  # (a script may say the max life, else 2 s; then False: no --wait)
             node = self._live(str(ident))
             if node is not None and node.paused_until <= self.t:
                 # A retry of a refused claim (``--wait``): queued at the stewards that refuse it.
                 max_life = float(life[0]) if life and isinstance(life[0], float) else 2.0
-                self._apply(node, node.core.claim(str(res), max_life, node.local(self.t), wait=True))
+                wait = life[1:2] != [False]
+                self._apply(node, node.core.claim(str(res), max_life, node.local(self.t), wait=wait))
         elif k == "strike":
             holder, res, spared = (str(x) for x in ev.data)
             self._strike(holder, res, spared)
@@ -1223,6 +1226,16 @@ def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True
     ]
     if not hold_release:
         script = [e for e in script if e[1] != "stall_release"]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
+
+
+def three_way_race(mutants: Mutants, seed: int = 0, claimants: tuple[int, ...] = (0, 1, 2)) -> Simulation:
+    """Three nodes claim r0 at once, without ``--wait``, on a quiet mesh (tests/integration/test_claims.py's
+    race of three sessions that are the stewards): each one-round thrifty Propose can be taken by one steward
+    (itself) or by a minority beside the winner's majority; exactly one is granted and every refusal must name
+    it (``grant_log``, ``deny_log``), not a loser whose stale accept a bare majority of reports showed."""
+    quiet = _quiet(nodes=max(3, *claimants, 2) + 1, duration=4.0)
+    script: Script = [(1.0, "claim", (f"n{i}/0", "r0", 30.0, False)) for i in claimants]  # no --wait
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 

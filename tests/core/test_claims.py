@@ -23,6 +23,7 @@ from mesh.core.claims import (
     PrepareReject,
     Promise,
     Propose,
+    Release,
     Released,
     Renewed,
     Send,
@@ -679,13 +680,76 @@ def test_a_foreign_report_at_a_minority_waits_for_the_other_answers() -> None:
 
 def test_a_refusal_after_a_minority_report_decides_at_once() -> None:
     """One foreign report, one open promise, then a refusal: no open majority can form any more, so the claim
-    is decided then (not left to time out)."""
+    is decided then (not left to time out). q's stale accept at a minority holds nothing: not a refusal
+    naming q (the old answer) but a retry at once above the refusal's number, granted."""
     c = cluster(lc=TWO_ROUNDS)
     c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.0)
     c.cores["b/1"].receive("q/1", Prepare("task/1", 1, 50, "q/1"), 0.0)  # b will refuse p's low number
     c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.1))
     c.queue.sort(key=lambda q: {"c": 0, "a": 1}.get(q[1].to, 2))  # c reports q, a promises, b refuses
     c.pump(0.1)
+    assert c.drain("p/1") == []
+    c.run_until(0.2, start=0.1)  # the retry is due at once (the next tick)
     out = c.drain("p/1")
-    (d,) = only(out, Denied)
-    assert d.holder == "q/1"  # the report it could not outvote
+    assert not only(out, Denied)
+    (g,) = only(out, Granted)
+    assert isinstance(g, Granted) and ballot_of(g.token) > (1, 50)
+
+
+def test_stale_one_round_accepts_at_every_steward_are_no_refusal() -> None:
+    """Three one-round claims that each left an accept at one steward (a three-way race: nobody has a
+    majority): a fourth claimant hears three foreign reports, no owner reported by a majority, so nobody
+    holds the item: it retries rather than refuse naming one of them (the old answer; the simulator's
+    ``three_way_race`` showed such refusals)."""
+    c = cluster(extra=("p/1", "q/1", "r/1", "s/1"), lc=TWO_ROUNDS)
+    for st, owner in (("a/1", "p/1"), ("b/1", "q/1"), ("c/1", "r/1")):
+        c.cores[st].receive(owner, Propose("task/1", 1, 1, owner, owner[0], 0.5, 0.5, fast=True), 0.0)
+    out = c.call("s/1", "claim", "task/1", 60.0, now=0.1)
+    assert not only(out, Denied)
+    for st, owner in (("a/1", "p/1"), ("b/1", "q/1"), ("c/1", "r/1")):  # their Releases arrive
+        c.cores[st].receive(owner, Release("task/1", 1, 1, owner), 0.15)
+    c.run_until(1.0, start=0.15)
+    out = c.drain("s/1")
+    assert not only(out, Denied) and only(out, Granted)
+
+
+def _split_reports(c: Cluster) -> None:
+    """p holds task/1 at a and b (c was cut off); a failed one-round claim of q left an accept with a higher
+    number at c. r then claims in two rounds and hears c (q) and b (p) first, a last."""
+    c.down = {"c/1"}
+    (g,) = only(c.call("p/1", "claim", "task/1", 60.0, now=0.0), Granted)
+    assert ballot_of(g.token) < (1, 9)
+    c.down = set()
+    stale = c.cores["c/1"].receive("q/1", Propose("task/1", 1, 9, "q/1", "q", 4.0, 4.0, fast=True), 0.1)
+    assert [type(e.msg).__name__ for e in stale if isinstance(e, Send)] == ["Accepted"]  # q never hears it
+    c.take("r/1", c.cores["r/1"].claim("task/1", 60.0, 0.2))
+    c.queue.sort(key=lambda q: {"c": 0, "b": 1}.get(q[1].to, 2))
+
+
+def test_a_refusal_names_the_owner_a_majority_reports_not_a_minoritys_higher_ballot() -> None:
+    """Two foreign reports that disagree (the holder's and a minority's stale accept with a higher number)
+    do not say who holds: the claim waits for the third answer and names the owner a majority reports (the
+    old rule named the higher number's owner, q, which holds nothing: the flake of
+    tests/integration/test_claims.py::test_claims_issued_while_the_mesh_forms_wait_for_it)."""
+    c = cluster(extra=("p/1", "q/1", "r/1"), lc=TWO_ROUNDS)
+    _split_reports(c)
+    held_back = [q for q in c.queue if q[1].to == "a"]
+    c.pump(0.2, keep=lambda s, e: e.to != "a")  # c reports q, b reports p; a's Prepare held back
+    assert c.drain("r/1") == []
+    c.queue = held_back
+    c.pump(0.2)
+    (d,) = only(c.drain("r/1"), Denied)
+    assert isinstance(d, Denied) and d.holder == "p/1"
+
+
+def test_disagreeing_reports_with_a_steward_silent_deny_at_the_attempt_timeout() -> None:
+    """The third steward never answers: the claim is still refused (not Unavailable) once its attempt times
+    out, naming the higher number's owner as before (no majority says otherwise)."""
+    c = cluster(extra=("p/1", "q/1", "r/1"), lc=TWO_ROUNDS)
+    _split_reports(c)
+    c.down = {"a/1"}
+    c.pump(0.2)
+    assert c.drain("r/1") == []
+    c.take("r/1", c.cores["r/1"].tick(0.2 + TWO_ROUNDS.attempt_timeout))
+    (d,) = only(c.drain("r/1"), Denied)
+    assert isinstance(d, Denied) and d.holder == "q/1"
