@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.integration.claims_checker import CheckReport, check_dir
-from tests.integration.harness import FAST, Mesh, wait_pid_gone
+from tests.integration.harness import FAST, Mesh, pid_running, wait_pid_gone
 
 ENDINGS = ("down", "sigterm", "sigkill", "sigstop")
 ANSWER_WITHIN = 2.0
@@ -416,11 +416,7 @@ class Churn:
 
 
 def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return pid_running(pid)
 
 
 def run_churn(work: Path, cfg: ChurnConfig) -> ChurnResult:

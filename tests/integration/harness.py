@@ -143,12 +143,31 @@ class Mesh:
             wait_pid_gone(pid)
 
 
+def pid_running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited. A zombie has exited: a detached node is reparented to
+    PID 1, and where PID 1 reaps slowly (some container inits poll every few seconds), its zombie would
+    otherwise look alive for that long."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # no /proc (or it just went): os.kill said it was there
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
 def wait_pid_gone(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not pid_running(pid):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our own child: reap it now
             return
         # reap if it is our child (detached nodes are not; they get reaped by init)
         with contextlib.suppress(ChildProcessError):
