@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import sys
 
-from mesh.core.errors import MeshError
-
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
     import argparse
@@ -167,6 +165,7 @@ def _hard_exit() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from mesh.cli import quick
+    from mesh.core.errors import MeshError  # here: the hot verbs' processes never load the error tree
 
     args = quick.parse(argv)  # a hot verb's usual command line, without argparse (None: anything else)
     if args is None:
@@ -197,6 +196,7 @@ def _check_text(args: argparse.Namespace) -> None:
         for v in values:
             if isinstance(v, str) and not v.isascii():  # ASCII is UTF-8: no need to load the validators
                 from mesh.core import validate
+                from mesh.core.errors import MeshError
 
                 what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
                 try:
@@ -206,14 +206,25 @@ def _check_text(args: argparse.Namespace) -> None:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    if next((a for a in sys.argv[1:] if not a.startswith("-")), None) == "up":
+    """Console-script entry point: a hot verb's plain line in mesh.cli.hot (one module), the rest main()."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in HOT_VERBS:
+        from mesh.cli import hot
+
+        done = hot.run(argv)
+        if done is not None:
+            _quick_exit(done)
+            sys.exit(done)
+    if next((a for a in argv if not a.startswith("-")), None) == "up":
         _lean_node()
     code = main()
     if _light:
         _quick_exit(code)
     sys.exit(code)
 
+
+HOT_VERBS = frozenset({"status", "claim", "release", "heartbeat", "send"})
+"""The verbs mesh.cli.hot may do (their plain lines against a node serving its wire; it declines the rest)."""
 
 OPENSSL_MODULES = ("ssl", "_ssl", "_hashlib")
 
