@@ -187,7 +187,7 @@ def is_message(subject: str, body: str, reply_to: "str | None") -> bool:
         and _CONTROL.isdisjoint(subject)
         and bool(subject.strip())
         and "\x00" not in body
-        and len(subject) + len(body) <= BODY_MAX
+        and len(body) <= BODY_MAX
         and (not reply_to or _spelled(reply_to, _ID_CHARS, _ID_CHARS, 64))
     )
 
@@ -317,7 +317,8 @@ def node_file(v: "dict[str, Any]") -> "dict[str, Any] | None":
 
 
 def connect(path: str, timeout: float) -> "Any":
-    """mesh._transport.wiresock.open_wire, or None where it would refuse (or cannot connect)."""
+    """mesh._transport.wiresock.open_wire: a connected socket; None where it would refuse before it connects
+    or cannot connect (mesh.cli.main tries and says why); its words (a str) for a peer of another user."""
     import _socket
     from stat import S_ISDIR, S_ISSOCK
 
@@ -337,9 +338,10 @@ def connect(path: str, timeout: float) -> "Any":
         sock.connect(path)
         if hasattr(_socket, "SO_PEERCRED"):
             creds = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # pid, uid, gid
-            if int.from_bytes(creds[4:8], sys.byteorder, signed=True) != uid:
+            peer_uid = int.from_bytes(creds[4:8], sys.byteorder, signed=True)
+            if peer_uid != uid:  # the one who answered has seen us: not asked twice
                 sock.close()
-                return None
+                return f"refusing {path}: the process serving it runs as uid {peer_uid}"
     except OSError:
         sock.close()
         return None
@@ -562,6 +564,8 @@ def run(argv: "list[str]") -> "int | None":
     sock = connect(normpath(node["hook_socket"]), timeout)
     if sock is None:
         return None
+    if isinstance(sock, str):
+        return fail(sock)
     try:
         got = ask(sock, asked)
         if isinstance(got, str):
