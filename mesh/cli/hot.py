@@ -298,18 +298,34 @@ def home() -> "str | None":
 
 
 def node_file(v: "dict[str, Any]") -> "dict[str, Any] | None":
-    """node.json of the node the line names (--node / $MESH_NODE in --mesh / $MESH_MESH: mesh._nodefile.
-    find_node's direct look-up), or None (no such file, another name, no hook wire: mesh.cli.main finds it
-    or says why)."""
-    where = v["home"] or home()
+    """node.json of the node the line means, as mesh._nodefile.find_node finds it: --node / $MESH_NODE (in
+    --mesh / $MESH_MESH, else in any mesh), else the only node (in --mesh, if given). None where that is
+    not one file for certain (none, several: some may be left by a node that was killed; another name, no
+    hook wire): mesh.cli.main then looks at the nodes' locks and finds it, or says why. Whether the node
+    runs is its answer on the wire."""
+    where = v["home"] if v["home"] is not None else home()
     mesh = v["mesh"] if v["mesh"] is not None else os.environ.get("MESH_MESH")
-    name = v["node"] or os.environ.get("MESH_NODE") or None
-    if where is None or mesh is None or name is None or not is_name(mesh) or not is_name(name):
+    name = v["node"] if v["node"] is not None else os.environ.get("MESH_NODE")
+    if where is None or (mesh is not None and not is_name(mesh)) or (name and not is_name(name)):
+        return None
+    root = os.path.join(where, "meshes")
+    found = []
+    try:
+        for m in [mesh] if mesh is not None else os.listdir(root):
+            nodes = os.path.join(root, m, "nodes")
+            try:
+                names = [name] if name else os.listdir(nodes)
+            except OSError:
+                continue
+            found += [p for n in names if os.path.exists(p := os.path.join(nodes, n, "node.json"))]
+    except OSError:
+        return None
+    if len(found) != 1:
         return None
     try:
-        with open(os.path.join(where, "meshes", mesh, "nodes", name, "node.json"), "rb") as f:
+        with open(found[0], "rb") as f:
             d = loads(f.read())
-        if d["name"] != name or not isinstance(d.get("hook_socket"), str) or not d["hook_socket"]:
+        if (name and d["name"] != name) or not isinstance(d.get("hook_socket"), str) or not d["hook_socket"]:
             return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None

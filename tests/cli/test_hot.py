@@ -280,11 +280,13 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         m.cleanup()
 
 
-def meshctl(m: Mesh, code: str, *args: str, node: str = "a") -> tuple[int, str, str, set[str]]:
+def meshctl(
+    m: Mesh, code: str, *args: str, node: str | None = "a", env: dict[str, str] | None = None
+) -> tuple[int, str, str, set[str]]:
     """(exit code, stdout, stderr, modules imported) of one `meshctl` process run through `code`."""
     out = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code, *args, "--node", node],
-        env=m.env(), capture_output=True, text=True, timeout=60,
+        [sys.executable, "-X", "importtime", "-c", code, *args, *(["--node", node] if node else [])],
+        env=m.env() if env is None else env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     mods = {ln.rsplit("|", 1)[1].strip() for ln in out.stderr.splitlines() if ln.startswith("import time:")}
     err = "".join(ln + "\n" for ln in out.stderr.splitlines() if not ln.startswith("import time:"))
@@ -355,3 +357,16 @@ def test_a_node_that_is_not_running_is_mains_to_report(nodes: Mesh, tmp_path: Pa
     (state / "node.json").write_text(json.dumps({"name": "ghost", "hook_socket": str(state / "hooks.sock")}))
     code, _out, err, mods = meshctl(nodes, ENTRY, "status", node="ghost")
     assert code == 2 and "no node named 'ghost' is running" in err
+
+
+def test_the_node_is_found_in_any_mesh_or_said_to_be_ambiguous(nodes: Mesh) -> None:
+    """$MESH_NODE without $MESH_MESH (what the session hook exports): the node in whichever mesh has it. No
+    node named, two running: declined, and main() lists them."""
+    env = {k: v for k, v in nodes.env().items() if k != "MESH_MESH"}
+    code, out, err, mods = meshctl(nodes, ENTRY, "status", "--json", env=env | {"MESH_NODE": "b"}, node=None)
+    assert code == 0 and "mesh.cli.hot" in mods and "mesh.wireclient" not in mods, err
+    assert {m["name"] for m in json.loads(out) if m["is_self"]} == {"b"}
+    code, out, err, mods = meshctl(nodes, ENTRY, "status", env=env, node=None)
+    assert (
+        code == 2 and err.startswith("meshctl: several nodes are running: a (mesh ") and err.count("\n") == 1
+    )
