@@ -564,7 +564,16 @@ def clock(t: float) -> str:
 
 def run(argv: "list[str]") -> "int | None":
     """The exit code of `meshctl ARGV` done here, or None: not this module's line, or no node to ask here,
-    and nothing was done (mesh.cli.main does it)."""
+    and nothing was done (mesh.cli.main does it). Ctrl-C is 130, a closed stdout 0, as mesh.cli.main's."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _run(argv: "list[str]") -> "int | None":
     v = parse(argv)
     if v is None:
         return None
@@ -582,32 +591,27 @@ def run(argv: "list[str]") -> "int | None":
         return None
     if isinstance(sock, str):
         return fail(sock)
-    try:
-        got = ask(sock, asked)
-        if isinstance(got, str):
-            return fail(got)
-        results: list[Any] = []
-        for (verb, _), answer in zip(asked, got, strict=True):
-            if not isinstance(answer, dict):
-                return fail("the node's answer is not a JSON object")
-            if "error" in answer:
-                if answer.get("class"):
-                    return refused(v, answer)
-                said = str(answer["error"])
-                if said.startswith("unknown op 'api'") and not results:
-                    return None  # an older node did nothing: mesh.cli.main asks it over gRPC
-                return fail(f"the node's hook wire refused the request: {said[:200]}")
-            result = answer.get("result")
-            if not understood(verb, result):
-                result, code = decoded(verb, result)
-                if code:
-                    return code
-            results.append(result)
-        return show(v, node, results)
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        return 0
+    got = ask(sock, asked)  # closes it
+    if isinstance(got, str):
+        return fail(got)
+    results: list[Any] = []
+    for (verb, _), answer in zip(asked, got, strict=True):
+        if not isinstance(answer, dict):
+            return fail("the node's answer is not a JSON object")
+        if "error" in answer:
+            if answer.get("class"):
+                return refused(v, answer)
+            said = str(answer["error"])
+            if said.startswith("unknown op 'api'") and not results:
+                return None  # an older node did nothing: mesh.cli.main asks it over gRPC
+            return fail(f"the node's hook wire refused the request: {said[:200]}")
+        result = answer.get("result")
+        if not understood(verb, result):
+            result, code = decoded(verb, result)
+            if code:
+                return code
+        results.append(result)
+    return show(v, node, results)
 
 
 def fail(message: str, code: int = 2) -> int:
