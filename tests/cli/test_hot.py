@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import signal
 import string
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from mesh.core.status import StatusRecord
 from mesh.core.times import iso
 from mesh.core.values import fields
 from tests.cli.test_quick import WORDS
-from tests.integration.harness import Mesh
+from tests.integration.harness import Mesh, wait_pid_gone
 
 # ---------------------------------------------------------------------- the line
 
@@ -370,3 +371,15 @@ def test_the_node_is_found_in_any_mesh_or_said_to_be_ambiguous(nodes: Mesh) -> N
     assert (
         code == 2 and err.startswith("meshctl: several nodes are running: a (mesh ") and err.count("\n") == 1
     )
+
+
+def test_a_node_killed_is_not_asked(nodes: Mesh) -> None:
+    """Killed, a node leaves its node.json and socket behind: nobody answers on it, so the line is declined,
+    and main() (the node's lock) says it is not running."""
+    nodes.up("c", "--no-mdns")
+    nodes.signal("c", signal.SIGKILL)
+    wait_pid_gone(nodes.nodes["c"].pid)
+    state = nodes.home / "meshes" / nodes.name / "nodes" / "c"
+    assert (state / "node.json").exists()
+    code, _, err, mods = meshctl(nodes, ENTRY, "claim", "service", "y", node="c")
+    assert code == 2 and "no node named 'c' is running" in err and "mesh.cli.hot" in mods
