@@ -15,8 +15,9 @@ answer on its wire proves it runs; a node that does not answer is mesh.cli.main'
 done nothing) every line it cannot answer exactly as mesh.cli.main would — anything argparse or a client-
 side check would refuse or treat specially (help, an unknown option, a value not certainly valid, text that
 is not ASCII, path claims, several items, `send -`, `status --by-role`, a terminal for `status`'s table), a
-node it cannot find directly (no --node / $MESH_NODE, no --mesh / $MESH_MESH: the scan is mesh._nodefile's),
-or reach (not running, no hook wire, a wire without the `api` op: an older node). Once asked, it answers:
+node it does not find in exactly one node.json (none, or several: mesh._nodefile tells them apart by their
+locks), or cannot reach (not running, no hook wire, a wire without the `api` op: an older node; a socket
+that is not ours). Once asked, it answers:
 the node's verdict is printed as mesh.cli.main prints it; an error class (rare) is rebuilt by
 mesh._transport.wirecodec, imported then. What is printed is the documented shape, built from the wire's
 JSON as the value classes build it (tests/cli/test_hot.py holds every field list, converter, check and
@@ -45,7 +46,7 @@ COMMON = {
 }
 
 VERBS: "dict[str, tuple[int, dict[str, tuple[str, int]]]]" = {
-    # verb: (positionals taken: exactly this many; None = one or more), its options beyond COMMON
+    # verb: (positionals taken: exactly this many; -1: one or more), its options beyond COMMON
     "status": (0, {}),
     "heartbeat": (
         0,

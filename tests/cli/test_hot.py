@@ -56,6 +56,17 @@ def same_as_quick(v: dict[str, Any], argv: list[str]) -> None:
     assert all(theirs[k] is False for k in theirs.keys() - mine.keys()), argv
 
 
+@pytest.mark.parametrize("verb", sorted(hot.VERBS))
+def test_the_table_is_a_part_of_quicks(verb: str) -> None:
+    """Every option hot reads is quick's (itself held to the parsers'), under the same dest and default."""
+    spec = quick.VERBS[verb]
+    for option, (dest, _) in (hot.COMMON | hot.VERBS[verb][1]).items():
+        assert spec.options[option][0] == dest, option
+        assert hot.DEFAULTS.get(dest) == spec.defaults.get(dest), option
+    arity = tuple(n for _, n in spec.positionals)  # TYPE NAME...: one NAME here; WORDS...: one or more
+    assert hot.VERBS[verb][0] == {(): 0, (quick.ONE, quick.MANY): 2, (quick.MANY,): -1}[arity]
+
+
 HOT_LINES = [
     ["status"],
     ["status", "--json", "--node", "a", "--mesh", "m", "--home", "/tmp//h/"],
