@@ -8,8 +8,6 @@
 (PEP 562), so `meshctl` starts without loading what a verb does not need.
 """
 
-from __future__ import annotations
-
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
     from typing import Any
@@ -178,7 +176,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "Any":
     mod = _WHERE.get(name)
     if mod is None:
         raise AttributeError(f"module 'mesh' has no attribute {name!r}")

@@ -3,12 +3,8 @@
 Exit codes: 0 success, 2 error (one line on stderr), 3 claim held by another session, 130 interrupted.
 """
 
-from __future__ import annotations
-
 import os
 import sys
-
-from mesh.core.errors import MeshError
 
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the imports below
 if TYPE_CHECKING:
@@ -27,28 +23,28 @@ if TYPE_CHECKING:
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
-def common_parser() -> argparse.ArgumentParser:
+def common_parser() -> "argparse.ArgumentParser":
     """Options every verb takes (mesh.cli.parsing; argparse loads only when a parser is built)."""
     from mesh.cli import parsing
 
     return parsing.common_parser()
 
 
-def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> "argparse.ArgumentParser":
     """The parser for every verb, or — when `verb` is known — only for that one (mesh.cli.parsing)."""
     from mesh.cli import parsing
 
     return parsing.build_parser(verb)
 
 
-def bad_value(message: str) -> argparse.ArgumentTypeError:
+def bad_value(message: str) -> "argparse.ArgumentTypeError":
     """The error an option's converter raises for argparse to report (argparse loaded the lean way)."""
     from mesh.cli import parsing
 
     return parsing.bad_value(message)
 
 
-def resolve_common(args: argparse.Namespace) -> None:
+def resolve_common(args: "argparse.Namespace") -> None:
     """Fill defaults from the environment: MESH_HOME, MESH_MESH, MESH_NODE. `args.home` is a `str` (spelled
     as `Path` would: mesh._nodefile), so that the hot verbs never load pathlib."""
     from mesh._nodefile import DEFAULT_MESH, default_home
@@ -62,7 +58,7 @@ def resolve_common(args: argparse.Namespace) -> None:
         args.node = os.environ.get("MESH_NODE") or None
 
 
-def target(args: argparse.Namespace) -> RunningNode:
+def target(args: "argparse.Namespace") -> "RunningNode":
     """The running node a verb talks to: --node / $MESH_NODE, else the only one (in --mesh, if given)."""
     found: RunningNode | None = getattr(args, "_target", None)
     if found is None:
@@ -72,7 +68,7 @@ def target(args: argparse.Namespace) -> RunningNode:
     return found
 
 
-def connect(args: argparse.Namespace) -> WireClient:
+def connect(args: "argparse.Namespace") -> "WireClient":
     """A MeshAPI client of that node (`async with connect(args) as api:`): its hot verbs speak the node's
     wire when the verb runs under `run_light`, everything else is gRPC (see mesh.wireclient)."""
     from mesh.wireclient import WireClient
@@ -80,14 +76,14 @@ def connect(args: argparse.Namespace) -> WireClient:
     return WireClient(target(args))
 
 
-def run(coro: Coroutine[Any, Any, int]) -> int:
+def run(coro: "Coroutine[Any, Any, int]") -> int:
     """Run a verb's coroutine; its result is the exit code."""
     import asyncio
 
     return asyncio.run(coro)
 
 
-def run_light(args: argparse.Namespace, verb: Callable[[], Coroutine[Any, Any, int]]) -> int:
+def run_light(args: "argparse.Namespace", verb: "Callable[[], Coroutine[Any, Any, int]]") -> int:
     """Run a verb that calls only the wire's hot verbs (mesh.wireclient): without asyncio, grpc or
     protobuf when the node serves the wire. An older node, with no hook wire or one without the `api` op
     (it refuses the verb's first call, so nothing was done yet), is asked over gRPC: `run`, afresh."""
@@ -111,7 +107,7 @@ _light = False
 """Whether this process ran a light verb: then it holds nothing that needs the interpreter's shutdown."""
 
 
-def drive(coro: Coroutine[Any, Any, T]) -> T:
+def drive(coro: "Coroutine[Any, Any, T]") -> "T":
     """Run a coroutine that never suspends (its awaits are blocking wire calls) to its end, with no loop."""
     try:
         coro.send(None)
@@ -126,7 +122,7 @@ STOP_GRACE = 2.0
 """Seconds a following verb has to wind down after Ctrl-C before the process ends regardless."""
 
 
-def run_following(coro: Coroutine[Any, Any, int]) -> int:
+def run_following(coro: "Coroutine[Any, Any, int]") -> int:
     """Run a verb that follows a stream (`watch`, `inbox --follow`) until it ends, Ctrl-C or SIGTERM (exit 0).
 
     The signal cancels the verb; should the stream read not end (grpc.aio was seen once, on a heavily
@@ -156,7 +152,7 @@ def run_following(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(main())
 
 
-def _hard_exit() -> NoReturn:
+def _hard_exit() -> "NoReturn":
     try:
         sys.stdout.flush()
     except (OSError, ValueError):
@@ -164,9 +160,10 @@ def _hard_exit() -> NoReturn:
     os._exit(0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: "Sequence[str] | None" = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from mesh.cli import quick
+    from mesh.core.errors import MeshError  # here: the hot verbs' processes never load the error tree
 
     args = quick.parse(argv)  # a hot verb's usual command line, without argparse (None: anything else)
     if args is None:
@@ -187,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _check_text(args: argparse.Namespace) -> None:
+def _check_text(args: "argparse.Namespace") -> None:
     """Every text argument is UTF-8 (bytes that are not become lone surrogates in Python, which would fail
     deep inside the transport): one line naming it. File paths (`Path` values) may be any bytes."""
     for dest, value in vars(args).items():
@@ -197,6 +194,7 @@ def _check_text(args: argparse.Namespace) -> None:
         for v in values:
             if isinstance(v, str) and not v.isascii():  # ASCII is UTF-8: no need to load the validators
                 from mesh.core import validate
+                from mesh.core.errors import MeshError
 
                 what = "an argument" if dest == "args" else f"--{dest.replace('_', '-')}"
                 try:
@@ -206,14 +204,25 @@ def _check_text(args: argparse.Namespace) -> None:
 
 
 def entry() -> None:
-    """Console-script entry point."""
-    if next((a for a in sys.argv[1:] if not a.startswith("-")), None) == "up":
+    """Console-script entry point: a hot verb's plain line in mesh.cli.hot (one module), the rest main()."""
+    argv = sys.argv[1:]
+    if argv and argv[0] in HOT_VERBS:
+        from mesh.cli import hot
+
+        done = hot.run(argv)
+        if done is not None:
+            _quick_exit(done)
+            sys.exit(done)
+    if next((a for a in argv if not a.startswith("-")), None) == "up":
         _lean_node()
     code = main()
     if _light:
         _quick_exit(code)
     sys.exit(code)
 
+
+HOT_VERBS = frozenset({"status", "claim", "release", "heartbeat", "send"})
+"""The verbs mesh.cli.hot may do (their plain lines against a node serving its wire; it declines the rest)."""
 
 OPENSSL_MODULES = ("ssl", "_ssl", "_hashlib")
 

@@ -36,6 +36,8 @@ STDLIB_LEAN = (
     *("pathlib", "re", "fnmatch", "enum", "functools", "contextlib", "collections", "collections.abc"),
     *("importlib", "warnings", "types", "typing", "urllib.parse", "ipaddress", "operator", "argparse"),
 )
+# Every module of ours a hot verb's plain line loads (mesh.cli.hot is the whole client), and no more.
+HOT_FLOOR = {"mesh", "mesh.cli", "mesh.cli.main", "mesh.cli.hot"}
 # Nor mesh's re-export modules and its version: each module is ~0.1-0.2 ms of fixed work, whatever it holds.
 MESH_SHIMS = ("mesh.errors", "mesh.views", "mesh._version")
 
@@ -48,6 +50,10 @@ def imported(out: subprocess.CompletedProcess[str]) -> set[str]:
 
 def heavy(mods: set[str]) -> list[str]:
     return sorted(m for m in mods if m.split(".")[0] in HEAVY)
+
+
+def ours(mods: set[str]) -> set[str]:
+    return {m for m in mods if m == "mesh" or m.startswith("mesh.")}
 
 
 def fat(mods: set[str]) -> list[str]:
@@ -109,8 +115,17 @@ def test_the_hot_verbs_load_no_grpc_protobuf_asyncio_or_rich(node: Mesh) -> None
         if args[0] in LEAN_VERBS and "path" not in args:
             assert fat(imported(out)) == [], args
         if args[0] == "send":
-            assert "mesh.core.mailbox.text" in imported(out), args  # the check ran (this one can fail)
             assert sorted(m for m in imported(out) if m in SEND_LEAN) == [], args
+        if "path" not in args and "bad name!" not in args:  # mesh.cli.hot's line: nothing else of ours
+            assert ours(imported(out)) == HOT_FLOOR, args
+    # and the floor's check can fail: a line mesh.cli.hot declines (a subject of two lines: the client's
+    # check says what is wrong) loads the full client
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", ENTRY, "send", "b", "sub\tject", "body", "--node", "a"],
+        env=node.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2 and "control characters" in out.stderr, out.stderr[-500:]
+    assert "mesh.core.mailbox.text" in imported(out) and "mesh.wireclient" in imported(out)
     # and the control: a verb that is not light still loads gRPC (the check above can fail)
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", ENTRY, "claims", "--node", "a"],
@@ -161,9 +176,11 @@ def test_the_hot_verbs_load_no_pathlib_re_or_collections(node: Mesh) -> None:
             )  # fmt: skip
             assert out.returncode == 0, (args, out.stderr[-500:])
             mods = imported(out)
-            assert "mesh.wireclient" in mods and "_socket" in mods, args  # it asked the node over the wire
+            assert "_socket" in mods, args  # it asked the node over the wire
             assert sorted(m for m in mods if m in STDLIB_LEAN) == [], (args, where)
             assert sorted(m for m in mods if m in MESH_SHIMS) == [], (args, where)
+            assert ours(mods) == HOT_FLOOR, (args, where)  # mesh.cli.hot alone, in any mesh or in --mesh
+            assert not {"fcntl", "mesh.core.errors"} & mods, args  # the wire's answer proves a live node
     # and the check can fail: a path claim compiles its glob with `re`
     out = subprocess.run(
         [sys.executable, "-S", "-X", "importtime", "-c", ENTRY, "claim", "path", "src/**"],
