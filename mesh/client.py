@@ -575,13 +575,14 @@ class Client:
         """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
         cheap way to send a lot (`meshctl send -`). Each chunk of SEND_MAX goes on the SendStream as one
         SendBatch built here, with no future or task per message; the node queues a chunk in one group
-        commit and answers each item (an unknown recipient fails alone). Every item carries an idempotency
-        key (its own or a fresh one), so a chunk whose answer was lost (a broken stream, an older node) is
-        asked again item by item (`send`'s path: the pipe, then unary) and never queued twice."""
+        commit and answers each item (an unknown recipient fails alone). Every chunk carries one idempotency
+        key (the node keeps one record per chunk, not one per send), so a chunk whose answer was lost (a
+        broken stream) is asked again whole on a new stream, and then item by item as unary Sends naming the
+        chunk's key and the item's place: never queued twice. An item's own key travels with it."""
         answers: list[Sent | MeshError | None] = [None] * len(items)
         chunks: list[tuple[list[int], pb.SendBatch]] = []
         idx: list[int] = []
-        batch = pb.SendBatch()
+        batch = pb.SendBatch(key=send_key())
         add = batch.items.add
         size = 0
         names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
@@ -595,11 +596,11 @@ class Client:
                 continue
             if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
                 chunks.append((idx, batch))
-                idx, batch, size = [], pb.SendBatch(), 0
+                idx, batch, size = [], pb.SendBatch(key=send_key()), 0
                 add = batch.items.add
             size += text
             idx.append(i)
-            key = it.key or send_key()
+            key = it.key or ""
             if it.to is None:
                 add(all=True, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
             else:
@@ -617,8 +618,12 @@ class Client:
                 if results is not None and len(results) == len(idx):
                     break
                 results = None
-            if results is None:  # no stream (an older node): unary Sends with the keys, a few at a time
-                got = await asyncio.gather(*(self._unary(r) for r in batch.items), return_exceptions=True)
+            if results is None:  # no stream (an older node): unary Sends, a few at a time, each naming its
+                # place in the chunk (the node answers what the chunk queued) and with a key of its own.
+                for n, req in enumerate(batch.items):
+                    req.batch_key, req.batch_index = batch.key, n
+                    req.key = req.key or send_key()
+                got = await asyncio.gather(*(self._unary(q) for q in batch.items), return_exceptions=True)
                 for i, g in zip(idx, got, strict=True):
                     if not isinstance(g, MeshError | Sent):
                         raise g

@@ -62,8 +62,9 @@ from mesh.core.mailbox import (
     new_stream_id,
     send_digest,
 )
+from mesh.core.values import value
 
-__all__ = ["SCHEMA_VERSION", "MailStore"]
+__all__ = ["SCHEMA_VERSION", "Answer", "KeyedBatch", "MailStore"]
 
 SCHEMA_VERSION = 2
 
@@ -145,7 +146,15 @@ CREATE INDEX IF NOT EXISTS members_name ON members (name, last_seen);
 CREATE TABLE IF NOT EXISTS send_keys (
     key TEXT PRIMARY KEY, id TEXT NOT NULL, recipients TEXT NOT NULL, digest TEXT NOT NULL, at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS send_batches (
+    key TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    answers TEXT NOT NULL,  -- JSON: per item [id, [recipient names]] when queued, null when not
+    at REAL NOT NULL
+);
 """
+# send_batches came after schema 2 without a new version: a table added is additive (storage.open_db adds it
+# to an older store; an older version ignores it), and nothing else about the store changed.
 _SCHEMA = _SCHEMA.replace("{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip())
 KEY_KEEP = 24 * 3600.0
 """Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
@@ -158,6 +167,25 @@ _IN_COLS = (
     "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
     "broadcast, read_at"
 )
+
+
+Answer = tuple[str, list[str] | None]
+"""What `enqueue_answers` says of a send: (id, None) queued now, or (first id, its recipient names) for a
+repeat of a key."""
+
+
+@value
+class KeyedBatch:
+    """The sends of one batch under one idempotency key (a control client's SendBatch): one record for the
+    batch in `send_batches` instead of one per send in `send_keys`. A repeat of the key (a retry of a batch
+    whose answer was lost) answers what the first answered for the items it queued, and queues the others."""
+
+    key: str
+    digest: str
+    """What the key stands for (the batch's items as sent): the same key with another digest is refused."""
+    items: tuple[Outgoing | None, ...]
+    """The batch's sends in order; None for an item that failed before the store (it answers nothing now,
+    and a repeat of the key may queue it)."""
 
 
 class MailStore:
@@ -344,78 +372,133 @@ class MailStore:
     @storage.guarded
     def enqueue_answers(
         self, items: Sequence[Outgoing], wall: float, keep: Collection[str] = ()
-    ) -> list[tuple[str, list[str] | None]]:
+    ) -> list[Answer]:
         """`enqueue`, answering (id, None) per item queued now, and (first id, the recipient names it was
         queued for then) per repeat of a key (so a send need not look its key up again).
 
         The entries queued for a peer in `keep` (the linked ones) are also kept in memory once committed, so
         `pending_for` hands them to the link without reading back what was just written."""
-        if len(items) > SEND_MAX:
-            raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
-        ids: list[tuple[str, list[str] | None]] = []
+        got = self._enqueue(items, wall, keep)
+        return got  # type: ignore[return-value]  # no KeyedBatch in, none out
+
+    @storage.guarded
+    def enqueue_group(
+        self, items: Sequence[Outgoing | KeyedBatch], wall: float, keep: Collection[str] = ()
+    ) -> list[Answer | list[Answer | InvalidInput | None]]:
+        """`enqueue_answers` for sends and keyed batches of sends in one transaction: per KeyedBatch a list
+        of its items' answers (None for an item that is None and was not queued before; InvalidInput for an
+        item whose own key was used for another message). A KeyedBatch whose key was used for another batch
+        raises InvalidInput (nothing of the call is queued)."""
+        return self._enqueue(items, wall, keep)
+
+    def _enqueue(
+        self, items: Sequence[Outgoing | KeyedBatch], wall: float, keep: Collection[str]
+    ) -> list[Answer | list[Answer | InvalidInput | None]]:
+        count = sum(len(it.items) if isinstance(it, KeyedBatch) else 1 for it in items)
+        if count > SEND_MAX:
+            raise LimitExceeded(f"{count} messages in one call; the limit is {SEND_MAX}")
+        ids: list[Answer | list[Answer | InvalidInput | None]] = []
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
+        batch_rows: list[tuple[Any, ...]] = []
         touched: set[str] = set()
         kept: list[tuple[str, Envelope, int]] = []
+        next_seq = self._next_seq
+
+        def queue(it: Outgoing) -> Answer:
+            if it.key:
+                digest = send_digest(it)
+                known = fresh.get(it.key)
+                if known is not None:
+                    if known[1] != digest:
+                        raise InvalidInput("this send key was already used for a different message")
+                    return known[0], known[2]
+            size = len(it.subject.encode()) + len(it.body.encode())
+            self._counter += 1
+            mid = message_id(self.stream, self._counter)
+            for r in it.recipients:
+                node = r.node_id
+                seq = next_seq.get(node, 1)
+                next_seq[node] = seq + 1
+                touched.add(node)
+                if node in keep:
+                    env = Envelope(
+                        mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to, it.broadcast
+                    )
+                    kept.append((node, env, size))
+                rows.append(
+                    (
+                        mid, self._counter, node, r.name, seq, it.subject, it.body, size, wall,
+                        it.in_reply_to, int(it.broadcast), wall,
+                    )
+                )  # fmt: skip
+            if it.key:
+                names = [r.name for r in it.recipients]
+                fresh[it.key] = (mid, digest, names)
+                keys.append((it.key, mid, json_strings(names), digest, wall))
+            return mid, None
+
         with self._tx() as db:
             # Keys used before, looked up in one query per chunk rather than one per item (a client's every
             # send carries a key: a query each was a third of the cost of queueing it).
-            fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys([it.key for it in items if it.key])
+            item_keys = [
+                x.key
+                for it in items
+                for x in (it.items if isinstance(it, KeyedBatch) else (it,))
+                if x is not None and x.key
+            ]
+            fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys(item_keys) if item_keys else {}
+            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch)])
             for it in items:
-                if it.key:
-                    digest = send_digest(it)
-                    known = fresh.get(it.key)
-                    if known is not None:
-                        if known[1] != digest:
-                            raise InvalidInput("this send key was already used for a different message")
-                        ids.append((known[0], known[2]))
-                        continue
-                size = len(it.subject.encode()) + len(it.body.encode())
-                self._counter += 1
-                mid = message_id(self.stream, self._counter)
-                ids.append((mid, None))
-                for r in it.recipients:
-                    seq = self._next_seq.get(r.node_id, 1)
-                    self._next_seq[r.node_id] = seq + 1
-                    touched.add(r.node_id)
-                    if r.node_id in keep:
-                        env = Envelope(
-                            mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to,
-                            it.broadcast,
-                        )  # fmt: skip
-                        kept.append((r.node_id, env, size))
-                    rows.append(
-                        (
-                            mid,
-                            self._counter,
-                            r.node_id,
-                            r.name,
-                            seq,
-                            it.subject,
-                            it.body,
-                            size,
-                            wall,
-                            it.in_reply_to,
-                            int(it.broadcast),
-                            wall,
-                        )
-                    )
-                if it.key:
-                    names = [r.name for r in it.recipients]
-                    fresh[it.key] = (mid, digest, names)
-                    keys.append((it.key, mid, json_strings(names), digest, wall))
-            db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
-            db.executemany(
-                "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"
-                " broadcast, state, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT INTO out_seq VALUES (?, ?)"
-                " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
-                [(p, self._next_seq[p]) for p in touched],
-            )
-            db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
+                if not isinstance(it, KeyedBatch):
+                    ids.append(queue(it))
+                    continue
+                prior = batches.get(it.key)
+                if prior is not None and prior[0] != it.digest:
+                    raise InvalidInput("this send key was already used for a different batch")
+                record: list[Any] = prior[1] if prior is not None else [None] * len(it.items)
+                answers: list[Answer | InvalidInput | None] = []
+                changed = prior is None
+                for j, x in enumerate(it.items):
+                    done = record[j] if j < len(record) else None
+                    if done is not None:  # queued by the first try of this batch
+                        answers.append((str(done[0]), [str(n) for n in done[1]]))
+                    elif x is None:
+                        answers.append(None)
+                    else:
+                        try:
+                            got = queue(x)
+                        except InvalidInput as e:  # its own key, used for another message: it fails alone
+                            answers.append(e)
+                            continue
+                        answers.append(got)
+                        record[j] = [got[0], got[1] if got[1] is not None else [r.name for r in x.recipients]]
+                        changed = True
+                if changed:
+                    batches[it.key] = (it.digest, record)
+                    batch_rows.append((it.key, it.digest, json.dumps(record, separators=(",", ":")), wall))
+                ids.append(answers)
+            if keys:
+                db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
+            if batch_rows:
+                db.executemany(
+                    "INSERT INTO send_batches VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET answers = excluded.answers",
+                    batch_rows,
+                )
+            if rows:
+                db.executemany(
+                    "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at,"
+                    " in_reply_to, broadcast, state, changed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    rows,
+                )
+                db.executemany(
+                    "INSERT INTO out_seq VALUES (?, ?)"
+                    " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
+                    [(p, next_seq[p]) for p in touched],
+                )
+                db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
         for peer, env, size in kept:  # committed: now they may be sent
             tail = self._tails.setdefault(peer, deque())
             if tail and tail[-1][0].seq != env.seq - 1:
@@ -439,6 +522,25 @@ class MailStore:
             ):
                 found[str(key)] = (str(mid), str(digest), _names(names))
         return found
+
+    def _batches(self, keys: Sequence[str]) -> dict[str, tuple[str, list[Any]]]:
+        """key -> (digest, per-item answers) of the batch keys among `keys` that were used before."""
+        found: dict[str, tuple[str, list[Any]]] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, digest, answers in self._db.execute(
+                f"SELECT key, digest, answers FROM send_batches WHERE key IN ({marks})", chunk
+            ):
+                found[str(key)] = (str(digest), _answers(answers))
+        return found
+
+    @storage.guarded
+    def sent_in_batch(self, key: str, index: int) -> tuple[str, list[str]] | None:
+        """(id, recipient names) of item `index` of the batch queued under key `key`, if that queued it."""
+        row = self._db.execute("SELECT answers FROM send_batches WHERE key = ?", (key,)).fetchone()
+        answers = _answers(row[0]) if row else []
+        done = answers[index] if 0 <= index < len(answers) else None
+        return (str(done[0]), [str(n) for n in done[1]]) if done is not None else None
 
     @storage.guarded
     def sent_with_key(self, key: str) -> tuple[str, list[str]] | None:
@@ -590,6 +692,7 @@ class MailStore:
         """
         with self._tx() as db:
             db.execute("DELETE FROM send_keys WHERE at < ?", (wall - min(keep, KEY_KEEP),))
+            db.execute("DELETE FROM send_batches WHERE at < ?", (wall - min(keep, KEY_KEEP),))
             return db.execute(
                 "DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (wall - keep,)
             ).rowcount
@@ -816,6 +919,23 @@ def _names(text: Any) -> list[str]:
         return [str(n) for n in json.loads(text)]
     except (ValueError, TypeError):
         return []
+
+
+def _answers(text: Any) -> list[Any]:
+    """A send_batches row's answers: a list of [id, [names]] or None (a damaged one reads as nothing queued,
+    never as an exception in the send path)."""
+    try:
+        got = json.loads(text)
+    except (ValueError, TypeError):
+        return []
+    if not isinstance(got, list):
+        return []
+    return [
+        a
+        if isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], list)
+        else None
+        for a in got
+    ]
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

@@ -617,3 +617,76 @@ def test_a_mailbox_of_an_unknown_schema_is_refused_untouched(tmp_path: Path) -> 
     with pytest.raises(StateDamaged, match="schema '3'"):
         open_store(path, A, 1)
     assert _outbox_rows(path) == rows
+
+
+def test_a_keyed_batch_is_queued_once_and_answers_each_item_again(tmp_path: Path) -> None:
+    """One key for a whole batch (a control client's SendBatch): one send_batches record, no send_keys row
+    per item; a repeat of the batch answers the ids its first try queued and queues only the items that were
+    not queued then (an item that failed before the store); another batch under the key is refused."""
+    from mesh.errors import InvalidInput
+    from mesh.mailstore import KeyedBatch
+
+    path = tmp_path / "a.db"
+    a = open_store(path, A)
+    msgs = [direct(A, B, body=f"m{i}") for i in range(4)]
+    first = KeyedBatch("bk1", "d1", (msgs[0], None, msgs[2], msgs[3]))
+    (got,) = a.enqueue_group([first], WALL0)
+    assert isinstance(got, list) and got[1] is None
+    ids = [g[0] for g in got if isinstance(g, tuple)]
+    assert len(set(ids)) == 3 and all(g[1] is None for g in got if isinstance(g, tuple))  # queued now
+    assert a._db.execute("SELECT COUNT(*) FROM send_keys").fetchone()[0] == 0
+    assert a.sent_in_batch("bk1", 2) == (ids[1], [B.name]) and a.sent_in_batch("bk1", 1) is None
+    assert a.sent_in_batch("bk1", 9) is None and a.sent_in_batch("nope", 0) is None
+
+    retry = KeyedBatch("bk1", "d1", tuple(msgs))  # item 1 is good now: it alone is queued
+    a.close()
+    a = open_store(path, A)  # remembered across a restart
+    again, twice = a.enqueue_group([retry, retry], WALL0 + 1)
+    assert isinstance(again, list) and isinstance(twice, list)
+    fresh = again[1]
+    assert twice[1] == (fresh[0], [B.name])  # type: ignore[index]  # the second repeats the first
+    assert isinstance(fresh, tuple) and fresh[0] not in ids
+    assert again == [(ids[0], [B.name]), fresh, (ids[1], [B.name]), (ids[2], [B.name])]
+    assert [e.id for e in a.outbox()] == [*ids, fresh[0]]  # one more queued, nothing twice
+    assert a.sent_in_batch("bk1", 1) == (fresh[0], [B.name])
+
+    with pytest.raises(InvalidInput, match="different batch"):
+        a.enqueue_group([KeyedBatch("bk1", "d2", tuple(msgs))], WALL0 + 2)
+    assert a.queued_count() == 4
+
+    # An item's own key still counts inside a keyed batch; one used for another message fails that item only.
+    own = outgoing([B], "hi", "own", sender_node=A.node_id, key="k1")
+    (mid,) = a.enqueue([own], WALL0 + 3)
+    clash = outgoing([B], "hi", "other", sender_node=A.node_id, key="k1")
+    (mixed,) = a.enqueue_group([KeyedBatch("bk2", "d3", (own, clash, msgs[0]))], WALL0 + 4)
+    assert isinstance(mixed, list) and mixed[0] == (mid, [B.name])
+    assert isinstance(mixed[1], InvalidInput) and isinstance(mixed[2], tuple)
+    assert a.queued_count() == 6
+    a.prune(WALL0 + 3 * 24 * 3600.0, keep=0.0)
+    assert a.sent_in_batch("bk1", 0) is None  # forgotten with the send keys
+    a.close()
+
+
+def test_a_mailbox_made_before_send_batches_opens_and_delivers(tmp_path: Path) -> None:
+    """send_batches is a table added to schema 2: a mail.db of the version before it (no such table) opens,
+    gains the table, and its queued messages still go out in order."""
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1)
+    sent = a.enqueue([direct(A, B, body=f"m{i}") for i in range(3)], WALL0)
+    a.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE send_batches")
+    db.close()
+    a = open_store(path, A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    assert a.integrity_check() == "ok"
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.id for m in bt.messages] == sent
+    new, ack = b.store_incoming(bt, WALL0 + 1)
+    assert [m.id for m in new] == sent and a.mark_delivered(ack, WALL0 + 1) == 3
+    from mesh.mailstore import KeyedBatch
+
+    (got,) = a.enqueue_group([KeyedBatch("bk", "d", (direct(A, B),))], WALL0 + 2)
+    assert isinstance(got, list) and a.sent_in_batch("bk", 0) == (got[0][0], [B.name])  # type: ignore[index]
+    a.close()
+    b.close()
