@@ -71,8 +71,10 @@ class _SendPipe:
     a caller may have many batches in flight, so a client that sends concurrently gets the node's group
     commit across all of them (one RPC per message costs a round trip each).
 
-    Every request carries its idempotency key, so a send whose answer the stream lost (a break, a node
-    without SendStream) is asked again as a unary Send with that key: never queued twice.
+    Every batch carries an idempotency key (one record at the node, not one per send), so a send whose answer
+    the stream lost (a break) is asked again as a unary Send naming that key and its place in the batch (and
+    with a key of its own): never queued twice. A send with a key of its own (given by the caller, or worn
+    on the hook wire first) carries it in the batch too.
     """
 
     def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event) -> None:
@@ -179,7 +181,10 @@ class _SendPipe:
                 return pb.SendBatch()
             self._in_flight.append(bfut)
             return whole
-        batch = pb.SendBatch()
+        # One key for the batch: a send whose answer the stream lost is asked again unary, naming the batch's
+        # key and its place in it, and the node answers what the batch queued (no key per send to store).
+        key = send_key()
+        batch = pb.SendBatch(key=key)
         add = batch.items.add
         futs: list[asyncio.Future[pb.SendReply]] = []
         size = 0
@@ -194,6 +199,8 @@ class _SendPipe:
             if fut.done():  # its caller gave up (cancelled): not sent on its behalf
                 continue
             add(**fields)
+            fields["batch_key"] = key
+            fields["batch_index"] = len(futs)
             futs.append(fut)
         del self._queue[:n]
         self._in_flight.append(futs)
@@ -650,6 +657,8 @@ class Client:
         unanswered is asked again (the pipe, then a unary Send; its key makes that safe), and so is every send
         to a node that does not offer the wire or the stream."""
         if self._lane.ready and self._pipe.idle:
+            if "key" not in fields:  # on the stream after this (its answer lost): asked with this key
+                fields["key"] = send_key()
             try:
                 sent: Sent = await self._lane.call(verb, _wire_args(fields))
                 return sent
@@ -661,6 +670,8 @@ class Client:
                 return api_codec.sent_from_pb(await self._pipe.send(fields, size))
             except _Unanswered:
                 pass
+        if "key" not in fields:
+            fields["key"] = send_key()
         return await self._unary(pb.SendRequest(**fields))
 
     async def messages(
@@ -830,10 +841,13 @@ send_key = _KeySource()
 
 def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
-    body limit's message here, not the transport's), with an idempotency key made for this send."""
+    body limit's message here, not the transport's). The caller's key if it gave one; otherwise the send
+    gets one when it goes alone (the wire, a unary Send); on the SendStream its batch's key covers it."""
     check_outgoing(subject, body, reply_to, key)
-    key = key or send_key()
-    return {"subject": subject, "body": body, "in_reply_to": reply_to or "", "key": key}
+    fields = {"subject": subject, "body": body, "in_reply_to": reply_to or ""}
+    if key:
+        fields["key"] = key
+    return fields
 
 
 def _wire_args(fields: dict[str, Any]) -> dict[str, Any]:
