@@ -721,72 +721,75 @@ class MailStore:
 
         Returns the new messages (for live followers) and the cumulative ack to send once this returns.
         """
+        (got,) = self.store_incoming_many([batch], wall)
+        return got
+
+    @storage.guarded
+    def store_incoming_many(
+        self, batches: Sequence[MailBatch], wall: float
+    ) -> list[tuple[list[InboxMessage], MailAck]]:
+        """`store_incoming` for (checked) batches that arrived together, in order, in one transaction (a
+        window of batches from a peer is one commit, not one each); per batch its new messages and ack."""
         try:
-            return self._store_incoming(batch, wall)
+            return self._store_incoming(batches, wall)
         except sqlite3.IntegrityError:
+            senders = sorted({b.from_node for b in batches})
             raise ProtocolError(
-                f"bad mail frame: a message id from {batch.from_node} is already in the inbox under another"
-                " sender or seq"
+                f"bad mail frame: a message id from {', '.join(senders)} is already in the inbox under"
+                " another sender or seq"
             ) from None
 
-    def _store_incoming(self, batch: MailBatch, wall: float) -> tuple[list[InboxMessage], MailAck]:
+    def _store_incoming(
+        self, batches: Sequence[MailBatch], wall: float
+    ) -> list[tuple[list[InboxMessage], MailAck]]:
+        out: list[tuple[list[InboxMessage], MailAck]] = []
+        rows: list[tuple[Any, ...]] = []
+        cursors: dict[tuple[str, str], tuple[int, int]] = {}  # (sender, stream) -> (on disk, now)
         with self._tx() as db:
-            row = db.execute(
-                "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?",
-                (batch.from_node, batch.stream),
-            ).fetchone()
-            cursor0 = int(row[0]) if row else 0
-            fresh, cursor = accept_batch(cursor0, batch)
             last = db.execute("SELECT COALESCE(MAX(local_seq), 0) FROM inbox").fetchone()[0]
-            new = [
-                InboxMessage(
-                    last + i + 1,
-                    m.id,
-                    batch.from_node,
-                    m.from_name,
-                    m.to_name,
-                    m.subject,
-                    m.body,
-                    m.sent_at,
-                    wall,
-                    m.in_reply_to,
-                    m.broadcast,
-                    None,
-                )
-                for i, m in enumerate(fresh)
-            ]
+            for batch in batches:
+                pair = (batch.from_node, batch.stream)
+                known = cursors.get(pair)
+                if known is None:
+                    row = db.execute(
+                        "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?", pair
+                    ).fetchone()
+                    known = cursors[pair] = (int(row[0]) if row else 0,) * 2
+                fresh, cursor = accept_batch(known[1], batch)
+                cursors[pair] = (known[0], cursor)
+                sender, stream = pair
+                new = []
+                for m in fresh:
+                    last += 1
+                    new.append(
+                        InboxMessage(
+                            last, m.id, sender, m.from_name, m.to_name, m.subject, m.body, m.sent_at, wall,
+                            m.in_reply_to, m.broadcast, None,
+                        )
+                    )  # fmt: skip
+                    rows.append(
+                        (
+                            last, m.id, sender, m.from_name, m.to_name, stream, m.seq, m.subject, m.body,
+                            m.sent_at, wall, m.in_reply_to, int(m.broadcast),
+                        )
+                    )  # fmt: skip
+                out.append((new, MailAck(sender, batch.to_node, stream, cursor)))
             db.executemany(
                 # UNIQUE(id) is the second line of defence: with an honest sender the cursor already
                 # dropped every duplicate, so a clash means a peer reused an id: refuse the whole batch.
                 "INSERT INTO inbox (local_seq, id, from_node, from_name, to_name, stream, seq, subject, body,"
                 " sent_at, received_at, in_reply_to, broadcast)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        im.local_seq,
-                        im.id,
-                        im.from_node,
-                        im.from_name,
-                        im.to_name,
-                        batch.stream,
-                        m.seq,
-                        im.subject,
-                        im.body,
-                        im.sent_at,
-                        wall,
-                        im.in_reply_to,
-                        int(im.broadcast),
-                    )
-                    for im, m in zip(new, fresh, strict=True)
-                ],
+                rows,
             )
-            if cursor != cursor0:
-                db.execute(
+            moved = [(f, st, now) for (f, st), (was, now) in cursors.items() if now != was]
+            if moved:
+                db.executemany(
                     "INSERT INTO in_cursor VALUES (?, ?, ?)"
                     " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
-                    (batch.from_node, batch.stream, cursor),
+                    moved,
                 )
-        return new, MailAck(batch.from_node, batch.to_node, batch.stream, cursor)
+        return out
 
     @storage.guarded
     def inbox(

@@ -257,7 +257,18 @@ class MailService:
         peer = sender.node_id
         w_now = wall()
         last_ack = {m.stream: m for m in msgs if isinstance(m, mb.MailAck)}
+        run: list[mb.MailBatch] = []  # consecutive batches: stored in one transaction
         for msg in msgs:
+            if isinstance(msg, mb.MailBatch):
+                try:
+                    run.append(mb.check_batch(msg, peer_node=peer, self_node=self.me))
+                except MeshError:
+                    self._store_batches(sender, run, w_now)  # what came before it is good
+                    raise
+                continue
+            if run:
+                self._store_batches(sender, run, w_now)
+                run = []
             # Acks are cumulative: of several in one delivery (a batch of frames), the last one per stream
             # says what the others said; those are checked, not applied (one transaction, not one each).
             if (
@@ -272,21 +283,38 @@ class MailService:
                 # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it
                 # again (a batch after RESEND_AFTER, a receipt on the next link). The link stays up.
                 self._fault(f"store {type(msg).__name__} from {sender.name}", e)
+        self._store_batches(sender, run, w_now)
 
-    def _on_message(self, peer: str, msg: object, w_now: float) -> None:
-        if isinstance(msg, mb.MailBatch):
-            batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
-            new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
-            self._stored()
-            # Followers first: woken before the link's writer, they see the message without waiting behind
-            # the ack's write (both only after the commit).
+    def _store_batches(self, sender: PeerInfo, batches: list[mb.MailBatch], w_now: float) -> None:
+        """Store (checked) batches that came together in one transaction, then ack them: one cumulative ack
+        per stream, the last one (it says what the others would)."""
+        if not batches:
+            return
+        try:
+            got = self.store.store_incoming_many(batches, w_now)  # persisted before we ack
+        except StorageError as e:
+            # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it again
+            # after RESEND_AFTER. The link stays up.
+            self._fault(f"store MailBatch from {sender.name}", e)
+            return
+        self._stored()
+        # Followers first: woken before the link's writer, they see the message without waiting behind the
+        # ack's write (both only after the commit).
+        acks: dict[str, mb.MailAck] = {}
+        fresh = False
+        for new, ack in got:
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
-            self.ctx.send(peer, ack)
-            if new:
-                self._publish_unread()
-        elif isinstance(msg, mb.MailAck):
+            fresh = fresh or bool(new)
+            acks[ack.stream] = ack
+        for ack in acks.values():
+            self.ctx.send(sender.node_id, ack)
+        if fresh:
+            self._publish_unread()
+
+    def _on_message(self, peer: str, msg: object, w_now: float) -> None:
+        if isinstance(msg, mb.MailAck):
             ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
             # Applied at the end of this loop turn with the acks other links delivered in it: one
             # transaction for a broadcast's acks, not one per recipient (cumulative: the highest one wins).

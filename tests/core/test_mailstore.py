@@ -690,3 +690,34 @@ def test_a_mailbox_made_before_send_batches_opens_and_delivers(tmp_path: Path) -
     assert isinstance(got, list) and a.sent_in_batch("bk", 0) == (got[0][0], [B.name])  # type: ignore[index]
     a.close()
     b.close()
+
+
+def test_batches_stored_together_match_batches_stored_one_by_one(tmp_path: Path) -> None:
+    """`store_incoming_many` (a window of batches that arrived together, one transaction) stores and acks
+    exactly what `store_incoming` called per batch does: duplicates dropped, a gap stops acceptance, the
+    cursor carried from one batch to the next, two senders apart."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    c = open_store(tmp_path / "c.db", C, 3)
+    a.enqueue([direct(A, B, body=f"a{i}") for i in range(9)], WALL0)
+    c.enqueue([direct(C, B, body=f"c{i}") for i in range(4)], WALL0)
+    a1, a2, a3 = (a.pending_for("nodeB", after=k, limit=3) for k in (0, 3, 6))
+    c1 = c.pending_for("nodeB", limit=4)
+    assert a1 and a2 and a3 and c1
+    # In order, a resend of a1, a gap (a3 before a2), c's between, then a2 and a3 again.
+    window = [a1, a1, a3, c1, a2, a3]
+    one = open_store(tmp_path / "b1.db", B, 2)
+    many = open_store(tmp_path / "b2.db", B, 2)
+    each = [one.store_incoming(bt, WALL0 + 1) for bt in window]
+    together = many.store_incoming_many(window, WALL0 + 1)
+    assert [([m.id for m in new], ack) for new, ack in together] == [
+        ([m.id for m in new], ack) for new, ack in each
+    ]
+    assert [ack.upto for _, ack in together] == [3, 3, 3, 4, 6, 9]
+    assert [(m.local_seq, m.id, m.body) for m in many.inbox(limit=100)] == [
+        (m.local_seq, m.id, m.body) for m in one.inbox(limit=100)
+    ]
+    many.close()
+    many = open_store(tmp_path / "b2.db", B, 2)  # the cursors are on disk: a resend adds nothing
+    assert many.store_incoming_many([a3, c1], WALL0 + 2) == [([], together[-1][1]), ([], together[3][1])]
+    for s in (a, c, one, many):
+        s.close()
