@@ -146,6 +146,9 @@ CREATE INDEX IF NOT EXISTS members_name ON members (name, last_seen);
 CREATE TABLE IF NOT EXISTS send_keys (
     key TEXT PRIMARY KEY, id TEXT NOT NULL, recipients TEXT NOT NULL, digest TEXT NOT NULL, at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS out_acks (
+    to_node TEXT NOT NULL, upto INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (to_node, upto)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS send_batches (
     key TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
@@ -153,11 +156,28 @@ CREATE TABLE IF NOT EXISTS send_batches (
     at REAL NOT NULL
 );
 """
-# send_batches came after schema 2 without a new version: a table added is additive (storage.open_db adds it
-# to an older store; an older version ignores it), and nothing else about the store changed.
+# send_batches and out_acks came after schema 2 without a new version: a table added is additive
+# (storage.open_db adds it to an older store). out_acks: each applied ack (peer, cumulative seq, wall time),
+# so an ack is one row, not an UPDATE of every outbox row it covers: an outbox row with state 0 (queued) and
+# a seq at or below its peer's highest `upto` is *delivered*, at the `at` of the first ack that reached it
+# (`_ACKED` and `_STATE_SQL` say so in SQL). `prune` deletes such rows like delivered ones. An older version
+# opening the store sees them as queued and sends them again: the recipient's cursor drops them and acks.
 _SCHEMA = _SCHEMA.replace("{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip())
 KEY_KEEP = 24 * 3600.0
 """Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
+
+_ACKED = "(SELECT MAX(upto) FROM out_acks AS k WHERE k.to_node = o.to_node)"
+"""The highest seq the peer of outbox row `o` acknowledged (NULL: none)."""
+_STATE_SQL = f"(CASE WHEN o.state = 0 AND o.seq <= COALESCE({_ACKED}, 0) THEN 1 ELSE o.state END)"
+_CHANGED_SQL = (
+    f"(CASE WHEN o.state = 0 AND o.seq <= COALESCE({_ACKED}, 0) THEN (SELECT at FROM out_acks AS k"
+    " WHERE k.to_node = o.to_node AND k.upto >= o.seq ORDER BY k.upto LIMIT 1) ELSE o.changed_at END)"
+)
+_OUT_VIEW = (
+    "o.id, o.to_node, o.to_name, o.seq, o.subject, o.body, o.sent_at, o.in_reply_to, o.broadcast, "
+    f"{_STATE_SQL}, {_CHANGED_SQL}"
+)
+"""`_OUT_COLS` of outbox AS o, with the state and time an ack gave a row (see out_acks)."""
 
 _OUT_ALL = (
     "id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to, broadcast, state, changed_at"
@@ -335,6 +355,10 @@ class MailStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
         self._counter = int(row[0]) if row else 0
         self._next_seq: dict[str, int] = dict(self._db.execute("SELECT to_node, next_seq FROM out_seq"))
+        # The highest seq each peer acknowledged (out_acks): entries at or below it are delivered.
+        self._acked: dict[str, int] = dict(
+            self._db.execute("SELECT to_node, MAX(upto) FROM out_acks GROUP BY to_node")
+        )
         # Caches of what is on disk, for the link's send path (see `pending_for`); gone with any rollback.
         self._tails: dict[str, deque[tuple[Envelope, int]]] = {}
         self._floors: dict[str, int] = {}
@@ -553,10 +577,8 @@ class MailStore:
     @storage.guarded
     def floor(self, peer: str) -> int:
         """Lowest queued seq for `peer` (next seq to allocate when none is queued)."""
-        row = self._db.execute(
-            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
-        ).fetchone()
-        return int(row[0]) if row[0] is not None else self._next_seq.get(peer, 1)
+        got = self._floor(peer)
+        return got if got is not None else self._next_seq.get(peer, 1)
 
     @storage.guarded
     def pending_for(self, peer: str, after: int = 0, limit: int = BATCH_MAX) -> MailBatch | None:
@@ -591,7 +613,7 @@ class MailStore:
         rows = self._db.execute(
             "SELECT id, seq, to_name, subject, body, sent_at, in_reply_to, broadcast, size FROM outbox"
             " WHERE to_node = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
-            (peer, after, limit),
+            (peer, max(after, self._acked.get(peer, 0)), limit),
         ).fetchall()
         if not rows:
             return None
@@ -604,16 +626,15 @@ class MailStore:
     def _floor(self, peer: str) -> int | None:
         """Lowest queued seq for `peer`, None when nothing is queued."""
         row = self._db.execute(
-            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
+            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0 AND seq > ?",
+            (peer, self._acked.get(peer, 0)),
         ).fetchone()
         return int(row[0]) if row[0] is not None else None
 
     @storage.guarded
     def peers_with_pending(self) -> list[str]:
         """Node ids that have queued entries."""
-        return [
-            r[0] for r in self._db.execute("SELECT DISTINCT to_node FROM outbox WHERE state = 0 ORDER BY 1")
-        ]
+        return [p for p in sorted(self._next_seq) if self._floor(p) is not None]
 
     def mark_delivered(self, ack: MailAck, wall: float) -> int:
         """Apply a (checked) ack: queued entries up to ack.upto become delivered; returns how many."""
@@ -626,14 +647,27 @@ class MailStore:
         if not mine:  # acks for a stream this mailbox no longer has
             return 0
         counts: list[int] = []
+        moved: dict[str, int] = {}
         with self._tx() as db:
             for ack in mine:
-                cur = db.execute(
-                    "UPDATE outbox SET state = 1, changed_at = ?"
-                    " WHERE to_node = ? AND state = 0 AND seq <= ?",
-                    (wall, ack.to_node, ack.upto),
+                # One row per ack, not an UPDATE of each entry it covers (see out_acks). Never past the
+                # seqs given out: an entry queued later is not delivered by an ack that came before it.
+                peer = ack.to_node
+                was = moved.get(peer, self._acked.get(peer, 0))
+                upto = min(ack.upto, self._next_seq.get(peer, 1) - 1)
+                if upto <= was:
+                    counts.append(0)
+                    continue
+                counts.append(
+                    db.execute(
+                        "SELECT COUNT(*) FROM outbox"
+                        " WHERE to_node = ? AND state = 0 AND seq > ? AND seq <= ?",
+                        (peer, was, upto),
+                    ).fetchone()[0]
                 )
-                counts.append(cur.rowcount)
+                db.execute("INSERT OR REPLACE INTO out_acks VALUES (?, ?, ?)", (peer, upto, wall))
+                moved[peer] = upto
+        self._acked.update(moved)
         for ack, n in zip(mine, counts, strict=True):
             if n:
                 self._floors.pop(ack.to_node, None)
@@ -651,15 +685,15 @@ class MailStore:
         where: list[str] = []
         args: list[Any] = []
         if state is not None:
-            where.append("state = ?")
+            where.append(f"{_STATE_SQL} = ?")
             args.append(_STATE[state])
         if to_name is not None:
-            where.append("to_name = ?")
+            where.append("o.to_name = ?")
             args.append(to_name)
-        sql = f"SELECT {_OUT_COLS} FROM outbox"
+        sql = f"SELECT {_OUT_VIEW} FROM outbox AS o"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY rowid DESC LIMIT ?"
+        sql += " ORDER BY o.rowid DESC LIMIT ?"
         rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_out_entry(r) for r in reversed(rows)]
 
@@ -670,9 +704,10 @@ class MailStore:
         with self._tx() as db:
             # Per pair: everything queued below the first entry that is still young.
             rows = db.execute(
-                f"SELECT {_OUT_COLS} FROM outbox AS o WHERE state = 0 AND seq < COALESCE("
-                "(SELECT MIN(seq) FROM outbox AS y WHERE y.to_node = o.to_node AND y.state = 0"
-                " AND y.sent_at >= ?), 9223372036854775807) ORDER BY rowid",
+                f"SELECT {_OUT_COLS} FROM outbox AS o WHERE state = 0 AND seq > COALESCE({_ACKED}, 0)"
+                " AND seq < COALESCE((SELECT MIN(seq) FROM outbox AS y WHERE y.to_node = o.to_node"
+                f" AND y.state = 0 AND y.sent_at >= ? AND y.seq > COALESCE({_ACKED}, 0)),"
+                " 9223372036854775807) ORDER BY rowid",
                 (cutoff,),
             ).fetchall()
             db.executemany(
@@ -690,12 +725,21 @@ class MailStore:
 
         A full scan: call it rarely (hourly), not per frame.
         """
+        cutoff = wall - keep
         with self._tx() as db:
             db.execute("DELETE FROM send_keys WHERE at < ?", (wall - min(keep, KEY_KEEP),))
             db.execute("DELETE FROM send_batches WHERE at < ?", (wall - min(keep, KEY_KEEP),))
-            return db.execute(
-                "DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (wall - keep,)
-            ).rowcount
+            n = db.execute("DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (cutoff,)).rowcount
+            # Entries an ack delivered before the cutoff, and those acks (each peer's highest stays: the
+            # cursor).
+            for peer, upto in db.execute(
+                "SELECT to_node, MAX(upto) FROM out_acks WHERE at < ? GROUP BY to_node", (cutoff,)
+            ).fetchall():
+                n += db.execute(
+                    "DELETE FROM outbox WHERE to_node = ? AND state = 0 AND seq <= ?", (peer, upto)
+                ).rowcount
+                db.execute("DELETE FROM out_acks WHERE to_node = ? AND upto < ?", (peer, upto))
+            return n
 
     @storage.guarded
     def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
@@ -831,7 +875,15 @@ class MailStore:
     @storage.guarded
     def queued_count(self) -> int:
         """Outbox entries still queued (one per recipient)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = 0").fetchone()[0])
+        return sum(
+            int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE to_node = ? AND state = 0 AND seq > ?",
+                    (peer, self._acked.get(peer, 0)),
+                ).fetchone()[0]
+            )
+            for peer in self._next_seq
+        )
 
     @storage.guarded
     def unread_count(self) -> int:

@@ -721,3 +721,35 @@ def test_batches_stored_together_match_batches_stored_one_by_one(tmp_path: Path)
     assert many.store_incoming_many([a3, c1], WALL0 + 2) == [([], together[-1][1]), ([], together[3][1])]
     for s in (a, c, one, many):
         s.close()
+
+
+def test_an_ack_is_one_row_and_the_outbox_reads_delivery_from_it(tmp_path: Path) -> None:
+    """An applied ack is a row of out_acks (the peer's cursor), not an UPDATE of each entry it covers: the
+    outbox shows each covered entry delivered at the time of the first ack that reached it; an ack past the
+    seqs given out delivers nothing queued after it; the cursor outlives a restart and a prune."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    ids = a.enqueue([direct(A, B, body=f"m{i}") for i in range(4)], WALL0)
+    ack = MailAck(A.node_id, B.node_id, a.stream, 2)
+    assert a.mark_delivered(ack, WALL0 + 10) == 2
+    assert a.mark_delivered(ack, WALL0 + 11) == 0  # again: nothing more
+    assert a._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 0").fetchone()[0] == 0  # no UPDATE
+    bogus = MailAck(A.node_id, B.node_id, a.stream, 99)  # past seq 4: covers 3 and 4, never what comes next
+    assert a.mark_delivered(bogus, WALL0 + 20) == 2
+    (later,) = a.enqueue([direct(A, B, body="later")], WALL0 + 21)
+    a.close()
+    a = open_store(tmp_path / "a.db", A, 1)
+    got = {e.id: (e.state, e.changed_at) for e in a.outbox()}
+    assert [got[i] for i in ids] == [(OutState.DELIVERED, WALL0 + 10)] * 2 + [
+        (OutState.DELIVERED, WALL0 + 20)
+    ] * 2
+    assert got[later] == (OutState.QUEUED, WALL0 + 21)
+    assert [e.id for e in a.outbox(state=OutState.QUEUED)] == [later]
+    assert [e.id for e in a.outbox(state=OutState.DELIVERED)] == ids
+    assert a.queued_count() == 1 and a.floor("nodeB") == 5 and a.peers_with_pending() == ["nodeB"]
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.id for m in bt.messages] == [later]
+    assert a.expire(WALL0 + RETENTION + 15) == []  # delivered entries never expire; the later one is young
+    assert a.prune(WALL0 + RETENTION + 15, keep=RETENTION) == 2  # delivered at +10: gone; +20 stays
+    assert [e.id for e in a.outbox()] == [*ids[2:], later]
+    assert a.floor("nodeB") == 5 and a.queued_count() == 1  # the cursor stays
+    a.close()
