@@ -238,6 +238,10 @@ class BatchSender(Protocol):
     """A MeshAPI that also queues a batch of sends in one go (the embedded `Node`): the control socket's
     SendStream hands it each batch whole. Not a verb of the API: clients send one at a time."""
 
-    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
-        """One answer, or that item's error, per item, in order."""
+    async def send_many(self, items: Sequence[SendItem], *, key: str | None = None) -> list[Sent | MeshError]:
+        """One answer, or that item's error, per item, in order; `key`: the batch's idempotency key."""
+        ...
+
+    def sent_in_batch(self, key: str, index: int) -> Sent | None:
+        """What item `index` of the batch sent with `key` was queued as, if it was."""
         ...

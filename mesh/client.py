@@ -71,8 +71,10 @@ class _SendPipe:
     a caller may have many batches in flight, so a client that sends concurrently gets the node's group
     commit across all of them (one RPC per message costs a round trip each).
 
-    Every request carries its idempotency key, so a send whose answer the stream lost (a break, a node
-    without SendStream) is asked again as a unary Send with that key: never queued twice.
+    Every batch carries an idempotency key (one record at the node, not one per send), so a send whose answer
+    the stream lost (a break) is asked again as a unary Send naming that key and its place in the batch (and
+    with a key of its own): never queued twice. A send with a key of its own (given by the caller, or worn
+    on the hook wire first) carries it in the batch too.
     """
 
     def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event) -> None:
@@ -179,7 +181,10 @@ class _SendPipe:
                 return pb.SendBatch()
             self._in_flight.append(bfut)
             return whole
-        batch = pb.SendBatch()
+        # One key for the batch: a send whose answer the stream lost is asked again unary, naming the batch's
+        # key and its place in it, and the node answers what the batch queued (no key per send to store).
+        key = send_key()
+        batch = pb.SendBatch(key=key)
         add = batch.items.add
         futs: list[asyncio.Future[pb.SendReply]] = []
         size = 0
@@ -194,6 +199,8 @@ class _SendPipe:
             if fut.done():  # its caller gave up (cancelled): not sent on its behalf
                 continue
             add(**fields)
+            fields["batch_key"] = key
+            fields["batch_index"] = len(futs)
             futs.append(fut)
         del self._queue[:n]
         self._in_flight.append(futs)
@@ -571,35 +578,42 @@ class Client:
         fields["all"] = True
         return await self._send(fields, "broadcast")
 
-    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+    async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
         """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
         cheap way to send a lot (`meshctl send -`). Each chunk of SEND_MAX goes on the SendStream as one
         SendBatch built here, with no future or task per message; the node queues a chunk in one group
-        commit and answers each item (an unknown recipient fails alone). Every item carries an idempotency
-        key (its own or a fresh one), so a chunk whose answer was lost (a broken stream, an older node) is
-        asked again item by item (`send`'s path: the pipe, then unary) and never queued twice."""
+        commit and answers each item (an unknown recipient fails alone). Every chunk carries one idempotency
+        key (the node keeps one record per chunk, not one per send), so a chunk whose answer was lost (a
+        broken stream) is asked again whole on a new stream, and then item by item as unary Sends naming the
+        chunk's key and the item's place: never queued twice. An item's own key travels with it.
+
+        `checked`: every item was checked already as the node will check it (`meshctl send -` checks every
+        line before it sends any), so it is not checked here again."""
         answers: list[Sent | MeshError | None] = [None] * len(items)
         chunks: list[tuple[list[int], pb.SendBatch]] = []
         idx: list[int] = []
-        batch = pb.SendBatch()
+        batch = pb.SendBatch(key=send_key())
         add = batch.items.add
         size = 0
         names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
         for i, it in enumerate(items):
-            try:
-                if it.to is not None and it.to not in names:
-                    names.add(validate.name(it.to, "recipient"))
-                text = check_outgoing(it.subject, it.body, it.reply_to, it.key) + REQUEST_OVERHEAD
-            except MeshError as e:  # this item's answer; the others go
-                answers[i] = e
-                continue
+            if checked:
+                text = len(it.subject.encode()) + len(it.body.encode()) + REQUEST_OVERHEAD
+            else:
+                try:
+                    if it.to is not None and it.to not in names:
+                        names.add(validate.name(it.to, "recipient"))
+                    text = check_outgoing(it.subject, it.body, it.reply_to, it.key) + REQUEST_OVERHEAD
+                except MeshError as e:  # this item's answer; the others go
+                    answers[i] = e
+                    continue
             if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
                 chunks.append((idx, batch))
-                idx, batch, size = [], pb.SendBatch(), 0
+                idx, batch, size = [], pb.SendBatch(key=send_key()), 0
                 add = batch.items.add
             size += text
             idx.append(i)
-            key = it.key or send_key()
+            key = it.key or ""
             if it.to is None:
                 add(all=True, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
             else:
@@ -617,8 +631,12 @@ class Client:
                 if results is not None and len(results) == len(idx):
                     break
                 results = None
-            if results is None:  # no stream (an older node): unary Sends with the keys, a few at a time
-                got = await asyncio.gather(*(self._unary(r) for r in batch.items), return_exceptions=True)
+            if results is None:  # no stream (an older node): unary Sends, a few at a time, each naming its
+                # place in the chunk (the node answers what the chunk queued) and with a key of its own.
+                for n, req in enumerate(batch.items):
+                    req.batch_key, req.batch_index = batch.key, n
+                    req.key = req.key or send_key()
+                got = await asyncio.gather(*(self._unary(q) for q in batch.items), return_exceptions=True)
                 for i, g in zip(idx, got, strict=True):
                     if not isinstance(g, MeshError | Sent):
                         raise g
@@ -645,6 +663,8 @@ class Client:
         unanswered is asked again (the pipe, then a unary Send; its key makes that safe), and so is every send
         to a node that does not offer the wire or the stream."""
         if self._lane.ready and self._pipe.idle:
+            if "key" not in fields:  # on the stream after this (its answer lost): asked with this key
+                fields["key"] = send_key()
             try:
                 sent: Sent = await self._lane.call(verb, _wire_args(fields))
                 return sent
@@ -656,6 +676,8 @@ class Client:
                 return api_codec.sent_from_pb(await self._pipe.send(fields, size))
             except _Unanswered:
                 pass
+        if "key" not in fields:
+            fields["key"] = send_key()
         return await self._unary(pb.SendRequest(**fields))
 
     async def messages(
@@ -825,10 +847,13 @@ send_key = _KeySource()
 
 def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
-    body limit's message here, not the transport's), with an idempotency key made for this send."""
+    body limit's message here, not the transport's). The caller's key if it gave one; otherwise the send
+    gets one when it goes alone (the wire, a unary Send); on the SendStream its batch's key covers it."""
     check_outgoing(subject, body, reply_to, key)
-    key = key or send_key()
-    return {"subject": subject, "body": body, "in_reply_to": reply_to or "", "key": key}
+    fields = {"subject": subject, "body": body, "in_reply_to": reply_to or ""}
+    if key:
+        fields["key"] = key
+    return fields
 
 
 def _wire_args(fields: dict[str, Any]) -> dict[str, Any]:

@@ -62,8 +62,9 @@ from mesh.core.mailbox import (
     new_stream_id,
     send_digest,
 )
+from mesh.core.values import value
 
-__all__ = ["SCHEMA_VERSION", "MailStore"]
+__all__ = ["SCHEMA_VERSION", "Answer", "KeyedBatch", "MailStore"]
 
 SCHEMA_VERSION = 2
 
@@ -145,10 +146,38 @@ CREATE INDEX IF NOT EXISTS members_name ON members (name, last_seen);
 CREATE TABLE IF NOT EXISTS send_keys (
     key TEXT PRIMARY KEY, id TEXT NOT NULL, recipients TEXT NOT NULL, digest TEXT NOT NULL, at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS out_acks (
+    to_node TEXT NOT NULL, upto INTEGER NOT NULL, at REAL NOT NULL, PRIMARY KEY (to_node, upto)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS send_batches (
+    key TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    answers TEXT NOT NULL,  -- JSON: per item [id, [recipient names]] when queued, null when not
+    at REAL NOT NULL
+);
 """
+# send_batches and out_acks came after schema 2 without a new version: a table added is additive
+# (storage.open_db adds it to an older store). out_acks: each applied ack (peer, cumulative seq, wall time),
+# so an ack is one row, not an UPDATE of every outbox row it covers: an outbox row with state 0 (queued) and
+# a seq at or below its peer's highest `upto` is *delivered*, at the `at` of the first ack that reached it
+# (`_ACKED` and `_STATE_SQL` say so in SQL). `prune` deletes such rows like delivered ones. An older version
+# opening the store sees them as queued and sends them again: the recipient's cursor drops them and acks.
 _SCHEMA = _SCHEMA.replace("{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip())
 KEY_KEEP = 24 * 3600.0
 """Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
+
+_ACKED = "(SELECT MAX(upto) FROM out_acks AS k WHERE k.to_node = o.to_node)"
+"""The highest seq the peer of outbox row `o` acknowledged (NULL: none)."""
+_STATE_SQL = f"(CASE WHEN o.state = 0 AND o.seq <= COALESCE({_ACKED}, 0) THEN 1 ELSE o.state END)"
+_CHANGED_SQL = (
+    f"(CASE WHEN o.state = 0 AND o.seq <= COALESCE({_ACKED}, 0) THEN (SELECT at FROM out_acks AS k"
+    " WHERE k.to_node = o.to_node AND k.upto >= o.seq ORDER BY k.upto LIMIT 1) ELSE o.changed_at END)"
+)
+_OUT_VIEW = (
+    "o.id, o.to_node, o.to_name, o.seq, o.subject, o.body, o.sent_at, o.in_reply_to, o.broadcast, "
+    f"{_STATE_SQL}, {_CHANGED_SQL}"
+)
+"""`_OUT_COLS` of outbox AS o, with the state and time an ack gave a row (see out_acks)."""
 
 _OUT_ALL = (
     "id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to, broadcast, state, changed_at"
@@ -158,6 +187,25 @@ _IN_COLS = (
     "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
     "broadcast, read_at"
 )
+
+
+Answer = tuple[str, list[str] | None]
+"""What `enqueue_answers` says of a send: (id, None) queued now, or (first id, its recipient names) for a
+repeat of a key."""
+
+
+@value
+class KeyedBatch:
+    """The sends of one batch under one idempotency key (a control client's SendBatch): one record for the
+    batch in `send_batches` instead of one per send in `send_keys`. A repeat of the key (a retry of a batch
+    whose answer was lost) answers what the first answered for the items it queued, and queues the others."""
+
+    key: str
+    digest: str
+    """What the key stands for (the batch's items as sent): the same key with another digest is refused."""
+    items: tuple[Outgoing | None, ...]
+    """The batch's sends in order; None for an item that failed before the store (it answers nothing now,
+    and a repeat of the key may queue it)."""
 
 
 class MailStore:
@@ -307,6 +355,10 @@ class MailStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
         self._counter = int(row[0]) if row else 0
         self._next_seq: dict[str, int] = dict(self._db.execute("SELECT to_node, next_seq FROM out_seq"))
+        # The highest seq each peer acknowledged (out_acks): entries at or below it are delivered.
+        self._acked: dict[str, int] = dict(
+            self._db.execute("SELECT to_node, MAX(upto) FROM out_acks GROUP BY to_node")
+        )
         # Caches of what is on disk, for the link's send path (see `pending_for`); gone with any rollback.
         self._tails: dict[str, deque[tuple[Envelope, int]]] = {}
         self._floors: dict[str, int] = {}
@@ -344,78 +396,133 @@ class MailStore:
     @storage.guarded
     def enqueue_answers(
         self, items: Sequence[Outgoing], wall: float, keep: Collection[str] = ()
-    ) -> list[tuple[str, list[str] | None]]:
+    ) -> list[Answer]:
         """`enqueue`, answering (id, None) per item queued now, and (first id, the recipient names it was
         queued for then) per repeat of a key (so a send need not look its key up again).
 
         The entries queued for a peer in `keep` (the linked ones) are also kept in memory once committed, so
         `pending_for` hands them to the link without reading back what was just written."""
-        if len(items) > SEND_MAX:
-            raise LimitExceeded(f"{len(items)} messages in one call; the limit is {SEND_MAX}")
-        ids: list[tuple[str, list[str] | None]] = []
+        got = self._enqueue(items, wall, keep)
+        return got  # type: ignore[return-value]  # no KeyedBatch in, none out
+
+    @storage.guarded
+    def enqueue_group(
+        self, items: Sequence[Outgoing | KeyedBatch], wall: float, keep: Collection[str] = ()
+    ) -> list[Answer | list[Answer | InvalidInput | None]]:
+        """`enqueue_answers` for sends and keyed batches of sends in one transaction: per KeyedBatch a list
+        of its items' answers (None for an item that is None and was not queued before; InvalidInput for an
+        item whose own key was used for another message). A KeyedBatch whose key was used for another batch
+        raises InvalidInput (nothing of the call is queued)."""
+        return self._enqueue(items, wall, keep)
+
+    def _enqueue(
+        self, items: Sequence[Outgoing | KeyedBatch], wall: float, keep: Collection[str]
+    ) -> list[Answer | list[Answer | InvalidInput | None]]:
+        count = sum(len(it.items) if isinstance(it, KeyedBatch) else 1 for it in items)
+        if count > SEND_MAX:
+            raise LimitExceeded(f"{count} messages in one call; the limit is {SEND_MAX}")
+        ids: list[Answer | list[Answer | InvalidInput | None]] = []
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
+        batch_rows: list[tuple[Any, ...]] = []
         touched: set[str] = set()
         kept: list[tuple[str, Envelope, int]] = []
+        next_seq = self._next_seq
+
+        def queue(it: Outgoing) -> Answer:
+            if it.key:
+                digest = send_digest(it)
+                known = fresh.get(it.key)
+                if known is not None:
+                    if known[1] != digest:
+                        raise InvalidInput("this send key was already used for a different message")
+                    return known[0], known[2]
+            size = len(it.subject.encode()) + len(it.body.encode())
+            self._counter += 1
+            mid = message_id(self.stream, self._counter)
+            for r in it.recipients:
+                node = r.node_id
+                seq = next_seq.get(node, 1)
+                next_seq[node] = seq + 1
+                touched.add(node)
+                if node in keep:
+                    env = Envelope(
+                        mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to, it.broadcast
+                    )
+                    kept.append((node, env, size))
+                rows.append(
+                    (
+                        mid, self._counter, node, r.name, seq, it.subject, it.body, size, wall,
+                        it.in_reply_to, int(it.broadcast), wall,
+                    )
+                )  # fmt: skip
+            if it.key:
+                names = [r.name for r in it.recipients]
+                fresh[it.key] = (mid, digest, names)
+                keys.append((it.key, mid, json_strings(names), digest, wall))
+            return mid, None
+
         with self._tx() as db:
             # Keys used before, looked up in one query per chunk rather than one per item (a client's every
             # send carries a key: a query each was a third of the cost of queueing it).
-            fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys([it.key for it in items if it.key])
+            item_keys = [
+                x.key
+                for it in items
+                for x in (it.items if isinstance(it, KeyedBatch) else (it,))
+                if x is not None and x.key
+            ]
+            fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys(item_keys) if item_keys else {}
+            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch)])
             for it in items:
-                if it.key:
-                    digest = send_digest(it)
-                    known = fresh.get(it.key)
-                    if known is not None:
-                        if known[1] != digest:
-                            raise InvalidInput("this send key was already used for a different message")
-                        ids.append((known[0], known[2]))
-                        continue
-                size = len(it.subject.encode()) + len(it.body.encode())
-                self._counter += 1
-                mid = message_id(self.stream, self._counter)
-                ids.append((mid, None))
-                for r in it.recipients:
-                    seq = self._next_seq.get(r.node_id, 1)
-                    self._next_seq[r.node_id] = seq + 1
-                    touched.add(r.node_id)
-                    if r.node_id in keep:
-                        env = Envelope(
-                            mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to,
-                            it.broadcast,
-                        )  # fmt: skip
-                        kept.append((r.node_id, env, size))
-                    rows.append(
-                        (
-                            mid,
-                            self._counter,
-                            r.node_id,
-                            r.name,
-                            seq,
-                            it.subject,
-                            it.body,
-                            size,
-                            wall,
-                            it.in_reply_to,
-                            int(it.broadcast),
-                            wall,
-                        )
-                    )
-                if it.key:
-                    names = [r.name for r in it.recipients]
-                    fresh[it.key] = (mid, digest, names)
-                    keys.append((it.key, mid, json_strings(names), digest, wall))
-            db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
-            db.executemany(
-                "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to,"
-                " broadcast, state, changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT INTO out_seq VALUES (?, ?)"
-                " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
-                [(p, self._next_seq[p]) for p in touched],
-            )
-            db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
+                if not isinstance(it, KeyedBatch):
+                    ids.append(queue(it))
+                    continue
+                prior = batches.get(it.key)
+                if prior is not None and prior[0] != it.digest:
+                    raise InvalidInput("this send key was already used for a different batch")
+                record: list[Any] = prior[1] if prior is not None else [None] * len(it.items)
+                answers: list[Answer | InvalidInput | None] = []
+                changed = prior is None
+                for j, x in enumerate(it.items):
+                    done = record[j] if j < len(record) else None
+                    if done is not None:  # queued by the first try of this batch
+                        answers.append((str(done[0]), [str(n) for n in done[1]]))
+                    elif x is None:
+                        answers.append(None)
+                    else:
+                        try:
+                            got = queue(x)
+                        except InvalidInput as e:  # its own key, used for another message: it fails alone
+                            answers.append(e)
+                            continue
+                        answers.append(got)
+                        record[j] = [got[0], got[1] if got[1] is not None else [r.name for r in x.recipients]]
+                        changed = True
+                if changed:
+                    batches[it.key] = (it.digest, record)
+                    batch_rows.append((it.key, it.digest, json.dumps(record, separators=(",", ":")), wall))
+                ids.append(answers)
+            if keys:
+                db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
+            if batch_rows:
+                db.executemany(
+                    "INSERT INTO send_batches VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET answers = excluded.answers",
+                    batch_rows,
+                )
+            if rows:
+                db.executemany(
+                    "INSERT INTO outbox (id, n, to_node, to_name, seq, subject, body, size, sent_at,"
+                    " in_reply_to, broadcast, state, changed_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    rows,
+                )
+                db.executemany(
+                    "INSERT INTO out_seq VALUES (?, ?)"
+                    " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
+                    [(p, next_seq[p]) for p in touched],
+                )
+                db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
         for peer, env, size in kept:  # committed: now they may be sent
             tail = self._tails.setdefault(peer, deque())
             if tail and tail[-1][0].seq != env.seq - 1:
@@ -440,6 +547,25 @@ class MailStore:
                 found[str(key)] = (str(mid), str(digest), _names(names))
         return found
 
+    def _batches(self, keys: Sequence[str]) -> dict[str, tuple[str, list[Any]]]:
+        """key -> (digest, per-item answers) of the batch keys among `keys` that were used before."""
+        found: dict[str, tuple[str, list[Any]]] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            for key, digest, answers in self._db.execute(
+                f"SELECT key, digest, answers FROM send_batches WHERE key IN ({marks})", chunk
+            ):
+                found[str(key)] = (str(digest), _answers(answers))
+        return found
+
+    @storage.guarded
+    def sent_in_batch(self, key: str, index: int) -> tuple[str, list[str]] | None:
+        """(id, recipient names) of item `index` of the batch queued under key `key`, if that queued it."""
+        row = self._db.execute("SELECT answers FROM send_batches WHERE key = ?", (key,)).fetchone()
+        answers = _answers(row[0]) if row else []
+        done = answers[index] if 0 <= index < len(answers) else None
+        return (str(done[0]), [str(n) for n in done[1]]) if done is not None else None
+
     @storage.guarded
     def sent_with_key(self, key: str) -> tuple[str, list[str]] | None:
         """(id, recipient names) of the message queued under idempotency key `key`, if one was."""
@@ -451,10 +577,8 @@ class MailStore:
     @storage.guarded
     def floor(self, peer: str) -> int:
         """Lowest queued seq for `peer` (next seq to allocate when none is queued)."""
-        row = self._db.execute(
-            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
-        ).fetchone()
-        return int(row[0]) if row[0] is not None else self._next_seq.get(peer, 1)
+        got = self._floor(peer)
+        return got if got is not None else self._next_seq.get(peer, 1)
 
     @storage.guarded
     def pending_for(self, peer: str, after: int = 0, limit: int = BATCH_MAX) -> MailBatch | None:
@@ -489,7 +613,7 @@ class MailStore:
         rows = self._db.execute(
             "SELECT id, seq, to_name, subject, body, sent_at, in_reply_to, broadcast, size FROM outbox"
             " WHERE to_node = ? AND state = 0 AND seq > ? ORDER BY seq LIMIT ?",
-            (peer, after, limit),
+            (peer, max(after, self._acked.get(peer, 0)), limit),
         ).fetchall()
         if not rows:
             return None
@@ -502,16 +626,15 @@ class MailStore:
     def _floor(self, peer: str) -> int | None:
         """Lowest queued seq for `peer`, None when nothing is queued."""
         row = self._db.execute(
-            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0", (peer,)
+            "SELECT MIN(seq) FROM outbox WHERE to_node = ? AND state = 0 AND seq > ?",
+            (peer, self._acked.get(peer, 0)),
         ).fetchone()
         return int(row[0]) if row[0] is not None else None
 
     @storage.guarded
     def peers_with_pending(self) -> list[str]:
         """Node ids that have queued entries."""
-        return [
-            r[0] for r in self._db.execute("SELECT DISTINCT to_node FROM outbox WHERE state = 0 ORDER BY 1")
-        ]
+        return [p for p in sorted(self._next_seq) if self._floor(p) is not None]
 
     def mark_delivered(self, ack: MailAck, wall: float) -> int:
         """Apply a (checked) ack: queued entries up to ack.upto become delivered; returns how many."""
@@ -524,14 +647,27 @@ class MailStore:
         if not mine:  # acks for a stream this mailbox no longer has
             return 0
         counts: list[int] = []
+        moved: dict[str, int] = {}
         with self._tx() as db:
             for ack in mine:
-                cur = db.execute(
-                    "UPDATE outbox SET state = 1, changed_at = ?"
-                    " WHERE to_node = ? AND state = 0 AND seq <= ?",
-                    (wall, ack.to_node, ack.upto),
+                # One row per ack, not an UPDATE of each entry it covers (see out_acks). Never past the
+                # seqs given out: an entry queued later is not delivered by an ack that came before it.
+                peer = ack.to_node
+                was = moved.get(peer, self._acked.get(peer, 0))
+                upto = min(ack.upto, self._next_seq.get(peer, 1) - 1)
+                if upto <= was:
+                    counts.append(0)
+                    continue
+                counts.append(
+                    db.execute(
+                        "SELECT COUNT(*) FROM outbox"
+                        " WHERE to_node = ? AND state = 0 AND seq > ? AND seq <= ?",
+                        (peer, was, upto),
+                    ).fetchone()[0]
                 )
-                counts.append(cur.rowcount)
+                db.execute("INSERT OR REPLACE INTO out_acks VALUES (?, ?, ?)", (peer, upto, wall))
+                moved[peer] = upto
+        self._acked.update(moved)
         for ack, n in zip(mine, counts, strict=True):
             if n:
                 self._floors.pop(ack.to_node, None)
@@ -549,15 +685,15 @@ class MailStore:
         where: list[str] = []
         args: list[Any] = []
         if state is not None:
-            where.append("state = ?")
+            where.append(f"{_STATE_SQL} = ?")
             args.append(_STATE[state])
         if to_name is not None:
-            where.append("to_name = ?")
+            where.append("o.to_name = ?")
             args.append(to_name)
-        sql = f"SELECT {_OUT_COLS} FROM outbox"
+        sql = f"SELECT {_OUT_VIEW} FROM outbox AS o"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY rowid DESC LIMIT ?"
+        sql += " ORDER BY o.rowid DESC LIMIT ?"
         rows = self._db.execute(sql, (*args, limit)).fetchall()
         return [_out_entry(r) for r in reversed(rows)]
 
@@ -568,9 +704,10 @@ class MailStore:
         with self._tx() as db:
             # Per pair: everything queued below the first entry that is still young.
             rows = db.execute(
-                f"SELECT {_OUT_COLS} FROM outbox AS o WHERE state = 0 AND seq < COALESCE("
-                "(SELECT MIN(seq) FROM outbox AS y WHERE y.to_node = o.to_node AND y.state = 0"
-                " AND y.sent_at >= ?), 9223372036854775807) ORDER BY rowid",
+                f"SELECT {_OUT_COLS} FROM outbox AS o WHERE state = 0 AND seq > COALESCE({_ACKED}, 0)"
+                " AND seq < COALESCE((SELECT MIN(seq) FROM outbox AS y WHERE y.to_node = o.to_node"
+                f" AND y.state = 0 AND y.sent_at >= ? AND y.seq > COALESCE({_ACKED}, 0)),"
+                " 9223372036854775807) ORDER BY rowid",
                 (cutoff,),
             ).fetchall()
             db.executemany(
@@ -588,11 +725,21 @@ class MailStore:
 
         A full scan: call it rarely (hourly), not per frame.
         """
+        cutoff = wall - keep
         with self._tx() as db:
             db.execute("DELETE FROM send_keys WHERE at < ?", (wall - min(keep, KEY_KEEP),))
-            return db.execute(
-                "DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (wall - keep,)
-            ).rowcount
+            db.execute("DELETE FROM send_batches WHERE at < ?", (wall - min(keep, KEY_KEEP),))
+            n = db.execute("DELETE FROM outbox WHERE state != 0 AND changed_at < ?", (cutoff,)).rowcount
+            # Entries an ack delivered before the cutoff, and those acks (each peer's highest stays: the
+            # cursor).
+            for peer, upto in db.execute(
+                "SELECT to_node, MAX(upto) FROM out_acks WHERE at < ? GROUP BY to_node", (cutoff,)
+            ).fetchall():
+                n += db.execute(
+                    "DELETE FROM outbox WHERE to_node = ? AND state = 0 AND seq <= ?", (peer, upto)
+                ).rowcount
+                db.execute("DELETE FROM out_acks WHERE to_node = ? AND upto < ?", (peer, upto))
+            return n
 
     @storage.guarded
     def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
@@ -618,72 +765,75 @@ class MailStore:
 
         Returns the new messages (for live followers) and the cumulative ack to send once this returns.
         """
+        (got,) = self.store_incoming_many([batch], wall)
+        return got
+
+    @storage.guarded
+    def store_incoming_many(
+        self, batches: Sequence[MailBatch], wall: float
+    ) -> list[tuple[list[InboxMessage], MailAck]]:
+        """`store_incoming` for (checked) batches that arrived together, in order, in one transaction (a
+        window of batches from a peer is one commit, not one each); per batch its new messages and ack."""
         try:
-            return self._store_incoming(batch, wall)
+            return self._store_incoming(batches, wall)
         except sqlite3.IntegrityError:
+            senders = sorted({b.from_node for b in batches})
             raise ProtocolError(
-                f"bad mail frame: a message id from {batch.from_node} is already in the inbox under another"
-                " sender or seq"
+                f"bad mail frame: a message id from {', '.join(senders)} is already in the inbox under"
+                " another sender or seq"
             ) from None
 
-    def _store_incoming(self, batch: MailBatch, wall: float) -> tuple[list[InboxMessage], MailAck]:
+    def _store_incoming(
+        self, batches: Sequence[MailBatch], wall: float
+    ) -> list[tuple[list[InboxMessage], MailAck]]:
+        out: list[tuple[list[InboxMessage], MailAck]] = []
+        rows: list[tuple[Any, ...]] = []
+        cursors: dict[tuple[str, str], tuple[int, int]] = {}  # (sender, stream) -> (on disk, now)
         with self._tx() as db:
-            row = db.execute(
-                "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?",
-                (batch.from_node, batch.stream),
-            ).fetchone()
-            cursor0 = int(row[0]) if row else 0
-            fresh, cursor = accept_batch(cursor0, batch)
             last = db.execute("SELECT COALESCE(MAX(local_seq), 0) FROM inbox").fetchone()[0]
-            new = [
-                InboxMessage(
-                    last + i + 1,
-                    m.id,
-                    batch.from_node,
-                    m.from_name,
-                    m.to_name,
-                    m.subject,
-                    m.body,
-                    m.sent_at,
-                    wall,
-                    m.in_reply_to,
-                    m.broadcast,
-                    None,
-                )
-                for i, m in enumerate(fresh)
-            ]
+            for batch in batches:
+                pair = (batch.from_node, batch.stream)
+                known = cursors.get(pair)
+                if known is None:
+                    row = db.execute(
+                        "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?", pair
+                    ).fetchone()
+                    known = cursors[pair] = (int(row[0]) if row else 0,) * 2
+                fresh, cursor = accept_batch(known[1], batch)
+                cursors[pair] = (known[0], cursor)
+                sender, stream = pair
+                new = []
+                for m in fresh:
+                    last += 1
+                    new.append(
+                        InboxMessage(
+                            last, m.id, sender, m.from_name, m.to_name, m.subject, m.body, m.sent_at, wall,
+                            m.in_reply_to, m.broadcast, None,
+                        )
+                    )  # fmt: skip
+                    rows.append(
+                        (
+                            last, m.id, sender, m.from_name, m.to_name, stream, m.seq, m.subject, m.body,
+                            m.sent_at, wall, m.in_reply_to, int(m.broadcast),
+                        )
+                    )  # fmt: skip
+                out.append((new, MailAck(sender, batch.to_node, stream, cursor)))
             db.executemany(
                 # UNIQUE(id) is the second line of defence: with an honest sender the cursor already
                 # dropped every duplicate, so a clash means a peer reused an id: refuse the whole batch.
                 "INSERT INTO inbox (local_seq, id, from_node, from_name, to_name, stream, seq, subject, body,"
                 " sent_at, received_at, in_reply_to, broadcast)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        im.local_seq,
-                        im.id,
-                        im.from_node,
-                        im.from_name,
-                        im.to_name,
-                        batch.stream,
-                        m.seq,
-                        im.subject,
-                        im.body,
-                        im.sent_at,
-                        wall,
-                        im.in_reply_to,
-                        int(im.broadcast),
-                    )
-                    for im, m in zip(new, fresh, strict=True)
-                ],
+                rows,
             )
-            if cursor != cursor0:
-                db.execute(
+            moved = [(f, st, now) for (f, st), (was, now) in cursors.items() if now != was]
+            if moved:
+                db.executemany(
                     "INSERT INTO in_cursor VALUES (?, ?, ?)"
                     " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
-                    (batch.from_node, batch.stream, cursor),
+                    moved,
                 )
-        return new, MailAck(batch.from_node, batch.to_node, batch.stream, cursor)
+        return out
 
     @storage.guarded
     def inbox(
@@ -725,7 +875,15 @@ class MailStore:
     @storage.guarded
     def queued_count(self) -> int:
         """Outbox entries still queued (one per recipient)."""
-        return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE state = 0").fetchone()[0])
+        return sum(
+            int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM outbox WHERE to_node = ? AND state = 0 AND seq > ?",
+                    (peer, self._acked.get(peer, 0)),
+                ).fetchone()[0]
+            )
+            for peer in self._next_seq
+        )
 
     @storage.guarded
     def unread_count(self) -> int:
@@ -816,6 +974,23 @@ def _names(text: Any) -> list[str]:
         return [str(n) for n in json.loads(text)]
     except (ValueError, TypeError):
         return []
+
+
+def _answers(text: Any) -> list[Any]:
+    """A send_batches row's answers: a list of [id, [names]] or None (a damaged one reads as nothing queued,
+    never as an exception in the send path)."""
+    try:
+        got = json.loads(text)
+    except (ValueError, TypeError):
+        return []
+    if not isinstance(got, list):
+        return []
+    return [
+        a
+        if isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], list)
+        else None
+        for a in got
+    ]
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

@@ -268,12 +268,19 @@ class Node:
         mid, names = await self._check().mail.broadcast(subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
-    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+    async def send_many(self, items: Sequence[SendItem], *, key: str | None = None) -> list[Sent | MeshError]:
         """Queue many sends at once, one answer (or the error of that item) each, in order: the control
         socket's SendStream batches come here (one group commit, no task per item). Not a MeshAPI verb: a
-        client sends one at a time and its SendStream makes the batches."""
-        got = await self._check().mail.send_many(items)
+        client sends one at a time and its SendStream makes the batches.
+
+        `key`: an idempotency key for the whole batch (its retry with the same key queues nothing twice)."""
+        got = await self._check().mail.send_many(items, key)
         return [g if isinstance(g, MeshError) else Sent(g[0], tuple(g[1])) for g in got]
+
+    def sent_in_batch(self, key: str, index: int) -> Sent | None:
+        """What item `index` of the batch sent with `key` was queued as (None: that batch did not)."""
+        got = self._check().mail.sent_in_batch(key, index)
+        return Sent(got[0], tuple(got[1])) if got is not None else None
 
     def messages(
         self,

@@ -292,9 +292,9 @@ class WireClient:
             return self._call("broadcast", args)  # type: ignore[no-any-return]
         return await self._c().broadcast(subject, body, reply_to, key=key)
 
-    async def send_many(self, items: Sequence[SendItem]) -> list[Sent | MeshError]:
+    async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
         """Many sends at once, one answer or error each, in order (`Client.send_many`: batches on gRPC)."""
-        return await self._c().send_many(items)
+        return await self._c().send_many(items, checked=checked)
 
     def messages(
         self,

@@ -2084,6 +2084,8 @@ class SendRequest(_message.Message):
     BODY_FIELD_NUMBER: _builtins.int
     IN_REPLY_TO_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
+    BATCH_KEY_FIELD_NUMBER: _builtins.int
+    BATCH_INDEX_FIELD_NUMBER: _builtins.int
     to: _builtins.str
     """a session name; empty with all = true"""
     all: _builtins.bool
@@ -2095,6 +2097,11 @@ class SendRequest(_message.Message):
     """The sender's idempotency key (a client makes one per send): a repeat with the same key — a retry after
     an ambiguous failure — answers the id the message was queued under and queues nothing more.
     """
+    batch_key: _builtins.str
+    """A unary retry of item `batch_index` of the SendBatch keyed `batch_key` (its answer was lost): when that
+    batch queued the item, the node answers what it answered then and queues nothing (see SendBatch.key).
+    """
+    batch_index: _builtins.int
     def __init__(
         self,
         *,
@@ -2104,10 +2111,12 @@ class SendRequest(_message.Message):
         body: _builtins.str = ...,
         in_reply_to: _builtins.str = ...,
         key: _builtins.str = ...,
+        batch_key: _builtins.str = ...,
+        batch_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "key", b"key", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "batch_index", b"batch_index", "batch_key", b"batch_key", "body", b"body", "in_reply_to", b"in_reply_to", "key", b"key", "subject", b"subject", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2141,21 +2150,28 @@ class SendBatch(_message.Message):
     """SendStream: many sends pipelined on one stream. Every SendBatch is answered by one SendResults, in the order
     the batches came, with one result per item in item order. The sends of a batch are queued in one group
     commit; each result comes back once its message is durably in the outbox (as for Send).
+
+    `key`: the batch's idempotency key (one for its every item, instead of one per item: the node writes one
+    record per batch). A repeat of the batch with the same key answers what the first answered for each item it
+    queued, and queues only the items it did not (those failed). An item may still carry a key of its own.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendRequest]: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___SendRequest] | None = ...,
+        key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from mesh._services.context import ServiceContext
 from mesh.clock import wall
@@ -30,7 +32,7 @@ from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, MeshError, StorageError, UnknownRecipient
 from mesh.core.membership import Liveness, LivenessChanged, Member, MemberJoined, MembershipEvent, PeerInfo
 from mesh.core.ratelimit import LogLimiter
-from mesh.mailstore import MailStore
+from mesh.mailstore import KeyedBatch, MailStore
 
 log = logging.getLogger("mesh.mail")
 
@@ -80,11 +82,38 @@ class _Waiting:
 _UNANSWERED: tuple[str, None] = ("", None)  # a marker (compared by identity)
 
 
-_Sink = _Waiting | asyncio.Future[_Queued]
+_Sink = _Waiting | asyncio.Future[Any]
 """Who waits for a queued send: a lone send's own future, or its send_many's _Waiting (with its index)."""
 
 
-def _settle(sink: _Sink, i: int, got: _Queued | BaseException) -> None:
+def _take_part(
+    batch: list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]],
+) -> tuple[
+    list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]], list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]]
+]:
+    """The first entries of `batch` holding at most SEND_MAX sends (at least one entry), and the rest."""
+    n = 0
+    total = 0
+    for o, _, _ in batch:
+        weight = len(o.items) if isinstance(o, KeyedBatch) else 1
+        if n and total + weight > mb.SEND_MAX:
+            break
+        total += weight
+        n += 1
+    return batch[:n], batch[n:]
+
+
+def _batch_digest(items: Sequence[mb.SendItem]) -> str:
+    """What a batch key stands for: its items as sent, in order (a retry of the batch sends the same)."""
+    text = "\x00".join(
+        f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
+        f"\x01{it.reply_to or ''}\x01{it.key or ''}"
+        for it in items
+    )
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _settle(sink: _Sink, i: int, got: Any) -> None:
     """A send's answer (or error) to whoever waits for it."""
     if isinstance(sink, _Waiting):
         sink.answer(i, got)
@@ -111,7 +140,9 @@ class MailService:
         )
         self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
-        self._batch: list[tuple[mb.Outgoing, _Sink, int]] = []  # (send, who waits, its index there)
+        self._batch: list[
+            tuple[mb.Outgoing | KeyedBatch, _Sink, int]
+        ] = []  # (send, who waits, its index there)
         self._flush_scheduled = False
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
@@ -226,7 +257,18 @@ class MailService:
         peer = sender.node_id
         w_now = wall()
         last_ack = {m.stream: m for m in msgs if isinstance(m, mb.MailAck)}
+        run: list[mb.MailBatch] = []  # consecutive batches: stored in one transaction
         for msg in msgs:
+            if isinstance(msg, mb.MailBatch):
+                try:
+                    run.append(mb.check_batch(msg, peer_node=peer, self_node=self.me))
+                except MeshError:
+                    self._store_batches(sender, run, w_now)  # what came before it is good
+                    raise
+                continue
+            if run:
+                self._store_batches(sender, run, w_now)
+                run = []
             # Acks are cumulative: of several in one delivery (a batch of frames), the last one per stream
             # says what the others said; those are checked, not applied (one transaction, not one each).
             if (
@@ -241,21 +283,38 @@ class MailService:
                 # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it
                 # again (a batch after RESEND_AFTER, a receipt on the next link). The link stays up.
                 self._fault(f"store {type(msg).__name__} from {sender.name}", e)
+        self._store_batches(sender, run, w_now)
 
-    def _on_message(self, peer: str, msg: object, w_now: float) -> None:
-        if isinstance(msg, mb.MailBatch):
-            batch = mb.check_batch(msg, peer_node=peer, self_node=self.me)
-            new, ack = self.store.store_incoming(batch, w_now)  # persisted before we ack
-            self._stored()
-            # Followers first: woken before the link's writer, they see the message without waiting behind
-            # the ack's write (both only after the commit).
+    def _store_batches(self, sender: PeerInfo, batches: list[mb.MailBatch], w_now: float) -> None:
+        """Store (checked) batches that came together in one transaction, then ack them: one cumulative ack
+        per stream, the last one (it says what the others would)."""
+        if not batches:
+            return
+        try:
+            got = self.store.store_incoming_many(batches, w_now)  # persisted before we ack
+        except StorageError as e:
+            # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it again
+            # after RESEND_AFTER. The link stays up.
+            self._fault(f"store MailBatch from {sender.name}", e)
+            return
+        self._stored()
+        # Followers first: woken before the link's writer, they see the message without waiting behind the
+        # ack's write (both only after the commit).
+        acks: dict[str, mb.MailAck] = {}
+        fresh = False
+        for new, ack in got:
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
-            self.ctx.send(peer, ack)
-            if new:
-                self._publish_unread()
-        elif isinstance(msg, mb.MailAck):
+            fresh = fresh or bool(new)
+            acks[ack.stream] = ack
+        for ack in acks.values():
+            self.ctx.send(sender.node_id, ack)
+        if fresh:
+            self._publish_unread()
+
+    def _on_message(self, peer: str, msg: object, w_now: float) -> None:
+        if isinstance(msg, mb.MailAck):
             ack = mb.check_ack(msg, peer_node=peer, self_node=self.me)
             # Applied at the end of this loop turn with the acks other links delivered in it: one
             # transaction for a broadcast's acks, not one per recipient (cumulative: the highest one wins).
@@ -324,9 +383,16 @@ class MailService:
         out = self._everyone(subject, body, reply_to, key)
         return _answer(out, await self._enqueue_one(out))
 
-    async def send_many(self, items: Sequence[mb.SendItem]) -> list[tuple[str, list[str]] | MeshError]:
+    async def send_many(
+        self, items: Sequence[mb.SendItem], key: str | None = None
+    ) -> list[tuple[str, list[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
-        valid one joins this turn's group commit (one future for them all, no task per item)."""
+        valid one joins this turn's group commit (one future for them all, no task per item).
+
+        `key`: the batch's idempotency key (see MailStore's KeyedBatch): one record for the batch, none per
+        item; a repeat of the batch answers what its first try queued and queues only the rest."""
+        if key:
+            validate.ident(key, "send key")
         outs: list[mb.Outgoing | MeshError] = []
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
@@ -352,6 +418,8 @@ class MailService:
                 )  # fmt: skip
             except MeshError as e:
                 outs.append(e)
+        if key:
+            return await self._send_keyed(items, outs, key)
         valid = [o for o in outs if not isinstance(o, MeshError)]
         done = iter(await self._enqueue(valid) if valid else ())
         answers: list[tuple[str, list[str]] | MeshError] = []
@@ -367,6 +435,36 @@ class MailService:
             else:
                 answers.append(_answer(o, got))
         return answers
+
+    async def _send_keyed(
+        self, items: Sequence[mb.SendItem], outs: list[mb.Outgoing | MeshError], key: str
+    ) -> list[tuple[str, list[str]] | MeshError]:
+        """`send_many`'s items under one batch key: one entry of the group commit for them all."""
+        batch = KeyedBatch(
+            key, _batch_digest(items), tuple(None if isinstance(o, MeshError) else o for o in outs)
+        )
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((batch, fut, 0))
+        self._flush_soon(asyncio.get_running_loop())
+        try:
+            got: list[_Queued | MeshError | None] = await fut
+        except MeshError as e:  # the whole batch refused (its key was used for another): each item says so
+            return [e] * len(items)
+        answers: list[tuple[str, list[str]] | MeshError] = []
+        for o, g in zip(outs, got, strict=True):
+            if g is None:  # not queued, now or by a first try of this batch: its own error
+                answers.append(o if isinstance(o, MeshError) else InvalidInput("not queued"))
+            elif isinstance(g, MeshError):
+                answers.append(g)
+            elif g[1] is not None or isinstance(o, MeshError):  # queued by the first try
+                answers.append((g[0], g[1] or []))
+            else:
+                answers.append(_answer(o, g))
+        return answers
+
+    def sent_in_batch(self, key: str, index: int) -> tuple[str, list[str]] | None:
+        """What item `index` of the batch keyed `key` was queued as, if it was (for a unary retry of it)."""
+        return self.store.sent_in_batch(key, index)
 
     def _recipient(self, to: str) -> mb.Recipient:
         validate.name(to, "recipient")
@@ -415,9 +513,9 @@ class MailService:
     def _flush(self) -> None:
         self._flush_scheduled = False
         while self._batch:
-            part, self._batch = self._batch[: mb.SEND_MAX], self._batch[mb.SEND_MAX :]
+            part, self._batch = _take_part(self._batch)
             try:
-                ids = self.store.enqueue_answers([o for o, _, _ in part], wall(), keep=self.windows)
+                ids = self.store.enqueue_group([o for o, _, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
                 for _, sink, i in part:
@@ -430,14 +528,18 @@ class MailService:
                 self._batch = part[1:] + self._batch
                 part = part[:1]
                 try:
-                    ids = self.store.enqueue_answers([part[0][0]], wall())
+                    ids = self.store.enqueue_group([part[0][0]], wall())
                 except Exception as e1:
                     _settle(part[0][1], part[0][2], e1)
                     continue
             self._stored()
             peers: set[str] = set()
             for o, _, _ in part:
-                if len(o.recipients) == 1:  # a direct send: no generator per message
+                if isinstance(o, KeyedBatch):
+                    for x in o.items:
+                        if x is not None:
+                            peers.update(r.node_id for r in x.recipients)
+                elif len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
                     peers.update(r.node_id for r in o.recipients)

@@ -20,6 +20,7 @@ from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
 from mesh.api import BatchSender, MeshAPI
+from mesh.core import validate
 from mesh.core.mailbox import SEND_MAX, SendItem
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, LimitExceeded, MeshError
@@ -92,6 +93,11 @@ class ControlServicer(pbg.ControlServicer):
     async def _send(self, request: pb.SendRequest) -> pb.SendReply:
         reply_to = request.in_reply_to or None
         key = request.key or None
+        if request.batch_key and isinstance(self.api, BatchSender):
+            # A retry of one item of a keyed SendBatch whose answer was lost: queued by it, it is not again.
+            done = self.api.sent_in_batch(validate.ident(request.batch_key, "send key"), request.batch_index)
+            if done is not None:
+                return api_codec.sent_to_pb(done)
         if request.all:
             if request.to:
                 raise InvalidInput("give a recipient or --all, not both")
@@ -129,7 +135,11 @@ class ControlServicer(pbg.ControlServicer):
             else:
                 to = None if r.all else r.to
                 items.append(SendItem(to, r.subject, r.body, r.in_reply_to or None, r.key or None))
-        sent = iter(await self.api.send_many([i for i in items if isinstance(i, SendItem)]))
+        good = [i for i in items if isinstance(i, SendItem)]
+        # A batch key names items by their place in the batch (a unary retry of one says which): a batch with
+        # malformed items (no client of ours sends one) goes without it rather than with places shifted.
+        key = batch.key if batch.key and len(good) == len(items) else None
+        sent = iter(await self.api.send_many(good, key=key))
         # Each result built in place in the answer: a SendResult built apart is copied in, with its SendReply
         # (three protobuf builds per send instead of one).
         out = pb.SendResults()

@@ -196,7 +196,7 @@ async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> i
     async with connect(args) as api:
         # One call: the client builds SendBatches of SEND_MAX straight from the lines (no task or future
         # per line) and answers each line in order.
-        results: list[Sent | MeshError] = await api.send_many(sends)
+        results: list[Sent | MeshError] = await api.send_many(sends, checked=True)  # parse_send_lines did
     code = 0
     for n, r in enumerate(results, 1):
         if isinstance(r, MeshError):

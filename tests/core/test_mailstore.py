@@ -617,3 +617,139 @@ def test_a_mailbox_of_an_unknown_schema_is_refused_untouched(tmp_path: Path) -> 
     with pytest.raises(StateDamaged, match="schema '3'"):
         open_store(path, A, 1)
     assert _outbox_rows(path) == rows
+
+
+def test_a_keyed_batch_is_queued_once_and_answers_each_item_again(tmp_path: Path) -> None:
+    """One key for a whole batch (a control client's SendBatch): one send_batches record, no send_keys row
+    per item; a repeat of the batch answers the ids its first try queued and queues only the items that were
+    not queued then (an item that failed before the store); another batch under the key is refused."""
+    from mesh.errors import InvalidInput
+    from mesh.mailstore import KeyedBatch
+
+    path = tmp_path / "a.db"
+    a = open_store(path, A)
+    msgs = [direct(A, B, body=f"m{i}") for i in range(4)]
+    first = KeyedBatch("bk1", "d1", (msgs[0], None, msgs[2], msgs[3]))
+    (got,) = a.enqueue_group([first], WALL0)
+    assert isinstance(got, list) and got[1] is None
+    ids = [g[0] for g in got if isinstance(g, tuple)]
+    assert len(set(ids)) == 3 and all(g[1] is None for g in got if isinstance(g, tuple))  # queued now
+    assert a._db.execute("SELECT COUNT(*) FROM send_keys").fetchone()[0] == 0
+    assert a.sent_in_batch("bk1", 2) == (ids[1], [B.name]) and a.sent_in_batch("bk1", 1) is None
+    assert a.sent_in_batch("bk1", 9) is None and a.sent_in_batch("nope", 0) is None
+
+    retry = KeyedBatch("bk1", "d1", tuple(msgs))  # item 1 is good now: it alone is queued
+    a.close()
+    a = open_store(path, A)  # remembered across a restart
+    again, twice = a.enqueue_group([retry, retry], WALL0 + 1)
+    assert isinstance(again, list) and isinstance(twice, list)
+    fresh = again[1]
+    assert twice[1] == (fresh[0], [B.name])  # type: ignore[index]  # the second repeats the first
+    assert isinstance(fresh, tuple) and fresh[0] not in ids
+    assert again == [(ids[0], [B.name]), fresh, (ids[1], [B.name]), (ids[2], [B.name])]
+    assert [e.id for e in a.outbox()] == [*ids, fresh[0]]  # one more queued, nothing twice
+    assert a.sent_in_batch("bk1", 1) == (fresh[0], [B.name])
+
+    with pytest.raises(InvalidInput, match="different batch"):
+        a.enqueue_group([KeyedBatch("bk1", "d2", tuple(msgs))], WALL0 + 2)
+    assert a.queued_count() == 4
+
+    # An item's own key still counts inside a keyed batch; one used for another message fails that item only.
+    own = outgoing([B], "hi", "own", sender_node=A.node_id, key="k1")
+    (mid,) = a.enqueue([own], WALL0 + 3)
+    clash = outgoing([B], "hi", "other", sender_node=A.node_id, key="k1")
+    (mixed,) = a.enqueue_group([KeyedBatch("bk2", "d3", (own, clash, msgs[0]))], WALL0 + 4)
+    assert isinstance(mixed, list) and mixed[0] == (mid, [B.name])
+    assert isinstance(mixed[1], InvalidInput) and isinstance(mixed[2], tuple)
+    assert a.queued_count() == 6
+    a.prune(WALL0 + 3 * 24 * 3600.0, keep=0.0)
+    assert a.sent_in_batch("bk1", 0) is None  # forgotten with the send keys
+    a.close()
+
+
+def test_a_mailbox_made_before_send_batches_opens_and_delivers(tmp_path: Path) -> None:
+    """send_batches is a table added to schema 2: a mail.db of the version before it (no such table) opens,
+    gains the table, and its queued messages still go out in order."""
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1)
+    sent = a.enqueue([direct(A, B, body=f"m{i}") for i in range(3)], WALL0)
+    a.close()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP TABLE send_batches")
+    db.close()
+    a = open_store(path, A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    assert a.integrity_check() == "ok"
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.id for m in bt.messages] == sent
+    new, ack = b.store_incoming(bt, WALL0 + 1)
+    assert [m.id for m in new] == sent and a.mark_delivered(ack, WALL0 + 1) == 3
+    from mesh.mailstore import KeyedBatch
+
+    (got,) = a.enqueue_group([KeyedBatch("bk", "d", (direct(A, B),))], WALL0 + 2)
+    assert isinstance(got, list) and a.sent_in_batch("bk", 0) == (got[0][0], [B.name])  # type: ignore[index]
+    a.close()
+    b.close()
+
+
+def test_batches_stored_together_match_batches_stored_one_by_one(tmp_path: Path) -> None:
+    """`store_incoming_many` (a window of batches that arrived together, one transaction) stores and acks
+    exactly what `store_incoming` called per batch does: duplicates dropped, a gap stops acceptance, the
+    cursor carried from one batch to the next, two senders apart."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    c = open_store(tmp_path / "c.db", C, 3)
+    a.enqueue([direct(A, B, body=f"a{i}") for i in range(9)], WALL0)
+    c.enqueue([direct(C, B, body=f"c{i}") for i in range(4)], WALL0)
+    a1, a2, a3 = (a.pending_for("nodeB", after=k, limit=3) for k in (0, 3, 6))
+    c1 = c.pending_for("nodeB", limit=4)
+    assert a1 and a2 and a3 and c1
+    # In order, a resend of a1, a gap (a3 before a2), c's between, then a2 and a3 again.
+    window = [a1, a1, a3, c1, a2, a3]
+    one = open_store(tmp_path / "b1.db", B, 2)
+    many = open_store(tmp_path / "b2.db", B, 2)
+    each = [one.store_incoming(bt, WALL0 + 1) for bt in window]
+    together = many.store_incoming_many(window, WALL0 + 1)
+    assert [([m.id for m in new], ack) for new, ack in together] == [
+        ([m.id for m in new], ack) for new, ack in each
+    ]
+    assert [ack.upto for _, ack in together] == [3, 3, 3, 4, 6, 9]
+    assert [(m.local_seq, m.id, m.body) for m in many.inbox(limit=100)] == [
+        (m.local_seq, m.id, m.body) for m in one.inbox(limit=100)
+    ]
+    many.close()
+    many = open_store(tmp_path / "b2.db", B, 2)  # the cursors are on disk: a resend adds nothing
+    assert many.store_incoming_many([a3, c1], WALL0 + 2) == [([], together[-1][1]), ([], together[3][1])]
+    for s in (a, c, one, many):
+        s.close()
+
+
+def test_an_ack_is_one_row_and_the_outbox_reads_delivery_from_it(tmp_path: Path) -> None:
+    """An applied ack is a row of out_acks (the peer's cursor), not an UPDATE of each entry it covers: the
+    outbox shows each covered entry delivered at the time of the first ack that reached it; an ack past the
+    seqs given out delivers nothing queued after it; the cursor outlives a restart and a prune."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    ids = a.enqueue([direct(A, B, body=f"m{i}") for i in range(4)], WALL0)
+    ack = MailAck(A.node_id, B.node_id, a.stream, 2)
+    assert a.mark_delivered(ack, WALL0 + 10) == 2
+    assert a.mark_delivered(ack, WALL0 + 11) == 0  # again: nothing more
+    assert a._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 0").fetchone()[0] == 0  # no UPDATE
+    bogus = MailAck(A.node_id, B.node_id, a.stream, 99)  # past seq 4: covers 3 and 4, never what comes next
+    assert a.mark_delivered(bogus, WALL0 + 20) == 2
+    (later,) = a.enqueue([direct(A, B, body="later")], WALL0 + 21)
+    a.close()
+    a = open_store(tmp_path / "a.db", A, 1)
+    got = {e.id: (e.state, e.changed_at) for e in a.outbox()}
+    assert [got[i] for i in ids] == [(OutState.DELIVERED, WALL0 + 10)] * 2 + [
+        (OutState.DELIVERED, WALL0 + 20)
+    ] * 2
+    assert got[later] == (OutState.QUEUED, WALL0 + 21)
+    assert [e.id for e in a.outbox(state=OutState.QUEUED)] == [later]
+    assert [e.id for e in a.outbox(state=OutState.DELIVERED)] == ids
+    assert a.queued_count() == 1 and a.floor("nodeB") == 5 and a.peers_with_pending() == ["nodeB"]
+    bt = a.pending_for("nodeB")
+    assert bt is not None and [m.id for m in bt.messages] == [later]
+    assert a.expire(WALL0 + RETENTION + 15) == []  # delivered entries never expire; the later one is young
+    assert a.prune(WALL0 + RETENTION + 15, keep=RETENTION) == 2  # delivered at +10: gone; +20 stays
+    assert [e.id for e in a.outbox()] == [*ids[2:], later]
+    assert a.floor("nodeB") == 5 and a.queued_count() == 1  # the cursor stays
+    a.close()

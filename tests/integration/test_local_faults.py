@@ -732,6 +732,30 @@ def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: 
         m.cleanup()
 
 
+@pytest.mark.parametrize("lose", ["SendStream:3", "SendStream:3,Send:1"])
+def test_a_batch_whose_every_answer_is_lost_is_asked_item_by_item_and_queued_once(
+    tmp_path: Path, lose: str
+) -> None:
+    """A SendBatch carries one key for all its items: the node queues it, then its answer is lost on every
+    stream it is tried on (SEND_MANY_TRIES); the client then asks each item unary, naming the batch's key
+    and the item's place, and the node answers what the batch queued (with the second case, the first of
+    those answers is lost too, and that item is asked again): every line once, nothing queued twice."""
+    m = Mesh(home=tmp_path / "home")
+    try:
+        _losing_sender(m, lose)
+        n = 300
+        text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
+        r = m.ctl("send", "-", "--json", node="a", input=text)
+        ids = [json.loads(x)["id"] for x in r.stdout.splitlines()]
+        assert len(ids) == n and len(set(ids)) == n
+        queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
+        assert sorted(e["id"] for e in queued) == sorted(ids)  # each line queued once
+        by_id = {str(e["id"]): e["subject"] for e in queued}
+        assert [by_id[i] for i in ids] == [f"m {i:04d}" for i in range(n)]  # each answer is its own line's
+    finally:
+        m.cleanup()
+
+
 @pytest.mark.parametrize("n", [1000, 5000])
 async def test_many_concurrent_sends_over_a_stream_that_breaks_are_each_answered_once(
     tmp_path: Path, n: int
