@@ -40,6 +40,13 @@ MAX_FOLLOWERS = 64
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 MAX_RECIPIENTS_KEPT = 1024  # names whose Recipient is reused by the next send to them
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
+ACK_DELAY = 0.005
+"""Seconds a recipient may hold an ack back (acks are cumulative: one then says what several would). At low
+load this takes the ack's round trip (a write here, a wake-up, a decode and a transaction at the sender) out
+of the moment the message is handed to followers, where it competed with them for the CPU."""
+ACK_AT_ONCE = mb.BATCH_MAX
+"""Messages stored since the last ack that make the next one go at once (under load: an ack a full batch, well
+inside the sender's window)."""
 
 
 def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str, list[str]]:
@@ -119,6 +126,9 @@ class MailService:
         self._next_prune = 0.0
         self._acks: dict[tuple[str, str], mb.MailAck] = {}  # (peer, stream) -> its highest ack this turn
         self._acks_scheduled = False
+        # (peer, stream) -> (the ack owed, messages it covers): sent within ACK_DELAY
+        self._owed: dict[tuple[str, str], tuple[mb.MailAck, int]] = {}
+        self._owed_timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")  # when the timer wakes by itself (clock.now()); inf until it runs
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self._faulty = False  # a storage fault was logged and nothing was stored since
@@ -132,6 +142,8 @@ class MailService:
         self.ctx.spawn(self._timer(), "mail-timer")
 
     def close(self) -> None:
+        if self._owed_timer is not None:
+            self._owed_timer.cancel()
         for q in self._followers:
             q.put_nowait(None)
         for _, sink, i in self._batch:
@@ -252,7 +264,7 @@ class MailService:
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
-            self.ctx.send(peer, ack)
+            self._owe(peer, ack, len(batch.messages))
             if new:
                 self._publish_unread()
         elif isinstance(msg, mb.MailAck):
@@ -270,6 +282,29 @@ class MailService:
             self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
         elif isinstance(msg, mb.ReceiptAck):
             self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
+
+    def _owe(self, peer: str, ack: mb.MailAck, covers: int) -> None:
+        """An ack for a stored batch: sent at once when it covers ACK_AT_ONCE messages, else within ACK_DELAY
+        (with the ones owed after it: the highest says it for all). Never before the commit (we are after it);
+        one lost with a link is no loss: the sender resends on the next link and the resend is acked."""
+        key = (peer, ack.stream)
+        owed = self._owed.pop(key, None)
+        if owed is not None:
+            covers += owed[1]
+            if owed[0].upto > ack.upto:
+                ack = owed[0]
+        if covers >= ACK_AT_ONCE:
+            self.ctx.send(peer, ack)
+            return
+        self._owed[key] = (ack, covers)
+        if self._owed_timer is None:
+            self._owed_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_owed)
+
+    def _send_owed(self) -> None:
+        self._owed_timer = None
+        owed, self._owed = self._owed, {}
+        for (peer, _), (ack, _) in owed.items():
+            self.ctx.send(peer, ack)
 
     def _apply_acks(self) -> None:
         self._acks_scheduled = False
