@@ -40,10 +40,15 @@ MAX_FOLLOWERS = 64
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 MAX_RECIPIENTS_KEPT = 1024  # names whose Recipient is reused by the next send to them
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
-ACK_DELAY = 0.005
-"""Seconds a recipient may hold an ack back (acks are cumulative: one then says what several would). At low
-load this takes the ack's round trip (a write here, a wake-up, a decode and a transaction at the sender) out
-of the moment the message is handed to followers, where it competed with them for the CPU."""
+ACK_DELAY = 0.05
+"""Seconds a recipient may hold an ack back (acks are cumulative: one then says what several would). An ack
+costs a write here and a wake-up, a decode and a transaction at the sender; sent at once, it landed just when
+the message was handed to followers and competed with them for the CPU (a broadcast's 11 acks with the next
+broadcast, at a few ms). Held this long, one ack stands for every message of a burst. Only `delivered` in the
+sender's outbox waits for it (RESEND_AFTER is 40 times longer); a node leaving sends what it owes first."""
+EVERYONE_FOR = 60.0
+"""Seconds a broadcast's recipient list (the member directory) is reused before it is read again. Recording a
+member (joined, linked, gone) clears it at once: this bounds only how late one leaves it after RETENTION."""
 ACK_AT_ONCE = mb.BATCH_MAX
 """Messages stored since the last ack that make the next one go at once (under load: an ack a full batch, well
 inside the sender's window)."""
@@ -132,6 +137,7 @@ class MailService:
         self._timer_due = float("inf")  # when the timer wakes by itself (clock.now()); inf until it runs
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self._faulty = False  # a storage fault was logged and nothing was stored since
+        self._everyone_cache: tuple[list[mb.Recipient], float] | None = None  # (recipients, until: wall)
         self._recipients: dict[
             str, mb.Recipient
         ] = {}  # name -> its last Recipient (one object, not one a send)
@@ -184,6 +190,7 @@ class MailService:
             log.warning("mail: storing again (the storage fault has cleared)")
 
     def _remember(self, node_id: str, name: str) -> None:
+        self._everyone_cache = None  # a newcomer (or a new name) is in the next broadcast
         try:
             self.store.remember_member(node_id, name, wall())
         except StorageError as e:  # the directory catches up at the member's next join or link
@@ -300,6 +307,12 @@ class MailService:
         if self._owed_timer is None:
             self._owed_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_owed)
 
+    def send_owed_acks(self) -> None:
+        """Send every ack held back now (the node is about to leave: its links close after these frames)."""
+        if self._owed_timer is not None:
+            self._owed_timer.cancel()
+        self._send_owed()
+
     def _send_owed(self) -> None:
         self._owed_timer = None
         owed, self._owed = self._owed, {}
@@ -412,11 +425,23 @@ class MailService:
         return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
 
     def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
-        seen = self.store.members(seen_since=wall() - mb.RETENTION)
-        rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
+        rcpts = self._members_now()
         return mb.outgoing(
             rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
+
+    def _members_now(self) -> list[mb.Recipient]:
+        """Every member seen within RETENTION but this node: a broadcast's recipients. Read from the store
+        once and reused (a broadcast read the whole directory each time) until a member is recorded
+        (`_remember`: every join, link and departure) or EVERYONE_FOR has passed."""
+        now = wall()
+        cached = self._everyone_cache
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        seen = self.store.members(seen_since=now - mb.RETENTION)
+        rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
+        self._everyone_cache = (rcpts, now + EVERYONE_FOR)
+        return rcpts
 
     def _enqueue(self, outs: Sequence[mb.Outgoing]) -> asyncio.Future[list[_Queued | BaseException]]:
         """Add sends to this turn's group commit: a future of their answers (or errors), in order, resolved
