@@ -218,6 +218,10 @@ class MailService:
     def on_link_down(self, peer: PeerInfo) -> None:
         self.windows.pop(peer.node_id, None)
         self.store.drop_tail(peer.node_id)
+        # Acks held for it are void (sent later they would dial it): on the next link the sender resends what
+        # is unacked from its floor, and that resend is acked.
+        for key in [k for k in self._owed if k[0] == peer.node_id]:
+            del self._owed[key]
 
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
