@@ -3,7 +3,8 @@
     send / broadcast ──▶ one SQLite transaction per burst (group commit) ──▶ pump each recipient's link
     link up ──▶ SendWindow from the store's floor: resend everything unacked, oldest first (the recipient
                 dedupes), plus read receipts not yet confirmed
-    MailBatch ──▶ store_incoming (persist first) ──▶ MailAck back ──▶ followers (inbox --follow)
+    MailBatch ──▶ store_incoming (persist first) ──▶ followers (inbox --follow) ──▶ MailAck back (held up
+                to ACK_DELAY: one cumulative ack for a burst; at once after ACK_AT_ONCE messages)
     MailAck ──▶ mark delivered (only ever on an ack) ──▶ pump more (window)
     ReadReceipt / ReceiptAck ──▶ sender's outbox shows `read` / receipt no longer resent
 
