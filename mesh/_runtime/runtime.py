@@ -267,6 +267,8 @@ class NodeRuntime:
             await self.claims.release_all()
         self.life.move(Phase.STOPPING)
         log.info("leaving the mesh (%s)", reason)
+        if self.mail is not None:
+            self.mail.send_owed_acks()  # queued before the Leave: senders see these messages delivered
         leave = frame(leave=pb.Leave(reason=reason[:128]))
         links = list(self.links.values())
         for link in links:

@@ -3,7 +3,8 @@
     send / broadcast ──▶ one SQLite transaction per burst (group commit) ──▶ pump each recipient's link
     link up ──▶ SendWindow from the store's floor: resend everything unacked, oldest first (the recipient
                 dedupes), plus read receipts not yet confirmed
-    MailBatch ──▶ store_incoming (persist first) ──▶ MailAck back ──▶ followers (inbox --follow)
+    MailBatch ──▶ store_incoming (persist first) ──▶ followers (inbox --follow) ──▶ MailAck back (held up
+                to ACK_DELAY: one cumulative ack for a burst; at once after ACK_AT_ONCE messages)
     MailAck ──▶ mark delivered (only ever on an ack) ──▶ pump more (window)
     ReadReceipt / ReceiptAck ──▶ sender's outbox shows `read` / receipt no longer resent
 
@@ -42,6 +43,18 @@ MAX_FOLLOWERS = 64
 UNREAD_DEBOUNCE = 0.5  # a burst of messages is one status update, not thousands
 MAX_RECIPIENTS_KEPT = 1024  # names whose Recipient is reused by the next send to them
 FAULT_LOG_EVERY = 60.0  # a storage fault that persists is logged again this often
+ACK_DELAY = 0.05
+"""Seconds a recipient may hold an ack back (acks are cumulative: one then says what several would). An ack
+costs a write here and a wake-up, a decode and a transaction at the sender; sent at once, it landed just when
+the message was handed to followers and competed with them for the CPU (a broadcast's 11 acks with the next
+broadcast, at a few ms). Held this long, one ack stands for every message of a burst. Only `delivered` in the
+sender's outbox waits for it (RESEND_AFTER is 40 times longer); a node leaving sends what it owes first."""
+EVERYONE_FOR = 60.0
+"""Seconds a broadcast's recipient list (the member directory) is reused before it is read again. Recording a
+member (joined, linked, gone) clears it at once: this bounds only how late one leaves it after RETENTION."""
+ACK_AT_ONCE = mb.BATCH_MAX
+"""Messages stored since the last ack that make the next one go at once (under load: an ack a full batch, well
+inside the sender's window)."""
 
 
 def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str, list[str]]:
@@ -150,9 +163,13 @@ class MailService:
         self._next_prune = 0.0
         self._acks: dict[tuple[str, str], mb.MailAck] = {}  # (peer, stream) -> its highest ack this turn
         self._acks_scheduled = False
+        # (peer, stream) -> (the ack owed, messages it covers): sent within ACK_DELAY
+        self._owed: dict[tuple[str, str], tuple[mb.MailAck, int]] = {}
+        self._owed_timer: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")  # when the timer wakes by itself (clock.now()); inf until it runs
         self._faults = LogLimiter(burst=1, every=FAULT_LOG_EVERY)
         self._faulty = False  # a storage fault was logged and nothing was stored since
+        self._everyone_cache: tuple[list[mb.Recipient], float] | None = None  # (recipients, until: wall)
         self._recipients: dict[
             str, mb.Recipient
         ] = {}  # name -> its last Recipient (one object, not one a send)
@@ -163,6 +180,8 @@ class MailService:
         self.ctx.spawn(self._timer(), "mail-timer")
 
     def close(self) -> None:
+        if self._owed_timer is not None:
+            self._owed_timer.cancel()
         for q in self._followers:
             q.put_nowait(None)
         for _, sink, i in self._batch:
@@ -203,6 +222,7 @@ class MailService:
             log.warning("mail: storing again (the storage fault has cleared)")
 
     def _remember(self, node_id: str, name: str) -> None:
+        self._everyone_cache = None  # a newcomer (or a new name) is in the next broadcast
         try:
             self.store.remember_member(node_id, name, wall())
         except StorageError as e:  # the directory catches up at the member's next join or link
@@ -230,6 +250,10 @@ class MailService:
     def on_link_down(self, peer: PeerInfo) -> None:
         self.windows.pop(peer.node_id, None)
         self.store.drop_tail(peer.node_id)
+        # Acks held for it are void (sent later they would dial it): on the next link the sender resends what
+        # is unacked from its floor, and that resend is acked.
+        for key in [k for k in self._owed if k[0] == peer.node_id]:
+            del self._owed[key]
 
     def _pump(self, peer: str) -> None:
         """Send what the window allows, oldest unacked first."""
@@ -286,8 +310,8 @@ class MailService:
         self._store_batches(sender, run, w_now)
 
     def _store_batches(self, sender: PeerInfo, batches: list[mb.MailBatch], w_now: float) -> None:
-        """Store (checked) batches that came together in one transaction, then ack them: one cumulative ack
-        per stream, the last one (it says what the others would)."""
+        """Store (checked) batches that came together in one transaction, then owe their acks (`_owe`: cumulative
+        per stream, sent at once for a full batch, else within ACK_DELAY)."""
         if not batches:
             return
         try:
@@ -300,16 +324,13 @@ class MailService:
         self._stored()
         # Followers first: woken before the link's writer, they see the message without waiting behind the
         # ack's write (both only after the commit).
-        acks: dict[str, mb.MailAck] = {}
         fresh = False
-        for new, ack in got:
+        for batch, (new, ack) in zip(batches, got, strict=True):
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
             fresh = fresh or bool(new)
-            acks[ack.stream] = ack
-        for ack in acks.values():
-            self.ctx.send(sender.node_id, ack)
+            self._owe(sender.node_id, ack, len(batch.messages))
         if fresh:
             self._publish_unread()
 
@@ -329,6 +350,35 @@ class MailService:
             self.ctx.send(peer, self.store.apply_receipt(rc, w_now))
         elif isinstance(msg, mb.ReceiptAck):
             self.store.confirm_receipts(mb.check_receipt_ack(msg, peer_node=peer, self_node=self.me))
+
+    def _owe(self, peer: str, ack: mb.MailAck, covers: int) -> None:
+        """An ack for a stored batch: sent at once when it covers ACK_AT_ONCE messages, else within ACK_DELAY
+        (with the ones owed after it: the highest says it for all). Never before the commit (we are after it);
+        one lost with a link is no loss: the sender resends on the next link and the resend is acked."""
+        key = (peer, ack.stream)
+        owed = self._owed.pop(key, None)
+        if owed is not None:
+            covers += owed[1]
+            if owed[0].upto > ack.upto:
+                ack = owed[0]
+        if covers >= ACK_AT_ONCE:
+            self.ctx.send(peer, ack)
+            return
+        self._owed[key] = (ack, covers)
+        if self._owed_timer is None:
+            self._owed_timer = asyncio.get_running_loop().call_later(ACK_DELAY, self._send_owed)
+
+    def send_owed_acks(self) -> None:
+        """Send every ack held back now (the node is about to leave: its links close after these frames)."""
+        if self._owed_timer is not None:
+            self._owed_timer.cancel()
+        self._send_owed()
+
+    def _send_owed(self) -> None:
+        self._owed_timer = None
+        owed, self._owed = self._owed, {}
+        for (peer, _), (ack, _) in owed.items():
+            self.ctx.send(peer, ack)
 
     def _apply_acks(self) -> None:
         self._acks_scheduled = False
@@ -475,11 +525,23 @@ class MailService:
         return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
 
     def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
-        seen = self.store.members(seen_since=wall() - mb.RETENTION)
-        rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
+        rcpts = self._members_now()
         return mb.outgoing(
             rcpts, subject, body, sender_node=self.me, in_reply_to=reply_to or None, broadcast=True, key=key
         )
+
+    def _members_now(self) -> list[mb.Recipient]:
+        """Every member seen within RETENTION but this node: a broadcast's recipients. Read from the store
+        once and reused (a broadcast read the whole directory each time) until a member is recorded
+        (`_remember`: every join, link and departure) or EVERYONE_FOR has passed."""
+        now = wall()
+        cached = self._everyone_cache
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        seen = self.store.members(seen_since=now - mb.RETENTION)
+        rcpts = [mb.Recipient(x.node_id, x.name) for x in seen if x.node_id != self.me]
+        self._everyone_cache = (rcpts, now + EVERYONE_FOR)
+        return rcpts
 
     def _enqueue(self, outs: Sequence[mb.Outgoing]) -> asyncio.Future[list[_Queued | BaseException]]:
         """Add sends to this turn's group commit: a future of their answers (or errors), in order, resolved
