@@ -310,8 +310,8 @@ class MailService:
         self._store_batches(sender, run, w_now)
 
     def _store_batches(self, sender: PeerInfo, batches: list[mb.MailBatch], w_now: float) -> None:
-        """Store (checked) batches that came together in one transaction, then owe their acks (`_owe`: cumulative
-        per stream, sent at once for a full batch, else within ACK_DELAY)."""
+        """Store (checked) batches that came together in one transaction, then owe their acks (`_owe`:
+        cumulative per stream, sent at once for a full batch, else within ACK_DELAY)."""
         if not batches:
             return
         try:
