@@ -84,6 +84,10 @@ class SafetyViolation(AssertionError):
         super().__init__(f"seed={seed} step={step} t={t:.4f}: {detail}")
         self.seed, self.step, self.t, self.detail = seed, step, t, detail
 
+    def __reduce__(self) -> tuple[type[SafetyViolation], tuple[int, int, float, str]]:
+        # Its own arguments, not the message: a seed run in a worker process comes back whole.
+        return (type(self), (self.seed, self.step, self.t, self.detail))
+
 
 @dataclass
 class SimParams:
