@@ -152,7 +152,8 @@ CREATE TABLE IF NOT EXISTS out_acks (
 CREATE TABLE IF NOT EXISTS send_batches (
     key TEXT PRIMARY KEY,
     digest TEXT NOT NULL,
-    answers TEXT NOT NULL,  -- JSON: per item [id, [recipient names]] when queued, null when not
+    answers TEXT NOT NULL,  -- per item its id ("" when not queued), a space between; a newline; per item
+                            -- its recipient names joined by "," (ids and names hold neither character)
     at REAL NOT NULL
 );
 """
@@ -500,7 +501,7 @@ class MailStore:
                         changed = True
                 if changed:
                     batches[it.key] = (it.digest, record)
-                    batch_rows.append((it.key, it.digest, json.dumps(record, separators=(",", ":")), wall))
+                    batch_rows.append((it.key, it.digest, _answers_text(record), wall))
                 ids.append(answers)
             if keys:
                 db.executemany("INSERT INTO send_keys VALUES (?, ?, ?, ?, ?)", keys)
@@ -976,21 +977,22 @@ def _names(text: Any) -> list[str]:
         return []
 
 
+def _answers_text(record: Sequence[Any]) -> str:
+    """A send_batches row's answers (see the table), from per item [id, names] or None: two joins, not a
+    JSON encoder walking a thousand small lists."""
+    ids = " ".join(a[0] if a is not None else "" for a in record)
+    return ids + "\n" + " ".join(",".join(a[1]) if a is not None else "" for a in record)
+
+
 def _answers(text: Any) -> list[Any]:
-    """A send_batches row's answers: a list of [id, [names]] or None (a damaged one reads as nothing queued,
+    """A send_batches row's answers: per item [id, [names]] or None (a damaged row reads as nothing queued,
     never as an exception in the send path)."""
-    try:
-        got = json.loads(text)
-    except (ValueError, TypeError):
+    if not isinstance(text, str) or text.count("\n") != 1:
         return []
-    if not isinstance(got, list):
+    ids, names = (part.split(" ") for part in text.split("\n"))
+    if len(ids) != len(names):
         return []
-    return [
-        a
-        if isinstance(a, list) and len(a) == 2 and isinstance(a[0], str) and isinstance(a[1], list)
-        else None
-        for a in got
-    ]
+    return [[i, n.split(",") if n else []] if i else None for i, n in zip(ids, names, strict=True)]
 
 
 def _out_entry(r: Sequence[Any]) -> OutboxEntry:

@@ -446,10 +446,17 @@ class MailService:
         outs: list[mb.Outgoing | MeshError] = []
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
+        made: dict[str, mb.Outgoing] = {}  # name -> a send to it that `outgoing` accepted in this call
         for it in items:
             try:
                 if it.to is None:
                     outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
+                    continue
+                first = made.get(it.to)
+                if first is not None:  # its recipient was checked with the first send to it
+                    outs.append(
+                        mb.outgoing_again(first, it.subject, it.body, in_reply_to=it.reply_to, key=it.key)
+                    )
                     continue
                 rcpt = rcpts.get(it.to)
                 if rcpt is None:
@@ -460,12 +467,16 @@ class MailService:
                 if isinstance(rcpt, MeshError):
                     outs.append(rcpt)
                     continue
-                outs.append(
-                    mb.outgoing(
-                        [rcpt], it.subject, it.body, sender_node=self.me, in_reply_to=it.reply_to or None,
-                        key=it.key,
-                    )
-                )  # fmt: skip
+                out = mb.outgoing(
+                    [rcpt],
+                    it.subject,
+                    it.body,
+                    sender_node=self.me,
+                    in_reply_to=it.reply_to or None,
+                    key=it.key,
+                )
+                made[it.to] = out
+                outs.append(out)
             except MeshError as e:
                 outs.append(e)
         if key:

@@ -750,3 +750,23 @@ def test_every_lazy_mailbox_name_is_its_submodules_object() -> None:
 
     for name, where in pkg._WHERE.items():
         assert getattr(pkg, name) is getattr(importlib.import_module(where), name), name
+
+
+def test_outgoing_again_checks_what_outgoing_checks_but_the_recipient() -> None:
+    from mesh.core.mailbox import outgoing_again
+    from mesh.errors import InvalidInput, LimitExceeded
+
+    a, b = NODES[0], NODES[1]
+    first = outgoing([b], "hi", "one", sender_node=a.node_id)
+    again = outgoing_again(first, "re", "two", in_reply_to="s-1", key="k-2")
+    assert again == outgoing([b], "re", "two", sender_node=a.node_id, in_reply_to="s-1", key="k-2")
+    with pytest.raises(InvalidInput):
+        outgoing_again(first, "bad\x07subject", "x")
+    with pytest.raises(InvalidInput):
+        outgoing_again(first, "hi", "x", in_reply_to="not an id")
+    with pytest.raises(InvalidInput):
+        outgoing_again(first, "hi", "x", key="bad key")
+    with pytest.raises(LimitExceeded):
+        outgoing_again(first, "hi", "x" * (10 * 1024 * 1024))
+    with pytest.raises(InvalidInput):
+        outgoing_again(outgoing([b], "all", "x", sender_node=a.node_id, broadcast=True), "hi", "x")

@@ -753,3 +753,12 @@ def test_an_ack_is_one_row_and_the_outbox_reads_delivery_from_it(tmp_path: Path)
     assert [e.id for e in a.outbox()] == [*ids[2:], later]
     assert a.floor("nodeB") == 5 and a.queued_count() == 1  # the cursor stays
     a.close()
+
+
+def test_a_batch_record_reads_back_what_was_written() -> None:
+    from mesh.mailstore import _answers, _answers_text
+
+    record = [["s-1", ["b"]], None, ["s-3", ["b", "c.d", "e_f-g"]], ["s-4", []], None]
+    assert _answers(_answers_text(record)) == record
+    assert _answers(_answers_text([None])) == [None]
+    assert _answers("damaged") == [] and _answers(None) == [] and _answers("a b\nc") == []

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         json_list,
         json_strings,
         outgoing,
+        outgoing_again,
         send_digest,
     )
     from mesh.core.mailbox.limits import (
@@ -107,6 +108,7 @@ _WHERE = {  # name -> the submodule that defines it (the same names as the TYPE_
             "json_list",
             "json_strings",
             "outgoing",
+            "outgoing_again",
             "send_digest",
         ),
         "mesh.core.mailbox.checks",
@@ -201,5 +203,6 @@ __all__ = [
     "message_id",
     "new_stream_id",
     "outgoing",
+    "outgoing_again",
     "send_digest",
 ]

@@ -68,6 +68,23 @@ def outgoing(
     return Outgoing(tuple(seen.values()), subject, body, reply, broadcast, key or "")
 
 
+def outgoing_again(
+    to: Outgoing, subject: str, body: str, *, in_reply_to: str | None = None, key: str | None = None
+) -> Outgoing:
+    """`outgoing` for another direct message to the recipient of `to` (a direct message `outgoing` made):
+    its text, reply id and key are checked, its recipient not again (a batch's thousand sends to one name
+    each checked the same name and node id)."""
+    if to.broadcast or len(to.recipients) != 1:
+        raise InvalidInput("outgoing_again needs a direct message to copy its recipient from")
+    check_text(subject, body)
+    reply = in_reply_to or ""
+    if reply:
+        validate.ident(reply, "reply-to id")
+    if key:
+        validate.ident(key, "send key")
+    return Outgoing(to.recipients, subject, body, reply, False, key or "")
+
+
 def send_digest(out: Outgoing) -> str:
     """What a send key stands for: the message (a retry of it has the same digest; another message not).
 
