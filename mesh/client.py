@@ -52,6 +52,7 @@ DEFAULT_TIMEOUT = 10.0
 REQUEST_OVERHEAD = 160
 """Bytes of a SendRequest beyond its subject and body (name, key, reply-to id, tags), over-counted."""
 PIPE_DEPTH = 2  # SendBatches awaiting answers at once on a client's SendStream
+_NAMES_KEPT = 1024  # recipient names a Client remembers as checked (`send`)
 SEND_MANY_TRIES = 3  # streams a send_many batch is tried on before its sends are asked one by one
 
 
@@ -396,6 +397,9 @@ class Client:
         # slot: thousands asked again at once (a stream that broke under a burst) came back CANCELLED from
         # the node by the hundred (114 of 2,500 lines in stop 22) instead of waiting their turn.
         self._unary_slots = asyncio.Semaphore(limits.UNARY_AT_ONCE)
+        # Recipient names `send` checked already (a busy sender sends to a few names, thousands of times):
+        # only names that passed are kept, so a bad one is refused every time. Bounded: cleared when full.
+        self._names: set[str] = set()
 
     async def __aenter__(self) -> Client:
         return self
@@ -565,18 +569,22 @@ class Client:
         self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> Sent:
         """Queue a message to session `to` durably in the node's outbox (idempotent: see MeshAPI.send)."""
-        validate.name(to, "recipient")
-        fields = _message(subject, body, reply_to, key)
+        if to.__class__ is not str or to not in self._names:  # not str: unhashable, and refused below
+            validate.name(to, "recipient")
+            if len(self._names) >= _NAMES_KEPT:
+                self._names.clear()
+            self._names.add(to)
+        fields, size = _message(subject, body, reply_to, key)
         fields["to"] = to
-        return await self._send(fields, "send")
+        return await self._send(fields, "send", size)
 
     async def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
     ) -> Sent:
         """Queue a message to every member known now, offline ones included."""
-        fields = _message(subject, body, reply_to, key)
+        fields, size = _message(subject, body, reply_to, key)
         fields["all"] = True
-        return await self._send(fields, "broadcast")
+        return await self._send(fields, "broadcast", size)
 
     async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
         """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
@@ -658,10 +666,11 @@ class Client:
             reply: pb.SendReply = await self._call(self._stub.Send, r, idempotent=True)
         return api_codec.sent_from_pb(reply)
 
-    async def _send(self, fields: dict[str, Any], verb: str) -> Sent:
-        """A lone send over the hook wire; otherwise pipelined on the SendStream. A send either left
-        unanswered is asked again (the pipe, then a unary Send; its key makes that safe), and so is every send
-        to a node that does not offer the wire or the stream."""
+    async def _send(self, fields: dict[str, Any], verb: str, size: int) -> Sent:
+        """A lone send over the hook wire; otherwise pipelined on the SendStream (`size`: UTF-8 bytes of its
+        subject and body, as `_message` counted them). A send either left unanswered is asked again (the pipe,
+        then a unary Send; its key makes that safe), and so is every send to a node that does not offer the
+        wire or the stream."""
         if self._lane.ready and self._pipe.idle:
             if "key" not in fields:  # on the stream after this (its answer lost): asked with this key
                 fields["key"] = send_key()
@@ -672,7 +681,6 @@ class Client:
                 pass
         if self._pipe.offered:
             try:
-                size = len(fields["subject"].encode()) + len(fields["body"].encode())
                 return api_codec.sent_from_pb(await self._pipe.send(fields, size))
             except _Unanswered:
                 pass
@@ -845,15 +853,16 @@ class _KeySource:
 send_key = _KeySource()
 
 
-def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> dict[str, Any]:
+def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> tuple[dict[str, Any], int]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
-    body limit's message here, not the transport's). The caller's key if it gave one; otherwise the send
-    gets one when it goes alone (the wire, a unary Send); on the SendStream its batch's key covers it."""
-    check_outgoing(subject, body, reply_to, key)
+    body limit's message here, not the transport's), and its text's size in UTF-8 bytes (counted by the
+    check, not again). The caller's key if it gave one; otherwise the send gets one when it goes alone (the
+    wire, a unary Send); on the SendStream its batch's key covers it."""
+    size = check_outgoing(subject, body, reply_to, key)
     fields = {"subject": subject, "body": body, "in_reply_to": reply_to or ""}
     if key:
         fields["key"] = key
-    return fields
+    return fields, size
 
 
 def _wire_args(fields: dict[str, Any]) -> dict[str, Any]:
