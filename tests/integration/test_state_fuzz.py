@@ -65,10 +65,13 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pristine]:
         m.ctl("send", "a", "to a", "body", node="b")
         m.ctl("task", "add", "a task on the board", node="b")
         until(lambda: json.loads(m.ctl("inbox", "--json", node="b").stdout), what="mail for b")
+        mesh_dir = home / "meshes" / m.name
+        # The steward config forms on its own schedule (a join window after the start): the mail above can be
+        # quicker than that, and the epoch file is one of the files this home must hold.
+        until(lambda: (mesh_dir / "epoch").exists(), what="the steward config (the epoch file)")
         m.signal("b", signal.SIGKILL)
         wait_pid_gone(m.nodes["b"].pid)
         m.ctl("down", node="a")
-        mesh_dir = home / "meshes" / m.name
         for sock in mesh_dir.glob("nodes/*/*.sock"):  # a crash leaves them; a copy cannot take them
             sock.unlink()
         (mesh_dir / N / "hooks.json").write_text(json.dumps({"seq": 1, "seen": []}))
