@@ -427,10 +427,15 @@ class MailStore:
         keys: list[tuple[Any, ...]] = []
         batch_rows: list[tuple[Any, ...]] = []
         touched: set[str] = set()
-        kept: list[tuple[str, Envelope, int]] = []
+        # Per linked peer, its entries of this call in seq order (one run each: seqs are given out here), and
+        # the counter as a local: a message's row costs no attribute writes (`_tx` reloads both on failure).
+        kept: dict[str, list[tuple[Envelope, int]]] = {}
         next_seq = self._next_seq
+        stream, me = self.stream, self.name
+        counter = self._counter
 
         def queue(it: Outgoing) -> Answer:
+            nonlocal counter
             if it.key:
                 digest = send_digest(it)
                 known = fresh.get(it.key)
@@ -438,25 +443,24 @@ class MailStore:
                     if known[1] != digest:
                         raise InvalidInput("this send key was already used for a different message")
                     return known[0], known[2]
-            size = len(it.subject.encode()) + len(it.body.encode())
-            self._counter += 1
-            mid = message_id(self.stream, self._counter)
+            subject, body, reply, bcast = it.subject, it.body, it.in_reply_to, it.broadcast
+            size = len(subject.encode()) + len(body.encode())
+            counter += 1
+            mid = message_id(stream, counter)
             for r in it.recipients:
                 node = r.node_id
                 seq = next_seq.get(node, 1)
                 next_seq[node] = seq + 1
                 touched.add(node)
                 if node in keep:
-                    env = Envelope(
-                        mid, seq, self.name, r.name, it.subject, it.body, wall, it.in_reply_to, it.broadcast
-                    )
-                    kept.append((node, env, size))
+                    env = Envelope(mid, seq, me, r.name, subject, body, wall, reply, bcast)
+                    run = kept.get(node)
+                    if run is None:
+                        run = kept[node] = []
+                    run.append((env, size))
                 rows.append(
-                    (
-                        mid, self._counter, node, r.name, seq, it.subject, it.body, size, wall,
-                        it.in_reply_to, int(it.broadcast), wall,
-                    )
-                )  # fmt: skip
+                    (mid, counter, node, r.name, seq, subject, body, size, wall, reply, int(bcast), wall)
+                )
             if it.key:
                 names = [r.name for r in it.recipients]
                 fresh[it.key] = (mid, digest, names)
@@ -523,13 +527,14 @@ class MailStore:
                     " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
                     [(p, next_seq[p]) for p in touched],
                 )
-                db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(self._counter),))
-        for peer, env, size in kept:  # committed: now they may be sent
+                db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(counter),))
+            self._counter = counter  # a broadcast to nobody took a number too (never given out twice)
+        for peer, run in kept.items():  # committed: now they may be sent
             tail = self._tails.setdefault(peer, deque())
-            if tail and tail[-1][0].seq != env.seq - 1:
+            if tail and tail[-1][0].seq != run[0][0].seq - 1:
                 tail.clear()  # not contiguous (cannot happen while seqs come from here): start again
-            tail.append((env, size))
-            if len(tail) > TAIL_MAX:
+            tail.extend(run)
+            if len(tail) > TAIL_MAX:  # a link far behind: what is past the cap is read from disk
                 tail.clear()
         return ids
 

@@ -512,15 +512,19 @@ class MailService:
         except MeshError as e:  # the whole batch refused (its key was used for another): each item says so
             return [e] * len(items)
         answers: list[tuple[str, list[str]] | MeshError] = []
+        add = answers.append
         for o, g in zip(outs, got, strict=True):
-            if g is None:  # not queued, now or by a first try of this batch: its own error
-                answers.append(o if isinstance(o, MeshError) else InvalidInput("not queued"))
+            if g.__class__ is tuple and g[1] is None and o.__class__ is mb.Outgoing:  # queued now (the common
+                rs = o.recipients  # case: `_answer` inlined, a direct send's one name without a generator)
+                add((g[0], [rs[0].name] if len(rs) == 1 else [r.name for r in rs]))
+            elif g is None:  # not queued, now or by a first try of this batch: its own error
+                add(o if isinstance(o, MeshError) else InvalidInput("not queued"))
             elif isinstance(g, MeshError):
-                answers.append(g)
+                add(g)
             elif g[1] is not None or isinstance(o, MeshError):  # queued by the first try
-                answers.append((g[0], g[1] or []))
+                add((g[0], g[1] or []))
             else:
-                answers.append(_answer(o, g))
+                add(_answer(o, g))
         return answers
 
     def sent_in_batch(self, key: str, index: int) -> tuple[str, list[str]] | None:

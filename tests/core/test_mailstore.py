@@ -368,6 +368,29 @@ def test_just_queued_entries_go_from_memory_and_match_the_disk(tmp_path: Path) -
     a.close()
 
 
+def test_one_call_to_several_peers_keeps_each_peers_run_in_order(tmp_path: Path) -> None:
+    a = open_store(tmp_path / "a.db", A, 1)
+    to_b = [direct(A, B, body=f"b{i}") for i in range(3)]
+    to_c = [direct(A, C, body=f"c{i}") for i in range(2)]
+    both = outgoing([B, C], "hi", "both", sender_node=A.node_id, broadcast=True)
+    nobody = outgoing([], "hi", "nobody", sender_node=A.node_id, broadcast=True)  # takes an id, no row
+    got = a.enqueue_answers(
+        [to_b[0], to_c[0], nobody, both, to_b[1], to_c[1], to_b[2]], WALL0, keep=("nodeB", "nodeC")
+    )
+    ids = [mid for mid, _ in got]
+    assert len(set(ids)) == len(ids)  # a broadcast to nobody still had a number of its own
+    a._db.execute("UPDATE outbox SET body = 'changed on disk'")  # a read from disk would show this
+    for peer, bodies in (("nodeB", ["b0", "both", "b1", "b2"]), ("nodeC", ["c0", "both", "c1"])):
+        bt = a.pending_for(peer, 0)
+        assert bt is not None and [m.body for m in bt.messages] == bodies  # from memory, in seq order
+        assert [m.seq for m in bt.messages] == list(range(1, len(bodies) + 1))
+    a.close()
+    a = open_store(tmp_path / "a.db", A, 1)  # the counter went to disk with the rows: no id given twice
+    (more,) = a.enqueue([direct(A, B, body="later")], WALL0)
+    assert more not in ids and more == f"{a.stream}-{len(ids) + 1}"
+    a.close()
+
+
 # ---------------------------------------------------------------- the faulty network, on real files
 
 
