@@ -771,17 +771,19 @@ class MailStore:
 
         Returns the new messages (for live followers) and the cumulative ack to send once this returns.
         """
-        (got,) = self.store_incoming_many([batch], wall)
-        return got
+        ((new, ack, _),) = self.store_incoming_many([batch], wall)
+        return new, ack
 
     @storage.guarded
     def store_incoming_many(
-        self, batches: Sequence[MailBatch], wall: float
-    ) -> list[tuple[list[InboxMessage], MailAck]]:
+        self, batches: Sequence[MailBatch], wall: float, *, messages: bool = True
+    ) -> list[tuple[list[InboxMessage], MailAck, int]]:
         """`store_incoming` for (checked) batches that arrived together, in order, in one transaction (a
-        window of batches from a peer is one commit, not one each); per batch its new messages and ack."""
+        window of batches from a peer is one commit, not one each); per batch its new messages, its ack and
+        how many it stored. `messages=False` (nobody follows the inbox) builds no InboxMessage: the lists
+        are empty, the counts are not."""
         try:
-            return self._store_incoming(batches, wall)
+            return self._store_incoming(batches, wall, messages)
         except sqlite3.IntegrityError:
             senders = sorted({b.from_node for b in batches})
             raise ProtocolError(
@@ -790,9 +792,9 @@ class MailStore:
             ) from None
 
     def _store_incoming(
-        self, batches: Sequence[MailBatch], wall: float
-    ) -> list[tuple[list[InboxMessage], MailAck]]:
-        out: list[tuple[list[InboxMessage], MailAck]] = []
+        self, batches: Sequence[MailBatch], wall: float, messages: bool
+    ) -> list[tuple[list[InboxMessage], MailAck, int]]:
+        out: list[tuple[list[InboxMessage], MailAck, int]] = []
         rows: list[tuple[Any, ...]] = []
         cursors: dict[tuple[str, str], tuple[int, int]] = {}  # (sender, stream) -> (on disk, now)
         with self._tx() as db:
@@ -808,22 +810,27 @@ class MailStore:
                 fresh, cursor = accept_batch(known[1], batch)
                 cursors[pair] = (known[0], cursor)
                 sender, stream = pair
-                new = []
-                for m in fresh:
-                    last += 1
-                    new.append(
+                first = last + 1
+                last += len(fresh)
+                rows += [
+                    (
+                        n, m.id, sender, m.from_name, m.to_name, stream, m.seq, m.subject, m.body, m.sent_at,
+                        wall, m.in_reply_to, m.broadcast,  # a bool is stored as 0 / 1
+                    )
+                    for n, m in zip(range(first, last + 1), fresh, strict=True)
+                ]  # fmt: skip
+                new = (
+                    [
                         InboxMessage(
-                            last, m.id, sender, m.from_name, m.to_name, m.subject, m.body, m.sent_at, wall,
+                            n, m.id, sender, m.from_name, m.to_name, m.subject, m.body, m.sent_at, wall,
                             m.in_reply_to, m.broadcast, None,
                         )
-                    )  # fmt: skip
-                    rows.append(
-                        (
-                            last, m.id, sender, m.from_name, m.to_name, stream, m.seq, m.subject, m.body,
-                            m.sent_at, wall, m.in_reply_to, int(m.broadcast),
-                        )
-                    )  # fmt: skip
-                out.append((new, MailAck(sender, batch.to_node, stream, cursor)))
+                        for n, m in zip(range(first, last + 1), fresh, strict=True)
+                    ]
+                    if messages
+                    else []
+                )  # fmt: skip
+                out.append((new, MailAck(sender, batch.to_node, stream, cursor), len(fresh)))
             db.executemany(
                 # UNIQUE(id) is the second line of defence: with an honest sender the cursor already
                 # dropped every duplicate, so a clash means a peer reused an id: refuse the whole batch.

@@ -315,7 +315,8 @@ class MailService:
         if not batches:
             return
         try:
-            got = self.store.store_incoming_many(batches, w_now)  # persisted before we ack
+            # persisted before we ack; InboxMessages only for followers
+            got = self.store.store_incoming_many(batches, w_now, messages=bool(self._followers))
         except StorageError as e:
             # Nothing of it was stored, so nothing is acknowledged: the sender keeps it and sends it again
             # after RESEND_AFTER. The link stays up.
@@ -325,11 +326,11 @@ class MailService:
         # Followers first: woken before the link's writer, they see the message without waiting behind the
         # ack's write (both only after the commit).
         fresh = False
-        for batch, (new, ack) in zip(batches, got, strict=True):
+        for batch, (new, ack, stored) in zip(batches, got, strict=True):
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
-            fresh = fresh or bool(new)
+            fresh = fresh or stored > 0
             self._owe(sender.node_id, ack, len(batch.messages))
         if fresh:
             self._publish_unread()

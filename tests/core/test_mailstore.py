@@ -732,17 +732,24 @@ def test_batches_stored_together_match_batches_stored_one_by_one(tmp_path: Path)
     many = open_store(tmp_path / "b2.db", B, 2)
     each = [one.store_incoming(bt, WALL0 + 1) for bt in window]
     together = many.store_incoming_many(window, WALL0 + 1)
-    assert [([m.id for m in new], ack) for new, ack in together] == [
-        ([m.id for m in new], ack) for new, ack in each
+    assert [([m.id for m in new], ack, n) for new, ack, n in together] == [
+        ([m.id for m in new], ack, len(new)) for new, ack in each
     ]
-    assert [ack.upto for _, ack in together] == [3, 3, 3, 4, 6, 9]
-    assert [(m.local_seq, m.id, m.body) for m in many.inbox(limit=100)] == [
-        (m.local_seq, m.id, m.body) for m in one.inbox(limit=100)
-    ]
+    assert [ack.upto for _, ack, _ in together] == [3, 3, 3, 4, 6, 9]
+    # Nobody following: no InboxMessage built, the same rows, acks and counts.
+    quiet = open_store(tmp_path / "b3.db", B, 2)
+    unbuilt = quiet.store_incoming_many(window, WALL0 + 1, messages=False)
+    assert [(new, ack, n) for new, ack, n in unbuilt] == [([], ack, n) for _, ack, n in together]
+    assert [n for *_, n in unbuilt] == [3, 0, 0, 4, 3, 3]
+    for other in (many, quiet):
+        assert other.inbox(limit=100) == one.inbox(limit=100)
     many.close()
     many = open_store(tmp_path / "b2.db", B, 2)  # the cursors are on disk: a resend adds nothing
-    assert many.store_incoming_many([a3, c1], WALL0 + 2) == [([], together[-1][1]), ([], together[3][1])]
-    for s in (a, c, one, many):
+    assert many.store_incoming_many([a3, c1], WALL0 + 2) == [
+        ([], together[-1][1], 0),
+        ([], together[3][1], 0),
+    ]
+    for s in (a, c, one, many, quiet):
         s.close()
 
 
