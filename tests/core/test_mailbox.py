@@ -247,6 +247,9 @@ def test_acks_and_receipts_only_from_the_right_peer() -> None:
         (0, [5, 6], 5, [5, 6], 6),  # floor: 1-4 were acked or expired at the sender
         (7, [5, 6, 8], 5, [8], 8),  # floor below the cursor changes nothing
         (9, [5, 6], 5, [], 9),  # all duplicates
+        (3, [4, 5, 6], 1, [4, 5, 6], 6),  # the next seqs, all of them (the common batch)
+        (0, [1, 2, 4, 5], 1, [1, 2], 2),  # a gap inside
+        (0, [1, 2, 3, 5], 1, [1, 2, 3], 3),  # a gap before the last
     ],
 )
 def test_accept_batch(cursor: int, seqs: list[int], floor: int, accepted: list[int], new_cursor: int) -> None:

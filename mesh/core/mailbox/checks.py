@@ -206,14 +206,18 @@ def check_receipt_ack(ack: ReceiptAck, *, peer_node: str, self_node: str) -> Rec
 
 
 def accept_batch(cursor: int, batch: MailBatch) -> tuple[list[Envelope], int]:
-    """Which envelopes of `batch` to persist, given the persisted cursor of (sender, stream).
+    """Which envelopes of (checked) `batch` to persist, given the persisted cursor of (sender, stream).
 
     Returns (new envelopes in order, new cursor). Duplicates (seq <= cursor) are skipped; a gap stops
     acceptance (go-back-N: the sender will resend from the oldest unacked entry).
     """
     cur = max(cursor, batch.floor - 1)
+    msgs = batch.messages
+    # The common batch: the next seqs, all of them (a checked batch's seqs increase: first and last say so).
+    if msgs and msgs[0].seq == cur + 1 and msgs[-1].seq == cur + len(msgs):
+        return list(msgs), msgs[-1].seq
     fresh: list[Envelope] = []
-    for m in batch.messages:
+    for m in msgs:
         if m.seq <= cur:
             continue
         if m.seq != cur + 1:
