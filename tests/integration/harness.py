@@ -191,6 +191,21 @@ def until(pred: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05
         time.sleep(interval)
 
 
+async def async_until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
+    """`until` inside an event loop: poll `pred` (a plain call or a coroutine function) until it is truthy."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        r = pred()
+        if asyncio.iscoroutine(r):
+            r = await r
+        if r:
+            return
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or pred}")
+        await asyncio.sleep(0.02)
+
+
 async def _members_json(home: Path, mesh: str, node: str) -> list[dict[str, Any]]:
     from mesh.client import connect
     from mesh.errors import MeshError

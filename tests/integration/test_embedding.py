@@ -11,6 +11,7 @@ import pytest
 
 import mesh
 from mesh import ClaimDenied, Node, NodeConfig
+from tests.integration.harness import async_until
 
 
 def cfg(name: str, home: Path, mesh_name: str, **kw: object) -> NodeConfig:
@@ -20,20 +21,6 @@ def cfg(name: str, home: Path, mesh_name: str, **kw: object) -> NodeConfig:
 @pytest.fixture
 def mesh_name() -> str:
     return "emb-" + uuid.uuid4().hex[:8]
-
-
-async def wait_for(pred: object, timeout: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        r = pred()  # type: ignore[operator]
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_two_nodes_heartbeat_members_watch(tmp_path: Path, mesh_name: str) -> None:
@@ -53,7 +40,7 @@ async def test_two_nodes_heartbeat_members_watch(tmp_path: Path, mesh_name: str)
                 ms = {m.name: m for m in await a.members()}
                 return ms["b"].action == "build" and ms["b"].progress == 40
 
-            await wait_for(seen)
+            await async_until(seen)
             with pytest.raises(mesh.InvalidInput, match="0 to 100"):
                 await b.heartbeat(progress=140)
         ev = await asyncio.wait_for(_next_state(events, "b"), 30)
@@ -70,7 +57,7 @@ async def _next_state(events: AsyncIterator[mesh.MemberEvent], name: str) -> str
 async def test_claim_context_manager_denied_and_released(tmp_path: Path, mesh_name: str) -> None:
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
         async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
-            await wait_for(
+            await async_until(
                 lambda: a._rt.claims.core.config is not None and b._rt.claims.core.config is not None
             )
             async with a.claim("service", "i-match", ttl=60) as lease:
@@ -78,7 +65,7 @@ async def test_claim_context_manager_denied_and_released(tmp_path: Path, mesh_na
                 with pytest.raises(ClaimDenied) as denied:
                     await b.claim("service", "i-match", ttl=60)
                 assert denied.value.holder == "a" and denied.value.expires_at is not None
-                await wait_for(lambda: _holders_are(b, "service/i-match", ["a"]))
+                await async_until(lambda: _holders_are(b, "service/i-match", ["a"]))
             # Released on leaving the block: b gets it now, with a larger token.
             second = await b.claim("service", "i-match", ttl=60)
             assert second.token > lease.token
@@ -97,7 +84,7 @@ async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_
     a = await Node(config=cfg("a", tmp_path, mesh_name)).start()  # genesis: the only steward
     try:
         async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
-            await wait_for(lambda: b._rt.claims.core.config is not None)
+            await async_until(lambda: b._rt.claims.core.config is not None)
             lease = await b.claim("task", "t1", ttl=60)
             # The steward dies without a word (no leave): b cannot renew and must say so within a lease.
             await a._rt._teardown()
@@ -109,7 +96,7 @@ async def test_lease_lost_fires_when_the_stewards_are_gone(tmp_path: Path, mesh_
 
 async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None:
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
-        await wait_for(lambda: a._rt.claims.core.config is not None)
+        await async_until(lambda: a._rt.claims.core.config is not None)
         async with await mesh.connect("a", mesh=mesh_name, home=tmp_path) as client:
             info = await client.info()
             assert info.name == "a" and info.node_id == a.node_id
@@ -117,8 +104,8 @@ async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None
             assert (await a.members())[0].action == "review"
             async with client.claim("file", "src/app.py", ttl=30) as lease:
                 assert lease.token > 0
-                await wait_for(lambda: _holders_are(a, "file/src/app.py", ["a"]))
-            await wait_for(lambda: _empty(a))
+                await async_until(lambda: _holders_are(a, "file/src/app.py", ["a"]))
+            await async_until(lambda: _empty(a))
         with pytest.raises(mesh.NodeNotFound):
             await mesh.connect("nobody", mesh=mesh_name, home=tmp_path)
 
@@ -126,7 +113,7 @@ async def test_connect_to_a_running_node(tmp_path: Path, mesh_name: str) -> None
 async def test_held_and_paging_forward_agree_on_both_faces(tmp_path: Path, mesh_name: str) -> None:
     # held() and messages(after=...) came with the hook wire; the Client must answer as the Node does.
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
-        await wait_for(lambda: a._rt.claims.core.config is not None)
+        await async_until(lambda: a._rt.claims.core.config is not None)
         async with await mesh.connect("a", mesh=mesh_name, home=tmp_path) as client:
             assert await a.held() == await client.held() == []
             granted = await client.claim_once("task/x", 60.0)
@@ -138,7 +125,7 @@ async def test_held_and_paging_forward_agree_on_both_faces(tmp_path: Path, mesh_
             async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))) as b:
                 for i in range(5):
                     await b.send("a", f"s{i}", "body")
-                await wait_for(lambda: _inbox_size(a, 5))
+                await async_until(lambda: _inbox_size(a, 5))
             seqs = [m.local_seq async for m in a.messages()]
             for face in (a, client):
                 page = [m.subject async for m in face.messages(after=seqs[1], limit=2)]

@@ -4,7 +4,6 @@ its ack back (ACK_DELAY) yet acks at once after a full batch, and sends what it 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from mesh import Node, NodeConfig
 from mesh._services import mail
 from mesh.core import mailbox as mb
+from tests.integration.harness import async_until
 
 
 def cfg(name: str, home: Path, mesh_name: str, **kw: object) -> NodeConfig:
@@ -29,20 +29,6 @@ def mesh_name() -> str:
     return "mail-" + uuid.uuid4().hex[:8]
 
 
-async def until(pred: object, timeout: float = 30.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        r = pred()  # type: ignore[operator]
-        if asyncio.iscoroutine(r):
-            r = await r
-        if r:
-            return
-        if loop.time() > end:
-            raise AssertionError(f"not in time: {what}")
-        await asyncio.sleep(0.02)
-
-
 async def _alive(node: Node, names: set[str]) -> bool:
     return names <= {m.name for m in await node.members() if m.state == "alive"}
 
@@ -54,15 +40,15 @@ async def _states(node: Node) -> dict[str, str]:
 async def test_a_broadcast_after_a_join_reaches_the_newcomer(tmp_path: Path, mesh_name: str) -> None:
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
         async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))):
-            await until(lambda: _alive(a, {"a", "b"}), what="a sees b")
+            await async_until(lambda: _alive(a, {"a", "b"}), what="a sees b")
             first = await a.broadcast("one", "before c")
             again = await a.broadcast("two", "still before c")  # served from the cached list
             assert first.recipients == again.recipients == ("b",)
             async with Node(config=cfg("c", tmp_path, mesh_name, peers=(a.address,))) as c:
-                await until(lambda: _alive(a, {"a", "b", "c"}), what="a sees c")
+                await async_until(lambda: _alive(a, {"a", "b", "c"}), what="a sees c")
                 sent = await a.broadcast("three", "after c joined")
                 assert sorted(sent.recipients) == ["b", "c"]
-                await until(
+                await async_until(
                     lambda: _got(c, sent.id), what="the newcomer has the broadcast sent after it joined"
                 )
                 assert [m.subject async for m in c.messages()] == ["three"]
@@ -82,14 +68,16 @@ async def test_a_held_ack_goes_out_before_the_recipient_leaves(
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
         b = await Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))).start()
         try:
-            await until(lambda: _alive(a, {"a", "b"}), what="a sees b")
+            await async_until(lambda: _alive(a, {"a", "b"}), what="a sees b")
             sent = await a.send("b", "hi", "held ack")
-            await until(lambda: _got(b, sent.id), what="b stored the message")
+            await async_until(lambda: _got(b, sent.id), what="b stored the message")
             assert (await _states(a))[f"{sent.id}/b"] == "queued"  # b's ack is held back
         finally:
             await b.stop("test over")
         # b is gone: only the ack it sent before its Leave can mark the message delivered.
-        await until(lambda: _delivered(a, f"{sent.id}/b"), what="the held ack reached a before b's Leave")
+        await async_until(
+            lambda: _delivered(a, f"{sent.id}/b"), what="the held ack reached a before b's Leave"
+        )
 
 
 async def _delivered(node: Node, key: str) -> bool:
@@ -102,7 +90,7 @@ async def test_a_full_batch_is_acked_at_once(
     monkeypatch.setattr(mail, "ACK_DELAY", 3600.0)
     async with Node(config=cfg("a", tmp_path, mesh_name)) as a:
         async with Node(config=cfg("b", tmp_path, mesh_name, peers=(a.address,))):
-            await until(lambda: _alive(a, {"a", "b"}), what="a sees b")
+            await async_until(lambda: _alive(a, {"a", "b"}), what="a sees b")
             n = mail.ACK_AT_ONCE
             sent = await a.send_many([mb.SendItem("b", f"m {i}", "x") for i in range(n)])
             assert all(not isinstance(s, Exception) for s in sent)
@@ -110,4 +98,4 @@ async def test_a_full_batch_is_acked_at_once(
             async def all_delivered() -> bool:
                 return {e.state.value for e in await a.outbox(limit=n)} == {"delivered"}
 
-            await until(all_delivered, what=f"{n} messages acked without waiting for ACK_DELAY")
+            await async_until(all_delivered, what=f"{n} messages acked without waiting for ACK_DELAY")

@@ -41,12 +41,7 @@ def outgoing(
     A broadcast leaves the sender out of its own recipients; a direct message to oneself is an error.
     A broadcast with no other member is valid and queues nothing.
     """
-    check_text(subject, body)
-    reply = in_reply_to or ""
-    if reply:
-        validate.ident(reply, "reply-to id")
-    if key:
-        validate.ident(key, "send key")
+    reply = _checked_text(subject, body, in_reply_to, key)
     if not broadcast and isinstance(recipients, tuple | list) and len(recipients) == 1:
         r = recipients[0]  # a direct send: no dict to dedupe one recipient
         validate.ident(r.node_id, "recipient node id")
@@ -76,13 +71,19 @@ def outgoing_again(
     each checked the same name and node id)."""
     if to.broadcast or len(to.recipients) != 1:
         raise InvalidInput("outgoing_again needs a direct message to copy its recipient from")
+    reply = _checked_text(subject, body, in_reply_to, key)
+    return Outgoing(to.recipients, subject, body, reply, False, key or "")
+
+
+def _checked_text(subject: str, body: str, in_reply_to: str | None, key: str | None) -> str:
+    """Check a send's text, reply id and key (everything but its recipients); the reply id, "" for none."""
     check_text(subject, body)
     reply = in_reply_to or ""
     if reply:
         validate.ident(reply, "reply-to id")
     if key:
         validate.ident(key, "send key")
-    return Outgoing(to.recipients, subject, body, reply, False, key or "")
+    return reply
 
 
 def send_digest(out: Outgoing) -> str:
