@@ -176,7 +176,7 @@ class NodeLock:
                     break
                 except BlockingIOError:
                     pid = self.holder_pid()
-                    if (pid is not None and _alive(pid)) or time.monotonic() > deadline:
+                    if (pid is not None and pid_running(pid)) or time.monotonic() > deadline:
                         os.close(fd)
                         return False
                     time.sleep(0.02)
@@ -203,14 +203,24 @@ class NodeLock:
             return None
 
 
-def _alive(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited. A zombie has exited (and closed its files, its lock
+    among them): a detached node is reparented to PID 1, and where PID 1 reaps slowly (some container inits
+    poll every few seconds) its zombie would otherwise look alive for that long."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # no /proc (or it just went): os.kill said it was there
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
+    end = stat.rfind(b")")
+    return stat[end + 2 : end + 3] not in (b"Z", b"X")
 
 
 def write_node_file(state_dir: Path, info: RunningNode) -> None:

@@ -34,8 +34,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mesh.paths import pid_running
 from tests.integration.claims_checker import CheckReport, check_dir
-from tests.integration.harness import FAST, Mesh, pid_running, wait_pid_gone
+from tests.integration.harness import FAST, Mesh, wait_pid_gone
 
 ENDINGS = ("down", "sigterm", "sigkill", "sigstop")
 ANSWER_WITHIN = 2.0

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.procs import free_ports as free_ports  # re-export: tests and benches pick fixed ports one way
-from mesh.paths import is_locked
+from mesh.paths import is_locked, pid_running
 
 MESHCTL = [sys.executable, "-m", "mesh.cli.main"]
 # Nodes of a test that injects faults start through the test entry, which installs the taps first: every
@@ -141,25 +141,6 @@ class Mesh:
                 os.kill(pid, signal.SIGKILL)
         for pid in pids:
             wait_pid_gone(pid)
-
-
-def pid_running(pid: int) -> bool:
-    """Whether `pid` is a process that has not exited. A zombie has exited: a detached node is reparented to
-    PID 1, and where PID 1 reaps slowly (some container inits poll every few seconds), its zombie would
-    otherwise look alive for that long."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True  # no /proc (or it just went): os.kill said it was there
-    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 def wait_pid_gone(pid: int, timeout: float = 10) -> None:
