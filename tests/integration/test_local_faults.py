@@ -703,6 +703,17 @@ async def test_messages_without_a_limit_reads_the_whole_inbox_page_by_page(
             assert [m.subject async for m in c.messages()] == [f"s{i}" for i in range(7)]
 
 
+def _send_lines_once(m: Mesh, n: int) -> tuple[list[str], list[dict[str, object]]]:
+    """`meshctl send -` of n lines a -> b: each line answered with its own id, each queued once at a."""
+    text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
+    r = m.ctl("send", "-", "--json", node="a", input=text)
+    ids = [json.loads(x)["id"] for x in r.stdout.splitlines()]
+    assert len(ids) == n and len(set(ids)) == n
+    queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
+    assert sorted(e["id"] for e in queued) == sorted(ids)  # each line queued once
+    return ids, queued
+
+
 def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: Path) -> None:
     """`meshctl send -` sends its lines as whole SendBatches; the node queues the first one, then the stream
     breaks before its answer: every line of the batches left unanswered is asked again with its key, so each
@@ -711,12 +722,7 @@ def test_send_many_whose_batch_answer_is_lost_answers_every_line_once(tmp_path: 
     try:
         _losing_sender(m, "SendStream:1")
         n = 2500  # three batches of SEND_MAX: the first's answer is lost, the others go with the stream
-        text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
-        r = m.ctl("send", "-", "--json", node="a", input=text)
-        ids = [json.loads(x)["id"] for x in r.stdout.splitlines()]
-        assert len(ids) == n and len(set(ids)) == n
-        queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
-        assert sorted(e["id"] for e in queued) == sorted(ids)  # each line queued once
+        ids, _ = _send_lines_once(m, n)
 
         def all_in() -> list[dict[str, object]] | None:
             got: list[dict[str, object]] = json.loads(
@@ -744,12 +750,7 @@ def test_a_batch_whose_every_answer_is_lost_is_asked_item_by_item_and_queued_onc
     try:
         _losing_sender(m, lose)
         n = 300
-        text = "".join(json.dumps({"to": "b", "subject": f"m {i:04d}", "body": "x"}) + "\n" for i in range(n))
-        r = m.ctl("send", "-", "--json", node="a", input=text)
-        ids = [json.loads(x)["id"] for x in r.stdout.splitlines()]
-        assert len(ids) == n and len(set(ids)) == n
-        queued = json.loads(m.ctl("outbox", "--json", "--limit", "10000", node="a").stdout)
-        assert sorted(e["id"] for e in queued) == sorted(ids)  # each line queued once
+        ids, queued = _send_lines_once(m, n)
         by_id = {str(e["id"]): e["subject"] for e in queued}
         assert [by_id[i] for i in ids] == [f"m {i:04d}" for i in range(n)]  # each answer is its own line's
     finally:
