@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -114,16 +113,6 @@ def _take_part(
         total += weight
         n += 1
     return batch[:n], batch[n:]
-
-
-def _batch_digest(items: Sequence[mb.SendItem]) -> str:
-    """What a batch key stands for: its items as sent, in order (a retry of the batch sends the same)."""
-    text = "\x00".join(
-        f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
-        f"\x01{it.reply_to or ''}\x01{it.key or ''}"
-        for it in items
-    )
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _settle(sink: _Sink, i: int, got: Any) -> None:
@@ -503,7 +492,7 @@ class MailService:
     ) -> list[tuple[str, list[str]] | MeshError]:
         """`send_many`'s items under one batch key: one entry of the group commit for them all."""
         batch = KeyedBatch(
-            key, _batch_digest(items), tuple(None if isinstance(o, MeshError) else o for o in outs)
+            key, mb.batch_digest(items), tuple(None if isinstance(o, MeshError) else o for o in outs)
         )
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._batch.append((batch, fut, 0))

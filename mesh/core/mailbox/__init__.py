@@ -48,6 +48,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from mesh.core.mailbox.checks import (
         accept_batch,
+        batch_digest,
         batch_limit,
         check_ack,
         check_batch,
@@ -110,6 +111,7 @@ _WHERE = {  # name -> the submodule that defines it (the same names as the TYPE_
             "outgoing",
             "outgoing_again",
             "send_digest",
+            "batch_digest",
         ),
         "mesh.core.mailbox.checks",
     ),
@@ -192,6 +194,7 @@ __all__ = [
     "SendItem",
     "SendWindow",
     "accept_batch",
+    "batch_digest",
     "batch_limit",
     "check_ack",
     "check_batch",

@@ -21,6 +21,7 @@ from mesh.core.mailbox.records import (
     ReadReceipt,
     ReceiptAck,
     Recipient,
+    SendItem,
 )
 from mesh.core.mailbox.text import check_text
 
@@ -106,6 +107,19 @@ def send_digest(out: Outgoing) -> str:
     flag = "true" if out.broadcast else "false"
     text = f"[{to}, {_esc(out.subject)}, {_esc(out.body)}, {_esc(out.in_reply_to)}, {flag}]"
     return _sha256(text.encode()).hexdigest()[:32]
+
+
+def batch_digest(items: Iterable[SendItem]) -> str:
+    """What a batch key stands for: its items as sent, in order (a retry of the batch sends the same).
+
+    Stored with the batch's record, so its bytes never change: sha256 of the items' fields joined by
+    \x01 within an item and \x00 between items, its first 32 hex digits."""
+    text = "\x00".join(
+        f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
+        f"\x01{it.reply_to or ''}\x01{it.key or ''}"
+        for it in items
+    )
+    return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 _esc = json.encoder.encode_basestring_ascii  # json.dumps's own string escaper (the C one when built)
