@@ -55,6 +55,11 @@ n < l. Either way a contradiction, whatever any other steward answered: this is 
 rule ("a majority of empty promises"), of which the old rule (no foreign report in ANY answer heard) was a
 stricter, less live variant. Mutant ``open_any_promise`` (go on once any one promise of the majority is
 open) is caught by the simulator.
+
+Probes (``Leasing.probe``, the pre-edit check) follow the same rule: a conflict is reported only when a
+majority of the voters report the same owner, "nobody" when a majority report nothing against the prober;
+reports that disagree wait for the other answers, or (everybody answered) ask again a moment later within
+the attempt. A stale accept lives at a minority only, so it never names a session that holds nothing.
 """
 
 from __future__ import annotations
@@ -565,6 +570,7 @@ class Attempt:
     responders: set[str] = field(default_factory=set)
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
     tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
+    again_at: float | None = None  # a probe whose stewards' reports disagreed asks again then
     fast: bool = False  # a fresh claim's single round: Propose without Prepare
     # A thrifty one-round attempt: the stewards not asked yet, when they will be, and what they will get.
     spare: tuple[str, ...] = ()

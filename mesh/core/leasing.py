@@ -136,30 +136,54 @@ class Leasing:
     def _on_probe_reply(
         self, sender: str, m: Promise | PrepareReject, a: Attempt, now: float
     ) -> list[Effect]:
+        """The probe's verdict, by the rule of claims (``_blocked``): a conflict is reported only when a
+        MAJORITY of the voters report the same owner (it certainly holds: a stale accept lives at a minority
+        only), "nobody" when a majority report nothing against it; while the answers still to come can
+        decide, wait for them; a round that cannot decide is asked again (``_probe_again``)."""
         voter = node_of(sender)
         voters = self._voters(a, now)
         if isinstance(m, PrepareReject):
             a.refused.add(voter)
-            if tally(voters, a.promised, a.refused) is not VoteResult.LOST:
-                return []
-            if a.tries < PROBE_TRIES:
-                # Refused for numbers: a file never probed starts below the stewards' floor (numbers of
-                # forgotten slots, a restarted steward's reserve). The refusals raised the hint: ask above.
-                b = self._next_ballot(m.resource)
-                self._probes[m.resource] = replace(a, ballot=b, promised=set(), refused=set(), reports={},
-                                                   tries=a.tries + 1)  # fmt: skip
-                return self._to_stewards(Prepare(m.resource, b[0], b[1], self.me))
+        else:
+            a.promised.add(voter)
+            a.reports[voter] = m
+        need = majority(len(voters))
+        owners: dict[str, list[Promise]] = {}
+        for s, p in sorted(a.reports.items()):
+            if s in voters and p.owner and p.owner != self.me:
+                owners.setdefault(p.owner, []).append(p)
+        foreign = [p for ps in owners.values() for p in ps]
+        nobody = len(a.promised & voters) - len(foreign)
+        if voters and nobody >= need:
             del self._probes[m.resource]
-            return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
-        a.promised.add(voter)
-        a.reports[voter] = m
-        if tally(voters, a.promised, a.refused) is not VoteResult.WON:
-            return []
-        del self._probes[m.resource]
-        foreign = [p for s, p in sorted(a.reports.items()) if s in voters and p.owner and p.owner != self.me]
-        if not foreign:
             return [Probed(m.resource)]
-        return [Probed(m.resource, self._denied(m.resource, foreign))]
+        holder = next((o for o, ps in owners.items() if len(ps) >= need), None)
+        if holder is not None:
+            del self._probes[m.resource]
+            return [Probed(m.resource, self._denied(m.resource, owners[holder]))]
+        left = len(voters - a.promised - a.refused)
+        if max([nobody, *map(len, owners.values())]) + left >= need:
+            return []  # the others' answers can still decide
+        if foreign:
+            a.undecided = tuple(foreign)
+        if tally(voters, a.promised, a.refused) is VoteResult.LOST and not foreign:
+            if a.tries >= PROBE_TRIES:
+                del self._probes[m.resource]
+                return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
+            # Refused for numbers: a file never probed starts below the stewards' floor (numbers of
+            # forgotten slots, a restarted steward's reserve). The refusals raised the hint: ask above.
+            return self._probe_again(m.resource, a, a.tries + 1, now)
+        # Reports that disagree (failed one-round claims' stale accepts, their Releases under way; a steward
+        # reports only one of the conflicting leases it knows): ask again in a moment, within the attempt.
+        a.again_at = now + self._lc.thrifty_wait
+        return []
+
+    def _probe_again(self, resource: str, a: Attempt, tries: int, now: float) -> list[Effect]:
+        """The probe's next round, above every number it has heard of."""
+        b = self._next_ballot(resource)
+        self._probes[resource] = replace(a, ballot=b, promised=set(), refused=set(), reports={}, tries=tries,
+                                         again_at=None)  # fmt: skip
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
 
     def held(self, now: float) -> dict[str, HeldLease]:
         """Resources this node believes it holds at ``now``."""
@@ -618,9 +642,17 @@ class Leasing:
         if self._steward.config is not None:
             out += [Send(f.proposer, f) for f in self._steward.acceptor.due(now)]
         for r in sorted(self._probes):
-            if now >= self._probes[r].timeout_at:
+            p = self._probes[r]
+            if now >= p.timeout_at:
                 del self._probes[r]
-                out.append(Probed(r, unavailable=f"no steward quorum within {self._lc.attempt_timeout:g}s"))
+                late = f"no steward quorum within {self._lc.attempt_timeout:g}s"
+                if p.undecided:
+                    # Never a refusal in the name of a session that may hold nothing: the caller can tell
+                    # (the pre-edit check then reads the published claims).
+                    late = "the stewards' reports of a conflicting claim disagree (no owner has a majority)"
+                out.append(Probed(r, unavailable=late))
+            elif p.again_at is not None and now >= p.again_at:
+                out += self._probe_again(r, p, p.tries, now)
         return out
 
     def collect(self, now: float) -> None:
@@ -643,7 +675,7 @@ class Leasing:
                     ts.append(s.attempt.spare_at)
             if s.retry_at is not None:
                 ts.append(s.retry_at)
-        ts += [a.timeout_at for a in self._probes.values()]
+        ts += [min(a.timeout_at, a.again_at or math.inf) for a in self._probes.values()]
         turn = self._steward.acceptor.next_due()
         if turn is not None:
             ts.append(turn)

@@ -310,6 +310,8 @@ class Simulation:
         self.grant_times: list[float] = []
         self.grant_log: list[tuple[float, str, str]] = []  # (true time, identity, resource) of each grant
         self.deny_log: list[tuple[float, str, str, str]] = []  # (true time, identity, resource, holder named)
+        # Pre-edit checks answered: (true time, identity, file, the holder named: "" nobody, "?" cannot tell)
+        self.probe_log: list[tuple[float, str, str, str]] = []
         self.partitioned = False
         self.split_homes = False
         self.stats = SimStats(seed)
@@ -874,6 +876,13 @@ class Simulation:
             node = self._live(str(ident))
             if node is not None:
                 self._apply(node, node.core.release(str(res), node.local(self.t)))
+        elif k == "probe":  # scripted: (ident, file) a pre-edit check of that file
+            ident, file = (str(x) for x in ev.data)
+            node = self._live(ident)
+            res = sim_paths.probe_resource(file)
+            if node is not None and (node.ident, res) not in self.probes:
+                self.probes[(node.ident, res)] = (self.t, file)
+                self._apply(node, node.core.probe(res, node.local(self.t)))
         elif k == "unstall":
             res, seq = ev.data
             assert isinstance(res, str) and isinstance(seq, int)
@@ -932,6 +941,8 @@ class Simulation:
         asked = self.probes.pop((node.ident, e.resource), None)
         if asked is None:
             return
+        named = e.denied.holder if e.denied is not None else "?" if e.unavailable else ""
+        self.probe_log.append((self.t, node.ident, asked[1], named))
         if e.denied is not None:
             self.stats.probes_denied += 1
             return
@@ -1240,6 +1251,28 @@ def three_way_race(mutants: Mutants, seed: int = 0, claimants: tuple[int, ...] =
     it (``grant_log``, ``deny_log``), not a loser whose stale accept a bare majority of reports showed."""
     quiet = _quiet(nodes=max(3, *claimants, 2) + 1, duration=4.0)
     script: Script = [(1.0, "claim", (f"n{i}/0", "r0", 30.0, False)) for i in claimants]  # no --wait
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
+
+
+def stale_path_accept(mutants: Mutants, seed: int = 0) -> Simulation:
+    """Pre-edit checks beside a failed path claim's stale accept at one steward (``probe_log``).
+
+    F (n4), cut off stewards n0 and n1, claims ``src/**`` in one round: only n2 takes it, F's attempt times
+    out, and its Release is held back on a stalled connection: a stale accept at n2, live for D_A, that
+    nobody believes. n2 checks ``src/app/x.py``: nobody holds a claim on it (the old rule named F whenever
+    n2's own report was among the first two answers). Then H (n3) is granted ``src/app/**`` by n0 and n1
+    (n2 refuses it for F's stale accept) and n2 checks again: the check names H, whom a majority reports.
+    """
+    quiet = _quiet(nodes=5, duration=4.0)
+    script: Script = [
+        (1.4, "cut", (4, 0, 10.0, True)),
+        (1.4, "cut", (4, 1, 10.0, True)),
+        (1.45, "stall_release", ("n4/0", 5.0)),
+        (1.5, "claim", ("n4/0", "path/src/**", 30.0, False)),
+        (2.3, "probe", ("n2/0", "src/app/x.py")),
+        (2.6, "claim", ("n3/0", "path/src/app/**", 30.0, False)),
+        (3.0, "probe", ("n2/0", "src/app/x.py")),
+    ]
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 

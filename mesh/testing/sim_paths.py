@@ -43,7 +43,12 @@ FILES = ("src/app/x.py", "src/ab.py", "src/b.py", "src/app/models.py", "lib/y/z/
 def probe(rng: random.Random) -> tuple[str, str]:
     """A pre-edit check: a file, and the resource its probe asks under (the prober's own shared slot)."""
     file = rng.choice(FILES)
-    return file, f"{SHARED_PATH}/{literal(file)}"
+    return file, probe_resource(file)
+
+
+def probe_resource(file: str) -> str:
+    """The resource a pre-edit check of ``file`` asks under (the prober's own shared slot of that file)."""
+    return f"{SHARED_PATH}/{literal(file)}"
 
 
 def holder_of(

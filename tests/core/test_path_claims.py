@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.core.claims import Denied, Granted, Probed, Released
+from mesh.core.claims import Denied, Effect, Granted, Probed, Released, Send
 from mesh.core.errors import PatternError
-from mesh.core.lease import AcceptorState, Prepare, Promise, Propose
+from mesh.core.lease import AcceptorState, Prepare, Promise, Propose, Release
 from mesh.core.mutants import Mutants
 from mesh.core.resources import conflict, literal, path_claim, path_resource, slot_key
 from mesh.core.stewards import SnapLease, merge_snapshots
 from mesh.testing.sim import SafetyViolation, SimParams, Simulation
-from tests.core.test_claims import cluster, only
+from tests.core.test_claims import FAST, Cluster, cluster, only
 
 # ---- names -------------------------------------------------------------------------------------------
 
@@ -211,3 +211,85 @@ def test_a_probe_gets_past_stewards_whose_ballot_floor_is_above_a_new_files_firs
     assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
     free = only(c.settle("q/1", "probe", "path-shared/docs/new.md", now=2.0), Probed)
     assert free == [Probed("path-shared/docs/new.md")]  # nobody: said by the stewards, not "unavailable"
+
+
+# ---- a probe's verdict: the owner a majority reports, or a majority that reports nobody ------------------
+
+PROBE = "path-shared/src/app/x.py"
+
+
+def _stale_accept(c: Cluster, steward: str, resource: str, owner: str, rnd: int) -> None:
+    """``owner``'s one-round claim of ``resource`` was taken by ``steward`` alone (its Release lost): a
+    stale accept there, live for D_A, that never became a lease anybody believes."""
+    accept(c.cores[steward]._leases._steward.acceptor, resource, owner, rnd)  # type: ignore[attr-defined]
+
+
+def _answers(c: Cluster, prober: str, resource: str, now: float) -> dict[str, Send]:
+    """Send ``prober``'s probe to every steward; each steward's (undelivered) answer, by steward."""
+    sends = [e for e in c.cores[prober].probe(resource, now) if isinstance(e, Send)]
+    assert sorted(s.to for s in sends) == ["a", "b", "c"]
+    out = {}
+    for s in sends:
+        # (a Persist of the ballot floor may come before the answer)
+        (out[s.to],) = [e for e in c.cores[f"{s.to}/1"].receive(prober, s.msg, now) if isinstance(e, Send)]
+    return out
+
+
+def _deliver(c: Cluster, prober: str, answers: dict[str, Send], steward: str, now: float) -> list[Effect]:
+    assert answers[steward].to == prober
+    return c.cores[prober].receive(f"{steward}/1", answers[steward].msg, now)
+
+
+def test_a_probe_is_not_denied_by_a_minoritys_stale_accept() -> None:
+    """A failed one-round claim's accept at one steward names a session that holds nothing: the old rule
+    named any foreign report of the first majority to answer (here c's, first, and a's)."""
+    c = cluster()
+    _stale_accept(c, "c/1", "path/src/**", "p/1", 7)
+    ans = _answers(c, "q/1", PROBE, now=0.1)
+    for s in ("c", "a"):  # the stale report first: no owner has a majority, nor has "nobody": wait
+        assert not only(_deliver(c, "q/1", ans, s, 0.1), Probed)
+    assert _deliver(c, "q/1", ans, "b", 0.1) == [Probed(PROBE)]  # a and b report nobody: a majority
+
+
+def test_a_probe_names_the_owner_a_majority_reports_not_a_higher_stale_accept() -> None:
+    c = cluster()
+    for s in ("a/1", "b/1"):
+        accept(c.cores[s]._leases._steward.acceptor, "path/src/app/**", "p/1", 3)  # type: ignore[attr-defined]
+    _stale_accept(c, "c/1", "path/src/**", "a/1", 9)  # higher: the old rule named this one
+    ans = _answers(c, "q/1", PROBE, now=0.1)
+    for s in ("c", "a"):  # one report each: wait for b
+        assert not only(_deliver(c, "q/1", ans, s, 0.1), Probed)
+    (p,) = only(_deliver(c, "q/1", ans, "b", 0.1), Probed)
+    assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
+    assert p.denied.conflict == "path/src/app/**"  # type: ignore[attr-defined]
+
+
+def test_a_probe_whose_stewards_disagree_asks_again_and_hears_the_releases() -> None:
+    """Every steward answered, no owner and no "nobody" has a majority (two racers' stale accepts): the
+    probe asks again a moment later, within its attempt; their Releases landed meanwhile: nobody."""
+    c = cluster()
+    _stale_accept(c, "a/1", "path/src/**", "p/1", 5)
+    _stale_accept(c, "b/1", "path/src/app/**", "c/1", 6)
+    ans = _answers(c, "q/1", PROBE, now=0.1)
+    for s in ("a", "b", "c"):
+        assert not only(_deliver(c, "q/1", ans, s, 0.1), Probed)
+    for s, r, o, n in (("a/1", "path/src/**", "p/1", 5), ("b/1", "path/src/app/**", "c/1", 6)):
+        c.cores[s].receive(o, Release(r, 1, n, o), 0.12)
+    assert not c.cores["q/1"].tick(0.11)  # not yet
+    again = c.cores["q/1"].tick(0.1 + FAST.thrifty_wait)
+    assert sorted(e.to for e in again if isinstance(e, Send)) == ["a", "b", "c"]
+    c.take("q/1", again)
+    c.pump(0.16)
+    assert c.drain("q/1") == [Probed(PROBE)]
+
+
+def test_a_probe_whose_stewards_keep_disagreeing_says_it_cannot_tell() -> None:
+    """The stale accepts outlive the attempt: "cannot tell" (the pre-edit check then reads the published
+    claims), never a refusal in the name of a session that holds nothing."""
+    c = cluster()
+    _stale_accept(c, "a/1", "path/src/**", "p/1", 5)
+    _stale_accept(c, "b/1", "path/src/app/**", "c/1", 6)
+    out = c.call("q/1", "probe", PROBE, now=0.1)
+    c.run_until(0.1 + FAST.attempt_timeout + 0.05, start=0.1)
+    (p,) = only(out + c.drain("q/1"), Probed)
+    assert p.denied is None and "disagree" in p.unavailable, p  # type: ignore[attr-defined]

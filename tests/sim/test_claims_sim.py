@@ -23,6 +23,7 @@ from mesh.testing.sim import (
     Simulation,
     main,
     run_seed,
+    stale_path_accept,
     three_way_race,
 )
 
@@ -221,3 +222,15 @@ def test_a_three_way_race_grants_one_and_every_refusal_names_it(claimants: tuple
         assert st.violation is None, seed
         (winner,) = [ident for _, ident, _ in sim.grant_log]
         assert sim.deny_log and all(h == winner for *_, h in sim.deny_log), (seed, sim.deny_log)
+
+
+def test_a_pre_edit_check_beside_a_stale_path_accept_names_only_a_holder() -> None:
+    """A failed path claim's stale accept at one steward: the check says "nobody", then names the session
+    granted an overlapping claim, whom a majority reports. The old rule (any foreign report of the first
+    majority to answer) named the failed claimant in the first check of each of 30 of 30 seeds."""
+    for seed in range(30):
+        sim = stale_path_accept(NO_MUTANTS, seed)
+        st = sim.run()
+        assert st.violation is None, seed
+        assert [ident for _, ident, _ in sim.grant_log] == ["n3/0"], (seed, sim.grant_log)
+        assert [named for *_, named in sim.probe_log] == ["", "n3/0"], (seed, sim.probe_log)
