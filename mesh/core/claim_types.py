@@ -6,8 +6,6 @@ Effects are carried out IN ORDER; ``Persist`` must be durable before any later e
 
 from __future__ import annotations
 
-import math
-
 from mesh.core import lease, stewards
 from mesh.core.errors import ConfigError
 from mesh.core.lease import LeaseMsg
@@ -55,7 +53,13 @@ class LeaseConfig:
     renew_every: float = 0.0
     """Start a renewal this long after the last successful attempt started (default D_P/3)."""
     acceptor_lease: float = 0.0
-    """D_A: how long an acceptor excludes others after accepting (default ceil((D_P+1)(1+rho)/(1-rho)))."""
+    """D_A: how long an acceptor excludes others after accepting (default (D_P+1)(1+rho)/(1-rho)).
+
+    Safety needs only containment, D_P(1+rho) <= D_A(1-rho) (``validate``): the holder's deadline counts
+    from when its Prepare (or one-round Propose) was SENT, an acceptor's exclusion from its accept, later, so
+    no message delay enters the inequality. The 1 s is a margin on top; the value is not rounded (it was
+    ceil()'d up to whole seconds: 12 s, not 11.2 s, for D_P = 10 s, which only made a dead holder's items
+    come back later; every use, the wire's ``lease`` included, is a float)."""
     attempt_timeout: float = 0.0
     """One ballot's time to reach quorum before it is abandoned (default min(2, D_P/4))."""
     backoff_max: float = 0.0
@@ -88,7 +92,7 @@ class LeaseConfig:
 
         put("renew_every", self.lease / 3)
         if 0 <= self.rho < 1:
-            put("acceptor_lease", float(math.ceil((self.lease + 1) * (1 + self.rho) / (1 - self.rho))))
+            put("acceptor_lease", (self.lease + 1) * (1 + self.rho) / (1 - self.rho))
         put("attempt_timeout", min(2.0, self.lease / 4))
         put("backoff_max", self.attempt_timeout)
         put("thrifty_wait", min(0.05, self.attempt_timeout / 4))
@@ -123,7 +127,7 @@ class LeaseConfig:
 
     @classmethod
     def fast(cls) -> LeaseConfig:
-        """Short timings for tests and the simulator (D_P = 2 s, D_A = 4 s)."""
+        """Short timings for tests and the simulator (D_P = 2 s, D_A = 3.06 s)."""
         return cls(lease=2.0, config_patience=10.0)
 
 

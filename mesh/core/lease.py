@@ -339,18 +339,23 @@ class AcceptorState:
 
     def conflicting(self, resource: str, owner: str, now: float) -> tuple[str, AcceptedLease] | None:
         """A live lease of another owner on a path claim that conflicts with ``owner`` claiming ``resource``
-        (its resource and lease), or None. Leases of the same slot are the ballot rules' business."""
+        (its resource and lease), or None. Leases of the same slot are the ballot rules' business.
+
+        Of several, the one of the least slot key: every steward that has it reports the same one, so the
+        holders' own accept majorities are never split between them (the least key's holder is reported by
+        all of its majority, and a claim or probe is refused naming it, ``Leasing._majority_owner``)."""
         pc = path_claim(resource) if self._paths else None
         if pc is None or self._mutants.path_exact_only:
             return None
         mine = slot_key(resource, owner)
+        found: tuple[str, AcceptedLease] | None = None
         for key, other in self._paths.items():
-            if key == mine or not (pc.exclusive or other.exclusive):
+            if key == mine or not (pc.exclusive or other.exclusive) or (found and key >= found[0]):
                 continue
             lease = self._live(key, now)
             if lease is not None and lease.owner != owner and globs.overlaps(pc.glob, other.glob):
-                return self._slots[key].resource, lease
-        return None
+                found = key, lease
+        return (self._slots[found[0]].resource, found[1]) if found else None
 
     def on_prepare(self, m: Prepare, now: float, config_epoch: int) -> Promise | PrepareReject:
         """Promise ``m``'s number if strictly greater than any promised before.

@@ -285,8 +285,12 @@ class Leasing:
 
     def _propose(self, resource: str, slot: ProposerSlot, b: BallotNo, now: float, fast: bool) -> Propose:
         claim_left = max(0.0, slot.claim_ends - now)
-        return Propose(resource, b[0], b[1], self.me, self.name, self._lc.acceptor_lease, claim_left,
+        return Propose(resource, b[0], b[1], self.me, self.name, self._exclude_for(), claim_left,
                        fast=fast, wait=slot.wait, waited=max(0.0, now - slot.since))  # fmt: skip
+
+    def _exclude_for(self) -> float:
+        """D_A: how long an accept excludes others (mutant ``short_acceptor_lease``: only D_P)."""
+        return self._lc.lease if self._mut.short_acceptor_lease else self._lc.acceptor_lease
 
     def _voters(self, a: Attempt, now: float) -> frozenset[str]:
         cfg = self._steward.config
@@ -483,9 +487,12 @@ class Leasing:
                 # a minority, whose number may be higher) do not say who holds: wait for the others.
                 a.undecided = tuple(foreign)
                 return []
-            if holder is None and not any(p.blocking for p in foreign):
+            if holder is None:
                 # Every steward answered and no owner has a majority: nobody holds the item (the reports are
                 # failed one-round claims' stale accepts, their Releases under way). Not a refusal: retry.
+                # The same for a path claim's reports of conflicting leases (other slots): each steward
+                # reports the least-keyed conflicting lease it has (``AcceptorState.conflicting``), so when
+                # real holders are all there is to report, the least one's whole accept majority names it.
                 return self._fail(resource, slot, now, "outvoted by a competing claim")
             del self._slots[resource]
             return [self._denied(resource, [p for p in foreign if holder in (None, p.owner)])]
@@ -574,7 +581,7 @@ class Leasing:
             reply: ClaimMsg = acceptor.on_prepare(m, now, cur.epoch)
         else:
             # Never exclude for less than our own D_A (a longer exclusion is always safe).
-            lease = m.lease if m.lease >= self._lc.acceptor_lease else self._lc.acceptor_lease
+            lease = m.lease if m.lease >= self._exclude_for() else self._exclude_for()
             claim_left = m.claim_left if m.claim_left >= 0 else 0.0
             reply = acceptor.on_propose(replace(m, lease=lease, claim_left=claim_left), now, cur.epoch)
         out = []

@@ -47,6 +47,11 @@ class Mutants:
     ignoring the others' reports of a live lease (the real rule: a MAJORITY of promises that report nothing
     live against it): a claim then overwrites a lease its holder still believes."""
 
+    short_acceptor_lease: bool = False
+    """Acceptors exclude others for D_P only (D_A = D_P: no rho stretch, no margin), below containment
+    ``D_P(1+rho) <= D_A(1-rho)``: an acceptor on a fast clock lets a lease go while its holder on a slow clock
+    still believes it."""
+
     fifo_head_window_forever: bool = False
     """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
     good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""

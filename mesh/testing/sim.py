@@ -1244,13 +1244,23 @@ def stale_fast_accept(mutants: Mutants, seed: int = 0, hold_release: bool = True
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 
-def three_way_race(mutants: Mutants, seed: int = 0, claimants: tuple[int, ...] = (0, 1, 2)) -> Simulation:
+RACED_PATHS = ("path/src/**", "path/src/app/**", "path/src/app/*.py")
+"""Three path claims that conflict pairwise (``three_way_race(paths=True)``)."""
+
+
+def three_way_race(
+    mutants: Mutants, seed: int = 0, claimants: tuple[int, ...] = (0, 1, 2), paths: bool = False
+) -> Simulation:
     """Three nodes claim r0 at once, without ``--wait``, on a quiet mesh (tests/integration/test_claims.py's
     race of three sessions that are the stewards): each one-round thrifty Propose can be taken by one steward
     (itself) or by a minority beside the winner's majority; exactly one is granted and every refusal must name
-    it (``grant_log``, ``deny_log``), not a loser whose stale accept a bare majority of reports showed."""
+    it (``grant_log``, ``deny_log``), not a loser whose stale accept a bare majority of reports showed.
+    ``paths``: each claims another of three pairwise overlapping path patterns (``RACED_PATHS``) instead."""
     quiet = _quiet(nodes=max(3, *claimants, 2) + 1, duration=4.0)
-    script: Script = [(1.0, "claim", (f"n{i}/0", "r0", 30.0, False)) for i in claimants]  # no --wait
+    script: Script = [
+        (1.0, "claim", (f"n{i}/0", RACED_PATHS[k] if paths else "r0", 30.0, False))  # no --wait
+        for k, i in enumerate(claimants)
+    ]
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 
@@ -1276,12 +1286,32 @@ def stale_path_accept(mutants: Mutants, seed: int = 0) -> Simulation:
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig.fast())
 
 
+def short_exclusion(mutants: Mutants, seed: int = 0, lease: LeaseConfig | None = None) -> Simulation:
+    """A holder cut off the stewards believes its lease to the end; a waiting claimant is told the moment
+    each steward's exclusion ends (``Free``) and is granted at once.
+
+    H (n3) claims r0 and, once granted, can no longer reach a steward (no renewal): it believes until its
+    deadline, D_P on its own clock from its Propose. W (n4) claims r0 with ``--wait`` meanwhile: refused,
+    queued, woken by each steward when its accept of H's lease runs out. With D_A satisfying containment that
+    is after H's deadline, whatever the clock rates (within rho). With ``short_acceptor_lease`` (D_A = D_P)
+    it is only after it when the stewards' clocks are no faster than H's: otherwise W holds while H believes.
+    Clock rates here err by up to rho = 10 % (the lease timing says so): that window is wide enough for W."""
+    quiet = replace(_quiet(nodes=5, duration=6.0), clock_spread=0.1)
+    lc = lease or LeaseConfig(lease=2.0, rho=0.1, config_patience=10.0)
+    script: Script = [
+        (1.0, "claim", ("n3/0", "r0", 60.0)),
+        *[(1.3, "cut", (3, s, 60.0, True)) for s in range(3)],  # H's own messages never reach a steward
+        *[(t, "claim", ("n4/0", "r0", 60.0)) for t in (1.5, 3.0)],  # queued at the stewards (WAITER_TTL)
+    ]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
+
+
 def late_quorum(mutants: Mutants, seed: int = 0) -> Simulation:
     """A proposer stopped between its Propose and the accepts (SIGSTOP at the worst time, ``pause``).
 
     H (n3) claims r0 and is paused for 2.5 s right after sending its Propose; the stewards accept at once,
-    their leases running D_A (4 s) from then. When H resumes, the accepts it finds are a quorum reached after
-    its deadline (D_P = 2 s from the Propose): the real rule gives up (correction 5); cut off from the
+    their leases running D_A (3.06 s) from then. When H resumes, the accepts it finds are a quorum reached
+    after its deadline (D_P = 2 s from the Propose): the real rule gives up (correction 5); cut off from the
     stewards, H cannot renew. n4 claims r0 just after the acceptors' leases ran out. With
     ``deadline_at_quorum`` H counts its lease from the late quorum and still believes it: two holders."""
     quiet = _quiet(nodes=5, duration=7.0)

@@ -293,3 +293,19 @@ def test_a_probe_whose_stewards_keep_disagreeing_says_it_cannot_tell() -> None:
     c.run_until(0.1 + FAST.attempt_timeout + 0.05, start=0.1)
     (p,) = only(out + c.drain("q/1"), Probed)
     assert p.denied is None and "disagree" in p.unavailable, p  # type: ignore[attr-defined]
+
+
+def test_a_claim_over_several_holders_each_at_a_different_majority_is_refused_at_once() -> None:
+    """Three sessions hold src/a/**, src/b/** and src/c/** (no overlap), each through two of the three
+    stewards; a claim of src/** conflicts with all three, and each steward reports one of the two it has.
+    They all report the one of the least name (src/a/**), so its holder is named by a majority and the claim
+    is refused at once, rather than retried as a race (which reports that disagree would say)."""
+    c = cluster()
+    leases = {"a/1": ("h1/1", "h3/1"), "b/1": ("h2/1", "h1/1"), "c/1": ("h3/1", "h2/1")}  # in accept order
+    pattern = {"h1/1": "path/src/a/**", "h2/1": "path/src/b/**", "h3/1": "path/src/c/**"}
+    for steward, owners in leases.items():
+        for n, o in enumerate(owners):
+            accept(c.cores[steward]._leases._steward.acceptor, pattern[o], o, 3 + n)  # type: ignore[attr-defined]
+    (d,) = only(c.settle("q/1", "claim", "path/src/**", 60.0, now=0.1), Denied)
+    assert d.holder == "h1/1" and d.conflict == "path/src/a/**", d  # type: ignore[attr-defined]
+    assert c.cores["q/1"].held(0.2) == {}

@@ -83,9 +83,9 @@ class ChurnConfig:
     @property
     def acceptor_lease(self) -> float:
         """D_A as the nodes derive it (rho 1 %)."""
-        import math
+        from mesh.core.claims import LeaseConfig
 
-        return float(math.ceil((self.lease + 1) * 1.01 / 0.99))
+        return LeaseConfig(lease=self.lease).acceptor_lease
 
 
 @dataclass

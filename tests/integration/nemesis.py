@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import random
 import signal
@@ -85,7 +84,9 @@ class NemesisConfig:
     @property
     def acceptor_lease(self) -> float:
         """D_A as the node derives it (rho 1 %)."""
-        return float(math.ceil((self.lease + 1) * 1.01 / 0.99))
+        from mesh.core.claims import LeaseConfig
+
+        return LeaseConfig(lease=self.lease).acceptor_lease
 
 
 @dataclass

@@ -211,13 +211,19 @@ def test_cli_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert "VIOLATION seed=" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("paths", [False, True], ids=["item", "paths"])
 @pytest.mark.parametrize("claimants", [(0, 1, 2), (2, 3, 4)], ids=["stewards", "others"])
-def test_a_three_way_race_grants_one_and_every_refusal_names_it(claimants: tuple[int, ...]) -> None:
+def test_a_three_way_race_grants_one_and_every_refusal_names_it(
+    claimants: tuple[int, ...], paths: bool
+) -> None:
     """tests/integration/test_claims.py's race of three claims at once, over many seeds: one is granted and
     every refusal names it. The old rule named the highest-numbered foreign report of a bare majority, a
-    loser's stale one-round accept: 75 of 200 seeds of the stewards' race named a node that held nothing."""
+    loser's stale one-round accept: 75 of 200 seeds of the stewards' race named a node that held nothing.
+    Path claims on three overlapping patterns (each steward reports another racer's stale accept, from
+    another slot) were still refused when no owner had a majority: 65 and 52 of 200 seeds (stewards,
+    others) named a node that held nothing, and in 2 of them every racer was refused."""
     for seed in range(80):
-        sim = three_way_race(NO_MUTANTS, seed, claimants)
+        sim = three_way_race(NO_MUTANTS, seed, claimants, paths)
         st = sim.run()
         assert st.violation is None, seed
         (winner,) = [ident for _, ident, _ in sim.grant_log]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from mesh.core.claims import LeaseConfig
 from mesh.core.lease import HEAD_WINDOW
 from mesh.core.mutants import Mutants
 from mesh.testing.sim import (
@@ -17,6 +18,7 @@ from mesh.testing.sim import (
     dead_head,
     first_violation,
     late_quorum,
+    short_exclusion,
     stale_fast_accept,
     stale_owner_open,
 )
@@ -38,7 +40,8 @@ BUDGET = {
 # push the first catch past any budget: handoff_highest_owner (random: first seed 676; stale_fast_accept
 # catches it at 22 of 40 script seeds, 35 before thrifty claims), deadline_at_quorum (random: first seed
 # 148, then 243 with thrifty claims, 3 of 600 seeds; late_quorum: 40 of 40).
-SCRIPTED = {"handoff_highest_owner", "deadline_at_quorum", "no_renewal_qualifier", "fifo_head_window_forever"}
+SCRIPTED = {"handoff_highest_owner", "deadline_at_quorum", "no_renewal_qualifier", "fifo_head_window_forever",
+            "short_acceptor_lease"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(BUDGET))
@@ -100,6 +103,27 @@ def test_simulator_catches_deadline_at_quorum_with_a_proposer_stopped_after_its_
         sim = late_quorum(Mutants(), seed)
         sim.run()
         assert [who for _, who, _ in sim.grant_log] == ["n4/0"]
+
+
+def test_simulator_catches_an_acceptor_lease_below_containment_and_not_one_at_it() -> None:
+    """``short_exclusion``: a holder cut off the stewards believes to its deadline while a waiting claimant
+    is woken the moment each steward's exclusion ends. D_A = D_P (``short_acceptor_lease``) breaks
+    containment, D_P(1+rho) <= D_A(1-rho): two holders whenever the stewards' clocks run fast enough against
+    the holder's (12 of the first 40 seeds with rho = 10 %). The default D_A ((D_P+1 s)(1+rho)/(1-rho), not
+    rounded) and even D_A exactly at the containment bound (no margin) keep one holder in every seed."""
+    caught = 0
+    at_bound = LeaseConfig(lease=2.0, rho=0.1, config_patience=10.0, acceptor_lease=2 * 1.1 / 0.9).validate()
+    for seed in range(40):
+        try:
+            short_exclusion(Mutants(short_acceptor_lease=True), seed).run()
+        except SafetyViolation as v:
+            assert "two holders of r0" in v.detail
+            caught += 1
+        for lc in (None, at_bound):
+            sim = short_exclusion(Mutants(), seed, lc)
+            st = sim.run()
+            assert st.violation is None and [who for _, who, _ in sim.grant_log] == ["n3/0", "n4/0"], seed
+    assert caught >= 4
 
 
 def _halves(seed: int, mutants: Mutants) -> Simulation:
