@@ -235,7 +235,7 @@ class Stewardship:
         if set(missing) <= proven:
             return (
                 f"recovering: stewards {names} are dead (their process is gone); reconfiguring without them, "
-                f"claims resume within {self.lease.acceptor_lease:g} s"
+                f"claims resume within {math.ceil(self.lease.acceptor_lease)} s"
             )
         unproven = ", ".join(self.name_of(s) for s in missing if s not in proven)
         return (
