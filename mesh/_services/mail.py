@@ -162,6 +162,10 @@ class MailService:
         self._recipients: dict[
             str, mb.Recipient
         ] = {}  # name -> its last Recipient (one object, not one a send)
+        # name -> the last direct send to it that `outgoing` accepted: the next one to the same Recipient is
+        # `outgoing_again` of it (its name and node were checked then; a gather of node.send checked them
+        # three times a message)
+        self._accepted: dict[str, mb.Outgoing] = {}
         ctx.show_unread(self.store.unread_count)
         ctx.on_member(self._on_member)
 
@@ -526,8 +530,18 @@ class MailService:
         return self.resolve(to)
 
     def _direct(self, to: str, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
+        """A direct send to `to`, checked (`outgoing`); to a name and node an earlier send to it was accepted
+        for, `outgoing_again` of that send (the same checks of its text, reply id and key; its recipient,
+        unchanged, not again)."""
+        first = self._accepted.get(to) if to.__class__ is str else None  # not str: refused below
+        if first is not None and self.resolve(to) is first.recipients[0]:
+            return mb.outgoing_again(first, subject, body, in_reply_to=reply_to or None, key=key)
         rcpt = self._recipient(to)
-        return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+        if len(self._accepted) >= MAX_RECIPIENTS_KEPT:
+            self._accepted.clear()
+        self._accepted[to] = out
+        return out
 
     def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
         rcpts = self._members_now()
@@ -603,9 +617,12 @@ class MailService:
             peers: set[str] = set()
             for o, _, _ in part:
                 if isinstance(o, KeyedBatch):
+                    last: tuple[mb.Recipient, ...] = ()
                     for x in o.items:
-                        if x is not None:
-                            peers.update(r.node_id for r in x.recipients)
+                        # a batch's sends to one name share its recipients (`outgoing_again`): seen once
+                        if x is not None and x.recipients is not last:
+                            last = x.recipients
+                            peers.update(r.node_id for r in last)
                 elif len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
