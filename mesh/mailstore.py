@@ -199,7 +199,10 @@ repeat of a key."""
 class KeyedBatch:
     """The sends of one batch under one idempotency key (a control client's SendBatch): one record for the
     batch in `send_batches` instead of one per send in `send_keys`. A repeat of the key (a retry of a batch
-    whose answer was lost) answers what the first answered for the items it queued, and queues the others."""
+    whose answer was lost) answers what the first answered for the items it queued, and queues the others.
+
+    With the key "" (and any digest), a batch without a key (`Node.send_many`): its sends are queued as a
+    group, answered in a list, and recorded nowhere."""
 
     key: str
     digest: str
@@ -476,17 +479,21 @@ class MailStore:
                 if x is not None and x.key
             ]
             fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys(item_keys) if item_keys else {}
-            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch)])
+            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch) and it.key])
             for it in items:
                 if not isinstance(it, KeyedBatch):
                     ids.append(queue(it))
                     continue
-                prior = batches.get(it.key)
+                keyed = bool(it.key)  # a group without a key is recorded nowhere
+                prior = batches.get(it.key) if keyed else None
                 if prior is not None and prior[0] != it.digest:
                     raise InvalidInput("this send key was already used for a different batch")
                 record: list[Any] = prior[1] if prior is not None else [None] * len(it.items)
                 answers: list[Answer | InvalidInput | None] = []
                 changed = prior is None
+                # a batch's sends to one name share their recipients (`outgoing_again`), and so their names
+                last_rs: tuple[Any, ...] = ()
+                last_names: list[str] = []
                 for j, x in enumerate(it.items):
                     done = record[j] if j < len(record) else None
                     if done is not None:  # queued by the first try of this batch
@@ -500,9 +507,17 @@ class MailStore:
                             answers.append(e)
                             continue
                         answers.append(got)
-                        record[j] = [got[0], got[1] if got[1] is not None else [r.name for r in x.recipients]]
+                        if not keyed:
+                            continue
+                        names = got[1]
+                        if names is None:
+                            if x.recipients is not last_rs:
+                                last_rs = x.recipients
+                                last_names = [r.name for r in last_rs]
+                            names = last_names
+                        record[j] = [got[0], names]
                         changed = True
-                if changed:
+                if changed and keyed:
                     batches[it.key] = (it.digest, record)
                     batch_rows.append((it.key, it.digest, _answers_text(record), wall))
                 ids.append(answers)
@@ -990,9 +1005,22 @@ def _names(text: Any) -> list[str]:
 
 def _answers_text(record: Sequence[Any]) -> str:
     """A send_batches row's answers (see the table), from per item [id, names] or None: two joins, not a
-    JSON encoder walking a thousand small lists."""
-    ids = " ".join(a[0] if a is not None else "" for a in record)
-    return ids + "\n" + " ".join(",".join(a[1]) if a is not None else "" for a in record)
+    JSON encoder walking a thousand small lists (items that share their names list join it once)."""
+    ids: list[str] = []
+    names: list[str] = []
+    last: Any = None
+    joined = ""
+    for a in record:
+        if a is None:
+            ids.append("")
+            names.append("")
+            continue
+        ids.append(a[0])
+        if a[1] is not last:
+            last = a[1]
+            joined = ",".join(last)
+        names.append(joined)
+    return " ".join(ids) + "\n" + " ".join(names)
 
 
 def _answers(text: Any) -> list[Any]:

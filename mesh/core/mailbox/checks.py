@@ -116,9 +116,11 @@ def batch_digest(items: Iterable[SendItem]) -> str:
     Stored with the batch's record, so its bytes never change: sha256 of the items' fields joined by
     \x01 within an item and \x00 between items, its first 32 hex digits."""
     text = "\x00".join(
-        f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
-        f"\x01{it.reply_to or ''}\x01{it.key or ''}"
-        for it in items
+        [  # a list, not a generator: join makes one of it anyway
+            f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
+            f"\x01{it.reply_to or ''}\x01{it.key or ''}"
+            for it in items
+        ]
     )
     return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
