@@ -383,19 +383,18 @@ class MailService:
         known = self._recipients[name] = mb.Recipient(node, name)
         return known
 
-    async def send(
+    def send(
         self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
-    ) -> tuple[str, Sequence[str]]:
-        """Queue a direct message durably; returns (id, [recipient name])."""
-        out = self._direct(to, subject, body, reply_to, key)
-        return _answer(out, await self._enqueue_one(out))
+    ) -> asyncio.Future[tuple[str, Sequence[str]]]:
+        """Queue a direct message durably: checked now (raises), queued with this turn's group commit; the
+        future's answer is (id, [recipient name]). A future, not a coroutine: Node.send awaits it itself."""
+        return self._enqueue_one(self._direct(to, subject, body, reply_to, key))
 
-    async def broadcast(
+    def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
-    ) -> tuple[str, Sequence[str]]:
-        """Queue a message to every member known now (offline ones too); returns (id, names)."""
-        out = self._everyone(subject, body, reply_to, key)
-        return _answer(out, await self._enqueue_one(out))
+    ) -> asyncio.Future[tuple[str, Sequence[str]]]:
+        """Queue a message to every member known now (offline ones too), as `send`: (id, names)."""
+        return self._enqueue_one(self._everyone(subject, body, reply_to, key))
 
     async def send_many(
         self, items: Sequence[mb.SendItem], key: str | None = None
@@ -532,9 +531,9 @@ class MailService:
         self._everyone_cache = (rcpts, now + EVERYONE_FOR)
         return rcpts
 
-    def _enqueue_one(self, out: mb.Outgoing) -> asyncio.Future[_Queued]:
+    def _enqueue_one(self, out: mb.Outgoing) -> asyncio.Future[tuple[str, Sequence[str]]]:
         """Add a lone send to this turn's group commit (a gather of node.send: one each): a future of its
-        answer. A send_many's sends are one entry (`_send_group`).
+        answer (`_answer`'s). A send_many's sends are one entry (`_send_group`).
 
         Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
         gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
@@ -543,7 +542,7 @@ class MailService:
         (the old 1 ms) cost every one-at-a-time sender a millisecond, and end to end (bench/messages.py)
         the larger transactions it made were no faster."""
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Queued] = loop.create_future()
+        fut: asyncio.Future[tuple[str, Sequence[str]]] = loop.create_future()
         self._batch.append((out, fut))
         self._flush_soon(loop)
         return fut
@@ -595,8 +594,12 @@ class MailService:
                 for p in peers:
                     self._pump(p)
             finally:  # queued (committed) whatever the pump met: every sender is answered
-                for (_, sink), mid in zip(part, ids, strict=True):
-                    _settle(sink, mid)
+                for (o, sink), got in zip(part, ids, strict=True):
+                    # a lone send's future has its answer; a group's, the store's answers for its sends
+                    if isinstance(o, mb.Outgoing) and isinstance(got, tuple):
+                        _settle(sink, _answer(o, got))
+                    else:
+                        _settle(sink, got)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None
