@@ -199,7 +199,10 @@ repeat of a key."""
 class KeyedBatch:
     """The sends of one batch under one idempotency key (a control client's SendBatch): one record for the
     batch in `send_batches` instead of one per send in `send_keys`. A repeat of the key (a retry of a batch
-    whose answer was lost) answers what the first answered for the items it queued, and queues the others."""
+    whose answer was lost) answers what the first answered for the items it queued, and queues the others.
+
+    With the key "" (and any digest), a batch without a key (`Node.send_many`): its sends are queued as a
+    group, answered in a list, and recorded nowhere."""
 
     key: str
     digest: str
@@ -426,11 +429,11 @@ class MailStore:
         rows: list[tuple[Any, ...]] = []
         keys: list[tuple[Any, ...]] = []
         batch_rows: list[tuple[Any, ...]] = []
-        touched: set[str] = set()
         # Per linked peer, its entries of this call in seq order (one run each: seqs are given out here), and
         # the counter as a local: a message's row costs no attribute writes (`_tx` reloads both on failure).
         kept: dict[str, list[tuple[Envelope, int]]] = {}
         next_seq = self._next_seq
+        seqs_before = dict(next_seq)  # the peers this call gives seqs to are those whose next seq moved
         stream, me = self.stream, self.name
         counter = self._counter
 
@@ -443,21 +446,20 @@ class MailStore:
                     if known[1] != digest:
                         raise InvalidInput("this send key was already used for a different message")
                     return known[0], known[2]
-            subject, body, reply, bcast = it.subject, it.body, it.in_reply_to, it.broadcast
-            size = len(subject.encode()) + len(body.encode())
+            subject, body, reply, bcast, size = it.subject, it.body, it.in_reply_to, it.broadcast, it.size
             counter += 1
             mid = message_id(stream, counter)
             for r in it.recipients:
                 node = r.node_id
                 seq = next_seq.get(node, 1)
                 next_seq[node] = seq + 1
-                touched.add(node)
                 if node in keep:
                     env = Envelope(mid, seq, me, r.name, subject, body, wall, reply, bcast)
                     run = kept.get(node)
                     if run is None:
                         run = kept[node] = []
                     run.append((env, size))
+                # int(bcast): sqlite3 binds a bool through its adapter look-up (a third slower per row)
                 rows.append(
                     (mid, counter, node, r.name, seq, subject, body, size, wall, reply, int(bcast), wall)
                 )
@@ -477,17 +479,21 @@ class MailStore:
                 if x is not None and x.key
             ]
             fresh: dict[str, tuple[str, str, list[str]]] = self._by_keys(item_keys) if item_keys else {}
-            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch)])
+            batches = self._batches([it.key for it in items if isinstance(it, KeyedBatch) and it.key])
             for it in items:
                 if not isinstance(it, KeyedBatch):
                     ids.append(queue(it))
                     continue
-                prior = batches.get(it.key)
+                keyed = bool(it.key)  # a group without a key is recorded nowhere
+                prior = batches.get(it.key) if keyed else None
                 if prior is not None and prior[0] != it.digest:
                     raise InvalidInput("this send key was already used for a different batch")
                 record: list[Any] = prior[1] if prior is not None else [None] * len(it.items)
                 answers: list[Answer | InvalidInput | None] = []
                 changed = prior is None
+                # a batch's sends to one name share their recipients (`outgoing_again`), and so their names
+                last_rs: tuple[Any, ...] = ()
+                last_names: list[str] = []
                 for j, x in enumerate(it.items):
                     done = record[j] if j < len(record) else None
                     if done is not None:  # queued by the first try of this batch
@@ -501,9 +507,17 @@ class MailStore:
                             answers.append(e)
                             continue
                         answers.append(got)
-                        record[j] = [got[0], got[1] if got[1] is not None else [r.name for r in x.recipients]]
+                        if not keyed:
+                            continue
+                        names = got[1]
+                        if names is None:
+                            if x.recipients is not last_rs:
+                                last_rs = x.recipients
+                                last_names = [r.name for r in last_rs]
+                            names = last_names
+                        record[j] = [got[0], names]
                         changed = True
-                if changed:
+                if changed and keyed:
                     batches[it.key] = (it.digest, record)
                     batch_rows.append((it.key, it.digest, _answers_text(record), wall))
                 ids.append(answers)
@@ -525,7 +539,7 @@ class MailStore:
                 db.executemany(
                     "INSERT INTO out_seq VALUES (?, ?)"
                     " ON CONFLICT (to_node) DO UPDATE SET next_seq = excluded.next_seq",
-                    [(p, next_seq[p]) for p in touched],
+                    [(p, n) for p, n in next_seq.items() if seqs_before.get(p) != n],
                 )
                 db.execute("UPDATE meta SET value = ? WHERE key = 'counter'", (str(counter),))
             self._counter = counter  # a broadcast to nobody took a number too (never given out twice)
@@ -991,9 +1005,22 @@ def _names(text: Any) -> list[str]:
 
 def _answers_text(record: Sequence[Any]) -> str:
     """A send_batches row's answers (see the table), from per item [id, names] or None: two joins, not a
-    JSON encoder walking a thousand small lists."""
-    ids = " ".join(a[0] if a is not None else "" for a in record)
-    return ids + "\n" + " ".join(",".join(a[1]) if a is not None else "" for a in record)
+    JSON encoder walking a thousand small lists (items that share their names list join it once)."""
+    ids: list[str] = []
+    names: list[str] = []
+    last: Any = None
+    joined = ""
+    for a in record:
+        if a is None:
+            ids.append("")
+            names.append("")
+            continue
+        ids.append(a[0])
+        if a[1] is not last:
+            last = a[1]
+            joined = ",".join(last)
+        names.append(joined)
+    return " ".join(ids) + "\n" + " ".join(names)
 
 
 def _answers(text: Any) -> list[Any]:

@@ -56,57 +56,30 @@ ACK_AT_ONCE = mb.BATCH_MAX
 inside the sender's window)."""
 
 
-def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str, list[str]]:
+def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str, Sequence[str]]:
     # A repeat of a key answers what the first send answered (its recipients, which a broadcast fixed then);
     # the store says so in the same transaction, so a fresh send costs no second look-up.
     mid, first_names = queued
     if first_names is not None:
         return mid, first_names
     rs = out.recipients
-    return mid, [rs[0].name] if len(rs) == 1 else [r.name for r in rs]
+    return mid, (rs[0].name,) if len(rs) == 1 else tuple(r.name for r in rs)
 
 
 _Queued = tuple[str, list[str] | None]
 
 
-class _Waiting:
-    """The sends of one send_many waiting for the group commit: one future for them all, resolved when the
-    last is answered (a future per send, gathered, was a fifth of the cost of queueing one from a batch). A
-    lone send waits on a future of its own."""
-
-    __slots__ = ("answers", "fut", "left")
-
-    def __init__(self, n: int, fut: asyncio.Future[list[_Queued | BaseException]]) -> None:
-        self.answers: list[_Queued | BaseException] = [_UNANSWERED] * n
-        self.left = n
-        self.fut = fut
-
-    def answer(self, i: int, got: _Queued | BaseException) -> None:
-        """Item `i`'s answer (its first one counts); the future resolves with the last."""
-        if self.answers[i] is not _UNANSWERED:
-            return
-        self.answers[i] = got
-        self.left -= 1
-        if not self.left and not self.fut.done():  # done: the caller was cancelled
-            self.fut.set_result(self.answers)
-
-
-_UNANSWERED: tuple[str, None] = ("", None)  # a marker (compared by identity)
-
-
-_Sink = _Waiting | asyncio.Future[Any]
-"""Who waits for a queued send: a lone send's own future, or its send_many's _Waiting (with its index)."""
+_Sink = asyncio.Future[Any]
+"""Who waits for a queued entry: a lone send's own future, or its send_many's (one for the whole group)."""
 
 
 def _take_part(
-    batch: list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]],
-) -> tuple[
-    list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]], list[tuple[mb.Outgoing | KeyedBatch, _Sink, int]]
-]:
+    batch: list[tuple[mb.Outgoing | KeyedBatch, _Sink]],
+) -> tuple[list[tuple[mb.Outgoing | KeyedBatch, _Sink]], list[tuple[mb.Outgoing | KeyedBatch, _Sink]]]:
     """The first entries of `batch` holding at most SEND_MAX sends (at least one entry), and the rest."""
     n = 0
     total = 0
-    for o, _, _ in batch:
+    for o, _ in batch:
         weight = len(o.items) if isinstance(o, KeyedBatch) else 1
         if n and total + weight > mb.SEND_MAX:
             break
@@ -115,11 +88,9 @@ def _take_part(
     return batch[:n], batch[n:]
 
 
-def _settle(sink: _Sink, i: int, got: Any) -> None:
-    """A send's answer (or error) to whoever waits for it."""
-    if isinstance(sink, _Waiting):
-        sink.answer(i, got)
-    elif sink.done():  # the sender was cancelled
+def _settle(sink: _Sink, got: Any) -> None:
+    """An entry's answer (or error) to whoever waits for it."""
+    if sink.done():  # the sender was cancelled
         return
     elif isinstance(got, BaseException):
         sink.set_exception(got)
@@ -142,9 +113,8 @@ class MailService:
         )
         self._checkpointing = False
         self.windows: dict[str, mb.SendWindow] = {}
-        self._batch: list[
-            tuple[mb.Outgoing | KeyedBatch, _Sink, int]
-        ] = []  # (send, who waits, its index there)
+        # (a send or a group of them, who waits for it): this turn's group commit
+        self._batch: list[tuple[mb.Outgoing | KeyedBatch, _Sink]] = []
         self._flush_scheduled = False
         self._followers: list[asyncio.Queue[mb.InboxMessage | None]] = []
         self._wake = asyncio.Event()
@@ -162,6 +132,10 @@ class MailService:
         self._recipients: dict[
             str, mb.Recipient
         ] = {}  # name -> its last Recipient (one object, not one a send)
+        # name -> the last direct send to it that `outgoing` accepted: the next one to the same Recipient is
+        # `outgoing_again` of it (its name and node were checked then; a gather of node.send checked them
+        # three times a message)
+        self._accepted: dict[str, mb.Outgoing] = {}
         ctx.show_unread(self.store.unread_count)
         ctx.on_member(self._on_member)
 
@@ -173,8 +147,8 @@ class MailService:
             self._owed_timer.cancel()
         for q in self._followers:
             q.put_nowait(None)
-        for _, sink, i in self._batch:
-            _settle(sink, i, InvalidInput("the node stopped before the message was queued"))
+        for _, sink in self._batch:
+            _settle(sink, InvalidInput("the node stopped before the message was queued"))
         self._batch.clear()
         self.store.close()
 
@@ -409,23 +383,22 @@ class MailService:
         known = self._recipients[name] = mb.Recipient(node, name)
         return known
 
-    async def send(
+    def send(
         self, to: str, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
-    ) -> tuple[str, list[str]]:
-        """Queue a direct message durably; returns (id, [recipient name])."""
-        out = self._direct(to, subject, body, reply_to, key)
-        return _answer(out, await self._enqueue_one(out))
+    ) -> asyncio.Future[tuple[str, Sequence[str]]]:
+        """Queue a direct message durably: checked now (raises), queued with this turn's group commit; the
+        future's answer is (id, [recipient name]). A future, not a coroutine: Node.send awaits it itself."""
+        return self._enqueue_one(self._direct(to, subject, body, reply_to, key))
 
-    async def broadcast(
+    def broadcast(
         self, subject: str, body: str, reply_to: str | None = None, *, key: str | None = None
-    ) -> tuple[str, list[str]]:
-        """Queue a message to every member known now (offline ones too); returns (id, names)."""
-        out = self._everyone(subject, body, reply_to, key)
-        return _answer(out, await self._enqueue_one(out))
+    ) -> asyncio.Future[tuple[str, Sequence[str]]]:
+        """Queue a message to every member known now (offline ones too), as `send`: (id, names)."""
+        return self._enqueue_one(self._everyone(subject, body, reply_to, key))
 
     async def send_many(
         self, items: Sequence[mb.SendItem], key: str | None = None
-    ) -> list[tuple[str, list[str]] | MeshError]:
+    ) -> list[tuple[str, Sequence[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
         valid one joins this turn's group commit (one future for them all, no task per item).
 
@@ -470,43 +443,43 @@ class MailService:
             except MeshError as e:
                 outs.append(e)
         if key:
-            return await self._send_keyed(items, outs, key)
-        valid = [o for o in outs if not isinstance(o, MeshError)]
-        done = iter(await self._enqueue(valid) if valid else ())
-        answers: list[tuple[str, list[str]] | MeshError] = []
-        for o in outs:
-            if isinstance(o, MeshError):
-                answers.append(o)
-                continue
-            got = next(done)
-            if isinstance(got, MeshError):
-                answers.append(got)
-            elif isinstance(got, BaseException):
-                raise got
-            else:
-                answers.append(_answer(o, got))
-        return answers
-
-    async def _send_keyed(
-        self, items: Sequence[mb.SendItem], outs: list[mb.Outgoing | MeshError], key: str
-    ) -> list[tuple[str, list[str]] | MeshError]:
-        """`send_many`'s items under one batch key: one entry of the group commit for them all."""
-        batch = KeyedBatch(
-            key, mb.batch_digest(items), tuple(None if isinstance(o, MeshError) else o for o in outs)
+            return await self._send_group(outs, key, mb.batch_digest(items))
+        if len(outs) <= mb.SEND_MAX:
+            return await self._send_group(outs, "", "")
+        # More than one transaction may hold: a group each SEND_MAX, all joining this turn's group commit.
+        parts = await asyncio.gather(
+            *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
         )
+        return [a for part in parts for a in part]
+
+    async def _send_group(
+        self, outs: list[mb.Outgoing | MeshError], key: str, digest: str
+    ) -> list[tuple[str, Sequence[str]] | MeshError]:
+        """`send_many`'s sends as one entry of the group commit (a KeyedBatch: under the batch's key, or
+        with none, "": then recorded nowhere), not one entry, one answer and one settling per send."""
+        batch = KeyedBatch(key, digest, tuple(None if isinstance(o, MeshError) else o for o in outs))
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._batch.append((batch, fut, 0))
+        self._batch.append((batch, fut))
         self._flush_soon(asyncio.get_running_loop())
         try:
             got: list[_Queued | MeshError | None] = await fut
-        except MeshError as e:  # the whole batch refused (its key was used for another): each item says so
-            return [e] * len(items)
-        answers: list[tuple[str, list[str]] | MeshError] = []
+        except MeshError as e:
+            if key:  # the whole batch refused (its key was used for another, or a fault): each item says so
+                return [e] * len(outs)
+            return [
+                o if isinstance(o, MeshError) else e for o in outs
+            ]  # a fault: each send not queued says so
+        answers: list[tuple[str, Sequence[str]] | MeshError] = []
         add = answers.append
+        last: tuple[mb.Recipient, ...] = ()
+        names: tuple[str, ...] = ()
         for o, g in zip(outs, got, strict=True):
             if g.__class__ is tuple and g[1] is None and o.__class__ is mb.Outgoing:  # queued now (the common
-                rs = o.recipients  # case: `_answer` inlined, a direct send's one name without a generator)
-                add((g[0], [rs[0].name] if len(rs) == 1 else [r.name for r in rs]))
+                rs = o.recipients  # case: `_answer` inlined; a batch's sends to one name share its names)
+                if rs is not last:
+                    last = rs
+                    names = (rs[0].name,) if len(rs) == 1 else tuple(r.name for r in rs)
+                add((g[0], names))
             elif g is None:  # not queued, now or by a first try of this batch: its own error
                 add(o if isinstance(o, MeshError) else InvalidInput("not queued"))
             elif isinstance(g, MeshError):
@@ -526,8 +499,18 @@ class MailService:
         return self.resolve(to)
 
     def _direct(self, to: str, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
+        """A direct send to `to`, checked (`outgoing`); to a name and node an earlier send to it was accepted
+        for, `outgoing_again` of that send (the same checks of its text, reply id and key; its recipient,
+        unchanged, not again)."""
+        first = self._accepted.get(to) if to.__class__ is str else None  # not str: refused below
+        if first is not None and self.resolve(to) is first.recipients[0]:
+            return mb.outgoing_again(first, subject, body, in_reply_to=reply_to or None, key=key)
         rcpt = self._recipient(to)
-        return mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+        out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply_to or None, key=key)
+        if len(self._accepted) >= MAX_RECIPIENTS_KEPT:
+            self._accepted.clear()
+        self._accepted[to] = out
+        return out
 
     def _everyone(self, subject: str, body: str, reply_to: str | None, key: str | None) -> mb.Outgoing:
         rcpts = self._members_now()
@@ -548,9 +531,9 @@ class MailService:
         self._everyone_cache = (rcpts, now + EVERYONE_FOR)
         return rcpts
 
-    def _enqueue(self, outs: Sequence[mb.Outgoing]) -> asyncio.Future[list[_Queued | BaseException]]:
-        """Add sends to this turn's group commit: a future of their answers (or errors), in order, resolved
-        when the last of them is answered.
+    def _enqueue_one(self, out: mb.Outgoing) -> asyncio.Future[tuple[str, Sequence[str]]]:
+        """Add a lone send to this turn's group commit (a gather of node.send: one each): a future of its
+        answer (`_answer`'s). A send_many's sends are one entry (`_send_group`).
 
         Group commit without a timer: the sends that arrive in one loop turn (a SendBatch's items, a
         gather) share one SQLite transaction, flushed at the end of that turn. An idle node commits a
@@ -559,16 +542,8 @@ class MailService:
         (the old 1 ms) cost every one-at-a-time sender a millisecond, and end to end (bench/messages.py)
         the larger transactions it made were no faster."""
         loop = asyncio.get_running_loop()
-        waiting = _Waiting(len(outs), loop.create_future())
-        self._batch.extend((o, waiting, i) for i, o in enumerate(outs))
-        self._flush_soon(loop)
-        return waiting.fut
-
-    def _enqueue_one(self, out: mb.Outgoing) -> asyncio.Future[_Queued]:
-        """`_enqueue` for a lone send (a gather of node.send: one each): its own future, nothing more."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[_Queued] = loop.create_future()
-        self._batch.append((out, fut, 0))
+        fut: asyncio.Future[tuple[str, Sequence[str]]] = loop.create_future()
+        self._batch.append((out, fut))
         self._flush_soon(loop)
         return fut
 
@@ -582,30 +557,33 @@ class MailService:
         while self._batch:
             part, self._batch = _take_part(self._batch)
             try:
-                ids = self.store.enqueue_group([o for o, _, _ in part], wall(), keep=self.windows)
+                ids = self.store.enqueue_group([o for o, _ in part], wall(), keep=self.windows)
             except StorageError as e:  # nothing of this part was queued: each sender is told why
                 self._fault("queue a message", e)
-                for _, sink, i in part:
-                    _settle(sink, i, e)
+                for _, sink in part:
+                    _settle(sink, e)
                 continue
             except Exception as e:  # a bad message fails alone, not its neighbours
                 if len(part) == 1:
-                    _settle(part[0][1], part[0][2], e)
+                    _settle(part[0][1], e)
                     continue
                 self._batch = part[1:] + self._batch
                 part = part[:1]
                 try:
                     ids = self.store.enqueue_group([part[0][0]], wall())
                 except Exception as e1:
-                    _settle(part[0][1], part[0][2], e1)
+                    _settle(part[0][1], e1)
                     continue
             self._stored()
             peers: set[str] = set()
-            for o, _, _ in part:
+            for o, _ in part:
                 if isinstance(o, KeyedBatch):
+                    last: tuple[mb.Recipient, ...] = ()
                     for x in o.items:
-                        if x is not None:
-                            peers.update(r.node_id for r in x.recipients)
+                        # a batch's sends to one name share its recipients (`outgoing_again`): seen once
+                        if x is not None and x.recipients is not last:
+                            last = x.recipients
+                            peers.update(r.node_id for r in last)
                 elif len(o.recipients) == 1:  # a direct send: no generator per message
                     peers.add(o.recipients[0].node_id)
                 else:
@@ -616,8 +594,12 @@ class MailService:
                 for p in peers:
                     self._pump(p)
             finally:  # queued (committed) whatever the pump met: every sender is answered
-                for (_, sink, i), mid in zip(part, ids, strict=True):
-                    _settle(sink, i, mid)
+                for (o, sink), got in zip(part, ids, strict=True):
+                    # a lone send's future has its answer; a group's, the store's answers for its sends
+                    if isinstance(o, mb.Outgoing) and isinstance(got, tuple):
+                        _settle(sink, _answer(o, got))
+                    else:
+                        _settle(sink, got)
 
     def inbox(
         self, unread: bool = False, from_name: str | None = None, limit: int = 100, after: int | None = None

@@ -128,13 +128,15 @@ class ControlServicer(pbg.ControlServicer):
             return pb.SendResults(results=await asyncio.gather(*(self._send_one(i) for i in batch.items)))
         items: list[SendItem | MeshError] = []
         for r in batch.items:
-            if r.all and r.to:
+            to, every = r.to, r.all  # each field read once (a read builds a new str)
+            if every and to:
                 items.append(InvalidInput("give a recipient or --all, not both"))
-            elif not r.all and not r.to:
+            elif not (every or to):
                 items.append(InvalidInput("a recipient name is needed (or --all)"))
             else:
-                to = None if r.all else r.to
-                items.append(SendItem(to, r.subject, r.body, r.in_reply_to or None, r.key or None))
+                items.append(
+                    SendItem(None if every else to, r.subject, r.body, r.in_reply_to or None, r.key or None)
+                )
         good = [i for i in items if isinstance(i, SendItem)]
         # A batch key names items by their place in the batch (a unary retry of one says which): a batch with
         # malformed items (no client of ours sends one) goes without it rather than with places shifted.

@@ -137,18 +137,20 @@ def parse_send_lines(text: str) -> list[dict[str, Any]]:
     from mesh.core.mailbox import check_text
 
     out: list[dict[str, Any]] = []
+    names: set[str] = set()  # recipient names checked already (the lines are mostly to one)
+    decode = json.JSONDecoder().decode
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
             try:
-                item = json.loads(line)
+                item = decode(line)
             except ValueError as e:
                 raise InvalidInput(f"not a JSON object ({e})") from None
             if not isinstance(item, dict):
                 raise InvalidInput("not a JSON object")
-            unknown = sorted(set(item) - SEND_LINE_KEYS)
-            if unknown:
+            if not SEND_LINE_KEYS.issuperset(item):
+                unknown = sorted(set(item) - SEND_LINE_KEYS)
                 raise InvalidInput(f"unknown field {validate.shown(unknown[0])} (fields: to or all, subject,"
                                    " body, reply_to, key)")  # fmt: skip
             for field in ("to", "subject", "body", "reply_to", "key"):
@@ -161,8 +163,8 @@ def parse_send_lines(text: str) -> list[dict[str, Any]]:
                 raise InvalidInput('"all" must be true or false')
             if everyone == bool(item.get("to")):
                 raise InvalidInput('give "to" (a session name) or "all": true, not both')
-            if not everyone:
-                validate.name(item["to"], "recipient")
+            if not everyone and item["to"] not in names:
+                names.add(validate.name(item["to"], "recipient"))
             check_text(item["subject"], item["body"])
             if item.get("reply_to"):
                 validate.ident(item["reply_to"], "reply_to")
@@ -198,17 +200,17 @@ async def _send_many(args: argparse.Namespace, items: list[dict[str, Any]]) -> i
         # per line) and answers each line in order.
         results: list[Sent | MeshError] = await api.send_many(sends, checked=True)  # parse_send_lines did
     code = 0
+    write = sys.stdout.write  # a line each, in order with stderr's as print's were (print costs twice that)
     for n, r in enumerate(results, 1):
         if isinstance(r, MeshError):
             print(f"meshctl: message {n}: " + " ".join(str(r).splitlines()), file=sys.stderr)
             code = code or r.exit_code
             if args.json:
-                print(json.dumps({"error": type(r).__name__, "message": str(r)}))
+                write(json.dumps({"error": type(r).__name__, "message": str(r)}) + "\n")
+        elif args.json:
+            write(json.dumps(r.to_json()) + "\n")
         else:
-            if args.json:
-                print(json.dumps(r.to_json()))
-            else:
-                print(f"queued {r.id} for {', '.join(r.recipients) or 'nobody yet (no other member known)'}")
+            write(f"queued {r.id} for {', '.join(r.recipients) or 'nobody yet (no other member known)'}\n")
     return code
 
 

@@ -42,14 +42,14 @@ def outgoing(
     A broadcast leaves the sender out of its own recipients; a direct message to oneself is an error.
     A broadcast with no other member is valid and queues nothing.
     """
-    reply = _checked_text(subject, body, in_reply_to, key)
+    reply, size = _checked_text(subject, body, in_reply_to, key)
     if not broadcast and isinstance(recipients, tuple | list) and len(recipients) == 1:
         r = recipients[0]  # a direct send: no dict to dedupe one recipient
         validate.ident(r.node_id, "recipient node id")
         validate.name(r.name, "recipient name")
         if r.node_id == sender_node:
             raise InvalidInput(f"cannot send a message to yourself ({r.name})")
-        return Outgoing((r,), subject, body, reply, broadcast, key or "")
+        return Outgoing((r,), subject, body, size, reply, broadcast, key or "")
     seen: dict[str, Recipient] = {}
     for r in recipients:
         validate.ident(r.node_id, "recipient node id")
@@ -61,7 +61,7 @@ def outgoing(
         seen.setdefault(r.node_id, r)
     if not broadcast and len(seen) != 1:
         raise InvalidInput("a direct message has exactly one recipient")
-    return Outgoing(tuple(seen.values()), subject, body, reply, broadcast, key or "")
+    return Outgoing(tuple(seen.values()), subject, body, size, reply, broadcast, key or "")
 
 
 def outgoing_again(
@@ -72,19 +72,20 @@ def outgoing_again(
     each checked the same name and node id)."""
     if to.broadcast or len(to.recipients) != 1:
         raise InvalidInput("outgoing_again needs a direct message to copy its recipient from")
-    reply = _checked_text(subject, body, in_reply_to, key)
-    return Outgoing(to.recipients, subject, body, reply, False, key or "")
+    reply, size = _checked_text(subject, body, in_reply_to, key)
+    return Outgoing(to.recipients, subject, body, size, reply, False, key or "")
 
 
-def _checked_text(subject: str, body: str, in_reply_to: str | None, key: str | None) -> str:
-    """Check a send's text, reply id and key (everything but its recipients); the reply id, "" for none."""
-    check_text(subject, body)
+def _checked_text(subject: str, body: str, in_reply_to: str | None, key: str | None) -> tuple[str, int]:
+    """Check a send's text, reply id and key (everything but its recipients): the reply id ("" for none) and
+    the text's size in UTF-8 bytes (counted once, here: the store keeps it)."""
+    size = check_text(subject, body)
     reply = in_reply_to or ""
     if reply:
         validate.ident(reply, "reply-to id")
     if key:
         validate.ident(key, "send key")
-    return reply
+    return reply, size
 
 
 def send_digest(out: Outgoing) -> str:
@@ -115,9 +116,11 @@ def batch_digest(items: Iterable[SendItem]) -> str:
     Stored with the batch's record, so its bytes never change: sha256 of the items' fields joined by
     \x01 within an item and \x00 between items, its first 32 hex digits."""
     text = "\x00".join(
-        f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
-        f"\x01{it.reply_to or ''}\x01{it.key or ''}"
-        for it in items
+        [  # a list, not a generator: join makes one of it anyway
+            f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
+            f"\x01{it.reply_to or ''}\x01{it.key or ''}"
+            for it in items
+        ]
     )
     return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 

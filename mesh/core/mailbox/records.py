@@ -112,6 +112,8 @@ class Outgoing:
     recipients: tuple[Recipient, ...]
     subject: str
     body: str
+    size: int
+    """UTF-8 bytes of subject + body, as `check_text` counted them (the store keeps it for frame limits)."""
     in_reply_to: str = ""
     broadcast: bool = False
     key: str = ""
