@@ -375,6 +375,7 @@ class MailStore:
         # Caches of what is on disk, for the link's send path (see `pending_for`); gone with any rollback.
         self._tails: dict[str, deque[tuple[Envelope, int]]] = {}
         self._floors: dict[str, int] = {}
+        self._unread: int | None = None  # unread inbox messages, counted once (see `unread_count`)
 
     def close(self) -> None:
         """Close the database (a clean close also checkpoints the WAL); waits for a running `checkpoint`."""
@@ -851,6 +852,8 @@ class MailStore:
                     " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
                     moved,
                 )
+        if self._unread is not None:  # committed: every row stored is unread
+            self._unread += len(rows)
         return out
 
     @storage.guarded
@@ -905,13 +908,20 @@ class MailStore:
 
     @storage.guarded
     def unread_count(self) -> int:
-        """Unread messages in the inbox."""
-        return int(self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0])
+        """Unread messages in the inbox: counted on disk once, then kept by the commits that change it (a
+        COUNT walked every unread entry of the index, ~9 ms for 200,000, and the node's status asks for it
+        every UNREAD_DEBOUNCE while mail streams in)."""
+        if self._unread is None:
+            self._unread = int(
+                self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0]
+            )
+        return self._unread
 
     @storage.guarded
     def mark_read(self, ids: Sequence[str], wall: float) -> list[ReadReceipt]:
         """Mark inbox messages read; returns receipts (one per sender, chunked) for those newly read."""
         by_sender: dict[str, list[str]] = {}
+        read = 0
         with self._tx() as db:
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 marks = ",".join("?" * len(chunk))
@@ -920,12 +930,14 @@ class MailStore:
                     " ORDER BY local_seq",
                     chunk,
                 ).fetchall()
-                db.execute(
+                read += db.execute(
                     f"UPDATE inbox SET read_at = ?, receipt = 1 WHERE read_at IS NULL AND id IN ({marks})",
                     (wall, *chunk),
-                )
+                ).rowcount
                 for mid, sender in rows:
                     by_sender.setdefault(sender, []).append(mid)
+        if self._unread is not None:  # committed
+            self._unread -= read
         return [
             ReadReceipt(self.node_id, s, tuple(mids[i : i + RECEIPT_MAX]), wall)
             for s, mids in sorted(by_sender.items())
