@@ -32,6 +32,8 @@ import time
 from collections import deque
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import repeat
+from operator import add, itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -188,6 +190,16 @@ _IN_COLS = (
     "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
     "broadcast, read_at"
 )
+
+_IN_INSERT = (
+    f"INSERT INTO inbox ({', '.join(Envelope._fields)}, local_seq, from_node, stream, received_at)"
+    f" VALUES ({', '.join('?' * (len(Envelope._fields) + 4))})"
+)
+"""An inbox row: an Envelope's fields (the same names, `broadcast` last of them), then its local_seq, sender
+node, stream and the time it was received."""
+_ENVELOPE_HEAD = itemgetter(slice(0, len(Envelope._fields) - 1))
+_BROADCAST = itemgetter(len(Envelope._fields) - 1)
+assert Envelope._fields[-1] == "broadcast"
 
 
 Answer = tuple[str, list[str] | None]
@@ -366,6 +378,7 @@ class MailStore:
         # Caches of what is on disk, for the link's send path (see `pending_for`); gone with any rollback.
         self._tails: dict[str, deque[tuple[Envelope, int]]] = {}
         self._floors: dict[str, int] = {}
+        self._unread: int | None = None  # unread inbox messages, counted once (see `unread_count`)
 
     def close(self) -> None:
         """Close the database (a clean close also checkpoints the WAL); waits for a running `checkpoint`."""
@@ -826,13 +839,11 @@ class MailStore:
                 sender, stream = pair
                 first = last + 1
                 last += len(fresh)
-                rows += [
-                    (
-                        n, m.id, sender, m.from_name, m.to_name, stream, m.seq, m.subject, m.body, m.sent_at,
-                        wall, m.in_reply_to, m.broadcast,  # a bool is stored as 0 / 1
-                    )
-                    for n, m in zip(range(first, last + 1), fresh, strict=True)
-                ]  # fmt: skip
+                # A row: the envelope (a tuple) but its bool, that bool as an int (sqlite3 binds a bool
+                # through its adapter look-up: a tenth of the insert), the rest from the batch; C loops.
+                tail = zip(map(int, map(_BROADCAST, fresh)), range(first, last + 1), repeat(sender),
+                           repeat(stream), repeat(wall))  # fmt: skip
+                rows += map(add, map(_ENVELOPE_HEAD, fresh), tail)
                 new = (
                     [
                         InboxMessage(
@@ -845,14 +856,9 @@ class MailStore:
                     else []
                 )  # fmt: skip
                 out.append((new, MailAck(sender, batch.to_node, stream, cursor), len(fresh)))
-            db.executemany(
-                # UNIQUE(id) is the second line of defence: with an honest sender the cursor already
-                # dropped every duplicate, so a clash means a peer reused an id: refuse the whole batch.
-                "INSERT INTO inbox (local_seq, id, from_node, from_name, to_name, stream, seq, subject, body,"
-                " sent_at, received_at, in_reply_to, broadcast)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            # UNIQUE(id) is the second line of defence: with an honest sender the cursor already dropped every
+            # duplicate, so a clash means a peer reused an id: refuse the whole batch.
+            db.executemany(_IN_INSERT, rows)
             moved = [(f, st, now) for (f, st), (was, now) in cursors.items() if now != was]
             if moved:
                 db.executemany(
@@ -860,6 +866,8 @@ class MailStore:
                     " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
                     moved,
                 )
+        if self._unread is not None:  # committed: every row stored is unread
+            self._unread += len(rows)
         return out
 
     @storage.guarded
@@ -914,13 +922,20 @@ class MailStore:
 
     @storage.guarded
     def unread_count(self) -> int:
-        """Unread messages in the inbox."""
-        return int(self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0])
+        """Unread messages in the inbox: counted on disk once, then kept by the commits that change it (a
+        COUNT walked every unread entry of the index, ~9 ms for 200,000, and the node's status asks for it
+        every UNREAD_DEBOUNCE while mail streams in)."""
+        if self._unread is None:
+            self._unread = int(
+                self._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0]
+            )
+        return self._unread
 
     @storage.guarded
     def mark_read(self, ids: Sequence[str], wall: float) -> list[ReadReceipt]:
         """Mark inbox messages read; returns receipts (one per sender, chunked) for those newly read."""
         by_sender: dict[str, list[str]] = {}
+        read = 0
         with self._tx() as db:
             for chunk in _chunks(list(dict.fromkeys(ids))):
                 marks = ",".join("?" * len(chunk))
@@ -929,12 +944,14 @@ class MailStore:
                     " ORDER BY local_seq",
                     chunk,
                 ).fetchall()
-                db.execute(
+                read += db.execute(
                     f"UPDATE inbox SET read_at = ?, receipt = 1 WHERE read_at IS NULL AND id IN ({marks})",
                     (wall, *chunk),
-                )
+                ).rowcount
                 for mid, sender in rows:
                     by_sender.setdefault(sender, []).append(mid)
+        if self._unread is not None:  # committed
+            self._unread -= read
         return [
             ReadReceipt(self.node_id, s, tuple(mids[i : i + RECEIPT_MAX]), wall)
             for s, mids in sorted(by_sender.items())

@@ -289,12 +289,24 @@ class MailService:
         # Followers first: woken before the link's writer, they see the message without waiting behind the
         # ack's write (both only after the commit).
         fresh = False
+        # Per stream the highest ack of these batches and the messages it covers: one ack owed for the lot
+        # (owed per batch, a run of full batches sent an ack each, every one but the last said for nothing)
+        acks: dict[str, tuple[mb.MailAck, int]] = {}
         for batch, (new, ack, stored) in zip(batches, got, strict=True):
             for m in new:
                 for q in self._followers:
                     q.put_nowait(m)
             fresh = fresh or stored > 0
-            self._owe(sender.node_id, ack, len(batch.messages))
+            known = acks.get(ack.stream)
+            if known is None:
+                acks[ack.stream] = (ack, len(batch.messages))
+            else:
+                acks[ack.stream] = (
+                    ack if ack.upto >= known[0].upto else known[0],
+                    known[1] + len(batch.messages),
+                )
+        for ack, covers in acks.values():
+            self._owe(sender.node_id, ack, covers)
         if fresh:
             self._publish_unread()
 

@@ -47,6 +47,7 @@ _HOST = _Pattern(r"[A-Za-z0-9._:%-]{1,255}")  # IPv4, IPv6 (with a %zone), or a 
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _NAME_CHARS = _ALNUM | frozenset("._-")
 _ID_CHARS = _ALNUM | frozenset("_-")
+_ID_BYTES = "".join(sorted(_ID_CHARS)).encode()
 _TYPE_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
 _TYPE_CHARS = _TYPE_FIRST | frozenset("0123456789_-")
 _CLAIM_NAME_CHARS = _ALNUM | frozenset("._/@:+-")
@@ -57,6 +58,17 @@ def _spelled(value: object, first: frozenset[str], rest: frozenset[str], most: i
     (the name rules as sets, not regular expressions: `re` stays out of meshctl's hot verbs; tests/core/
     test_validate_sets.py holds each equal to its regular expression)."""
     return isinstance(value, str) and 0 < len(value) <= most and value[0] in first and rest.issuperset(value)
+
+
+def is_id(value: object) -> bool:
+    """Whether `value` passes `ident`."""
+    return _spelled(value, _ID_CHARS, _ID_CHARS, ID_MAX)
+
+
+def is_id_text(text: str) -> bool:
+    """Whether every character of `text` may be in an id (ids joined: one C scan for a batch of them, the
+    allowed bytes deleted from its UTF-8 and nothing left). UnicodeEncodeError for a lone surrogate."""
+    return not text.encode().translate(None, _ID_BYTES)
 
 
 def is_name(value: object) -> bool:

@@ -278,9 +278,11 @@ else:
 
 
 def fields(cls_or_obj: Any) -> tuple[str, ...]:
-    """The field names of a value class (or of a value), in order; of a dataclass too (code that walks
-    either, like the wire codec, need not know which a class is)."""
+    """The field names of a value class (or of a value), in order; of a dataclass or a named tuple too (code
+    that walks either, like the wire codec, need not know which a class is)."""
     names: tuple[str, ...] | None = getattr(cls_or_obj, "__value_fields__", None)
+    if names is None and _named_tuple(cls_or_obj):
+        names = cls_or_obj._fields
     if names is None:
         import dataclasses
 
@@ -290,7 +292,9 @@ def fields(cls_or_obj: Any) -> tuple[str, ...]:
 
 def replace(obj: T, **changes: Any) -> T:
     """A copy of value `obj` with the given fields changed (as `dataclasses.replace`, which it calls for a
-    dataclass)."""
+    dataclass; a named tuple's `_replace`)."""
+    if _named_tuple(obj) and not isinstance(obj, type):
+        return obj._replace(**changes)  # type: ignore[attr-defined, no-any-return]
     if not hasattr(obj, "__value_fields__"):
         import dataclasses
 
@@ -300,6 +304,11 @@ def replace(obj: T, **changes: Any) -> T:
     if unknown:
         raise TypeError(f"{type(obj).__qualname__} has no field {min(unknown)!r}")
     return type(obj)(**(current | changes))
+
+
+def _named_tuple(cls_or_obj: Any) -> bool:
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    return issubclass(cls, tuple) and hasattr(cls, "_fields")
 
 
 def is_value(obj: Any) -> bool:

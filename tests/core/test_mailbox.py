@@ -217,6 +217,79 @@ def test_check_batch_refuses_oversized_fields_and_frames() -> None:
         check_batch(MailBatch("nodeA", "nodeB", "aa", 1, msgs), peer_node="nodeA", self_node="nodeB")
 
 
+_S = "00000000000000aa"
+_GOOD_OR_BAD: dict[str, list[Any]] = {  # per field: a good value first, then ones some rule refuses
+    "id": [None, "x y", "", f"{_S}-é", "ab-1", 5, f"{_S}-" + "x" * 64, f"{_S}-\ud800", f"{_S}-1"],
+    "seq": [None, 0, True, 2.0, -1, 1],
+    "from_name": ["alice", "bad name", "", "a" * 65, None, "é"],
+    "to_name": ["bob", "bad name", "", "b" * 65, None],
+    "subject": ["s", "two\nlines", " ", "s" * (SUBJECT_MAX + 1), "\ud800", "", "é", 3, "a\u2028b"],
+    "body": ["b", "nul\x00", "\udfff", "x" * BODY_MAX, "ü" * (BODY_MAX // 2 + 1), None, ""],
+    "sent_at": [WALL0, "now", True, 1, None],
+    "in_reply_to": ["", "aa-1", "no spaces", None, 0, "x" * 65],
+    "broadcast": [False, True],
+}
+
+
+def _batch_of(picks: list[dict[str, int]], floor: int) -> MailBatch:
+    """A batch of len(picks) messages, field `name` of message i being _GOOD_OR_BAD[name][picks[i][name]]."""
+    msgs = []
+    for i, pick in enumerate(picks, start=1):
+        fields = {name: choices[pick.get(name, 0)] for name, choices in _GOOD_OR_BAD.items()}
+        fields["id"] = f"{_S}-{i}" if fields["id"] is None else fields["id"]
+        fields["seq"] = i if fields["seq"] is None else fields["seq"]
+        msgs.append(Envelope(**fields))
+    return MailBatch("nodeA", "nodeB", _S, floor, tuple(msgs))
+
+
+def test_the_batch_wide_check_accepts_only_what_the_message_by_message_check_accepts() -> None:
+    # check_batch's fast path (`_batch_ok`, a column at a time) must never accept a batch the per-message
+    # rules refuse: every bad value at every place of a batch of three, then random mixes of them
+    from mesh.core.mailbox.checks import _batch_ok, _check_each
+
+    cases = [
+        ([{name: k} if j == at else {} for j in range(3)], 1)
+        for name, choices in _GOOD_OR_BAD.items()
+        for k in range(1, len(choices))
+        for at in range(3)
+    ]
+    rng = random.Random(15)
+    for _ in range(3000):
+        picks = [
+            {
+                name: rng.randrange(len(_GOOD_OR_BAD[name]))
+                for name in rng.sample(sorted(_GOOD_OR_BAD), rng.randrange(3))
+            }
+            for _ in range(rng.randint(1, 5))
+        ]
+        cases.append((picks, rng.choice([1, 1, 1, 2, 4])))
+    fast_refused = 0
+    for picks, floor in cases:
+        b = _batch_of(picks, floor)
+        try:
+            _check_each(b)
+            per_message = True
+        except ProtocolError:
+            per_message = False
+        if _batch_ok(b):
+            assert per_message, b
+        else:
+            fast_refused += 1
+    assert 0 < fast_refused < len(cases)
+
+
+def test_the_common_batch_takes_the_batch_wide_check() -> None:
+    from mesh.core.mailbox.checks import _batch_ok
+
+    msgs = tuple(
+        env(_S, i, subject=f"s {i}", body="é" * 100, in_reply_to="aa-1" if i % 2 else "")
+        for i in range(1, 101)
+    )
+    assert _batch_ok(MailBatch("nodeA", "nodeB", _S, 1, msgs))
+    big = tuple(env(_S, i, body="x" * (BODY_MAX - 1)) for i in range(1, 4))  # more than BODY_MAX together
+    assert _batch_ok(MailBatch("nodeA", "nodeB", _S, 1, big))
+
+
 def test_acks_and_receipts_only_from_the_right_peer() -> None:
     ack = MailAck("nodeA", "nodeB", "aa", 3)
     assert check_ack(ack, peer_node="nodeB", self_node="nodeA") is ack

@@ -120,6 +120,35 @@ def test_a_reused_id_from_another_stream_position_is_refused_not_stored(tmp_path
     assert b.store_incoming(bt, WALL0)[1].upto == 1  # the cursor did not move
 
 
+def test_the_kept_unread_count_is_the_count_on_disk(tmp_path: Path) -> None:
+    # counted once, then kept by the commits: stores (duplicates not counted), reads, a refused frame
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+
+    def on_disk() -> int:
+        return int(b._db.execute("SELECT COUNT(*) FROM inbox WHERE read_at IS NULL").fetchone()[0])
+
+    assert b.unread_count() == 0
+    a.enqueue([direct(A, B, body=f"m{i}") for i in range(5)], WALL0)
+    bt = a.pending_for("nodeB")
+    assert bt is not None
+    b.store_incoming(bt, WALL0)
+    b.store_incoming(bt, WALL0)  # a resend: nothing new
+    assert b.unread_count() == on_disk() == 5
+    ids = [m.id for m in b.inbox()]
+    b.mark_read([ids[0], ids[1], ids[1], "nope"], WALL0)
+    b.mark_read([ids[0]], WALL0)  # already read
+    assert b.unread_count() == on_disk() == 3
+    from mesh.core.values import replace
+
+    evil = replace(bt, floor=6, messages=(replace(bt.messages[0], seq=6),))
+    with pytest.raises(ProtocolError, match="already in the inbox"):  # rolled back: recounted
+        b.store_incoming(evil, WALL0)
+    assert b.unread_count() == on_disk() == 3
+    b.close()
+    assert open_store(tmp_path / "b.db", B, 2).unread_count() == 3
+
+
 def test_members_survive_restart(tmp_path: Path) -> None:
     s = open_store(tmp_path / "m.db", A)
     s.remember_member("nodeB", "bob", WALL0)

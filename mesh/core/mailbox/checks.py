@@ -9,10 +9,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from hashlib import sha256 as _sha256
+from itertools import repeat
+from operator import lt
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
-from mesh.core.mailbox.limits import BATCH_BYTES_MAX, BATCH_BYTES_SEND, BATCH_MAX, RECEIPT_MAX
+from mesh.core.mailbox.limits import (
+    BATCH_BYTES_MAX,
+    BATCH_BYTES_SEND,
+    BATCH_MAX,
+    BODY_MAX,
+    RECEIPT_MAX,
+    SUBJECT_MAX,
+)
 from mesh.core.mailbox.records import (
     Envelope,
     MailAck,
@@ -23,7 +32,7 @@ from mesh.core.mailbox.records import (
     Recipient,
     SendItem,
 )
-from mesh.core.mailbox.text import check_text
+from mesh.core.mailbox.text import CONTROL_CHARS, check_text
 
 
 def outgoing(
@@ -157,12 +166,21 @@ def check_batch(batch: MailBatch, *, peer_node: str, self_node: str) -> MailBatc
 
     Every message is checked (seq, id, names, text), but each distinct name once per batch: a batch is one
     sender's messages, nearly always to one name, and checking its two names a thousand times was a fifth
-    of the recipient's cost per message."""
+    of the recipient's cost per message. The common batch passes `_batch_ok` (the same rules, a column of
+    the batch at a time); any other goes message by message, which says what is wrong."""
     _protocol(batch.from_node == peer_node, "batch not from the link's peer")
     _protocol(batch.to_node == self_node, "batch addressed to another node")
     _protocol(0 < len(batch.messages) <= BATCH_MAX, f"batch of {len(batch.messages)} messages")
     floor = batch.floor
     _protocol(isinstance(floor, int) and floor >= 1, "floor")
+    if not _batch_ok(batch):
+        _check_each(batch)
+    return batch
+
+
+def _check_each(batch: MailBatch) -> None:
+    """`check_batch`'s rules for the messages, one message at a time (ProtocolError says which rule)."""
+    floor = batch.floor
     try:
         validate.ident(batch.stream, "stream")
         prefix = batch.stream + "-"
@@ -192,7 +210,48 @@ def check_batch(batch: MailBatch, *, peer_node: str, self_node: str) -> MailBatc
     except (InvalidInput, LimitExceeded) as exc:
         raise ProtocolError(f"bad mail frame: {exc}") from None
     _protocol(len(batch.messages) == 1 or total <= BATCH_BYTES_MAX, f"batch of {total} bytes")
-    return batch
+
+
+_NUMBERS = {int, float}
+_INTS = {int}
+
+
+def _batch_ok(batch: MailBatch) -> bool:
+    """Whether every message of `batch` passes `check_batch`'s per-message rules, checked a column of the
+    batch at a time (`zip(*messages)`: envelopes are tuples) by C loops (map, join, set) instead of a Python
+    loop of a dozen steps per message (that loop was a tenth of the recipient's CPU per message). Only ever
+    stricter than the loop (plain int and float only; text that is not str fails its join or its str
+    method); False sends the batch to the loop, which says what is wrong. The batch's floor, nodes and
+    length are checked by the caller."""
+    try:
+        ids, seqs, froms, tos, subjects, bodies, sents, replies, _ = zip(*batch.messages, strict=True)
+        prefix = validate.ident(batch.stream, "stream") + "-"
+        subject_text = "".join(subjects)
+        body_text = "".join(bodies)
+        if not (
+            set(map(type, seqs)) == _INTS  # seqs: increasing, the first at or above the floor (>= 1)
+            and seqs[0] >= batch.floor
+            and all(map(lt, seqs, seqs[1:]))
+            and all(map(str.startswith, ids, repeat(prefix)))  # ids: of the stream, id characters only
+            and max(map(len, ids)) <= validate.ID_MAX
+            and validate.is_id_text("".join(ids))
+            and all(map(validate.is_name, {*froms, *tos}))
+            and (not any(replies) or all(validate.is_id(r) for r in replies if r))
+            and set(map(type, sents)) <= _NUMBERS
+            and max(map(len, subjects)) <= SUBJECT_MAX  # subjects: one line, not blank, short enough
+            and all(map(str.strip, subjects))
+            and CONTROL_CHARS.isdisjoint(subject_text)
+            and "\x00" not in body_text
+        ):
+            return False
+        # UTF-8 bytes (a lone surrogate raises: the loop refuses it in its words); each message's text within
+        # BODY_MAX, measured one by one only when all of them together are not
+        total = len(subject_text.encode()) + len(body_text.encode())
+        if total > BODY_MAX and max(map(check_text, subjects, bodies)) > BODY_MAX:
+            return False
+    except (TypeError, ValueError, UnicodeEncodeError, InvalidInput, LimitExceeded):
+        return False
+    return len(ids) == 1 or total <= BATCH_BYTES_MAX
 
 
 def check_ack(ack: MailAck, *, peer_node: str, self_node: str) -> MailAck:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from mesh.core.times import iso
 from mesh.core.values import value
@@ -28,9 +28,12 @@ class OutState(StrEnum):
 # Plain str/int/float/bool fields only, so that they map 1:1 onto protobuf messages.
 
 
-@value
-class Envelope:
-    """One message to one recipient, as it travels in a MailBatch."""
+class Envelope(NamedTuple):
+    """One message to one recipient, as it travels in a MailBatch.
+
+    A named tuple, not a `@value`: a recipient builds one per message received from its protobuf's fields
+    (a tuple is made from them ~4x faster than a value's `__init__`), and checks and stores a batch a column
+    at a time (`zip(*messages)`), the row to insert being the envelope followed by what the batch says."""
 
     id: str  # "<stream>-<n>": the same for every recipient of a broadcast
     seq: int  # per (sender node -> recipient node) pair, from 1
