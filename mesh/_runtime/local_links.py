@@ -48,19 +48,20 @@ class LocalListener:
         if self._log_limit.allow(key, self.clock.now()):
             log.warning(msg, *args)
 
-    async def start(self, address: str) -> bool:
-        """Listen on the abstract name of `address`; False (links stay on gRPC) if it is not loopback or the
-        name is taken (another node of this uid advertises the same address: its port is then taken too)."""
+    async def start(self, address: str) -> str | None:
+        """Listen on the abstract name of `address`; None when listening (or when `address` is not loopback:
+        links stay on gRPC), else why not: the name is taken (another node of this uid advertises the same
+        address, so its port is taken too). The caller says so once its own port is bound (if that fails,
+        the port in use is the one thing to tell)."""
         name = local.socket_name(address)
         if name is None:
-            return False
+            return None
         try:
             self._server = await asyncio.start_unix_server(self._on_conn, name, limit=local.READ_LIMIT)
         except OSError as e:
-            log.warning("local links off: cannot listen on %r: %s", name[1:], e.strerror or e)
-            return False
+            return f"local links off: cannot listen on {name[1:]!r}: {e.strerror or e}"
         self.name = name
-        return True
+        return None
 
     async def stop(self) -> None:
         """Stop accepting and end every local link this listener accepted."""

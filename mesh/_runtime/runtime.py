@@ -94,6 +94,7 @@ class NodeRuntime:
         self._lock = NodeLock(self.state_dir)
         self._peer_server: grpc.aio.Server | None = None
         self._local: LocalListener | None = None
+        self._servicer: PeerServicer | None = None
         self.hook_socket_path: Path | None = None
         self._faces: list[Callable[[], Awaitable[None]]] = []  # how to stop each face (control, hook wire)
         self._discovery: Any = None
@@ -146,16 +147,29 @@ class NodeRuntime:
                 log.warning("created credentials for mesh %r (CA %s) under %s; other machines join with "
                             "'meshctl join-token' / 'meshctl init --from TOKEN'",
                             cfg.mesh, self.credentials.fingerprint, self.home)  # fmt: skip
-        server, port = peer_server(cfg.bind, cfg.port, self.credentials)
-        self._peer_server = server
+        # The local listener before the peer port is bound: a bound port accepts connections before its
+        # server starts, so a node dialing us meanwhile found no local listener, fell back to gRPC and kept
+        # that link for good (mutual TLS on every frame: half the links of two nodes started at once, and the
+        # delivery latency between them ~0.5 ms worse). A port given (--port) names the listener before the
+        # bind; port 0 is bound first, but nobody can dial it before we tell its number.
+        port = cfg.port
+        server = None
+        if port == 0:
+            server, port = peer_server(cfg.bind, port, self.credentials)
+            self._peer_server = server
         host = cfg.bind if cfg.bind not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.address = cfg.advertise or f"{host}:{port}"
         me = PeerInfo(self.node_id, self.incarnation, cfg.name, cfg.role, self.address, started_at=wall())
         self._assemble(me)
-        # The local listener before the gRPC server: a node that dials us meanwhile finds no local listener
-        # and links over gRPC for good (the seed of a mesh started at once: 2 of 6 links in a 4-node one).
-        if self._local is not None and not await self._local.start(self.address):
+        refused = await self._local.start(self.address) if self._local is not None else None
+        if server is None:
+            server, _ = peer_server(cfg.bind, port, self.credentials)  # ConfigError when the port is taken
+            self._peer_server = server
+        if refused is not None:
+            log.warning("%s", refused)
             self._local = None
+        assert self._servicer is not None
+        pbg.add_PeerServicer_to_server(self._servicer, server)
         await server.start()
 
     def _assemble(self, me: PeerInfo) -> None:
@@ -176,10 +190,8 @@ class NodeRuntime:
         if use_local:
             self._local = LocalListener(clock=self.clock, life=self.life, links=links, handshake=handshake)
         links.on_gossip, links.on_lost, links.on_ensure = dialer.on_gossip, dialer.on_lost, dialer.ensure
-        assert self._peer_server is not None
-        servicer = PeerServicer(credentials=self.credentials, clock=self.clock, life=self.life, links=links,
-                                handshake=handshake)  # fmt: skip
-        pbg.add_PeerServicer_to_server(servicer, self._peer_server)
+        self._servicer = PeerServicer(credentials=self.credentials, clock=self.clock, life=self.life,
+                                      links=links, handshake=handshake)  # fmt: skip
 
         ctx = RuntimeContext(me=me, mesh=cfg.mesh, home=self.home, state_dir=self.state_dir, clock=self.clock,
                              spawn=self._spawn, links=links, hub=hub)  # fmt: skip

@@ -106,6 +106,10 @@ def check_args(verb: str, args: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- values
 
 
+_PLAIN = frozenset((bool, int, float, str, type(None)))
+"""Classes `encode` hands back as they are (a subclass, such as a str enum, takes the long way there)."""
+
+
 def encode(value: Any) -> Any:
     """A MeshAPI result as JSON-ready data (values and dataclasses as the object of their fields)."""
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -115,7 +119,9 @@ def encode(value: Any) -> Any:
     fields = getattr(value, "__value_fields__", None) or getattr(value, "__dataclass_fields__", None)
     if fields is None:
         raise TypeError(f"cannot put a {type(value).__name__} on the wire")
-    return {name: encode(getattr(value, name)) for name in fields}
+    # A plain field is taken as it is, not through a call of this function: an inbox item (each message a
+    # follower is handed) is a dozen of them, on the delivery path.
+    return {name: v if (v := getattr(value, name)).__class__ in _PLAIN else encode(v) for name in fields}
 
 
 def _tuples(rows: Any) -> tuple[tuple[Any, ...], ...]:

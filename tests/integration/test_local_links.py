@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,21 @@ def test_two_nodes_link_and_carry_traffic(mesh: Mesh, transport: str) -> None:
     mesh.ctl("down", node="b")
     until(lambda: mesh.states("a").get("b") == "left", what="a hears b's Leave")
     assert _links(mesh, "a") == (0, 0)
+
+
+def test_nodes_started_at_once_link_locally(mesh: Mesh) -> None:
+    """Two nodes started together, each dialing the seed's port: the link is local. A port accepts connections
+    once bound, before its server starts; the local listener used to start after the bind, and a dial in
+    between fell back to gRPC for good (half the time for two nodes started at once)."""
+    ports = free_ports(2)
+    seed = f"127.0.0.1:{ports[0]}"
+    with ThreadPoolExecutor(2) as pool:
+        started = [pool.submit(mesh.up, n, *FAST, *NO_MDNS, "--port", str(p), "--peer", seed)
+                   for n, p in zip("ab", ports, strict=True)]  # fmt: skip
+        for f in started:
+            f.result()
+    until(lambda: mesh.states("a").get("b") == "alive" and mesh.states("b").get("a") == "alive")
+    assert _links(mesh, "a") == (1, 0) and _links(mesh, "b") == (1, 0)
 
 
 def test_killed_peer_on_a_local_link_is_dead_at_once(mesh: Mesh) -> None:
