@@ -107,10 +107,10 @@ class Credentials:
 
 def pem_sha256(pem: bytes) -> bytes:
     """SHA-256 of the first certificate's DER in `pem` (base64 between the armour lines: no `ssl` needed)."""
-    import base64
+    import binascii  # base64.b64decode is this, and `base64` would stay in a node's memory for it (issue 15)
 
     body = pem.split(b"-----BEGIN CERTIFICATE-----", 1)[-1].split(b"-----END CERTIFICATE-----", 1)[0]
-    return hashlib.sha256(base64.b64decode(b"".join(body.split()))).digest()
+    return hashlib.sha256(binascii.a2b_base64(b"".join(body.split()))).digest()
 
 
 def peer_identity(context: grpc.aio.ServicerContext[Any, Any], mesh: str | None = None) -> str | None:

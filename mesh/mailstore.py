@@ -24,8 +24,8 @@ themselves are unchanged (same transactions, same `synchronous`), so durability 
 from __future__ import annotations
 
 import json
+import os
 import random
-import secrets
 import sqlite3
 import threading
 import time
@@ -277,7 +277,7 @@ class MailStore:
             if not meta:
                 if not created:  # an existing store with no mailbox in it was damaged, not never made
                     raise storage.damaged(self.path, "missing its mailbox header", self.holds, self.aside)
-                stream = new_stream_id(rng) if rng is not None else secrets.token_hex(8)
+                stream = new_stream_id(rng) if rng is not None else os.urandom(8).hex()  # token_hex(8)
                 self._db.executemany(
                     "INSERT INTO meta VALUES (?, ?)",
                     [

@@ -11,11 +11,10 @@ import math
 import os
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh._runtime.runtime import NodeRuntime
 from mesh._version import __version__
-from mesh.claim import Lease, PendingClaim, pending_claim
 from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core import validate
@@ -37,7 +36,10 @@ from mesh.views import (
     WatchEvent,
 )
 
-__all__ = ["Lease", "Node"]
+if TYPE_CHECKING:
+    from mesh.claim import PendingClaim  # loaded by `claim()`: a node nobody embeds never needs it
+
+__all__ = ["Node"]
 
 
 class Node:
@@ -75,8 +77,7 @@ class Node:
 
     async def _serve_faces(self) -> None:
         # Imported here: an embedded program that never starts a node need not load the servers.
-        from mesh._transport.control import serve_control
-        from mesh._transport.hookwire import serve_hookwire
+        from mesh._transport.faces import serve_control, serve_hookwire
 
         rt = self._rt
         assert rt.socket_path is not None and rt.hook_socket_path is not None
@@ -200,6 +201,8 @@ class Node:
         async def release() -> None:
             if self._rt.serving:  # a stopped node's claims went with it
                 self._rt.claims.release(resource, handle=True)
+
+        from mesh.claim import pending_claim
 
         # The node's clock is this process's clock: its instants need no mapping.
         return pending_claim(self, type, name, ttl, wait, clock=self._rt.clock, release=release)

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from mesh import storage
 from mesh.core.resources import is_shared
-from mesh.core.stats import Hold, Refusal
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mesh.core.stats import Hold, Refusal  # loaded by the queries: a node that only records needs neither
 
 __all__ = ["KEEP", "StatsLog"]
 
@@ -137,6 +140,8 @@ class StatsLog:
     @storage.guarded
     def holds_between(self, since: float, until: float) -> list[Hold]:
         """Holds that overlap [since, until] (one still running ends at `until`)."""
+        from mesh.core.stats import Hold
+
         rows = self._db.execute(
             "SELECT resource, holder, token, start, coalesce(end, ?) FROM holds "
             "WHERE start <= ? AND (end IS NULL OR end >= ?)",
@@ -146,6 +151,8 @@ class StatsLog:
 
     @storage.guarded
     def refusals(self, since: float, until: float) -> list[Refusal]:
+        from mesh.core.stats import Refusal
+
         rows = self._db.execute(
             "SELECT resource, claimant, at FROM refusals WHERE at BETWEEN ? AND ?", (since, until)
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
+import binascii
+import os
 from pathlib import Path
 
 from mesh import storage
@@ -20,9 +21,14 @@ def new_id() -> str:
     (An id starting with "-" would read as an option on any command line it is passed on.)
     """
     while True:
-        ident = secrets.token_urlsafe(12)
+        # secrets.token_urlsafe(12), spelled without `secrets` (and the `base64` and `random` it loads, which
+        # would stay in every node's memory for this one call at start: issue 15)
+        ident = binascii.b2a_base64(os.urandom(12), newline=False).decode().translate(_URL_SAFE)
         if ident[0].isalnum():
             return ident
+
+
+_URL_SAFE = str.maketrans("+/", "-_")
 
 
 class Store:

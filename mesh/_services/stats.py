@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mesh._services.board import BoardService
 from mesh._services.context import ServiceContext
@@ -35,16 +36,11 @@ from mesh.core.membership import (
     StatusChanged,
 )
 from mesh.core.ratelimit import LogLimiter
-from mesh.core.stats import (
-    Hold,
-    MessageRecord,
-    claim_collisions,
-    heartbeat_uptime,
-    intervals_from_transitions,
-    reply_times,
-)
 from mesh.statslog import KEEP, StatsLog
-from mesh.views import ClaimOverlap, MeshStats, MilestoneDone, SessionUptime
+
+if TYPE_CHECKING:
+    from mesh.core.stats import MessageRecord
+    from mesh.views import MeshStats
 
 log = logging.getLogger("mesh.stats")
 
@@ -154,6 +150,17 @@ class StatsService:
 
     def stats(self, window: float) -> MeshStats:
         """The metrics over the last `window` seconds."""
+        # Here, not at the top: the figures' code (mesh.core.stats, the views) is asked for now and then by
+        # a person (`meshctl stats`), never by an idle node, which only records (issue 15: its memory).
+        from mesh.core.stats import (
+            Hold,
+            claim_collisions,
+            heartbeat_uptime,
+            intervals_from_transitions,
+            reply_times,
+        )
+        from mesh.views import ClaimOverlap, MeshStats, MilestoneDone, SessionUptime
+
         until = wall()
         since = until - window
         uptime = []
@@ -197,6 +204,8 @@ class StatsService:
     def _messages(self) -> list[MessageRecord]:
         """This session's deliveries, both ways: its inbox (read or replied to by it), its outbox (read or
         replied to by the recipients)."""
+        from mesh.core.stats import MessageRecord
+
         me = self.ctx.name
         store = self.mail.store
         out = [

@@ -7,9 +7,7 @@ converted by the codec, errors by `errors.unary` / `errors.streaming`. Nothing h
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -278,24 +276,24 @@ class ControlServicer(pbg.ControlServicer):
         return pb.Empty()
 
 
-async def serve_control(api: MeshAPI, path: Path) -> grpc.aio.Server:
-    """Start the control server on a unix socket that only this user can use."""
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", limits.MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", limits.MAX_MESSAGE_BYTES),
-        ],
-        interceptors=[guard.SafeDecode()],
-        maximum_concurrent_rpcs=limits.CONTROL_MAX_CONCURRENT_RPCS,
-    )
-    pbg.add_ControlServicer_to_server(ControlServicer(api), server)
-    # umask first, so the socket is never briefly open to others between bind and chmod.
-    old = os.umask(0o177)
-    try:
-        server.add_insecure_port(f"unix:{path}")
-        await server.start()
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    await asyncio.sleep(0)
-    return server
+def control_handler(api: MeshAPI) -> grpc.GenericRpcHandler[Any, Any]:
+    """The control service on `api`: the generic handler the generated `add_ControlServicer_to_server`
+    makes (the server itself is mesh._transport.faces', which asks it by method name)."""
+    made = _Handlers()
+    pbg.add_ControlServicer_to_server(ControlServicer(api), made)
+    assert made.handler is not None
+    return made.handler
+
+
+class _Handlers:
+    """Takes what `add_ControlServicer_to_server` hands a server: its one generic handler (the method table
+    by name) and the same table again for gRPC's registered methods, which a lazily served service cannot
+    use (they are fixed when the server starts)."""
+
+    handler: grpc.GenericRpcHandler[Any, Any] | None = None
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler[Any, Any], ...]) -> None:
+        (self.handler,) = handlers
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        pass

@@ -10,6 +10,7 @@ speaks:
 One request per line, answers in order, any number per connection. Lines are bounded
 (limits.HOOK_LINE_MAX), every field is validated, a bad request gets `{"error": …}` (the connection
 stays open, except after an oversized line). The socket is 0600 next to control.sock; node.json says where.
+It is bound when the node starts (mesh._transport.faces); this module loads at its first connection.
 Like the control socket, it is a face of the node's one API: every op is a few `MeshAPI` calls on the
 node's own `Node` (path claims through `mesh.pathclaims`, the same code the MCP server and meshctl run).
 
@@ -131,7 +132,6 @@ class HookWire:
         self.me = me
         self.path = path
         self.cursor = _Cursor.load(Path(me.state_dir) / STATE_FILE)
-        self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[Any]] = set()
         self._publishing: set[asyncio.Task[Any]] = set()  # coalesced heartbeats on their way
         self._last_beat = -1e9
@@ -150,32 +150,17 @@ class HookWire:
             "api": self._api,
         }
 
-    async def start(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        old = os.umask(0o177)  # never briefly open to others between bind and chmod
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=limits.HOOK_LINE_MAX
-            )
-        finally:
-            os.umask(old)
-        os.chmod(self.path, 0o600)
-
     async def close(self) -> None:
         if self._beat_timer is not None:
             self._beat_timer.cancel()
-        if self._server is not None:
-            self._server.close()
         for t in [*self._conns, *self._publishing]:
             t.cancel()
         for t in [*self._conns, *self._publishing]:
             with contextlib.suppress(BaseException):
                 await t
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Serve one connection to the end (the socket is mesh._transport.faces')."""
         task = asyncio.current_task()
         if len(self._conns) >= limits.HOOK_MAX_CONNECTIONS:
             writer.close()
@@ -427,7 +412,7 @@ class HookWire:
             raise InvalidInput(f"verb must be one of {', '.join(sorted(wirecodec.API_VERBS))}")
         if not isinstance(args, dict):
             raise InvalidInput("args must be an object")
-        if verb in wirecodec.STREAM_VERBS:  # only as a connection's first request (see _serve)
+        if verb in wirecodec.STREAM_VERBS:  # only as a connection's first request (see serve)
             raise InvalidInput(f"{verb} is a stream: ask for it first on a connection of its own")
         wirecodec.check_args(verb, args)
         result = await getattr(self.api, verb)(**args)
@@ -564,10 +549,3 @@ def _paths(req: dict[str, Any], key: str = "paths") -> list[str]:
     if not isinstance(v, list) or not v or len(v) > limits.HOOK_MAX_PATHS:
         raise InvalidInput(f"{key} must be a list of 1-{limits.HOOK_MAX_PATHS} paths")
     return [_path(p) for p in v]
-
-
-async def serve_hookwire(api: MeshAPI, path: Path) -> HookWire:
-    """Start the hook wire for a node, served on its API (the node's own `Node`)."""
-    wire = HookWire(api, await api.info(), path)
-    await wire.start()
-    return wire

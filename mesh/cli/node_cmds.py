@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -13,15 +12,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh.cli.main import common_parser, connect, run
 from mesh.errors import ConfigError, MeshError, NodeUnavailable
+
+if TYPE_CHECKING:
+    import argparse  # a node's `up` line is read without it (mesh.cli.quick): only `register` loads it
 
 READY_TIMEOUT = 30.0
 
 
 def register(sub: Any) -> None:
+    import argparse
+
     up = sub.add_parser(
         "up",
         parents=[common_parser()],

@@ -64,7 +64,6 @@ the attempt. A stale accept lives at a minority only, so it never names a sessio
 
 from __future__ import annotations
 
-from mesh.core import globs
 from mesh.core.mutants import Mutants
 from mesh.core.resources import PathClaim, path_claim, slot_key
 from mesh.core.stewards import CONTESTED, SnapLease, contested
@@ -347,13 +346,17 @@ class AcceptorState:
         pc = path_claim(resource) if self._paths else None
         if pc is None or self._mutants.path_exact_only:
             return None
+        # Here, not at the top: a path claim's pattern was parsed with globs already (mesh.core.resources),
+        # and a node that never sees one need not keep the glob machinery in memory (issue 15).
+        from mesh.core.globs import overlaps
+
         mine = slot_key(resource, owner)
         found: tuple[str, AcceptedLease] | None = None
         for key, other in self._paths.items():
             if key == mine or not (pc.exclusive or other.exclusive) or (found and key >= found[0]):
                 continue
             lease = self._live(key, now)
-            if lease is not None and lease.owner != owner and globs.overlaps(pc.glob, other.glob):
+            if lease is not None and lease.owner != owner and overlaps(pc.glob, other.glob):
                 found = key, lease
         return (self._slots[found[0]].resource, found[1]) if found else None
 

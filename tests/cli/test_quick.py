@@ -54,6 +54,7 @@ def test_the_table_is_the_parsers_own(verb: str) -> None:
     options: dict[str, tuple[str, Any]] = {}
     positionals: list[tuple[str, int | str]] = []
     defaults: dict[str, Any] = {}
+    required: set[str] = set()
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
@@ -63,16 +64,27 @@ def test_the_table_is_the_parsers_own(verb: str) -> None:
             continue
         if isinstance(action, argparse._StoreTrueAction):
             convert: Any = quick.FLAG
+        elif isinstance(action, argparse._AppendAction):
+            assert action.nargs is None and action.default == [] and action.choices is None, action
+            convert = quick.Append(str if action.type is None else action.type)
+        elif action.nargs == "?":
+            convert = quick.DECLINE  # `up --web [PORT]`: such a line is argparse's
         else:
             assert type(action) is argparse._StoreAction and action.nargs is None, action
             convert = str if action.type is None else action.type
+            if action.choices is not None:
+                assert action.type is None, action
+                convert = quick.Choice(*action.choices)
             defaults[action.dest] = action.default
+        if action.required:
+            required.add(action.option_strings[0])
         for option in action.option_strings:
             options[option] = (action.dest, convert)
     table = {o: (d, getattr(module, c) if isinstance(c, str) else c) for o, (d, c) in spec.options.items()}
     assert table == options
     assert list(spec.positionals) == positionals
     assert {d: spec.defaults.get(d) for d in defaults} == defaults
+    assert set(spec.required) == required
     assert getattr(module, spec.func) is parser.get_default("func")
 
 
@@ -92,6 +104,13 @@ PLAIN = [
     ["send", "all", "body", "--all", "--reply-to", "m-1"],
     ["send", "n1", "subject", "-"],
     ["send", "-"],
+    ["up", "--name", "n00", "--no-mdns", "--port", "0", "--peer", "127.0.0.1:7000"],
+    ["up", "--name=n1", "--peer", "a:1", "--peer=b:2", "--mdns-interface", "127.0.0.1", "--preset", "fast"],
+    ["up", "--name", "n", "--role", "r", "--bind", "0.0.0.0", "--advertise", "h:1", "--log-level=debug"],
+    ["up", "--name", "n", "--heartbeat-interval", "0.5", "--suspect-after", "2", "--dead-after", "5"],
+    ["up", "--name", "n", "--lease", "3", "--bootstrap", "--join-window", "1", "--insecure", "--detach"],
+    ["up", "--name", "n", "--no-local-links", "--watch-pid", "123", "--ready-fd", "5", "--json"],
+    ["up", "--mesh", "m", "--home", "/tmp/h", "--node", "x", "--name", "n"],
 ]
 
 
@@ -119,6 +138,17 @@ DECLINED = [
     ["claim", "service", "--", "x"],
     ["claim", "service", "-5"],
     ["send", "--version"],
+    ["up"],  # --name is required: argparse says so
+    ["up", "--no-mdns"],
+    ["up", "--name", "n", "--web"],  # an optional value: argparse's
+    ["up", "--name", "n", "--web", "8080"],
+    ["up", "--name", "n", "--preset", "slow"],
+    ["up", "--name", "n", "--log-level", "trace"],
+    ["up", "--name", "n", "--port", "x"],
+    ["up", "--name", "n", "--port", "-1"],
+    ["up", "--name", "n", "--peer"],
+    ["up", "--name", "n", "extra"],
+    ["up", "--nam", "n"],
     ["claims"],
     ["--version"],
     [],
@@ -137,6 +167,8 @@ WORDS = [
     *("--ttl=10m", "--progress=50", "--json=", "--node=a", "--reply-to=", "--=x", "--no-such"),
     *("-", "--", "", "-5", "-x", "- x", "x", "service", "path", "a b", "10m", "1d", "30s", "101", "40"),
     *("src/**", "é", "n=1", "-1.5", "7d", "0"),
+    *("up", "--name", "--peer", "--port", "--preset", "fast", "slow", "--web", "--no-mdns", "--log-level"),
+    *("--watch-pid", "--lease", "--peer=a:1", "--name=n", "debug", "8080", "0.5", "--mdns-interface"),
 ]
 
 
