@@ -78,8 +78,9 @@ class _SendPipe:
     on the hook wire first) carries it in the batch too.
     """
 
-    def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event) -> None:
+    def __init__(self, stub: pbg.ControlStub, gate: asyncio.Event, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._stub = stub
+        self._timeout = timeout  # no answer for this long: the stream is given up, its sends asked again
         self._gate = gate  # set while no send is on the wire lane: what the stream writes comes after it
         # A send's SendRequest fields, not a SendRequest: `_take` builds each in its batch in place (a built
         # request is copied into the batch: twice the protobuf work per send).
@@ -104,7 +105,8 @@ class _SendPipe:
         of its answer (_Unanswered if none came). A plain call, not a coroutine: the caller awaits the future
         itself (a coroutine per send was a tenth of what a busy client pays per message)."""
         # No timer per send (a third of a busy client's time): the stream's watchdog in `_run` fails every
-        # pending send when no answer came for DEFAULT_TIMEOUT, and each is then asked again, unary.
+        # pending send when no answer came for its timeout (`Client(send_timeout=)`), and each is then asked
+        # again, unary.
         fut: asyncio.Future[pb.SendReply] = asyncio.get_running_loop().create_future()
         self._queue.append((fields, size, fut))
         self._wake.set()
@@ -143,14 +145,14 @@ class _SendPipe:
         reader = asyncio.create_task(self._read(call))
         try:
             while not reader.done():
-                if self._in_flight and loop.time() - self._progress > DEFAULT_TIMEOUT:
+                if self._in_flight and loop.time() - self._progress > self._timeout:
                     raise NodeUnavailable("node did not answer in time")
                 # While PIPE_DEPTH batches await their answers, sends gather into the next one: under load
                 # the batches grow (one group commit each) instead of many small ones chasing each other.
                 if not self._queue or len(self._in_flight) >= PIPE_DEPTH:
                     self._wake.clear()
                     waker = asyncio.create_task(self._wake.wait())
-                    left = self._progress + DEFAULT_TIMEOUT - loop.time() if self._in_flight else None
+                    left = self._progress + self._timeout - loop.time() if self._in_flight else None
                     try:
                         await asyncio.wait((waker, reader), timeout=left, return_when=asyncio.FIRST_COMPLETED)
                     finally:
@@ -163,7 +165,7 @@ class _SendPipe:
                     self._progress = loop.time()
                 # Not asyncio.wait_for: on 3.11 it swallows a cancel (close()) that lands as the write
                 # completes, and this loop then waited forever for sends that never come (gh-86296).
-                async with asyncio.timeout(DEFAULT_TIMEOUT):
+                async with asyncio.timeout(self._timeout):
                     await call.write(self._take())
         except asyncio.CancelledError:
             self._fail(NodeUnavailable("the client was closed"))
@@ -390,13 +392,20 @@ async def _answer(reader: asyncio.StreamReader, timeout: float | None) -> dict[s
 class Client:
     """Talks to one running node through its control socket."""
 
-    def __init__(self, node: RunningNode, clock: Clock | None = None) -> None:
+    def __init__(
+        self, node: RunningNode, clock: Clock | None = None, *, send_timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        """`send_timeout`: seconds a send waits for the node's answer on the hook wire or the SendStream
+        before it is asked again with its key (the stream is then given up); a unary Send has its own."""
+        if not send_timeout > 0:
+            raise InvalidInput(f"send_timeout must be positive, not {send_timeout!r}")
         self.node = node
         self.clock = clock or BootClock()
+        self._send_timeout = send_timeout
         self._channel = grpc.aio.insecure_channel(f"unix:{node.socket}")
         self._stub = pbg.ControlStub(self._channel)
         self._lane = _WireLane(node.hook_socket)
-        self._pipe = _SendPipe(self._stub, self._lane.idle)
+        self._pipe = _SendPipe(self._stub, self._lane.idle, send_timeout)
         # Every unary Send of this client (a send the stream left unanswered, a node without one) takes a
         # slot: thousands asked again at once (a stream that broke under a burst) came back CANCELLED from
         # the node by the hundred (114 of 2,500 lines in stop 22) instead of waiting their turn.
@@ -686,7 +695,7 @@ class Client:
             if "key" not in fields:  # on the stream after this (its answer lost): asked with this key
                 fields["key"] = send_key()
             try:
-                sent: Sent = await self._lane.call(verb, _wire_args(fields))
+                sent: Sent = await self._lane.call(verb, _wire_args(fields), self._send_timeout)
                 return sent
             except _Unanswered:
                 pass

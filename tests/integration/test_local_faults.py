@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -513,19 +514,21 @@ async def test_a_send_repeated_with_its_key_is_queued_once(tmp_path: Path) -> No
 async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_once(
     tmp_path: Path, wire: bool
 ) -> None:
-    """The sending node is paused (SIGSTOP) with sends pending on the client's SendStream: after 10 s without
-    an answer the client gives the stream up and asks again, unary, with each send's key; the node resumes
-    meanwhile, and every send is answered with its one id (each queued once, whichever copy came first).
+    """The sending node is paused (SIGSTOP) with sends pending on the client's SendStream: after its send
+    timeout without an answer the client gives the stream up and asks again, unary, with each send's key; the
+    node resumes meanwhile, and every send is answered with its one id (each queued once).
 
-    Without the hook wire, so every send is on the stream; with it, the first send of the burst is on the
-    wire (the others wait behind it): after its 10 s it is asked again on the stream, queued once all the
-    same."""
+    Without the hook wire, so every send is on the stream: the node resumes once all of them are asked again
+    unary. With it, the first send of the burst is on the wire (the others wait behind it): after its timeout
+    it is asked again on the stream, and the node resumes once the burst is in flight there; queued once all
+    the same. The client's send timeout is 2 s here, not the default 10 s (the path is the same)."""
     import asyncio
     import signal
 
     from mesh.client import Client
     from mesh.core.values import replace
     from mesh.paths import find_node
+    from tests.integration.harness import async_until
 
     m = Mesh(home=tmp_path / "home")
     try:
@@ -533,19 +536,33 @@ async def test_sends_to_a_node_that_stops_answering_are_asked_again_and_queued_o
         m.up("a", "--no-mdns", "--port", str(port))
         m.up("b", "--no-mdns", "--peer", f"127.0.0.1:{port}")
         node = find_node(m.home, m.name, "a")
-        async with Client(node if wire else replace(node, hook_socket=None)) as api:
+        async with Client(node if wire else replace(node, hook_socket=None), send_timeout=2.0) as api:
             await api.send("b", "warm", "body")  # the stream (or the wire) is open
             stream = api._pipe._task
+            unary = api._unary
+            asked: list[str] = []
+
+            async def counted(r: Any) -> Any:
+                asked.append(r.key)
+                return await unary(r)
+
+            api._unary = counted  # type: ignore[method-assign]
             m.signal("a", signal.SIGSTOP)
             try:
                 sending = asyncio.gather(*(api.send("b", f"paused {i}", "body") for i in range(20)))
-                await asyncio.sleep(12)  # past the stream's 10 s: the unary retries are under way
+                if not wire:  # the stream given up: every send asked again unary, with its key
+                    await async_until(lambda: len(asked) == 20, what="all 20 sends asked again unary")
+                else:  # the wire given up: the burst, the first send with it, in flight on the stream
+                    await async_until(
+                        lambda: not api._lane.busy and api._pipe._in_flight, what="the burst on the stream"
+                    )
                 assert not sending.done()
             finally:
                 m.signal("a", signal.SIGCONT)
             sent = await sending
             if not wire:
                 assert stream is not None and stream.done()  # given up, not waited out
+                assert all(asked) and len(set(asked)) == 20  # each asked with a key of its own
             else:
                 assert stream is None and api._pipe._task is not None  # the first lone send took the wire
         ids = [s.id for s in sent]
