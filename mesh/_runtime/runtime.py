@@ -150,7 +150,7 @@ class NodeRuntime:
         # The local listener before the peer port is bound: a bound port accepts connections before its
         # server starts, so a node dialing us meanwhile found no local listener, fell back to gRPC and kept
         # that link for good (mutual TLS on every frame: half the links of two nodes started at once, and the
-        # delivery latency between them ~0.5 ms worse). A port given (--port) names the listener before the
+        # delivery latency between them ~0.4 ms worse). A port given (--port) names the listener before the
         # bind; port 0 is bound first, but nobody can dial it before we tell its number.
         port = cfg.port
         server = None

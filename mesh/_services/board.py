@@ -80,14 +80,16 @@ class BoardService:
         self._pending: list[tuple[bd.Applied, asyncio.Future[None]]] = []  # local edits not yet saved
         self._flush_scheduled = False
         ctx.on_member(self._on_member)
-        log.info("board replica %s: %d task(s), %d operation(s) kept", self.board.replica,
-                 len(self.board), self.store.count())  # fmt: skip
+        # Said when the node starts (`start`), not here: a node that cannot bind its port after building its
+        # services (the local-link listener comes first) says only that, in one line.
+        self._kept = (len(self.board), self.store.count())
 
     @property
     def replica(self) -> str:
         return self.board.replica
 
     def start(self) -> None:
+        log.info("board replica %s: %d task(s), %d operation(s) kept", self.board.replica, *self._kept)
         self.ctx.spawn(self._timer(), "board-timer")
 
     def close(self) -> None:
