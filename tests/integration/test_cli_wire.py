@@ -7,8 +7,10 @@ import asyncio
 import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -181,9 +183,11 @@ def _fake_node(mesh: Mesh, name: str, sock: Path) -> tuple[Path, int]:
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a socket of another uid")
 def test_a_socket_of_another_user_is_refused(mesh: Mesh) -> None:
     mesh.homes.add(mesh.home)
-    # 1. the socket file belongs to another user
+    # 1. the socket file belongs to another user (in a short private directory, as a node puts a socket whose
+    # natural path is too long for AF_UNIX: a long temp root must not break the test)
     sd, fd = _fake_node(mesh, "theirs", Path("/nonexistent"))
-    sock = sd / "w.sock"
+    sock_dir = Path(tempfile.mkdtemp(prefix="w-"))
+    sock = sock_dir / "w.sock"
     server = subprocess.Popen(
         [sys.executable, "-c", "import socket, sys, os\n"
          f"s = socket.socket(socket.AF_UNIX); s.bind({str(sock)!r})\n"
@@ -203,13 +207,14 @@ def test_a_socket_of_another_user_is_refused(mesh: Mesh) -> None:
         r = mesh.ctl("claim", "service", "x", node="theirs", check=False)
         assert r.returncode == 2 and f"runs as uid {NOBODY}" in r.stderr, r.stderr
         # 3. the directory is not private
-        os.chmod(sd, 0o755)
+        os.chmod(sock_dir, 0o755)
         r = mesh.ctl("status", node="theirs", check=False)
         assert r.returncode == 2 and "not private" in r.stderr
     finally:
         server.kill()
         server.wait()
         os.close(fd)
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 def test_a_claim_that_waits_is_cancelled_when_the_cli_goes_away(mesh: Mesh) -> None:
