@@ -67,6 +67,9 @@ class MemberHub:
         self._watchers: list[_Watcher] = []
         self._pending: dict[str, list[float]] = {}  # field -> [first, last] change of a pending burst
         self._hb_seq = 0
+        # node id -> (monotonic state_since, its wall time): mapped once, so every view of a state shows the
+        # same instant (mapped afresh, wall and monotonic read a few µs apart made it jitter by a millisecond)
+        self._state_wall: dict[str, tuple[float, float]] = {}
         self._faults = LogLimiter(burst=2, every=60.0)
         self.send_to: SendTo = lambda node_id, f, droppable: False  # the link table's, once it exists
         self.ensure: Callable[[str], bool] = lambda node_id: False  # ...and its on-demand dial
@@ -97,6 +100,7 @@ class MemberHub:
                     self._tell(ev, m)
             elif isinstance(ev, MemberForgotten):
                 log.info("forgot %s (%s)", ev.name, ev.node_id)
+                self._state_wall.pop(ev.node_id, None)
         self._carry_out()
 
     def _carry_out(self) -> None:
@@ -195,13 +199,20 @@ class MemberHub:
             is_self=m.is_self,
             address=m.info.address,
             incarnation=m.info.incarnation,
-            state_since=w - (now - m.state_since),
+            state_since=self._state_since_wall(m, now, w),
             status_version=st.version if st else 0,
             status_updated_at=st.updated_at if st else 0.0,
             steward=m.info.node_id in self.stewards(),
             claims=st.claims if st else (),
             unread=unread if unread is not None else (st.unread if st else 0),
         )
+
+    def _state_since_wall(self, m: Member, now: float, w: float) -> float:
+        nid = m.info.node_id
+        got = self._state_wall.get(nid)
+        if got is None or got[0] != m.state_since:
+            got = self._state_wall[nid] = (m.state_since, w - (now - m.state_since))
+        return got[1]
 
     def members(self) -> list[MemberView]:
         """Every member this node knows, self first."""
