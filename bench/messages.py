@@ -341,6 +341,20 @@ def _link_trouble(c: Cluster) -> str:
     return "; ".join(hits[:3])
 
 
+async def _link_kinds(c: Cluster, names: list[str]) -> str:
+    """How the nodes' peer links run: same-host unix streams or gRPC with mTLS (the slower path, which a
+    node takes only when its local dial failed) — a figure from a gRPC-linked mesh is not comparable."""
+    local = grpc = 0
+    for name in names:
+        client = _client(c, name)
+        try:
+            info = await client.info()
+        finally:
+            await client.close()
+        local, grpc = local + info.local_links, grpc + info.grpc_links
+    return f"links: {local} local, {grpc} gRPC" + (" (NOT ALL LOCAL)" if grpc else "")
+
+
 def _with_trouble(note: str, c: Cluster) -> str:
     trouble = _link_trouble(c)
     return note + (f"; LINK LIMIT HIT: {trouble}" if trouble else "")
@@ -357,8 +371,9 @@ async def messages(ctx: Context) -> None:
         n_lat = ctx.rounds(1000, 100)  # p99 is then the 10th worst, not the 5th
         delivered, queued = await _delivery_latency(c, n_lat, warmup=30)
         s = summarize_s(delivered)
+        links = await _link_kinds(c, names)
         ctx.record("delivery_p50", s.p50_ms, "ms", target=1.0, ref=refs.REDIS_STREAMS_P50,
-                   note=f"n={n_lat}, one at a time; send -> b's followed inbox has it (wire)")  # fmt: skip
+                   note=f"n={n_lat}, one at a time; send -> b's followed inbox has it; {links}")  # fmt: skip
         ctx.record("delivery_p99", s.p99_ms, "ms", target=5.0, ref=refs.REDIS_STREAMS_P99,
                    note=f"n={n_lat}; max {s.max_ms:.2f} ms")  # fmt: skip
         q = summarize_s(queued)
@@ -431,9 +446,10 @@ async def messages(ctx: Context) -> None:
         rounds = ctx.rounds(60, 5)  # a p50 of 20 moved by a millisecond between runs
         n_btp = ctx.rounds(2000, 200)
         r = await _broadcast(c, names, rounds, warmup=3, n_tp=n_btp)
+        links = await _link_kinds(c, names)
         ctx.record("broadcast_11_p50", r["all_p50"], "ms", target=5.0,
                    note=f"n={rounds}; broadcast -> all 11 followers have it; one recipient p50 "
-                        f"{r['one_p50']:.2f} ms")  # fmt: skip
+                        f"{r['one_p50']:.2f} ms; {links}")  # fmt: skip
         ctx.record("broadcast_11_p99", r["all_p99"], "ms", note=f"n={rounds}; max {r['all_max']:.2f} ms")
         ctx.record("broadcast_11_throughput", r["tp_broadcasts"], "msg/s", higher_is_better=True,
                    note=f"n={n_btp} broadcasts, {r['tp_deliveries']:,.0f} deliveries/s; accepted "
