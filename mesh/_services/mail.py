@@ -478,9 +478,8 @@ class MailService:
         except MeshError as e:
             if key:  # the whole batch refused (its key was used for another, or a fault): each item says so
                 return [e] * len(outs)
-            return [
-                o if isinstance(o, MeshError) else e for o in outs
-            ]  # a fault: each send not queued says so
+            # a fault: each send that was to be queued says so; a send refused at its check keeps its error
+            return [o if isinstance(o, MeshError) else e for o in outs]
         answers: list[tuple[str, Sequence[str]] | MeshError] = []
         add = answers.append
         last: tuple[mb.Recipient, ...] = ()
