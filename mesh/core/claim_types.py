@@ -104,6 +104,26 @@ class LeaseConfig:
         """(1+rho)/(1-rho): a duration measured on one clock, made safe to run on any other."""
         return (1 + self.rho) / (1 - self.rho)
 
+    @property
+    def probe_window(self) -> float:
+        """How long after sending a probe round (the pre-edit check) its answers may still count, on the
+        prober's clock: the containment slack D_A(1-rho)/(1+rho) - D_P (1 s by default, whatever D_P).
+
+        Why: a steward of a holder's accept majority keeps that lease live at least D_A/(1+rho) true seconds
+        after its accept, which came after the holder's send; the holder believes it at most D_P/(1-rho)
+        true seconds after that send. So a steward of that majority reports the lease to any question that
+        reaches it from when the holder was granted until at least the slack (true time) after the holder
+        stopped believing that grant. A round whose answers all come within the slack of its send therefore
+        says "nobody" only if nobody held when it was sent: a holder of then is still believed or still in
+        its slack when the last answer comes, and the stewards of its accept majority that answered cannot
+        all have missed it. A slower round can miss a holder that held from before the send to after the
+        last answer: its first grant ran out at the stewards that answered late, and its renewal (granted by
+        others, before its deadline) reached the early ones only after they answered (``slow_probe`` in
+        mesh.testing.sim). Claims do not need this: a grant's deadline is counted from its own send, and a
+        claim's promises are followed by accepts, whose ballot numbers order it against the holder's.
+        """
+        return max(0.0, self.acceptor_lease * (1 - self.rho) / (1 + self.rho) - self.lease)
+
     def validate(self) -> LeaseConfig:
         """Raise ConfigError unless the values are consistent (containment included); return self."""
         if not self.lease > 0:

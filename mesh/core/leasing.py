@@ -67,7 +67,8 @@ HEDGE = 3.0
 """A thrifty claim asks the rest once its majority takes this many times the slowest usual answer of those
 it asked (a hedged request: a straggler costs a few round trips, not ``thrifty_wait``)."""
 PROBE_TRIES = 3
-"""Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last)."""
+"""Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last, or
+asked again when the last did not decide within ``LeaseConfig.probe_window`` of its send)."""
 
 
 class Leasing:
@@ -123,6 +124,11 @@ class Leasing:
 
         The answer is one ``Probed`` effect. It raises ``resource``'s ballot numbers at the stewards, so
         probe what nobody else claims under that name (``path-shared/...``: a slot of this owner alone).
+
+        A round's answers count only within ``LeaseConfig.probe_window`` of its send (the containment slack,
+        1 s by default, below the 2 s attempt timeout): "nobody" then means nobody held when the round was
+        sent (the property's docstring argues it). A round that has not decided by then is asked again
+        (at most ``PROBE_TRIES`` rounds in all), within the attempt timeout.
         """
         if self._steward.config is None:
             return [Probed(resource, unavailable="no steward config yet")]
@@ -140,6 +146,8 @@ class Leasing:
         MAJORITY of the voters report the same owner (it certainly holds: a stale accept lives at a minority
         only), "nobody" when a majority report nothing against it; while the answers still to come can
         decide, wait for them; a round that cannot decide is asked again (``_probe_again``)."""
+        if now - a.started >= self._lc.probe_window and not self._mut.probe_late_answers:
+            return []  # too late to count: the round is asked again (``tick``)
         voter = node_of(sender)
         voters = self._voters(a, now)
         if isinstance(m, PrepareReject):
@@ -179,10 +187,10 @@ class Leasing:
         return []
 
     def _probe_again(self, resource: str, a: Attempt, tries: int, now: float) -> list[Effect]:
-        """The probe's next round, above every number it has heard of."""
+        """The probe's next round, above every number it has heard of (its answers count from ``now``)."""
         b = self._next_ballot(resource)
-        self._probes[resource] = replace(a, ballot=b, promised=set(), refused=set(), reports={}, tries=tries,
-                                         again_at=None)  # fmt: skip
+        self._probes[resource] = replace(a, ballot=b, started=now, promised=set(), refused=set(), reports={},
+                                         tries=tries, again_at=None)  # fmt: skip
         return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
 
     def held(self, now: float) -> dict[str, HeldLease]:
@@ -658,6 +666,14 @@ class Leasing:
                     # (the pre-edit check then reads the published claims).
                     late = "the stewards' reports of a conflicting claim disagree (no owner has a majority)"
                 out.append(Probed(r, unavailable=late))
+            elif now >= p.started + self._lc.probe_window and not self._mut.probe_late_answers:
+                # The round's later answers could miss a holder that renewed meanwhile: ask again.
+                if p.tries >= PROBE_TRIES:
+                    del self._probes[r]
+                    late = f"no steward majority answered within {self._lc.probe_window:g}s of asking"
+                    out.append(Probed(r, unavailable=late))
+                else:
+                    out += self._probe_again(r, p, p.tries + 1, now)
             elif p.again_at is not None and now >= p.again_at:
                 out += self._probe_again(r, p, p.tries, now)
         return out
@@ -682,7 +698,8 @@ class Leasing:
                     ts.append(s.attempt.spare_at)
             if s.retry_at is not None:
                 ts.append(s.retry_at)
-        ts += [min(a.timeout_at, a.again_at or math.inf) for a in self._probes.values()]
+        window = math.inf if self._mut.probe_late_answers else self._lc.probe_window
+        ts += [min(a.timeout_at, a.again_at or math.inf, a.started + window) for a in self._probes.values()]
         turn = self._steward.acceptor.next_due()
         if turn is not None:
             ts.append(turn)

@@ -52,6 +52,11 @@ class Mutants:
     ``D_P(1+rho) <= D_A(1-rho)``: an acceptor on a fast clock lets a lease go while its holder on a slow clock
     still believes it."""
 
+    probe_late_answers: bool = False
+    """A pre-edit check (``Leasing.probe``) counts its stewards' answers however late they come, not only
+    within ``LeaseConfig.probe_window`` of its round's send: a round slower than the containment slack can
+    answer "nobody" while a holder renewing through other stewards held throughout."""
+
     fifo_head_window_forever: bool = False
     """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
     good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""

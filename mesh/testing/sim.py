@@ -1332,6 +1332,32 @@ def late_quorum(mutants: Mutants, seed: int = 0) -> Simulation:
     return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
 
 
+def slow_probe(mutants: Mutants, seed: int = 0, lease: LeaseConfig | None = None) -> Simulation:
+    """A pre-edit check whose round outlasts the containment margin, beside a holder that renews through
+    other stewards (production timings: D_P = 10 s, D_A = 11.22 s, attempt timeout 2 s).
+
+    H (n3) is granted ``src/**`` by n0 and n1 at t = 1 (its messages to n2 are cut until 9.5), then can no
+    longer reach n0: its renewals fail (one promise, n1's) until n2 comes back, paused from 9.5 to 10.95: the
+    renewal asked at about 10.33 is answered then and granted by n1 and n2 before H's deadline (11): H holds
+    throughout. P (n4) checks ``src/app/x.py`` at 10.9: n1 names H, n2 (before it accepts H's renewal) has
+    nothing, and n0, paused from 10.5 to 12.3, answers after H's first lease ran out there (about 12.22):
+    nothing. Two of three report nothing: counted as they come (``probe_late_answers``: the round then
+    lasted 1.4 s, past the 1 s margin), the check says "nobody" while H held for the whole question. Counted
+    only within the margin of the round's send (``LeaseConfig.probe_window``), n0's answer is too late; the
+    round asked again at 11.9 hears H from n1 and n2 (renewed) and names H."""
+    quiet = _quiet(nodes=5, duration=14.0)
+    lc = lease or LeaseConfig()
+    script: Script = [
+        (0.5, "cut", (3, 2, 9.5, True)),  # H's messages never reach n2 until 9.5
+        (1.0, "claim", ("n3/0", "path/src/**", 600.0, False)),
+        (1.2, "cut", (3, 0, 60.0, True)),  # ...nor n0 after its grant
+        (9.5, "pause", ("n2/0", 1.25)),  # n2 answers H's renewal (and P's check) at 10.75
+        (10.5, "pause", ("n0/0", 2.0)),  # n0 answers P's check at 12.5
+        (10.7, "probe", ("n4/0", "src/app/x.py")),
+    ]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
+
+
 def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:
     """FIFO hand-over past a dead head waiter: n3 holds r0; n4 then n2 wait for it (queued at the stewards in
     that order, and they do not poll: ``persistence`` 0); n4 dies; n3 releases. The stewards reserve r0 for

@@ -154,6 +154,15 @@ def test_lease_config_defaults_follow_design() -> None:
     assert (f.lease, f.attempt_timeout) == (2.0, 0.5) and f.acceptor_lease == pytest.approx(3 * 1.01 / 0.99)
 
 
+def test_the_probe_window_is_the_containment_slack_on_the_probers_clock() -> None:
+    """D_A(1-rho)/(1+rho) - D_P: 1 s by default whatever D_P, none at the containment bound."""
+    assert LeaseConfig().probe_window == pytest.approx(1.0)
+    assert LeaseConfig.fast().probe_window == pytest.approx(1.0)
+    assert LeaseConfig(lease=2.0, rho=0.1).probe_window == pytest.approx(1.0)
+    assert LeaseConfig(acceptor_lease=13.0).probe_window == pytest.approx(13 * 0.99 / 1.01 - 10)
+    assert LeaseConfig(lease=2.0, rho=0.1, acceptor_lease=2 * 1.1 / 0.9).probe_window == pytest.approx(0.0)
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -179,6 +188,50 @@ def test_claim_free_resource_is_granted_with_deadline_from_prepare_time() -> Non
     assert g.token == token_of(1, 1) and g.until == pytest.approx(FAST.lease)
     assert set(c.cores["p/1"].held(1.0)) == {"task/1"}
     assert c.cores["p/1"].held(FAST.lease) == {}  # deadline is exclusive
+
+
+SLOW = 1.9
+"""s: a round's answers come this long after its send: past the 1 s slack of D_A, within the 2 s timeout."""
+
+
+@pytest.mark.parametrize("resource", ["task/1", "path/src/**"])
+@pytest.mark.parametrize("single_round", [True, False])
+def test_a_claims_deadline_counts_from_its_send_however_long_its_round_takes(
+    resource: str, single_round: bool
+) -> None:
+    """Production timings (D_P 10 s, D_A 11.22 s, attempt timeout 2 s), every answer 1.9 s late: longer than
+    the 1 s slack in D_A. A grant and a renewal are each believed until D_P after THEIR send, the stewards'
+    exclusions run D_A from their accepts, later: the holder's belief ends before any steward's exclusion
+    by the whole slack plus the round's length. A claim's safety does not depend on how long its round
+    takes (only ``Leasing.probe``'s "nobody" does: ``LeaseConfig.probe_window``)."""
+    lc = replace(LeaseConfig(), single_round=single_round)
+    c = cluster(lc=lc)
+    p = c.cores["p/1"]
+    c.take("p/1", p.claim(resource, 600.0, 0.0))  # a one-round Propose, or a Prepare, sent at 0
+    c.pump(SLOW)  # ...answered at 1.9 (and a Prepare's Propose at once, answered at once)
+    (g,) = only(c.drain("p/1"), Granted)
+    assert isinstance(g, Granted) and g.until == pytest.approx(lc.lease)  # from the send, not the quorum
+    t = lc.renew_every  # the renewal's Prepare goes out D_P/3 after the grant's attempt started
+    c.take("p/1", p.tick(t))
+    c.pump(t + SLOW)
+    (r,) = only(c.drain("p/1"), Renewed)
+    assert isinstance(r, Renewed) and r.until == pytest.approx(t + lc.lease)
+    leases = [c.cores[s]._leases._steward.acceptor.live_lease(resource, t + SLOW) for s in IDS]  # type: ignore[attr-defined]
+    for x in leases:  # the renewal's Propose went to every steward
+        assert x is not None and x.expires - r.until == pytest.approx(lc.acceptor_lease - lc.lease + SLOW)
+
+
+def test_a_one_round_claim_refused_counts_its_two_rounds_from_their_own_send() -> None:
+    """The fast Propose is refused (the stewards promised higher numbers): the classic two rounds start when
+    the refusals come, 1.9 s later, and the grant is believed D_P from THAT send."""
+    lc = LeaseConfig()
+    c = cluster(lc=lc)
+    for s in IDS:
+        c.cores[s]._leases._steward.acceptor._floor = (1, 50)  # type: ignore[attr-defined]
+    c.take("p/1", c.cores["p/1"].claim("task/1", 600.0, 0.0))
+    c.pump(SLOW)
+    (g,) = only(c.drain("p/1"), Granted)
+    assert isinstance(g, Granted) and g.until == pytest.approx(SLOW + lc.lease) and g.token > token_of(1, 50)
 
 
 def test_second_claimant_is_denied_with_holder_identity_name_and_remaining_life() -> None:

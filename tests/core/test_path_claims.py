@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mesh.core.claims import Denied, Effect, Granted, Probed, Released, Send
+from mesh.core.claims import Denied, Effect, Granted, LeaseConfig, Probed, Released, Send
 from mesh.core.errors import PatternError
-from mesh.core.lease import AcceptorState, Prepare, Promise, Propose, Release
+from mesh.core.lease import Accepted, AcceptorState, Prepare, Promise, Propose, Release
 from mesh.core.mutants import Mutants
 from mesh.core.resources import conflict, literal, path_claim, path_resource, slot_key
 from mesh.core.stewards import SnapLease, merge_snapshots
@@ -293,6 +293,56 @@ def test_a_probe_whose_stewards_keep_disagreeing_says_it_cannot_tell() -> None:
     c.run_until(0.1 + FAST.attempt_timeout + 0.05, start=0.1)
     (p,) = only(out + c.drain("q/1"), Probed)
     assert p.denied is None and "disagree" in p.unavailable, p  # type: ignore[attr-defined]
+
+
+def _lease_at(c: Cluster, steward: str, resource: str, owner: str, rnd: int, now: float) -> None:
+    """``steward`` accepts ``owner``'s ballot (1, ``rnd``) of ``resource`` at ``now``, excluding for D_A."""
+    acc = c.cores[steward]._leases._steward.acceptor  # type: ignore[attr-defined]
+    assert isinstance(acc.on_prepare(Prepare(resource, 1, rnd, owner), now, 1), Promise)
+    lease = LeaseConfig().acceptor_lease
+    assert isinstance(acc.on_propose(Propose(resource, 1, rnd, owner, owner, lease, 600.0), now, 1), Accepted)
+
+
+@pytest.mark.parametrize("late_answers_count", [False, True])
+def test_a_probe_counts_only_answers_within_the_containment_slack_of_its_round(
+    late_answers_count: bool,
+) -> None:
+    """Production timings (D_P 10 s, D_A 11.22 s, attempt timeout 2 s). p is granted src/** by a and b at 0
+    (believed until 10), and renews through b and c at 9.9 (believed until 19.9): p holds throughout. q's
+    check at 9.8: b names p, c (before it accepts p's renewal) has nothing, and a answers only at 11.3, after
+    p's first lease ran out there: nothing. Counted, that late answer makes a majority of "nobody" while p
+    held all along (mutant ``probe_late_answers``). It came 1.5 s after the round's send, past the 1 s
+    slack (``LeaseConfig.probe_window``): not counted; the round asked again hears p from b and c."""
+    c = cluster(lc=LeaseConfig(), mutants=Mutants(probe_late_answers=late_answers_count))
+    q = c.cores["q/1"]
+    for s in ("a/1", "b/1"):
+        _lease_at(c, s, "path/src/**", "p/1", 1, 0.0)
+    (ask,) = {e.msg for e in q.probe(PROBE, 9.8) if isinstance(e, Send)}
+
+    def answer(steward: str, now: float) -> Promise:
+        (a,) = [e for e in c.cores[steward].receive("q/1", ask, now) if isinstance(e, Send)]
+        assert isinstance(a.msg, Promise)
+        return a.msg
+
+    for s, owner in (("b/1", "p/1"), ("c/1", "")):
+        got = answer(s, 9.8)
+        assert got.owner == owner
+        assert not only(q.receive(s, got, 9.81), Probed)  # p, nobody: wait for a
+    for s in ("b/1", "c/1"):
+        _lease_at(c, s, "path/src/**", "p/1", 2, 9.9)  # p's renewal
+    late = answer("a/1", 11.3)
+    assert not late.owner  # p's first lease ran out at a at 11.22
+    out = q.receive("a/1", late, 11.31)
+    if late_answers_count:
+        assert out == [Probed(PROBE)]  # "nobody": wrong, p held from before 9.8 to after 11.31
+        return
+    assert not only(out, Probed)
+    again = q.tick(11.31)  # the round's window passed at 10.8: ask again
+    assert sorted(e.to for e in again if isinstance(e, Send)) == ["a", "b", "c"]
+    c.take("q/1", again)
+    c.pump(11.32)
+    (p,) = only(c.drain("q/1"), Probed)
+    assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
 
 
 def test_a_claim_over_several_holders_each_at_a_different_majority_is_refused_at_once() -> None:

@@ -19,6 +19,7 @@ from mesh.testing.sim import (
     first_violation,
     late_quorum,
     short_exclusion,
+    slow_probe,
     stale_fast_accept,
     stale_owner_open,
 )
@@ -40,8 +41,10 @@ BUDGET = {  # first seeds as of stop 25 (they move with any change to the sim's 
 # push the first catch past any budget: handoff_highest_owner (random: first seed 676; stale_fast_accept
 # catches it at 22 of 40 script seeds, 35 before thrifty claims), deadline_at_quorum (random: first seed
 # 148, then 243 with thrifty claims, 3 of 600 seeds; late_quorum: 40 of 40).
+# probe_late_answers (random: none in 300 seeds with attempts longer than the probe window; slow_probe: 200
+# of 200 script seeds).
 SCRIPTED = {"handoff_highest_owner", "deadline_at_quorum", "no_renewal_qualifier", "fifo_head_window_forever",
-            "short_acceptor_lease"}  # fmt: skip
+            "short_acceptor_lease", "probe_late_answers"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(BUDGET))
@@ -124,6 +127,24 @@ def test_simulator_catches_an_acceptor_lease_below_containment_and_not_one_at_it
             st = sim.run()
             assert st.violation is None and [who for _, who, _ in sim.grant_log] == ["n3/0", "n4/0"], seed
     assert caught >= 4
+
+
+def test_simulator_catches_a_probe_that_counts_answers_later_than_the_containment_slack() -> None:
+    """``slow_probe`` (production timings): a pre-edit check whose round lasts 1.8 s, past the 1 s slack in
+    D_A, beside a holder that renews through other stewards. Counting the late answer says "nobody" while
+    the holder held throughout (every script seed tried); counting answers only within
+    ``LeaseConfig.probe_window`` of the round's send, the round asked again names the holder."""
+    for seed in range(20):
+        with pytest.raises(SafetyViolation, match="found nobody; n3/0 held path/src/"):
+            slow_probe(Mutants(probe_late_answers=True), seed).run()
+        sim = slow_probe(Mutants(), seed)
+        st = sim.run()
+        assert st.violation is None and st.renewals >= 1, seed
+        assert [who for _, who, _ in sim.grant_log] == ["n3/0"], (seed, sim.grant_log)
+        assert [(who, named) for _, who, _, named in sim.probe_log] == [("n4/0", "n3/0")], (
+            seed,
+            sim.probe_log,
+        )
 
 
 def _halves(seed: int, mutants: Mutants) -> Simulation:
