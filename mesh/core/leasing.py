@@ -128,12 +128,16 @@ class Leasing:
         A round's answers count only within ``LeaseConfig.probe_window`` of its send (the containment slack,
         1 s by default, below the 2 s attempt timeout): "nobody" then means nobody held when the round was
         sent (the property's docstring argues it). A round that has not decided by then is asked again
-        (at most ``PROBE_TRIES`` rounds in all), within the attempt timeout.
+        (at most ``PROBE_TRIES`` rounds in all), within the attempt timeout. A probe of a resource whose
+        probe is under way starts a fresh one (whose answer is the answer to both).
         """
         if self._steward.config is None:
             return [Probed(resource, unavailable="no steward config yet")]
-        if resource in self._probes:
-            return []  # one at a time: its answer is the answer
+        under_way = self._probes.get(resource)
+        if under_way is not None and under_way.started >= now:
+            return []  # the round just sent answers this question too
+        # A question while another is under way: a fresh round answers both (callers wait per resource), as
+        # a round sent before this question could miss a holder granted in between.
         b = self._next_ballot(resource)
         t = now + self._lc.attempt_timeout
         self._probes[resource] = Attempt(ballot=b, renewal=False, started=now, deadline=t, timeout_at=t)

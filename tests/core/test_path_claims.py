@@ -345,6 +345,27 @@ def test_a_probe_counts_only_answers_within_the_containment_slack_of_its_round(
     assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
 
 
+def test_a_probe_asked_while_one_is_under_way_is_answered_by_a_round_sent_after_it() -> None:
+    """q's first check, at 1.0, is answered "nobody" by every steward, but the answers are slow; p is granted
+    src/app/** at 1.2; q checks again at 1.3 (the service's callers wait per resource for one answer).
+    Joined to the round of 1.0, the second check would hear "nobody" about a holder granted before it asked;
+    a fresh round is sent, the first round's answers no longer count, and both checks hear p."""
+    c = cluster()
+    q = c.cores["q/1"]
+    old = _answers(c, "q/1", PROBE, now=1.0)  # "nobody" from each, not delivered yet
+    assert all(isinstance(a.msg, Promise) and not a.msg.owner for a in old.values())
+    assert only(c.call("p/1", "claim", "path/src/app/**", 60.0, now=1.2), Granted)
+    assert not q.probe(PROBE, 1.0)  # the same instant: the round just sent answers it
+    again = q.probe(PROBE, 1.3)
+    assert sorted(e.to for e in again if isinstance(e, Send)) == ["a", "b", "c"]
+    for s in ("a", "b", "c"):
+        assert not only(_deliver(c, "q/1", old, s, 1.35), Probed)  # the old round's: not counted
+    c.take("q/1", again)
+    c.pump(1.36)
+    (p,) = only(c.drain("q/1"), Probed)
+    assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
+
+
 def test_a_claim_over_several_holders_each_at_a_different_majority_is_refused_at_once() -> None:
     """Three sessions hold src/a/**, src/b/** and src/c/** (no overlap), each through two of the three
     stewards; a claim of src/** conflicts with all three, and each steward reports one of the two it has.
