@@ -60,6 +60,13 @@ Probes (``Leasing.probe``, the pre-edit check) follow the same rule: a conflict 
 majority of the voters report the same owner, "nobody" when a majority report nothing against the prober;
 reports that disagree wait for the other answers, or (everybody answered) ask again a moment later within
 the attempt. A stale accept lives at a minority only, so it never names a session that holds nothing.
+Unlike a claim, a probe has no Propose whose ballot orders it against the holder's renewals: its "nobody"
+rests on timing alone, so a round's answers count only within the containment slack of its send
+(``LeaseConfig.probe_window``, where the argument is; mutant ``probe_late_answers``).
+
+Claims need no such bound: a grant's or renewal's deadline runs D_P from ITS send (one-round Propose,
+Prepare, or a renewal's Prepare), the acceptors' D_A from their accepts, later, whatever the round's length
+in between; a late quorum past the deadline is no grant (correction 5).
 """
 
 from __future__ import annotations
