@@ -298,7 +298,7 @@ class Dialer:
             info, status = self._accept_answer(address, side, first)
             assert first is not None  # _accept_answer raised otherwise
             link = Link(info, dialer=self.me.node_id, outbound=True, write=side.write, finish=side.finish,
-                        batches=first.hello.frame_batches, local=True)  # fmt: skip
+                        batches=first.hello.frame_batches, local=True, write_now=side.write_now)  # fmt: skip
             if not self.links.register(link, status):
                 return True
             handed_over = True

@@ -121,6 +121,7 @@ class ClaimsService:
         self._handles: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._timer_at = math.inf  # (clock) when the timer task looks next: apply() wakes it only sooner
+        self._sleep: asyncio.Timeout | None = None  # the timer task's sleep, while it sleeps (apply moves it)
         self._manage_soon = False
         self._last_manage = 0.0
         self._observers = taps.lease_observers()
@@ -169,8 +170,12 @@ class ClaimsService:
 
     # ------------------------------------------------------------------ effects
 
-    def apply(self, effects: list[Effect]) -> None:
-        """Carry out the core's effects in order; sends to one peer ride in one frame."""
+    def apply(self, effects: list[Effect], *, answer_first: bool = False) -> None:
+        """Carry out the core's effects in order; sends to one peer ride in one frame.
+
+        `answer_first`: the sends leave once the current task step is over (a release: its caller's answer
+        leaves first). A frame to a link whose writer is idle leaves at once, a write each, and a release's
+        Release to every steward would otherwise sit in front of its answer."""
         outbox: dict[str, list[object]] = {}
         status_changed = False
         unstored = False
@@ -241,10 +246,10 @@ class ClaimsService:
                     turn.set()
         if unstored:
             outbox.clear()
-        for to, msgs in outbox.items():
-            # A bare node id (a steward) reaches whatever incarnation of it runs; an identity only that one.
-            # A message that reaches nobody is lost, which the protocol tolerates (the attempt times out).
-            self.ctx.send(Identity.parse(to) if "/" in to else to, *msgs)
+        if answer_first and outbox:
+            asyncio.get_running_loop().call_soon(self._send_out, outbox)
+        else:
+            self._send_out(outbox)
         if status_changed:
             self.ctx.publish_status("claims", lambda: tuple(self.held_view()), PUBLISH_DELAY, PUBLISH_MOST)
         woken, self._waiters_woken = self._waiters_woken, False
@@ -255,11 +260,35 @@ class ClaimsService:
             deadline = self.core.next_deadline()
             if deadline is None or deadline >= self._timer_at:
                 return
+            if self._sleep is not None and self._move_sleep(deadline):
+                return
         if woken:
             # A claim's answer is on its way: let its task reply first, the timer's pass comes right after.
             asyncio.get_running_loop().call_soon(self._wake.set)
         else:
             self._wake.set()
+
+    def _send_out(self, outbox: dict[str, list[object]]) -> None:
+        for to, msgs in outbox.items():
+            # A bare node id (a steward) reaches whatever incarnation of it runs; an identity only that one.
+            # A message that reaches nobody is lost, which the protocol tolerates (the attempt times out).
+            self.ctx.send(Identity.parse(to) if "/" in to else to, *msgs)
+
+    def _move_sleep(self, deadline: float) -> bool:
+        """Bring the sleeping timer task's next pass forward to `deadline` (True), rather than wake it now
+        to find nothing due and sleep again: a claim's attempt timeout moved the deadline on every claim, and
+        that pass ran on the claimant while its Proposes were out (the second steward waited for the CPU).
+        False when the sleep is already over (its pass is coming; then it is woken as before)."""
+        sleep = self._sleep
+        if sleep is None or sleep.expired():
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            sleep.reschedule(loop.time() + max(0.0, deadline - self.ctx.clock.now()))
+        except RuntimeError:  # not sleeping under it any more
+            return False
+        self._timer_at = deadline
+        return True
 
     def valid_until(self, until: float) -> float:
         """The holder's conservative validity for a core deadline ``until`` = t_prepare_sent + D_P.
@@ -353,9 +382,13 @@ class ClaimsService:
             self._wake.clear()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that races the
             # timeout, which left this loop running after stop().
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
+            try:
+                async with asyncio.timeout(timeout) as self._sleep:
                     await self._wake.wait()
+            except TimeoutError:
+                pass
+            finally:
+                self._sleep = None
 
     # ------------------------------------------------------------------ API
 
@@ -518,7 +551,7 @@ class ClaimsService:
                 return h.token
             self._handles.pop(resource, None)
         tell = h is None or not self._cut_short(resource, h, now)
-        self.apply(self.core.release(resource, now, tell=tell))
+        self.apply(self.core.release(resource, now, tell=tell), answer_first=True)
         return h.token if h else None
 
     def _cut_short(self, resource: str, h: _Held, now: float) -> bool:

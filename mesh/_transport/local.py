@@ -131,6 +131,15 @@ class StreamSide:
         if self.transport.get_write_buffer_size() > HIGH_WATER:
             await self.writer.drain()
 
+    def write_now(self, frame: pb.PeerFrame) -> bool:
+        """Write `frame` without waiting (True), unless the link is closing or the peer is behind (above
+        HIGH_WATER: the writer task writes it and waits for the peer)."""
+        t = self.transport
+        if t.is_closing() or t.get_write_buffer_size() > HIGH_WATER:
+            return False
+        t.write(encode(frame))
+        return True
+
     async def finish(self) -> None:
         if not self.transport.is_closing() and self.writer.can_write_eof():
             self.writer.write_eof()

@@ -615,6 +615,8 @@ class ProposerSlot:
     wait: bool = False  # the claimant waits for the item: refusals queue it at the stewards
     since: float = 0.0  # when it first asked (local time): its place in the stewards' queues
     woken: bool = False  # a steward said "your turn" while an attempt was under way: retry at once
+    unasked: tuple[str, ...] | None = None  # stewards this slot never sent anything (None: no attempt yet):
+    # a thrifty one-round first attempt's spare, while unsent; () once a second attempt starts
 
     @property
     def holding(self) -> bool:

@@ -241,6 +241,7 @@ class Leasing:
     def _start(self, resource: str, slot: ProposerSlot, now: float) -> list[Effect]:
         assert self._steward.config is not None
         slot.retry_at = None
+        first, slot.unasked = slot.unasked is None, ()
         b = self._next_ballot(resource)
         fast = slot.fast and not slot.holding and self._lc.single_round
         slot.attempt = Attempt(
@@ -262,6 +263,8 @@ class Leasing:
                 a = slot.attempt
                 a.spare = tuple(s for s in cfg.stewards if s not in ask)
                 a.spare_at, a.spare_msg = now + self._hedge(ask), msg
+                if first:
+                    slot.unasked = a.spare
             return [Send(s, msg) for s in ask]
         waited = max(0.0, now - slot.since)
         return self._to_stewards(Prepare(resource, b[0], b[1], self.me, wait=slot.wait, waited=waited))
@@ -444,6 +447,7 @@ class Leasing:
         slot.token = token_of(*a.ballot)
         slot.until = until
         slot.holding_ballots = {a.ballot}
+        slot.unasked = tuple(s for s in slot.unasked or () if s in a.spare)  # still never asked
         return [Granted(m.resource, slot.token, until)]
 
     def _promised(self, resource: str, slot: ProposerSlot, a: Attempt, now: float) -> list[Effect]:
@@ -557,9 +561,19 @@ class Leasing:
             ballots.add(slot.attempt.ballot)
         if not tell:
             return out
-        # Safe to clear every ballot of ours: we no longer believe in any of them.
+        # Safe to clear every ballot of ours: we no longer believe in any of them. A steward that was never
+        # sent one of these ballots (a thrifty one-round claim's spare, this epoch) holds nothing to clear:
+        # it is not sent a Release (a write and a wake-up fewer per release). Fewer Releases can only keep
+        # an item taken longer (until D_A), never free it sooner.
+        epoch = self._steward.config.epoch
+        skip = set(slot.unasked or ())
+        if slot.attempt is not None:
+            skip &= set(slot.attempt.spare)  # the first attempt, under way: its spare may have been sent
+        if any(b[0] != epoch for b in ballots):
+            skip = set()  # a hand-off may have given an older epoch's lease to any steward of this one
         for b in sorted(ballots):
-            out += self._to_stewards(Release(resource, b[0], b[1], self.me, done=True))
+            rel = Release(resource, b[0], b[1], self.me, done=True)
+            out += [Send(s, rel) for s in self._steward.config.stewards if s not in skip]
         return out
 
     # ---- the acceptor gate ---------------------------------------------------------------------------

@@ -373,6 +373,62 @@ def test_a_thrifty_claim_asks_the_rest_after_a_few_usual_answer_times_of_its_maj
     assert only(c.drain("p/1"), Granted)
 
 
+def _releases(c: Cluster) -> list[str]:
+    """Whom the queued Releases go to (the queue is left as it was)."""
+    return sorted(e.to for _, e in c.queue if isinstance(e.msg, Release))
+
+
+def test_a_thrifty_grant_is_released_at_the_stewards_it_asked_only() -> None:
+    c = cluster()
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
+    assert _proposes(c) == ["a", "b"]
+    c.pump(0.01)
+    assert only(c.drain("p/1"), Granted)
+    c.take("p/1", c.cores["p/1"].release("task/1", 0.02))
+    assert _releases(c) == ["a", "b"]  # c never saw the ballot: nothing to clear there
+    c.pump(0.02)
+    c.take("q/1", c.cores["q/1"].claim("task/1", 60.0, 0.03))  # freed at once where it was held
+    c.pump(0.03)
+    assert only(c.drain("q/1"), Granted)
+
+
+def test_a_release_goes_to_every_steward_once_the_rest_was_asked_or_renewed_or_the_epoch_moved() -> None:
+    c = cluster()
+    # The spare was asked (b straggles): c may hold the ballot.
+    c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))
+    c.queue = [(s, e) for s, e in c.queue if e.to != "b"]
+    c.pump(0.001)
+    c.take("p/1", c.cores["p/1"].tick(FAST.thrifty_wait))
+    c.pump(FAST.thrifty_wait + 0.001)
+    assert only(c.drain("p/1"), Granted)
+    c.take("p/1", c.cores["p/1"].release("task/1", 0.1))
+    assert _releases(c) == ["a", "b", "c"]
+    c.pump(0.1)
+    # An attempt under way whose spare is not asked yet: released where it was asked.
+    c.take("p/1", c.cores["p/1"].claim("task/2", 60.0, 0.2))
+    asked = _proposes(c)
+    c.queue.clear()  # not answered yet
+    c.take("p/1", c.cores["p/1"].release("task/2", 0.2))
+    assert _releases(c) == asked and len(asked) == 2
+    c.queue.clear()
+    # A renewal asks every steward: then every steward is told.
+    c.take("p/1", c.cores["p/1"].claim("task/3", 60.0, 0.3))
+    c.pump(0.3)
+    assert only(c.drain("p/1"), Granted)
+    c.run_until(0.3 + FAST.lease, start=0.35)  # renewals
+    assert only(c.drain("p/1"), Renewed)
+    c.take("p/1", c.cores["p/1"].release("task/3", 0.3 + FAST.lease))
+    assert sorted(set(_releases(c))) == ["a", "b", "c"]  # (each of the holding's ballots)
+    c.queue.clear()
+    # A claim granted in an older epoch: a hand-off may have given its lease to any steward of the new one.
+    c.take("p/1", c.cores["p/1"].claim("task/4", 60.0, 1.0))
+    c.pump(1.0)
+    assert only(c.drain("p/1"), Granted)
+    c.cores["p/1"].receive("a/1", ConfigAnnounce(2, STEWARDS), 1.1)
+    c.take("p/1", c.cores["p/1"].release("task/4", 1.1))
+    assert _releases(c) == ["a", "b", "c"]
+
+
 def test_without_thrifty_a_one_round_claim_asks_every_steward() -> None:
     c = cluster(lc=replace(FAST, thrifty=False))
     c.take("p/1", c.cores["p/1"].claim("task/1", 60.0, 0.0))

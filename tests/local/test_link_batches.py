@@ -85,6 +85,93 @@ async def test_batches_stay_within_the_byte_bound_and_a_big_frame_goes_alone() -
     assert writes[0] == huge
 
 
+class _Direct:
+    """A link over a transport whose writes only buffer (a local link's `write_now`); it records which frames
+    left directly and which through the writer task, and can be made to refuse (the peer is behind)."""
+
+    def __init__(self) -> None:
+        self.direct: list[pb.PeerFrame] = []
+        self.written: list[pb.PeerFrame] = []
+        self.refuse = False
+
+        async def write(f: pb.PeerFrame) -> None:
+            self.written.append(f)
+
+        async def finish() -> None:
+            return None
+
+        def write_now(f: pb.PeerFrame) -> bool:
+            if self.refuse:
+                return False
+            self.direct.append(f)
+            return True
+
+        self.link = Link(PEER, dialer=PEER.node_id, outbound=True, write=write, finish=finish, batches=True,
+                         write_now=write_now)  # fmt: skip
+
+    def flat(self) -> list[pb.PeerFrame]:
+        """Every frame that left, in the order the two ways wrote them (direct writes are synchronous)."""
+        return [f for w in self.written for f in (w.batch or [w])]
+
+
+async def _parked(link: Link) -> asyncio.Task[None]:
+    """The link's writer task, once it waits on its empty queue (its first step)."""
+    task = asyncio.ensure_future(link.run_writer())
+    await asyncio.sleep(0)  # one loop turn: the task's first step runs up to its wait on the queue
+    return task
+
+
+async def test_a_lone_frame_leaves_at_once_when_the_writer_waits() -> None:
+    d = _Direct()
+    task = await _parked(d.link)
+    d.link.send(_hb(1))
+    assert _seqs(d.direct) == [[1]]  # written inside send(): no loop turn for the writer task
+    assert d.link.frames_out == 1
+    d.link.close()
+    await asyncio.wait_for(task, 5)
+    assert d.written == []
+
+
+async def test_frames_after_a_direct_one_in_the_same_turn_go_as_one_batch_behind_it() -> None:
+    d = _Direct()
+    task = await _parked(d.link)
+    for i in range(4):
+        d.link.send(_hb(i))
+    assert _seqs(d.direct) == [[0]]
+    d.link.close()
+    await asyncio.wait_for(task, 5)
+    assert _seqs(d.written) == [[1, 2, 3]]
+    assert d.link.frames_out == 4
+    d2 = _Direct()  # the next turn's lone frame leaves directly again
+    task = await _parked(d2.link)
+    d2.link.send(_hb(5))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    d2.link.send(_hb(6))
+    assert _seqs(d2.direct) == [[5], [6]]
+    d2.link.close()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_no_direct_write_while_frames_wait_in_the_queue_or_after_close() -> None:
+    d = _Direct()
+    d.link.send(_hb(0))  # no writer yet: queued
+    task = asyncio.ensure_future(d.link.run_writer())
+    d.link.send(_hb(1))  # the writer has not run: behind frame 0, in the queue
+    d.refuse = True
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    d.link.send(_hb(2))  # the transport refuses (the peer is behind): the writer takes it
+    d.refuse = False
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    d.link.close()
+    d.link.send(_hb(3))  # after the close marker: never written
+    await asyncio.wait_for(task, 5)
+    assert d.direct == []
+    assert [f.heartbeat.seq for f in d.flat()] == [0, 1, 2]
+
+
 class _Hub:
     """The member hub's surface LinkTable.on_frame touches: `heard` only (heartbeat frames)."""
 
