@@ -409,53 +409,52 @@ class MailService:
         return self._enqueue_one(self._everyone(subject, body, reply_to, key))
 
     async def send_many(
-        self, items: Sequence[mb.SendItem], key: str | None = None
+        self, items: Sequence[mb.SendItem] | mb.SendColumns, key: str | None = None
     ) -> list[tuple[str, Sequence[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
         valid one joins this turn's group commit (one future for them all, no task per item).
+
+        `items`: SendItems, or the same as SendColumns (a columnar SendBatch's, read straight off its
+        columns: no object per send before its Outgoing).
 
         `key`: the batch's idempotency key (see MailStore's KeyedBatch): one record for the batch, none per
         item; a repeat of the batch answers what its first try queued and queues only the rest."""
         if key:
             validate.ident(key, "send key")
+        cols = items if isinstance(items, mb.SendColumns) else mb.columns_of(items)
         outs: list[mb.Outgoing | MeshError] = []
+        add = outs.append
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
         made: dict[str, mb.Outgoing] = {}  # name -> a send to it that `outgoing` accepted in this call
-        for it in items:
+        again = mb.outgoing_again
+        for to, subject, body, reply, ikey in zip(
+            cols.to, cols.subjects, cols.bodies, cols.reply_tos, cols.keys, strict=True
+        ):
             try:
-                if it.to is None:
-                    outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
+                if to is None:
+                    add(self._everyone(subject, body, reply, ikey))
                     continue
-                first = made.get(it.to)
+                first = made.get(to)
                 if first is not None:  # its recipient was checked with the first send to it
-                    outs.append(
-                        mb.outgoing_again(first, it.subject, it.body, in_reply_to=it.reply_to, key=it.key)
-                    )
+                    add(again(first, subject, body, in_reply_to=reply, key=ikey))
                     continue
-                rcpt = rcpts.get(it.to)
+                rcpt = rcpts.get(to)
                 if rcpt is None:
                     try:
-                        rcpt = rcpts[it.to] = self._recipient(it.to)
+                        rcpt = rcpts[to] = self._recipient(to)
                     except MeshError as e:
-                        rcpt = rcpts[it.to] = e
+                        rcpt = rcpts[to] = e
                 if isinstance(rcpt, MeshError):
-                    outs.append(rcpt)
+                    add(rcpt)
                     continue
-                out = mb.outgoing(
-                    [rcpt],
-                    it.subject,
-                    it.body,
-                    sender_node=self.me,
-                    in_reply_to=it.reply_to or None,
-                    key=it.key,
-                )
-                made[it.to] = out
-                outs.append(out)
+                out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply, key=ikey)
+                made[to] = out
+                add(out)
             except MeshError as e:
-                outs.append(e)
+                add(e)
         if key:
-            return await self._send_group(outs, key, mb.batch_digest(items))
+            return await self._send_group(outs, key, mb.batch_digest(cols))
         if len(outs) <= mb.SEND_MAX:
             return await self._send_group(outs, "", "")
         # More than one transaction may hold: a group each SEND_MAX, all joining this turn's group commit.

@@ -30,7 +30,9 @@ from mesh.core.mailbox.records import (
     ReadReceipt,
     ReceiptAck,
     Recipient,
+    SendColumns,
     SendItem,
+    columns_of,
 )
 from mesh.core.mailbox.text import CONTROL_CHARS, check_text
 
@@ -119,16 +121,20 @@ def send_digest(out: Outgoing) -> str:
     return _sha256(text.encode()).hexdigest()[:32]
 
 
-def batch_digest(items: Iterable[SendItem]) -> str:
+def batch_digest(items: Iterable[SendItem] | SendColumns) -> str:
     """What a batch key stands for: its items as sent, in order (a retry of the batch sends the same).
 
     Stored with the batch's record, so its bytes never change: sha256 of the items' fields joined by
-    \x01 within an item and \x00 between items, its first 32 hex digits."""
+    \x01 within an item and \x00 between items, its first 32 hex digits (the same for a batch's SendItems
+    and its SendColumns)."""
+    if not isinstance(items, SendColumns):
+        items = columns_of(list(items))
     text = "\x00".join(
         [  # a list, not a generator: join makes one of it anyway
-            f"{it.to if it.to is not None else ''}\x01{int(it.to is None)}\x01{it.subject}\x01{it.body}"
-            f"\x01{it.reply_to or ''}\x01{it.key or ''}"
-            for it in items
+            f"{to if to is not None else ''}\x01{int(to is None)}\x01{subject}\x01{body}\x01{reply}\x01{key}"
+            for to, subject, body, reply, key in zip(
+                items.to, items.subjects, items.bodies, items.reply_tos, items.keys, strict=True
+            )
         ]
     )
     return _sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
