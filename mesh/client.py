@@ -22,6 +22,8 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
+from itertools import repeat
+from operator import add, is_
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +41,7 @@ from mesh.clock import BootClock, Clock
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import InvalidInput, MeshError, NodeUnavailable
-from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, SendColumns, SendItem
+from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, SendColumns, SendItem, columns_of
 from mesh.core.mailbox.text import check_outgoing
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
@@ -99,7 +101,7 @@ class _Flight:
         self.key = key
         self.to = to
         self.futs = futs  # a send's future each, or a chunk's one future for all its answers
-        self.columnar = columnar
+        self.columnar = columnar  # written as columns: answered in SendResults.answers
 
 
 class _SendPipe:
@@ -232,8 +234,8 @@ class _SendPipe:
         whole, _, bfut = self._queue[0]
         if isinstance(whole, _Chunk):  # a send_many chunk travels as a batch of its own
             del self._queue[0]
-            if bfut.done():  # its caller gave up (cancelled): not sent on its behalf
-                self._in_flight.append(_Flight("", (), [], self.columns))
+            if bfut.done():  # its caller gave up (cancelled): not sent on its behalf (an empty batch has no
+                self._in_flight.append(_Flight("", (), [], False))  # columns: it is answered in `results`)
                 return pb.SendBatch()
             self._in_flight.append(_Flight(whole.key, whole.cols.to, bfut, self.columns))
             return self._batch(whole.key, whole.cols)
@@ -257,7 +259,7 @@ class _SendPipe:
         del self._queue[:n]
         key = send_key()
         if not sends:
-            self._in_flight.append(_Flight(key, (), futs, self.columns))
+            self._in_flight.append(_Flight(key, (), futs, False))
             return pb.SendBatch()
         to, subjects, bodies, replies, keys = zip(*sends, strict=True)
         self._in_flight.append(_Flight(key, to, futs, self.columns))
@@ -679,7 +681,9 @@ class Client:
         fields["all"] = True
         return await self._send(fields, "broadcast", size)
 
-    async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
+    async def send_many(
+        self, items: Sequence[SendItem] | SendColumns, *, checked: bool = False
+    ) -> list[Sent | MeshError]:
         """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
         cheap way to send a lot (`meshctl send -`). Each chunk of SEND_MAX goes on the SendStream as one
         SendBatch built here, with no future or task per message; the node queues a chunk in one group
@@ -688,46 +692,59 @@ class Client:
         broken stream) is asked again whole on a new stream, and then item by item as unary Sends naming the
         chunk's key and the item's place: never queued twice. An item's own key travels with it.
 
-        `checked`: every item was checked already as the node will check it (`meshctl send -` checks every
-        line before it sends any), so it is not checked here again."""
-        answers: list[Sent | MeshError | None] = [None] * len(items)
-        chunks: list[tuple[list[int], _Chunk]] = []
-        idx: list[int] = []
-        # The chunk's columns, filled as the items are read (a list append per field, where a SendRequest
-        # built in the batch cost a microsecond and more per send)
-        to: list[str | None] = []
-        subjects: list[str] = []
-        bodies: list[str] = []
-        replies: list[str] = []
-        keys: list[str] = []
-        size = 0
-        names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
-        for i, it in enumerate(items):
-            if checked:
-                text = len(it.subject.encode()) + len(it.body.encode()) + REQUEST_OVERHEAD
-            else:
+        `items`: SendItems, or the same as SendColumns (`meshctl send -` makes them from its lines: no object
+        per line). `checked`: every item was checked already as the node will check it (`meshctl send -`
+        checks every line before it sends any), so it is not checked here again."""
+        cols = items if isinstance(items, SendColumns) else columns_of(items)
+        n = len(cols)
+        answers: list[Sent | MeshError | None] = [None] * n
+        good: Sequence[int]  # the items that go, and the UTF-8 bytes of each one's text
+        sizes: list[int]
+        if checked:
+            good = range(n)
+            encode = str.encode
+            sizes = list(map(add, map(len, map(encode, cols.subjects)), map(len, map(encode, cols.bodies))))
+        else:
+            good, sizes = [], []
+            names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
+            for i, (t, sj, b, r, k) in enumerate(
+                zip(cols.to, cols.subjects, cols.bodies, cols.reply_tos, cols.keys, strict=True)
+            ):
                 try:
-                    if it.to is not None and it.to not in names:
-                        names.add(validate.name(it.to, "recipient"))
-                    text = check_outgoing(it.subject, it.body, it.reply_to, it.key) + REQUEST_OVERHEAD
+                    if t is not None and t not in names:
+                        names.add(validate.name(t, "recipient"))
+                    sizes.append(check_outgoing(sj, b, r, k))
+                    good.append(i)
                 except MeshError as e:  # this item's answer; the others go
                     answers[i] = e
-                    continue
-            if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
-                chunks.append((idx, _Chunk(SendColumns(to, subjects, bodies, replies, keys), send_key())))
-                idx, to, subjects, bodies, replies, keys = [], [], [], [], [], []
-                size = 0
-            size += text
-            idx.append(i)
-            to.append(it.to)
-            subjects.append(it.subject)
-            bodies.append(it.body)
-            replies.append(it.reply_to or "")
-            keys.append(it.key or "")
-        if idx:
-            chunks.append((idx, _Chunk(SendColumns(to, subjects, bodies, replies, keys), send_key())))
+        chunks: list[tuple[Sequence[int], _Chunk]] = []
 
-        async def chunk(idx: list[int], ch: _Chunk) -> None:
+        def cut(idx: Sequence[int]) -> None:
+            c = cols
+            if idx[-1] - idx[0] + 1 == len(idx):  # consecutive items (the common case): slices
+                a, z = idx[0], idx[-1] + 1
+                part = SendColumns(c.to[a:z], c.subjects[a:z], c.bodies[a:z], c.reply_tos[a:z], c.keys[a:z])
+            else:
+                part = SendColumns(
+                    [c.to[i] for i in idx],
+                    [c.subjects[i] for i in idx],
+                    [c.bodies[i] for i in idx],
+                    [c.reply_tos[i] for i in idx],
+                    [c.keys[i] for i in idx],
+                )
+            chunks.append((idx, _Chunk(part, send_key())))
+
+        start = total = 0
+        for j, size in enumerate(sizes):
+            size += REQUEST_OVERHEAD
+            if j > start and (total + size > limits.SEND_BATCH_BYTES or j - start >= SEND_MAX):
+                cut(good[start:j])
+                start, total = j, 0
+            total += size
+        if start < len(sizes):
+            cut(good[start:])
+
+        async def chunk(idx: Sequence[int], ch: _Chunk) -> None:
             got: list[Sent | MeshError | None] | None = None
             for _ in range(SEND_MANY_TRIES):  # the same batch again (same keys) on a new stream
                 if not self._pipe.offered:
@@ -737,7 +754,7 @@ class Client:
                     if got is None:  # a node that reads no columns queued none of it: again, as SendRequests
                         ch.key = send_key()  # (its key is spent on the empty batch the node saw)
                         continue
-                    if None not in got:
+                    if not any(map(is_, got, repeat(None))):  # not `None in`: Sent.__eq__ per item
                         break
                 got = None
             if got is None:  # no stream (an older node): unary Sends, a few at a time, each naming its

@@ -422,6 +422,9 @@ class MailService:
         if key:
             validate.ident(key, "send key")
         cols = items if isinstance(items, mb.SendColumns) else mb.columns_of(items)
+        one = self._to_one(cols)
+        if one is not None:
+            return await self._send_group(one, key or "", mb.batch_digest(cols) if key else "")
         outs: list[mb.Outgoing | MeshError] = []
         add = outs.append
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
@@ -462,6 +465,32 @@ class MailService:
             *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
         )
         return [a for part in parts for a in part]
+
+    def _to_one(self, cols: mb.SendColumns) -> list[mb.Outgoing | MeshError] | None:
+        """The common batch (every send to one name, no reply ids or keys of their own, at most SEND_MAX) as
+        Outgoings, its texts checked a column at a time (`outgoing_many`); None for any other batch, or one
+        with a text that may be refused (then `send_many` checks each and says which)."""
+        n = len(cols)
+        to = cols.to[0] if n else None
+        if not (
+            1 < n <= mb.SEND_MAX
+            and to.__class__ is str
+            and cols.to.count(to) == n
+            and not any(cols.reply_tos)
+            and not any(cols.keys)
+        ):
+            return None
+        assert to is not None
+        try:
+            rcpt = self._recipient(to)
+        except MeshError as e:  # every send's answer, as send_many's loop answers each
+            return [e] * n
+        try:
+            first = mb.outgoing([rcpt], cols.subjects[0], cols.bodies[0], sender_node=self.me)
+        except MeshError:  # its text, or this node itself: send_many's loop answers each send
+            return None
+        made = mb.outgoing_many(first, cols.subjects, cols.bodies)
+        return None if made is None else list(made)
 
     async def _send_group(
         self, outs: list[mb.Outgoing | MeshError], key: str, digest: str

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         json_strings,
         outgoing,
         outgoing_again,
+        outgoing_many,
         send_digest,
     )
     from mesh.core.mailbox.limits import (
@@ -112,6 +113,7 @@ _WHERE = {  # name -> the submodule that defines it (the same names as the TYPE_
             "json_strings",
             "outgoing",
             "outgoing_again",
+            "outgoing_many",
             "send_digest",
             "batch_digest",
         ),
@@ -213,5 +215,6 @@ __all__ = [
     "new_stream_id",
     "outgoing",
     "outgoing_again",
+    "outgoing_many",
     "send_digest",
 ]

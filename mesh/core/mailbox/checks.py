@@ -7,10 +7,10 @@ raises InvalidInput or LimitExceeded.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import sha256 as _sha256
 from itertools import repeat
-from operator import lt
+from operator import add, lt
 
 from mesh.core import validate
 from mesh.core.errors import InvalidInput, LimitExceeded, ProtocolError
@@ -85,6 +85,39 @@ def outgoing_again(
         raise InvalidInput("outgoing_again needs a direct message to copy its recipient from")
     reply, size = _checked_text(subject, body, in_reply_to, key)
     return Outgoing(to.recipients, subject, body, size, reply, False, key or "")
+
+
+def outgoing_many(to: Outgoing, subjects: Sequence[str], bodies: Sequence[str]) -> list[Outgoing] | None:
+    """`outgoing_again(to, subject, body)` for every (subject, body), no reply id or key, their texts checked
+    a column at a time (C loops: map, join, set) instead of a check per message; None when any text might
+    fail its check (then make each with `outgoing_again`, which says what is wrong). Only ever stricter than
+    `check_text`: plain str only, each message's subject and body within BODY_MAX together."""
+    if to.broadcast or len(to.recipients) != 1:
+        raise InvalidInput("outgoing_many needs a direct message to copy its recipient from")
+    if not subjects or len(subjects) != len(bodies):
+        return None
+    try:
+        if set(map(type, subjects)) != _STRS or set(map(type, bodies)) != _STRS:
+            return None
+        subject_text = "".join(subjects)
+        if (
+            max(map(len, subjects)) > SUBJECT_MAX
+            or not all(map(str.strip, subjects))
+            or not CONTROL_CHARS.isdisjoint(subject_text)
+            or "\x00" in "".join(bodies)
+        ):
+            return None
+        encode = str.encode
+        sizes = list(map(add, map(len, map(encode, subjects)), map(len, map(encode, bodies))))
+    except UnicodeEncodeError:  # a lone surrogate: check_text's words for it
+        return None
+    if max(sizes) > BODY_MAX:
+        return None
+    rs = to.recipients
+    return list(map(Outgoing, repeat(rs), subjects, bodies, sizes, repeat(""), repeat(False), repeat("")))
+
+
+_STRS = {str}
 
 
 def _checked_text(subject: str, body: str, in_reply_to: str | None, key: str | None) -> tuple[str, int]:
