@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 from mesh.claim import PendingClaim
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import MeshError
-from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
+from mesh.core.mailbox import InboxMessage, OutboxEntry, SendColumns, SendItem
 from mesh.core.status import StatusRecord
 from mesh.views import ClaimView, LeaseEvent, MailCounts, MemberView, MeshStats, NodeInfo, Sent, WatchEvent
 
@@ -238,7 +238,9 @@ class BatchSender(Protocol):
     """A MeshAPI that also queues a batch of sends in one go (the embedded `Node`): the control socket's
     SendStream hands it each batch whole. Not a verb of the API: clients send one at a time."""
 
-    async def send_many(self, items: Sequence[SendItem], *, key: str | None = None) -> list[Sent | MeshError]:
+    async def send_many(
+        self, items: Sequence[SendItem] | SendColumns, *, key: str | None = None
+    ) -> list[Sent | MeshError]:
         """One answer, or that item's error, per item, in order; `key`: the batch's idempotency key."""
         ...
 

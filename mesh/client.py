@@ -22,6 +22,8 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
+from itertools import repeat
+from operator import add, is_
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -32,14 +34,14 @@ from mesh import limits
 from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, wirecodec
-from mesh._transport.errors import ambiguous, from_status, to_mesh_error
+from mesh._transport.errors import ambiguous, to_mesh_error
 from mesh._transport.wiresock import open_wire
 from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow
 from mesh.core.errors import InvalidInput, MeshError, NodeUnavailable
-from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, SendItem
+from mesh.core.mailbox import SEND_MAX, InboxMessage, OutboxEntry, SendColumns, SendItem, columns_of
 from mesh.core.mailbox.text import check_outgoing
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, resource_name
@@ -60,17 +62,57 @@ class _Unanswered(Exception):
     """A pipelined send got no answer (the stream broke or is not offered): ask again with its key.
 
     `sent`: the request may have reached the node (it was written and no verdict came back). A send asks
-    again anyway (its key makes that safe); a claim or release, which has no key, only when it was not."""
+    again anyway (its key makes that safe); a claim or release, which has no key, only when it was not.
+    `place`: the key of the batch the send went in and its index there (None if it never went), which a
+    unary retry names (the node answers what that batch queued)."""
 
-    def __init__(self, why: str, sent: bool = False) -> None:
+    def __init__(self, why: str, sent: bool = False, place: tuple[str, int] | None = None) -> None:
         super().__init__(why)
         self.sent = sent
+        self.place = place
+
+
+_Send = tuple[str | None, str, str, str, str]
+"""One send for the SendStream: (to, None for a broadcast; subject; body; in_reply_to or ""; key or "")."""
+
+
+class _Chunk:
+    """A `send_many` chunk: its sends as columns, and its batch key (a new one if it goes in another form)."""
+
+    __slots__ = ("cols", "key")
+
+    def __init__(self, cols: SendColumns, key: str) -> None:
+        self.cols = cols
+        self.key = key
+
+
+class _Flight:
+    """A batch written on the stream, awaiting its answer: where each answer goes."""
+
+    __slots__ = ("columnar", "futs", "key", "to")
+
+    def __init__(
+        self,
+        key: str,
+        to: Sequence[str | None],
+        futs: list[asyncio.Future[Sent]] | asyncio.Future[Any],
+        columnar: bool,
+    ) -> None:
+        self.key = key
+        self.to = to
+        self.futs = futs  # a send's future each, or a chunk's one future for all its answers
+        self.columnar = columnar  # written as columns: answered in SendResults.answers
 
 
 class _SendPipe:
     """`send`/`broadcast` over one SendStream: the sends made in one loop turn travel as one SendBatch, and
     a caller may have many batches in flight, so a client that sends concurrently gets the node's group
     commit across all of them (one RPC per message costs a round trip each).
+
+    A batch travels as columns (SendBatch.columns: a few protobuf objects per batch, where a SendRequest and
+    a SendResult with its SendReply per send were most of what a busy client and the node's control servicer
+    paid per message), answered in runs of consecutive ids; to a node that reads no columns (it answers
+    `results`, having seen no items), as SendRequests from then on.
 
     Every batch carries an idempotency key (one record at the node, not one per send), so a send whose answer
     the stream lost (a break) is asked again as a unary Send naming that key and its place in the batch (and
@@ -82,61 +124,63 @@ class _SendPipe:
         self._stub = stub
         self._timeout = timeout  # no answer for this long: the stream is given up, its sends asked again
         self._gate = gate  # set while no send is on the wire lane: what the stream writes comes after it
-        # A send's SendRequest fields, not a SendRequest: `_take` builds each in its batch in place (a built
-        # request is copied into the batch: twice the protobuf work per send).
-        # A `send_many` chunk is queued as one built SendBatch with one future for its results (no dict, no
-        # future per send: what a client pays per message is what bounds a batch sender's rate).
-        self._queue: list[tuple[dict[str, Any] | pb.SendBatch, int, asyncio.Future[Any]]] = []
-        self._in_flight: collections.deque[
-            list[asyncio.Future[pb.SendReply]] | asyncio.Future[list[pb.SendResult]]
-        ] = collections.deque()
+        # A send as a tuple of its fields (`_take` makes the batch's columns of them in one zip), or a
+        # `send_many` chunk with one future for its answers (no future per send: what a client pays per
+        # message is what bounds a batch sender's rate).
+        self._queue: list[tuple[_Send | _Chunk, int, asyncio.Future[Any]]] = []
+        self._in_flight: collections.deque[_Flight] = collections.deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._progress = 0.0  # loop time of the last answer (or of a write with nothing in flight before)
         self.offered = True  # False once the node said UNIMPLEMENTED (an older node): unary from then on
+        self.columns = True  # False once the node answered columns as if it saw no items (an older node)
 
     @property
     def idle(self) -> bool:
         """No send of this pipe is waiting to go or for its answer."""
         return not self._queue and not self._in_flight
 
-    def put(self, fields: dict[str, Any], size: int) -> asyncio.Future[pb.SendReply]:
-        """Queue one SendRequest (its `fields`; `size`: UTF-8 bytes of its text) for the stream: the future
-        of its answer (_Unanswered if none came). A plain call, not a coroutine: the caller awaits the future
-        itself (a coroutine per send was a tenth of what a busy client pays per message)."""
+    def put(self, send: _Send, size: int) -> asyncio.Future[Sent]:
+        """Queue one send (`size`: UTF-8 bytes of its text) for the stream: the future of its answer
+        (_Unanswered if none came). A plain call, not a coroutine: the caller awaits the future itself (a
+        coroutine per send was a tenth of what a busy client pays per message)."""
         # No timer per send (a third of a busy client's time): the stream's watchdog in `_run` fails every
         # pending send when no answer came for its timeout (`Client(send_timeout=)`), and each is then asked
         # again, unary.
-        fut: asyncio.Future[pb.SendReply] = asyncio.get_running_loop().create_future()
-        self._queue.append((fields, size, fut))
+        fut: asyncio.Future[Sent] = asyncio.get_running_loop().create_future()
+        self._queue.append((send, size, fut))
         self._wake.set()
         task = self._task
         if task is None or task.done():
             self._task = asyncio.create_task(self._run())
         return fut
 
-    async def send_batch(self, batch: pb.SendBatch) -> list[pb.SendResult]:
-        """Send a built SendBatch (at most SEND_MAX sends, SEND_BATCH_BYTES encoded) as one batch of the
-        stream, in order with the other sends; its results, one per item in order (_Unanswered if none)."""
-        fut: asyncio.Future[list[pb.SendResult]] = asyncio.get_running_loop().create_future()
-        self._queue.append((batch, 0, fut))
+    async def send_chunk(self, chunk: _Chunk) -> list[Sent | MeshError | None] | None:
+        """Send a `send_many` chunk (at most SEND_MAX sends, SEND_BATCH_BYTES encoded) as one batch of the
+        stream, in order with the other sends: each item's answer (None: none in the node's answer), or None
+        when the node read no columns (it queued none of them: send the chunk again, with a new key).
+        _Unanswered if no answer came."""
+        fut: asyncio.Future[list[Sent | MeshError | None] | None] = asyncio.get_running_loop().create_future()
+        self._queue.append((chunk, 0, fut))
         self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
         return await fut
 
-    def _pending(self) -> list[asyncio.Future[Any]]:
-        """Every future waiting for an answer: in flight, then queued."""
-        out: list[asyncio.Future[Any]] = []
-        for entry in self._in_flight:
-            out.extend(entry if isinstance(entry, list) else (entry,))
-        out.extend(f for _, _, f in self._queue)
-        return out
-
     def _fail(self, why: BaseException) -> None:
-        for f in self._pending():
+        """Every send in flight or queued hears `why` as _Unanswered (with its place, if it went)."""
+        text = str(why)
+        for flight in self._in_flight:
+            if isinstance(flight.futs, list):
+                for n, f in enumerate(flight.futs):
+                    if not f.done():
+                        f.set_exception(_Unanswered(text, place=(flight.key, n)))
+            elif not flight.futs.done():
+                flight.futs.set_exception(_Unanswered(text))
+        self._in_flight.clear()
+        for _, _, f in self._queue:
             if not f.done():
-                f.set_exception(_Unanswered(str(why)))
+                f.set_exception(_Unanswered(text))
         self._queue.clear()
 
     async def _run(self) -> None:
@@ -177,26 +221,32 @@ class _SendPipe:
             call.cancel()
         self._fail(NodeUnavailable("the send stream ended"))
 
+    def _batch(self, key: str, cols: SendColumns) -> pb.SendBatch:
+        batch = pb.SendBatch(key=key)
+        if self.columns:
+            api_codec.columns_to_pb(batch, cols)
+        else:
+            api_codec.columns_to_requests(batch, cols)
+        return batch
+
     def _take(self) -> pb.SendBatch:
         """The next batch from the queue: at most SEND_MAX sends and SEND_BATCH_BYTES encoded."""
         whole, _, bfut = self._queue[0]
-        if isinstance(whole, pb.SendBatch):  # a send_many chunk travels as it was built
+        if isinstance(whole, _Chunk):  # a send_many chunk travels as a batch of its own
             del self._queue[0]
-            if bfut.done():  # its caller gave up (cancelled): not sent on its behalf
-                self._in_flight.append([])
+            if bfut.done():  # its caller gave up (cancelled): not sent on its behalf (an empty batch has no
+                self._in_flight.append(_Flight("", (), [], False))  # columns: it is answered in `results`)
                 return pb.SendBatch()
-            self._in_flight.append(bfut)
-            return whole
+            self._in_flight.append(_Flight(whole.key, whole.cols.to, bfut, self.columns))
+            return self._batch(whole.key, whole.cols)
         # One key for the batch: a send whose answer the stream lost is asked again unary, naming the batch's
         # key and its place in it, and the node answers what the batch queued (no key per send to store).
-        key = send_key()
-        batch = pb.SendBatch(key=key)
-        add = batch.items.add
-        futs: list[asyncio.Future[pb.SendReply]] = []
+        sends: list[_Send] = []
+        futs: list[asyncio.Future[Sent]] = []
         size = 0
         n = 0
-        for fields, text, fut in self._queue:
-            if isinstance(fields, pb.SendBatch):
+        for send, text, fut in self._queue:
+            if isinstance(send, _Chunk):
                 break  # goes in a batch of its own, after these
             size += text + REQUEST_OVERHEAD
             if futs and (size > limits.SEND_BATCH_BYTES or len(futs) >= SEND_MAX):
@@ -204,44 +254,65 @@ class _SendPipe:
             n += 1
             if fut.done():  # its caller gave up (cancelled): not sent on its behalf
                 continue
-            add(**fields)
-            fields["batch_key"] = key
-            fields["batch_index"] = len(futs)
+            sends.append(send)
             futs.append(fut)
         del self._queue[:n]
-        self._in_flight.append(futs)
-        return batch
+        key = send_key()
+        if not sends:
+            self._in_flight.append(_Flight(key, (), futs, False))
+            return pb.SendBatch()
+        to, subjects, bodies, replies, keys = zip(*sends, strict=True)
+        self._in_flight.append(_Flight(key, to, futs, self.columns))
+        return self._batch(key, SendColumns(to, subjects, bodies, replies, keys))
 
     async def _read(self, call: Any) -> None:
         try:
             async for answer in call:
                 if not self._in_flight:
                     break  # an answer to nothing: not a stream to trust
-                futs = self._in_flight.popleft()
+                flight = self._in_flight.popleft()
                 self._progress = asyncio.get_running_loop().time()
                 self._wake.set()
-                results = list(answer.results)
-                if not isinstance(futs, list):  # a send_many chunk: its caller reads the results
+                futs = flight.futs
+                got: list[Sent | MeshError | None] | None
+                if flight.columnar:
+                    got = api_codec.answers_from_pb(answer, flight.to)
+                    if got is None and self.columns:  # a node that reads no columns: it saw no items
+                        self.columns = False
+                else:
+                    got = [api_codec.result_from_pb(r) for r in answer.results]
+                if not isinstance(futs, list):  # a send_many chunk: its caller reads the answers
                     if not futs.done():
-                        futs.set_result(results)
+                        futs.set_result(got)
+                    continue
+                if got is None:  # not queued: each asks again (unary, a key of its own)
+                    for fut in futs:
+                        if not fut.done():
+                            fut.set_exception(_Unanswered("the node read no columns"))
                     continue
                 # One pass over the batch's answers, each to its send (no index arithmetic per send).
-                for fut, r in zip(futs, results, strict=False):
+                for fut, g in zip(futs, got, strict=False):
                     if fut.done():
                         continue
-                    if r.HasField("sent"):
-                        fut.set_result(r.sent)
-                    else:
-                        fut.set_exception(from_status(grpc.StatusCode.UNKNOWN, r.error, r.error_class))
-                for fut in futs[len(results) :]:
+                    if g.__class__ is Sent:
+                        fut.set_result(g)
+                    elif g is not None:  # None: unanswered, below
+                        fut.set_exception(g)  # type: ignore[arg-type]
+                for n, fut in enumerate(futs):
                     if not fut.done():
-                        fut.set_exception(_Unanswered("no answer for this send in its batch"))
+                        fut.set_exception(
+                            _Unanswered("no answer for this send in its batch", place=(flight.key, n))
+                        )
         except grpc.aio.AioRpcError as e:
             if e.code() == grpc.StatusCode.UNIMPLEMENTED:
                 self.offered = False
             elif not ambiguous(e):  # the node refused the stream itself (a MeshError): every send hears it
                 err = to_mesh_error(e)
-                for f in self._pending():
+                for flight in self._in_flight:
+                    for f in flight.futs if isinstance(flight.futs, list) else (flight.futs,):
+                        if not f.done():
+                            f.set_exception(err)
+                for _, _, f in self._queue:
                     if not f.done():
                         f.set_exception(err)
         self._fail(NodeUnavailable("the send stream ended"))
@@ -587,15 +658,19 @@ class Client:
             if len(self._names) >= _NAMES_KEPT:
                 self._names.clear()
             self._names.add(to)
-        fields, size = _message(subject, body, reply_to, key)
-        fields["to"] = to
         pipe = self._pipe
         if pipe.offered and not (pipe.idle and self._lane.ready):
-            # A busy sender's send: on the SendStream, awaited here (no `_send` coroutine per message).
+            # A busy sender's send: on the SendStream, awaited here (no `_send` coroutine per message, and
+            # no dict of its fields: the pipe takes them as a tuple).
+            size = check_outgoing(subject, body, reply_to, key)
             try:
-                return api_codec.sent_from_pb(await pipe.put(fields, size))
-            except _Unanswered:
-                return await self._send_unary(fields)
+                return await pipe.put((to, subject, body, reply_to or "", key or ""), size)
+            except _Unanswered as e:
+                fields, _ = _message(subject, body, reply_to, key, checked=True)
+                fields["to"] = to
+                return await self._send_unary(fields, e.place)
+        fields, size = _message(subject, body, reply_to, key)
+        fields["to"] = to
         return await self._send(fields, "send", size)
 
     async def broadcast(
@@ -606,7 +681,9 @@ class Client:
         fields["all"] = True
         return await self._send(fields, "broadcast", size)
 
-    async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
+    async def send_many(
+        self, items: Sequence[SendItem] | SendColumns, *, checked: bool = False
+    ) -> list[Sent | MeshError]:
         """Queue many sends (`to` None: a broadcast), one answer or that item's error each, in order: the
         cheap way to send a lot (`meshctl send -`). Each chunk of SEND_MAX goes on the SendStream as one
         SendBatch built here, with no future or task per message; the node queues a chunk in one group
@@ -615,69 +692,99 @@ class Client:
         broken stream) is asked again whole on a new stream, and then item by item as unary Sends naming the
         chunk's key and the item's place: never queued twice. An item's own key travels with it.
 
-        `checked`: every item was checked already as the node will check it (`meshctl send -` checks every
-        line before it sends any), so it is not checked here again."""
-        answers: list[Sent | MeshError | None] = [None] * len(items)
-        chunks: list[tuple[list[int], pb.SendBatch]] = []
-        idx: list[int] = []
-        batch = pb.SendBatch(key=send_key())
-        add = batch.items.add
-        size = 0
-        names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
-        for i, it in enumerate(items):
-            if checked:
-                text = len(it.subject.encode()) + len(it.body.encode()) + REQUEST_OVERHEAD
-            else:
+        `items`: SendItems, or the same as SendColumns (`meshctl send -` makes them from its lines: no object
+        per line). `checked`: every item was checked already as the node will check it (`meshctl send -`
+        checks every line before it sends any), so it is not checked here again."""
+        cols = items if isinstance(items, SendColumns) else columns_of(items)
+        n = len(cols)
+        answers: list[Sent | MeshError | None] = [None] * n
+        good: Sequence[int]  # the items that go, and the UTF-8 bytes of each one's text
+        sizes: list[int]
+        if checked:
+            good = range(n)
+            encode = str.encode
+            sizes = list(map(add, map(len, map(encode, cols.subjects)), map(len, map(encode, cols.bodies))))
+        else:
+            good, sizes = [], []
+            names: set[str] = set()  # recipient names checked already (a batch is mostly to one)
+            for i, (t, sj, b, r, k) in enumerate(
+                zip(cols.to, cols.subjects, cols.bodies, cols.reply_tos, cols.keys, strict=True)
+            ):
                 try:
-                    if it.to is not None and it.to not in names:
-                        names.add(validate.name(it.to, "recipient"))
-                    text = check_outgoing(it.subject, it.body, it.reply_to, it.key) + REQUEST_OVERHEAD
+                    if t is not None and t not in names:
+                        names.add(validate.name(t, "recipient"))
+                    sizes.append(check_outgoing(sj, b, r, k))
+                    good.append(i)
                 except MeshError as e:  # this item's answer; the others go
                     answers[i] = e
-                    continue
-            if idx and (size + text > limits.SEND_BATCH_BYTES or len(idx) >= SEND_MAX):
-                chunks.append((idx, batch))
-                idx, batch, size = [], pb.SendBatch(key=send_key()), 0
-                add = batch.items.add
-            size += text
-            idx.append(i)
-            key = it.key or ""
-            if it.to is None:
-                add(all=True, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
-            else:
-                add(to=it.to, subject=it.subject, body=it.body, in_reply_to=it.reply_to or "", key=key)
-        if idx:
-            chunks.append((idx, batch))
+        chunks: list[tuple[Sequence[int], _Chunk]] = []
 
-        async def chunk(idx: list[int], batch: pb.SendBatch) -> None:
-            results: list[pb.SendResult] | None = None
+        def cut(idx: Sequence[int]) -> None:
+            c = cols
+            if idx[-1] - idx[0] + 1 == len(idx):  # consecutive items (the common case): slices
+                a, z = idx[0], idx[-1] + 1
+                part = SendColumns(c.to[a:z], c.subjects[a:z], c.bodies[a:z], c.reply_tos[a:z], c.keys[a:z])
+            else:
+                part = SendColumns(
+                    [c.to[i] for i in idx],
+                    [c.subjects[i] for i in idx],
+                    [c.bodies[i] for i in idx],
+                    [c.reply_tos[i] for i in idx],
+                    [c.keys[i] for i in idx],
+                )
+            chunks.append((idx, _Chunk(part, send_key())))
+
+        start = total = 0
+        for j, size in enumerate(sizes):
+            size += REQUEST_OVERHEAD
+            if j > start and (total + size > limits.SEND_BATCH_BYTES or j - start >= SEND_MAX):
+                cut(good[start:j])
+                start, total = j, 0
+            total += size
+        if start < len(sizes):
+            cut(good[start:])
+
+        async def chunk(idx: Sequence[int], ch: _Chunk) -> None:
+            got: list[Sent | MeshError | None] | None = None
             for _ in range(SEND_MANY_TRIES):  # the same batch again (same keys) on a new stream
                 if not self._pipe.offered:
                     break
                 with contextlib.suppress(_Unanswered):
-                    results = await self._pipe.send_batch(batch)
-                if results is not None and len(results) == len(idx):
-                    break
-                results = None
-            if results is None:  # no stream (an older node): unary Sends, a few at a time, each naming its
+                    got = await self._pipe.send_chunk(ch)
+                    if got is None:  # a node that reads no columns queued none of it: again, as SendRequests
+                        ch.key = send_key()  # (its key is spent on the empty batch the node saw)
+                        continue
+                    if not any(map(is_, got, repeat(None))):  # not `None in`: Sent.__eq__ per item
+                        break
+                got = None
+            if got is None:  # no stream (an older node): unary Sends, a few at a time, each naming its
                 # place in the chunk (the node answers what the chunk queued) and with a key of its own.
-                for n, req in enumerate(batch.items):
-                    req.batch_key, req.batch_index = batch.key, n
-                    req.key = req.key or send_key()
-                got = await asyncio.gather(*(self._unary(q) for q in batch.items), return_exceptions=True)
-                for i, g in zip(idx, got, strict=True):
-                    if not isinstance(g, MeshError | Sent):
-                        raise g
-                    answers[i] = g
+                c = ch.cols
+                places = enumerate(zip(c.to, c.subjects, c.bodies, c.reply_tos, c.keys, strict=True))
+                reqs = [
+                    pb.SendRequest(
+                        to=t or "",
+                        all=t is None,
+                        subject=sj,
+                        body=b,
+                        in_reply_to=r,
+                        key=k or send_key(),
+                        batch_key=ch.key,
+                        batch_index=n,
+                    )
+                    for n, (t, sj, b, r, k) in places
+                ]
+                done = await asyncio.gather(*(self._unary(q) for q in reqs), return_exceptions=True)
+                for i, d in zip(idx, done, strict=True):
+                    if not isinstance(d, MeshError | Sent):
+                        raise d
+                    answers[i] = d
                 return
-            for i, r in zip(idx, results, strict=True):
-                if r.HasField("sent"):
-                    answers[i] = Sent(r.sent.id, tuple(r.sent.recipients))
-                else:
-                    answers[i] = from_status(grpc.StatusCode.UNKNOWN, r.error, r.error_class)
+            for i, g in zip(idx, got, strict=True):
+                answers[i] = g
 
         # All chunks queued at once: the pipe keeps PIPE_DEPTH on the wire and the node reads ahead.
-        await asyncio.gather(*(chunk(i, b) for i, b in chunks))
+        await asyncio.gather(*(chunk(i, c) for i, c in chunks))
         return [NodeUnavailable("no answer for this send") if a is None else a for a in answers]
 
     async def _unary(self, r: pb.SendRequest) -> Sent:
@@ -699,17 +806,28 @@ class Client:
                 return sent
             except _Unanswered:
                 pass
+        place = None
         if self._pipe.offered:
+            send = (
+                fields.get("to"),
+                fields["subject"],
+                fields["body"],
+                fields["in_reply_to"],
+                fields.get("key", ""),
+            )
             try:
-                return api_codec.sent_from_pb(await self._pipe.put(fields, size))
-            except _Unanswered:
-                pass
-        return await self._send_unary(fields)
+                return await self._pipe.put(send, size)
+            except _Unanswered as e:
+                place = e.place
+        return await self._send_unary(fields, place)
 
-    async def _send_unary(self, fields: dict[str, Any]) -> Sent:
-        """A send the stream left unanswered (or a node without one): a unary Send with a key."""
+    async def _send_unary(self, fields: dict[str, Any], place: tuple[str, int] | None = None) -> Sent:
+        """A send the stream left unanswered (or a node without one): a unary Send with a key, naming its
+        `place` (its batch's key and index there) if it went in a batch."""
         if "key" not in fields:
             fields["key"] = send_key()
+        if place is not None:
+            fields["batch_key"], fields["batch_index"] = place
         return await self._unary(pb.SendRequest(**fields))
 
     async def messages(
@@ -877,12 +995,15 @@ class _KeySource:
 send_key = _KeySource()
 
 
-def _message(subject: str, body: str, reply_to: str | None, key: str | None) -> tuple[dict[str, Any], int]:
+def _message(
+    subject: str, body: str, reply_to: str | None, key: str | None, *, checked: bool = False
+) -> tuple[dict[str, Any], int]:
     """A message's fields for a SendRequest, checked as the node will check them (a 10 MB body gets the
     body limit's message here, not the transport's), and its text's size in UTF-8 bytes (counted by the
-    check, not again). The caller's key if it gave one; otherwise the send gets one when it goes alone (the
-    wire, a unary Send); on the SendStream its batch's key covers it."""
-    size = check_outgoing(subject, body, reply_to, key)
+    check, not again; 0 with `checked`: the caller checked them). The caller's key if it gave one;
+    otherwise the send gets one when it goes alone (the wire, a unary Send); on the SendStream its batch's
+    key covers it."""
+    size = 0 if checked else check_outgoing(subject, body, reply_to, key)
     fields = {"subject": subject, "body": body, "in_reply_to": reply_to or ""}
     if key:
         fields["key"] = key

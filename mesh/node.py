@@ -19,7 +19,7 @@ from mesh.clock import Clock
 from mesh.config import NodeConfig
 from mesh.core import validate
 from mesh.core.board import BoardView, MilestoneRow, TaskRow, check_role, parse_priority
-from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
+from mesh.core.mailbox import InboxMessage, OutboxEntry, SendColumns, SendItem
 from mesh.core.resources import SHARED_PATH, literal
 from mesh.core.status import StatusRecord
 from mesh.core.validate import check_ttl, check_wait, claim_resource, resource_name
@@ -271,7 +271,9 @@ class Node:
         mid, names = await self._check().mail.broadcast(subject, body, reply_to, key=key)
         return Sent(mid, tuple(names))
 
-    async def send_many(self, items: Sequence[SendItem], *, key: str | None = None) -> list[Sent | MeshError]:
+    async def send_many(
+        self, items: Sequence[SendItem] | SendColumns, *, key: str | None = None
+    ) -> list[Sent | MeshError]:
         """Queue many sends at once, one answer (or the error of that item) each, in order: the control
         socket's SendStream batches come here (one group commit, no task per item). Not a MeshAPI verb: a
         client sends one at a time and its SendStream makes the batches.

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from mesh.clock import Clock
     from mesh.core.board import BoardView, MilestoneRow, TaskRow
     from mesh.core.errors import MeshError
-    from mesh.core.mailbox import InboxMessage, OutboxEntry, SendItem
+    from mesh.core.mailbox import InboxMessage, OutboxEntry, SendColumns, SendItem
     from mesh.core.status import StatusRecord
     from mesh.views import (
         ClaimView,
@@ -292,7 +292,9 @@ class WireClient:
             return self._call("broadcast", args)  # type: ignore[no-any-return]
         return await self._c().broadcast(subject, body, reply_to, key=key)
 
-    async def send_many(self, items: Sequence[SendItem], *, checked: bool = False) -> list[Sent | MeshError]:
+    async def send_many(
+        self, items: Sequence[SendItem] | SendColumns, *, checked: bool = False
+    ) -> list[Sent | MeshError]:
         """Many sends at once, one answer or error each, in order (`Client.send_many`: batches on gRPC)."""
         return await self._c().send_many(items, checked=checked)
 

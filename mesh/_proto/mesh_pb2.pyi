@@ -2160,22 +2160,82 @@ class SendBatch(_message.Message):
 
     ITEMS_FIELD_NUMBER: _builtins.int
     KEY_FIELD_NUMBER: _builtins.int
+    COLUMNS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendRequest]: ...
+    @_builtins.property
+    def columns(self) -> Global___SendColumns:
+        """The batch as columns instead of `items` (a node answers it with SendResults.answers): a few protobuf
+        objects per batch, not one per send each way. A batch carries items or columns, not both.
+        """
+
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___SendRequest] | None = ...,
         key: _builtins.str = ...,
+        columns: Global___SendColumns | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["columns", b"columns", "items", b"items", "key", b"key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendBatch: _TypeAlias = SendBatch  # noqa: Y015
+
+@_typing.final
+class SendColumns(_message.Message):
+    """SendBatch.columns: item i is (to[i], subject[i], body[i], in_reply_to[i], key[i]). `to`, `subject` and
+    `body` have one entry per item; `in_reply_to` and `key` one per item, or none when no item has one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TO_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TO_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """a session name; "" for an item listed in `all`"""
+
+    @_builtins.property
+    def subject(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def body(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def in_reply_to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """"" = not a reply"""
+
+    @_builtins.property
+    def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """the item's own idempotency key ("" = none)"""
+
+    @_builtins.property
+    def all(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """the indices of the broadcasts, ascending"""
+
+    def __init__(
+        self,
+        *,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _abc.Iterable[_builtins.str] | None = ...,
+        body: _abc.Iterable[_builtins.str] | None = ...,
+        in_reply_to: _abc.Iterable[_builtins.str] | None = ...,
+        key: _abc.Iterable[_builtins.str] | None = ...,
+        all: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "body", b"body", "in_reply_to", b"in_reply_to", "key", b"key", "subject", b"subject", "to", b"to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendColumns: _TypeAlias = SendColumns  # noqa: Y015
 
 @_typing.final
 class SendResult(_message.Message):
@@ -2212,20 +2272,72 @@ class SendResults(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    ANSWERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendResult]: ...
+    @_builtins.property
+    def answers(self) -> Global___SendAnswers:
+        """the answer to a SendBatch sent as columns (then `results` is empty)"""
+
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___SendResult] | None = ...,
+        answers: Global___SendAnswers | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answers", b"answers", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SendResults: _TypeAlias = SendResults  # noqa: Y015
+
+@_typing.final
+class SendAnswers(_message.Message):
+    """SendResults.answers: every item of a columnar batch once, in runs or in full. Run r answers items
+    run_at[r] .. run_at[r] + run_count[r] - 1: each queued to its own `to` alone, with the ids
+    "<run_stream[r]>-<run_first[r]>", "<run_stream[r]>-<run_first[r] + 1>", ... in item order. Every other item
+    (an error, a broadcast, a repeat of a key) is other[k], for item other_at[k].
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_AT_FIELD_NUMBER: _builtins.int
+    RUN_COUNT_FIELD_NUMBER: _builtins.int
+    RUN_STREAM_FIELD_NUMBER: _builtins.int
+    RUN_FIRST_FIELD_NUMBER: _builtins.int
+    OTHER_AT_FIELD_NUMBER: _builtins.int
+    OTHER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run_at(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def run_count(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def run_stream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def run_first(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def other_at(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def other(self) -> _containers.RepeatedCompositeFieldContainer[Global___SendResult]: ...
+    def __init__(
+        self,
+        *,
+        run_at: _abc.Iterable[_builtins.int] | None = ...,
+        run_count: _abc.Iterable[_builtins.int] | None = ...,
+        run_stream: _abc.Iterable[_builtins.str] | None = ...,
+        run_first: _abc.Iterable[_builtins.int] | None = ...,
+        other_at: _abc.Iterable[_builtins.int] | None = ...,
+        other: _abc.Iterable[Global___SendResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["other", b"other", "other_at", b"other_at", "run_at", b"run_at", "run_count", b"run_count", "run_first", b"run_first", "run_stream", b"run_stream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendAnswers: _TypeAlias = SendAnswers  # noqa: Y015
 
 @_typing.final
 class InboxItem(_message.Message):

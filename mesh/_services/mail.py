@@ -409,53 +409,55 @@ class MailService:
         return self._enqueue_one(self._everyone(subject, body, reply_to, key))
 
     async def send_many(
-        self, items: Sequence[mb.SendItem], key: str | None = None
+        self, items: Sequence[mb.SendItem] | mb.SendColumns, key: str | None = None
     ) -> list[tuple[str, Sequence[str]] | MeshError]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
         valid one joins this turn's group commit (one future for them all, no task per item).
+
+        `items`: SendItems, or the same as SendColumns (a columnar SendBatch's, read straight off its
+        columns: no object per send before its Outgoing).
 
         `key`: the batch's idempotency key (see MailStore's KeyedBatch): one record for the batch, none per
         item; a repeat of the batch answers what its first try queued and queues only the rest."""
         if key:
             validate.ident(key, "send key")
+        cols = items if isinstance(items, mb.SendColumns) else mb.columns_of(items)
+        one = self._to_one(cols)
+        if one is not None:
+            return await self._send_group(one, key or "", mb.batch_digest(cols) if key else "")
         outs: list[mb.Outgoing | MeshError] = []
+        add = outs.append
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
         made: dict[str, mb.Outgoing] = {}  # name -> a send to it that `outgoing` accepted in this call
-        for it in items:
+        again = mb.outgoing_again
+        for to, subject, body, reply, ikey in zip(
+            cols.to, cols.subjects, cols.bodies, cols.reply_tos, cols.keys, strict=True
+        ):
             try:
-                if it.to is None:
-                    outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
+                if to is None:
+                    add(self._everyone(subject, body, reply, ikey))
                     continue
-                first = made.get(it.to)
+                first = made.get(to)
                 if first is not None:  # its recipient was checked with the first send to it
-                    outs.append(
-                        mb.outgoing_again(first, it.subject, it.body, in_reply_to=it.reply_to, key=it.key)
-                    )
+                    add(again(first, subject, body, in_reply_to=reply, key=ikey))
                     continue
-                rcpt = rcpts.get(it.to)
+                rcpt = rcpts.get(to)
                 if rcpt is None:
                     try:
-                        rcpt = rcpts[it.to] = self._recipient(it.to)
+                        rcpt = rcpts[to] = self._recipient(to)
                     except MeshError as e:
-                        rcpt = rcpts[it.to] = e
+                        rcpt = rcpts[to] = e
                 if isinstance(rcpt, MeshError):
-                    outs.append(rcpt)
+                    add(rcpt)
                     continue
-                out = mb.outgoing(
-                    [rcpt],
-                    it.subject,
-                    it.body,
-                    sender_node=self.me,
-                    in_reply_to=it.reply_to or None,
-                    key=it.key,
-                )
-                made[it.to] = out
-                outs.append(out)
+                out = mb.outgoing([rcpt], subject, body, sender_node=self.me, in_reply_to=reply, key=ikey)
+                made[to] = out
+                add(out)
             except MeshError as e:
-                outs.append(e)
+                add(e)
         if key:
-            return await self._send_group(outs, key, mb.batch_digest(items))
+            return await self._send_group(outs, key, mb.batch_digest(cols))
         if len(outs) <= mb.SEND_MAX:
             return await self._send_group(outs, "", "")
         # More than one transaction may hold: a group each SEND_MAX, all joining this turn's group commit.
@@ -463,6 +465,32 @@ class MailService:
             *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
         )
         return [a for part in parts for a in part]
+
+    def _to_one(self, cols: mb.SendColumns) -> list[mb.Outgoing | MeshError] | None:
+        """The common batch (every send to one name, no reply ids or keys of their own, at most SEND_MAX) as
+        Outgoings, its texts checked a column at a time (`outgoing_many`); None for any other batch, or one
+        with a text that may be refused (then `send_many` checks each and says which)."""
+        n = len(cols)
+        to = cols.to[0] if n else None
+        if not (
+            1 < n <= mb.SEND_MAX
+            and to.__class__ is str
+            and cols.to.count(to) == n
+            and not any(cols.reply_tos)
+            and not any(cols.keys)
+        ):
+            return None
+        assert to is not None
+        try:
+            rcpt = self._recipient(to)
+        except MeshError as e:  # every send's answer, as send_many's loop answers each
+            return [e] * n
+        try:
+            first = mb.outgoing([rcpt], cols.subjects[0], cols.bodies[0], sender_node=self.me)
+        except MeshError:  # its text, or this node itself: send_many's loop answers each send
+            return None
+        made = mb.outgoing_many(first, cols.subjects, cols.bodies)
+        return None if made is None else list(made)
 
     async def _send_group(
         self, outs: list[mb.Outgoing | MeshError], key: str, digest: str

@@ -10,12 +10,16 @@ The control servicer and the Client build the RPC envelopes; every value inside 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import grpc
+
 from mesh._proto import mesh_pb2 as pb
+from mesh._transport.errors import from_status
 from mesh.core import mailbox as mb
 from mesh.core.board import BoardView, MilestoneRow, MilestoneState, Priority, RowState, StepRow, TaskRow
+from mesh.core.errors import InvalidInput, MeshError
 from mesh.core.values import asdict
 from mesh.views import (
     BoardEvent,
@@ -226,6 +230,150 @@ def sent_to_pb(s: Sent) -> pb.SendReply:
 
 def sent_from_pb(r: pb.SendReply) -> Sent:
     return Sent(r.id, tuple(r.recipients))
+
+
+def columns_to_pb(batch: pb.SendBatch, cols: mb.SendColumns) -> None:
+    """Fill `batch.columns` with `cols` (SendColumns; a `to` of None is a broadcast)."""
+    c = batch.columns
+    to = cols.to
+    if None in to:
+        c.all.extend(i for i, t in enumerate(to) if t is None)
+        c.to.extend("" if t is None else t for t in to)
+    else:
+        c.to.extend(to)  # type: ignore[arg-type]  # no None in it
+    c.subject.extend(cols.subjects)
+    c.body.extend(cols.bodies)
+    if any(cols.reply_tos):  # none: the column stays empty
+        c.in_reply_to.extend(cols.reply_tos)
+    if any(cols.keys):
+        c.key.extend(cols.keys)
+
+
+def columns_to_requests(batch: pb.SendBatch, cols: mb.SendColumns) -> None:
+    """Fill `batch.items` with `cols` as SendRequests (the batch's form for a node that reads no columns)."""
+    add = batch.items.add
+    for to, subject, body, reply, key in zip(
+        cols.to, cols.subjects, cols.bodies, cols.reply_tos, cols.keys, strict=True
+    ):
+        if to is None:
+            add(all=True, subject=subject, body=body, in_reply_to=reply, key=key)
+        else:
+            add(to=to, subject=subject, body=body, in_reply_to=reply, key=key)
+
+
+def columns_from_pb(batch: pb.SendBatch) -> tuple[mb.SendColumns, dict[int, MeshError]]:
+    """A columnar SendBatch's sends, and the errors of items that cannot be sent (no recipient, or both a
+    recipient and all). A batch whose columns do not fit together (lengths, indices) is InvalidInput."""
+    c = batch.columns
+    if batch.items:
+        raise InvalidInput("a send batch carries items or columns, not both")
+    to: list[str | None] = list(c.to)
+    n = len(to)
+    subjects, bodies = list(c.subject), list(c.body)
+    replies = list(c.in_reply_to) or [""] * n
+    keys = list(c.key) or [""] * n
+    if not len(subjects) == len(bodies) == len(replies) == len(keys) == n:
+        raise InvalidInput(
+            f"a send batch's columns differ in length: to {n}, subject {len(subjects)}, body {len(bodies)},"
+            f" in_reply_to {len(c.in_reply_to)}, key {len(c.key)} (in_reply_to and key: one each, or none)"
+        )
+    bad: dict[int, MeshError] = {}
+    for i in c.all:
+        if i >= n:
+            raise InvalidInput(f"a send batch's broadcast index {i} is beyond its {n} items")
+        if to[i]:
+            bad[i] = InvalidInput("give a recipient or --all, not both")
+        else:
+            to[i] = None
+    if "" in to:
+        for i, t in enumerate(to):
+            if t == "":
+                bad[i] = InvalidInput("a recipient name is needed (or --all)")
+    return mb.SendColumns(to, subjects, bodies, replies, keys), bad
+
+
+def answers_to_pb(to: Sequence[str | None], got: Sequence[Sent | MeshError]) -> pb.SendResults:
+    """The answer to a columnar batch (SendAnswers): item i went `to[i]` and was answered `got[i]`. Items
+    queued to their own `to` alone under consecutive ids of one stream are one run; every other in full."""
+    out = pb.SendResults()
+    a = out.answers
+    run_at: list[int] = []
+    run_count: list[int] = []
+    run_stream: list[str] = []
+    run_first: list[int] = []
+    other_at: list[int] = []
+    add = a.other.add
+    prefix = ""
+    nxt = end = -1  # the next id's number and item index that extend the current run
+    for i, (t, g) in enumerate(zip(to, got, strict=True)):
+        if g.__class__ is Sent:
+            rs = g.recipients
+            if len(rs) == 1 and rs[0] == t:
+                mid: str = g.id
+                if i == end and mid == f"{prefix}{nxt}":
+                    run_count[-1] += 1
+                    nxt += 1
+                    end += 1
+                    continue
+                stream, _, num = mid.rpartition("-")
+                if num.isascii() and num.isdigit() and str(int(num)) == num:
+                    run_at.append(i)
+                    run_count.append(1)
+                    run_stream.append(stream)
+                    run_first.append(int(num))
+                    prefix = stream + "-"
+                    nxt = int(num) + 1
+                    end = i + 1
+                    continue
+        other_at.append(i)
+        if isinstance(g, MeshError):
+            add(error_class=type(g).__name__, error=str(g))
+        else:
+            reply = add().sent
+            reply.id = g.id
+            reply.recipients.extend(g.recipients)
+    a.run_at.extend(run_at)
+    a.run_count.extend(run_count)
+    a.run_stream.extend(run_stream)
+    a.run_first.extend(run_first)
+    a.other_at.extend(other_at)
+    return out
+
+
+def answers_from_pb(
+    results: pb.SendResults, to: Sequence[str | None]
+) -> list[Sent | MeshError | None] | None:
+    """Each item's answer to a batch whose items went `to` (None for an item with no answer in it); None
+    when the node answered in `results` (a node that reads no columns: it saw none of the items)."""
+    if not results.HasField("answers"):
+        return None
+    a = results.answers
+    n = len(to)
+    got: list[Sent | MeshError | None] = [None] * n
+    for at, count, stream, first in zip(a.run_at, a.run_count, a.run_stream, a.run_first, strict=False):
+        if at + count > n:
+            continue  # not an answer to this batch: its items stay unanswered
+        prefix = stream + "-"
+        last: str | None = None
+        names: tuple[str, ...] = ()
+        for i in range(at, at + count):
+            t = to[i]
+            if t is not last:  # a run's sends are mostly to one name: one tuple of it
+                last = t
+                names = (t,) if t is not None else ()
+            got[i] = Sent(f"{prefix}{first}", names)
+            first += 1
+    for at, r in zip(a.other_at, a.other, strict=False):
+        if at < n:
+            got[at] = result_from_pb(r)
+    return got
+
+
+def result_from_pb(r: pb.SendResult) -> Sent | MeshError:
+    """One SendResult: its Sent, or the MeshError it names."""
+    if r.HasField("sent"):
+        return Sent(r.sent.id, tuple(r.sent.recipients))
+    return from_status(grpc.StatusCode.UNKNOWN, r.error, r.error_class)
 
 
 def inbox_to_pb(m: mb.InboxMessage) -> pb.InboxItem:

@@ -7,7 +7,7 @@ converted by the codec, errors by `errors.unary` / `errors.streaming`. Nothing h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -19,9 +19,10 @@ from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
 from mesh.api import BatchSender, MeshAPI
 from mesh.core import validate
-from mesh.core.mailbox import SEND_MAX, SendItem
+from mesh.core.mailbox import SEND_MAX, SendColumns, SendItem
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, LimitExceeded, MeshError
+from mesh.views import Sent
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -119,7 +120,46 @@ class ControlServicer(pbg.ControlServicer):
         except MeshError as e:  # this item's answer; its neighbours in the batch go on
             return pb.SendResult(error_class=type(e).__name__, error=str(e))
 
+    async def _send_each(
+        self, to: str | None, subject: str, body: str, reply: str, key: str
+    ) -> Sent | MeshError:
+        try:
+            if to is None:
+                return await self.api.broadcast(subject, body, reply or None, key=key or None)
+            return await self.api.send(to, subject, body, reply or None, key=key or None)
+        except MeshError as e:  # this item's answer; its neighbours in the batch go on
+            return e
+
+    async def _send_columns(self, batch: pb.SendBatch) -> pb.SendResults:
+        """A columnar batch: its columns straight to the node's send_many (no object per send before its
+        Outgoing), answered in runs of consecutive ids (api_codec.answers_to_pb), not a result per send."""
+        cols, bad = api_codec.columns_from_pb(batch)
+        go = cols
+        if bad:  # as for `items`: the batch goes without its key rather than with places shifted
+            keep = [i for i in range(len(cols)) if i not in bad]
+            go = SendColumns(
+                [cols.to[i] for i in keep],
+                [cols.subjects[i] for i in keep],
+                [cols.bodies[i] for i in keep],
+                [cols.reply_tos[i] for i in keep],
+                [cols.keys[i] for i in keep],
+            )
+        if isinstance(self.api, BatchSender):
+            sent: Sequence[Sent | MeshError] = await self.api.send_many(
+                go, key=None if bad else batch.key or None
+            )
+        else:
+            sent = await asyncio.gather(
+                *map(self._send_each, go.to, go.subjects, go.bodies, go.reply_tos, go.keys)
+            )
+        if bad:
+            got = iter(sent)
+            sent = [bad[i] if i in bad else next(got) for i in range(len(cols))]
+        return api_codec.answers_to_pb(cols.to, sent)
+
     async def _send_batch(self, batch: pb.SendBatch) -> pb.SendResults:
+        if batch.HasField("columns"):
+            return await self._send_columns(batch)
         # All of a batch's sends enter the mail service in this loop turn: one group commit queues them. The
         # node's own Node takes the batch whole (a future per send, no task per send); another MeshAPI, each.
         if not isinstance(self.api, BatchSender):
@@ -169,8 +209,9 @@ class ControlServicer(pbg.ControlServicer):
                 async for batch in requests:
                     if isinstance(batch, guard.Undecodable):
                         raise InvalidInput(f"undecodable request: {batch.reason}")
-                    if len(batch.items) > SEND_MAX:
-                        raise LimitExceeded(f"{len(batch.items)} sends in one batch; at most {SEND_MAX}")
+                    count = len(batch.items) or len(batch.columns.to)
+                    if count > SEND_MAX:
+                        raise LimitExceeded(f"{count} sends in one batch; at most {SEND_MAX}")
                     await ahead.put(asyncio.ensure_future(self._send_batch(batch)))
                 await ahead.put(None)
             except Exception as e:  # raised below, where the stream's answer is written

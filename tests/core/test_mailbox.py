@@ -871,3 +871,64 @@ def test_outgoing_again_checks_what_outgoing_checks_but_the_recipient() -> None:
         outgoing_again(first, "hi", "x" * (10 * 1024 * 1024))
     with pytest.raises(InvalidInput):
         outgoing_again(outgoing([b], "all", "x", sender_node=a.node_id, broadcast=True), "hi", "x")
+
+
+@given(
+    st.lists(
+        st.builds(
+            mb.SendItem,
+            st.one_of(st.none(), st.text(max_size=5)),
+            st.text(max_size=10),
+            st.text(max_size=20),
+            st.one_of(st.none(), st.text(max_size=5)),
+            st.one_of(st.none(), st.text(max_size=5)),
+        ),
+        max_size=6,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_a_batch_as_columns_has_the_digest_of_its_items(items: list[mb.SendItem]) -> None:
+    # A columnar SendBatch's retry and an items one are the same batch to its key.
+    assert mb.batch_digest(mb.columns_of(items)) == mb.batch_digest(items)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(["", " ", "a\x07", "s\n"]),
+            st.text(max_size=20) | st.sampled_from(["\x00", "é" * 3, "\ud800"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_outgoing_many_is_outgoing_again_for_each_text_or_declines(texts: list[tuple[str, str]]) -> None:
+    # Column-wise checks never accept a text `outgoing_again` refuses, and build what it builds.
+    from mesh.core.mailbox import outgoing_again, outgoing_many
+    from mesh.errors import MeshError
+
+    a, b = NODES[0], NODES[1]
+    first = outgoing([b], "hi", "one", sender_node=a.node_id)
+    subjects, bodies = [s for s, _ in texts], [x for _, x in texts]
+    made = outgoing_many(first, subjects, bodies)
+    each: list[mb.Outgoing | None] = []
+    for s, x in texts:
+        try:
+            each.append(outgoing_again(first, s, x))
+        except MeshError:
+            each.append(None)
+    # small texts: declined exactly when one of them is refused
+    assert made == (None if None in each else each)
+
+
+def test_outgoing_many_declines_a_batch_with_a_text_over_its_limits() -> None:
+    from mesh.core.mailbox import outgoing_many
+
+    a, b = NODES[0], NODES[1]
+    first = outgoing([b], "hi", "one", sender_node=a.node_id)
+    assert outgoing_many(first, ["ok", "ok"], ["x", "x" * (mb.BODY_MAX + 1)]) is None
+    assert outgoing_many(first, ["ok", "s" * (mb.SUBJECT_MAX + 1)], ["x", "x"]) is None
+    assert outgoing_many(first, ["ok"], ["x", "y"]) is None  # columns of different lengths
+    got = outgoing_many(first, ["one", "two"], ["x", "é"])
+    assert got is not None and [o.size for o in got] == [4, 5] and got[0].recipients is first.recipients

@@ -14,6 +14,8 @@
                                     so it links no member for the ring either)
     MESH_TEST_OLD_WIRE=1            the node's hook wire has no `api` op, as a node older than meshctl's
                                     WireClient (it answers "unknown op")
+    MESH_TEST_OLD_SEND_STREAM=1     the node's SendStream reads no columns (SendBatch.columns), as a node
+                                    older than them: it sees a columnar batch as one of no items
 
 The harness starts nodes with `python -m tests.integration.meshctl up ... --detach` when a test sets one of
 these; `up --detach` starts the node's own process through this same module, so the taps are in the node.
@@ -102,6 +104,16 @@ def install() -> None:
             del self._ops["api"]
 
         HookWire.__init__ = without_api  # type: ignore[method-assign]
+    if os.environ.get("MESH_TEST_OLD_SEND_STREAM"):
+        from mesh._transport.control import ControlServicer
+
+        batch_of = ControlServicer._send_batch
+
+        async def without_columns(self: ControlServicer, batch: Any) -> Any:
+            batch.ClearField("columns")  # an unknown field to an older node: skipped as it decodes
+            return await batch_of(self, batch)
+
+        ControlServicer._send_batch = without_columns  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

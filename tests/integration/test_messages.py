@@ -302,3 +302,142 @@ def test_client_send_many_answers_each_item_in_order(mesh: Mesh) -> None:
     inb = until(all_in, timeout=60, what="every message in b's inbox")
     assert [m["id"] for m in inb] == ids
     assert [m["subject"] for m in inb[:3]] == ["first", "all", "bulk 0000"]
+
+
+async def _stream(mesh: Mesh, node: str, *batches: Any) -> list[Any]:
+    """The SendStream's answers to `batches` (SendBatch protobufs), spoken raw to `node`'s control socket."""
+    import grpc
+
+    from mesh._proto import mesh_pb2_grpc as pbg
+
+    sock = json.loads(next(mesh.home.glob(f"meshes/*/nodes/{node}/node.json")).read_text())["socket"]
+    async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
+        call = pbg.ControlStub(ch).SendStream()
+        out = []
+        for b in batches:
+            await call.write(b)
+            out.append(await call.read())
+        await call.done_writing()
+        return out
+
+
+def _columns(batch_key: str, to: list[str], /, **cols: list[Any]) -> Any:
+    from mesh._proto import mesh_pb2 as pb
+
+    batch = pb.SendBatch(key=batch_key)
+    batch.columns.to.extend(to)
+    for name, values in cols.items():
+        getattr(batch.columns, name).extend(values)
+    return batch
+
+
+def test_a_columnar_send_batch_answers_each_item_and_once_for_a_repeat_of_its_key(mesh: Mesh) -> None:
+    """A SendBatch as columns: runs of consecutive ids for its plain sends, a full answer (or the item's own
+    error) for every other; sent again with its key (its answer lost), the same answers and nothing queued
+    twice; a unary retry of one item naming the batch's key answers what the batch queued. An old-form
+    batch (items) on the same stream is answered as before."""
+    from mesh._proto import mesh_pb2 as pb
+    from mesh._transport import api_codec
+    from mesh.errors import InvalidInput, UnknownRecipient
+    from mesh.views import Sent
+
+    pair(mesh)
+    to = ["b", "b", "", "nobody", "b", "b", "b"]
+    n = len(to)
+    subjects = [f"col {i}" for i in range(n)]
+    subjects[5] = "bad\x07subject"
+    batch = _columns(
+        "colkey-1", to, subject=subjects, body=["x"] * n, all=[2],
+        in_reply_to=[""] * n, key=[""] * 6 + ["own-key-6"],
+    )  # fmt: skip
+    # items the servicer itself refuses (no recipient; a recipient and all): each its own error
+    malformed = _columns("colkey-2", ["", "b", "b"], subject=["s", "s", "t"], body=["x"] * 3, all=[1])
+    old = pb.SendBatch(key="oldkey-1", items=[pb.SendRequest(to="b", subject="old", body="y")])
+    first, again, bad, old_answer = asyncio.run(_stream(mesh, "a", batch, batch, malformed, old))
+    got = api_codec.answers_from_pb(first, to)
+    assert got is not None and list(first.results) == [] and again == first  # the repeat: the same answers
+    assert [type(g) for g in got] == [Sent, Sent, Sent, UnknownRecipient, Sent, InvalidInput, Sent]
+    assert "control characters" in str(got[5])
+    assert got[2].recipients == ("b",) and got[0].recipients == got[6].recipients == ("b",)  # type: ignore[union-attr]
+    ids = [g.id for g in got if isinstance(g, Sent)]
+    assert ids == in_send_order(ids) and len(set(ids)) == 5
+    assert list(first.answers.run_at) == [0, 4, 6] and list(first.answers.other_at) == [2, 3, 5]
+    bad_got = api_codec.answers_from_pb(bad, ["", "b", "b"])
+    assert (
+        bad_got is not None and isinstance(bad_got[0], InvalidInput) and isinstance(bad_got[1], InvalidInput)
+    )
+    assert "a recipient name is needed" in str(bad_got[0]) and "not both" in str(bad_got[1])
+    assert isinstance(bad_got[2], Sent)
+    assert len(old_answer.results) == 1 and old_answer.results[0].sent.recipients == ["b"]
+
+    async def unary_retry() -> Any:
+        import grpc
+
+        from mesh._proto import mesh_pb2_grpc as pbg
+
+        sock = json.loads(next(mesh.home.glob("meshes/*/nodes/a/node.json")).read_text())["socket"]
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
+            req = pb.SendRequest(to="b", subject="col 1", body="x", key="retry-1", batch_key="colkey-1",
+                                 batch_index=1)  # fmt: skip
+            return await pbg.ControlStub(ch).Send(req)
+
+    assert asyncio.run(unary_retry()).id == got[1].id  # type: ignore[union-attr]
+    more = [bad_got[2].id, old_answer.results[0].sent.id]
+    want = len(ids) + len(more)  # the repeats queued nothing
+    until(lambda: len(inbox(mesh, "b")) >= want, timeout=30, what="the batches in b's inbox")
+    assert sorted(m["id"] for m in inbox(mesh, "b")) == sorted([*ids, *more])
+
+
+@pytest.mark.parametrize(
+    ("batch", "code", "needle"),
+    [
+        (dict(to=["b", "b"], subject=["s"], body=["x", "y"]), "INVALID_ARGUMENT", "differ in length"),
+        (dict(to=["b"], subject=["s"], body=["x"], key=["k", "k2"]), "INVALID_ARGUMENT", "differ in length"),
+        (dict(to=[""], subject=["s"], body=["x"], all=[3]), "INVALID_ARGUMENT", "broadcast index 3"),
+        (dict(items=True, to=["b"], subject=["s"], body=["x"]), "INVALID_ARGUMENT", "items or columns"),
+        (dict(to=["b"] * 1001, subject=["s"] * 1001, body=["x"] * 1001), "RESOURCE_EXHAUSTED", "1001 sends"),
+    ],
+)
+def test_a_malformed_columnar_send_batch_is_refused_with_what_is_wrong(
+    mesh: Mesh, batch: dict[str, Any], code: str, needle: str
+) -> None:
+    import grpc
+
+    mesh.up("a", *NO_MDNS)
+    with_items = batch.pop("items", False)
+    b = _columns("badkey-1", batch.pop("to"), **batch)
+    if with_items:
+        b.items.add(to="b", subject="s", body="x")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        asyncio.run(_stream(mesh, "a", b))
+    assert info.value.code() == getattr(grpc.StatusCode, code) and needle in (info.value.details() or "")
+    assert json.loads(mesh.ctl("outbox", "--json", node="a").stdout) == []  # nothing queued
+
+
+def test_a_client_sends_to_a_node_that_reads_no_columns_as_before(tmp_path: Path) -> None:
+    """A node older than columnar SendBatches sees one as a batch of no items (and answers `results`): the
+    client then sends its batches as SendRequests, and every send (Client.send_many's, concurrent
+    Client.sends) is answered with its id and queued once."""
+    from mesh.client import connect
+    from mesh.core.mailbox import SendItem
+    from mesh.views import Sent
+
+    old = Mesh(home=tmp_path / "home", extra_env={"MESH_TEST_OLD_SEND_STREAM": "1"})
+    try:
+        pair(old)
+
+        async def go() -> list[Any]:
+            async with await connect("a", mesh=old.name, home=old.home) as c:
+                many = c.send_many([SendItem("b", f"many {i:04d}", "x") for i in range(1500)])
+                each = asyncio.gather(*(c.send("b", f"each {i:03d}", "y") for i in range(300)))
+                got_many, got_each = await asyncio.gather(many, each)
+                return [*got_many, *got_each]
+
+        got = asyncio.run(go())
+        assert all(isinstance(g, Sent) and g.recipients == ("b",) for g in got), got[:3]
+        ids = [g.id for g in got]
+        assert len(set(ids)) == len(ids) == 1800
+        until(lambda: len(inbox(old, "b")) >= len(ids), timeout=60, what="every send in b's inbox")
+        assert sorted(m["id"] for m in inbox(old, "b")) == sorted(ids)  # each once
+    finally:
+        old.cleanup()

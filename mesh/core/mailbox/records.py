@@ -6,6 +6,7 @@ Wire records hold plain str/int/float/bool fields only, so that they map 1:1 ont
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -55,6 +56,33 @@ class SendItem:
     body: str
     reply_to: str | None = None
     key: str | None = None
+
+
+@value
+class SendColumns:
+    """A batch of sends as parallel columns (a SendStream's columnar batch): send i is to `to[i]` (None: to
+    everyone known), with `subjects[i]`, `bodies[i]`, `reply_tos[i]` and its own key `keys[i]` ("" = none).
+    Every column has one entry per send; `columns_of` makes them from SendItems."""
+
+    to: Sequence[str | None]
+    subjects: Sequence[str]
+    bodies: Sequence[str]
+    reply_tos: Sequence[str]
+    keys: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.to)
+
+
+def columns_of(items: Sequence[SendItem]) -> SendColumns:
+    """SendItems as SendColumns."""
+    return SendColumns(
+        [it.to for it in items],
+        [it.subject for it in items],
+        [it.body for it in items],
+        [it.reply_to or "" for it in items],
+        [it.key or "" for it in items],
+    )
 
 
 @value
