@@ -29,9 +29,10 @@ from mesh.core.mailbox import (
     Recipient,
     SendWindow,
     outgoing,
+    outgoing_again,
 )
 from mesh.errors import ConfigError, ProtocolError, StateDamaged
-from mesh.mailstore import MailStore
+from mesh.mailstore import KeyedBatch, MailStore
 from mesh.testing.mailbox import MemoryMailbox
 from tests.core.test_mailbox import NODES, PAIRS, SIM, WALL0, MailMachine
 
@@ -171,7 +172,7 @@ _CHILD = textwrap.dedent(
     """
     import random, sys
     from mesh.core.mailbox import Recipient, outgoing
-    from mesh.mailstore import MailStore
+    from mesh.mailstore import KeyedBatch, MailStore
     d = sys.argv[1]
     a = MailStore(d + "/a.db", node_id="nodeA", name="alice", rng=random.Random(1))
     b = MailStore(d + "/b.db", node_id="nodeB", name="bob", rng=random.Random(2))
@@ -258,6 +259,7 @@ class Lockstep(RuleBasedStateMachine):
         self.mem = [MemoryMailbox.create(n.node_id, n.name, random.Random(i)) for i, n in enumerate(NODES)]
         self.sql = [open_store(self.dir / f"{i}.db", n, i) for i, n in enumerate(NODES)]
         self.wall = WALL0
+        self.keys = 0  # batch keys given out (each batch its own)
 
     def both(self, i: int, method: str, *args: Any, **kw: Any) -> Any:
         got_m = getattr(self.mem[i], method)(*args, **kw)
@@ -270,20 +272,43 @@ class Lockstep(RuleBasedStateMachine):
         n=st.integers(1, 4),
         bc=st.sampled_from([False, False, True]),
         keep=st.sampled_from([(), (), ("nodeA", "nodeB", "nodeC"), ("nodeB",)]),
+        shape=st.sampled_from(["fresh", "again", "again", "group", "keyed", "mixed"]),
     )
-    def enqueue(self, pair: tuple[int, int], n: int, bc: bool, keep: tuple[str, ...]) -> None:
+    def enqueue(self, pair: tuple[int, int], n: int, bc: bool, keep: tuple[str, ...], shape: str) -> None:
+        """`shape`: sends made one by one (`fresh`), or as a send_many makes them (`again`: the sends to one
+        name share its Recipient: the store queues such a run a column at a time), queued as sends, as a
+        group without a key or with one, or (`mixed`) a run of sends, a keyed group and a broadcast."""
         s, d = pair
         if bc:
             items = [
                 outgoing(NODES, "all", f"b{k}", sender_node=NODES[s].node_id, broadcast=True)
                 for k in range(n)
             ]
-        else:
+        elif shape == "fresh":
             items = [direct(NODES[s], NODES[d], body="é" * k) for k in range(n)]
+        else:
+            first = direct(NODES[s], NODES[d], body="é")
+            items = [first, *(outgoing_again(first, f"s{k}", "é" * k, in_reply_to=None) for k in range(1, n))]
         # `keep`: the SQLite store keeps those peers' new entries in memory for `pending_for`; the answers
         # (batches included) must not change.
         got_m = self.mem[s].enqueue(items, self.wall)
-        got_s = [mid for mid, _ in self.sql[s].enqueue_answers(items, self.wall, keep=keep)]
+        if shape in ("group", "keyed"):
+            self.keys += 1
+            key = f"k{self.keys}" if shape == "keyed" else ""
+            (answers,) = self.sql[s].enqueue_group([KeyedBatch(key, "d", tuple(items))], self.wall, keep=keep)
+            assert isinstance(answers, list)
+            got_s = [a[0] for a in answers if isinstance(a, tuple)]
+        elif shape == "mixed" and not bc:
+            self.keys += 1
+            extra = outgoing(NODES, "all", "b", sender_node=NODES[s].node_id, broadcast=True)
+            got_m += self.mem[s].enqueue([*items, extra], self.wall)
+            lone, batch = items[:n], KeyedBatch(f"k{self.keys}", "d", (*items, extra))
+            got = self.sql[s].enqueue_group([*lone, batch], self.wall, keep=keep)
+            assert isinstance(got[-1], list)
+            got_s = [a[0] for a in got[:-1] if isinstance(a, tuple)]
+            got_s += [a[0] for a in got[-1] if isinstance(a, tuple)]
+        else:
+            got_s = [mid for mid, _ in self.sql[s].enqueue_answers(items, self.wall, keep=keep)]
         assert got_m == got_s
 
     @rule(i=st.integers(0, 2), d=st.integers(0, 2))
