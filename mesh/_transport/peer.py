@@ -74,12 +74,15 @@ class Link:
         finish: Callable[[], Awaitable[None]],
         batches: bool = False,
         local: bool = False,
+        columns: bool = False,
     ) -> None:
         self.peer = peer
         self.dialer = dialer
         self.outbound = outbound
         self.batches = batches
         """The peer reads PeerFrame.batch (its Hello said frame_batches)."""
+        self.columns = columns
+        """The peer reads a MailBatch by column (its Hello said mail_columns)."""
         self.local = local
         """A same-host unix stream (mesh._transport.local), not a gRPC stream."""
         self._write = write
