@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from operator import attrgetter
 from typing import Any
 
 from mesh._services.context import ServiceContext
@@ -67,6 +68,8 @@ def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str
 
 
 _Queued = tuple[str, list[str] | None]
+_ITEM_FIELDS = attrgetter("to", "subject", "body", "reply_to", "key")
+"""A SendItem's fields, in one C call (see `MailService._run_to_one`)."""
 
 
 _Sink = asyncio.Future[Any]
@@ -418,11 +421,11 @@ class MailService:
         item; a repeat of the batch answers what its first try queued and queues only the rest."""
         if key:
             validate.ident(key, "send key")
-        outs: list[mb.Outgoing | MeshError] = []
+        outs: list[mb.Outgoing | MeshError] = self._run_to_one(items)
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
         made: dict[str, mb.Outgoing] = {}  # name -> a send to it that `outgoing` accepted in this call
-        for it in items:
+        for it in items if not outs else ():  # one by one unless `_run_to_one` took them all
             try:
                 if it.to is None:
                     outs.append(self._everyone(it.subject, it.body, it.reply_to, it.key))
@@ -463,6 +466,22 @@ class MailService:
             *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
         )
         return [a for part in parts for a in part]
+
+    def _run_to_one(self, items: Sequence[mb.SendItem]) -> list[mb.Outgoing | MeshError]:
+        """A send_many's sends when all go to one name without a reply id or key (a SendStream's batch, a
+        send_many to one session): checked a column at a time (`outgoing_run`); [] when not so, or when
+        any might be refused (`send_many` then checks them one by one and says which)."""
+        if len(items) < 2:
+            return []
+        tos, subjects, bodies, replies, keys = zip(*map(_ITEM_FIELDS, items), strict=True)
+        to = tos[0]
+        if to.__class__ is not str or tos.count(to) != len(tos) or any(replies) or any(keys):
+            return []
+        try:
+            first = mb.outgoing([self._recipient(to)], subjects[0], bodies[0], sender_node=self.me)
+        except MeshError:
+            return []
+        return mb.outgoing_run(first, subjects, bodies) or []  # type: ignore[return-value]
 
     async def _send_group(
         self, outs: list[mb.Outgoing | MeshError], key: str, digest: str

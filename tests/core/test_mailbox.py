@@ -871,3 +871,32 @@ def test_outgoing_again_checks_what_outgoing_checks_but_the_recipient() -> None:
         outgoing_again(first, "hi", "x" * (10 * 1024 * 1024))
     with pytest.raises(InvalidInput):
         outgoing_again(outgoing([b], "all", "x", sender_node=a.node_id, broadcast=True), "hi", "x")
+
+
+_TEXTS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["hi", " ", "", "a\x00b", "a\nb", "\ud800", "é" * 3, "s" * 200, "s" * 201]),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(_TEXTS, _TEXTS), min_size=1, max_size=6), st.integers(0, 2))
+def test_outgoing_run_is_outgoing_again_of_each_or_none(texts: list[tuple[str, str]], big: int) -> None:
+    # the column-at-a-time check says exactly what the one-by-one one says: every send as outgoing_again
+    # makes it, or None when any of them would be refused
+    from mesh.core.mailbox import outgoing_again, outgoing_run
+    from mesh.core.mailbox.limits import BODY_MAX
+    from mesh.errors import MeshError
+
+    if big:  # a body at the limit, and one past it
+        texts.append(("big", "b" * (BODY_MAX - 3 + big - 1)))
+    first = outgoing([NODES[1]], "hi", "one", sender_node=NODES[0].node_id)
+    try:
+        want: list[Any] | None = [outgoing_again(first, s, b) for s, b in texts]
+    except MeshError:
+        want = None
+    subjects, bodies = zip(*texts, strict=True)
+    got = outgoing_run(first, subjects, bodies)
+    assert got == want
+    if got is not None:  # one recipient tuple for all (the store queues such a run a column at a time)
+        assert all(o.recipients is first.recipients for o in got)

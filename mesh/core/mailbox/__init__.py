@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         json_strings,
         outgoing,
         outgoing_again,
+        outgoing_run,
         send_digest,
     )
     from mesh.core.mailbox.limits import (
@@ -110,6 +111,7 @@ _WHERE = {  # name -> the submodule that defines it (the same names as the TYPE_
             "json_strings",
             "outgoing",
             "outgoing_again",
+            "outgoing_run",
             "send_digest",
             "batch_digest",
         ),
@@ -207,5 +209,6 @@ __all__ = [
     "new_stream_id",
     "outgoing",
     "outgoing_again",
+    "outgoing_run",
     "send_digest",
 ]
