@@ -36,7 +36,7 @@ from functools import partial
 from itertools import repeat
 from operator import add, attrgetter, itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from mesh import storage
 from mesh.core import validate
@@ -68,6 +68,8 @@ from mesh.core.mailbox import (
 from mesh.core.values import value
 
 __all__ = ["SCHEMA_VERSION", "Answer", "KeyedBatch", "MailStore"]
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 
@@ -113,8 +115,13 @@ CREATE TABLE IF NOT EXISTS {name} (
 # constraint's index was a fourth b-tree written per queued message and never read (see _migrate).
 _OUTBOX_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_queued ON outbox (to_node, seq) WHERE state = 0;
-CREATE INDEX IF NOT EXISTS outbox_id ON outbox (id);
+CREATE INDEX IF NOT EXISTS outbox_n ON outbox (n);
 """
+# outbox_n, not an index on id (before it, outbox_id): a receipt names messages by id, and an id is
+# "<stream>-<n>" of this mailbox's own stream, so its n finds its rows (`apply_receipt`). Ids do not sort as
+# they are given out ("s-10" < "s-9"): each new one went into the middle of a text index, a third of the cost
+# of queueing a message; n only ever grows, so a new one goes at the end. `_open` drops outbox_id (an older
+# version that opens the store makes it again, and works with it; this one drops it again).
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -314,6 +321,7 @@ class MailStore:
             self.stream: str = meta["stream"]
             if meta["schema"] == "1":
                 self._migrate_1_2()
+            self._db.execute("DROP INDEX IF EXISTS outbox_id")  # outbox_n stands for it (see _OUTBOX_INDEXES)
         self._load_counters()
 
     def _migrate_1_2(self) -> None:
@@ -853,12 +861,22 @@ class MailStore:
     @storage.guarded
     def apply_receipt(self, receipt: ReadReceipt, wall: float) -> ReceiptAck:
         """Sender side: record a (checked) read receipt; returns the ack to send back."""
+        # An id of this mailbox is "<stream>-<n>" (`message_id`), n its rows' n (outbox_n); an id of another
+        # form names none of them.
+        prefix = self.stream + "-"
+        cut = len(prefix)
+        ns = [
+            int(tail)
+            for mid in receipt.ids
+            if mid.startswith(prefix) and (tail := mid[cut:]).isdecimal() and tail.isascii()
+            and str(int(tail)) == tail
+        ]  # fmt: skip
         with self._tx() as db:
-            for chunk in _chunks(receipt.ids):
+            for chunk in _chunks(ns):
                 marks = ",".join("?" * len(chunk))
                 db.execute(
                     f"UPDATE outbox SET state = 2, changed_at = ? WHERE to_node = ? AND state != 2"
-                    f" AND id IN ({marks})",
+                    f" AND n IN ({marks})",
                     (wall, receipt.reader_node, *chunk),
                 )
         # A receipt may cover an entry still queued (its ack was lost): it is no longer one to send.
@@ -1135,7 +1153,7 @@ def _inbox_msg(r: Sequence[Any]) -> InboxMessage:
     return InboxMessage(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
 
 
-def _chunks(ids: Sequence[str]) -> Iterator[Sequence[str]]:
+def _chunks(ids: Sequence[T]) -> Iterator[Sequence[T]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
 

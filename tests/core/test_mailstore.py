@@ -26,6 +26,7 @@ from mesh.core.mailbox import (
     MailAck,
     MailboxStore,
     OutState,
+    ReadReceipt,
     Recipient,
     SendWindow,
     outgoing,
@@ -618,7 +619,7 @@ def _as_schema_1(path: Path) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.executescript(
-            "BEGIN; DROP INDEX outbox_queued; DROP INDEX outbox_id; ALTER TABLE outbox RENAME TO outbox_old;"
+            "BEGIN; DROP INDEX outbox_queued; DROP INDEX outbox_n; ALTER TABLE outbox RENAME TO outbox_old;"
             + _V1_OUTBOX
             + "INSERT INTO outbox SELECT * FROM outbox_old; DROP TABLE outbox_old;"
             " UPDATE meta SET value = '1' WHERE key = 'schema'; COMMIT;"
@@ -675,12 +676,50 @@ def test_a_schema_1_mailbox_is_migrated_on_open_and_keeps_everything(tmp_path: P
     bt = a.pending_for("nodeB", after=5)
     assert bt is not None and [m.seq for m in bt.messages] == [6]
     a.close()
-    assert _indexes(path) == {"outbox_queued", "outbox_id"}
+    assert _indexes(path) == {"outbox_queued", "outbox_n"}
     after = _outbox_rows(path)
     assert after[: len(before)] == before  # every row, column and rowid as it was
     # Opened again: schema 2 already, nothing rewritten.
     open_store(path, A, 9).close()
     assert _outbox_rows(path) == after
+    b.close()
+
+
+def test_receipts_find_their_rows_by_n_in_a_store_an_older_version_indexed_by_id(tmp_path: Path) -> None:
+    """The outbox is indexed by n, not id (`outbox_n`): a receipt's ids of this mailbox's stream find their
+    rows by their n, and an id of another form none. A store as the previous version left it (outbox_id, no
+    outbox_n) gets outbox_n and loses outbox_id when opened; an older version that opens it again makes its
+    outbox_id again (its schema's CREATE INDEX IF NOT EXISTS), and this version drops it again."""
+    path = tmp_path / "a.db"
+    a = open_store(path, A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    ids = a.enqueue([direct(A, B, body=f"m{i}") for i in range(12)], WALL0)
+    bt = a.pending_for("nodeB")
+    assert bt is not None
+    a.mark_delivered(b.store_incoming(bt, WALL0 + 1)[1], WALL0 + 1)
+    stream = a.stream
+    a.close()
+    db = sqlite3.connect(path, isolation_level=None)  # the previous version's indexes
+    db.executescript("DROP INDEX outbox_n; CREATE INDEX outbox_id ON outbox (id);")
+    db.close()
+    assert _indexes(path) == {"outbox_queued", "outbox_id"}
+
+    a = open_store(path, A, 1)
+    assert _indexes(path) == {"outbox_queued", "outbox_n"}
+    odd = [f"{stream}-02", f"{stream}-x", f"{stream}-", f"{stream}-\u0661", f"other-{1}", f"{stream}-99"]
+    rc = ReadReceipt("nodeB", "nodeA", (ids[0], ids[10], *odd), WALL0 + 2)
+    a.apply_receipt(rc, WALL0 + 2)
+    states = {e.id: e.state for e in a.outbox(limit=100)}
+    assert [i for i, st in states.items() if st is OutState.READ] == [ids[0], ids[10]]
+    assert states[ids[1]] is OutState.DELIVERED  # "-02" is not message 2 (its id is "-2")
+    a.close()
+
+    db = sqlite3.connect(path, isolation_level=None)  # an older version opens it: outbox_id again
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_id ON outbox (id)")
+    db.close()
+    a = open_store(path, A, 1)
+    assert _indexes(path) == {"outbox_queued", "outbox_n"} and a.integrity_check() == "ok"
+    a.close()
     b.close()
 
 
