@@ -34,7 +34,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from itertools import repeat
-from operator import add, attrgetter, itemgetter
+from operator import add, attrgetter, is_, itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -210,6 +210,10 @@ _BROADCAST = itemgetter(len(Envelope._fields) - 1)
 assert Envelope._fields[-1] == "broadcast"
 _ENVELOPE_OF = partial(tuple.__new__, Envelope)
 """An Envelope from a tuple of its fields (no Python frame per envelope, unlike `Envelope._make`)."""
+_RECIPIENTS, _KEY, _BROADCAST_OF = attrgetter("recipients"), attrgetter("key"), attrgetter("broadcast")
+_OUTGOING = {Outgoing}
+_ENVELOPE_OF_KEPT, _SIZE_OF = itemgetter(0), itemgetter(1)
+"""A kept (envelope, size)'s parts (see `pending_for`)."""
 _TEXT_OF = attrgetter("subject", "body", "size", "in_reply_to")
 """The fields of an Outgoing that a run's rows and envelopes take a column of (`_enqueue`'s `queue_run`)."""
 
@@ -527,6 +531,17 @@ class MailStore:
             """(start, end, whether `queue_run` may take it) of the consecutive parts of `outs`: a part of
             sends `queue_run` takes (the same one-recipient tuple, no key, one kind), or one item."""
             i, n = 0, len(outs)
+            o = outs[0] if n else None
+            if (  # the common case, all of them one run, checked by C loops (a send_many's to one name)
+                o.__class__ is Outgoing
+                and len(o.recipients) == 1
+                and set(map(type, outs)) == _OUTGOING
+                and all(map(is_, map(_RECIPIENTS, outs), repeat(o.recipients)))
+                and not any(map(_KEY, outs))
+                and all(map(is_, map(_BROADCAST_OF, outs), repeat(o.broadcast)))
+            ):
+                yield 0, n, True
+                return
             while i < n:
                 o = outs[i]
                 if o.__class__ is not Outgoing or o.key or len(o.recipients) != 1:
@@ -720,8 +735,8 @@ class MailStore:
                     known = self._floor(peer)
                 if known is not None:
                     self._floors[peer] = known
-                    n = batch_limit((size for _, size in tail), limit)
-                    envs = tuple(tail.popleft()[0] for _ in range(n))
+                    n = batch_limit(map(_SIZE_OF, tail), limit)
+                    envs = tuple(map(_ENVELOPE_OF_KEPT, [tail.popleft() for _ in range(n)]))
                     return MailBatch(self.node_id, peer, self.stream, known, envs)
         floor = self._floor(peer)
         if floor is None:

@@ -23,7 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from mesh._services.context import ServiceContext
@@ -70,6 +71,8 @@ def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str
 _Queued = tuple[str, list[str] | None]
 _ITEM_FIELDS = attrgetter("to", "subject", "body", "reply_to", "key")
 """A SendItem's fields, in one C call (see `MailService._run_to_one`)."""
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_TUPLE = {tuple}
 
 
 _Sink = asyncio.Future[Any]
@@ -422,6 +425,7 @@ class MailService:
         if key:
             validate.ident(key, "send key")
         outs: list[mb.Outgoing | MeshError] = self._run_to_one(items)
+        run = bool(outs)  # every one an Outgoing to one Recipient (see `_send_group`)
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
         rcpts: dict[str, mb.Recipient | MeshError] = {}
         made: dict[str, mb.Outgoing] = {}  # name -> a send to it that `outgoing` accepted in this call
@@ -458,12 +462,15 @@ class MailService:
             except MeshError as e:
                 outs.append(e)
         if key:
-            return await self._send_group(outs, key, mb.batch_digest(items))
+            return await self._send_group(outs, key, mb.batch_digest(items), run)
         if len(outs) <= mb.SEND_MAX:
-            return await self._send_group(outs, "", "")
+            return await self._send_group(outs, "", "", run)
         # More than one transaction may hold: a group each SEND_MAX, all joining this turn's group commit.
         parts = await asyncio.gather(
-            *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
+            *(
+                self._send_group(outs[i : i + mb.SEND_MAX], "", "", run)
+                for i in range(0, len(outs), mb.SEND_MAX)
+            )
         )
         return [a for part in parts for a in part]
 
@@ -484,11 +491,13 @@ class MailService:
         return mb.outgoing_run(first, subjects, bodies) or []  # type: ignore[return-value]
 
     async def _send_group(
-        self, outs: list[mb.Outgoing | MeshError], key: str, digest: str
+        self, outs: list[mb.Outgoing | MeshError], key: str, digest: str, run: bool = False
     ) -> list[tuple[str, Sequence[str]] | MeshError]:
         """`send_many`'s sends as one entry of the group commit (a KeyedBatch: under the batch's key, or
-        with none, "": then recorded nowhere), not one entry, one answer and one settling per send."""
-        batch = KeyedBatch(key, digest, tuple(None if isinstance(o, MeshError) else o for o in outs))
+        with none, "": then recorded nowhere), not one entry, one answer and one settling per send. `run`:
+        every one of `outs` is an Outgoing to the same Recipient (`_run_to_one` made them)."""
+        sends = tuple(outs) if run else tuple(None if isinstance(o, MeshError) else o for o in outs)
+        batch = KeyedBatch(key, digest, sends)  # type: ignore[arg-type]  # run: no MeshError in outs
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._batch.append((batch, fut))
         self._flush_soon(asyncio.get_running_loop())
@@ -499,6 +508,10 @@ class MailService:
                 return [e] * len(outs)
             # a fault: each send that was to be queued says so; a send refused at its check keeps its error
             return [o if isinstance(o, MeshError) else e for o in outs]
+        # A run all of it queued now (the common case): its answers by C loops, one names tuple for all.
+        if run and set(map(type, got)) == _TUPLE and not any(map(_SECOND, got)):  # type: ignore[arg-type]
+            rs = outs[0].recipients  # type: ignore[union-attr]  # run: an Outgoing
+            return list(zip(map(_FIRST, got), repeat((rs[0].name,))))  # type: ignore[arg-type]
         answers: list[tuple[str, Sequence[str]] | MeshError] = []
         add = answers.append
         last: tuple[mb.Recipient, ...] = ()

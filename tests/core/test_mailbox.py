@@ -900,3 +900,25 @@ def test_outgoing_run_is_outgoing_again_of_each_or_none(texts: list[tuple[str, s
     assert got == want
     if got is not None:  # one recipient tuple for all (the store queues such a run a column at a time)
         assert all(o.recipients is first.recipients for o in got)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    st.lists(
+        st.sampled_from([0, 1, 500, 200_000, 400_000, 1_000_000]) | st.integers(0, 2_000_000), max_size=12
+    ),
+    st.integers(-1, 14),
+)
+def test_batch_limit_takes_what_fits_one_frame(sizes: list[int], limit: int) -> None:
+    # the next messages while under `limit` and within BATCH_BYTES_SEND, at least one (a message alone
+    # always goes): the rule as a loop, against the running totals it is computed from
+    from mesh.core.mailbox import batch_limit
+    from mesh.core.mailbox.limits import BATCH_BYTES_SEND
+
+    n = total = 0
+    for s in sizes:
+        if n >= limit or (n and total + s > BATCH_BYTES_SEND):
+            break
+        total += s
+        n += 1
+    assert batch_limit(iter(sizes), limit) == n
