@@ -891,12 +891,44 @@ class MailBatch(_message.Message):
     STREAM_FIELD_NUMBER: _builtins.int
     FLOOR_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    SEQS_FIELD_NUMBER: _builtins.int
+    FROM_NAMES_FIELD_NUMBER: _builtins.int
+    TO_NAMES_FIELD_NUMBER: _builtins.int
+    SUBJECTS_FIELD_NUMBER: _builtins.int
+    BODIES_FIELD_NUMBER: _builtins.int
+    SENT_ATS_FIELD_NUMBER: _builtins.int
+    IN_REPLY_TOS_FIELD_NUMBER: _builtins.int
+    BROADCASTS_FIELD_NUMBER: _builtins.int
     from_node: _builtins.str
     to_node: _builtins.str
     stream: _builtins.str
     floor: _builtins.int
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___MailEnvelope]: ...
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The same messages by column, to a peer whose Hello said mail_columns (then `messages` is empty): message i
+        is (ids[i], seqs[i], ... broadcasts[i]); every column as long as `ids`. A column is one C loop to write and
+        to read, where an envelope each was a Python call each.
+        """
+
+    @_builtins.property
+    def seqs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def from_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def to_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def subjects(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def bodies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def sent_ats(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def in_reply_tos(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def broadcasts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bool]: ...
     def __init__(
         self,
         *,
@@ -905,10 +937,19 @@ class MailBatch(_message.Message):
         stream: _builtins.str = ...,
         floor: _builtins.int = ...,
         messages: _abc.Iterable[Global___MailEnvelope] | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        seqs: _abc.Iterable[_builtins.int] | None = ...,
+        from_names: _abc.Iterable[_builtins.str] | None = ...,
+        to_names: _abc.Iterable[_builtins.str] | None = ...,
+        subjects: _abc.Iterable[_builtins.str] | None = ...,
+        bodies: _abc.Iterable[_builtins.str] | None = ...,
+        sent_ats: _abc.Iterable[_builtins.float] | None = ...,
+        in_reply_tos: _abc.Iterable[_builtins.str] | None = ...,
+        broadcasts: _abc.Iterable[_builtins.bool] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["floor", b"floor", "from_node", b"from_node", "messages", b"messages", "stream", b"stream", "to_node", b"to_node"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bodies", b"bodies", "broadcasts", b"broadcasts", "floor", b"floor", "from_names", b"from_names", "from_node", b"from_node", "ids", b"ids", "in_reply_tos", b"in_reply_tos", "messages", b"messages", "sent_ats", b"sent_ats", "seqs", b"seqs", "stream", b"stream", "subjects", b"subjects", "to_names", b"to_names", "to_node", b"to_node"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1151,6 +1192,7 @@ class Hello(_message.Message):
     LEASE_FIELD_NUMBER: _builtins.int
     RHO_FIELD_NUMBER: _builtins.int
     FRAME_BATCHES_FIELD_NUMBER: _builtins.int
+    MAIL_COLUMNS_FIELD_NUMBER: _builtins.int
     CA_SHA256_FIELD_NUMBER: _builtins.int
     mesh: _builtins.str
     proto_version: _builtins.int
@@ -1161,6 +1203,8 @@ class Hello(_message.Message):
     """This node reads PeerFrame.batch (frames queued in one event-loop turn travel as one write); a peer
     that does not say so gets its frames one by one.
     """
+    mail_columns: _builtins.bool
+    """This node reads MailBatch's columns (ids = 102 ...): mail to it goes by column, not an envelope each."""
     ca_sha256: _builtins.bytes
     """Local links only (a unix-domain stream between two nodes of one host and uid, no TLS): SHA-256 of the
     mesh CA certificate (DER). Stands in for the certificate chain mTLS would have checked: equal digests
@@ -1180,11 +1224,12 @@ class Hello(_message.Message):
         lease: _builtins.float = ...,
         rho: _builtins.float = ...,
         frame_batches: _builtins.bool = ...,
+        mail_columns: _builtins.bool = ...,
         ca_sha256: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_sha256", b"ca_sha256", "frame_batches", b"frame_batches", "lease", b"lease", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_sha256", b"ca_sha256", "frame_batches", b"frame_batches", "lease", b"lease", "mail_columns", b"mail_columns", "mesh", b"mesh", "node", b"node", "proto_version", b"proto_version", "rho", b"rho", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -70,11 +70,10 @@ class RuntimeContext:
         node_id = to.node_id if isinstance(to, Identity) else to
         if not self._links.ensure(node_id):
             return False
-        if isinstance(to, Identity):
-            link = self._links.links.get(to.node_id)
-            if link is None or link.peer.incarnation != to.incarnation:
-                return False
-        return self._links.send(node_id, codec.frame_of(msgs), droppable)
+        link = self._links.links.get(node_id)
+        if link is None or (isinstance(to, Identity) and link.peer.incarnation != to.incarnation):
+            return False
+        return self._links.send(node_id, codec.frame_of(msgs, link.columns), droppable)
 
     def broadcast(self, *msgs: object, droppable: bool = False) -> None:
         """Send core messages to every live link, in one frame each."""

@@ -298,7 +298,8 @@ class Dialer:
             info, status = self._accept_answer(address, side, first)
             assert first is not None  # _accept_answer raised otherwise
             link = Link(info, dialer=self.me.node_id, outbound=True, write=side.write, finish=side.finish,
-                        batches=first.hello.frame_batches, local=True, write_now=side.write_now)  # fmt: skip
+                        batches=first.hello.frame_batches, columns=first.hello.mail_columns,
+                        local=True, write_now=side.write_now)  # fmt: skip
             if not self.links.register(link, status):
                 return True
             handed_over = True
@@ -336,7 +337,7 @@ class Dialer:
                     await call.done_writing()
 
             link = Link(info, dialer=self.me.node_id, outbound=True, write=call.write, finish=finish,
-                        batches=first.hello.frame_batches)  # fmt: skip
+                        batches=first.hello.frame_batches, columns=first.hello.mail_columns)  # fmt: skip
             if not self.links.register(link, status):
                 call.cancel()
                 return

@@ -53,6 +53,7 @@ class Handshake:
             lease=self.config.lease,
             rho=self.config.rho,
             frame_batches=True,
+            mail_columns=True,
         )
         if local:
             msg.ca_sha256 = self.ca_sha256

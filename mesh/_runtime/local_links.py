@@ -126,7 +126,8 @@ class LocalListener:
                 return
             side.write_nowait(self.handshake.hello(local=True))
             link = Link(info, dialer=info.node_id, outbound=False, write=side.write, finish=side.finish,
-                        batches=first.hello.frame_batches, local=True, write_now=side.write_now)  # fmt: skip
+                        batches=first.hello.frame_batches, columns=first.hello.mail_columns,
+                        local=True, write_now=side.write_now)  # fmt: skip
             if not self.links.register(link, status):
                 return
             # The writer flushes what is queued (a Leave) and half-closes; the socket closes after (_on_conn).

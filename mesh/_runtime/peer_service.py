@@ -131,7 +131,7 @@ class PeerServicer(pbg.PeerServicer):
             return None
 
         link = _peer.Link(info, dialer=info.node_id, outbound=False, write=context.write, finish=finish,
-                          batches=first.hello.frame_batches)  # fmt: skip
+                          batches=first.hello.frame_batches, columns=first.hello.mail_columns)  # fmt: skip
         if not self.links.register(link, status):
             return
         # linger 0: the peer sees this stream end only when this handler returns.

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from mesh._services.context import ServiceContext
@@ -67,6 +69,8 @@ def _answer(out: mb.Outgoing, queued: tuple[str, list[str] | None]) -> tuple[str
 
 
 _Queued = tuple[str, list[str] | None]
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
+_TUPLE = {tuple}
 
 
 _Sink = asyncio.Future[Any]
@@ -424,7 +428,8 @@ class MailService:
         cols = items if isinstance(items, mb.SendColumns) else mb.columns_of(items)
         one = self._to_one(cols)
         if one is not None:
-            return await self._send_group(one, key or "", mb.batch_digest(cols) if key else "")
+            run = not isinstance(one[0], MeshError)  # all Outgoings to one Recipient, or all its one error
+            return await self._send_group(one, key or "", mb.batch_digest(cols) if key else "", run)
         outs: list[mb.Outgoing | MeshError] = []
         add = outs.append
         # Each distinct recipient name is checked and looked up once per call (a batch is mostly to one).
@@ -493,11 +498,13 @@ class MailService:
         return None if made is None else list(made)
 
     async def _send_group(
-        self, outs: list[mb.Outgoing | MeshError], key: str, digest: str
+        self, outs: list[mb.Outgoing | MeshError], key: str, digest: str, run: bool = False
     ) -> list[tuple[str, Sequence[str]] | MeshError]:
         """`send_many`'s sends as one entry of the group commit (a KeyedBatch: under the batch's key, or
-        with none, "": then recorded nowhere), not one entry, one answer and one settling per send."""
-        batch = KeyedBatch(key, digest, tuple(None if isinstance(o, MeshError) else o for o in outs))
+        with none, "": then recorded nowhere), not one entry, one answer and one settling per send. `run`:
+        every one of `outs` is an Outgoing to the same Recipient (`_to_one` made them)."""
+        sends = tuple(outs) if run else tuple(None if isinstance(o, MeshError) else o for o in outs)
+        batch = KeyedBatch(key, digest, sends)  # type: ignore[arg-type]  # run: no MeshError in outs
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._batch.append((batch, fut))
         self._flush_soon(asyncio.get_running_loop())
@@ -508,6 +515,10 @@ class MailService:
                 return [e] * len(outs)
             # a fault: each send that was to be queued says so; a send refused at its check keeps its error
             return [o if isinstance(o, MeshError) else e for o in outs]
+        # A run all of it queued now (the common case): its answers by C loops, one names tuple for all.
+        if run and set(map(type, got)) == _TUPLE and not any(map(_SECOND, got)):  # type: ignore[arg-type]
+            rs = outs[0].recipients  # type: ignore[union-attr]  # run: an Outgoing
+            return list(zip(map(_FIRST, got), repeat((rs[0].name,))))  # type: ignore[arg-type]
         answers: list[tuple[str, Sequence[str]] | MeshError] = []
         add = answers.append
         last: tuple[mb.Recipient, ...] = ()

@@ -247,7 +247,17 @@ def claim_from_pb(m: pb.ClaimMsg) -> Any:
 # ---------------------------------------------------------------- mail messages (peer links)
 
 
-def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
+def batch_to_pb(b: mb.MailBatch, columns: bool = False) -> pb.MailBatch:
+    """A batch as the wire carries it: by column to a peer that reads them (its Hello said mail_columns),
+    else an envelope each."""
+    if columns:
+        # the envelopes' columns by one C loop (envelopes are tuples), each column one C loop into the message
+        ids, seqs, froms, tos, subjects, bodies, sents, replies, bcasts = zip(*b.messages, strict=True)
+        return pb.MailBatch(
+            from_node=b.from_node, to_node=b.to_node, stream=b.stream, floor=b.floor, ids=ids, seqs=seqs,
+            from_names=froms, to_names=tos, subjects=subjects, bodies=bodies, sent_ats=sents,
+            in_reply_tos=replies, broadcasts=bcasts,
+        )  # fmt: skip
     m = pb.MailBatch(from_node=b.from_node, to_node=b.to_node, stream=b.stream, floor=b.floor)
     # Each envelope built in place (`add`): one built apart is copied into the batch (1.7x the cost).
     add = m.messages.add
@@ -260,6 +270,9 @@ def batch_to_pb(b: mb.MailBatch) -> pb.MailBatch:
 
 
 def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
+    """A batch from the wire, in either form (a peer may send envelopes or, told we read them, columns)."""
+    if m.ids:
+        return _batch_of_columns(m)
     if len(m.messages) > mb.BATCH_MAX:
         raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
     return mb.MailBatch(
@@ -271,6 +284,20 @@ def batch_from_pb(m: pb.MailBatch) -> mb.MailBatch:
         # frame per envelope
         messages=tuple(map(_ENVELOPE_OF, map(_ENVELOPE_FIELDS, m.messages))),
     )  # fmt: skip
+
+
+def _batch_of_columns(m: pb.MailBatch) -> mb.MailBatch:
+    n = len(m.ids)
+    if n > mb.BATCH_MAX:
+        raise LimitExceeded(f"a mail batch carries at most {mb.BATCH_MAX} messages")
+    cols = (m.ids, m.seqs, m.from_names, m.to_names, m.subjects, m.bodies, m.sent_ats, m.in_reply_tos,
+            m.broadcasts)  # fmt: skip
+    if m.messages or any(len(c) != n for c in cols):
+        raise ProtocolError(
+            "bad mail frame: a batch's columns differ in length (or it also carries envelopes)"
+        )
+    # an envelope per row of the columns: zip's tuple made an Envelope as it is (no Python frame each)
+    return mb.MailBatch(m.from_node, m.to_node, m.stream, m.floor, tuple(map(_ENVELOPE_OF, zip(*cols))))  # noqa: B905
 
 
 _ENVELOPE_OF = functools.partial(tuple.__new__, mb.Envelope)
@@ -419,12 +446,13 @@ Prepare/Propose object to every steward (one `frame_of` each), so it is encoded 
 Core messages are frozen values, and a queued frame is never changed (a batch copies it)."""
 
 
-def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
-    """One frame carrying service messages (at most one mail batch, one board delta, one board sync)."""
+def frame_of(msgs: Sequence[object], columns: bool = False) -> pb.PeerFrame:
+    """One frame carrying service messages (at most one mail batch, one board delta, one board sync);
+    `columns`: its mail batch by column (the peer's Hello said mail_columns)."""
     if len(msgs) == 1:  # the common case: one batch, one ack or one receipt
         (m,) = msgs
         if isinstance(m, mb.MailBatch):
-            return pb.PeerFrame(mail=batch_to_pb(m))
+            return pb.PeerFrame(mail=batch_to_pb(m, columns))
         if isinstance(m, mb.MailAck):
             return pb.PeerFrame(mail_acks=[ack_to_pb(m)])
     table = _claim_table()
@@ -460,7 +488,7 @@ def frame_of(msgs: Sequence[object]) -> pb.PeerFrame:
         elif isinstance(m, mb.MailBatch):
             if mail is not None:
                 raise ValueError("one mail batch per frame")
-            mail = batch_to_pb(m)
+            mail = batch_to_pb(m, columns)
         elif isinstance(m, mb.MailAck):
             acks.append(ack_to_pb(m))
         elif isinstance(m, mb.ReadReceipt):

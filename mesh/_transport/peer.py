@@ -75,12 +75,15 @@ class Link:
         batches: bool = False,
         local: bool = False,
         write_now: Callable[[pb.PeerFrame], bool] | None = None,
+        columns: bool = False,
     ) -> None:
         self.peer = peer
         self.dialer = dialer
         self.outbound = outbound
         self.batches = batches
         """The peer reads PeerFrame.batch (its Hello said frame_batches)."""
+        self.columns = columns
+        """The peer reads a MailBatch by column (its Hello said mail_columns)."""
         self.local = local
         """A same-host unix stream (mesh._transport.local), not a gRPC stream."""
         self._write = write

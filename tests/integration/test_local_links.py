@@ -59,13 +59,16 @@ def _pair(mesh: Mesh, *extra: str) -> None:
     until(lambda: mesh.states("a").get("b") == "alive" and mesh.states("b").get("a") == "alive")
 
 
-def _hello(mesh: Mesh, ca_sha256: bytes | None = None) -> pb.PeerFrame:
-    """A Hello as a node of this mesh would send on a local link (a fresh node id and name)."""
+def _hello(
+    mesh: Mesh, ca_sha256: bytes | None = None, columns: bool = False, me: PeerInfo | None = None
+) -> pb.PeerFrame:
+    """A Hello as a node of this mesh would send on a local link (a fresh node id and name, unless `me`);
+    `columns`: it reads mail by column (mail_columns), as this version's nodes do; without, an older one."""
     ca = (credentials_dir(mesh.home, mesh.name) / "ca.crt").read_bytes()
-    me = PeerInfo(new_id(), new_id(), "raw-" + new_id()[:6], "", "127.0.0.1:1")
+    me = me or PeerInfo(new_id(), new_id(), "raw-" + new_id()[:6], "", "127.0.0.1:1")
     digest = pem_sha256(ca) if ca_sha256 is None else ca_sha256
     h = pb.Hello(mesh=mesh.name, proto_version=PROTO_VERSION, node=codec.peer_to_pb(me), lease=10.0, rho=0.01,
-                 frame_batches=True, ca_sha256=digest)  # fmt: skip
+                 frame_batches=True, mail_columns=columns, ca_sha256=digest)  # fmt: skip
     return pb.PeerFrame(hello=h)
 
 
@@ -140,6 +143,45 @@ def test_hello_with_another_ca_is_refused(mesh: Mesh) -> None:
     good = asyncio.run(_exchange(a.address, local.encode(_hello(mesh)), timeout=2.0))
     assert good and good[0] is not None and good[0].HasField("hello"), good
     assert good[0].hello.ca_sha256 == _hello(mesh).hello.ca_sha256
+
+
+@pytest.mark.parametrize("columns", [True, False])
+def test_mail_goes_by_column_only_to_a_peer_that_says_it_reads_them(mesh: Mesh, columns: bool) -> None:
+    # A peer whose Hello lacks mail_columns (an older node) gets envelopes; one that has it, columns. Either
+    # way the batch decodes to the same messages.
+    from mesh.client import connect
+
+    a = mesh.up("a", *FAST, *NO_MDNS)
+    me = PeerInfo(new_id(), new_id(), "raw-" + new_id()[:6], "", "127.0.0.1:1")
+
+    async def run() -> tuple[pb.PeerFrame, pb.MailBatch]:
+        name = local.socket_name(a.address)
+        assert name is not None
+        reader, writer = await asyncio.open_unix_connection(name)
+        try:
+            writer.write(local.encode(_hello(mesh, columns=columns, me=me)))
+            first = await local.read_frame(reader)
+            assert first is not None and first.HasField("hello"), first
+            async with await connect("a", mesh=mesh.name, home=mesh.home) as c:
+                async with asyncio.timeout(10):  # the node answered our Hello: its members list us at once
+                    while me.name not in {m.name for m in await c.members()}:
+                        await asyncio.sleep(0.02)
+                await c.send(me.name, "hi", "by column?")
+            async with asyncio.timeout(10):
+                while True:
+                    f = await local.read_frame(reader)
+                    assert f is not None, "the link ended before a mail batch came"
+                    for g in (f, *f.batch):
+                        if g.HasField("mail"):
+                            return first, g.mail
+        finally:
+            writer.close()
+
+    hello, got = asyncio.run(run())
+    assert hello.hello.mail_columns  # this node says it reads them
+    assert (len(got.ids), len(got.messages)) == ((1, 0) if columns else (0, 1))
+    (m,) = codec.batch_from_pb(got).messages
+    assert (m.to_name, m.subject, m.body, m.seq) == (me.name, "hi", "by column?", 1)
 
 
 def test_oversized_length_prefix_closes_without_reading(mesh: Mesh) -> None:

@@ -7,9 +7,10 @@ raises InvalidInput or LimitExceeded.
 from __future__ import annotations
 
 import json
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from hashlib import sha256 as _sha256
-from itertools import repeat
+from itertools import accumulate, islice, repeat
 from operator import add, lt
 
 from mesh.core import validate
@@ -345,11 +346,6 @@ def accept_batch(cursor: int, batch: MailBatch) -> tuple[list[Envelope], int]:
 
 def batch_limit(sizes: Iterable[int], limit: int) -> int:
     """How many of the next messages (their byte sizes, in order) fit in one frame (at least one)."""
-    total = 0
-    n = 0
-    for s in sizes:
-        if n >= limit or (n and total + s > BATCH_BYTES_SEND):
-            break
-        total += s
-        n += 1
-    return n
+    # The running totals of the first `limit` (C loops): those within the frame's bytes, at least one.
+    totals = list(accumulate(islice(sizes, max(limit, 0))))
+    return max(1, bisect_right(totals, BATCH_BYTES_SEND)) if totals else 0
