@@ -21,6 +21,7 @@ issues its own without the queue, so a stuck issuer delays others by no more tha
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -114,7 +115,8 @@ def _take_answer(path: Path) -> str | None:
         said = path.read_text()
     except FileNotFoundError:
         return None
-    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.unlink()
     return said
 
 
@@ -146,11 +148,16 @@ def _issue_shared(home: Path, mesh: str, node_id: str, state_dir: Path) -> str:
                 said = _take_answer(done)
                 if said is None:
                     return _issue_forked(home, mesh, node_id, state_dir, queue=queue, lock=lock)
-            if "error" in json.loads(said):
+            try:
+                failed = "error" in json.loads(said)
+            except ValueError:
+                failed = True
+            if failed:
                 raise _issue_error(2, said, "")
             return said
     finally:
-        want.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            want.unlink()
         os.close(lock)  # our child's issuer (a grandchild serving the others) keeps the lock until it ends
 
 
