@@ -62,6 +62,7 @@ class LinkTable:
         self.on_lost: Callable[[PeerInfo], None] = lambda peer: None
         self.on_ensure: Callable[[PeerInfo], None] = lambda peer: None  # the dialer's, once it exists
         self._filters = taps.frame_filters()
+        self._refs: dict[bytes, PeerInfo | None] = {}  # gossip refs decoded (None: refused), by their bytes
         hub.listeners.append(self._on_member)
         hub.send_to, hub.ensure, hub.relay, hub.hint = self.send, self.ensure, self.relay, self.hint
 
@@ -242,9 +243,8 @@ class LinkTable:
             for ref in f.gossip.peers:
                 if ref.node_id in self.links or ref.node_id == self.me.node_id:
                     continue  # a hint the dialer would drop: not worth decoding (n^2 of them as a mesh forms)
-                try:
-                    info = codec.peer_from_pb(ref)
-                except ProtocolError:
+                info = self._hint(ref)
+                if info is None:
                     continue  # one bad hint does not spoil the others
                 hub.apply(hub.core.learned(info, now))  # listed alive now, by hearsay (Membership.learned)
                 self.on_gossip(info)
@@ -264,6 +264,22 @@ class LinkTable:
             except InvalidInput as e:
                 raise ProtocolError(str(e)) from None
             hub.apply(hub.core.left(peer.node_id, now, f"left: {reason}"))
+
+    def _hint(self, ref: pb.NodeRef) -> PeerInfo | None:
+        """A gossip ref as a member (None if it breaks a rule), checked once per distinct ref: as a mesh
+        forms, every link brings the peer's whole member list, so each node reads each member's ref again
+        and again (~500 refs per node at 48 nodes), and checking its fields was most of reading it."""
+        key = ref.SerializeToString()
+        if key in self._refs:
+            return self._refs[key]
+        try:
+            info: PeerInfo | None = codec.peer_from_pb(ref)
+        except ProtocolError:
+            info = None
+        if len(self._refs) >= limits.MAX_GOSSIP_PEERS:
+            self._refs.clear()  # bounded: members come and go (a new incarnation is a new ref)
+        self._refs[key] = info
+        return info
 
     def _on_batch(self, link: Link, f: pb.PeerFrame) -> None:
         """Frames the peer queued in one turn, applied in order. A run of frames that carry only service

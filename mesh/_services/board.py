@@ -214,6 +214,7 @@ class BoardService:
         if self._pending:
             self._flush()  # the context saved below covers them: they must be on disk first
         board = self.board
+        stored = board.context()  # what the store holds now (our own edits were flushed just above)
         keep: list[bd.Op] = []
         obsolete: list[str] = []
         changed: list[bd.Op] = []
@@ -230,8 +231,10 @@ class BoardService:
                 board.apply_delta(bd.Delta((), delta.context))
         finally:
             # Whatever was applied is saved, even when a later op of the batch is refused: the saved
-            # context must never claim an operation whose effect is not saved with it.
-            if changed or delta.context is not None:
+            # context must never claim an operation whose effect is not saved with it. An answer that
+            # brought nothing new leaves the context as stored: no write (a forming mesh answers one sync per
+            # link, nearly all of them "nothing new": one SQLite transaction per link for nothing).
+            if changed or (delta.context is not None and board.context() != stored):
                 gone = set(obsolete)
                 try:
                     self.store.save([op for op in keep if op.id not in gone], gone, board.context())

@@ -214,6 +214,7 @@ def entry() -> None:
             _quick_exit(done)
             sys.exit(done)
     if next((a for a in argv if not a.startswith("-")), None) == "up":
+        _quiet_start()
         _lean_node()
     code = main()
     if _light:
@@ -225,6 +226,20 @@ HOT_VERBS = frozenset({"status", "claim", "release", "heartbeat", "send"})
 """The verbs mesh.cli.hot may do (their plain lines against a node serving its wire; it declines the rest)."""
 
 OPENSSL_MODULES = ("ssl", "_ssl", "_hashlib")
+
+
+def _quiet_start() -> None:
+    """A node process (`meshctl up`) runs no cyclic collection until it is ready: start-up (its imports: gRPC,
+    protobuf, asyncio, the node's ~90 modules; its stores; its first links) allocates hundreds of thousands
+    of objects that live as long as the node, so the collector's passes over them (one per 700 net
+    allocations, each older generation walked again and again) find nothing and cost ~5 % of the imports'
+    instructions (callgrind), paid by every node of a mesh that forms at once on a few cores (issue 15).
+    Start-up makes little cyclic garbage, and for a few seconds at most. `meshctl up` freezes what start-up
+    made and turns collection back on, with the node's own threshold, once the node is ready
+    (mesh.cli.node_cmds._foreground). Only the console entry does this, never `main()`."""
+    import gc
+
+    gc.disable()
 
 
 def _lean_node() -> None:

@@ -173,8 +173,10 @@ async def _foreground(args: argparse.Namespace, config: Any) -> int:
     # thousand sends are in flight). What start-up made (modules, gRPC, protobuf: most of the heap) lives
     # as long as the node: frozen, no collection walks it again; and the young generation is collected
     # every 10,000 net allocations (cyclic garbage stays bounded by that; refcounting frees the rest).
+    # The console entry turned collection off for start-up (mesh.cli.main._quiet_start): on again here.
     gc.freeze()
     gc.set_threshold(GC_YOUNG, 10, 10)
+    gc.enable()
     info = {
         "ok": True,
         "name": node.name,

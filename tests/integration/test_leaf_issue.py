@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,92 @@ def test_a_node_process_never_loads_the_stdlib_openssl(tmp_path: Path) -> None:
         assert _openssl_mapped(m.restart("a").pid) == set()
     finally:
         m.cleanup()
+
+
+# A starting node: its lock held (as NodeRuntime.start holds it before the leaf), then node_credentials;
+# reports whether this process forked an issuing child itself.
+STARTER = """
+import json, sys
+from pathlib import Path
+import mesh._leaf as t
+from mesh.paths import NodeLock
+home, mesh, node_id, state = sys.argv[1:5]
+forked = []
+real = t._issue_forked
+t._issue_forked = lambda *a, **kw: forked.append(1) or real(*a, **kw)
+Path(state).mkdir(mode=0o700, parents=True, exist_ok=True)
+lock = NodeLock(Path(state))
+assert lock.acquire()
+creds, created = t.node_credentials(Path(home), mesh, node_id, Path(state))
+print(json.dumps({"created": created, "cn": creds.node_id, "forked": bool(forked),
+                  "cryptography": any(m.startswith("cryptography") for m in sys.modules)}))
+"""
+
+
+def test_nodes_starting_together_share_one_issuer(tmp_path: Path) -> None:
+    """New nodes of one home that need leaves at once: one of them forks the issuer, which answers every
+    other request (no CA yet: it creates it), so `cryptography` is loaded once, not once per node."""
+    import fcntl
+
+    from cryptography import x509
+
+    home, n = tmp_path / "home", 5
+    queue = home / "meshes" / "m" / "leaf-requests"
+    queue.mkdir(parents=True, mode=0o700)
+    nodes = home / "meshes" / "m" / "nodes"
+    ids = [f"node-{i}" for i in range(n)]
+    with open(queue / ".lock", "a") as held:  # an issuer at work: every starter's request waits for it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", STARTER, str(home), "m", node_id, str(nodes / node_id)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for node_id in ids
+        ]
+        deadline = time.monotonic() + 30
+        while len(list(queue.glob("*.want"))) < n:  # every request is in: now the "issuer" ends
+            if time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                raise AssertionError("the starters did not ask")
+            time.sleep(0.01)
+    said = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+        assert p.returncode == 0, err
+        said.append(json.loads(out))
+    assert [s["cn"] for s in said] == ids
+    assert sum(s["forked"] for s in said) == 1, said  # one issuer served all five (the check can fail)
+    assert sum(s["created"] for s in said) == 1, said  # the issuer created the CA; nobody else did
+    assert not any(s["cryptography"] for s in said)
+    ca = ensure_ca(home, "m")[0]
+    for node_id in ids:
+        cert = (home / "meshes" / "m" / "nodes" / node_id / "tls" / "leaf.crt").read_bytes()
+        x509.load_pem_x509_certificate(cert).verify_directly_issued_by(ca.cert)
+    assert list(queue.glob("*.want")) == [] and list(queue.glob("*.done")) == []
+
+
+def test_a_request_whose_node_is_gone_is_not_answered(tmp_path: Path) -> None:
+    """A request left by a node that died waiting (its lock free) gets no leaf; the node asking now does."""
+    home = tmp_path / "home"
+    queue = home / "meshes" / "m" / "leaf-requests"
+    queue.mkdir(parents=True, mode=0o700)
+    gone = home / "meshes" / "m" / "nodes" / "gone"
+    gone.mkdir(parents=True, mode=0o700)
+    (queue / "node-gone.want").write_text(json.dumps({"state_dir": str(gone)}))
+    state = home / "meshes" / "m" / "nodes" / "n1"
+    r = subprocess.run([sys.executable, "-c", STARTER, str(home), "m", "node-1", str(state)],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["cn"] == "node-1"
+    deadline = time.monotonic() + 30
+    while (queue / "node-gone.want").exists():  # the issuer's grandchild removes it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not (gone / "tls").exists() and not (queue / "node-gone.done").exists()
