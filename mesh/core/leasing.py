@@ -134,7 +134,7 @@ class Leasing:
         if self._steward.config is None:
             return [Probed(resource, unavailable="no steward config yet")]
         under_way = self._probes.get(resource)
-        if under_way is not None and under_way.started >= now:
+        if under_way is not None and (under_way.started >= now or self._mut.probe_joins_old_round):
             return []  # the round just sent answers this question too
         # A question while another is under way: a fresh round answers both (callers wait per resource), as
         # a round sent before this question could miss a holder granted in between.

@@ -57,6 +57,11 @@ class Mutants:
     within ``LeaseConfig.probe_window`` of its round's send: a round slower than the containment slack can
     answer "nobody" while a holder renewing through other stewards held throughout."""
 
+    probe_joins_old_round: bool = False
+    """A pre-edit check asked while a probe of the same resource is under way joins that round instead of
+    sending a fresh one: the older round, sent before this question, can answer "nobody" about a holder
+    granted between its send and the question (the service's callers wait per resource)."""
+
     fifo_head_window_forever: bool = False
     """A free item's reservation for its head waiter never runs out: a head that died blocks the item for
     good (a liveness bug, not a safety one: caught by the scripted dead-head scenario of the simulator)."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import math
 import random
 import sys
 import time
@@ -75,6 +76,8 @@ from mesh.errors import ConfigError
 from mesh.testing import sim_paths
 
 CREDS_HOME = 0
+CHECK_WITHIN = 0.4
+"""s: how long the claims service's pre-edit check waits for the stewards (``mesh._services.claims``)."""
 """The home that created the mesh's credentials (the only one where genesis may happen)."""
 
 
@@ -133,6 +136,12 @@ class SimParams:
     """Scenarios with ``formation``: when each initial node starts (default: at random within ``stagger``)."""
     propose_stall: float = 0.0
     mass_crash: float = 0.0
+    recheck: float | None = None
+    """How often a random pre-edit check is followed by a second caller's of the same file on the same node,
+    0.002-0.4 s later (None: drawn per seed, 0, 0.3 or 0.6)."""
+    check_within: float = math.inf
+    """How long a pre-edit check's caller waits for the answer (inf: until the core answers; random runs
+    draw inf or ``CHECK_WITHIN`` per seed)."""
     path_claims: float = 0.0
     """How often a workload claim is a path claim instead of an item (``from_seed``: drawn per seed from
     the path rng: 0, 0.3 or 0.6)."""
@@ -250,6 +259,7 @@ class SimStats:
     path_denied: int = 0
     probes_free: int = 0
     probes_denied: int = 0
+    checks_timed_out: int = 0  # a caller stopped waiting for its check's answer (the service's CHECK_WITHIN)
     fast_proposes: int = 0  # one-round claim messages sent (the fast path is exercised)
     wakes: int = 0  # "your turn" told to waiting claimants (the FIFO hand-over is exercised)
     violation: SafetyViolation | None = None
@@ -306,7 +316,19 @@ class Simulation:
         self.home_saw_config: set[int] = set()
         self.by_ident: dict[str, SimNode] = {}
         self.beliefs: dict[str, dict[str, Belief]] = {}
-        self.probes: dict[tuple[str, str], tuple[float, str]] = {}  # (prober, resource) -> (sent, file)
+        # Pre-edit checks waiting for their answer, as the claims service keeps them: (prober, resource) ->
+        # its callers, each (true time asked, file); several may wait on one resource (``_check``).
+        self.probes: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        # The random workload's second callers: how often a check is followed by another of the same file
+        # on the same node while it may be under way, and how long a caller waits (the service's
+        # CHECK_WITHIN; inf: until the core answers). Their own rng: the paths' and the run's draws do not
+        # move. Scripts: no second callers; a caller waits ``params.check_within``.
+        checks_rng = random.Random(f"checks-{seed}")
+        self.checks_rng = checks_rng
+        recheck = checks_rng.choice([0.0, 0.3, 0.6]) if self.p.recheck is None else self.p.recheck
+        self.recheck = recheck if script is None else 0.0
+        within = checks_rng.choice([math.inf, CHECK_WITHIN])
+        self.check_within = within if params is None else self.p.check_within
         self.last_token: dict[str, int] = {}
         self.chosen: dict[int, tuple[str, ...]] = {}
         self.adoptions: list[tuple[float, str, StewardConfig]] = []
@@ -321,6 +343,7 @@ class Simulation:
         self.trace: list[str] | None = None
         self._last_config_at = -1e9
         self.cut: dict[tuple[int, int], float] = {}
+        self.slow: dict[tuple[int, int], tuple[float, float]] = {}  # (from, to) -> (until, extra delay)
         self._stalls: dict[tuple[str, str, int, int], float | None] = {}
         self._stalled: dict[tuple[str, str, int, int], float] = {}
         self._last_hiccup = -1e9
@@ -497,6 +520,10 @@ class Simulation:
                 d = self.rng.uniform(0.1, p.max_long_delay)
             else:
                 d = self.rng.uniform(0.0005, 0.03)
+            dst = self._target(to) if self.slow else None  # scripted: a slow link
+            if dst is not None:
+                until, extra = self.slow.get((src.idx, dst.idx), (0.0, 0.0))
+                d += extra if self.t < until else 0.0
             self._push(self.t + d, "deliver", src.ident, to, msg)
 
     def _stalls_propose(self, src: SimNode, msg: Propose) -> bool:
@@ -883,13 +910,26 @@ class Simulation:
             node = self._live(str(ident))
             if node is not None:
                 self._apply(node, node.core.release(str(res), node.local(self.t)))
-        elif k == "probe":  # scripted: (ident, file) a pre-edit check of that file
-            ident, file = (str(x) for x in ev.data)
+        elif k == "probe":  # (ident, file[, again]) a pre-edit check of that file (again: a second caller's)
+            ident, file, *again = (str(x) for x in ev.data)
             node = self._live(ident)
-            res = sim_paths.probe_resource(file)
-            if node is not None and (node.ident, res) not in self.probes:
-                self.probes[(node.ident, res)] = (self.t, file)
-                self._apply(node, node.core.probe(res, node.local(self.t)))
+            if node is not None and not (again and node.paused_until > self.t):
+                self._check(node, file)
+        elif k == "check_timeout":  # (ident, resource, asked): that caller stops waiting (NoQuorum)
+            ident, res, asked = ev.data
+            callers = self.probes.get((str(ident), str(res)), [])
+            for c in callers:
+                if c[0] == asked:
+                    callers.remove(c)
+                    self.stats.checks_timed_out += 1
+                    self.probe_log.append((self.t, str(ident), c[1], "?"))
+                    break
+        elif k == "slow":  # scripted: (idx, idx, until, extra) messages one way sent before then are late
+            i, j, until, extra = ev.data
+            assert isinstance(i, int) and isinstance(j, int) and isinstance(until, float)
+            assert isinstance(extra, float)
+            self.slow[(i, j)] = (until, extra)
+            self._log(f"slow n{i} to n{j} by {extra:.3f} until {until:.3f}")
         elif k == "unstall":
             res, seq = ev.data
             assert isinstance(res, str) and isinstance(seq, int)
@@ -941,25 +981,38 @@ class Simulation:
         live = [n for n in self.nodes.values() if n.alive and n is not exclude]
         return self.rng.choice(live) if live else None
 
+    def _check(self, node: SimNode, file: str) -> None:
+        """A caller asks ``node`` for a pre-edit check of ``file``, as the claims service's ``check`` does: it
+        joins the callers waiting on that resource, asks the core (which sends a round, or says the round it
+        just sent answers this question too), and waits ``check_within`` at most. A random check may be
+        followed by another caller's of the same file while it is under way (``recheck``)."""
+        res = sim_paths.probe_resource(file)
+        self.probes.setdefault((node.ident, res), []).append((self.t, file))
+        if self.check_within < math.inf:
+            self._push(self.t + self.check_within, "check_timeout", node.ident, res, self.t)
+        self._apply(node, node.core.probe(res, node.local(self.t)))
+        if self.recheck and self.checks_rng.random() < self.recheck:
+            self._push(self.t + self.checks_rng.uniform(0.002, 0.4), "probe", node.ident, file, "again")
+
     def _probed(self, node: SimNode, e: Probed) -> None:
-        """A pre-edit check answered. "Nobody" is wrong if another identity held an exclusive claim on a
-        pattern matching the file for the whole time the question was out (a steward majority had its lease
-        live then, and any two majorities share a steward)."""
-        asked = self.probes.pop((node.ident, e.resource), None)
-        if asked is None:
-            return
+        """A pre-edit check answered: the answer of every caller waiting on that resource. "Nobody" is wrong
+        for a caller if another identity held an exclusive claim on a pattern matching the file from before
+        THAT caller asked until the answer (a steward majority had its lease live then, and any two
+        majorities share a steward): whatever round answers, it must have been sent after the question."""
+        callers = self.probes.pop((node.ident, e.resource), [])
         named = e.denied.holder if e.denied is not None else "?" if e.unavailable else ""
-        self.probe_log.append((self.t, node.ident, asked[1], named))
-        if e.denied is not None:
-            self.stats.probes_denied += 1
-            return
-        if e.unavailable:
-            return
-        self.stats.probes_free += 1
-        sent, file = asked
-        holder = sim_paths.holder_of(self.beliefs, file, node.ident, sent, self.t)
-        if holder is not None:
-            self._violation(f"{node.ident}'s check of {file} (asked at {sent:.3f}) found nobody; {holder}")
+        for sent, file in callers:
+            self.probe_log.append((self.t, node.ident, file, named))
+            if e.denied is not None:
+                self.stats.probes_denied += 1
+                continue
+            if e.unavailable:
+                continue
+            self.stats.probes_free += 1
+            holder = sim_paths.holder_of(self.beliefs, file, node.ident, sent, self.t)
+            if holder is not None:
+                asked = f"{node.ident}'s check of {file} (asked at {sent:.3f})"
+                self._violation(f"{asked} found nobody; {holder}")
 
     def _workload(self) -> None:
         node = self._random_live()
@@ -967,10 +1020,8 @@ class Simulation:
             return
         if self.path_rate and self.path_rng.random() < self.path_rate:
             if self.path_rng.random() < 0.25:  # a pre-edit check of a file, not a claim
-                file, res = sim_paths.probe(self.path_rng)
-                if (node.ident, res) not in self.probes:
-                    self.probes[(node.ident, res)] = (self.t, file)
-                    self._apply(node, node.core.probe(res, node.local(self.t)))
+                file, _ = sim_paths.probe(self.path_rng)
+                self._check(node, file)
                 return
             res = sim_paths.pick(self.path_rng)
         else:
@@ -1356,6 +1407,39 @@ def slow_probe(mutants: Mutants, seed: int = 0, lease: LeaseConfig | None = None
         (10.7, "probe", ("n4/0", "src/app/x.py")),
     ]
     return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
+
+
+def overlapping_checks(mutants: Mutants, seed: int = 0, within: float = CHECK_WITHIN) -> Simulation:
+    """Two pre-edit checks of one file on one node, the second asked while the first's round is under way
+    (the claims service keeps its callers' waits per resource; production timings: attempt timeout 2 s,
+    probe window 1 s; ``within``: how long each caller waits, the service's 0.4 s or until answered).
+
+    P (n4) checks ``src/app/x.py`` at 1.5: every steward has nothing to report, but its answers are slow
+    (the stewards' links to P add 0.7 s until 1.6): they reach P at about 2.2, within the round's window.
+    H (n3) is granted ``src/**`` at about 1.7. P's first caller gives up at 1.9 (with ``within`` 0.4); a
+    second asks at 2.0. Joined to the round of 1.5 (``probe_joins_old_round``), it is told "nobody" at 2.2
+    while H has held since before it asked. A fresh round sent at 2.0 names H; the old round's answers no
+    longer count."""
+    quiet = replace(_quiet(nodes=5, duration=6.0), check_within=within)
+    script: Script = [(1.4, "slow", (i, 4, 1.6, 0.7)) for i in range(3)]
+    script += [
+        (1.5, "probe", ("n4/0", "src/app/x.py")),
+        (1.7, "claim", ("n3/0", "path/src/**", 600.0, False)),
+        (2.0, "probe", ("n4/0", "src/app/x.py")),
+    ]
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig())
+
+
+def busy_checks(mutants: Mutants, seed: int = 0) -> Simulation:
+    """A random run of many pre-edit checks, most followed by another caller's of the same file while the
+    first may be under way, beside path claims on overlapping patterns, and messages often late (up to
+    0.45 s: within the 0.5 s attempt; no drops, crashes, partitions or steward changes)."""
+    p = SimParams(
+        nodes=5, stewards=3, resources=1, duration=10.0, drop=0.0, dup=0.0, long_delay=0.5,
+        max_long_delay=0.45, crash_rate=0.0, pause_rate=0.0, partition_rate=0.0, reconfig_rate=0.0,
+        double_reconfig=0.0, claim_rate=10.0, persistence=0.0, reclaim=0.5, path_claims=0.9, recheck=0.8,
+    )  # fmt: skip
+    return Simulation(seed, mutants, params=p)
 
 
 def dead_head(mutants: Mutants, kill: bool = True) -> Simulation:

@@ -5,8 +5,10 @@ crossing directories) and are disjoint in ways a prefix rule gets wrong (`lib/*/
 claim takes one to three of them at once (one claim on their union: all or none), exclusive or shared.
 
 Pre-edit checks (``probe``): a node asks the stewards whether another session holds an exclusive claim on
-a pattern matching a file (``ClaimsCore.probe``). An answer "nobody" is checked against the beliefs: no
-other identity may have held such a claim for the whole time the question was out.
+a pattern matching a file (``ClaimsCore.probe``). Several callers may wait on one node's check of a file,
+as the claims service's do; each is told the answer. An answer "nobody" is checked against the beliefs for
+each caller: no other identity may have held such a claim from when THAT caller asked until the answer
+(whichever round the core answered with: one sent before a later caller asked must not answer it).
 
 The check: at no instant do two different owners believe they hold path claims whose patterns overlap
 while one of them is exclusive; a violation names a path both patterns match (a witness).
