@@ -820,19 +820,21 @@ def test_the_send_digest_is_the_stored_format(
     assert mb.send_digest(out) == want
 
 
-@given(
-    st.lists(
-        st.builds(
-            mb.SendItem,
-            st.one_of(st.none(), st.text(max_size=5)),
-            st.text(max_size=10),
-            st.text(max_size=20),
-            st.one_of(st.none(), st.text(max_size=5)),
-            st.one_of(st.none(), st.text(max_size=5)),
-        ),
-        max_size=6,
-    )
+_SEND_ITEMS = st.lists(
+    st.builds(
+        mb.SendItem,
+        st.one_of(st.none(), st.text(max_size=5)),
+        st.text(max_size=10),
+        st.text(max_size=20),
+        st.one_of(st.none(), st.text(max_size=5)),
+        st.one_of(st.none(), st.text(max_size=5)),
+    ),
+    max_size=6,
 )
+"""A send_many's items: broadcasts (to None), empty and odd texts, reply ids and keys or none."""
+
+
+@given(_SEND_ITEMS)
 @settings(max_examples=300, deadline=None)
 def test_the_batch_digest_is_the_stored_format(items: list[mb.SendItem]) -> None:
     # Stored with a batch's key and compared with a retry's: its bytes are fixed, whichever version made it.
@@ -873,19 +875,7 @@ def test_outgoing_again_checks_what_outgoing_checks_but_the_recipient() -> None:
         outgoing_again(outgoing([b], "all", "x", sender_node=a.node_id, broadcast=True), "hi", "x")
 
 
-@given(
-    st.lists(
-        st.builds(
-            mb.SendItem,
-            st.one_of(st.none(), st.text(max_size=5)),
-            st.text(max_size=10),
-            st.text(max_size=20),
-            st.one_of(st.none(), st.text(max_size=5)),
-            st.one_of(st.none(), st.text(max_size=5)),
-        ),
-        max_size=6,
-    )
-)
+@given(_SEND_ITEMS)
 @settings(max_examples=200, deadline=None)
 def test_a_batch_as_columns_has_the_digest_of_its_items(items: list[mb.SendItem]) -> None:
     # A columnar SendBatch's retry and an items one are the same batch to its key.
