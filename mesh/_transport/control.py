@@ -180,18 +180,10 @@ class ControlServicer(pbg.ControlServicer):
         # malformed items (no client of ours sends one) goes without it rather than with places shifted.
         key = batch.key if batch.key and len(good) == len(items) else None
         sent = iter(await self.api.send_many(good, key=key))
-        # Each result built in place in the answer: a SendResult built apart is copied in, with its SendReply
-        # (three protobuf builds per send instead of one).
         out = pb.SendResults()
         add = out.results.add
         for i in items:
-            got = i if isinstance(i, MeshError) else next(sent)
-            if isinstance(got, MeshError):
-                add(error_class=type(got).__name__, error=str(got))
-            else:
-                reply = add().sent
-                reply.id = got.id
-                reply.recipients.extend(got.recipients)
+            api_codec.add_send_result(add, i if isinstance(i, MeshError) else next(sent))
         return out
 
     @streaming
