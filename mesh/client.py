@@ -720,19 +720,7 @@ class Client:
         chunks: list[tuple[Sequence[int], _Chunk]] = []
 
         def cut(idx: Sequence[int]) -> None:
-            c = cols
-            if idx[-1] - idx[0] + 1 == len(idx):  # consecutive items (the common case): slices
-                a, z = idx[0], idx[-1] + 1
-                part = SendColumns(c.to[a:z], c.subjects[a:z], c.bodies[a:z], c.reply_tos[a:z], c.keys[a:z])
-            else:
-                part = SendColumns(
-                    [c.to[i] for i in idx],
-                    [c.subjects[i] for i in idx],
-                    [c.bodies[i] for i in idx],
-                    [c.reply_tos[i] for i in idx],
-                    [c.keys[i] for i in idx],
-                )
-            chunks.append((idx, _Chunk(part, send_key())))
+            chunks.append((idx, _Chunk(cols.pick(idx), send_key())))
 
         start = total = 0
         for j, size in enumerate(sizes):

@@ -19,7 +19,7 @@ from mesh._transport import api_codec, codec, guard
 from mesh._transport.errors import streaming, unary
 from mesh.api import BatchSender, MeshAPI
 from mesh.core import validate
-from mesh.core.mailbox import SEND_MAX, SendColumns, SendItem
+from mesh.core.mailbox import SEND_MAX, SendItem
 from mesh.core.validate import split_resource
 from mesh.errors import InvalidInput, LimitExceeded, MeshError
 from mesh.views import Sent
@@ -136,14 +136,7 @@ class ControlServicer(pbg.ControlServicer):
         cols, bad = api_codec.columns_from_pb(batch)
         go = cols
         if bad:  # as for `items`: the batch goes without its key rather than with places shifted
-            keep = [i for i in range(len(cols)) if i not in bad]
-            go = SendColumns(
-                [cols.to[i] for i in keep],
-                [cols.subjects[i] for i in keep],
-                [cols.bodies[i] for i in keep],
-                [cols.reply_tos[i] for i in keep],
-                [cols.keys[i] for i in keep],
-            )
+            go = cols.pick([i for i in range(len(cols)) if i not in bad])
         if isinstance(self.api, BatchSender):
             sent: Sequence[Sent | MeshError] = await self.api.send_many(
                 go, key=None if bad else batch.key or None

@@ -922,3 +922,12 @@ def test_outgoing_many_declines_a_batch_with_a_text_over_its_limits() -> None:
     assert outgoing_many(first, ["ok"], ["x", "y"]) is None  # columns of different lengths
     got = outgoing_many(first, ["one", "two"], ["x", "é"])
     assert got is not None and [o.size for o in got] == [4, 5] and got[0].recipients is first.recipients
+
+
+def test_send_columns_pick_takes_the_places_asked_in_order() -> None:
+    cols = mb.SendColumns(["a", None, "c", "d"], ["s0", "s1", "s2", "s3"], ["b0", "b1", "b2", "b3"],
+                          ["", "r1", "", ""], ["k0", "", "", "k3"])  # fmt: skip
+    run, gaps = cols.pick([1, 2]), cols.pick([0, 3])
+    assert list(run.to) == [None, "c"] and list(run.reply_tos) == ["r1", ""] and len(run) == 2
+    assert list(gaps.subjects) == ["s0", "s3"] and list(gaps.bodies) == ["b0", "b3"]
+    assert list(gaps.keys) == ["k0", "k3"] and len(cols.pick([])) == 0

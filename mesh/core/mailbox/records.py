@@ -73,6 +73,22 @@ class SendColumns:
     def __len__(self) -> int:
         return len(self.to)
 
+    def pick(self, idx: Sequence[int]) -> SendColumns:
+        """Sends `idx` (item places, ascending) of this batch, as a batch of their own: slices when the places
+        are consecutive (the common case), else a list per column."""
+        if idx and idx[-1] - idx[0] + 1 == len(idx):
+            a, z = idx[0], idx[-1] + 1
+            return SendColumns(
+                self.to[a:z], self.subjects[a:z], self.bodies[a:z], self.reply_tos[a:z], self.keys[a:z]
+            )
+        return SendColumns(
+            [self.to[i] for i in idx],
+            [self.subjects[i] for i in idx],
+            [self.bodies[i] for i in idx],
+            [self.reply_tos[i] for i in idx],
+            [self.keys[i] for i in idx],
+        )
+
 
 def columns_of(items: Sequence[SendItem]) -> SendColumns:
     """SendItems as SendColumns."""
