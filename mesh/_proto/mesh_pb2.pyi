@@ -160,6 +160,7 @@ class ClaimPrepare(_message.Message):
     PROPOSER_FIELD_NUMBER: _builtins.int
     WAIT_FIELD_NUMBER: _builtins.int
     WAITED_FIELD_NUMBER: _builtins.int
+    PROBE_FIELD_NUMBER: _builtins.int
     resource: _builtins.str
     epoch: _builtins.int
     round: _builtins.int
@@ -168,6 +169,8 @@ class ClaimPrepare(_message.Message):
     """the claimant waits for the item: a report of a live lease queues it (FIFO)"""
     waited: _builtins.float
     """how long the waiting claimant has been asking (s): the stewards' queue order"""
+    probe: _builtins.bool
+    """a pre-edit check's question: report a conflicting live lease, promise nothing"""
     def __init__(
         self,
         *,
@@ -177,10 +180,11 @@ class ClaimPrepare(_message.Message):
         proposer: _builtins.str = ...,
         wait: _builtins.bool = ...,
         waited: _builtins.float = ...,
+        probe: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "probe", b"probe", "proposer", b"proposer", "resource", b"resource", "round", b"round", "wait", b"wait", "waited", b"waited"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

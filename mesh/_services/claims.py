@@ -113,7 +113,9 @@ class ClaimsService:
         self._turns: dict[
             str, asyncio.Event
         ] = {}  # waiting claims by item: set when a steward says "your turn"
-        self._probes: dict[str, list[asyncio.Future[Probed]]] = {}
+        # Pre-edit checks waiting, per resource: (when asked, on the core's clock; the caller's future). A
+        # core answer settles those asked at or before its round's send (``Probed.sent``), the rest wait on.
+        self._probes: dict[str, list[tuple[float, asyncio.Future[Probed]]]] = {}
         self._config_waiters: list[asyncio.Future[None]] = []
         self._lease_watchers: dict[str, list[asyncio.Queue[LeaseEvent | None]]] = {}
         # API lease handles (`claim()`'s Lease, any process) holding each item through this node: the node
@@ -231,9 +233,7 @@ class ClaimsService:
                 self._lease_event(LeaseEvent("released", e.resource, e.token), final=True)
                 status_changed = True
             elif isinstance(e, Probed):
-                for pfut in self._probes.pop(e.resource, []):
-                    if not pfut.done():
-                        pfut.set_result(e)
+                self._settle(e)
             elif isinstance(e, Denied | Unavailable):
                 self._resolve(e.resource, e)
                 if isinstance(e, Unavailable) and e.resource.startswith("@"):
@@ -297,6 +297,19 @@ class ClaimsService:
         bound, so that an API holder acting on it stops a little before the node itself would.
         """
         return until - self.lease.rho * self.lease.lease
+
+    def _settle(self, e: Probed) -> None:
+        """A probe round's answer settles every check of its resource asked at or before the round was sent;
+        a check asked later waits for a round sent after it (a holder granted in between may be missing)."""
+        waiting = self._probes.get(e.resource, [])
+        left = [(asked, fut) for asked, fut in waiting if asked > e.sent and not fut.done()]
+        for asked, fut in waiting:
+            if asked <= e.sent and not fut.done():
+                fut.set_result(e)
+        if left:
+            self._probes[e.resource] = left
+        else:
+            self._probes.pop(e.resource, None)
 
     def _resolve(self, resource: str, e: Effect) -> None:
         for fut in self._waiters.pop(resource, []):
@@ -508,19 +521,27 @@ class ClaimsService:
         """Who else holds a claim that conflicts with `resource`, asked of the stewards (None: nobody).
 
         NoQuorum when no steward majority answers within `within` s (or there is no config yet): the
-        pre-edit hook must answer at once, so this never waits for the mesh to form. `resource` should be
-        this node's own (a shared path claim's): the question raises its ballot numbers at the stewards.
+        pre-edit hook must answer at once, so this never waits for the mesh to form. The question promises
+        nothing at the stewards (`Prepare.probe`): it may name a resource this node claims itself (a check
+        of a file asks under `path-shared/FILE`, the name of a `--shared` claim on that file).
+
+        Checks of one resource asked while a round is out each get a fresh round, and every round keeps
+        running: a caller is answered by the first round sent at or after it asked (`Probed.sent`), so a
+        steady stream of checks cannot keep the first caller waiting.
         """
         if self.core.config is None:
             raise NoQuorum(f"cannot check {resource} now: {self.stewards.note() or 'no steward config yet'}")
         fut: asyncio.Future[Probed] = asyncio.get_running_loop().create_future()
-        self._probes.setdefault(resource, []).append(fut)
-        self.apply(self.core.probe(resource, self.ctx.clock.now()))
+        asked = self.ctx.clock.now()
+        self._probes.setdefault(resource, []).append((asked, fut))
+        self.apply(self.core.probe(resource, asked))
         try:
             async with asyncio.timeout(within):
                 p = await asyncio.shield(fut)
         except TimeoutError:
-            p = Probed(resource, unavailable=f"no steward majority answered within {within:g}s")
+            p = Probed(resource, asked, unavailable=f"no steward majority answered within {within:g}s")
+        finally:
+            fut.cancel()  # (a no-op once answered) the next answer drops it from the waiting
         if p.denied is None:
             if p.unavailable:
                 note = self.stewards.note()

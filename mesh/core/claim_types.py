@@ -242,9 +242,14 @@ class ConfigChanged:
 @value
 class Probed:
     """The answer to ``probe``: ``denied`` names a live claim of another owner that conflicts with
-    ``resource`` (None: a steward majority knows of none); ``unavailable`` says why no majority answered."""
+    ``resource`` (None: a steward majority knows of none); ``unavailable`` says why no majority answered.
+
+    ``sent``: when the round that answers was sent (local time, like ``now``). It answers every question
+    about ``resource`` asked at or before then, and no later one: a holder granted after the send may be
+    missing from it (the caller settles its waiting questions by this time, ``mesh._services.claims``)."""
 
     resource: str
+    sent: float
     denied: Denied | None = None
     unavailable: str = ""
 

@@ -62,7 +62,10 @@ reports that disagree wait for the other answers, or (everybody answered) ask ag
 the attempt. A stale accept lives at a minority only, so it never names a session that holds nothing.
 Unlike a claim, a probe has no Propose whose ballot orders it against the holder's renewals: its "nobody"
 rests on timing alone, so a round's answers count only within the containment slack of its send
-(``LeaseConfig.probe_window``, where the argument is; mutant ``probe_late_answers``).
+(``LeaseConfig.probe_window``, where the argument is; mutant ``probe_late_answers``). For the same reason a
+probe's question (``Prepare.probe``) promises nothing: the acceptor only reports (``AcceptorState.look``).
+A round answers the questions asked by its send, no later one (``Probed.sent``; mutants
+``probe_joins_old_round``, ``probe_sent_at_answer``).
 
 Claims need no such bound: a grant's or renewal's deadline runs D_P from ITS send (one-round Propose,
 Prepare, or a renewal's Prepare), the acceptors' D_A from their accepts, later, whatever the round's length
@@ -110,6 +113,10 @@ class Prepare:
     """The claimant waits for the item (``--wait``): a report of a live lease queues it (FIFO)."""
     waited: float = 0.0
     """How long the waiting claimant has been asking (s): every steward orders its queue by when that was."""
+    probe: bool = False
+    """A pre-edit check's question (``Leasing.probe``), not a claim: the acceptor reports the live lease
+    that conflicts with it and promises nothing (``AcceptorState.look``), so the question never outbids a
+    claim of the same slot, e.g. the prober's own shared claim on the file it checks."""
 
 
 @value
@@ -376,6 +383,8 @@ class AcceptorState:
         and the holder's renewals are not starved by claimants that will be denied anyway.
         """
         key = slot_key(m.resource, m.proposer)
+        if m.probe:
+            return self.look(m, now)
         s = self._slots.get(key)
         promised = s.promised if s else self._floor
         held = self._live(key, now)
@@ -405,6 +414,25 @@ class AcceptorState:
         if lease is None:
             return Promise(m.resource, m.epoch, m.round, m.proposer)
         return self._report(m, lease, now)
+
+    def look(self, m: Prepare, now: float) -> Promise:
+        """A probe's answer: another owner's live lease in ``m``'s slot or on a conflicting path claim,
+        reported as ``on_prepare`` would, or an empty Promise; nothing here changes (no number promised, no
+        place in a queue, no refusal for numbers).
+
+        A probe needs no promise: its "nobody" rests on when the answers come (``LeaseConfig.probe_window``),
+        never on a ballot ordering it against a holder's renewals (it has no Propose). Promising its number
+        raised the slot's numbers under any claim of that slot: the prober's own shared claim on the file
+        it checks (``path-shared/FILE`` both) saw its renewal's or grant's Propose refused after every check
+        sent between its Prepare and its Propose."""
+        key = slot_key(m.resource, m.proposer)
+        held = self._live(key, now)
+        if held is not None and held.owner != m.proposer:
+            return self._report(m, held, now)
+        other = self.conflicting(m.resource, m.proposer, now)
+        if other is not None:
+            return self._report(m, other[1], now, blocking=other[0])
+        return Promise(m.resource, m.epoch, m.round, m.proposer)
 
     @staticmethod
     def _report(m: Prepare, lease: AcceptedLease, now: float, blocking: str = "") -> Promise:
@@ -585,6 +613,7 @@ class Attempt:
     responders: set[str] = field(default_factory=set)
     waits: dict[str, float] = field(default_factory=dict)  # refusals "not serving yet, for this long"
     tries: int = 1  # a probe's rounds so far (it asks again above the numbers that refused it)
+    joined: float | None = None  # mutant ``probe_joins_old_round``: the last question that joined the round
     again_at: float | None = None  # a probe whose stewards' reports disagreed asks again then
     fast: bool = False  # a fresh claim's single round: Propose without Prepare
     # A thrifty one-round attempt: the stewards not asked yet, when they will be, and what they will get.

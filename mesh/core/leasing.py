@@ -69,6 +69,10 @@ it asked (a hedged request: a straggler costs a few round trips, not ``thrifty_w
 PROBE_TRIES = 3
 """Rounds a probe may take within its one attempt timeout (each above the numbers that refused the last, or
 asked again when the last did not decide within ``LeaseConfig.probe_window`` of its send)."""
+PROBE_ROUNDS = 8
+"""Rounds of one resource's checks under way at once. A question beyond them waits for the next of them to
+end, which sends a fresh round at once for it (a round sent after the question, as the rule needs): with
+slow stewards, a stream of questions costs a few rounds a round trip, not one each."""
 
 
 class Leasing:
@@ -87,7 +91,10 @@ class Leasing:
         self._slots: dict[str, ProposerSlot] = {}
         self._hint: dict[str, BallotNo] = {}
         self._seen: dict[str, float] = {}
-        self._probes: dict[str, Attempt] = {}
+        # Pre-edit checks' rounds under way, per resource, by send (the newest last): an older round keeps
+        # running when a newer question needs a fresh one, so a steady stream of questions cannot starve it.
+        self._probes: dict[str, list[Attempt]] = {}
+        self._probe_queue: set[str] = set()  # resources with a question waiting for a round (PROBE_ROUNDS)
         self._rtt: dict[str, float] = {}  # steward node id -> smoothed time to answer a one-round claim
         self._next_gc = 0.0
 
@@ -119,29 +126,58 @@ class Leasing:
         return self._start(resource, slot, now)
 
     def probe(self, resource: str, now: float) -> list[Effect]:
-        """Ask the stewards whether another owner holds a claim that conflicts with ``resource``: a Prepare
-        whose promises report such a lease (a steward majority knows every live one), and no Propose.
+        """Ask the stewards whether another owner holds a claim that conflicts with ``resource``: a question
+        (``Prepare.probe``) whose answers report such a lease (a steward majority knows every live one). It
+        promises nothing at the stewards, so it never outbids a claim of ``resource`` (this node's own).
 
-        The answer is one ``Probed`` effect. It raises ``resource``'s ballot numbers at the stewards, so
-        probe what nobody else claims under that name (``path-shared/...``: a slot of this owner alone).
-
-        A round's answers count only within ``LeaseConfig.probe_window`` of its send (the containment slack,
-        1 s by default, below the 2 s attempt timeout): "nobody" then means nobody held when the round was
-        sent (the property's docstring argues it). A round that has not decided by then is asked again
-        (at most ``PROBE_TRIES`` rounds in all), within the attempt timeout. A probe of a resource whose
-        probe is under way starts a fresh one (whose answer is the answer to both).
+        Each answer is a ``Probed`` effect carrying its round's send time: it answers the questions asked
+        at or before then (the caller settles them; ``Probed.sent``). A round's answers count only within
+        ``LeaseConfig.probe_window`` of its send (the containment slack, 1 s by default, below the 2 s
+        attempt timeout): "nobody" then means nobody held when the round was sent (the property's docstring
+        argues it). A round that has not decided by then is asked again (at most ``PROBE_TRIES`` rounds in
+        all), within the attempt timeout. A question asked while a round is under way (sent before it)
+        starts a fresh round, and the older rounds keep running for the questions they answer: a round
+        that decides ends every round sent no later (their questions are all answered).
         """
         if self._steward.config is None:
-            return [Probed(resource, unavailable="no steward config yet")]
-        under_way = self._probes.get(resource)
-        if under_way is not None and (under_way.started >= now or self._mut.probe_joins_old_round):
+            return [Probed(resource, now, unavailable="no steward config yet")]
+        rounds = self._probes.get(resource, [])
+        if rounds and rounds[-1].started >= now:
             return []  # the round just sent answers this question too
-        # A question while another is under way: a fresh round answers both (callers wait per resource), as
-        # a round sent before this question could miss a holder granted in between.
+        if rounds and self._mut.probe_joins_old_round:
+            rounds[-1].joined = now
+            return []
+        if len(rounds) >= PROBE_ROUNDS:
+            self._probe_queue.add(resource)
+            return []
+        return self._probe_round(resource, now)
+
+    def _probe_round(self, resource: str, now: float) -> list[Effect]:
         b = self._next_ballot(resource)
         t = now + self._lc.attempt_timeout
-        self._probes[resource] = Attempt(ballot=b, renewal=False, started=now, deadline=t, timeout_at=t)
-        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+        self._probes.setdefault(resource, []).append(
+            Attempt(ballot=b, renewal=False, started=now, deadline=t, timeout_at=t)
+        )
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, probe=True))
+
+    def _probe_answer(
+        self, resource: str, a: Attempt, now: float, denied: Denied | None = None, unavailable: str = ""
+    ) -> list[Effect]:
+        """Round ``a`` decided: its answer, for the questions asked at or before its send. Every round sent
+        no later ends with it (their questions are answered); newer rounds go on for the later questions."""
+        later = [r for r in self._probes.get(resource, ()) if r.started > a.started]
+        if later:
+            self._probes[resource] = later
+        else:
+            self._probes.pop(resource, None)
+        sent = now if self._mut.probe_sent_at_answer else a.started
+        if a.joined is not None:
+            sent = max(sent, a.joined)  # mutant probe_joins_old_round
+        out: list[Effect] = [Probed(resource, sent, denied, unavailable)]
+        if resource in self._probe_queue:
+            self._probe_queue.discard(resource)
+            out += self._probe_round(resource, now)  # for the questions that waited for a round
+        return out
 
     def _on_probe_reply(
         self, sender: str, m: Promise | PrepareReject, a: Attempt, now: float
@@ -167,12 +203,10 @@ class Leasing:
         foreign = [p for ps in owners.values() for p in ps]
         nobody = len(a.promised & voters) - len(foreign)
         if voters and nobody >= need:
-            del self._probes[m.resource]
-            return [Probed(m.resource)]
+            return self._probe_answer(m.resource, a, now)
         holder = next((o for o, ps in owners.items() if len(ps) >= need), None)
         if holder is not None:
-            del self._probes[m.resource]
-            return [Probed(m.resource, self._denied(m.resource, owners[holder]))]
+            return self._probe_answer(m.resource, a, now, self._denied(m.resource, owners[holder]))
         left = len(voters - a.promised - a.refused)
         if max([nobody, *map(len, owners.values())]) + left >= need:
             return []  # the others' answers can still decide
@@ -180,8 +214,9 @@ class Leasing:
             a.undecided = tuple(foreign)
         if tally(voters, a.promised, a.refused) is VoteResult.LOST and not foreign:
             if a.tries >= PROBE_TRIES:
-                del self._probes[m.resource]
-                return [Probed(m.resource, unavailable="the stewards refused (a steward change?)")]
+                return self._probe_answer(
+                    m.resource, a, now, unavailable="the stewards refused (a steward change?)"
+                )
             # Refused for numbers: a file never probed starts below the stewards' floor (numbers of
             # forgotten slots, a restarted steward's reserve). The refusals raised the hint: ask above.
             return self._probe_again(m.resource, a, a.tries + 1, now)
@@ -191,11 +226,13 @@ class Leasing:
         return []
 
     def _probe_again(self, resource: str, a: Attempt, tries: int, now: float) -> list[Effect]:
-        """The probe's next round, above every number it has heard of (its answers count from ``now``)."""
+        """The probe's next round, above every number it has heard of (its answers count from ``now``, and
+        it answers the questions asked until then: it is the newest round now)."""
         b = self._next_ballot(resource)
-        self._probes[resource] = replace(a, ballot=b, started=now, promised=set(), refused=set(), reports={},
-                                         tries=tries, again_at=None)  # fmt: skip
-        return self._to_stewards(Prepare(resource, b[0], b[1], self.me))
+        again = replace(a, ballot=b, started=now, promised=set(), refused=set(), reports={}, tries=tries,
+                        again_at=None)  # fmt: skip
+        self._probes[resource] = [*(r for r in self._probes.get(resource, ()) if r is not a), again]
+        return self._to_stewards(Prepare(resource, b[0], b[1], self.me, probe=True))
 
     def held(self, now: float) -> dict[str, HeldLease]:
         """Resources this node believes it holds at ``now``."""
@@ -366,11 +403,13 @@ class Leasing:
         if isinstance(m, Promise) and m.owner and not m.blocking:
             h = self._hint.get(m.resource, (0, 0))
             self._hint[m.resource] = max(h, (m.owner_epoch, m.owner_round))
-        probe = self._probes.get(m.resource)
-        if probe is not None and m.proposer == self.me and probe.ballot == (m.epoch, m.round):
-            if isinstance(m, Promise | PrepareReject):
-                return self._on_probe_reply(sender, m, probe, now)
-            return []
+        rounds = self._probes.get(m.resource)
+        if rounds and m.proposer == self.me:
+            probe = next((r for r in rounds if r.ballot == (m.epoch, m.round)), None)
+            if probe is not None:
+                if isinstance(m, Promise | PrepareReject):
+                    return self._on_probe_reply(sender, m, probe, now)
+                return []
         if slot is None or slot.attempt is None or m.proposer != self.me:
             return []
         a = slot.attempt
@@ -675,26 +714,29 @@ class Leasing:
         if self._steward.config is not None:
             out += [Send(f.proposer, f) for f in self._steward.acceptor.due(now)]
         for r in sorted(self._probes):
-            p = self._probes[r]
-            if now >= p.timeout_at:
-                del self._probes[r]
-                late = f"no steward quorum within {self._lc.attempt_timeout:g}s"
-                if p.undecided:
-                    # Never a refusal in the name of a session that may hold nothing: the caller can tell
-                    # (the pre-edit check then reads the published claims).
-                    late = "the stewards' reports of a conflicting claim disagree (no owner has a majority)"
-                out.append(Probed(r, unavailable=late))
-            elif now >= p.started + self._lc.probe_window and not self._mut.probe_late_answers:
-                # The round's later answers could miss a holder that renewed meanwhile: ask again.
-                if p.tries >= PROBE_TRIES:
-                    del self._probes[r]
-                    late = f"no steward majority answered within {self._lc.probe_window:g}s of asking"
-                    out.append(Probed(r, unavailable=late))
-                else:
-                    out += self._probe_again(r, p, p.tries + 1, now)
-            elif p.again_at is not None and now >= p.again_at:
-                out += self._probe_again(r, p, p.tries, now)
+            for p in list(self._probes[r]):
+                if not any(q is p for q in self._probes.get(r, ())):
+                    continue  # ended by a newer round's answer during this pass
+                out += self._probe_tick(r, p, now)
         return out
+
+    def _probe_tick(self, r: str, p: Attempt, now: float) -> list[Effect]:
+        if now >= p.timeout_at:
+            late = f"no steward quorum within {self._lc.attempt_timeout:g}s"
+            if p.undecided:
+                # Never a refusal in the name of a session that may hold nothing: the caller can tell
+                # (the pre-edit check then reads the published claims).
+                late = "the stewards' reports of a conflicting claim disagree (no owner has a majority)"
+            return self._probe_answer(r, p, now, unavailable=late)
+        if now >= p.started + self._lc.probe_window and not self._mut.probe_late_answers:
+            # The round's later answers could miss a holder that renewed meanwhile: ask again.
+            if p.tries >= PROBE_TRIES:
+                late = f"no steward majority answered within {self._lc.probe_window:g}s of asking"
+                return self._probe_answer(r, p, now, unavailable=late)
+            return self._probe_again(r, p, p.tries + 1, now)
+        if p.again_at is not None and now >= p.again_at:
+            return self._probe_again(r, p, p.tries, now)
+        return []
 
     def collect(self, now: float) -> None:
         """Let the acceptor forget idle resources, now and then."""
@@ -717,7 +759,11 @@ class Leasing:
             if s.retry_at is not None:
                 ts.append(s.retry_at)
         window = math.inf if self._mut.probe_late_answers else self._lc.probe_window
-        ts += [min(a.timeout_at, a.again_at or math.inf, a.started + window) for a in self._probes.values()]
+        ts += [
+            min(a.timeout_at, a.again_at or math.inf, a.started + window)
+            for rounds in self._probes.values()
+            for a in rounds
+        ]
         turn = self._steward.acceptor.next_due()
         if turn is not None:
             ts.append(turn)

@@ -59,8 +59,14 @@ class Mutants:
 
     probe_joins_old_round: bool = False
     """A pre-edit check asked while a probe of the same resource is under way joins that round instead of
-    sending a fresh one: the older round, sent before this question, can answer "nobody" about a holder
-    granted between its send and the question (the service's callers wait per resource)."""
+    sending a fresh one (its answer says it was sent at the last question it joined): the older round, sent
+    before this question, can answer "nobody" about a holder granted between its send and the question."""
+
+    probe_sent_at_answer: bool = False
+    """A probe's answer says its round was sent when the answer came (``Probed.sent`` = the answer's time,
+    not the round's send): the caller then settles with it the questions asked while the round was out,
+    which it may answer "nobody" about a holder granted after its send (the rule: a round answers only the
+    questions asked at or before its send; older rounds keep running for the questions they do answer)."""
 
     fifo_head_window_forever: bool = False
     """A free item's reservation for its head waiter never runs out: a head that died blocks the item for

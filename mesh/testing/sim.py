@@ -317,8 +317,9 @@ class Simulation:
         self.by_ident: dict[str, SimNode] = {}
         self.beliefs: dict[str, dict[str, Belief]] = {}
         # Pre-edit checks waiting for their answer, as the claims service keeps them: (prober, resource) ->
-        # its callers, each (true time asked, file); several may wait on one resource (``_check``).
-        self.probes: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        # its callers, each (true time asked, the prober's local time then, file); several may wait on one
+        # resource (``_check``), each settled by the first answer of a round sent at or after it asked.
+        self.probes: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
         # The random workload's second callers: how often a check is followed by another of the same file
         # on the same node while it may be under way, and how long a caller waits (the service's
         # CHECK_WITHIN; inf: until the core answers). Their own rng: the paths' and the run's draws do not
@@ -337,6 +338,8 @@ class Simulation:
         self.deny_log: list[tuple[float, str, str, str]] = []  # (true time, identity, resource, holder named)
         # Pre-edit checks answered: (true time, identity, file, the holder named: "" nobody, "?" cannot tell)
         self.probe_log: list[tuple[float, str, str, str]] = []
+        # Every pre-edit check's wait: (true time asked, true time settled or gave up) in the order settled.
+        self.check_waits: list[tuple[float, float]] = []
         self.partitioned = False
         self.split_homes = False
         self.stats = SimStats(seed)
@@ -922,7 +925,8 @@ class Simulation:
                 if c[0] == asked:
                     callers.remove(c)
                     self.stats.checks_timed_out += 1
-                    self.probe_log.append((self.t, str(ident), c[1], "?"))
+                    self.probe_log.append((self.t, str(ident), c[2], "?"))
+                    self.check_waits.append((c[0], self.t))
                     break
         elif k == "slow":  # scripted: (idx, idx, until, extra) messages one way sent before then are late
             i, j, until, extra = ev.data
@@ -987,22 +991,30 @@ class Simulation:
         just sent answers this question too), and waits ``check_within`` at most. A random check may be
         followed by another caller's of the same file while it is under way (``recheck``)."""
         res = sim_paths.probe_resource(file)
-        self.probes.setdefault((node.ident, res), []).append((self.t, file))
+        now = node.local(self.t)
+        self.probes.setdefault((node.ident, res), []).append((self.t, now, file))
         if self.check_within < math.inf:
             self._push(self.t + self.check_within, "check_timeout", node.ident, res, self.t)
-        self._apply(node, node.core.probe(res, node.local(self.t)))
+        self._apply(node, node.core.probe(res, now))
         if self.recheck and self.checks_rng.random() < self.recheck:
             self._push(self.t + self.checks_rng.uniform(0.002, 0.4), "probe", node.ident, file, "again")
 
     def _probed(self, node: SimNode, e: Probed) -> None:
-        """A pre-edit check answered: the answer of every caller waiting on that resource. "Nobody" is wrong
-        for a caller if another identity held an exclusive claim on a pattern matching the file from before
-        THAT caller asked until the answer (a steward majority had its lease live then, and any two
-        majorities share a steward): whatever round answers, it must have been sent after the question."""
-        callers = self.probes.pop((node.ident, e.resource), [])
+        """A pre-edit check answered: as the claims service does, the answer of every caller waiting on that
+        resource that asked at or before the answering round's send (``Probed.sent``, the prober's clock);
+        the later callers wait on. "Nobody" is wrong for a caller if another identity held an exclusive
+        claim on a pattern matching the file from before THAT caller asked until the answer (a steward
+        majority had its lease live then, and any two majorities share a steward): the checker judges by
+        the true times, whatever the core said of its round."""
+        key = (node.ident, e.resource)
+        waiting = self.probes.pop(key, [])
+        callers = [c for c in waiting if c[1] <= e.sent]
+        if len(callers) < len(waiting):
+            self.probes[key] = [c for c in waiting if c[1] > e.sent]
         named = e.denied.holder if e.denied is not None else "?" if e.unavailable else ""
-        for sent, file in callers:
+        for sent, _, file in callers:
             self.probe_log.append((self.t, node.ident, file, named))
+            self.check_waits.append((sent, self.t))
             if e.denied is not None:
                 self.stats.probes_denied += 1
                 continue
@@ -1409,7 +1421,9 @@ def slow_probe(mutants: Mutants, seed: int = 0, lease: LeaseConfig | None = None
     return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
 
 
-def overlapping_checks(mutants: Mutants, seed: int = 0, within: float = CHECK_WITHIN) -> Simulation:
+def overlapping_checks(
+    mutants: Mutants, seed: int = 0, within: float = CHECK_WITHIN, second_late: float = 0.0
+) -> Simulation:
     """Two pre-edit checks of one file on one node, the second asked while the first's round is under way
     (the claims service keeps its callers' waits per resource; production timings: attempt timeout 2 s,
     probe window 1 s; ``within``: how long each caller waits, the service's 0.4 s or until answered).
@@ -1418,16 +1432,59 @@ def overlapping_checks(mutants: Mutants, seed: int = 0, within: float = CHECK_WI
     (the stewards' links to P add 0.7 s until 1.6): they reach P at about 2.2, within the round's window.
     H (n3) is granted ``src/**`` at about 1.7. P's first caller gives up at 1.9 (with ``within`` 0.4); a
     second asks at 2.0. Joined to the round of 1.5 (``probe_joins_old_round``), it is told "nobody" at 2.2
-    while H has held since before it asked. A fresh round sent at 2.0 names H; the old round's answers no
-    longer count."""
+    while H has held since before it asked. A fresh round sent at 2.0 names H (by about 2.05: it settles
+    both callers, and ends the round of 1.5).
+
+    ``second_late``: the fresh round's answers are that much later still (the links add it from 1.95 until
+    2.1), so the round of 1.5 decides first: its "nobody" answers the first caller only (asked before H's
+    grant); the second waits for its own round (or gives up at 2.4). Taken as the answer to every question
+    asked before it came (``probe_sent_at_answer``), it tells the second caller "nobody" too."""
     quiet = replace(_quiet(nodes=5, duration=6.0), check_within=within)
     script: Script = [(1.4, "slow", (i, 4, 1.6, 0.7)) for i in range(3)]
+    if second_late:
+        script += [(1.95, "slow", (i, 4, 2.1, second_late)) for i in range(3)]
     script += [
         (1.5, "probe", ("n4/0", "src/app/x.py")),
         (1.7, "claim", ("n3/0", "path/src/**", 600.0, False)),
         (2.0, "probe", ("n4/0", "src/app/x.py")),
     ]
     return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig())
+
+
+def steady_checks(mutants: Mutants, seed: int = 0, every: float = 0.004, until: float = 4.0) -> Simulation:
+    """Pre-edit checks of one file on one node, a new caller every ``every`` s from 1.0 to ``until`` (a
+    busy hook, several sessions' tools on one node), faster than the stewards answer (0.5-30 ms a way),
+    beside a holder of an overlapping claim from 2.0 (``check_waits``, ``probe_log``; callers wait until
+    answered). Each question asked while a round is out needs a fresh round (one sent before it could
+    miss a holder granted in between); if each fresh round superseded the one under way, no round would
+    live long enough to decide and the first caller would wait for as long as the questions keep coming.
+    The older rounds keep running and each answers the callers that asked by its send: every caller is
+    told within a round trip or two, and the ones that asked after the holder's grant hear its name."""
+    quiet = _quiet(nodes=5, duration=until + 2.0)
+    n = round((until - 1.0) / every)
+    script: Script = [(1.0 + i * every, "probe", ("n4/0", "src/app/x.py")) for i in range(n)]
+    script.append((2.0, "claim", ("n3/0", "path/src/**", 600.0, False)))
+    return Simulation(seed, mutants, params=quiet, script=script, lease=LeaseConfig())
+
+
+def checks_beside_own_shared_claim(
+    mutants: Mutants, seed: int = 0, every: float = 0.004, single_round: bool = True
+) -> Simulation:
+    """P (n4) checks ``src/app/x.py`` every ``every`` s from 1.0 to 12.0 (a busy pre-edit hook) and claims
+    it ``--shared`` at 2.0 (production timings; ``single_round``: the claim's first try is one round).
+
+    The check asks under ``path-shared/src/app/x.py``: the name, and at the stewards the slot, of that very
+    claim. When a check's question promised its number there (above the claim's: one counter per resource),
+    each one that reached a steward between the claim's ask and its Propose got the Propose refused: the
+    claim was outvoted until it gave up (Unavailable), or granted and then lost every renewal. A probe that
+    promises nothing leaves the claim to its own rounds: granted, renewed every D_P/3 (``stats``)."""
+    quiet = _quiet(nodes=5, duration=14.0)
+    script: Script = [
+        (1.0 + i * every, "probe", ("n4/0", "src/app/x.py")) for i in range(round(11.0 / every))
+    ]
+    script.append((2.0, "claim", ("n4/0", "path-shared/src/app/x.py", 600.0, False)))
+    lc = replace(LeaseConfig(), single_round=single_round)
+    return Simulation(seed, mutants, params=quiet, script=script, lease=lc)
 
 
 def busy_checks(mutants: Mutants, seed: int = 0) -> Simulation:

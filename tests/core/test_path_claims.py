@@ -156,7 +156,7 @@ def test_shared_path_claims_are_held_together_and_block_an_exclusive_one() -> No
 def test_a_probe_asks_the_stewards_who_holds_a_conflicting_claim() -> None:
     c = cluster()
     free = only(c.settle("q/1", "probe", "path-shared/src/app/x.py", now=0.0), Probed)
-    assert free == [Probed("path-shared/src/app/x.py")]
+    assert free == [Probed("path-shared/src/app/x.py", 0.0)]  # the round sent at 0.0 answers
     assert only(c.settle("p/1", "claim", "path/src/app/**", 60.0, now=1.0), Granted)
     (p,) = only(c.settle("q/1", "probe", "path-shared/src/app/x.py", now=2.0), Probed)
     assert p.denied is not None and p.denied.holder == "p/1" and p.denied.conflict == "path/src/app/**"  # type: ignore[attr-defined]
@@ -201,8 +201,9 @@ def test_the_simulator_catches_an_acceptor_that_checks_only_exact_names() -> Non
 
 def test_a_probe_gets_past_stewards_whose_ballot_floor_is_above_a_new_files_first_ballot() -> None:
     """Stewards forget idle slots and keep their numbers in a floor (and a restarted one reserves a chunk
-    above it): a never-probed file's first ballot is then refused. The probe asks again above the refusals
-    at once, so the pre-edit check still hears the stewards, not only the published views."""
+    above it): a never-probed file's first ballot is below it. A probe promises nothing (``Prepare.probe``),
+    so no steward refuses it for its number: the pre-edit check hears the stewards, not only the published
+    views (a steward of an older version refuses it, and the probe asks again above the refusals)."""
     c = cluster()
     assert only(c.settle("p/1", "claim", "path/src/app/**", 60.0, now=0.0), Granted)
     for s in ("a/1", "b/1", "c/1"):
@@ -210,7 +211,7 @@ def test_a_probe_gets_past_stewards_whose_ballot_floor_is_above_a_new_files_firs
     (p,) = only(c.settle("q/1", "probe", "path-shared/src/app/new.py", now=1.0), Probed)
     assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
     free = only(c.settle("q/1", "probe", "path-shared/docs/new.md", now=2.0), Probed)
-    assert free == [Probed("path-shared/docs/new.md")]  # nobody: said by the stewards, not "unavailable"
+    assert free == [Probed("path-shared/docs/new.md", 2.0)]  # nobody: said by the stewards, not "unavailable"
 
 
 # ---- a probe's verdict: the owner a majority reports, or a majority that reports nobody ------------------
@@ -248,7 +249,7 @@ def test_a_probe_is_not_denied_by_a_minoritys_stale_accept() -> None:
     ans = _answers(c, "q/1", PROBE, now=0.1)
     for s in ("c", "a"):  # the stale report first: no owner has a majority, nor has "nobody": wait
         assert not only(_deliver(c, "q/1", ans, s, 0.1), Probed)
-    assert _deliver(c, "q/1", ans, "b", 0.1) == [Probed(PROBE)]  # a and b report nobody: a majority
+    assert _deliver(c, "q/1", ans, "b", 0.1) == [Probed(PROBE, 0.1)]  # a and b report nobody: a majority
 
 
 def test_a_probe_names_the_owner_a_majority_reports_not_a_higher_stale_accept() -> None:
@@ -280,7 +281,7 @@ def test_a_probe_whose_stewards_disagree_asks_again_and_hears_the_releases() -> 
     assert sorted(e.to for e in again if isinstance(e, Send)) == ["a", "b", "c"]
     c.take("q/1", again)
     c.pump(0.16)
-    assert c.drain("q/1") == [Probed(PROBE)]
+    assert c.drain("q/1") == [Probed(PROBE, 0.1 + FAST.thrifty_wait)]  # (asked again then)
 
 
 def test_a_probe_whose_stewards_keep_disagreeing_says_it_cannot_tell() -> None:
@@ -334,7 +335,7 @@ def test_a_probe_counts_only_answers_within_the_containment_slack_of_its_round(
     assert not late.owner  # p's first lease ran out at a at 11.22
     out = q.receive("a/1", late, 11.31)
     if late_answers_count:
-        assert out == [Probed(PROBE)]  # "nobody": wrong, p held from before 9.8 to after 11.31
+        assert out == [Probed(PROBE, 9.8)]  # "nobody": wrong, p held from before 9.8 to after 11.31
         return
     assert not only(out, Probed)
     again = q.tick(11.31)  # the round's window passed at 10.8: ask again
@@ -347,9 +348,10 @@ def test_a_probe_counts_only_answers_within_the_containment_slack_of_its_round(
 
 def test_a_probe_asked_while_one_is_under_way_is_answered_by_a_round_sent_after_it() -> None:
     """q's first check, at 1.0, is answered "nobody" by every steward, but the answers are slow; p is granted
-    src/app/** at 1.2; q checks again at 1.3 (the service's callers wait per resource for one answer).
-    Joined to the round of 1.0, the second check would hear "nobody" about a holder granted before it asked;
-    a fresh round is sent, the first round's answers no longer count, and both checks hear p."""
+    src/app/** at 1.2; q checks again at 1.3. Joined to the round of 1.0, the second check would hear
+    "nobody" about a holder granted before it asked; a fresh round is sent. The round of 1.0 keeps running
+    and says "nobody" for what was asked by its send (``Probed.sent`` 1.0: the first check, asked before the
+    grant); the round of 1.3 names p for the second."""
     c = cluster()
     q = c.cores["q/1"]
     old = _answers(c, "q/1", PROBE, now=1.0)  # "nobody" from each, not delivered yet
@@ -358,12 +360,13 @@ def test_a_probe_asked_while_one_is_under_way_is_answered_by_a_round_sent_after_
     assert not q.probe(PROBE, 1.0)  # the same instant: the round just sent answers it
     again = q.probe(PROBE, 1.3)
     assert sorted(e.to for e in again if isinstance(e, Send)) == ["a", "b", "c"]
-    for s in ("a", "b", "c"):
-        assert not only(_deliver(c, "q/1", old, s, 1.35), Probed)  # the old round's: not counted
+    first = [e for s in ("a", "b", "c") for e in _deliver(c, "q/1", old, s, 1.35)]
+    assert only(first, Probed) == [Probed(PROBE, 1.0)]  # for the questions asked by 1.0 only
     c.take("q/1", again)
     c.pump(1.36)
     (p,) = only(c.drain("q/1"), Probed)
     assert p.denied is not None and p.denied.holder == "p/1", p  # type: ignore[attr-defined]
+    assert p.sent == 1.3  # type: ignore[attr-defined]
 
 
 def test_a_claim_over_several_holders_each_at_a_different_majority_is_refused_at_once() -> None:

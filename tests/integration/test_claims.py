@@ -389,3 +389,60 @@ def test_a_client_that_outlives_its_node_sees_the_holder_id_change(mesh: Mesh) -
                 await c.close()
 
     asyncio.run(run())
+
+
+def test_a_busy_pre_edit_check_neither_starves_nor_outbids_the_nodes_own_shared_claim_on_it(
+    mesh: Mesh,
+) -> None:
+    """Eight callers check ``src/app/x.py`` on node a back to back (a busy pre-edit hook) while a claims it
+    ``--shared`` (two rounds, as every renewal is) and holds it through renewals: every check is answered
+    "nobody else" over the real wire (``Prepare.probe``) and the service's per-round settling, the claim
+    is granted and renews without a loss. The check asks under ``path-shared/src/app/x.py``, the very name
+    and acceptor slot of that claim; before stop 27 its question promised a number there, above the
+    claim's, and the simulator and core tests show what that did (claims outvoted, renewals refused; see
+    tests/sim ``checks_beside_own_shared_claim``). Over loopback the stewards answer faster than the
+    questions come and refused attempts retry in time, so this run passed before stop 27 as well: it
+    guards the real path, the scripted runs guard the rule."""
+    import asyncio
+
+    from mesh.client import connect
+    from mesh.errors import NoQuorum
+    from tests.integration.harness import async_until
+
+    mesh.extra_env["MESH_ONE_ROUND_CLAIMS"] = "0"  # the claim asks with a Prepare (as renewals do)
+    three(mesh)
+    resource = "path-shared/src/app/x.py"
+
+    async def run() -> None:
+        client = await connect("a", mesh=mesh.name, home=mesh.home)
+        answers: list[object] = []
+        refused: list[str] = []
+        stop = asyncio.Event()
+
+        async def checker() -> None:
+            while not stop.is_set():
+                try:
+                    answers.append(await client.check_path("src/app/x.py"))
+                except NoQuorum as e:
+                    refused.append(str(e))
+
+        tasks = [asyncio.create_task(checker()) for _ in range(8)]
+        try:
+            await async_until(lambda: len(answers) + len(refused) >= 100, what="checks under way")
+            got = await client.claim_once(resource, ttl=600)
+            assert got.holder == "a"
+            events = []
+            async with asyncio.timeout(20):
+                async for ev in client.lease_events(resource):
+                    events.append(ev.kind)
+                    if events.count("renewed") >= 3 or ev.kind in ("lost", "released"):
+                        break
+            assert events[0] == "held" and events.count("renewed") >= 3, events
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            await client.close()
+        assert not refused, refused[:3]
+        assert len(answers) >= 100 and all(a is None for a in answers), [a for a in answers if a][:3]
+
+    asyncio.run(run())

@@ -50,9 +50,13 @@ BUDGET = {  # first seeds as of stop 25 (they move with any change to the sim's 
 # probe_late_answers (random: no catch in 500 seeds with 1.3 s attempts on a 2 s lease, nor in 400 with
 # production timings; slow_probe: 200 of 200 script seeds).
 # probe_joins_old_round (the random mix: none in 200 seeds; overlapping_checks: 200 of 200 script seeds with
-# either caller wait; busy_checks, a random mix of second callers: first seed 1, 47 of 500, BUSY_BUDGET).
+# either caller wait; busy_checks, a random mix of second callers: first seed 1, 6 of the first 60,
+# BUSY_BUDGET).
+# probe_sent_at_answer (overlapping_checks with the second round later than the first: 20 of 20 script seeds
+# with either caller wait; busy_checks: first seed 1, 10 of the first 60; steady_checks: 2 of 10).
 SCRIPTED = {"handoff_highest_owner", "deadline_at_quorum", "no_renewal_qualifier", "fifo_head_window_forever",
-            "short_acceptor_lease", "probe_late_answers", "probe_joins_old_round"}  # fmt: skip
+            "short_acceptor_lease", "probe_late_answers", "probe_joins_old_round",
+            "probe_sent_at_answer"}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", sorted(BUDGET))
@@ -166,8 +170,9 @@ def test_simulator_catches_a_check_that_joins_a_round_sent_before_it_was_asked(w
     tried, whether the first caller gave up at the service's 0.4 s or still waits); with a fresh round the
     second caller (and the first, if it still waits) hears the holder."""
     for seed in range(20):
-        with pytest.raises(SafetyViolation, match=WRONG_NOBODY):
-            overlapping_checks(Mutants(probe_joins_old_round=True), seed, within).run()
+        for late in (0.0, 0.5):
+            with pytest.raises(SafetyViolation, match=WRONG_NOBODY):
+                overlapping_checks(Mutants(probe_joins_old_round=True), seed, within, late).run()
         sim = overlapping_checks(Mutants(), seed, within)
         st = sim.run()
         assert st.violation is None and [who for _, who, _ in sim.grant_log] == ["n3/0"], seed
@@ -175,23 +180,44 @@ def test_simulator_catches_a_check_that_joins_a_round_sent_before_it_was_asked(w
         assert [named for _, _, _, named in sim.probe_log] == [first, "n3/0"], (seed, sim.probe_log)
 
 
+@pytest.mark.parametrize("within", [CHECK_WITHIN, math.inf])
+def test_simulator_catches_an_answer_that_settles_questions_asked_after_its_rounds_send(
+    within: float,
+) -> None:
+    """``overlapping_checks`` with the fresh round's answers later than the first round's: the round of 1.5
+    keeps running and decides first. Its "nobody" answers the first caller only (asked before the holder's
+    grant: true), and the second caller waits for its own round, which names the holder (or gives up at
+    the service's 0.4 s). Said to answer every question asked before its answer came
+    (``probe_sent_at_answer``), it tells the second caller "nobody" about a holder of before its question."""
+    for seed in range(20):
+        with pytest.raises(SafetyViolation, match=WRONG_NOBODY):
+            overlapping_checks(Mutants(probe_sent_at_answer=True), seed, within, 0.5).run()
+        sim = overlapping_checks(Mutants(), seed, within, 0.5)
+        st = sim.run()
+        assert st.violation is None and [who for _, who, _ in sim.grant_log] == ["n3/0"], seed
+        told = ["?", "?"] if within < math.inf else ["", "n3/0"]  # both gave up; or each its own round's
+        assert [named for _, _, _, named in sim.probe_log] == told, (seed, sim.probe_log)
+
+
 BUSY_BUDGET = 40
-"""Seeds of ``busy_checks`` within which ``probe_joins_old_round`` must be caught (first seed 1; measured: 5
-of the first 40 seeds, 47 of 500; none of 500 without the mutant)."""
+"""Seeds of ``busy_checks`` within which each mutant of the check's rounds must be caught (first seed 1 for
+both; measured: ``probe_joins_old_round`` 6 of the first 60 seeds, ``probe_sent_at_answer`` 10 of 60; none
+of 500 without a mutant before the rounds ran side by side, none of 60 after)."""
 
 
-def test_random_second_callers_catch_a_check_that_joins_an_older_round() -> None:
+@pytest.mark.parametrize("name", ["probe_joins_old_round", "probe_sent_at_answer"])
+def test_random_second_callers_catch_a_round_that_answers_questions_asked_after_its_send(name: str) -> None:
     """``busy_checks``: random pre-edit checks, most followed by a second caller's while the first may be
     under way, beside path claims and late messages: the mutant is caught within a few seeds, and the same
     seeds are clean without it."""
     caught = None
     for seed in range(BUSY_BUDGET):
         try:
-            busy_checks(Mutants(probe_joins_old_round=True), seed).run()
+            busy_checks(Mutants.only(name), seed).run()
         except SafetyViolation as v:
             caught = v
             break
-    assert caught is not None, "probe_joins_old_round survived busy_checks"
+    assert caught is not None, f"{name} survived busy_checks"
     assert "found nobody" in caught.detail, caught
     clean = SimStats(seed=-1)
     for seed in range(caught.seed + 1):
