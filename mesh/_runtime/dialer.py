@@ -2,7 +2,9 @@
 
 seeds (config) ─┐
 mDNS candidate ─┼──▶ dial(address) ── Hello both ways ──▶ LinkTable.register ──▶ read loop
-gossip hint ────┘         (Handshake checks theirs)
+gossip hint ────┘    │    (Handshake checks theirs)
+                     └ loopback: the local name first; refused, with the port refused too: not up (the dial
+                       fails); with the port open: no local links there, gRPC
 link lost ──▶ redial: a refused TCP connect means the process is gone (dead at once); else retry
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,14 @@ GOSSIP_DEFER = 1.0
 JOIN_WINDOW = 3.0
 GOSSIP_DIALS_AT_ONCE = min(4, limits.MAX_GOSSIP_DIALS)
 GOSSIP_TRIES, GOSSIP_RETRY = 3, 0.5  # a gossip dial that failed (a peer busy forming) is tried again
+
+
+class _Local(enum.Enum):
+    """How a local dial ended."""
+
+    LINKED = "linked"  # a local link (or the peer's own link to us won the tie-break)
+    REFUSED = "refused"  # nothing listens on the peer's local name
+    NOT_LOCAL = "not local"  # not a loopback address, or the name is another uid's: gRPC is the way
 
 
 class Dialer:
@@ -256,21 +267,39 @@ class Dialer:
             return
         self.dialing.add(address)
         try:
-            if self.local and await self._dial_local(address):
+            if self.local and await self._local_first(address):
                 return
             await self._dial_grpc(address)
         finally:
             self.dialing.discard(address)
 
-    async def _dial_local(self, address: str) -> bool:
-        """Try a local link; False if there is no local listener of our uid for `address` (dial gRPC)."""
+    async def _local_first(self, address: str) -> bool:
+        """A local link to `address` if its node has one; False: dial gRPC.
+
+        Nothing listening on the local name is not yet a reason for gRPC: the peer may not be up yet. A node
+        binds its local name before its port, so only a port that accepts while the name still refuses says
+        the peer takes no local links (an older node, `--no-local-links`). Falling back at once lost the race
+        with a peer coming up meanwhile: a gRPC call waits for its connect (channel set-up, a reconnect
+        backoff of up to 2 s after a refused one), a peer that bound name and port within that wait took the
+        call, and the two kept a gRPC link with mutual TLS on every frame for good (seen in 2 of 7 meshes of
+        12 started at once, always with the seed, which late joiners dial before it is up)."""
+        got = await self._dial_local(address)
+        if got is not _Local.REFUSED:
+            return got is _Local.LINKED
+        if await _port_refused(address):
+            raise NodeUnavailable(f"peer {address} is not listening (not up yet, or gone)")
+        return await self._dial_local(address) is _Local.LINKED
+
+    async def _dial_local(self, address: str) -> _Local:
+        """Try a local link: LINKED (or a link of the peer's own won the tie-break), REFUSED (nothing listens
+        on the name), or NOT_LOCAL (not a loopback address, or its socket is another uid's: dial gRPC)."""
         name = local.socket_name(address)
         if name is None:
-            return False
+            return _Local.NOT_LOCAL
         try:
             reader, writer = await asyncio.open_unix_connection(name, limit=local.READ_LIMIT)
-        except OSError:  # nothing listens on that name (ENOENT / ECONNREFUSED): an older or gRPC-only node
-            return False
+        except OSError:  # nothing listens on that name (ECONNREFUSED for an abstract name): see _local_first
+            return _Local.REFUSED
         side = local.StreamSide(writer)
         handed_over = False
         try:
@@ -279,7 +308,7 @@ class Dialer:
                 if address not in self._refusals_logged:
                     self._refusals_logged.add(address)
                     log.warning("not linking %s locally: its socket is served by uid %s", address, uid)
-                return False
+                return _Local.NOT_LOCAL
             side.write_nowait(self.handshake.hello(local=True))
             try:
                 async with asyncio.timeout(HELLO_TIMEOUT):
@@ -301,10 +330,10 @@ class Dialer:
                         batches=first.hello.frame_batches, columns=first.hello.mail_columns,
                         local=True, write_now=side.write_now)  # fmt: skip
             if not self.links.register(link, status):
-                return True
+                return _Local.LINKED
             handed_over = True
             self.spawn(self._run_local(link, reader, side), f"link-{info.name}")
-            return True
+            return _Local.LINKED
         finally:
             if not handed_over:
                 side.close()

@@ -7,6 +7,7 @@ other-uid cases run a stdlib-only child as `nobody` (setpriv): skipped when this
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,9 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +294,55 @@ def test_dialer_refuses_a_local_socket_of_another_uid(mesh: Mesh) -> None:
     finally:
         squat.kill()
         squat.wait()
+
+
+MESH_OF_12 = [f"n{i:02d}" for i in range(12)]
+ROUNDS_OF_12 = 4
+BUSY = 4  # busy-looping processes while a round starts: the race needs a loaded box (CI's 2 cores)
+
+
+@contextlib.contextmanager
+def _busy(n: int) -> Iterator[None]:
+    """`n` processes that only burn CPU, for the duration: a node then waits for the CPU between its steps,
+    as on a busy CI machine, and a dial's steps land far apart (the windows where start-up races bite)."""
+    # Each also ends once this process is gone (or after 2 minutes): a killed test leaves none behind.
+    burn = (
+        "import os, time\nend = time.monotonic() + 120\n"
+        f"while os.getppid() == {os.getpid()} and time.monotonic() < end: pass"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def _all_linked(mesh: Mesh, names: list[str]) -> dict[str, tuple[int, int]] | None:
+    """(local, gRPC) links of every node once each has a link to every other; None before."""
+    kinds = {n: _links(mesh, n) for n in names}
+    return kinds if all(sum(k) == len(names) - 1 for k in kinds.values()) else None
+
+
+def test_twelve_nodes_started_at_once_link_locally(tmp_path: Path) -> None:
+    """12 nodes started together on a busy box, each given the seed's port: every link is local, every round.
+
+    The others often dial the seed before it is up. A dial whose local connect was refused used to fall back
+    to gRPC at once; a seed that came up before that gRPC dial's connect (channel set-up: tens of ms when the
+    CPU is contended) took the call, and the two kept a gRPC link (mutual TLS on every frame) for good."""
+    for r in range(ROUNDS_OF_12):
+        mesh = Mesh(home=tmp_path / f"round{r}")
+        try:
+            ports = free_ports(len(MESH_OF_12))
+            seed = f"127.0.0.1:{ports[0]}"
+            with _busy(BUSY), ThreadPoolExecutor(len(MESH_OF_12)) as pool:
+                started = [pool.submit(mesh.up, n, *NO_MDNS, "--port", str(p), "--peer", seed)
+                           for n, p in zip(MESH_OF_12, ports, strict=True)]  # fmt: skip
+                for f in started:
+                    f.result()
+            kinds = until(partial(_all_linked, mesh, MESH_OF_12), timeout=60, what="a full mesh of links")
+            grpc = {n: k[1] for n, k in kinds.items() if k[1]}
+            assert not grpc, f"round {r}: gRPC links between nodes of one host: {grpc}"
+        finally:
+            mesh.cleanup()
