@@ -34,7 +34,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from itertools import repeat
-from operator import add, attrgetter, getitem, is_, itemgetter
+from operator import add, attrgetter, is_, itemgetter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -258,7 +258,6 @@ _IN_INSERT = (
 """An inbox row: an Envelope's fields from_name..in_reply_to (`_TEXT_COLS`), then its id's n, broadcast as
 an int, local_seq, src and the time it was received."""
 _ENVELOPE_TEXT = itemgetter(_TEXT_COLS)
-_ID_OF = itemgetter(0)
 _BROADCAST = itemgetter(len(Envelope._fields) - 1)
 assert Envelope._fields[-1] == "broadcast"
 _ENVELOPE_OF = partial(tuple.__new__, Envelope)
@@ -1009,7 +1008,7 @@ class MailStore:
                 # A row: the envelope's texts (a tuple slice), its id's n, its bool as an int (sqlite3 binds a
                 # bool through its adapter look-up: a tenth of the insert), the rest from the batch; C loops.
                 cut = len(stream) + 1
-                ns = _id_numbers(list(map(getitem, map(_ID_OF, fresh), repeat(slice(cut, None)))))
+                ns = _id_numbers([m[0][cut:] for m in fresh])
                 tail = zip(ns, map(int, map(_BROADCAST, fresh)), range(first, last + 1), repeat(src),
                            repeat(wall))  # fmt: skip
                 rows += map(add, map(_ENVELOPE_TEXT, fresh), tail)
@@ -1174,8 +1173,10 @@ class MailStore:
     def receipts_for(self, peer: str, limit: int = RECEIPT_MAX) -> ReadReceipt | None:
         """Unconfirmed read receipts for messages from `peer` (send them on every connect)."""
         rows = self._db.execute(
+            # CROSS JOIN: the peer's streams first, then their rows owed a receipt (inbox_receipts); a plain
+            # JOIN let SQLite walk the whole inbox in local_seq order instead
             "SELECT c.stream || '-' || i.n, i.read_at FROM in_cursor AS c"
-            " JOIN inbox AS i ON i.src = c.src AND i.receipt = 1 WHERE c.from_node = ?"
+            " CROSS JOIN inbox AS i ON i.src = c.src AND i.receipt = 1 WHERE c.from_node = ?"
             " ORDER BY i.local_seq LIMIT ?",
             (peer, max(1, min(limit, RECEIPT_MAX))),
         ).fetchall()
@@ -1278,21 +1279,35 @@ def _inbox_msg(r: Sequence[Any]) -> InboxMessage:
 
 def _id_number(tail: str) -> int | str:
     """The n an inbox row keeps for an id "<stream>-<tail>": the integer when `tail` is one written the usual
-    way (`message_id`'s: ASCII digits, no leading zero, at most 18 of them, within SQLite's integers), else
-    the text itself (a peer's ids need only start with its stream), so "<stream>-<n>" is the id again."""
-    if tail.isdecimal() and tail.isascii() and len(tail) <= 18 and (tail[0] != "0" or tail == "0"):
+    way (`message_id`'s: ASCII digits, no leading zero, within SQLite's integers), else the text itself (a
+    peer's ids need only start with its stream), so "<stream>-<n>" is the id again."""
+    if tail.isdecimal() and tail.isascii() and (tail[0] != "0" or tail == "0") and int(tail) <= _INT_MAX:
         return int(tail)
     return tail
 
 
+_INT_MAX = 2**63 - 1
+
+
 def _id_numbers(tails: list[str]) -> list[int | str]:
-    """`_id_number` of each tail: for a batch of the usual ids, C loops (int, then str gives each back)."""
-    try:
-        ns = list(map(int, tails))
-        if ns and list(map(str, ns)) == tails and max(map(len, tails)) <= 18 and min(ns) >= 0:
-            return ns  # type: ignore[return-value]  # list[int] is a list[int | str]
-    except ValueError:
-        pass
+    """`_id_number` of each tail; for a batch of the usual ids, C loops over them joined (ids hold no space):
+    ASCII digits only, no tail empty or with a leading zero (none starts the text or follows a space)."""
+    text = " ".join(tails)
+    if (
+        text.isascii()
+        and text.replace(" ", "").isdecimal()
+        and not text.startswith("0")
+        and " 0" not in text
+        and "  " not in text
+        and not text.endswith(" ")
+    ):
+        try:
+            ns = list(map(int, tails))
+        except ValueError:  # a tail with a space in it
+            pass
+        else:
+            if max(ns) <= _INT_MAX:
+                return ns  # type: ignore[return-value]  # list[int] is a list[int | str]
     return list(map(_id_number, tails))
 
 
@@ -1327,7 +1342,8 @@ def _migrate_1_2(db: sqlite3.Connection) -> None:
 _TAIL_SQL = "substr(i.id, length(i.stream) + 2)"
 _N_SQL = (
     f"(CASE WHEN {_TAIL_SQL} = '0' OR ({_TAIL_SQL} GLOB '[1-9]*' AND {_TAIL_SQL} NOT GLOB '*[^0-9]*'"
-    f" AND length({_TAIL_SQL}) <= 18) THEN CAST({_TAIL_SQL} AS INTEGER) ELSE {_TAIL_SQL} END)"
+    f" AND (length({_TAIL_SQL}) < 19 OR (length({_TAIL_SQL}) = 19 AND {_TAIL_SQL} <= '{_INT_MAX}')))"
+    f" THEN CAST({_TAIL_SQL} AS INTEGER) ELSE {_TAIL_SQL} END)"
 )
 """An inbox row of schema 2's n: `_id_number` of its id's tail past "<stream>-", in SQL."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -1064,3 +1065,65 @@ def test_a_checkpoint_whose_wal_started_over_reports_the_pass_that_emptied_it(
     monkeypatch.undo()
     assert a.queued_count() == 301
     a.close()
+
+
+_TAILS = st.one_of(
+    st.integers(min_value=0, max_value=2**64).map(str),
+    st.text(alphabet="0123456789", max_size=21),
+    st.text(alphabet="0123456789x_-\u0661 +", max_size=8),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TAILS, max_size=6))
+def test_an_id_tail_reads_as_one_number_in_the_batch_path_the_one_by_one_path_and_the_migration(
+    tails: list[str],
+) -> None:
+    """Stored (a batch), looked up (one id) and migrated (SQL), an id's tail gets one n: the integer when it
+    is written the usual way and fits, else the text; "<stream>-<n>" gives the id back either way."""
+    from mesh.mailstore import _N_SQL, _id_number, _id_numbers
+
+    one_by_one = [_id_number(t) for t in tails]
+    assert _id_numbers(tails) == one_by_one
+    assert [str(n) for n in one_by_one] == tails
+    for t, n in zip(tails, one_by_one, strict=True):
+        usual = t.isascii() and t.isdecimal() and str(int(t)) == t and int(t) < 2**63
+        assert isinstance(n, int) == usual
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE inbox (id TEXT, stream TEXT)")
+    db.executemany("INSERT INTO inbox VALUES (?, 'ab-c')", [(f"ab-c-{t}",) for t in tails])
+    assert [r[0] for r in db.execute(f"SELECT {_N_SQL} FROM inbox AS i ORDER BY rowid")] == one_by_one
+    db.close()
+
+
+def test_inbox_reads_by_id_unread_and_receipt_walk_indexes_not_the_inbox(tmp_path: Path) -> None:
+    """Every statement that get, mark_read, receipts_for, confirm_receipts, unread_count, an unread page and
+    store_incoming run finds its rows through an index (a full walk of the inbox grows with its history; a
+    plain JOIN in receipts_for once planned one)."""
+    a = open_store(tmp_path / "a.db", A, 1)
+    b = open_store(tmp_path / "b.db", B, 2)
+    ids = a.enqueue([direct(A, B, body=f"m{i}") for i in range(5)], WALL0)
+    bt = a.pending_for("nodeB")
+    assert bt is not None
+    ran: list[str] = []
+    b._db.set_trace_callback(ran.append)
+    b.store_incoming(bt, WALL0)
+    assert b.get(ids[1]) is not None
+    b.mark_read(ids[:2], WALL0)
+    rc = b.receipts_for("nodeA")
+    assert rc is not None
+    b.confirm_receipts(ReceiptAck("nodeB", "nodeA", rc.ids))
+    b._unread = None
+    assert b.unread_count() == 3 and len(b.inbox(unread=True)) == 3
+    b._db.set_trace_callback(None)
+    plans = {
+        sql: " / ".join(r[-1] for r in b._db.execute("EXPLAIN QUERY PLAN " + sql))
+        for sql in ran
+        if sql.split()[0] in ("SELECT", "UPDATE", "DELETE") and "inbox" in sql
+    }
+    assert len(plans) >= 7
+    # "SCAN inbox USING INDEX inbox_unread" walks the unread ones only; a bare "SCAN i" walks every row
+    walks = {sql: p for sql, p in plans.items() if re.search(r"SCAN (i|inbox)( /|$)", p)}
+    assert walks == {}
+    a.close()
+    b.close()
