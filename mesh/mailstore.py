@@ -383,12 +383,25 @@ class MailStore:
         """Bring a store of an older schema to this one, in one transaction (all or nothing; `storage.open_db`
         calls it on an existing store before the schema's additive pass). Anything else is left to `_open`."""
         with storage.transaction(db):
-            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (
+                db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if "meta" in tables
+                else None
+            )
+            old_inbox = "stream" in {r[1] for r in db.execute("PRAGMA table_info(inbox)")}  # schema 2's
             if row is None or row[0] not in ("1", "2"):
+                if old_inbox:  # this schema's indexes cannot be made on it: refused here, as `_open` would
+                    what = (
+                        "missing its mailbox header"
+                        if row is None
+                        else f"a mailbox of schema {row[0][:20]!r}"
+                    )
+                    raise storage.damaged(self.path, what, self.holds, self.aside)
                 return
             if row[0] == "1":
                 _migrate_1_2(db)
-            if "stream" in {r[1] for r in db.execute("PRAGMA table_info(inbox)")}:  # schema 2's inbox
+            if old_inbox:
                 _migrate_2_3(db)
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 

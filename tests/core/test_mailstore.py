@@ -1127,3 +1127,31 @@ def test_inbox_reads_by_id_unread_and_receipt_walk_indexes_not_the_inbox(tmp_pat
     assert walks == {}
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("UPDATE meta SET value = '9' WHERE key = 'schema'", "a mailbox of schema '9'"),
+        ("DELETE FROM meta", "missing its mailbox header"),
+    ],
+)
+def test_a_schema_2_layout_with_a_bad_header_is_refused_untouched(
+    tmp_path: Path, damage: str, said: str
+) -> None:
+    """An inbox of schema 2's layout under a header that does not say schema 1 or 2 is not migrated (nor
+    half-opened: schema 3's indexes cannot be made on it): refused as damaged, the file as it was."""
+    path = tmp_path / "b.db"
+    _v2_store(path, damage)
+
+    def rows() -> list[Any]:
+        db = sqlite3.connect(path)
+        try:
+            return db.execute("SELECT * FROM inbox ORDER BY local_seq").fetchall()
+        finally:
+            db.close()
+
+    before = rows()
+    with pytest.raises(StateDamaged, match=said):
+        open_store(path, B)
+    assert rows() == before and "sqlite_autoindex_inbox_1" in _inbox_indexes(path)
