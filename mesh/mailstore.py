@@ -321,7 +321,10 @@ class MailStore:
         self.name = validate.name(name)
         self.path = Path(path)
         self._synchronous = synchronous
-        self._commits = 0  # since the last background checkpoint began
+        # Commits made, and their count when the last background checkpoint began: each written by one
+        # thread only (the owner's, the checkpoint's), so neither write can undo the other (a worker's reset
+        # of one shared count could land inside the owner's `+= 1` and be lost)
+        self._commits = self._ckpt_mark = 0
         self._ckpt_lock = threading.Lock()
         self._ckpt_db: sqlite3.Connection | None = None
         self._closed = False
@@ -419,14 +422,14 @@ class MailStore:
 
     def checkpoint_due(self) -> bool:
         """Background checkpoints only: enough commits since the last one began that another is due."""
-        return self.background_checkpoints and self._commits >= CHECKPOINT_EVERY
+        return self.background_checkpoints and self._commits - self._ckpt_mark >= CHECKPOINT_EVERY
 
     def checkpoint(self) -> tuple[int, int]:
         """Checkpoint the WAL on a connection of its own (safe in a worker thread while the owner commits):
         PASSIVE passes, never blocking the writer. Returns (frames in the WAL, frames checkpointed) of the
         last pass over this WAL (not of one that found it started over); StorageError when the disk
         refuses."""
-        self._commits = 0
+        self._ckpt_mark = self._commits
         with self._ckpt_lock:
             if self._closed:
                 return 0, 0
