@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from itertools import repeat
@@ -71,7 +71,7 @@ __all__ = ["SCHEMA_VERSION", "Answer", "KeyedBatch", "MailStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # States as small integers on disk; the partial index on state = 0 (queued) keeps `floor` and
 # `pending_for` O(log n) however large the delivered history grows.
@@ -130,11 +130,44 @@ CREATE INDEX IF NOT EXISTS outbox_n ON outbox (n);
 # of queueing a message; n only ever grows, so a new one goes at the end. `_open` drops outbox_id (an older
 # version that opens the store makes it again, and works with it; this one drops it again).
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-{outbox}
-CREATE TABLE IF NOT EXISTS out_seq (to_node TEXT PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inbox (
+_INBOX = """
+CREATE TABLE IF NOT EXISTS {cursor} (
+    src INTEGER PRIMARY KEY,  -- a sender's stream as an inbox row names it
+    from_node TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    upto INTEGER NOT NULL,  -- every seq at or below it is in the inbox (or was skipped by the floor)
+    UNIQUE (stream, from_node)
+);
+CREATE TABLE IF NOT EXISTS {inbox} (
+    local_seq INTEGER PRIMARY KEY,
+    src INTEGER NOT NULL,  -- in_cursor.src: the sender node and its stream
+    n NOT NULL,  -- the id is "<stream>-<n>": an integer, or text for an id of another form (_id_number)
+    from_name TEXT NOT NULL,
+    to_name TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    in_reply_to TEXT NOT NULL,
+    broadcast INTEGER NOT NULL,
+    read_at REAL,
+    receipt INTEGER NOT NULL DEFAULT 0  -- 0 none, 1 to send, 2 confirmed by the sender
+);
+"""
+_INBOX_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS inbox_id ON inbox (src, n);
+CREATE INDEX IF NOT EXISTS inbox_unread ON inbox (local_seq) WHERE read_at IS NULL;
+CREATE INDEX IF NOT EXISTS inbox_receipts ON inbox (src) WHERE receipt = 1;
+"""
+# Schema 3: the inbox of schema 2 (`_INBOX_2`) less what its rows repeated. A row named its sender's node and
+# stream (two 16-character texts) and carried its id as text under a UNIQUE index: every insert went into the
+# middle of that text index ("s-10" < "s-9"), a quarter of the cost of storing a message. Now a row names its
+# (sender, stream) by `src` (the cursor row's key) and its id by the number n: the id is
+# "<stream>-<n>" (`message_id`), and n grows per stream, so the UNIQUE (src, n) index that finds an id and
+# refuses a reused one (`store_incoming_many`) takes each new entry at its end. The per-pair seq, read by no
+# query, is not kept (the cursor holds the highest). 11 values bound per row instead of 13.
+_INBOX_2 = """
+CREATE TABLE inbox (
     local_seq INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
     from_node TEXT NOT NULL,
@@ -149,13 +182,19 @@ CREATE TABLE IF NOT EXISTS inbox (
     in_reply_to TEXT NOT NULL,
     broadcast INTEGER NOT NULL,
     read_at REAL,
-    receipt INTEGER NOT NULL DEFAULT 0  -- 0 none, 1 to send, 2 confirmed by the sender
+    receipt INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS inbox_unread ON inbox (local_seq) WHERE read_at IS NULL;
-CREATE INDEX IF NOT EXISTS inbox_receipts ON inbox (from_node) WHERE receipt = 1;
-CREATE TABLE IF NOT EXISTS in_cursor (
+CREATE TABLE in_cursor (
     from_node TEXT NOT NULL, stream TEXT NOT NULL, upto INTEGER NOT NULL, PRIMARY KEY (from_node, stream)
 ) WITHOUT ROWID;
+"""
+"""The inbox tables of schemas 1 and 2 (what `_migrate_2_3` reads)."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+{outbox}
+CREATE TABLE IF NOT EXISTS out_seq (to_node TEXT PRIMARY KEY, next_seq INTEGER NOT NULL) WITHOUT ROWID;
+{inbox}
 CREATE TABLE IF NOT EXISTS members (
     node_id TEXT PRIMARY KEY, name TEXT NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL
 ) WITHOUT ROWID;
@@ -180,7 +219,9 @@ CREATE TABLE IF NOT EXISTS send_batches (
 # a seq at or below its peer's highest `upto` is *delivered*, at the `at` of the first ack that reached it
 # (`_ACKED` and `_STATE_SQL` say so in SQL). `prune` deletes such rows like delivered ones. An older version
 # opening the store sees them as queued and sends them again: the recipient's cursor drops them and acks.
-_SCHEMA = _SCHEMA.replace("{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip())
+_SCHEMA = _SCHEMA.replace(
+    "{outbox}", _OUTBOX.format(name="outbox").lstrip() + _OUTBOX_INDEXES.lstrip()
+).replace("{inbox}", _INBOX.format(cursor="in_cursor", inbox="inbox").lstrip() + _INBOX_INDEXES.lstrip())
 KEY_KEEP = 24 * 3600.0
 """Seconds (wall) a send's idempotency key is remembered: a retry comes within seconds, not days."""
 
@@ -201,18 +242,22 @@ _OUT_ALL = (
     "id, n, to_node, to_name, seq, subject, body, size, sent_at, in_reply_to, broadcast, state, changed_at"
 )
 _OUT_COLS = "id, to_node, to_name, seq, subject, body, sent_at, in_reply_to, broadcast, state, changed_at"
-_IN_COLS = (
-    "local_seq, id, from_node, from_name, to_name, subject, body, sent_at, received_at, in_reply_to, "
-    "broadcast, read_at"
+_IN_VIEW = (
+    "SELECT i.local_seq, c.stream || '-' || i.n, c.from_node, i.from_name, i.to_name, i.subject, i.body,"
+    " i.sent_at, i.received_at, i.in_reply_to, i.broadcast, i.read_at"
+    " FROM inbox AS i CROSS JOIN in_cursor AS c ON c.src = i.src"
 )
+"""InboxMessage's fields of inbox rows `i` (CROSS JOIN: the inbox is the outer loop, walked by its index)."""
 
+_TEXT_COLS = slice(2, 8)
+assert Envelope._fields[2:8] == ("from_name", "to_name", "subject", "body", "sent_at", "in_reply_to")
 _IN_INSERT = (
-    f"INSERT INTO inbox ({', '.join(Envelope._fields)}, local_seq, from_node, stream, received_at)"
-    f" VALUES ({', '.join('?' * (len(Envelope._fields) + 4))})"
+    "INSERT INTO inbox (from_name, to_name, subject, body, sent_at, in_reply_to, n, broadcast, local_seq,"
+    " src, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-"""An inbox row: an Envelope's fields (the same names, `broadcast` last of them), then its local_seq, sender
-node, stream and the time it was received."""
-_ENVELOPE_HEAD = itemgetter(slice(0, len(Envelope._fields) - 1))
+"""An inbox row: an Envelope's fields from_name..in_reply_to (`_TEXT_COLS`), then its id's n, broadcast as
+an int, local_seq, src and the time it was received."""
+_ENVELOPE_TEXT = itemgetter(_TEXT_COLS)
 _BROADCAST = itemgetter(len(Envelope._fields) - 1)
 assert Envelope._fields[-1] == "broadcast"
 _ENVELOPE_OF = partial(tuple.__new__, Envelope)
@@ -276,7 +321,10 @@ class MailStore:
         self.name = validate.name(name)
         self.path = Path(path)
         self._synchronous = synchronous
-        self._commits = 0  # since the last background checkpoint began
+        # Commits made, and their count when the last background checkpoint began: each written by one
+        # thread only (the owner's, the checkpoint's), so neither write can undo the other (a worker's reset
+        # of one shared count could land inside the owner's `+= 1` and be lost)
+        self._commits = self._ckpt_mark = 0
         self._ckpt_lock = threading.Lock()
         self._ckpt_db: sqlite3.Connection | None = None
         self._closed = False
@@ -285,8 +333,9 @@ class MailStore:
         if background_checkpoints:
             pragmas += (f"wal_autocheckpoint={CHECKPOINT_HARD_FRAMES}",)
         self._db, created = storage.open_db(
-            self.path, schema=_SCHEMA, holds=self.holds, aside=self.aside, pragmas=pragmas
-        )
+            self.path, schema=_SCHEMA, holds=self.holds, aside=self.aside, pragmas=pragmas,
+            older=(_INBOX_2,), upgrade=self._upgrade,
+        )  # fmt: skip
         try:
             self._open(created, rng)
         except BaseException:
@@ -313,7 +362,7 @@ class MailStore:
                 meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             if not all(isinstance(meta.get(k), str) for k in ("schema", "node_id", "stream", "counter")):
                 raise storage.damaged(self.path, "missing part of its mailbox header", self.holds, self.aside)
-            if meta["schema"] not in ("1", str(SCHEMA_VERSION)):
+            if meta["schema"] != str(SCHEMA_VERSION):  # an older one was upgraded (`_upgrade`)
                 raise storage.damaged(
                     self.path, f"a mailbox of schema {meta['schema'][:20]!r}, not {SCHEMA_VERSION}",
                     self.holds, self.aside,
@@ -330,24 +379,34 @@ class MailStore:
             except (InvalidInput, ValueError):
                 raise storage.damaged(self.path, "holding a bad header", self.holds, self.aside) from None
             self.stream: str = meta["stream"]
-            if meta["schema"] == "1":
-                self._migrate_1_2()
             self._db.execute("DROP INDEX IF EXISTS outbox_id")  # outbox_n stands for it (see _OUTBOX_INDEXES)
         self._load_counters()
 
-    def _migrate_1_2(self) -> None:
-        """Schema 1 -> 2 (inside `_open`'s transaction: all or nothing): the outbox without its UNIQUE
-        (to_node, seq), which SQLite can drop only by copying the table (rowids kept: `outbox` pages by
-        them)."""
-        db = self._db
-        db.execute(_OUTBOX.format(name="outbox_v2"))
-        db.execute(f"INSERT INTO outbox_v2 (rowid, {_OUT_ALL}) SELECT rowid, {_OUT_ALL} FROM outbox")
-        db.execute("DROP TABLE outbox")  # its indexes go with it
-        db.execute("ALTER TABLE outbox_v2 RENAME TO outbox")
-        # One statement at a time: executescript would COMMIT the transaction half-way.
-        for stmt in filter(None, (x.strip() for x in _OUTBOX_INDEXES.split(";"))):
-            db.execute(stmt)
-        db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+    def _upgrade(self, db: sqlite3.Connection) -> None:
+        """Bring a store of an older schema to this one, in one transaction (all or nothing; `storage.open_db`
+        calls it on an existing store before the schema's additive pass). Anything else is left to `_open`."""
+        with storage.transaction(db):
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (
+                db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                if "meta" in tables
+                else None
+            )
+            old_inbox = "stream" in {r[1] for r in db.execute("PRAGMA table_info(inbox)")}  # schema 2's
+            if row is None or row[0] not in ("1", "2"):
+                if old_inbox:  # this schema's indexes cannot be made on it: refused here, as `_open` would
+                    what = (
+                        "missing its mailbox header"
+                        if row is None
+                        else f"a mailbox of schema {row[0][:20]!r}"
+                    )
+                    raise storage.damaged(self.path, what, self.holds, self.aside)
+                return
+            if row[0] == "1":
+                _migrate_1_2(db)
+            if old_inbox:
+                _migrate_2_3(db)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
 
     # ------------------------------------------------------------------------------------ plumbing
 
@@ -363,13 +422,14 @@ class MailStore:
 
     def checkpoint_due(self) -> bool:
         """Background checkpoints only: enough commits since the last one began that another is due."""
-        return self.background_checkpoints and self._commits >= CHECKPOINT_EVERY
+        return self.background_checkpoints and self._commits - self._ckpt_mark >= CHECKPOINT_EVERY
 
     def checkpoint(self) -> tuple[int, int]:
         """Checkpoint the WAL on a connection of its own (safe in a worker thread while the owner commits):
         PASSIVE passes, never blocking the writer. Returns (frames in the WAL, frames checkpointed) of the
-        last pass; StorageError when the disk refuses."""
-        self._commits = 0
+        last pass over this WAL (not of one that found it started over); StorageError when the disk
+        refuses."""
+        self._ckpt_mark = self._commits
         with self._ckpt_lock:
             if self._closed:
                 return 0, 0
@@ -380,16 +440,21 @@ class MailStore:
                 # The WAL starts over (its next write goes to its start: it stays small) only when a writer
                 # begins with every frame checkpointed; a pass that commits landed during has not caught up,
                 # so short passes follow until one finds nothing new (or sees the WAL already restarted).
-                prev = -1
+                last = (-1, -1)
                 for _ in range(CHECKPOINT_PASSES):
                     _, log, done = self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                    if log < prev or (log == prev and done == log):
+                    if log < last[0]:
+                        # A commit started the WAL over: the pass before had checkpointed all of it, and its
+                        # figures are this checkpoint's (this pass saw only the new WAL's first frames).
                         break
-                    prev = log
+                    caught_up = log == done and log in (last[0], 0)
+                    last = (int(log), int(done))
+                    if caught_up:
+                        break
                     time.sleep(CHECKPOINT_PAUSE)
             except sqlite3.Error as e:
                 raise storage.sqlite_error(e, self.path, self.holds, self.aside) from e
-            return int(log), int(done)
+            return last
 
     def _load_counters(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'counter'").fetchone()
@@ -943,27 +1008,26 @@ class MailStore:
     ) -> list[tuple[list[InboxMessage], MailAck, int]]:
         out: list[tuple[list[InboxMessage], MailAck, int]] = []
         rows: list[tuple[Any, ...]] = []
-        cursors: dict[tuple[str, str], tuple[int, int]] = {}  # (sender, stream) -> (on disk, now)
+        cursors: dict[tuple[str, str], tuple[int, int, int]] = {}  # (sender, stream) -> (src, on disk, now)
         with self._tx() as db:
             last = db.execute("SELECT COALESCE(MAX(local_seq), 0) FROM inbox").fetchone()[0]
             for batch in batches:
-                pair = (batch.from_node, batch.stream)
+                sender, stream = pair = (batch.from_node, batch.stream)
                 known = cursors.get(pair)
                 if known is None:
-                    row = db.execute(
-                        "SELECT upto FROM in_cursor WHERE from_node = ? AND stream = ?", pair
-                    ).fetchone()
-                    known = cursors[pair] = (int(row[0]) if row else 0,) * 2
-                fresh, cursor = accept_batch(known[1], batch)
-                cursors[pair] = (known[0], cursor)
-                sender, stream = pair
+                    known = cursors[pair] = self._cursor(db, sender, stream)
+                src = known[0]
+                fresh, cursor = accept_batch(known[2], batch)
+                cursors[pair] = (src, known[1], cursor)
                 first = last + 1
                 last += len(fresh)
-                # A row: the envelope (a tuple) but its bool, that bool as an int (sqlite3 binds a bool
-                # through its adapter look-up: a tenth of the insert), the rest from the batch; C loops.
-                tail = zip(map(int, map(_BROADCAST, fresh)), range(first, last + 1), repeat(sender),
-                           repeat(stream), repeat(wall))  # fmt: skip
-                rows += map(add, map(_ENVELOPE_HEAD, fresh), tail)
+                # A row: the envelope's texts (a tuple slice), its id's n, its bool as an int (sqlite3 binds a
+                # bool through its adapter look-up: a tenth of the insert), the rest from the batch; C loops.
+                cut = len(stream) + 1
+                ns = _id_numbers([m[0][cut:] for m in fresh])
+                tail = zip(ns, map(int, map(_BROADCAST, fresh)), range(first, last + 1), repeat(src),
+                           repeat(wall))  # fmt: skip
+                rows += map(add, map(_ENVELOPE_TEXT, fresh), tail)
                 new = (
                     [
                         InboxMessage(
@@ -976,19 +1040,54 @@ class MailStore:
                     else []
                 )  # fmt: skip
                 out.append((new, MailAck(sender, batch.to_node, stream, cursor), len(fresh)))
-            # UNIQUE(id) is the second line of defence: with an honest sender the cursor already dropped every
-            # duplicate, so a clash means a peer reused an id: refuse the whole batch.
+            # UNIQUE (src, n) is the second line of defence: with an honest sender the cursor already dropped
+            # every duplicate, so a clash means a peer reused an id: refuse the whole batch.
             db.executemany(_IN_INSERT, rows)
-            moved = [(f, st, now) for (f, st), (was, now) in cursors.items() if now != was]
+            moved = [(now, src) for src, was, now in cursors.values() if now != was]
             if moved:
-                db.executemany(
-                    "INSERT INTO in_cursor VALUES (?, ?, ?)"
-                    " ON CONFLICT (from_node, stream) DO UPDATE SET upto = excluded.upto",
-                    moved,
-                )
+                db.executemany("UPDATE in_cursor SET upto = ? WHERE src = ?", moved)
         if self._unread is not None:  # committed: every row stored is unread
             self._unread += len(rows)
         return out
+
+    def _cursor(self, db: sqlite3.Connection, sender: str, stream: str) -> tuple[int, int, int]:
+        """(src, upto, upto) of `sender`'s `stream`, its cursor row made now if it has none (inside the
+        caller's transaction)."""
+        row = db.execute(
+            "SELECT src, upto FROM in_cursor WHERE stream = ? AND from_node = ?", (stream, sender)
+        ).fetchone()
+        if row is not None:
+            return int(row[0]), int(row[1]), int(row[1])
+        # A stream is one mailbox's, and a mailbox is one node's (a MailStore refuses another node's): the
+        # stream of another sender here is that sender's ids sent again by this one (schema 2's UNIQUE id
+        # refused them one by one).
+        if db.execute("SELECT 1 FROM in_cursor WHERE stream = ?", (stream,)).fetchone() is not None:
+            raise sqlite3.IntegrityError(f"stream {stream} is another sender's")
+        made = db.execute(
+            "INSERT INTO in_cursor (from_node, stream, upto) VALUES (?, ?, 0)", (sender, stream)
+        ).lastrowid
+        assert made is not None
+        return made, 0, 0
+
+    def _locate(self, ids: Iterable[str]) -> dict[int, tuple[str, dict[int | str, str]]]:
+        """src -> (its sender node, {n: id}) of the inbox rows `ids` may name. Any "-" in an id may end its
+        stream (a stream id may hold one): each reading whose stream is known is looked up."""
+        by_stream: dict[str, list[tuple[int | str, str]]] = {}
+        for mid in dict.fromkeys(ids):
+            if not isinstance(mid, str):
+                continue
+            i = mid.find("-", 1)
+            while i > 0:
+                by_stream.setdefault(mid[:i], []).append((_id_number(mid[i + 1 :]), mid))
+                i = mid.find("-", i + 1)
+        found: dict[int, tuple[str, dict[int | str, str]]] = {}
+        for chunk in _chunks(list(by_stream)):
+            marks = ",".join("?" * len(chunk))
+            for src, sender, stream in self._db.execute(
+                f"SELECT src, from_node, stream FROM in_cursor WHERE stream IN ({marks})", chunk
+            ):
+                found.setdefault(int(src), (str(sender), {}))[1].update(by_stream[stream])
+        return found
 
     @storage.guarded
     def inbox(
@@ -1004,28 +1103,32 @@ class MailStore:
         where: list[str] = []
         args: list[Any] = []
         if unread:
-            where.append("read_at IS NULL")
+            where.append("i.read_at IS NULL")
         if from_name is not None:
-            where.append("from_name = ?")
+            where.append("i.from_name = ?")
             args.append(from_name)
         if after is not None:
-            where.append("local_seq > ?")
+            where.append("i.local_seq > ?")
             args.append(after)
-        sql = f"SELECT {_IN_COLS} FROM inbox"
+        sql = _IN_VIEW
         if where:
             sql += " WHERE " + " AND ".join(where)
         if after is not None:
-            rows = self._db.execute(sql + " ORDER BY local_seq LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY i.local_seq LIMIT ?", (*args, limit)).fetchall()
         else:
-            rows = self._db.execute(sql + " ORDER BY local_seq DESC LIMIT ?", (*args, limit)).fetchall()
+            rows = self._db.execute(sql + " ORDER BY i.local_seq DESC LIMIT ?", (*args, limit)).fetchall()
             rows.reverse()
         return [_inbox_msg(r) for r in rows]
 
     @storage.guarded
     def get(self, message_id: str) -> InboxMessage | None:
         """One inbox message by id."""
-        row = self._db.execute(f"SELECT {_IN_COLS} FROM inbox WHERE id = ?", (message_id,)).fetchone()
-        return _inbox_msg(row) if row else None
+        for src, (_, by_n) in self._locate([message_id]).items():
+            for n in by_n:
+                row = self._db.execute(_IN_VIEW + " WHERE i.src = ? AND i.n = ?", (src, n)).fetchone()
+                if row is not None:
+                    return _inbox_msg(row)
+        return None
 
     @storage.guarded
     def queued_count(self) -> int:
@@ -1054,24 +1157,28 @@ class MailStore:
     @storage.guarded
     def mark_read(self, ids: Sequence[str], wall: float) -> list[ReadReceipt]:
         """Mark inbox messages read; returns receipts (one per sender, chunked) for those newly read."""
-        by_sender: dict[str, list[str]] = {}
-        read = 0
+        found: list[tuple[int, str, str]] = []  # (local_seq, sender, id) of each row newly read
         with self._tx() as db:
-            for chunk in _chunks(list(dict.fromkeys(ids))):
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT id, from_node FROM inbox WHERE read_at IS NULL AND id IN ({marks})"
-                    " ORDER BY local_seq",
-                    chunk,
-                ).fetchall()
-                read += db.execute(
-                    f"UPDATE inbox SET read_at = ?, receipt = 1 WHERE read_at IS NULL AND id IN ({marks})",
-                    (wall, *chunk),
-                ).rowcount
-                for mid, sender in rows:
-                    by_sender.setdefault(sender, []).append(mid)
+            for src, (sender, by_n) in self._locate(ids).items():
+                for chunk in _chunks(list(by_n)):
+                    marks = ",".join("?" * len(chunk))
+                    found += (
+                        (seq, sender, by_n[n])
+                        for seq, n in db.execute(
+                            f"SELECT local_seq, n FROM inbox WHERE src = ? AND n IN ({marks})"
+                            " AND read_at IS NULL",
+                            (src, *chunk),
+                        )
+                    )
+            found.sort()
+            db.executemany(
+                "UPDATE inbox SET read_at = ?, receipt = 1 WHERE local_seq = ?", ((wall, f[0]) for f in found)
+            )
         if self._unread is not None:  # committed
-            self._unread -= read
+            self._unread -= len(found)
+        by_sender: dict[str, list[str]] = {}
+        for _, sender, mid in found:
+            by_sender.setdefault(sender, []).append(mid)
         return [
             ReadReceipt(self.node_id, s, tuple(mids[i : i + RECEIPT_MAX]), wall)
             for s, mids in sorted(by_sender.items())
@@ -1082,7 +1189,11 @@ class MailStore:
     def receipts_for(self, peer: str, limit: int = RECEIPT_MAX) -> ReadReceipt | None:
         """Unconfirmed read receipts for messages from `peer` (send them on every connect)."""
         rows = self._db.execute(
-            "SELECT id, read_at FROM inbox WHERE from_node = ? AND receipt = 1 ORDER BY local_seq LIMIT ?",
+            # CROSS JOIN: the peer's streams first, then their rows owed a receipt (inbox_receipts); a plain
+            # JOIN let SQLite walk the whole inbox in local_seq order instead
+            "SELECT c.stream || '-' || i.n, i.read_at FROM in_cursor AS c"
+            " CROSS JOIN inbox AS i ON i.src = c.src AND i.receipt = 1 WHERE c.from_node = ?"
+            " ORDER BY i.local_seq LIMIT ?",
             (peer, max(1, min(limit, RECEIPT_MAX))),
         ).fetchall()
         if not rows:
@@ -1093,12 +1204,15 @@ class MailStore:
     def confirm_receipts(self, ack: ReceiptAck) -> None:
         """Recipient side: the sender recorded these receipts; stop resending them."""
         with self._tx() as db:
-            for chunk in _chunks(list(ack.ids)):
-                marks = ",".join("?" * len(chunk))
-                db.execute(
-                    f"UPDATE inbox SET receipt = 2 WHERE receipt = 1 AND from_node = ? AND id IN ({marks})",
-                    (ack.sender_node, *chunk),
-                )
+            for src, (sender, by_n) in self._locate(ack.ids).items():
+                if sender != ack.sender_node:
+                    continue
+                for chunk in _chunks(list(by_n)):
+                    marks = ",".join("?" * len(chunk))
+                    db.execute(
+                        f"UPDATE inbox SET receipt = 2 WHERE src = ? AND n IN ({marks}) AND receipt = 1",
+                        (src, *chunk),
+                    )
 
     # ------------------------------------------------------------------------------------- members
 
@@ -1179,6 +1293,40 @@ def _inbox_msg(r: Sequence[Any]) -> InboxMessage:
     return InboxMessage(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], bool(r[10]), r[11])
 
 
+def _id_number(tail: str) -> int | str:
+    """The n an inbox row keeps for an id "<stream>-<tail>": the integer when `tail` is one written the usual
+    way (`message_id`'s: ASCII digits, no leading zero, within SQLite's integers), else the text itself (a
+    peer's ids need only start with its stream), so "<stream>-<n>" is the id again."""
+    if tail.isdecimal() and tail.isascii() and (tail[0] != "0" or tail == "0") and int(tail) <= _INT_MAX:
+        return int(tail)
+    return tail
+
+
+_INT_MAX = 2**63 - 1
+
+
+def _id_numbers(tails: list[str]) -> list[int | str]:
+    """`_id_number` of each tail; for a batch of the usual ids, C loops over them joined (ids hold no space):
+    ASCII digits only, no tail empty or with a leading zero (none starts the text or follows a space)."""
+    text = " ".join(tails)
+    if (
+        text.isascii()
+        and text.replace(" ", "").isdecimal()
+        and not text.startswith("0")
+        and " 0" not in text
+        and "  " not in text
+        and not text.endswith(" ")
+    ):
+        try:
+            ns = list(map(int, tails))
+        except ValueError:  # a tail with a space in it
+            pass
+        else:
+            if max(ns) <= _INT_MAX:
+                return ns  # type: ignore[return-value]  # list[int] is a list[int | str]
+    return list(map(_id_number, tails))
+
+
 def _chunks(ids: Sequence[T]) -> Iterator[Sequence[T]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
@@ -1188,3 +1336,59 @@ def _page(limit: int) -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= INBOX_PAGE_MAX:
         raise InvalidInput(f"limit must be 0..{INBOX_PAGE_MAX}, not {limit!r}")
     return limit
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of `script`, to run one at a time (executescript would COMMIT the transaction); no
+    ";" in its comments."""
+    return [x for x in (x.strip() for x in script.split(";")) if x]
+
+
+def _migrate_1_2(db: sqlite3.Connection) -> None:
+    """Schema 1 -> 2: the outbox without its UNIQUE (to_node, seq), which SQLite can drop only by copying the
+    table (rowids kept: `outbox` pages by them)."""
+    db.execute(_OUTBOX.format(name="outbox_v2"))
+    db.execute(f"INSERT INTO outbox_v2 (rowid, {_OUT_ALL}) SELECT rowid, {_OUT_ALL} FROM outbox")
+    db.execute("DROP TABLE outbox")  # its indexes go with it
+    db.execute("ALTER TABLE outbox_v2 RENAME TO outbox")
+    for stmt in _statements(_OUTBOX_INDEXES):
+        db.execute(stmt)
+
+
+_TAIL_SQL = "substr(i.id, length(i.stream) + 2)"
+_N_SQL = (
+    f"(CASE WHEN {_TAIL_SQL} = '0' OR ({_TAIL_SQL} GLOB '[1-9]*' AND {_TAIL_SQL} NOT GLOB '*[^0-9]*'"
+    f" AND (length({_TAIL_SQL}) < 19 OR (length({_TAIL_SQL}) = 19 AND {_TAIL_SQL} <= '{_INT_MAX}')))"
+    f" THEN CAST({_TAIL_SQL} AS INTEGER) ELSE {_TAIL_SQL} END)"
+)
+"""An inbox row of schema 2's n: `_id_number` of its id's tail past "<stream>-", in SQL."""
+
+
+def _migrate_2_3(db: sqlite3.Connection) -> None:
+    """Schema 2 -> 3: the inbox and the cursors copied into their new layout (see `_INBOX`); every row keeps
+    its local_seq, read state and receipt state; every id reads back as it was."""
+    for stmt in _statements(_INBOX.format(cursor="in_cursor_v3", inbox="inbox_v3")):
+        db.execute(stmt)
+    db.execute(
+        "INSERT INTO in_cursor_v3 (from_node, stream, upto) SELECT from_node, stream, upto FROM in_cursor"
+    )
+    # Rows without a cursor row cannot be (they are stored with it), but none may be lost if there were.
+    db.execute(
+        "INSERT INTO in_cursor_v3 (from_node, stream, upto) SELECT DISTINCT from_node, stream, 0 FROM inbox"
+        " WHERE true ON CONFLICT DO NOTHING"
+    )
+    # Schema 2 refused an id not of its batch's stream ("<stream>-..."), so every id is the stream, "-" and
+    # a tail; n is that tail (as `_id_number` reads it), and "<stream>-<n>" gives the id back.
+    db.execute(
+        "INSERT INTO inbox_v3 (local_seq, src, n, from_name, to_name, subject, body, sent_at, received_at,"
+        f" in_reply_to, broadcast, read_at, receipt) SELECT i.local_seq, c.src, {_N_SQL}, i.from_name,"
+        " i.to_name, i.subject, i.body, i.sent_at, i.received_at, i.in_reply_to, i.broadcast, i.read_at,"
+        " i.receipt FROM inbox AS i JOIN in_cursor_v3 AS c"
+        " ON c.from_node = i.from_node AND c.stream = i.stream"
+    )
+    db.execute("DROP TABLE inbox")  # its indexes go with it
+    db.execute("DROP TABLE in_cursor")
+    db.execute("ALTER TABLE inbox_v3 RENAME TO inbox")
+    db.execute("ALTER TABLE in_cursor_v3 RENAME TO in_cursor")
+    for stmt in _statements(_INBOX_INDEXES):
+        db.execute(stmt)

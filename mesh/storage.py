@@ -180,6 +180,8 @@ def open_db(
     aside: str,
     pragmas: tuple[str, ...] = (),
     quick_check: bool = True,
+    older: tuple[str, ...] = (),
+    upgrade: Callable[[sqlite3.Connection], None] | None = None,
 ) -> tuple[sqlite3.Connection, bool]:
     """Open the SQLite store at `path` (WAL), creating it with `schema` if it does not exist; returns the
     connection and whether it was created now (an existing store that holds none of its data is damaged:
@@ -189,6 +191,10 @@ def open_db(
     leaves an empty store that would later pass for a damaged one. An existing store is refused
     (StateDamaged) if it is empty, not SQLite, fails `PRAGMA quick_check`, or lacks a table or column of
     `schema` — continuing would silently start over on data it held.
+
+    A store of an older layout: a table may also carry the columns it has in one of the `older` schemas, and
+    `upgrade(db)` (the caller's migration) runs on an existing store before `schema`'s additive pass (whose
+    indexes may name columns only the new layout has).
     """
     created = False
     try:
@@ -215,11 +221,13 @@ def open_db(
                 if not row or row[0] != "ok":
                     said = str(row[0] if row else "?")[:120]
                     raise damaged(path, f"damaged (quick check: {said})", holds, aside)
-            _check_schema(db, schema, path, holds, aside)
+            _check_schema(db, schema, path, holds, aside, older)
         db.execute("PRAGMA journal_mode=WAL")
         for p in pragmas:
             db.execute(f"PRAGMA {p}")
         if not created:
+            if upgrade is not None:
+                upgrade(db)
             # Tables added since the store was made (an additive change keeps the schema version).
             db.executescript(schema)
     except sqlite3.Error as e:
@@ -259,8 +267,8 @@ def _columns(db: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
     return [(str(r[1]), str(r[2]).upper()) for r in db.execute(f"PRAGMA table_info({table})")]
 
 
-def _check_schema(db: sqlite3.Connection, schema: str, path: Path, holds: str, aside: str) -> None:
-    """Every table of `schema` that the store has carries `schema`'s columns (a table it lacks is added)."""
+def _layout(schema: str) -> dict[str, list[tuple[str, str]]]:
+    """Per table of `schema`, its (column, type) list."""
     want = _EXPECTED.get(schema)
     if want is None:
         ref = sqlite3.connect(":memory:")
@@ -270,7 +278,16 @@ def _check_schema(db: sqlite3.Connection, schema: str, path: Path, holds: str, a
             want = _EXPECTED[schema] = {t: _columns(ref, t) for t in tables}
         finally:
             ref.close()
-    for table, cols in want.items():
+    return want
+
+
+def _check_schema(
+    db: sqlite3.Connection, schema: str, path: Path, holds: str, aside: str, older: tuple[str, ...] = ()
+) -> None:
+    """Every table of `schema` that the store has carries `schema`'s columns, or those of an `older` layout
+    of it (a table it lacks is added)."""
+    olds = [_layout(o) for o in older]
+    for table, cols in _layout(schema).items():
         have = _columns(db, table)
-        if have and have != cols:
+        if have and have != cols and all(have != o.get(table) for o in olds):
             raise damaged(path, f"not a store of this version (table {table} differs)", holds, aside)
