@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -50,6 +51,10 @@ BODY = "x" * 200
 REPEATS = 3  # runs of each throughput row (each >= ~3 s on this box); the median run is recorded
 INFLIGHT = 600  # concurrent sends from this process: enough for the node to commit them in groups
 CLIENTS = 2  # control-socket channels the senders are spread over
+LATENCY_ONLY = os.environ.get("MESH_BENCH_MESSAGES") == "latency"
+"""`MESH_BENCH_MESSAGES=latency`: only the latency rows (delivery, send return, broadcast to 11), about a
+minute: an A/B sitting of base and branch runs each side several times under the heavy lock (at most 5 min a
+run), where the whole section takes longer."""
 
 
 def _client(c: Cluster, name: str) -> Client:
@@ -108,16 +113,21 @@ async def _run_window(n: int, inflight: int, one: Callable[[int], Awaitable[obje
 class _Follower:
     """A followed inbox: stamps every message by subject with perf_counter as the stream yields it."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, round_: _Round | None = None) -> None:
         self.client = client
         self.seen: dict[str, float] = {}
         self.changed = asyncio.Event()
+        self.round = round_
         self.task = asyncio.create_task(self._run())
+        if round_ is not None:
+            self.task.add_done_callback(round_.follower_ended)
 
     async def _run(self) -> None:
         async for item in self.client.messages(follow=True):
             self.seen[item.subject] = time.perf_counter()
             self.changed.set()
+            if self.round is not None:
+                self.round.tick(item.subject)
 
     async def wait_for(self, subject: str, timeout: float = 10.0) -> float:
         async with asyncio.timeout(timeout):
@@ -133,6 +143,34 @@ class _Follower:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
+
+
+class _Round:
+    """One broadcast's wait for all its followers: each follower's task ticks it as it stamps the subject, and
+    one future ends the wait when the last has it. (A wait_for per follower was a task, a timer and a wake-up
+    each per round, 11 of them in the process that also reads the 11 followers' streams, on the same 2 cores
+    as the nodes: the harness's own work delayed the stamps it measures.)"""
+
+    def __init__(self) -> None:
+        self.subject = ""
+        self.left = 0
+        self.done: asyncio.Future[None] | None = None
+
+    def expect(self, subject: str, followers: int) -> asyncio.Future[None]:
+        """Arm the round for `subject` (before it is sent: a follower may see it before `send` returns)."""
+        self.subject, self.left = subject, followers
+        self.done = asyncio.get_running_loop().create_future()
+        return self.done
+
+    def tick(self, subject: str) -> None:
+        if subject == self.subject and self.done is not None and not self.done.done():
+            self.left -= 1
+            if self.left == 0:
+                self.done.set_result(None)
+
+    def follower_ended(self, task: asyncio.Task[None]) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(RuntimeError("inbox follow stream ended"))
 
 
 async def _delivery_latency(c: Cluster, n: int, warmup: int) -> tuple[list[float], list[float]]:
@@ -280,7 +318,8 @@ async def _meshctl_send_many(c: Cluster, n: int) -> tuple[float, float]:
 async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_tp: int) -> dict[str, float]:
     src = _client(c, names[0])
     rcpts = [_client(c, n) for n in names[1:]]
-    followers = [_Follower(r) for r in rcpts]
+    each = _Round()
+    followers = [_Follower(r, each) for r in rcpts]
     out: dict[str, float] = {}
     try:
         # The sender's member directory must hold all 11 before a broadcast reaches them all.
@@ -297,9 +336,12 @@ async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_t
         per_rcpt: list[float] = []
         for i in range(warmup + rounds):
             subject = f"bc {i}"
+            everyone = each.expect(subject, len(followers))
             t0 = time.perf_counter()
             await src.broadcast(subject, BODY)
-            got = await asyncio.gather(*(f.wait_for(subject) for f in followers))
+            async with asyncio.timeout(10.0):
+                await everyone
+            got = [f.seen[subject] for f in followers]
             if i >= warmup:
                 all_lat.append(max(got) - t0)
                 per_rcpt.extend(g - t0 for g in got)
@@ -309,6 +351,8 @@ async def _broadcast(c: Cluster, names: list[str], rounds: int, warmup: int, n_t
         for f in followers:
             await f.stop()
         followers = []
+        if not n_tp:
+            return out
         # Throughput: many broadcasts in flight; until every recipient's inbox holds all of them.
         bases = [(await _newest(r))[0] for r in rcpts]
         w0 = time.time()
@@ -360,60 +404,46 @@ def _with_trouble(note: str, c: Cluster) -> str:
     return note + (f"; LINK LIMIT HIT: {trouble}" if trouble else "")
 
 
-@section("messages", timeout_s=600, needs=("redis",))
-async def messages(ctx: Context) -> None:
-    """Direct throughput and latency, broadcast to 11 peers, meshctl send wall time (real nodes, TLS)."""
-    with cluster() as c:
-        names = ["a", "b"]
-        _start(c, names)
-        await _poll(c, names, _all_alive(names), timeout=30)
+async def _control_rows(ctx: Context, c: Cluster) -> None:
+    """meshctl send wall time and the throughput rows through the control API, on the latency run's two
+    nodes."""
+    walls = _meshctl_send_walls(c, ctx.rounds(20, 5))
+    ctx.record("meshctl_send_wall_median", statistics.median(walls) * 1000, "ms",
+               note=f"median of {len(walls)} `meshctl send b SUBJECT BODY` processes")  # fmt: skip
 
-        n_lat = ctx.rounds(1000, 100)  # p99 is then the 10th worst, not the 5th
-        delivered, queued = await _delivery_latency(c, n_lat, warmup=30)
-        s = summarize_s(delivered)
-        links = await _link_kinds(c, names)
-        ctx.record("delivery_p50", s.p50_ms, "ms", target=1.0, ref=refs.REDIS_STREAMS_P50,
-                   note=f"n={n_lat}, one at a time; send -> b's followed inbox has it; {links}")  # fmt: skip
-        ctx.record("delivery_p99", s.p99_ms, "ms", target=5.0, ref=refs.REDIS_STREAMS_P99,
-                   note=f"n={n_lat}; max {s.max_ms:.2f} ms")  # fmt: skip
-        q = summarize_s(queued)
-        ctx.record("send_return_p50", q.p50_ms, "ms",
-                   note="send -> returned (durably in a's outbox), one at a time")  # fmt: skip
+    n_tp = ctx.rounds(60_000, 3_000)
+    reps = ctx.rounds(REPEATS, 1)
+    runs = [await _direct_throughput(c, n_tp) for _ in range(reps)]
+    (e2e, accept, secs, cpu_us), rates = _median_run(runs)
+    note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API (Client.send"
+            f" pipelined on SendStream), {INFLIGHT} in flight over {CLIENTS} clients; the client"
+            f" (this process, on the same cores) used {cpu_us:.1f} µs CPU per message")  # fmt: skip
+    ctx.record("direct_throughput", e2e, "msg/s", higher_is_better=True,
+               ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+               note=_with_trouble(note, c))  # fmt: skip
+    ctx.record("direct_throughput_vs_pubsub", e2e, "msg/s", higher_is_better=True,
+               ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
+    ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
+               note="sends durably queued in a's outbox per second (same run)")  # fmt: skip
+    runs = [await _direct_throughput(c, n_tp, batched=True) for _ in range(reps)]
+    (e2e, accept, secs, cpu_us), rates = _median_run(runs)
+    note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API, one"
+            f" Client.send_many (SendBatches of 1000 on the SendStream, an answer per message); the"
+            f" client used {cpu_us:.1f} µs CPU per message; accepted {accept:,.0f}/s")  # fmt: skip
+    ctx.record("direct_throughput_batched", e2e, "msg/s", higher_is_better=True,
+               ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+               note=_with_trouble(note, c))  # fmt: skip
+    n_many = ctx.rounds(60_000, 3_000)
+    many = [await _meshctl_send_many(c, n_many) for _ in range(reps)]
+    (e2e, ran), rates = _median_run(many)
+    ctx.record("meshctl_send_many_throughput", e2e, "msg/s", higher_is_better=True,
+               ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
+               note=f"one `meshctl send -` process, {n_many} JSON lines (it ran {ran:.2f} s, start-up"
+                    f" included) -> the last in b's inbox; median of {reps} runs ({rates})")  # fmt: skip
 
-        walls = _meshctl_send_walls(c, ctx.rounds(20, 5))
-        ctx.record("meshctl_send_wall_median", statistics.median(walls) * 1000, "ms",
-                   note=f"median of {len(walls)} `meshctl send b SUBJECT BODY` processes")  # fmt: skip
 
-        n_tp = ctx.rounds(60_000, 3_000)
-        reps = ctx.rounds(REPEATS, 1)
-        runs = [await _direct_throughput(c, n_tp) for _ in range(reps)]
-        (e2e, accept, secs, cpu_us), rates = _median_run(runs)
-        note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API (Client.send"
-                f" pipelined on SendStream), {INFLIGHT} in flight over {CLIENTS} clients; the client"
-                f" (this process, on the same cores) used {cpu_us:.1f} µs CPU per message")  # fmt: skip
-        ctx.record("direct_throughput", e2e, "msg/s", higher_is_better=True,
-                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
-                   note=_with_trouble(note, c))  # fmt: skip
-        ctx.record("direct_throughput_vs_pubsub", e2e, "msg/s", higher_is_better=True,
-                   ref=refs.REDIS_PUBSUB_THROUGHPUT, note="same run as direct_throughput")  # fmt: skip
-        ctx.record("send_accept_rate", accept, "msg/s", higher_is_better=True,
-                   note="sends durably queued in a's outbox per second (same run)")  # fmt: skip
-        runs = [await _direct_throughput(c, n_tp, batched=True) for _ in range(reps)]
-        (e2e, accept, secs, cpu_us), rates = _median_run(runs)
-        note = (f"n={n_tp} in {secs:.2f} s, median of {reps} runs ({rates}); control API, one"
-                f" Client.send_many (SendBatches of 1000 on the SendStream, an answer per message); the"
-                f" client used {cpu_us:.1f} µs CPU per message; accepted {accept:,.0f}/s")  # fmt: skip
-        ctx.record("direct_throughput_batched", e2e, "msg/s", higher_is_better=True,
-                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
-                   note=_with_trouble(note, c))  # fmt: skip
-        n_many = ctx.rounds(60_000, 3_000)
-        many = [await _meshctl_send_many(c, n_many) for _ in range(reps)]
-        (e2e, ran), rates = _median_run(many)
-        ctx.record("meshctl_send_many_throughput", e2e, "msg/s", higher_is_better=True,
-                   ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
-                   note=f"one `meshctl send -` process, {n_many} JSON lines (it ran {ran:.2f} s, start-up"
-                        f" included) -> the last in b's inbox; median of {reps} runs ({rates})")  # fmt: skip
-
+async def _embedded_rows(ctx: Context) -> None:
+    """The throughput rows of a sender embedded in this process (two clusters of two nodes)."""
     with cluster() as c:
         n_emb = ctx.rounds(100_000, 20_000)
         chunk = 1000
@@ -439,21 +469,49 @@ async def messages(ctx: Context) -> None:
                    ref=refs.REDIS_STREAMS_THROUGHPUT, ref_is_target=True,
                    note=_with_trouble(note, c))  # fmt: skip
 
+
+@section("messages", timeout_s=600, needs=("redis",))
+async def messages(ctx: Context) -> None:
+    """Direct throughput and latency, broadcast to 11 peers, meshctl send wall time (real nodes, TLS)."""
+    with cluster() as c:
+        names = ["a", "b"]
+        _start(c, names)
+        await _poll(c, names, _all_alive(names), timeout=30)
+
+        n_lat = ctx.rounds(1000, 100)  # p99 is then the 10th worst, not the 5th
+        delivered, queued = await _delivery_latency(c, n_lat, warmup=30)
+        s = summarize_s(delivered)
+        links = await _link_kinds(c, names)
+        ctx.record("delivery_p50", s.p50_ms, "ms", target=1.0, ref=refs.REDIS_STREAMS_P50,
+                   note=f"n={n_lat}, one at a time; send -> b's followed inbox has it; {links}")  # fmt: skip
+        ctx.record("delivery_p99", s.p99_ms, "ms", target=5.0, ref=refs.REDIS_STREAMS_P99,
+                   note=f"n={n_lat}; max {s.max_ms:.2f} ms")  # fmt: skip
+        q = summarize_s(queued)
+        ctx.record("send_return_p50", q.p50_ms, "ms",
+                   note="send -> returned (durably in a's outbox), one at a time")  # fmt: skip
+
+        if not LATENCY_ONLY:
+            await _control_rows(ctx, c)
+
+    if not LATENCY_ONLY:
+        await _embedded_rows(ctx)
+
     with cluster() as c:
         names = ["n00", *(f"n{i:02d}" for i in range(1, 12))]
         _start(c, names)
         await _poll(c, names, _all_alive(names), timeout=60)
         rounds = ctx.rounds(60, 5)  # a p50 of 20 moved by a millisecond between runs
-        n_btp = ctx.rounds(2000, 200)
+        n_btp = 0 if LATENCY_ONLY else ctx.rounds(2000, 200)
         r = await _broadcast(c, names, rounds, warmup=3, n_tp=n_btp)
         links = await _link_kinds(c, names)
         ctx.record("broadcast_11_p50", r["all_p50"], "ms", target=5.0,
                    note=f"n={rounds}; broadcast -> all 11 followers have it; one recipient p50 "
                         f"{r['one_p50']:.2f} ms; {links}")  # fmt: skip
         ctx.record("broadcast_11_p99", r["all_p99"], "ms", note=f"n={rounds}; max {r['all_max']:.2f} ms")
-        ctx.record("broadcast_11_throughput", r["tp_broadcasts"], "msg/s", higher_is_better=True,
-                   note=f"n={n_btp} broadcasts, {r['tp_deliveries']:,.0f} deliveries/s; accepted "
-                        f"{r['tp_accept']:,.0f}/s")  # fmt: skip
+        if n_btp:
+            ctx.record("broadcast_11_throughput", r["tp_broadcasts"], "msg/s", higher_is_better=True,
+                       note=f"n={n_btp} broadcasts, {r['tp_deliveries']:,.0f} deliveries/s; accepted "
+                            f"{r['tp_accept']:,.0f}/s")  # fmt: skip
         trouble = _link_trouble(c)
         if trouble:
             ctx.log(f"link limits hit during broadcast: {trouble}")

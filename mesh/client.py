@@ -35,7 +35,7 @@ from mesh._proto import mesh_pb2 as pb
 from mesh._proto import mesh_pb2_grpc as pbg
 from mesh._transport import api_codec, codec, wirecodec
 from mesh._transport.errors import ambiguous, to_mesh_error
-from mesh._transport.wiresock import open_wire
+from mesh._transport.wiresock import open_wire, small_reads
 from mesh.claim import PendingClaim, pending_claim
 from mesh.clock import BootClock, Clock
 from mesh.core import validate
@@ -354,6 +354,7 @@ class _WireLane:
             assert self.path is not None
             sock = open_wire(str(self.path), DEFAULT_TIMEOUT)  # a local connect: it does not block
             self._conn = await asyncio.open_unix_connection(sock=sock, limit=limits.HOOK_LINE_MAX)
+            small_reads(self._conn[1].transport)  # an answer is one read (see wiresock.small_reads)
         return self._conn
 
     async def call(
@@ -409,6 +410,7 @@ class _WireLane:
             reader, writer = await asyncio.open_unix_connection(sock=sock, limit=limits.HOOK_LINE_MAX)
         except (OSError, NodeUnavailable):
             return None
+        small_reads(writer.transport)  # a followed inbox is one read per message
         writer.write(wirecodec.request_line(verb, args))
         try:
             first = await _answer(reader, timeout)

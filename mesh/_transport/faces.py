@@ -22,6 +22,7 @@ import grpc
 
 from mesh import limits
 from mesh._transport import guard
+from mesh._transport.wiresock import small_reads
 
 if TYPE_CHECKING:
     from mesh._transport.hookwire import HookWire
@@ -104,6 +105,7 @@ class HookListener:
         return self._wire
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        small_reads(writer.transport)  # a lone send is one read here (see wiresock.small_reads)
         try:
             wire = await self.wire()
         except BaseException:

@@ -30,6 +30,7 @@ import sys
 
 from mesh._proto import mesh_pb2 as pb
 from mesh._transport.peer import MAX_FRAME_BYTES
+from mesh._transport.wiresock import small_reads
 from mesh.core.errors import ProtocolError
 
 HEADER = struct.Struct(">I")
@@ -120,6 +121,7 @@ class StreamSide:
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.transport = writer.transport
+        small_reads(self.transport)  # the reader reads through this transport too (both ends build one)
 
     def write_nowait(self, frame: pb.PeerFrame) -> None:
         self.transport.write(encode(frame))

@@ -138,6 +138,14 @@ def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
 def decode(verb: str, data: Any) -> Any:
     """The value `verb` returns, rebuilt from what `encode` made of it (an answer that does not fit is
     NodeUnavailable, one line: a node of another version)."""
+    if verb == "messages":  # a followed inbox's every line: no other verb's imports on its way
+        from mesh.core.mailbox import InboxMessage
+
+        try:
+            return InboxMessage(**data)
+        except (TypeError, KeyError, AttributeError, ValueError) as e:
+            why = f"the node's answer to {verb} is not understood ({e}); is it another version?"
+            raise NodeUnavailable(why) from None
     from mesh._values import ClaimView, MemberView, NodeInfo, Sent
 
     try:
@@ -155,10 +163,6 @@ def decode(verb: str, data: Any) -> Any:
             return [ClaimView(**_known(ClaimView, c)) for c in data]
         if verb in ("send", "broadcast"):
             return Sent(data["id"], tuple(data["recipients"]))
-        if verb == "messages":
-            from mesh.core.mailbox import InboxMessage
-
-            return InboxMessage(**data)
         if verb == "release":
             if not isinstance(data, bool):
                 raise TypeError("not a bool")

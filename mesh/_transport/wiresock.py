@@ -1,6 +1,6 @@
 """Opening the node's hook wire socket, checked to be ours: shared by the blocking `WireClient` (meshctl) and
 the asyncio `Client` (its lone sends and inbox follows). Standard library only (`_socket`, not `socket`: the
-latter's Python layer costs meshctl a few ms).
+latter's Python layer costs meshctl a few ms). Also `small_reads`, for every asyncio unix stream of the mesh.
 
 Trust, as for the control socket: the socket must be ours (owner uid) in a directory only we can use (mode
 0700), and the process answering on it must run as our uid (SO_PEERCRED); otherwise NodeUnavailable.
@@ -16,6 +16,23 @@ from mesh.core.errors import NodeUnavailable
 TYPE_CHECKING = False  # `typing` costs meshctl's start-up ~3 ms: only mypy reads the import below
 if TYPE_CHECKING:
     from typing import Any
+
+
+RECV_BYTES = 1 << 16
+"""Bytes an asyncio unix stream asks of one recv (see `small_reads`)."""
+
+
+def small_reads(transport: Any) -> None:
+    """Make an asyncio socket transport read at most RECV_BYTES per recv (CPython's asks for 256 KiB).
+
+    CPython's selector transport reads with `sock.recv(max_size)`, which allocates a bytes object of that size
+    and shrinks it to what came. At 256 KiB that allocation is above glibc's mmap threshold: an mmap, an
+    mremap and an munmap per read (~25-35 us of CPU here, where a 64 KiB read costs ~5 us). Every hop of a
+    message is such a read (a send on the hook wire, its frame on a local link, the follower's line, the
+    ack), on 2 cores a dozen nodes share. A larger frame or line still arrives whole, in more reads. A
+    transport without the attribute (another event loop's) is left as it is."""
+    if getattr(transport, "max_size", 0) > RECV_BYTES:
+        transport.max_size = RECV_BYTES
 
 
 def open_wire(path: str, timeout: float) -> Any:
