@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -411,16 +410,6 @@ class MailService:
     ) -> asyncio.Future[tuple[str, Sequence[str]]]:
         """Queue a message to every member known now (offline ones too), as `send`: (id, names)."""
         return self._enqueue_one(self._everyone(subject, body, reply_to, key))
-
-    async def send_many(
-        self, items: Sequence[mb.SendItem] | mb.SendColumns, key: str | None = None
-    ) -> list[tuple[str, Sequence[str]] | MeshError]:
-        """`send_batch`, always answered per item."""
-        got = await self.send_batch(items, key)
-        if isinstance(got, tuple):
-            ids, names = got
-            return list(zip(ids, repeat(names)))
-        return got
 
     async def send_batch(
         self, items: Sequence[mb.SendItem] | mb.SendColumns, key: str | None = None
