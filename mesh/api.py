@@ -244,6 +244,13 @@ class BatchSender(Protocol):
         """One answer, or that item's error, per item, in order; `key`: the batch's idempotency key."""
         ...
 
+    async def send_batch(
+        self, items: Sequence[SendItem] | SendColumns, *, key: str | None = None
+    ) -> list[Sent | MeshError] | tuple[list[str], tuple[str, ...]]:
+        """`send_many`, or (the ids in order, the names) when every item went to the same names and all were
+        queued now (the common batch, answered without a Sent per item)."""
+        ...
+
     def sent_in_batch(self, key: str, index: int) -> Sent | None:
         """What item `index` of the batch sent with `key` was queued as, if it was."""
         ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Sequence
+from itertools import repeat
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -279,7 +280,21 @@ class Node:
         client sends one at a time and its SendStream makes the batches.
 
         `key`: an idempotency key for the whole batch (its retry with the same key queues nothing twice)."""
-        got = await self._check().mail.send_many(items, key)
+        got = await self._check().mail.send_batch(items, key)
+        if isinstance(got, tuple):  # all to one name, all queued now: one names tuple for all
+            ids, names = got
+            return list(map(Sent, ids, repeat(names)))
+        return [g if isinstance(g, MeshError) else Sent(g[0], tuple(g[1])) for g in got]
+
+    async def send_batch(
+        self, items: Sequence[SendItem] | SendColumns, *, key: str | None = None
+    ) -> list[Sent | MeshError] | tuple[list[str], tuple[str, ...]]:
+        """`send_many` for the control socket's SendStream: a batch all sent to one name and all queued now
+        is answered as (its ids in order, the recipient names) — no Sent per message to build here and take
+        apart again in the answer's runs — any other batch as `send_many` answers it."""
+        got = await self._check().mail.send_batch(items, key)
+        if isinstance(got, tuple):
+            return got
         return [g if isinstance(g, MeshError) else Sent(g[0], tuple(g[1])) for g in got]
 
     def sent_in_batch(self, key: str, index: int) -> Sent | None:

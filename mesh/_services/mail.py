@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -417,9 +416,9 @@ class MailService:
         """Queue a message to every member known now (offline ones too), as `send`: (id, names)."""
         return self._enqueue_one(self._everyone(subject, body, reply_to, key))
 
-    async def send_many(
+    async def send_batch(
         self, items: Sequence[mb.SendItem] | mb.SendColumns, key: str | None = None
-    ) -> list[tuple[str, Sequence[str]] | MeshError]:
+    ) -> list[tuple[str, Sequence[str]] | MeshError] | tuple[list[str], tuple[str, ...]]:
         """Queue many sends at once (a SendStream's batch): one answer or error per item, in order; every
         valid one joins this turn's group commit (one future for them all, no task per item).
 
@@ -427,7 +426,10 @@ class MailService:
         columns: no object per send before its Outgoing).
 
         `key`: the batch's idempotency key (see MailStore's KeyedBatch): one record for the batch, none per
-        item; a repeat of the batch answers what its first try queued and queues only the rest."""
+        item; a repeat of the batch answers what its first try queued and queues only the rest.
+
+        Answered as (ids, names) when every send went to one name and all were queued now (the common
+        batch: no answer tuple per send; the control socket answers it as a run), else per item."""
         if key:
             validate.ident(key, "send key")
         cols = items if isinstance(items, mb.SendColumns) else mb.columns_of(items)
@@ -474,7 +476,7 @@ class MailService:
         parts = await asyncio.gather(
             *(self._send_group(outs[i : i + mb.SEND_MAX], "", "") for i in range(0, len(outs), mb.SEND_MAX))
         )
-        return [a for part in parts for a in part]
+        return [a for part in parts for a in part]  # type: ignore[misc]  # not `run`: lists only
 
     def _to_one(self, cols: mb.SendColumns) -> list[mb.Outgoing | MeshError] | None:
         """The common batch (every send to one name, no reply ids or keys of their own, at most SEND_MAX) as
@@ -504,10 +506,11 @@ class MailService:
 
     async def _send_group(
         self, outs: list[mb.Outgoing | MeshError], key: str, digest: str, run: bool = False
-    ) -> list[tuple[str, Sequence[str]] | MeshError]:
+    ) -> list[tuple[str, Sequence[str]] | MeshError] | tuple[list[str], tuple[str, ...]]:
         """`send_many`'s sends as one entry of the group commit (a KeyedBatch: under the batch's key, or
         with none, "": then recorded nowhere), not one entry, one answer and one settling per send. `run`:
-        every one of `outs` is an Outgoing to the same Recipient (`_to_one` made them)."""
+        every one of `outs` is an Outgoing to the same Recipient (`_to_one` made them); when all of them
+        were queued now, the answer is (their ids, the names) (`send_batch`)."""
         sends = tuple(outs) if run else tuple(None if isinstance(o, MeshError) else o for o in outs)
         batch = KeyedBatch(key, digest, sends)  # type: ignore[arg-type]  # run: no MeshError in outs
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -520,10 +523,10 @@ class MailService:
                 return [e] * len(outs)
             # a fault: each send that was to be queued says so; a send refused at its check keeps its error
             return [o if isinstance(o, MeshError) else e for o in outs]
-        # A run all of it queued now (the common case): its answers by C loops, one names tuple for all.
+        # A run all of it queued now (the common case): its ids by a C loop, one names tuple for all.
         if run and set(map(type, got)) == _TUPLE and not any(map(_SECOND, got)):  # type: ignore[arg-type]
             rs = outs[0].recipients  # type: ignore[union-attr]  # run: an Outgoing
-            return list(zip(map(_FIRST, got), repeat((rs[0].name,))))  # type: ignore[arg-type]
+            return list(map(_FIRST, got)), (rs[0].name,)  # type: ignore[arg-type]
         answers: list[tuple[str, Sequence[str]] | MeshError] = []
         add = answers.append
         last: tuple[mb.Recipient, ...] = ()

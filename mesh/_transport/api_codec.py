@@ -346,6 +346,29 @@ def answers_to_pb(to: Sequence[str | None], got: Sequence[Sent | MeshError]) -> 
     return out
 
 
+def run_to_pb(to: Sequence[str | None], ids: list[str], names: tuple[str, ...]) -> pb.SendResults | None:
+    """`answers_to_pb` for a batch whose every item went to `names` and was queued as `ids` (the node's
+    `send_batch`): one run, checked by C loops (no step per item in Python); None when it is not one run
+    (another recipient, ids not consecutive): then answer it item by item."""
+    n = len(ids)
+    if not n or len(to) != n or len(names) != 1 or to.count(names[0]) != n:
+        return None
+    stream, _, num = ids[0].rpartition("-")
+    if not (num.isascii() and num.isdigit() and str(int(num)) == num):
+        return None
+    first = int(num)
+    prefix = stream + "-"
+    if list(map(prefix.__add__, map(str, range(first, first + n)))) != ids:
+        return None
+    out = pb.SendResults()
+    a = out.answers
+    a.run_at.append(0)
+    a.run_count.append(n)
+    a.run_stream.append(stream)
+    a.run_first.append(first)
+    return out
+
+
 def answers_from_pb(
     results: pb.SendResults, to: Sequence[str | None]
 ) -> list[Sent | MeshError | None] | None:

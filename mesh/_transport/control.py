@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from itertools import repeat
 from typing import Any
 
 import grpc
@@ -138,9 +139,14 @@ class ControlServicer(pbg.ControlServicer):
         if bad:  # as for `items`: the batch goes without its key rather than with places shifted
             go = cols.pick([i for i in range(len(cols)) if i not in bad])
         if isinstance(self.api, BatchSender):
-            sent: Sequence[Sent | MeshError] = await self.api.send_many(
-                go, key=None if bad else batch.key or None
-            )
+            answers = await self.api.send_batch(go, key=None if bad else batch.key or None)
+            if isinstance(answers, tuple):  # every send queued now to the same names: one run, if ids allow
+                run = None if bad else api_codec.run_to_pb(cols.to, *answers)
+                if run is not None:
+                    return run
+                ids, names = answers
+                answers = list(map(Sent, ids, repeat(names)))
+            sent: Sequence[Sent | MeshError] = answers
         else:
             sent = await asyncio.gather(
                 *map(self._send_each, go.to, go.subjects, go.bodies, go.reply_tos, go.keys)
