@@ -42,6 +42,11 @@ PROVEN_GRACE = 1.0  # a steward proven dead (its lock is free) is replaced after
 ANNOUNCE_EVERY = 5.0
 ANNOUNCE_FANOUT = 3
 FORMATION_WINDOW = 1.0  # the genesis node waits up to this long to see three nodes
+# How long a look at this home's steward files (who is proven dead) is reused. Upkeep asks on every member
+# event and every claims tick while a mesh forms, when the stewards are not yet seen alive: at 48 nodes a
+# look each time was a sixth of a forming node's CPU. A stale "proven" only delays or brings forward a
+# reconfiguration by this much; answering for a dead steward takes its lock again first (`proxied`).
+PROOF_EVERY = 0.25
 
 
 class Stewardship:
@@ -70,6 +75,7 @@ class Stewardship:
         self._files = store.HomeStewardFiles(self.home, self.mesh)
         self._next_announce = 0.0
         self._proxy_for: frozenset[str] = frozenset()
+        self._proof: tuple[float, dict[str, bool]] = (-math.inf, {})  # (when looked, steward -> proven dead)
         self._note = ""
 
     def ready(self) -> None:
@@ -151,6 +157,10 @@ class Stewardship:
         dirs: dict[str, Path] | None = None
         gone: set[str] = set()
         proven: set[str] = set()
+        looked, known = self._proof
+        fresh = now - looked < PROOF_EVERY
+        if not fresh:
+            known = {}
         for s in cfg.stewards:
             mem = m.members.get(s)
             if mem is not None and mem.state in (Liveness.ALIVE, Liveness.SUSPECT):
@@ -158,13 +168,17 @@ class Stewardship:
             away = now - (mem.state_since if mem is not None else self._started)
             if mem is not None and (mem.state is Liveness.LEFT or away >= EVICT_AFTER):
                 gone.add(s)
-            if dirs is None:
-                dirs = self._files.dirs()
-            d = dirs.get(s)
-            if d is not None and store.proven_dead(d):
+            dead = known.get(s)
+            if dead is None:
+                if dirs is None:
+                    dirs = self._files.dirs()
+                d = dirs.get(s)
+                dead = known[s] = d is not None and store.proven_dead(d)
+            if dead:
                 proven.add(s)
                 if away >= PROVEN_GRACE:
                     gone.add(s)
+        self._proof = (looked if fresh else now, known)
         return gone, proven
 
     def manage(self, now: float) -> None:
