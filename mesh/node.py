@@ -280,11 +280,11 @@ class Node:
         client sends one at a time and its SendStream makes the batches.
 
         `key`: an idempotency key for the whole batch (its retry with the same key queues nothing twice)."""
-        got = await self._check().mail.send_batch(items, key)
+        got = await self.send_batch(items, key=key)
         if isinstance(got, tuple):  # all to one name, all queued now: one names tuple for all
             ids, names = got
             return list(map(Sent, ids, repeat(names)))
-        return [g if isinstance(g, MeshError) else Sent(g[0], tuple(g[1])) for g in got]
+        return got
 
     async def send_batch(
         self, items: Sequence[SendItem] | SendColumns, *, key: str | None = None
